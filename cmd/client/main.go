@@ -1,0 +1,81 @@
+// Command client is the terminal chat client of PROTOCOL.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/spf13/pflag"
+	"golang.org/x/term"
+
+	"github.com/gochat/chat/internal/cli"
+	"github.com/gochat/chat/internal/client"
+	"github.com/gochat/chat/internal/protocol"
+)
+
+func help(w io.Writer) {
+	fmt.Fprint(w, `Client
+-u username | --user=username The username of Client
+-p PORT | --port=PORT The server port, defaults to 15000
+-a ADDRESS | --address=ADDRESS The server ip or hostname, defaults to localhost
+-h | --help Print this help
+
+Extensions:
+--download-dir=DIR      Where received files are saved, defaults to the working directory
+--max-file-size=SIZE    Largest file sent (bytes, or with K/M/G), defaults to 1G
+
+Type help once connected to see the commands.
+`)
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("client", pflag.ContinueOnError)
+	user := fs.StringP("user", "u", "", "")
+	port := fs.IntP("port", "p", 15000, "")
+	addr := fs.StringP("address", "a", "localhost", "")
+	downloadDir := fs.String("download-dir", ".", "")
+	maxFile := cli.Size(protocol.DefaultMaxFileSize)
+	fs.Var(&maxFile, "max-file-size", "")
+	check := func() error {
+		if err := cli.CheckPort(*port, 1); err != nil {
+			return err
+		}
+		if st, err := os.Stat(*downloadDir); err != nil || !st.IsDir() {
+			return errors.New("--download-dir must name an existing directory")
+		}
+		return nil
+	}
+	if code, done := cli.Parse(fs, args, help, stdout, stderr, check); done {
+		return code
+	}
+	if !fs.Changed("user") {
+		fmt.Fprintln(stdout, "Missing Username.")
+		help(stdout)
+		return 1
+	}
+
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return client.Run(ctx, client.Config{
+		User:        *user,
+		Addr:        net.JoinHostPort(*addr, strconv.Itoa(*port)),
+		MaxFileSize: int64(maxFile),
+		DownloadDir: *downloadDir,
+		Interactive: term.IsTerminal(int(stdin.Fd())),
+		Stdin:       stdin,
+		Stdout:      stdout,
+		Stderr:      stderr,
+	})
+}

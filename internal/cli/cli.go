@@ -1,0 +1,110 @@
+// Package cli holds what the two programs' command lines share: flag
+// parsing with the exit behaviour of PROTOCOL.md section 1, size values,
+// port checks and logger setup.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// Parse parses args into fs. It returns done true when the program must
+// exit at once with the returned code: 0 after printing help for -h, 1
+// after printing the error on stderr and help on stdout. check, if not nil,
+// validates the parsed values.
+func Parse(fs *pflag.FlagSet, args []string, help func(io.Writer), stdout, stderr io.Writer, check func() error) (code int, done bool) {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	var showHelp bool
+	if fs.Lookup("help") == nil {
+		fs.BoolVarP(&showHelp, "help", "h", false, "print this help")
+	}
+	err := fs.Parse(args)
+	if errors.Is(err, pflag.ErrHelp) || err == nil && showHelp {
+		help(stdout)
+		return 0, true
+	}
+	if err == nil && fs.NArg() > 0 {
+		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err == nil && check != nil {
+		err = check()
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		help(stdout)
+		return 1, true
+	}
+	return 0, false
+}
+
+// CheckPort returns an error unless port is in [min, 65535].
+func CheckPort(port, min int) error {
+	if port < min || port > 65535 {
+		return fmt.Errorf("port %d out of range [%d, 65535]", port, min)
+	}
+	return nil
+}
+
+// Size is a byte count flag value that accepts a plain number or one with
+// a binary unit suffix: 512K, 8M, 1G (or KiB, MiB, GiB).
+type Size int64
+
+// String implements pflag.Value.
+func (s *Size) String() string { return strconv.FormatInt(int64(*s), 10) }
+
+// Type implements pflag.Value.
+func (s *Size) Type() string { return "bytes" }
+
+// Set implements pflag.Value.
+func (s *Size) Set(v string) error {
+	n, err := ParseSize(v)
+	if err != nil {
+		return err
+	}
+	*s = Size(n)
+	return nil
+}
+
+// ParseSize parses a byte count like "1048576", "64K", "8MiB" or "1G".
+func ParseSize(v string) (int64, error) {
+	t := strings.TrimSpace(v)
+	shift := 0
+	for _, u := range []struct {
+		suffix string
+		shift  int
+	}{{"KiB", 10}, {"MiB", 20}, {"GiB", 30}, {"TiB", 40}, {"K", 10}, {"M", 20}, {"G", 30}, {"T", 40}, {"B", 0}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, shift = strings.TrimSuffix(t, u.suffix), u.shift
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)>>shift {
+		return 0, fmt.Errorf("invalid size %q", v)
+	}
+	return n << shift, nil
+}
+
+// Logger returns a slog.Logger writing to w in format "text" or "json" at
+// level ("debug", "info", "warn", "error").
+func Logger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("invalid log level %q", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("invalid log format %q", format)
+}

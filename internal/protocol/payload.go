@@ -1,0 +1,296 @@
+package protocol
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Payload errors.
+var (
+	ErrBadUsername = errors.New("invalid username")
+	ErrBadFilename = errors.New("invalid filename")
+	ErrBadText     = errors.New("invalid message text")
+	ErrBadCount    = errors.New("invalid count")
+)
+
+// forbiddenRune reports whether r may appear in neither a username nor a
+// filename: Unicode White_Space, categories Cc and Cf, and path separators.
+func forbiddenRune(r rune) bool {
+	return r == '/' || r == '\\' || unicode.IsSpace(r) || unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Cf, r)
+}
+
+// validName checks the rules common to usernames and filenames.
+func validName(s string) bool {
+	if s == "" || s == "." || s == ".." || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if forbiddenRune(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidUsername returns an error wrapping ErrBadUsername if name breaks the
+// username rule of PROTOCOL.md section 3.
+func ValidUsername(name string) error {
+	if len(name) > MaxUsernameBytes || !validName(name) || utf8.RuneCountInString(name) > MaxUsernameRunes {
+		return fmt.Errorf("%w: %q", ErrBadUsername, name)
+	}
+	return nil
+}
+
+// ValidFilename returns an error wrapping ErrBadFilename if name breaks the
+// filename rule of PROTOCOL.md section 3.
+func ValidFilename(name string) error {
+	if len(name) > MaxFilenameBytes || !validName(name) {
+		return fmt.Errorf("%w: %q", ErrBadFilename, name)
+	}
+	return nil
+}
+
+// ValidText returns an error wrapping ErrBadText if text is not a valid
+// message text: non-empty valid UTF-8 of at most MaxTextBytes bytes with no
+// control character other than tab.
+func ValidText(text []byte) error {
+	if len(text) == 0 || len(text) > MaxTextBytes {
+		return fmt.Errorf("%w: length %d", ErrBadText, len(text))
+	}
+	for i := 0; i < len(text); {
+		c := text[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 && c != '\t' || c == 0x7f {
+				return fmt.Errorf("%w: control byte %#x", ErrBadText, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(text[i:])
+		if r == utf8.RuneError && size == 1 {
+			return fmt.Errorf("%w: invalid UTF-8", ErrBadText)
+		}
+		if unicode.Is(unicode.Cc, r) {
+			return fmt.Errorf("%w: control character %U", ErrBadText, r)
+		}
+		i += size
+	}
+	return nil
+}
+
+// ParseCount parses a decimal count without sign or leading zeros that
+// lies in [min, max].
+func ParseCount(field []byte, min, max int) (int, error) {
+	if len(field) == 0 || len(field) > 10 || len(field) > 1 && field[0] == '0' {
+		return 0, fmt.Errorf("%w: %q", ErrBadCount, field)
+	}
+	n := 0
+	for _, c := range field {
+		if c < '0' || c > '9' {
+			return 0, fmt.Errorf("%w: %q", ErrBadCount, field)
+		}
+		n = n*10 + int(c-'0')
+	}
+	if n < min || n > max {
+		return 0, fmt.Errorf("%w: %d not in [%d, %d]", ErrBadCount, n, min, max)
+	}
+	return n, nil
+}
+
+// ParseJoin decodes the payload of join (and disconnect): one username.
+func ParseJoin(p []byte) (string, error) {
+	name := string(p)
+	if err := ValidUsername(name); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// cutField splits p at its first space. ok is false if there is none.
+func cutField(p []byte) (field, rest []byte, ok bool) {
+	i := bytes.IndexByte(p, ' ')
+	if i < 0 {
+		return p, nil, false
+	}
+	return p[:i], p[i+1:], true
+}
+
+// parseList decodes `<N> <u1> ... <uN> ` from the front of p, with N in
+// [min, max], and returns the names and the bytes after the space that
+// follows the last name.
+func parseList(p []byte, min, max int) ([]string, []byte, error) {
+	field, rest, ok := cutField(p)
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: no list", ErrMalformed)
+	}
+	n, err := ParseCount(field, min, max)
+	if err != nil {
+		return nil, nil, err
+	}
+	names := make([]string, 0, n)
+	for range n {
+		field, rest, ok = cutField(rest)
+		if !ok {
+			return nil, nil, fmt.Errorf("%w: list ends early", ErrMalformed)
+		}
+		name := string(field)
+		if err := ValidUsername(name); err != nil {
+			return nil, nil, err
+		}
+		names = append(names, name)
+	}
+	return names, rest, nil
+}
+
+// ParseSend decodes the payload of send_message:
+// `<N> <user1> ... <userN> <text>`.
+func ParseSend(p []byte) (names []string, text []byte, err error) {
+	names, text, err = parseList(p, 1, MaxRecipients)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := ValidText(text); err != nil {
+		return nil, nil, err
+	}
+	return names, text, nil
+}
+
+// ParseForward decodes the payload of forward_message: `1 <sender> <text>`.
+func ParseForward(p []byte) (sender string, text []byte, err error) {
+	names, text, err := parseList(p, 1, 1)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := ValidText(text); err != nil {
+		return "", nil, err
+	}
+	return names[0], text, nil
+}
+
+// ParseUsersList decodes the payload of response_users_list:
+// `<N> <user1> ... <userN>`.
+func ParseUsersList(p []byte) ([]string, error) {
+	field, rest, more := cutField(p)
+	n, err := ParseCount(field, 0, 1<<30)
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		if more {
+			return nil, fmt.Errorf("%w: bytes after an empty list", ErrMalformed)
+		}
+		return []string{}, nil
+	}
+	if !more {
+		return nil, fmt.Errorf("%w: list ends early", ErrMalformed)
+	}
+	names := make([]string, 0, min(n, 1<<16))
+	for i := range n {
+		field, rest, more = cutField(rest)
+		if more == (i == n-1) {
+			return nil, fmt.Errorf("%w: list has not %d names", ErrMalformed, n)
+		}
+		name := string(field)
+		if err := ValidUsername(name); err != nil {
+			return nil, err
+		}
+		names = append(names, name)
+	}
+	return names, nil
+}
+
+// ReadFileHead reads the head of a send_file or forward_file payload from r:
+// the recipient list, with N in [minN, maxN], then the filename. The file
+// content is what remains of the payload (r.Remaining() bytes).
+func ReadFileHead(r *Reader, minN, maxN int) (names []string, filename string, err error) {
+	field, err := r.ReadField(10)
+	if err != nil {
+		return nil, "", err
+	}
+	n, err := ParseCount(field, minN, maxN)
+	if err != nil {
+		return nil, "", err
+	}
+	names = make([]string, 0, n)
+	for range n {
+		field, err := r.ReadField(MaxUsernameBytes)
+		if err != nil {
+			return nil, "", err
+		}
+		name := string(field)
+		if err := ValidUsername(name); err != nil {
+			return nil, "", err
+		}
+		names = append(names, name)
+	}
+	field, err = r.ReadField(MaxFilenameBytes)
+	if err != nil {
+		return nil, "", err
+	}
+	filename = string(field)
+	if err := ValidFilename(filename); err != nil {
+		return nil, "", err
+	}
+	return names, filename, nil
+}
+
+// appendList appends `<N> <u1> ... <uN>`.
+func appendList(dst []byte, names []string) []byte {
+	dst = strconv.AppendInt(dst, int64(len(names)), 10)
+	for _, n := range names {
+		dst = append(dst, ' ')
+		dst = append(dst, n...)
+	}
+	return dst
+}
+
+func listLen(names []string) int {
+	n := len(strconv.Itoa(len(names)))
+	for _, name := range names {
+		n += 1 + len(name)
+	}
+	return n
+}
+
+// AppendJoin appends a join (or, with t Disconnect, a disconnect) frame.
+func AppendJoin(dst []byte, t Type, name string) []byte {
+	dst = AppendHeader(dst, t, int64(len(name)))
+	return append(dst, name...)
+}
+
+// AppendEmpty appends a frame of type t with an empty payload.
+func AppendEmpty(dst []byte, t Type) []byte {
+	return AppendHeader(dst, t, 0)
+}
+
+// AppendUsersList appends a response_users_list frame listing names in
+// the order given.
+func AppendUsersList(dst []byte, names []string) []byte {
+	dst = AppendHeader(dst, ResponseUsersList, int64(listLen(names)))
+	return appendList(dst, names)
+}
+
+// AppendMessage appends a send_message (t SendMessage) or forward_message
+// (t ForwardMessage, names holding just the sender) frame.
+func AppendMessage(dst []byte, t Type, names []string, text []byte) []byte {
+	dst = AppendHeader(dst, t, int64(listLen(names)+1+len(text)))
+	dst = appendList(dst, names)
+	dst = append(dst, ' ')
+	return append(dst, text...)
+}
+
+// AppendFileHead appends the header and the payload head of a send_file
+// (t SendFile) or forward_file (t ForwardFile) frame whose content, size
+// bytes, the caller writes next.
+func AppendFileHead(dst []byte, t Type, names []string, filename string, size int64) []byte {
+	head := int64(listLen(names) + 1 + len(filename) + 1)
+	dst = AppendHeader(dst, t, head+size)
+	dst = appendList(dst, names)
+	dst = append(dst, ' ')
+	dst = append(dst, filename...)
+	return append(dst, ' ')
+}

@@ -1,0 +1,119 @@
+// Package protocol implements the chat wire format of PROTOCOL.md: the
+// `<type> SP <length> SP <payload>` framing and the rules for each message's
+// payload. Framing (Reader, AppendHeader) is kept apart from decoding the
+// payloads (ParseJoin, ParseSend, ...), as net/textproto does.
+package protocol
+
+// Type is a message type of PROTOCOL.md section 3.
+type Type uint8
+
+// The message types. Unknown stands for a well-formed type token that is
+// none of the others.
+const (
+	Unknown Type = iota
+	Join
+	RequestUsersList
+	ResponseUsersList
+	SendMessage
+	ForwardMessage
+	SendFile
+	ForwardFile
+	Disconnect
+	ErrUnknownMessage
+	ErrServerFull
+	ErrUsernameUnavailable
+	numTypes
+)
+
+var typeNames = [numTypes]string{
+	Unknown:                "unknown",
+	Join:                   "join",
+	RequestUsersList:       "request_users_list",
+	ResponseUsersList:      "response_users_list",
+	SendMessage:            "send_message",
+	ForwardMessage:         "forward_message",
+	SendFile:               "send_file",
+	ForwardFile:            "forward_file",
+	Disconnect:             "disconnect",
+	ErrUnknownMessage:      "err_unknown_message",
+	ErrServerFull:          "err_server_full",
+	ErrUsernameUnavailable: "err_username_unavailable",
+}
+
+// String returns the type's name as it appears on the wire.
+func (t Type) String() string {
+	if t < numTypes {
+		return typeNames[t]
+	}
+	return "invalid"
+}
+
+// LookupType returns the Type whose wire name is name, or Unknown.
+func LookupType(name []byte) Type {
+	for t := Join; t < numTypes; t++ {
+		if typeNames[t] == string(name) {
+			return t
+		}
+	}
+	return Unknown
+}
+
+// Empty reports whether messages of type t always have an empty payload
+// (the handout's format 2).
+func (t Type) Empty() bool {
+	switch t {
+	case RequestUsersList, ErrUnknownMessage, ErrServerFull, ErrUsernameUnavailable:
+		return true
+	}
+	return false
+}
+
+// Limits from PROTOCOL.md section 3.
+const (
+	// MaxUsernameRunes is the most code points a username may have.
+	MaxUsernameRunes = 32
+	// MaxUsernameBytes is the most bytes a valid username can take (32 code
+	// points of at most 4 bytes each).
+	MaxUsernameBytes = 4 * MaxUsernameRunes
+	// MaxRecipients is the largest N of a send_message or send_file list.
+	MaxRecipients = 1024
+	// MaxTextBytes is the largest text of a message.
+	MaxTextBytes = 65536
+	// MaxFilenameBytes is the longest file base name.
+	MaxFilenameBytes = 200
+	// MaxJoinPayload is the largest payload of join and disconnect.
+	MaxJoinPayload = 128
+	// MaxListBytes is the longest recipient list of a send_* message:
+	// "1024" and 1024 names of MaxUsernameBytes, each after a space.
+	MaxListBytes = 4 + MaxRecipients*(1+MaxUsernameBytes)
+	// DefaultMaxFileSize is the default largest file content: 1 GiB.
+	DefaultMaxFileSize = 1 << 30
+	// maxTypeLen is the longest type token a header may have.
+	maxTypeLen = 32
+	// maxLengthDigits is the most digits a length may have (fits int64).
+	maxLengthDigits = 18
+)
+
+// Limits holds the configurable limits that bound payload lengths.
+type Limits struct {
+	// MaxFileSize is the largest file content accepted, in bytes.
+	MaxFileSize int64
+}
+
+// MaxPayload returns the largest payload a frame of type t may declare
+// when it is sent by a client to the server. A header declaring more is
+// refused before any payload is read. Unknown and server-to-client types
+// return -1.
+func (l Limits) MaxPayload(t Type) int64 {
+	switch t {
+	case Join, Disconnect:
+		return MaxJoinPayload
+	case RequestUsersList:
+		return 0
+	case SendMessage:
+		return MaxListBytes + 1 + MaxTextBytes
+	case SendFile:
+		return MaxListBytes + 1 + MaxFilenameBytes + 1 + l.MaxFileSize
+	}
+	return -1
+}

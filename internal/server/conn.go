@@ -1,0 +1,491 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// closeReason says why a connection ended.
+type closeReason uint8
+
+// The close reasons.
+const (
+	reasonNone closeReason = iota
+	reasonClientQuit
+	reasonClientClosed
+	reasonReadError
+	reasonProtocolError
+	reasonSlowConsumer
+	reasonWriteError
+	reasonServerShutdown
+	reasonJoinTimeout
+	reasonServerFull
+	reasonNameUnavailable
+	reasonAbortedTransfer
+	reasonStalledSender
+	reasonInternalError
+)
+
+var reasonNames = [...]string{
+	reasonNone:            "none",
+	reasonClientQuit:      "client quit",
+	reasonClientClosed:    "client closed connection",
+	reasonReadError:       "read error",
+	reasonProtocolError:   "protocol error",
+	reasonSlowConsumer:    "slow consumer",
+	reasonWriteError:      "write error",
+	reasonServerShutdown:  "server shutdown",
+	reasonJoinTimeout:     "join timeout",
+	reasonServerFull:      "server full",
+	reasonNameUnavailable: "username not available",
+	reasonAbortedTransfer: "file transfer aborted by its sender",
+	reasonStalledSender:   "file sender stalled",
+	reasonInternalError:   "internal error",
+}
+
+// String returns the reason in words.
+func (r closeReason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Frames the server sends with an empty payload.
+var (
+	frameUnknown     = protocol.AppendEmpty(nil, protocol.ErrUnknownMessage)
+	frameFull        = protocol.AppendEmpty(nil, protocol.ErrServerFull)
+	frameUnavailable = protocol.AppendEmpty(nil, protocol.ErrUsernameUnavailable)
+)
+
+const (
+	// smallFile is the largest file content read whole before it is
+	// relayed; larger files are streamed.
+	smallFile = 256 << 10
+	// fileChunk is the size of the parts a streamed file is relayed in.
+	fileChunk = 64 << 10
+	// maxKeptBuffer is the largest payload buffer kept between frames.
+	maxKeptBuffer = 4 << 10
+	// readBufferSize is the size of a connection's read buffer.
+	readBufferSize = 4 << 10
+)
+
+// conn is one client connection. Its serve goroutine owns the reading side
+// and all state not marked otherwise.
+type conn struct {
+	srv    *Server
+	id     uint64
+	nc     net.Conn
+	r      *protocol.Reader
+	q      *sendQueue
+	ticket *ticket
+	log    logAttrs
+
+	name   string // the joined name; set before the conn is in the hub, then read-only
+	joined bool
+	buf    []byte // payload buffer
+
+	done chan struct{} // closed when the connection starts closing
+
+	mu     sync.Mutex
+	reason closeReason // the first reason given; guarded by mu
+	killed bool        // the socket was closed abruptly; guarded by mu
+}
+
+type logAttrs []any
+
+func newConn(s *Server, nc net.Conn, t *ticket) *conn {
+	c := &conn{
+		srv:    s,
+		id:     s.nextID.Add(1),
+		nc:     nc,
+		r:      protocol.NewReaderSize(nc, readBufferSize),
+		ticket: t,
+		done:   make(chan struct{}),
+	}
+	c.log = logAttrs{"conn", c.id, "remote", nc.RemoteAddr().String()}
+	c.q = newSendQueue(nc, s.cfg.SendQueueBytes, s.cfg.StallTimeout, c.writeFailed)
+	return c
+}
+
+// Name implements Peer.
+func (c *conn) Name() string { return c.name }
+
+// Send implements Peer.
+func (c *conn) Send(frame []byte) error {
+	err := c.q.push(frame)
+	if errors.Is(err, ErrSlowConsumer) {
+		c.kill(reasonSlowConsumer, fmt.Errorf("send queue over %d bytes", c.srv.cfg.SendQueueBytes))
+	}
+	return err
+}
+
+// OpenStream implements Peer.
+func (c *conn) OpenStream(cancel <-chan struct{}) (Stream, error) {
+	st, err := c.q.openStream(cancel, c.done, func() {
+		c.kill(reasonAbortedTransfer, nil)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// writeFailed is called by the send queue when a write fails.
+func (c *conn) writeFailed(err error) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.kill(reasonSlowConsumer, fmt.Errorf("took nothing for %v", c.srv.cfg.StallTimeout))
+		return
+	}
+	c.kill(reasonWriteError, err)
+}
+
+// setReason records r unless a reason was recorded before, and returns the
+// reason in force.
+func (c *conn) setReason(r closeReason) closeReason {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reason == reasonNone {
+		c.reason = r
+		close(c.done)
+	}
+	return c.reason
+}
+
+// kill cuts the connection off at once: the socket is closed, and the
+// serve goroutine finishes the bookkeeping. Safe from any goroutine.
+func (c *conn) kill(r closeReason, err error) {
+	c.mu.Lock()
+	first := c.reason == reasonNone
+	if first {
+		c.reason = r
+		close(c.done)
+	}
+	c.killed = true
+	c.mu.Unlock()
+	if first && err != nil {
+		c.srv.log.Warn("cutting connection off", append(c.attrs(), "reason", r.String(), "err", err)...)
+	}
+	c.nc.Close()
+}
+
+func (c *conn) attrs() []any {
+	a := slices.Clone(c.log)
+	if c.name != "" {
+		a = append(a, "user", c.name)
+	}
+	return a
+}
+
+// serve runs the connection until it ends.
+func (c *conn) serve() {
+	defer c.srv.removeConn(c)
+	defer c.srv.admit.release(c.ticket)
+	reason, last := c.safeRun()
+	c.finish(reason, last)
+}
+
+// safeRun runs the connection, turning a panic into an internal error that
+// ends only this connection.
+func (c *conn) safeRun() (reason closeReason, last []byte) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.srv.log.Error("panic serving connection", append(c.attrs(), "panic", v, "stack", string(debug.Stack()))...)
+			reason, last = reasonInternalError, nil
+		}
+	}()
+	reason, last = c.join()
+	if reason != reasonNone {
+		return reason, last
+	}
+	return c.loop()
+}
+
+// finish ends the connection: the user leaves, its line is printed, what
+// was queued (and last) is flushed, and the socket is closed gracefully
+// unless it was cut off.
+func (c *conn) finish(reason closeReason, last []byte) {
+	reason = c.setReason(reason)
+	if c.joined {
+		c.srv.hub.Leave(c)
+		if reason == reasonProtocolError {
+			c.srv.out.println("disconnected: ", c.name, " sent unknown command")
+		} else {
+			c.srv.out.println("disconnected: ", c.name)
+		}
+	}
+	c.srv.log.Info("connection closed", append(c.attrs(), "reason", reason.String())...)
+
+	c.mu.Lock()
+	killed := c.killed
+	c.mu.Unlock()
+	drained := c.q.close(last)
+	if !killed {
+		timer := time.NewTimer(closeFlushTimeout)
+		select {
+		case <-drained:
+		case <-timer.C:
+			c.nc.Close()
+		}
+		timer.Stop()
+		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+		// Read until the peer closes so our last frame is not lost to a
+		// reset caused by unread input.
+		c.nc.SetReadDeadline(time.Now().Add(closeLinger))
+		io.Copy(io.Discard, c.nc)
+	}
+	c.nc.Close()
+	<-drained
+}
+
+// join handles the connection's first frame. It returns reasonNone once
+// the user has joined.
+func (c *conn) join() (closeReason, []byte) {
+	s := c.srv
+	c.nc.SetReadDeadline(time.Now().Add(s.cfg.JoinTimeout))
+	h, err := c.r.ReadHeader()
+	if err != nil {
+		return c.readFailed(err, true)
+	}
+	if h.Type != protocol.Join {
+		s.log.Info("first frame is not join", append(c.attrs(), "type", h.Name)...)
+		return reasonProtocolError, frameUnknown
+	}
+	var name string
+	var nameErr error
+	if h.Length > protocol.MaxJoinPayload {
+		nameErr = fmt.Errorf("join payload of %d bytes", h.Length)
+	} else {
+		p, err := c.r.ReadPayload(c.buf)
+		if err != nil {
+			return c.readFailed(err, true)
+		}
+		name, nameErr = protocol.ParseJoin(p)
+	}
+	s.admit.wait(c.ticket, c.done)
+
+	if nameErr == nil {
+		c.name = name
+		nameErr = s.hub.Join(c, s.cfg.MaxClients)
+		if nameErr != nil {
+			c.name = ""
+		}
+	} else if s.hub.Len() >= s.cfg.MaxClients {
+		nameErr = ErrServerFull
+	}
+	s.admit.release(c.ticket)
+	switch {
+	case nameErr == nil:
+		c.joined = true
+		s.out.println("join: ", c.name)
+		s.log.Info("joined", c.attrs()...)
+		c.nc.SetReadDeadline(time.Time{})
+		return reasonNone, nil
+	case errors.Is(nameErr, ErrServerFull):
+		s.out.println("disconnected: server full")
+		return reasonServerFull, frameFull
+	default:
+		s.log.Info("join refused", append(c.attrs(), "err", nameErr)...)
+		s.out.println("disconnected: username not available")
+		return reasonNameUnavailable, frameUnavailable
+	}
+}
+
+// readFailed maps a read error to a close reason and the frame to answer.
+func (c *conn) readFailed(err error, beforeJoin bool) (closeReason, []byte) {
+	var ne net.Error
+	switch {
+	case isProtocolError(err):
+		c.srv.log.Info("malformed frame", append(c.attrs(), "err", err)...)
+		return reasonProtocolError, frameUnknown
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return reasonClientClosed, nil
+	case beforeJoin && errors.As(err, &ne) && ne.Timeout():
+		return reasonJoinTimeout, nil
+	case errors.As(err, &ne) && ne.Timeout():
+		return reasonStalledSender, nil
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return reasonStalledSender, nil
+	}
+	c.srv.log.Debug("read failed", append(c.attrs(), "err", err)...)
+	return reasonReadError, nil
+}
+
+func isProtocolError(err error) bool {
+	for _, e := range []error{protocol.ErrMalformed, protocol.ErrBadUsername, protocol.ErrBadFilename, protocol.ErrBadText, protocol.ErrBadCount} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// loop handles frames after the join until the connection ends.
+func (c *conn) loop() (closeReason, []byte) {
+	s := c.srv
+	for {
+		if cap(c.buf) > maxKeptBuffer {
+			c.buf = nil
+		}
+		h, err := c.r.ReadHeader()
+		if err != nil {
+			return c.readFailed(err, false)
+		}
+		if max := s.limits.MaxPayload(h.Type); max < 0 || h.Length > max {
+			s.log.Info("unexpected frame", append(c.attrs(), "type", h.Name, "length", h.Length)...)
+			return reasonProtocolError, frameUnknown
+		}
+		switch h.Type {
+		case protocol.RequestUsersList:
+			s.out.println("request_users_list: ", c.name)
+			c.Send(protocol.AppendUsersList(nil, s.hub.Users()))
+		case protocol.SendMessage:
+			c.buf, err = c.r.ReadPayload(c.buf)
+			if err != nil {
+				return c.readFailed(err, false)
+			}
+			names, text, err := protocol.ParseSend(c.buf)
+			if err != nil {
+				return c.readFailed(err, false)
+			}
+			frame := protocol.AppendMessage(nil, protocol.ForwardMessage, []string{c.name}, text)
+			for _, p := range c.recipients("msg: ", names) {
+				p.Send(frame)
+			}
+		case protocol.SendFile:
+			if r, last := c.relayFile(); r != reasonNone {
+				return r, last
+			}
+		case protocol.Disconnect:
+			c.buf, err = c.r.ReadPayload(c.buf)
+			if err != nil {
+				return c.readFailed(err, false)
+			}
+			if string(c.buf) != c.name {
+				s.log.Info("disconnect names another user", append(c.attrs(), "payload", string(c.buf))...)
+				return reasonProtocolError, frameUnknown
+			}
+			return reasonClientQuit, nil
+		default:
+			s.log.Info("unexpected frame", append(c.attrs(), "type", h.Name)...)
+			return reasonProtocolError, frameUnknown
+		}
+	}
+}
+
+// recipients prints the event line (prefix and the sender's name) and a
+// line for each distinct name not joined, and returns the distinct peers
+// joined under the others.
+func (c *conn) recipients(prefix string, names []string) []Peer {
+	s := c.srv
+	s.out.println(prefix, c.name)
+	peers := make([]Peer, 0, len(names))
+	seen := make(map[string]struct{}, len(names))
+	for _, name := range names {
+		if _, dup := seen[name]; dup {
+			continue
+		}
+		seen[name] = struct{}{}
+		if p := s.hub.Lookup(name); p != nil {
+			peers = append(peers, p)
+		} else {
+			s.out.println(prefix, c.name, " to non-existent user ", name)
+		}
+	}
+	return peers
+}
+
+// relayFile handles a send_file frame whose header has been read.
+func (c *conn) relayFile() (closeReason, []byte) {
+	s := c.srv
+	names, filename, err := protocol.ReadFileHead(c.r, 1, protocol.MaxRecipients)
+	if err != nil {
+		return c.readFailed(err, false)
+	}
+	size := c.r.Remaining()
+	if size > s.cfg.MaxFileSize {
+		s.log.Info("file too large", append(c.attrs(), "size", size)...)
+		return reasonProtocolError, frameUnknown
+	}
+	peers := c.recipients("file: ", names)
+	head := protocol.AppendFileHead(nil, protocol.ForwardFile, []string{c.name}, filename, size)
+	if size <= smallFile {
+		frame := head
+		frame = slices.Grow(frame, int(size))[:len(head)+int(size)]
+		if _, err := io.ReadFull(c.r, frame[len(head):]); err != nil {
+			return c.readFailed(err, false)
+		}
+		for _, p := range peers {
+			p.Send(frame)
+		}
+		return reasonNone, nil
+	}
+	return c.streamFile(peers, head, size)
+}
+
+// streamFile relays a large file's content to peers part by part as it
+// arrives, paced by the slowest peer.
+func (c *conn) streamFile(peers []Peer, head []byte, size int64) (closeReason, []byte) {
+	s := c.srv
+	// Open streams in name order, so two senders never wait on each other.
+	slices.SortFunc(peers, func(a, b Peer) int {
+		switch {
+		case a.Name() < b.Name():
+			return -1
+		case a.Name() > b.Name():
+			return 1
+		}
+		return 0
+	})
+	streams := make([]Stream, 0, len(peers))
+	for _, p := range peers {
+		if st, err := p.OpenStream(c.done); err == nil {
+			streams = append(streams, st)
+		}
+	}
+	write := func(part []byte) {
+		for i, st := range streams {
+			if st == nil {
+				continue
+			}
+			if err := st.Write(part); err != nil {
+				st.Abort()
+				streams[i] = nil
+			}
+		}
+	}
+	write(head)
+	for size > 0 {
+		part := make([]byte, min(size, fileChunk))
+		c.nc.SetReadDeadline(time.Now().Add(s.cfg.StallTimeout))
+		if _, err := io.ReadFull(c.r, part); err != nil {
+			for _, st := range streams {
+				if st != nil {
+					st.Abort()
+				}
+			}
+			return c.readFailed(err, false)
+		}
+		size -= int64(len(part))
+		write(part)
+	}
+	c.nc.SetReadDeadline(time.Time{})
+	for _, st := range streams {
+		if st != nil {
+			st.Close()
+		}
+	}
+	return reasonNone, nil
+}

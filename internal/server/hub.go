@@ -1,0 +1,136 @@
+package server
+
+import (
+	"errors"
+	"slices"
+	"sync"
+)
+
+// Admission errors returned by Hub.Join.
+var (
+	ErrServerFull = errors.New("server full")
+	ErrNameTaken  = errors.New("username not available")
+	// ErrPeerGone is returned when a delivery targets a user that left.
+	ErrPeerGone = errors.New("peer gone")
+	// ErrSlowConsumer is returned when a peer's send queue overflowed.
+	ErrSlowConsumer = errors.New("slow consumer")
+)
+
+// Peer is a joined user that frames can be delivered to. A cluster
+// implementation may stand a remote user behind it.
+type Peer interface {
+	// Name returns the user's joined name.
+	Name() string
+	// Send queues a complete frame for the user. It never blocks; the frame
+	// must not be modified afterwards, so one frame can be shared by many
+	// peers. An error means the frame was not queued (the peer is gone or
+	// was cut off as a slow consumer).
+	Send(frame []byte) error
+	// OpenStream reserves the user's outgoing stream for one frame that is
+	// written in parts, waiting while another stream holds it. It gives up
+	// when cancel is closed.
+	OpenStream(cancel <-chan struct{}) (Stream, error)
+}
+
+// Stream is one frame being delivered in parts to a peer; see
+// Peer.OpenStream. Frames sent to the peer meanwhile wait behind it.
+type Stream interface {
+	// Write queues the next part, waiting while the peer is too far behind.
+	// The part must not be modified afterwards.
+	Write(part []byte) error
+	// Close ends a complete frame and releases the stream.
+	Close()
+	// Abort ends an incomplete frame: the peer can no longer decode its
+	// stream, so it is cut off.
+	Abort()
+}
+
+// Hub is the user registry and delivery fabric: it admits users under a
+// cap with unique names and finds them by name. The server uses only this
+// interface, so a cluster can replace the local implementation.
+type Hub interface {
+	// Join admits p under its name unless max users are already joined
+	// (ErrServerFull) or the name is taken (ErrNameTaken).
+	Join(p Peer, max int) error
+	// Leave removes p if it is the peer joined under its name.
+	Leave(p Peer)
+	// Lookup returns the peer joined under name, or nil.
+	Lookup(name string) Peer
+	// Users returns the joined names sorted ascending by bytes. The caller
+	// must not modify the slice.
+	Users() []string
+	// Len returns the number of joined users.
+	Len() int
+}
+
+// LocalHub is a Hub for a single server process.
+type LocalHub struct {
+	mu     sync.RWMutex
+	peers  map[string]Peer // guarded by mu
+	sorted []string        // cached result of Users, nil when stale; guarded by mu
+}
+
+// NewLocalHub returns an empty LocalHub.
+func NewLocalHub() *LocalHub {
+	return &LocalHub{peers: make(map[string]Peer)}
+}
+
+// Join implements Hub.
+func (h *LocalHub) Join(p Peer, max int) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.peers) >= max {
+		return ErrServerFull
+	}
+	if _, ok := h.peers[p.Name()]; ok {
+		return ErrNameTaken
+	}
+	h.peers[p.Name()] = p
+	h.sorted = nil
+	return nil
+}
+
+// Leave implements Hub.
+func (h *LocalHub) Leave(p Peer) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.peers[p.Name()] == p {
+		delete(h.peers, p.Name())
+		h.sorted = nil
+	}
+}
+
+// Lookup implements Hub.
+func (h *LocalHub) Lookup(name string) Peer {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.peers[name]
+}
+
+// Users implements Hub.
+func (h *LocalHub) Users() []string {
+	h.mu.RLock()
+	s := h.sorted
+	h.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.sorted == nil {
+		s := make([]string, 0, len(h.peers))
+		for name := range h.peers {
+			s = append(s, name)
+		}
+		slices.Sort(s) // Go string order is byte order
+		h.sorted = s
+	}
+	return h.sorted
+}
+
+// Len implements Hub.
+func (h *LocalHub) Len() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.peers)
+}

@@ -1,0 +1,280 @@
+package server
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"time"
+)
+
+// streamWindow is how many bytes of an open stream may wait in a send
+// queue before the stream's writer is paced.
+const streamWindow = 1 << 20
+
+// errQueueClosed is returned for frames offered to a closed queue.
+var errQueueClosed = errors.New("send queue closed")
+
+// sendQueue is a connection's outgoing frames. Enqueueing never blocks:
+// a writer goroutine is started when there is something to write and ends
+// when the queue is empty, so an idle connection holds no goroutine for
+// writing. The frames of at most one stream at a time are interleaved into
+// the queue; other frames wait behind the stream until it is closed.
+type sendQueue struct {
+	nc      net.Conn
+	limit   int           // most bytes of whole frames that may wait
+	timeout time.Duration // a write making no progress this long fails
+	onFail  func(error)   // called once by the writer when a write fails
+
+	slot  chan struct{} // holds a token while a stream is open
+	space chan struct{} // signalled when written bytes leave the queue
+
+	mu        sync.Mutex
+	items     []qitem       // ready to write; guarded by mu
+	held      []qitem       // frames behind the open stream; guarded by mu
+	size      int           // bytes of whole frames in items and held; guarded by mu
+	inStream  int           // bytes of stream parts in items; guarded by mu
+	streaming bool          // a stream is open; guarded by mu
+	writing   bool          // a writer goroutine runs; guarded by mu
+	closing   bool          // no more frames are taken; guarded by mu
+	failed    bool          // a write failed; guarded by mu
+	drained   chan struct{} // closed when closing and the writer has stopped; guarded by mu
+	spare     []qitem       // reused batch slice; owned by the writer
+}
+
+type qitem struct {
+	b      []byte
+	stream bool
+}
+
+func newSendQueue(nc net.Conn, limit int, timeout time.Duration, onFail func(error)) *sendQueue {
+	return &sendQueue{
+		nc:      nc,
+		limit:   limit,
+		timeout: timeout,
+		onFail:  onFail,
+		slot:    make(chan struct{}, 1),
+		space:   make(chan struct{}, 1),
+	}
+}
+
+// push queues a whole frame. It returns ErrSlowConsumer if the queue
+// would exceed its limit, and errQueueClosed after close.
+func (q *sendQueue) push(b []byte) error {
+	q.mu.Lock()
+	if q.closing || q.failed {
+		q.mu.Unlock()
+		return errQueueClosed
+	}
+	if q.size+len(b) > q.limit {
+		q.mu.Unlock()
+		return ErrSlowConsumer
+	}
+	q.size += len(b)
+	if q.streaming {
+		q.held = append(q.held, qitem{b: b})
+		q.mu.Unlock()
+		return nil
+	}
+	q.items = append(q.items, qitem{b: b})
+	q.kickLocked()
+	q.mu.Unlock()
+	return nil
+}
+
+// kickLocked starts the writer if it is not running.
+func (q *sendQueue) kickLocked() {
+	if !q.writing && len(q.items) > 0 && !q.failed {
+		q.writing = true
+		go q.writeLoop()
+	}
+}
+
+// writeLoop writes batches of queued frames until the queue is empty.
+func (q *sendQueue) writeLoop() {
+	for {
+		q.mu.Lock()
+		if len(q.items) == 0 || q.failed {
+			q.writing = false
+			if q.closing && q.drained != nil {
+				close(q.drained)
+				q.drained = nil
+			}
+			q.mu.Unlock()
+			return
+		}
+		batch := q.items
+		q.items = q.spare[:0]
+		q.mu.Unlock()
+
+		whole, parts := 0, 0
+		bufs := make(net.Buffers, 0, len(batch))
+		for _, it := range batch {
+			bufs = append(bufs, it.b)
+			if it.stream {
+				parts += len(it.b)
+			} else {
+				whole += len(it.b)
+			}
+		}
+		err := q.write(bufs)
+
+		clear(batch) // let the frames be collected
+		q.mu.Lock()
+		q.spare = batch[:0]
+		q.size -= whole
+		q.inStream -= parts
+		if err != nil {
+			q.failed = true
+		}
+		q.mu.Unlock()
+		select {
+		case q.space <- struct{}{}:
+		default:
+		}
+		if err != nil {
+			q.onFail(err)
+		}
+	}
+}
+
+// write writes bufs, failing if no byte moves for q.timeout.
+func (q *sendQueue) write(bufs net.Buffers) error {
+	const step = 256 << 10
+	for len(bufs) > 0 {
+		// Bound each write so the deadline measures progress, not size.
+		var chunk net.Buffers
+		n := 0
+		for len(bufs) > 0 && n < step {
+			b := bufs[0]
+			if n+len(b) > step {
+				k := step - n
+				chunk = append(chunk, b[:k])
+				bufs[0] = b[k:]
+				n = step
+				break
+			}
+			chunk = append(chunk, b)
+			n += len(b)
+			bufs = bufs[1:]
+		}
+		if err := q.nc.SetWriteDeadline(time.Now().Add(q.timeout)); err != nil {
+			return err
+		}
+		if _, err := chunk.WriteTo(q.nc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// close stops taking frames, queues last (if not nil) after what is
+// queued, and returns a channel closed once the writer has written all
+// of it (or failed). Frames held behind an open stream are dropped, since
+// the stream's frame can no longer be completed.
+func (q *sendQueue) close(last []byte) <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	done := make(chan struct{})
+	if q.closing {
+		close(done)
+		return done
+	}
+	q.closing = true
+	if !q.streaming && last != nil {
+		q.items = append(q.items, qitem{b: last})
+	}
+	q.held = nil
+	if q.writing {
+		q.drained = done
+	} else if len(q.items) > 0 && !q.failed {
+		q.drained = done
+		q.kickLocked()
+	} else {
+		close(done)
+	}
+	return done
+}
+
+// queueStream is a Stream into a sendQueue.
+type queueStream struct {
+	q      *sendQueue
+	cancel <-chan struct{}
+	kill   func() // cuts the peer off
+	done   bool
+}
+
+// openStream waits for the queue's stream slot.
+func (q *sendQueue) openStream(cancel, gone <-chan struct{}, kill func()) (*queueStream, error) {
+	select {
+	case q.slot <- struct{}{}:
+	case <-gone:
+		return nil, ErrPeerGone
+	case <-cancel:
+		return nil, ErrPeerGone
+	}
+	q.mu.Lock()
+	if q.closing || q.failed {
+		q.mu.Unlock()
+		<-q.slot
+		return nil, ErrPeerGone
+	}
+	q.streaming = true
+	q.mu.Unlock()
+	return &queueStream{q: q, cancel: cancel, kill: kill}, nil
+}
+
+// Write implements Stream.
+func (s *queueStream) Write(part []byte) error {
+	q := s.q
+	for {
+		q.mu.Lock()
+		if q.closing || q.failed {
+			q.mu.Unlock()
+			return ErrPeerGone
+		}
+		if q.inStream < streamWindow {
+			q.inStream += len(part)
+			q.items = append(q.items, qitem{b: part, stream: true})
+			q.kickLocked()
+			q.mu.Unlock()
+			return nil
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.space:
+		case <-s.cancel:
+			return ErrPeerGone
+		}
+	}
+}
+
+// Close implements Stream.
+func (s *queueStream) Close() {
+	if s.done {
+		return
+	}
+	s.done = true
+	q := s.q
+	q.mu.Lock()
+	q.streaming = false
+	q.items = append(q.items, q.held...)
+	q.held = nil
+	q.kickLocked()
+	q.mu.Unlock()
+	<-q.slot
+}
+
+// Abort implements Stream.
+func (s *queueStream) Abort() {
+	if s.done {
+		return
+	}
+	s.done = true
+	s.kill()
+	q := s.q
+	q.mu.Lock()
+	q.streaming = false
+	q.held = nil
+	q.mu.Unlock()
+	<-q.slot
+}

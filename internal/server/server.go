@@ -1,0 +1,225 @@
+// Package server implements the chat server of PROTOCOL.md: it admits
+// users, relays messages and files between them, and prints the protocol's
+// event lines on stdout.
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// Config holds the server's settings. Zero fields take the defaults.
+type Config struct {
+	// MaxClients is the most users joined at once (default 10).
+	MaxClients int
+	// MaxFileSize is the largest file content relayed (default 1 GiB).
+	MaxFileSize int64
+	// JoinTimeout closes a connection that has not joined in time
+	// (default 30 s).
+	JoinTimeout time.Duration
+	// SendQueueBytes bounds the frames waiting for one connection
+	// (default 8 MiB).
+	SendQueueBytes int
+	// StallTimeout cuts off a peer whose socket takes nothing, or a file
+	// sender who sends nothing, for this long (default 30 s).
+	StallTimeout time.Duration
+	// Stdout receives the protocol's event lines (default io.Discard).
+	Stdout io.Writer
+	// Logger receives diagnostics (default: discarded).
+	Logger *slog.Logger
+	// Hub is the user registry (default: a new LocalHub).
+	Hub Hub
+}
+
+// Defaults from PROTOCOL.md.
+const (
+	DefaultMaxClients     = 10
+	DefaultJoinTimeout    = 30 * time.Second
+	DefaultSendQueueBytes = 8 << 20
+	DefaultStallTimeout   = 30 * time.Second
+	// admissionGrace is how long a join waits for an earlier-accepted
+	// connection's first frame.
+	admissionGrace = 2 * time.Second
+	// closeFlushTimeout bounds the flushing of a closing connection.
+	closeFlushTimeout = 5 * time.Second
+	// closeLinger bounds the wait for the peer to close after we have.
+	closeLinger = 2 * time.Second
+)
+
+func (c *Config) setDefaults() {
+	if c.MaxClients <= 0 {
+		c.MaxClients = DefaultMaxClients
+	}
+	if c.MaxFileSize <= 0 {
+		c.MaxFileSize = protocol.DefaultMaxFileSize
+	}
+	if c.JoinTimeout <= 0 {
+		c.JoinTimeout = DefaultJoinTimeout
+	}
+	if c.SendQueueBytes <= 0 {
+		c.SendQueueBytes = DefaultSendQueueBytes
+	}
+	if c.StallTimeout <= 0 {
+		c.StallTimeout = DefaultStallTimeout
+	}
+	if c.Stdout == nil {
+		c.Stdout = io.Discard
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Hub == nil {
+		c.Hub = NewLocalHub()
+	}
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("server closed")
+
+// Server is a chat server. Create it with New.
+type Server struct {
+	cfg    Config
+	limits protocol.Limits
+	hub    Hub
+	log    *slog.Logger
+	out    *printer
+	admit  *admission
+
+	nextID   atomic.Uint64
+	shutting atomic.Bool
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{} // guarded by mu
+	conns     map[*conn]struct{}        // guarded by mu
+	connWG    sync.WaitGroup            // one per conn goroutine
+}
+
+// New returns a Server with cfg's settings.
+func New(cfg Config) *Server {
+	cfg.setDefaults()
+	return &Server{
+		cfg:       cfg,
+		limits:    protocol.Limits{MaxFileSize: cfg.MaxFileSize},
+		hub:       cfg.Hub,
+		log:       cfg.Logger,
+		out:       newPrinter(cfg.Stdout),
+		admit:     newAdmission(admissionGrace),
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*conn]struct{}),
+	}
+}
+
+// Serve accepts connections on ln and serves each in its own goroutine
+// until ln fails or Shutdown is called. It always returns a non-nil error:
+// ErrServerClosed after Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.shutting.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.shutting.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors and the like: back off as
+				// net/http does, and keep serving.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", err, "delay", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		c := s.newConn(nc)
+		if c == nil {
+			continue
+		}
+		go c.serve()
+	}
+}
+
+// isTemporary reports whether an accept error is worth retrying.
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// newConn registers a new connection, or closes it if the server is
+// shutting down.
+func (s *Server) newConn(nc net.Conn) *conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutting.Load() {
+		nc.Close()
+		return nil
+	}
+	c := newConn(s, nc, s.admit.add(time.Now()))
+	s.conns[c] = struct{}{}
+	s.connWG.Add(1)
+	return c
+}
+
+func (s *Server) removeConn(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.connWG.Done()
+}
+
+// Shutdown stops accepting, cuts every connection off and waits until
+// their goroutines have ended or ctx is done.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutting.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.kill(reasonServerShutdown, nil)
+	}
+	done := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		s.out.flush()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Hub returns the server's user registry.
+func (s *Server) Hub() Hub { return s.hub }
