@@ -205,6 +205,7 @@ func (c *conn) safeRun() (reason closeReason, last []byte) {
 		}
 	}()
 	reason, last = c.join()
+	c.srv.admit.release(c.ticket)
 	if reason != reasonNone {
 		return reason, last
 	}

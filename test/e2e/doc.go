@@ -1,0 +1,18 @@
+// Package e2e is the black-box end-to-end test suite of the chat server and
+// client. It builds cmd/server and cmd/client once (TestMain), runs them as
+// real processes and talks to them over real TCP sockets, checking the exact
+// stdout lines, exit codes and frames that PROTOCOL.md (shared/spec) requires.
+//
+// Run it from the module root:
+//
+//	go test -race ./test/e2e/ -count=1
+//
+// Set E2E_RACE=1 to also build the two programs with -race (slower, but a
+// data race or a panic reported by either program then fails the test that
+// ran it).
+//
+// The harness lives in harness_test.go: startServer, startClient,
+// joinClient, dialRaw, newFakeServer and lineLog (see its doc comment for the
+// waiting semantics). Nothing in the suite sleeps to wait for a condition:
+// every wait is on an event (a line, a frame, an exit) with a deadline.
+package e2e

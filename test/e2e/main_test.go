@@ -1,0 +1,95 @@
+package e2e
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// Paths of the two programs under test, built once by TestMain.
+var (
+	serverBin string
+	clientBin string
+)
+
+// defaultParallel is used for -parallel when the command line does not set
+// it: the tests spend nearly all their time waiting on child processes and
+// sockets, so more of them than GOMAXPROCS (2 on CI) can run at once.
+const defaultParallel = "8"
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name == "test.parallel" {
+			parallelSet = true
+		}
+	})
+	if !parallelSet {
+		if f := flag.Lookup("test.parallel"); f != nil {
+			_ = f.Value.Set(defaultParallel)
+		}
+	}
+
+	dir, err := os.MkdirTemp("", "gochat-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: temp dir:", err)
+		os.Exit(1)
+	}
+	serverBin = filepath.Join(dir, "server")
+	clientBin = filepath.Join(dir, "client")
+	if err := buildProgram(serverBin, "./cmd/server"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	if err := buildProgram(clientBin, "./cmd/client"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+
+	code := m.Run()
+	os.RemoveAll(dir)
+
+	// Every goroutine of the harness (output readers, process reapers) ends in
+	// the test's cleanup, so none may be left once all tests are done.
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: leaked goroutines:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// buildProgram runs `go build -o out pkg` from the module root (../.. from
+// this package's directory).
+func buildProgram(out, pkg string) error {
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		return err
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	args := []string{"build", "-o", out}
+	if os.Getenv("E2E_RACE") == "1" {
+		args = append(args, "-race")
+	}
+	args = append(args, pkg)
+	cmd := exec.Command(goBin, args...)
+	cmd.Dir = root
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("e2e: go %v (in %s) failed: %v\n%s", args, root, err, b)
+	}
+	return nil
+}
