@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,9 @@ func help(w io.Writer) {
 Extensions:
 --download-dir=DIR      Where received files are saved, defaults to the working directory
 --max-file-size=SIZE    Largest file sent (bytes, or with K/M/G), defaults to 1G
+--tls                   Speak TLS to the server
+--tls-ca=FILE           Trust the server certificates signed by this PEM CA (or the
+                        self-signed certificate itself); implies --tls
 
 Type help once connected to see the commands.
 `)
@@ -47,6 +51,8 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	downloadDir := fs.String("download-dir", ".", "")
 	maxFile := cli.Size(protocol.DefaultMaxFileSize)
 	fs.Var(&maxFile, "max-file-size", "")
+	useTLS := fs.Bool("tls", false, "")
+	tlsCA := fs.String("tls-ca", "", "")
 	check := func() error {
 		if err := cli.CheckPort(*port, 1); err != nil {
 			return err
@@ -65,6 +71,15 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		return 1
 	}
 
+	var tlsCfg *tls.Config
+	if *useTLS || *tlsCA != "" {
+		var err error
+		if tlsCfg, err = cli.ClientTLS(*addr, *tlsCA); err != nil {
+			fmt.Fprintf(stderr, "client: %v\n", err)
+			return 1
+		}
+	}
+
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -77,5 +92,6 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		Stdin:       stdin,
 		Stdout:      stdout,
 		Stderr:      stderr,
+		TLS:         tlsCfg,
 	})
 }

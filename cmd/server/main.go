@@ -3,15 +3,18 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
 
 	"github.com/gochat/chat/internal/cli"
@@ -32,6 +35,15 @@ Extensions:
 --send-queue=SIZE       Bytes that may wait for one slow client, defaults to 8M
 --log-level=LEVEL       debug, info, warn or error (logs go to stderr), defaults to info
 --log-format=FORMAT     text or json, defaults to text
+--flood-rate=N          Frames per second one client may keep sending before its
+                        reading is paced (0: no limit), defaults to 1000
+--flood-burst=N         Frames one client may send at once, defaults to 10000
+--max-conns-per-ip=N    Open connections allowed from one IP address (0: no limit),
+                        defaults to 100; loopback is exempt unless --limit-loopback
+--limit-loopback        Apply --max-conns-per-ip to loopback addresses too
+--metrics-addr=ADDR     Serve Prometheus metrics at http://ADDR/metrics
+--tls-cert=FILE         Speak TLS with this PEM certificate (needs --tls-key)
+--tls-key=FILE          The PEM private key of --tls-cert
 `)
 }
 
@@ -51,6 +63,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&sendQueue, "send-queue", "")
 	logLevel := fs.String("log-level", "info", "")
 	logFormat := fs.String("log-format", "text", "")
+	floodRate := fs.Float64("flood-rate", server.DefaultFloodRate, "")
+	floodBurst := fs.Int("flood-burst", server.DefaultFloodBurst, "")
+	perIP := fs.Int("max-conns-per-ip", server.DefaultMaxConnsPerAddr, "")
+	limitLoopback := fs.Bool("limit-loopback", false, "")
+	metricsAddr := fs.String("metrics-addr", "", "")
+	tlsCert := fs.String("tls-cert", "", "")
+	tlsKey := fs.String("tls-key", "", "")
 	check := func() error {
 		if err := cli.CheckPort(*port, 0); err != nil {
 			return err
@@ -64,6 +83,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if sendQueue > 1<<40 {
 			return fmt.Errorf("--send-queue too large")
 		}
+		if *floodRate < 0 || *floodBurst < 1 || *perIP < 0 {
+			return fmt.Errorf("--flood-rate, --flood-burst and --max-conns-per-ip take positive values")
+		}
+		if (*tlsCert == "") != (*tlsKey == "") {
+			return fmt.Errorf("--tls-cert and --tls-key go together")
+		}
 		_, err := cli.Logger(io.Discard, *logFormat, *logLevel)
 		return err
 	}
@@ -72,20 +97,52 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	logger, _ := cli.Logger(stderr, *logFormat, *logLevel)
 
-	srv := server.New(server.Config{
-		MaxClients:     *maxClients,
-		MaxFileSize:    int64(maxFile),
-		JoinTimeout:    *joinTimeout,
-		SendQueueBytes: int(sendQueue),
-		Stdout:         stdout,
-		Logger:         logger,
-	})
-	ln, err := net.Listen("tcp", net.JoinHostPort(*addr, strconv.Itoa(*port)))
+	cfg := server.Config{
+		MaxClients:      *maxClients,
+		MaxFileSize:     int64(maxFile),
+		JoinTimeout:     *joinTimeout,
+		SendQueueBytes:  int(sendQueue),
+		Stdout:          stdout,
+		Logger:          logger,
+		FloodRate:       *floodRate,
+		FloodBurst:      *floodBurst,
+		MaxConnsPerAddr: *perIP,
+		LimitLoopback:   *limitLoopback,
+	}
+	if *floodRate == 0 {
+		cfg.FloodRate = -1
+	}
+	if *perIP == 0 {
+		cfg.MaxConnsPerAddr = -1
+	}
+	var tlsCfg *tls.Config
+	if *tlsCert != "" {
+		var err error
+		if tlsCfg, err = server.LoadTLS(*tlsCert, *tlsKey); err != nil {
+			fmt.Fprintf(stderr, "server: %v\n", err)
+			return 1
+		}
+	}
+	srv := server.New(cfg)
+	ln, err := server.Listen(context.Background(), net.JoinHostPort(*addr, strconv.Itoa(*port)), tlsCfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "server: cannot listen: %v\n", err)
 		return 1
 	}
-	logger.Info("listening", "addr", ln.Addr().String(), "max_clients", *maxClients)
+	logger.Info("listening", "addr", ln.Addr().String(), "max_clients", *maxClients, "tls", tlsCfg != nil)
+	if *metricsAddr != "" {
+		mln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			fmt.Fprintf(stderr, "server: cannot listen for metrics: %v\n", err)
+			return 1
+		}
+		logger.Info("serving metrics", "addr", "http://"+mln.Addr().String()+"/metrics")
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(srv.Registry(), promhttp.HandlerOpts{}))
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go hs.Serve(mln)
+		defer hs.Close()
+	}
 
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

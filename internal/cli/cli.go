@@ -4,10 +4,13 @@
 package cli
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 
@@ -107,4 +110,24 @@ func Logger(w io.Writer, format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("invalid log format %q", format)
+}
+
+// ClientTLS returns a client TLS configuration for talking to host. With
+// caFile set, only certificates signed by the PEM certificates in it (or
+// equal to one of them, for a self-signed certificate) are trusted;
+// otherwise the system's roots are.
+func ClientTLS(host, caFile string) (*tls.Config, error) {
+	cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading TLS CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("no PEM certificate in %s", caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
 }

@@ -6,6 +6,7 @@ package client
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +47,8 @@ type Config struct {
 	Stdout, Stderr io.Writer
 	// Hooks lets a terminal front end follow file transfers (may be nil).
 	Hooks Hooks
+	// TLS, if not nil, makes the client speak TLS to the server.
+	TLS *tls.Config
 }
 
 // Hooks receives events a terminal front end may show. Each may be nil.
@@ -144,8 +147,15 @@ func Run(ctx context.Context, cfg Config) int {
 		log:   &lineWriter{w: cfg.Stderr},
 		ended: make(chan struct{}),
 	}
-	d := net.Dialer{Timeout: cfg.ConnectTimeout}
-	nc, err := d.DialContext(ctx, "tcp", cfg.Addr)
+	var d interface {
+		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+	} = &net.Dialer{Timeout: cfg.ConnectTimeout}
+	if cfg.TLS != nil {
+		d = &tls.Dialer{NetDialer: &net.Dialer{Timeout: cfg.ConnectTimeout}, Config: cfg.TLS}
+	}
+	dctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
+	nc, err := d.DialContext(dctx, "tcp", cfg.Addr)
+	cancel()
 	if err != nil {
 		c.log.printf("client: cannot connect to %s: %v", cfg.Addr, err)
 		return ExitDisconnected

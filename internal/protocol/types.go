@@ -22,10 +22,11 @@ const (
 	ErrUnknownMessage
 	ErrServerFull
 	ErrUsernameUnavailable
-	numTypes
+	// NumTypes is the number of types, Unknown included.
+	NumTypes
 )
 
-var typeNames = [numTypes]string{
+var typeNames = [NumTypes]string{
 	Unknown:                "unknown",
 	Join:                   "join",
 	RequestUsersList:       "request_users_list",
@@ -42,7 +43,7 @@ var typeNames = [numTypes]string{
 
 // String returns the type's name as it appears on the wire.
 func (t Type) String() string {
-	if t < numTypes {
+	if t < NumTypes {
 		return typeNames[t]
 	}
 	return "invalid"
@@ -50,7 +51,7 @@ func (t Type) String() string {
 
 // LookupType returns the Type whose wire name is name, or Unknown.
 func LookupType(name []byte) Type {
-	for t := Join; t < numTypes; t++ {
+	for t := Join; t < NumTypes; t++ {
 		if typeNames[t] == string(name) {
 			return t
 		}

@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/gochat/chat/internal/protocol"
 )
@@ -33,6 +36,8 @@ const (
 	reasonAbortedTransfer
 	reasonStalledSender
 	reasonInternalError
+	reasonTooManyFromAddr
+	numReasons
 )
 
 var reasonNames = [...]string{
@@ -50,6 +55,7 @@ var reasonNames = [...]string{
 	reasonAbortedTransfer: "file transfer aborted by its sender",
 	reasonStalledSender:   "file sender stalled",
 	reasonInternalError:   "internal error",
+	reasonTooManyFromAddr: "too many connections from the address",
 }
 
 // String returns the reason in words.
@@ -89,6 +95,11 @@ type conn struct {
 	q      *sendQueue
 	ticket *ticket
 	log    logAttrs
+	flood  *rate.Limiter // nil: no flood control
+	m      *metrics
+
+	addr        netip.Addr // the peer's address; set by newConn under srv.mu
+	addrCounted bool       // addr counts toward the per-address limit
 
 	name   string // the joined name; set before the conn is in the hub, then read-only
 	joined bool
@@ -113,6 +124,10 @@ func newConn(s *Server, nc net.Conn, t *ticket) *conn {
 		done:   make(chan struct{}),
 	}
 	c.log = logAttrs{"conn", c.id, "remote", nc.RemoteAddr().String()}
+	c.m = s.metrics
+	if s.cfg.FloodRate > 0 {
+		c.flood = rate.NewLimiter(rate.Limit(s.cfg.FloodRate), s.cfg.FloodBurst)
+	}
 	c.q = newSendQueue(nc, s.cfg.SendQueueBytes, s.cfg.StallTimeout, c.writeFailed)
 	return c
 }
@@ -123,6 +138,9 @@ func (c *conn) Name() string { return c.name }
 // Send implements Peer.
 func (c *conn) Send(frame []byte) error {
 	err := c.q.push(frame)
+	if err == nil {
+		c.m.sent(frameType(frame), len(frame), 1)
+	}
 	if errors.Is(err, ErrSlowConsumer) {
 		c.kill(reasonSlowConsumer, fmt.Errorf("send queue over %d bytes", c.srv.cfg.SendQueueBytes))
 	}
@@ -173,6 +191,9 @@ func (c *conn) kill(r closeReason, err error) {
 	}
 	c.killed = true
 	c.mu.Unlock()
+	if first && r == reasonSlowConsumer {
+		c.m.slowConsumers.Inc()
+	}
 	if first && err != nil {
 		c.srv.log.Warn("cutting connection off", append(c.attrs(), "reason", r.String(), "err", err)...)
 	}
@@ -225,6 +246,7 @@ func (c *conn) finish(reason closeReason, last []byte) {
 			c.srv.out.println("disconnected: ", c.name)
 		}
 	}
+	c.m.disconnects[reason].Inc()
 	c.srv.log.Info("connection closed", append(c.attrs(), "reason", reason.String())...)
 
 	c.mu.Lock()
@@ -344,9 +366,14 @@ func (c *conn) loop() (closeReason, []byte) {
 		if err != nil {
 			return c.readFailed(err, false)
 		}
+		c.m.framesIn[h.Type].Inc()
+		c.m.bytesIn[h.Type].Add(float64(headerLen(h) + h.Length))
 		if max := s.limits.MaxPayload(h.Type); max < 0 || h.Length > max {
 			s.log.Info("unexpected frame", append(c.attrs(), "type", h.Name, "length", h.Length)...)
 			return reasonProtocolError, frameUnknown
+		}
+		if !c.paceReads() {
+			return reasonServerShutdown, nil
 		}
 		switch h.Type {
 		case protocol.RequestUsersList:
@@ -416,6 +443,7 @@ func (c *conn) relayFile() (closeReason, []byte) {
 		return c.readFailed(err, false)
 	}
 	size := c.r.Remaining()
+	c.m.fileBytes.Add(float64(size))
 	if size > s.cfg.MaxFileSize {
 		s.log.Info("file too large", append(c.attrs(), "size", size)...)
 		return reasonProtocolError, frameUnknown
@@ -489,4 +517,46 @@ func (c *conn) streamFile(peers []Peer, head []byte, size int64) (closeReason, [
 		}
 	}
 	return reasonNone, nil
+}
+
+// paceReads waits as long as flood control asks before the next frame is
+// read. It returns false if the connection closed meanwhile.
+func (c *conn) paceReads() bool {
+	if c.flood == nil {
+		return true
+	}
+	d := c.flood.Reserve().Delay()
+	if d <= 0 {
+		return true
+	}
+	c.m.floodDelays.Inc()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.done:
+		return false
+	}
+}
+
+// headerLen returns the bytes h took on the wire.
+func headerLen(h protocol.Header) int64 {
+	n := int64(len(h.Name)) + 2
+	for v := h.Length; ; v /= 10 {
+		n++
+		if v < 10 {
+			return n
+		}
+	}
+}
+
+// frameType returns the type of an encoded frame.
+func frameType(frame []byte) protocol.Type {
+	for i, b := range frame {
+		if b == ' ' {
+			return protocol.LookupType(frame[:i])
+		}
+	}
+	return protocol.Unknown
 }

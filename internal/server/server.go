@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,14 +38,28 @@ type Config struct {
 	Logger *slog.Logger
 	// Hub is the user registry (default: a new LocalHub).
 	Hub Hub
+	// FloodRate is the sustained rate of frames per second a joined
+	// connection may send before its reading is paced (default 1000;
+	// negative: no limit). FloodBurst frames may come at once (default
+	// 10000).
+	FloodRate  float64
+	FloodBurst int
+	// MaxConnsPerAddr caps the open connections from one IP address
+	// (default 100; negative: no cap). Loopback addresses are exempt
+	// unless LimitLoopback is set.
+	MaxConnsPerAddr int
+	LimitLoopback   bool
 }
 
 // Defaults from PROTOCOL.md.
 const (
-	DefaultMaxClients     = 10
-	DefaultJoinTimeout    = 30 * time.Second
-	DefaultSendQueueBytes = 8 << 20
-	DefaultStallTimeout   = 30 * time.Second
+	DefaultMaxClients      = 10
+	DefaultJoinTimeout     = 30 * time.Second
+	DefaultSendQueueBytes  = 8 << 20
+	DefaultStallTimeout    = 30 * time.Second
+	DefaultFloodRate       = 1000
+	DefaultFloodBurst      = 10000
+	DefaultMaxConnsPerAddr = 100
 	// admissionGrace is how long a join waits for an earlier-accepted
 	// connection's first frame.
 	admissionGrace = 2 * time.Second
@@ -79,6 +94,15 @@ func (c *Config) setDefaults() {
 	if c.Hub == nil {
 		c.Hub = NewLocalHub()
 	}
+	if c.FloodRate == 0 {
+		c.FloodRate = DefaultFloodRate
+	}
+	if c.FloodBurst <= 0 {
+		c.FloodBurst = DefaultFloodBurst
+	}
+	if c.MaxConnsPerAddr == 0 {
+		c.MaxConnsPerAddr = DefaultMaxConnsPerAddr
+	}
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -86,12 +110,13 @@ var ErrServerClosed = errors.New("server closed")
 
 // Server is a chat server. Create it with New.
 type Server struct {
-	cfg    Config
-	limits protocol.Limits
-	hub    Hub
-	log    *slog.Logger
-	out    *printer
-	admit  *admission
+	cfg     Config
+	limits  protocol.Limits
+	hub     Hub
+	log     *slog.Logger
+	out     *printer
+	admit   *admission
+	metrics *metrics
 
 	nextID   atomic.Uint64
 	shutting atomic.Bool
@@ -99,13 +124,14 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{} // guarded by mu
 	conns     map[*conn]struct{}        // guarded by mu
+	perAddr   map[netip.Addr]int        // open connections by counted address; guarded by mu
 	connWG    sync.WaitGroup            // one per conn goroutine
 }
 
 // New returns a Server with cfg's settings.
 func New(cfg Config) *Server {
 	cfg.setDefaults()
-	return &Server{
+	s := &Server{
 		cfg:       cfg,
 		limits:    protocol.Limits{MaxFileSize: cfg.MaxFileSize},
 		hub:       cfg.Hub,
@@ -114,7 +140,10 @@ func New(cfg Config) *Server {
 		admit:     newAdmission(admissionGrace),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
+		perAddr:   make(map[netip.Addr]int),
 	}
+	s.metrics = newMetrics(s)
+	return s
 }
 
 // Serve accepts connections on ln and serves each in its own goroutine
@@ -170,7 +199,7 @@ func isTemporary(err error) bool {
 }
 
 // newConn registers a new connection, or closes it if the server is
-// shutting down.
+// shutting down or its address has too many connections open.
 func (s *Server) newConn(nc net.Conn) *conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -178,15 +207,48 @@ func (s *Server) newConn(nc net.Conn) *conn {
 		nc.Close()
 		return nil
 	}
+	addr, counted := s.countedAddr(nc)
+	if counted {
+		if s.perAddr[addr] >= s.cfg.MaxConnsPerAddr {
+			s.metrics.ipRejected.Inc()
+			s.log.Warn("refusing connection: too many from its address", "remote", nc.RemoteAddr().String(), "limit", s.cfg.MaxConnsPerAddr)
+			nc.Close()
+			return nil
+		}
+		s.perAddr[addr]++
+	}
 	c := newConn(s, nc, s.admit.add(time.Now()))
+	c.addr, c.addrCounted = addr, counted
 	s.conns[c] = struct{}{}
 	s.connWG.Add(1)
 	return c
 }
 
+// countedAddr returns the IP address of nc's peer and whether it is
+// subject to the per-address limit.
+func (s *Server) countedAddr(nc net.Conn) (netip.Addr, bool) {
+	if s.cfg.MaxConnsPerAddr < 0 {
+		return netip.Addr{}, false
+	}
+	ap, err := netip.ParseAddrPort(nc.RemoteAddr().String())
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	addr := ap.Addr().Unmap()
+	if addr.IsLoopback() && !s.cfg.LimitLoopback {
+		return addr, false
+	}
+	return addr, true
+}
+
 func (s *Server) removeConn(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	if c.addrCounted {
+		if s.perAddr[c.addr]--; s.perAddr[c.addr] <= 0 {
+			delete(s.perAddr, c.addr)
+		}
+	}
 	s.mu.Unlock()
 	s.connWG.Done()
 }

@@ -1,0 +1,85 @@
+package server
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// metrics holds the server's Prometheus collectors. Counters indexed by
+// message type or close reason are resolved once, so the hot path only
+// adds to a counter.
+type metrics struct {
+	reg *prometheus.Registry
+
+	framesIn  [protocol.NumTypes]prometheus.Counter
+	bytesIn   [protocol.NumTypes]prometheus.Counter
+	framesOut [protocol.NumTypes]prometheus.Counter
+	bytesOut  [protocol.NumTypes]prometheus.Counter
+
+	disconnects   [numReasons]prometheus.Counter
+	slowConsumers prometheus.Counter
+	fileBytes     prometheus.Counter
+	floodDelays   prometheus.Counter
+	ipRejected    prometheus.Counter
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "chat_users",
+			Help: "Users joined now.",
+		}, func() float64 { return float64(s.hub.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "chat_connections",
+			Help: "TCP connections open now, joined or not.",
+		}, func() float64 {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return float64(len(s.conns))
+		}),
+	)
+	vec := func(name, help, label string) *prometheus.CounterVec {
+		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{label})
+		m.reg.MustRegister(v)
+		return v
+	}
+	framesIn := vec("chat_frames_in_total", "Frames received, by type.", "type")
+	bytesIn := vec("chat_bytes_in_total", "Frame bytes received (header and payload), by type.", "type")
+	framesOut := vec("chat_frames_out_total", "Frames queued for sending, by type and recipient.", "type")
+	bytesOut := vec("chat_bytes_out_total", "Frame bytes queued for sending, by type and recipient.", "type")
+	for t := range protocol.NumTypes {
+		name := t.String()
+		m.framesIn[t] = framesIn.WithLabelValues(name)
+		m.bytesIn[t] = bytesIn.WithLabelValues(name)
+		m.framesOut[t] = framesOut.WithLabelValues(name)
+		m.bytesOut[t] = bytesOut.WithLabelValues(name)
+	}
+	disconnects := vec("chat_disconnects_total", "Connections closed, by reason (refused joins included).", "reason")
+	for r := range numReasons {
+		m.disconnects[r] = disconnects.WithLabelValues(r.String())
+	}
+	counter := func(name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+		m.reg.MustRegister(c)
+		return c
+	}
+	m.slowConsumers = counter("chat_slow_consumers_total", "Connections cut off for not reading.")
+	m.fileBytes = counter("chat_file_bytes_total", "File content bytes received for relaying.")
+	m.floodDelays = counter("chat_flood_delays_total", "Frames whose reading was delayed by flood control.")
+	m.ipRejected = counter("chat_conns_rejected_per_ip_total", "Connections refused by the per-address limit.")
+	return m
+}
+
+// sent counts a frame of type t queued to n recipients.
+func (m *metrics) sent(t protocol.Type, size, n int) {
+	m.framesOut[t].Add(float64(n))
+	m.bytesOut[t].Add(float64(size * n))
+}
+
+// Registry returns the Prometheus registry holding the server's metrics.
+func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
