@@ -126,6 +126,8 @@ type Server struct {
 	conns     map[*conn]struct{}        // guarded by mu
 	perAddr   map[netip.Addr]int        // open connections by counted address; guarded by mu
 	connWG    sync.WaitGroup            // one per conn goroutine
+
+	testHookConnClosed func() // if set, called after each connection is released
 }
 
 // New returns a Server with cfg's settings.
@@ -250,6 +252,9 @@ func (s *Server) removeConn(c *conn) {
 		}
 	}
 	s.mu.Unlock()
+	if s.testHookConnClosed != nil {
+		s.testHookConnClosed()
+	}
 	s.connWG.Done()
 }
 
