@@ -37,6 +37,9 @@ type Config struct {
 	// QuitWait bounds the wait for the server to close after quit
 	// (default 1 s).
 	QuitWait time.Duration
+	// JoinGrace is how long input waits after the join for a refusal
+	// (default 200 ms).
+	JoinGrace time.Duration
 	// Interactive is true when stdin is a terminal: after a disconnection
 	// the client then exits at once instead of draining its input.
 	Interactive bool
@@ -71,6 +74,7 @@ type LineSource interface {
 const (
 	DefaultConnectTimeout = 10 * time.Second
 	DefaultQuitWait       = time.Second
+	DefaultJoinGrace      = 200 * time.Millisecond
 	// maxLine is the longest input line kept; no valid command is longer.
 	maxLine = 1 << 20
 )
@@ -138,6 +142,9 @@ func Run(ctx context.Context, cfg Config) int {
 	if cfg.QuitWait <= 0 {
 		cfg.QuitWait = DefaultQuitWait
 	}
+	if cfg.JoinGrace <= 0 {
+		cfg.JoinGrace = DefaultJoinGrace
+	}
 	if cfg.DownloadDir == "" {
 		cfg.DownloadDir = "."
 	}
@@ -176,6 +183,20 @@ func Run(ctx context.Context, cfg Config) int {
 	stopInput := make(chan struct{})
 	defer close(stopInput)
 	go readInput(input, lines, stopInput)
+
+	// A successful join is silent, so give a refusal a moment to arrive
+	// before acting on input: a script that pipes commands into a refused
+	// client then sees only the refusal.
+	grace := time.NewTimer(cfg.JoinGrace)
+	select {
+	case <-c.ended:
+		grace.Stop()
+		return c.drain(lines)
+	case <-ctx.Done():
+		grace.Stop()
+		return c.quit()
+	case <-grace.C:
+	}
 
 	for {
 		select {

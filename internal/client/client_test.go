@@ -1,0 +1,346 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const waitTimeout = 10 * time.Second
+
+// syncBuffer is a goroutine-safe bytes.Buffer that signals each write.
+type syncBuffer struct {
+	mu      sync.Mutex
+	b       bytes.Buffer
+	changed chan struct{} // closed and replaced on every write
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changed != nil {
+		close(s.changed)
+	}
+	s.changed = make(chan struct{})
+	return s.b.Write(p)
+}
+
+// wait returns a channel closed at the next write.
+func (s *syncBuffer) wait() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.changed
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// fakeServer accepts one connection and runs script on it.
+func fakeServer(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		nc, err := ln.Accept()
+		ln.Close()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		nc.SetDeadline(time.Now().Add(waitTimeout))
+		r := protocol.NewReader(nc)
+		h, err := r.ReadHeader()
+		if err != nil || h.Type != protocol.Join {
+			t.Errorf("first frame: %v %v, want join", h.Name, err)
+			return
+		}
+		r.Discard()
+		script(nc, r)
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+// expectFrame reads a frame and checks its type.
+func expectFrame(t *testing.T, r *protocol.Reader, want protocol.Type) []byte {
+	t.Helper()
+	h, err := r.ReadHeader()
+	if err != nil || h.Type != want {
+		t.Errorf("got %s %v, want %s", h.Name, err, want)
+		return nil
+	}
+	p, _ := r.ReadPayload(nil)
+	return p
+}
+
+type session struct {
+	stdin  *io.PipeWriter
+	stdout *syncBuffer
+	stderr *syncBuffer
+	dir    string
+	code   chan int
+}
+
+func startClient(t *testing.T, addr string) *session {
+	t.Helper()
+	pr, pw := io.Pipe()
+	s := &session{stdin: pw, stdout: &syncBuffer{}, stderr: &syncBuffer{}, dir: t.TempDir(), code: make(chan int, 1)}
+	go func() {
+		s.code <- Run(context.Background(), Config{
+			User: "me", Addr: addr, DownloadDir: s.dir,
+			Stdin: pr, Stdout: s.stdout, Stderr: s.stderr,
+		})
+		pr.Close()
+	}()
+	t.Cleanup(func() { pw.Close() })
+	return s
+}
+
+func (s *session) input(t *testing.T, lines ...string) {
+	t.Helper()
+	for _, l := range lines {
+		if _, err := io.WriteString(s.stdin, l+"\n"); err != nil {
+			t.Fatalf("writing input: %v", err)
+		}
+	}
+}
+
+func (s *session) exit(t *testing.T) int {
+	t.Helper()
+	select {
+	case c := <-s.code:
+		return c
+	case <-time.After(waitTimeout):
+		t.Fatalf("client did not exit; stdout:\n%s\nstderr:\n%s", s.stdout, s.stderr)
+		return -1
+	}
+}
+
+func TestQuitPrintsWhatArrivesThenQuitting(t *testing.T) {
+	addr := fakeServer(t, func(nc net.Conn, r *protocol.Reader) {
+		expectFrame(t, r, protocol.RequestUsersList)
+		if p := expectFrame(t, r, protocol.Disconnect); string(p) != "me" {
+			t.Errorf("disconnect payload %q, want me", p)
+		}
+		nc.Write(protocol.AppendUsersList(nil, []string{"alice", "me"}))
+	})
+	s := startClient(t, addr)
+	s.input(t, "list", "quit")
+	if c := s.exit(t); c != 0 {
+		t.Errorf("exit %d, want 0", c)
+	}
+	if got, want := s.stdout.String(), "list: alice me\nquitting\n"; got != want {
+		t.Errorf("stdout %q, want %q", got, want)
+	}
+}
+
+func TestQuitGivesUpAfterQuitWait(t *testing.T) {
+	release := make(chan struct{})
+	addr := fakeServer(t, func(nc net.Conn, r *protocol.Reader) {
+		expectFrame(t, r, protocol.Disconnect)
+		<-release // never closes by itself
+	})
+	defer close(release)
+	s := startClient(t, addr)
+	s.stdin.Close() // end of input is quit
+	if c := s.exit(t); c != 0 {
+		t.Errorf("exit %d, want 0", c)
+	}
+	if got := s.stdout.String(); got != "quitting\n" {
+		t.Errorf("stdout %q, want quitting", got)
+	}
+}
+
+func TestErrorFramesEndSession(t *testing.T) {
+	for typ, line := range map[protocol.Type]string{
+		protocol.ErrServerFull:          "disconnected: server full",
+		protocol.ErrUsernameUnavailable: "disconnected: username not available",
+		protocol.ErrUnknownMessage:      "disconnected: server received an unknown command",
+	} {
+		t.Run(typ.String(), func(t *testing.T) {
+			sent := make(chan struct{})
+			addr := fakeServer(t, func(nc net.Conn, r *protocol.Reader) {
+				nc.Write([]byte(typ.String() + " 3 odd")) // acted on whatever the payload
+				close(sent)
+				io.Copy(io.Discard, nc)
+			})
+			s := startClient(t, addr)
+			<-sent
+			waitFor(t, s.stdout, line+"\n")
+			// Input after the disconnection is read and discarded.
+			s.input(t, "list", "help", "bogus")
+			s.stdin.Close()
+			if c := s.exit(t); c != 1 {
+				t.Errorf("exit %d, want 1", c)
+			}
+			if got := s.stdout.String(); got != line+"\n" {
+				t.Errorf("stdout %q, want %q", got, line)
+			}
+		})
+	}
+}
+
+func TestReceivedFiles(t *testing.T) {
+	content := bytes.Repeat([]byte{0, 1, 2, 3, 255, '\n'}, 50000)
+	addr := fakeServer(t, func(nc net.Conn, r *protocol.Reader) {
+		var b []byte
+		for _, name := range []string{"../x", "..", ".", "a\x00b", "a\x01b", "a/b", "a\\b", strings.Repeat("n", 201)} {
+			b = protocol.AppendFileHead(b, protocol.ForwardFile, []string{"bob"}, name, 3)
+			b = append(b, "bad"...)
+		}
+		// A saved name over 255 bytes is refused.
+		b = protocol.AppendFileHead(b, protocol.ForwardFile, []string{"bob"}, strings.Repeat("n", 253), 3)
+		b = append(b, "bad"...)
+		b = protocol.AppendFileHead(b, protocol.ForwardFile, []string{"bob"}, "data.bin", int64(len(content)))
+		b = append(b, content...)
+		b = protocol.AppendFileHead(b, protocol.ForwardFile, []string{"bob"}, "empty", 0)
+		b = append(b, "mystery 4 abcd"...) // an unknown type is skipped
+		b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("after  all"))
+		nc.Write(b)
+		expectFrame(t, r, protocol.Disconnect)
+	})
+	s := startClient(t, addr)
+	waitFor(t, s.stdout, "msg: bob: after  all\n")
+	s.stdin.Close()
+	s.exit(t)
+	want := "file: bob: data.bin\nfile: bob: empty\nmsg: bob: after  all\nquitting\n"
+	if got := s.stdout.String(); got != want {
+		t.Errorf("stdout %q, want %q", got, want)
+	}
+	got, err := os.ReadFile(filepath.Join(s.dir, "me_data.bin"))
+	if err != nil || !bytes.Equal(got, content) {
+		t.Errorf("saved file differs (err %v)", err)
+	}
+	entries, _ := os.ReadDir(s.dir)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, ",") != "me_data.bin,me_empty" {
+		t.Errorf("download folder holds %v, want only me_data.bin and me_empty", names)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(s.dir), "x")); err == nil {
+		t.Error("a file escaped the download folder")
+	}
+}
+
+func TestDropMidFileLeavesNothing(t *testing.T) {
+	addr := fakeServer(t, func(nc net.Conn, r *protocol.Reader) {
+		nc.Write(protocol.AppendFileHead(nil, protocol.ForwardFile, []string{"bob"}, "f.bin", 1<<20))
+		nc.Write(make([]byte, 1000))
+	})
+	s := startClient(t, addr)
+	waitFor(t, s.stdout, "disconnected: connection to server lost\n")
+	s.stdin.Close()
+	if c := s.exit(t); c != 1 {
+		t.Errorf("exit %d, want 1", c)
+	}
+	if entries, _ := os.ReadDir(s.dir); len(entries) != 0 {
+		t.Errorf("download folder not empty: %v", entries)
+	}
+}
+
+func TestUndecodableStream(t *testing.T) {
+	addr := fakeServer(t, func(nc net.Conn, r *protocol.Reader) {
+		nc.Write([]byte("forward_message x "))
+		io.Copy(io.Discard, nc)
+	})
+	s := startClient(t, addr)
+	waitFor(t, s.stdout, "disconnected: connection to server lost\n")
+	s.input(t, "quit")
+	if c := s.exit(t); c != 1 {
+		t.Errorf("exit %d, want 1", c)
+	}
+	if got := s.stdout.String(); got != "disconnected: connection to server lost\n" {
+		t.Errorf("stdout %q", got)
+	}
+}
+
+func TestSendFileFrames(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "my dir")
+	os.Mkdir(dir, 0o755)
+	path := filepath.Join(dir, "notes.txt")
+	os.WriteFile(path, []byte("hello\x00world"), 0o644)
+	os.WriteFile(filepath.Join(dir, "bad name"), nil, 0o644)
+	got := make(chan []byte, 1)
+	addr := fakeServer(t, func(nc net.Conn, r *protocol.Reader) {
+		got <- expectFrame(t, r, protocol.SendFile)
+		expectFrame(t, r, protocol.Disconnect)
+	})
+	s := startClient(t, addr)
+	s.input(t, "file 2 bob carol "+filepath.Join(dir, "missing"), "file 1 bob "+dir, "file 1 bob "+filepath.Join(dir, "bad name"), "file 2 bob carol "+path, "quit")
+	if c := s.exit(t); c != 0 {
+		t.Errorf("exit %d", c)
+	}
+	if p := <-got; string(p) != "2 bob carol notes.txt hello\x00world" {
+		t.Errorf("send_file payload %q", p)
+	}
+	if s.stdout.String() != "quitting\n" {
+		t.Errorf("stdout %q, want only quitting", s.stdout.String())
+	}
+	if !strings.Contains(s.stderr.String(), "missing") {
+		t.Errorf("no stderr report of the missing file: %q", s.stderr.String())
+	}
+}
+
+// waitFor waits until b's content contains want.
+func waitFor(t *testing.T, b *syncBuffer, want string) {
+	t.Helper()
+	deadline := time.NewTimer(waitTimeout)
+	defer deadline.Stop()
+	for {
+		ch := b.wait()
+		if strings.Contains(b.String(), want) {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %q; have %q", want, b.String())
+		}
+	}
+}
+
+func TestRefusalBeforeInput(t *testing.T) {
+	addr := fakeServer(t, func(nc net.Conn, r *protocol.Reader) {
+		nc.Write(protocol.AppendEmpty(nil, protocol.ErrUsernameUnavailable))
+		io.Copy(io.Discard, nc)
+	})
+	s := startClient(t, addr)
+	// Input already waiting when the refusal arrives is never acted on.
+	go s.input(t, "help", "bogus", "quit")
+	if c := s.exit(t); c != 1 {
+		t.Errorf("exit %d, want 1", c)
+	}
+	if got := s.stdout.String(); got != "disconnected: username not available\n" {
+		t.Errorf("stdout %q", got)
+	}
+}
