@@ -31,6 +31,8 @@ func help(w io.Writer) {
 Extensions:
 --download-dir=DIR      Where received files are saved, defaults to the working directory
 --max-file-size=SIZE    Largest file sent (bytes, or with K/M/G), defaults to 1G
+--extensions            Ask the server for extensions (large files arrive in chunks, so
+                        chat keeps flowing during a transfer); falls back to plain
 --tls                   Speak TLS to the server
 --tls-ca=FILE           Trust the server certificates signed by this PEM CA (or the
                         self-signed certificate itself); implies --tls
@@ -51,6 +53,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	downloadDir := fs.String("download-dir", ".", "")
 	maxFile := cli.Size(protocol.DefaultMaxFileSize)
 	fs.Var(&maxFile, "max-file-size", "")
+	extensions := fs.Bool("extensions", false, "")
 	useTLS := fs.Bool("tls", false, "")
 	tlsCA := fs.String("tls-ca", "", "")
 	check := func() error {
@@ -93,5 +96,6 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		Stdout:      stdout,
 		Stderr:      stderr,
 		TLS:         tlsCfg,
+		Extensions:  *extensions,
 	})
 }

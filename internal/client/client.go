@@ -52,6 +52,9 @@ type Config struct {
 	Hooks Hooks
 	// TLS, if not nil, makes the client speak TLS to the server.
 	TLS *tls.Config
+	// Extensions makes the client ask the server for the extensions it
+	// knows (chunked file delivery) before joining.
+	Extensions bool
 }
 
 // Hooks receives events a terminal front end may show. Each may be nil.
@@ -97,6 +100,9 @@ type client struct {
 	ended     chan struct{} // closed when the receiver has stopped
 	severed   atomic.Bool   // a "disconnected:" line was printed
 	lastNames atomic.Pointer[[]string]
+
+	chunked bool                 // the server delivers large files in chunks; set before receive starts
+	files   map[uint64]*incoming // chunked files arriving; owned by receive
 }
 
 // lineWriter writes whole lines to w, one Write per line, so lines from
@@ -153,27 +159,21 @@ func Run(ctx context.Context, cfg Config) int {
 		out:   &lineWriter{w: cfg.Stdout},
 		log:   &lineWriter{w: cfg.Stderr},
 		ended: make(chan struct{}),
+		files: make(map[uint64]*incoming),
 	}
-	var d interface {
-		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
-	} = &net.Dialer{Timeout: cfg.ConnectTimeout}
-	if cfg.TLS != nil {
-		d = &tls.Dialer{NetDialer: &net.Dialer{Timeout: cfg.ConnectTimeout}, Config: cfg.TLS}
-	}
-	dctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
-	nc, err := d.DialContext(dctx, "tcp", cfg.Addr)
-	cancel()
+	nc, r, features, err := c.connect(ctx)
 	if err != nil {
 		c.log.printf("client: cannot connect to %s: %v", cfg.Addr, err)
 		return ExitDisconnected
 	}
+	c.chunked = hasFeature(features, protocol.FeatureChunkedFile)
 	c.nc = nc
 	defer nc.Close()
 	c.w = bufio.NewWriterSize(nc, 64<<10)
 	c.w.Write(protocol.AppendJoin(nil, protocol.Join, cfg.User))
 	c.flush()
 
-	go c.receive()
+	go c.receive(r)
 
 	input := cfg.Input
 	if input == nil {
@@ -442,9 +442,9 @@ func (p *progressCounter) finish() {
 
 // receive reads frames until the connection ends. It is owned by Run and
 // closes c.ended when it stops.
-func (c *client) receive() {
+func (c *client) receive(r *protocol.Reader) {
 	defer close(c.ended)
-	r := protocol.NewReader(c.nc)
+	defer c.dropFiles()
 	for {
 		h, err := r.ReadHeader()
 		if err != nil {
@@ -480,6 +480,14 @@ func (c *client) receive() {
 			if err := c.receiveFile(r); err != nil {
 				c.lost(err)
 				return
+			}
+		case protocol.FileBegin, protocol.FileChunk, protocol.FileEnd, protocol.FileAbort:
+			if !c.chunked {
+				c.log.printf("client: ignoring %s: %v", h.Name, errNotChunked)
+				continue
+			}
+			if p, ok := c.payload(r, h, 64+protocol.MaxChunkData+2*protocol.MaxUsernameBytes+protocol.MaxFilenameBytes); ok {
+				c.fileFrame(h.Type, p)
 			}
 		case protocol.ErrUnknownMessage:
 			c.sever("disconnected: server received an unknown command")

@@ -336,7 +336,7 @@ func TestRefusalBeforeInput(t *testing.T) {
 	})
 	s := startClient(t, addr)
 	// Input already waiting when the refusal arrives is never acted on.
-	go s.input(t, "help", "bogus", "quit")
+	go io.WriteString(s.stdin, "help\nbogus\nquit\n")
 	if c := s.exit(t); c != 1 {
 		t.Errorf("exit %d, want 1", c)
 	}

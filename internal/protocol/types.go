@@ -22,6 +22,13 @@ const (
 	ErrUnknownMessage
 	ErrServerFull
 	ErrUsernameUnavailable
+	// Extension types (docs/PROTOCOL.md, "Extensions"): never sent to a
+	// peer that did not ask for them.
+	ExtHello
+	FileBegin
+	FileChunk
+	FileEnd
+	FileAbort
 	// NumTypes is the number of types, Unknown included.
 	NumTypes
 )
@@ -39,6 +46,11 @@ var typeNames = [NumTypes]string{
 	ErrUnknownMessage:      "err_unknown_message",
 	ErrServerFull:          "err_server_full",
 	ErrUsernameUnavailable: "err_username_unavailable",
+	ExtHello:               "ext_hello",
+	FileBegin:              "file_begin",
+	FileChunk:              "file_chunk",
+	FileEnd:                "file_end",
+	FileAbort:              "file_abort",
 }
 
 // String returns the type's name as it appears on the wire.
@@ -115,6 +127,8 @@ func (l Limits) MaxPayload(t Type) int64 {
 		return MaxListBytes + 1 + MaxTextBytes
 	case SendFile:
 		return MaxListBytes + 1 + MaxFilenameBytes + 1 + l.MaxFileSize
+	case ExtHello:
+		return MaxExtHello
 	}
 	return -1
 }

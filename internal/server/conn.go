@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -101,9 +102,10 @@ type conn struct {
 	addr        netip.Addr // the peer's address; set by newConn under srv.mu
 	addrCounted bool       // addr counts toward the per-address limit
 
-	name   string // the joined name; set before the conn is in the hub, then read-only
-	joined bool
-	buf    []byte // payload buffer
+	name    string // the joined name; set before the conn is in the hub, then read-only
+	chunked bool   // the client asked for chunked files; set before joining, then read-only
+	joined  bool
+	buf     []byte // payload buffer
 
 	done chan struct{} // closed when the connection starts closing
 
@@ -147,12 +149,25 @@ func (c *conn) Send(frame []byte) error {
 	return err
 }
 
-// OpenStream implements Peer.
-func (c *conn) OpenStream(cancel <-chan struct{}) (Stream, error) {
+// OpenFile implements Peer.
+func (c *conn) OpenFile(head FileHead, cancel <-chan struct{}) (FileStream, error) {
+	if c.chunked {
+		st := &chunkedStream{q: c.q, id: head.ID, cancel: cancel}
+		begin := protocol.AppendFileBegin(nil, head.ID, head.Sender, head.Filename, head.Size)
+		if err := c.q.pushPaced(begin, cancel); err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
 	st, err := c.q.openStream(cancel, c.done, func() {
 		c.kill(reasonAbortedTransfer, nil)
 	})
 	if err != nil {
+		return nil, err
+	}
+	head1 := protocol.AppendFileHead(nil, protocol.ForwardFile, []string{head.Sender}, head.Filename, head.Size)
+	if err := st.writeHead(head1); err != nil {
+		st.Abort()
 		return nil, err
 	}
 	return st, nil
@@ -282,6 +297,11 @@ func (c *conn) join() (closeReason, []byte) {
 	if err != nil {
 		return c.readFailed(err, true)
 	}
+	if h.Type == protocol.ExtHello {
+		if h, err = c.hello(h); err != nil {
+			return c.readFailed(err, true)
+		}
+	}
 	if h.Type != protocol.Join {
 		s.log.Info("first frame is not join", append(c.attrs(), "type", h.Name)...)
 		return reasonProtocolError, frameUnknown
@@ -324,6 +344,32 @@ func (c *conn) join() (closeReason, []byte) {
 		s.out.println("disconnected: username not available")
 		return reasonNameUnavailable, frameUnavailable
 	}
+}
+
+// hello answers an ext_hello frame (header h) with the features this
+// server shares with the client, and returns the next frame's header.
+func (c *conn) hello(h protocol.Header) (protocol.Header, error) {
+	if h.Length > protocol.MaxExtHello {
+		return h, fmt.Errorf("%w: ext_hello of %d bytes", protocol.ErrMalformed, h.Length)
+	}
+	p, err := c.r.ReadPayload(c.buf)
+	if err != nil {
+		return h, err
+	}
+	features, err := protocol.ParseFeatures(p)
+	if err != nil {
+		return h, err
+	}
+	var accepted []string
+	for _, f := range features {
+		if f == protocol.FeatureChunkedFile && !c.chunked {
+			c.chunked = true
+			accepted = append(accepted, f)
+		}
+	}
+	c.srv.log.Debug("extensions", append(c.attrs(), "asked", features, "accepted", accepted)...)
+	c.q.push(protocol.AppendExtHello(nil, accepted))
+	return c.r.ReadHeader()
 }
 
 // readFailed maps a read error to a close reason and the frame to answer.
@@ -461,45 +507,29 @@ func (c *conn) relayFile() (closeReason, []byte) {
 		}
 		return reasonNone, nil
 	}
-	return c.streamFile(peers, head, size)
+	return c.streamFile(peers, filename, size)
 }
 
-// streamFile relays a large file's content to peers part by part as it
+// streamFile relays a large file's content to peers chunk by chunk as it
 // arrives, paced by the slowest peer.
-func (c *conn) streamFile(peers []Peer, head []byte, size int64) (closeReason, []byte) {
+func (c *conn) streamFile(peers []Peer, filename string, size int64) (closeReason, []byte) {
 	s := c.srv
 	// Open streams in name order, so two senders never wait on each other.
-	slices.SortFunc(peers, func(a, b Peer) int {
-		switch {
-		case a.Name() < b.Name():
-			return -1
-		case a.Name() > b.Name():
-			return 1
-		}
-		return 0
-	})
-	streams := make([]Stream, 0, len(peers))
+	slices.SortFunc(peers, func(a, b Peer) int { return strings.Compare(a.Name(), b.Name()) })
+	head := FileHead{ID: s.nextFileID.Add(1), Sender: c.name, Filename: filename, Size: size}
+	streams := make([]FileStream, 0, len(peers))
 	for _, p := range peers {
-		if st, err := p.OpenStream(c.done); err == nil {
+		if st, err := p.OpenFile(head, c.done); err == nil {
 			streams = append(streams, st)
 		}
 	}
-	write := func(part []byte) {
-		for i, st := range streams {
-			if st == nil {
-				continue
-			}
-			if err := st.Write(part); err != nil {
-				st.Abort()
-				streams[i] = nil
-			}
-		}
-	}
-	write(head)
 	for size > 0 {
-		part := make([]byte, min(size, fileChunk))
+		n := int(min(size, fileChunk))
+		frame := protocol.ChunkHeader(make([]byte, 0, 40+n), head.ID, n)
+		hl := len(frame)
+		frame = frame[:hl+n]
 		c.nc.SetReadDeadline(time.Now().Add(s.cfg.StallTimeout))
-		if _, err := io.ReadFull(c.r, part); err != nil {
+		if _, err := io.ReadFull(c.r, frame[hl:]); err != nil {
 			for _, st := range streams {
 				if st != nil {
 					st.Abort()
@@ -507,8 +537,17 @@ func (c *conn) streamFile(peers []Peer, head []byte, size int64) (closeReason, [
 			}
 			return c.readFailed(err, false)
 		}
-		size -= int64(len(part))
-		write(part)
+		size -= int64(n)
+		chunk := Chunk{Data: frame[hl:], Frame: frame}
+		for i, st := range streams {
+			if st == nil {
+				continue
+			}
+			if err := st.Write(chunk); err != nil {
+				st.Abort()
+				streams[i] = nil
+			}
+		}
 	}
 	c.nc.SetReadDeadline(time.Time{})
 	for _, st := range streams {

@@ -26,22 +26,41 @@ type Peer interface {
 	// peers. An error means the frame was not queued (the peer is gone or
 	// was cut off as a slow consumer).
 	Send(frame []byte) error
-	// OpenStream reserves the user's outgoing stream for one frame that is
-	// written in parts, waiting while another stream holds it. It gives up
-	// when cancel is closed.
-	OpenStream(cancel <-chan struct{}) (Stream, error)
+	// OpenFile starts delivering a file whose content the caller then
+	// writes in chunks. A peer that takes whole frames only reserves its
+	// outgoing stream for the forward_file frame, waiting while another
+	// file holds it; one that asked for chunked files gets file_* frames
+	// that other frames may come between. It gives up when cancel is
+	// closed.
+	OpenFile(head FileHead, cancel <-chan struct{}) (FileStream, error)
 }
 
-// Stream is one frame being delivered in parts to a peer; see
-// Peer.OpenStream. Frames sent to the peer meanwhile wait behind it.
-type Stream interface {
-	// Write queues the next part, waiting while the peer is too far behind.
-	// The part must not be modified afterwards.
-	Write(part []byte) error
-	// Close ends a complete frame and releases the stream.
+// FileHead describes a file being relayed.
+type FileHead struct {
+	ID       uint64 // unique per transfer in the server
+	Sender   string
+	Filename string
+	Size     int64
+}
+
+// Chunk is a part of a file's content in both encodings: Data alone for a
+// forward_file frame, and Frame, a whole file_chunk frame ending in Data.
+// Neither may be modified once written.
+type Chunk struct {
+	Data  []byte
+	Frame []byte
+}
+
+// FileStream is one file being delivered to a peer; see Peer.OpenFile.
+type FileStream interface {
+	// Write queues the next chunk, waiting while the peer is too far
+	// behind.
+	Write(c Chunk) error
+	// Close ends a complete file.
 	Close()
-	// Abort ends an incomplete frame: the peer can no longer decode its
-	// stream, so it is cut off.
+	// Abort ends an incomplete file. A peer taking whole frames can no
+	// longer decode its stream, so it is cut off; a chunked peer is told
+	// the file was abandoned.
 	Abort()
 }
 

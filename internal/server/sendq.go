@@ -5,6 +5,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/gochat/chat/internal/protocol"
 )
 
 // streamWindow is how many bytes of an open stream may wait in a send
@@ -195,8 +197,9 @@ func (q *sendQueue) close(last []byte) <-chan struct{} {
 	return done
 }
 
-// queueStream is a Stream into a sendQueue.
-type queueStream struct {
+// plainStream is a FileStream delivering one forward_file frame in parts
+// through a sendQueue's stream slot.
+type plainStream struct {
 	q      *sendQueue
 	cancel <-chan struct{}
 	kill   func() // cuts the peer off
@@ -204,7 +207,7 @@ type queueStream struct {
 }
 
 // openStream waits for the queue's stream slot.
-func (q *sendQueue) openStream(cancel, gone <-chan struct{}, kill func()) (*queueStream, error) {
+func (q *sendQueue) openStream(cancel, gone <-chan struct{}, kill func()) (*plainStream, error) {
 	select {
 	case q.slot <- struct{}{}:
 	case <-gone:
@@ -220,12 +223,12 @@ func (q *sendQueue) openStream(cancel, gone <-chan struct{}, kill func()) (*queu
 	}
 	q.streaming = true
 	q.mu.Unlock()
-	return &queueStream{q: q, cancel: cancel, kill: kill}, nil
+	return &plainStream{q: q, cancel: cancel, kill: kill}, nil
 }
 
-// Write implements Stream.
-func (s *queueStream) Write(part []byte) error {
-	q := s.q
+// pushPaced queues b as stream bytes, waiting while a window's worth of
+// them is already queued.
+func (q *sendQueue) pushPaced(b []byte, cancel <-chan struct{}) error {
 	for {
 		q.mu.Lock()
 		if q.closing || q.failed {
@@ -233,8 +236,8 @@ func (s *queueStream) Write(part []byte) error {
 			return ErrPeerGone
 		}
 		if q.inStream < streamWindow {
-			q.inStream += len(part)
-			q.items = append(q.items, qitem{b: part, stream: true})
+			q.inStream += len(b)
+			q.items = append(q.items, qitem{b: b, stream: true})
 			q.kickLocked()
 			q.mu.Unlock()
 			return nil
@@ -242,14 +245,20 @@ func (s *queueStream) Write(part []byte) error {
 		q.mu.Unlock()
 		select {
 		case <-q.space:
-		case <-s.cancel:
+		case <-cancel:
 			return ErrPeerGone
 		}
 	}
 }
 
-// Close implements Stream.
-func (s *queueStream) Close() {
+// Write implements FileStream.
+func (s *plainStream) Write(c Chunk) error { return s.q.pushPaced(c.Data, s.cancel) }
+
+// writeHead queues the start of the forward_file frame.
+func (s *plainStream) writeHead(b []byte) error { return s.q.pushPaced(b, s.cancel) }
+
+// Close implements FileStream.
+func (s *plainStream) Close() {
 	if s.done {
 		return
 	}
@@ -264,8 +273,8 @@ func (s *queueStream) Close() {
 	<-q.slot
 }
 
-// Abort implements Stream.
-func (s *queueStream) Abort() {
+// Abort implements FileStream.
+func (s *plainStream) Abort() {
 	if s.done {
 		return
 	}
@@ -277,4 +286,29 @@ func (s *queueStream) Abort() {
 	q.held = nil
 	q.mu.Unlock()
 	<-q.slot
+}
+
+// chunkedStream is a FileStream delivering file_* frames, which need no
+// slot: other frames may come between them.
+type chunkedStream struct {
+	q      *sendQueue
+	id     uint64
+	cancel <-chan struct{}
+	done   bool
+}
+
+// Write implements FileStream.
+func (s *chunkedStream) Write(c Chunk) error { return s.q.pushPaced(c.Frame, s.cancel) }
+
+// Close implements FileStream.
+func (s *chunkedStream) Close() { s.end(protocol.FileEnd) }
+
+// Abort implements FileStream.
+func (s *chunkedStream) Abort() { s.end(protocol.FileAbort) }
+
+func (s *chunkedStream) end(t protocol.Type) {
+	if !s.done {
+		s.done = true
+		s.q.push(protocol.AppendFileID(nil, t, s.id))
+	}
 }

@@ -118,8 +118,9 @@ type Server struct {
 	admit   *admission
 	metrics *metrics
 
-	nextID   atomic.Uint64
-	shutting atomic.Bool
+	nextID     atomic.Uint64 // connection ids
+	nextFileID atomic.Uint64 // file transfer ids
+	shutting   atomic.Bool
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{} // guarded by mu

@@ -1,0 +1,163 @@
+package server
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// joinedExt joins name after asking for the chunked-file extension.
+func joinedExt(t *testing.T, s *testServer, name string) *rawClient {
+	t.Helper()
+	c := dial(t, s.addr)
+	c.write(protocol.AppendExtHello(nil, []string{"future-thing", protocol.FeatureChunkedFile}))
+	c.expect(protocol.ExtHello, protocol.FeatureChunkedFile)
+	c.join(name)
+	s.out.wait(t, "join: "+name, 1)
+	return c
+}
+
+func TestExtHello(t *testing.T) {
+	s := startServer(t, Config{})
+	none := dial(t, s.addr)
+	none.write(protocol.AppendExtHello(nil, []string{"other"}))
+	none.expect(protocol.ExtHello, "")
+	none.join("none")
+	s.out.wait(t, "join: none", 1)
+
+	for _, bad := range []string{"ext_hello 3 A/B", "ext_hello 300 ", "ext_hello 2 a  "} {
+		c := dial(t, s.addr)
+		c.write([]byte(bad))
+		c.expect(protocol.ErrUnknownMessage, "")
+	}
+	again := dial(t, s.addr) // only before the join
+	again.write(protocol.AppendExtHello(nil, nil))
+	again.expect(protocol.ExtHello, "")
+	again.write(protocol.AppendExtHello(nil, nil))
+	again.expect(protocol.ErrUnknownMessage, "")
+
+	after := joined(t, s, "after")
+	after.write(protocol.AppendExtHello(nil, nil))
+	after.expect(protocol.ErrUnknownMessage, "")
+	s.out.wait(t, "disconnected: after sent unknown command", 1)
+}
+
+func TestChunkedFileInterleavesChat(t *testing.T) {
+	s := startServer(t, Config{})
+	alice := joined(t, s, "alice")
+	carol := joined(t, s, "carol")
+	bob := joinedExt(t, s, "bob")
+	plain := joined(t, s, "plain")
+
+	content := bytes.Repeat([]byte("0123456789abcdef\x00\xff"), 300000) // 5.4 MB, streamed
+	// The transfer is paced by its slowest recipient, so plain must read
+	// while bob does.
+	plainErr := make(chan error, 1)
+	go func() {
+		plain.nc.SetReadDeadline(time.Now().Add(waitTimeout))
+		h, err := plain.r.ReadHeader()
+		if err != nil || h.Type != protocol.ForwardFile {
+			plainErr <- fmt.Errorf("plain got %s, %v", h.Name, err)
+			return
+		}
+		p, err := plain.r.ReadPayload(nil)
+		if err != nil || !bytes.Equal(p[len("1 alice big.bin "):], content) {
+			plainErr <- fmt.Errorf("plain copy damaged (%v)", err)
+			return
+		}
+		plainErr <- nil
+	}()
+	go func() {
+		b := protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "plain"}, "big.bin", int64(len(content)))
+		alice.nc.Write(append(b, content...))
+	}()
+	// Bob reads the first chunk, then carol chats to him mid-transfer:
+	// her message must not wait for the file's end.
+	h, p := bob.frame()
+	if h.Type != protocol.FileBegin {
+		t.Fatalf("got %s, want file_begin", h.Name)
+	}
+	id, sender, name, size, err := protocol.ParseFileBegin(p)
+	if err != nil || sender != "alice" || name != "big.bin" || size != int64(len(content)) {
+		t.Fatalf("file_begin %q: %v", p, err)
+	}
+	carol.send("during", "bob")
+	var got []byte
+	sawChat, sawChatBeforeEnd := false, false
+	for {
+		h, p := bob.frame()
+		switch h.Type {
+		case protocol.FileChunk:
+			cid, data, err := protocol.ParseChunk(p)
+			if err != nil || cid != id {
+				t.Fatalf("chunk %v id %d, want %d", err, cid, id)
+			}
+			got = append(got, data...)
+			continue
+		case protocol.ForwardMessage:
+			if string(p) != "1 carol during" {
+				t.Fatalf("message %q", p)
+			}
+			sawChat, sawChatBeforeEnd = true, len(got) < len(content)
+			continue
+		case protocol.FileEnd:
+			if eid, _ := protocol.ParseFileID(p); eid != id {
+				t.Fatalf("file_end for %d, want %d", eid, id)
+			}
+		default:
+			t.Fatalf("unexpected %s", h.Name)
+		}
+		break
+	}
+	if !bytes.Equal(got, content) {
+		t.Fatalf("chunked content differs: got %d bytes", len(got))
+	}
+	if !sawChat {
+		h, p := bob.frame()
+		if h.Type != protocol.ForwardMessage {
+			t.Fatalf("carol's message lost; got %s %q", h.Name, p)
+		}
+	}
+	t.Logf("chat arrived before the file's end: %v", sawChatBeforeEnd)
+	// The plain recipient got one whole forward_file frame.
+	if err := <-plainErr; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestChunkedAbortKeepsRecipient(t *testing.T) {
+	s := startServer(t, Config{})
+	alice := joined(t, s, "alice")
+	bob := joinedExt(t, s, "bob")
+	alice.write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "f", 10<<20))
+	alice.write(make([]byte, 1<<20))
+	alice.nc.Close()
+	s.out.wait(t, "disconnected: alice", 1)
+	for {
+		h, p := bob.frame()
+		if h.Type == protocol.FileAbort {
+			break
+		}
+		if h.Type != protocol.FileBegin && h.Type != protocol.FileChunk {
+			t.Fatalf("unexpected %s %q", h.Name, p)
+		}
+	}
+	// Bob is still in: he can chat.
+	bob.send("fine", "bob")
+	bob.expect(protocol.ForwardMessage, "1 bob fine")
+	if strings.Contains(strings.Join(s.out.all(), "\n"), "disconnected: bob") {
+		t.Fatal("bob was cut off")
+	}
+}
+
+func TestChunkedSmallFileIsWhole(t *testing.T) {
+	s := startServer(t, Config{})
+	alice := joined(t, s, "alice")
+	bob := joinedExt(t, s, "bob")
+	alice.write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "s.txt", 5), "hello"...))
+	bob.expect(protocol.ForwardFile, fmt.Sprintf("1 alice s.txt %s", "hello"))
+}
