@@ -140,9 +140,6 @@ func (c *conn) Name() string { return c.name }
 // Send implements Peer.
 func (c *conn) Send(frame []byte) error {
 	err := c.q.push(frame)
-	if err == nil {
-		c.m.sent(frameType(frame), len(frame), 1)
-	}
 	if errors.Is(err, ErrSlowConsumer) {
 		c.kill(reasonSlowConsumer, fmt.Errorf("send queue over %d bytes", c.srv.cfg.SendQueueBytes))
 	}
@@ -424,7 +421,7 @@ func (c *conn) loop() (closeReason, []byte) {
 		switch h.Type {
 		case protocol.RequestUsersList:
 			s.out.println("request_users_list: ", c.name)
-			c.Send(protocol.AppendUsersList(nil, s.hub.Users()))
+			c.deliver([]Peer{c}, protocol.ResponseUsersList, protocol.AppendUsersList(nil, s.hub.Users()))
 		case protocol.SendMessage:
 			c.buf, err = c.r.ReadPayload(c.buf)
 			if err != nil {
@@ -435,9 +432,7 @@ func (c *conn) loop() (closeReason, []byte) {
 				return c.readFailed(err, false)
 			}
 			frame := protocol.AppendMessage(nil, protocol.ForwardMessage, []string{c.name}, text)
-			for _, p := range c.recipients("msg: ", names) {
-				p.Send(frame)
-			}
+			c.deliver(c.recipients("msg: ", names), protocol.ForwardMessage, frame)
 		case protocol.SendFile:
 			if r, last := c.relayFile(); r != reasonNone {
 				return r, last
@@ -466,12 +461,19 @@ func (c *conn) recipients(prefix string, names []string) []Peer {
 	s := c.srv
 	s.out.println(prefix, c.name)
 	peers := make([]Peer, 0, len(names))
-	seen := make(map[string]struct{}, len(names))
-	for _, name := range names {
-		if _, dup := seen[name]; dup {
+	var seen map[string]struct{} // for long lists; short ones are scanned
+	for i, name := range names {
+		if len(names) > 8 {
+			if seen == nil {
+				seen = make(map[string]struct{}, len(names))
+			}
+			if _, dup := seen[name]; dup {
+				continue
+			}
+			seen[name] = struct{}{}
+		} else if slices.Contains(names[:i], name) {
 			continue
 		}
-		seen[name] = struct{}{}
 		if p := s.hub.Lookup(name); p != nil {
 			peers = append(peers, p)
 		} else {
@@ -502,9 +504,7 @@ func (c *conn) relayFile() (closeReason, []byte) {
 		if _, err := io.ReadFull(c.r, frame[len(head):]); err != nil {
 			return c.readFailed(err, false)
 		}
-		for _, p := range peers {
-			p.Send(frame)
-		}
+		c.deliver(peers, protocol.ForwardFile, frame)
 		return reasonNone, nil
 	}
 	return c.streamFile(peers, filename, size)
@@ -590,12 +590,10 @@ func headerLen(h protocol.Header) int64 {
 	}
 }
 
-// frameType returns the type of an encoded frame.
-func frameType(frame []byte) protocol.Type {
-	for i, b := range frame {
-		if b == ' ' {
-			return protocol.LookupType(frame[:i])
-		}
+// deliver sends a frame of type t to peers and counts it.
+func (c *conn) deliver(peers []Peer, t protocol.Type, frame []byte) {
+	for _, p := range peers {
+		p.Send(frame)
 	}
-	return protocol.Unknown
+	c.m.sent(t, len(frame), len(peers))
 }
