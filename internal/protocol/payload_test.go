@@ -112,8 +112,8 @@ var ptGoodNames = []string{
 func TestValidUsername(t *testing.T) {
 	good := append([]string{
 		strings.Repeat("x", 32),
-		strings.Repeat("é", 32),  // 64 bytes
-		strings.Repeat("語", 32),  // 96 bytes
+		strings.Repeat("é", 32), // 64 bytes
+		strings.Repeat("語", 32), // 96 bytes
 		strings.Repeat("😀", 32), // 128 bytes
 		strings.Repeat("x", 31) + "😀",
 	}, ptGoodNames...)
@@ -156,10 +156,10 @@ func TestValidFilename(t *testing.T) {
 	good := append([]string{
 		"a.txt", "file(1).tar.gz", "README", ".bashrc", "x.",
 		strings.Repeat("x", 200),
-		strings.Repeat("é", 100),                         // 200 bytes
-		strings.Repeat("x", 196) + "😀",                   // 200 bytes
-		strings.Repeat("語", 66) + "xx",                   // 200 bytes
-		strings.Repeat("😀", 33),                          // more than 32 code points is fine
+		strings.Repeat("é", 100),                                 // 200 bytes
+		strings.Repeat("x", 196) + "😀",                           // 200 bytes
+		strings.Repeat("語", 66) + "xx",                           // 200 bytes
+		strings.Repeat("😀", 33),                                  // more than 32 code points is fine
 		strings.Repeat("x", 40) + "." + strings.Repeat("y", 100), // long, with extension
 	}, ptGoodNames...)
 	for _, name := range good {
@@ -189,8 +189,8 @@ func TestValidText(t *testing.T) {
 		"日本語 text", "a\u00a0b", "a\u3000b", "a\u2028b", "a\u200bb", "\ufeff", "a\u202eb",
 		"\ufffd", "😀", "/\\ ..",
 		strings.Repeat("x", 65536),
-		strings.Repeat("é", 32768),           // 65536 bytes
-		strings.Repeat("x", 65532) + "😀",     // 65536 bytes
+		strings.Repeat("é", 32768),       // 65536 bytes
+		strings.Repeat("x", 65532) + "😀", // 65536 bytes
 	}
 	for _, s := range good {
 		if err := protocol.ValidText([]byte(s)); err != nil {
