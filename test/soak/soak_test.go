@@ -1,0 +1,319 @@
+// Package soak holds the opt-in soak test: many clients chatting with the
+// real server binary for minutes, checking that every accepted message is
+// delivered exactly once and in order, and that the server's goroutines and
+// file descriptors return to their baseline afterwards.
+//
+// Run it with
+//
+//	CHAT_SOAK=1 go test -run Soak -timeout 30m -v ./test/soak/
+//
+// CHAT_SOAK_CLIENTS (default 1000) and CHAT_SOAK_DURATION (default 10m)
+// change its size.
+package soak
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// metric scrapes one unlabelled metric from a Prometheus endpoint.
+func metric(t *testing.T, url, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("scraping metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			v, err := strconv.ParseFloat(rest, 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", name, err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// member is one soak client: a raw protocol connection.
+type member struct {
+	id   int
+	name string
+	nc   net.Conn
+
+	wmu sync.Mutex // serialises writes
+	// sentTo[r] counts messages this member sent that name r (once each).
+	sentTo []atomic.Int64
+	seq    int64 // owned by the sender goroutine
+
+	// Owned by the reader goroutine until it ends.
+	gotFrom  []int64 // messages received from each sender
+	lastFrom []int64 // last sequence number received from each sender
+	errs     []string
+}
+
+func TestSoak(t *testing.T) {
+	if os.Getenv("CHAT_SOAK") == "" {
+		t.Skip("set CHAT_SOAK=1 to run the soak test")
+	}
+	n := envInt("CHAT_SOAK_CLIENTS", 1000)
+	duration := 10 * time.Minute
+	if d, err := time.ParseDuration(os.Getenv("CHAT_SOAK_DURATION")); err == nil && d > 0 {
+		duration = d
+	}
+
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "server")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/server")
+	build.Dir = filepath.Join("..", "..")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	port, mport := freePort(t), freePort(t)
+	srv := exec.Command(bin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "--max-clients", strconv.Itoa(n+10),
+		"--metrics-addr", "127.0.0.1:"+strconv.Itoa(mport), "--log-level", "warn")
+	stdout, _ := srv.StdoutPipe()
+	srv.Stderr = os.Stderr
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var stdoutLines atomic.Int64
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			stdoutLines.Add(1)
+		}
+	}()
+	defer func() {
+		srv.Process.Signal(os.Interrupt)
+		srv.Wait()
+		<-drained
+	}()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	murl := fmt.Sprintf("http://127.0.0.1:%d/metrics", mport)
+	var baseG, baseFD float64
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("server never listened")
+		}
+		runtime.Gosched()
+	}
+	baseG, baseFD = metric(t, murl, "go_goroutines"), metric(t, murl, "process_open_fds")
+
+	members := make([]*member, n)
+	for i := range members {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		m := &member{id: i, name: fmt.Sprintf("u%d", i), nc: nc,
+			sentTo: make([]atomic.Int64, n), gotFrom: make([]int64, n), lastFrom: make([]int64, n)}
+		nc.Write(protocol.AppendJoin(nil, protocol.Join, m.name))
+		members[i] = m
+	}
+	for deadline := time.Now().Add(time.Minute); metric(t, murl, "chat_users") < float64(n); {
+		if time.Now().After(deadline) {
+			t.Fatal("not every member joined")
+		}
+		time.Sleep(100 * time.Millisecond) // the server offers no join event to wait on
+	}
+	t.Logf("%d members joined; baseline goroutines %.0f, fds %.0f", n, baseG, baseFD)
+
+	var readers sync.WaitGroup
+	var received atomic.Int64
+	for _, m := range members {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			m.read(&received)
+		}()
+	}
+
+	// Each member sends about 2 messages a second to 1-3 random members.
+	ctx, cancel := context.WithTimeout(context.Background(), duration)
+	defer cancel()
+	var senders sync.WaitGroup
+	var sent atomic.Int64
+	start := time.Now()
+	for _, m := range members {
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			rng := rand.New(rand.NewPCG(uint64(m.id), 42))
+			tick := time.NewTicker(time.Duration(400+rng.IntN(200)) * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				k := 1 + rng.IntN(3)
+				names := make([]string, 0, k)
+				ids := make([]int, 0, k)
+				for range k {
+					r := rng.IntN(n)
+					names = append(names, members[r].name)
+					ids = append(ids, r)
+				}
+				m.seq++
+				text := fmt.Sprintf("q%d pad %s", m.seq, strings.Repeat("x", rng.IntN(64)))
+				m.wmu.Lock()
+				_, err := m.nc.Write(protocol.AppendMessage(nil, protocol.SendMessage, names, []byte(text)))
+				m.wmu.Unlock()
+				if err != nil {
+					t.Errorf("%s: write: %v", m.name, err)
+					return
+				}
+				seen := map[int]bool{}
+				for _, r := range ids {
+					if !seen[r] {
+						seen[r] = true
+						m.sentTo[r].Add(1)
+						sent.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	senders.Wait()
+	elapsed := time.Since(start)
+	// Let every accepted message arrive.
+	for deadline := time.Now().Add(time.Minute); received.Load() < sent.Load(); {
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // deliveries are counted, not signalled
+	}
+	t.Logf("sent %d deliveries in %v (%.0f/s); received %d; server printed %d lines",
+		sent.Load(), elapsed.Round(time.Second), float64(sent.Load())/elapsed.Seconds(), received.Load(), stdoutLines.Load())
+
+	for _, m := range members {
+		m.wmu.Lock()
+		m.nc.Write(protocol.AppendJoin(nil, protocol.Disconnect, m.name))
+		m.wmu.Unlock()
+	}
+	readers.Wait()
+	for _, m := range members {
+		m.nc.Close()
+		for _, e := range m.errs {
+			t.Error(e)
+		}
+	}
+	lost, dup := 0, 0
+	for _, r := range members {
+		for _, s := range members {
+			want, got := s.sentTo[r.id].Load(), r.gotFrom[s.id]
+			if got < want {
+				lost += int(want - got)
+			} else if got > want {
+				dup += int(got - want)
+			}
+		}
+	}
+	if lost > 0 || dup > 0 {
+		t.Errorf("%d deliveries lost, %d duplicated", lost, dup)
+	}
+
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		g, fd, users := metric(t, murl, "go_goroutines"), metric(t, murl, "process_open_fds"), metric(t, murl, "chat_users")
+		if users == 0 && g <= baseG+5 && fd <= baseFD+5 {
+			t.Logf("after: goroutines %.0f (baseline %.0f), fds %.0f (baseline %.0f)", g, baseG, fd, baseFD)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not back to baseline: users %.0f, goroutines %.0f (baseline %.0f), fds %.0f (baseline %.0f)", users, g, baseG, fd, baseFD)
+		}
+		time.Sleep(200 * time.Millisecond) // polling the server's metrics
+	}
+}
+
+// read consumes frames until the server closes the connection, checking
+// the per-sender order.
+func (m *member) read(received *atomic.Int64) {
+	r := protocol.NewReader(m.nc)
+	index := func(name string) int {
+		v, err := strconv.Atoi(strings.TrimPrefix(name, "u"))
+		if err != nil || v < 0 || v >= len(m.gotFrom) {
+			return -1
+		}
+		return v
+	}
+	for {
+		h, err := r.ReadHeader()
+		if err != nil {
+			if err != io.EOF {
+				m.errs = append(m.errs, fmt.Sprintf("%s: read: %v", m.name, err))
+			}
+			return
+		}
+		p, err := r.ReadPayload(nil)
+		if err != nil {
+			m.errs = append(m.errs, fmt.Sprintf("%s: read: %v", m.name, err))
+			return
+		}
+		if h.Type != protocol.ForwardMessage {
+			m.errs = append(m.errs, fmt.Sprintf("%s: unexpected %s %q", m.name, h.Name, p))
+			continue
+		}
+		sender, text, err := protocol.ParseForward(p)
+		s := index(sender)
+		if err != nil || s < 0 {
+			m.errs = append(m.errs, fmt.Sprintf("%s: bad forward %q", m.name, p))
+			continue
+		}
+		field, _, _ := strings.Cut(string(text), " ")
+		seq, err := strconv.ParseInt(strings.TrimPrefix(field, "q"), 10, 64)
+		if err != nil || seq <= m.lastFrom[s] {
+			m.errs = append(m.errs, fmt.Sprintf("%s: from %s seq %d after %d", m.name, sender, seq, m.lastFrom[s]))
+		}
+		m.lastFrom[s] = seq
+		m.gotFrom[s]++
+		received.Add(1)
+	}
+}
