@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -463,6 +464,7 @@ func (c *client) receive(r *protocol.Reader) {
 				continue
 			}
 			c.seen(names)
+			slices.Sort(names) // the server sorts too; print sorted whatever it sent
 			c.out.println("list: " + strings.Join(names, " "))
 		case protocol.ForwardMessage:
 			p, ok := c.payload(r, h, 2+protocol.MaxUsernameBytes+1+protocol.MaxTextBytes)

@@ -265,7 +265,7 @@ func TestCLIServerStdinClosed(t *testing.T) {
 // on stdout.
 func TestCLIClientCannotConnect(t *testing.T) {
 	t.Parallel()
-	port := freePort(t) // nothing listens there
+	port := refusingPort(t) // connections there are refused
 	_, home := newHome(t)
 	p := startProc(t, "client alice", clientBin, home, []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-u", "alice"})
 	start := time.Now()
@@ -275,6 +275,7 @@ func TestCLIClientCannotConnect(t *testing.T) {
 		t.Errorf("client took %v to give up connecting (at most 10 s)", el)
 	}
 	p.out.expectEnd(t, timeout)
+	p.errs.waitClosed(t, timeout)
 	if !p.errs.wroteAnything() {
 		t.Errorf("client that cannot connect printed nothing on stderr\n%s", p.dump())
 	}

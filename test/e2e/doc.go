@@ -11,6 +11,9 @@
 // data race or a panic reported by either program then fails the test that
 // ran it).
 //
+// Set E2E_SERVER_BIN and/or E2E_CLIENT_BIN to the path of a prebuilt program
+// to test it instead of building cmd/server or cmd/client.
+//
 // The harness lives in harness_test.go: startServer, startClient,
 // joinClient, dialRaw, newFakeServer and lineLog (see its doc comment for the
 // waiting semantics). Nothing in the suite sleeps to wait for a condition:

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -277,6 +278,24 @@ func (l *lineLog) expectEnd(t testing.TB, d time.Duration) {
 	}
 }
 
+// waitClosed waits until the stream has ended (the process closed it).
+func (l *lineLog) waitClosed(t testing.TB, d time.Duration) {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		l.mu.Lock()
+		eof, ch := l.eof, l.notify
+		l.mu.Unlock()
+		if eof {
+			return
+		}
+		if !l.wait(ch, timer.C) {
+			t.Fatalf("%s: timed out after %v waiting for the stream to end\n%s", l.label, d, l.owner.dump())
+		}
+	}
+}
+
 // remaining returns the unconsumed lines (no waiting).
 func (l *lineLog) remaining() []string {
 	l.mu.Lock()
@@ -356,9 +375,22 @@ type proc struct {
 // failed. A process that panicked or reported a data race fails the test.
 func startProc(t testing.TB, label, bin, dir string, args []string) *proc {
 	t.Helper()
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
+	return startProcStdin(t, label, bin, dir, args, nil)
+}
+
+// startProcStdin is startProc with the given file as stdin (nil: a pipe).
+// The caller keeps ownership of a given stdin file.
+func startProcStdin(t testing.TB, label, bin, dir string, args []string, stdin *os.File) *proc {
+	t.Helper()
+	var inR, inW *os.File
+	if stdin != nil {
+		inR = stdin
+	} else {
+		var err error
+		inR, inW, err = os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -372,12 +404,19 @@ func startProc(t testing.TB, label, bin, dir string, args []string) *proc {
 	cmd.Dir = dir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
 	if err := cmd.Start(); err != nil {
-		for _, f := range []*os.File{inR, inW, outR, outW, errR, errW} {
-			f.Close()
+		for _, f := range []*os.File{inW, outR, outW, errR, errW} {
+			if f != nil {
+				f.Close()
+			}
+		}
+		if stdin == nil {
+			inR.Close()
 		}
 		t.Fatalf("start %s %q: %v", bin, args, err)
 	}
-	inR.Close()
+	if stdin == nil {
+		inR.Close()
+	}
 	outW.Close()
 	errW.Close()
 
@@ -528,16 +567,84 @@ func (s *server) freshName(prefix string) string {
 	return fmt.Sprintf("%s%d", prefix, s.names.Add(1))
 }
 
-// freePort returns a port that was free a moment ago on 127.0.0.1.
+// freePort returns a port that was free a moment ago on 127.0.0.1. It is
+// drawn from 20000-32767, below Linux's ephemeral range, so that the
+// listeners and outgoing connections of parallel tests (which get ephemeral
+// ports) rarely collide with it; startServerWith checks that the listener
+// on the port really is its server's.
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for range 200 {
+		port := 20000 + int(portRand.Add(7919)%12768)
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port
+	}
+	t.Fatal("no free port found")
+	return 0
+}
+
+var portRand atomic.Uint64
+
+func init() { portRand.Store(uint64(time.Now().UnixNano() % 12768)) }
+
+// refusingPort returns a port on 127.0.0.1 where connections are refused:
+// a socket is bound to it (so nobody else gets it) but does not listen.
+func refusingPort(t testing.TB) int {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	return port
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sa.(*syscall.SockaddrInet4).Port
+}
+
+// listensOn reports whether process pid owns a TCP socket listening on
+// port (any local address), from /proc. ok is false where /proc cannot tell.
+func listensOn(pid, port int) (owned, ok bool) {
+	inodes := map[string]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		ok = true
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fields := strings.Fields(line)
+			if len(fields) < 10 || fields[3] != "0A" {
+				continue
+			}
+			i := strings.LastIndexByte(fields[1], ':')
+			if p, err := strconv.ParseUint(fields[1][i+1:], 16, 16); err == nil && int(p) == port {
+				inodes["socket:["+fields[9]+"]"] = true
+			}
+		}
+	}
+	if !ok || len(inodes) == 0 {
+		return false, ok
+	}
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false, false
+	}
+	for _, e := range ents {
+		if l, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && inodes[l] {
+			return true, true
+		}
+	}
+	return false, true
 }
 
 // startServer starts `server -a 127.0.0.1 -p PORT extra...` on a free port
@@ -570,26 +677,37 @@ func startServerWith(t testing.TB, argsFor func(port int) []string) *server {
 	}
 }
 
-// waitListening waits until addr accepts a TCP connection (true) or p exits
-// (false); it fails the test at the deadline.
+// waitListening waits until p listens on port (checked in /proc where
+// possible, so that another test's listener on the same port is not taken
+// for it) and a TCP connect to addr succeeds: true; or until p exits: false.
+// It fails the test at the deadline.
 func waitListening(t testing.TB, p *proc, addr string, d time.Duration) bool {
 	t.Helper()
+	_, ps, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(ps)
 	deadline := time.Now().Add(d)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return true
+		owned, ok := listensOn(p.cmd.Process.Pid, port)
+		var err error
+		if owned || !ok {
+			var c net.Conn
+			c, err = net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+				if !p.exited() {
+					return true
+				}
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not accepting connections on %s after %v: %v\n%s", p.label, addr, d, err, p.dump())
+			t.Fatalf("%s: not listening on %s after %v (owned: %v, dial: %v)\n%s", p.label, addr, d, owned, err, p.dump())
 		}
 		select {
 		case <-p.done:
 			return false
-		case <-tick.C: // retry the connect
+		case <-tick.C: // check again
 		}
 	}
 }
@@ -744,7 +862,9 @@ type frame struct {
 	payload []byte
 }
 
-func (f frame) String() string { return fmt.Sprintf("%s %d %s", f.typ, len(f.payload), quote(string(f.payload))) }
+func (f frame) String() string {
+	return fmt.Sprintf("%s %d %s", f.typ, len(f.payload), quote(string(f.payload)))
+}
 
 type rawConn struct {
 	label string
@@ -954,3 +1074,5 @@ func (c *client) expectDisconnectedExit1(t testing.TB, line string) {
 	c.expectExit(t, 1, timeout)
 	c.out.expectEnd(t, timeout)
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }

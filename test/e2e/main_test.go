@@ -42,17 +42,34 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "e2e: temp dir:", err)
 		os.Exit(1)
 	}
-	serverBin = filepath.Join(dir, "server")
-	clientBin = filepath.Join(dir, "client")
-	if err := buildProgram(serverBin, "./cmd/server"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	if err := buildProgram(clientBin, "./cmd/client"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
+	// E2E_SERVER_BIN / E2E_CLIENT_BIN run the suite against prebuilt
+	// programs instead (e.g. another implementation of PROTOCOL.md).
+	for _, b := range []struct {
+		dst      *string
+		env, pkg string
+	}{
+		{&serverBin, "E2E_SERVER_BIN", "./cmd/server"},
+		{&clientBin, "E2E_CLIENT_BIN", "./cmd/client"},
+	} {
+		if p := os.Getenv(b.env); p != "" {
+			abs, err := filepath.Abs(p)
+			if err == nil {
+				_, err = os.Stat(abs)
+			}
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "e2e: %s: %v\n", b.env, err)
+				os.RemoveAll(dir)
+				os.Exit(1)
+			}
+			*b.dst = abs
+			continue
+		}
+		*b.dst = filepath.Join(dir, filepath.Base(b.pkg))
+		if err := buildProgram(*b.dst, b.pkg); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
 	}
 
 	code := m.Run()
@@ -60,11 +77,9 @@ func TestMain(m *testing.M) {
 
 	// Every goroutine of the harness (output readers, process reapers) ends in
 	// the test's cleanup, so none may be left once all tests are done.
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e: leaked goroutines:", err)
-			code = 1
-		}
+	if err := goleak.Find(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: leaked goroutines:", err)
+		code = 1
 	}
 	os.Exit(code)
 }
