@@ -1,0 +1,357 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// scrape returns the unlabelled metrics of a Prometheus text endpoint.
+func scrape(t testing.TB, url string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("scraping %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	m := make(map[string]float64)
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(value, 64); err == nil {
+			m[name] = v
+		}
+	}
+	return m
+}
+
+// abuseServer is a server with metrics, for the abuse suite.
+type abuseServer struct {
+	*server
+	metrics string // URL of /metrics
+	baseG   float64
+	baseRSS float64
+}
+
+func startAbuseServer(t *testing.T) *abuseServer {
+	mport := freePort(t)
+	srv := startServer(t, "--join-timeout", "1s", "--send-queue", "1M", "--max-clients", "200",
+		"--metrics-addr", "127.0.0.1:"+strconv.Itoa(mport), "--log-level", "warn")
+	a := &abuseServer{server: srv, metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", mport)}
+	m := a.waitMetrics(t, func(m map[string]float64) bool { return m["go_goroutines"] > 0 })
+	a.baseG, a.baseRSS = m["go_goroutines"], m["process_resident_memory_bytes"]
+	t.Logf("baseline: %.0f goroutines, %.1f MiB RSS", a.baseG, a.baseRSS/(1<<20))
+	return a
+}
+
+// waitMetrics polls the server's metrics until ok accepts them.
+func (a *abuseServer) waitMetrics(t *testing.T, ok func(map[string]float64) bool) map[string]float64 {
+	t.Helper()
+	deadline := time.Now().Add(3 * timeout)
+	tick := time.NewTicker(50 * time.Millisecond) // the metrics endpoint is polled; it has no events
+	defer tick.Stop()
+	for {
+		m := scrape(t, a.metrics)
+		if ok(m) {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics never settled: goroutines %.0f, users %.0f, connections %.0f, RSS %.1f MiB",
+				m["go_goroutines"], m["chat_users"], m["chat_connections"], m["process_resident_memory_bytes"]/(1<<20))
+		}
+		<-tick.C
+	}
+}
+
+// settled checks that the server still chats and that its connections,
+// goroutines and memory are back near the baseline.
+func (a *abuseServer) settled(t *testing.T) {
+	t.Helper()
+	a.serving(t)
+	m := a.waitMetrics(t, func(m map[string]float64) bool {
+		return m["chat_connections"] == 0 && m["go_goroutines"] <= a.baseG+3
+	})
+	rss := m["process_resident_memory_bytes"]
+	t.Logf("after: %.0f goroutines, %.1f MiB RSS", m["go_goroutines"], rss/(1<<20))
+	if rss > a.baseRSS+96<<20 {
+		t.Errorf("RSS %.1f MiB, more than 96 MiB over the baseline %.1f MiB", rss/(1<<20), a.baseRSS/(1<<20))
+	}
+}
+
+// join joins a raw connection as name; server lines are searched
+// leniently, since other lines may come between.
+func (a *abuseServer) join(t *testing.T, name string) *rawConn {
+	t.Helper()
+	rc := dialRaw(t, a.port, name)
+	rc.write(t, fr("join", name))
+	a.out.skipTo(t, "join: "+name, timeout)
+	return rc
+}
+
+// client starts a real client joined as name.
+func (a *abuseServer) client(t *testing.T, name string) *client {
+	t.Helper()
+	c := startClient(t, a.port, name)
+	a.out.skipTo(t, "join: "+name, timeout)
+	return c
+}
+
+// leave quits a real client.
+func leave(t *testing.T, c *client) {
+	t.Helper()
+	c.send(t, "quit")
+	c.out.waitLine(t, "quitting", timeout)
+	c.expectExit(t, 0, timeout)
+}
+
+// serving checks that two real clients can still chat.
+func (a *abuseServer) serving(t *testing.T) {
+	t.Helper()
+	na, nb := a.freshName("okA"), a.freshName("okB")
+	ca, cb := a.client(t, na), a.client(t, nb)
+	ca.send(t, "msg 1 "+nb+" still serving")
+	cb.out.waitLine(t, "msg: "+na+": still serving", timeout)
+	leave(t, ca)
+	leave(t, cb)
+	a.requireRunning(t)
+}
+
+func TestAbuse(t *testing.T) {
+	a := startAbuseServer(t)
+	port := a.port
+
+	refused := func(t *testing.T, label string, b []byte, joinFirst bool) {
+		t.Helper()
+		var rc *rawConn
+		name := a.freshName("ab")
+		if joinFirst {
+			rc = a.join(t, name)
+		} else {
+			rc = dialRaw(t, port, label)
+		}
+		rc.write(t, b)
+		rc.expectFrame(t, "err_unknown_message", "")
+		rc.expectEOF(t, timeout)
+		if joinFirst {
+			a.out.skipTo(t, "disconnected: "+name+" sent unknown command", timeout)
+		}
+	}
+
+	t.Run("oversize length", func(t *testing.T) {
+		refused(t, "oversize", []byte("send_message 999999999999 "), true)
+		refused(t, "oversize-file", []byte("send_file 99999999999999 "), true)
+		a.settled(t)
+	})
+	t.Run("bad lengths", func(t *testing.T) {
+		for _, b := range []string{"send_message abc ", "send_message -5 ", "send_message 0x10 ", "send_message 1e3 ", "send_message  5 "} {
+			refused(t, "badlen", []byte(b), true)
+		}
+		a.settled(t)
+	})
+	t.Run("invalid utf-8 text", func(t *testing.T) {
+		refused(t, "utf8", fr("send_message", "1 nobody \xff\xfe"), true)
+		refused(t, "surrogate", fr("send_message", "1 nobody \xed\xa0\x80"), true)
+		a.settled(t)
+	})
+	t.Run("header without end", func(t *testing.T) {
+		refused(t, "endless", bytes.Repeat([]byte("a"), 4096), false)
+		refused(t, "endless-len", []byte("join 1111111111111111111111111111111"), false)
+		a.settled(t)
+	})
+	t.Run("pre-join garbage", func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(1, 2))
+		for range 20 {
+			junk := make([]byte, 1+rng.IntN(512))
+			for i := range junk {
+				junk[i] = byte(rng.IntN(256))
+			}
+			junk[0] = 'Z' // never a valid type byte, so always refused
+			refused(t, "garbage", junk, false)
+		}
+		a.settled(t)
+	})
+	t.Run("never joining", func(t *testing.T) {
+		conns := make([]*rawConn, 300)
+		for i := range conns {
+			conns[i] = dialRaw(t, port, "idle")
+		}
+		for _, rc := range conns {
+			rc.expectEOF(t, 3*timeout) // the 1 s join timeout
+		}
+		a.settled(t)
+	})
+	t.Run("never reading", func(t *testing.T) {
+		sinkName := a.freshName("sink")
+		sink := a.join(t, sinkName)
+		sink.c.SetReadBuffer(4096)
+		sender := a.join(t, a.freshName("flood"))
+		text := strings.Repeat("x", 60000)
+		before := scrape(t, a.metrics)["chat_slow_consumers_total"]
+		// Others chat normally while the sink's queue fills.
+		ca, cb := a.freshName("chatA"), a.freshName("chatB")
+		A, B := a.client(t, ca), a.client(t, cb)
+		for i := 0; ; i++ {
+			if i > 2000 {
+				t.Fatal("the sink was never cut off")
+			}
+			if err := sender.tryWrite(fr("send_message", "1 "+sinkName+" "+text), timeout); err != nil {
+				t.Fatalf("sender blocked: %v", err)
+			}
+			if i%20 == 0 {
+				A.send(t, "msg 1 "+cb+" ping "+strconv.Itoa(i))
+				B.out.waitLine(t, "msg: "+ca+": ping "+strconv.Itoa(i), timeout)
+				if scrape(t, a.metrics)["chat_slow_consumers_total"] > before {
+					break
+				}
+			}
+		}
+		a.out.skipTo(t, "disconnected: "+sinkName, timeout)
+		leave(t, A)
+		leave(t, B)
+		sender.write(t, fr("disconnect", sender.label))
+		sender.expectEOF(t, timeout)
+		a.settled(t)
+	})
+	t.Run("flood", func(t *testing.T) {
+		fromName, toName := a.freshName("flooder"), a.freshName("target")
+		from, to := a.join(t, fromName), a.join(t, toName)
+		const n = 15000 // past the default burst of 10000, so flood control paces it
+		var batch []byte
+		for i := range n {
+			batch = append(batch, fr("send_message", "1 "+toName+" m"+strconv.Itoa(i))...)
+		}
+		go from.c.Write(batch) // may be paced by flood control; nothing is dropped
+		// Another pair chats meanwhile.
+		ca, cb := a.freshName("calmA"), a.freshName("calmB")
+		A, B := a.client(t, ca), a.client(t, cb)
+		A.send(t, "msg 1 "+cb+" calm")
+		B.out.waitLine(t, "msg: "+ca+": calm", timeout)
+		for i := range n {
+			f, err := to.readFrame(3 * timeout)
+			want := "1 " + fromName + " m" + strconv.Itoa(i)
+			if err != nil || f.typ != "forward_message" || string(f.payload) != want {
+				t.Fatalf("flood message %d: got %v %v, want %q", i, f, err, want)
+			}
+		}
+		leave(t, A)
+		leave(t, B)
+		for _, rc := range []*rawConn{from, to} {
+			rc.write(t, fr("disconnect", rc.label))
+			rc.expectEOF(t, timeout)
+		}
+		a.settled(t)
+	})
+	t.Run("10000 connect-disconnect cycles", func(t *testing.T) {
+		const cycles, workers = 10000, 8
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		errs := make(chan error, workers)
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := next.Add(1)
+					if i > cycles {
+						return
+					}
+					if err := cycle(port, "cyc"+strconv.FormatInt(i, 10)); err != nil {
+						errs <- fmt.Errorf("cycle %d: %w", i, err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		a.settled(t)
+	})
+	t.Run("100 concurrent joins of one name", func(t *testing.T) {
+		const n = 100
+		results := make(chan string, n)
+		var wg sync.WaitGroup
+		conns := make([]net.Conn, n)
+		for i := range n {
+			c, err := net.Dial("tcp", a.addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns[i] = c
+			defer c.Close()
+		}
+		for _, c := range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.Write(fr("join", "samename"))
+				c.SetReadDeadline(time.Now().Add(3 * time.Second))
+				buf := make([]byte, 64)
+				k, _ := c.Read(buf)
+				results <- string(buf[:k]) // "" for the winner: a join is silent
+			}()
+		}
+		wg.Wait()
+		close(results)
+		winners, losers := 0, 0
+		for r := range results {
+			switch r {
+			case "":
+				winners++
+			case "err_username_unavailable 0 ":
+				losers++
+			default:
+				t.Errorf("unexpected answer %q", r)
+			}
+		}
+		if winners != 1 || losers != n-1 {
+			t.Fatalf("%d winners and %d refused, want 1 and %d", winners, losers, n-1)
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+		a.settled(t)
+	})
+}
+
+// cycle joins as name and disconnects at once, reading until the server
+// closes the connection.
+func cycle(port int, name string) error {
+	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), timeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.Write(append(fr("join", name), fr("disconnect", name)...)); err != nil {
+		return err
+	}
+	c.SetReadDeadline(time.Now().Add(timeout))
+	var buf [64]byte
+	for {
+		n, err := c.Read(buf[:])
+		if n > 0 {
+			return fmt.Errorf("unexpected bytes %q", buf[:n])
+		}
+		if err != nil {
+			if err.Error() == "EOF" {
+				return nil
+			}
+			return err
+		}
+	}
+}
