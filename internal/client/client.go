@@ -102,6 +102,11 @@ type client struct {
 	severed   atomic.Bool   // a "disconnected:" line was printed
 	lastNames atomic.Pointer[[]string]
 
+	// expect counts replies to our own commands (a list, a message or
+	// file to ourselves) not yet printed; replied is signalled as each is.
+	expect  atomic.Int32
+	replied chan struct{}
+
 	chunked bool                 // the server delivers large files in chunks; set before receive starts
 	files   map[uint64]*incoming // chunked files arriving; owned by receive
 }
@@ -161,6 +166,8 @@ func Run(ctx context.Context, cfg Config) int {
 		log:   &lineWriter{w: cfg.Stderr},
 		ended: make(chan struct{}),
 		files: make(map[uint64]*incoming),
+
+		replied: make(chan struct{}, 1),
 	}
 	nc, r, features, err := c.connect(ctx)
 	if err != nil {
@@ -212,6 +219,7 @@ func Run(ctx context.Context, cfg Config) int {
 			if c.handle(l.line) {
 				return c.quit()
 			}
+			c.awaitReplies()
 		}
 	}
 }
@@ -336,9 +344,13 @@ func (c *client) handle(line string) bool {
 	}
 	switch cmd.Kind {
 	case Msg:
+		if slices.Contains(cmd.Names, c.cfg.User) {
+			c.expectReply()
+		}
 		c.w.Write(protocol.AppendMessage(nil, protocol.SendMessage, cmd.Names, []byte(cmd.Text)))
 		c.flush()
 	case List:
+		c.expectReply()
 		c.w.Write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
 		c.flush()
 	case File:
@@ -391,6 +403,9 @@ func (c *client) sendFile(names []string, path string) {
 		return
 	}
 	size := st.Size()
+	if slices.Contains(names, c.cfg.User) {
+		c.expectReply()
+	}
 	c.w.Write(protocol.AppendFileHead(nil, protocol.SendFile, names, base, size))
 	p := c.progress("send", base, size)
 	n, err := io.Copy(c.w, io.TeeReader(io.LimitReader(f, size), p))
@@ -466,6 +481,7 @@ func (c *client) receive(r *protocol.Reader) {
 			c.seen(names)
 			slices.Sort(names) // the server sorts too; print sorted whatever it sent
 			c.out.println("list: " + strings.Join(names, " "))
+			c.gotReply()
 		case protocol.ForwardMessage:
 			p, ok := c.payload(r, h, 2+protocol.MaxUsernameBytes+1+protocol.MaxTextBytes)
 			if !ok {
@@ -478,6 +494,9 @@ func (c *client) receive(r *protocol.Reader) {
 			}
 			c.seen([]string{sender})
 			c.out.println("msg: " + sender + ": " + string(text))
+			if sender == c.cfg.User {
+				c.gotReply()
+			}
 		case protocol.ForwardFile:
 			if err := c.receiveFile(r); err != nil {
 				c.lost(err)
@@ -555,6 +574,9 @@ func (c *client) receiveFile(r *protocol.Reader) error {
 		return nil // the rest of the payload is skipped by ReadHeader
 	}
 	sender, size := names[0], r.Remaining()
+	if sender == c.cfg.User {
+		defer c.gotReply()
+	}
 	saved := c.cfg.User + "_" + filename
 	if len(saved) > 255 {
 		c.log.printf("client: refusing file %q from %s: saved name longer than 255 bytes", filename, sender)
@@ -608,4 +630,45 @@ func (f *failWriter) Write(b []byte) (int, error) {
 func isStreamError(err error) bool {
 	return !errors.Is(err, protocol.ErrMalformed) && !errors.Is(err, protocol.ErrBadUsername) &&
 		!errors.Is(err, protocol.ErrBadFilename) && !errors.Is(err, protocol.ErrBadCount)
+}
+
+// replyWait bounds the wait for the replies to one command.
+const replyWait = 2 * time.Second
+
+// expectReply notes that the command being sent will be answered.
+func (c *client) expectReply() { c.expect.Add(1) }
+
+// gotReply notes that an expected answer was printed (or refused).
+func (c *client) gotReply() {
+	for {
+		n := c.expect.Load()
+		if n <= 0 || c.expect.CompareAndSwap(n, n-1) {
+			break
+		}
+	}
+	select {
+	case c.replied <- struct{}{}:
+	default:
+	}
+}
+
+// awaitReplies waits until the answers to the last command have been
+// printed, so that what the client prints follows the order of its input
+// (`list` then a bad command prints the list first), for at most replyWait.
+func (c *client) awaitReplies() {
+	if c.expect.Load() <= 0 {
+		return
+	}
+	timer := time.NewTimer(replyWait)
+	defer timer.Stop()
+	for c.expect.Load() > 0 {
+		select {
+		case <-c.replied:
+		case <-c.ended:
+			return
+		case <-timer.C:
+			c.expect.Store(0)
+			return
+		}
+	}
 }

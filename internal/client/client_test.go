@@ -344,3 +344,24 @@ func TestRefusalBeforeInput(t *testing.T) {
 		t.Errorf("stdout %q", got)
 	}
 }
+
+func TestOutputFollowsInputOrder(t *testing.T) {
+	addr := fakeServer(t, func(nc net.Conn, r *protocol.Reader) {
+		expectFrame(t, r, protocol.RequestUsersList)
+		time.Sleep(100 * time.Millisecond) // a slow server: the scenario, not a wait
+		nc.Write(protocol.AppendUsersList(nil, []string{"me"}))
+		expectFrame(t, r, protocol.SendMessage)
+		time.Sleep(100 * time.Millisecond)
+		nc.Write(protocol.AppendMessage(nil, protocol.ForwardMessage, []string{"me"}, []byte("to myself")))
+		expectFrame(t, r, protocol.Disconnect)
+	})
+	s := startClient(t, addr)
+	s.input(t, "list", "bogus", "msg 1 me to myself", "help x", "quit")
+	if c := s.exit(t); c != 0 {
+		t.Errorf("exit %d", c)
+	}
+	want := "list: me\nincorrect user input format\nmsg: me: to myself\nincorrect user input format\nquitting\n"
+	if got := s.stdout.String(); got != want {
+		t.Errorf("stdout %q, want %q", got, want)
+	}
+}

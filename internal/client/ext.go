@@ -121,6 +121,9 @@ func (c *client) fileFrame(t protocol.Type, p []byte) {
 			return
 		}
 		delete(c.files, id)
+		if in.sender == c.cfg.User {
+			defer c.gotReply()
+		}
 		if in.tmp == nil {
 			return
 		}
