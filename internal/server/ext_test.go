@@ -161,3 +161,42 @@ func TestChunkedSmallFileIsWhole(t *testing.T) {
 	alice.write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "s.txt", 5), "hello"...))
 	bob.expect(protocol.ForwardFile, fmt.Sprintf("1 alice s.txt %s", "hello"))
 }
+
+func TestChunkedConcurrentFiles(t *testing.T) {
+	s := startServer(t, Config{})
+	bob := joinedExt(t, s, "bob")
+	contents := map[string][]byte{}
+	for i, name := range []string{"amy", "cid", "dan"} {
+		c := joined(t, s, name)
+		data := bytes.Repeat([]byte{byte(i), 0xff, '\n'}, 1<<20) // 3 MiB each, streamed
+		contents[name] = data
+		go c.nc.Write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, name+".bin", int64(len(data))), data...))
+	}
+	got := map[uint64][]byte{}
+	sender := map[uint64]string{}
+	for done := 0; done < 3; {
+		h, p := bob.frame()
+		switch h.Type {
+		case protocol.FileBegin:
+			id, from, _, _, err := protocol.ParseFileBegin(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sender[id] = from
+		case protocol.FileChunk:
+			id, data, err := protocol.ParseChunk(p)
+			if err != nil || sender[id] == "" {
+				t.Fatalf("chunk for unknown id %d (%v)", id, err)
+			}
+			got[id] = append(got[id], data...)
+		case protocol.FileEnd:
+			id, _ := protocol.ParseFileID(p)
+			if !bytes.Equal(got[id], contents[sender[id]]) {
+				t.Fatalf("file from %s damaged: %d bytes", sender[id], len(got[id]))
+			}
+			done++
+		default:
+			t.Fatalf("unexpected %s", h.Name)
+		}
+	}
+}

@@ -28,7 +28,6 @@ type sendQueue struct {
 	onFail  func(error)   // called once by the writer when a write fails
 
 	slot  chan struct{} // holds a token while a stream is open
-	space chan struct{} // signalled when written bytes leave the queue
 
 	mu        sync.Mutex
 	items     []qitem       // ready to write; guarded by mu
@@ -41,6 +40,7 @@ type sendQueue struct {
 	failed    bool          // a write failed; guarded by mu
 	drained   chan struct{} // closed when closing and the writer has stopped; guarded by mu
 	spare     []qitem       // reused batch slice; owned by the writer
+	space     chan struct{} // closed and replaced when bytes leave the queue or it closes; guarded by mu
 }
 
 type qitem struct {
@@ -55,7 +55,7 @@ func newSendQueue(nc net.Conn, limit int, timeout time.Duration, onFail func(err
 		timeout: timeout,
 		onFail:  onFail,
 		slot:    make(chan struct{}, 1),
-		space:   make(chan struct{}, 1),
+		space:   make(chan struct{}),
 	}
 }
 
@@ -128,11 +128,8 @@ func (q *sendQueue) writeLoop() {
 		if err != nil {
 			q.failed = true
 		}
+		q.wakePacedLocked()
 		q.mu.Unlock()
-		select {
-		case q.space <- struct{}{}:
-		default:
-		}
 		if err != nil {
 			q.onFail(err)
 		}
@@ -182,6 +179,7 @@ func (q *sendQueue) close(last []byte) <-chan struct{} {
 		return done
 	}
 	q.closing = true
+	q.wakePacedLocked()
 	if !q.streaming && last != nil {
 		q.items = append(q.items, qitem{b: last})
 	}
@@ -242,13 +240,20 @@ func (q *sendQueue) pushPaced(b []byte, cancel <-chan struct{}) error {
 			q.mu.Unlock()
 			return nil
 		}
+		space := q.space
 		q.mu.Unlock()
 		select {
-		case <-q.space:
+		case <-space:
 		case <-cancel:
 			return ErrPeerGone
 		}
 	}
+}
+
+// wakePacedLocked wakes every writer waiting in pushPaced.
+func (q *sendQueue) wakePacedLocked() {
+	close(q.space)
+	q.space = make(chan struct{})
 }
 
 // Write implements FileStream.
