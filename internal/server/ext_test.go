@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -198,5 +199,34 @@ func TestChunkedConcurrentFiles(t *testing.T) {
 		default:
 			t.Fatalf("unexpected %s", h.Name)
 		}
+	}
+}
+
+func TestPlainConcurrentFilesTakeTurns(t *testing.T) {
+	s := startServer(t, Config{})
+	bob := joined(t, s, "bob")
+	want := map[string][]byte{}
+	for i, name := range []string{"amy", "cid"} {
+		c := joined(t, s, name)
+		data := bytes.Repeat([]byte{byte(i + 1), 0, ' '}, 1<<20)
+		want[name] = data
+		go c.nc.Write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", name}, "f", int64(len(data))), data...))
+		go io.Copy(io.Discard, c.nc) // each sender reads its own copy
+	}
+	for range 2 {
+		h, p := bob.frame()
+		if h.Type != protocol.ForwardFile {
+			t.Fatalf("got %s", h.Name)
+		}
+		var from string
+		for name := range want {
+			if bytes.HasPrefix(p, []byte("1 "+name+" f ")) {
+				from = name
+			}
+		}
+		if from == "" || !bytes.Equal(p[len("1 "+from+" f "):], want[from]) {
+			t.Fatalf("file damaged or interleaved (%d bytes, from %q)", len(p), from)
+		}
+		delete(want, from)
 	}
 }
