@@ -19,6 +19,7 @@ import (
 	"github.com/gochat/chat/internal/cli"
 	"github.com/gochat/chat/internal/client"
 	"github.com/gochat/chat/internal/protocol"
+	"github.com/gochat/chat/internal/terminal"
 )
 
 func help(w io.Writer) {
@@ -86,7 +87,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return client.Run(ctx, client.Config{
+	cfg := client.Config{
 		User:        *user,
 		Addr:        net.JoinHostPort(*addr, strconv.Itoa(*port)),
 		MaxFileSize: int64(maxFile),
@@ -97,5 +98,10 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		Stderr:      stderr,
 		TLS:         tlsCfg,
 		Extensions:  *extensions,
-	})
+	}
+	// On a terminal (stdin, stdout and stderr), a person types: line
+	// editing, completion, progress bars, colors. Otherwise, plain lines.
+	endTerminal := terminal.Attach(&cfg, stdin, stdout, stderr, os.Getenv)
+	defer endTerminal()
+	return client.Run(ctx, cfg)
 }

@@ -27,7 +27,7 @@ type sendQueue struct {
 	timeout time.Duration // a write making no progress this long fails
 	onFail  func(error)   // called once by the writer when a write fails
 
-	slot  chan struct{} // holds a token while a stream is open
+	slot chan struct{} // holds a token while a stream is open
 
 	mu        sync.Mutex
 	items     []qitem       // ready to write; guarded by mu

@@ -1,0 +1,420 @@
+package terminal
+
+import (
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gochat/chat/internal/client"
+	"github.com/gochat/chat/internal/terminal/termtest"
+)
+
+// wait is the deadline of every wait: generous, for a loaded machine.
+const wait = 10 * time.Second
+
+const (
+	rows, cols = 30, 80
+	up         = "\x1b[A"
+	down       = "\x1b[B"
+	ctrlA      = "\x01"
+	ctrlC      = "\x03"
+	ctrlD      = "\x04"
+	ctrlE      = "\x05"
+	ctrlG      = "\x07"
+	ctrlR      = "\x12"
+	ctrlU      = "\x15"
+	ctrlW      = "\x17"
+	backspace  = "\x7f"
+)
+
+type lineResult struct {
+	line string
+	err  error
+}
+
+// harness runs a Terminal on an emulated screen, with a goroutine reading
+// lines from it as the client does.
+type harness struct {
+	t     *testing.T
+	term  *Terminal
+	scr   *termtest.Screen
+	keys  chan []byte
+	lines chan lineResult
+}
+
+func newHarness(t *testing.T, color bool) *harness {
+	t.Helper()
+	h := &harness{
+		t:     t,
+		scr:   termtest.New(rows, cols),
+		keys:  make(chan []byte),
+		lines: make(chan lineResult, 100),
+	}
+	h.term = newTerminal("alice", h.keys, h.scr, h.scr, palette{on: color}, func() (int, int) { return cols, rows })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			line, err := h.term.ReadLine()
+			h.lines <- lineResult{line, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		h.term.Close()
+		<-done
+	})
+	return h
+}
+
+// typeKeys hands keys to the editor.
+func (h *harness) typeKeys(keys string) {
+	h.t.Helper()
+	select {
+	case h.keys <- []byte(keys):
+	case <-time.After(wait):
+		h.t.Fatalf("the editor took no keys for %v\n%s", wait, h.scr)
+	}
+}
+
+// waitScreen waits until cond holds for the screen.
+func (h *harness) waitScreen(what string, cond func(v termtest.View) bool) termtest.View {
+	h.t.Helper()
+	v, ok := h.scr.Wait(wait, cond)
+	if !ok {
+		h.t.Fatalf("timed out after %v waiting for %s; screen:\n%s", wait, what, h.scr)
+	}
+	return v
+}
+
+// waitInput waits until the cursor's row shows the prompt and input.
+func (h *harness) waitInput(input string) {
+	h.t.Helper()
+	h.waitScreen(fmt.Sprintf("input row %q", "alice> "+input), func(v termtest.View) bool {
+		return v.CursorRow == strings.TrimRight("alice> "+input, " ") && v.Col == len("alice> "+input)
+	})
+}
+
+func (h *harness) nextLine() (string, error) {
+	h.t.Helper()
+	select {
+	case r := <-h.lines:
+		return r.line, r.err
+	case <-time.After(wait):
+		h.t.Fatalf("no line after %v\n%s", wait, h.scr)
+		return "", nil
+	}
+}
+
+func (h *harness) expectLine(want string) {
+	h.t.Helper()
+	got, err := h.nextLine()
+	if err != nil || got != want {
+		h.t.Fatalf("ReadLine = %q, %v; want %q\n%s", got, err, want, h.scr)
+	}
+}
+
+func TestLinesPrintedWhileTypingKeepTheInputWhole(t *testing.T) {
+	h := newHarness(t, false)
+	h.typeKeys("msg 1 bob hel")
+	h.waitInput("msg 1 bob hel")
+
+	// Four goroutines print 40 lines at once, as the receiver and the
+	// session do, while the user goes on typing.
+	out, errw := h.term.Stdout(), h.term.Stderr()
+	var wg sync.WaitGroup
+	var want []string
+	for g := range 4 {
+		for i := range 10 {
+			want = append(want, fmt.Sprintf("msg: bob%d: line %d of a message that is fairly long", g, i))
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 10 {
+				w := out
+				if g == 3 {
+					w = errw
+				}
+				fmt.Fprintf(w, "msg: bob%d: line %d of a message that is fairly long\n", g, i)
+			}
+		}()
+	}
+	h.typeKeys("lo")
+	wg.Wait()
+	h.waitInput("msg 1 bob hello")
+
+	v := h.waitScreen("every line", func(v termtest.View) bool {
+		for _, w := range want {
+			if !v.Contains(w) {
+				return false
+			}
+		}
+		return true
+	})
+	// Nothing else is on the screen: the hint, the 40 lines (each once,
+	// whole, in the order each goroutine printed them), the input row.
+	tr := v.Transcript
+	if tr[0] != hint || tr[len(tr)-1] != "alice> msg 1 bob hello" || len(tr) != 42 {
+		t.Fatalf("screen is not hint, 40 lines, input:\n%s", h.scr)
+	}
+	for g := range 4 {
+		var got []string
+		for _, l := range tr {
+			if strings.HasPrefix(l, fmt.Sprintf("msg: bob%d: ", g)) {
+				got = append(got, l)
+			}
+		}
+		if !slices.Equal(got, want[g*10:g*10+10]) {
+			t.Fatalf("lines of goroutine %d: %q", g, got)
+		}
+	}
+	h.typeKeys("\r")
+	h.expectLine("msg 1 bob hello")
+	v = h.waitScreen("the next prompt", func(v termtest.View) bool { return v.CursorRow == "alice>" })
+	if v.Transcript[len(v.Transcript)-2] != "alice> msg 1 bob hello" {
+		t.Fatalf("the entered line is not kept above the prompt:\n%s", h.scr)
+	}
+}
+
+func TestEditingKeysAndHistory(t *testing.T) {
+	h := newHarness(t, false)
+	h.typeKeys("list\r")
+	h.expectLine("list")
+	h.typeKeys("one two three")
+	h.typeKeys(ctrlW)
+	h.waitInput("one two ")
+	h.typeKeys(ctrlA + "x" + ctrlE + "end")
+	h.waitInput("xone two end")
+	h.typeKeys("\r")
+	h.expectLine("xone two end")
+	h.typeKeys("junk" + ctrlU + "help\r")
+	h.expectLine("help")
+
+	h.typeKeys(up)
+	h.waitInput("help")
+	h.typeKeys(up + up)
+	h.waitInput("list")
+	h.typeKeys(down)
+	h.waitInput("xone two end")
+	h.typeKeys("\r")
+	h.expectLine("xone two end")
+	// Blank lines are not kept, nor a repeat of the latest line; an
+	// older line entered again is.
+	h.typeKeys("   \r")
+	h.expectLine("   ")
+	h.typeKeys(up + "\r")
+	h.expectLine("xone two end")
+	var got []string
+	for i := h.term.hist.Len() - 1; i >= 0; i-- {
+		got = append(got, h.term.hist.At(i))
+	}
+	if want := []string{"list", "xone two end", "help", "xone two end"}; !slices.Equal(got, want) {
+		t.Fatalf("history = %q, want %q", got, want)
+	}
+}
+
+func TestCtrlCAndCtrlDEndTheInput(t *testing.T) {
+	h := newHarness(t, false)
+	h.typeKeys("abc" + ctrlA + ctrlD) // Ctrl-D on text deletes
+	h.waitScreen("the a deleted", func(v termtest.View) bool { return v.CursorRow == "alice> bc" && v.Col == 7 })
+	h.typeKeys(ctrlE + ctrlU + ctrlD)
+	if _, err := h.nextLine(); err != io.EOF {
+		t.Fatalf("Ctrl-D on an empty line: err = %v, want io.EOF", err)
+	}
+
+	h = newHarness(t, false)
+	h.typeKeys("some text" + ctrlC)
+	if _, err := h.nextLine(); err != io.EOF {
+		t.Fatalf("Ctrl-C: err = %v, want io.EOF", err)
+	}
+	// The session prints its last line, then the front end closes: the
+	// prompt and the abandoned text leave the screen.
+	fmt.Fprintln(h.term.Stdout(), "quitting")
+	h.term.Close()
+	v := h.waitScreen("quitting as the last row", func(v termtest.View) bool {
+		return v.Transcript[len(v.Transcript)-1] == "quitting"
+	})
+	if v.CursorRow != "" || v.Col != 0 {
+		t.Fatalf("cursor not on a fresh row after Close:\n%s", h.scr)
+	}
+	fmt.Fprintln(h.term.Stderr(), "after close")
+	h.waitScreen("a line printed after Close", func(v termtest.View) bool { return v.Contains("after close") })
+}
+
+func TestReverseSearch(t *testing.T) {
+	h := newHarness(t, false)
+	for _, l := range []string{"msg 1 bob first", "list", "msg 1 carol second"} {
+		h.typeKeys(l + "\r")
+		h.expectLine(l)
+	}
+	h.typeKeys(ctrlR)
+	h.waitScreen("the search prompt", func(v termtest.View) bool { return v.CursorRow == "(reverse-i-search)`':" })
+	h.typeKeys("m")
+	h.typeKeys("s")
+	h.typeKeys("g")
+	h.waitScreen("the latest match", func(v termtest.View) bool {
+		return v.CursorRow == "(reverse-i-search)`msg': msg 1 carol second"
+	})
+	h.typeKeys(ctrlR)
+	h.waitScreen("the older match", func(v termtest.View) bool {
+		return v.CursorRow == "(reverse-i-search)`msg': msg 1 bob first"
+	})
+	h.typeKeys("x")
+	h.waitScreen("a failed search", func(v termtest.View) bool {
+		return v.CursorRow == "(failed reverse-i-search)`msgx': msg 1 bob first"
+	})
+	h.typeKeys(backspace)
+	h.waitScreen("the query shortened", func(v termtest.View) bool {
+		return v.CursorRow == "(reverse-i-search)`msg': msg 1 carol second"
+	})
+	h.typeKeys("\r")
+	h.expectLine("msg 1 carol second")
+	v := h.waitScreen("the next prompt", func(v termtest.View) bool { return v.CursorRow == "alice>" })
+	if got := v.Transcript[len(v.Transcript)-2]; got != "alice> msg 1 carol second" {
+		t.Fatalf("entered row = %q, want it with the normal prompt\n%s", got, h.scr)
+	}
+
+	// Ctrl-G and Ctrl-C cancel, giving back the line as it was.
+	h.typeKeys("draft" + ctrlR)
+	h.typeKeys("l")
+	h.waitScreen("a match", func(v termtest.View) bool { return v.CursorRow == "(reverse-i-search)`l': msg 1 carol second" })
+	h.typeKeys(ctrlG)
+	h.waitInput("draft")
+	h.typeKeys(ctrlR)
+	h.typeKeys("i")
+	h.waitScreen("a match", func(v termtest.View) bool { return v.CursorRow == "(reverse-i-search)`i': list" })
+	h.typeKeys(ctrlC)
+	h.waitInput("draft")
+	// An editing key ends the search and edits the line found.
+	h.typeKeys(ctrlU + ctrlR)
+	h.typeKeys("b")
+	h.waitScreen("a match", func(v termtest.View) bool { return v.CursorRow == "(reverse-i-search)`b': msg 1 bob first" })
+	h.typeKeys(ctrlE)
+	h.waitInput("msg 1 bob first")
+	h.typeKeys("!\r")
+	h.expectLine("msg 1 bob first!")
+}
+
+func TestTabCompletesOnScreen(t *testing.T) {
+	h := newHarness(t, false)
+	h.term.Hooks().Users([]string{"bob", "bobby", "carol"})
+	h.typeKeys("m\t")
+	h.waitInput("msg ")
+	h.typeKeys("2 c\t")
+	h.waitInput("msg 2 carol ")
+	h.typeKeys("b\t")
+	h.waitInput("msg 2 carol bob")
+	h.typeKeys("\t") // bob or bobby: listed above the prompt
+	v := h.waitScreen("the candidates", func(v termtest.View) bool { return v.Contains("bob  bobby") })
+	if v.CursorRow != "alice> msg 2 carol bob" {
+		t.Fatalf("input row after listing: %q", v.CursorRow)
+	}
+	h.typeKeys("b\t")
+	h.waitInput("msg 2 carol bobby ")
+	h.typeKeys("hi\r")
+	h.expectLine("msg 2 carol bobby hi")
+}
+
+func TestProgressBarsAboveThePrompt(t *testing.T) {
+	h := newHarness(t, false)
+	progress := h.term.Hooks().Progress
+	h.typeKeys("typing")
+	h.waitInput("typing")
+	progress("recv", "big.bin", 1<<20, 4<<20, false)
+	bar := regexp.MustCompile(`^receiving big\.bin \[=+>? *\]  25%  1\.0 MiB / 4\.0 MiB  .*/s  .* left$`)
+	v := h.waitScreen("the bar", func(v termtest.View) bool {
+		return len(v.Transcript) >= 2 && bar.MatchString(v.Transcript[len(v.Transcript)-2])
+	})
+	if v.CursorRow != "alice> typing" {
+		t.Fatalf("input row under the bar: %q", v.CursorRow)
+	}
+	// A line printed meanwhile goes above the bar.
+	fmt.Fprintln(h.term.Stdout(), "msg: bob: hi")
+	h.waitScreen("the line above the bar", func(v termtest.View) bool {
+		tr := v.Transcript
+		return len(tr) >= 3 && tr[len(tr)-3] == "msg: bob: hi" && bar.MatchString(tr[len(tr)-2]) && tr[len(tr)-1] == "alice> typing"
+	})
+	// Entering a line keeps it above the bar.
+	h.typeKeys("\r")
+	h.expectLine("typing")
+	h.waitScreen("the bar under the entered line", func(v termtest.View) bool {
+		tr := v.Transcript
+		return len(tr) >= 3 && tr[len(tr)-3] == "alice> typing" && bar.MatchString(tr[len(tr)-2]) && tr[len(tr)-1] == "alice>"
+	})
+	progress("send", "notes.txt", 10, 10, false)
+	progress("send", "notes.txt", 10, 10, true)
+	progress("recv", "big.bin", 4<<20, 4<<20, true)
+	v = h.waitScreen("the bar gone and the send's summary", func(v termtest.View) bool {
+		tr := v.Transcript
+		return len(tr) >= 2 && tr[len(tr)-2] == "sent notes.txt (10 B)" && tr[len(tr)-1] == "alice>"
+	})
+	for _, l := range v.Transcript {
+		if strings.HasPrefix(l, "receiving") {
+			t.Fatalf("a bar is left on the screen:\n%s", h.scr)
+		}
+	}
+}
+
+func TestHelpIsFollowedByKeys(t *testing.T) {
+	h := newHarness(t, true)
+	fmt.Fprintln(h.term.Stdout(), client.HelpText)
+	v := h.waitScreen("the help", func(v termtest.View) bool { return v.Contains("Keys:") })
+	text := strings.Join(v.Transcript, "\n")
+	if !strings.Contains(text, client.HelpText+"\n"+keysHelp) {
+		t.Fatalf("help text changed on screen:\n%s", text)
+	}
+}
+
+func TestColoredLinesKeepTheirText(t *testing.T) {
+	ansi := regexp.MustCompile("\x1b\\[[0-9;]*m")
+	on, off := palette{on: true}, palette{}
+	lines := []string{
+		"msg: alice: hello: there  you", "msg: a:b: c", "file: bob: notes.txt", "list: alice bob carol",
+		"disconnected: server full", "quitting", "incorrect user input format", "something else", "msg: x",
+	}
+	for _, l := range lines {
+		c := on.stdoutLine(l)
+		if ansi.ReplaceAllString(c, "") != l {
+			t.Errorf("stdoutLine(%q) = %q: text changed", l, c)
+		}
+		if off.stdoutLine(l) != l {
+			t.Errorf("colors off: stdoutLine(%q) = %q", l, off.stdoutLine(l))
+		}
+	}
+	if c := on.stdoutLine("msg: a:b: c"); !strings.Contains(c, on.nick("a:b")) {
+		t.Errorf("sender a:b not colored as a name: %q", c)
+	}
+	for _, l := range strings.Split(client.HelpText+"\n"+keysHelp, "\n") {
+		if got := ansi.ReplaceAllString(on.helpLine(l), ""); got != l {
+			t.Errorf("helpLine(%q) = %q", l, got)
+		}
+	}
+	if on.nick("alice") != on.nick("alice") || off.prompt("alice") != "alice> " {
+		t.Error("names must keep their color; no colors means a plain prompt")
+	}
+}
+
+func TestColorWanted(t *testing.T) {
+	for _, c := range []struct {
+		env  map[string]string
+		want bool
+	}{
+		{map[string]string{"TERM": "xterm"}, true},
+		{map[string]string{}, true},
+		{map[string]string{"TERM": "xterm", "NO_COLOR": "1"}, false},
+		{map[string]string{"TERM": "xterm", "NO_COLOR": ""}, true},
+		{map[string]string{"TERM": "dumb"}, false},
+	} {
+		if got := ColorWanted(func(k string) string { return c.env[k] }); got != c.want {
+			t.Errorf("ColorWanted(%v) = %v", c.env, got)
+		}
+	}
+}

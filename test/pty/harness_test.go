@@ -1,0 +1,588 @@
+package ptytest
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
+
+	"github.com/gochat/chat/internal/terminal/termtest"
+)
+
+// timeout is the deadline of every wait: generous, for CI's loaded 2-core
+// machine running the tests with -race.
+const timeout = 15 * time.Second
+
+// The screen of every client run in a pseudo-terminal.
+const rows, cols = 40, 100
+
+var serverBin, clientBin string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "gochat-pty-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pty:", err)
+		os.Exit(1)
+	}
+	serverBin, clientBin = filepath.Join(dir, "server"), filepath.Join(dir, "client")
+	for bin, pkg := range map[string]string{serverBin: "./cmd/server", clientBin: "./cmd/client"} {
+		if err := build(bin, pkg); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "pty: leaked goroutines:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// build runs `go build -o out pkg` in the module root.
+func build(out, pkg string) error {
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		return err
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	args := []string{"build", "-o", out}
+	if os.Getenv("E2E_RACE") == "1" {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command(goBin, append(args, pkg)...)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("pty: go %v: %v\n%s", args, err, b)
+	}
+	return nil
+}
+
+// env returns the environment for a client: this one's, with TERM set and
+// NO_COLOR as given (unset if empty).
+func env(term, noColor string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TERM=") && !strings.HasPrefix(kv, "NO_COLOR=") {
+			out = append(out, kv)
+		}
+	}
+	out = append(out, "TERM="+term)
+	if noColor != "" {
+		out = append(out, "NO_COLOR="+noColor)
+	}
+	return out
+}
+
+// ---------------------------------------------------------------------------
+// stream: an output stream of a child process, as bytes.
+// ---------------------------------------------------------------------------
+
+// stream collects what a process writes to a pipe.
+type stream struct {
+	mu      sync.Mutex
+	b       []byte
+	eof     bool
+	changed chan struct{}
+}
+
+func newStream() *stream { return &stream{changed: make(chan struct{})} }
+
+// run copies r into s until r ends; it is the only writer of s.
+func (s *stream) run(r io.ReadCloser, wg *sync.WaitGroup) {
+	defer wg.Done()
+	defer r.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		s.mu.Lock()
+		s.b = append(s.b, buf[:n]...)
+		s.eof = err != nil
+		close(s.changed)
+		s.changed = make(chan struct{})
+		s.mu.Unlock()
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (s *stream) bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]byte(nil), s.b...)
+}
+
+// waitFor waits until the stream's bytes contain want.
+func (s *stream) waitFor(t testing.TB, what, want string) {
+	t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		ok, eof, ch := bytes.Contains(s.b, []byte(want)), s.eof, s.changed
+		got := string(s.b)
+		s.mu.Unlock()
+		if ok {
+			return
+		}
+		if eof {
+			t.Fatalf("%s: stream ended without %q; got:\n%s", what, want, got)
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			t.Fatalf("%s: timed out after %v waiting for %q; got:\n%s", what, timeout, want, got)
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// The real server.
+// ---------------------------------------------------------------------------
+
+type server struct {
+	addr string
+	out  *stream
+	port string
+}
+
+var listening = regexp.MustCompile(`msg=listening addr=(\S+)`)
+
+// startServer runs the real server on a free port of 127.0.0.1.
+func startServer(t *testing.T) *server {
+	t.Helper()
+	cmd := exec.Command(serverBin, "-a", "127.0.0.1", "-p", "0")
+	cmd.Dir = t.TempDir()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{out: newStream()}
+	logs := newStream()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go s.out.run(stdout, &wg)
+	go logs.run(stderr, &wg)
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		wg.Wait()
+		cmd.Wait()
+	})
+	logs.waitFor(t, "server stderr", "msg=listening")
+	m := listening.FindSubmatch(logs.bytes())
+	if m == nil {
+		t.Fatalf("server: no address in %q", logs.bytes())
+	}
+	s.addr = string(m[1])
+	_, s.port, _ = net.SplitHostPort(s.addr)
+	return s
+}
+
+// ---------------------------------------------------------------------------
+// A client in a pseudo-terminal.
+// ---------------------------------------------------------------------------
+
+type ptyClient struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	ptmx *os.File
+	tty  *os.File // kept open to check its mode after the client exits
+	scr  *termtest.Screen
+	dir  string // the working (download) directory
+
+	exited   chan struct{}
+	readDone chan struct{}
+}
+
+// startPTY runs the client with args in a pseudo-terminal of rows by cols
+// that is its stdin, stdout and stderr, in a fresh directory.
+func startPTY(t *testing.T, environ []string, args ...string) *ptyClient {
+	t.Helper()
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: rows, Cols: cols}); err != nil {
+		t.Fatal(err)
+	}
+	c := &ptyClient{
+		t: t, ptmx: ptmx, tty: tty, scr: termtest.New(rows, cols), dir: t.TempDir(),
+		exited: make(chan struct{}), readDone: make(chan struct{}),
+	}
+	c.cmd = exec.Command(clientBin, args...)
+	c.cmd.Dir, c.cmd.Env = c.dir, environ
+	c.cmd.Stdin, c.cmd.Stdout, c.cmd.Stderr = tty, tty, tty
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	if err := c.cmd.Start(); err != nil {
+		ptmx.Close()
+		tty.Close()
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(c.readDone)
+		io.Copy(c.scr, ptmx) // ends with EIO once every tty descriptor is closed
+	}()
+	go func() {
+		defer close(c.exited)
+		c.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-c.exited:
+		default:
+			c.cmd.Process.Kill()
+			<-c.exited
+		}
+		c.tty.Close()
+		<-c.readDone
+		c.ptmx.Close()
+		if t.Failed() {
+			t.Logf("client screen at the end:\n%s", c.scr)
+		}
+	})
+	return c
+}
+
+// typeKeys writes keys to the terminal, as if typed.
+func (c *ptyClient) typeKeys(keys string) {
+	c.t.Helper()
+	if _, err := c.ptmx.Write([]byte(keys)); err != nil {
+		c.t.Fatalf("typing %q: %v", keys, err)
+	}
+}
+
+// waitScreen waits until cond holds for the client's screen.
+func (c *ptyClient) waitScreen(what string, cond func(v termtest.View) bool) termtest.View {
+	c.t.Helper()
+	v, ok := c.scr.Wait(timeout, cond)
+	if !ok {
+		c.t.Fatalf("timed out after %v waiting for %s; screen:\n%s", timeout, what, c.scr)
+	}
+	return v
+}
+
+// waitInput waits until the cursor's row is the prompt and input, with the
+// cursor at its end.
+func (c *ptyClient) waitInput(user, input string) termtest.View {
+	c.t.Helper()
+	row := user + "> " + input
+	return c.waitScreen(fmt.Sprintf("input row %q", row), func(v termtest.View) bool {
+		return v.CursorRow == strings.TrimRight(row, " ") && v.Col == len([]rune(row))
+	})
+}
+
+// waitRow waits until some row of the screen's transcript is line.
+func (c *ptyClient) waitRow(line string) termtest.View {
+	c.t.Helper()
+	return c.waitScreen(fmt.Sprintf("row %q", line), func(v termtest.View) bool { return v.Contains(line) })
+}
+
+// waitExit waits for the client to exit and returns its status.
+func (c *ptyClient) waitExit() int {
+	c.t.Helper()
+	select {
+	case <-c.exited:
+		return c.cmd.ProcessState.ExitCode()
+	case <-time.After(timeout):
+		c.t.Fatalf("client still running after %v; screen:\n%s", timeout, c.scr)
+		return -1
+	}
+}
+
+// expectTerminalRestored checks that the terminal is back in its usual
+// cooked mode: echo, line editing and signal keys on.
+func (c *ptyClient) expectTerminalRestored() {
+	c.t.Helper()
+	tio, err := unix.IoctlGetTermios(int(c.tty.Fd()), unix.TCGETS)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if want := uint32(unix.ECHO | unix.ICANON | unix.ISIG); tio.Lflag&want != want {
+		c.t.Fatalf("terminal left in raw mode: lflag %#o", tio.Lflag)
+	}
+	if tio.Oflag&unix.OPOST == 0 {
+		c.t.Fatal("terminal left without output processing")
+	}
+}
+
+// ---------------------------------------------------------------------------
+// A client on pipes.
+// ---------------------------------------------------------------------------
+
+type pipeClient struct {
+	t        *testing.T
+	cmd      *exec.Cmd
+	stdin    io.WriteCloser // nil when stdin is a terminal
+	ptmx     *os.File       // the terminal's master side, when stdin is one
+	out, err *stream
+	dir      string
+	exited   chan struct{}
+}
+
+// startPipe runs the client with stdout and stderr on pipes, and stdin on
+// a pipe, or on a pseudo-terminal if stdinTTY.
+func startPipe(t *testing.T, environ []string, stdinTTY bool, args ...string) *pipeClient {
+	t.Helper()
+	c := &pipeClient{t: t, out: newStream(), err: newStream(), dir: t.TempDir(), exited: make(chan struct{})}
+	c.cmd = exec.Command(clientBin, args...)
+	c.cmd.Dir, c.cmd.Env = c.dir, environ
+	var tty *os.File
+	if stdinTTY {
+		ptmx, t2, err := pty.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.ptmx, tty = ptmx, t2
+		c.cmd.Stdin = tty
+		c.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	} else {
+		in, err := c.cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.stdin = in
+	}
+	stdout, err := c.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := c.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var echo sync.WaitGroup
+	if tty != nil {
+		tty.Close()
+		// What the terminal echoes is not the client's output; read it
+		// so that the terminal never blocks.
+		echo.Add(1)
+		go func() {
+			defer echo.Done()
+			io.Copy(io.Discard, c.ptmx)
+		}()
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go c.out.run(stdout, &wg)
+	go c.err.run(stderr, &wg)
+	go func() {
+		defer close(c.exited)
+		wg.Wait() // the pipes are drained before Wait closes them
+		c.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-c.exited:
+		default:
+			c.cmd.Process.Kill()
+			<-c.exited
+		}
+		if c.ptmx != nil {
+			c.ptmx.Close()
+			echo.Wait()
+		}
+		if t.Failed() {
+			t.Logf("client stdout:\n%s\nstderr:\n%s", c.out.bytes(), c.err.bytes())
+		}
+	})
+	return c
+}
+
+// send writes a line of input.
+func (c *pipeClient) send(line string) {
+	c.t.Helper()
+	var err error
+	if c.stdin != nil {
+		_, err = io.WriteString(c.stdin, line+"\n")
+	} else {
+		_, err = io.WriteString(c.ptmx, line+"\n")
+	}
+	if err != nil {
+		c.t.Fatalf("send %q: %v", line, err)
+	}
+}
+
+func (c *pipeClient) waitExit() int {
+	c.t.Helper()
+	select {
+	case <-c.exited:
+		return c.cmd.ProcessState.ExitCode()
+	case <-time.After(timeout):
+		c.t.Fatalf("client still running after %v", timeout)
+		return -1
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Raw protocol connections (PROTOCOL.md section 2).
+// ---------------------------------------------------------------------------
+
+// frame encodes TYPE SP LENGTH SP PAYLOAD.
+func frame(typ, payload string) []byte {
+	return []byte(typ + " " + strconv.Itoa(len(payload)) + " " + payload)
+}
+
+type rawConn struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+func newRaw(t *testing.T, c net.Conn) *rawConn {
+	t.Cleanup(func() { c.Close() })
+	return &rawConn{t: t, c: c, r: bufio.NewReaderSize(c, 64<<10)}
+}
+
+// dialJoin connects to srv and joins as name.
+func dialJoin(t *testing.T, srv *server, name string) *rawConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", srv.addr, timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := newRaw(t, c)
+	rc.write(frame("join", name))
+	srv.out.waitFor(t, "server stdout", "join: "+name+"\n")
+	return rc
+}
+
+func (rc *rawConn) write(b []byte) {
+	rc.t.Helper()
+	rc.c.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := rc.c.Write(b); err != nil {
+		rc.t.Fatalf("raw write: %v", err)
+	}
+}
+
+// readHeader reads a frame's type and length.
+func (rc *rawConn) readHeader() (string, int64) {
+	rc.t.Helper()
+	rc.c.SetReadDeadline(time.Now().Add(timeout))
+	typ, err := rc.r.ReadString(' ')
+	if err != nil {
+		rc.t.Fatalf("raw read: %v", err)
+	}
+	ls, err := rc.r.ReadString(' ')
+	if err != nil {
+		rc.t.Fatalf("raw read: %v", err)
+	}
+	n, err := strconv.ParseInt(strings.TrimSuffix(ls, " "), 10, 64)
+	if err != nil {
+		rc.t.Fatalf("raw read: length %q", ls)
+	}
+	return strings.TrimSuffix(typ, " "), n
+}
+
+// readFrame reads one whole frame.
+func (rc *rawConn) readFrame() (string, string) {
+	rc.t.Helper()
+	typ, n := rc.readHeader()
+	p := make([]byte, n)
+	if _, err := io.ReadFull(rc.r, p); err != nil {
+		rc.t.Fatalf("raw read %s payload: %v", typ, err)
+	}
+	return typ, string(p)
+}
+
+// expectFrame reads a frame and requires it to be typ with payload.
+func (rc *rawConn) expectFrame(typ, payload string) {
+	rc.t.Helper()
+	gt, gp := rc.readFrame()
+	if gt != typ || gp != payload {
+		rc.t.Fatalf("frame = %s %q, want %s %q", gt, gp, typ, payload)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// A fake server: one connection, driven by the test.
+// ---------------------------------------------------------------------------
+
+type fakeServer struct {
+	ln    net.Listener
+	port  string
+	conns chan net.Conn
+}
+
+// newFakeServer listens on 127.0.0.1 and hands the test each connection.
+func newFakeServer(t *testing.T) *fakeServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeServer{ln: ln, conns: make(chan net.Conn, 4)}
+	_, f.port, _ = net.SplitHostPort(ln.Addr().String())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			// A small receive buffer, so that a client sending a big file
+			// soon waits for the test to read.
+			c.(*net.TCPConn).SetReadBuffer(64 << 10)
+			f.conns <- c
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		close(f.conns)
+		for c := range f.conns {
+			c.Close()
+		}
+	})
+	return f
+}
+
+// accept waits for the client and its join frame.
+func (f *fakeServer) accept(t *testing.T, name string) *rawConn {
+	t.Helper()
+	select {
+	case c := <-f.conns:
+		rc := newRaw(t, c)
+		rc.expectFrame("join", name)
+		return rc
+	case <-time.After(timeout):
+		t.Fatalf("no connection after %v", timeout)
+		return nil
+	}
+}

@@ -1,0 +1,473 @@
+package ptytest
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gochat/chat/internal/client"
+	"github.com/gochat/chat/internal/terminal/termtest"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from what the client prints")
+
+// Keys as a terminal sends them.
+const (
+	up    = "\x1b[A"
+	down  = "\x1b[B"
+	ctrlA = "\x01"
+	ctrlC = "\x03"
+	ctrlD = "\x04"
+	ctrlE = "\x05"
+	ctrlR = "\x12"
+	ctrlW = "\x17"
+	enter = "\r"
+)
+
+const term = "xterm-256color"
+
+var sgr = regexp.MustCompile(`\x1b\[[0-9;]*m`)
+
+func args(port, user string, extra ...string) []string {
+	return append([]string{"-a", "127.0.0.1", "-p", port, "-u", user}, extra...)
+}
+
+// count returns how many rows of v's transcript are line.
+func count(v termtest.View, line string) int {
+	n := 0
+	for _, l := range v.Transcript {
+		if l == line {
+			n++
+		}
+	}
+	return n
+}
+
+// endsWith reports whether line is the screen's last row, with the cursor
+// at the start of the row below it.
+func endsWith(v termtest.View, line string) bool {
+	tr := v.Transcript
+	return len(tr) > 0 && tr[len(tr)-1] == line && v.CursorRow == "" && v.Col == 0
+}
+
+// startAlice starts the real server, alice's client in a terminal, and a
+// raw connection joined as bob; it returns when alice's prompt shows.
+func startAlice(t *testing.T, environ []string) (*server, *ptyClient, *rawConn) {
+	t.Helper()
+	srv := startServer(t)
+	alice := startPTY(t, environ, args(srv.port, "alice")...)
+	srv.out.waitFor(t, "server stdout", "join: alice\n")
+	bob := dialJoin(t, srv, "bob")
+	alice.waitInput("alice", "")
+	return srv, alice, bob
+}
+
+// quit ends alice's session with Ctrl-D and checks it ended well.
+func quit(t *testing.T, srv *server, alice *ptyClient) {
+	t.Helper()
+	alice.typeKeys(ctrlD)
+	if code := alice.waitExit(); code != 0 {
+		t.Fatalf("exit status %d, want 0", code)
+	}
+	srv.out.waitFor(t, "server stdout", "disconnected: alice\n")
+	alice.waitRow("quitting")
+	alice.expectTerminalRestored()
+}
+
+func TestTypingWhileMessagesArrive(t *testing.T) {
+	t.Parallel()
+	srv, alice, bob := startAlice(t, env(term, ""))
+	alice.typeKeys("msg 1 bob hel")
+	alice.waitInput("alice", "msg 1 bob hel")
+
+	var want []string
+	for i := range 30 {
+		text := fmt.Sprintf("message %d, sent while alice is typing", i)
+		bob.write(frame("send_message", "1 alice "+text))
+		want = append(want, "msg: bob: "+text)
+	}
+	alice.typeKeys("lo") // she goes on typing as they arrive
+	v := alice.waitScreen("the 30 messages above the whole input", func(v termtest.View) bool {
+		return v.Contains(want[29]) && v.CursorRow == "alice> msg 1 bob hello"
+	})
+	// Exactly the hint, the messages whole and in order, the input row.
+	tr := v.Transcript
+	if len(tr) != 32 || !strings.HasPrefix(tr[0], "Type help") || tr[31] != "alice> msg 1 bob hello" {
+		t.Fatalf("screen is not hint, 30 messages, input:\n%s", alice.scr)
+	}
+	for i, w := range want {
+		if tr[1+i] != w {
+			t.Fatalf("row %d = %q, want %q\n%s", 1+i, tr[1+i], w, alice.scr)
+		}
+	}
+	alice.typeKeys(enter)
+	bob.expectFrame("forward_message", "1 alice hello")
+	alice.waitInput("alice", "")
+	quit(t, srv, alice)
+}
+
+func TestHistoryRecall(t *testing.T) {
+	t.Parallel()
+	srv, alice, bob := startAlice(t, env(term, ""))
+	alice.typeKeys("list" + enter)
+	alice.waitRow("list: alice bob")
+	alice.typeKeys("msg 1 bob one" + enter)
+	bob.expectFrame("forward_message", "1 alice one")
+
+	alice.typeKeys(up)
+	alice.waitInput("alice", "msg 1 bob one")
+	alice.typeKeys(up)
+	alice.waitInput("alice", "list")
+	alice.typeKeys(down)
+	alice.waitInput("alice", "msg 1 bob one")
+	alice.typeKeys(ctrlW + "two" + ctrlA + ctrlE + enter) // edit the recalled line
+	bob.expectFrame("forward_message", "1 alice two")
+
+	// Ctrl-R finds the list command again.
+	alice.typeKeys(ctrlR + "lis")
+	alice.waitScreen("the search", func(v termtest.View) bool { return v.CursorRow == "(reverse-i-search)`lis': list" })
+	alice.typeKeys(enter)
+	alice.waitScreen("a second list", func(v termtest.View) bool { return count(v, "list: alice bob") == 2 })
+	alice.waitInput("alice", "")
+	quit(t, srv, alice)
+}
+
+func TestTabCompletion(t *testing.T) {
+	t.Parallel()
+	srv, alice, bob := startAlice(t, env(term, ""))
+	if err := os.WriteFile(filepath.Join(alice.dir, "notes.txt"), []byte("my notes"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	alice.typeKeys("li\t")
+	alice.waitInput("alice", "list")
+	alice.typeKeys(enter) // the list teaches alice's client bob's name
+	alice.waitRow("list: alice bob")
+
+	alice.typeKeys("m\t1 b\t")
+	alice.waitInput("alice", "msg 1 bob ")
+	alice.typeKeys("hi" + enter)
+	bob.expectFrame("forward_message", "1 alice hi")
+
+	// A sender's name is learnt too.
+	carol := dialJoin(t, srv, "carol")
+	carol.write(frame("send_message", "1 alice hello"))
+	alice.waitRow("msg: carol: hello")
+	alice.typeKeys("msg 2 c\tb\t")
+	alice.waitInput("alice", "msg 2 carol bob ")
+	alice.typeKeys(ctrlW + ctrlW + "\t") // "msg 2 ": every name
+	alice.waitRow("alice  bob  carol")
+
+	// And a file path.
+	alice.typeKeys(ctrlW + ctrlW + "file 1 b\tno\t")
+	alice.waitInput("alice", "file 1 bob notes.txt")
+	alice.typeKeys(enter)
+	bob.expectFrame("forward_file", "1 alice notes.txt my notes")
+	alice.waitRow("sent notes.txt (8 B)")
+	quit(t, srv, alice)
+}
+
+// barRow matches a progress bar's row.
+func barRow(verb, name, total string) *regexp.Regexp {
+	return regexp.MustCompile(`^` + verb + ` ` + regexp.QuoteMeta(name) + ` \[[=> ]+\] +\d+%  [0-9.]+ [KMG]?i?B / ` +
+		regexp.QuoteMeta(total) + `  [0-9.]+ [KMG]?i?B/s  [-0-9:]+ left$`)
+}
+
+func hasRow(v termtest.View, re *regexp.Regexp) bool {
+	for _, l := range v.Transcript {
+		if re.MatchString(l) {
+			return true
+		}
+	}
+	return false
+}
+
+// content returns n bytes of a file's content (not all alike, so that a
+// misplaced part shows).
+func content(n int) []byte {
+	block := make([]byte, 4093) // prime: blocks shift against powers of two
+	for i := range block {
+		block[i] = byte(i * 7)
+	}
+	return bytes.Repeat(block, n/len(block)+1)[:n]
+}
+
+func TestProgressBarOnATerminal(t *testing.T) {
+	t.Parallel()
+	t.Run("receive", func(t *testing.T) {
+		t.Parallel()
+		fake := newFakeServer(t)
+		alice := startPTY(t, env(term, ""), args(fake.port, "alice")...)
+		conn := fake.accept(t, "alice")
+		alice.waitInput("alice", "")
+
+		data := content(8 << 20)
+		head := "1 bob big.bin "
+		conn.write([]byte(fmt.Sprintf("forward_file %d %s", len(head)+len(data), head)))
+		conn.write(data[:1<<20])
+		// The file is a quarter there: the bar shows it, above the prompt.
+		bar := barRow("receiving", "big.bin", "8.0 MiB")
+		alice.waitScreen("the bar", func(v termtest.View) bool {
+			tr := v.Transcript
+			return len(tr) >= 2 && bar.MatchString(tr[len(tr)-2]) && v.CursorRow == "alice>"
+		})
+		alice.typeKeys("typing meanwhile")
+		alice.waitInput("alice", "typing meanwhile")
+		conn.write(data[1<<20:])
+		v := alice.waitScreen("the file's line, and no bar", func(v termtest.View) bool {
+			return v.Contains("file: bob: big.bin") && !hasRow(v, bar) && v.CursorRow == "alice> typing meanwhile"
+		})
+		if got, err := os.ReadFile(filepath.Join(alice.dir, "alice_big.bin")); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("saved file: %d bytes, %v; want the %d sent\n%s", len(got), err, len(data), v.Raw)
+		}
+		alice.typeKeys(ctrlC)
+		conn.expectFrame("disconnect", "alice")
+		conn.c.Close()
+		if code := alice.waitExit(); code != 0 {
+			t.Fatalf("exit status %d", code)
+		}
+		alice.expectTerminalRestored()
+	})
+	t.Run("send", func(t *testing.T) {
+		t.Parallel()
+		fake := newFakeServer(t)
+		alice := startPTY(t, env(term, ""), args(fake.port, "alice")...)
+		conn := fake.accept(t, "alice")
+		alice.waitInput("alice", "")
+		data := content(32 << 20)
+		if err := os.WriteFile(filepath.Join(alice.dir, "big.bin"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		alice.typeKeys("file 1 bob big.bin" + enter)
+		typ, n := conn.readHeader()
+		head := "1 bob big.bin "
+		if typ != "send_file" || n != int64(len(head)+len(data)) {
+			t.Fatalf("header %s %d", typ, n)
+		}
+		// Read a little, then nothing until the bar shows: the client
+		// waits for the network, with its bar up.
+		first := make([]byte, len(head)+1<<20)
+		if _, err := io.ReadFull(conn.r, first); err != nil {
+			t.Fatal(err)
+		}
+		alice.waitScreen("the bar", func(v termtest.View) bool {
+			return hasRow(v, barRow("sending", "big.bin", "32.0 MiB"))
+		})
+		rest := make([]byte, int(n)-len(first))
+		conn.c.SetReadDeadline(time.Now().Add(timeout))
+		if _, err := io.ReadFull(conn.r, rest); err != nil {
+			t.Fatal(err)
+		}
+		if got := append(first, rest...); string(got[:len(head)]) != head || !bytes.Equal(got[len(head):], data) {
+			t.Fatal("the file arrived damaged")
+		}
+		alice.waitScreen("the summary, and no bar", func(v termtest.View) bool {
+			return hasRow(v, regexp.MustCompile(`^sent big\.bin \(32\.0 MiB in [0-9.]+m?s, [0-9.]+ [KMG]iB/s\)$`)) &&
+				!hasRow(v, barRow("sending", "big.bin", "32.0 MiB")) && v.CursorRow == "alice>"
+		})
+		alice.typeKeys(ctrlD)
+		conn.expectFrame("disconnect", "alice")
+		conn.c.Close()
+		alice.waitExit()
+	})
+}
+
+// TestNoProgressWhenPiped moves files slowly enough that a terminal would
+// show bars, with the client's stdout and stderr on pipes (and stdin on a
+// pipe, or on a terminal): nothing but the protocol's lines comes out.
+func TestNoProgressWhenPiped(t *testing.T) {
+	t.Parallel()
+	for _, stdinTTY := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stdin terminal %v", stdinTTY), func(t *testing.T) {
+			t.Parallel()
+			fake := newFakeServer(t)
+			alice := startPipe(t, env(term, ""), stdinTTY, args(fake.port, "alice")...)
+			conn := fake.accept(t, "alice")
+
+			// Receive 4 MiB in 8 parts, 100 ms apart.
+			data := content(4 << 20)
+			head := "1 bob big.bin "
+			conn.write([]byte(fmt.Sprintf("forward_file %d %s", len(head)+len(data), head)))
+			pace := time.NewTicker(100 * time.Millisecond)
+			defer pace.Stop()
+			for i := range 8 {
+				<-pace.C
+				conn.write(data[i<<19 : (i+1)<<19])
+			}
+			alice.out.waitFor(t, "client stdout", "file: bob: big.bin\n")
+
+			// Send 32 MiB, read in 8 parts, 100 ms apart.
+			if err := os.WriteFile(filepath.Join(alice.dir, "big.bin"), content(32<<20), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			alice.send("file 1 bob big.bin")
+			typ, n := conn.readHeader()
+			if typ != "send_file" {
+				t.Fatalf("frame %s", typ)
+			}
+			for i := range 8 {
+				<-pace.C
+				conn.c.SetReadDeadline(time.Now().Add(timeout))
+				part := n / 8
+				if i == 7 {
+					part = n - 7*(n/8)
+				}
+				if _, err := io.CopyN(io.Discard, conn.r, part); err != nil {
+					t.Fatal(err)
+				}
+			}
+			alice.send("quit")
+			conn.expectFrame("disconnect", "alice")
+			conn.c.Close()
+			if code := alice.waitExit(); code != 0 {
+				t.Fatalf("exit status %d", code)
+			}
+			if got := string(alice.out.bytes()); got != "file: bob: big.bin\nquitting\n" {
+				t.Fatalf("stdout = %q", got)
+			}
+			if got := alice.err.bytes(); len(got) != 0 {
+				t.Fatalf("stderr = %q, want nothing", got)
+			}
+		})
+	}
+}
+
+// TestPipedStdoutIsByteExact runs a session with stdout on a pipe, step by
+// step, and compares stdout with the lines of PROTOCOL.md in
+// testdata/piped_session.golden (after the help text), with stdin on a
+// pipe and on a terminal. TERM names a color terminal: no color may leak.
+func TestPipedStdoutIsByteExact(t *testing.T) {
+	t.Parallel()
+	golden := filepath.Join("testdata", "piped_session.golden")
+	for _, stdinTTY := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stdin terminal %v", stdinTTY), func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t)
+			alice := startPipe(t, env(term, ""), stdinTTY, args(srv.port, "alice")...)
+			srv.out.waitFor(t, "server stdout", "join: alice\n")
+			bob := dialJoin(t, srv, "bob")
+
+			alice.send("help")
+			alice.out.waitFor(t, "stdout", client.HelpText+"\n")
+			alice.send("list")
+			alice.out.waitFor(t, "stdout", "list: alice bob\n")
+			alice.send("bogus command")
+			alice.out.waitFor(t, "stdout", "incorrect user input format\n")
+			alice.send("msg 1 alice hi \t there ")
+			alice.out.waitFor(t, "stdout", "msg: alice: hi \t there\n")
+			bob.write(frame("send_message", "1 alice hello alice"))
+			alice.out.waitFor(t, "stdout", "msg: bob: hello alice\n")
+			bob.write(frame("send_file", "1 alice notes.txt some notes"))
+			alice.out.waitFor(t, "stdout", "file: bob: notes.txt\n")
+			alice.send("msg 1 bob bye")
+			bob.expectFrame("forward_message", "1 alice bye")
+			alice.send("quit")
+			if code := alice.waitExit(); code != 0 {
+				t.Fatalf("exit status %d", code)
+			}
+
+			got := alice.out.bytes()
+			if !bytes.HasPrefix(got, []byte(client.HelpText+"\n")) {
+				t.Fatalf("stdout does not start with the help text: %q", got)
+			}
+			got = got[len(client.HelpText)+1:]
+			if *update && !stdinTTY {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("stdout after the help:\n got %q\nwant %q", got, want)
+			}
+			if errs := alice.err.bytes(); bytes.Contains(errs, []byte("\x1b")) || bytes.Contains(errs, []byte("alice>")) {
+				t.Fatalf("stderr has a prompt or escapes: %q", errs)
+			}
+		})
+	}
+}
+
+func TestCtrlCAndCtrlDQuit(t *testing.T) {
+	t.Parallel()
+	for name, keys := range map[string]string{"Ctrl-C": "some text" + ctrlC, "Ctrl-D": ctrlD} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv, alice, _ := startAlice(t, env(term, ""))
+			alice.typeKeys(keys)
+			if code := alice.waitExit(); code != 0 {
+				t.Fatalf("exit status %d, want 0", code)
+			}
+			srv.out.waitFor(t, "server stdout", "disconnected: alice\n")
+			// quitting is the last row: no prompt is left behind.
+			alice.waitScreen("quitting, then a fresh row", func(v termtest.View) bool {
+				return endsWith(v, "quitting")
+			})
+			alice.expectTerminalRestored()
+		})
+	}
+}
+
+func TestServerGoneEndsAtOnce(t *testing.T) {
+	t.Parallel()
+	fake := newFakeServer(t)
+	alice := startPTY(t, env(term, ""), args(fake.port, "alice")...)
+	conn := fake.accept(t, "alice")
+	alice.typeKeys("half a line")
+	alice.waitInput("alice", "half a line")
+	conn.c.Close()
+	if code := alice.waitExit(); code != 1 {
+		t.Fatalf("exit status %d, want 1", code)
+	}
+	alice.waitScreen("the disconnection, then a fresh row", func(v termtest.View) bool {
+		return endsWith(v, "disconnected: connection to server lost")
+	})
+	alice.expectTerminalRestored()
+}
+
+func TestColors(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name, term, noColor string
+		colors, prompt      bool
+	}{
+		{"colors", term, "", true, true},
+		{"NO_COLOR", term, "1", false, true},
+		{"TERM=dumb", "dumb", "", false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t)
+			alice := startPTY(t, env(c.term, c.noColor), args(srv.port, "alice")...)
+			srv.out.waitFor(t, "server stdout", "join: alice\n")
+			if c.prompt {
+				alice.waitInput("alice", "")
+			}
+			alice.typeKeys("list" + enter)
+			v := alice.waitRow("list: alice")
+			if got := sgr.Match(v.Raw); got != c.colors {
+				t.Fatalf("colors in the output: %v, want %v: %q", got, c.colors, v.Raw)
+			}
+			if got := v.ContainsText("alice>"); got != c.prompt {
+				t.Fatalf("prompt shown: %v, want %v", got, c.prompt)
+			}
+			if c.prompt {
+				alice.typeKeys(ctrlD)
+			} else {
+				alice.typeKeys("quit" + enter)
+			}
+			if code := alice.waitExit(); code != 0 {
+				t.Fatalf("exit status %d", code)
+			}
+			alice.expectTerminalRestored()
+		})
+	}
+}
