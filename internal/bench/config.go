@@ -1,0 +1,344 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/gochat/chat/internal/cli"
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// The workloads, in the order "all" runs them.
+const (
+	Throughput = "throughput"
+	Latency    = "latency"
+	Scale      = "scale"
+	Files      = "files"
+)
+
+// AllWorkloads lists every workload in the order "all" runs them.
+var AllWorkloads = []string{Throughput, Latency, Scale, Files}
+
+// Config is one invocation of the tool. Lists run every combination.
+type Config struct {
+	Workloads []string
+
+	Duration time.Duration // measured time of a throughput or latency run
+	Warmup   time.Duration // unmeasured time before it
+	Timeout  time.Duration // bound on any one phase (connecting, a file transfer, ...)
+
+	// throughput
+	Clients    []int
+	Sizes      []int
+	Recipients []int
+	// latency
+	LatClients    int
+	Rates         []int
+	LatSize       int
+	LatRecipients int
+	// scale
+	ScaleClients     []int
+	ClientsPerWorker int
+	SrcAddrs         int
+	// files
+	FileSizes      []int64
+	FileRecipients int
+	FileModes      []string // ModePlain, ModeChunked
+	ChatRate       int
+
+	// the server under test
+	ServerAddr string // external server; "" starts one
+	ServerBin  string // server binary spawned for scale and files; "" re-executes this tool
+	ServerPID  int    // pid of the external server, for its RSS
+
+	NoBaseline bool
+	CSV        bool
+	CPUProfile string
+	MemProfile string
+}
+
+// DefaultConfig returns the issue's targets as defaults.
+func DefaultConfig() Config {
+	return Config{
+		Workloads:        slices.Clone(AllWorkloads),
+		Duration:         3 * time.Second,
+		Warmup:           time.Second,
+		Timeout:          2 * time.Minute,
+		Clients:          []int{100},
+		Sizes:            []int{32},
+		Recipients:       []int{1},
+		LatClients:       1000,
+		Rates:            []int{20000},
+		LatSize:          32,
+		LatRecipients:    1,
+		ScaleClients:     []int{10000},
+		ClientsPerWorker: 10000,
+		SrcAddrs:         8,
+		FileSizes:        []int64{1 << 30},
+		FileRecipients:   1,
+		FileModes:        []string{ModePlain, ModeChunked},
+		ChatRate:         100,
+	}
+}
+
+// Limits of the flag values.
+const (
+	// MinTextSize is the smallest message text: the stamp (sender index
+	// and send time) must fit.
+	MinTextSize = stampLen
+	maxDuration = 10 * time.Minute
+	maxClients  = 1 << 20
+	maxRate     = 10_000_000
+)
+
+// Validate checks the configuration and returns the first problem found.
+func (c *Config) Validate() error {
+	if len(c.Workloads) == 0 {
+		return errors.New("no workload given")
+	}
+	for _, w := range c.Workloads {
+		if !slices.Contains(AllWorkloads, w) {
+			return fmt.Errorf("unknown workload %q (want %s or all)", w, strings.Join(AllWorkloads, ", "))
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+		zero bool
+	}{{"--duration", c.Duration, false}, {"--warmup", c.Warmup, true}, {"--timeout", c.Timeout, false}} {
+		if d.v < 0 || d.v == 0 && !d.zero || d.v > maxDuration {
+			return fmt.Errorf("%s %v out of range (0, %v]", d.name, d.v, maxDuration)
+		}
+	}
+	inRange := func(name string, vals []int, lo, hi int) error {
+		if len(vals) == 0 {
+			return fmt.Errorf("%s: no value", name)
+		}
+		for _, v := range vals {
+			if v < lo || v > hi {
+				return fmt.Errorf("%s %d out of range [%d, %d]", name, v, lo, hi)
+			}
+		}
+		return nil
+	}
+	checks := []error{
+		inRange("--clients", c.Clients, 1, maxClients),
+		inRange("--size", c.Sizes, MinTextSize, protocol.MaxTextBytes),
+		inRange("--recipients", c.Recipients, 1, protocol.MaxRecipients),
+		inRange("--latency-clients", []int{c.LatClients}, 1, maxClients),
+		inRange("--rate", c.Rates, 1, maxRate),
+		inRange("--latency-size", []int{c.LatSize}, MinTextSize, protocol.MaxTextBytes),
+		inRange("--latency-recipients", []int{c.LatRecipients}, 1, min(protocol.MaxRecipients, c.LatClients)),
+		inRange("--scale-clients", c.ScaleClients, 2, maxClients),
+		inRange("--clients-per-worker", []int{c.ClientsPerWorker}, 1, maxClients),
+		inRange("--src-addrs", []int{c.SrcAddrs}, 1, 250),
+		inRange("--file-recipients", []int{c.FileRecipients}, 1, protocol.MaxRecipients),
+		inRange("--chat-rate", []int{c.ChatRate}, 1, 100_000),
+		inRange("--server-pid", []int{c.ServerPID}, 0, 1<<22),
+	}
+	for _, err := range checks {
+		if err != nil {
+			return err
+		}
+	}
+	for _, n := range c.Clients {
+		for _, r := range c.Recipients {
+			if r > n {
+				return fmt.Errorf("--recipients %d exceeds --clients %d", r, n)
+			}
+		}
+	}
+	if len(c.FileSizes) == 0 {
+		return errors.New("--file-size: no value")
+	}
+	for _, s := range c.FileSizes {
+		if s < 1 || s > protocol.DefaultMaxFileSize {
+			return fmt.Errorf("--file-size %d out of range [1, %d]", s, protocol.DefaultMaxFileSize)
+		}
+	}
+	if len(c.FileModes) == 0 {
+		return errors.New("--file-mode: no value")
+	}
+	for _, m := range c.FileModes {
+		if m != ModePlain && m != ModeChunked {
+			return fmt.Errorf("--file-mode %q (want %s or %s)", m, ModePlain, ModeChunked)
+		}
+	}
+	if c.ServerAddr != "" {
+		if err := CheckLoopback(c.ServerAddr); err != nil {
+			return fmt.Errorf("--server-addr: %w", err)
+		}
+		if c.ServerBin != "" {
+			return errors.New("--server-addr and --server-bin exclude each other")
+		}
+	}
+	return nil
+}
+
+// CheckLoopback returns an error unless addr is host:port with host an IP
+// address in 127.0.0.0/8 or ::1, or "localhost": the tool sends traffic
+// only to this machine.
+func CheckLoopback(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("bad port %q", port)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q is not a loopback address (127.0.0.0/8, ::1 or localhost)", host)
+	}
+	return nil
+}
+
+// intList is a flag holding a comma-separated list of counts; with sizes
+// true, each may carry a K/M/G suffix.
+type intList struct {
+	vals  *[]int
+	sizes bool
+}
+
+func (l intList) String() string { return joinInts(*l.vals) }
+func (l intList) Type() string   { return "list" }
+func (l intList) Set(s string) error {
+	v, err := ParseList(s, l.sizes)
+	if err != nil {
+		return err
+	}
+	*l.vals = make([]int, len(v))
+	for i, x := range v {
+		if x > 1<<40 {
+			return fmt.Errorf("%d too large", x)
+		}
+		(*l.vals)[i] = int(x)
+	}
+	return nil
+}
+
+type int64List struct{ vals *[]int64 }
+
+func (l int64List) String() string {
+	s := make([]string, len(*l.vals))
+	for i, v := range *l.vals {
+		s[i] = strconv.FormatInt(v, 10)
+	}
+	return strings.Join(s, ",")
+}
+func (l int64List) Type() string { return "list" }
+func (l int64List) Set(s string) error {
+	v, err := ParseList(s, true)
+	if err != nil {
+		return err
+	}
+	*l.vals = v
+	return nil
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ",")
+}
+
+// ParseList parses "1,10,100" (with sizes, also "32,1K,64KiB,1G") into
+// non-negative numbers.
+func ParseList(s string, sizes bool) ([]int64, error) {
+	var out []int64
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		var v int64
+		var err error
+		if sizes {
+			v, err = cli.ParseSize(f)
+		} else {
+			v, err = strconv.ParseInt(f, 10, 64)
+		}
+		if err != nil || v < 0 {
+			return nil, fmt.Errorf("bad list element %q", f)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// Usage is the tool's help text.
+const Usage = `chatbench: benchmarks the chat server over loopback, each workload beside a baseline.
+
+Usage: chatbench [flags] [workload ...]   (workloads: throughput latency scale files, or all; default all)
+
+  throughput  C clients each send S-byte texts to R recipients as fast as a window of
+              unacknowledged messages allows; delivered msgs/s and MB/s (vs embedded nats-server)
+  latency     a fixed offered rate spread over C clients; p50/p90/p99/max delivery latency
+              (vs embedded nats-server)
+  scale       N joined idle clients (server in its own process), then one message each;
+              server RSS per idle client, round time
+  files       one F-byte file to R recipients, server RSS growth, chat latency to a recipient
+              during the transfer (vs a plain loopback TCP copy)
+
+Lists (comma-separated) run every combination. Sizes take K/M/G suffixes (binary).
+Flags:
+`
+
+// ParseArgs parses the command line into a validated Config.
+func ParseArgs(args []string, stderr io.Writer) (Config, error) {
+	c := DefaultConfig()
+	fs := pflag.NewFlagSet("chatbench", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, Usage)
+		fs.PrintDefaults()
+	}
+	fs.DurationVar(&c.Duration, "duration", c.Duration, "measured time of each throughput and latency run")
+	fs.DurationVar(&c.Warmup, "warmup", c.Warmup, "unmeasured time before each throughput and latency run")
+	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "bound on any one phase (connecting, joining, a file transfer)")
+	fs.Var(intList{&c.Clients, false}, "clients", "throughput: clients (C)")
+	fs.Var(intList{&c.Sizes, true}, "size", "throughput: text size in bytes (S)")
+	fs.Var(intList{&c.Recipients, false}, "recipients", "throughput: recipients per message (R)")
+	fs.IntVar(&c.LatClients, "latency-clients", c.LatClients, "latency: clients")
+	fs.Var(intList{&c.Rates, false}, "rate", "latency: offered messages per second, all clients together")
+	fs.IntVar(&c.LatSize, "latency-size", c.LatSize, "latency: text size in bytes")
+	fs.IntVar(&c.LatRecipients, "latency-recipients", c.LatRecipients, "latency: recipients per message")
+	fs.Var(intList{&c.ScaleClients, false}, "scale-clients", "scale: joined idle clients (N)")
+	fs.IntVar(&c.ClientsPerWorker, "clients-per-worker", c.ClientsPerWorker, "scale: most client connections per worker process")
+	fs.IntVar(&c.SrcAddrs, "src-addrs", c.SrcAddrs, "scale: source addresses 127.0.0.2 and up to spread connections over")
+	fs.Var(int64List{&c.FileSizes}, "file-size", "files: file size (F)")
+	fs.IntVar(&c.FileRecipients, "file-recipients", c.FileRecipients, "files: recipients of the file")
+	fs.StringSliceVar(&c.FileModes, "file-mode", c.FileModes, "files: how recipients take the file: plain (one forward_file frame) and/or chunked (the chunked-file extension)")
+	fs.IntVar(&c.ChatRate, "chat-rate", c.ChatRate, "files: chat messages per second to a recipient during the transfer")
+	fs.StringVar(&c.ServerAddr, "server-addr", "", "target this running server (loopback host:port) instead of starting one")
+	fs.StringVar(&c.ServerBin, "server-bin", "", "server binary spawned for scale and files (default: this tool re-executed as the server)")
+	fs.IntVar(&c.ServerPID, "server-pid", 0, "with --server-addr: the server's pid, to read its RSS")
+	fs.BoolVar(&c.NoBaseline, "no-baseline", false, "skip the baselines")
+	fs.BoolVar(&c.CSV, "csv", false, "print CSV instead of tables")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of this process (in-process server included) to this file")
+	fs.StringVar(&c.MemProfile, "memprofile", "", "write a heap profile of this process to this file at the end")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		c.Workloads = nil
+		for _, a := range fs.Args() {
+			if a == "all" {
+				c.Workloads = append(c.Workloads, AllWorkloads...)
+				continue
+			}
+			c.Workloads = append(c.Workloads, a)
+		}
+	}
+	return c, c.Validate()
+}

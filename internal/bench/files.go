@@ -1,0 +1,332 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// filesResult is one file run.
+type filesResult struct {
+	Secs     float64 // from the first byte sent until every recipient has the file
+	MBps     float64 // file size / Secs, in MB (10^6) per second
+	RSSBase  int64   // server RSS just before the transfer
+	RSSPeak  int64   // its peak during the transfer
+	Chat     Summary // latency of chat messages to recipient 0 sent during the transfer
+	ChatSent int64
+	ChatRecv int64
+}
+
+const (
+	fileWriteChunk = 1 << 20
+	fileReadChunk  = 256 << 10
+)
+
+// fileContent returns a chunk of non-repeating-looking bytes to send.
+func fileContent() []byte {
+	b := make([]byte, fileWriteChunk)
+	x := uint32(2463534242)
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = byte(x)
+	}
+	return b
+}
+
+// readAll reads r to its end and returns how many bytes it gave.
+func readAll(r io.Reader, buf []byte) (int64, error) {
+	var n int64
+	for {
+		k, err := r.Read(buf)
+		n += int64(k)
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// File delivery modes: the contract's one forward_file frame, or the
+// chunked-file extension's frames, between which chat can pass.
+const (
+	ModePlain   = "plain"
+	ModeChunked = "chunked"
+)
+
+// runFiles sends one file of size bytes to r recipients through the server
+// at t, while another client sends chat messages at chatRate per second to
+// the first recipient. The recipients receive it as mode says.
+func runFiles(ctx context.Context, t *target, size int64, r, chatRate int, mode string, timeout time.Duration) (filesResult, error) {
+	var res filesResult
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	prefix := runPrefix()
+	rnames := make([]string, r)
+	for k := range rnames {
+		rnames[k] = fmt.Sprintf("%sr%d", prefix, k)
+	}
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		chat     Histogram // guarded by mu
+		chatRecv int64     // guarded by mu
+		doneAt   = make([]time.Time, r)
+		done     = make(chan error, r)
+		conns    []*chatClient
+	)
+	defer func() {
+		for _, c := range conns {
+			c.nc.Close()
+		}
+		wg.Wait()
+	}()
+	dial := func(name string, h handlers, features ...string) (*chatClient, error) {
+		c, err := dialChat(ctx, t.Addr, nil, name, 64<<10, 64<<10, features...)
+		if err != nil {
+			return nil, err
+		}
+		conns = append(conns, c)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.readLoop(h)
+		}()
+		return c, nil
+	}
+	for k := range r {
+		h := handlers{file: func(_, _ string, fr io.Reader) error {
+			n, err := readAll(fr, make([]byte, fileReadChunk))
+			doneAt[k] = time.Now()
+			if err == nil && n != size {
+				err = fmt.Errorf("recipient %d got %d of %d bytes", k, n, size)
+			}
+			done <- err
+			return err
+		}}
+		if k == 0 {
+			h.msg = func(text []byte) {
+				_, ts, ok := readStamp(text)
+				lat := now() - ts
+				mu.Lock()
+				if ok {
+					chat.Record(lat)
+				}
+				chatRecv++
+				mu.Unlock()
+			}
+		}
+		var features []string
+		if mode == ModeChunked {
+			features = []string{protocol.FeatureChunkedFile}
+			var got int64
+			h.file = nil
+			h.fileBegin = func(uint64, int64) {}
+			h.fileChunk = func(_ uint64, n int) { got += int64(n) }
+			h.fileEnd = func(_ uint64, aborted bool) {
+				doneAt[k] = time.Now()
+				var err error
+				switch {
+				case aborted:
+					err = fmt.Errorf("recipient %d: file aborted", k)
+				case got != size:
+					err = fmt.Errorf("recipient %d got %d of %d bytes", k, got, size)
+				}
+				done <- err
+			}
+		}
+		if _, err := dial(rnames[k], h, features...); err != nil {
+			return res, err
+		}
+	}
+	sender, err := dial(prefix+"s", handlers{})
+	if err != nil {
+		return res, err
+	}
+	chatter, err := dial(prefix+"c", handlers{})
+	if err != nil {
+		return res, err
+	}
+	if err := waitJoined(ctx, sender, prefix, r+2); err != nil {
+		return res, err
+	}
+
+	var sampler *rssSampler
+	if t.PID != 0 {
+		if res.RSSBase, err = readRSS(t.PID); err != nil {
+			return res, err
+		}
+		sampler = sampleRSS(t.PID, 10*time.Millisecond)
+	}
+	stopChat := make(chan struct{})
+	chatDone := make(chan int64)
+	go func() {
+		text := newText(32)
+		tick := time.NewTicker(time.Second / time.Duration(chatRate))
+		defer tick.Stop()
+		var sent int64
+		for {
+			select {
+			case <-stopChat:
+				chatDone <- sent
+				return
+			case <-tick.C:
+			}
+			putStamp(text, 0, now())
+			if chatter.writeMessage(rnames[:1], text) == nil && chatter.w.Flush() == nil {
+				sent++
+			}
+		}
+	}()
+	t0 := time.Now()
+	sendErr := make(chan error, 1)
+	go func() {
+		w := sender.w
+		if _, err := w.Write(protocol.AppendFileHead(nil, protocol.SendFile, rnames, "bench.bin", size)); err != nil {
+			sendErr <- err
+			return
+		}
+		chunk := fileContent()
+		for left := size; left > 0; {
+			k := min(left, int64(len(chunk)))
+			if _, err := w.Write(chunk[:k]); err != nil {
+				sendErr <- err
+				return
+			}
+			left -= k
+		}
+		sendErr <- w.Flush()
+	}()
+	var firstErr error
+	for range r {
+		select {
+		case err := <-done:
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+		case <-ctx.Done():
+			firstErr = fmt.Errorf("file of %d bytes not delivered in %v", size, timeout)
+		}
+		if firstErr != nil {
+			break
+		}
+	}
+	close(stopChat)
+	res.ChatSent = <-chatDone
+	if sampler != nil {
+		res.RSSPeak = sampler.Peak()
+	}
+	if firstErr != nil {
+		return res, firstErr
+	}
+	if err := <-sendErr; err != nil {
+		return res, err
+	}
+	last := t0
+	for _, d := range doneAt {
+		if d.After(last) {
+			last = d
+		}
+	}
+	res.Secs = last.Sub(t0).Seconds()
+	res.MBps = float64(size) / res.Secs / 1e6
+	// Chat messages queued behind the file arrive after it; wait for them.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		n := chatRecv
+		mu.Unlock()
+		if n >= res.ChatSent {
+			break
+		}
+	}
+	mu.Lock()
+	res.ChatRecv = chatRecv
+	res.Chat = chat.Summary()
+	mu.Unlock()
+	return res, nil
+}
+
+// tcpCopy is the files baseline: the same bytes written straight from a
+// sender to r receivers over loopback TCP, in this process. It returns the
+// seconds from the first write until every receiver has read them all.
+func tcpCopy(ctx context.Context, size int64, r int, timeout time.Duration) (float64, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	done := make(chan error, r)
+	var ends sync.Map
+	go func() {
+		for k := range r {
+			c, err := ln.Accept()
+			if err != nil {
+				done <- err
+				return
+			}
+			go func() {
+				defer c.Close()
+				n, err := readAll(c, make([]byte, fileReadChunk))
+				ends.Store(k, time.Now())
+				if err == nil && n != size {
+					err = fmt.Errorf("baseline receiver got %d of %d bytes", n, size)
+				}
+				done <- err
+			}()
+		}
+	}()
+	conns := make([]net.Conn, r)
+	for k := range conns {
+		var d net.Dialer
+		if conns[k], err = d.DialContext(ctx, "tcp", ln.Addr().String()); err != nil {
+			return 0, err
+		}
+		defer conns[k].Close()
+	}
+	chunk := fileContent()
+	t0 := time.Now()
+	go func() {
+		for left := size; left > 0; {
+			k := min(left, int64(len(chunk)))
+			for _, c := range conns {
+				c.SetWriteDeadline(time.Now().Add(timeout))
+				if _, err := c.Write(chunk[:k]); err != nil {
+					return
+				}
+			}
+			left -= k
+		}
+		for _, c := range conns {
+			c.(*net.TCPConn).CloseWrite()
+		}
+	}()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for range r {
+		select {
+		case err := <-done:
+			if err != nil {
+				return 0, err
+			}
+		case <-timer.C:
+			return 0, errors.New("baseline copy timed out")
+		}
+	}
+	last := t0
+	ends.Range(func(_, v any) bool {
+		if t := v.(time.Time); t.After(last) {
+			last = t
+		}
+		return true
+	})
+	return last.Sub(t0).Seconds(), nil
+}
