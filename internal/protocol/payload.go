@@ -2,8 +2,10 @@ package protocol
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"unicode"
 	"unicode/utf8"
@@ -24,22 +26,42 @@ func forbiddenRune(r rune) bool {
 }
 
 // validName checks the rules common to usernames and filenames.
-func validName(s string) bool {
-	if s == "" || s == "." || s == ".." || !utf8.ValidString(s) {
-		return false
+// asciiForbidden marks the ASCII bytes forbiddenRune rejects.
+var asciiForbidden = func() (t [utf8.RuneSelf]bool) {
+	for c := range rune(utf8.RuneSelf) {
+		t[c] = forbiddenRune(c)
 	}
-	for _, r := range s {
-		if forbiddenRune(r) {
-			return false
+	return t
+}()
+
+// validName checks the rules common to usernames and filenames and
+// returns the number of code points, or -1 if s breaks them.
+func validName(s string) int {
+	if s == "" || s == "." || s == ".." {
+		return -1
+	}
+	n := 0
+	for i := 0; i < len(s); n++ {
+		if c := s[i]; c < utf8.RuneSelf {
+			if asciiForbidden[c] {
+				return -1
+			}
+			i++
+			continue
 		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 || forbiddenRune(r) {
+			return -1
+		}
+		i += size
 	}
-	return true
+	return n
 }
 
 // ValidUsername returns an error wrapping ErrBadUsername if name breaks the
 // username rule of PROTOCOL.md section 3.
 func ValidUsername(name string) error {
-	if len(name) > MaxUsernameBytes || !validName(name) || utf8.RuneCountInString(name) > MaxUsernameRunes {
+	if n := validName(name); len(name) > MaxUsernameBytes || n < 0 || n > MaxUsernameRunes {
 		return fmt.Errorf("%w: %q", ErrBadUsername, name)
 	}
 	return nil
@@ -48,7 +70,7 @@ func ValidUsername(name string) error {
 // ValidFilename returns an error wrapping ErrBadFilename if name breaks the
 // filename rule of PROTOCOL.md section 3.
 func ValidFilename(name string) error {
-	if len(name) > MaxFilenameBytes || !validName(name) {
+	if len(name) > MaxFilenameBytes || validName(name) < 0 {
 		return fmt.Errorf("%w: %q", ErrBadFilename, name)
 	}
 	return nil
@@ -62,6 +84,11 @@ func ValidText(text []byte) error {
 		return fmt.Errorf("%w: length %d", ErrBadText, len(text))
 	}
 	for i := 0; i < len(text); {
+		// Skip eight plain printable ASCII bytes at a time.
+		if i+8 <= len(text) && plainASCII8(binary.LittleEndian.Uint64(text[i:])) {
+			i += 8
+			continue
+		}
 		c := text[i]
 		if c < utf8.RuneSelf {
 			if c < 0x20 && c != '\t' || c == 0x7f {
@@ -80,6 +107,15 @@ func ValidText(text []byte) error {
 		i += size
 	}
 	return nil
+}
+
+// plainASCII8 reports whether the eight bytes of w are all printable
+// ASCII (0x20 to 0x7e), without looking at each one.
+func plainASCII8(w uint64) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	below20 := (w - 0x20*lo) & ^w & hi                // some byte < 0x20
+	del := ((w ^ 0x7f*lo) - lo) & ^(w ^ 0x7f*lo) & hi // some byte == 0x7f
+	return (w&hi)|below20|del == 0
 }
 
 // ParseCount parses a decimal count without sign or leading zeros that
@@ -248,6 +284,16 @@ func appendList(dst []byte, names []string) []byte {
 	return dst
 }
 
+// headerSize returns the bytes of the header of a frame of type t with a
+// payload of n bytes.
+func headerSize(t Type, n int) int {
+	size := len(t.String()) + 3
+	for ; n >= 10; n /= 10 {
+		size++
+	}
+	return size
+}
+
 func listLen(names []string) int {
 	n := len(strconv.Itoa(len(names)))
 	for _, name := range names {
@@ -270,14 +316,18 @@ func AppendEmpty(dst []byte, t Type) []byte {
 // AppendUsersList appends a response_users_list frame listing names in
 // the order given.
 func AppendUsersList(dst []byte, names []string) []byte {
-	dst = AppendHeader(dst, ResponseUsersList, int64(listLen(names)))
+	n := listLen(names)
+	dst = slices.Grow(dst, headerSize(ResponseUsersList, n)+n)
+	dst = AppendHeader(dst, ResponseUsersList, int64(n))
 	return appendList(dst, names)
 }
 
 // AppendMessage appends a send_message (t SendMessage) or forward_message
 // (t ForwardMessage, names holding just the sender) frame.
 func AppendMessage(dst []byte, t Type, names []string, text []byte) []byte {
-	dst = AppendHeader(dst, t, int64(listLen(names)+1+len(text)))
+	n := listLen(names) + 1 + len(text)
+	dst = slices.Grow(dst, headerSize(t, n)+n)
+	dst = AppendHeader(dst, t, int64(n))
 	dst = appendList(dst, names)
 	dst = append(dst, ' ')
 	return append(dst, text...)
@@ -288,6 +338,7 @@ func AppendMessage(dst []byte, t Type, names []string, text []byte) []byte {
 // bytes, the caller writes next.
 func AppendFileHead(dst []byte, t Type, names []string, filename string, size int64) []byte {
 	head := int64(listLen(names) + 1 + len(filename) + 1)
+	dst = slices.Grow(dst, headerSize(t, int(head+size))+int(head))
 	dst = AppendHeader(dst, t, head+size)
 	dst = appendList(dst, names)
 	dst = append(dst, ' ')

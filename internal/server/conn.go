@@ -105,7 +105,8 @@ type conn struct {
 	name    string // the joined name; set before the conn is in the hub, then read-only
 	chunked bool   // the client asked for chunked files; set before joining, then read-only
 	joined  bool
-	buf     []byte // payload buffer
+	buf     []byte     // payload buffer
+	stats   *connStats // nil while idle, to keep idle connections small
 
 	done chan struct{} // closed when the connection starts closing
 
@@ -258,6 +259,7 @@ func (c *conn) finish(reason closeReason, last []byte) {
 			c.srv.out.println("disconnected: ", c.name)
 		}
 	}
+	c.flushStats()
 	c.m.disconnects[reason].Inc()
 	c.srv.log.Info("connection closed", append(c.attrs(), "reason", reason.String())...)
 
@@ -405,12 +407,18 @@ func (c *conn) loop() (closeReason, []byte) {
 		if cap(c.buf) > maxKeptBuffer {
 			c.buf = nil
 		}
+		if c.stats != nil && c.r.Buffered() == 0 {
+			c.flushStats() // about to wait for input
+		}
 		h, err := c.r.ReadHeader()
 		if err != nil {
 			return c.readFailed(err, false)
 		}
-		c.m.framesIn[h.Type].Inc()
-		c.m.bytesIn[h.Type].Add(float64(headerLen(h) + h.Length))
+		if c.stats == nil {
+			c.stats = new(connStats)
+		}
+		c.stats.framesIn[h.Type]++
+		c.stats.bytesIn[h.Type] += headerLen(h) + h.Length
 		if max := s.limits.MaxPayload(h.Type); max < 0 || h.Length > max {
 			s.log.Info("unexpected frame", append(c.attrs(), "type", h.Name, "length", h.Length)...)
 			return reasonProtocolError, frameUnknown
@@ -592,8 +600,49 @@ func headerLen(h protocol.Header) int64 {
 
 // deliver sends a frame of type t to peers and counts it.
 func (c *conn) deliver(peers []Peer, t protocol.Type, frame []byte) {
+	if c.stats == nil {
+		c.stats = new(connStats)
+	}
+	c.stats.framesOut[t] += int64(len(peers))
+	c.stats.bytesOut[t] += int64(len(frame) * len(peers))
+	if c.stats.pending++; c.stats.pending >= 256 || c.r.Buffered() == 0 {
+		// Counted before the peers can see the frame, in batches while
+		// more frames wait to be decoded.
+		c.flushStats()
+	}
 	for _, p := range peers {
 		p.Send(frame)
 	}
-	c.m.sent(t, len(frame), len(peers))
+}
+
+// connStats holds counts not yet added to the shared metrics, so that the
+// hot path touches no shared cache line.
+type connStats struct {
+	framesIn, bytesIn, framesOut, bytesOut [protocol.NumTypes]int64
+	pending                                int // deliveries since the last flush
+}
+
+// flushStats adds the connection's pending counts to the metrics, and
+// lets go of them if no more input is waiting.
+func (c *conn) flushStats() {
+	st := c.stats
+	if st == nil {
+		return
+	}
+	if c.r.Buffered() == 0 {
+		c.stats = nil
+	}
+	for t := range protocol.NumTypes {
+		if st.framesIn[t] != 0 {
+			c.m.framesIn[t].Add(float64(st.framesIn[t]))
+			c.m.bytesIn[t].Add(float64(st.bytesIn[t]))
+			st.framesIn[t], st.bytesIn[t] = 0, 0
+		}
+		if st.framesOut[t] != 0 {
+			c.m.framesOut[t].Add(float64(st.framesOut[t]))
+			c.m.bytesOut[t].Add(float64(st.bytesOut[t]))
+			st.framesOut[t], st.bytesOut[t] = 0, 0
+		}
+	}
+	st.pending = 0
 }

@@ -75,11 +75,5 @@ func newMetrics(s *Server) *metrics {
 	return m
 }
 
-// sent counts a frame of type t queued to n recipients.
-func (m *metrics) sent(t protocol.Type, size, n int) {
-	m.framesOut[t].Add(float64(n))
-	m.bytesOut[t].Add(float64(size * n))
-}
-
 // Registry returns the Prometheus registry holding the server's metrics.
 func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
