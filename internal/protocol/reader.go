@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -30,7 +29,7 @@ type Header struct {
 // arrive split over many reads, or many frames in one read. A Reader is
 // not safe for concurrent use.
 type Reader struct {
-	br        *bufio.Reader
+	br        *inBuffer
 	remaining int64 // payload bytes of the current frame not yet read
 }
 
@@ -42,8 +41,20 @@ func NewReader(r io.Reader) *Reader {
 // NewReaderSize returns a Reader that reads frames from r with a buffer of
 // at least size bytes. Payload reads larger than the buffer bypass it.
 func NewReaderSize(r io.Reader, size int) *Reader {
-	return &Reader{br: bufio.NewReaderSize(r, size)}
+	return &Reader{br: &inBuffer{rd: r, size: max(size, 16)}}
 }
+
+// NewPooledReader returns a Reader whose buffer of size bytes comes from a
+// pool shared by all Readers of that size; Release hands it back while no
+// input is buffered, so that a Reader waiting for input holds no buffer.
+func NewPooledReader(r io.Reader, size int) *Reader {
+	size = max(size, 16)
+	return &Reader{br: &inBuffer{rd: r, size: size, pool: poolFor(size)}}
+}
+
+// Release hands a pooled Reader's buffer back if no input is buffered; the
+// next read takes a buffer again. It does nothing for other Readers.
+func (r *Reader) Release() { r.br.release() }
 
 // ReadHeader reads the next frame's header. Payload left unread from the
 // previous frame is discarded first. It returns io.EOF only when the stream

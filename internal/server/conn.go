@@ -82,7 +82,8 @@ const (
 	fileChunk = 64 << 10
 	// maxKeptBuffer is the largest payload buffer kept between frames.
 	maxKeptBuffer = 4 << 10
-	// readBufferSize is the size of a connection's read buffer.
+	// readBufferSize is the size of a connection's read buffer, taken
+	// from a pool while input is waiting and handed back when idle.
 	readBufferSize = 4 << 10
 )
 
@@ -122,7 +123,7 @@ func newConn(s *Server, nc net.Conn, t *ticket) *conn {
 		srv:    s,
 		id:     s.nextID.Add(1),
 		nc:     nc,
-		r:      protocol.NewReaderSize(nc, readBufferSize),
+		r:      protocol.NewPooledReader(nc, readBufferSize),
 		ticket: t,
 		done:   make(chan struct{}),
 	}
@@ -292,6 +293,7 @@ func (c *conn) finish(reason closeReason, last []byte) {
 func (c *conn) join() (closeReason, []byte) {
 	s := c.srv
 	c.nc.SetReadDeadline(time.Now().Add(s.cfg.JoinTimeout))
+	waitReadable(c.nc)
 	h, err := c.r.ReadHeader()
 	if err != nil {
 		return c.readFailed(err, true)
@@ -407,8 +409,14 @@ func (c *conn) loop() (closeReason, []byte) {
 		if cap(c.buf) > maxKeptBuffer {
 			c.buf = nil
 		}
-		if c.stats != nil && c.r.Buffered() == 0 {
-			c.flushStats() // about to wait for input
+		if c.r.Buffered() == 0 {
+			// About to wait for input: hold no memory while idle.
+			if c.stats != nil {
+				c.flushStats()
+			}
+			c.r.Release()
+			c.buf = nil
+			waitReadable(c.nc)
 		}
 		h, err := c.r.ReadHeader()
 		if err != nil {
