@@ -153,7 +153,7 @@ func (c *conn) OpenFile(head FileHead, cancel <-chan struct{}) (FileStream, erro
 	if c.chunked {
 		st := &chunkedStream{q: c.q, id: head.ID, cancel: cancel}
 		begin := protocol.AppendFileBegin(nil, head.ID, head.Sender, head.Filename, head.Size)
-		if err := c.q.pushPaced(begin, cancel); err != nil {
+		if err := c.q.pushPaced(nil, begin, nil, cancel); err != nil {
 			return nil, err
 		}
 		return st, nil
@@ -539,31 +539,43 @@ func (c *conn) streamFile(peers []Peer, filename string, size int64) (closeReaso
 			streams = append(streams, st)
 		}
 	}
+	var deadline time.Time
 	for size > 0 {
-		n := int(min(size, fileChunk))
-		frame := protocol.ChunkHeader(make([]byte, 0, 40+n), head.ID, n)
-		hl := len(frame)
-		frame = frame[:hl+n]
-		c.nc.SetReadDeadline(time.Now().Add(s.cfg.StallTimeout))
-		if _, err := io.ReadFull(c.r, frame[hl:]); err != nil {
+		// Refresh the stall deadline about once a second, not per read.
+		if now := time.Now(); deadline.Sub(now) < s.cfg.StallTimeout-time.Second {
+			deadline = now.Add(s.cfg.StallTimeout)
+			c.nc.SetReadDeadline(deadline)
+		}
+		fb := getFileBuf()
+		n, err := c.r.Read(fb.b[:min(size, int64(len(fb.b)))])
+		if err != nil {
+			fb.release()
 			for _, st := range streams {
 				if st != nil {
 					st.Abort()
 				}
 			}
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
 			return c.readFailed(err, false)
 		}
 		size -= int64(n)
-		chunk := Chunk{Data: frame[hl:], Frame: frame}
-		for i, st := range streams {
-			if st == nil {
-				continue
-			}
-			if err := st.Write(chunk); err != nil {
-				st.Abort()
-				streams[i] = nil
+		for data := fb.b[:n]; len(data) > 0; {
+			part := data[:min(len(data), fileChunk)]
+			data = data[len(part):]
+			chunk := Chunk{Data: part, Head: protocol.ChunkHeader(nil, head.ID, len(part)), ref: fb}
+			for i, st := range streams {
+				if st == nil {
+					continue
+				}
+				if err := st.Write(chunk); err != nil {
+					st.Abort()
+					streams[i] = nil
+				}
 			}
 		}
+		fb.release()
 	}
 	c.nc.SetReadDeadline(time.Time{})
 	for _, st := range streams {

@@ -44,11 +44,12 @@ type FileHead struct {
 }
 
 // Chunk is a part of a file's content in both encodings: Data alone for a
-// forward_file frame, and Frame, a whole file_chunk frame ending in Data.
+// forward_file frame, and Head followed by Data for a file_chunk frame.
 // Neither may be modified once written.
 type Chunk struct {
-	Data  []byte
-	Frame []byte
+	Data []byte
+	Head []byte
+	ref  *fileBuf // the pooled buffer holding Data, if any
 }
 
 // FileStream is one file being delivered to a peer; see Peer.OpenFile.

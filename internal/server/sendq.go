@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gochat/chat/internal/protocol"
@@ -46,6 +47,35 @@ type sendQueue struct {
 type qitem struct {
 	b      []byte
 	stream bool
+	ref    *fileBuf // if not nil, b lies in it; released once written
+}
+
+// fileBufSize is the size of the buffers a file's content is read into.
+const fileBufSize = 256 << 10
+
+// fileBuf is a pooled buffer of file content shared by the send queues of
+// a file's recipients. Each queued part holds a reference; the buffer goes
+// back to the pool when the last is released. A part never released (its
+// queue failed) just leaves the buffer to the garbage collector.
+type fileBuf struct {
+	b    []byte
+	refs atomic.Int32
+}
+
+var fileBufPool = sync.Pool{New: func() any { return &fileBuf{b: make([]byte, fileBufSize)} }}
+
+// getFileBuf returns a buffer holding one reference, the caller's.
+func getFileBuf() *fileBuf {
+	fb := fileBufPool.Get().(*fileBuf)
+	fb.refs.Store(1)
+	return fb
+}
+
+// release drops one reference.
+func (fb *fileBuf) release() {
+	if fb.refs.Add(-1) == 0 {
+		fileBufPool.Put(fb)
+	}
 }
 
 func newSendQueue(nc net.Conn, limit int, timeout time.Duration, onFail func(error)) *sendQueue {
@@ -120,6 +150,11 @@ func (q *sendQueue) writeLoop() {
 		}
 		err := q.write(bufs)
 
+		for _, it := range batch {
+			if it.ref != nil {
+				it.ref.release()
+			}
+		}
 		clear(batch) // let the frames be collected
 		q.mu.Lock()
 		q.spare = batch[:0]
@@ -224,9 +259,10 @@ func (q *sendQueue) openStream(cancel, gone <-chan struct{}, kill func()) (*plai
 	return &plainStream{q: q, cancel: cancel, kill: kill}, nil
 }
 
-// pushPaced queues b as stream bytes, waiting while a window's worth of
-// them is already queued.
-func (q *sendQueue) pushPaced(b []byte, cancel <-chan struct{}) error {
+// pushPaced queues head (if any) and b as stream bytes, together,
+// waiting while a window's worth of them is already queued. If ref is not
+// nil, b lies in it, and the queue takes a reference.
+func (q *sendQueue) pushPaced(head, b []byte, ref *fileBuf, cancel <-chan struct{}) error {
 	for {
 		q.mu.Lock()
 		if q.closing || q.failed {
@@ -234,8 +270,15 @@ func (q *sendQueue) pushPaced(b []byte, cancel <-chan struct{}) error {
 			return ErrPeerGone
 		}
 		if q.inStream < streamWindow {
+			if len(head) > 0 {
+				q.inStream += len(head)
+				q.items = append(q.items, qitem{b: head, stream: true})
+			}
+			if ref != nil {
+				ref.refs.Add(1)
+			}
 			q.inStream += len(b)
-			q.items = append(q.items, qitem{b: b, stream: true})
+			q.items = append(q.items, qitem{b: b, stream: true, ref: ref})
 			q.kickLocked()
 			q.mu.Unlock()
 			return nil
@@ -257,10 +300,10 @@ func (q *sendQueue) wakePacedLocked() {
 }
 
 // Write implements FileStream.
-func (s *plainStream) Write(c Chunk) error { return s.q.pushPaced(c.Data, s.cancel) }
+func (s *plainStream) Write(c Chunk) error { return s.q.pushPaced(nil, c.Data, c.ref, s.cancel) }
 
 // writeHead queues the start of the forward_file frame.
-func (s *plainStream) writeHead(b []byte) error { return s.q.pushPaced(b, s.cancel) }
+func (s *plainStream) writeHead(b []byte) error { return s.q.pushPaced(nil, b, nil, s.cancel) }
 
 // Close implements FileStream.
 func (s *plainStream) Close() {
@@ -303,7 +346,7 @@ type chunkedStream struct {
 }
 
 // Write implements FileStream.
-func (s *chunkedStream) Write(c Chunk) error { return s.q.pushPaced(c.Frame, s.cancel) }
+func (s *chunkedStream) Write(c Chunk) error { return s.q.pushPaced(c.Head, c.Data, c.ref, s.cancel) }
 
 // Close implements FileStream.
 func (s *chunkedStream) Close() { s.end(protocol.FileEnd) }
