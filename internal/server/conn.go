@@ -78,8 +78,6 @@ const (
 	// smallFile is the largest file content read whole before it is
 	// relayed; larger files are streamed.
 	smallFile = 256 << 10
-	// fileChunk is the size of the parts a streamed file is relayed in.
-	fileChunk = 64 << 10
 	// maxKeptBuffer is the largest payload buffer kept between frames.
 	maxKeptBuffer = 4 << 10
 	// readBufferSize is the size of a connection's read buffer, taken
@@ -561,18 +559,14 @@ func (c *conn) streamFile(peers []Peer, filename string, size int64) (closeReaso
 			return c.readFailed(err, false)
 		}
 		size -= int64(n)
-		for data := fb.b[:n]; len(data) > 0; {
-			part := data[:min(len(data), fileChunk)]
-			data = data[len(part):]
-			chunk := Chunk{Data: part, Head: protocol.ChunkHeader(nil, head.ID, len(part)), ref: fb}
-			for i, st := range streams {
-				if st == nil {
-					continue
-				}
-				if err := st.Write(chunk); err != nil {
-					st.Abort()
-					streams[i] = nil
-				}
+		chunk := Chunk{ID: head.ID, Data: fb.b[:n], ref: fb}
+		for i, st := range streams {
+			if st == nil {
+				continue
+			}
+			if err := st.Write(chunk); err != nil {
+				st.Abort()
+				streams[i] = nil
 			}
 		}
 		fb.release()

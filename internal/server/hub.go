@@ -43,12 +43,13 @@ type FileHead struct {
 	Size     int64
 }
 
-// Chunk is a part of a file's content in both encodings: Data alone for a
-// forward_file frame, and Head followed by Data for a file_chunk frame.
-// Neither may be modified once written.
+// Chunk is a part of a file's content, as read from its sender. A peer
+// taking whole frames queues Data as the next bytes of the forward_file
+// frame; a chunked peer cuts it into file_chunk frames. Data must not be
+// modified once written.
 type Chunk struct {
+	ID   uint64 // the transfer's id (FileHead.ID)
 	Data []byte
-	Head []byte
 	ref  *fileBuf // the pooled buffer holding Data, if any
 }
 

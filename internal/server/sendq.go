@@ -12,7 +12,7 @@ import (
 
 // streamWindow is how many bytes of an open stream may wait in a send
 // queue before the stream's writer is paced.
-const streamWindow = 1 << 20
+const streamWindow = 2 << 20
 
 // errQueueClosed is returned for frames offered to a closed queue.
 var errQueueClosed = errors.New("send queue closed")
@@ -51,7 +51,7 @@ type qitem struct {
 }
 
 // fileBufSize is the size of the buffers a file's content is read into.
-const fileBufSize = 256 << 10
+const fileBufSize = 512 << 10
 
 // fileBuf is a pooled buffer of file content shared by the send queues of
 // a file's recipients. Each queued part holds a reference; the buffer goes
@@ -173,7 +173,7 @@ func (q *sendQueue) writeLoop() {
 
 // write writes bufs, failing if no byte moves for q.timeout.
 func (q *sendQueue) write(bufs net.Buffers) error {
-	const step = 256 << 10
+	const step = 1 << 20
 	for len(bufs) > 0 {
 		// Bound each write so the deadline measures progress, not size.
 		var chunk net.Buffers
@@ -346,7 +346,16 @@ type chunkedStream struct {
 }
 
 // Write implements FileStream.
-func (s *chunkedStream) Write(c Chunk) error { return s.q.pushPaced(c.Head, c.Data, c.ref, s.cancel) }
+func (s *chunkedStream) Write(c Chunk) error {
+	for data := c.Data; len(data) > 0; {
+		part := data[:min(len(data), protocol.MaxChunkData)]
+		data = data[len(part):]
+		if err := s.q.pushPaced(protocol.ChunkHeader(nil, s.id, len(part)), part, c.ref, s.cancel); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // Close implements FileStream.
 func (s *chunkedStream) Close() { s.end(protocol.FileEnd) }
