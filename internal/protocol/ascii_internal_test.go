@@ -3,6 +3,7 @@ package protocol
 import (
 	"encoding/binary"
 	"testing"
+	"unicode"
 )
 
 func TestPlainASCII8(t *testing.T) {
@@ -14,6 +15,15 @@ func TestPlainASCII8(t *testing.T) {
 			if got := plainASCII8(binary.LittleEndian.Uint64(b)); got != want {
 				t.Fatalf("byte %#x at %d: got %v, want %v", c, pos, got, want)
 			}
+		}
+	}
+}
+
+func TestCcBeyondASCII(t *testing.T) {
+	// ValidText relies on Cc beyond ASCII being exactly U+0080-U+009F.
+	for r := rune(0x80); r <= 0x10ffff; r++ {
+		if isCc, inRange := unicode.Is(unicode.Cc, r), r <= 0x9f; isCc != inRange {
+			t.Fatalf("%U: Cc %v, but the range check says %v", r, isCc, inRange)
 		}
 	}
 }

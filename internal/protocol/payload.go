@@ -101,7 +101,7 @@ func ValidText(text []byte) error {
 		if r == utf8.RuneError && size == 1 {
 			return fmt.Errorf("%w: invalid UTF-8", ErrBadText)
 		}
-		if unicode.Is(unicode.Cc, r) {
+		if r <= 0x9f { // beyond ASCII, category Cc is exactly U+0080-U+009F
 			return fmt.Errorf("%w: control character %U", ErrBadText, r)
 		}
 		i += size
