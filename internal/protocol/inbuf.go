@@ -14,6 +14,7 @@ type inBuffer struct {
 	size int
 	pool *sync.Pool // nil: the buffer is never released
 	buf  []byte     // nil after Release
+	own  bool       // buf is not from the pool
 	r, w int        // buf[r:w] is unread
 	err  error      // a read error not yet returned
 }
@@ -44,9 +45,9 @@ func (b *inBuffer) acquire() {
 		return
 	}
 	if b.pool != nil {
-		b.buf = *b.pool.Get().(*[]byte)
+		b.buf, b.own = *b.pool.Get().(*[]byte), false
 	} else {
-		b.buf = make([]byte, b.size)
+		b.buf, b.own = make([]byte, b.size), true
 	}
 	b.r, b.w = 0, 0
 }
@@ -56,9 +57,11 @@ func (b *inBuffer) release() {
 	if b.pool == nil || b.buf == nil || b.r != b.w {
 		return
 	}
-	buf := b.buf
+	buf, own := b.buf, b.own
 	b.buf, b.r, b.w = nil, 0, 0
-	b.pool.Put(&buf)
+	if !own {
+		b.pool.Put(&buf)
+	}
 }
 
 // fill reads once into the free part of the buffer.

@@ -47,9 +47,14 @@ func NewReaderSize(r io.Reader, size int) *Reader {
 // NewPooledReader returns a Reader whose buffer of size bytes comes from a
 // pool shared by all Readers of that size; Release hands it back while no
 // input is buffered, so that a Reader waiting for input holds no buffer.
+//
+// Until its first Release it reads through a small buffer of its own, so
+// that a burst of new connections, which each send little at first, does
+// not take a pooled buffer each.
 func NewPooledReader(r io.Reader, size int) *Reader {
 	size = max(size, 16)
-	return &Reader{br: &inBuffer{rd: r, size: size, pool: poolFor(size)}}
+	first := min(size, 512)
+	return &Reader{br: &inBuffer{rd: r, size: size, pool: poolFor(size), buf: make([]byte, first), own: true}}
 }
 
 // Release hands a pooled Reader's buffer back if no input is buffered; the

@@ -1,9 +1,11 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -94,7 +96,6 @@ type conn struct {
 	r      *protocol.Reader
 	q      *sendQueue
 	ticket *ticket
-	log    logAttrs
 	flood  *rate.Limiter // nil: no flood control
 	m      *metrics
 
@@ -114,8 +115,6 @@ type conn struct {
 	killed bool        // the socket was closed abruptly; guarded by mu
 }
 
-type logAttrs []any
-
 func newConn(s *Server, nc net.Conn, t *ticket) *conn {
 	c := &conn{
 		srv:    s,
@@ -125,7 +124,6 @@ func newConn(s *Server, nc net.Conn, t *ticket) *conn {
 		ticket: t,
 		done:   make(chan struct{}),
 	}
-	c.log = logAttrs{"conn", c.id, "remote", nc.RemoteAddr().String()}
 	c.m = s.metrics
 	if s.cfg.FloodRate > 0 {
 		c.flood = rate.NewLimiter(rate.Limit(s.cfg.FloodRate), s.cfg.FloodBurst)
@@ -207,17 +205,27 @@ func (c *conn) kill(r closeReason, err error) {
 		c.m.slowConsumers.Inc()
 	}
 	if first && err != nil {
-		c.srv.log.Warn("cutting connection off", append(c.attrs(), "reason", r.String(), "err", err)...)
+		c.logAt(slog.LevelWarn, "cutting connection off", "reason", r.String(), "err", err)
 	}
 	c.nc.Close()
 }
 
 func (c *conn) attrs() []any {
-	a := slices.Clone(c.log)
+	a := []any{"conn", c.id, "remote", c.nc.RemoteAddr().String()}
 	if c.name != "" {
 		a = append(a, "user", c.name)
 	}
 	return a
+}
+
+// logAt logs msg with the connection's attributes and args, building
+// nothing unless the level is enabled.
+func (c *conn) logAt(level slog.Level, msg string, args ...any) {
+	l := c.srv.log
+	if !l.Enabled(context.Background(), level) {
+		return
+	}
+	l.Log(context.Background(), level, msg, append(c.attrs(), args...)...)
 }
 
 // serve runs the connection until it ends.
@@ -233,7 +241,7 @@ func (c *conn) serve() {
 func (c *conn) safeRun() (reason closeReason, last []byte) {
 	defer func() {
 		if v := recover(); v != nil {
-			c.srv.log.Error("panic serving connection", append(c.attrs(), "panic", v, "stack", string(debug.Stack()))...)
+			c.logAt(slog.LevelError, "panic serving connection", "panic", v, "stack", string(debug.Stack()))
 			reason, last = reasonInternalError, nil
 		}
 	}()
@@ -260,7 +268,7 @@ func (c *conn) finish(reason closeReason, last []byte) {
 	}
 	c.flushStats()
 	c.m.disconnects[reason].Inc()
-	c.srv.log.Info("connection closed", append(c.attrs(), "reason", reason.String())...)
+	c.logAt(slog.LevelInfo, "connection closed", "reason", reason.String())
 
 	c.mu.Lock()
 	killed := c.killed
@@ -302,7 +310,7 @@ func (c *conn) join() (closeReason, []byte) {
 		}
 	}
 	if h.Type != protocol.Join {
-		s.log.Info("first frame is not join", append(c.attrs(), "type", h.Name)...)
+		c.logAt(slog.LevelInfo, "first frame is not join", "type", h.Name)
 		return reasonProtocolError, frameUnknown
 	}
 	var name string
@@ -332,14 +340,14 @@ func (c *conn) join() (closeReason, []byte) {
 	case nameErr == nil:
 		c.joined = true
 		s.out.println("join: ", c.name)
-		s.log.Info("joined", c.attrs()...)
+		c.logAt(slog.LevelInfo, "joined")
 		c.nc.SetReadDeadline(time.Time{})
 		return reasonNone, nil
 	case errors.Is(nameErr, ErrServerFull):
 		s.out.println("disconnected: server full")
 		return reasonServerFull, frameFull
 	default:
-		s.log.Info("join refused", append(c.attrs(), "err", nameErr)...)
+		c.logAt(slog.LevelInfo, "join refused", "err", nameErr)
 		s.out.println("disconnected: username not available")
 		return reasonNameUnavailable, frameUnavailable
 	}
@@ -366,7 +374,7 @@ func (c *conn) hello(h protocol.Header) (protocol.Header, error) {
 			accepted = append(accepted, f)
 		}
 	}
-	c.srv.log.Debug("extensions", append(c.attrs(), "asked", features, "accepted", accepted)...)
+	c.logAt(slog.LevelDebug, "extensions", "asked", features, "accepted", accepted)
 	c.q.push(protocol.AppendExtHello(nil, accepted))
 	return c.r.ReadHeader()
 }
@@ -376,7 +384,7 @@ func (c *conn) readFailed(err error, beforeJoin bool) (closeReason, []byte) {
 	var ne net.Error
 	switch {
 	case isProtocolError(err):
-		c.srv.log.Info("malformed frame", append(c.attrs(), "err", err)...)
+		c.logAt(slog.LevelInfo, "malformed frame", "err", err)
 		return reasonProtocolError, frameUnknown
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
 		return reasonClientClosed, nil
@@ -387,7 +395,7 @@ func (c *conn) readFailed(err error, beforeJoin bool) (closeReason, []byte) {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return reasonStalledSender, nil
 	}
-	c.srv.log.Debug("read failed", append(c.attrs(), "err", err)...)
+	c.logAt(slog.LevelDebug, "read failed", "err", err)
 	return reasonReadError, nil
 }
 
@@ -426,7 +434,7 @@ func (c *conn) loop() (closeReason, []byte) {
 		c.stats.framesIn[h.Type]++
 		c.stats.bytesIn[h.Type] += headerLen(h) + h.Length
 		if max := s.limits.MaxPayload(h.Type); max < 0 || h.Length > max {
-			s.log.Info("unexpected frame", append(c.attrs(), "type", h.Name, "length", h.Length)...)
+			c.logAt(slog.LevelInfo, "unexpected frame", "type", h.Name, "length", h.Length)
 			return reasonProtocolError, frameUnknown
 		}
 		if !c.paceReads() {
@@ -457,12 +465,12 @@ func (c *conn) loop() (closeReason, []byte) {
 				return c.readFailed(err, false)
 			}
 			if string(c.buf) != c.name {
-				s.log.Info("disconnect names another user", append(c.attrs(), "payload", string(c.buf))...)
+				c.logAt(slog.LevelInfo, "disconnect names another user", "payload", string(c.buf))
 				return reasonProtocolError, frameUnknown
 			}
 			return reasonClientQuit, nil
 		default:
-			s.log.Info("unexpected frame", append(c.attrs(), "type", h.Name)...)
+			c.logAt(slog.LevelInfo, "unexpected frame", "type", h.Name)
 			return reasonProtocolError, frameUnknown
 		}
 	}
@@ -507,7 +515,7 @@ func (c *conn) relayFile() (closeReason, []byte) {
 	size := c.r.Remaining()
 	c.m.fileBytes.Add(float64(size))
 	if size > s.cfg.MaxFileSize {
-		s.log.Info("file too large", append(c.attrs(), "size", size)...)
+		c.logAt(slog.LevelInfo, "file too large", "size", size)
 		return reasonProtocolError, frameUnknown
 	}
 	peers := c.recipients("file: ", names)
