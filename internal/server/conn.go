@@ -257,6 +257,9 @@ func (c *conn) safeRun() (reason closeReason, last []byte) {
 // was queued (and last) is flushed, and the socket is closed gracefully
 // unless it was cut off.
 func (c *conn) finish(reason closeReason, last []byte) {
+	if reason == reasonNone {
+		reason = reasonInternalError // never expected; keeps the metrics indexable
+	}
 	reason = c.setReason(reason)
 	if c.joined {
 		c.srv.hub.Leave(c)

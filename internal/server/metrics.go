@@ -60,7 +60,7 @@ func newMetrics(s *Server) *metrics {
 		m.bytesOut[t] = bytesOut.WithLabelValues(name)
 	}
 	disconnects := vec("chat_disconnects_total", "Connections closed, by reason (refused joins included).", "reason")
-	for r := range numReasons {
+	for r := reasonNone + 1; r < numReasons; r++ {
 		m.disconnects[r] = disconnects.WithLabelValues(r.String())
 	}
 	counter := func(name, help string) prometheus.Counter {
