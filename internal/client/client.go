@@ -424,6 +424,7 @@ func (c *client) sendFile(names []string, path string) {
 
 type zeroReader struct{}
 
+// Read fills p with zero bytes.
 func (zeroReader) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
@@ -441,6 +442,7 @@ type progressCounter struct {
 	last        time.Time
 }
 
+// Write counts b and reports progress at most every 100 ms.
 func (p *progressCounter) Write(b []byte) (int, error) {
 	p.done += int64(len(b))
 	if p.fn != nil && time.Since(p.last) >= 100*time.Millisecond {
@@ -620,6 +622,7 @@ type failWriter struct {
 	err error
 }
 
+// Write writes b unless an earlier write failed; it always reports success.
 func (f *failWriter) Write(b []byte) (int, error) {
 	if f.err == nil {
 		_, f.err = f.w.Write(b)

@@ -242,6 +242,7 @@ func (t *Terminal) setPrompt(p string) {
 
 type writerFunc func(p []byte) (int, error)
 
+// Write calls f.
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // pump reads r into src until r fails or done is closed. It is started by
