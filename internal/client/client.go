@@ -636,7 +636,7 @@ func isStreamError(err error) bool {
 }
 
 // replyWait bounds the wait for the replies to one command.
-const replyWait = 2 * time.Second
+const replyWait = 300 * time.Millisecond
 
 // expectReply notes that the command being sent will be answered.
 func (c *client) expectReply() { c.expect.Add(1) }

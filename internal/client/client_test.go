@@ -348,10 +348,10 @@ func TestRefusalBeforeInput(t *testing.T) {
 func TestOutputFollowsInputOrder(t *testing.T) {
 	addr := fakeServer(t, func(nc net.Conn, r *protocol.Reader) {
 		expectFrame(t, r, protocol.RequestUsersList)
-		time.Sleep(100 * time.Millisecond) // a slow server: the scenario, not a wait
+		time.Sleep(50 * time.Millisecond) // a slow server: the scenario, not a wait
 		nc.Write(protocol.AppendUsersList(nil, []string{"me"}))
 		expectFrame(t, r, protocol.SendMessage)
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 		nc.Write(protocol.AppendMessage(nil, protocol.ForwardMessage, []string{"me"}, []byte("to myself")))
 		expectFrame(t, r, protocol.Disconnect)
 	})
