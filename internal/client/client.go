@@ -97,11 +97,9 @@ type client struct {
 	out *lineWriter
 	log *lineWriter
 
-	quitting  atomic.Bool   // a disconnect was sent; the close is expected
-	ended     chan struct{} // closed when the receiver has stopped
-	severed   atomic.Bool   // a "disconnected:" line was printed
-	lastNames atomic.Pointer[[]string]
-
+	quitting atomic.Bool   // a disconnect was sent; the close is expected
+	ended    chan struct{} // closed when the receiver has stopped
+	severed  atomic.Bool   // a "disconnected:" line was printed
 	// expect counts replies to our own commands (a list, a message or
 	// file to ourselves) not yet printed; replied is signalled as each is.
 	expect  atomic.Int32
@@ -174,7 +172,7 @@ func Run(ctx context.Context, cfg Config) int {
 		c.log.printf("client: cannot connect to %s: %v", cfg.Addr, err)
 		return ExitDisconnected
 	}
-	c.chunked = hasFeature(features, protocol.FeatureChunkedFile)
+	c.chunked = slices.Contains(features, protocol.FeatureChunkedFile)
 	c.nc = nc
 	defer nc.Close()
 	c.w = bufio.NewWriterSize(nc, 64<<10)
@@ -579,8 +577,31 @@ func (c *client) receiveFile(r *protocol.Reader) error {
 	if sender == c.cfg.User {
 		defer c.gotReply()
 	}
-	saved := c.cfg.User + "_" + filename
-	if len(saved) > 255 {
+	d := c.startDownload(sender, filename, size)
+	if d == nil {
+		return nil // refused; the rest of the payload is skipped by ReadHeader
+	}
+	if _, err := io.Copy(d, r); err != nil {
+		d.discard()
+		return err // the stream failed
+	}
+	c.finishDownload(d, nil)
+	return nil
+}
+
+// download is a received file being written to a temporary file in the
+// download folder, renamed into place only once complete.
+type download struct {
+	sender, filename string
+	tmp              *os.File
+	fw               *failWriter
+	p                *progressCounter
+}
+
+// startDownload opens a temporary file for filename from sender, or
+// reports on stderr why the file cannot be taken and returns nil.
+func (c *client) startDownload(sender, filename string, size int64) *download {
+	if len(c.cfg.User)+1+len(filename) > 255 {
 		c.log.printf("client: refusing file %q from %s: saved name longer than 255 bytes", filename, sender)
 		return nil
 	}
@@ -589,30 +610,47 @@ func (c *client) receiveFile(r *protocol.Reader) error {
 		c.log.printf("client: cannot save %q from %s: %v", filename, sender, err)
 		return nil
 	}
-	p := c.progress("recv", filename, size)
-	fw := &failWriter{w: tmp}
-	_, err = io.Copy(io.MultiWriter(fw, p), r)
-	p.finish()
-	if err == nil && fw.err == nil {
-		fw.err = tmp.Chmod(0o644)
+	return &download{sender: sender, filename: filename, tmp: tmp, fw: &failWriter{w: tmp}, p: c.progress("recv", filename, size)}
+}
+
+// Write writes content to the temporary file (remembering, not returning,
+// a failure, so the stream can still be read past) and counts progress.
+func (d *download) Write(b []byte) (int, error) {
+	d.fw.Write(b)
+	return d.p.Write(b)
+}
+
+// discard ends an incomplete download, leaving nothing behind.
+func (d *download) discard() {
+	d.p.finish()
+	d.tmp.Close()
+	os.Remove(d.tmp.Name())
+}
+
+// finishDownload renames a complete download to <own username>_<filename>
+// and prints its line; failed (not nil) or a write failure makes it
+// removed instead, with a message on stderr.
+func (c *client) finishDownload(d *download, failed error) {
+	d.p.finish()
+	err := d.fw.err
+	if err == nil {
+		err = failed
 	}
-	if cerr := tmp.Close(); fw.err == nil {
-		fw.err = cerr
+	if err == nil {
+		err = d.tmp.Chmod(0o644)
 	}
-	if err != nil && fw.err == nil {
-		os.Remove(tmp.Name())
-		return err // the stream failed
+	if cerr := d.tmp.Close(); err == nil {
+		err = cerr
 	}
-	if fw.err == nil {
-		fw.err = os.Rename(tmp.Name(), filepath.Join(c.cfg.DownloadDir, saved))
+	if err == nil {
+		err = os.Rename(d.tmp.Name(), filepath.Join(c.cfg.DownloadDir, c.cfg.User+"_"+d.filename))
 	}
-	if fw.err != nil {
-		os.Remove(tmp.Name())
-		c.log.printf("client: cannot save %q from %s: %v", filename, sender, fw.err)
-		return nil
+	if err != nil {
+		os.Remove(d.tmp.Name())
+		c.log.printf("client: cannot save %q from %s: %v", d.filename, d.sender, err)
+		return
 	}
-	c.out.println("file: " + sender + ": " + filename)
-	return nil
+	c.out.println("file: " + d.sender + ": " + d.filename)
 }
 
 // failWriter writes to w until a write fails, then discards, remembering

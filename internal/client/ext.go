@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/gochat/chat/internal/protocol"
@@ -70,11 +67,9 @@ func (c *client) hello(nc net.Conn, r *protocol.Reader) ([]string, error) {
 
 // incoming is a file arriving in file_chunk frames.
 type incoming struct {
-	sender, filename string
-	size, got        int64
-	tmp              *os.File
-	fw               *failWriter
-	p                *progressCounter
+	sender    string
+	size, got int64
+	d         *download // nil for a refused file, whose chunks are skipped
 }
 
 // fileFrame handles a file_begin, file_chunk, file_end or file_abort frame
@@ -91,16 +86,8 @@ func (c *client) fileFrame(t protocol.Type, p []byte) {
 			c.log.printf("client: ignoring repeated file_begin %d", id)
 			return
 		}
-		in := &incoming{sender: sender, filename: filename, size: size}
-		if saved := c.cfg.User + "_" + filename; len(saved) > 255 {
-			c.log.printf("client: refusing file %q from %s: saved name longer than 255 bytes", filename, sender)
-		} else if in.tmp, err = os.CreateTemp(c.cfg.DownloadDir, ".chat-recv-*.part"); err != nil {
-			c.log.printf("client: cannot save %q from %s: %v", filename, sender, err)
-		} else {
-			in.fw = &failWriter{w: in.tmp}
-			in.p = c.progress("recv", filename, size)
-		}
-		c.files[id] = in // a refused file is still tracked, to skip its chunks
+		// A refused file is still tracked, to skip its chunks.
+		c.files[id] = &incoming{sender: sender, size: size, d: c.startDownload(sender, filename, size)}
 	case protocol.FileChunk:
 		id, data, err := protocol.ParseChunk(p)
 		in := c.files[id]
@@ -109,9 +96,8 @@ func (c *client) fileFrame(t protocol.Type, p []byte) {
 			return
 		}
 		in.got += int64(len(data))
-		if in.tmp != nil {
-			in.fw.Write(data)
-			in.p.Write(data)
+		if in.d != nil {
+			in.d.Write(data)
 		}
 	case protocol.FileEnd, protocol.FileAbort:
 		id, err := protocol.ParseFileID(p)
@@ -124,52 +110,24 @@ func (c *client) fileFrame(t protocol.Type, p []byte) {
 		if in.sender == c.cfg.User {
 			defer c.gotReply()
 		}
-		if in.tmp == nil {
-			return
+		switch {
+		case in.d == nil:
+		case t == protocol.FileAbort:
+			in.d.discard()
+			c.log.printf("client: %s stopped sending %q; nothing saved", in.sender, in.d.filename)
+		case in.got != in.size:
+			c.finishDownload(in.d, fmt.Errorf("got %d bytes of %d", in.got, in.size))
+		default:
+			c.finishDownload(in.d, nil)
 		}
-		in.p.finish()
-		if t == protocol.FileAbort {
-			in.discard()
-			c.log.printf("client: %s stopped sending %q; nothing saved", in.sender, in.filename)
-			return
-		}
-		c.finishFile(in)
 	}
-}
-
-// finishFile renames a complete file into place and prints its line.
-func (c *client) finishFile(in *incoming) {
-	err := in.fw.err
-	if err == nil && in.got != in.size {
-		err = fmt.Errorf("got %d bytes of %d", in.got, in.size)
-	}
-	if err == nil {
-		err = in.tmp.Chmod(0o644)
-	}
-	if cerr := in.tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(in.tmp.Name(), filepath.Join(c.cfg.DownloadDir, c.cfg.User+"_"+in.filename))
-	}
-	if err != nil {
-		os.Remove(in.tmp.Name())
-		c.log.printf("client: cannot save %q from %s: %v", in.filename, in.sender, err)
-		return
-	}
-	c.out.println("file: " + in.sender + ": " + in.filename)
-}
-
-func (in *incoming) discard() {
-	in.tmp.Close()
-	os.Remove(in.tmp.Name())
 }
 
 // dropFiles removes the temporary files of transfers cut short.
 func (c *client) dropFiles() {
 	for id, in := range c.files {
-		if in.tmp != nil {
-			in.discard()
+		if in.d != nil {
+			in.d.discard()
 		}
 		delete(c.files, id)
 	}
@@ -177,5 +135,3 @@ func (c *client) dropFiles() {
 
 // errNotChunked is the error for file_* frames on a plain session.
 var errNotChunked = errors.New("chunked files not negotiated")
-
-func hasFeature(features []string, f string) bool { return slices.Contains(features, f) }
