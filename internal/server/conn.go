@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -394,8 +393,6 @@ func (c *conn) readFailed(err error, beforeJoin bool) (closeReason, []byte) {
 	case beforeJoin && errors.As(err, &ne) && ne.Timeout():
 		return reasonJoinTimeout, nil
 	case errors.As(err, &ne) && ne.Timeout():
-		return reasonStalledSender, nil
-	case errors.Is(err, os.ErrDeadlineExceeded):
 		return reasonStalledSender, nil
 	}
 	c.logAt(slog.LevelDebug, "read failed", "err", err)

@@ -288,6 +288,3 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
-
-// Hub returns the server's user registry.
-func (s *Server) Hub() Hub { return s.hub }
