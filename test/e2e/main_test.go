@@ -4,12 +4,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/gochat/chat/internal/testbin"
 )
 
 // Paths of the two programs under test, built once by TestMain.
@@ -65,7 +65,7 @@ func TestMain(m *testing.M) {
 			continue
 		}
 		*b.dst = filepath.Join(dir, filepath.Base(b.pkg))
-		if err := buildProgram(*b.dst, b.pkg); err != nil {
+		if err := testbin.Build(*b.dst, b.pkg); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.RemoveAll(dir)
 			os.Exit(1)
@@ -82,29 +82,4 @@ func TestMain(m *testing.M) {
 		code = 1
 	}
 	os.Exit(code)
-}
-
-// buildProgram runs `go build -o out pkg` from the module root (../.. from
-// this package's directory).
-func buildProgram(out, pkg string) error {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		return err
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	args := []string{"build", "-o", out}
-	if os.Getenv("E2E_RACE") == "1" {
-		args = append(args, "-race")
-	}
-	args = append(args, pkg)
-	cmd := exec.Command(goBin, args...)
-	cmd.Dir = root
-	b, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("e2e: go %v (in %s) failed: %v\n%s", args, root, err, b)
-	}
-	return nil
 }

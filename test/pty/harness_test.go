@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gochat/chat/internal/terminal/termtest"
+	"github.com/gochat/chat/internal/testbin"
 )
 
 // timeout is the deadline of every wait: generous, for CI's loaded 2-core
@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 	}
 	serverBin, clientBin = filepath.Join(dir, "server"), filepath.Join(dir, "client")
 	for bin, pkg := range map[string]string{serverBin: "./cmd/server", clientBin: "./cmd/client"} {
-		if err := build(bin, pkg); err != nil {
+		if err := testbin.Build(bin, pkg); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.RemoveAll(dir)
 			os.Exit(1)
@@ -59,28 +59,6 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
-}
-
-// build runs `go build -o out pkg` in the module root.
-func build(out, pkg string) error {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		return err
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	args := []string{"build", "-o", out}
-	if os.Getenv("E2E_RACE") == "1" {
-		args = append(args, "-race")
-	}
-	cmd := exec.Command(goBin, append(args, pkg)...)
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("pty: go %v: %v\n%s", args, err, b)
-	}
-	return nil
 }
 
 // env returns the environment for a client: this one's, with TERM set and

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/gochat/chat/internal/protocol"
+	"github.com/gochat/chat/internal/testbin"
 )
 
 func envInt(name string, def int) int {
@@ -103,10 +104,8 @@ func TestSoak(t *testing.T) {
 
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "server")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/server")
-	build.Dir = filepath.Join("..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	if err := testbin.Build(bin, "./cmd/server"); err != nil {
+		t.Fatal(err)
 	}
 	port, mport := freePort(t), freePort(t)
 	srv := exec.Command(bin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "--max-clients", strconv.Itoa(n+10),
