@@ -513,11 +513,11 @@ func (c *conn) relayFile() (closeReason, []byte) {
 		return c.readFailed(err, false)
 	}
 	size := c.r.Remaining()
-	c.m.fileBytes.Add(float64(size))
 	if size > s.cfg.MaxFileSize {
 		c.logAt(slog.LevelInfo, "file too large", "size", size)
 		return reasonProtocolError, frameUnknown
 	}
+	c.m.fileBytes.Add(float64(size)) // only files that are relayed
 	peers := c.recipients("file: ", names)
 	head := protocol.AppendFileHead(nil, protocol.ForwardFile, []string{c.name}, filename, size)
 	if size <= smallFile {
