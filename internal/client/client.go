@@ -668,10 +668,7 @@ func (f *failWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func isStreamError(err error) bool {
-	return !errors.Is(err, protocol.ErrMalformed) && !errors.Is(err, protocol.ErrBadUsername) &&
-		!errors.Is(err, protocol.ErrBadFilename) && !errors.Is(err, protocol.ErrBadCount)
-}
+func isStreamError(err error) bool { return !errors.Is(err, protocol.ErrMalformed) }
 
 // replyWait bounds the wait for the replies to one command.
 const replyWait = 300 * time.Millisecond

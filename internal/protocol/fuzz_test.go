@@ -248,7 +248,7 @@ func FuzzPayload(f *testing.F) {
 			if !bytes.Equal(protocol.AppendJoin(nil, protocol.Join, name), append(protocol.AppendHeader(nil, protocol.Join, int64(len(data))), data...)) {
 				t.Fatalf("ParseJoin(%q) does not re-encode", data)
 			}
-			if int64(len(data)) > (protocol.Limits{}).MaxPayload(protocol.Join) {
+			if int64(len(data)) > (protocol.Limits{}).MaxPayload(protocol.ToServer, protocol.Join) {
 				t.Fatalf("ParseJoin accepts %d bytes, more than the join limit", len(data))
 			}
 		}

@@ -3,7 +3,6 @@ package protocol
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -11,12 +10,13 @@ import (
 	"unicode/utf8"
 )
 
-// Payload errors.
+// Payload errors. Each wraps ErrMalformed, so errors.Is(err,
+// ErrMalformed) tells every breach of PROTOCOL.md from a failing stream.
 var (
-	ErrBadUsername = errors.New("invalid username")
-	ErrBadFilename = errors.New("invalid filename")
-	ErrBadText     = errors.New("invalid message text")
-	ErrBadCount    = errors.New("invalid count")
+	ErrBadUsername error = ruleError("invalid username")
+	ErrBadFilename error = ruleError("invalid filename")
+	ErrBadText     error = ruleError("invalid message text")
+	ErrBadCount    error = ruleError("invalid count")
 )
 
 // forbiddenRune reports whether r may appear in neither a username nor a
@@ -25,7 +25,6 @@ func forbiddenRune(r rune) bool {
 	return r == '/' || r == '\\' || unicode.IsSpace(r) || unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Cf, r)
 }
 
-// validName checks the rules common to usernames and filenames.
 // asciiForbidden marks the ASCII bytes forbiddenRune rejects.
 var asciiForbidden = func() (t [utf8.RuneSelf]bool) {
 	for c := range rune(utf8.RuneSelf) {
@@ -121,7 +120,7 @@ func plainASCII8(w uint64) bool {
 // ParseCount parses a decimal count without sign or leading zeros that
 // lies in [min, max].
 func ParseCount(field []byte, min, max int) (int, error) {
-	if len(field) == 0 || len(field) > 10 || len(field) > 1 && field[0] == '0' {
+	if len(field) == 0 || len(field) > maxCountDigits || len(field) > 1 && field[0] == '0' {
 		return 0, fmt.Errorf("%w: %q", ErrBadCount, field)
 	}
 	n := 0
@@ -243,7 +242,7 @@ func ParseUsersList(p []byte) ([]string, error) {
 // the recipient list, with N in [minN, maxN], then the filename. The file
 // content is what remains of the payload (r.Remaining() bytes).
 func ReadFileHead(r *Reader, minN, maxN int) (names []string, filename string, err error) {
-	field, err := r.ReadField(10)
+	field, err := r.ReadField(maxCountDigits)
 	if err != nil {
 		return nil, "", err
 	}
@@ -286,13 +285,7 @@ func appendList(dst []byte, names []string) []byte {
 
 // headerSize returns the bytes of the header of a frame of type t with a
 // payload of n bytes.
-func headerSize(t Type, n int) int {
-	size := len(t.String()) + 3
-	for ; n >= 10; n /= 10 {
-		size++
-	}
-	return size
-}
+func headerSize(t Type, n int) int { return int(HeaderSize(len(t.String()), int64(n))) }
 
 func listLen(names []string) int {
 	n := len(strconv.Itoa(len(names)))

@@ -699,3 +699,25 @@ func ptDecodeOne(t *testing.T, b []byte) (protocol.Header, []byte) {
 	}
 	return h, p
 }
+
+// Every breach of the rules wraps ErrMalformed, so a caller tells them
+// from stream errors with one check.
+func TestRuleErrorsWrapMalformed(t *testing.T) {
+	for _, err := range []error{
+		protocol.ErrBadUsername, protocol.ErrBadFilename, protocol.ErrBadText,
+		protocol.ErrBadCount, protocol.ErrTooLong,
+		protocol.ValidUsername("a b"),
+		protocol.ValidFilename(".."),
+		protocol.ValidText([]byte("\x00")),
+		func() error { _, err := protocol.ParseCount([]byte("01"), 1, 9); return err }(),
+		func() error { _, _, err := protocol.ParseSend([]byte("1 bob")); return err }(),
+		func() error { _, err := protocol.ParseFeatures([]byte("A")); return err }(),
+	} {
+		if !errors.Is(err, protocol.ErrMalformed) {
+			t.Errorf("%v does not wrap ErrMalformed", err)
+		}
+	}
+	if errors.Is(protocol.ErrBadUsername, protocol.ErrBadFilename) {
+		t.Error("ErrBadUsername matches ErrBadFilename")
+	}
+}

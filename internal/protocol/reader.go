@@ -9,11 +9,24 @@ import (
 
 // Errors returned by Reader.
 var (
-	// ErrMalformed reports a header or payload field that breaks PROTOCOL.md.
+	// ErrMalformed reports a header or payload field that breaks
+	// PROTOCOL.md. Every error of this package about input that breaks
+	// the rules wraps it; other errors come from the stream itself.
 	ErrMalformed = errors.New("malformed frame")
 	// ErrTooLong reports a field longer than its limit.
-	ErrTooLong = errors.New("field too long")
+	ErrTooLong error = ruleError("field too long")
 )
+
+// ruleError is an error about input that breaks PROTOCOL.md: it wraps
+// ErrMalformed. Each sentinel of this type has its own text, which is
+// what tells them apart.
+type ruleError string
+
+// Error returns the error's text.
+func (e ruleError) Error() string { return string(e) }
+
+// Unwrap returns ErrMalformed.
+func (e ruleError) Unwrap() error { return ErrMalformed }
 
 // Header is the decoded start of a frame.
 type Header struct {
@@ -23,6 +36,20 @@ type Header struct {
 	Name string
 	// Length is the payload length in bytes.
 	Length int64
+}
+
+// Size returns the bytes h took on the wire.
+func (h Header) Size() int64 { return HeaderSize(len(h.Name), h.Length) }
+
+// HeaderSize returns the bytes of a frame header whose type token has
+// typeLen bytes and whose payload has length bytes: the token, a space,
+// the length's digits and a space.
+func HeaderSize(typeLen int, length int64) int64 {
+	n := int64(typeLen) + 3
+	for ; length >= 10; length /= 10 {
+		n++
+	}
+	return n
 }
 
 // Reader decodes frames from a byte stream. It is incremental: a frame may
@@ -210,7 +237,7 @@ func (r *Reader) ReadField(max int) ([]byte, error) {
 			if c == ' ' {
 				field = append(field, buf[:i]...)
 				if len(field) > max {
-					return nil, fmt.Errorf("%w: %w", ErrMalformed, ErrTooLong)
+					return nil, ErrTooLong
 				}
 				r.discard(i + 1)
 				return field, nil
@@ -219,7 +246,7 @@ func (r *Reader) ReadField(max int) ([]byte, error) {
 		field = append(field, buf...)
 		r.discard(len(buf))
 		if len(field) > max {
-			return nil, fmt.Errorf("%w: %w", ErrMalformed, ErrTooLong)
+			return nil, ErrTooLong
 		}
 	}
 }

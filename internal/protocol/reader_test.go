@@ -694,32 +694,61 @@ func TestReaderRead(t *testing.T) {
 }
 
 func TestMaxPayload(t *testing.T) {
-	const list = 4 + 1024*(1+128) // "1024" and 1024 names of 128 bytes
+	const (
+		list   = 4 + 1024*(1+128) // "1024" and 1024 names of 128 bytes
+		sender = 2 + 128          // "1 " and a name of 128 bytes
+		id     = 19               // digits of the largest transfer id
+	)
+	def := protocol.Limits{MaxFileSize: protocol.DefaultMaxFileSize}
 	tests := []struct {
 		limits protocol.Limits
+		dir    protocol.Direction
 		typ    protocol.Type
 		want   int64
 	}{
-		{protocol.Limits{MaxFileSize: protocol.DefaultMaxFileSize}, protocol.Join, 128},
-		{protocol.Limits{MaxFileSize: protocol.DefaultMaxFileSize}, protocol.Disconnect, 128},
-		{protocol.Limits{MaxFileSize: protocol.DefaultMaxFileSize}, protocol.RequestUsersList, 0},
-		{protocol.Limits{MaxFileSize: protocol.DefaultMaxFileSize}, protocol.SendMessage, list + 1 + 65536},
-		{protocol.Limits{MaxFileSize: protocol.DefaultMaxFileSize}, protocol.SendFile, list + 1 + 200 + 1 + 1<<30},
-		{protocol.Limits{MaxFileSize: 0}, protocol.SendFile, list + 1 + 200 + 1},
-		{protocol.Limits{MaxFileSize: 5}, protocol.SendFile, list + 1 + 200 + 1 + 5},
-		{protocol.Limits{MaxFileSize: 5}, protocol.SendMessage, list + 1 + 65536},
-		// Server-to-client and unknown types: -1.
-		{protocol.Limits{MaxFileSize: protocol.DefaultMaxFileSize}, protocol.Unknown, -1},
-		{protocol.Limits{MaxFileSize: protocol.DefaultMaxFileSize}, protocol.ResponseUsersList, -1},
-		{protocol.Limits{MaxFileSize: protocol.DefaultMaxFileSize}, protocol.ForwardMessage, -1},
-		{protocol.Limits{MaxFileSize: protocol.DefaultMaxFileSize}, protocol.ForwardFile, -1},
-		{protocol.Limits{MaxFileSize: protocol.DefaultMaxFileSize}, protocol.ErrUnknownMessage, -1},
-		{protocol.Limits{MaxFileSize: protocol.DefaultMaxFileSize}, protocol.ErrServerFull, -1},
-		{protocol.Limits{MaxFileSize: protocol.DefaultMaxFileSize}, protocol.ErrUsernameUnavailable, -1},
+		{def, protocol.ToServer, protocol.Join, 128},
+		{def, protocol.ToServer, protocol.Disconnect, 128},
+		{def, protocol.ToServer, protocol.RequestUsersList, 0},
+		{def, protocol.ToServer, protocol.SendMessage, list + 1 + 65536},
+		{def, protocol.ToServer, protocol.SendFile, list + 1 + 200 + 1 + 1<<30},
+		{def, protocol.ToServer, protocol.ExtHello, 256},
+		{protocol.Limits{MaxFileSize: 0}, protocol.ToServer, protocol.SendFile, list + 1 + 200 + 1},
+		{protocol.Limits{MaxFileSize: 5}, protocol.ToServer, protocol.SendFile, list + 1 + 200 + 1 + 5},
+		{protocol.Limits{MaxFileSize: 5}, protocol.ToServer, protocol.SendMessage, list + 1 + 65536},
+		// What a client never sends: -1.
+		{def, protocol.ToServer, protocol.Unknown, -1},
+		{def, protocol.ToServer, protocol.ResponseUsersList, -1},
+		{def, protocol.ToServer, protocol.ForwardMessage, -1},
+		{def, protocol.ToServer, protocol.ForwardFile, -1},
+		{def, protocol.ToServer, protocol.ErrUnknownMessage, -1},
+		{def, protocol.ToServer, protocol.ErrServerFull, -1},
+		{def, protocol.ToServer, protocol.ErrUsernameUnavailable, -1},
+		{def, protocol.ToServer, protocol.FileChunk, -1},
+
+		{def, protocol.ToClient, protocol.ResponseUsersList, 10 + protocol.DefaultMaxListUsers*(1+128)},
+		{protocol.Limits{MaxUsers: 10}, protocol.ToClient, protocol.ResponseUsersList, 10 + 10*(1+128)},
+		{def, protocol.ToClient, protocol.ForwardMessage, sender + 1 + 65536},
+		{def, protocol.ToClient, protocol.ForwardFile, sender + 1 + 200 + 1 + 1<<30},
+		{protocol.Limits{MaxFileSize: 5}, protocol.ToClient, protocol.ForwardFile, sender + 1 + 200 + 1 + 5},
+		{def, protocol.ToClient, protocol.ErrUnknownMessage, 0},
+		{def, protocol.ToClient, protocol.ErrServerFull, 0},
+		{def, protocol.ToClient, protocol.ErrUsernameUnavailable, 0},
+		{def, protocol.ToClient, protocol.ExtHello, 256},
+		{def, protocol.ToClient, protocol.FileBegin, id + 1 + 128 + 1 + 200 + 1 + id},
+		{def, protocol.ToClient, protocol.FileChunk, id + 1 + 65536},
+		{def, protocol.ToClient, protocol.FileEnd, id},
+		{def, protocol.ToClient, protocol.FileAbort, id},
+		// What the server never sends: -1.
+		{def, protocol.ToClient, protocol.Unknown, -1},
+		{def, protocol.ToClient, protocol.Join, -1},
+		{def, protocol.ToClient, protocol.SendMessage, -1},
+		{def, protocol.ToClient, protocol.SendFile, -1},
+		{def, protocol.ToClient, protocol.Disconnect, -1},
+		{def, protocol.ToClient, protocol.RequestUsersList, -1},
 	}
 	for _, tc := range tests {
-		if got := tc.limits.MaxPayload(tc.typ); got != tc.want {
-			t.Errorf("%+v.MaxPayload(%v) = %d, want %d", tc.limits, tc.typ, got, tc.want)
+		if got := tc.limits.MaxPayload(tc.dir, tc.typ); got != tc.want {
+			t.Errorf("%+v.MaxPayload(%v, %v) = %d, want %d", tc.limits, tc.dir, tc.typ, got, tc.want)
 		}
 	}
 	if protocol.DefaultMaxFileSize != 1<<30 {
@@ -731,7 +760,7 @@ func TestMaxPayload(t *testing.T) {
 func TestMaxPayloadTight(t *testing.T) {
 	lim := protocol.Limits{MaxFileSize: 1000}
 	name := strings.Repeat("😀", 32) // 128 bytes, 32 code points
-	if got := lim.MaxPayload(protocol.Join); int64(len(name)) != got {
+	if got := lim.MaxPayload(protocol.ToServer, protocol.Join); int64(len(name)) != got {
 		t.Errorf("longest username is %d bytes, join limit %d", len(name), got)
 	}
 	if _, err := protocol.ParseJoin([]byte(name)); err != nil {
@@ -749,8 +778,8 @@ func TestMaxPayloadTight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.Length != lim.MaxPayload(protocol.SendMessage) {
-		t.Errorf("largest send_message payload is %d bytes, limit %d", h.Length, lim.MaxPayload(protocol.SendMessage))
+	if h.Length != lim.MaxPayload(protocol.ToServer, protocol.SendMessage) {
+		t.Errorf("largest send_message payload is %d bytes, limit %d", h.Length, lim.MaxPayload(protocol.ToServer, protocol.SendMessage))
 	}
 	p, err := r.ReadPayload(nil)
 	if err != nil {
@@ -767,8 +796,36 @@ func TestMaxPayloadTight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.Length != lim.MaxPayload(protocol.SendFile) {
-		t.Errorf("largest send_file payload is %d bytes, limit %d", h.Length, lim.MaxPayload(protocol.SendFile))
+	if h.Length != lim.MaxPayload(protocol.ToServer, protocol.SendFile) {
+		t.Errorf("largest send_file payload is %d bytes, limit %d", h.Length, lim.MaxPayload(protocol.ToServer, protocol.SendFile))
+	}
+
+	// And the largest frames the server sends.
+	tight := []struct {
+		name  string
+		frame []byte
+	}{
+		{"forward_message", protocol.AppendMessage(nil, protocol.ForwardMessage, []string{name}, text)},
+		{"forward_file", protocol.AppendFileHead(nil, protocol.ForwardFile, []string{name}, fname, lim.MaxFileSize)},
+		{"response_users_list", protocol.AppendUsersList(nil, names[:10])},
+		{"file_begin", protocol.AppendFileBegin(nil, 1<<63, name, fname, 1<<62)},
+		{"file_chunk", append(protocol.ChunkHeader(nil, 1<<63, protocol.MaxChunkData), make([]byte, protocol.MaxChunkData)...)},
+		{"file_end", protocol.AppendFileID(nil, protocol.FileEnd, 1<<63)},
+	}
+	tlim := protocol.Limits{MaxFileSize: lim.MaxFileSize, MaxUsers: 10}
+	for _, tc := range tight {
+		h, err := protocol.NewReader(bytes.NewReader(tc.frame)).ReadHeader()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		// A list's count may take up to 10 digits; the others are exact.
+		want := tlim.MaxPayload(protocol.ToClient, h.Type)
+		if h.Type == protocol.ResponseUsersList {
+			want -= 10 - 2
+		}
+		if h.Length != want {
+			t.Errorf("largest %s payload is %d bytes, limit %d", tc.name, h.Length, want)
+		}
 	}
 }
 

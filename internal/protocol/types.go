@@ -105,30 +105,78 @@ const (
 	maxTypeLen = 32
 	// maxLengthDigits is the most digits a length may have (fits int64).
 	maxLengthDigits = 18
+	// maxCountDigits is the most digits of a list's count.
+	maxCountDigits = 10
+	// senderListBytes is the longest list of a forward: "1 <sender>".
+	senderListBytes = 2 + MaxUsernameBytes
 )
 
-// Limits holds the configurable limits that bound payload lengths.
+// Direction says which side sends a frame.
+type Direction uint8
+
+// The two directions.
+const (
+	// ToServer is a frame a client sends.
+	ToServer Direction = iota
+	// ToClient is a frame the server sends.
+	ToClient
+)
+
+// Limits holds the configurable limits that bound payload lengths. Its
+// MaxPayload is the one table of how large each frame may be.
 type Limits struct {
 	// MaxFileSize is the largest file content accepted, in bytes.
 	MaxFileSize int64
+	// MaxUsers is the most names a response_users_list may carry
+	// (ToClient only; 0 means DefaultMaxListUsers).
+	MaxUsers int
 }
 
+// DefaultMaxListUsers is the most names a client accepts in one
+// response_users_list unless told otherwise: far more than a cluster of
+// servers can hold, yet a bound on the memory a hostile server can claim.
+const DefaultMaxListUsers = 1 << 17
+
 // MaxPayload returns the largest payload a frame of type t may declare
-// when it is sent by a client to the server. A header declaring more is
-// refused before any payload is read. Unknown and server-to-client types
-// return -1.
-func (l Limits) MaxPayload(t Type) int64 {
+// when it travels in direction d. A header declaring more is refused
+// before any payload is read. Types never sent in direction d return -1.
+func (l Limits) MaxPayload(d Direction, t Type) int64 {
+	if d == ToServer {
+		switch t {
+		case Join, Disconnect:
+			return MaxJoinPayload
+		case RequestUsersList:
+			return 0
+		case SendMessage:
+			return MaxListBytes + 1 + MaxTextBytes
+		case SendFile:
+			return MaxListBytes + 1 + MaxFilenameBytes + 1 + l.MaxFileSize
+		case ExtHello:
+			return MaxExtHello
+		}
+		return -1
+	}
 	switch t {
-	case Join, Disconnect:
-		return MaxJoinPayload
-	case RequestUsersList:
+	case ResponseUsersList:
+		users := int64(l.MaxUsers)
+		if users <= 0 {
+			users = DefaultMaxListUsers
+		}
+		return maxCountDigits + users*(1+MaxUsernameBytes)
+	case ForwardMessage:
+		return senderListBytes + 1 + MaxTextBytes
+	case ForwardFile:
+		return senderListBytes + 1 + MaxFilenameBytes + 1 + l.MaxFileSize
+	case ErrUnknownMessage, ErrServerFull, ErrUsernameUnavailable:
 		return 0
-	case SendMessage:
-		return MaxListBytes + 1 + MaxTextBytes
-	case SendFile:
-		return MaxListBytes + 1 + MaxFilenameBytes + 1 + l.MaxFileSize
 	case ExtHello:
 		return MaxExtHello
+	case FileBegin:
+		return maxIDDigits + 1 + MaxUsernameBytes + 1 + MaxFilenameBytes + 1 + maxIDDigits
+	case FileChunk:
+		return maxIDDigits + 1 + MaxChunkData
+	case FileEnd, FileAbort:
+		return maxIDDigits
 	}
 	return -1
 }

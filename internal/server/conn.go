@@ -385,7 +385,7 @@ func (c *conn) hello(h protocol.Header) (protocol.Header, error) {
 func (c *conn) readFailed(err error, beforeJoin bool) (closeReason, []byte) {
 	var ne net.Error
 	switch {
-	case isProtocolError(err):
+	case errors.Is(err, protocol.ErrMalformed):
 		c.logAt(slog.LevelInfo, "malformed frame", "err", err)
 		return reasonProtocolError, frameUnknown
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
@@ -397,15 +397,6 @@ func (c *conn) readFailed(err error, beforeJoin bool) (closeReason, []byte) {
 	}
 	c.logAt(slog.LevelDebug, "read failed", "err", err)
 	return reasonReadError, nil
-}
-
-func isProtocolError(err error) bool {
-	for _, e := range []error{protocol.ErrMalformed, protocol.ErrBadUsername, protocol.ErrBadFilename, protocol.ErrBadText, protocol.ErrBadCount} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
 }
 
 // loop handles frames after the join until the connection ends.
@@ -432,8 +423,8 @@ func (c *conn) loop() (closeReason, []byte) {
 			c.stats = new(connStats)
 		}
 		c.stats.framesIn[h.Type]++
-		c.stats.bytesIn[h.Type] += headerLen(h) + h.Length
-		if max := s.limits.MaxPayload(h.Type); max < 0 || h.Length > max {
+		c.stats.bytesIn[h.Type] += h.Size() + h.Length
+		if max := s.limits.MaxPayload(protocol.ToServer, h.Type); max < 0 || h.Length > max {
 			c.logAt(slog.LevelInfo, "unexpected frame", "type", h.Name, "length", h.Length)
 			return reasonProtocolError, frameUnknown
 		}
@@ -606,17 +597,6 @@ func (c *conn) paceReads() bool {
 		return true
 	case <-c.done:
 		return false
-	}
-}
-
-// headerLen returns the bytes h took on the wire.
-func headerLen(h protocol.Header) int64 {
-	n := int64(len(h.Name)) + 2
-	for v := h.Length; ; v /= 10 {
-		n++
-		if v < 10 {
-			return n
-		}
 	}
 }
 
