@@ -18,7 +18,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/gochat/chat/internal/cli"
-	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/server"
 )
 
@@ -52,21 +51,22 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	cfg := server.DefaultConfig()
 	fs := pflag.NewFlagSet("server", pflag.ContinueOnError)
 	port := fs.IntP("port", "p", 15000, "")
 	addr := fs.StringP("address", "a", "localhost", "")
-	maxClients := fs.Int("max-clients", server.DefaultMaxClients, "")
-	maxFile := cli.Size(protocol.DefaultMaxFileSize)
+	fs.IntVar(&cfg.MaxClients, "max-clients", cfg.MaxClients, "")
+	maxFile := cli.Size(cfg.MaxFileSize)
 	fs.Var(&maxFile, "max-file-size", "")
-	joinTimeout := fs.Duration("join-timeout", server.DefaultJoinTimeout, "")
-	sendQueue := cli.Size(server.DefaultSendQueueBytes)
+	fs.DurationVar(&cfg.JoinTimeout, "join-timeout", cfg.JoinTimeout, "")
+	sendQueue := cli.Size(cfg.SendQueueBytes)
 	fs.Var(&sendQueue, "send-queue", "")
 	logLevel := fs.String("log-level", "info", "")
 	logFormat := fs.String("log-format", "text", "")
-	floodRate := fs.Float64("flood-rate", server.DefaultFloodRate, "")
-	floodBurst := fs.Int("flood-burst", server.DefaultFloodBurst, "")
-	perIP := fs.Int("max-conns-per-ip", server.DefaultMaxConnsPerAddr, "")
-	limitLoopback := fs.Bool("limit-loopback", false, "")
+	fs.Float64Var(&cfg.FloodRate, "flood-rate", cfg.FloodRate, "")
+	fs.IntVar(&cfg.FloodBurst, "flood-burst", cfg.FloodBurst, "")
+	fs.IntVar(&cfg.MaxConnsPerAddr, "max-conns-per-ip", cfg.MaxConnsPerAddr, "")
+	fs.BoolVar(&cfg.LimitLoopback, "limit-loopback", false, "")
 	metricsAddr := fs.String("metrics-addr", "", "")
 	tlsCert := fs.String("tls-cert", "", "")
 	tlsKey := fs.String("tls-key", "", "")
@@ -74,16 +74,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if err := cli.CheckPort(*port, 0); err != nil {
 			return err
 		}
-		if *maxClients < 1 {
+		if cfg.MaxClients < 1 {
 			return fmt.Errorf("--max-clients must be at least 1")
 		}
-		if *joinTimeout <= 0 {
+		if cfg.JoinTimeout <= 0 {
 			return fmt.Errorf("--join-timeout must be positive")
 		}
 		if sendQueue > 1<<40 {
 			return fmt.Errorf("--send-queue too large")
 		}
-		if *floodRate < 0 || *floodBurst < 1 || *perIP < 0 {
+		if cfg.FloodRate < 0 || cfg.FloodBurst < 1 || cfg.MaxConnsPerAddr < 0 {
 			return fmt.Errorf("--flood-rate, --flood-burst and --max-conns-per-ip take positive values")
 		}
 		if (*tlsCert == "") != (*tlsKey == "") {
@@ -97,24 +97,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	logger, _ := cli.Logger(stderr, *logFormat, *logLevel)
 
-	cfg := server.Config{
-		MaxClients:      *maxClients,
-		MaxFileSize:     int64(maxFile),
-		JoinTimeout:     *joinTimeout,
-		SendQueueBytes:  int(sendQueue),
-		Stdout:          stdout,
-		Logger:          logger,
-		FloodRate:       *floodRate,
-		FloodBurst:      *floodBurst,
-		MaxConnsPerAddr: *perIP,
-		LimitLoopback:   *limitLoopback,
-	}
-	if *floodRate == 0 {
-		cfg.FloodRate = -1
-	}
-	if *perIP == 0 {
-		cfg.MaxConnsPerAddr = -1
-	}
+	cfg.MaxFileSize = int64(maxFile)
+	cfg.SendQueueBytes = int(sendQueue)
+	cfg.Stdout = stdout
+	cfg.Logger = logger
 	var tlsCfg *tls.Config
 	if *tlsCert != "" {
 		var err error
@@ -129,7 +115,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "server: cannot listen: %v\n", err)
 		return 1
 	}
-	logger.Info("listening", "addr", ln.Addr().String(), "max_clients", *maxClients, "tls", tlsCfg != nil)
+	logger.Info("listening", "addr", ln.Addr().String(), "max_clients", cfg.MaxClients, "tls", tlsCfg != nil)
 	if *metricsAddr != "" {
 		mln, err := net.Listen("tcp", *metricsAddr)
 		if err != nil {

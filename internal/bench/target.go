@@ -39,7 +39,7 @@ func (t *target) Close() {
 // and written, to io.Discard. Flood control (a per-client frame rate
 // limit, a policy rather than a cost) is off, as --flood-rate 0 does.
 func inProcess(maxClients int) (*target, error) {
-	srv := server.New(server.Config{MaxClients: maxClients, Stdout: io.Discard, FloodRate: -1})
+	srv := server.New(server.Config{MaxClients: maxClients, Stdout: io.Discard})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -180,9 +180,6 @@ func RunServer(args []string, stdout, stderr io.Writer) int {
 			err = level.UnmarshalText([]byte(v))
 		case "--flood-rate":
 			flood, err = strconv.ParseFloat(v, 64)
-			if flood == 0 {
-				flood = -1
-			}
 		default:
 			err = errors.New("unknown flag")
 		}

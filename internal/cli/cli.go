@@ -47,10 +47,10 @@ func Parse(fs *pflag.FlagSet, args []string, help func(io.Writer), stdout, stder
 	return 0, false
 }
 
-// CheckPort returns an error unless port is in [min, 65535].
-func CheckPort(port, min int) error {
-	if port < min || port > 65535 {
-		return fmt.Errorf("port %d out of range [%d, 65535]", port, min)
+// CheckPort returns an error unless port is in [lowest, 65535].
+func CheckPort(port, lowest int) error {
+	if port < lowest || port > 65535 {
+		return fmt.Errorf("port %d out of range [%d, 65535]", port, lowest)
 	}
 	return nil
 }

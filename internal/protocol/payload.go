@@ -118,8 +118,8 @@ func plainASCII8(w uint64) bool {
 }
 
 // ParseCount parses a decimal count without sign or leading zeros that
-// lies in [min, max].
-func ParseCount(field []byte, min, max int) (int, error) {
+// lies in [lo, hi].
+func ParseCount(field []byte, lo, hi int) (int, error) {
 	if len(field) == 0 || len(field) > maxCountDigits || len(field) > 1 && field[0] == '0' {
 		return 0, fmt.Errorf("%w: %q", ErrBadCount, field)
 	}
@@ -130,8 +130,8 @@ func ParseCount(field []byte, min, max int) (int, error) {
 		}
 		n = n*10 + int(c-'0')
 	}
-	if n < min || n > max {
-		return 0, fmt.Errorf("%w: %d not in [%d, %d]", ErrBadCount, n, min, max)
+	if n < lo || n > hi {
+		return 0, fmt.Errorf("%w: %d not in [%d, %d]", ErrBadCount, n, lo, hi)
 	}
 	return n, nil
 }
@@ -155,14 +155,14 @@ func cutField(p []byte) (field, rest []byte, ok bool) {
 }
 
 // parseList decodes `<N> <u1> ... <uN> ` from the front of p, with N in
-// [min, max], and returns the names and the bytes after the space that
+// [lo, hi], and returns the names and the bytes after the space that
 // follows the last name.
-func parseList(p []byte, min, max int) ([]string, []byte, error) {
+func parseList(p []byte, lo, hi int) ([]string, []byte, error) {
 	field, rest, ok := cutField(p)
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: no list", ErrMalformed)
 	}
-	n, err := ParseCount(field, min, max)
+	n, err := ParseCount(field, lo, hi)
 	if err != nil {
 		return nil, nil, err
 	}

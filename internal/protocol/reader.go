@@ -209,10 +209,10 @@ func (r *Reader) ReadPayload(buf []byte) ([]byte, error) {
 }
 
 // ReadField reads the next space-terminated field of the payload, at most
-// max bytes long, and consumes the space. The returned slice is valid until
+// limit bytes long, and consumes the space. The returned slice is valid until
 // the next call on r. A field that reaches the end of the payload without a
-// space, or grows past max, is an error wrapping ErrMalformed.
-func (r *Reader) ReadField(max int) ([]byte, error) {
+// space, or grows past limit, is an error wrapping ErrMalformed.
+func (r *Reader) ReadField(limit int) ([]byte, error) {
 	var field []byte
 	for {
 		if r.remaining == 0 {
@@ -236,7 +236,7 @@ func (r *Reader) ReadField(max int) ([]byte, error) {
 		for i, c := range buf {
 			if c == ' ' {
 				field = append(field, buf[:i]...)
-				if len(field) > max {
+				if len(field) > limit {
 					return nil, ErrTooLong
 				}
 				r.discard(i + 1)
@@ -245,7 +245,7 @@ func (r *Reader) ReadField(max int) ([]byte, error) {
 		}
 		field = append(field, buf...)
 		r.discard(len(buf))
-		if len(field) > max {
+		if len(field) > limit {
 			return nil, ErrTooLong
 		}
 	}

@@ -70,9 +70,9 @@ type FileStream interface {
 // cap with unique names and finds them by name. The server uses only this
 // interface, so a cluster can replace the local implementation.
 type Hub interface {
-	// Join admits p under its name unless max users are already joined
+	// Join admits p under its name unless maxUsers are already joined
 	// (ErrServerFull) or the name is taken (ErrNameTaken).
-	Join(p Peer, max int) error
+	Join(p Peer, maxUsers int) error
 	// Leave removes p if it is the peer joined under its name.
 	Leave(p Peer)
 	// Lookup returns the peer joined under name, or nil.
@@ -97,10 +97,10 @@ func NewLocalHub() *LocalHub {
 }
 
 // Join implements Hub.
-func (h *LocalHub) Join(p Peer, max int) error {
+func (h *LocalHub) Join(p Peer, maxUsers int) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if len(h.peers) >= max {
+	if len(h.peers) >= maxUsers {
 		return ErrServerFull
 	}
 	if _, ok := h.peers[p.Name()]; ok {

@@ -33,7 +33,7 @@ func newMetrics(s *Server) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "chat_users",
 			Help: "Users joined now.",
-		}, func() float64 { return float64(s.hub.Len()) }),
+		}, func() float64 { return float64(s.cfg.Hub.Len()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "chat_connections",
 			Help: "TCP connections open now, joined or not.",

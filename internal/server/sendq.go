@@ -4,10 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/gochat/chat/internal/protocol"
 )
 
 // streamWindow is how many bytes of an open stream may wait in a send
@@ -26,13 +23,13 @@ type sendQueue struct {
 	nc      net.Conn
 	limit   int           // most bytes of whole frames that may wait
 	timeout time.Duration // a write making no progress this long fails
-	onFail  func(error)   // called once by the writer when a write fails
+	onFail  func(error)   // called once by the writer when a write fails, before waiters learn of it
 
 	slot chan struct{} // holds a token while a stream is open
 
 	mu        sync.Mutex
 	items     []qitem       // ready to write; guarded by mu
-	held      []qitem       // frames behind the open stream; guarded by mu
+	held      []qitem       // whole frames behind the open stream; guarded by mu
 	size      int           // bytes of whole frames in items and held; guarded by mu
 	inStream  int           // bytes of stream parts in items; guarded by mu
 	streaming bool          // a stream is open; guarded by mu
@@ -40,42 +37,14 @@ type sendQueue struct {
 	closing   bool          // no more frames are taken; guarded by mu
 	failed    bool          // a write failed; guarded by mu
 	drained   chan struct{} // closed when closing and the writer has stopped; guarded by mu
+	space     chan struct{} // made by a waiter in pushPaced, closed when bytes leave the queue or it closes; guarded by mu
 	spare     []qitem       // reused batch slice; owned by the writer
-	space     chan struct{} // closed and replaced when bytes leave the queue or it closes; guarded by mu
 }
 
 type qitem struct {
 	b      []byte
 	stream bool
 	ref    *fileBuf // if not nil, b lies in it; released once written
-}
-
-// fileBufSize is the size of the buffers a file's content is read into.
-const fileBufSize = 512 << 10
-
-// fileBuf is a pooled buffer of file content shared by the send queues of
-// a file's recipients. Each queued part holds a reference; the buffer goes
-// back to the pool when the last is released. A part never released (its
-// queue failed) just leaves the buffer to the garbage collector.
-type fileBuf struct {
-	b    []byte
-	refs atomic.Int32
-}
-
-var fileBufPool = sync.Pool{New: func() any { return &fileBuf{b: make([]byte, fileBufSize)} }}
-
-// getFileBuf returns a buffer holding one reference, the caller's.
-func getFileBuf() *fileBuf {
-	fb := fileBufPool.Get().(*fileBuf)
-	fb.refs.Store(1)
-	return fb
-}
-
-// release drops one reference.
-func (fb *fileBuf) release() {
-	if fb.refs.Add(-1) == 0 {
-		fileBufPool.Put(fb)
-	}
 }
 
 func newSendQueue(nc net.Conn, limit int, timeout time.Duration, onFail func(error)) *sendQueue {
@@ -85,7 +54,6 @@ func newSendQueue(nc net.Conn, limit int, timeout time.Duration, onFail func(err
 		timeout: timeout,
 		onFail:  onFail,
 		slot:    make(chan struct{}, 1),
-		space:   make(chan struct{}),
 	}
 }
 
@@ -93,23 +61,20 @@ func newSendQueue(nc net.Conn, limit int, timeout time.Duration, onFail func(err
 // would exceed its limit, and errQueueClosed after close.
 func (q *sendQueue) push(b []byte) error {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	if q.closing || q.failed {
-		q.mu.Unlock()
 		return errQueueClosed
 	}
 	if q.size+len(b) > q.limit {
-		q.mu.Unlock()
 		return ErrSlowConsumer
 	}
 	q.size += len(b)
 	if q.streaming {
 		q.held = append(q.held, qitem{b: b})
-		q.mu.Unlock()
 		return nil
 	}
 	q.items = append(q.items, qitem{b: b})
 	q.kickLocked()
-	q.mu.Unlock()
 	return nil
 }
 
@@ -121,7 +86,9 @@ func (q *sendQueue) kickLocked() {
 	}
 }
 
-// writeLoop writes batches of queued frames until the queue is empty.
+// writeLoop writes batches of queued frames until the queue is empty. It
+// is started by kickLocked and owned by the queue; it ends when nothing is
+// left to write or a write fails.
 func (q *sendQueue) writeLoop() {
 	for {
 		q.mu.Lock()
@@ -149,6 +116,11 @@ func (q *sendQueue) writeLoop() {
 			}
 		}
 		err := q.write(bufs)
+		if err != nil {
+			// Say why first, so that whoever waits on the queue and
+			// learns of the failure finds the reason recorded.
+			q.onFail(err)
+		}
 
 		for _, it := range batch {
 			if it.ref != nil {
@@ -165,9 +137,6 @@ func (q *sendQueue) writeLoop() {
 		}
 		q.wakePacedLocked()
 		q.mu.Unlock()
-		if err != nil {
-			q.onFail(err)
-		}
 	}
 }
 
@@ -218,7 +187,7 @@ func (q *sendQueue) close(last []byte) <-chan struct{} {
 	if !q.streaming && last != nil {
 		q.items = append(q.items, qitem{b: last})
 	}
-	q.held = nil
+	q.dropHeldLocked()
 	if q.writing {
 		q.drained = done
 	} else if len(q.items) > 0 && !q.failed {
@@ -230,33 +199,49 @@ func (q *sendQueue) close(last []byte) <-chan struct{} {
 	return done
 }
 
-// plainStream is a FileStream delivering one forward_file frame in parts
-// through a sendQueue's stream slot.
-type plainStream struct {
-	q      *sendQueue
-	cancel <-chan struct{}
-	kill   func() // cuts the peer off
-	done   bool
+// dropHeldLocked discards the frames held behind the open stream.
+func (q *sendQueue) dropHeldLocked() {
+	for _, it := range q.held {
+		q.size -= len(it.b)
+	}
+	q.held = nil
 }
 
-// openStream waits for the queue's stream slot.
-func (q *sendQueue) openStream(cancel, gone <-chan struct{}, kill func()) (*plainStream, error) {
+// openStream waits for the queue's stream slot, giving up when cancel or
+// gone is closed.
+func (q *sendQueue) openStream(cancel, gone <-chan struct{}) error {
 	select {
 	case q.slot <- struct{}{}:
 	case <-gone:
-		return nil, ErrPeerGone
+		return ErrPeerGone
 	case <-cancel:
-		return nil, ErrPeerGone
+		return ErrPeerGone
 	}
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	if q.closing || q.failed {
-		q.mu.Unlock()
 		<-q.slot
-		return nil, ErrPeerGone
+		return ErrPeerGone
 	}
 	q.streaming = true
+	return nil
+}
+
+// closeStream ends the open stream. A complete stream lets the frames
+// held behind it go; an incomplete one drops them, since its peer is cut
+// off.
+func (q *sendQueue) closeStream(complete bool) {
+	q.mu.Lock()
+	q.streaming = false
+	if complete {
+		q.items = append(q.items, q.held...)
+		q.held = nil
+		q.kickLocked()
+	} else {
+		q.dropHeldLocked()
+	}
 	q.mu.Unlock()
-	return &plainStream{q: q, cancel: cancel, kill: kill}, nil
+	<-q.slot
 }
 
 // pushPaced queues head (if any) and b as stream bytes, together,
@@ -283,6 +268,9 @@ func (q *sendQueue) pushPaced(head, b []byte, ref *fileBuf, cancel <-chan struct
 			q.mu.Unlock()
 			return nil
 		}
+		if q.space == nil {
+			q.space = make(chan struct{})
+		}
 		space := q.space
 		q.mu.Unlock()
 		select {
@@ -293,79 +281,10 @@ func (q *sendQueue) pushPaced(head, b []byte, ref *fileBuf, cancel <-chan struct
 	}
 }
 
-// wakePacedLocked wakes every writer waiting in pushPaced.
+// wakePacedLocked wakes every writer waiting in pushPaced, if any.
 func (q *sendQueue) wakePacedLocked() {
-	close(q.space)
-	q.space = make(chan struct{})
-}
-
-// Write implements FileStream.
-func (s *plainStream) Write(c Chunk) error { return s.q.pushPaced(nil, c.Data, c.ref, s.cancel) }
-
-// writeHead queues the start of the forward_file frame.
-func (s *plainStream) writeHead(b []byte) error { return s.q.pushPaced(nil, b, nil, s.cancel) }
-
-// Close implements FileStream.
-func (s *plainStream) Close() {
-	if s.done {
-		return
-	}
-	s.done = true
-	q := s.q
-	q.mu.Lock()
-	q.streaming = false
-	q.items = append(q.items, q.held...)
-	q.held = nil
-	q.kickLocked()
-	q.mu.Unlock()
-	<-q.slot
-}
-
-// Abort implements FileStream.
-func (s *plainStream) Abort() {
-	if s.done {
-		return
-	}
-	s.done = true
-	s.kill()
-	q := s.q
-	q.mu.Lock()
-	q.streaming = false
-	q.held = nil
-	q.mu.Unlock()
-	<-q.slot
-}
-
-// chunkedStream is a FileStream delivering file_* frames, which need no
-// slot: other frames may come between them.
-type chunkedStream struct {
-	q      *sendQueue
-	id     uint64
-	cancel <-chan struct{}
-	done   bool
-}
-
-// Write implements FileStream.
-func (s *chunkedStream) Write(c Chunk) error {
-	for data := c.Data; len(data) > 0; {
-		part := data[:min(len(data), protocol.MaxChunkData)]
-		data = data[len(part):]
-		if err := s.q.pushPaced(protocol.ChunkHeader(nil, s.id, len(part)), part, c.ref, s.cancel); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Close implements FileStream.
-func (s *chunkedStream) Close() { s.end(protocol.FileEnd) }
-
-// Abort implements FileStream.
-func (s *chunkedStream) Abort() { s.end(protocol.FileAbort) }
-
-func (s *chunkedStream) end(t protocol.Type) {
-	if !s.done {
-		s.done = true
-		s.q.push(protocol.AppendFileID(nil, t, s.id))
+	if q.space != nil {
+		close(q.space)
+		q.space = nil
 	}
 }

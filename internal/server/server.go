@@ -17,7 +17,10 @@ import (
 	"github.com/gochat/chat/internal/protocol"
 )
 
-// Config holds the server's settings. Zero fields take the defaults.
+// Config holds the server's settings. DefaultConfig returns the defaults.
+// A zero limit that can be turned off (FloodRate, MaxConnsPerAddr) is
+// off, in Config as on the command line; any other zero field takes its
+// default.
 type Config struct {
 	// MaxClients is the most users joined at once (default 10).
 	MaxClients int
@@ -39,19 +42,17 @@ type Config struct {
 	// Hub is the user registry (default: a new LocalHub).
 	Hub Hub
 	// FloodRate is the sustained rate of frames per second a joined
-	// connection may send before its reading is paced (default 1000;
-	// negative: no limit). FloodBurst frames may come at once (default
-	// 10000).
+	// connection may send before its reading is paced (0: no limit).
+	// FloodBurst frames may come at once (default 10000).
 	FloodRate  float64
 	FloodBurst int
-	// MaxConnsPerAddr caps the open connections from one IP address
-	// (default 100; negative: no cap). Loopback addresses are exempt
-	// unless LimitLoopback is set.
+	// MaxConnsPerAddr caps the open connections from one IP address (0:
+	// no cap). Loopback addresses are exempt unless LimitLoopback is set.
 	MaxConnsPerAddr int
 	LimitLoopback   bool
 }
 
-// Defaults from PROTOCOL.md.
+// Defaults from PROTOCOL.md and docs/OPERATIONS.md.
 const (
 	DefaultMaxClients      = 10
 	DefaultJoinTimeout     = 30 * time.Second
@@ -69,21 +70,41 @@ const (
 	closeLinger = 2 * time.Second
 )
 
+// DefaultConfig returns the settings the server runs with when no flag
+// says otherwise: every limit on.
+func DefaultConfig() Config {
+	return Config{
+		MaxClients:      DefaultMaxClients,
+		MaxFileSize:     protocol.DefaultMaxFileSize,
+		JoinTimeout:     DefaultJoinTimeout,
+		SendQueueBytes:  DefaultSendQueueBytes,
+		StallTimeout:    DefaultStallTimeout,
+		FloodRate:       DefaultFloodRate,
+		FloodBurst:      DefaultFloodBurst,
+		MaxConnsPerAddr: DefaultMaxConnsPerAddr,
+	}
+}
+
+// setDefaults gives every zero field that has no "off" its default.
 func (c *Config) setDefaults() {
+	def := DefaultConfig()
 	if c.MaxClients <= 0 {
-		c.MaxClients = DefaultMaxClients
+		c.MaxClients = def.MaxClients
 	}
 	if c.MaxFileSize <= 0 {
-		c.MaxFileSize = protocol.DefaultMaxFileSize
+		c.MaxFileSize = def.MaxFileSize
 	}
 	if c.JoinTimeout <= 0 {
-		c.JoinTimeout = DefaultJoinTimeout
+		c.JoinTimeout = def.JoinTimeout
 	}
 	if c.SendQueueBytes <= 0 {
-		c.SendQueueBytes = DefaultSendQueueBytes
+		c.SendQueueBytes = def.SendQueueBytes
 	}
 	if c.StallTimeout <= 0 {
-		c.StallTimeout = DefaultStallTimeout
+		c.StallTimeout = def.StallTimeout
+	}
+	if c.FloodBurst <= 0 {
+		c.FloodBurst = def.FloodBurst
 	}
 	if c.Stdout == nil {
 		c.Stdout = io.Discard
@@ -94,15 +115,11 @@ func (c *Config) setDefaults() {
 	if c.Hub == nil {
 		c.Hub = NewLocalHub()
 	}
-	if c.FloodRate == 0 {
-		c.FloodRate = DefaultFloodRate
-	}
-	if c.FloodBurst <= 0 {
-		c.FloodBurst = DefaultFloodBurst
-	}
-	if c.MaxConnsPerAddr == 0 {
-		c.MaxConnsPerAddr = DefaultMaxConnsPerAddr
-	}
+}
+
+// limits returns the payload limits the settings imply.
+func (c *Config) limits() protocol.Limits {
+	return protocol.Limits{MaxFileSize: c.MaxFileSize}
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -110,10 +127,7 @@ var ErrServerClosed = errors.New("server closed")
 
 // Server is a chat server. Create it with New.
 type Server struct {
-	cfg     Config
-	limits  protocol.Limits
-	hub     Hub
-	log     *slog.Logger
+	cfg     Config // read-only after New
 	out     *printer
 	admit   *admission
 	metrics *metrics
@@ -136,9 +150,6 @@ func New(cfg Config) *Server {
 	cfg.setDefaults()
 	s := &Server{
 		cfg:       cfg,
-		limits:    protocol.Limits{MaxFileSize: cfg.MaxFileSize},
-		hub:       cfg.Hub,
-		log:       cfg.Logger,
 		out:       newPrinter(cfg.Stdout),
 		admit:     newAdmission(admissionGrace),
 		listeners: make(map[net.Listener]struct{}),
@@ -180,7 +191,7 @@ func (s *Server) Serve(ln net.Listener) error {
 				// Out of file descriptors and the like: back off as
 				// net/http does, and keep serving.
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept failed; retrying", "err", err, "delay", backoff)
+				s.cfg.Logger.Warn("accept failed; retrying", "err", err, "delay", backoff)
 				time.Sleep(backoff)
 				continue
 			}
@@ -214,7 +225,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	if counted {
 		if s.perAddr[addr] >= s.cfg.MaxConnsPerAddr {
 			s.metrics.ipRejected.Inc()
-			s.log.Warn("refusing connection: too many from its address", "remote", nc.RemoteAddr().String(), "limit", s.cfg.MaxConnsPerAddr)
+			s.cfg.Logger.Warn("refusing connection: too many from its address", "remote", nc.RemoteAddr().String(), "limit", s.cfg.MaxConnsPerAddr)
 			nc.Close()
 			return nil
 		}
@@ -230,7 +241,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 // countedAddr returns the IP address of nc's peer and whether it is
 // subject to the per-address limit.
 func (s *Server) countedAddr(nc net.Conn) (netip.Addr, bool) {
-	if s.cfg.MaxConnsPerAddr < 0 {
+	if s.cfg.MaxConnsPerAddr <= 0 {
 		return netip.Addr{}, false
 	}
 	ap, err := netip.ParseAddrPort(nc.RemoteAddr().String())

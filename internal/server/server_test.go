@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -189,6 +191,31 @@ func (c *rawClient) expectClosed() {
 	}
 }
 
+// expectEnd reads (and drops) whatever arrives until the server ends the
+// connection, by a close or a reset; a read that times out fails.
+func (c *rawClient) expectEnd() {
+	c.t.Helper()
+	c.nc.SetReadDeadline(time.Now().Add(waitTimeout))
+	var b [64 << 10]byte
+	for {
+		_, err := c.r.Read(b[:])
+		if err == io.EOF && c.r.Remaining() == 0 {
+			// Between frames: read the next header.
+			if _, err = c.r.ReadHeader(); err == nil {
+				continue
+			}
+		}
+		if err == nil {
+			continue
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			c.t.Fatalf("connection still open after %v", waitTimeout)
+		}
+		return
+	}
+}
+
 func joined(t *testing.T, s *testServer, name string) *rawClient {
 	t.Helper()
 	c := dial(t, s.addr)
@@ -348,8 +375,12 @@ func TestAdmissionOrder(t *testing.T) {
 	}
 }
 
-func TestSlowConsumerCutOff(t *testing.T) {
-	s := startServer(t, Config{SendQueueBytes: 64 << 10, StallTimeout: 300 * time.Millisecond})
+// A client that reads nothing is cut off when its send queue overflows,
+// and nobody else waits for it.
+func TestSlowConsumerCutOffByQueueLimit(t *testing.T) {
+	var logs logBuffer
+	// The stall limit is far away: only the queue limit can fire.
+	s := startServer(t, Config{SendQueueBytes: 64 << 10, StallTimeout: time.Hour, Logger: logs.logger(slog.LevelWarn)})
 	sink := joined(t, s, "sink") // never reads
 	sink.nc.(*net.TCPConn).SetReadBuffer(4 << 10)
 	alice := joined(t, s, "alice")
@@ -367,6 +398,55 @@ func TestSlowConsumerCutOff(t *testing.T) {
 	}
 	alice.send("after", "bob")
 	bob.expect(protocol.ForwardMessage, "1 alice after")
+	logs.wait(t, "cut connection off", "user=sink", `reason="slow consumer"`, `err="send queue over 65536 bytes"`)
+	if v := metricValue(t, s.Server, "chat_slow_consumers_total", "", ""); v != 1 {
+		t.Errorf("slow consumers = %v, want 1", v)
+	}
+}
+
+// A client whose socket takes nothing for the stall limit is cut off even
+// though its queue never overflows.
+func TestSlowConsumerCutOffByStall(t *testing.T) {
+	var logs logBuffer
+	// The queue limit is far away: only the stall limit can fire.
+	s := startServer(t, Config{SendQueueBytes: 1 << 30, StallTimeout: 300 * time.Millisecond, Logger: logs.logger(slog.LevelWarn)})
+	sink := joined(t, s, "sink") // never reads
+	sink.nc.(*net.TCPConn).SetReadBuffer(4 << 10)
+	alice := joined(t, s, "alice")
+	text := strings.Repeat("x", 60000)
+	// Enough to fill the socket buffers on both sides, far below the
+	// queue limit.
+	for range 300 {
+		alice.send(text, "sink")
+	}
+	s.out.wait(t, "disconnected: sink", 1)
+	logs.wait(t, "cut connection off", "user=sink", `reason="slow consumer"`, `err="took nothing for 300ms"`)
+	alice.send("after", "alice")
+	alice.expect(protocol.ForwardMessage, "1 alice after")
+}
+
+// A file sender who stops sending mid-file for the stall limit is cut off;
+// a plain recipient, whose frame cannot be completed, is cut off too; a
+// chunked one gets file_abort and stays.
+func TestFileSenderStalls(t *testing.T) {
+	var logs logBuffer
+	s := startServer(t, Config{StallTimeout: 300 * time.Millisecond, Logger: logs.logger(slog.LevelInfo)})
+	alice := joined(t, s, "alice")
+	bea := joinedExt(t, s, "bea")
+	bob := joined(t, s, "bob")
+	alice.write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bea", "bob"}, "f.bin", 10<<20))
+	alice.write(make([]byte, 1<<20)) // then nothing
+	s.out.wait(t, "disconnected: alice", 1)
+	logs.wait(t, "connection closed", "user=alice", `reason="file sender stalled"`)
+	s.out.wait(t, "disconnected: bob", 1)
+	bob.expectEnd()
+	alice.expectEnd()
+	bea.expectFileAbort()
+	bea.send("still in", "bea")
+	bea.expect(protocol.ForwardMessage, "1 bea still in")
+	if v := metricValue(t, s.Server, "chat_disconnects_total", "reason", "file sender stalled"); v != 1 {
+		t.Errorf("stalled-sender disconnects = %v, want 1", v)
+	}
 }
 
 func TestOrderWithFiles(t *testing.T) {
@@ -436,9 +516,9 @@ func TestSenderDropsMidFile(t *testing.T) {
 	s.out.wait(t, "disconnected: alice", 1)
 	// Bob's frame can never be completed, so he is cut off too.
 	s.out.wait(t, "disconnected: bob", 1)
+	bob.expectEnd()
 	carol.send("still up", "carol")
 	carol.expect(protocol.ForwardMessage, "1 carol still up")
-	_ = bob
 }
 
 func TestShutdownClosesSessions(t *testing.T) {
@@ -449,10 +529,7 @@ func TestShutdownClosesSessions(t *testing.T) {
 	if err := s.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	alice.nc.SetReadDeadline(time.Now().Add(waitTimeout))
-	if _, err := alice.r.ReadHeader(); err == nil {
-		t.Fatal("connection still open after Shutdown")
-	}
+	alice.expectEnd()
 	if _, err := net.Dial("tcp", s.addr); err == nil {
 		t.Fatal("still accepting after Shutdown")
 	}

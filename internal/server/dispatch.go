@@ -1,0 +1,117 @@
+package server
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// loop handles frames after the join until one ends the connection, and
+// returns why.
+func (c *conn) loop() error {
+	for {
+		c.idle()
+		h, err := c.readHeader()
+		if err != nil {
+			return err
+		}
+		if limit := c.srv.cfg.limits().MaxPayload(protocol.ToServer, h.Type); limit < 0 || h.Length > limit {
+			return fmt.Errorf("%w: unexpected %s frame of %d bytes", protocol.ErrMalformed, h.Name, h.Length)
+		}
+		if err := c.paceReads(); err != nil {
+			return err
+		}
+		switch h.Type {
+		case protocol.RequestUsersList:
+			err = c.handleList()
+		case protocol.SendMessage:
+			err = c.handleSend()
+		case protocol.SendFile:
+			err = c.handleFile()
+		case protocol.Disconnect:
+			err = c.handleDisconnect()
+		default:
+			err = fmt.Errorf("%w: unexpected %s frame", protocol.ErrMalformed, h.Name)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// idle lets go of the buffers when no input is waiting, so that a
+// connection waiting for input holds as little memory as it can, and then
+// waits for input.
+func (c *conn) idle() {
+	if cap(c.buf) > maxKeptBuffer {
+		c.buf = nil
+	}
+	if c.r.Buffered() > 0 {
+		return
+	}
+	if c.stats != nil {
+		c.flushStats()
+	}
+	c.r.Release()
+	c.buf = nil
+	waitReadable(c.nc)
+}
+
+// handleList answers a request_users_list frame.
+func (c *conn) handleList() error {
+	c.srv.out.println("request_users_list: ", c.name)
+	c.deliver([]Peer{c}, protocol.ResponseUsersList, protocol.AppendUsersList(nil, c.srv.cfg.Hub.Users()))
+	return nil
+}
+
+// handleSend relays a send_message frame.
+func (c *conn) handleSend() (err error) {
+	if c.buf, err = c.r.ReadPayload(c.buf); err != nil {
+		return err
+	}
+	names, text, err := protocol.ParseSend(c.buf)
+	if err != nil {
+		return err
+	}
+	frame := protocol.AppendMessage(nil, protocol.ForwardMessage, []string{c.name}, text)
+	c.deliver(c.recipients("msg: ", names), protocol.ForwardMessage, frame)
+	return nil
+}
+
+// handleDisconnect ends the session on a disconnect frame naming the
+// user itself.
+func (c *conn) handleDisconnect() (err error) {
+	if c.buf, err = c.r.ReadPayload(c.buf); err != nil {
+		return err
+	}
+	if string(c.buf) != c.name {
+		return fmt.Errorf("%w: disconnect names %q", protocol.ErrMalformed, c.buf)
+	}
+	return errQuit
+}
+
+// errConnClosing is returned when the connection started closing while
+// its reading was paused.
+var errConnClosing = &endError{reason: reasonServerShutdown}
+
+// paceReads waits as long as flood control asks before the next frame is
+// read.
+func (c *conn) paceReads() error {
+	if c.flood == nil {
+		return nil
+	}
+	d := c.flood.Reserve().Delay()
+	if d <= 0 {
+		return nil
+	}
+	c.m.floodDelays.Inc()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-c.done:
+		return errConnClosing
+	}
+}

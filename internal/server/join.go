@@ -1,0 +1,93 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// join handles the connection's first frame (after an ext_hello, if
+// any). It returns nil once the user has joined. Whatever happens, the
+// connection's place in the admission order is given up when it returns.
+func (c *conn) join() error {
+	s := c.srv
+	defer s.admit.release(c.ticket)
+	c.nc.SetReadDeadline(time.Now().Add(s.cfg.JoinTimeout))
+	waitReadable(c.nc)
+	h, err := c.readHeader()
+	if err != nil {
+		return err
+	}
+	if h.Type == protocol.ExtHello {
+		if h, err = c.hello(h); err != nil {
+			return err
+		}
+	}
+	if h.Type != protocol.Join {
+		return fmt.Errorf("%w: first frame is %s, not join", protocol.ErrMalformed, h.Name)
+	}
+	var name string
+	var nameErr error
+	if h.Length > protocol.MaxJoinPayload {
+		nameErr = fmt.Errorf("join payload of %d bytes", h.Length)
+	} else {
+		if c.buf, err = c.r.ReadPayload(c.buf); err != nil {
+			return err
+		}
+		name, nameErr = protocol.ParseJoin(c.buf)
+	}
+	s.admit.wait(c.ticket, c.done)
+
+	if nameErr == nil {
+		c.name = name
+		if nameErr = s.cfg.Hub.Join(c, s.cfg.MaxClients); nameErr != nil {
+			c.name = ""
+		}
+	} else if s.cfg.Hub.Len() >= s.cfg.MaxClients {
+		nameErr = ErrServerFull
+	}
+	switch {
+	case nameErr == nil:
+		c.joined = true
+		s.out.println("join: ", c.name)
+		c.logAt(slog.LevelInfo, "joined")
+		c.nc.SetReadDeadline(time.Time{})
+		return nil
+	case errors.Is(nameErr, ErrServerFull):
+		s.out.println("disconnected: server full")
+		return &endError{reason: reasonServerFull, last: frameFull}
+	default:
+		c.logAt(slog.LevelInfo, "join refused", "err", nameErr)
+		s.out.println("disconnected: username not available")
+		return &endError{reason: reasonNameUnavailable, last: frameUnavailable}
+	}
+}
+
+// hello answers an ext_hello frame (header h) with the features this
+// server shares with the client, and returns the next frame's header.
+func (c *conn) hello(h protocol.Header) (protocol.Header, error) {
+	if h.Length > protocol.MaxExtHello {
+		return h, fmt.Errorf("%w: ext_hello of %d bytes", protocol.ErrMalformed, h.Length)
+	}
+	p, err := c.r.ReadPayload(c.buf)
+	if err != nil {
+		return h, err
+	}
+	features, err := protocol.ParseFeatures(p)
+	if err != nil {
+		return h, err
+	}
+	var accepted []string
+	for _, f := range features {
+		if f == protocol.FeatureChunkedFile && !c.chunked {
+			c.chunked = true
+			accepted = append(accepted, f)
+		}
+	}
+	c.logAt(slog.LevelDebug, "extensions", "asked", features, "accepted", accepted)
+	c.q.push(protocol.AppendExtHello(nil, accepted))
+	return c.readHeader()
+}

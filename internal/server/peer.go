@@ -1,0 +1,40 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// Name implements Peer.
+func (c *conn) Name() string { return c.name }
+
+// Send implements Peer.
+func (c *conn) Send(frame []byte) error {
+	err := c.q.push(frame)
+	if errors.Is(err, ErrSlowConsumer) {
+		c.kill(reasonSlowConsumer, fmt.Errorf("send queue over %d bytes", c.srv.cfg.SendQueueBytes))
+	}
+	return err
+}
+
+// OpenFile implements Peer.
+func (c *conn) OpenFile(head FileHead, cancel <-chan struct{}) (FileStream, error) {
+	if c.chunked {
+		begin := protocol.AppendFileBegin(nil, head.ID, head.Sender, head.Filename, head.Size)
+		if err := c.q.pushPaced(nil, begin, nil, cancel); err != nil {
+			return nil, err
+		}
+		return &chunkedStream{q: c.q, id: head.ID, cancel: cancel}, nil
+	}
+	if err := c.q.openStream(cancel, c.done); err != nil {
+		return nil, err
+	}
+	st := &plainStream{q: c.q, cancel: cancel, kill: func() { c.kill(reasonAbortedTransfer, nil) }}
+	if err := st.writeHead(protocol.AppendFileHead(nil, protocol.ForwardFile, []string{head.Sender}, head.Filename, head.Size)); err != nil {
+		st.Abort()
+		return nil, err
+	}
+	return st, nil
+}

@@ -1,0 +1,70 @@
+package server
+
+import "fmt"
+
+// closeReason says why a connection ended.
+type closeReason uint8
+
+// The close reasons.
+const (
+	reasonNone closeReason = iota
+	reasonClientQuit
+	reasonClientClosed
+	reasonReadError
+	reasonProtocolError
+	reasonSlowConsumer
+	reasonWriteError
+	reasonServerShutdown
+	reasonJoinTimeout
+	reasonServerFull
+	reasonNameUnavailable
+	reasonAbortedTransfer
+	reasonStalledSender
+	reasonInternalError
+	numReasons
+)
+
+var reasonNames = [...]string{
+	reasonNone:            "none",
+	reasonClientQuit:      "client quit",
+	reasonClientClosed:    "client closed connection",
+	reasonReadError:       "read error",
+	reasonProtocolError:   "protocol error",
+	reasonSlowConsumer:    "slow consumer",
+	reasonWriteError:      "write error",
+	reasonServerShutdown:  "server shutdown",
+	reasonJoinTimeout:     "join timeout",
+	reasonServerFull:      "server full",
+	reasonNameUnavailable: "username not available",
+	reasonAbortedTransfer: "file transfer aborted by its sender",
+	reasonStalledSender:   "file sender stalled",
+	reasonInternalError:   "internal error",
+}
+
+// String returns the reason in words.
+func (r closeReason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// endError is returned by a frame handler that ends the connection for a
+// reason of its own, answering it with last (nil: nothing).
+type endError struct {
+	reason closeReason
+	last   []byte
+	err    error // the cause, for the log; may be nil
+}
+
+func (e *endError) Error() string {
+	if e.err == nil {
+		return e.reason.String()
+	}
+	return fmt.Sprintf("%v: %v", e.reason, e.err)
+}
+
+func (e *endError) Unwrap() error { return e.err }
+
+// errQuit is returned by the handler of a disconnect frame.
+var errQuit = &endError{reason: reasonClientQuit}

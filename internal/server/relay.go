@@ -1,0 +1,132 @@
+package server
+
+import (
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// smallFile is the largest file content read whole before it is relayed;
+// larger files are streamed.
+const smallFile = 256 << 10
+
+// recipients prints the event line (prefix and the sender's name) and a
+// line for each distinct name not joined, and returns the distinct peers
+// joined under the others.
+func (c *conn) recipients(prefix string, names []string) []Peer {
+	s := c.srv
+	s.out.println(prefix, c.name)
+	peers := make([]Peer, 0, len(names))
+	var seen map[string]struct{} // for long lists; short ones are scanned
+	for i, name := range names {
+		if len(names) > 8 {
+			if seen == nil {
+				seen = make(map[string]struct{}, len(names))
+			}
+			if _, dup := seen[name]; dup {
+				continue
+			}
+			seen[name] = struct{}{}
+		} else if slices.Contains(names[:i], name) {
+			continue
+		}
+		if p := s.cfg.Hub.Lookup(name); p != nil {
+			peers = append(peers, p)
+		} else {
+			s.out.println(prefix, c.name, " to non-existent user ", name)
+		}
+	}
+	return peers
+}
+
+// deliver sends a frame of type t to peers and counts it.
+func (c *conn) deliver(peers []Peer, t protocol.Type, frame []byte) {
+	c.countOut(t, len(peers), len(frame))
+	for _, p := range peers {
+		p.Send(frame)
+	}
+}
+
+// handleFile relays a send_file frame whose header has been read.
+func (c *conn) handleFile() error {
+	s := c.srv
+	names, filename, err := protocol.ReadFileHead(c.r, 1, protocol.MaxRecipients)
+	if err != nil {
+		return err
+	}
+	size := c.r.Remaining()
+	if size > s.cfg.MaxFileSize {
+		c.logAt(slog.LevelInfo, "file too large", "size", size)
+		return &endError{reason: reasonProtocolError, last: frameUnknown}
+	}
+	c.m.fileBytes.Add(float64(size)) // only files that are relayed
+	peers := c.recipients("file: ", names)
+	if size > smallFile {
+		return c.streamFile(peers, filename, size)
+	}
+	head := protocol.AppendFileHead(nil, protocol.ForwardFile, []string{c.name}, filename, size)
+	frame := slices.Grow(head, int(size))[:len(head)+int(size)]
+	if _, err := io.ReadFull(c.r, frame[len(head):]); err != nil {
+		return err
+	}
+	c.deliver(peers, protocol.ForwardFile, frame)
+	return nil
+}
+
+// streamFile relays a large file's content to peers chunk by chunk as it
+// arrives, paced by the slowest peer. Streams it leaves unfinished, on
+// any path out (a panic included), are aborted.
+func (c *conn) streamFile(peers []Peer, filename string, size int64) error {
+	s := c.srv
+	// Open streams in name order, so two senders never wait on each other.
+	slices.SortFunc(peers, func(a, b Peer) int { return strings.Compare(a.Name(), b.Name()) })
+	head := FileHead{ID: s.nextFileID.Add(1), Sender: c.name, Filename: filename, Size: size}
+	streams := make([]FileStream, 0, len(peers))
+	defer func() {
+		for _, st := range streams {
+			st.Abort() // does nothing to a stream already closed
+		}
+	}()
+	for _, p := range peers {
+		if st, err := p.OpenFile(head, c.done); err == nil {
+			streams = append(streams, st)
+		}
+	}
+	var deadline time.Time
+	for size > 0 {
+		// Refresh the stall deadline about once a second, not per read
+		// (and before any read that follows a wait for the peers).
+		if now := time.Now(); deadline.Sub(now) < s.cfg.StallTimeout-min(time.Second, s.cfg.StallTimeout/4) {
+			deadline = now.Add(s.cfg.StallTimeout)
+			c.nc.SetReadDeadline(deadline)
+		}
+		fb := getFileBuf()
+		n, err := c.r.Read(fb.b[:min(size, int64(len(fb.b)))])
+		if err != nil {
+			fb.release()
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		size -= int64(n)
+		chunk := Chunk{ID: head.ID, Data: fb.b[:n], ref: fb}
+		streams = slices.DeleteFunc(streams, func(st FileStream) bool {
+			if err := st.Write(chunk); err != nil {
+				st.Abort()
+				return true
+			}
+			return false
+		})
+		fb.release()
+	}
+	c.nc.SetReadDeadline(time.Time{})
+	for _, st := range streams {
+		st.Close()
+	}
+	return nil
+}

@@ -1,0 +1,98 @@
+package server
+
+import (
+	"net"
+	"testing"
+)
+
+// newTestQueue returns a queue writing to one end of a pipe whose other
+// end nobody reads, and a channel that receives the queue's write failure.
+func newTestQueue(t *testing.T) (*sendQueue, <-chan error) {
+	t.Helper()
+	client, server := net.Pipe()
+	failed := make(chan error, 1)
+	q := newSendQueue(server, 1<<20, waitTimeout, func(err error) { failed <- err })
+	t.Cleanup(func() {
+		client.Close()
+		server.Close()
+		q.mu.Lock()
+		writing := q.writing
+		q.mu.Unlock()
+		if writing {
+			<-failed // the writer ends once its write fails
+		}
+	})
+	return q, failed
+}
+
+func (q *sendQueue) queuedBytes() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.size
+}
+
+// Frames held behind a stream leave the queue's byte count when the
+// stream is aborted or the queue is closed, as they leave the queue.
+func TestSendQueueDropsHeldFromSize(t *testing.T) {
+	never := make(chan struct{})
+	for _, end := range []struct {
+		name string
+		end  func(q *sendQueue)
+	}{
+		{"abort", func(q *sendQueue) { q.closeStream(false) }},
+		{"close", func(q *sendQueue) { q.close(nil) }},
+	} {
+		t.Run(end.name, func(t *testing.T) {
+			q, _ := newTestQueue(t)
+			if err := q.openStream(never, never); err != nil {
+				t.Fatal(err)
+			}
+			if err := q.pushPaced(nil, []byte("forward_file 100 1 a f "), nil, never); err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				if err := q.push([]byte("forward_message 6 1 a hi")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got, want := q.queuedBytes(), 3*len("forward_message 6 1 a hi"); got != want {
+				t.Fatalf("size with frames held = %d, want %d", got, want)
+			}
+			end.end(q)
+			if got := q.queuedBytes(); got != 0 {
+				t.Errorf("size after %s = %d, want 0", end.name, got)
+			}
+		})
+	}
+}
+
+// Bytes leaving the queue make no wake-up channel unless a paced writer
+// waits for one.
+func TestSendQueueWakesOnlyWaiters(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	q := newSendQueue(server, 1<<20, waitTimeout, func(error) {})
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		b := make([]byte, 64)
+		for n := 0; n < 3*len("forward_message 6 1 a hi"); {
+			k, err := client.Read(b)
+			if err != nil {
+				return
+			}
+			n += k
+		}
+	}()
+	for range 3 {
+		q.push([]byte("forward_message 6 1 a hi"))
+	}
+	<-read
+	q.mu.Lock()
+	space := q.space
+	q.mu.Unlock()
+	if space != nil {
+		t.Error("a wake-up channel was made with nobody waiting")
+	}
+	server.Close()
+}

@@ -1,0 +1,105 @@
+package server
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// fileBufSize is the size of the buffers a file's content is read into.
+const fileBufSize = 512 << 10
+
+// fileBuf is a pooled buffer of file content shared by the send queues of
+// a file's recipients. Each queued part holds a reference; the buffer goes
+// back to the pool when the last is released. A part never released (its
+// queue failed) just leaves the buffer to the garbage collector.
+type fileBuf struct {
+	b    []byte
+	refs atomic.Int32
+}
+
+var fileBufPool = sync.Pool{New: func() any { return &fileBuf{b: make([]byte, fileBufSize)} }}
+
+// getFileBuf returns a buffer holding one reference, the caller's.
+func getFileBuf() *fileBuf {
+	fb := fileBufPool.Get().(*fileBuf)
+	fb.refs.Store(1)
+	return fb
+}
+
+// release drops one reference.
+func (fb *fileBuf) release() {
+	if fb.refs.Add(-1) == 0 {
+		fileBufPool.Put(fb)
+	}
+}
+
+// plainStream is a FileStream delivering one forward_file frame in parts
+// through a sendQueue's stream slot. It is used by the sender's serve
+// goroutine only.
+type plainStream struct {
+	q      *sendQueue
+	cancel <-chan struct{}
+	kill   func() // cuts the peer off
+	done   bool
+}
+
+// Write implements FileStream.
+func (s *plainStream) Write(c Chunk) error { return s.q.pushPaced(nil, c.Data, c.ref, s.cancel) }
+
+// writeHead queues the start of the forward_file frame.
+func (s *plainStream) writeHead(b []byte) error { return s.q.pushPaced(nil, b, nil, s.cancel) }
+
+// Close implements FileStream.
+func (s *plainStream) Close() {
+	if !s.done {
+		s.done = true
+		s.q.closeStream(true)
+	}
+}
+
+// Abort implements FileStream. The peer's frame can never be completed,
+// so it is cut off.
+func (s *plainStream) Abort() {
+	if !s.done {
+		s.done = true
+		s.kill()
+		s.q.closeStream(false)
+	}
+}
+
+// chunkedStream is a FileStream delivering file_* frames, which need no
+// slot: other frames may come between them. It is used by the sender's
+// serve goroutine only.
+type chunkedStream struct {
+	q      *sendQueue
+	id     uint64
+	cancel <-chan struct{}
+	done   bool
+}
+
+// Write implements FileStream.
+func (s *chunkedStream) Write(c Chunk) error {
+	for data := c.Data; len(data) > 0; {
+		part := data[:min(len(data), protocol.MaxChunkData)]
+		data = data[len(part):]
+		if err := s.q.pushPaced(protocol.ChunkHeader(nil, s.id, len(part)), part, c.ref, s.cancel); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close implements FileStream.
+func (s *chunkedStream) Close() { s.end(protocol.FileEnd) }
+
+// Abort implements FileStream.
+func (s *chunkedStream) Abort() { s.end(protocol.FileAbort) }
+
+func (s *chunkedStream) end(t protocol.Type) {
+	if !s.done {
+		s.done = true
+		s.q.push(protocol.AppendFileID(nil, t, s.id))
+	}
+}
