@@ -32,11 +32,20 @@ Extensions:
 --max-file-size=SIZE    Largest file relayed (bytes, or with K/M/G), defaults to 1G
 --join-timeout=DURATION Close connections that have not joined in time, defaults to 30s
 --send-queue=SIZE       Bytes that may wait for one slow client, defaults to 8M
+--stall-timeout=DURATION  Cut off a client whose socket takes nothing, or a file sender
+                        who sends nothing, for this long, defaults to 30s
 --log-level=LEVEL       debug, info, warn or error (logs go to stderr), defaults to info
 --log-format=FORMAT     text or json, defaults to text
 --flood-rate=N          Frames per second one client may keep sending before its
                         reading is paced (0: no limit), defaults to 1000
 --flood-burst=N         Frames one client may send at once, defaults to 10000
+--flood-bytes=SIZE      Bytes per second one client may have delivered (a frame's size
+                        times its recipients) before its reading is paced (0: no
+                        limit), defaults to 16M
+--flood-bytes-burst=SIZE  Bytes one client may have delivered at once, defaults to 64M
+--pace-backlog=SIZE     Pause a client's reading while a recipient of its last frame has
+                        this much waiting, until it drops (0: never), defaults to 2M
+                        (or a quarter of --send-queue, if that is less)
 --max-conns-per-ip=N    Open connections allowed from one IP address (0: no limit),
                         defaults to 100; loopback is exempt unless --limit-loopback
 --limit-loopback        Apply --max-conns-per-ip to loopback addresses too
@@ -59,12 +68,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	maxFile := cli.Size(cfg.MaxFileSize)
 	fs.Var(&maxFile, "max-file-size", "")
 	fs.DurationVar(&cfg.JoinTimeout, "join-timeout", cfg.JoinTimeout, "")
+	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", cfg.StallTimeout, "")
 	sendQueue := cli.Size(cfg.SendQueueBytes)
 	fs.Var(&sendQueue, "send-queue", "")
 	logLevel := fs.String("log-level", "info", "")
 	logFormat := fs.String("log-format", "text", "")
 	fs.Float64Var(&cfg.FloodRate, "flood-rate", cfg.FloodRate, "")
 	fs.IntVar(&cfg.FloodBurst, "flood-burst", cfg.FloodBurst, "")
+	floodBytes := cli.Limit(cfg.FloodBytes)
+	fs.Var(&floodBytes, "flood-bytes", "")
+	floodBytesBurst := cli.Size(cfg.FloodBytesBurst)
+	fs.Var(&floodBytesBurst, "flood-bytes-burst", "")
+	paceBacklog := cli.Limit(cfg.PaceBacklog)
+	fs.Var(&paceBacklog, "pace-backlog", "")
 	fs.IntVar(&cfg.MaxConnsPerAddr, "max-conns-per-ip", cfg.MaxConnsPerAddr, "")
 	fs.BoolVar(&cfg.LimitLoopback, "limit-loopback", false, "")
 	metricsAddr := fs.String("metrics-addr", "", "")
@@ -77,11 +93,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if cfg.MaxClients < 1 {
 			return fmt.Errorf("--max-clients must be at least 1")
 		}
-		if cfg.JoinTimeout <= 0 {
-			return fmt.Errorf("--join-timeout must be positive")
+		if cfg.JoinTimeout <= 0 || cfg.StallTimeout <= 0 {
+			return fmt.Errorf("--join-timeout and --stall-timeout must be positive")
 		}
 		if sendQueue > 1<<40 {
 			return fmt.Errorf("--send-queue too large")
+		}
+		if !fs.Changed("pace-backlog") {
+			paceBacklog = min(paceBacklog, cli.Limit(sendQueue/4))
+		}
+		if int64(paceBacklog) >= int64(sendQueue) {
+			return fmt.Errorf("--pace-backlog must be below --send-queue")
 		}
 		if cfg.FloodRate < 0 || cfg.FloodBurst < 1 || cfg.MaxConnsPerAddr < 0 {
 			return fmt.Errorf("--flood-rate, --flood-burst and --max-conns-per-ip take positive values")
@@ -99,6 +121,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	cfg.MaxFileSize = int64(maxFile)
 	cfg.SendQueueBytes = int(sendQueue)
+	cfg.FloodBytes = float64(floodBytes)
+	cfg.FloodBytesBurst = int64(floodBytesBurst)
+	cfg.PaceBacklog = int(paceBacklog)
 	cfg.Stdout = stdout
 	cfg.Logger = logger
 	var tlsCfg *tls.Config

@@ -75,6 +75,29 @@ func (s *Size) Set(v string) error {
 	return nil
 }
 
+// Limit is a Size flag value that also takes 0, which turns the limit off.
+type Limit int64
+
+// String implements pflag.Value.
+func (l *Limit) String() string { return strconv.FormatInt(int64(*l), 10) }
+
+// Type implements pflag.Value.
+func (l *Limit) Type() string { return "bytes" }
+
+// Set implements pflag.Value.
+func (l *Limit) Set(v string) error {
+	if strings.TrimSpace(v) == "0" {
+		*l = 0
+		return nil
+	}
+	n, err := ParseSize(v)
+	if err != nil {
+		return err
+	}
+	*l = Limit(n)
+	return nil
+}
+
 // ParseSize parses a byte count like "1048576", "64K", "8MiB" or "1G".
 func ParseSize(v string) (int64, error) {
 	t := strings.TrimSpace(v)

@@ -42,6 +42,27 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
+func TestLimit(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"0", 0, true},
+		{" 0 ", 0, true},
+		{"16M", 16 << 20, true},
+		{"00", 0, false},
+		{"-1", 0, false},
+		{"x", 0, false},
+	} {
+		var l Limit
+		err := l.Set(tc.in)
+		if (err == nil) != tc.ok || int64(l) != tc.want {
+			t.Errorf("Limit.Set(%q) = %d, %v; want %d, ok %v", tc.in, l, err, tc.want, tc.ok)
+		}
+	}
+}
+
 func TestParse(t *testing.T) {
 	for _, tc := range []struct {
 		args     []string

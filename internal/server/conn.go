@@ -41,7 +41,8 @@ type conn struct {
 	r      *protocol.Reader
 	q      *sendQueue
 	ticket *ticket
-	flood  *rate.Limiter // nil: no flood control
+	flood  *rate.Limiter // frames per second; nil: no limit
+	budget *byteBudget   // bytes delivered per second; nil: no limit
 	m      *metrics
 
 	addr        netip.Addr // the peer's address; set by Server.newConn under srv.mu
@@ -74,7 +75,10 @@ func newConn(s *Server, nc net.Conn, t *ticket) *conn {
 	if s.cfg.FloodRate > 0 {
 		c.flood = rate.NewLimiter(rate.Limit(s.cfg.FloodRate), s.cfg.FloodBurst)
 	}
-	c.q = newSendQueue(nc, s.cfg.SendQueueBytes, s.cfg.StallTimeout, c.writeFailed)
+	if s.cfg.FloodBytes > 0 {
+		c.budget = newByteBudget(s.cfg.FloodBytes, s.cfg.FloodBytesBurst)
+	}
+	c.q = newSendQueue(nc, s.cfg.SendQueueBytes, s.cfg.PaceBacklog, s.cfg.StallTimeout, c.writeFailed)
 	return c
 }
 

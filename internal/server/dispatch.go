@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/gochat/chat/internal/protocol"
 )
@@ -61,8 +60,7 @@ func (c *conn) idle() {
 // handleList answers a request_users_list frame.
 func (c *conn) handleList() error {
 	c.srv.out.println("request_users_list: ", c.name)
-	c.deliver([]Peer{c}, protocol.ResponseUsersList, protocol.AppendUsersList(nil, c.srv.cfg.Hub.Users()))
-	return nil
+	return c.deliver([]Peer{c}, protocol.ResponseUsersList, protocol.AppendUsersList(nil, c.srv.cfg.Hub.Users()))
 }
 
 // handleSend relays a send_message frame.
@@ -75,8 +73,7 @@ func (c *conn) handleSend() (err error) {
 		return err
 	}
 	frame := protocol.AppendMessage(nil, protocol.ForwardMessage, []string{c.name}, text)
-	c.deliver(c.recipients("msg: ", names), protocol.ForwardMessage, frame)
-	return nil
+	return c.deliver(c.recipients("msg: ", names), protocol.ForwardMessage, frame)
 }
 
 // handleDisconnect ends the session on a disconnect frame naming the
@@ -89,29 +86,4 @@ func (c *conn) handleDisconnect() (err error) {
 		return fmt.Errorf("%w: disconnect names %q", protocol.ErrMalformed, c.buf)
 	}
 	return errQuit
-}
-
-// errConnClosing is returned when the connection started closing while
-// its reading was paused.
-var errConnClosing = &endError{reason: reasonServerShutdown}
-
-// paceReads waits as long as flood control asks before the next frame is
-// read.
-func (c *conn) paceReads() error {
-	if c.flood == nil {
-		return nil
-	}
-	d := c.flood.Reserve().Delay()
-	if d <= 0 {
-		return nil
-	}
-	c.m.floodDelays.Inc()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-c.done:
-		return errConnClosing
-	}
 }

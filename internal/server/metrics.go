@@ -22,6 +22,8 @@ type metrics struct {
 	slowConsumers prometheus.Counter
 	fileBytes     prometheus.Counter
 	floodDelays   prometheus.Counter
+	paused        [numPauseCauses]prometheus.Counter
+	pausedSeconds [numPauseCauses]prometheus.Counter
 	ipRejected    prometheus.Counter
 }
 
@@ -62,6 +64,12 @@ func newMetrics(s *Server) *metrics {
 	disconnects := vec("chat_disconnects_total", "Connections closed, by reason (refused joins included).", "reason")
 	for r := reasonNone + 1; r < numReasons; r++ {
 		m.disconnects[r] = disconnects.WithLabelValues(r.String())
+	}
+	paused := vec("chat_senders_paused_total", "Times a sender's reading was paused, by cause: flood control (frames, bytes) or a recipient's backlog.", "cause")
+	pausedSeconds := vec("chat_senders_paused_seconds_total", "Time senders' reading spent paused, by cause.", "cause")
+	for p := range numPauseCauses {
+		m.paused[p] = paused.WithLabelValues(p.String())
+		m.pausedSeconds[p] = pausedSeconds.WithLabelValues(p.String())
 	}
 	counter := func(name, help string) prometheus.Counter {
 		c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})

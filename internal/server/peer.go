@@ -19,6 +19,9 @@ func (c *conn) Send(frame []byte) error {
 	return err
 }
 
+// Backlog implements Peer.
+func (c *conn) Backlog() <-chan struct{} { return c.q.backlog() }
+
 // OpenFile implements Peer.
 func (c *conn) OpenFile(head FileHead, cancel <-chan struct{}) (FileStream, error) {
 	if c.chunked {

@@ -43,12 +43,14 @@ func (c *conn) recipients(prefix string, names []string) []Peer {
 	return peers
 }
 
-// deliver sends a frame of type t to peers and counts it.
-func (c *conn) deliver(peers []Peer, t protocol.Type, frame []byte) {
+// deliver sends a frame of type t to peers, counts it, and paces the
+// sender.
+func (c *conn) deliver(peers []Peer, t protocol.Type, frame []byte) error {
 	c.countOut(t, len(peers), len(frame))
 	for _, p := range peers {
 		p.Send(frame)
 	}
+	return c.pace(peers, len(frame))
 }
 
 // handleFile relays a send_file frame whose header has been read.
@@ -73,8 +75,7 @@ func (c *conn) handleFile() error {
 	if _, err := io.ReadFull(c.r, frame[len(head):]); err != nil {
 		return err
 	}
-	c.deliver(peers, protocol.ForwardFile, frame)
-	return nil
+	return c.deliver(peers, protocol.ForwardFile, frame)
 }
 
 // streamFile relays a large file's content to peers chunk by chunk as it

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,10 +23,12 @@ var errQueueClosed = errors.New("send queue closed")
 type sendQueue struct {
 	nc      net.Conn
 	limit   int           // most bytes of whole frames that may wait
+	mark    int           // bytes of whole frames above which senders are paced (0: never)
 	timeout time.Duration // a write making no progress this long fails
 	onFail  func(error)   // called once by the writer when a write fails, before waiters learn of it
 
 	slot chan struct{} // holds a token while a stream is open
+	over atomic.Bool   // size is at least mark; written under mu
 
 	mu        sync.Mutex
 	items     []qitem       // ready to write; guarded by mu
@@ -37,7 +40,7 @@ type sendQueue struct {
 	closing   bool          // no more frames are taken; guarded by mu
 	failed    bool          // a write failed; guarded by mu
 	drained   chan struct{} // closed when closing and the writer has stopped; guarded by mu
-	space     chan struct{} // made by a waiter in pushPaced, closed when bytes leave the queue or it closes; guarded by mu
+	space     chan struct{} // made for a waiter, closed when bytes leave the queue or it closes; guarded by mu
 	spare     []qitem       // reused batch slice; owned by the writer
 }
 
@@ -47,10 +50,11 @@ type qitem struct {
 	ref    *fileBuf // if not nil, b lies in it; released once written
 }
 
-func newSendQueue(nc net.Conn, limit int, timeout time.Duration, onFail func(error)) *sendQueue {
+func newSendQueue(nc net.Conn, limit, mark int, timeout time.Duration, onFail func(error)) *sendQueue {
 	return &sendQueue{
 		nc:      nc,
 		limit:   limit,
+		mark:    mark,
 		timeout: timeout,
 		onFail:  onFail,
 		slot:    make(chan struct{}, 1),
@@ -68,7 +72,7 @@ func (q *sendQueue) push(b []byte) error {
 	if q.size+len(b) > q.limit {
 		return ErrSlowConsumer
 	}
-	q.size += len(b)
+	q.addSizeLocked(len(b))
 	if q.streaming {
 		q.held = append(q.held, qitem{b: b})
 		return nil
@@ -130,7 +134,7 @@ func (q *sendQueue) writeLoop() {
 		clear(batch) // let the frames be collected
 		q.mu.Lock()
 		q.spare = batch[:0]
-		q.size -= whole
+		q.addSizeLocked(-whole)
 		q.inStream -= parts
 		if err != nil {
 			q.failed = true
@@ -202,9 +206,42 @@ func (q *sendQueue) close(last []byte) <-chan struct{} {
 // dropHeldLocked discards the frames held behind the open stream.
 func (q *sendQueue) dropHeldLocked() {
 	for _, it := range q.held {
-		q.size -= len(it.b)
+		q.addSizeLocked(-len(it.b))
 	}
 	q.held = nil
+}
+
+// addSizeLocked adds n to the bytes of whole frames queued, and notes
+// whether they reach the pace mark.
+func (q *sendQueue) addSizeLocked(n int) {
+	q.size += n
+	if over := q.mark > 0 && q.size >= q.mark; over != q.over.Load() {
+		q.over.Store(over)
+	}
+}
+
+// backlog returns nil while the whole frames queued are below the pace
+// mark; otherwise a channel closed when bytes leave the queue or it
+// closes. It costs an atomic load unless the queue is over the mark.
+func (q *sendQueue) backlog() <-chan struct{} {
+	if !q.over.Load() {
+		return nil
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.size < q.mark || q.closing || q.failed {
+		return nil
+	}
+	return q.spaceLocked()
+}
+
+// spaceLocked returns the channel closed when bytes next leave the queue
+// or it closes.
+func (q *sendQueue) spaceLocked() <-chan struct{} {
+	if q.space == nil {
+		q.space = make(chan struct{})
+	}
+	return q.space
 }
 
 // openStream waits for the queue's stream slot, giving up when cancel or
@@ -268,10 +305,7 @@ func (q *sendQueue) pushPaced(head, b []byte, ref *fileBuf, cancel <-chan struct
 			q.mu.Unlock()
 			return nil
 		}
-		if q.space == nil {
-			q.space = make(chan struct{})
-		}
-		space := q.space
+		space := q.spaceLocked()
 		q.mu.Unlock()
 		select {
 		case <-space:

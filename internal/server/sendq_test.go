@@ -11,7 +11,7 @@ func newTestQueue(t *testing.T) (*sendQueue, <-chan error) {
 	t.Helper()
 	client, server := net.Pipe()
 	failed := make(chan error, 1)
-	q := newSendQueue(server, 1<<20, waitTimeout, func(err error) { failed <- err })
+	q := newSendQueue(server, 1<<20, 0, waitTimeout, func(err error) { failed <- err })
 	t.Cleanup(func() {
 		client.Close()
 		server.Close()
@@ -71,7 +71,7 @@ func TestSendQueueDropsHeldFromSize(t *testing.T) {
 func TestSendQueueWakesOnlyWaiters(t *testing.T) {
 	client, server := net.Pipe()
 	defer client.Close()
-	q := newSendQueue(server, 1<<20, waitTimeout, func(error) {})
+	q := newSendQueue(server, 1<<20, 0, waitTimeout, func(error) {})
 	read := make(chan struct{})
 	go func() {
 		defer close(read)

@@ -46,6 +46,18 @@ type Config struct {
 	// FloodBurst frames may come at once (default 10000).
 	FloodRate  float64
 	FloodBurst int
+	// FloodBytes is the sustained rate of bytes per second a connection
+	// may have delivered (each frame's size times its recipients) before
+	// its reading is paced (0: no limit). FloodBytesBurst bytes may go at
+	// once (default 64 MiB).
+	FloodBytes      float64
+	FloodBytesBurst int64
+	// PaceBacklog pauses a sender's reading while a recipient of its
+	// last frame has this many bytes or more waiting in its send queue,
+	// until they drop below it or the recipient is gone (0: never). It
+	// must be below SendQueueBytes; it is what lets a recipient that
+	// reads at an honest pace outlast a flood instead of being cut off.
+	PaceBacklog int
 	// MaxConnsPerAddr caps the open connections from one IP address (0:
 	// no cap). Loopback addresses are exempt unless LimitLoopback is set.
 	MaxConnsPerAddr int
@@ -60,6 +72,9 @@ const (
 	DefaultStallTimeout    = 30 * time.Second
 	DefaultFloodRate       = 1000
 	DefaultFloodBurst      = 10000
+	DefaultFloodBytes      = 16 << 20
+	DefaultFloodBytesBurst = 64 << 20
+	DefaultPaceBacklog     = 2 << 20
 	DefaultMaxConnsPerAddr = 100
 	// admissionGrace is how long a join waits for an earlier-accepted
 	// connection's first frame.
@@ -81,6 +96,9 @@ func DefaultConfig() Config {
 		StallTimeout:    DefaultStallTimeout,
 		FloodRate:       DefaultFloodRate,
 		FloodBurst:      DefaultFloodBurst,
+		FloodBytes:      DefaultFloodBytes,
+		FloodBytesBurst: DefaultFloodBytesBurst,
+		PaceBacklog:     DefaultPaceBacklog,
 		MaxConnsPerAddr: DefaultMaxConnsPerAddr,
 	}
 }
@@ -105,6 +123,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.FloodBurst <= 0 {
 		c.FloodBurst = def.FloodBurst
+	}
+	if c.FloodBytesBurst <= 0 {
+		c.FloodBytesBurst = def.FloodBytesBurst
+	}
+	if c.PaceBacklog >= c.SendQueueBytes {
+		c.PaceBacklog = c.SendQueueBytes / 4
 	}
 	if c.Stdout == nil {
 		c.Stdout = io.Discard

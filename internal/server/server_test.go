@@ -110,17 +110,21 @@ func startServer(t *testing.T, cfg Config) *testServer {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-served; err != ErrServerClosed {
-			t.Errorf("Serve returned %v, want ErrServerClosed", err)
-		}
-	})
+	t.Cleanup(func() { stopServer(t, srv, served) })
 	return &testServer{Server: srv, addr: ln.Addr().String(), out: out}
+}
+
+// stopServer shuts srv down and checks that Serve, whose result served
+// receives, ended as it should.
+func stopServer(t *testing.T, srv *Server, served <-chan error) {
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	if err := <-served; err != ErrServerClosed {
+		t.Errorf("Serve returned %v, want ErrServerClosed", err)
+	}
 }
 
 // rawClient speaks frames directly.

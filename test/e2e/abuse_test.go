@@ -48,7 +48,7 @@ type abuseServer struct {
 
 func startAbuseServer(t *testing.T) *abuseServer {
 	mport := freePort(t)
-	srv := startServer(t, "--join-timeout", "1s", "--send-queue", "1M", "--max-clients", "200",
+	srv := startServer(t, "--join-timeout", "1s", "--send-queue", "1M", "--stall-timeout", "3s", "--max-clients", "200",
 		"--metrics-addr", "127.0.0.1:"+strconv.Itoa(mport), "--log-level", "warn")
 	a := &abuseServer{server: srv, metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", mport)}
 	m := a.waitMetrics(t, func(m map[string]float64) bool { return m["go_goroutines"] > 0 })

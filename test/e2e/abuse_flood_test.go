@@ -1,0 +1,228 @@
+package e2e
+
+import (
+	"bufio"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// throttledReader reads from r at about rate bytes per second until fast
+// is closed, then as fast as r gives.
+type throttledReader struct {
+	r     io.Reader
+	rate  int
+	fast  <-chan struct{}
+	start time.Time
+	total int
+}
+
+func (t *throttledReader) Read(p []byte) (int, error) {
+	select {
+	case <-t.fast:
+		return t.r.Read(p)
+	default:
+	}
+	n, err := t.r.Read(p[:min(len(p), 4<<10)])
+	t.total += n
+	// Keep to the rate: this is the reader's speed, not a wait for an
+	// event.
+	time.Sleep(time.Until(t.start.Add(time.Duration(t.total) * time.Second / time.Duration(t.rate))))
+	return n, err
+}
+
+// throttle makes rc read at rate bytes per second until the returned
+// function is called.
+func throttle(rc *rawConn, rate int) (unthrottle func()) {
+	fast := make(chan struct{})
+	rc.r = bufio.NewReaderSize(&throttledReader{r: rc.c, rate: rate, fast: fast, start: time.Now()}, 64<<10)
+	var once sync.Once
+	return func() { once.Do(func() { close(fast) }) }
+}
+
+// floodText is the i-th text of a flood: a number, then filler up to size
+// bytes.
+func floodText(i, size int) string {
+	n := strconv.Itoa(i) + " "
+	return n + strings.Repeat("f", size-len(n))
+}
+
+// expectFlood reads n flood texts of size bytes from each sender in
+// senders, in order per sender, as forward_message frames on rc.
+func expectFlood(t *testing.T, rc *rawConn, senders []string, n, size int) {
+	t.Helper()
+	next := make(map[string]int)
+	for got := 0; got < n*len(senders); got++ {
+		f, err := rc.readFrame(3 * timeout)
+		if err != nil {
+			t.Fatalf("%s after %d flood messages: %v", rc.label, got, err)
+		}
+		if f.typ != "forward_message" {
+			t.Fatalf("%s got %s", rc.label, f)
+		}
+		sender, text, _ := strings.Cut(strings.TrimPrefix(string(f.payload), "1 "), " ")
+		if want := floodText(next[sender], size); text != want {
+			t.Fatalf("%s: message %d from %s is %.24q..., want %.24q...", rc.label, next[sender], sender, text, want)
+		}
+		next[sender]++
+	}
+}
+
+// The attack of the issue "One joined user must not be able to get
+// everyone else cut off": a flood of near-maximal messages at victims that
+// read at an honest pace. The senders are paced; no victim is cut off, and
+// nothing is lost.
+func TestAbuseFloodAtHonestReaders(t *testing.T) {
+	const size = 64000
+	cases := []struct {
+		name      string
+		attackers int
+		victims   int
+		frames    int // per attacker
+		rate      int // each victim's bytes per second while throttled
+	}{
+		// 5 MB in one burst against a 1 MiB queue and 256 KB/s.
+		{"one attacker, one victim at 256 KB/s", 1, 1, 80, 256 << 10},
+		// Every frame names all 20 victims: 2.5 MB for each.
+		{"one attacker, 20 victims at 256 KB/s", 1, 20, 40, 256 << 10},
+		// 10 MB from ten users at once against 1 MB/s.
+		{"ten attackers, one victim at 1 MB/s", 10, 1, 16, 1 << 20},
+	}
+	for _, pacing := range []bool{true, false} {
+		for _, tc := range cases {
+			if !pacing && tc.victims > 1 {
+				continue
+			}
+			name := tc.name
+			if !pacing {
+				name = "without pacing: " + name
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				args := []string{"--send-queue", "1M", "--stall-timeout", "20s", "--max-clients", "40"}
+				if !pacing {
+					args = append(args, "--pace-backlog", "0")
+				}
+				srv := startServer(t, args...)
+				var victims []*rawConn
+				var names []string
+				var unthrottle []func()
+				for i := range tc.victims {
+					name := "victim" + strconv.Itoa(i)
+					v := joinLenient(t, srv, name)
+					unthrottle = append(unthrottle, throttle(v, tc.rate))
+					victims, names = append(victims, v), append(names, name)
+				}
+				var attackers []string
+				for i := range tc.attackers {
+					name := "attacker" + strconv.Itoa(i)
+					a := joinLenient(t, srv, name)
+					attackers = append(attackers, name)
+					var burst []byte
+					for j := range tc.frames {
+						burst = append(burst, fr("send_message", strconv.Itoa(len(names))+" "+strings.Join(names, " ")+" "+floodText(j, size))...)
+					}
+					go a.c.Write(burst) // paced by the server; the test reads the outcome from the victims
+				}
+				if !pacing {
+					// The same flood without pacing cuts the victim off,
+					// even while it reads: the flood is strong enough to
+					// matter.
+					go func() {
+						for {
+							if _, err := victims[0].readFrame(3 * timeout); err != nil {
+								return
+							}
+						}
+					}()
+					waitContaining(t, srv.out, "disconnected: victim0", 3*timeout)
+					return
+				}
+				// Meanwhile a bystander pair chats.
+				calmA, calmB := joinLenient(t, srv, "calmA"), joinLenient(t, srv, "calmB")
+				for i := range 5 {
+					calmA.write(t, fr("send_message", "1 calmB ping"+strconv.Itoa(i)))
+					calmB.expectFrame(t, "forward_message", "1 calmA ping"+strconv.Itoa(i))
+				}
+				// The victims read throttled for 6 s, far past the time an
+				// unpaced flood takes to overflow their queues, then drain.
+				time.AfterFunc(6*time.Second, func() {
+					for _, u := range unthrottle {
+						u()
+					}
+				})
+				var wg sync.WaitGroup
+				for _, v := range victims {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						expectFlood(t, v, attackers, tc.frames, size)
+					}()
+				}
+				wg.Wait()
+				for _, line := range srv.out.remainingAll() {
+					if strings.HasPrefix(line, "disconnected: victim") || strings.Contains(line, "non-existent user victim") {
+						t.Errorf("server printed %q", line)
+					}
+				}
+			})
+		}
+	}
+}
+
+// A victim that stops reading altogether is still cut off, after the stall
+// limit, and its paced sender then goes on.
+func TestAbuseFloodAtStoppedReader(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, "--send-queue", "1M", "--stall-timeout", "2s")
+	sink := joinLenient(t, srv, "sink")
+	sink.c.SetReadBuffer(4096)
+	attacker := joinLenient(t, srv, "attacker")
+	bob := joinLenient(t, srv, "bob")
+	var burst []byte
+	for i := range 100 {
+		burst = append(burst, fr("send_message", "1 sink "+floodText(i, 64000))...)
+	}
+	burst = append(burst, fr("send_message", "1 bob after the flood")...)
+	go attacker.c.Write(burst)
+	start := time.Now()
+	srv.out.skipTo(t, "disconnected: sink", 3*timeout)
+	bob.expectFrame(t, "forward_message", "1 attacker after the flood")
+	t.Logf("the attacker was paused %v in all", time.Since(start).Round(100*time.Millisecond))
+	waitContaining(t, srv.errs, `reason="slow consumer"`, timeout)
+}
+
+// joinLenient joins a raw connection as name and waits for its join line,
+// skipping the lines of others.
+func joinLenient(t testing.TB, srv *server, name string) *rawConn {
+	t.Helper()
+	rc := dialRaw(t, srv.port, name)
+	rc.write(t, fr("join", name))
+	srv.out.skipTo(t, "join: "+name, timeout)
+	return rc
+}
+
+// waitContaining waits until a line of l contains s, wherever the cursor
+// is.
+func waitContaining(t testing.TB, l *lineLog, s string, d time.Duration) {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		l.mu.Lock()
+		for _, line := range l.lines {
+			if strings.Contains(line, s) {
+				l.mu.Unlock()
+				return
+			}
+		}
+		ch := l.notify
+		l.mu.Unlock()
+		if !l.wait(ch, timer.C) {
+			t.Fatalf("%s: timed out after %v waiting for a line containing %s\n%s", l.label, d, quote(s), l.owner.dump())
+		}
+	}
+}
