@@ -15,8 +15,8 @@
 // Set E2E_SERVER_BIN and/or E2E_CLIENT_BIN to the path of a prebuilt program
 // to test it instead of building cmd/server or cmd/client.
 //
-// The harness lives in harness_test.go: startServer, startClient,
-// joinClient, dialRaw, newFakeServer and lineLog (see its doc comment for the
-// waiting semantics). Nothing in the suite sleeps to wait for a condition:
+// The harness lives in the harness_*_test.go files (harness_test.go lists
+// them): startServer, startClient, joinClient, dialRaw, newFakeServer and
+// lineLog (see its doc comment for the waiting semantics). Nothing in the suite sleeps to wait for a condition:
 // every wait is on an event (a line, a frame, an exit) with a deadline.
 package e2e
