@@ -1,5 +1,6 @@
 // Package testbin builds the project's programs for the black-box test
-// suites (test/e2e, test/pty, test/soak), which run the real binaries.
+// suites (test/e2e, test/pty, test/soak), which run the real binaries, and
+// reads from docs/PROTOCOL.md what those suites check them against.
 package testbin
 
 import (

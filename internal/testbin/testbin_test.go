@@ -4,6 +4,7 @@ import (
 	"debug/buildinfo"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"testing"
 )
 
@@ -46,5 +47,46 @@ func TestBuildFollowsRace(t *testing.T) {
 	t.Setenv("E2E_RACE", "1")
 	if !Race() {
 		t.Fatal("E2E_RACE=1 must build with the race detector")
+	}
+}
+
+// The commands are read from the contract itself, so a help text checked
+// against them is checked against PROTOCOL.md, not against itself.
+func TestClientCommands(t *testing.T) {
+	got, err := ClientCommands()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"msg <N> <user1> ... <userN> <message>",
+		"list",
+		"file <N> <user1> ... <userN> <path>",
+		"help",
+		"quit",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("ClientCommands() = %q, want %q", got, want)
+	}
+	for _, doc := range []string{"", "## 5. Client\n\nno table\n", "## 5. Client\n\n| input | action |\n| --- | --- |\n| end of input | quit |\n"} {
+		if cmds, err := parseClientCommands(doc); err == nil {
+			t.Errorf("parseClientCommands(%q) = %q, want an error", doc, cmds)
+		}
+	}
+}
+
+func TestMissingFromHelp(t *testing.T) {
+	cmds := []string{"msg <N> <user1> ... <userN> <message>", "list", "quit"}
+	for _, c := range []struct {
+		help string
+		want []string
+	}{
+		{"Commands:\n  msg <N> <user1> ... <userN> <message>   send\n  list\n\tquit   leave\n", nil},
+		{"", cmds},
+		{"msg <N> <users> <message>\nlist\nquit\n", cmds[:1]},                   // another format
+		{"  e.g. msg <N> <user1> ... <userN> <message>\nlistx\nquit", cmds[:2]}, // not at a line's start; a longer word
+	} {
+		if got := missingFromHelp(cmds, c.help); !slices.Equal(got, c.want) {
+			t.Errorf("missingFromHelp(%q) = %q, want %q", c.help, got, c.want)
+		}
 	}
 }
