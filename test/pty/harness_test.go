@@ -140,6 +140,19 @@ func (s *stream) waitFor(t testing.TB, what, want string) {
 	}
 }
 
+// trouble returns the first line of a program's output that reports a data
+// race (the programs are built with -race when the tests are) or a panic,
+// or "" if there is none.
+func trouble(out []byte) string {
+	for line := range strings.Lines(string(out)) {
+		line = strings.TrimRight(line, "\r\n")
+		if strings.Contains(line, "WARNING: DATA RACE") || strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ") {
+			return line
+		}
+	}
+	return ""
+}
+
 // ---------------------------------------------------------------------------
 // The real server.
 // ---------------------------------------------------------------------------
@@ -178,6 +191,9 @@ func startServer(t *testing.T) *server {
 		cmd.Process.Signal(syscall.SIGTERM)
 		wg.Wait()
 		cmd.Wait()
+		if l := trouble(logs.bytes()); l != "" {
+			t.Errorf("server reported on stderr: %q\n%s", l, logs.bytes())
+		}
 	})
 	logs.waitFor(t, "server stderr", "msg=listening")
 	m := listening.FindSubmatch(logs.bytes())
@@ -247,6 +263,9 @@ func startPTY(t *testing.T, environ []string, args ...string) *ptyClient {
 		c.tty.Close()
 		<-c.readDone
 		c.ptmx.Close()
+		if l := trouble(c.scr.Raw()); l != "" {
+			t.Errorf("client reported on its terminal: %q", l)
+		}
 		if t.Failed() {
 			t.Logf("client screen at the end:\n%s", c.scr)
 		}
@@ -394,6 +413,9 @@ func startPipe(t *testing.T, environ []string, stdinTTY bool, args ...string) *p
 		if c.ptmx != nil {
 			c.ptmx.Close()
 			echo.Wait()
+		}
+		if l := trouble(c.err.bytes()); l != "" {
+			t.Errorf("client reported on stderr: %q", l)
 		}
 		if t.Failed() {
 			t.Logf("client stdout:\n%s\nstderr:\n%s", c.out.bytes(), c.err.bytes())
