@@ -45,6 +45,7 @@ func startProc(t testing.TB, label, bin, dir string, args []string) *proc {
 // The caller keeps ownership of a given stdin file.
 func startProcStdin(t testing.TB, label, bin, dir string, args []string, stdin *os.File) *proc {
 	t.Helper()
+	skipShort(t)
 	var inR, inW *os.File
 	if stdin != nil {
 		inR = stdin

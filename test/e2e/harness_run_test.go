@@ -21,6 +21,7 @@ type result struct {
 // runOnce runs bin with args and stdin closed, and waits at most d for it.
 func runOnce(t testing.TB, bin string, d time.Duration, args ...string) result {
 	t.Helper()
+	skipShort(t)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = t.TempDir()
 	var out, errb bytes.Buffer

@@ -16,12 +16,22 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 )
 
 // timeout is the default deadline of every wait in the suite. It is generous
 // because CI runs the suite with -race on a 2-core machine.
 const timeout = 10 * time.Second
+
+// skipShort skips the test under -short: the suite runs the real programs
+// and takes minutes. Every way of starting a program calls it.
+func skipShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("skipped with -short: the e2e suite runs the real programs and takes minutes")
+	}
+}
 
 // quote renders s with Go escapes, shortening very long strings.
 func quote(s string) string {
