@@ -174,6 +174,32 @@ func (l *lineLog) skipTo(t testing.TB, want string, d time.Duration) []string {
 	}
 }
 
+// waitAny waits until some line seen so far, consumed or not, satisfies
+// match, and returns the first such line. It does not move the cursor; what
+// names the wanted line in a failure.
+func (l *lineLog) waitAny(t testing.TB, d time.Duration, what string, match func(string) bool) string {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		l.mu.Lock()
+		for _, s := range l.lines {
+			if match(s) {
+				l.mu.Unlock()
+				return s
+			}
+		}
+		eof, ch := l.eof, l.notify
+		l.mu.Unlock()
+		if eof {
+			t.Fatalf("%s: the stream ended without %s\n%s", l.label, what, l.owner.dump())
+		}
+		if !l.wait(ch, timer.C) {
+			t.Fatalf("%s: timed out after %v waiting for %s\n%s", l.label, d, what, l.owner.dump())
+		}
+	}
+}
+
 // waitUnordered consumes lines until every line of want has been seen, in any
 // order (each as often as it is listed). Lines listed in allowed may appear
 // any number of times in between; any other line fails the test.

@@ -45,6 +45,14 @@ func startProc(t testing.TB, label, bin, dir string, args []string) *proc {
 // The caller keeps ownership of a given stdin file.
 func startProcStdin(t testing.TB, label, bin, dir string, args []string, stdin *os.File) *proc {
 	t.Helper()
+	return startProcFiles(t, label, bin, dir, args, stdin, nil)
+}
+
+// startProcFiles is startProc with the given files as stdin and stdout
+// (nil: a pipe, and stdout captured). The caller keeps ownership of a given
+// file. With a stdout file given, p.out is an empty log that has ended.
+func startProcFiles(t testing.TB, label, bin, dir string, args []string, stdin, stdout *os.File) *proc {
+	t.Helper()
 	skipShort(t)
 	var inR, inW *os.File
 	if stdin != nil {
@@ -56,9 +64,13 @@ func startProcStdin(t testing.TB, label, bin, dir string, args []string, stdin *
 			t.Fatal(err)
 		}
 	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
+	outR, outW := (*os.File)(nil), stdout
+	if stdout == nil {
+		var err error
+		outR, outW, err = os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
@@ -68,7 +80,7 @@ func startProcStdin(t testing.TB, label, bin, dir string, args []string, stdin *
 	cmd.Dir = dir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
 	if err := cmd.Start(); err != nil {
-		for _, f := range []*os.File{inW, outR, outW, errR, errW} {
+		for _, f := range []*os.File{inW, outR, errR, errW} {
 			if f != nil {
 				f.Close()
 			}
@@ -76,19 +88,29 @@ func startProcStdin(t testing.TB, label, bin, dir string, args []string, stdin *
 		if stdin == nil {
 			inR.Close()
 		}
+		if stdout == nil {
+			outW.Close()
+		}
 		t.Fatalf("start %s %q: %v", bin, args, err)
 	}
 	if stdin == nil {
 		inR.Close()
 	}
-	outW.Close()
+	if stdout == nil {
+		outW.Close()
+	}
 	errW.Close()
 
 	p := &proc{label: label, cmd: cmd, dir: dir, stdin: inW, done: make(chan struct{})}
 	p.out = newLineLog(label+" stdout", p)
 	p.errs = newLineLog(label+" stderr", p)
-	p.readers.Add(2)
-	go p.out.run(outR, &p.readers)
+	if outR != nil {
+		p.readers.Add(1)
+		go p.out.run(outR, &p.readers)
+	} else {
+		p.out.eof = true // not captured
+	}
+	p.readers.Add(1)
 	go p.errs.run(errR, &p.readers)
 	go func() {
 		_ = cmd.Wait()

@@ -125,9 +125,26 @@ func startServer(t testing.TB, extra ...string) *server {
 // times.
 func startServerWith(t testing.TB, argsFor func(port int) []string) *server {
 	t.Helper()
+	return startServerFiles(t, nil, argsFor)
+}
+
+// startServerStdout is startServer with stdout on the given file, which
+// the caller keeps; srv.out then holds nothing.
+func startServerStdout(t testing.TB, stdout *os.File, extra ...string) *server {
+	t.Helper()
+	return startServerFiles(t, stdout, func(port int) []string {
+		return append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(port)}, extra...)
+	})
+}
+
+// startServerFiles starts the server with the arguments argsFor makes and
+// stdout on the given file (nil: captured), retrying on another port if it
+// exits before it listens.
+func startServerFiles(t testing.TB, stdout *os.File, argsFor func(port int) []string) *server {
+	t.Helper()
 	for attempt := 1; ; attempt++ {
 		port := freePort(t)
-		p := startProc(t, fmt.Sprintf("server(:%d)", port), serverBin, t.TempDir(), argsFor(port))
+		p := startProcFiles(t, fmt.Sprintf("server(:%d)", port), serverBin, t.TempDir(), argsFor(port), nil, stdout)
 		p.closeStdin() // the server never reads its stdin
 		if waitListening(t, p, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), timeout) {
 			return &server{proc: p, port: port}
