@@ -290,32 +290,50 @@ func TestAbuse(t *testing.T) {
 	})
 	t.Run("100 concurrent joins of one name", func(t *testing.T) {
 		const n, name = 100, "samename"
-		conns := make([]*net.TCPConn, n)
-		for i := range n {
-			conns[i] = dialRaw(t, port, name).c
-		}
-		// Every connection sends its join at once, then reads until the
-		// server closes it. A refused one gets exactly the error frame and a
-		// clean close; the one admitted gets nothing and stays open.
+		// All at once, each connection is opened and sends its join (at
+		// once: the server's join timeout is 1 s), then reads until the
+		// server closes it. A refused one gets exactly the error frame and
+		// a clean close; the one admitted gets nothing and stays open.
 		type answer struct {
-			i    int
+			c    *net.TCPConn
 			data []byte
 			err  error
 		}
-		answers := make(chan answer, n)
-		for i, c := range conns {
+		dialed := make(chan answer, n)  // each connection, once its join is sent
+		answers := make(chan answer, n) // what each read until it ended
+		begin := make(chan struct{})
+		for range n {
 			go func() {
-				if err := c.SetReadDeadline(time.Now().Add(6 * timeout)); err != nil {
-					answers <- answer{i, nil, err}
+				<-begin
+				nc, err := net.DialTimeout("tcp", a.addr(), timeout)
+				if err != nil {
+					dialed <- answer{err: err}
 					return
 				}
+				c := nc.(*net.TCPConn)
 				if _, err := c.Write(fr("join", name)); err != nil {
-					answers <- answer{i, nil, err}
+					c.Close()
+					dialed <- answer{err: err}
+					return
+				}
+				dialed <- answer{c: c}
+				if err := c.SetReadDeadline(time.Now().Add(6 * timeout)); err != nil {
+					answers <- answer{c, nil, err}
 					return
 				}
 				data, err := io.ReadAll(c) // nil error at a clean close (EOF)
-				answers <- answer{i, data, err}
+				answers <- answer{c, data, err}
 			}()
+		}
+		close(begin)
+		pending := make(map[*net.TCPConn]bool, n)
+		for range n {
+			d := <-dialed
+			if d.err != nil {
+				t.Fatalf("joining: %v", d.err)
+			}
+			t.Cleanup(func() { d.c.Close() })
+			pending[d.c] = true
 		}
 		// The server admits the name once and refuses it n-1 times, and
 		// prints nothing else meanwhile.
@@ -333,30 +351,26 @@ func TestAbuse(t *testing.T) {
 		if joins != 1 {
 			t.Fatalf("the server printed `join: %s` %d times and refused it %d times; want 1 and %d", name, joins, refusals, n-1)
 		}
-		pending := make(map[int]bool, n)
-		for i := range n {
-			pending[i] = true
-		}
 		for range n - 1 {
 			r := <-answers
-			delete(pending, r.i)
+			delete(pending, r.c)
 			if r.err != nil || string(r.data) != "err_username_unavailable 0 " {
-				t.Fatalf("connection %d: got %q then %v; want exactly the frame %q and a clean close",
-					r.i, r.data, r.err, "err_username_unavailable 0 ")
+				t.Fatalf("connection %v: got %q then %v; want exactly the frame %q and a clean close",
+					r.c.LocalAddr(), r.data, r.err, "err_username_unavailable 0 ")
 			}
 		}
 		// The one left is the winner: silent and still open.
-		var winner int
-		for i := range pending {
-			winner = i
+		var winner *net.TCPConn
+		for c := range pending {
+			winner = c
 		}
-		if err := conns[winner].SetReadDeadline(time.Now()); err != nil {
+		if err := winner.SetReadDeadline(time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		if r := <-answers; len(r.data) != 0 || !errors.Is(r.err, os.ErrDeadlineExceeded) {
 			t.Fatalf("the admitted connection got %q then %v; want nothing, still open", r.data, r.err)
 		}
-		w := wrapRaw(t, name, conns[winner])
+		w := wrapRaw(t, name, winner)
 		w.write(t, fr("send_message", "1 "+name+" it is mine"))
 		w.expectFrame(t, "forward_message", "1 "+name+" it is mine")
 		w.write(t, fr("disconnect", name))
