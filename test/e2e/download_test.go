@@ -97,12 +97,7 @@ func TestClientChunkedAbort(t *testing.T) {
 	expectFileContent(t, filepath.Join(c.home, "alice_small.txt"), []byte("hello"))
 	c.expectHomeFiles(t, "alice_small.txt")
 	c.send(t, "quit")
-	rc.expectFrame(t, "disconnect", "alice")
-	rc.expectEOF(t, timeout)
-	rc.c.Close()
-	c.out.waitLine(t, "quitting", timeout)
-	c.expectExit(t, 0, timeout)
-	c.out.expectEnd(t, timeout)
+	c.expectQuitOnFake(t, rc)
 }
 
 // A connection lost mid-file: the session ends, and neither the partial

@@ -49,3 +49,17 @@ func clientOnFake(t testing.TB, name string, extra ...string) (*client, *rawConn
 	rc.expectFrame(t, "join", name)
 	return c, rc
 }
+
+// expectQuitOnFake checks a client quitting against a fake server, once
+// something (quit, end of input, a signal) has made it quit: its disconnect
+// frame and the shutdown of its writing side on rc; then, when the fake
+// server closes, `quitting` as its last line and exit status 0.
+func (c *client) expectQuitOnFake(t testing.TB, rc *rawConn) {
+	t.Helper()
+	rc.expectFrame(t, "disconnect", c.name)
+	rc.expectEOF(t, timeout)
+	rc.c.Close()
+	c.out.waitLine(t, "quitting", timeout)
+	c.expectExit(t, 0, timeout)
+	c.out.expectEnd(t, timeout)
+}

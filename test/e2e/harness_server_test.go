@@ -58,6 +58,14 @@ func init() { portRand.Store(uint64(time.Now().UnixNano() % 12768)) }
 // a socket is bound to it (so nobody else gets it) but does not listen.
 func refusingPort(t testing.TB) int {
 	t.Helper()
+	_, port := boundSocket(t)
+	return port
+}
+
+// boundSocket returns a TCP socket bound to a free port of 127.0.0.1, and
+// the port; the test's cleanup closes it.
+func boundSocket(t testing.TB) (fd, port int) {
+	t.Helper()
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +78,7 @@ func refusingPort(t testing.TB) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sa.(*syscall.SockaddrInet4).Port
+	return fd, sa.(*syscall.SockaddrInet4).Port
 }
 
 // listensOn reports whether process pid owns a TCP socket listening on

@@ -22,22 +22,10 @@ import (
 // SYN. It is checked by a connection attempt that times out.
 func silentPort(t testing.TB) int {
 	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
+	fd, port := boundSocket(t)
 	if err := syscall.Listen(fd, 0); err != nil {
 		t.Fatal(err)
 	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := sa.(*syscall.SockaddrInet4).Port
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	for i := 0; ; i++ {
 		if i == 5 {
@@ -89,12 +77,7 @@ func TestClientSignalsQuit(t *testing.T) {
 			if err := c.cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}
-			rc.expectFrame(t, "disconnect", "alice")
-			rc.expectEOF(t, timeout)
-			rc.c.Close()
-			c.out.waitLine(t, "quitting", timeout)
-			c.expectExit(t, 0, timeout)
-			c.out.expectEnd(t, timeout)
+			c.expectQuitOnFake(t, rc)
 		})
 		// The session, against the real server.
 		t.Run(sig.String()+" session", func(t *testing.T) {
