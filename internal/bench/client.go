@@ -400,8 +400,9 @@ func (s *chatSystem) Connect(ctx context.Context, n int, sk sink) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			// readLoop always ends with an error; only an unexpected one counts.
 			err := c.readLoop(handlers{msg: func(text []byte) { sk(i, text) }})
-			if err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
+			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
 				s.mu.Lock()
 				if s.readErr == nil {
 					s.readErr = fmt.Errorf("%s: %w", c.name, err)

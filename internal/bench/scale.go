@@ -86,7 +86,7 @@ func RunWorker(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	w := &worker{spec: spec, clients: make([]*chatClient, spec.Count), gotAll: make(chan struct{}, 1)}
-	code := w.run(stdin, stdout)
+	code := w.run(stdin, stdout, stderr)
 	w.close()
 	return code
 }
@@ -105,7 +105,7 @@ type worker struct {
 
 func (w *worker) name(g int) string { return w.spec.Prefix + strconv.Itoa(g) }
 
-func (w *worker) run(stdin io.Reader, stdout io.Writer) int {
+func (w *worker) run(stdin io.Reader, stdout, stderr io.Writer) int {
 	s := w.spec
 	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
 	defer cancel()
@@ -138,7 +138,12 @@ func (w *worker) run(stdin io.Reader, stdout io.Writer) int {
 	for sc.Scan() {
 		switch sc.Text() {
 		case "round":
-			fmt.Fprintf(stdout, "%s\n", w.round())
+			line, err := w.round()
+			if err != nil {
+				fmt.Fprintf(stderr, "chatbench %s: %v\n", WorkerCommand, err)
+				return 1
+			}
+			fmt.Fprintf(stdout, "%s\n", line)
 		case "quit":
 			return 0
 		}
@@ -168,7 +173,7 @@ func (w *worker) onMessage(text []byte) {
 
 // round sends one message from each client to the next and waits for its
 // own clients' messages.
-func (w *worker) round() string {
+func (w *worker) round() (string, error) {
 	s := w.spec
 	w.mu.Lock()
 	w.hist = Histogram{}
@@ -193,8 +198,11 @@ func (w *worker) round() string {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	h, _ := w.hist.MarshalText()
-	return fmt.Sprintf("round %d %s", w.received, h)
+	h, err := w.hist.MarshalText()
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("round %d %s", w.received, h), nil
 }
 
 func (w *worker) close() {

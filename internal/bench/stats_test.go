@@ -130,7 +130,10 @@ func TestHistogramTextRoundTrip(t *testing.T) {
 	for _, v := range []int64{0, 5, 127, 128, 1000, 123456789, 1 << 41} {
 		h.Record(v)
 	}
-	b, _ := h.MarshalText()
+	b, err := h.MarshalText()
+	if err != nil {
+		t.Fatalf("MarshalText: %v", err)
+	}
 	var back Histogram
 	if err := back.UnmarshalText(b); err != nil {
 		t.Fatal(err)
@@ -139,7 +142,9 @@ func TestHistogramTextRoundTrip(t *testing.T) {
 		t.Fatalf("round trip changed the histogram: %s", b)
 	}
 	var empty Histogram
-	b, _ = empty.MarshalText()
+	if b, err = empty.MarshalText(); err != nil {
+		t.Fatalf("MarshalText of an empty histogram: %v", err)
+	}
 	if err := back.UnmarshalText(b); err != nil || back != empty {
 		t.Fatalf("empty round trip: %v", err)
 	}

@@ -1,5 +1,6 @@
 // Package testbin builds the project's programs for the black-box test
-// suites (test/e2e, test/pty, test/soak), which run the real binaries.
+// suites (test/e2e, test/pty, test/soak), which run the real binaries, and
+// reads from docs/PROTOCOL.md what those suites check them against.
 package testbin
 
 import (
@@ -7,24 +8,32 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
+	"strings"
 )
 
+// Race reports whether Build builds the programs with the race detector:
+// when the test binary itself was built with it (`go test -race`), or when
+// E2E_RACE=1 is set in the environment.
+func Race() bool {
+	return raceEnabled || os.Getenv("E2E_RACE") == "1"
+}
+
 // Build runs `go build -o out pkg` in the module root, where pkg is a
-// path such as "./cmd/server". With E2E_RACE=1 in the environment the
-// program is built with the race detector.
+// path such as "./cmd/server", adding -race when Race reports true, so that
+// a data race in a program run by a test is found as well as one in the
+// test itself.
 func Build(out, pkg string) error {
+	// `go test` puts the go command of its own GOROOT first in PATH.
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return fmt.Errorf("finding the go command: %w", err)
 	}
-	mod, err := exec.Command(goBin, "env", "GOMOD").Output()
+	root, err := moduleRoot(goBin)
 	if err != nil {
-		return fmt.Errorf("finding the module root: %w", err)
+		return err
 	}
-	root := filepath.Dir(string(mod[:len(mod)-1]))
 	args := []string{"build", "-o", out}
-	if os.Getenv("E2E_RACE") == "1" {
+	if Race() {
 		args = append(args, "-race")
 	}
 	args = append(args, pkg)
@@ -34,4 +43,17 @@ func Build(out, pkg string) error {
 		return fmt.Errorf("go %v (in %s) failed: %v\n%s", args, root, err, b)
 	}
 	return nil
+}
+
+// moduleRoot returns the directory of the main module's go.mod.
+func moduleRoot(goBin string) (string, error) {
+	mod, err := exec.Command(goBin, "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the module root: %w", err)
+	}
+	gomod := strings.TrimSpace(string(mod))
+	if gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("finding the module root: not in a module")
+	}
+	return filepath.Dir(gomod), nil
 }

@@ -3,10 +3,14 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -126,6 +130,8 @@ func (a *abuseServer) serving(t *testing.T) {
 	cb.out.waitLine(t, "msg: "+na+": still serving", timeout)
 	leave(t, ca)
 	leave(t, cb)
+	// Their lines, so that nothing of this check is left for the next.
+	a.out.waitUnordered(t, timeout, []string{"msg: " + na, "disconnected: " + na, "disconnected: " + nb})
 	a.requireRunning(t)
 }
 
@@ -283,47 +289,95 @@ func TestAbuse(t *testing.T) {
 		a.settled(t)
 	})
 	t.Run("100 concurrent joins of one name", func(t *testing.T) {
-		const n = 100
-		results := make(chan string, n)
-		var wg sync.WaitGroup
-		conns := make([]net.Conn, n)
-		for i := range n {
-			c, err := net.Dial("tcp", a.addr())
-			if err != nil {
-				t.Fatal(err)
-			}
-			conns[i] = c
-			defer c.Close()
+		const n, name = 100, "samename"
+		// All at once, each connection is opened and sends its join (at
+		// once: the server's join timeout is 1 s), then reads until the
+		// server closes it. A refused one gets exactly the error frame and
+		// a clean close; the one admitted gets nothing and stays open.
+		type answer struct {
+			c    *net.TCPConn
+			data []byte
+			err  error
 		}
-		for _, c := range conns {
-			wg.Add(1)
+		dialed := make(chan answer, n)  // each connection, once its join is sent
+		answers := make(chan answer, n) // what each read until it ended
+		begin := make(chan struct{})
+		for range n {
 			go func() {
-				defer wg.Done()
-				c.Write(fr("join", "samename"))
-				c.SetReadDeadline(time.Now().Add(3 * time.Second))
-				buf := make([]byte, 64)
-				k, _ := c.Read(buf)
-				results <- string(buf[:k]) // "" for the winner: a join is silent
+				<-begin
+				nc, err := net.DialTimeout("tcp", a.addr(), timeout)
+				if err != nil {
+					dialed <- answer{err: err}
+					return
+				}
+				c := nc.(*net.TCPConn)
+				if _, err := c.Write(fr("join", name)); err != nil {
+					c.Close()
+					dialed <- answer{err: err}
+					return
+				}
+				dialed <- answer{c: c}
+				if err := c.SetReadDeadline(time.Now().Add(6 * timeout)); err != nil {
+					answers <- answer{c, nil, err}
+					return
+				}
+				data, err := io.ReadAll(c) // nil error at a clean close (EOF)
+				answers <- answer{c, data, err}
 			}()
 		}
-		wg.Wait()
-		close(results)
-		winners, losers := 0, 0
-		for r := range results {
-			switch r {
-			case "":
-				winners++
-			case "err_username_unavailable 0 ":
-				losers++
+		close(begin)
+		pending := make(map[*net.TCPConn]bool, n)
+		for range n {
+			d := <-dialed
+			if d.err != nil {
+				t.Fatalf("joining: %v", d.err)
+			}
+			t.Cleanup(func() { d.c.Close() })
+			pending[d.c] = true
+		}
+		// The server admits the name once and refuses it n-1 times, and
+		// prints nothing else meanwhile.
+		joins, refusals := 0, 0
+		for joins+refusals < n {
+			switch l := a.out.nextLine(t, 3*timeout); {
+			case l == "join: "+name:
+				joins++
+			case l == "disconnected: username not available":
+				refusals++
 			default:
-				t.Errorf("unexpected answer %q", r)
+				t.Fatalf("unexpected server line %s after %d joins and %d refusals", quote(l), joins, refusals)
 			}
 		}
-		if winners != 1 || losers != n-1 {
-			t.Fatalf("%d winners and %d refused, want 1 and %d", winners, losers, n-1)
+		if joins != 1 {
+			t.Fatalf("the server printed `join: %s` %d times and refused it %d times; want 1 and %d", name, joins, refusals, n-1)
 		}
-		for _, c := range conns {
-			c.Close()
+		for range n - 1 {
+			r := <-answers
+			delete(pending, r.c)
+			if r.err != nil || string(r.data) != "err_username_unavailable 0 " {
+				t.Fatalf("connection %v: got %q then %v; want exactly the frame %q and a clean close",
+					r.c.LocalAddr(), r.data, r.err, "err_username_unavailable 0 ")
+			}
+		}
+		// The one left is the winner: silent and still open.
+		var winner *net.TCPConn
+		for c := range pending {
+			winner = c
+		}
+		if err := winner.SetReadDeadline(time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if r := <-answers; len(r.data) != 0 || !errors.Is(r.err, os.ErrDeadlineExceeded) {
+			t.Fatalf("the admitted connection got %q then %v; want nothing, still open", r.data, r.err)
+		}
+		w := wrapRaw(t, name, winner)
+		w.write(t, fr("send_message", "1 "+name+" it is mine"))
+		w.expectFrame(t, "forward_message", "1 "+name+" it is mine")
+		w.write(t, fr("disconnect", name))
+		w.expectEOF(t, timeout)
+		a.out.waitLines(t, timeout, "msg: "+name, "disconnected: "+name)
+		if got := slices.Index(a.out.remainingAll(), "join: "+name); got < 0 || slices.Contains(a.out.remainingAll()[got+1:], "join: "+name) {
+			t.Fatalf("`join: %s` printed other than once\n%s", name, a.dump())
 		}
 		a.settled(t)
 	})

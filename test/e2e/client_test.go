@@ -55,12 +55,7 @@ func TestClientEOFIsQuitOnFake(t *testing.T) {
 	t.Parallel()
 	c, rc := clientOnFake(t, "alice")
 	c.closeStdin()
-	rc.expectFrame(t, "disconnect", "alice")
-	rc.expectEOF(t, timeout)
-	rc.c.Close()
-	c.out.waitLine(t, "quitting", timeout)
-	c.expectExit(t, 0, timeout)
-	c.out.expectEnd(t, timeout)
+	c.expectQuitOnFake(t, rc)
 }
 
 // A relay that never passes the close on costs at most about 1 s.

@@ -7,15 +7,16 @@
 //
 //	go test -race ./test/e2e/ -count=1
 //
-// Set E2E_RACE=1 to also build the two programs with -race (slower, but a
-// data race or a panic reported by either program then fails the test that
-// ran it).
+// Under -race the two programs are built with the race detector too
+// (internal/testbin), so a data race or a panic reported by either program
+// fails the test that ran it. E2E_RACE=1 builds them so without -race.
+// With -short the suite is skipped.
 //
 // Set E2E_SERVER_BIN and/or E2E_CLIENT_BIN to the path of a prebuilt program
 // to test it instead of building cmd/server or cmd/client.
 //
-// The harness lives in harness_test.go: startServer, startClient,
-// joinClient, dialRaw, newFakeServer and lineLog (see its doc comment for the
-// waiting semantics). Nothing in the suite sleeps to wait for a condition:
+// The harness lives in the harness_*_test.go files (harness_test.go lists
+// them): startServer, startClient, joinClient, dialRaw, newFakeServer and
+// lineLog (see its doc comment for the waiting semantics). Nothing in the suite sleeps to wait for a condition:
 // every wait is on an event (a line, a frame, an exit) with a deadline.
 package e2e

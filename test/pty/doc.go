@@ -9,6 +9,10 @@
 //
 //	go test -race ./test/pty/ -count=1
 //
+// Under -race the programs are built with the race detector too
+// (internal/testbin); a data race or a panic either reports fails the test
+// that ran it.
+//
 // Nothing in the suite sleeps to wait for a condition: every wait is on an
 // event (screen content, an output line, a frame, an exit) with a deadline.
 package ptytest

@@ -37,6 +37,10 @@ var serverBin, clientBin string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	if testing.Short() {
+		// Every test skips itself (skipShort); nothing to build.
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "gochat-pty-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pty:", err)
@@ -59,6 +63,15 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
+}
+
+// skipShort skips the test under -short: the suite runs the real programs.
+// Every way of starting a program calls it.
+func skipShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("skipped with -short: the pty suite runs the real programs")
+	}
 }
 
 // env returns the environment for a client: this one's, with TERM set and
@@ -140,6 +153,19 @@ func (s *stream) waitFor(t testing.TB, what, want string) {
 	}
 }
 
+// trouble returns the first line of a program's output that reports a data
+// race (the programs are built with -race when the tests are) or a panic,
+// or "" if there is none.
+func trouble(out []byte) string {
+	for line := range strings.Lines(string(out)) {
+		line = strings.TrimRight(line, "\r\n")
+		if strings.Contains(line, "WARNING: DATA RACE") || strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ") {
+			return line
+		}
+	}
+	return ""
+}
+
 // ---------------------------------------------------------------------------
 // The real server.
 // ---------------------------------------------------------------------------
@@ -155,6 +181,7 @@ var listening = regexp.MustCompile(`msg=listening addr=(\S+)`)
 // startServer runs the real server on a free port of 127.0.0.1.
 func startServer(t *testing.T) *server {
 	t.Helper()
+	skipShort(t)
 	cmd := exec.Command(serverBin, "-a", "127.0.0.1", "-p", "0")
 	cmd.Dir = t.TempDir()
 	stdout, err := cmd.StdoutPipe()
@@ -178,6 +205,9 @@ func startServer(t *testing.T) *server {
 		cmd.Process.Signal(syscall.SIGTERM)
 		wg.Wait()
 		cmd.Wait()
+		if l := trouble(logs.bytes()); l != "" {
+			t.Errorf("server reported on stderr: %q\n%s", l, logs.bytes())
+		}
 	})
 	logs.waitFor(t, "server stderr", "msg=listening")
 	m := listening.FindSubmatch(logs.bytes())
@@ -209,6 +239,7 @@ type ptyClient struct {
 // that is its stdin, stdout and stderr, in a fresh directory.
 func startPTY(t *testing.T, environ []string, args ...string) *ptyClient {
 	t.Helper()
+	skipShort(t)
 	ptmx, tty, err := pty.Open()
 	if err != nil {
 		t.Fatal(err)
@@ -247,6 +278,9 @@ func startPTY(t *testing.T, environ []string, args ...string) *ptyClient {
 		c.tty.Close()
 		<-c.readDone
 		c.ptmx.Close()
+		if l := trouble(c.scr.Raw()); l != "" {
+			t.Errorf("client reported on its terminal: %q", l)
+		}
 		if t.Failed() {
 			t.Logf("client screen at the end:\n%s", c.scr)
 		}
@@ -334,6 +368,7 @@ type pipeClient struct {
 // a pipe, or on a pseudo-terminal if stdinTTY.
 func startPipe(t *testing.T, environ []string, stdinTTY bool, args ...string) *pipeClient {
 	t.Helper()
+	skipShort(t)
 	c := &pipeClient{t: t, out: newStream(), err: newStream(), dir: t.TempDir(), exited: make(chan struct{})}
 	c.cmd = exec.Command(clientBin, args...)
 	c.cmd.Dir, c.cmd.Env = c.dir, environ
@@ -394,6 +429,9 @@ func startPipe(t *testing.T, environ []string, stdinTTY bool, args ...string) *p
 		if c.ptmx != nil {
 			c.ptmx.Close()
 			echo.Wait()
+		}
+		if l := trouble(c.err.bytes()); l != "" {
+			t.Errorf("client reported on stderr: %q", l)
 		}
 		if t.Failed() {
 			t.Logf("client stdout:\n%s\nstderr:\n%s", c.out.bytes(), c.err.bytes())

@@ -1,7 +1,9 @@
 // Package soak holds the opt-in soak test: many clients chatting with the
 // real server binary for minutes, checking that every accepted message is
-// delivered exactly once and in order, and that the server's goroutines and
-// file descriptors return to their baseline afterwards.
+// delivered exactly once and in order, that the server's goroutines and
+// file descriptors return to their baseline afterwards, that it printed
+// exactly one stdout line per join, message and disconnect, and that it
+// exits 0 on SIGINT without reporting a data race.
 //
 // Run it with
 //
@@ -13,6 +15,7 @@ package soak
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -22,7 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -110,28 +113,32 @@ func TestSoak(t *testing.T) {
 	port, mport := freePort(t), freePort(t)
 	srv := exec.Command(bin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "--max-clients", strconv.Itoa(n+10),
 		"--metrics-addr", "127.0.0.1:"+strconv.Itoa(mport), "--log-level", "warn")
-	stdout, _ := srv.StdoutPipe()
-	srv.Stderr = os.Stderr
+	stdout, err := srv.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer // stderr, also shown as it comes
+	srv.Stderr = io.MultiWriter(os.Stderr, &logs)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var stdoutLines atomic.Int64
-	drained := make(chan struct{})
+	tally := newTally(n)
+	exited := make(chan error, 1)
 	go func() {
-		defer close(drained)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			stdoutLines.Add(1)
+		tally.run(stdout) // until the server closes its stdout
+		exited <- srv.Wait()
+	}()
+	reaped := false // the test has received from exited
+	t.Cleanup(func() {
+		if !reaped {
+			srv.Process.Kill()
+			<-exited
 		}
-	}()
-	defer func() {
-		srv.Process.Signal(os.Interrupt)
-		srv.Wait()
-		<-drained
-	}()
+	})
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	murl := fmt.Sprintf("http://127.0.0.1:%d/metrics", mport)
-	var baseG, baseFD float64
+	poll := time.NewTicker(100 * time.Millisecond) // for what has no event: a listener, metrics
+	defer poll.Stop()
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
@@ -140,9 +147,9 @@ func TestSoak(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("server never listened")
 		}
-		runtime.Gosched()
+		<-poll.C
 	}
-	baseG, baseFD = metric(t, murl, "go_goroutines"), metric(t, murl, "process_open_fds")
+	baseG, baseFD := metric(t, murl, "go_goroutines"), metric(t, murl, "process_open_fds")
 
 	members := make([]*member, n)
 	for i := range members {
@@ -152,24 +159,29 @@ func TestSoak(t *testing.T) {
 		}
 		m := &member{id: i, name: fmt.Sprintf("u%d", i), nc: nc,
 			sentTo: make([]atomic.Int64, n), gotFrom: make([]int64, n), lastFrom: make([]int64, n)}
-		nc.Write(protocol.AppendJoin(nil, protocol.Join, m.name))
+		if _, err := nc.Write(protocol.AppendJoin(nil, protocol.Join, m.name)); err != nil {
+			t.Fatalf("%s: join: %v", m.name, err)
+		}
 		members[i] = m
 	}
-	for deadline := time.Now().Add(time.Minute); metric(t, murl, "chat_users") < float64(n); {
-		if time.Now().After(deadline) {
-			t.Fatal("not every member joined")
-		}
-		time.Sleep(100 * time.Millisecond) // the server offers no join event to wait on
+	select {
+	case <-tally.allJoined:
+	case err := <-exited:
+		reaped = true
+		t.Fatalf("server exited (%v) before every member joined", err)
+	case <-time.After(time.Minute):
+		t.Fatalf("after a minute the server printed %d join lines of %d", tally.counts().joins, n)
 	}
 	t.Logf("%d members joined; baseline goroutines %.0f, fds %.0f", n, baseG, baseFD)
 
 	var readers sync.WaitGroup
 	var received atomic.Int64
+	progress := make(chan struct{}, 1) // a delivery was counted
 	for _, m := range members {
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
-			m.read(&received)
+			m.read(&received, progress)
 		}()
 	}
 
@@ -177,7 +189,7 @@ func TestSoak(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), duration)
 	defer cancel()
 	var senders sync.WaitGroup
-	var sent atomic.Int64
+	var sent, frames atomic.Int64 // deliveries, and send_message frames (one `msg:` line each)
 	start := time.Now()
 	for _, m := range members {
 		senders.Add(1)
@@ -209,6 +221,7 @@ func TestSoak(t *testing.T) {
 					t.Errorf("%s: write: %v", m.name, err)
 					return
 				}
+				frames.Add(1)
 				seen := map[int]bool{}
 				for _, r := range ids {
 					if !seen[r] {
@@ -222,19 +235,25 @@ func TestSoak(t *testing.T) {
 	}
 	senders.Wait()
 	elapsed := time.Since(start)
-	// Let every accepted message arrive.
-	for deadline := time.Now().Add(time.Minute); received.Load() < sent.Load(); {
-		if time.Now().After(deadline) {
-			break
+	// Let every accepted message arrive before anyone leaves.
+	settle := time.NewTimer(time.Minute)
+	defer settle.Stop()
+arrive:
+	for received.Load() < sent.Load() {
+		select {
+		case <-progress:
+		case <-settle.C:
+			break arrive
 		}
-		time.Sleep(50 * time.Millisecond) // deliveries are counted, not signalled
 	}
-	t.Logf("sent %d deliveries in %v (%.0f/s); received %d; server printed %d lines",
-		sent.Load(), elapsed.Round(time.Second), float64(sent.Load())/elapsed.Seconds(), received.Load(), stdoutLines.Load())
+	t.Logf("sent %d deliveries in %d frames in %v (%.0f/s); received %d",
+		sent.Load(), frames.Load(), elapsed.Round(time.Second), float64(sent.Load())/elapsed.Seconds(), received.Load())
 
 	for _, m := range members {
 		m.wmu.Lock()
-		m.nc.Write(protocol.AppendJoin(nil, protocol.Disconnect, m.name))
+		if _, err := m.nc.Write(protocol.AppendJoin(nil, protocol.Disconnect, m.name)); err != nil {
+			t.Errorf("%s: disconnect: %v", m.name, err)
+		}
 		m.wmu.Unlock()
 	}
 	readers.Wait()
@@ -268,13 +287,112 @@ func TestSoak(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("not back to baseline: users %.0f, goroutines %.0f (baseline %.0f), fds %.0f (baseline %.0f)", users, g, baseG, fd, baseFD)
 		}
-		time.Sleep(200 * time.Millisecond) // polling the server's metrics
+		<-poll.C
+	}
+
+	// SIGINT: the server exits 0, and its stdout holds exactly one line per
+	// join, message and disconnect.
+	if err := srv.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		reaped = true
+		if err != nil {
+			t.Errorf("server after SIGINT: %v, want exit status 0", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("server still running 30 s after SIGINT")
+	}
+	if b := logs.String(); strings.Contains(b, "WARNING: DATA RACE") || strings.Contains(b, "panic: ") {
+		t.Errorf("server reported a data race or a panic on stderr")
+	}
+	c := tally.counts()
+	t.Logf("server printed %d join, %d msg and %d disconnected lines, %d others", c.joins, c.msgs, c.disconnects, c.otherN)
+	if c.joins != n || c.msgs != int(frames.Load()) || c.disconnects != n || c.otherN != 0 {
+		t.Errorf("server stdout: %d join, %d msg, %d disconnected lines and %d others (first: %q); want %d, %d, %d and 0",
+			c.joins, c.msgs, c.disconnects, c.otherN, c.other, n, frames.Load(), n)
 	}
 }
 
+// lockedBuffer is a bytes.Buffer safe for one writer and other readers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// tally counts the server's stdout lines by kind: `join: uN`, `msg: uN`
+// and `disconnected: uN`, the only lines a soak run may cause.
+type tally struct {
+	want      int           // members
+	allJoined chan struct{} // closed once want join lines were printed
+
+	mu sync.Mutex
+	c  tallyCounts // guarded by mu
+}
+
+type tallyCounts struct {
+	joins, msgs, disconnects int
+	otherN                   int
+	other                    []string // the first few other lines
+}
+
+func newTally(want int) *tally {
+	return &tally{want: want, allJoined: make(chan struct{})}
+}
+
+// run counts the lines of r until it ends.
+func (t *tally) run(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		kind, name, _ := strings.Cut(line, ": ")
+		_, err := strconv.ParseUint(strings.TrimPrefix(name, "u"), 10, 32)
+		member := strings.HasPrefix(name, "u") && err == nil
+		t.mu.Lock()
+		switch {
+		case member && kind == "join":
+			t.c.joins++
+			if t.c.joins == t.want {
+				close(t.allJoined)
+			}
+		case member && kind == "msg":
+			t.c.msgs++
+		case member && kind == "disconnected":
+			t.c.disconnects++
+		default:
+			t.c.otherN++
+			if len(t.c.other) < 5 {
+				t.c.other = append(t.c.other, line)
+			}
+		}
+		t.mu.Unlock()
+	}
+}
+
+func (t *tally) counts() tallyCounts {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.c
+	c.other = slices.Clone(c.other)
+	return c
+}
+
 // read consumes frames until the server closes the connection, checking
-// the per-sender order.
-func (m *member) read(received *atomic.Int64) {
+// the per-sender order; progress is signalled after each delivery.
+func (m *member) read(received *atomic.Int64, progress chan<- struct{}) {
 	r := protocol.NewReader(m.nc)
 	index := func(name string) int {
 		v, err := strconv.Atoi(strings.TrimPrefix(name, "u"))
@@ -314,5 +432,9 @@ func (m *member) read(received *atomic.Int64) {
 		m.lastFrom[s] = seq
 		m.gotFrom[s]++
 		received.Add(1)
+		select {
+		case progress <- struct{}{}:
+		default:
+		}
 	}
 }

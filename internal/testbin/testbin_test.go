@@ -1,0 +1,92 @@
+package testbin
+
+import (
+	"debug/buildinfo"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"testing"
+)
+
+// raceSetting returns the -race build setting recorded in info ("" if none).
+func raceSetting(info *debug.BuildInfo) string {
+	for _, s := range info.Settings {
+		if s.Key == "-race" {
+			return s.Value
+		}
+	}
+	return ""
+}
+
+// The programs are built with the race detector exactly when this test
+// binary was (`go test -race`), so the README's test command checks them
+// for data races too.
+func TestBuildFollowsRace(t *testing.T) {
+	t.Setenv("E2E_RACE", "")
+	self, ok := debug.ReadBuildInfo()
+	if !ok {
+		t.Fatal("no build info in the test binary")
+	}
+	testRace := raceSetting(self) == "true"
+	if Race() != testRace {
+		t.Fatalf("Race() = %v, but the test binary's -race setting is %q", Race(), raceSetting(self))
+	}
+
+	out := filepath.Join(t.TempDir(), "server")
+	if err := Build(out, "./cmd/server"); err != nil {
+		t.Fatal(err)
+	}
+	info, err := buildinfo.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := raceSetting(info) == "true"; got != testRace {
+		t.Fatalf("built %s with -race=%q; the test binary has -race=%q", info.Path, raceSetting(info), raceSetting(self))
+	}
+
+	t.Setenv("E2E_RACE", "1")
+	if !Race() {
+		t.Fatal("E2E_RACE=1 must build with the race detector")
+	}
+}
+
+// The commands are read from the contract itself, so a help text checked
+// against them is checked against PROTOCOL.md, not against itself.
+func TestClientCommands(t *testing.T) {
+	got, err := ClientCommands()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"msg <N> <user1> ... <userN> <message>",
+		"list",
+		"file <N> <user1> ... <userN> <path>",
+		"help",
+		"quit",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("ClientCommands() = %q, want %q", got, want)
+	}
+	for _, doc := range []string{"", "## 5. Client\n\nno table\n", "## 5. Client\n\n| input | action |\n| --- | --- |\n| end of input | quit |\n"} {
+		if cmds, err := parseClientCommands(doc); err == nil {
+			t.Errorf("parseClientCommands(%q) = %q, want an error", doc, cmds)
+		}
+	}
+}
+
+func TestMissingFromHelp(t *testing.T) {
+	cmds := []string{"msg <N> <user1> ... <userN> <message>", "list", "quit"}
+	for _, c := range []struct {
+		help string
+		want []string
+	}{
+		{"Commands:\n  msg <N> <user1> ... <userN> <message>   send\n  list\n\tquit   leave\n", nil},
+		{"", cmds},
+		{"msg <N> <users> <message>\nlist\nquit\n", cmds[:1]},                   // another format
+		{"  e.g. msg <N> <user1> ... <userN> <message>\nlistx\nquit", cmds[:2]}, // not at a line's start; a longer word
+	} {
+		if got := missingFromHelp(cmds, c.help); !slices.Equal(got, c.want) {
+			t.Errorf("missingFromHelp(%q) = %q, want %q", c.help, got, c.want)
+		}
+	}
+}

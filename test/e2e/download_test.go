@@ -1,0 +1,114 @@
+package e2e
+
+import (
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Where received files land (PROTOCOL.md section 5; --download-dir and the
+// chunked-file extension of docs/PROTOCOL.md).
+
+// With --download-dir, a received file lands there as <user>_<filename>,
+// and nothing in the working directory: as one forward_file, and in chunks
+// for a client with --extensions (files over 256 KiB).
+func TestClientDownloadDir(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		extra []string
+		size  int
+	}{
+		{"plain", nil, 1000},
+		{"chunked", []string{"--extensions"}, 600 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t)
+			dl := t.TempDir()
+			bob := joinClient(t, srv, "bob", append([]string{"--download-dir", dl}, tc.extra...)...)
+			alice := joinClient(t, srv, "alice")
+			data := make([]byte, tc.size)
+			_, _ = rand.NewChaCha8([32]byte{byte(tc.size)}).Read(data)
+			writeFile(t, filepath.Join(alice.home, "report.bin"), data)
+			alice.send(t, "file 1 bob report.bin")
+			srv.out.waitLine(t, "file: alice", timeout)
+			bob.out.waitLine(t, "file: alice: report.bin", timeout)
+			expectFileContent(t, filepath.Join(dl, "bob_report.bin"), data)
+			expectDirEntries(t, dl, "bob_report.bin")
+			bob.expectHomeFiles(t) // nothing in the working directory
+			alice.expectHomeFiles(t, "report.bin")
+			alice.quit(t, srv)
+			bob.quit(t, srv)
+		})
+	}
+}
+
+// chunkedOnFake starts a real client with --extensions against a fake
+// server that accepts chunked-file, and returns both once it has joined.
+func chunkedOnFake(t *testing.T, name string, extra ...string) (*client, *rawConn) {
+	t.Helper()
+	fs := newFakeServer(t)
+	c := startClient(t, fs.port, name, append([]string{"--extensions"}, extra...)...)
+	rc := fs.accept(t)
+	rc.expectFrame(t, "ext_hello", "chunked-file")
+	rc.write(t, fr("ext_hello", "chunked-file"))
+	rc.expectFrame(t, "join", name)
+	return c, rc
+}
+
+// beginChunkedFile sends file 7 (big.bin from bob, 200000 bytes) and one
+// 64 KiB chunk of it to a chunked client, and waits until the client holds
+// the partial content in its download folder dir, under a name other than
+// the file's.
+func beginChunkedFile(t *testing.T, c *client, rc *rawConn, dir string) {
+	t.Helper()
+	rc.write(t, fr("file_begin", "7 bob big.bin 200000"))
+	rc.write(t, fr("file_chunk", "7 "+strings.Repeat("c", 65536)))
+	rc.write(t, fr("forward_message", "1 bob mid-file"))
+	c.out.waitLine(t, "msg: bob: mid-file", timeout)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 1 || ents[0].Name() == c.name+"_big.bin" {
+		t.Fatalf("mid-file, the download folder holds %v; want one temporary file", ents)
+	}
+}
+
+// file_abort: the partial file is removed, no file line is printed, and
+// the session goes on.
+func TestClientChunkedAbort(t *testing.T) {
+	t.Parallel()
+	c, rc := chunkedOnFake(t, "alice")
+	beginChunkedFile(t, c, rc, c.home)
+	rc.write(t, fr("file_abort", "7"))
+	rc.write(t, fr("forward_message", "1 bob after the abort"))
+	c.out.waitLine(t, "msg: bob: after the abort", timeout) // and no `file:` line before it
+	c.expectHomeFiles(t)
+	// Later chunks of the aborted file are ignored; another file arrives.
+	rc.write(t, fr("file_chunk", "7 late"))
+	rc.write(t, fr("file_begin", "8 bob small.txt 5"))
+	rc.write(t, fr("file_chunk", "8 hello"))
+	rc.write(t, fr("file_end", "8"))
+	c.out.waitLine(t, "file: bob: small.txt", timeout)
+	expectFileContent(t, filepath.Join(c.home, "alice_small.txt"), []byte("hello"))
+	c.expectHomeFiles(t, "alice_small.txt")
+	c.send(t, "quit")
+	c.expectQuitOnFake(t, rc)
+}
+
+// A connection lost mid-file: the session ends, and neither the partial
+// file nor anything else is left in the download folder.
+func TestClientChunkedConnectionLost(t *testing.T) {
+	t.Parallel()
+	dl := t.TempDir()
+	c, rc := chunkedOnFake(t, "alice", "--download-dir", dl)
+	beginChunkedFile(t, c, rc, dl)
+	rc.c.Close()
+	c.expectDisconnectedExit1(t, "disconnected: connection to server lost")
+	expectDirEntries(t, dl)
+	c.expectHomeFiles(t)
+}
