@@ -26,12 +26,13 @@ type Peer interface {
 	// peers. An error means the frame was not queued (the peer is gone or
 	// was cut off as a slow consumer).
 	Send(frame []byte) error
-	// Backlog returns nil while fewer bytes than the server's pace mark
-	// wait to be delivered to the user; otherwise a channel that is
-	// closed when some have gone (the caller asks again) or the user is
-	// gone. A sender whose frames pile up there waits on it before it
-	// reads more, so that a flood is slowed to what its recipients take.
-	Backlog() <-chan struct{}
+	// Offer queues frame as Send does, unless the user's backlog leaves
+	// no room for it below the server's pace mark while the user is still
+	// taking bytes: then it queues nothing and returns a channel closed
+	// when the frame should be offered again. A sender that waits on it
+	// before going on is paced to what its recipients take, so that a
+	// flood never gets a recipient reading at an honest pace cut off.
+	Offer(frame []byte) (retry <-chan struct{}, err error)
 	// OpenFile starts delivering a file whose content the caller then
 	// writes in chunks. A peer that takes whole frames only reserves its
 	// outgoing stream for the forward_file frame, waiting while another

@@ -88,6 +88,6 @@ func (c *conn) hello(h protocol.Header) (protocol.Header, error) {
 		}
 	}
 	c.logAt(slog.LevelDebug, "extensions", "asked", features, "accepted", accepted)
-	c.q.push(protocol.AppendExtHello(nil, accepted))
+	c.q.push(protocol.AppendExtHello(nil, accepted), false)
 	return c.readHeader()
 }

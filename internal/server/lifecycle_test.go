@@ -178,9 +178,9 @@ func (h bombHub) Lookup(name string) Peer {
 
 type bombPeer struct{}
 
-func (bombPeer) Name() string             { return "bomb" }
-func (bombPeer) Send([]byte) error        { return nil }
-func (bombPeer) Backlog() <-chan struct{} { return nil }
+func (bombPeer) Name() string                          { return "bomb" }
+func (bombPeer) Send([]byte) error                     { return nil }
+func (bombPeer) Offer([]byte) (<-chan struct{}, error) { return nil, nil }
 func (bombPeer) OpenFile(FileHead, <-chan struct{}) (FileStream, error) {
 	return bombStream{}, nil
 }

@@ -1,6 +1,10 @@
 package server
 
-import "time"
+import (
+	"time"
+
+	"github.com/gochat/chat/internal/protocol"
+)
 
 // pauseCause says why a sender's reading was paused.
 type pauseCause uint8
@@ -39,44 +43,55 @@ func (c *conn) paceReads() error {
 	return c.pause(pauseFrames, d)
 }
 
-// pace is called after a frame of size bytes was delivered to peers: it
-// pauses the sender, before it reads its next frame, while any of them
-// has more than the pace mark waiting (so a flood is slowed to what its
-// recipients take, rather than cutting them off), and for as long as its
-// budget of bytes delivered per second asks.
-func (c *conn) pace(peers []Peer, size int) error {
-	if c.srv.cfg.PaceBacklog > 0 {
-		for _, p := range peers {
-			if err := c.waitBacklog(p); err != nil {
-				return err
-			}
+// deliver sends a frame of type t to peers, counts it, and paces the
+// sender: a peer whose backlog leaves no room for the frame below the
+// pace mark (while it still takes bytes) gets it once there is room, and
+// the sender reads nothing more meanwhile, so a flood is slowed to what
+// its recipients take instead of cutting them off. Then the sender waits
+// as long as its budget of bytes delivered per second asks.
+func (c *conn) deliver(peers []Peer, t protocol.Type, frame []byte) error {
+	c.countOut(t, len(peers), len(frame))
+	var later []Peer
+	for _, p := range peers {
+		if retry, _ := p.Offer(frame); retry != nil {
+			later = append(later, p)
+		}
+	}
+	for _, p := range later {
+		if err := c.offerWhenRoom(p, frame); err != nil {
+			return err
 		}
 	}
 	if c.budget != nil {
-		return c.pause(pauseBytes, c.budget.spend(float64(size)*float64(len(peers))))
+		return c.pause(pauseBytes, c.budget.spend(float64(len(frame))*float64(len(peers))))
 	}
 	return nil
 }
 
-// waitBacklog waits until p's backlog is below the pace mark, p is gone
-// (a recipient that takes nothing is cut off after the stall limit), or
-// this connection closes.
-func (c *conn) waitBacklog(p Peer) error {
-	wait := p.Backlog()
-	if wait == nil {
-		return nil
-	}
+// offerWhenRoom offers frame to p until p takes it, is gone, or has taken
+// nothing for paceGrace (then the frame is queued whatever the backlog,
+// and p overflows its queue or stalls to be cut off, as a slow consumer
+// must be, holding nobody back), or until this connection closes.
+func (c *conn) offerWhenRoom(p Peer, frame []byte) error {
 	c.m.paused[pauseBacklog].Inc()
 	start := time.Now()
 	defer func() { c.m.pausedSeconds[pauseBacklog].Add(time.Since(start).Seconds()) }()
-	for ; wait != nil; wait = p.Backlog() {
+	// Offer again now and then, since a peer that stops taking bytes
+	// closes no channel.
+	tick := time.NewTicker(progressTick)
+	defer tick.Stop()
+	for {
+		retry, err := p.Offer(frame)
+		if retry == nil || err != nil {
+			return nil
+		}
 		select {
-		case <-wait:
+		case <-retry:
+		case <-tick.C:
 		case <-c.done:
 			return errConnClosing
 		}
 	}
-	return nil
 }
 
 // pause waits d, counting it under cause, unless the connection closes

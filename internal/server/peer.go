@@ -12,15 +12,22 @@ func (c *conn) Name() string { return c.name }
 
 // Send implements Peer.
 func (c *conn) Send(frame []byte) error {
-	err := c.q.push(frame)
-	if errors.Is(err, ErrSlowConsumer) {
-		c.kill(reasonSlowConsumer, fmt.Errorf("send queue over %d bytes", c.srv.cfg.SendQueueBytes))
-	}
+	_, err := c.push(frame, false)
 	return err
 }
 
-// Backlog implements Peer.
-func (c *conn) Backlog() <-chan struct{} { return c.q.backlog() }
+// Offer implements Peer.
+func (c *conn) Offer(frame []byte) (<-chan struct{}, error) { return c.push(frame, true) }
+
+// push queues frame (paced: unless the backlog is at the pace mark) and
+// cuts the connection off if its queue overflows.
+func (c *conn) push(frame []byte, paced bool) (<-chan struct{}, error) {
+	retry, err := c.q.push(frame, paced)
+	if errors.Is(err, ErrSlowConsumer) {
+		c.kill(reasonSlowConsumer, fmt.Errorf("send queue over %d bytes", c.srv.cfg.SendQueueBytes))
+	}
+	return retry, err
+}
 
 // OpenFile implements Peer.
 func (c *conn) OpenFile(head FileHead, cancel <-chan struct{}) (FileStream, error) {

@@ -43,16 +43,6 @@ func (c *conn) recipients(prefix string, names []string) []Peer {
 	return peers
 }
 
-// deliver sends a frame of type t to peers, counts it, and paces the
-// sender.
-func (c *conn) deliver(peers []Peer, t protocol.Type, frame []byte) error {
-	c.countOut(t, len(peers), len(frame))
-	for _, p := range peers {
-		p.Send(frame)
-	}
-	return c.pace(peers, len(frame))
-}
-
 // handleFile relays a send_file frame whose header has been read.
 func (c *conn) handleFile() error {
 	s := c.srv

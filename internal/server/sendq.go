@@ -28,7 +28,8 @@ type sendQueue struct {
 	onFail  func(error)   // called once by the writer when a write fails, before waiters learn of it
 
 	slot chan struct{} // holds a token while a stream is open
-	over atomic.Bool   // size is at least mark; written under mu
+
+	progress atomic.Int64 // when the writer last moved bytes (or started), in Unix nanoseconds
 
 	mu        sync.Mutex
 	items     []qitem       // ready to write; guarded by mu
@@ -62,30 +63,44 @@ func newSendQueue(nc net.Conn, limit, mark int, timeout time.Duration, onFail fu
 }
 
 // push queues a whole frame. It returns ErrSlowConsumer if the queue
-// would exceed its limit, and errQueueClosed after close.
-func (q *sendQueue) push(b []byte) error {
+// would exceed its limit, and errQueueClosed after close. A paced push
+// queues nothing while the frame would take the queue past its pace mark
+// and the peer is still taking bytes (or has been for less than
+// paceGrace); it returns a channel closed when bytes leave the queue
+// instead, to be pushed again then.
+func (q *sendQueue) push(b []byte, paced bool) (retry <-chan struct{}, err error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closing || q.failed {
-		return errQueueClosed
+		return nil, errQueueClosed
+	}
+	if paced && q.mark > 0 && q.size > 0 && q.size+len(b) > q.mark && q.takingLocked() {
+		return q.spaceLocked(), nil
 	}
 	if q.size+len(b) > q.limit {
-		return ErrSlowConsumer
+		return nil, ErrSlowConsumer
 	}
-	q.addSizeLocked(len(b))
+	q.size += len(b)
 	if q.streaming {
 		q.held = append(q.held, qitem{b: b})
-		return nil
+		return nil, nil
 	}
 	q.items = append(q.items, qitem{b: b})
 	q.kickLocked()
-	return nil
+	return nil, nil
+}
+
+// takingLocked reports whether the peer is taking what is queued: the
+// writer is idle, or has moved bytes within paceGrace.
+func (q *sendQueue) takingLocked() bool {
+	return !q.writing || q.sinceProgress() < paceGrace
 }
 
 // kickLocked starts the writer if it is not running.
 func (q *sendQueue) kickLocked() {
 	if !q.writing && len(q.items) > 0 && !q.failed {
 		q.writing = true
+		q.noteProgress() // idle until now, so not behind
 		go q.writeLoop()
 	}
 }
@@ -134,7 +149,7 @@ func (q *sendQueue) writeLoop() {
 		clear(batch) // let the frames be collected
 		q.mu.Lock()
 		q.spare = batch[:0]
-		q.addSizeLocked(-whole)
+		q.size -= whole
 		q.inStream -= parts
 		if err != nil {
 			q.failed = true
@@ -144,11 +159,20 @@ func (q *sendQueue) writeLoop() {
 	}
 }
 
-// write writes bufs, failing if no byte moves for q.timeout.
+// write writes bufs, failing once no byte has moved for q.timeout. On a
+// TCP socket it writes with short deadlines, noting each time bytes moved,
+// so that the queue knows whether its peer is still taking them. Other
+// connections (TLS) cannot resume a write that timed out: there each step
+// is small and gets the whole timeout.
 func (q *sendQueue) write(bufs net.Buffers) error {
-	const step = 1 << 20
+	_, resumable := q.nc.(*net.TCPConn)
+	step, wait := 64<<10, q.timeout
+	if resumable {
+		step, wait = 1<<20, min(progressTick, q.timeout)
+	}
 	for len(bufs) > 0 {
-		// Bound each write so the deadline measures progress, not size.
+		// Take at most step bytes, so a step's deadline measures
+		// progress, not size.
 		var chunk net.Buffers
 		n := 0
 		for len(bufs) > 0 && n < step {
@@ -164,14 +188,40 @@ func (q *sendQueue) write(bufs net.Buffers) error {
 			n += len(b)
 			bufs = bufs[1:]
 		}
-		if err := q.nc.SetWriteDeadline(time.Now().Add(q.timeout)); err != nil {
-			return err
-		}
-		if _, err := chunk.WriteTo(q.nc); err != nil {
-			return err
+		for len(chunk) > 0 {
+			if err := q.nc.SetWriteDeadline(time.Now().Add(wait)); err != nil {
+				return err
+			}
+			moved, err := chunk.WriteTo(q.nc) // consumes what it wrote
+			if moved > 0 {
+				q.noteProgress()
+			}
+			if err == nil {
+				break
+			}
+			var ne net.Error
+			if !resumable || !errors.As(err, &ne) || !ne.Timeout() || q.sinceProgress() >= q.timeout {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// progressTick is how often a blocked write on a TCP socket looks at
+// whether bytes are still moving.
+const progressTick = 250 * time.Millisecond
+
+// paceGrace is how long after its last progress a peer still counts as
+// taking its bytes, and so still holds back the senders that fill its
+// queue: a peer that takes nothing for this long no longer does, and
+// overflows its queue (or stalls) to be cut off.
+const paceGrace = 5 * time.Second
+
+func (q *sendQueue) noteProgress() { q.progress.Store(time.Now().UnixNano()) }
+
+func (q *sendQueue) sinceProgress() time.Duration {
+	return time.Duration(time.Now().UnixNano() - q.progress.Load())
 }
 
 // close stops taking frames, queues last (if not nil) after what is
@@ -206,33 +256,9 @@ func (q *sendQueue) close(last []byte) <-chan struct{} {
 // dropHeldLocked discards the frames held behind the open stream.
 func (q *sendQueue) dropHeldLocked() {
 	for _, it := range q.held {
-		q.addSizeLocked(-len(it.b))
+		q.size -= len(it.b)
 	}
 	q.held = nil
-}
-
-// addSizeLocked adds n to the bytes of whole frames queued, and notes
-// whether they reach the pace mark.
-func (q *sendQueue) addSizeLocked(n int) {
-	q.size += n
-	if over := q.mark > 0 && q.size >= q.mark; over != q.over.Load() {
-		q.over.Store(over)
-	}
-}
-
-// backlog returns nil while the whole frames queued are below the pace
-// mark; otherwise a channel closed when bytes leave the queue or it
-// closes. It costs an atomic load unless the queue is over the mark.
-func (q *sendQueue) backlog() <-chan struct{} {
-	if !q.over.Load() {
-		return nil
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.size < q.mark || q.closing || q.failed {
-		return nil
-	}
-	return q.spaceLocked()
 }
 
 // spaceLocked returns the channel closed when bytes next leave the queue

@@ -51,7 +51,7 @@ func TestSendQueueDropsHeldFromSize(t *testing.T) {
 				t.Fatal(err)
 			}
 			for range 3 {
-				if err := q.push([]byte("forward_message 6 1 a hi")); err != nil {
+				if _, err := q.push([]byte("forward_message 6 1 a hi"), false); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -85,7 +85,7 @@ func TestSendQueueWakesOnlyWaiters(t *testing.T) {
 		}
 	}()
 	for range 3 {
-		q.push([]byte("forward_message 6 1 a hi"))
+		q.push([]byte("forward_message 6 1 a hi"), false)
 	}
 	<-read
 	q.mu.Lock()
@@ -95,4 +95,36 @@ func TestSendQueueWakesOnlyWaiters(t *testing.T) {
 		t.Error("a wake-up channel was made with nobody waiting")
 	}
 	server.Close()
+}
+
+// A paced push queues nothing while the frame would take the queue past
+// its pace mark and the peer still takes bytes; an empty queue takes any
+// frame; a peer that has taken nothing for paceGrace holds nobody back.
+func TestSendQueuePacedPush(t *testing.T) {
+	q, _ := newTestQueue(t)
+	q.mark = 100
+	big := make([]byte, 150)
+	if retry, err := q.push(big, true); retry != nil || err != nil {
+		t.Fatalf("empty queue refused a frame over the mark: %v, %v", retry, err)
+	}
+	frame := make([]byte, 10)
+	retry, err := q.push(frame, true)
+	if retry == nil || err != nil {
+		t.Fatalf("paced push past the mark = %v, %v; want a retry channel", retry, err)
+	}
+	if got := q.queuedBytes(); got != 150 {
+		t.Fatalf("size after a refused paced push = %d, want 150", got)
+	}
+	if retry, err := q.push(frame, false); retry != nil || err != nil {
+		t.Fatalf("unpaced push = %v, %v", retry, err)
+	}
+	// The writer is stuck on the unread pipe: once it has moved nothing
+	// for paceGrace, paced pushes go through.
+	q.progress.Add(-int64(paceGrace))
+	if retry, err := q.push(frame, true); retry != nil || err != nil {
+		t.Fatalf("paced push to a peer taking nothing = %v, %v; want queued", retry, err)
+	}
+	if got := q.queuedBytes(); got != 170 {
+		t.Fatalf("size = %d, want 170", got)
+	}
 }

@@ -100,6 +100,6 @@ func (s *chunkedStream) Abort() { s.end(protocol.FileAbort) }
 func (s *chunkedStream) end(t protocol.Type) {
 	if !s.done {
 		s.done = true
-		s.q.push(protocol.AppendFileID(nil, t, s.id))
+		s.q.push(protocol.AppendFileID(nil, t, s.id), false)
 	}
 }

@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"bufio"
+	"fmt"
 	"io"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +44,13 @@ func throttle(rc *rawConn, rate int) (unthrottle func()) {
 	rc.r = bufio.NewReaderSize(&throttledReader{r: rc.c, rate: rate, fast: fast, start: time.Now()}, 64<<10)
 	var once sync.Once
 	return func() { once.Do(func() { close(fast) }) }
+}
+
+// sendBurst writes b to rc in the background, with no deadline: the server
+// paces it for as long as it takes.
+func sendBurst(rc *rawConn, b []byte) {
+	rc.c.SetWriteDeadline(time.Time{})
+	go rc.c.Write(b)
 }
 
 // floodText is the i-th text of a flood: a number, then filler up to size
@@ -84,8 +94,8 @@ func TestAbuseFloodAtHonestReaders(t *testing.T) {
 		frames    int // per attacker
 		rate      int // each victim's bytes per second while throttled
 	}{
-		// 5 MB in one burst against a 1 MiB queue and 256 KB/s.
-		{"one attacker, one victim at 256 KB/s", 1, 1, 80, 256 << 10},
+		// 10 MB in one burst against a 1 MiB queue and 256 KB/s.
+		{"one attacker, one victim at 256 KB/s", 1, 1, 160, 256 << 10},
 		// Every frame names all 20 victims: 2.5 MB for each.
 		{"one attacker, 20 victims at 256 KB/s", 1, 20, 40, 256 << 10},
 		// 10 MB from ten users at once against 1 MB/s.
@@ -125,7 +135,7 @@ func TestAbuseFloodAtHonestReaders(t *testing.T) {
 					for j := range tc.frames {
 						burst = append(burst, fr("send_message", strconv.Itoa(len(names))+" "+strings.Join(names, " ")+" "+floodText(j, size))...)
 					}
-					go a.c.Write(burst) // paced by the server; the test reads the outcome from the victims
+					sendBurst(a, burst) // paced by the server; the test reads the outcome from the victims
 				}
 				if !pacing {
 					// The same flood without pacing cuts the victim off,
@@ -187,7 +197,7 @@ func TestAbuseFloodAtStoppedReader(t *testing.T) {
 		burst = append(burst, fr("send_message", "1 sink "+floodText(i, 64000))...)
 	}
 	burst = append(burst, fr("send_message", "1 bob after the flood")...)
-	go attacker.c.Write(burst)
+	sendBurst(attacker, burst)
 	start := time.Now()
 	srv.out.skipTo(t, "disconnected: sink", 3*timeout)
 	bob.expectFrame(t, "forward_message", "1 attacker after the flood")
@@ -224,5 +234,82 @@ func waitContaining(t testing.TB, l *lineLog, s string, d time.Duration) {
 		if !l.wait(ch, timer.C) {
 			t.Fatalf("%s: timed out after %v waiting for a line containing %s\n%s", l.label, d, quote(s), l.owner.dump())
 		}
+	}
+}
+
+// TestAbuseFloodFigures measures the floods of docs/RELIABILITY.md against
+// a server with its default settings (8 MiB send queues, 2 MiB pace mark):
+// CHAT_FLOOD_FIGURES=1 go test -run AbuseFloodFigures -v ./test/e2e
+// (CHAT_FLOOD_ATTACKERS=10,100 to choose the numbers of attackers). Each
+// attacker sends 300 messages of 65,000 bytes in one burst to a victim
+// reading at 1 MB/s (for 10 s, then as fast as it can); a bystander pair
+// measures its round trips meanwhile.
+func TestAbuseFloodFigures(t *testing.T) {
+	if os.Getenv("CHAT_FLOOD_FIGURES") == "" {
+		t.Skip("opt-in: CHAT_FLOOD_FIGURES=1")
+	}
+	counts := []int{1, 10}
+	if s := os.Getenv("CHAT_FLOOD_ATTACKERS"); s != "" {
+		counts = nil
+		for f := range strings.SplitSeq(s, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			counts = append(counts, n)
+		}
+	}
+	for _, n := range counts {
+		t.Run(fmt.Sprintf("%d attackers", n), func(t *testing.T) {
+			const frames, size = 300, 65000
+			srv := startServer(t, "--max-clients", strconv.Itoa(n+3), "--max-conns-per-ip", "0")
+			victim := joinLenient(t, srv, "victim")
+			unthrottle := throttle(victim, 1<<20)
+			calmA, calmB := joinLenient(t, srv, "calmA"), joinLenient(t, srv, "calmB")
+			var attackers []string
+			var conns []*rawConn
+			for i := range n {
+				name := "attacker" + strconv.Itoa(i)
+				attackers, conns = append(attackers, name), append(conns, joinLenient(t, srv, name))
+			}
+			var burst []byte // the same for every attacker
+			for j := range frames {
+				burst = append(burst, fr("send_message", "1 victim "+floodText(j, size))...)
+			}
+			start := time.Now()
+			for _, a := range conns {
+				sendBurst(a, burst)
+			}
+			// Bystander round trips during the throttled phase.
+			var rtts []time.Duration
+			stop := time.Now().Add(10 * time.Second)
+			go func() {
+				time.Sleep(time.Until(stop))
+				unthrottle()
+			}()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				expectFlood(t, victim, attackers, frames, size)
+			}()
+			for i := 0; time.Now().Before(stop); i++ {
+				t0 := time.Now()
+				calmA.write(t, fr("send_message", "1 calmB rtt"+strconv.Itoa(i)))
+				calmB.expectFrame(t, "forward_message", "1 calmA rtt"+strconv.Itoa(i))
+				rtts = append(rtts, time.Since(t0))
+				time.Sleep(50 * time.Millisecond) // the bystanders' own pace
+			}
+			<-done
+			slices.Sort(rtts)
+			cut := 0
+			for _, line := range srv.out.remainingAll() {
+				if strings.HasPrefix(line, "disconnected: victim") {
+					cut++
+				}
+			}
+			t.Logf("%d attackers x %d x %d B = %.1f MB: all delivered in order in %v; victim cut off %d times; bystander round trips p50 %v p99 %v max %v (%d)",
+				n, frames, size, float64(n*frames*size)/1e6, time.Since(start).Round(time.Second), cut,
+				rtts[len(rtts)/2], rtts[len(rtts)*99/100], rtts[len(rtts)-1], len(rtts))
+		})
 	}
 }

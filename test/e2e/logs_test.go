@@ -30,13 +30,15 @@ func logRecord(msg string, want map[string]string) func(string) bool {
 // connection's close record with reason "slow consumer".
 func TestServerLogsSlowConsumer(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, "--log-format", "json", "--send-queue", "256K")
+	srv := startServer(t, "--log-format", "json", "--send-queue", "256K", "--stall-timeout", "2s")
 	slow := rawJoin(t, srv, "slow")
 	_ = slow.c.SetReadBuffer(4096)
 	fast := rawJoin(t, srv, "fast")
 	msg := fr("send_message", "1 slow "+strings.Repeat("z", 65536))
 	// The queue and the socket buffers hold a few MiB; stop once the server
-	// has cut slow off (at most 3000 frames, about 200 MB).
+	// has cut slow off (at most 3000 frames, about 200 MB). The sender is
+	// paused while slow's backlog is over the pace mark, until slow is cut
+	// off for taking nothing for the stall limit of 2 s.
 	sent := 0
 	for !srv.out.contains("disconnected: slow") {
 		if sent == 3000 {
@@ -49,8 +51,8 @@ func TestServerLogsSlowConsumer(t *testing.T) {
 	}
 	srv.errs.waitAny(t, timeout, `the record "connection closed" of slow with reason "slow consumer"`,
 		logRecord("connection closed", map[string]string{"user": "slow", "reason": "slow consumer"}))
-	srv.errs.waitAny(t, timeout, `the warning "cutting connection off" of slow with reason "slow consumer"`,
-		logRecord("cutting connection off", map[string]string{"user": "slow", "reason": "slow consumer", "level": "WARN"}))
+	srv.errs.waitAny(t, timeout, `the warning "cut connection off" of slow with reason "slow consumer"`,
+		logRecord("cut connection off", map[string]string{"user": "slow", "reason": "slow consumer", "level": "WARN"}))
 	// The sender was not cut off.
 	fast.write(t, fr("request_users_list", ""))
 	fast.expectFrame(t, "response_users_list", "1 fast")
