@@ -1,0 +1,98 @@
+package client
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// receive reads frames until the connection ends. It is owned by Run and
+// closes c.ended when it stops.
+func (c *client) receive(r *protocol.Reader) {
+	defer close(c.ended)
+	defer c.dropFiles()
+	for {
+		h, err := r.ReadHeader()
+		if err != nil {
+			c.lost(err)
+			return
+		}
+		switch h.Type {
+		case protocol.ResponseUsersList:
+			p, ok := c.payload(r, h, 64<<20)
+			if !ok {
+				continue
+			}
+			names, err := protocol.ParseUsersList(p)
+			if err != nil {
+				c.log.printf("client: ignoring malformed %s: %v", h.Name, err)
+				continue
+			}
+			c.seen(names)
+			slices.Sort(names) // the server sorts too; print sorted whatever it sent
+			c.out.println("list: " + strings.Join(names, " "))
+			c.gotReply()
+		case protocol.ForwardMessage:
+			p, ok := c.payload(r, h, 2+protocol.MaxUsernameBytes+1+protocol.MaxTextBytes)
+			if !ok {
+				continue
+			}
+			sender, text, err := protocol.ParseForward(p)
+			if err != nil {
+				c.log.printf("client: ignoring malformed %s: %v", h.Name, err)
+				continue
+			}
+			c.seen([]string{sender})
+			c.out.println("msg: " + sender + ": " + string(text))
+			if sender == c.cfg.User {
+				c.gotReply()
+			}
+		case protocol.ForwardFile:
+			if err := c.receiveFile(r); err != nil {
+				c.lost(err)
+				return
+			}
+		case protocol.FileBegin, protocol.FileChunk, protocol.FileEnd, protocol.FileAbort:
+			if !c.chunked {
+				c.log.printf("client: ignoring %s: %v", h.Name, errNotChunked)
+				continue
+			}
+			if p, ok := c.payload(r, h, 64+protocol.MaxChunkData+2*protocol.MaxUsernameBytes+protocol.MaxFilenameBytes); ok {
+				c.fileFrame(h.Type, p)
+			}
+		case protocol.ErrUnknownMessage:
+			c.sever("disconnected: server received an unknown command")
+			return
+		case protocol.ErrServerFull:
+			c.sever("disconnected: server full")
+			return
+		case protocol.ErrUsernameUnavailable:
+			c.sever("disconnected: username not available")
+			return
+		default:
+			c.log.printf("client: ignoring frame of type %q (%d bytes)", h.Name, h.Length)
+		}
+	}
+}
+
+// payload reads a frame's payload of at most limit bytes; a longer one is
+// skipped with a note.
+func (c *client) payload(r *protocol.Reader, h protocol.Header, limit int64) ([]byte, bool) {
+	if h.Length > limit {
+		c.log.printf("client: ignoring %s of %d bytes", h.Name, h.Length)
+		return nil, false
+	}
+	p, err := r.ReadPayload(nil)
+	if err != nil {
+		return nil, false // the next ReadHeader reports the error
+	}
+	return p, true
+}
+
+// seen passes the usernames of a list or a sender to the Users hook.
+func (c *client) seen(names []string) {
+	if c.cfg.Hooks.Users != nil {
+		c.cfg.Hooks.Users(names)
+	}
+}
