@@ -99,8 +99,16 @@ type client struct {
 	expect  atomic.Int32
 	replied chan struct{}
 
-	chunked bool                 // the server delivers large files in chunks; set before receive starts
-	files   map[uint64]*incoming // chunked files arriving; owned by receive
+	// limits bounds the payloads read whole (a users list: at most
+	// DefaultMaxListUsers names).
+	limits protocol.Limits
+	disk   diskOps // how received files are put in place
+
+	// Owned by receive.
+	buf   []byte               // the payloads of messages and file_* frames
+	files map[uint64]*incoming // chunked files arriving
+
+	chunked bool // the server delivers large files in chunks; set before receive starts
 }
 
 // lineWriter writes whole lines to w, one Write per line, so lines from
@@ -167,14 +175,18 @@ func Run(ctx context.Context, cfg Config) int {
 // newClient returns the session for cfg, not yet connected.
 func newClient(cfg Config) *client {
 	cfg.setDefaults()
-	return &client{
+	c := &client{
 		cfg:     cfg,
 		out:     &lineWriter{w: cfg.Stdout},
 		log:     &lineWriter{w: cfg.Stderr},
 		ended:   make(chan struct{}),
 		replied: make(chan struct{}, 1),
+		disk:    realDisk,
 		files:   make(map[uint64]*incoming),
 	}
+	c.buf = make([]byte, 0, max(c.limits.MaxPayload(protocol.ToClient, protocol.ForwardMessage),
+		c.limits.MaxPayload(protocol.ToClient, protocol.FileChunk)))
+	return c
 }
 
 // run is Run for a session made by newClient.

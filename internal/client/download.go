@@ -31,11 +31,42 @@ func (c *client) receiveFile(r *protocol.Reader) error {
 		return nil // refused; the rest of the payload is skipped by ReadHeader
 	}
 	if _, err := io.Copy(d, r); err != nil {
-		d.discard()
+		c.abandon(d)
 		return err // the stream failed
 	}
 	c.finishDownload(d, nil)
 	return nil
+}
+
+// maxIncoming is the most chunked files received at once. A server
+// streams one file at a time from each sender, so this is far more than
+// an honest server sends at once, yet it bounds the temporary files (and
+// descriptors) a hostile one can make the client hold open.
+const maxIncoming = 64
+
+// diskOps are the file system calls that put a received file in place;
+// tests replace them to see the order in which they are made.
+type diskOps struct {
+	sync    func(f *os.File) error
+	rename  func(from, to string) error
+	syncDir func(dir string) error
+}
+
+// realDisk is the file system.
+var realDisk = diskOps{
+	sync:    (*os.File).Sync,
+	rename:  os.Rename,
+	syncDir: syncDir,
+}
+
+// syncDir flushes dir's entries (a rename into it) to stable storage.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // download is a received file being written to a temporary file in the
@@ -76,9 +107,18 @@ func (d *download) discard() {
 	os.Remove(d.tmp.Name())
 }
 
-// finishDownload renames a complete download to <own username>_<filename>
-// and prints its line; failed (not nil) or a write failure makes it
-// removed instead, with a message on stderr.
+// abandon discards a download that the end of the session cut short, and
+// says so on stderr.
+func (c *client) abandon(d *download) {
+	d.discard()
+	c.log.printf("client: abandoned %q from %s after %d of %d bytes; nothing saved", d.filename, d.sender, d.p.done, d.p.total)
+}
+
+// finishDownload puts a complete download in place as
+// <own username>_<filename> and prints its line: the content is synced
+// before the rename and the folder after it, so that a file reported saved
+// survives a crash. failed (not nil) or a write failure makes it removed
+// instead, with a message on stderr.
 func (c *client) finishDownload(d *download, failed error) {
 	d.p.finish()
 	err := d.fw.err
@@ -88,17 +128,23 @@ func (c *client) finishDownload(d *download, failed error) {
 	if err == nil {
 		err = d.tmp.Chmod(0o644)
 	}
+	if err == nil {
+		err = c.disk.sync(d.tmp)
+	}
 	if cerr := d.tmp.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(d.tmp.Name(), filepath.Join(c.cfg.DownloadDir, c.cfg.User+"_"+d.filename))
+		err = c.disk.rename(d.tmp.Name(), filepath.Join(c.cfg.DownloadDir, c.cfg.User+"_"+d.filename))
 	}
 	if err != nil {
 		os.Remove(d.tmp.Name())
 		c.log.printf("client: cannot save %q from %s: %v", d.filename, d.sender, err)
 		return
 	}
+	// Best effort: not every platform can sync a directory, and the file
+	// is in place either way.
+	c.disk.syncDir(c.cfg.DownloadDir)
 	c.out.println("file: " + d.sender + ": " + d.filename)
 }
 
@@ -143,6 +189,11 @@ func (c *client) fileFrame(t protocol.Type, p []byte) {
 			c.log.printf("client: ignoring repeated file_begin %d", id)
 			return
 		}
+		if len(c.files) >= maxIncoming {
+			// Not tracked: its chunks are ignored as those of no file.
+			c.log.printf("client: refusing file %q from %s: already receiving %d files", filename, sender, maxIncoming)
+			return
+		}
 		// A refused file is still tracked, to skip its chunks.
 		c.files[id] = &incoming{sender: sender, size: size, d: c.startDownload(sender, filename, size)}
 	case protocol.FileChunk:
@@ -153,6 +204,13 @@ func (c *client) fileFrame(t protocol.Type, p []byte) {
 			return
 		}
 		in.got += int64(len(data))
+		if in.got > in.size && in.d != nil {
+			// A hostile server must not fill the disk with a file
+			// declared small: drop it at once, skip the rest.
+			in.d.discard()
+			c.log.printf("client: %s sent more than the %d bytes declared for %q; nothing saved", in.sender, in.size, in.d.filename)
+			in.d = nil
+		}
 		if in.d != nil {
 			in.d.Write(data)
 		}
@@ -180,11 +238,12 @@ func (c *client) fileFrame(t protocol.Type, p []byte) {
 	}
 }
 
-// dropFiles removes the temporary files of transfers cut short.
+// dropFiles removes the temporary files of transfers the end of the
+// session cut short, naming them on stderr.
 func (c *client) dropFiles() {
 	for id, in := range c.files {
 		if in.d != nil {
-			in.d.discard()
+			c.abandon(in.d)
 		}
 		delete(c.files, id)
 	}

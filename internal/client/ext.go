@@ -55,7 +55,7 @@ func (c *client) hello(nc net.Conn, r *protocol.Reader) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if h.Type != protocol.ExtHello || h.Length > protocol.MaxExtHello {
+	if h.Type != protocol.ExtHello || h.Length > c.limits.MaxPayload(protocol.ToClient, h.Type) {
 		return nil, fmt.Errorf("answered %s", h.Name)
 	}
 	p, err := r.ReadPayload(nil)

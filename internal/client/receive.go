@@ -20,7 +20,7 @@ func (c *client) receive(r *protocol.Reader) {
 		}
 		switch h.Type {
 		case protocol.ResponseUsersList:
-			p, ok := c.payload(r, h, 64<<20)
+			p, ok := c.payload(r, h)
 			if !ok {
 				continue
 			}
@@ -34,7 +34,7 @@ func (c *client) receive(r *protocol.Reader) {
 			c.out.println("list: " + strings.Join(names, " "))
 			c.gotReply()
 		case protocol.ForwardMessage:
-			p, ok := c.payload(r, h, 2+protocol.MaxUsernameBytes+1+protocol.MaxTextBytes)
+			p, ok := c.payload(r, h)
 			if !ok {
 				continue
 			}
@@ -58,7 +58,7 @@ func (c *client) receive(r *protocol.Reader) {
 				c.log.printf("client: ignoring %s: %v", h.Name, errNotChunked)
 				continue
 			}
-			if p, ok := c.payload(r, h, 64+protocol.MaxChunkData+2*protocol.MaxUsernameBytes+protocol.MaxFilenameBytes); ok {
+			if p, ok := c.payload(r, h); ok {
 				c.fileFrame(h.Type, p)
 			}
 		case protocol.ErrUnknownMessage:
@@ -76,14 +76,20 @@ func (c *client) receive(r *protocol.Reader) {
 	}
 }
 
-// payload reads a frame's payload of at most limit bytes; a longer one is
-// skipped with a note.
-func (c *client) payload(r *protocol.Reader, h protocol.Header, limit int64) ([]byte, bool) {
-	if h.Length > limit {
+// payload reads a frame's payload whole; one longer than the limits table
+// allows for its type is skipped with a note. Payloads that fit c.buf
+// (messages, file_* frames) are read into it: the slice is valid until the
+// next call.
+func (c *client) payload(r *protocol.Reader, h protocol.Header) ([]byte, bool) {
+	if h.Length > c.limits.MaxPayload(protocol.ToClient, h.Type) {
 		c.log.printf("client: ignoring %s of %d bytes", h.Name, h.Length)
 		return nil, false
 	}
-	p, err := r.ReadPayload(nil)
+	var buf []byte
+	if h.Length <= int64(cap(c.buf)) {
+		buf = c.buf
+	}
+	p, err := r.ReadPayload(buf)
 	if err != nil {
 		return nil, false // the next ReadHeader reports the error
 	}
