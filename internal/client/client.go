@@ -192,6 +192,18 @@ func newClient(cfg Config) *client {
 // run is Run for a session made by newClient.
 func (c *client) run(ctx context.Context) int {
 	cfg := c.cfg
+	lines := make(chan lineOrEOF)
+	stopInput := make(chan struct{})
+	defer close(stopInput)
+	// A name the protocol forbids is refused here, as a server would
+	// refuse it: it never reaches the server, nor the saved files' names.
+	if err := protocol.ValidUsername(cfg.User); err != nil {
+		c.log.printf("client: invalid username %q: %s", cfg.User, usernameProblem(cfg.User))
+		c.severed.Store(true)
+		c.out.last("disconnected: username not available")
+		go readInput(cfg.Input, lines, stopInput)
+		return c.drain(ctx, lines)
+	}
 	nc, r, features, err := c.connect(ctx)
 	if err != nil {
 		c.log.printf("client: cannot connect to %s: %v", cfg.Addr, err)
@@ -206,9 +218,6 @@ func (c *client) run(ctx context.Context) int {
 
 	go c.receive(r)
 
-	lines := make(chan lineOrEOF)
-	stopInput := make(chan struct{})
-	defer close(stopInput)
 	go readInput(cfg.Input, lines, stopInput)
 
 	// A successful join is silent, so give a refusal a moment to arrive
@@ -218,7 +227,7 @@ func (c *client) run(ctx context.Context) int {
 	select {
 	case <-c.ended:
 		grace.Stop()
-		return c.drain(lines)
+		return c.drain(ctx, lines)
 	case <-ctx.Done():
 		grace.Stop()
 		return c.quit()
@@ -228,7 +237,7 @@ func (c *client) run(ctx context.Context) int {
 	for {
 		select {
 		case <-c.ended:
-			return c.drain(lines)
+			return c.drain(ctx, lines)
 		case <-ctx.Done():
 			return c.quit()
 		case l := <-lines:
@@ -243,23 +252,30 @@ func (c *client) run(ctx context.Context) int {
 	}
 }
 
-// drain ends a session the server ended: on a terminal at once, otherwise
+// drain ends a session that is over: on a terminal at once, otherwise
 // after reading the rest of the input up to quit, so that a program
-// feeding the client never meets a closed pipe.
-func (c *client) drain(lines <-chan lineOrEOF) int {
-	c.nc.Close()
+// feeding the client never meets a closed pipe. Cancelling ctx (a signal)
+// ends it at once too.
+func (c *client) drain(ctx context.Context, lines <-chan lineOrEOF) int {
+	if c.nc != nil {
+		c.nc.Close()
+	}
 	if c.cfg.Interactive {
 		return ExitDisconnected
 	}
-	for l := range lines {
-		if l.err != nil {
-			break
-		}
-		if cmd, err := ParseCommand(l.line); err == nil && cmd.Kind == Quit {
-			break
+	for {
+		select {
+		case l := <-lines:
+			if l.err != nil {
+				return ExitDisconnected
+			}
+			if cmd, err := ParseCommand(l.line); err == nil && cmd.Kind == Quit {
+				return ExitDisconnected
+			}
+		case <-ctx.Done():
+			return ExitDisconnected
 		}
 	}
-	return ExitDisconnected
 }
 
 // quit sends disconnect, prints what still arrives until the server closes
