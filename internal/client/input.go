@@ -31,10 +31,12 @@ func readInput(input LineSource, lines chan<- lineOrEOF, stop <-chan struct{}) {
 	}
 }
 
-// maxLine is the longest input line kept; no valid command is longer.
-const maxLine = 1 << 20
+// MaxLine is the longest line of input the client takes, in bytes: no
+// valid command is longer (a message's text is at most 65,536 bytes; 1,024
+// names take at most 132 KiB).
+const MaxLine = 1 << 20
 
-// lineReader reads lines of any length from r, keeping at most maxLine
+// lineReader reads lines of any length from r, keeping at most MaxLine
 // bytes of one; a longer line is returned as a single invalid byte so that
 // it parses as incorrect input.
 type lineReader struct {
@@ -53,7 +55,7 @@ func (lr *lineReader) ReadLine() (string, error) {
 	for {
 		chunk, err := lr.br.ReadSlice('\n')
 		if !tooLong {
-			if len(line)+len(chunk) > maxLine {
+			if len(line)+len(chunk) > MaxLine {
 				tooLong, line = true, nil
 			} else {
 				line = append(line, chunk...)
