@@ -220,7 +220,31 @@ type keyReader struct {
 	src  <-chan []byte   // what pump reads from the terminal
 	done <-chan struct{} // closed when the front end closes
 	buf  []byte          // read but not yet decoded
-	wait time.Duration   // escWait (shorter in tests)
+	wait time.Duration   // escWait
+	// afterCR is set when the last key was an Enter sent as CR.
+	afterCR bool
+}
+
+// decode decodes the next key from buf (see decodeKey); ok is false when
+// buf holds only the start of one and final is not set. An LF right after
+// a CR is part of the same Enter, even when it comes in a later read.
+func (k *keyReader) decode(final bool) (ky key, ok bool) {
+	if k.afterCR && len(k.buf) > 0 {
+		if k.buf[0] == '\n' {
+			k.buf = k.buf[1:]
+		}
+		k.afterCR = false
+	}
+	if len(k.buf) == 0 {
+		return key{}, false
+	}
+	ky, n := decodeKey(k.buf, final)
+	if n == 0 {
+		return key{}, false
+	}
+	k.afterCR = k.buf[n-1] == '\r'
+	k.buf = k.buf[n:]
+	return ky, true
 }
 
 // next returns the next key, waiting for one. err is io.EOF once the
@@ -228,9 +252,11 @@ type keyReader struct {
 func (k *keyReader) next() (key, error) {
 	for {
 		if len(k.buf) > 0 {
-			if ky, n := decodeKey(k.buf, false); n > 0 {
-				k.buf = k.buf[n:]
+			if ky, ok := k.decode(false); ok {
 				return ky, nil
+			}
+			if len(k.buf) == 0 {
+				continue // it was the LF of a CR LF
 			}
 			// The start of a key: give the rest a moment to come.
 			timer := time.NewTimer(k.wait)
@@ -246,8 +272,7 @@ func (k *keyReader) next() (key, error) {
 				timer.Stop()
 				return key{}, io.EOF
 			}
-			ky, n := decodeKey(k.buf, true)
-			k.buf = k.buf[n:]
+			ky, _ := k.decode(true)
 			return ky, nil
 		}
 		select {
