@@ -16,19 +16,10 @@ import (
 	"github.com/gochat/chat/internal/server"
 )
 
+// startExtClient is startClient with Extensions.
 func startExtClient(t *testing.T, addr string) *session {
 	t.Helper()
-	pr, pw := io.Pipe()
-	s := &session{stdin: pw, stdout: &syncBuffer{}, stderr: &syncBuffer{}, dir: t.TempDir(), code: make(chan int, 1)}
-	go func() {
-		s.code <- Run(context.Background(), Config{
-			User: "me", Addr: addr, DownloadDir: s.dir, Extensions: true,
-			Stdin: pr, Stdout: s.stdout, Stderr: s.stderr,
-		})
-		pr.Close()
-	}()
-	t.Cleanup(func() { pw.Close() })
-	return s
+	return startClientWith(t, addr, func(c *client) { c.cfg.Extensions = true })
 }
 
 func TestChunkedFilesWithRealServer(t *testing.T) {

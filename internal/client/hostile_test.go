@@ -2,7 +2,6 @@ package client
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net"
 	"os"
@@ -21,21 +20,7 @@ import (
 // script.
 func fakeExtServer(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		nc, err := ln.Accept()
-		ln.Close()
-		if err != nil {
-			return
-		}
-		defer nc.Close()
-		nc.SetDeadline(time.Now().Add(waitTimeout))
-		r := protocol.NewReader(nc)
+	return serveOne(t, func(nc net.Conn, r *protocol.Reader) {
 		if p := expectFrame(t, r, protocol.ExtHello); string(p) != protocol.FeatureChunkedFile {
 			t.Errorf("ext_hello %q", p)
 			return
@@ -43,12 +28,14 @@ func fakeExtServer(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) s
 		nc.Write(protocol.AppendExtHello(nil, []string{protocol.FeatureChunkedFile}))
 		expectFrame(t, r, protocol.Join)
 		script(nc, r)
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
 	})
-	return ln.Addr().String()
+}
+
+// forEachDelivery runs test for files delivered as one forward_file and
+// in chunks, giving it the fake server to use.
+func forEachDelivery(t *testing.T, test func(t *testing.T, chunked bool, serve func(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string)) {
+	t.Run("forward_file", func(t *testing.T) { test(t, false, fakeServer) })
+	t.Run("chunked", func(t *testing.T) { test(t, true, fakeExtServer) })
 }
 
 // partFiles returns the temporary files in dir.
@@ -224,129 +211,98 @@ func TestUsersListBounded(t *testing.T) {
 // A saved file is synced before it is renamed into place, and the folder
 // after, so that a crash never leaves a reported file empty.
 func TestSavedFileSyncedBeforeRename(t *testing.T) {
-	for _, chunked := range []bool{false, true} {
-		t.Run(map[bool]string{false: "forward_file", true: "chunked"}[chunked], func(t *testing.T) {
-			script := func(nc net.Conn, r *protocol.Reader) {
-				var b []byte
-				if chunked {
-					b = protocol.AppendFileBegin(b, 1, "bob", "notes.txt", 5)
-					b = protocol.ChunkHeader(b, 1, 5)
-					b = append(b, "hello"...)
-					b = protocol.AppendFileID(b, protocol.FileEnd, 1)
-				} else {
-					b = protocol.AppendFileHead(b, protocol.ForwardFile, []string{"bob"}, "notes.txt", 5)
-					b = append(b, "hello"...)
-				}
-				nc.Write(b)
-				expectFrame(t, r, protocol.Disconnect)
-			}
-			addr := fakeServer(t, script)
+	forEachDelivery(t, func(t *testing.T, chunked bool, serve func(*testing.T, func(net.Conn, *protocol.Reader)) string) {
+		addr := serve(t, func(nc net.Conn, r *protocol.Reader) {
+			var b []byte
 			if chunked {
-				addr = fakeExtServer(t, script)
+				b = protocol.AppendFileBegin(b, 1, "bob", "notes.txt", 5)
+				b = protocol.ChunkHeader(b, 1, 5)
+				b = append(b, "hello"...)
+				b = protocol.AppendFileID(b, protocol.FileEnd, 1)
+			} else {
+				b = protocol.AppendFileHead(b, protocol.ForwardFile, []string{"bob"}, "notes.txt", 5)
+				b = append(b, "hello"...)
 			}
-			var ops []string
-			s := startClientWith(t, addr, func(c *client) {
-				c.cfg.Extensions = chunked
-				real := c.disk
-				c.disk.sync = func(f *os.File) error {
-					ops = append(ops, "sync "+filepath.Base(f.Name()))
-					return real.sync(f)
-				}
-				c.disk.rename = func(from, to string) error {
-					ops = append(ops, "rename "+filepath.Base(from)+" "+filepath.Base(to))
-					return real.rename(from, to)
-				}
-				c.disk.syncDir = func(dir string) error {
-					ops = append(ops, "syncdir "+dir)
-					return real.syncDir(dir)
-				}
-			})
-			waitFor(t, s.stdout, "file: bob: notes.txt\n")
-			s.stdin.Close()
-			s.exit(t) // ops is written by the receiver, which has ended
-			if len(ops) != 3 || !strings.HasPrefix(ops[0], "sync .chat-recv-") ||
-				ops[1] != "rename "+strings.TrimPrefix(ops[0], "sync ")+" me_notes.txt" || ops[2] != "syncdir "+s.dir {
-				t.Errorf("file operations %q, want sync, rename, syncdir", ops)
+			nc.Write(b)
+			expectFrame(t, r, protocol.Disconnect)
+		})
+		var ops []string
+		s := startClientWith(t, addr, func(c *client) {
+			c.cfg.Extensions = chunked
+			real := c.disk
+			c.disk.sync = func(f *os.File) error {
+				ops = append(ops, "sync "+filepath.Base(f.Name()))
+				return real.sync(f)
 			}
-			if got, err := os.ReadFile(filepath.Join(s.dir, "me_notes.txt")); err != nil || string(got) != "hello" {
-				t.Errorf("saved %q, %v", got, err)
+			c.disk.rename = func(from, to string) error {
+				ops = append(ops, "rename "+filepath.Base(from)+" "+filepath.Base(to))
+				return real.rename(from, to)
+			}
+			c.disk.syncDir = func(dir string) error {
+				ops = append(ops, "syncdir "+dir)
+				return real.syncDir(dir)
 			}
 		})
-	}
-}
-
-// startClientWith is startClient with the session changed by adjust
-// before it runs.
-func startClientWith(t *testing.T, addr string, adjust func(c *client)) *session {
-	t.Helper()
-	pr, pw := io.Pipe()
-	s := &session{stdin: pw, stdout: &syncBuffer{}, stderr: &syncBuffer{}, dir: t.TempDir(), code: make(chan int, 1)}
-	c := newClient(Config{
-		User: "me", Addr: addr, DownloadDir: s.dir,
-		Stdin: pr, Stdout: s.stdout, Stderr: s.stderr,
+		waitFor(t, s.stdout, "file: bob: notes.txt\n")
+		s.stdin.Close()
+		s.exit(t) // ops is written by the receiver, which has ended
+		if len(ops) != 3 || !strings.HasPrefix(ops[0], "sync .chat-recv-") ||
+			ops[1] != "rename "+strings.TrimPrefix(ops[0], "sync ")+" me_notes.txt" || ops[2] != "syncdir "+s.dir {
+			t.Errorf("file operations %q, want sync, rename, syncdir", ops)
+		}
+		if got, err := os.ReadFile(filepath.Join(s.dir, "me_notes.txt")); err != nil || string(got) != "hello" {
+			t.Errorf("saved %q, %v", got, err)
+		}
 	})
-	adjust(c)
-	go func() {
-		s.code <- c.run(context.Background())
-		pr.Close()
-	}()
-	t.Cleanup(func() { pw.Close() })
-	return s
 }
 
 // Quitting in the middle of a download says on stderr which files were
 // abandoned, for plain and chunked files alike.
 func TestQuitNamesAbandonedFiles(t *testing.T) {
-	for _, chunked := range []bool{false, true} {
-		t.Run(map[bool]string{false: "forward_file", true: "chunked"}[chunked], func(t *testing.T) {
-			script := func(nc net.Conn, r *protocol.Reader) {
-				var b []byte
-				if chunked {
-					b = protocol.AppendFileBegin(b, 1, "bob", "big.bin", 1<<20)
-					b = protocol.ChunkHeader(b, 1, 1000)
-					b = append(b, make([]byte, 1000)...)
-				} else {
-					b = protocol.AppendFileHead(b, protocol.ForwardFile, []string{"bob"}, "big.bin", 1<<20)
-					b = append(b, make([]byte, 1000)...)
-				}
-				nc.Write(b)
-				expectFrame(t, r, protocol.Disconnect)
-			}
-			addr := fakeServer(t, script)
+	forEachDelivery(t, func(t *testing.T, chunked bool, serve func(*testing.T, func(net.Conn, *protocol.Reader)) string) {
+		addr := serve(t, func(nc net.Conn, r *protocol.Reader) {
+			var b []byte
 			if chunked {
-				addr = fakeExtServer(t, script)
+				b = protocol.AppendFileBegin(b, 1, "bob", "big.bin", 1<<20)
+				b = protocol.ChunkHeader(b, 1, 1000)
+				b = append(b, make([]byte, 1000)...)
+			} else {
+				b = protocol.AppendFileHead(b, protocol.ForwardFile, []string{"bob"}, "big.bin", 1<<20)
+				b = append(b, make([]byte, 1000)...)
 			}
-			receiving := make(chan struct{})
-			var once sync.Once
-			s := startClientWith(t, addr, func(c *client) {
-				c.cfg.Extensions = chunked
-				c.cfg.Hooks.Progress = func(dir, name string, done, total int64, finished bool) {
-					if dir == "recv" && done > 0 && !finished {
-						once.Do(func() { close(receiving) })
-					}
+			nc.Write(b)
+			expectFrame(t, r, protocol.Disconnect)
+		})
+		receiving := make(chan struct{})
+		var once sync.Once
+		s := startClientWith(t, addr, func(c *client) {
+			c.cfg.Extensions = chunked
+			c.cfg.Hooks.Progress = func(dir, name string, done, total int64, finished bool) {
+				if dir == "recv" && done > 0 && !finished {
+					once.Do(func() { close(receiving) })
 				}
-			})
-			select {
-			case <-receiving:
-			case <-time.After(waitTimeout):
-				t.Fatal("the download never started")
-			}
-			if len(partFiles(t, s.dir)) != 1 {
-				t.Fatal("no temporary file while the download runs")
-			}
-			s.input(t, "quit")
-			if c := s.exit(t); c != 0 {
-				t.Errorf("exit %d", c)
-			}
-			if got := s.stdout.String(); got != "quitting\n" {
-				t.Errorf("stdout %q", got)
-			}
-			if want := `abandoned "big.bin" from bob`; !strings.Contains(s.stderr.String(), want) {
-				t.Errorf("stderr %q does not contain %q", s.stderr.String(), want)
-			}
-			if ents, _ := os.ReadDir(s.dir); len(ents) != 0 {
-				t.Errorf("download folder not empty: %v", ents)
 			}
 		})
-	}
+		select {
+		case <-receiving:
+		case <-time.After(waitTimeout):
+			t.Fatal("the download never started")
+		}
+		if len(partFiles(t, s.dir)) != 1 {
+			t.Fatal("no temporary file while the download runs")
+		}
+		s.input(t, "quit")
+		if c := s.exit(t); c != 0 {
+			t.Errorf("exit %d", c)
+		}
+		if got := s.stdout.String(); got != "quitting\n" {
+			t.Errorf("stdout %q", got)
+		}
+		if want := `abandoned "big.bin" from bob`; !strings.Contains(s.stderr.String(), want) {
+			t.Errorf("stderr %q does not contain %q", s.stderr.String(), want)
+		}
+		if ents, _ := os.ReadDir(s.dir); len(ents) != 0 {
+			t.Errorf("download folder not empty: %v", ents)
+		}
+	})
 }
