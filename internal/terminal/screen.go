@@ -138,8 +138,9 @@ func (s *screen) drawBlock() {
 	}
 }
 
-// cellSpan is one grapheme cluster of the line: its bytes and columns.
-type cellSpan struct{ start, end, width int }
+// cellSpan is one grapheme cluster of the line: its bytes, the columns it
+// takes, and the columns of the clusters before it.
+type cellSpan struct{ start, end, width, col int }
 
 // minInput is the fewest columns the line gets; a prompt leaving fewer is
 // shortened.
@@ -167,8 +168,10 @@ func (s *screen) drawInput() {
 	avail := max(width-1-p.width, 1)
 
 	s.cells = s.cells[:0]
+	col := 0
 	eachCluster(line, func(start, end, w int) bool {
-		s.cells = append(s.cells, cellSpan{start, end, w})
+		s.cells = append(s.cells, cellSpan{start, end, w, col})
+		col += w
 		return true
 	})
 	cells := s.cells
@@ -177,76 +180,7 @@ func (s *screen) drawInput() {
 	for at < n && cells[at].end <= pos {
 		at++
 	}
-	total := 0
-	for _, c := range cells {
-		total += c.width
-	}
-
-	first, last := 0, n // the clusters shown
-	if total > avail {
-		first = n
-		for i, c := range cells {
-			if c.start >= s.first {
-				first = i
-				break
-			}
-		}
-		first = min(first, at)
-		// cols returns the columns from cluster i up to the cursor's
-		// cell, with the markers.
-		cols := func(i int) int {
-			w := 1 // the cursor's cell
-			if at < n {
-				w = cells[at].width
-			}
-			for _, c := range cells[i:at] {
-				w += c.width
-			}
-			if i > 0 {
-				w++ // <
-			}
-			return w + 1 // > (reserved: the line may go on)
-		}
-		for first < at && cols(first) > avail {
-			first++
-		}
-		// Show as much of the line's end as fits.
-		tail := 0
-		if at == n {
-			tail = 1 // the cursor's cell
-		}
-		for _, c := range cells[first:] {
-			tail += c.width
-		}
-		for first > 0 {
-			w := tail + cells[first-1].width
-			if first > 1 {
-				w++ // <
-			}
-			if w > avail {
-				break
-			}
-			first--
-			tail += cells[first].width
-		}
-		used := 0
-		if first > 0 {
-			used++
-		}
-		last = first
-		for last < n {
-			more := 1 // >, if this is not the last cluster
-			if last == n-1 {
-				more = 0
-			}
-			if used+cells[last].width+more > avail {
-				break
-			}
-			used += cells[last].width
-			last++
-		}
-		last = max(last, min(at, n))
-	}
+	first, last := window(cells, at, avail, s.first)
 	if first < n {
 		s.first = cells[first].start
 	} else {
@@ -280,6 +214,73 @@ func (s *screen) drawInput() {
 	b.WriteString(p.painted)
 	b.WriteString(left)
 	b.Write(line[start:cur])
+}
+
+// window returns the clusters [first, last) of a line shown in avail
+// columns with the cursor on cluster at (len(cells): after the last). The
+// whole line if it fits; otherwise a part that holds the cursor's cell,
+// the < and > marks where the line goes on, and as much of the line's end
+// as fits; it starts as near the cluster at byte offset from (where the
+// last one started) as that allows, so the view moves only as the cursor
+// pushes it.
+func window(cells []cellSpan, at, avail, from int) (first, last int) {
+	n := len(cells)
+	// pre returns the width of cells[:i].
+	pre := func(i int) int {
+		if i < n {
+			return cells[i].col
+		}
+		if n == 0 {
+			return 0
+		}
+		return cells[n-1].col + cells[n-1].width
+	}
+	if pre(n) <= avail {
+		return 0, n
+	}
+	cursor := 1 // the cursor's cell
+	if at < n {
+		cursor = cells[at].width
+	}
+	mark := func(i int) int { // the < before cluster i
+		if i > 0 {
+			return 1
+		}
+		return 0
+	}
+	first = n
+	for i, c := range cells {
+		if c.start >= from {
+			first = i
+			break
+		}
+	}
+	first = min(first, at)
+	// Move right until the cursor's cell fits (a > reserved).
+	for first < at && mark(first)+pre(at)-pre(first)+cursor+1 > avail {
+		first++
+	}
+	// Move left while the whole rest of the line fits.
+	end := pre(n)
+	if at == n {
+		end++
+	}
+	for first > 0 && mark(first-1)+end-pre(first-1) <= avail {
+		first--
+	}
+	// Show what fits after first, with a > if the line goes on.
+	last = first
+	for last < n {
+		more := 1
+		if last == n-1 {
+			more = 0
+		}
+		if mark(first)+pre(last+1)-pre(first)+more > avail {
+			break
+		}
+		last++
+	}
+	return first, max(last, min(at+1, n))
 }
 
 // shortPrompt returns the end of the prompt plain in at most width
