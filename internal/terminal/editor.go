@@ -102,27 +102,45 @@ func (e *editor) blankAt(i int) bool { return e.buf[i] == ' ' || e.buf[i] == '\t
 // wordBefore returns where the word before the cursor starts: blanks are
 // skipped, then the word.
 func (e *editor) wordBefore() int {
-	i := e.pos
-	for i > 0 && e.blankAt(e.clusterBefore(i)) {
-		i = e.clusterBefore(i)
+	var starts []int // of the clusters before the cursor
+	eachCluster(e.buf, func(start, _, _ int) bool {
+		if start >= e.pos {
+			return false
+		}
+		starts = append(starts, start)
+		return true
+	})
+	i := len(starts)
+	for i > 0 && e.blankAt(starts[i-1]) {
+		i--
 	}
-	for i > 0 && !e.blankAt(e.clusterBefore(i)) {
-		i = e.clusterBefore(i)
+	for i > 0 && !e.blankAt(starts[i-1]) {
+		i--
 	}
-	return i
+	if i == len(starts) {
+		return e.pos
+	}
+	return starts[i]
 }
 
 // wordAfter returns where the word after the cursor ends: blanks are
 // skipped, then the word.
 func (e *editor) wordAfter() int {
-	i := e.pos
-	for i < len(e.buf) && e.blankAt(i) {
-		i = e.clusterAfter(i)
-	}
-	for i < len(e.buf) && !e.blankAt(i) {
-		i = e.clusterAfter(i)
-	}
-	return i
+	end := len(e.buf)
+	inWord := false
+	eachCluster(e.buf, func(start, _, _ int) bool {
+		if start < e.pos {
+			return true
+		}
+		blank := e.blankAt(start)
+		if inWord && blank {
+			end = start
+			return false
+		}
+		inWord = inWord || !blank
+		return true
+	})
+	return end
 }
 
 // edit applies an editing key and reports whether it was one.

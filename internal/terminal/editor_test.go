@@ -184,3 +184,20 @@ func TestLongLineScrolls(t *testing.T) {
 		return v.CursorRow == "alice>" && strings.Contains(strings.Join(v.Transcript, ""), text)
 	})
 }
+
+// BenchmarkLongLine edits and draws a line of 65,536 bytes (wide
+// characters and words): the cost of one key on the longest message.
+func BenchmarkLongLine(b *testing.B) {
+	ed := newEditor(1 << 20)
+	ed.insert(strings.Repeat("日本語 abc ", 65536/13))
+	var out strings.Builder
+	s := newScreen(&out, &out, palette{}, func() int { return 100 }, ed)
+	s.beginInput(newPrompt("alice> ", "alice> "))
+	keys := []keyKind{keyWordLeft, keyLeft, keyBackspace, keyHome, keyWordRight, keyRight, keyDelete, keyEnd}
+	b.ResetTimer()
+	for i := range b.N {
+		ed.edit(keys[i%len(keys)])
+		out.Reset()
+		s.redrawInput()
+	}
+}
