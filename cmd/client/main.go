@@ -22,6 +22,7 @@ import (
 	"github.com/gochat/chat/internal/terminal"
 )
 
+// help prints the help text on w.
 func help(w io.Writer) {
 	fmt.Fprint(w, `Client
 -u username | --user=username The username of Client
@@ -46,6 +47,8 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
+// run runs the client with args and the standard streams, and returns its
+// exit status.
 func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("client", pflag.ContinueOnError)
 	user := fs.StringP("user", "u", "", "")
@@ -85,7 +88,10 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	}
 
 	signal.Ignore(syscall.SIGPIPE)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Each of these ends the session as quit does: a disconnect is sent
+	// and no half-received file is left behind. SIGHUP is the terminal
+	// going away.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer stop()
 	cfg := client.Config{
 		User:        *user,

@@ -56,8 +56,24 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// fakeServer accepts one connection and runs script on it.
+// fakeServer accepts one connection, reads its join and runs script on
+// it.
 func fakeServer(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string {
+	t.Helper()
+	return serveOne(t, func(nc net.Conn, r *protocol.Reader) {
+		h, err := r.ReadHeader()
+		if err != nil || h.Type != protocol.Join {
+			t.Errorf("first frame: %v %v, want join", h.Name, err)
+			return
+		}
+		r.Discard()
+		script(nc, r)
+	})
+}
+
+// serveOne accepts one connection and runs script on it, within
+// waitTimeout; it returns the address to dial.
+func serveOne(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -73,14 +89,7 @@ func fakeServer(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) stri
 		}
 		defer nc.Close()
 		nc.SetDeadline(time.Now().Add(waitTimeout))
-		r := protocol.NewReader(nc)
-		h, err := r.ReadHeader()
-		if err != nil || h.Type != protocol.Join {
-			t.Errorf("first frame: %v %v, want join", h.Name, err)
-			return
-		}
-		r.Discard()
-		script(nc, r)
+		script(nc, protocol.NewReader(nc))
 	}()
 	t.Cleanup(func() {
 		ln.Close()
@@ -109,15 +118,26 @@ type session struct {
 	code   chan int
 }
 
+// startClient runs a client joining as "me" at addr, its input on a pipe
+// and its output in buffers.
 func startClient(t *testing.T, addr string) *session {
+	t.Helper()
+	return startClientWith(t, addr, func(*client) {})
+}
+
+// startClientWith is startClient with the session changed by adjust
+// before it runs.
+func startClientWith(t *testing.T, addr string, adjust func(c *client)) *session {
 	t.Helper()
 	pr, pw := io.Pipe()
 	s := &session{stdin: pw, stdout: &syncBuffer{}, stderr: &syncBuffer{}, dir: t.TempDir(), code: make(chan int, 1)}
+	c := newClient(Config{
+		User: "me", Addr: addr, DownloadDir: s.dir,
+		Stdin: pr, Stdout: s.stdout, Stderr: s.stderr,
+	})
+	adjust(c)
 	go func() {
-		s.code <- Run(context.Background(), Config{
-			User: "me", Addr: addr, DownloadDir: s.dir,
-			Stdin: pr, Stdout: s.stdout, Stderr: s.stderr,
-		})
+		s.code <- c.run(context.Background())
 		pr.Close()
 	}()
 	t.Cleanup(func() { pw.Close() })

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -32,6 +31,7 @@ func (c *client) connect(ctx context.Context) (net.Conn, *protocol.Reader, []str
 	return nc, protocol.NewReader(nc), nil, err
 }
 
+// dial opens a connection to the server, in TLS if configured.
 func (c *client) dial(ctx context.Context) (net.Conn, error) {
 	var d interface {
 		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
@@ -55,7 +55,7 @@ func (c *client) hello(nc net.Conn, r *protocol.Reader) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if h.Type != protocol.ExtHello || h.Length > protocol.MaxExtHello {
+	if h.Type != protocol.ExtHello || h.Length > c.limits.MaxPayload(protocol.ToClient, h.Type) {
 		return nil, fmt.Errorf("answered %s", h.Name)
 	}
 	p, err := r.ReadPayload(nil)
@@ -64,74 +64,3 @@ func (c *client) hello(nc net.Conn, r *protocol.Reader) ([]string, error) {
 	}
 	return protocol.ParseFeatures(p)
 }
-
-// incoming is a file arriving in file_chunk frames.
-type incoming struct {
-	sender    string
-	size, got int64
-	d         *download // nil for a refused file, whose chunks are skipped
-}
-
-// fileFrame handles a file_begin, file_chunk, file_end or file_abort frame
-// whose payload is p. It returns an error only if the session must end.
-func (c *client) fileFrame(t protocol.Type, p []byte) {
-	switch t {
-	case protocol.FileBegin:
-		id, sender, filename, size, err := protocol.ParseFileBegin(p)
-		if err != nil {
-			c.log.printf("client: refusing file: %v", err)
-			return
-		}
-		if _, dup := c.files[id]; dup {
-			c.log.printf("client: ignoring repeated file_begin %d", id)
-			return
-		}
-		// A refused file is still tracked, to skip its chunks.
-		c.files[id] = &incoming{sender: sender, size: size, d: c.startDownload(sender, filename, size)}
-	case protocol.FileChunk:
-		id, data, err := protocol.ParseChunk(p)
-		in := c.files[id]
-		if err != nil || in == nil {
-			c.log.printf("client: ignoring file_chunk for no file (%v)", err)
-			return
-		}
-		in.got += int64(len(data))
-		if in.d != nil {
-			in.d.Write(data)
-		}
-	case protocol.FileEnd, protocol.FileAbort:
-		id, err := protocol.ParseFileID(p)
-		in := c.files[id]
-		if err != nil || in == nil {
-			c.log.printf("client: ignoring %s for no file (%v)", t, err)
-			return
-		}
-		delete(c.files, id)
-		if in.sender == c.cfg.User {
-			defer c.gotReply()
-		}
-		switch {
-		case in.d == nil:
-		case t == protocol.FileAbort:
-			in.d.discard()
-			c.log.printf("client: %s stopped sending %q; nothing saved", in.sender, in.d.filename)
-		case in.got != in.size:
-			c.finishDownload(in.d, fmt.Errorf("got %d bytes of %d", in.got, in.size))
-		default:
-			c.finishDownload(in.d, nil)
-		}
-	}
-}
-
-// dropFiles removes the temporary files of transfers cut short.
-func (c *client) dropFiles() {
-	for id, in := range c.files {
-		if in.d != nil {
-			in.d.discard()
-		}
-		delete(c.files, id)
-	}
-}
-
-// errNotChunked is the error for file_* frames on a plain session.
-var errNotChunked = errors.New("chunked files not negotiated")

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,19 +16,10 @@ import (
 	"github.com/gochat/chat/internal/server"
 )
 
+// startExtClient is startClient with Extensions.
 func startExtClient(t *testing.T, addr string) *session {
 	t.Helper()
-	pr, pw := io.Pipe()
-	s := &session{stdin: pw, stdout: &syncBuffer{}, stderr: &syncBuffer{}, dir: t.TempDir(), code: make(chan int, 1)}
-	go func() {
-		s.code <- Run(context.Background(), Config{
-			User: "me", Addr: addr, DownloadDir: s.dir, Extensions: true,
-			Stdin: pr, Stdout: s.stdout, Stderr: s.stderr,
-		})
-		pr.Close()
-	}()
-	t.Cleanup(func() { pw.Close() })
-	return s
+	return startClientWith(t, addr, func(c *client) { c.cfg.Extensions = true })
 }
 
 func TestChunkedFilesWithRealServer(t *testing.T) {
@@ -42,7 +35,8 @@ func TestChunkedFilesWithRealServer(t *testing.T) {
 		<-served
 	}()
 
-	s := startExtClient(t, ln.Addr().String())
+	tap := tapFrames(t, ln.Addr().String())
+	s := startExtClient(t, tap.addr)
 	sender, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +74,102 @@ func TestChunkedFilesWithRealServer(t *testing.T) {
 	if err != nil || !bytes.Equal(got, content) {
 		t.Errorf("saved file differs (%v)", err)
 	}
+	// The file came in chunks, not as the forward_file a server falls
+	// back to for a client that did not ask.
+	seen := tap.seen()
+	if seen["file_begin"] != 1 || seen["file_end"] != 1 || seen["file_chunk"] < len(content)/protocol.MaxChunkData || seen["forward_file"] != 0 {
+		t.Errorf("frames to the client: %v; want the file as file_begin, file_chunk... file_end", seen)
+	}
+}
+
+// frameTap relays one client connection to a server and counts the types
+// of the frames the server sends.
+type frameTap struct {
+	addr string
+	mu   sync.Mutex
+	n    map[string]int // guarded by mu
+}
+
+// tapFrames starts a frameTap in front of the server at server; it ends
+// with the test.
+func tapFrames(t *testing.T, server string) *frameTap {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tap := &frameTap{addr: ln.Addr().String(), n: map[string]int{}}
+	var (
+		mu     sync.Mutex
+		conns  []net.Conn // guarded by mu
+		closed bool       // guarded by mu
+	)
+	track := func(c net.Conn) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if closed {
+			c.Close()
+			return false
+		}
+		conns = append(conns, c)
+		return true
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		cc, err := ln.Accept()
+		if err != nil || !track(cc) {
+			return
+		}
+		sc, err := net.Dial("tcp", server)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if !track(sc) {
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			io.Copy(sc, cc)
+			sc.(*net.TCPConn).CloseWrite()
+		}()
+		// What the server sends goes to the client as it is read.
+		r := protocol.NewReader(io.TeeReader(sc, cc))
+		for {
+			h, err := r.ReadHeader()
+			if err == nil {
+				err = r.Discard()
+			}
+			if err != nil {
+				cc.(*net.TCPConn).CloseWrite()
+				return
+			}
+			tap.mu.Lock()
+			tap.n[h.Name]++
+			tap.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		closed = true
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return tap
+}
+
+// seen returns how many frames of each type the server sent.
+func (tap *frameTap) seen() map[string]int {
+	tap.mu.Lock()
+	defer tap.mu.Unlock()
+	return maps.Clone(tap.n)
 }
 
 func TestExtensionsFallBack(t *testing.T) {

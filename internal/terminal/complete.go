@@ -35,6 +35,7 @@ type completer struct {
 	listedFor string
 }
 
+// newCompleter returns a completer that knows the username self.
 func newCompleter(self string) *completer {
 	return &completer{
 		names:   map[string]bool{self: true},
@@ -55,6 +56,7 @@ func (c *completer) addNames(names []string) {
 	}
 }
 
+// sortedNames returns the usernames known, sorted.
 func (c *completer) sortedNames() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -189,8 +191,10 @@ func fieldStart(s string, i int) int {
 	return len(s)
 }
 
+// isBlank reports whether r separates fields: a space or a tab.
 func isBlank(r rune) bool { return r == ' ' || r == '\t' }
 
+// prefixed returns the words that start with prefix.
 func prefixed(words []string, prefix string) []string {
 	var out []string
 	for _, w := range words {

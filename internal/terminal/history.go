@@ -10,14 +10,13 @@ import (
 const historySize = 1000
 
 // history holds the lines entered, for the up and down arrows and Ctrl-R.
-// It implements term.History. Blank lines and a repeat of the latest line
-// are not kept.
+// Blank lines and a repeat of the latest line are not kept.
 type history struct {
 	mu    sync.Mutex
 	lines []string // oldest first; guarded by mu
 }
 
-// Add implements term.History.
+// Add adds line as the latest.
 func (h *history) Add(line string) {
 	if strings.TrimFunc(line, unicode.IsSpace) == "" {
 		return
@@ -33,14 +32,14 @@ func (h *history) Add(line string) {
 	h.lines = append(h.lines, line)
 }
 
-// Len implements term.History.
+// Len returns the number of lines kept.
 func (h *history) Len() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.lines)
 }
 
-// At implements term.History: 0 is the latest line.
+// At returns line i, 0 being the latest.
 func (h *history) At(i int) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()

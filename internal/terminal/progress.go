@@ -26,6 +26,7 @@ type transfer struct {
 	shown       bool     // its bar has been drawn
 }
 
+// sample is how much of a transfer had moved at a moment.
 type sample struct {
 	at   time.Time
 	done int64

@@ -1,12 +1,13 @@
 // Package terminal is the chat client's front end for a person at a
-// terminal. It edits the input line (golang.org/x/term's Terminal: arrows,
-// history, Ctrl-A/E/W/U/K, plus Ctrl-R search and Tab completion added
-// here), prints what arrives above the input line without disturbing what
-// is being typed, shows progress bars for file transfers, and colors the
-// output.
+// terminal. It edits the input line (its own editor on the terminal's raw
+// mode: cursor movement and deletion by character as a person sees it,
+// wide East Asian characters, emoji and combining marks included; words;
+// history with Ctrl-R search; Tab completion), prints what arrives above
+// the input line without disturbing what is being typed, shows progress
+// bars for file transfers, and colors the output.
 //
 // It is used only when stdin, stdout and stderr are all terminals (see
-// Open); the session itself stays in package client, which gets the
+// Usable); the session itself stays in package client, which gets the
 // front end through client.Config (Input, Stdout, Stderr, Hooks). The
 // lines of PROTOCOL.md keep their exact text: they go to stdout, at most
 // wrapped in color escapes. The prompt, the echo of what is typed, the
@@ -14,7 +15,7 @@
 package terminal
 
 import (
-	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -32,24 +33,29 @@ const hint = "Type help for the commands. Tab completes; Ctrl-D quits."
 // keysHelp follows the help text on a terminal.
 const keysHelp = `Keys:
   Tab              complete a command, a username or a file path
-  Up, Down         recall earlier lines; Ctrl-R searches them
+  Up, Down         recall earlier lines; Ctrl-R searches them (Esc keeps
+                   the line found, Ctrl-G gives up)
+  Left, Right      move by a character; Alt-B, Alt-F by a word
   Ctrl-A, Ctrl-E   go to the start, to the end of the line
   Ctrl-W, Ctrl-U   delete the word before the cursor, all before it
   Ctrl-K           delete from the cursor to the end
   Ctrl-L           clear the screen
-  Ctrl-C, Ctrl-D   quit`
+  Ctrl-C, Ctrl-D   quit (Ctrl-D on an empty line)`
 
 // Terminal is the front end of one session. Create it with Open; give it
 // to the session with Configure; Close it when the session is over.
 type Terminal struct {
 	pal    palette
-	prompt string
+	prompt promptText
 	scr    *screen
-	vt     *term.Terminal
 	keys   *keyReader
 	comp   *completer
 	hist   *history
-	search search // used only on the editor's goroutine
+
+	// Used by the goroutine calling ReadLine, with scr.mu held.
+	ed     *editor
+	search search
+	warned bool // the line reached its limit: said once
 
 	fd    int         // stdin's descriptor, when Open made it raw
 	state *term.State // stdin's mode before, nil if untouched
@@ -125,7 +131,7 @@ func Open(user string, stdin, stdout, stderr *os.File, color bool) (*Terminal, e
 		for {
 			select {
 			case <-t.winch:
-				t.scr.resize(size())
+				t.scr.resize()
 			case <-t.done:
 				return
 			}
@@ -140,23 +146,15 @@ func Open(user string, stdin, stdout, stderr *os.File, color bool) (*Terminal, e
 func newTerminal(user string, src <-chan []byte, tty, out io.Writer, pal palette, size func() (int, int)) *Terminal {
 	t := &Terminal{
 		pal:    pal,
-		prompt: pal.prompt(user),
+		prompt: newPrompt(pal.prompt(user), user+"> "),
 		comp:   newCompleter(user),
 		hist:   &history{},
+		ed:     newEditor(client.MaxLine),
 		fd:     -1,
 		done:   make(chan struct{}),
 	}
-	t.scr = newScreen(tty, out, pal, func() int { w, _ := size(); return w })
-	t.keys = &keyReader{t: t, src: src, done: t.done}
-	t.vt = term.NewTerminal(struct {
-		io.Reader
-		io.Writer
-	}{t.keys, deviceWriter{t.scr}}, t.prompt)
-	t.vt.History = t.hist
-	t.vt.AutoCompleteCallback = t.onKey
-	t.scr.vt = t.vt
-	w, h := size()
-	t.vt.SetSize(w, h)
+	t.keys = &keyReader{src: src, done: t.done, wait: escWait}
+	t.scr = newScreen(tty, out, pal, func() int { w, _ := size(); return w }, t.ed)
 	t.scr.print(tty, []byte(hint), func(l string) string { return pal.paint(l, sgrDim) })
 	return t
 }
@@ -174,13 +172,100 @@ func (t *Terminal) Configure(cfg *client.Config) {
 // the line typed. Ctrl-C, and Ctrl-D on an empty line, end the input
 // (io.EOF), which quits the session.
 func (t *Terminal) ReadLine() (string, error) {
-	line, err := t.vt.ReadLine()
-	t.endSearch()
-	t.scr.afterLine()
-	if err != nil && err != term.ErrPasteIndicator {
-		return "", io.EOF
+	s := t.scr
+	s.mu.Lock()
+	s.beginInput(t.prompt)
+	s.mu.Unlock()
+	for {
+		k, err := t.keys.next()
+		s.mu.Lock()
+		if err != nil {
+			t.endSearch()
+			s.endInput()
+			s.mu.Unlock()
+			return "", io.EOF
+		}
+		line, end := t.handle(k)
+		switch {
+		case end == lineEntered:
+			s.submit(t.prompt, line)
+		case end == inputEnded:
+			s.endInput()
+		case !t.keys.more():
+			s.redrawInput()
+		}
+		s.mu.Unlock()
+		switch end {
+		case lineEntered:
+			return line, nil
+		case inputEnded:
+			return "", io.EOF
+		}
 	}
-	return line, nil
+}
+
+// lineEnd says whether a key ended the line being typed.
+type lineEnd uint8
+
+const (
+	editing     lineEnd = iota // the line goes on
+	lineEntered                // Enter
+	inputEnded                 // Ctrl-C, Ctrl-D on an empty line
+)
+
+// handle acts on one key. It runs with scr.mu held.
+func (t *Terminal) handle(k key) (string, lineEnd) {
+	if t.search.active && t.searchKey(k) {
+		return "", editing
+	}
+	ed := t.ed
+	switch k.kind {
+	case keyText:
+		if ed.insert(k.text) && !t.warned {
+			t.warned = true
+			t.scr.bell()
+			t.scr.printLocked(t.scr.tty, []byte(fmt.Sprintf("line too long: at most %d bytes; the rest was not taken", client.MaxLine)), t.pal.stderrLine)
+		}
+	case keyEnter:
+		line := ed.String()
+		t.hist.Add(line)
+		ed.reset()
+		t.warned = false
+		return line, lineEntered
+	case keyEOF:
+		if len(ed.buf) == 0 {
+			return "", inputEnded
+		}
+		ed.edit(k.kind)
+	case keyInterrupt:
+		return "", inputEnded
+	case keyUp:
+		ed.historyUp(t.hist)
+	case keyDown:
+		ed.historyDown(t.hist)
+	case keyClear:
+		t.scr.clearScreen()
+	case keyTab:
+		t.complete()
+	case keySearch:
+		t.startSearch()
+	default:
+		ed.edit(k.kind)
+	}
+	return "", editing
+}
+
+// complete completes the word before the cursor, or lists the
+// candidates above the input row.
+func (t *Terminal) complete() {
+	res, ok := t.comp.complete(t.ed.String(), t.ed.pos)
+	switch {
+	case !ok:
+	case res.list != nil:
+		t.scr.printLocked(t.scr.tty, []byte(listing(res.list)), func(l string) string { return t.pal.paint(l, sgrDim) })
+	default:
+		t.ed.set(res.line, res.pos)
+	}
 }
 
 // Stdout returns the writer for the protocol's lines: they are printed
@@ -231,15 +316,7 @@ func (t *Terminal) Close() error {
 	return err
 }
 
-// setPrompt changes the prompt and redraws the input line with it. It
-// runs on the editor's goroutine, with the editor's lock released.
-func (t *Terminal) setPrompt(p string) {
-	t.vt.SetPrompt(p)
-	t.scr.mu.Lock()
-	defer t.scr.mu.Unlock()
-	t.scr.paint(func() {})
-}
-
+// writerFunc is an io.Writer calling a function.
 type writerFunc func(p []byte) (int, error)
 
 // Write calls f.
@@ -250,7 +327,7 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 func pump(r io.Reader, src chan<- []byte, done <-chan struct{}) {
 	defer close(src)
 	for {
-		b := make([]byte, 256)
+		b := make([]byte, 4096)
 		n, err := r.Read(b)
 		if n > 0 {
 			select {
@@ -263,70 +340,4 @@ func pump(r io.Reader, src chan<- []byte, done <-chan struct{}) {
 			return
 		}
 	}
-}
-
-// keyReader is the reading side the line editor is given. It hands the
-// editor the keys typed, stopping after an Enter so that the screen can
-// make room first, and one byte at a time during a search so that
-// Backspace and Ctrl-C can be turned into the search's own keys.
-type keyReader struct {
-	t    *Terminal
-	src  <-chan []byte
-	done <-chan struct{}
-	buf  []byte // keys not yet handed over
-}
-
-// Read implements io.Reader for the editor. It runs on the editor's
-// goroutine, with the editor's lock released.
-func (k *keyReader) Read(p []byte) (int, error) {
-	if len(k.buf) == 0 {
-		select {
-		case b, ok := <-k.src:
-			if !ok {
-				return 0, io.EOF
-			}
-			k.buf = b
-		case <-k.done:
-			return 0, io.EOF
-		}
-	}
-	if k.t.search.active {
-		return k.searchKey(p), nil
-	}
-	n := len(k.buf)
-	if i := bytes.IndexAny(k.buf, "\r\n\x12"); i >= 0 {
-		n = i + 1
-		if k.buf[i] == '\r' && n < len(k.buf) && k.buf[n] == '\n' {
-			n++
-		}
-		if k.buf[i] != keyCtrlR {
-			k.t.scr.beforeEnter()
-		}
-	}
-	n = copy(p, k.buf[:n])
-	k.buf = k.buf[n:]
-	return n, nil
-}
-
-// searchKey hands over one key byte during a search, translated.
-func (k *keyReader) searchKey(p []byte) int {
-	c := k.buf[0]
-	k.buf = k.buf[1:]
-	t := k.t
-	switch {
-	case c == keyDelete || c == keyCtrlH:
-		return copy(p, string(keySearchBack))
-	case c == keyCtrlC:
-		c = keyCtrlG // Ctrl-C cancels the search, as in a shell
-	case c == '\r' || c == '\n':
-		t.endSearch() // take the line found
-		t.scr.beforeEnter()
-		if c == '\r' && len(k.buf) > 0 && k.buf[0] == '\n' {
-			k.buf = k.buf[1:]
-		}
-	case c < 0x20 && c != keyCtrlR && c != keyCtrlG && c != keyTab:
-		t.endSearch() // an editing key: keep the line found, edit it
-	}
-	p[0] = c
-	return 1
 }

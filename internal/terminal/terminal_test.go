@@ -397,8 +397,36 @@ func TestColoredLinesKeepTheirText(t *testing.T) {
 			t.Errorf("helpLine(%q) = %q", l, got)
 		}
 	}
-	if on.nick("alice") != on.nick("alice") || off.prompt("alice") != "alice> " {
-		t.Error("names must keep their color; no colors means a plain prompt")
+	if off.prompt("alice") != "alice> " || off.nick("alice") != "alice" {
+		t.Error("no colors means a plain prompt and plain names")
+	}
+}
+
+// A name has one color wherever it shows (prompt, message lines, lists),
+// and different names get different colors.
+func TestNamesKeepTheirColor(t *testing.T) {
+	ansi := regexp.MustCompile("\x1b\\[[0-9;]*m")
+	on := palette{on: true}
+	colors := map[string]bool{}
+	for _, name := range []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"} {
+		nick := on.nick(name)
+		if nick == name || ansi.ReplaceAllString(nick, "") != name {
+			t.Errorf("nick(%q) = %q: not a colored %q", name, nick, name)
+		}
+		for _, where := range []string{
+			on.prompt(name),
+			on.stdoutLine("msg: " + name + ": hello"),
+			on.stdoutLine("file: " + name + ": notes.txt"),
+			on.stdoutLine("list: zed " + name),
+		} {
+			if !strings.Contains(where, nick) {
+				t.Errorf("%q shows %q in another color than %q", where, name, nick)
+			}
+		}
+		colors[ansi.FindString(nick)] = true
+	}
+	if len(colors) < 3 {
+		t.Errorf("8 names share %d colors: %v", len(colors), colors)
 	}
 }
 

@@ -2,10 +2,17 @@
 // check what a terminal program displays: the rows of text as a person
 // would see them, after cursor movement, erasing and scrolling.
 //
-// It understands printable UTF-8 (one column per rune), CR, LF, BS, TAB,
-// and the CSI sequences A B C D G H K J m (SGR is ignored) and private
-// modes (ignored). Lines wrap with the deferred wrap of xterm: writing the
-// last column leaves the cursor there until the next printable rune.
+// It understands printable UTF-8, CR, LF, BS, TAB, and the CSI sequences
+// A B C D G H K J m (SGR is ignored) and private modes (ignored). Lines
+// wrap with the deferred wrap of xterm: writing the last column leaves the
+// cursor there until the next printable rune.
+//
+// Characters take the columns a grapheme-aware terminal gives them
+// (github.com/rivo/uniseg): East Asian wide characters and emoji two, a
+// character that extends the grapheme cluster just written (a combining
+// mark, a variation selector, the rest of a ZWJ sequence) none, joining
+// that cell. A wide character that does not fit on the row wraps whole, as
+// in xterm; writing over half of a wide character blanks the other half.
 package termtest
 
 import (
@@ -14,7 +21,18 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/rivo/uniseg"
 )
+
+// cell is one column of the screen.
+type cell struct {
+	s    string // the grapheme cluster shown, "" for the right half of a wide one
+	wide bool   // s takes this column and the next
+}
+
+// blankCell is an empty column.
+var blankCell = cell{s: " "}
 
 // Screen is an emulated terminal screen. It is safe for concurrent use:
 // one goroutine writes what the program printed, others wait for and read
@@ -22,29 +40,33 @@ import (
 type Screen struct {
 	mu         sync.Mutex
 	rows, cols int
-	grid       [][]rune
+	grid       [][]cell
 	scrolled   []string // rows that scrolled off the top, oldest first
 	r, c       int
-	wrapNext   bool   // the last column was written; the next rune wraps
-	pending    []byte // an incomplete escape sequence or UTF-8 rune
-	raw        []byte // everything written
-	changed    chan struct{}
+	wrapNext   bool // the last column was written; the next rune wraps
+	// lastR and lastC are the cell written last, which a rune extending
+	// its grapheme cluster joins; lastR is -1 after anything else.
+	lastR, lastC int
+	pending      []byte // an incomplete escape sequence or UTF-8 rune
+	raw          []byte // everything written
+	changed      chan struct{}
 }
 
 // New returns a blank screen of rows by cols.
 func New(rows, cols int) *Screen {
-	s := &Screen{rows: rows, cols: cols, changed: make(chan struct{})}
-	s.grid = make([][]rune, rows)
+	s := &Screen{rows: rows, cols: cols, lastR: -1, changed: make(chan struct{})}
+	s.grid = make([][]cell, rows)
 	for i := range s.grid {
 		s.grid[i] = blank(cols)
 	}
 	return s
 }
 
-func blank(n int) []rune {
-	r := make([]rune, n)
+// blank returns a row of n blank cells.
+func blank(n int) []cell {
+	r := make([]cell, n)
 	for i := range r {
-		r[i] = ' '
+		r[i] = blankCell
 	}
 	return r
 }
@@ -72,6 +94,9 @@ func (s *Screen) Write(p []byte) (int, error) {
 // step interprets one rune or control sequence at the start of b and
 // returns the bytes it used, or 0 if b holds only part of one.
 func (s *Screen) step(b []byte) int {
+	if b[0] < 0x20 || b[0] == 0x7f {
+		s.lastR = -1
+	}
 	switch b[0] {
 	case '\r':
 		s.c, s.wrapNext = 0, false
@@ -102,19 +127,64 @@ func (s *Screen) step(b []byte) int {
 	return n
 }
 
+// put writes r at the cursor, or adds it to the cluster written last.
 func (s *Screen) put(r rune) {
-	if s.wrapNext {
+	if s.lastR >= 0 {
+		last := &s.grid[s.lastR][s.lastC]
+		if joined := last.s + string(r); uniseg.GraphemeClusterCount(joined) == 1 {
+			last.s = joined
+			if !last.wide && uniseg.StringWidth(joined) == 2 && s.lastC+1 < s.cols && s.lastR == s.r && s.c == s.lastC+1 {
+				// A variation selector made it wide: it takes the next
+				// column too.
+				s.clearAt(s.r, s.c)
+				last.wide = true
+				s.grid[s.r][s.c] = cell{}
+				s.advance(1)
+			}
+			return
+		}
+	}
+	w := max(uniseg.StringWidth(string(r)), 1) // a lone mark shows alone
+	if s.wrapNext || s.c+w > s.cols {
+		if !s.wrapNext {
+			s.clearAt(s.r, s.c)
+		}
 		s.c, s.wrapNext = 0, false
 		s.lineFeed()
 	}
-	s.grid[s.r][s.c] = r
-	if s.c == s.cols-1 {
-		s.wrapNext = true
+	s.clearAt(s.r, s.c)
+	if w == 2 {
+		s.clearAt(s.r, s.c+1)
+		s.grid[s.r][s.c+1] = cell{}
+	}
+	s.grid[s.r][s.c] = cell{s: string(r), wide: w == 2}
+	s.lastR, s.lastC = s.r, s.c
+	s.advance(w)
+}
+
+// advance moves the cursor past w columns just written.
+func (s *Screen) advance(w int) {
+	if s.c+w >= s.cols {
+		s.c, s.wrapNext = s.cols-1, true
 	} else {
-		s.c++
+		s.c += w
 	}
 }
 
+// clearAt blanks the wide character that column c of row r is half of, if
+// any, before that column is written.
+func (s *Screen) clearAt(r, c int) {
+	row := s.grid[r]
+	switch {
+	case row[c].s == "" && c > 0:
+		row[c-1] = blankCell
+	case row[c].wide && c+1 < s.cols:
+		row[c+1] = blankCell
+	}
+	row[c] = blankCell
+}
+
+// lineFeed moves the cursor down a row, scrolling at the bottom.
 func (s *Screen) lineFeed() {
 	s.wrapNext = false
 	if s.r < s.rows-1 {
@@ -131,6 +201,7 @@ func (s *Screen) escape(b []byte) int {
 	if len(b) < 2 {
 		return 0
 	}
+	s.lastR = -1
 	if b[1] != '[' {
 		return 2 // ESC x: ignored
 	}
@@ -174,6 +245,7 @@ func (s *Screen) escape(b []byte) int {
 		row := s.grid[s.r]
 		switch arg(0, 0) {
 		case 0:
+			s.clearAt(s.r, s.c)
 			copy(row[s.c:], blank(s.cols-s.c))
 		case 1:
 			copy(row[:s.c+1], blank(s.c+1))
@@ -183,6 +255,7 @@ func (s *Screen) escape(b []byte) int {
 	case 'J':
 		switch arg(0, 0) {
 		case 0:
+			s.clearAt(s.r, s.c)
 			copy(s.grid[s.r][s.c:], blank(s.cols-s.c))
 			for r := s.r + 1; r < s.rows; r++ {
 				s.grid[r] = blank(s.cols)
@@ -196,8 +269,13 @@ func (s *Screen) escape(b []byte) int {
 	return i + 1
 }
 
-func rowText(r []rune) string {
-	return strings.TrimRight(string(r), " ")
+// rowText returns the text of a row, without trailing spaces.
+func rowText(r []cell) string {
+	var b strings.Builder
+	for _, c := range r {
+		b.WriteString(c.s)
+	}
+	return strings.TrimRight(b.String(), " ")
 }
 
 // Rows returns the visible rows, without trailing spaces.
@@ -207,6 +285,7 @@ func (s *Screen) Rows() []string {
 	return s.rowsLocked()
 }
 
+// rowsLocked returns the visible rows. s.mu must be held.
 func (s *Screen) rowsLocked() []string {
 	out := make([]string, s.rows)
 	for i, r := range s.grid {
@@ -223,6 +302,7 @@ func (s *Screen) Transcript() []string {
 	return s.transcriptLocked()
 }
 
+// transcriptLocked is Transcript with s.mu held.
 func (s *Screen) transcriptLocked() []string {
 	all := append(append([]string(nil), s.scrolled...), s.rowsLocked()...)
 	for len(all) > 0 && all[len(all)-1] == "" {

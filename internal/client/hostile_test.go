@@ -1,0 +1,310 @@
+package client
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// fakeExtServer is fakeServer for a client started with Extensions: it
+// accepts the ext_hello, grants chunked-file, reads the join and runs
+// script.
+func fakeExtServer(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string {
+	t.Helper()
+	return serveOne(t, func(nc net.Conn, r *protocol.Reader) {
+		if p := expectFrame(t, r, protocol.ExtHello); string(p) != protocol.FeatureChunkedFile {
+			t.Errorf("ext_hello %q", p)
+			return
+		}
+		nc.Write(protocol.AppendExtHello(nil, []string{protocol.FeatureChunkedFile}))
+		expectFrame(t, r, protocol.Join)
+		script(nc, r)
+	})
+}
+
+// forEachDelivery runs test for files delivered as one forward_file and
+// in chunks, giving it the fake server to use.
+func forEachDelivery(t *testing.T, test func(t *testing.T, chunked bool, serve func(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string)) {
+	t.Run("forward_file", func(t *testing.T) { test(t, false, fakeServer) })
+	t.Run("chunked", func(t *testing.T) { test(t, true, fakeExtServer) })
+}
+
+// partFiles returns the temporary files in dir.
+func partFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts []string
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".part") {
+			parts = append(parts, e.Name())
+		}
+	}
+	return parts
+}
+
+// A chunked file is dropped as soon as more than its declared size
+// arrives, not at file_end: a hostile server cannot fill the disk with a
+// file declared small.
+func TestChunkedFileOverflowAbortsAtOnce(t *testing.T) {
+	step := make(chan struct{})
+	addr := fakeExtServer(t, func(nc net.Conn, r *protocol.Reader) {
+		b := protocol.AppendFileBegin(nil, 7, "bob", "small.txt", 10)
+		b = protocol.ChunkHeader(b, 7, 6)
+		b = append(b, "123456"...)
+		b = protocol.ChunkHeader(b, 7, protocol.MaxChunkData)
+		b = append(b, make([]byte, protocol.MaxChunkData)...)
+		b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("marker"))
+		nc.Write(b)
+		<-step
+		b = protocol.ChunkHeader(nil, 7, protocol.MaxChunkData)
+		b = append(b, make([]byte, protocol.MaxChunkData)...)
+		b = protocol.AppendFileID(b, protocol.FileEnd, 7)
+		b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("after"))
+		nc.Write(b)
+		expectFrame(t, r, protocol.Disconnect)
+	})
+	s := startExtClient(t, addr)
+	waitFor(t, s.stdout, "msg: bob: marker\n")
+	// The file is still open on the server's side (no file_end yet), yet
+	// the client has already given it up.
+	if parts := partFiles(t, s.dir); len(parts) != 0 {
+		t.Errorf("after 65,542 bytes of a 10-byte file, the download folder holds %v", parts)
+	}
+	if !strings.Contains(s.stderr.String(), `more than the 10 bytes declared for "small.txt"`) {
+		t.Errorf("stderr does not say why the file was dropped: %q", s.stderr.String())
+	}
+	close(step)
+	waitFor(t, s.stdout, "msg: bob: after\n")
+	s.stdin.Close()
+	s.exit(t)
+	if got := s.stdout.String(); got != "msg: bob: marker\nmsg: bob: after\nquitting\n" {
+		t.Errorf("stdout %q: the overflowing file must not be saved", got)
+	}
+	if ents, _ := os.ReadDir(s.dir); len(ents) != 0 {
+		t.Errorf("download folder not empty: %v", ents)
+	}
+}
+
+// At most maxIncoming chunked files are open at once; more file_begin
+// frames are refused (noted on stderr) and their chunks skipped, and the
+// files already open still arrive whole.
+func TestChunkedFilesCapped(t *testing.T) {
+	const begun = 3000
+	step := make(chan struct{})
+	addr := fakeExtServer(t, func(nc net.Conn, r *protocol.Reader) {
+		var b []byte
+		for id := range uint64(begun) {
+			b = protocol.AppendFileBegin(b, id+1, "bob", "f.bin", 3)
+		}
+		b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("marker"))
+		nc.Write(b)
+		<-step
+		b = b[:0]
+		for id := range uint64(begun) {
+			b = protocol.ChunkHeader(b, id+1, 3)
+			b = append(b, "abc"...)
+			b = protocol.AppendFileID(b, protocol.FileEnd, id+1)
+		}
+		b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("after"))
+		nc.Write(b)
+		expectFrame(t, r, protocol.Disconnect)
+	})
+	s := startExtClient(t, addr)
+	waitFor(t, s.stdout, "msg: bob: marker\n")
+	if n := len(partFiles(t, s.dir)); n != maxIncoming {
+		t.Errorf("%d file_begin frames left %d temporary files open, want the cap of %d", begun, n, maxIncoming)
+	}
+	if n := strings.Count(s.stderr.String(), "already receiving"); n != begun-maxIncoming {
+		t.Errorf("stderr notes %d refusals, want %d", n, begun-maxIncoming)
+	}
+	close(step)
+	waitFor(t, s.stdout, "msg: bob: after\n")
+	s.stdin.Close()
+	s.exit(t)
+	if n := strings.Count(s.stdout.String(), "file: bob: f.bin\n"); n != maxIncoming {
+		t.Errorf("%d files saved, want the %d taken", n, maxIncoming)
+	}
+	if got, err := os.ReadFile(filepath.Join(s.dir, "me_f.bin")); err != nil || string(got) != "abc" {
+		t.Errorf("saved file %q, %v", got, err)
+	}
+	if parts := partFiles(t, s.dir); len(parts) != 0 {
+		t.Errorf("temporary files left: %d", len(parts))
+	}
+}
+
+// The chunked path reads every frame into one buffer: receiving 16 MiB in
+// 64 KiB chunks allocates nowhere near 16 MiB.
+func TestChunkedFileReusesOneBuffer(t *testing.T) {
+	const chunks = 256
+	data := bytes.Repeat([]byte{'x'}, protocol.MaxChunkData)
+	frames := protocol.AppendFileBegin(nil, 1, "bob", "big.bin", chunks*protocol.MaxChunkData)
+	for range chunks {
+		frames = protocol.ChunkHeader(frames, 1, len(data))
+		frames = append(frames, data...)
+	}
+	frames = protocol.AppendFileID(frames, protocol.FileEnd, 1)
+
+	var stdout syncBuffer
+	c := newClient(Config{User: "me", DownloadDir: t.TempDir(), Stdout: &stdout, Stderr: io.Discard})
+	c.chunked = true
+	nc, peer := net.Pipe()
+	defer peer.Close()
+	c.nc = nc
+	r := protocol.NewReader(bytes.NewReader(frames))
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	c.receive(r) // returns at the end of frames
+	runtime.ReadMemStats(&after)
+	if !strings.Contains(stdout.String(), "file: bob: big.bin\n") {
+		t.Fatalf("file not saved: stdout %q", stdout.String())
+	}
+	got := after.TotalAlloc - before.TotalAlloc
+	t.Logf("receiving %d MiB in chunks allocated %.2f MiB", chunks*len(data)>>20, float64(got)/(1<<20))
+	if got > 4<<20 {
+		t.Errorf("receiving %d MiB in chunks allocated %.1f MiB", chunks*len(data)>>20, float64(got)/(1<<20))
+	}
+}
+
+// A users list longer than the limits table allows (DefaultMaxListUsers
+// names of the longest kind) is skipped unread, with a note.
+func TestUsersListBounded(t *testing.T) {
+	limit := protocol.Limits{}.MaxPayload(protocol.ToClient, protocol.ResponseUsersList)
+	name := strings.Repeat("u", protocol.MaxUsernameRunes)
+	n := int(limit)/(len(name)+1) + 1000
+	names := make([]string, n)
+	for i := range names {
+		names[i] = name
+	}
+	addr := fakeServer(t, func(nc net.Conn, r *protocol.Reader) {
+		b := protocol.AppendUsersList(nil, names)
+		if int64(len(b)) <= limit {
+			t.Errorf("test list of %d bytes is within the limit of %d", len(b), limit)
+		}
+		b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("after"))
+		nc.Write(b)
+		expectFrame(t, r, protocol.Disconnect)
+	})
+	s := startClient(t, addr)
+	waitFor(t, s.stdout, "msg: bob: after\n")
+	s.stdin.Close()
+	s.exit(t)
+	if got := s.stdout.String(); got != "msg: bob: after\nquitting\n" {
+		t.Errorf("stdout starts %.60q: the oversized list was printed", got)
+	}
+	if !strings.Contains(s.stderr.String(), "ignoring response_users_list of") {
+		t.Errorf("stderr %q: no note of the skipped list", s.stderr.String())
+	}
+}
+
+// A saved file is synced before it is renamed into place, and the folder
+// after, so that a crash never leaves a reported file empty.
+func TestSavedFileSyncedBeforeRename(t *testing.T) {
+	forEachDelivery(t, func(t *testing.T, chunked bool, serve func(*testing.T, func(net.Conn, *protocol.Reader)) string) {
+		addr := serve(t, func(nc net.Conn, r *protocol.Reader) {
+			var b []byte
+			if chunked {
+				b = protocol.AppendFileBegin(b, 1, "bob", "notes.txt", 5)
+				b = protocol.ChunkHeader(b, 1, 5)
+				b = append(b, "hello"...)
+				b = protocol.AppendFileID(b, protocol.FileEnd, 1)
+			} else {
+				b = protocol.AppendFileHead(b, protocol.ForwardFile, []string{"bob"}, "notes.txt", 5)
+				b = append(b, "hello"...)
+			}
+			nc.Write(b)
+			expectFrame(t, r, protocol.Disconnect)
+		})
+		var ops []string
+		s := startClientWith(t, addr, func(c *client) {
+			c.cfg.Extensions = chunked
+			real := c.disk
+			c.disk.sync = func(f *os.File) error {
+				ops = append(ops, "sync "+filepath.Base(f.Name()))
+				return real.sync(f)
+			}
+			c.disk.rename = func(from, to string) error {
+				ops = append(ops, "rename "+filepath.Base(from)+" "+filepath.Base(to))
+				return real.rename(from, to)
+			}
+			c.disk.syncDir = func(dir string) error {
+				ops = append(ops, "syncdir "+dir)
+				return real.syncDir(dir)
+			}
+		})
+		waitFor(t, s.stdout, "file: bob: notes.txt\n")
+		s.stdin.Close()
+		s.exit(t) // ops is written by the receiver, which has ended
+		if len(ops) != 3 || !strings.HasPrefix(ops[0], "sync .chat-recv-") ||
+			ops[1] != "rename "+strings.TrimPrefix(ops[0], "sync ")+" me_notes.txt" || ops[2] != "syncdir "+s.dir {
+			t.Errorf("file operations %q, want sync, rename, syncdir", ops)
+		}
+		if got, err := os.ReadFile(filepath.Join(s.dir, "me_notes.txt")); err != nil || string(got) != "hello" {
+			t.Errorf("saved %q, %v", got, err)
+		}
+	})
+}
+
+// Quitting in the middle of a download says on stderr which files were
+// abandoned, for plain and chunked files alike.
+func TestQuitNamesAbandonedFiles(t *testing.T) {
+	forEachDelivery(t, func(t *testing.T, chunked bool, serve func(*testing.T, func(net.Conn, *protocol.Reader)) string) {
+		addr := serve(t, func(nc net.Conn, r *protocol.Reader) {
+			var b []byte
+			if chunked {
+				b = protocol.AppendFileBegin(b, 1, "bob", "big.bin", 1<<20)
+				b = protocol.ChunkHeader(b, 1, 1000)
+				b = append(b, make([]byte, 1000)...)
+			} else {
+				b = protocol.AppendFileHead(b, protocol.ForwardFile, []string{"bob"}, "big.bin", 1<<20)
+				b = append(b, make([]byte, 1000)...)
+			}
+			nc.Write(b)
+			expectFrame(t, r, protocol.Disconnect)
+		})
+		receiving := make(chan struct{})
+		var once sync.Once
+		s := startClientWith(t, addr, func(c *client) {
+			c.cfg.Extensions = chunked
+			c.cfg.Hooks.Progress = func(dir, name string, done, total int64, finished bool) {
+				if dir == "recv" && done > 0 && !finished {
+					once.Do(func() { close(receiving) })
+				}
+			}
+		})
+		select {
+		case <-receiving:
+		case <-time.After(waitTimeout):
+			t.Fatal("the download never started")
+		}
+		if len(partFiles(t, s.dir)) != 1 {
+			t.Fatal("no temporary file while the download runs")
+		}
+		s.input(t, "quit")
+		if c := s.exit(t); c != 0 {
+			t.Errorf("exit %d", c)
+		}
+		if got := s.stdout.String(); got != "quitting\n" {
+			t.Errorf("stdout %q", got)
+		}
+		if want := `abandoned "big.bin" from bob`; !strings.Contains(s.stderr.String(), want) {
+			t.Errorf("stderr %q does not contain %q", s.stderr.String(), want)
+		}
+		if ents, _ := os.ReadDir(s.dir); len(ents) != 0 {
+			t.Errorf("download folder not empty: %v", ents)
+		}
+	})
+}

@@ -1,0 +1,104 @@
+package client
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// receive reads frames until the connection ends. It is owned by Run and
+// closes c.ended when it stops.
+func (c *client) receive(r *protocol.Reader) {
+	defer close(c.ended)
+	defer c.dropFiles()
+	for {
+		h, err := r.ReadHeader()
+		if err != nil {
+			c.lost(err)
+			return
+		}
+		switch h.Type {
+		case protocol.ResponseUsersList:
+			p, ok := c.payload(r, h)
+			if !ok {
+				continue
+			}
+			names, err := protocol.ParseUsersList(p)
+			if err != nil {
+				c.log.printf("client: ignoring malformed %s: %v", h.Name, err)
+				continue
+			}
+			c.seen(names)
+			slices.Sort(names) // the server sorts too; print sorted whatever it sent
+			c.out.println("list: " + strings.Join(names, " "))
+			c.gotReply()
+		case protocol.ForwardMessage:
+			p, ok := c.payload(r, h)
+			if !ok {
+				continue
+			}
+			sender, text, err := protocol.ParseForward(p)
+			if err != nil {
+				c.log.printf("client: ignoring malformed %s: %v", h.Name, err)
+				continue
+			}
+			c.seen([]string{sender})
+			c.out.println("msg: " + sender + ": " + string(text))
+			if sender == c.cfg.User {
+				c.gotReply()
+			}
+		case protocol.ForwardFile:
+			if err := c.receiveFile(r); err != nil {
+				c.lost(err)
+				return
+			}
+		case protocol.FileBegin, protocol.FileChunk, protocol.FileEnd, protocol.FileAbort:
+			if !c.chunked {
+				c.log.printf("client: ignoring %s: %v", h.Name, errNotChunked)
+				continue
+			}
+			if p, ok := c.payload(r, h); ok {
+				c.fileFrame(h.Type, p)
+			}
+		case protocol.ErrUnknownMessage:
+			c.sever("disconnected: server received an unknown command")
+			return
+		case protocol.ErrServerFull:
+			c.sever("disconnected: server full")
+			return
+		case protocol.ErrUsernameUnavailable:
+			c.sever("disconnected: username not available")
+			return
+		default:
+			c.log.printf("client: ignoring frame of type %q (%d bytes)", h.Name, h.Length)
+		}
+	}
+}
+
+// payload reads a frame's payload whole; one longer than the limits table
+// allows for its type is skipped with a note. Payloads that fit c.buf
+// (messages, file_* frames) are read into it: the slice is valid until the
+// next call.
+func (c *client) payload(r *protocol.Reader, h protocol.Header) ([]byte, bool) {
+	if h.Length > c.limits.MaxPayload(protocol.ToClient, h.Type) {
+		c.log.printf("client: ignoring %s of %d bytes", h.Name, h.Length)
+		return nil, false
+	}
+	var buf []byte
+	if h.Length <= int64(cap(c.buf)) {
+		buf = c.buf
+	}
+	p, err := r.ReadPayload(buf)
+	if err != nil {
+		return nil, false // the next ReadHeader reports the error
+	}
+	return p, true
+}
+
+// seen passes the usernames of a list or a sender to the Users hook.
+func (c *client) seen(names []string) {
+	if c.cfg.Hooks.Users != nil {
+		c.cfg.Hooks.Users(names)
+	}
+}
