@@ -59,6 +59,11 @@ type Config struct {
 	ServerBin  string // server binary spawned for scale and files; "" re-executes this tool
 	ServerPID  int    // pid of the external server, for its RSS
 
+	// Limits runs the in-process server with the real server's default
+	// limits (flood control, bytes budget, pacing) instead of with flood
+	// control off.
+	Limits bool
+
 	NoBaseline bool
 	CSV        bool
 	CPUProfile string
@@ -324,6 +329,7 @@ func ParseArgs(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.ServerBin, "server-bin", "", "server binary spawned for scale and files (default: this tool re-executed as the server)")
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "with --server-addr: the server's pid, to read its RSS")
 	fs.BoolVar(&c.NoBaseline, "no-baseline", false, "skip the baselines")
+	fs.BoolVar(&c.Limits, "limits", false, "throughput and latency: run the in-process server with the server's default limits (flood control, bytes budget, pacing) instead of with flood control off")
 	fs.BoolVar(&c.CSV, "csv", false, "print CSV instead of tables")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of this process (in-process server included) to this file")
 	fs.StringVar(&c.MemProfile, "memprofile", "", "write a heap profile of this process to this file at the end")

@@ -143,7 +143,7 @@ func chatTarget(cfg Config) (*target, error) {
 	if cfg.ServerAddr != "" {
 		return &target{Addr: cfg.ServerAddr, PID: cfg.ServerPID}, nil
 	}
-	return inProcess(1 << 20)
+	return inProcess(1<<20, cfg.Limits)
 }
 
 // ownTarget returns the server for the scale and files workloads: the
@@ -172,6 +172,9 @@ func loadParam() string {
 func targetParam(cfg Config) string {
 	if cfg.ServerAddr != "" {
 		return "server=" + cfg.ServerAddr
+	}
+	if cfg.Limits {
+		return "server=in-process limits=default"
 	}
 	return "server=in-process"
 }

@@ -19,7 +19,7 @@ func TestThroughputAndLatencyPlumbing(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	srv, err := inProcess(100)
+	srv, err := inProcess(100, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestFilesPlumbing(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	srv, err := inProcess(100)
+	srv, err := inProcess(100, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestWorkerProtocol(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a server")
 	}
-	srv, err := inProcess(100)
+	srv, err := inProcess(100, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,10 +36,16 @@ func (t *target) Close() {
 
 // inProcess starts the server in this process, as the throughput and
 // latency workloads do by default: its stdout lines are still formatted
-// and written, to io.Discard. Flood control (a per-client frame rate
-// limit, a policy rather than a cost) is off, as --flood-rate 0 does.
-func inProcess(maxClients int) (*target, error) {
-	srv := server.New(server.Config{MaxClients: maxClients, Stdout: io.Discard})
+// and written, to io.Discard. Flood control and pacing (policies rather
+// than costs) are off, as --flood-rate 0 --flood-bytes 0 --pace-backlog 0
+// do, unless limits is set: then the server has its default settings.
+func inProcess(maxClients int, limits bool) (*target, error) {
+	cfg := server.Config{}
+	if limits {
+		cfg = server.DefaultConfig()
+	}
+	cfg.MaxClients, cfg.Stdout = maxClients, io.Discard
+	srv := server.New(cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -58,7 +64,7 @@ func inProcess(maxClients int) (*target, error) {
 }
 
 // ServerCommand is the hidden first argument that makes the tool run the
-// chat server itself (as cmd/server does), for the workloads that need it
+// chat server itself (as cmd/gochatd does), for the workloads that need it
 // in its own process.
 const ServerCommand = "_server"
 
@@ -72,7 +78,7 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// spawnServer starts the server in its own process: bin (the cmd/server
+// spawnServer starts the server in its own process: bin (the cmd/gochatd
 // binary) or, when bin is "", this tool re-executed with ServerCommand.
 // Its stdout goes to /dev/null, its stderr to ours.
 func spawnServer(ctx context.Context, bin string, maxClients int, stderr io.Writer) (*target, error) {
@@ -161,7 +167,7 @@ func writeMemReport(path string, stderr io.Writer) {
 	pprof.Lookup("heap").WriteTo(f, 0)
 }
 
-// RunServer runs the chat server as cmd/server would, for ServerCommand:
+// RunServer runs the chat server as cmd/gochatd would, for ServerCommand:
 // flags -a, -p, --max-clients, --log-level, --flood-rate (0: off).
 func RunServer(args []string, stdout, stderr io.Writer) int {
 	addr, port, maxClients, level := "127.0.0.1", 0, server.DefaultMaxClients, slog.LevelInfo
@@ -194,7 +200,7 @@ func RunServer(args []string, stdout, stderr io.Writer) int {
 	}
 	srv := server.New(server.Config{
 		MaxClients: maxClients,
-		Stdout:     stdout, // *os.File: each batch of lines is one write, as in cmd/server
+		Stdout:     stdout, // *os.File: each batch of lines is one write, as in cmd/gochatd
 		FloodRate:  flood,
 		Logger:     slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	})

@@ -19,7 +19,7 @@ func Race() bool {
 }
 
 // Build runs `go build -o out pkg` in the module root, where pkg is a
-// path such as "./cmd/server", adding -race when Race reports true, so that
+// path such as "./cmd/gochatd", adding -race when Race reports true, so that
 // a data race in a program run by a test is found as well as one in the
 // test itself.
 func Build(out, pkg string) error {

@@ -33,7 +33,7 @@ func TestBuildFollowsRace(t *testing.T) {
 	}
 
 	out := filepath.Join(t.TempDir(), "server")
-	if err := Build(out, "./cmd/server"); err != nil {
+	if err := Build(out, "./cmd/gochatd"); err != nil {
 		t.Fatal(err)
 	}
 	info, err := buildinfo.ReadFile(out)

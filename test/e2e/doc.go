@@ -1,5 +1,5 @@
 // Package e2e is the black-box end-to-end test suite of the chat server and
-// client. It builds cmd/server and cmd/client once (TestMain), runs them as
+// client. It builds cmd/gochatd and cmd/gochat once (TestMain), runs them as
 // real processes and talks to them over real TCP sockets, checking the exact
 // stdout lines, exit codes and frames that PROTOCOL.md (shared/spec) requires.
 //
@@ -13,7 +13,7 @@
 // With -short the suite is skipped.
 //
 // Set E2E_SERVER_BIN and/or E2E_CLIENT_BIN to the path of a prebuilt program
-// to test it instead of building cmd/server or cmd/client.
+// to test it instead of building cmd/gochatd or cmd/gochat.
 //
 // The harness lives in the harness_*_test.go files (harness_test.go lists
 // them): startServer, startClient, joinClient, dialRaw, newFakeServer and

@@ -53,8 +53,8 @@ func TestMain(m *testing.M) {
 		dst      *string
 		env, pkg string
 	}{
-		{&serverBin, "E2E_SERVER_BIN", "./cmd/server"},
-		{&clientBin, "E2E_CLIENT_BIN", "./cmd/client"},
+		{&serverBin, "E2E_SERVER_BIN", "./cmd/gochatd"},
+		{&clientBin, "E2E_CLIENT_BIN", "./cmd/gochat"},
 	} {
 		if p := os.Getenv(b.env); p != "" {
 			abs, err := filepath.Abs(p)

@@ -1,5 +1,5 @@
 // Package ptytest is the black-box test suite of the client's terminal
-// front end. It builds cmd/client and cmd/server once (TestMain) and runs
+// front end. It builds cmd/gochat and cmd/gochatd once (TestMain) and runs
 // the client in a pseudo-terminal (github.com/creack/pty), typing keys
 // into it and reading its screen through a small terminal emulator
 // (internal/terminal/termtest); and, for comparison, with pipes, checking

@@ -46,8 +46,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "pty:", err)
 		os.Exit(1)
 	}
-	serverBin, clientBin = filepath.Join(dir, "server"), filepath.Join(dir, "client")
-	for bin, pkg := range map[string]string{serverBin: "./cmd/server", clientBin: "./cmd/client"} {
+	serverBin, clientBin = filepath.Join(dir, "gochatd"), filepath.Join(dir, "gochat")
+	for bin, pkg := range map[string]string{serverBin: "./cmd/gochatd", clientBin: "./cmd/gochat"} {
 		if err := testbin.Build(bin, pkg); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.RemoveAll(dir)

@@ -106,8 +106,8 @@ func TestSoak(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "server")
-	if err := testbin.Build(bin, "./cmd/server"); err != nil {
+	bin := filepath.Join(dir, "gochatd")
+	if err := testbin.Build(bin, "./cmd/gochatd"); err != nil {
 		t.Fatal(err)
 	}
 	port, mport := freePort(t), freePort(t)

@@ -1,4 +1,4 @@
-// Command client is the terminal chat client of PROTOCOL.md.
+// Command gochat is the terminal chat client of PROTOCOL.md (the course's "client").
 package main
 
 import (

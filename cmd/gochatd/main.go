@@ -1,4 +1,4 @@
-// Command server runs the chat server of PROTOCOL.md.
+// Command gochatd is the chat server of PROTOCOL.md (the course's "server").
 package main
 
 import (
