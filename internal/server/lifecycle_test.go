@@ -287,3 +287,53 @@ func TestMetricsCountJoinAndHello(t *testing.T) {
 		}
 	}
 }
+
+// blockedWriter is a stdout that takes nothing until released.
+type blockedWriter struct{ release chan struct{} }
+
+func (w blockedWriter) Write(p []byte) (int, error) {
+	<-w.release
+	return len(p), nil
+}
+
+// A stdout that takes nothing never stalls the chat: past the backlog
+// bound, event lines are dropped, counted and logged.
+func TestStuckStdoutDoesNotStallChat(t *testing.T) {
+	var logs logBuffer
+	stuck := blockedWriter{release: make(chan struct{})}
+	srv := New(Config{Stdout: stuck, Logger: logs.logger(slog.LevelWarn)})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer func() {
+		close(stuck.release)
+		stopServer(t, srv, served)
+	}()
+	s := &testServer{Server: srv, addr: ln.Addr().String()}
+	alice, bob := dial(t, s.addr), dial(t, s.addr)
+	alice.join("alice")
+	bob.join("bob")
+	// A message to 1,024 users who are not there prints 1,025 lines of
+	// about 67 bytes: 1,200 of them fill the 64 MiB backlog and more.
+	names := make([]string, protocol.MaxRecipients)
+	for i := range names {
+		names[i] = fmt.Sprintf("nobody%026d", i)
+	}
+	frame := protocol.AppendMessage(nil, protocol.SendMessage, names, []byte("x"))
+	go func() {
+		for range 1200 {
+			if _, err := alice.nc.Write(frame); err != nil {
+				return
+			}
+		}
+		alice.send("made it", "bob")
+	}()
+	bob.expect(protocol.ForwardMessage, "1 alice made it")
+	logs.wait(t, "stdout takes nothing")
+	if v := metricValue(t, srv, "chat_stdout_lines_dropped_total", "", ""); v == 0 {
+		t.Error("no dropped line counted")
+	}
+}

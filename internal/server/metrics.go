@@ -25,6 +25,7 @@ type metrics struct {
 	paused        [numPauseCauses]prometheus.Counter
 	pausedSeconds [numPauseCauses]prometheus.Counter
 	ipRejected    prometheus.Counter
+	stdoutDropped prometheus.Counter
 }
 
 func newMetrics(s *Server) *metrics {
@@ -79,6 +80,7 @@ func newMetrics(s *Server) *metrics {
 	m.slowConsumers = counter("chat_slow_consumers_total", "Connections cut off for not reading.")
 	m.fileBytes = counter("chat_file_bytes_total", "File content bytes received for relaying.")
 	m.floodDelays = counter("chat_flood_delays_total", "Frames whose reading was delayed by flood control.")
+	m.stdoutDropped = counter("chat_stdout_lines_dropped_total", "Event lines dropped because stdout took nothing while 64 MiB of them waited.")
 	m.ipRejected = counter("chat_conns_rejected_per_ip_total", "Connections refused by the per-address limit.")
 	return m
 }

@@ -2,29 +2,34 @@ package server
 
 import (
 	"io"
+	"log/slog"
 	"sync"
 )
 
-// maxPrintBacklog bounds the bytes of stdout lines waiting to be written;
-// past it, printing waits for the writer.
+// maxPrintBacklog bounds the bytes of stdout lines waiting to be written.
 const maxPrintBacklog = 64 << 20
 
 // printer writes the server's stdout lines in order, each line whole. It
-// never makes a connection wait for a slow stdout unless the backlog grows
-// past maxPrintBacklog: lines are appended to a buffer that a writer
-// goroutine, started on demand, flushes as soon as it can.
+// never makes a connection wait for stdout: lines are appended to a
+// buffer that a writer goroutine, started on demand, flushes as soon as it
+// can. A stdout that takes nothing while more than maxPrintBacklog waits
+// (nobody reads it) loses the lines beyond, counted and logged, rather
+// than stalling the chat.
 type printer struct {
-	w io.Writer
+	w       io.Writer
+	log     *slog.Logger
+	dropped func() // counts a dropped line
 
 	mu      sync.Mutex
 	cond    *sync.Cond // signalled when the writer makes progress; uses mu
 	buf     []byte     // guarded by mu
 	writing bool       // a writer goroutine runs; guarded by mu
+	lost    int        // lines dropped since the last report; guarded by mu
 	spare   []byte     // owned by the writer
 }
 
-func newPrinter(w io.Writer) *printer {
-	p := &printer{w: w}
+func newPrinter(w io.Writer, log *slog.Logger, dropped func()) *printer {
+	p := &printer{w: w, log: log, dropped: dropped}
 	p.cond = sync.NewCond(&p.mu)
 	return p
 }
@@ -32,8 +37,14 @@ func newPrinter(w io.Writer) *printer {
 // println prints the concatenation of parts and a newline.
 func (p *printer) println(parts ...string) {
 	p.mu.Lock()
-	for len(p.buf) > maxPrintBacklog {
-		p.cond.Wait()
+	defer p.mu.Unlock()
+	if len(p.buf) > maxPrintBacklog {
+		if p.lost == 0 {
+			p.log.Warn("stdout takes nothing: dropping event lines until it does", "backlog_bytes", len(p.buf))
+		}
+		p.lost++
+		p.dropped()
+		return
 	}
 	for _, s := range parts {
 		p.buf = append(p.buf, s...)
@@ -43,12 +54,17 @@ func (p *printer) println(parts ...string) {
 		p.writing = true
 		go p.flushLoop()
 	}
-	p.mu.Unlock()
 }
 
+// flushLoop writes what println buffered until nothing is left. It is
+// started by println and ends when the buffer is empty.
 func (p *printer) flushLoop() {
 	for {
 		p.mu.Lock()
+		if p.lost > 0 && len(p.buf) <= maxPrintBacklog {
+			p.log.Warn("stdout takes lines again", "dropped_lines", p.lost)
+			p.lost = 0
+		}
 		if len(p.buf) == 0 {
 			p.writing = false
 			p.cond.Broadcast()

@@ -174,13 +174,13 @@ func New(cfg Config) *Server {
 	cfg.setDefaults()
 	s := &Server{
 		cfg:       cfg,
-		out:       newPrinter(cfg.Stdout),
 		admit:     newAdmission(admissionGrace),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 		perAddr:   make(map[netip.Addr]int),
 	}
 	s.metrics = newMetrics(s)
+	s.out = newPrinter(cfg.Stdout, cfg.Logger, s.metrics.stdoutDropped.Inc)
 	return s
 }
 
