@@ -10,6 +10,10 @@ import (
 var (
 	ErrServerFull = errors.New("server full")
 	ErrNameTaken  = errors.New("username not available")
+	// ErrUnavailable is returned when the hub cannot decide a join now
+	// (a cluster node cut off from its cluster): the connection is closed
+	// without an answer, and nothing is printed.
+	ErrUnavailable = errors.New("registry unavailable")
 	// ErrPeerGone is returned when a delivery targets a user that left.
 	ErrPeerGone = errors.New("peer gone")
 	// ErrSlowConsumer is returned when a peer's send queue overflowed.
@@ -40,6 +44,15 @@ type Peer interface {
 	// that other frames may come between. It gives up when cancel is
 	// closed.
 	OpenFile(head FileHead, cancel <-chan struct{}) (FileStream, error)
+}
+
+// Evictable is implemented by the server's own connections: a Hub may cut
+// a joined user off (a cluster node that lost its cluster must, before the
+// rest of the cluster gives the name away). The user leaves as if its
+// connection had dropped.
+type Evictable interface {
+	Peer
+	Evict(cause error)
 }
 
 // FileHead describes a file being relayed.

@@ -59,6 +59,9 @@ func (c *conn) join() error {
 	case errors.Is(nameErr, ErrServerFull):
 		s.out.println("disconnected: server full")
 		return &endError{reason: reasonServerFull, last: frameFull}
+	case errors.Is(nameErr, ErrUnavailable):
+		c.logAt(slog.LevelWarn, "join not decided", "err", nameErr)
+		return &endError{reason: reasonUnavailable, err: nameErr}
 	default:
 		c.logAt(slog.LevelInfo, "join refused", "err", nameErr)
 		s.out.println("disconnected: username not available")

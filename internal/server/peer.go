@@ -16,6 +16,9 @@ func (c *conn) Send(frame []byte) error {
 	return err
 }
 
+// Evict implements Evictable.
+func (c *conn) Evict(cause error) { c.kill(reasonEvicted, cause) }
+
 // Offer implements Peer.
 func (c *conn) Offer(frame []byte) (<-chan struct{}, error) { return c.push(frame, true) }
 

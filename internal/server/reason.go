@@ -21,6 +21,8 @@ const (
 	reasonAbortedTransfer
 	reasonStalledSender
 	reasonInternalError
+	reasonEvicted
+	reasonUnavailable
 	numReasons
 )
 
@@ -39,6 +41,8 @@ var reasonNames = [...]string{
 	reasonAbortedTransfer: "file transfer aborted by its sender",
 	reasonStalledSender:   "file sender stalled",
 	reasonInternalError:   "internal error",
+	reasonEvicted:         "evicted by the registry",
+	reasonUnavailable:     "registry unavailable",
 }
 
 // String returns the reason in words.

@@ -1,0 +1,250 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/gochat/chat/internal/server"
+	"github.com/gochat/chat/internal/server/hubtest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	// The engines are shared by the package's tests: stop them last.
+	for _, s := range engines.servers {
+		s.Shutdown()
+		s.WaitForShutdown()
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "cluster: leaked goroutines:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// engines are three in-process NATS servers with JetStream, in one NATS
+// cluster, started once for the package's tests.
+var engines struct {
+	once    sync.Once
+	servers []*natsserver.Server
+	urls    []string
+	err     error
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// testEngines returns the URLs of the shared three-server NATS cluster.
+func testEngines(t testing.TB) []string {
+	t.Helper()
+	engines.once.Do(func() {
+		ports := [3]int{freePort(t), freePort(t), freePort(t)}
+		dir := t.TempDir()
+		var servers []*natsserver.Server
+		for i := range 3 {
+			var routes string
+			for j := range 3 {
+				if j != i {
+					routes += fmt.Sprintf(",nats-route://127.0.0.1:%d", ports[j])
+				}
+			}
+			s, err := natsserver.NewServer(&natsserver.Options{
+				ServerName: fmt.Sprint("e", i),
+				Host:       "127.0.0.1",
+				Port:       -1,
+				JetStream:  true,
+				StoreDir:   fmt.Sprintf("%s/e%d", dir, i),
+				NoSigs:     true,
+				NoLog:      true,
+				Cluster:    natsserver.ClusterOpts{Name: "test", Host: "127.0.0.1", Port: ports[i]},
+				Routes:     natsserver.RoutesFromStr(routes[1:]),
+			})
+			if err != nil {
+				engines.err = err
+				return
+			}
+			go s.Start()
+			servers = append(servers, s)
+			engines.servers = servers
+		}
+		for _, s := range servers {
+			if !s.ReadyForConnections(10 * time.Second) {
+				engines.err = fmt.Errorf("engine %s not ready", s.Name())
+				return
+			}
+			engines.urls = append(engines.urls, s.ClientURL())
+		}
+		// JetStream answers once its meta group has a leader.
+		deadline := time.Now().Add(20 * time.Second)
+		for !slices.ContainsFunc(servers, (*natsserver.Server).JetStreamIsLeader) {
+			if time.Now().After(deadline) {
+				engines.err = errors.New("the engines' JetStream has no leader")
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	if engines.err != nil {
+		t.Fatal(engines.err)
+	}
+	return engines.urls
+}
+
+var clusterSeq atomic.Int64
+
+// testLogger logs warnings and errors on stderr (info too with -v).
+func testLogger() *slog.Logger {
+	level := slog.LevelWarn
+	if testing.Verbose() {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// testCluster starts k nodes of a fresh cluster (its own name) on the
+// shared engines, each connected to another engine server.
+func testCluster(t *testing.T, k, maxClients int) []*Node {
+	t.Helper()
+	urls := testEngines(t)
+	name := "t" + strconv.FormatInt(clusterSeq.Add(1), 10)
+	nodes := make([]*Node, k)
+	var wg sync.WaitGroup
+	errs := make([]error, k)
+	for i := range k {
+		wg.Go(func() {
+			nodes[i], errs[i] = Start(context.Background(), Config{
+				Name:       name,
+				Node:       fmt.Sprint("n", i),
+				ChatAddr:   fmt.Sprintf("127.0.0.1:%d", 15000+i),
+				MaxClients: maxClients,
+				NATS:       []string{urls[i%len(urls)]},
+				Replicas:   3,
+				Wait:       30 * time.Second,
+				Logger:     testLogger(),
+			})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.Close()
+		}
+		dropBuckets(t, name)
+	})
+	settle(t, nodes)
+	return nodes
+}
+
+// dropBuckets deletes a test cluster's buckets, so that the shared
+// engines do not carry the streams of every test.
+func dropBuckets(t *testing.T, name string) {
+	nc, err := nats.Connect(testEngines(t)[0])
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, b := range []string{name + namesBucket, name + nodesBucket} {
+		if err := js.DeleteKeyValue(ctx, b); err != nil {
+			t.Errorf("deleting %s: %v", b, err)
+		}
+	}
+}
+
+// settle waits until every node has heard every other and has applied
+// every registry change made before the call: a marker written through
+// one node must reach all caches, and the watch applies changes in order.
+func settle(t *testing.T, nodes []*Node) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, n := range nodes {
+		n.hub.del.drain(10 * time.Second)
+	}
+	marker := fmt.Sprintf("m.%d", clusterSeq.Add(1))
+	seen := make([]chan struct{}, len(nodes))
+	for i, n := range nodes {
+		ch := make(chan struct{})
+		seen[i] = ch
+		var once sync.Once
+		n.hub.reg.mu.Lock()
+		n.hub.reg.testHookKey = func(key string) {
+			if key == marker {
+				once.Do(func() { close(ch) })
+			}
+		}
+		n.hub.reg.mu.Unlock()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := nodes[0].hub.reg.names.Put(ctx, marker, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i, ch := range seen {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			t.Fatalf("node %d never saw the marker", i)
+		}
+	}
+	for _, n := range nodes {
+		for _, o := range nodes {
+			for !n.hub.live.alive(o.cfg.Node, o.inc) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s never heard %s", n.cfg.Node, o.cfg.Node)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+}
+
+func TestClusterHubContract(t *testing.T) {
+	for _, k := range []int{1, 3} {
+		t.Run(fmt.Sprint(k, " nodes"), func(t *testing.T) {
+			hubtest.Run(t, func(t *testing.T, maxUsers int) hubtest.Fixture {
+				nodes := testCluster(t, k, maxUsers)
+				f := hubtest.Fixture{Sync: func(t *testing.T) { settle(t, nodes) }}
+				for _, n := range nodes {
+					f.Hubs = append(f.Hubs, server.Hub(n.Hub()))
+				}
+				return f
+			})
+		})
+	}
+}

@@ -1,0 +1,305 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/gochat/chat/internal/server"
+)
+
+// Subjects of file transfers between nodes, after the cluster's name.
+const (
+	fileOpenSubject  = ".fo." // + <node>: a transfer to one of its users begins
+	fileChunkSubject = ".fc." // + <node>.<source incarnation>.<id>: its chunks, end or abort
+	fileAckSubject   = ".fk." // + <node>: bytes of its transfers that other nodes took
+)
+
+const (
+	// fileWindow is the most bytes of one transfer in flight between two
+	// nodes: the receiving node acks what its user's queue took, so a
+	// slow recipient paces the sending client, as on one node.
+	fileWindow = 8 << 20
+	// Kinds of the messages on a transfer's subject.
+	chunkData  = 'd'
+	chunkEnd   = 'e'
+	chunkAbort = 'a'
+)
+
+// errTransferFailed is returned by Write once the receiving node gave up.
+var errTransferFailed = errors.New("the receiving node ended the transfer")
+
+// fileSender is this node's side of transfers to other nodes.
+type fileSender struct {
+	nextID atomic.Uint64
+	ackSub *nats.Subscription
+	openIn *nats.Subscription
+
+	mu   sync.Mutex
+	outs map[uint64]*remoteStream // transfers in flight, by id; guarded by mu
+}
+
+func (r *relay) subscribeFiles() error {
+	nc := r.h.n.nc
+	var err error
+	r.files.outs = make(map[uint64]*remoteStream)
+	if r.files.ackSub, err = nc.Subscribe(r.h.n.subject(fileAckSubject, r.h.n.cfg.Node), r.fileAcked); err != nil {
+		return err
+	}
+	r.files.openIn, err = nc.Subscribe(r.h.n.subject(fileOpenSubject, r.h.n.cfg.Node), r.fileOpened)
+	return err
+}
+
+func (r *relay) unsubscribeFiles() {
+	for _, s := range []*nats.Subscription{r.files.ackSub, r.files.openIn} {
+		if s != nil {
+			s.Unsubscribe()
+		}
+	}
+}
+
+// remoteStream is a server.FileStream to a user on another node. It is
+// used by the sending connection's serve goroutine only, but acks arrive
+// on the engine's.
+type remoteStream struct {
+	r      *relay
+	id     uint64
+	subj   string
+	cancel <-chan struct{}
+	done   bool // owned by the sender
+
+	mu     sync.Mutex
+	sent   int64         // guarded by mu
+	acked  int64         // guarded by mu
+	failed bool          // the receiving node gave up; guarded by mu
+	room   chan struct{} // closed when an ack comes; guarded by mu
+}
+
+// openRemoteFile starts a transfer to a remote user: the receiving node
+// opens the user's stream when the open message reaches it, and acks the
+// bytes its user's queue takes.
+func (r *relay) openRemoteFile(p *remotePeer, head server.FileHead, cancel <-chan struct{}) (server.FileStream, error) {
+	n := r.h.n
+	id := r.files.nextID.Add(1)
+	s := &remoteStream{
+		r:      r,
+		id:     id,
+		subj:   fmt.Sprintf("%s.%x.%d", n.subject(fileChunkSubject, p.node), n.inc, id),
+		cancel: cancel,
+		room:   make(chan struct{}),
+	}
+	r.files.mu.Lock()
+	r.files.outs[id] = s
+	r.files.mu.Unlock()
+	// open: id, source incarnation, token, size, then the recipient,
+	// sender, filename and source node, each after its length.
+	b := binary.BigEndian.AppendUint64(nil, id)
+	b = binary.BigEndian.AppendUint64(b, n.inc)
+	b = binary.BigEndian.AppendUint64(b, p.key.token)
+	b = binary.BigEndian.AppendUint64(b, uint64(head.Size))
+	for _, f := range []string{p.key.name, head.Sender, head.Filename, n.cfg.Node} {
+		b = append(b, byte(len(f)))
+		b = append(b, f...)
+	}
+	// The receiving node answers once it listens for the chunks.
+	ctx, cancelOpen := context.WithTimeout(n.ctx, kvTimeout)
+	defer cancelOpen()
+	stop := context.AfterFunc(ctx, func() {})
+	defer stop()
+	go func() { // ends with ctx
+		select {
+		case <-cancel:
+			cancelOpen()
+		case <-ctx.Done():
+		}
+	}()
+	reply, err := n.nc.RequestWithContext(ctx, n.subject(fileOpenSubject, p.node), b)
+	if err != nil || string(reply.Data) != "ok" {
+		s.forget()
+		if err == nil {
+			err = fmt.Errorf("%w: %s", errTransferFailed, reply.Data)
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *remoteStream) forget() {
+	s.r.files.mu.Lock()
+	delete(s.r.files.outs, s.id)
+	s.r.files.mu.Unlock()
+}
+
+// Write implements server.FileStream: it waits while a window's worth is
+// unacked, giving up after the stall limit.
+func (s *remoteStream) Write(c server.Chunk) error {
+	stall := time.NewTimer(s.r.h.n.cfg.StallTimeout)
+	defer stall.Stop()
+	for {
+		s.mu.Lock()
+		if s.failed {
+			s.mu.Unlock()
+			return errTransferFailed
+		}
+		if s.sent-s.acked+int64(len(c.Data)) <= fileWindow || s.sent == s.acked {
+			s.sent += int64(len(c.Data))
+			s.mu.Unlock()
+			break
+		}
+		room := s.room
+		s.mu.Unlock()
+		select {
+		case <-room:
+		case <-s.cancel:
+			return server.ErrPeerGone
+		case <-stall.C:
+			return fmt.Errorf("%w: no ack for %v", errTransferFailed, s.r.h.n.cfg.StallTimeout)
+		}
+	}
+	msg := make([]byte, 1, 1+len(c.Data))
+	msg[0] = chunkData
+	return s.r.h.n.nc.Publish(s.subj, append(msg, c.Data...))
+}
+
+// Close implements server.FileStream.
+func (s *remoteStream) Close() { s.end(chunkEnd) }
+
+// Abort implements server.FileStream.
+func (s *remoteStream) Abort() { s.end(chunkAbort) }
+
+func (s *remoteStream) end(kind byte) {
+	if s.done {
+		return
+	}
+	s.done = true
+	s.r.h.n.nc.Publish(s.subj, []byte{kind})
+	s.forget()
+}
+
+// fileAcked takes an ack from a receiving node: id, bytes, and a failure
+// flag.
+func (r *relay) fileAcked(m *nats.Msg) {
+	if len(m.Data) != 17 {
+		return
+	}
+	id, n, failed := binary.BigEndian.Uint64(m.Data), int64(binary.BigEndian.Uint64(m.Data[8:])), m.Data[16] != 0
+	r.files.mu.Lock()
+	s := r.files.outs[id]
+	r.files.mu.Unlock()
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	s.acked += n
+	s.failed = s.failed || failed
+	close(s.room)
+	s.room = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// fileOpened starts the receiving side of a transfer from another node:
+// a goroutine, owned by the node, with its own subscription, that writes
+// the chunks to the local user's stream and acks them.
+func (r *relay) fileOpened(m *nats.Msg) {
+	b := m.Data
+	if len(b) < 32 {
+		return
+	}
+	id, inc, token, size := binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:]), binary.BigEndian.Uint64(b[16:]), int64(binary.BigEndian.Uint64(b[24:]))
+	b = b[32:]
+	var f [4]string
+	for i := range f {
+		if len(b) < 1 || len(b) < 1+int(b[0]) {
+			return
+		}
+		f[i], b = string(b[1:1+int(b[0])]), b[1+int(b[0]):]
+	}
+	name, sender, filename, src := f[0], f[1], f[2], f[3]
+	n := r.h.n
+	subj := fmt.Sprintf("%s.%x.%d", n.subject(fileChunkSubject, n.cfg.Node), inc, id)
+	sub, err := n.nc.SubscribeSync(subj)
+	if err != nil {
+		m.Respond([]byte(err.Error()))
+		return
+	}
+	// The sender keeps at most fileWindow unacked; room for twice that.
+	sub.SetPendingLimits(-1, 2*fileWindow)
+	if err := m.Respond([]byte("ok")); err != nil {
+		sub.Unsubscribe()
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer sub.Unsubscribe()
+		r.receiveFile(src, id, name, token, server.FileHead{Sender: sender, Filename: filename, Size: size}, sub)
+	}()
+}
+
+// receiveFile relays one transfer's chunks to the local user, acking each
+// once the user's stream took it.
+func (r *relay) receiveFile(src string, id uint64, name string, token uint64, head server.FileHead, sub *nats.Subscription) {
+	n := r.h.n
+	fail := func() { r.sendFileAck(src, id, 0, true) }
+	p, tok, ok := r.h.localToken(name)
+	if !ok || tok != token {
+		fail()
+		return
+	}
+	// The local id must be unique on this node: the server's own ids
+	// count up from 1; these count down from the top.
+	head.ID = ^uint64(0) - r.inID.Add(1)
+	st, err := p.OpenFile(head, n.stop)
+	if err != nil {
+		fail()
+		return
+	}
+	for {
+		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.StallTimeout)
+		m, err := sub.NextMsgWithContext(ctx)
+		cancel()
+		if err != nil {
+			if n.ctx.Err() == nil {
+				n.log.Warn("a file from another node stalled; abandoning it", "peer", src, "user", name, "file", head.Filename, "err", err)
+			}
+			st.Abort()
+			fail()
+			return
+		}
+		if len(m.Data) == 0 {
+			continue
+		}
+		switch m.Data[0] {
+		case chunkData:
+			data := m.Data[1:]
+			if err := st.Write(server.Chunk{ID: head.ID, Data: data}); err != nil {
+				st.Abort()
+				fail()
+				return
+			}
+			r.sendFileAck(src, id, int64(len(data)), false)
+		case chunkEnd:
+			st.Close()
+			return
+		default:
+			st.Abort()
+			return
+		}
+	}
+}
+
+func (r *relay) sendFileAck(src string, id uint64, n int64, failed bool) {
+	b := binary.BigEndian.AppendUint64(nil, id)
+	b = binary.BigEndian.AppendUint64(b, uint64(n))
+	flag := byte(0)
+	if failed {
+		flag = 1
+	}
+	r.h.n.nc.Publish(r.h.n.subject(fileAckSubject, src), append(b, flag))
+}

@@ -1,0 +1,294 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/gochat/chat/internal/server"
+)
+
+// Hub is the cluster's user registry: a server.Hub whose cap and names
+// are cluster-wide. Local users are kept by a server.LocalHub; remote
+// users are found in the registry's cache and reached through their node.
+type Hub struct {
+	n     *Node
+	reg   *registry
+	local *server.LocalHub
+	relay *relay
+	del   *deleter
+	live  *liveness
+
+	fenced atomic.Bool // the node lost its lease: no joins, no users
+
+	mu     sync.Mutex
+	locals map[string]localUser // this node's joined users; guarded by mu
+
+	version atomic.Uint64             // bumped when the list may have changed
+	list    atomic.Pointer[listCache] // the visible users, sorted
+}
+
+// localUser is a user joined on this node.
+type localUser struct {
+	peer    server.Peer
+	token   uint64
+	slot    int
+	userRev uint64
+	slotRev uint64
+}
+
+type listCache struct {
+	version uint64
+	names   []string
+}
+
+var _ server.Hub = (*Hub)(nil)
+
+func newHub(n *Node, reg *registry) *Hub {
+	h := &Hub{n: n, reg: reg, local: server.NewLocalHub(), locals: make(map[string]localUser)}
+	h.del = newDeleter(h)
+	h.live = newLiveness(h)
+	h.relay = newRelay(h)
+	reg.onUser = func(name string, u userEntry, present bool) { h.changed(); h.relay.userChanged(name, u, present) }
+	reg.onNode = func(string, bool) { h.changed(); h.live.sweepSoon() }
+	return h
+}
+
+// start loads the registry, takes the node's lease and starts the node's
+// goroutines.
+func (h *Hub) start(ctx context.Context) error {
+	if err := h.relay.subscribe(); err != nil {
+		return err
+	}
+	if err := h.live.start(ctx); err != nil {
+		return err
+	}
+	if err := h.reg.watch(ctx); err != nil {
+		return err
+	}
+	if err := h.live.acquire(ctx); err != nil {
+		return err
+	}
+	h.del.start()
+	h.live.run()
+	h.live.sweepSoon() // entries of earlier incarnations and dead nodes
+	return nil
+}
+
+// changed notes that the list of users may have changed.
+func (h *Hub) changed() { h.version.Add(1) }
+
+// Join implements server.Hub: it takes the name, then a free place under
+// the cap, both in the registry, so that neither a name nor the cap can
+// ever be taken twice in the cluster. Full is decided before taken: a
+// name that is taken while the cluster is full is refused as full.
+func (h *Hub) Join(p server.Peer, maxUsers int) error {
+	if h.fenced.Load() {
+		return fmt.Errorf("%w: this node is cut off from the cluster", server.ErrUnavailable)
+	}
+	maxUsers = min(maxUsers, h.reg.maxClients)
+	if h.reg.slotsTaken() >= maxUsers {
+		return server.ErrServerFull
+	}
+	start := time.Now()
+	defer func() { h.n.m.kvLatency.Observe(time.Since(start).Seconds()) }()
+	name := p.Name()
+	u := userEntry{node: h.n.cfg.Node, inc: h.n.inc, token: randomUint64(), created: time.Now()}
+	ctx, cancel := h.reg.kvCtx()
+	var err error
+	u.rev, err = h.reg.names.Create(ctx, userKey(name), u.value())
+	cancel()
+	if err != nil {
+		if !isExists(err) {
+			return fmt.Errorf("%w: %v", server.ErrUnavailable, err)
+		}
+		if h.reg.slotsTaken() >= maxUsers {
+			return server.ErrServerFull
+		}
+		return server.ErrNameTaken
+	}
+	slot, slotRev, err := h.claimSlot(maxUsers)
+	if err != nil {
+		h.del.add(userKey(name), u.rev)
+		return err
+	}
+	u.slot = slot
+	h.mu.Lock()
+	if h.fenced.Load() {
+		h.mu.Unlock()
+		h.del.add(userKey(name), u.rev)
+		h.del.add(slotKey(slot), slotRev)
+		return fmt.Errorf("%w: this node is cut off from the cluster", server.ErrUnavailable)
+	}
+	if err := h.local.Join(p, math.MaxInt); err != nil {
+		h.mu.Unlock()
+		h.del.add(userKey(name), u.rev)
+		h.del.add(slotKey(slot), slotRev)
+		return err
+	}
+	h.locals[name] = localUser{peer: p, token: u.token, slot: slot, userRev: u.rev, slotRev: slotRev}
+	h.mu.Unlock()
+	h.reg.recordJoin(name, u, slot, slotEntry{node: u.node, inc: u.inc, rev: slotRev, created: u.created})
+	h.changed()
+	return nil
+}
+
+// claimSlot takes a free place under the cap: the cache suggests one, and
+// Create decides; a place another node took meanwhile is tried again
+// elsewhere.
+func (h *Hub) claimSlot(maxUsers int) (int, uint64, error) {
+	val := slotEntry{node: h.n.cfg.Node, inc: h.n.inc}.value()
+	for range 64 {
+		slot := h.reg.freeSlot()
+		if slot < 0 {
+			return 0, 0, server.ErrServerFull
+		}
+		ctx, cancel := h.reg.kvCtx()
+		rev, err := h.reg.names.Create(ctx, slotKey(slot), val)
+		cancel()
+		if err == nil {
+			return slot, rev, nil
+		}
+		if !isExists(err) {
+			return 0, 0, fmt.Errorf("%w: %v", server.ErrUnavailable, err)
+		}
+		// Taken meanwhile: note it until the watch brings its record.
+		h.reg.mu.Lock()
+		if _, ok := h.reg.slots[slot]; !ok {
+			h.reg.takeLocked(slot, slotEntry{})
+		}
+		h.reg.mu.Unlock()
+	}
+	return 0, 0, server.ErrServerFull
+}
+
+// Leave implements server.Hub.
+func (h *Hub) Leave(p server.Peer) {
+	name := p.Name()
+	h.mu.Lock()
+	lu, ok := h.locals[name]
+	if !ok || lu.peer != p {
+		h.mu.Unlock()
+		return
+	}
+	delete(h.locals, name)
+	h.mu.Unlock()
+	h.local.Leave(p)
+	h.reg.recordLeave(name, lu.token, lu.slot, lu.slotRev)
+	h.changed()
+	h.del.add(userKey(name), lu.userRev)
+	h.del.add(slotKey(lu.slot), lu.slotRev)
+	h.relay.localLeft(name)
+}
+
+// Lookup implements server.Hub.
+func (h *Hub) Lookup(name string) server.Peer {
+	if p := h.local.Lookup(name); p != nil {
+		return p
+	}
+	u, ok := h.reg.user(name)
+	if !ok || u.node == h.n.cfg.Node || !h.live.alive(u.node, u.inc) {
+		return nil
+	}
+	return h.relay.peer(name, u)
+}
+
+// Users implements server.Hub: every user of the cluster whose node is
+// alive, sorted.
+func (h *Hub) Users() []string {
+	v := h.version.Load()
+	if c := h.list.Load(); c != nil && c.version == v {
+		return c.names
+	}
+	names := h.reg.snapshot(h.visible)
+	h.list.Store(&listCache{version: v, names: names})
+	return names
+}
+
+// visible reports whether a registry record stands for a user to list.
+func (h *Hub) visible(u userEntry) bool {
+	if u.node == h.n.cfg.Node {
+		return u.inc == h.n.inc && !h.fenced.Load()
+	}
+	return h.live.alive(u.node, u.inc)
+}
+
+// Len implements server.Hub.
+func (h *Hub) Len() int { return len(h.Users()) }
+
+// localToken returns the session token of the local user name.
+func (h *Hub) localToken(name string) (server.Peer, uint64, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	lu, ok := h.locals[name]
+	return lu.peer, lu.token, ok
+}
+
+// fence stops admitting and cuts every local user off: the node has not
+// renewed its lease for fenceAfter, so the cluster may soon give their
+// names away.
+func (h *Hub) fence(why error) {
+	h.mu.Lock()
+	if h.fenced.Swap(true) {
+		h.mu.Unlock()
+		return
+	}
+	peers := make([]server.Peer, 0, len(h.locals))
+	for _, lu := range h.locals {
+		peers = append(peers, lu.peer)
+	}
+	h.mu.Unlock()
+	h.changed()
+	h.n.m.fences.Inc()
+	h.n.log.Error("cut off from the cluster: no longer admitting; cutting local users off", "users", len(peers), "err", why)
+	for _, p := range peers {
+		if e, ok := p.(server.Evictable); ok {
+			e.Evict(why)
+		}
+	}
+}
+
+// unfence admits again once the lease is renewed.
+func (h *Hub) unfence() {
+	if h.fenced.Swap(false) {
+		h.changed()
+		h.n.log.Warn("back in the cluster: admitting again")
+	}
+}
+
+// leave tells the cluster this node is going: the others hide its users
+// at once; its records and lease are removed, waiting at most a few
+// seconds.
+func (h *Hub) leave() {
+	h.fenced.Store(true)
+	h.live.announce(stateLeaving)
+	h.mu.Lock()
+	for name, lu := range h.locals {
+		h.del.add(userKey(name), lu.userRev)
+		h.del.add(slotKey(lu.slot), lu.slotRev)
+	}
+	h.mu.Unlock()
+	h.del.drain(3 * time.Second)
+	h.live.release()
+}
+
+// stopAll stops the watches and subscriptions; the goroutines end with
+// the node's stop channel.
+func (h *Hub) stopAll() {
+	for _, w := range []jetstream.KeyWatcher{h.reg.namesWatch, h.reg.leasesWatch} {
+		if w != nil {
+			w.Stop()
+		}
+	}
+	h.relay.unsubscribe()
+	h.live.unsubscribe()
+}
+
+// errFenced is the cause given to users cut off by fencing.
+var errFenced = errors.New("node cut off from the cluster")

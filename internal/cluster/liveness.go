@@ -1,0 +1,334 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// heartbeatSubject, after the cluster's name, carries every node's
+// heartbeats.
+const heartbeatSubject = ".hb"
+
+// A node's states in its heartbeats.
+const (
+	stateUp      = "up"
+	stateLeaving = "leaving"
+)
+
+// liveness knows which nodes are alive (heartbeats on core NATS: a node
+// that went silent has its users hidden within seconds) and keeps this
+// node's lease (a key with a TTL: an expired lease lets the cluster give a
+// dead node's names away, and a node that cannot renew its own fences
+// itself first).
+type liveness struct {
+	h   *Hub
+	sub *nats.Subscription
+
+	leaseRev  atomic.Uint64 // the lease's revision; 0 before it is taken
+	renewedAt atomic.Int64  // when the last renewal that succeeded was sent (Unix ns)
+	sweep     chan struct{} // has a token when a sweep of dead records is due
+
+	mu    sync.Mutex
+	nodes map[string]*nodeState // by node name; guarded by mu
+}
+
+type nodeState struct {
+	inc    uint64
+	seen   time.Time // last heartbeat
+	left   bool      // said it was leaving
+	silent bool      // nothing heard for heartbeatTimeout
+}
+
+func newLiveness(h *Hub) *liveness {
+	return &liveness{h: h, nodes: make(map[string]*nodeState), sweep: make(chan struct{}, 1)}
+}
+
+// start subscribes to the heartbeats.
+func (l *liveness) start(context.Context) error {
+	var err error
+	l.sub, err = l.h.n.nc.Subscribe(l.h.n.cfg.Name+heartbeatSubject, l.heard)
+	return err
+}
+
+func (l *liveness) unsubscribe() {
+	if l.sub != nil {
+		l.sub.Unsubscribe()
+	}
+}
+
+// heard records a heartbeat: "<incarnation> <state> <node>".
+func (l *liveness) heard(m *nats.Msg) {
+	f := strings.SplitN(string(m.Data), " ", 3)
+	if len(f) != 3 {
+		return
+	}
+	inc, err := strconv.ParseUint(f[0], 16, 64)
+	if err != nil {
+		return
+	}
+	node, left := f[2], f[1] == stateLeaving
+	l.mu.Lock()
+	st, ok := l.nodes[node]
+	if !ok {
+		st = &nodeState{}
+		l.nodes[node] = st
+	}
+	changed := !ok || st.inc != inc || st.left != left || st.silent
+	st.inc, st.seen, st.left, st.silent = inc, time.Now(), left, false
+	l.mu.Unlock()
+	if changed {
+		l.h.changed()
+		if node != l.h.n.cfg.Node {
+			l.h.n.log.Info("node heard", "peer", node, "state", f[1])
+		}
+	}
+}
+
+// alive reports whether node, in incarnation inc, is heard from.
+func (l *liveness) alive(node string, inc uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st, ok := l.nodes[node]
+	return ok && st.inc == inc && !st.left && !st.silent
+}
+
+// announce publishes one heartbeat in state.
+func (l *liveness) announce(state string) {
+	n := l.h.n
+	n.nc.Publish(n.cfg.Name+heartbeatSubject, fmt.Appendf(nil, "%x %s %s", n.inc, state, n.cfg.Node))
+}
+
+// acquire takes this node's lease: a fresh one, or the stale one of an
+// earlier incarnation. A lease that is being renewed belongs to a live
+// node of the same name, and this one is refused.
+func (l *liveness) acquire(ctx context.Context) error {
+	n := l.h.n
+	reg := l.h.reg
+	val := leaseEntry{inc: n.inc, addr: n.cfg.ChatAddr}.value()
+	var lastRev uint64
+	for attempt := 0; ; attempt++ {
+		kctx, cancel := context.WithTimeout(ctx, kvTimeout)
+		rev, err := reg.nodes.Create(kctx, nodeKey(n.cfg.Node), val)
+		if err == nil {
+			cancel()
+			l.took(rev)
+			return nil
+		}
+		if !isExists(err) {
+			cancel()
+			return fmt.Errorf("taking the node's lease: %w", err)
+		}
+		e, err := reg.nodes.Get(kctx, nodeKey(n.cfg.Node))
+		cancel()
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reading the node's lease: %w", err)
+		}
+		old, _ := parseLease(e.Value())
+		age := time.Since(e.Created())
+		if age > 3*renewEvery {
+			kctx, cancel := context.WithTimeout(ctx, kvTimeout)
+			rev, err := reg.nodes.Update(kctx, nodeKey(n.cfg.Node), val, e.Revision())
+			cancel()
+			if err == nil {
+				n.log.Info("took over the lease of an earlier incarnation", "earlier", fmt.Sprintf("%016x", old.inc), "unrenewed_for", age.Round(time.Millisecond))
+				l.took(rev)
+				return nil
+			}
+			continue
+		}
+		if lastRev != 0 && e.Revision() != lastRev {
+			return fmt.Errorf("%w: %q (serving chat at %s) renews its lease", errNodeTaken, n.cfg.Node, old.addr)
+		}
+		lastRev = e.Revision()
+		if attempt == 0 {
+			n.log.Info("waiting: the node name's lease was renewed recently; taking it over if nobody renews it", "renewed_ago", age.Round(time.Millisecond))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %q", errNodeTaken, n.cfg.Node)
+		case <-time.After(2 * renewEvery):
+		}
+	}
+}
+
+func (l *liveness) took(rev uint64) {
+	l.leaseRev.Store(rev)
+	l.renewedAt.Store(time.Now().UnixNano())
+	l.announce(stateUp)
+}
+
+// release deletes this node's lease as it leaves.
+func (l *liveness) release() {
+	rev := l.leaseRev.Load()
+	if rev == 0 {
+		return
+	}
+	ctx, cancel := l.h.reg.kvCtx()
+	defer cancel()
+	l.h.reg.nodes.Delete(ctx, nodeKey(l.h.n.cfg.Node), jetstream.LastRevision(rev))
+}
+
+// run starts the liveness goroutines, owned by the node: heartbeats and
+// silence checks, lease renewal and fencing, sweeps of dead records.
+func (l *liveness) run() {
+	n := l.h.n
+	n.wg.Add(3)
+	go func() {
+		defer n.wg.Done()
+		l.beat()
+	}()
+	go func() {
+		defer n.wg.Done()
+		l.renew()
+	}()
+	go func() {
+		defer n.wg.Done()
+		l.sweeper()
+	}()
+}
+
+// beat sends heartbeats and marks the nodes that went silent.
+func (l *liveness) beat() {
+	tick := time.NewTicker(heartbeatEvery / 2)
+	defer tick.Stop()
+	last := time.Time{}
+	for {
+		select {
+		case <-l.h.n.stop:
+			return
+		case now := <-tick.C:
+			if now.Sub(last) >= heartbeatEvery {
+				l.announce(stateUp)
+				last = now
+			}
+			l.checkSilence(now)
+		}
+	}
+}
+
+func (l *liveness) checkSilence(now time.Time) {
+	var silenced []string
+	l.mu.Lock()
+	for node, st := range l.nodes {
+		if !st.silent && now.Sub(st.seen) > heartbeatTimeout {
+			st.silent = true
+			silenced = append(silenced, node)
+		}
+	}
+	l.mu.Unlock()
+	for _, node := range silenced {
+		if node == l.h.n.cfg.Node {
+			continue
+		}
+		l.h.changed()
+		l.h.n.m.silences.Inc()
+		l.h.n.log.Warn("node silent: its users are hidden until it is heard again or its lease expires", "peer", node, "for", heartbeatTimeout)
+	}
+}
+
+// renew renews the lease every renewEvery, and fences the node when no
+// renewal has succeeded for fenceAfter.
+func (l *liveness) renew() {
+	n := l.h.n
+	reg := l.h.reg
+	val := leaseEntry{inc: n.inc, addr: n.cfg.ChatAddr}.value()
+	tick := time.NewTicker(renewEvery / 4)
+	defer tick.Stop()
+	var lastTry time.Time
+	for {
+		select {
+		case <-n.stop:
+			return
+		case now := <-tick.C:
+			if since := time.Since(time.Unix(0, l.renewedAt.Load())); since > fenceAfter {
+				l.h.fence(fmt.Errorf("%w: lease not renewed for %v", errFenced, since.Round(time.Second)))
+			}
+			if now.Sub(lastTry) < renewEvery {
+				continue
+			}
+			lastTry = now
+			sent := time.Now()
+			ctx, cancel := reg.kvCtx()
+			rev, err := reg.nodes.Update(ctx, nodeKey(n.cfg.Node), val, l.leaseRev.Load())
+			if err != nil && isExists(err) {
+				// Expired (or taken over): take it afresh if nobody holds it.
+				rev, err = reg.nodes.Create(ctx, nodeKey(n.cfg.Node), val)
+				if err == nil {
+					n.log.Warn("the node's lease had expired; took it again")
+				}
+			}
+			cancel()
+			if err != nil {
+				n.log.Debug("lease renewal failed", "err", err)
+				continue
+			}
+			l.leaseRev.Store(rev)
+			l.renewedAt.Store(sent.UnixNano())
+			l.h.unfence()
+		}
+	}
+}
+
+// sweepSoon asks for a sweep of dead records.
+func (l *liveness) sweepSoon() {
+	select {
+	case l.sweep <- struct{}{}:
+	default:
+	}
+}
+
+// sweeper removes the records of users and places whose node holds no
+// lease (dead, gone, or an earlier incarnation), on request and every few
+// seconds. Records younger than a few seconds are left alone, since their
+// node's lease may simply not have reached this node's cache yet.
+func (l *liveness) sweeper() {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-l.h.n.stop:
+			return
+		case <-tick.C:
+		case <-l.sweep:
+		}
+		l.sweepOnce()
+	}
+}
+
+// minRecordAge is how old a record must be before a sweep may remove it.
+const minRecordAge = 5 * time.Second
+
+func (l *liveness) sweepOnce() {
+	reg := l.h.reg
+	reg.mu.Lock()
+	var users []pendingDelete
+	for name, u := range reg.users {
+		if lease, ok := reg.leases[u.node]; (!ok || lease.inc != u.inc) && time.Since(u.created) > minRecordAge {
+			users = append(users, pendingDelete{userKey(name), u.rev})
+		}
+	}
+	for i, s := range reg.slots {
+		if lease, ok := reg.leases[s.node]; (!ok || lease.inc != s.inc) && s.rev != 0 && time.Since(s.created) > minRecordAge {
+			users = append(users, pendingDelete{slotKey(i), s.rev})
+		}
+	}
+	reg.mu.Unlock()
+	if len(users) > 0 {
+		l.h.n.log.Info("removing the records of nodes without a lease", "records", len(users))
+	}
+	for _, p := range users {
+		l.h.del.add(p.key, p.rev)
+	}
+}

@@ -1,0 +1,392 @@
+// Package cluster runs the chat server as one node of a cluster: several
+// server processes that behave, to every client, exactly like one server
+// of PROTOCOL.md. NATS is the distributed engine: JetStream key-value
+// buckets hold the cluster-wide registry (names, the client cap, node
+// leases), and core NATS subjects carry frames, files and heartbeats
+// between nodes. A node either embeds a nats-server that routes to the
+// other nodes' embedded servers, or joins an existing NATS deployment.
+//
+// The package's Hub implements server.Hub: local users are served by a
+// server.LocalHub without touching NATS; remote users stand behind
+// server.Peer values that relay to their node. docs/CLUSTER.md explains
+// the design, the faults and their timings.
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config holds a node's settings.
+type Config struct {
+	// Name is the cluster's name: its buckets, subjects and embedded NATS
+	// cluster are named after it (1 to 32 letters, digits, - and _;
+	// default "gochat"). Several clusters can share one NATS deployment.
+	Name string
+	// Node is this node's name, unique in the cluster: 1 to 64 bytes of
+	// letters, digits and "-_.:" (default: host name and chat port).
+	Node string
+	// ChatAddr is the address the node serves chat on, for the record.
+	ChatAddr string
+	// MaxClients is the cluster-wide cap; every node must agree on it.
+	MaxClients int
+
+	// Embedded engine: Listen is this node's route address (host:port);
+	// Peers the other nodes' route addresses; Dir holds the engine's
+	// state (default: a folder named after the node in the system's
+	// temporary folder).
+	Listen string
+	Peers  []string
+	Dir    string
+
+	// External engine: NATS URLs, and optionally credentials and a CA to
+	// trust for TLS to NATS.
+	NATS      []string
+	NATSCreds string
+	NATSCA    string
+
+	// Replicas of the registry's buckets (default: 3 when the engine has
+	// three servers or more, otherwise 1).
+	Replicas int
+	// Wait bounds the wait to become part of the cluster (default 60 s).
+	Wait time.Duration
+	// StallTimeout cuts off a file transfer between nodes that makes no
+	// progress for this long (default 30 s).
+	StallTimeout time.Duration
+	// PaceBacklog is the most bytes of frames from this node that may wait
+	// at another node for one of its users before a sender is paced (the
+	// server's --pace-backlog; 0: no pacing).
+	PaceBacklog int
+
+	Logger *slog.Logger
+}
+
+// Timings of the cluster's failure detection and fencing; docs/CLUSTER.md
+// explains how they relate.
+const (
+	// heartbeatEvery is how often a node announces itself on core NATS.
+	heartbeatEvery = 500 * time.Millisecond
+	// heartbeatTimeout hides a node's users once nothing was heard from
+	// it for this long.
+	heartbeatTimeout = 3500 * time.Millisecond
+	// renewEvery is how often a node renews its lease.
+	renewEvery = time.Second
+	// leaseTTL is how long a lease lives unrenewed; then the other nodes
+	// give the node's names and places away.
+	leaseTTL = 20 * time.Second
+	// fenceAfter is how long a node goes on without a renewed lease
+	// before it stops admitting and cuts its users off. It is shorter
+	// than leaseTTL, so a node cut off from the cluster has let go of its
+	// users before the cluster gives their names away, and longer than a
+	// JetStream leader election (4-9 s), so losing one NATS server does
+	// not cut anybody off.
+	fenceAfter = 12 * time.Second
+	// kvTimeout bounds one registry operation.
+	kvTimeout = 3 * time.Second
+)
+
+// DefaultWait is the default bound on the wait to join the cluster.
+const DefaultWait = 60 * time.Second
+
+var (
+	nodeNameRE    = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,64}$`)
+	clusterNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
+)
+
+// DefaultName is the default cluster name.
+const DefaultName = "gochat"
+
+// Check reports what is wrong with the settings, if anything, without
+// starting or contacting anything.
+func (c *Config) Check() error {
+	embedded := c.Listen != "" || len(c.Peers) > 0
+	switch {
+	case embedded && len(c.NATS) > 0:
+		return errors.New("--nats (an external engine) and --cluster-listen/--cluster-peers (an embedded one) exclude each other")
+	case !embedded && len(c.NATS) == 0:
+		return errors.New("cluster mode needs --cluster-listen (and --cluster-peers) or --nats")
+	case embedded && c.Listen == "":
+		return errors.New("--cluster-peers needs --cluster-listen")
+	case !embedded && (c.Dir != ""):
+		return errors.New("--cluster-dir belongs to the embedded engine (--cluster-listen)")
+	case embedded && (c.NATSCreds != "" || c.NATSCA != ""):
+		return errors.New("--nats-creds and --nats-tls-ca belong to --nats")
+	case c.Node != "" && !nodeNameRE.MatchString(c.Node):
+		return fmt.Errorf("--node %q: use 1 to 64 letters, digits and the characters - _ . : only", c.Node)
+	case c.Name != "" && !clusterNameRE.MatchString(c.Name):
+		return fmt.Errorf("--cluster-name %q: use 1 to 32 letters, digits, - and _", c.Name)
+	case c.MaxClients < 1:
+		return errors.New("the client cap must be at least 1")
+	}
+	if embedded {
+		for _, a := range append([]string{c.Listen}, c.Peers...) {
+			if _, _, err := splitHostPort(a); err != nil {
+				return fmt.Errorf("cluster address %q: %v", a, err)
+			}
+		}
+	}
+	for _, u := range c.NATS {
+		p, err := url.Parse(u)
+		if err != nil || p.Host == "" || (p.Scheme != "nats" && p.Scheme != "tls") {
+			return fmt.Errorf("--nats: %q is not a nats:// or tls:// URL", u)
+		}
+	}
+	return nil
+}
+
+func splitHostPort(a string) (string, int, error) {
+	h, p, err := net.SplitHostPort(a)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 1 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", p)
+	}
+	return h, port, nil
+}
+
+func (c *Config) setDefaults() {
+	if c.Name == "" {
+		c.Name = DefaultName
+	}
+	if c.Node == "" {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "node"
+		}
+		_, port, _ := net.SplitHostPort(c.ChatAddr)
+		c.Node = sanitizeNode(host) + ":" + port
+	}
+	if c.Wait <= 0 {
+		c.Wait = DefaultWait
+	}
+	if c.StallTimeout <= 0 {
+		c.StallTimeout = 30 * time.Second
+	}
+	if c.Dir == "" && c.Listen != "" {
+		c.Dir = filepath.Join(os.TempDir(), "gochatd-cluster-"+sanitizeNode(c.Node))
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Replicas <= 0 {
+		n := len(c.NATS)
+		if c.Listen != "" {
+			n = len(c.Peers) + 1
+		}
+		c.Replicas = 1
+		if n >= 3 {
+			c.Replicas = 3
+		}
+	}
+}
+
+// sanitizeNode keeps the characters a node name may have.
+func sanitizeNode(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 128 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_.:-", r)) {
+			return r
+		}
+		return '-'
+	}, s)
+}
+
+// Node is this process's membership of the cluster.
+type Node struct {
+	cfg  Config
+	log  *slog.Logger
+	inc  uint64 // this incarnation: random, new at every start
+	ns   *natsserver.Server
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	hub  *Hub
+	m    *metrics
+	stop chan struct{} // closed by Close
+
+	// ctx bounds every engine operation; cancelled by Close, after the
+	// node has said goodbye.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	wg        sync.WaitGroup // the node's goroutines
+	closeOnce sync.Once
+}
+
+// Start joins the cluster: it starts the embedded engine or connects to
+// the external one, waits (at most cfg.Wait, saying what for) until the
+// registry is usable, checks the cluster's client cap, and takes the
+// node's lease. Only then should the chat port open.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Node), inc: randomUint64(), stop: make(chan struct{})}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.m = newMetrics()
+	ctx, cancel := context.WithTimeout(ctx, cfg.Wait)
+	defer cancel()
+	if err := n.start(ctx); err != nil {
+		n.cancel()
+		n.shutdownEngine()
+		if ctx.Err() != nil && !errors.Is(err, errNodeTaken) && !errors.Is(err, errCapMismatch) {
+			return nil, fmt.Errorf("not part of the cluster after %v: %w", cfg.Wait, err)
+		}
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) start(ctx context.Context) error {
+	var err error
+	if n.cfg.Listen != "" {
+		if n.ns, err = startEngine(n.cfg, n.log); err != nil {
+			return err
+		}
+	}
+	if n.nc, err = n.connect(ctx); err != nil {
+		return err
+	}
+	if n.js, err = jetstream.New(n.nc); err != nil {
+		return err
+	}
+	reg, err := openRegistry(ctx, n)
+	if err != nil {
+		return err
+	}
+	n.hub = newHub(n, reg)
+	if err := n.hub.start(ctx); err != nil {
+		n.hub.stopAll()
+		return err
+	}
+	n.log.Info("part of the cluster", "incarnation", fmt.Sprintf("%016x", n.inc), "replicas", n.cfg.Replicas)
+	return nil
+}
+
+// connect connects to the engine, retrying until ctx ends.
+func (n *Node) connect(ctx context.Context) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name("gochatd " + n.cfg.Node),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.PingInterval(time.Second),
+		nats.MaxPingsOutstanding(3),
+		nats.Timeout(2 * time.Second),
+		nats.ReconnectBufSize(64 << 20),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			select {
+			case <-n.stop:
+			default:
+				n.log.Warn("lost the engine connection", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			n.m.reconnects.Inc()
+			n.log.Warn("engine connection back", "server", c.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			n.log.Warn("engine error", "subject", subj, "err", err)
+		}),
+	}
+	url := strings.Join(n.cfg.NATS, ",")
+	if n.ns != nil {
+		opts = append(opts, nats.InProcessServer(n.ns))
+		url = ""
+	}
+	if n.cfg.NATSCreds != "" {
+		opts = append(opts, nats.UserCredentials(n.cfg.NATSCreds))
+	}
+	if n.cfg.NATSCA != "" {
+		opts = append(opts, nats.RootCAs(n.cfg.NATSCA))
+	}
+	for attempt := 0; ; attempt++ {
+		nc, err := nats.Connect(url, opts...)
+		if err == nil {
+			return nc, nil
+		}
+		if attempt%10 == 0 {
+			n.log.Info("waiting for the engine", "nats", url, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("cannot reach NATS at %s: %w", url, err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// subject returns the subject of kind for node: the cluster's name, kind,
+// and the node's name in base64.
+func (n *Node) subject(kind, node string) string {
+	return n.cfg.Name + kind + b64.EncodeToString([]byte(node))
+}
+
+// Hub returns the cluster's user registry for the chat server.
+func (n *Node) Hub() *Hub { return n.hub }
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.cfg.Node }
+
+// Close leaves the cluster cleanly: the other nodes are told at once, so
+// this node's users vanish from their lists, then its registry entries
+// and lease are removed (within a few seconds at most) and the engine
+// stops. The chat server should be shut down first.
+func (n *Node) Close() {
+	n.closeOnce.Do(func() {
+		n.hub.leave()
+		close(n.stop)
+		n.cancel()
+		n.hub.stopAll()
+		n.wg.Wait()
+		if n.nc != nil {
+			n.nc.Drain()
+			deadline := time.Now().Add(2 * time.Second)
+			for !n.nc.IsClosed() && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			n.nc.Close()
+		}
+		n.shutdownEngine()
+		n.log.Info("left the cluster")
+	})
+}
+
+func (n *Node) shutdownEngine() {
+	if n.hub == nil && n.nc != nil {
+		n.nc.Close()
+	}
+	if n.ns != nil {
+		n.ns.Shutdown()
+		n.ns.WaitForShutdown()
+	}
+}
+
+func randomUint64() uint64 {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return binary.BigEndian.Uint64(b[:]) | 1 // never 0
+}

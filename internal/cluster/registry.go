@@ -1,0 +1,487 @@
+package cluster
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math/bits"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The registry's buckets, after the cluster's name, and keys
+// (docs/CLUSTER.md, "The registry").
+const (
+	namesBucket = "_names" // cfg, s.<slot>, u.<name>: no TTL
+	nodesBucket = "_nodes" // n.<node>: leases, with a TTL
+	cfgKey      = "cfg"
+)
+
+// Errors of the registry.
+var (
+	errCapMismatch = errors.New("client cap differs from the cluster's")
+	errNodeTaken   = errors.New("node name in use by a live node")
+)
+
+// b64 encodes names for keys and subjects, which allow only a few
+// characters; usernames are arbitrary UTF-8.
+var b64 = base64.RawURLEncoding
+
+func userKey(name string) string { return "u." + b64.EncodeToString([]byte(name)) }
+func slotKey(i int) string       { return "s." + strconv.Itoa(i) }
+func nodeKey(node string) string { return "n." + b64.EncodeToString([]byte(node)) }
+
+// userEntry is the registry's record of a joined user. Its place under
+// the cap has a record of its own.
+type userEntry struct {
+	node    string
+	inc     uint64 // the node's incarnation
+	slot    int    // known on the user's own node only
+	token   uint64 // this session's, so that a new one never gets the old one's frames
+	rev     uint64
+	created time.Time // when the engine stored it
+}
+
+func (e userEntry) value() []byte {
+	return fmt.Appendf(nil, "%x %x %s", e.inc, e.token, e.node)
+}
+
+func parseUser(v []byte) (userEntry, error) {
+	f := strings.SplitN(string(v), " ", 3)
+	if len(f) != 3 {
+		return userEntry{}, fmt.Errorf("user entry %q", v)
+	}
+	var e userEntry
+	var err1, err2 error
+	e.inc, err1 = strconv.ParseUint(f[0], 16, 64)
+	e.token, err2 = strconv.ParseUint(f[1], 16, 64)
+	e.node = f[2]
+	if err := errors.Join(err1, err2); err != nil {
+		return userEntry{}, fmt.Errorf("user entry %q: %w", v, err)
+	}
+	return e, nil
+}
+
+// slotEntry is the registry's record of a taken place under the cap.
+type slotEntry struct {
+	node    string
+	inc     uint64
+	rev     uint64
+	created time.Time
+}
+
+func (e slotEntry) value() []byte { return fmt.Appendf(nil, "%x %s", e.inc, e.node) }
+
+func parseSlot(v []byte) (slotEntry, error) {
+	inc, node, ok := strings.Cut(string(v), " ")
+	n, err := strconv.ParseUint(inc, 16, 64)
+	if !ok || err != nil {
+		return slotEntry{}, fmt.Errorf("slot entry %q", v)
+	}
+	return slotEntry{node: node, inc: n}, nil
+}
+
+// leaseEntry is a node's lease.
+type leaseEntry struct {
+	inc     uint64
+	addr    string
+	rev     uint64
+	created time.Time // when this revision was stored (the engine's clock)
+}
+
+func (e leaseEntry) value() []byte { return fmt.Appendf(nil, "%x %s", e.inc, e.addr) }
+
+func parseLease(v []byte) (leaseEntry, error) {
+	inc, addr, _ := strings.Cut(string(v), " ")
+	n, err := strconv.ParseUint(inc, 16, 64)
+	if err != nil {
+		return leaseEntry{}, fmt.Errorf("lease %q", v)
+	}
+	return leaseEntry{inc: n, addr: addr}, nil
+}
+
+// registry is the node's view of the buckets: the decisions go through
+// Create, Update and Delete with revision checks; the cache, kept by two
+// watches, serves lists, lookups and the choice of a free place.
+type registry struct {
+	node        *Node
+	names       jetstream.KeyValue
+	nodes       jetstream.KeyValue
+	maxClients  int
+	namesReady  chan struct{} // closed once the names watch has caught up
+	nodesReady  chan struct{} // closed once the nodes watch has caught up
+	namesWatch  jetstream.KeyWatcher
+	leasesWatch jetstream.KeyWatcher
+
+	mu     sync.Mutex
+	users  map[string]userEntry                         // by name; guarded by mu
+	slots  map[int]slotEntry                            // taken places; guarded by mu
+	taken  []uint64                                     // bit i set: place i taken; guarded by mu
+	leases map[string]leaseEntry                        // by node; guarded by mu
+	onUser func(name string, u userEntry, present bool) // called under mu when a user's record changes
+	onNode func(node string, gone bool)                 // called under mu when a lease changes
+
+	testHookKey func(key string) // if set, called under mu for other keys of the names bucket
+}
+
+// openRegistry creates or opens the buckets, retrying while JetStream is
+// not ready (a cluster still forming), checks the client cap, and starts
+// the watches.
+func openRegistry(ctx context.Context, n *Node) (*registry, error) {
+	r := &registry{
+		node:       n,
+		maxClients: n.cfg.MaxClients,
+		users:      make(map[string]userEntry),
+		slots:      make(map[int]slotEntry),
+		taken:      make([]uint64, (n.cfg.MaxClients+63)/64),
+		leases:     make(map[string]leaseEntry),
+		namesReady: make(chan struct{}),
+		nodesReady: make(chan struct{}),
+	}
+	var err error
+	for attempt := 0; ; attempt++ {
+		if r.names == nil {
+			r.names, err = openBucket(ctx, n, jetstream.KeyValueConfig{
+				Bucket:   n.cfg.Name + namesBucket,
+				History:  1,
+				Storage:  jetstream.MemoryStorage,
+				Replicas: n.cfg.Replicas,
+			})
+		}
+		if err == nil && r.nodes == nil {
+			r.nodes, err = openBucket(ctx, n, jetstream.KeyValueConfig{
+				Bucket:         n.cfg.Name + nodesBucket,
+				History:        1,
+				TTL:            leaseTTL,
+				LimitMarkerTTL: time.Second,
+				Storage:        jetstream.MemoryStorage,
+				Replicas:       n.cfg.Replicas,
+			})
+		}
+		if err == nil {
+			break
+		}
+		if attempt%5 == 0 {
+			n.log.Info("waiting for the cluster's JetStream (a majority of its servers must be up)", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("the registry is not available: %w", err)
+		case <-time.After(time.Second):
+		}
+	}
+	if err := r.checkCap(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// openBucket creates the bucket of cfg, or opens it if it exists.
+// Creating a bucket that exists with the same settings succeeds, so
+// several nodes may race to create it. (Asking first whether it exists
+// can hang for seconds while another node creates it.)
+func openBucket(ctx context.Context, n *Node, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*kvTimeout)
+	defer cancel()
+	kv, err := n.js.CreateKeyValue(ctx, cfg)
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		// Made with other settings (another version, other replicas).
+		kv, err = n.js.KeyValue(ctx, cfg.Bucket)
+	}
+	if err != nil {
+		err = fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, err
+}
+
+// checkCap records the client cap in the registry, or checks that the
+// one recorded there is the same.
+func (r *registry) checkCap(ctx context.Context) error {
+	want := "max-clients=" + strconv.Itoa(r.maxClients)
+	for {
+		kctx, cancel := context.WithTimeout(ctx, kvTimeout)
+		_, err := r.names.Create(kctx, cfgKey, []byte(want))
+		if err == nil || !isExists(err) {
+			cancel()
+			return err
+		}
+		e, err := r.names.Get(kctx, cfgKey)
+		cancel()
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if got := string(e.Value()); got != want {
+			return fmt.Errorf("%w: the cluster has %s, this node --max-clients=%d", errCapMismatch, strings.TrimPrefix(got, "max-clients="), r.maxClients)
+		}
+		return nil
+	}
+}
+
+// isExists reports whether err is a failed create or update: the key
+// exists, or its revision moved on.
+func isExists(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// watch starts the two watches; their goroutines, owned by the node, end
+// when the node stops.
+func (r *registry) watch(ctx context.Context) error {
+	// The watches live as long as the node (a watch ends with its
+	// context); ctx bounds only the wait for their initial values.
+	var err error
+	if r.namesWatch, err = r.names.WatchAll(r.node.ctx); err != nil {
+		return err
+	}
+	if r.leasesWatch, err = r.nodes.WatchAll(r.node.ctx); err != nil {
+		r.namesWatch.Stop()
+		return err
+	}
+	n := r.node
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		r.follow(r.namesWatch, r.namesReady, r.applyName)
+	}()
+	go func() {
+		defer n.wg.Done()
+		r.follow(r.leasesWatch, r.nodesReady, r.applyLease)
+	}()
+	for _, ch := range []chan struct{}{r.namesReady, r.nodesReady} {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("the registry did not load: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+// follow applies the entries of w until the node stops; ready is closed
+// when the initial values are in.
+func (r *registry) follow(w jetstream.KeyWatcher, ready chan struct{}, apply func(jetstream.KeyValueEntry)) {
+	once := sync.OnceFunc(func() { close(ready) })
+	defer once()
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				once()
+				continue
+			}
+			apply(e)
+		case <-r.node.stop:
+			return
+		}
+	}
+}
+
+func (r *registry) applyName(e jetstream.KeyValueEntry) {
+	key := e.Key()
+	del := e.Operation() != jetstream.KeyValuePut
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case strings.HasPrefix(key, "u."):
+		raw, err := b64.DecodeString(key[2:])
+		if err != nil {
+			return
+		}
+		name := string(raw)
+		if del {
+			if old, ok := r.users[name]; ok && old.rev <= e.Revision() {
+				delete(r.users, name)
+				r.notifyUser(name, userEntry{}, false)
+			}
+			return
+		}
+		u, err := parseUser(e.Value())
+		if err != nil {
+			r.node.log.Warn("bad registry entry", "key", key, "err", err)
+			return
+		}
+		u.rev, u.created = e.Revision(), e.Created()
+		if old, ok := r.users[name]; ok && old.rev > u.rev {
+			return // a newer revision was recorded by our own join
+		}
+		r.users[name] = u
+		r.notifyUser(name, u, true)
+	case strings.HasPrefix(key, "s."):
+		i, err := strconv.Atoi(key[2:])
+		if err != nil || i < 0 || i >= r.maxClients {
+			return
+		}
+		if del {
+			if old, ok := r.slots[i]; ok && old.rev <= e.Revision() {
+				r.freeLocked(i)
+			}
+			return
+		}
+		s, err := parseSlot(e.Value())
+		if err != nil {
+			return
+		}
+		s.rev, s.created = e.Revision(), e.Created()
+		if old, ok := r.slots[i]; ok && old.rev > s.rev {
+			return
+		}
+		r.takeLocked(i, s)
+	default:
+		if r.testHookKey != nil {
+			r.testHookKey(key)
+		}
+	}
+}
+
+func (r *registry) notifyUser(name string, u userEntry, present bool) {
+	if r.onUser != nil {
+		r.onUser(name, u, present)
+	}
+}
+
+func (r *registry) applyLease(e jetstream.KeyValueEntry) {
+	raw, err := b64.DecodeString(strings.TrimPrefix(e.Key(), "n."))
+	if err != nil {
+		return
+	}
+	node := string(raw)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e.Operation() != jetstream.KeyValuePut {
+		if old, ok := r.leases[node]; ok && old.rev <= e.Revision() {
+			delete(r.leases, node)
+			if r.onNode != nil {
+				r.onNode(node, true)
+			}
+		}
+		return
+	}
+	l, err := parseLease(e.Value())
+	if err != nil {
+		return
+	}
+	l.rev, l.created = e.Revision(), e.Created()
+	r.leases[node] = l
+	if r.onNode != nil {
+		r.onNode(node, false)
+	}
+}
+
+func (r *registry) takeLocked(i int, s slotEntry) {
+	r.slots[i] = s
+	r.taken[i/64] |= 1 << (i % 64)
+}
+
+func (r *registry) freeLocked(i int) {
+	delete(r.slots, i)
+	r.taken[i/64] &^= 1 << (i % 64)
+}
+
+// freeSlot returns a place not taken as far as the cache knows, starting
+// the search at a random one so that racing joins pick different places;
+// -1 if all are taken.
+func (r *registry) freeSlot() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.slots) >= r.maxClients {
+		return -1
+	}
+	words := len(r.taken)
+	start := rand.IntN(words)
+	for k := range words {
+		w := (start + k) % words
+		free := ^r.taken[w]
+		if w == words-1 && r.maxClients%64 != 0 {
+			free &= 1<<(r.maxClients%64) - 1
+		}
+		if free == 0 {
+			continue
+		}
+		// A random free bit of the word.
+		skip := rand.IntN(bits.OnesCount64(free))
+		for ; skip > 0; skip-- {
+			free &= free - 1
+		}
+		return w*64 + bits.TrailingZeros64(free)
+	}
+	return -1
+}
+
+// slotsTaken returns how many places are taken.
+func (r *registry) slotsTaken() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.slots)
+}
+
+// recordJoin puts a user this node has just admitted in the cache, before
+// the watch brings it.
+func (r *registry) recordJoin(name string, u userEntry, slot int, s slotEntry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, ok := r.slots[slot]; !ok || old.rev < s.rev {
+		r.takeLocked(slot, s)
+	}
+	if old, ok := r.users[name]; !ok || old.rev < u.rev {
+		r.users[name] = u
+		r.notifyUser(name, u, true)
+	}
+}
+
+// recordLeave takes a user this node let go of out of the cache, before
+// the watch says so, if the cache still holds that session.
+func (r *registry) recordLeave(name string, token uint64, slot int, slotRev uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if u, ok := r.users[name]; ok && u.token == token {
+		delete(r.users, name)
+		r.notifyUser(name, userEntry{}, false)
+	}
+	if s, ok := r.slots[slot]; ok && s.rev == slotRev {
+		r.freeLocked(slot)
+	}
+}
+
+// user returns the cached record of name.
+func (r *registry) user(name string) (userEntry, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	u, ok := r.users[name]
+	return u, ok
+}
+
+// snapshot returns the names of the cached users that visible accepts,
+// sorted.
+func (r *registry) snapshot(visible func(userEntry) bool) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.users))
+	for name, u := range r.users {
+		if visible(u) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// kvCtx returns a context bounding one registry operation, ended early if
+// the node stops.
+func (r *registry) kvCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.node.ctx, kvTimeout)
+}

@@ -1,0 +1,548 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/gochat/chat/internal/server"
+)
+
+// Subjects between nodes, after the cluster's name; <node> is a node name
+// in base64.
+const (
+	framesSubject = ".f." // + <node>: batches of frames for the node's users
+	acksSubject   = ".a." // + <node>: bytes of its frames that other nodes delivered
+)
+
+const (
+	// maxBatch is the most bytes of frames in one NATS message.
+	maxBatch = 256 << 10
+	// maxOutbound bounds the bytes waiting to be published to one node;
+	// past it, frames are dropped and counted (a node that far behind has
+	// lost its engine connection).
+	maxOutbound = 64 << 20
+	// ackEvery is how long delivered bytes wait before they are acked.
+	ackEvery = 5 * time.Millisecond
+	// creditsLost resets a remote user's credits when no ack came for
+	// this long although bytes were in flight (acks or frames were lost).
+	creditsLost  = 10 * time.Second
+	batchVersion = 1
+)
+
+// relay carries frames between nodes: one queue per destination node,
+// drained by a goroutine that publishes batches in order; one subscription
+// for the frames addressed to this node's users. A sender is paced by
+// credits: at most PaceBacklog bytes of its node's frames may wait at the
+// other node for one user, and that node acks them as its user's queue
+// takes them (so the pacing of OPERATIONS.md, "Slow readers and floods",
+// holds across nodes).
+type relay struct {
+	h        *Hub
+	self     string // this node's name in base64
+	framesIn *nats.Subscription
+	acksIn   *nats.Subscription
+	files    fileSender
+	inID     atomic.Uint64 // ids of transfers arriving from other nodes
+
+	outMu sync.Mutex
+	out   map[string]*outbound // by destination node; guarded by outMu
+
+	creditMu sync.Mutex
+	credits  map[creditKey]*credit // remote users with bytes in flight; guarded by creditMu
+
+	inMu    sync.Mutex
+	seqs    map[string]seqState          // last batch from each node; guarded by inMu
+	waiting map[string]*waitingUser      // local users with frames waiting for room; guarded by inMu
+	acks    map[string]map[creditKey]int // bytes delivered, by source node; guarded by inMu
+	ackTick *time.Timer                  // pending ack flush; guarded by inMu
+}
+
+type creditKey struct {
+	name  string
+	token uint64
+}
+
+// credit is what this node has in flight to one remote user.
+type credit struct {
+	inflight int
+	lastAck  time.Time
+	room     chan struct{} // closed when an ack comes or the user goes
+}
+
+type seqState struct {
+	inc uint64
+	seq uint64
+}
+
+// waitingUser is a local user whose queue had no room for a frame from
+// another node: that frame and the ones after it wait, in order.
+type waitingUser struct {
+	peer   server.Peer
+	frames []inFrame
+}
+
+type inFrame struct {
+	src   string // source node
+	key   creditKey
+	frame []byte
+}
+
+func newRelay(h *Hub) *relay {
+	return &relay{
+		h:       h,
+		self:    b64.EncodeToString([]byte(h.n.cfg.Node)),
+		out:     make(map[string]*outbound),
+		credits: make(map[creditKey]*credit),
+		seqs:    make(map[string]seqState),
+		waiting: make(map[string]*waitingUser),
+		acks:    make(map[string]map[creditKey]int),
+	}
+}
+
+func (r *relay) subscribe() error {
+	nc := r.h.n.nc
+	var err error
+	if r.framesIn, err = nc.Subscribe(r.h.n.subject(framesSubject, r.h.n.cfg.Node), r.receive); err != nil {
+		return err
+	}
+	r.framesIn.SetPendingLimits(-1, 512<<20)
+	if r.acksIn, err = nc.Subscribe(r.h.n.subject(acksSubject, r.h.n.cfg.Node), r.acked); err != nil {
+		return err
+	}
+	r.acksIn.SetPendingLimits(-1, 64<<20)
+	return r.subscribeFiles()
+}
+
+func (r *relay) unsubscribe() {
+	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn} {
+		if s != nil {
+			s.Unsubscribe()
+		}
+	}
+	r.unsubscribeFiles()
+}
+
+// peer returns the server.Peer standing for the remote user name.
+func (r *relay) peer(name string, u userEntry) server.Peer {
+	return &remotePeer{r: r, node: u.node, key: creditKey{name, u.token}}
+}
+
+// remotePeer is a user on another node.
+type remotePeer struct {
+	r    *relay
+	node string
+	key  creditKey
+}
+
+// Name implements server.Peer.
+func (p *remotePeer) Name() string { return p.key.name }
+
+// Send implements server.Peer.
+func (p *remotePeer) Send(frame []byte) error {
+	_, err := p.offer(frame, false)
+	return err
+}
+
+// Offer implements server.Peer.
+func (p *remotePeer) Offer(frame []byte) (<-chan struct{}, error) { return p.offer(frame, true) }
+
+func (p *remotePeer) offer(frame []byte, paced bool) (<-chan struct{}, error) {
+	r := p.r
+	if u, ok := r.h.reg.user(p.key.name); !ok || u.token != p.key.token || !r.h.live.alive(u.node, u.inc) {
+		return nil, server.ErrPeerGone
+	}
+	window := r.h.n.cfg.PaceBacklog
+	r.creditMu.Lock()
+	c := r.credits[p.key]
+	if c == nil {
+		c = &credit{lastAck: time.Now()}
+		r.credits[p.key] = c
+	}
+	if c.inflight > 0 && time.Since(c.lastAck) > creditsLost {
+		r.h.n.log.Warn("no acks for a remote user's frames: assuming them lost", "user", p.key.name, "peer", p.node, "inflight", c.inflight)
+		c.inflight = 0
+	}
+	if paced && window > 0 && c.inflight > 0 && c.inflight+len(frame) > window {
+		if c.room == nil {
+			c.room = make(chan struct{})
+		}
+		room := c.room
+		r.creditMu.Unlock()
+		return room, nil
+	}
+	if c.inflight == 0 {
+		c.lastAck = time.Now()
+	}
+	c.inflight += len(frame)
+	r.creditMu.Unlock()
+	if !r.outboundTo(p.node).add(p.key, frame) {
+		r.returnCredit(p.key, len(frame))
+		return nil, server.ErrSlowConsumer
+	}
+	return nil, nil
+}
+
+// OpenFile implements server.Peer.
+func (p *remotePeer) OpenFile(head server.FileHead, cancel <-chan struct{}) (server.FileStream, error) {
+	return p.r.openRemoteFile(p, head, cancel)
+}
+
+// returnCredit gives back n bytes of key's credit.
+func (r *relay) returnCredit(key creditKey, n int) {
+	r.creditMu.Lock()
+	defer r.creditMu.Unlock()
+	c := r.credits[key]
+	if c == nil {
+		return
+	}
+	c.inflight = max(0, c.inflight-n)
+	c.lastAck = time.Now()
+	if c.room != nil {
+		close(c.room)
+		c.room = nil
+	}
+	if c.inflight == 0 {
+		delete(r.credits, key)
+	}
+}
+
+// userChanged releases the senders waiting on a remote user who left or
+// joined again. It is called with the registry's lock held.
+func (r *relay) userChanged(name string, u userEntry, ok bool) {
+	r.creditMu.Lock()
+	defer r.creditMu.Unlock()
+	for k, c := range r.credits {
+		if k.name == name && (!ok || u.token != k.token) {
+			if c.room != nil {
+				close(c.room)
+			}
+			delete(r.credits, k)
+		}
+	}
+}
+
+// outbound is the queue of frames for one node.
+type outbound struct {
+	r    *relay
+	node string
+	subj string
+
+	mu      sync.Mutex
+	buf     []byte        // encoded entries; guarded by mu
+	entries int           // entries in buf; guarded by mu
+	wake    chan struct{} // has a token when buf grew
+	spare   []byte        // owned by the publisher
+	seq     uint64        // owned by the publisher
+}
+
+// outboundTo returns the queue for node, starting its publisher.
+func (r *relay) outboundTo(node string) *outbound {
+	r.outMu.Lock()
+	defer r.outMu.Unlock()
+	o := r.out[node]
+	if o == nil {
+		o = &outbound{r: r, node: node, subj: r.h.n.subject(framesSubject, node), wake: make(chan struct{}, 1)}
+		r.out[node] = o
+		n := r.h.n
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			o.publish()
+		}()
+	}
+	return o
+}
+
+// add queues frame for the user key; false if the queue is full.
+func (o *outbound) add(key creditKey, frame []byte) bool {
+	o.mu.Lock()
+	if len(o.buf)+len(frame) > maxOutbound {
+		o.mu.Unlock()
+		o.r.h.n.m.dropped.WithLabelValues(o.node).Inc()
+		return false
+	}
+	o.buf = appendEntry(o.buf, key, frame)
+	o.entries++
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// appendEntry encodes one frame for one user: the name's length (1 byte),
+// the name, its session token (8), the frame's length (4), the frame.
+func appendEntry(b []byte, key creditKey, frame []byte) []byte {
+	b = append(b, byte(len(key.name)))
+	b = append(b, key.name...)
+	b = binary.BigEndian.AppendUint64(b, key.token)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(frame)))
+	return append(b, frame...)
+}
+
+// publish sends what is queued, in batches of at most maxBatch, until the
+// node stops. It is the queue's one publisher, so batches leave in order.
+func (o *outbound) publish() {
+	n := o.r.h.n
+	for {
+		select {
+		case <-o.wake:
+		case <-n.stop:
+			return
+		}
+		o.mu.Lock()
+		buf, entries := o.buf, o.entries
+		o.buf, o.entries = o.spare[:0], 0
+		o.mu.Unlock()
+		for len(buf) > 0 {
+			k := cutBatch(buf, maxBatch)
+			o.seq++
+			msg := make([]byte, 0, 32+len(o.r.self)+k)
+			msg = append(msg, batchVersion)
+			msg = binary.BigEndian.AppendUint64(msg, n.inc)
+			msg = binary.BigEndian.AppendUint64(msg, o.seq)
+			msg = append(msg, byte(len(n.cfg.Node)))
+			msg = append(msg, n.cfg.Node...)
+			msg = append(msg, buf[:k]...)
+			if err := n.nc.Publish(o.subj, msg); err != nil {
+				n.log.Warn("cannot relay frames", "peer", o.node, "err", err)
+				n.m.dropped.WithLabelValues(o.node).Inc()
+			}
+			buf = buf[k:]
+		}
+		n.m.framesOut.WithLabelValues(o.node).Add(float64(entries))
+		o.spare = buf[:0]
+	}
+}
+
+// cutBatch returns how many bytes of whole entries at the front of buf
+// make a batch of at most limit bytes (at least one entry).
+func cutBatch(buf []byte, limit int) int {
+	k := 0
+	for k < len(buf) {
+		e := entrySize(buf[k:])
+		if k > 0 && k+e > limit {
+			break
+		}
+		k += e
+	}
+	return k
+}
+
+func entrySize(b []byte) int {
+	nl := int(b[0])
+	fl := int(binary.BigEndian.Uint32(b[1+nl+8:]))
+	return 1 + nl + 8 + 4 + fl
+}
+
+var errBadBatch = errors.New("bad batch")
+
+// receive delivers a batch of frames from another node to this node's
+// users, in order.
+func (r *relay) receive(m *nats.Msg) {
+	b := m.Data
+	if len(b) < 18 || b[0] != batchVersion {
+		r.h.n.log.Warn("ignoring a malformed batch of frames")
+		return
+	}
+	inc, seq := binary.BigEndian.Uint64(b[1:]), binary.BigEndian.Uint64(b[9:])
+	nl := int(b[17])
+	if len(b) < 18+nl {
+		return
+	}
+	src := string(b[18 : 18+nl])
+	r.checkSeq(src, inc, seq)
+	entries, err := decodeEntries(b[18+nl:])
+	if err != nil {
+		r.h.n.log.Warn("ignoring a malformed batch of frames", "peer", src, "err", err)
+		return
+	}
+	r.h.n.m.framesIn.WithLabelValues(src).Add(float64(len(entries)))
+	for _, e := range entries {
+		r.deliverLocal(src, e)
+	}
+}
+
+type entry struct {
+	key   creditKey
+	frame []byte
+}
+
+func decodeEntries(b []byte) ([]entry, error) {
+	var out []entry
+	for len(b) > 0 {
+		nl := int(b[0])
+		if len(b) < 1+nl+12 {
+			return nil, errBadBatch
+		}
+		name := string(b[1 : 1+nl])
+		token := binary.BigEndian.Uint64(b[1+nl:])
+		fl := int(binary.BigEndian.Uint32(b[1+nl+8:]))
+		b = b[1+nl+12:]
+		if len(b) < fl {
+			return nil, errBadBatch
+		}
+		out = append(out, entry{key: creditKey{name, token}, frame: b[:fl:fl]})
+		b = b[fl:]
+	}
+	return out, nil
+}
+
+// checkSeq counts and logs the batches from src that never came.
+func (r *relay) checkSeq(src string, inc, seq uint64) {
+	r.inMu.Lock()
+	last := r.seqs[src]
+	r.seqs[src] = seqState{inc, seq}
+	r.inMu.Unlock()
+	if last.inc == inc && seq != last.seq+1 && seq > last.seq {
+		lost := seq - last.seq - 1
+		r.h.n.m.gaps.WithLabelValues(src).Add(float64(lost))
+		r.h.n.log.Warn("frames from a node were lost", "peer", src, "batches", lost, "after", last.seq)
+	}
+}
+
+// deliverLocal queues one frame for a local user, or keeps it waiting
+// (with the ones after it) while the user's queue has no room; the bytes
+// are acked to the source node once queued (or dropped).
+func (r *relay) deliverLocal(src string, e entry) {
+	p, token, ok := r.h.localToken(e.key.name)
+	if !ok || token != e.key.token {
+		r.ack(src, e.key, len(e.frame)) // the session is gone: nothing waits
+		return
+	}
+	r.inMu.Lock()
+	if w := r.waiting[e.key.name]; w != nil {
+		w.frames = append(w.frames, inFrame{src, e.key, clone(e.frame)})
+		r.inMu.Unlock()
+		return
+	}
+	r.inMu.Unlock()
+	frame := clone(e.frame)
+	retry, err := p.Offer(frame)
+	if err != nil || retry == nil {
+		r.ack(src, e.key, len(frame))
+		return
+	}
+	r.inMu.Lock()
+	w := &waitingUser{peer: p, frames: []inFrame{{src, e.key, frame}}}
+	r.waiting[e.key.name] = w
+	r.inMu.Unlock()
+	n := r.h.n
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		r.drainWaiting(e.key.name, w, retry)
+	}()
+}
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }
+
+// drainWaiting offers a waiting user's frames again as its queue makes
+// room, until none waits. It is started by deliverLocal and owned by the
+// node.
+func (r *relay) drainWaiting(name string, w *waitingUser, retry <-chan struct{}) {
+	tick := time.NewTicker(250 * time.Millisecond) // a peer that stops taking bytes closes no channel
+	defer tick.Stop()
+	for {
+		select {
+		case <-retry:
+		case <-tick.C:
+		case <-r.h.n.stop:
+			return
+		}
+		for {
+			r.inMu.Lock()
+			if len(w.frames) == 0 {
+				delete(r.waiting, name)
+				r.inMu.Unlock()
+				return
+			}
+			f := w.frames[0]
+			r.inMu.Unlock()
+			var err error
+			retry, err = w.peer.Offer(f.frame)
+			if err == nil && retry != nil {
+				break
+			}
+			r.inMu.Lock()
+			w.frames = w.frames[1:]
+			r.inMu.Unlock()
+			r.ack(f.src, f.key, len(f.frame))
+		}
+	}
+}
+
+// localLeft drops the frames waiting for a local user who left, acking
+// them so that their senders are not held back.
+func (r *relay) localLeft(name string) {
+	r.inMu.Lock()
+	w := r.waiting[name]
+	var frames []inFrame
+	if w != nil {
+		frames, w.frames = w.frames, nil
+	}
+	r.inMu.Unlock()
+	for _, f := range frames {
+		r.ack(f.src, f.key, len(f.frame))
+	}
+}
+
+// ack notes n bytes delivered for key from src; acks go out in batches.
+func (r *relay) ack(src string, key creditKey, n int) {
+	r.inMu.Lock()
+	defer r.inMu.Unlock()
+	m := r.acks[src]
+	if m == nil {
+		m = make(map[creditKey]int)
+		r.acks[src] = m
+	}
+	m[key] += n
+	if r.ackTick == nil {
+		r.ackTick = time.AfterFunc(ackEvery, r.flushAcks)
+	}
+}
+
+// flushAcks publishes the pending acks, one message per source node:
+// entries of the name's length, the name, the token and the bytes.
+func (r *relay) flushAcks() {
+	r.inMu.Lock()
+	acks := r.acks
+	r.acks = make(map[string]map[creditKey]int)
+	r.ackTick = nil
+	r.inMu.Unlock()
+	for src, m := range acks {
+		var b []byte
+		for k, n := range m {
+			b = append(b, byte(len(k.name)))
+			b = append(b, k.name...)
+			b = binary.BigEndian.AppendUint64(b, k.token)
+			b = binary.BigEndian.AppendUint32(b, uint32(n))
+		}
+		r.h.n.nc.Publish(r.h.n.subject(acksSubject, src), b)
+	}
+}
+
+// acked returns the credits another node acked.
+func (r *relay) acked(m *nats.Msg) {
+	b := m.Data
+	for len(b) > 0 {
+		nl := int(b[0])
+		if len(b) < 1+nl+12 {
+			return
+		}
+		key := creditKey{string(b[1 : 1+nl]), binary.BigEndian.Uint64(b[1+nl:])}
+		n := int(binary.BigEndian.Uint32(b[1+nl+8:]))
+		b = b[1+nl+12:]
+		r.returnCredit(key, n)
+	}
+}
+
+// String describes a remote peer for logs.
+func (p *remotePeer) String() string { return fmt.Sprintf("%s@%s", p.key.name, p.node) }
