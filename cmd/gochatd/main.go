@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/gochat/chat/internal/cli"
+	"github.com/gochat/chat/internal/cluster"
 	"github.com/gochat/chat/internal/server"
 )
 
@@ -52,6 +53,19 @@ Extensions:
 --metrics-addr=ADDR     Serve Prometheus metrics at http://ADDR/metrics
 --tls-cert=FILE         Speak TLS with this PEM certificate (needs --tls-key)
 --tls-key=FILE          The PEM private key of --tls-cert
+
+Cluster mode (docs/CLUSTER.md): several servers, one chat
+--node=NAME             This node's name, unique in the cluster, defaults to host:port
+--cluster-listen=HOST:PORT  Embedded engine: this node's route address
+--cluster-peers=A,B,...  Embedded engine: the other nodes' route addresses
+--cluster-dir=DIR       Embedded engine: where it keeps its state, defaults to a
+                        folder named after the node in the temporary folder
+--nats=URL,URL,...      External engine: the NATS servers (2.11 or newer, JetStream)
+--nats-creds=FILE       External engine: NATS credentials
+--nats-tls-ca=FILE      External engine: trust this CA for TLS to NATS
+--cluster-name=NAME     The cluster's name (its NATS buckets and subjects), defaults
+                        to gochat
+--cluster-wait=DURATION Give up joining the cluster after this long, defaults to 1m0s
 `)
 }
 
@@ -86,6 +100,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 	metricsAddr := fs.String("metrics-addr", "", "")
 	tlsCert := fs.String("tls-cert", "", "")
 	tlsKey := fs.String("tls-key", "", "")
+	// Cluster mode (docs/CLUSTER.md).
+	var cl cluster.Config
+	fs.StringVar(&cl.Node, "node", "", "")
+	fs.StringVar(&cl.Name, "cluster-name", "", "")
+	fs.StringVar(&cl.Listen, "cluster-listen", "", "")
+	fs.StringSliceVar(&cl.Peers, "cluster-peers", nil, "")
+	fs.StringVar(&cl.Dir, "cluster-dir", "", "")
+	fs.StringSliceVar(&cl.NATS, "nats", nil, "")
+	fs.StringVar(&cl.NATSCreds, "nats-creds", "", "")
+	fs.StringVar(&cl.NATSCA, "nats-tls-ca", "", "")
+	fs.DurationVar(&cl.Wait, "cluster-wait", cluster.DefaultWait, "")
+	clustered := func() bool {
+		for _, f := range []string{"node", "cluster-name", "cluster-listen", "cluster-peers", "cluster-dir", "nats", "nats-creds", "nats-tls-ca", "cluster-wait"} {
+			if fs.Changed(f) {
+				return true
+			}
+		}
+		return false
+	}
 	check := func() error {
 		if err := cli.CheckPort(*port, 0); err != nil {
 			return err
@@ -111,6 +144,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if (*tlsCert == "") != (*tlsKey == "") {
 			return fmt.Errorf("--tls-cert and --tls-key go together")
 		}
+		if clustered() {
+			cl.MaxClients = cfg.MaxClients
+			if err := cl.Check(); err != nil {
+				return err
+			}
+		}
 		_, err := cli.Logger(io.Discard, *logFormat, *logLevel)
 		return err
 	}
@@ -134,13 +173,35 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	chatAddr := net.JoinHostPort(*addr, strconv.Itoa(*port))
+	var node *cluster.Node
+	if clustered() {
+		// The chat port opens only once the node is part of the cluster.
+		cl.ChatAddr, cl.StallTimeout, cl.PaceBacklog, cl.Logger = chatAddr, cfg.StallTimeout, cfg.PaceBacklog, logger
+		var err error
+		if node, err = cluster.Start(ctx, cl); err != nil {
+			fmt.Fprintf(stderr, "server: cluster: %v\n", err)
+			return 1
+		}
+		defer node.Close()
+		cfg.Hub = node.Hub()
+	}
 	srv := server.New(cfg)
-	ln, err := server.Listen(context.Background(), net.JoinHostPort(*addr, strconv.Itoa(*port)), tlsCfg)
+	if node != nil {
+		if err := node.Register(srv.Registry()); err != nil {
+			fmt.Fprintf(stderr, "server: %v\n", err)
+			return 1
+		}
+	}
+	ln, err := server.Listen(context.Background(), chatAddr, tlsCfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "server: cannot listen: %v\n", err)
 		return 1
 	}
-	logger.Info("listening", "addr", ln.Addr().String(), "max_clients", cfg.MaxClients, "tls", tlsCfg != nil)
+	logger.Info("listening", "addr", ln.Addr().String(), "max_clients", cfg.MaxClients, "tls", tlsCfg != nil, "cluster", node != nil)
 	if *metricsAddr != "" {
 		mln, err := net.Listen("tcp", *metricsAddr)
 		if err != nil {
@@ -155,9 +216,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer hs.Close()
 	}
 
-	signal.Ignore(syscall.SIGPIPE)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {

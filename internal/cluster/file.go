@@ -253,8 +253,8 @@ func (r *relay) receiveFile(src string, id uint64, name string, token uint64, he
 		return
 	}
 	// The local id must be unique on this node: the server's own ids
-	// count up from 1; these count down from the top.
-	head.ID = ^uint64(0) - r.inID.Add(1)
+	// count up from 1; these count up from 2^62 (still 19 digits).
+	head.ID = 1<<62 + r.inID.Add(1)
 	st, err := p.OpenFile(head, n.stop)
 	if err != nil {
 		fail()
