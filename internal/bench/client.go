@@ -280,8 +280,10 @@ func (c *chatClient) countJoined(ctx context.Context, prefix string) (int, error
 }
 
 // waitJoined polls the user list over c until want names start with
-// prefix.
+// prefix. It polls less often for long lists, which cost the server a
+// sort whenever someone joined.
 func waitJoined(ctx context.Context, c *chatClient, prefix string, want int) error {
+	every := 20*time.Millisecond + time.Duration(want)*5*time.Microsecond
 	last := -1
 	for {
 		n, err := c.countJoined(ctx, prefix)
@@ -295,7 +297,7 @@ func waitJoined(ctx context.Context, c *chatClient, prefix string, want int) err
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for %d joins (saw %d): %w", want, last, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(every):
 		}
 	}
 }
@@ -356,9 +358,11 @@ type system interface {
 	Close()
 }
 
-// chatSystem is our chat server, reached at addr.
+// chatSystem is our chat server, reached at addrs: one server, or the
+// nodes of a cluster.
 type chatSystem struct {
-	addr     string
+	addrs    []string
+	place    func(i int) int // index in addrs of client i's node
 	prefix   string
 	srcAddrs int
 	rbuf     int
@@ -371,7 +375,22 @@ type chatSystem struct {
 }
 
 func newChatSystem(addr string, srcAddrs, rbuf, wbuf int) *chatSystem {
-	return &chatSystem{addr: addr, prefix: runPrefix(), srcAddrs: srcAddrs, rbuf: rbuf, wbuf: wbuf}
+	return &chatSystem{addrs: []string{addr}, place: func(int) int { return 0 }, prefix: runPrefix(), srcAddrs: srcAddrs, rbuf: rbuf, wbuf: wbuf}
+}
+
+// splitSystem is a chatSystem whose senders (tr's first tr.senders
+// clients) join the server at sendAddr and whose other clients join the
+// one at recvAddr: two nodes of a cluster, or the same server twice.
+func splitSystem(sendAddr, recvAddr string, tr traffic, srcAddrs, rbuf, wbuf int) *chatSystem {
+	s := newChatSystem(sendAddr, srcAddrs, rbuf, wbuf)
+	s.addrs = append(s.addrs, recvAddr)
+	s.place = func(i int) int {
+		if i < tr.senders {
+			return 0
+		}
+		return 1
+	}
+	return s
 }
 
 // runPrefix returns a name prefix unique to this run, so that the users of
@@ -386,13 +405,13 @@ func (s *chatSystem) name(i int) string { return s.prefix + strconv.Itoa(i) }
 
 func (s *chatSystem) Connect(ctx context.Context, n int, sk sink) error {
 	s.clients = make([]*chatClient, n)
-	useSrc := canUseSrc(s.addr)
 	err := parallel(n, 32, func(i int) error {
+		addr := s.addrs[s.place(i)]
 		var src net.IP
-		if useSrc {
+		if canUseSrc(addr) {
 			src = srcIP(i, s.srcAddrs)
 		}
-		c, err := dialChat(ctx, s.addr, src, s.name(i), s.rbuf, s.wbuf)
+		c, err := dialChat(ctx, addr, src, s.name(i), s.rbuf, s.wbuf)
 		if err != nil {
 			return err
 		}

@@ -64,6 +64,14 @@ type Config struct {
 	// control off.
 	Limits bool
 
+	// Cluster, when 2 or more, runs every workload against a cluster of
+	// that many nodes (spawned processes), beside the same workload
+	// against one node spawned from the same binary (the baseline).
+	Cluster int
+	// RoundSample is how many users send one message each to a user on
+	// another node in the cluster's sampled scale round.
+	RoundSample int
+
 	NoBaseline bool
 	CSV        bool
 	CPUProfile string
@@ -91,6 +99,7 @@ func DefaultConfig() Config {
 		FileRecipients:   1,
 		FileModes:        []string{ModePlain, ModeChunked},
 		ChatRate:         100,
+		RoundSample:      1000,
 	}
 }
 
@@ -102,6 +111,9 @@ const (
 	maxDuration = 10 * time.Minute
 	maxClients  = 1 << 20
 	maxRate     = 10_000_000
+	// maxNodes bounds --cluster: every node is a process with its own
+	// engine on this machine.
+	maxNodes = 9
 )
 
 // Validate checks the configuration and returns the first problem found.
@@ -148,6 +160,7 @@ func (c *Config) Validate() error {
 		inRange("--file-recipients", []int{c.FileRecipients}, 1, protocol.MaxRecipients),
 		inRange("--chat-rate", []int{c.ChatRate}, 1, 100_000),
 		inRange("--server-pid", []int{c.ServerPID}, 0, 1<<22),
+		inRange("--round-sample", []int{c.RoundSample}, 1, maxStampIdx),
 	}
 	for _, err := range checks {
 		if err != nil {
@@ -177,12 +190,50 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("--file-mode %q (want %s or %s)", m, ModePlain, ModeChunked)
 		}
 	}
+	if err := c.validateCluster(); err != nil {
+		return err
+	}
 	if c.ServerAddr != "" {
 		if err := CheckLoopback(c.ServerAddr); err != nil {
 			return fmt.Errorf("--server-addr: %w", err)
 		}
 		if c.ServerBin != "" {
 			return errors.New("--server-addr and --server-bin exclude each other")
+		}
+	}
+	return nil
+}
+
+// validateCluster checks what --cluster needs: servers the tool spawns,
+// and enough clients to put senders and recipients on different nodes.
+func (c *Config) validateCluster() error {
+	if c.Cluster == 0 {
+		return nil
+	}
+	switch {
+	case c.Cluster < 2 || c.Cluster > maxNodes:
+		return fmt.Errorf("--cluster %d out of range [2, %d] (0: no cluster)", c.Cluster, maxNodes)
+	case c.ServerAddr != "":
+		return errors.New("--cluster spawns its nodes: it excludes --server-addr")
+	case c.Limits:
+		return errors.New("--limits is about the in-process server; with --cluster every server is spawned")
+	}
+	for _, n := range c.Clients {
+		for _, r := range c.Recipients {
+			if _, err := halves(n, r); err != nil {
+				return fmt.Errorf("--clients %d --recipients %d: %w", n, r, err)
+			}
+		}
+	}
+	if _, err := halves(c.LatClients, c.LatRecipients); err != nil {
+		return fmt.Errorf("--latency-clients %d --latency-recipients %d: %w", c.LatClients, c.LatRecipients, err)
+	}
+	for _, n := range c.ScaleClients {
+		if n < c.Cluster {
+			return fmt.Errorf("--scale-clients %d: fewer than the %d nodes", n, c.Cluster)
+		}
+		if c.RoundSample > n {
+			return fmt.Errorf("--round-sample %d exceeds --scale-clients %d", c.RoundSample, n)
 		}
 	}
 	return nil
@@ -295,6 +346,12 @@ Usage: chatbench [flags] [workload ...]   (workloads: throughput latency scale f
   files       one F-byte file to R recipients, server RSS growth, chat latency to a recipient
               during the transfer (vs a plain loopback TCP copy)
 
+With --cluster N every workload runs against N nodes spawned as a cluster (--server-bin, or
+this tool re-executed), beside the same workload against one node spawned from the same
+binary; the ratio is cluster / single node. Senders join n1 and recipients n2 (throughput,
+latency, files); scale spreads its clients over every node and adds a round of --round-sample
+messages, each to a user on another node.
+
 Lists (comma-separated) run every combination. Sizes take K/M/G suffixes (binary).
 Flags:
 `
@@ -326,9 +383,11 @@ func ParseArgs(args []string, stderr io.Writer) (Config, error) {
 	fs.StringSliceVar(&c.FileModes, "file-mode", c.FileModes, "files: how recipients take the file: plain (one forward_file frame) and/or chunked (the chunked-file extension)")
 	fs.IntVar(&c.ChatRate, "chat-rate", c.ChatRate, "files: chat messages per second to a recipient during the transfer")
 	fs.StringVar(&c.ServerAddr, "server-addr", "", "target this running server (loopback host:port) instead of starting one")
-	fs.StringVar(&c.ServerBin, "server-bin", "", "server binary spawned for scale and files (default: this tool re-executed as the server)")
+	fs.StringVar(&c.ServerBin, "server-bin", "", "server binary spawned for scale and files, and for every workload with --cluster (default: this tool re-executed as the server)")
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "with --server-addr: the server's pid, to read its RSS")
-	fs.BoolVar(&c.NoBaseline, "no-baseline", false, "skip the baselines")
+	fs.IntVar(&c.Cluster, "cluster", 0, "run the workloads against a cluster of this many nodes (2 or more), beside one node")
+	fs.IntVar(&c.RoundSample, "round-sample", c.RoundSample, "scale with --cluster: users that each send one message to a user on another node")
+	fs.BoolVar(&c.NoBaseline, "no-baseline", false, "skip the baselines (with --cluster: the single-node runs)")
 	fs.BoolVar(&c.Limits, "limits", false, "throughput and latency: run the in-process server with the server's default limits (flood control, bytes budget, pacing) instead of with flood control off")
 	fs.BoolVar(&c.CSV, "csv", false, "print CSV instead of tables")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of this process (in-process server included) to this file")

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"io"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -108,16 +109,20 @@ func TestWindowFor(t *testing.T) {
 }
 
 func TestWorkerSpecRoundTrip(t *testing.T) {
-	w := workerSpec{Addr: "127.0.0.1:15000", Prefix: "bx_", First: 100, Count: 50, Total: 200, SrcAddrs: 8, Size: 32, Timeout: time.Minute}
-	back, err := parseWorkerSpec(w.args())
-	if err != nil || back != w {
-		t.Fatalf("round trip: %+v %v", back, err)
+	for _, addrs := range [][]string{{"127.0.0.1:15000"}, {"127.0.0.1:15001", "127.0.0.1:15002", "127.0.0.1:15003"}} {
+		w := workerSpec{Addrs: addrs, Prefix: "bx_", First: 100, Count: 50, Total: 200, SrcAddrs: 8, Size: 32, Timeout: time.Minute}
+		back, err := parseWorkerSpec(w.args())
+		if err != nil || !reflect.DeepEqual(back, w) {
+			t.Fatalf("round trip: %+v %v", back, err)
+		}
 	}
+	one := []string{"127.0.0.1:1"}
 	for _, bad := range []workerSpec{
-		{Addr: "10.1.1.1:1", Prefix: "p", Count: 1, Total: 1, SrcAddrs: 1, Size: 32, Timeout: time.Second},
-		{Addr: "127.0.0.1:1", Prefix: "p", First: 1, Count: 1, Total: 1, SrcAddrs: 1, Size: 32, Timeout: time.Second},
-		{Addr: "127.0.0.1:1", Prefix: "", Count: 1, Total: 1, SrcAddrs: 1, Size: 32, Timeout: time.Second},
-		{Addr: "127.0.0.1:1", Prefix: "p", Count: 1, Total: 1, SrcAddrs: 1, Size: 3, Timeout: time.Second},
+		{Addrs: []string{"10.1.1.1:1"}, Prefix: "p", Count: 1, Total: 1, SrcAddrs: 1, Size: 32, Timeout: time.Second},
+		{Addrs: []string{"127.0.0.1:1", "10.1.1.1:1"}, Prefix: "p", Count: 1, Total: 1, SrcAddrs: 1, Size: 32, Timeout: time.Second},
+		{Addrs: one, Prefix: "p", First: 1, Count: 1, Total: 1, SrcAddrs: 1, Size: 32, Timeout: time.Second},
+		{Addrs: one, Prefix: "", Count: 1, Total: 1, SrcAddrs: 1, Size: 32, Timeout: time.Second},
+		{Addrs: one, Prefix: "p", Count: 1, Total: 1, SrcAddrs: 1, Size: 3, Timeout: time.Second},
 	} {
 		if _, err := parseWorkerSpec(bad.args()); err == nil {
 			t.Errorf("accepted %+v", bad)

@@ -14,13 +14,15 @@ import (
 
 // filesResult is one file run.
 type filesResult struct {
-	Secs     float64 // from the first byte sent until every recipient has the file
-	MBps     float64 // file size / Secs, in MB (10^6) per second
-	RSSBase  int64   // server RSS just before the transfer
-	RSSPeak  int64   // its peak during the transfer
-	Chat     Summary // latency of chat messages to recipient 0 sent during the transfer
-	ChatSent int64
-	ChatRecv int64
+	Secs float64 // from the first byte sent until every recipient has the file
+	MBps float64 // file size / Secs, in MB (10^6) per second
+	// The RSS of the sender's server (and, in a cluster, of the
+	// recipients' one) just before the transfer, and its peak during it.
+	RSSBase, RSSPeak         int64
+	RecvRSSBase, RecvRSSPeak int64
+	Chat                     Summary // latency of chat messages to recipient 0 sent during the transfer
+	ChatSent                 int64
+	ChatRecv                 int64
 }
 
 const (
@@ -63,10 +65,12 @@ const (
 	ModeChunked = "chunked"
 )
 
-// runFiles sends one file of size bytes to r recipients through the server
-// at t, while another client sends chat messages at chatRate per second to
-// the first recipient. The recipients receive it as mode says.
-func runFiles(ctx context.Context, t *target, size int64, r, chatRate int, mode string, timeout time.Duration) (filesResult, error) {
+// runFiles sends one file of size bytes to r recipients, from a client of
+// the server send to clients of the server recv (the same one, or another
+// node of its cluster), while another client of send sends chat messages
+// at chatRate per second to the first recipient. The recipients receive it
+// as mode says.
+func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate int, mode string, timeout time.Duration) (filesResult, error) {
 	var res filesResult
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -90,7 +94,7 @@ func runFiles(ctx context.Context, t *target, size int64, r, chatRate int, mode 
 		}
 		wg.Wait()
 	}()
-	dial := func(name string, h handlers, features ...string) (*chatClient, error) {
+	dial := func(t *target, name string, h handlers, features ...string) (*chatClient, error) {
 		c, err := dialChat(ctx, t.Addr, nil, name, 64<<10, 64<<10, features...)
 		if err != nil {
 			return nil, err
@@ -144,15 +148,15 @@ func runFiles(ctx context.Context, t *target, size int64, r, chatRate int, mode 
 				done <- err
 			}
 		}
-		if _, err := dial(rnames[k], h, features...); err != nil {
+		if _, err := dial(recv, rnames[k], h, features...); err != nil {
 			return res, err
 		}
 	}
-	sender, err := dial(prefix+"s", handlers{})
+	sender, err := dial(send, prefix+"s", handlers{})
 	if err != nil {
 		return res, err
 	}
-	chatter, err := dial(prefix+"c", handlers{})
+	chatter, err := dial(send, prefix+"c", handlers{})
 	if err != nil {
 		return res, err
 	}
@@ -160,12 +164,18 @@ func runFiles(ctx context.Context, t *target, size int64, r, chatRate int, mode 
 		return res, err
 	}
 
-	var sampler *rssSampler
-	if t.PID != 0 {
-		if res.RSSBase, err = readRSS(t.PID); err != nil {
+	var sendRSS, recvRSS *rssSampler
+	if send.PID != 0 {
+		if res.RSSBase, err = readRSS(send.PID); err != nil {
 			return res, err
 		}
-		sampler = sampleRSS(t.PID, 10*time.Millisecond)
+		sendRSS = sampleRSS(send.PID, 10*time.Millisecond)
+	}
+	if recv.PID != 0 && recv.PID != send.PID {
+		if res.RecvRSSBase, err = readRSS(recv.PID); err != nil {
+			return res, err
+		}
+		recvRSS = sampleRSS(recv.PID, 10*time.Millisecond)
 	}
 	stopChat := make(chan struct{})
 	chatDone := make(chan int64)
@@ -222,8 +232,13 @@ func runFiles(ctx context.Context, t *target, size int64, r, chatRate int, mode 
 	}
 	close(stopChat)
 	res.ChatSent = <-chatDone
-	if sampler != nil {
-		res.RSSPeak = sampler.Peak()
+	if sendRSS != nil {
+		res.RSSPeak = sendRSS.Peak()
+	}
+	if recvRSS != nil {
+		res.RecvRSSPeak = recvRSS.Peak()
+	} else { // one server
+		res.RecvRSSBase, res.RecvRSSPeak = res.RSSBase, res.RSSPeak
 	}
 	if firstErr != nil {
 		return res, firstErr

@@ -29,9 +29,40 @@ func windowFor(size, r int) int64 {
 	return int64(min(max(w, 1), 1000))
 }
 
-// runThroughput runs n clients, each sending size-byte texts to r
+// traffic says who sends to whom: of n clients, 0 to senders-1 send, each
+// to the r clients rcpts returns.
+type traffic struct {
+	n, senders, r int
+	rcpts         func(i int) []int
+}
+
+// everyone is the single-node pattern: each of n clients sends to the r
+// clients after it.
+func everyone(n, r int) traffic {
+	return traffic{n: n, senders: n, r: r, rcpts: func(i int) []int { return recipients(i, r, n) }}
+}
+
+// halves is the pattern across nodes: the first half of n clients (the
+// senders, who join the first node) sends to the second half (who join
+// another node), sender i to the r recipients from the i-th on.
+func halves(n, r int) (traffic, error) {
+	s := n / 2
+	if s < 1 || r < 1 || r > n-s {
+		return traffic{}, fmt.Errorf("%d clients split into %d senders and %d recipients cannot give each message %d recipients", n, s, n-s, r)
+	}
+	return traffic{n: n, senders: s, r: r, rcpts: func(i int) []int {
+		out := make([]int, r)
+		for k := range out {
+			out[k] = s + (i+k)%(n-s)
+		}
+		return out
+	}}, nil
+}
+
+// runThroughput runs tr's senders, each sending size-byte texts to its
 // recipients as fast as its window allows, for warmup then dur.
-func runThroughput(ctx context.Context, sys system, n, size, r int, warmup, dur time.Duration) (tpResult, error) {
+func runThroughput(ctx context.Context, sys system, tr traffic, size int, warmup, dur time.Duration) (tpResult, error) {
+	n, r := tr.n, tr.r
 	if n > maxStampIdx {
 		return tpResult{}, fmt.Errorf("at most %d clients", maxStampIdx)
 	}
@@ -48,7 +79,7 @@ func runThroughput(ctx context.Context, sys system, n, size, r int, warmup, dur 
 	}
 	sk := func(recv int, text []byte) {
 		idx, t, ok := readStamp(text)
-		if !ok || idx >= n {
+		if !ok || idx >= tr.senders {
 			bad.Add(1)
 			return
 		}
@@ -77,8 +108,8 @@ func runThroughput(ctx context.Context, sys system, n, size, r int, warmup, dur 
 	var wg sync.WaitGroup
 	var errOnce sync.Once
 	var sendErr error
-	for i := range n {
-		send, flush := sys.Sender(i, recipients(i, r, n))
+	for i := range tr.senders {
+		send, flush := sys.Sender(i, tr.rcpts(i))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -189,10 +220,11 @@ type latResult struct {
 // pacers is how many goroutines send in a latency run.
 const pacers = 2
 
-// runLatency offers rate messages per second, spread round-robin over n
-// clients, each to r recipients, for warmup then dur, and measures the
-// delivery latency of the messages sent in the measured window.
-func runLatency(ctx context.Context, sys system, n, rate, size, r int, warmup, dur time.Duration) (latResult, error) {
+// runLatency offers rate messages per second, spread round-robin over
+// tr's senders, for warmup then dur, and measures the delivery latency of
+// the messages sent in the measured window.
+func runLatency(ctx context.Context, sys system, tr traffic, rate, size int, warmup, dur time.Duration) (latResult, error) {
+	n, r := tr.n, tr.r
 	if n > maxStampIdx {
 		return latResult{}, fmt.Errorf("at most %d clients", maxStampIdx)
 	}
@@ -207,7 +239,7 @@ func runLatency(ctx context.Context, sys system, n, rate, size, r int, warmup, d
 	measureT1.Store(1 << 62)
 	sk := func(recv int, text []byte) {
 		idx, t, ok := readStamp(text)
-		if !ok || idx >= n {
+		if !ok || idx >= tr.senders {
 			bad.Add(1)
 			return
 		}
@@ -239,8 +271,8 @@ func runLatency(ctx context.Context, sys system, n, rate, size, r int, warmup, d
 	interval := float64(time.Second) * pacers / float64(rate)
 	for p := range pacers {
 		var own []sender
-		for i := p; i < n; i += pacers {
-			send, flush := sys.Sender(i, recipients(i, r, n))
+		for i := p; i < tr.senders; i += pacers {
+			send, flush := sys.Sender(i, tr.rcpts(i))
 			own = append(own, sender{i, send, flush})
 		}
 		if len(own) == 0 {

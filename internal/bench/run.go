@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -47,6 +48,11 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if _, ok := stderr.(*os.File); !ok {
+		// Spawned servers and workers write to it, each from a
+		// goroutine of os/exec's unless it is a file.
+		stderr = &lockedWriter{w: stderr}
+	}
 	if cfg.CPUProfile != "" {
 		f, err := os.Create(cfg.CPUProfile)
 		if err != nil {
@@ -70,14 +76,22 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	for _, w := range cfg.Workloads {
 		var r []Row
 		var err error
-		switch w {
-		case Throughput:
+		switch {
+		case cfg.Cluster > 0 && w == Throughput:
+			r, err = clusterThroughputRows(ctx, cfg, stderr)
+		case cfg.Cluster > 0 && w == Latency:
+			r, err = clusterLatencyRows(ctx, cfg, stderr)
+		case cfg.Cluster > 0 && w == Scale:
+			r, err = clusterScaleRows(ctx, cfg, stderr)
+		case cfg.Cluster > 0 && w == Files:
+			r, err = clusterFilesRows(ctx, cfg, stderr)
+		case w == Throughput:
 			r, err = throughputRows(ctx, cfg, stderr)
-		case Latency:
+		case w == Latency:
 			r, err = latencyRows(ctx, cfg, stderr)
-		case Scale:
+		case w == Scale:
 			r, err = scaleRows(ctx, cfg, stderr)
-		case Files:
+		case w == Files:
 			r, err = filesRows(ctx, cfg, stderr)
 		}
 		rows = append(rows, r...)
@@ -113,6 +127,18 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		return fmt.Errorf("failed: %s", strings.Join(failed, ", "))
 	}
 	return nil
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer // guarded by mu
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // MachineInfo describes the machine and its load on one line.
@@ -193,7 +219,7 @@ func throughputRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, e
 				if err != nil {
 					return rows, err
 				}
-				ours, err := runThroughput(ctx, newChatSystem(t.Addr, cfg.SrcAddrs, 64<<10, 32<<10), n, size, r, cfg.Warmup, cfg.Duration)
+				ours, err := runThroughput(ctx, newChatSystem(t.Addr, cfg.SrcAddrs, 64<<10, 32<<10), everyone(n, r), size, cfg.Warmup, cfg.Duration)
 				t.Close()
 				if err != nil {
 					return rows, fmt.Errorf("chat: %w", err)
@@ -206,7 +232,7 @@ func throughputRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, e
 					if err != nil {
 						return rows, err
 					}
-					theirs, err = runThroughput(ctx, ns, n, size, r, cfg.Warmup, cfg.Duration)
+					theirs, err = runThroughput(ctx, ns, everyone(n, r), size, cfg.Warmup, cfg.Duration)
 					if err != nil {
 						return rows, fmt.Errorf("nats: %w", err)
 					}
@@ -248,7 +274,7 @@ func latencyRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, erro
 		if err != nil {
 			return rows, err
 		}
-		ours, err := runLatency(ctx, newChatSystem(t.Addr, cfg.SrcAddrs, 4<<10, 4<<10), n, rate, size, r, cfg.Warmup, cfg.Duration)
+		ours, err := runLatency(ctx, newChatSystem(t.Addr, cfg.SrcAddrs, 4<<10, 4<<10), everyone(n, r), rate, size, cfg.Warmup, cfg.Duration)
 		t.Close()
 		if err != nil {
 			return rows, fmt.Errorf("chat: %w", err)
@@ -263,7 +289,7 @@ func latencyRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, erro
 			if err != nil {
 				return rows, err
 			}
-			theirs, err = runLatency(ctx, ns, n, rate, size, r, cfg.Warmup, cfg.Duration)
+			theirs, err = runLatency(ctx, ns, everyone(n, r), rate, size, cfg.Warmup, cfg.Duration)
 			if err != nil {
 				return rows, fmt.Errorf("nats: %w", err)
 			}
@@ -314,7 +340,7 @@ func scaleRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, error)
 		if err != nil {
 			return rows, err
 		}
-		res, err := runScale(ctx, cfg, t, n, stderr)
+		res, err := runScale(ctx, cfg, []*target{t}, n, 0, stderr)
 		t.Close()
 		if err != nil {
 			return rows, err
@@ -332,14 +358,14 @@ func scaleRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, error)
 		rows = append(rows,
 			row("joined clients", "clients", float64(n), ""),
 			row("connect and join", "s", res.JoinSecs, ""),
-			row("server RSS before clients", "MiB", rssOr(res.RSSBase)/(1<<20), ""),
-			row("server RSS, all idle", "MiB", rssOr(res.RSSIdle)/(1<<20), ""),
-			row("server RSS per idle client", "KiB", rssOr(res.RSSIdle-res.RSSBase)/1024/float64(n), "<= 16"),
-			row("round: one message from each", "s", res.RoundSecs, ""),
-			row("round delivered", "msgs/s", float64(res.RoundRecv)/res.RoundSecs, ""),
-			row("round latency p50", "ms", ms(res.RoundLat.P50), ""),
-			row("round latency p99", "ms", ms(res.RoundLat.P99), ""),
-			row("server RSS per client after round", "KiB", rssOr(res.RSSRound-res.RSSBase)/1024/float64(n), ""),
+			row("server RSS before clients", "MiB", rssOr(res.RSSBase[0])/(1<<20), ""),
+			row("server RSS, all idle", "MiB", rssOr(res.RSSIdle[0])/(1<<20), ""),
+			row("server RSS per idle client", "KiB", rssOr(res.RSSIdle[0]-res.RSSBase[0])/1024/float64(n), "<= 16"),
+			row("round: one message from each", "s", res.Full.Secs, ""),
+			row("round delivered", "msgs/s", float64(res.Full.Recv)/res.Full.Secs, ""),
+			row("round latency p50", "ms", ms(res.Full.Lat.P50), ""),
+			row("round latency p99", "ms", ms(res.Full.Lat.P99), ""),
+			row("server RSS per client after round", "KiB", rssOr(res.RSSRound[0]-res.RSSBase[0])/1024/float64(n), ""),
 		)
 	}
 	return rows, nil
@@ -364,7 +390,7 @@ func filesRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, error)
 			if err != nil {
 				return rows, err
 			}
-			res, err := runFiles(ctx, t, size, r, cfg.ChatRate, mode, cfg.Timeout)
+			res, err := runFiles(ctx, t, t, size, r, cfg.ChatRate, mode, cfg.Timeout)
 			t.Close()
 			if err != nil {
 				return rows, err

@@ -2,8 +2,11 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/csv"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -29,7 +32,7 @@ func TestThroughputAndLatencyPlumbing(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, sys := range []system{newChatSystem(srv.Addr, 2, 4<<10, 4<<10), ns} {
-		tp, err := runThroughput(ctx, sys, 4, 40, 2, 50*time.Millisecond, 150*time.Millisecond)
+		tp, err := runThroughput(ctx, sys, everyone(4, 2), 40, 50*time.Millisecond, 150*time.Millisecond)
 		if err != nil {
 			t.Fatalf("%s throughput: %v", sys.Name(), err)
 		}
@@ -42,7 +45,7 @@ func TestThroughputAndLatencyPlumbing(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, sys := range []system{newChatSystem(srv.Addr, 2, 4<<10, 4<<10), ns} {
-		lat, err := runLatency(ctx, sys, 6, 500, 32, 1, 50*time.Millisecond, 200*time.Millisecond)
+		lat, err := runLatency(ctx, sys, everyone(6, 1), 500, 32, 50*time.Millisecond, 200*time.Millisecond)
 		if err != nil {
 			t.Fatalf("%s latency: %v", sys.Name(), err)
 		}
@@ -64,7 +67,7 @@ func TestFilesPlumbing(t *testing.T) {
 	}
 	defer srv.Close()
 	for _, mode := range []string{ModePlain, ModeChunked} {
-		res, err := runFiles(ctx, srv, 3<<20+7, 2, 200, mode, 30*time.Second)
+		res, err := runFiles(ctx, srv, srv, 3<<20+7, 2, 200, mode, 30*time.Second)
 		if err != nil {
 			t.Fatalf("%s: %v", mode, err)
 		}
@@ -88,7 +91,7 @@ func TestWorkerProtocol(t *testing.T) {
 	}
 	defer srv.Close()
 	const n = 6
-	spec := workerSpec{Addr: srv.Addr, Prefix: "wt_", First: 0, Count: n, Total: n, SrcAddrs: 3, Size: 32, Timeout: 20 * time.Second}
+	spec := workerSpec{Addrs: []string{srv.Addr}, Prefix: "wt_", First: 0, Count: n, Total: n, SrcAddrs: 3, Size: 32, Timeout: 20 * time.Second}
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	code := make(chan int, 1)
@@ -118,19 +121,112 @@ func TestWorkerProtocol(t *testing.T) {
 	if err := waitJoined(ctx, probe, "wt_", n+1); err != nil {
 		t.Fatal(err)
 	}
-	for range 2 {
-		io.WriteString(inW, "round\n")
+	// Every client, then a sample of 2 (clients 0 and 3, to 1 and 4).
+	for _, k := range []int{0, 2, n} {
+		io.WriteString(inW, "round "+strconv.Itoa(k)+"\n")
+		if line := next(); line != "ready" {
+			t.Fatalf("round %d: worker said %q, want ready", k, line)
+		}
+		io.WriteString(inW, "go\n")
+		want := len(roundSenders(n, k))
 		f := strings.SplitN(next(), " ", 3)
-		if len(f) != 3 || f[0] != "round" || f[1] != strconv.Itoa(n) {
-			t.Fatalf("round line %q", f)
+		if len(f) != 3 || f[0] != "round" || f[1] != strconv.Itoa(want) {
+			t.Fatalf("round %d: line %q, want %d received", k, f, want)
 		}
 		var h Histogram
-		if err := h.UnmarshalText([]byte(f[2])); err != nil || h.Count() != n {
-			t.Fatalf("round histogram %q: %v", f[2], err)
+		if err := h.UnmarshalText([]byte(f[2])); err != nil || h.Count() != int64(want) {
+			t.Fatalf("round %d: histogram %q: %v", k, f[2], err)
 		}
 	}
 	io.WriteString(inW, "quit\n")
 	if c := <-code; c != 0 {
 		t.Fatalf("worker exit %d", c)
+	}
+}
+
+// TestSplitAndScalePlumbing runs the cluster workloads' plumbing against
+// one in-process server standing for every node: senders and recipients
+// on "different" nodes, and a scale run through real worker processes
+// (this test binary, see TestMain) whose clients spread over three
+// addresses, with a sampled round and a full one.
+func TestSplitAndScalePlumbing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server and processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := inProcess(200, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	tr, err := halves(6, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, err := runThroughput(ctx, splitSystem(srv.Addr, srv.Addr, tr, 2, 4<<10, 4<<10), tr, 40, 50*time.Millisecond, 150*time.Millisecond)
+	if err != nil || tp.Delivered <= 0 {
+		t.Fatalf("throughput across halves: %+v %v", tp, err)
+	}
+	lat, err := runLatency(ctx, splitSystem(srv.Addr, srv.Addr, tr, 2, 4<<10, 4<<10), tr, 500, 32, 50*time.Millisecond, 200*time.Millisecond)
+	if err != nil || lat.Lat.Count == 0 || lat.Lost != 0 {
+		t.Fatalf("latency across halves: %d measured, %d lost, %v", lat.Lat.Count, lat.Lost, err)
+	}
+
+	cfg := DefaultConfig()
+	cfg.ClientsPerWorker, cfg.SrcAddrs, cfg.Timeout = 12, 3, 30*time.Second
+	nodes := []*target{srv, srv, srv}
+	res, err := runScale(ctx, cfg, nodes, 31, 7, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sampled.Senders != 7 || res.Sampled.Recv != 7 || res.Full.Senders != 31 || res.Full.Recv != 31 || res.Full.Lat.Count != 31 {
+		t.Fatalf("rounds: sampled %+v, full %+v", res.Sampled, res.Full)
+	}
+}
+
+// TestClusterRun runs every workload with --cluster at toy sizes against
+// real three-node clusters (this test binary re-executed as each node).
+// Starting a cluster takes 5-10 s, and the run starts five, so it is
+// opt-in: CHATBENCH_CLUSTER_TEST=1.
+func TestClusterRun(t *testing.T) {
+	if os.Getenv("CHATBENCH_CLUSTER_TEST") == "" {
+		t.Skip("starts five three-node clusters (about a minute); set CHATBENCH_CLUSTER_TEST=1")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cfg := DefaultConfig()
+	cfg.Cluster = 3
+	cfg.Clients, cfg.LatClients, cfg.Rates = []int{6}, 8, []int{500}
+	cfg.Duration, cfg.Warmup, cfg.Timeout = 300*time.Millisecond, 100*time.Millisecond, time.Minute
+	cfg.ScaleClients, cfg.RoundSample, cfg.ClientsPerWorker = []int{60}, 9, 25
+	cfg.FileSizes = []int64{3<<20 + 7}
+	cfg.CSV = true
+	var out, errs bytes.Buffer
+	if err := Run(ctx, cfg, &out, &errs); err != nil {
+		t.Fatalf("%v\n%s", err, errs.String())
+	}
+	recs, err := csv.NewReader(&out).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, r := range recs[1:] {
+		w, params, metric, ours, base := r[0], r[1], r[2], r[4], r[6]
+		seen[w] = true
+		if !strings.Contains(params, "cluster=3") || r[5] != singleBaseline {
+			t.Fatalf("row %q is not a cluster row beside one node", r)
+		}
+		if (metric == "delivered" || metric == "transfer" || metric == "sampled round: delivered") && (ours == "" || ours == "0" || base == "" || base == "0") {
+			t.Fatalf("row %q: nothing delivered", r)
+		}
+		if metric == "sampled round: delivered" && ours != "9" {
+			t.Fatalf("sampled round: %s of 9 delivered", ours)
+		}
+	}
+	for _, w := range AllWorkloads {
+		if !seen[w] {
+			t.Errorf("no %s rows", w)
+		}
 	}
 }

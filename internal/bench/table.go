@@ -15,6 +15,7 @@ import (
 type Row struct {
 	Workload string  // throughput, latency, scale, files
 	Params   string  // the run's parameters, e.g. "clients=100 size=32B recipients=1"
+	System   string  // what Ours measured, e.g. "cluster"; "" is "chat" (one server)
 	Baseline string  // the baseline's name, e.g. "nats-server"; "" if none
 	Metric   string  // e.g. "delivered"
 	Unit     string  // e.g. "msgs/s"
@@ -102,7 +103,11 @@ func WriteTable(w io.Writer, rows []Row) error {
 			hasTarget = hasTarget || r.Target != ""
 		}
 		fmt.Fprintf(&b, "%s  %s\n", g[0].Workload, g[0].Params)
-		head := []string{"metric", "unit", "chat"}
+		system := g[0].System
+		if system == "" {
+			system = "chat"
+		}
+		head := []string{"metric", "unit", system}
 		if baseName != "" {
 			head = append(head, baseName, "ratio")
 		}
@@ -161,7 +166,8 @@ func writeAligned(b *strings.Builder, cells [][]string) {
 	}
 }
 
-// CSVHeader is the first record of WriteCSV's output.
+// CSVHeader is the first record of WriteCSV's output. The "chat" field is
+// Ours, whatever the System (a cluster's runs say cluster=N in params).
 var CSVHeader = []string{"workload", "params", "metric", "unit", "chat", "baseline", "baseline_value", "ratio", "target"}
 
 // WriteCSV writes rows as CSV with CSVHeader first. Missing numbers are

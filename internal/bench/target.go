@@ -17,14 +17,19 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gochat/chat/internal/cluster"
 	"github.com/gochat/chat/internal/server"
 )
 
 // target is a chat server under test.
 type target struct {
 	Addr string
-	PID  int // 0 when its RSS cannot be read
+	PID  int    // 0 when its RSS cannot be read
+	Node string // its name in a cluster; "" for a lone server
 	stop func()
+	// exited is closed when a spawned server's process has ended; nil
+	// for a server the tool did not spawn.
+	exited chan struct{}
 }
 
 // Close stops the server if the tool started it.
@@ -68,26 +73,51 @@ func inProcess(maxClients int, limits bool) (*target, error) {
 // in its own process.
 const ServerCommand = "_server"
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// freePorts returns k distinct loopback ports that were free a moment
+// ago.
+func freePorts(k int) ([]int, error) {
+	var ports []int
+	for range k {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer ln.Close() // held until all are picked, so none comes twice
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return ports, nil
+}
+
+// serverArgs returns the flags of a spawned server chatting on port:
+// the defaults of cmd/gochatd but for flood control, which is off.
+func serverArgs(port, maxClients int) []string {
+	return []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "--max-clients", strconv.Itoa(maxClients), "--log-level", "warn", "--flood-rate", "0"}
 }
 
 // spawnServer starts the server in its own process: bin (the cmd/gochatd
 // binary) or, when bin is "", this tool re-executed with ServerCommand.
 // Its stdout goes to /dev/null, its stderr to ours.
 func spawnServer(ctx context.Context, bin string, maxClients int, stderr io.Writer) (*target, error) {
-	port, err := freePort()
+	ports, err := freePorts(1)
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "--max-clients", strconv.Itoa(maxClients), "--log-level", "warn", "--flood-rate", "0"}
+	t, err := startServer(bin, serverArgs(ports[0], maxClients), ports[0], stderr)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.waitAccepting(ctx, 10*time.Second); err != nil {
+		t.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// startServer starts bin (or this tool as ServerCommand) with args; the
+// server will chat on 127.0.0.1:port. It does not wait for it.
+func startServer(bin string, args []string, port int, stderr io.Writer) (*target, error) {
 	if bin == "" {
+		var err error
 		if bin, err = os.Executable(); err != nil {
 			return nil, err
 		}
@@ -113,32 +143,42 @@ func spawnServer(ctx context.Context, bin string, maxClients int, stderr io.Writ
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-exited:
-		case <-time.After(10 * time.Second):
+		case <-time.After(15 * time.Second):
 			cmd.Process.Kill()
 			<-exited
 		}
 	}
-	t := &target{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), PID: cmd.Process.Pid, stop: stop}
-	// Wait until it accepts.
-	deadline := time.Now().Add(10 * time.Second)
+	return &target{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), PID: cmd.Process.Pid, stop: stop, exited: exited}, nil
+}
+
+// waitAccepting waits, at most wait, until the spawned server t accepts
+// connections.
+func (t *target) waitAccepting(ctx context.Context, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
 	for {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", t.Addr)
 		if err == nil {
 			c.Close()
-			return t, nil
+			return nil
 		}
 		select {
-		case <-exited:
-			return nil, fmt.Errorf("server %s exited at start", bin)
+		case <-t.exited:
+			return fmt.Errorf("server %s exited at start", t.describe())
 		default:
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			stop()
-			return nil, fmt.Errorf("server %s does not accept: %w", bin, err)
+			return fmt.Errorf("server %s does not accept after %v: %w", t.describe(), wait, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func (t *target) describe() string {
+	if t.Node != "" {
+		return t.Node + " at " + t.Addr
+	}
+	return "at " + t.Addr
 }
 
 // ServerProfileEnv names the environment variable that, for the server
@@ -167,56 +207,99 @@ func writeMemReport(path string, stderr io.Writer) {
 	pprof.Lookup("heap").WriteTo(f, 0)
 }
 
-// RunServer runs the chat server as cmd/gochatd would, for ServerCommand:
-// flags -a, -p, --max-clients, --log-level, --flood-rate (0: off).
-func RunServer(args []string, stdout, stderr io.Writer) int {
-	addr, port, maxClients, level := "127.0.0.1", 0, server.DefaultMaxClients, slog.LevelInfo
-	flood := float64(server.DefaultFloodRate)
-	for i := 0; i+1 < len(args); i += 2 {
+// serverFlags are the flags RunServer takes: a subset of cmd/gochatd's.
+type serverFlags struct {
+	addr     string
+	port     int
+	cfg      server.Config
+	level    slog.Level
+	cluster  cluster.Config // used when cluster.Node is set
+	profile  string         // CPU profile path (ServerProfileEnv)
+	memProf  string         // heap profile path (ServerMemProfileEnv)
+	describe string         // how its diagnostics name it
+}
+
+// parseServerFlags parses RunServer's args: pairs of flag and value.
+// The server gets cmd/gochatd's defaults; a cluster node's profiles go to
+// the paths of the environment with ".<node>" added.
+func parseServerFlags(args []string, getenv func(string) string) (serverFlags, error) {
+	f := serverFlags{addr: "127.0.0.1", cfg: server.DefaultConfig(), level: slog.LevelInfo, describe: "chatbench " + ServerCommand}
+	f.cluster.Wait = cluster.DefaultWait
+	if len(args)%2 != 0 {
+		return f, fmt.Errorf("%s: flag without a value", args[len(args)-1])
+	}
+	for i := 0; i < len(args); i += 2 {
 		v := args[i+1]
 		var err error
 		switch args[i] {
 		case "-a":
-			addr = v
+			f.addr = v
 		case "-p":
-			port, err = strconv.Atoi(v)
+			f.port, err = strconv.Atoi(v)
 		case "--max-clients":
-			maxClients, err = strconv.Atoi(v)
+			f.cfg.MaxClients, err = strconv.Atoi(v)
 		case "--log-level":
-			err = level.UnmarshalText([]byte(v))
+			err = f.level.UnmarshalText([]byte(v))
 		case "--flood-rate":
-			flood, err = strconv.ParseFloat(v, 64)
+			f.cfg.FloodRate, err = strconv.ParseFloat(v, 64)
+		case "--node":
+			f.cluster.Node = v
+		case "--cluster-listen":
+			f.cluster.Listen = v
+		case "--cluster-peers":
+			f.cluster.Peers = strings.Split(v, ",")
+		case "--cluster-dir":
+			f.cluster.Dir = v
+		case "--cluster-wait":
+			f.cluster.Wait, err = time.ParseDuration(v)
 		default:
 			err = errors.New("unknown flag")
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "chatbench %s: %s %s: %v\n", ServerCommand, args[i], v, err)
-			return 1
+			return f, fmt.Errorf("%s %s: %v", args[i], v, err)
 		}
 	}
-	if err := CheckLoopback(net.JoinHostPort(addr, strconv.Itoa(max(port, 1)))); err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
+	if err := CheckLoopback(net.JoinHostPort(f.addr, strconv.Itoa(max(f.port, 1)))); err != nil {
+		return f, err
 	}
-	srv := server.New(server.Config{
-		MaxClients: maxClients,
-		Stdout:     stdout, // *os.File: each batch of lines is one write, as in cmd/gochatd
-		FloodRate:  flood,
-		Logger:     slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
-	})
-	ln, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
+	f.profile, f.memProf = getenv(ServerProfileEnv), getenv(ServerMemProfileEnv)
+	if n := f.cluster.Node; n != "" {
+		f.cluster.MaxClients = f.cfg.MaxClients
+		if err := f.cluster.Check(); err != nil {
+			return f, err
+		}
+		for _, p := range []*string{&f.profile, &f.memProf} {
+			if *p != "" {
+				*p += "." + n
+			}
+		}
+		f.describe += " " + n
+	}
+	return f, nil
+}
+
+// RunServer runs the chat server as cmd/gochatd would, with its defaults,
+// for ServerCommand: flags -a, -p, --max-clients, --log-level,
+// --flood-rate (0: off), and for a cluster node --node, --cluster-listen,
+// --cluster-peers, --cluster-dir and --cluster-wait.
+func RunServer(args []string, stdout, stderr io.Writer) int {
+	f, err := parseServerFlags(args, os.Getenv)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		fmt.Fprintf(stderr, "chatbench %s: %v\n", ServerCommand, err)
 		return 1
 	}
-	if path := os.Getenv(ServerProfileEnv); path != "" {
-		f, err := os.Create(path)
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: f.level}))
+	cfg := f.cfg
+	cfg.Stdout = stdout // *os.File: each batch of lines is one write, as in cmd/gochatd
+	cfg.Logger = logger
+	if f.profile != "" {
+		pf, err := os.Create(f.profile)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}
@@ -225,13 +308,34 @@ func RunServer(args []string, stdout, stderr io.Writer) int {
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	chatAddr := net.JoinHostPort(f.addr, strconv.Itoa(f.port))
+	var node *cluster.Node
+	if f.cluster.Node != "" {
+		// As cmd/gochatd: the chat port opens once the node is part of
+		// the cluster.
+		cl := f.cluster
+		cl.ChatAddr, cl.StallTimeout, cl.PaceBacklog, cl.Logger = chatAddr, cfg.StallTimeout, cfg.PaceBacklog, logger
+		if node, err = cluster.Start(ctx, cl); err != nil {
+			fmt.Fprintf(stderr, "%s: cluster: %v\n", f.describe, err)
+			return 1
+		}
+		defer node.Close()
+		cfg.Hub = node.Hub()
+	}
+	srv := server.New(cfg)
+	ln, err := net.Listen("tcp", chatAddr)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
 	go srv.Serve(ln)
-	if path := os.Getenv(ServerMemProfileEnv); path != "" {
+	if f.memProf != "" {
 		usr1 := make(chan os.Signal, 1)
 		signal.Notify(usr1, syscall.SIGUSR1)
-		go func() {
+		defer signal.Stop(usr1)
+		go func() { // ends when the process does
 			for range usr1 {
-				writeMemReport(path, stderr)
+				writeMemReport(f.memProf, stderr)
 			}
 		}()
 	}

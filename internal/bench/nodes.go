@@ -1,0 +1,101 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// nodeName returns the name of a cluster's i-th node (0-based): n1, n2, ...
+func nodeName(i int) string { return "n" + strconv.Itoa(i+1) }
+
+// clusterArgs returns the flags of node i of a cluster whose nodes chat
+// on chatPorts and route to each other on routePorts (both on 127.0.0.1),
+// keeping their state under dir: a lone server's flags (serverArgs) plus
+// the cluster's, as docs/OPERATIONS.md starts a cluster on one machine.
+func clusterArgs(i int, chatPorts, routePorts []int, maxClients int, dir string, wait time.Duration) []string {
+	var peers []string
+	for j, p := range routePorts {
+		if j != i {
+			peers = append(peers, "127.0.0.1:"+strconv.Itoa(p))
+		}
+	}
+	return append(serverArgs(chatPorts[i], maxClients),
+		"--node", nodeName(i),
+		"--cluster-listen", "127.0.0.1:"+strconv.Itoa(routePorts[i]),
+		"--cluster-peers", strings.Join(peers, ","),
+		"--cluster-dir", filepath.Join(dir, nodeName(i)),
+		"--cluster-wait", wait.String(),
+	)
+}
+
+// spawnedCluster is a cluster the tool started: one process per node.
+type spawnedCluster struct {
+	Nodes []*target // n1, n2, ...
+	dir   string    // the nodes' state; removed by Close
+}
+
+// spawnCluster starts a cluster of k nodes, each its own process (bin, or
+// this tool as ServerCommand), with a cluster-wide cap of maxClients, and
+// waits at most wait until every node's chat port accepts, which happens
+// once the node is part of the cluster.
+func spawnCluster(ctx context.Context, bin string, k, maxClients int, wait time.Duration, stderr io.Writer) (*spawnedCluster, error) {
+	ports, err := freePorts(2 * k)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "chatbench-cluster-")
+	if err != nil {
+		return nil, err
+	}
+	c := &spawnedCluster{dir: dir}
+	chatPorts, routePorts := ports[:k], ports[k:]
+	for i := range k {
+		t, err := startServer(bin, clusterArgs(i, chatPorts, routePorts, maxClients, dir, wait), chatPorts[i], stderr)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		t.Node = nodeName(i)
+		c.Nodes = append(c.Nodes, t)
+	}
+	errs := make([]error, k)
+	var wg sync.WaitGroup
+	for i, t := range c.Nodes {
+		wg.Go(func() { errs[i] = t.waitAccepting(ctx, wait) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("cluster of %d: %w", k, err)
+		}
+	}
+	return c, nil
+}
+
+// PIDs returns the nodes' process ids.
+func (c *spawnedCluster) PIDs() []int {
+	pids := make([]int, len(c.Nodes))
+	for i, t := range c.Nodes {
+		pids[i] = t.PID
+	}
+	return pids
+}
+
+// Close stops every node at once (each leaves the cluster, which takes a
+// few seconds) and removes their state.
+func (c *spawnedCluster) Close() {
+	var wg sync.WaitGroup
+	for _, t := range c.Nodes {
+		wg.Go(t.Close)
+	}
+	wg.Wait()
+	os.RemoveAll(c.dir)
+}
