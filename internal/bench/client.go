@@ -112,7 +112,8 @@ type chatClient struct {
 	w     *bufio.Writer
 	r     *protocol.Reader
 	frame []byte
-	lists chan []byte // response_users_list payloads
+	lists chan []byte   // response_users_list payloads
+	ended chan struct{} // closed when readLoop returns
 }
 
 // dialChat connects to addr (from src if not nil) and sends join, after
@@ -132,6 +133,7 @@ func dialChat(ctx context.Context, addr string, src net.IP, name string, rbuf, w
 		w:     bufio.NewWriterSize(nc, wbuf),
 		r:     protocol.NewReaderSize(nc, rbuf),
 		lists: make(chan []byte, 1),
+		ended: make(chan struct{}),
 	}
 	var hello []byte
 	if len(features) > 0 {
@@ -166,8 +168,9 @@ type errServer struct{ name string }
 
 func (e errServer) Error() string { return "server sent " + e.name }
 
-// readLoop reads frames until the connection ends.
+// readLoop reads frames until the connection ends. It is called once.
 func (c *chatClient) readLoop(h handlers) error {
+	defer close(c.ended)
 	var buf []byte
 	for {
 		hd, err := c.r.ReadHeader()
@@ -266,6 +269,8 @@ func (c *chatClient) countJoined(ctx context.Context, prefix string) (int, error
 		return 0, err
 	}
 	select {
+	case <-c.ended:
+		return 0, errors.New("the server closed the connection (was the join refused?)")
 	case p := <-c.lists:
 		n := 0
 		for i, f := range bytes.Split(p, []byte{' '}) {
@@ -281,10 +286,12 @@ func (c *chatClient) countJoined(ctx context.Context, prefix string) (int, error
 
 // waitJoined polls the user list over c until want names start with
 // prefix. It polls less often for long lists, which cost the server a
-// sort whenever someone joined.
-func waitJoined(ctx context.Context, c *chatClient, prefix string, want int) error {
+// sort whenever someone joined. If report is not nil, it gets the count
+// every few seconds.
+func waitJoined(ctx context.Context, c *chatClient, prefix string, want int, report func(seen int)) error {
 	every := 20*time.Millisecond + time.Duration(want)*5*time.Microsecond
 	last := -1
+	lastReport := time.Now()
 	for {
 		n, err := c.countJoined(ctx, prefix)
 		if err != nil {
@@ -294,6 +301,10 @@ func waitJoined(ctx context.Context, c *chatClient, prefix string, want int) err
 			return nil
 		}
 		last = n
+		if report != nil && time.Since(lastReport) >= 5*time.Second {
+			report(n)
+			lastReport = time.Now()
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for %d joins (saw %d): %w", want, last, ctx.Err())
@@ -434,7 +445,7 @@ func (s *chatSystem) Connect(ctx context.Context, n int, sk sink) error {
 	if err != nil {
 		return err
 	}
-	return waitJoined(ctx, s.clients[0], s.prefix, n)
+	return waitJoined(ctx, s.clients[0], s.prefix, n, nil)
 }
 
 func (s *chatSystem) Sender(i int, rcpts []int) (func([]byte) error, func() error) {

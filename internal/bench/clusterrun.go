@@ -153,7 +153,7 @@ func clusterScaleRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row,
 	k := cfg.Cluster
 	for _, n := range cfg.ScaleClients {
 		share := clientsOn(0, k, n) // the single node's clients: one node's share
-		params := fmt.Sprintf("clients=%d (single node: %d) src-addrs=%d clients-per-worker=%d %s", n, share, cfg.SrcAddrs, cfg.ClientsPerWorker, clusterParams(cfg))
+		params := fmt.Sprintf("clients=%d (single node: %d) src-addrs=%d clients-per-worker=%d%s %s", n, share, cfg.SrcAddrs, cfg.ClientsPerWorker, joinRateParam(cfg), clusterParams(cfg))
 		fmt.Fprintf(stderr, "scale %s ...\n", params)
 		single, ours, err := vsSingle(ctx, cfg, n+k+16, stderr, func(nodes []*target) (scaleResult, error) {
 			if len(nodes) == 1 {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"slices"
 	"strconv"
@@ -48,6 +49,7 @@ type Config struct {
 	ScaleClients     []int
 	ClientsPerWorker int
 	SrcAddrs         int
+	JoinRate         float64 // joins per second, all workers together; 0: as fast as they go
 	// files
 	FileSizes      []int64
 	FileRecipients int
@@ -161,6 +163,9 @@ func (c *Config) Validate() error {
 		inRange("--chat-rate", []int{c.ChatRate}, 1, 100_000),
 		inRange("--server-pid", []int{c.ServerPID}, 0, 1<<22),
 		inRange("--round-sample", []int{c.RoundSample}, 1, maxStampIdx),
+	}
+	if c.JoinRate < 0 || c.JoinRate > maxRate || math.IsNaN(c.JoinRate) {
+		checks = append(checks, fmt.Errorf("--join-rate %v out of range [0, %d]", c.JoinRate, maxRate))
 	}
 	for _, err := range checks {
 		if err != nil {
@@ -378,6 +383,7 @@ func ParseArgs(args []string, stderr io.Writer) (Config, error) {
 	fs.Var(intList{&c.ScaleClients, false}, "scale-clients", "scale: joined idle clients (N)")
 	fs.IntVar(&c.ClientsPerWorker, "clients-per-worker", c.ClientsPerWorker, "scale: most client connections per worker process")
 	fs.IntVar(&c.SrcAddrs, "src-addrs", c.SrcAddrs, "scale: source addresses 127.0.0.2 and up to spread connections over")
+	fs.Float64Var(&c.JoinRate, "join-rate", 0, "scale: joins per second, all clients together (0: as fast as they connect)")
 	fs.Var(int64List{&c.FileSizes}, "file-size", "files: file size (F)")
 	fs.IntVar(&c.FileRecipients, "file-recipients", c.FileRecipients, "files: recipients of the file")
 	fs.StringSliceVar(&c.FileModes, "file-mode", c.FileModes, "files: how recipients take the file: plain (one forward_file frame) and/or chunked (the chunked-file extension)")

@@ -160,7 +160,7 @@ func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate i
 	if err != nil {
 		return res, err
 	}
-	if err := waitJoined(ctx, sender, prefix, r+2); err != nil {
+	if err := waitJoined(ctx, sender, prefix, r+2, nil); err != nil {
 		return res, err
 	}
 

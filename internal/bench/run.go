@@ -195,6 +195,14 @@ func loadParam() string {
 	return "load=?"
 }
 
+// joinRateParam shows --join-rate when it is set.
+func joinRateParam(cfg Config) string {
+	if cfg.JoinRate == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" join-rate=%g/s", cfg.JoinRate)
+}
+
 func targetParam(cfg Config) string {
 	if cfg.ServerAddr != "" {
 		return "server=" + cfg.ServerAddr
@@ -326,7 +334,7 @@ func latencyRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, erro
 func scaleRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, error) {
 	var rows []Row
 	for _, n := range cfg.ScaleClients {
-		params := fmt.Sprintf("clients=%d src-addrs=%d clients-per-worker=%d", n, cfg.SrcAddrs, cfg.ClientsPerWorker)
+		params := fmt.Sprintf("clients=%d src-addrs=%d clients-per-worker=%d%s", n, cfg.SrcAddrs, cfg.ClientsPerWorker, joinRateParam(cfg))
 		if cfg.ServerAddr != "" {
 			params += " server=" + cfg.ServerAddr
 		} else if cfg.ServerBin != "" {

@@ -36,6 +36,7 @@ type workerSpec struct {
 	SrcAddrs int
 	Size     int
 	Timeout  time.Duration
+	JoinRate float64 // joins per second of this worker's clients; 0: as fast as they go
 }
 
 func (w workerSpec) args() []string {
@@ -43,6 +44,7 @@ func (w workerSpec) args() []string {
 		"-addr", strings.Join(w.Addrs, ","), "-prefix", w.Prefix,
 		"-first", strconv.Itoa(w.First), "-count", strconv.Itoa(w.Count), "-total", strconv.Itoa(w.Total),
 		"-src-addrs", strconv.Itoa(w.SrcAddrs), "-size", strconv.Itoa(w.Size), "-timeout", w.Timeout.String(),
+		"-join-rate", strconv.FormatFloat(w.JoinRate, 'g', -1, 64),
 	}
 }
 
@@ -59,6 +61,7 @@ func parseWorkerSpec(args []string) (workerSpec, error) {
 	fs.IntVar(&w.SrcAddrs, "src-addrs", 1, "")
 	fs.IntVar(&w.Size, "size", 32, "")
 	fs.DurationVar(&w.Timeout, "timeout", time.Minute, "")
+	fs.Float64Var(&w.JoinRate, "join-rate", 0, "")
 	if err := fs.Parse(args); err != nil {
 		return w, err
 	}
@@ -77,6 +80,8 @@ func parseWorkerSpec(args []string) (workerSpec, error) {
 		return w, fmt.Errorf("bad -size %d", w.Size)
 	case w.Prefix == "" || w.Timeout <= 0 || w.Timeout > maxDuration:
 		return w, errors.New("bad -prefix or -timeout")
+	case w.JoinRate < 0 || math.IsNaN(w.JoinRate) || math.IsInf(w.JoinRate, 0):
+		return w, fmt.Errorf("bad -join-rate %v", w.JoinRate)
 	}
 	return w, nil
 }
@@ -124,6 +129,10 @@ func (w *worker) run(stdin io.Reader, stdout, stderr io.Writer) int {
 	start := time.Now()
 	var dialFailed atomic.Int64
 	parallel(s.Count, 64, func(i int) error {
+		if s.JoinRate > 0 {
+			due := start.Add(time.Duration(float64(i) / s.JoinRate * float64(time.Second)))
+			time.Sleep(time.Until(due))
+		}
 		g := s.First + i
 		c, err := dialChat(ctx, s.Addrs[g%len(s.Addrs)], srcIP(g, s.SrcAddrs), w.name(g), 256, 256)
 		if err != nil {
@@ -460,8 +469,9 @@ func runScale(ctx context.Context, cfg Config, nodes []*target, n, sample int, s
 	}()
 	start := time.Now()
 	for first := 0; first < n; first += cfg.ClientsPerWorker {
-		spec := workerSpec{Addrs: addrs, Prefix: prefix, First: first, Count: min(cfg.ClientsPerWorker, n-first),
-			Total: n, SrcAddrs: srcAddrs, Size: 32, Timeout: cfg.Timeout}
+		count := min(cfg.ClientsPerWorker, n-first)
+		spec := workerSpec{Addrs: addrs, Prefix: prefix, First: first, Count: count,
+			Total: n, SrcAddrs: srcAddrs, Size: 32, Timeout: cfg.Timeout, JoinRate: cfg.JoinRate * float64(count) / float64(n)}
 		w, err := startWorker(spec, stderr)
 		if err != nil {
 			return res, err
@@ -498,7 +508,10 @@ func runScale(ctx context.Context, cfg Config, nodes []*target, n, sample int, s
 		go p.readLoop(handlers{}) // ends when the probe is closed
 	}
 	err := parallel(k, k, func(i int) error {
-		if err := waitJoined(pctx, probes[i], prefix, n+k); err != nil {
+		report := func(seen int) {
+			fmt.Fprintf(stderr, "  %s lists %d of %d users after %v\n", nodes[i].describe(), seen, n+k, time.Since(start).Round(time.Second))
+		}
+		if err := waitJoined(pctx, probes[i], prefix, n+k, report); err != nil {
 			return fmt.Errorf("%s: %w", nodes[i].describe(), err)
 		}
 		return nil

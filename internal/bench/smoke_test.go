@@ -118,7 +118,7 @@ func TestWorkerProtocol(t *testing.T) {
 	}
 	defer probe.nc.Close()
 	go probe.readLoop(handlers{})
-	if err := waitJoined(ctx, probe, "wt_", n+1); err != nil {
+	if err := waitJoined(ctx, probe, "wt_", n+1, nil); err != nil {
 		t.Fatal(err)
 	}
 	// Every client, then a sample of 2 (clients 0 and 3, to 1 and 4).
