@@ -110,7 +110,7 @@ func TestWindowFor(t *testing.T) {
 
 func TestWorkerSpecRoundTrip(t *testing.T) {
 	for _, addrs := range [][]string{{"127.0.0.1:15000"}, {"127.0.0.1:15001", "127.0.0.1:15002", "127.0.0.1:15003"}} {
-		w := workerSpec{Addrs: addrs, Prefix: "bx_", First: 100, Count: 50, Total: 200, SrcAddrs: 8, Size: 32, Timeout: time.Minute}
+		w := workerSpec{Addrs: addrs, Prefix: "bx_", First: 100, Count: 50, Total: 200, SrcAddrs: 8, Size: 32, Timeout: time.Minute, JoinRate: 333.5}
 		back, err := parseWorkerSpec(w.args())
 		if err != nil || !reflect.DeepEqual(back, w) {
 			t.Fatalf("round trip: %+v %v", back, err)
@@ -123,6 +123,7 @@ func TestWorkerSpecRoundTrip(t *testing.T) {
 		{Addrs: one, Prefix: "p", First: 1, Count: 1, Total: 1, SrcAddrs: 1, Size: 32, Timeout: time.Second},
 		{Addrs: one, Prefix: "", Count: 1, Total: 1, SrcAddrs: 1, Size: 32, Timeout: time.Second},
 		{Addrs: one, Prefix: "p", Count: 1, Total: 1, SrcAddrs: 1, Size: 3, Timeout: time.Second},
+		{Addrs: one, Prefix: "p", Count: 1, Total: 1, SrcAddrs: 1, Size: 32, Timeout: time.Second, JoinRate: -1},
 	} {
 		if _, err := parseWorkerSpec(bad.args()); err == nil {
 			t.Errorf("accepted %+v", bad)

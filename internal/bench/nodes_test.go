@@ -213,6 +213,7 @@ func TestClusterFlags(t *testing.T) {
 		"fewer users than nodes": {"--cluster", "3", "--scale-clients", "2"},
 		"sample over clients":    {"--cluster", "3", "--scale-clients", "100", "--round-sample", "101"},
 		"zero sample":            {"--round-sample", "0"},
+		"negative join rate":     {"--join-rate", "-5"},
 	}
 	for name, args := range cases {
 		if _, err := ParseArgs(args, io.Discard); err == nil {
