@@ -87,7 +87,7 @@ func clusterThroughputRows(ctx context.Context, cfg Config, stderr io.Writer) ([
 				fmt.Fprintf(stderr, "throughput %s ...\n", params)
 				single, ours, err := vsSingle(ctx, cfg, n+16, stderr, func(nodes []*target) (tpResult, error) {
 					sys := splitSystem(nodes[0].Addr, second(nodes).Addr, tr, cfg.SrcAddrs, 64<<10, 32<<10)
-					return runThroughput(ctx, sys, tr, size, cfg.Warmup, cfg.Duration)
+					return runThroughput(ctx, sys, tr, size, cfg.Warmup, cfg.Duration, pidsOf(nodes))
 				})
 				if err != nil {
 					return rows, err
@@ -103,6 +103,8 @@ func clusterThroughputRows(ctx context.Context, cfg Config, stderr io.Writer) ([
 					row("sent", "msgs/s", ours.Sent, single.Sent, ""),
 					row("latency p50 under load", "ms", ms(ours.Lat.P50), ms(single.Lat.P50), ""),
 					row("latency p99 under load", "ms", ms(ours.Lat.P99), ms(single.Lat.P99), ""),
+					row("server CPU (all nodes)", "cores", ours.ServerCPU, single.ServerCPU, ""),
+					row("server CPU per message", "us", perMsgMicros(ours.ServerCPU, ours.Delivered), perMsgMicros(single.ServerCPU, single.Delivered), ""),
 				)
 			}
 		}
@@ -122,7 +124,7 @@ func clusterLatencyRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Ro
 		fmt.Fprintf(stderr, "latency %s ...\n", params)
 		single, ours, err := vsSingle(ctx, cfg, n+16, stderr, func(nodes []*target) (latResult, error) {
 			sys := splitSystem(nodes[0].Addr, second(nodes).Addr, tr, cfg.SrcAddrs, 4<<10, 4<<10)
-			return runLatency(ctx, sys, tr, rate, size, cfg.Warmup, cfg.Duration)
+			return runLatency(ctx, sys, tr, rate, size, cfg.Warmup, cfg.Duration, pidsOf(nodes))
 		})
 		if err != nil {
 			return rows, err
@@ -143,6 +145,8 @@ func clusterLatencyRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Ro
 			row("p99.9", "ms", ms(o.P999), ms(s.P999), ""),
 			row("max", "ms", ms(o.Max), ms(s.Max), ""),
 			row("sender lag p99", "ms", ms(ours.Lag.P99), ms(single.Lag.P99), ""),
+			row("server CPU (all nodes)", "cores", ours.ServerCPU, single.ServerCPU, ""),
+			row("server CPU per message", "us", perMsgMicros(ours.ServerCPU, ours.Delivered), perMsgMicros(single.ServerCPU, single.Delivered), ""),
 		)
 	}
 	return rows, nil
@@ -204,6 +208,10 @@ func clusterScaleRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row,
 	return rows, nil
 }
 
+// perMsgMicros returns the server CPU per delivered message, in
+// microseconds, from the cores used and the messages delivered per second.
+func perMsgMicros(cores, perSec float64) float64 { return cores / perSec * 1e6 }
+
 func maxOf(v []int64) int64 {
 	m := v[0]
 	for _, x := range v[1:] {
@@ -220,7 +228,7 @@ func clusterFilesRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row,
 			params := fmt.Sprintf("size=%dB sender@n1 recipients=%d@n2 mode=%s chat-rate=%d/s %s", size, r, mode, cfg.ChatRate, clusterParams(cfg))
 			fmt.Fprintf(stderr, "files %s ...\n", params)
 			single, ours, err := vsSingle(ctx, cfg, max(r+16, 64), stderr, func(nodes []*target) (filesResult, error) {
-				return runFiles(ctx, nodes[0], second(nodes), size, r, cfg.ChatRate, mode, cfg.Timeout)
+				return runFiles(ctx, nodes[0], second(nodes), size, r, cfg.ChatRate, mode, cfg.Timeout, pidsOf(nodes))
 			})
 			if err != nil {
 				return rows, err
@@ -234,6 +242,7 @@ func clusterFilesRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row,
 			rows = append(rows,
 				row("transfer", "MB/s", ours.MBps, single.MBps, target),
 				row("transfer time", "s", ours.Secs, single.Secs, ""),
+				row("server CPU per GB (all nodes)", "s", ours.ServerCPU/(float64(size)/1e9), single.ServerCPU/(float64(size)/1e9), ""),
 				row("server RSS before (sender's node)", "MiB", mib(ours.RSSBase), mib(single.RSSBase), ""),
 				row("RSS growth, peak (sender's node)", "MiB", mib(ours.RSSPeak-ours.RSSBase), mib(single.RSSPeak-single.RSSBase), ""),
 				row("RSS growth, peak (recipients' node)", "MiB", mib(ours.RecvRSSPeak-ours.RecvRSSBase), mib(single.RecvRSSPeak-single.RecvRSSBase), ""),

@@ -23,6 +23,7 @@ type filesResult struct {
 	Chat                     Summary // latency of chat messages to recipient 0 sent during the transfer
 	ChatSent                 int64
 	ChatRecv                 int64
+	ServerCPU                float64 // CPU seconds the servers used in Secs; NaN if not known
 }
 
 const (
@@ -69,8 +70,8 @@ const (
 // the server send to clients of the server recv (the same one, or another
 // node of its cluster), while another client of send sends chat messages
 // at chatRate per second to the first recipient. The recipients receive it
-// as mode says.
-func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate int, mode string, timeout time.Duration) (filesResult, error) {
+// as mode says; cpu, if not empty, meters the servers during the transfer.
+func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate int, mode string, timeout time.Duration, cpu cpuMeter) (filesResult, error) {
 	var res filesResult
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -197,7 +198,7 @@ func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate i
 			}
 		}
 	}()
-	t0 := time.Now()
+	t0, c0 := time.Now(), cpu.seconds()
 	sendErr := make(chan error, 1)
 	go func() {
 		w := sender.w
@@ -230,6 +231,7 @@ func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate i
 			break
 		}
 	}
+	res.ServerCPU = cpu.seconds() - c0
 	close(stopChat)
 	res.ChatSent = <-chatDone
 	if sendRSS != nil {

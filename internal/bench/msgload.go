@@ -20,6 +20,7 @@ type tpResult struct {
 	MBps      float64 // text bytes delivered per second, in MB (10^6)
 	Sent      float64 // send operations per second
 	Lat       Summary // delivery latency under this load
+	ServerCPU float64 // CPU the servers used in the measured time, in cores (seconds per second); NaN if not known
 }
 
 // windowFor returns how many of a sender's messages may be in flight: at
@@ -60,8 +61,9 @@ func halves(n, r int) (traffic, error) {
 }
 
 // runThroughput runs tr's senders, each sending size-byte texts to its
-// recipients as fast as its window allows, for warmup then dur.
-func runThroughput(ctx context.Context, sys system, tr traffic, size int, warmup, dur time.Duration) (tpResult, error) {
+// recipients as fast as its window allows, for warmup then dur; cpu, if
+// not empty, meters the servers in the measured time.
+func runThroughput(ctx context.Context, sys system, tr traffic, size int, warmup, dur time.Duration, cpu cpuMeter) (tpResult, error) {
 	n, r := tr.n, tr.r
 	if n > maxStampIdx {
 		return tpResult{}, fmt.Errorf("at most %d clients", maxStampIdx)
@@ -171,11 +173,11 @@ func runThroughput(ctx context.Context, sys system, tr traffic, size int, warmup
 	}
 	err := sleep(warmup)
 	measuring.Store(true)
-	d0, s0, t0 := total(delivered), total(sent), time.Now()
+	d0, s0, t0, c0 := total(delivered), total(sent), time.Now(), cpu.seconds()
 	if err == nil {
 		err = sleep(dur)
 	}
-	d1, s1, t1 := total(delivered), total(sent), time.Now()
+	d1, s1, t1, c1 := total(delivered), total(sent), time.Now(), cpu.seconds()
 	measuring.Store(false)
 	close(stop)
 	wg.Wait()
@@ -204,6 +206,7 @@ func runThroughput(ctx context.Context, sys system, tr traffic, size int, warmup
 		MBps:      float64(d1-d0) * float64(size) / el / 1e6,
 		Sent:      float64(s1-s0) / el,
 		Lat:       h.Summary(),
+		ServerCPU: (c1 - c0) / el,
 	}, nil
 }
 
@@ -215,6 +218,7 @@ type latResult struct {
 	Lost      int64   // deliveries missing after the drain
 	Lat       Summary
 	Lag       Summary // how late the pacers sent, against their schedule
+	ServerCPU float64 // CPU the servers used in the measured time, in cores (seconds per second); NaN if not known
 }
 
 // pacers is how many goroutines send in a latency run.
@@ -222,8 +226,9 @@ const pacers = 2
 
 // runLatency offers rate messages per second, spread round-robin over
 // tr's senders, for warmup then dur, and measures the delivery latency of
-// the messages sent in the measured window.
-func runLatency(ctx context.Context, sys system, tr traffic, rate, size int, warmup, dur time.Duration) (latResult, error) {
+// the messages sent in the measured window; cpu, if not empty, meters the
+// servers in that window.
+func runLatency(ctx context.Context, sys system, tr traffic, rate, size int, warmup, dur time.Duration, cpu cpuMeter) (latResult, error) {
 	n, r := tr.n, tr.r
 	if n > maxStampIdx {
 		return latResult{}, fmt.Errorf("at most %d clients", maxStampIdx)
@@ -325,12 +330,12 @@ func runLatency(ctx context.Context, sys system, tr traffic, rate, size int, war
 		}
 	}
 	err := sleep(warmup)
-	t0 := now()
+	t0, c0 := now(), cpu.seconds()
 	measureT0.Store(t0)
 	if err == nil {
 		err = sleep(dur)
 	}
-	t1 := now()
+	t1, c1 := now(), cpu.seconds()
 	measureT1.Store(t1)
 	close(stop)
 	wg.Wait()
@@ -376,5 +381,6 @@ func runLatency(ctx context.Context, sys system, tr traffic, rate, size int, war
 		Lost:      want - h.Count(),
 		Lat:       h.Summary(),
 		Lag:       lag.Summary(),
+		ServerCPU: (c1 - c0) / el,
 	}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -245,5 +246,33 @@ func TestClusterTable(t *testing.T) {
 	r := clusterRow(cfg, Throughput, "clients=100")("delivered", "msgs/s", 600, 1000, "")
 	if r.HasBase() || !math.IsNaN(r.Ratio()) {
 		t.Fatalf("--no-baseline row has a baseline: %+v", r)
+	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	// A command name with spaces and parentheses; utime 1200, stime 34.
+	stat := "4242 (gochatd (n1) x) S 1 4242 4242 0 -1 4194560 9147 0 0 0 1200 34 0 0 20 0 9 0 123 456 789"
+	if v, err := parseStatCPU(stat); err != nil || v != 1234 {
+		t.Fatalf("parseStatCPU = %d %v, want 1234", v, err)
+	}
+	for _, bad := range []string{"", "4242 gochatd S 1", "4242 (x) S 1 2 3", "4242 (x) S 1 4242 4242 0 -1 4194560 9147 0 0 0 -5 34 0"} {
+		if _, err := parseStatCPU(bad); err == nil {
+			t.Errorf("parseStatCPU(%q) accepted", bad)
+		}
+	}
+	if v := (cpuMeter{}).seconds(); !math.IsNaN(v) {
+		t.Fatalf("empty meter = %v, want NaN", v)
+	}
+	// This process has used some CPU, and a meter of it never goes back.
+	self := cpuMeter{os.Getpid()}
+	a := self.seconds()
+	for i := 0; i < 1e7; i++ {
+		_ = i * i
+	}
+	if b := self.seconds(); math.IsNaN(a) || b < a {
+		t.Fatalf("meter of this process: %v then %v", a, b)
+	}
+	if got := pidsOf([]*target{{PID: 5}, {PID: 5}, {PID: 0}, {PID: 7}}); !slices.Equal(got, cpuMeter{5, 7}) {
+		t.Fatalf("pidsOf = %v", got)
 	}
 }

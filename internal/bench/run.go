@@ -227,7 +227,7 @@ func throughputRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, e
 				if err != nil {
 					return rows, err
 				}
-				ours, err := runThroughput(ctx, newChatSystem(t.Addr, cfg.SrcAddrs, 64<<10, 32<<10), everyone(n, r), size, cfg.Warmup, cfg.Duration)
+				ours, err := runThroughput(ctx, newChatSystem(t.Addr, cfg.SrcAddrs, 64<<10, 32<<10), everyone(n, r), size, cfg.Warmup, cfg.Duration, nil)
 				t.Close()
 				if err != nil {
 					return rows, fmt.Errorf("chat: %w", err)
@@ -240,7 +240,7 @@ func throughputRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, e
 					if err != nil {
 						return rows, err
 					}
-					theirs, err = runThroughput(ctx, ns, everyone(n, r), size, cfg.Warmup, cfg.Duration)
+					theirs, err = runThroughput(ctx, ns, everyone(n, r), size, cfg.Warmup, cfg.Duration, nil)
 					if err != nil {
 						return rows, fmt.Errorf("nats: %w", err)
 					}
@@ -282,7 +282,7 @@ func latencyRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, erro
 		if err != nil {
 			return rows, err
 		}
-		ours, err := runLatency(ctx, newChatSystem(t.Addr, cfg.SrcAddrs, 4<<10, 4<<10), everyone(n, r), rate, size, cfg.Warmup, cfg.Duration)
+		ours, err := runLatency(ctx, newChatSystem(t.Addr, cfg.SrcAddrs, 4<<10, 4<<10), everyone(n, r), rate, size, cfg.Warmup, cfg.Duration, nil)
 		t.Close()
 		if err != nil {
 			return rows, fmt.Errorf("chat: %w", err)
@@ -297,7 +297,7 @@ func latencyRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, erro
 			if err != nil {
 				return rows, err
 			}
-			theirs, err = runLatency(ctx, ns, everyone(n, r), rate, size, cfg.Warmup, cfg.Duration)
+			theirs, err = runLatency(ctx, ns, everyone(n, r), rate, size, cfg.Warmup, cfg.Duration, nil)
 			if err != nil {
 				return rows, fmt.Errorf("nats: %w", err)
 			}
@@ -398,7 +398,7 @@ func filesRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, error)
 			if err != nil {
 				return rows, err
 			}
-			res, err := runFiles(ctx, t, t, size, r, cfg.ChatRate, mode, cfg.Timeout)
+			res, err := runFiles(ctx, t, t, size, r, cfg.ChatRate, mode, cfg.Timeout, nil)
 			t.Close()
 			if err != nil {
 				return rows, err

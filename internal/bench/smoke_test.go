@@ -32,7 +32,7 @@ func TestThroughputAndLatencyPlumbing(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, sys := range []system{newChatSystem(srv.Addr, 2, 4<<10, 4<<10), ns} {
-		tp, err := runThroughput(ctx, sys, everyone(4, 2), 40, 50*time.Millisecond, 150*time.Millisecond)
+		tp, err := runThroughput(ctx, sys, everyone(4, 2), 40, 50*time.Millisecond, 150*time.Millisecond, nil)
 		if err != nil {
 			t.Fatalf("%s throughput: %v", sys.Name(), err)
 		}
@@ -45,7 +45,7 @@ func TestThroughputAndLatencyPlumbing(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, sys := range []system{newChatSystem(srv.Addr, 2, 4<<10, 4<<10), ns} {
-		lat, err := runLatency(ctx, sys, everyone(6, 1), 500, 32, 50*time.Millisecond, 200*time.Millisecond)
+		lat, err := runLatency(ctx, sys, everyone(6, 1), 500, 32, 50*time.Millisecond, 200*time.Millisecond, nil)
 		if err != nil {
 			t.Fatalf("%s latency: %v", sys.Name(), err)
 		}
@@ -67,7 +67,7 @@ func TestFilesPlumbing(t *testing.T) {
 	}
 	defer srv.Close()
 	for _, mode := range []string{ModePlain, ModeChunked} {
-		res, err := runFiles(ctx, srv, srv, 3<<20+7, 2, 200, mode, 30*time.Second)
+		res, err := runFiles(ctx, srv, srv, 3<<20+7, 2, 200, mode, 30*time.Second, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", mode, err)
 		}
@@ -164,11 +164,11 @@ func TestSplitAndScalePlumbing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp, err := runThroughput(ctx, splitSystem(srv.Addr, srv.Addr, tr, 2, 4<<10, 4<<10), tr, 40, 50*time.Millisecond, 150*time.Millisecond)
+	tp, err := runThroughput(ctx, splitSystem(srv.Addr, srv.Addr, tr, 2, 4<<10, 4<<10), tr, 40, 50*time.Millisecond, 150*time.Millisecond, nil)
 	if err != nil || tp.Delivered <= 0 {
 		t.Fatalf("throughput across halves: %+v %v", tp, err)
 	}
-	lat, err := runLatency(ctx, splitSystem(srv.Addr, srv.Addr, tr, 2, 4<<10, 4<<10), tr, 500, 32, 50*time.Millisecond, 200*time.Millisecond)
+	lat, err := runLatency(ctx, splitSystem(srv.Addr, srv.Addr, tr, 2, 4<<10, 4<<10), tr, 500, 32, 50*time.Millisecond, 200*time.Millisecond, nil)
 	if err != nil || lat.Lat.Count == 0 || lat.Lost != 0 {
 		t.Fatalf("latency across halves: %d measured, %d lost, %v", lat.Lat.Count, lat.Lost, err)
 	}

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -436,4 +438,66 @@ func (s *rssSampler) Peak() int64 {
 		s.peak = max(s.peak, v)
 	}
 	return s.peak
+}
+
+// cpuMeter reads the CPU time of the server processes it holds.
+type cpuMeter []int
+
+// userHZ is the unit of the times in /proc/<pid>/stat (USER_HZ, 100 on
+// every Linux ABI Go supports).
+const userHZ = 100
+
+// seconds returns the CPU time, user and system, that the processes have
+// used so far; NaN if there are none or one cannot be read.
+func (m cpuMeter) seconds() float64 {
+	if len(m) == 0 {
+		return math.NaN()
+	}
+	var ticks int64
+	for _, pid := range m {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return math.NaN()
+		}
+		t, err := parseStatCPU(string(b))
+		if err != nil {
+			return math.NaN()
+		}
+		ticks += t
+	}
+	return float64(ticks) / userHZ
+}
+
+// parseStatCPU returns utime + stime (fields 14 and 15) of a
+// /proc/<pid>/stat line, in clock ticks. The command name (field 2) may
+// hold spaces and parentheses, so fields are counted after its last ')'.
+func parseStatCPU(stat string) (int64, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("stat: no command name")
+	}
+	f := strings.Fields(stat[i+1:]) // f[0] is field 3 (state)
+	if len(f) < 13 {
+		return 0, errors.New("stat: too few fields")
+	}
+	var sum int64
+	for _, s := range f[11:13] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || v < 0 {
+			return 0, fmt.Errorf("stat: bad time %q", s)
+		}
+		sum += v
+	}
+	return sum, nil
+}
+
+// pidsOf returns the meter of the spawned servers among nodes.
+func pidsOf(nodes []*target) cpuMeter {
+	var m cpuMeter
+	for _, t := range nodes {
+		if t.PID != 0 && !slices.Contains(m, t.PID) {
+			m = append(m, t.PID)
+		}
+	}
+	return m
 }
