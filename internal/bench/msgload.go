@@ -234,21 +234,23 @@ func runLatency(ctx context.Context, sys system, tr traffic, rate, size int, war
 		return latResult{}, fmt.Errorf("at most %d clients", maxStampIdx)
 	}
 	var (
-		hists     = make([]Histogram, n)
-		received  = make([]paddedCount, n)
-		measureT0 atomic.Int64 // stamps from this time on are measured
-		measureT1 atomic.Int64 // until this one
-		bad       atomic.Int64
+		hists    = make([]Histogram, n)
+		received = make([]paddedCount, n)
+		bad      atomic.Int64
+		// The measured window: stamps from t0 on, before t1. Both are
+		// set before the first send, so that the pacers and the
+		// receivers judge every message alike.
+		t0, t1 atomic.Int64
 	)
-	measureT0.Store(1 << 62)
-	measureT1.Store(1 << 62)
+	t0.Store(1 << 62)
+	t1.Store(1 << 62)
 	sk := func(recv int, text []byte) {
 		idx, t, ok := readStamp(text)
 		if !ok || idx >= tr.senders {
 			bad.Add(1)
 			return
 		}
-		if t >= measureT0.Load() && t < measureT1.Load() {
+		if t >= t0.Load() && t < t1.Load() {
 			hists[recv].Record(now() - t)
 			received[recv].Add(1)
 		}
@@ -273,6 +275,8 @@ func runLatency(ctx context.Context, sys system, tr traffic, rate, size int, war
 	var errOnce sync.Once
 	var sendErr error
 	startNs := now()
+	t0.Store(startNs + int64(warmup))
+	t1.Store(t0.Load() + int64(dur))
 	interval := float64(time.Second) * pacers / float64(rate)
 	for p := range pacers {
 		var own []sender
@@ -309,7 +313,7 @@ func runLatency(ctx context.Context, sys system, tr traffic, rate, size int, war
 						errOnce.Do(func() { sendErr = err })
 						return
 					}
-					if sendT >= measureT0.Load() && sendT < measureT1.Load() {
+					if sendT >= t0.Load() && sendT < t1.Load() {
 						sentMeasured.Add(1)
 						lags[p].Record(sendT - due)
 					}
@@ -321,22 +325,20 @@ func runLatency(ctx context.Context, sys system, tr traffic, rate, size int, war
 			}
 		}()
 	}
-	sleep := func(d time.Duration) error {
+	sleepUntil := func(t int64) error {
 		select {
-		case <-time.After(d):
+		case <-time.After(time.Duration(t - now())):
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-	err := sleep(warmup)
-	t0, c0 := now(), cpu.seconds()
-	measureT0.Store(t0)
+	err := sleepUntil(t0.Load())
+	c0 := cpu.seconds()
 	if err == nil {
-		err = sleep(dur)
+		err = sleepUntil(t1.Load())
 	}
-	t1, c1 := now(), cpu.seconds()
-	measureT1.Store(t1)
+	c1 := cpu.seconds()
 	close(stop)
 	wg.Wait()
 	if err != nil {
@@ -373,7 +375,7 @@ func runLatency(ctx context.Context, sys system, tr traffic, rate, size int, war
 	for i := range lags {
 		lag.Merge(&lags[i])
 	}
-	el := float64(t1-t0) / 1e9
+	el := float64(t1.Load()-t0.Load()) / 1e9
 	return latResult{
 		Offered:   float64(rate),
 		Achieved:  float64(sentMeasured.Load()) / el,
