@@ -103,9 +103,8 @@ func clusterThroughputRows(ctx context.Context, cfg Config, stderr io.Writer) ([
 					row("sent", "msgs/s", ours.Sent, single.Sent, ""),
 					row("latency p50 under load", "ms", ms(ours.Lat.P50), ms(single.Lat.P50), ""),
 					row("latency p99 under load", "ms", ms(ours.Lat.P99), ms(single.Lat.P99), ""),
-					row("server CPU (all nodes)", "cores", ours.ServerCPU, single.ServerCPU, ""),
-					row("server CPU per message", "us", perMsgMicros(ours.ServerCPU, ours.Delivered), perMsgMicros(single.ServerCPU, single.Delivered), ""),
 				)
+				rows = append(rows, cpuRows(row, ours.ServerCPU, single.ServerCPU, ours.Delivered, single.Delivered)...)
 			}
 		}
 	}
@@ -145,9 +144,8 @@ func clusterLatencyRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Ro
 			row("p99.9", "ms", ms(o.P999), ms(s.P999), ""),
 			row("max", "ms", ms(o.Max), ms(s.Max), ""),
 			row("sender lag p99", "ms", ms(ours.Lag.P99), ms(single.Lag.P99), ""),
-			row("server CPU (all nodes)", "cores", ours.ServerCPU, single.ServerCPU, ""),
-			row("server CPU per message", "us", perMsgMicros(ours.ServerCPU, ours.Delivered), perMsgMicros(single.ServerCPU, single.Delivered), ""),
 		)
+		rows = append(rows, cpuRows(row, ours.ServerCPU, single.ServerCPU, ours.Delivered, single.Delivered)...)
 	}
 	return rows, nil
 }
@@ -208,9 +206,15 @@ func clusterScaleRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row,
 	return rows, nil
 }
 
-// perMsgMicros returns the server CPU per delivered message, in
-// microseconds, from the cores used and the messages delivered per second.
-func perMsgMicros(cores, perSec float64) float64 { return cores / perSec * 1e6 }
+// cpuRows returns the rows of the servers' CPU, from the cores they used
+// and the messages delivered per second: the cores, and the CPU per
+// message in microseconds.
+func cpuRows(row func(metric, unit string, ours, single float64, target string) Row, ours, single, oursRate, singleRate float64) []Row {
+	return []Row{
+		row("server CPU (all nodes)", "cores", ours, single, ""),
+		row("server CPU per message", "us", ours/oursRate*1e6, single/singleRate*1e6, ""),
+	}
+}
 
 func maxOf(v []int64) int64 {
 	m := v[0]
