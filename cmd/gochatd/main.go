@@ -66,6 +66,8 @@ Cluster mode (docs/CLUSTER.md): several servers, one chat
 --cluster-name=NAME     The cluster's name (its NATS buckets and subjects), defaults
                         to gochat
 --cluster-wait=DURATION Give up joining the cluster after this long, defaults to 1m0s
+--cluster-replicas=N    Copies of the registry in the engine (1 or 3), defaults to 3
+                        when the engine has three servers or more, else 1
 `)
 }
 
@@ -111,8 +113,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cl.NATSCreds, "nats-creds", "", "")
 	fs.StringVar(&cl.NATSCA, "nats-tls-ca", "", "")
 	fs.DurationVar(&cl.Wait, "cluster-wait", cluster.DefaultWait, "")
+	fs.IntVar(&cl.Replicas, "cluster-replicas", 0, "")
 	clustered := func() bool {
-		for _, f := range []string{"node", "cluster-name", "cluster-listen", "cluster-peers", "cluster-dir", "nats", "nats-creds", "nats-tls-ca", "cluster-wait"} {
+		for _, f := range []string{"node", "cluster-name", "cluster-listen", "cluster-peers", "cluster-dir", "nats", "nats-creds", "nats-tls-ca", "cluster-wait", "cluster-replicas"} {
 			if fs.Changed(f) {
 				return true
 			}

@@ -77,6 +77,7 @@ func (h *Hub) start(ctx context.Context) error {
 	}
 	h.del.start()
 	h.live.run()
+	h.live.awaitPeers(2 * heartbeatEvery)
 	h.live.sweepSoon() // entries of earlier incarnations and dead nodes
 	return nil
 }
@@ -100,10 +101,10 @@ func (h *Hub) Join(p server.Peer, maxUsers int) error {
 	defer func() { h.n.m.kvLatency.Observe(time.Since(start).Seconds()) }()
 	name := p.Name()
 	u := userEntry{node: h.n.cfg.Node, inc: h.n.inc, token: randomUint64(), created: time.Now()}
-	ctx, cancel := h.reg.kvCtx()
-	var err error
-	u.rev, err = h.reg.names.Create(ctx, userKey(name), u.value())
-	cancel()
+	err := h.retry(func(ctx context.Context) (err error) {
+		u.rev, err = h.reg.names.Create(ctx, userKey(name), u.value())
+		return err
+	})
 	if err != nil {
 		if !isExists(err) {
 			return fmt.Errorf("%w: %v", server.ErrUnavailable, err)
@@ -149,9 +150,11 @@ func (h *Hub) claimSlot(maxUsers int) (int, uint64, error) {
 		if slot < 0 {
 			return 0, 0, server.ErrServerFull
 		}
-		ctx, cancel := h.reg.kvCtx()
-		rev, err := h.reg.names.Create(ctx, slotKey(slot), val)
-		cancel()
+		var rev uint64
+		err := h.retry(func(ctx context.Context) (err error) {
+			rev, err = h.reg.names.Create(ctx, slotKey(slot), val)
+			return err
+		})
 		if err == nil {
 			return slot, rev, nil
 		}
@@ -166,6 +169,34 @@ func (h *Hub) claimSlot(maxUsers int) (int, uint64, error) {
 		h.reg.mu.Unlock()
 	}
 	return 0, 0, server.ErrServerFull
+}
+
+// joinPatience is how long a join keeps trying while the registry does not
+// answer: longer than a JetStream leader election (4-9 s), so that losing
+// a NATS server or a node only delays joins.
+const joinPatience = 12 * time.Second
+
+// retry runs op until it succeeds or fails for good (the key exists, or
+// is gone), trying again for joinPatience while the registry does not
+// answer.
+func (h *Hub) retry(op func(ctx context.Context) error) error {
+	start := time.Now()
+	backoff := 50 * time.Millisecond
+	for {
+		ctx, cancel := h.reg.kvCtx()
+		err := op(ctx)
+		cancel()
+		if err == nil || isExists(err) || errors.Is(err, jetstream.ErrKeyNotFound) || h.n.ctx.Err() != nil || time.Since(start)+backoff > joinPatience {
+			return err
+		}
+		h.n.log.Debug("registry not answering; trying again", "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-h.n.stop:
+			return err
+		}
+		backoff = min(2*backoff, time.Second)
+	}
 }
 
 // Leave implements server.Hub.
