@@ -121,7 +121,10 @@ func (d *deleter) drain(timeout time.Duration) {
 		select {
 		case <-idle:
 		case <-deadline.C:
-			d.h.n.log.Warn("left registry records behind; the cluster removes them when the lease expires", "pending", len(d.pending))
+			d.mu.Lock()
+			left := len(d.pending)
+			d.mu.Unlock()
+			d.h.n.log.Warn("left registry records behind; the cluster removes them when the lease expires", "pending", left)
 			return
 		}
 	}

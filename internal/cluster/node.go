@@ -377,12 +377,8 @@ func (n *Node) Close() {
 		n.hub.stopAll()
 		n.wg.Wait()
 		if n.nc != nil {
-			n.nc.Drain()
-			deadline := time.Now().Add(2 * time.Second)
-			for !n.nc.IsClosed() && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
-			}
-			n.nc.Close()
+			// Let what was published go out, for a moment at most.
+			n.nc.FlushTimeout(2 * time.Second)
 		}
 		n.shutdownEngine()
 		n.log.Info("left the cluster")

@@ -126,6 +126,12 @@ func (r *relay) unsubscribe() {
 		}
 	}
 	r.unsubscribeFiles()
+	r.inMu.Lock()
+	if r.ackTick != nil {
+		r.ackTick.Stop()
+		r.ackTick = nil
+	}
+	r.inMu.Unlock()
 }
 
 // peer returns the server.Peer standing for the remote user name.
