@@ -19,6 +19,7 @@ import (
 
 	"github.com/gochat/chat/internal/cli"
 	"github.com/gochat/chat/internal/server"
+	"github.com/gochat/chat/internal/web"
 )
 
 func help(w io.Writer) {
@@ -53,6 +54,7 @@ Extensions:
 --tls-cert=FILE         Speak TLS with this PEM certificate (needs --tls-key)
 --tls-key=FILE          The PEM private key of --tls-cert
 `)
+	fmt.Fprint(w, web.FlagHelp)
 }
 
 func main() {
@@ -86,6 +88,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	metricsAddr := fs.String("metrics-addr", "", "")
 	tlsCert := fs.String("tls-cert", "", "")
 	tlsKey := fs.String("tls-key", "", "")
+	webFlags := web.AddFlags(fs)
 	check := func() error {
 		if err := cli.CheckPort(*port, 0); err != nil {
 			return err
@@ -154,6 +157,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		go hs.Serve(mln)
 		defer hs.Close()
 	}
+
+	stopWeb, err := webFlags.Start(srv.Serve, tlsCfg, cfg.MaxFileSize, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "server: cannot serve the web client: %v\n", err)
+		return 1
+	}
+	defer stopWeb()
 
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
