@@ -158,12 +158,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer hs.Close()
 	}
 
-	stopWeb, err := webFlags.Start(srv.Serve, tlsCfg, cfg.MaxFileSize, logger)
+	webFront, err := webFlags.Start(srv.Serve, tlsCfg, cfg.MaxFileSize, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "server: cannot serve the web client: %v\n", err)
 		return 1
 	}
-	defer stopWeb()
+	defer webFront.Stop()
 
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

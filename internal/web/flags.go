@@ -46,11 +46,11 @@ func AddFlags(fs *pflag.FlagSet) *Flags {
 // Start serves the web front end as f says, if f.Addr is set: it listens
 // there, serves the page over HTTP (HTTPS and WSS with tlsCfg), and hands
 // the WebSocket connections to serve (the chat server's Serve) in a
-// goroutine of its own. stop closes the HTTP server; the chat server's
-// Shutdown ends serve and the sessions. With f.Addr empty it does nothing.
-func (f *Flags) Start(serve func(net.Listener) error, tlsCfg *tls.Config, maxFileSize int64, logger *slog.Logger) (stop func(), err error) {
+// goroutine of its own, which ends when the chat server shuts down. With
+// f.Addr empty it does nothing and returns nil, whose Stop does nothing.
+func (f *Flags) Start(serve func(net.Listener) error, tlsCfg *tls.Config, maxFileSize int64, logger *slog.Logger) (*Front, error) {
 	if f.Addr == "" {
-		return func() {}, nil
+		return nil, nil
 	}
 	ln, err := Listen(context.Background(), f.Addr, tlsCfg)
 	if err != nil {
@@ -69,7 +69,24 @@ func (f *Flags) Start(serve func(net.Listener) error, tlsCfg *tls.Config, maxFil
 	logger.Info("serving the web client", "addr", scheme+"://"+ln.Addr().String()+"/")
 	go hs.Serve(ln)
 	go serve(g)
-	return func() { hs.Close() }, nil
+	return &Front{addr: ln.Addr(), hs: hs}, nil
+}
+
+// Front is a web front end started by Flags.Start.
+type Front struct {
+	addr net.Addr
+	hs   *http.Server
+}
+
+// Addr returns the address the page is served at.
+func (f *Front) Addr() net.Addr { return f.addr }
+
+// Stop closes the HTTP server (the WebSocket sessions are the chat
+// server's to end). It does nothing on a nil Front.
+func (f *Front) Stop() {
+	if f != nil {
+		f.hs.Close()
+	}
 }
 
 // keepAlive matches the chat server's TCP keepalive.
