@@ -81,12 +81,13 @@
         this.length += u8.length;
       }
     }
-    // indexOf returns the position of byte b in the first limit bytes, or -1.
-    indexOf(b, limit) {
+    // indexOf returns the position of byte b at or after from and before
+    // limit, or -1.
+    indexOf(b, from, limit) {
       let base = 0;
       for (const p of this.parts) {
         const end = Math.min(p.length, limit - base);
-        for (let i = 0; i < end; i++) if (p[i] === b) return base + i;
+        for (let i = Math.max(0, from - base); i < end; i++) if (p[i] === b) return base + i;
         base += p.length;
         if (base >= limit) break;
       }
@@ -171,12 +172,12 @@
       }
     }
     header() {
-      const sp1 = this.q.indexOf(0x20, 33);
+      const sp1 = this.q.indexOf(0x20, 0, 33);
       if (sp1 < 0) {
         if (this.q.length >= 33) throw new StreamError('bad frame type');
         return false;
       }
-      const sp2 = this.q.indexOf(0x20, sp1 + 20);
+      const sp2 = this.q.indexOf(0x20, sp1 + 1, sp1 + 20);
       if (sp2 < 0) {
         if (this.q.length >= sp1 + 20) throw new StreamError('bad frame length');
         return false;
