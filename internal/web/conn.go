@@ -41,11 +41,35 @@ type wsConn struct {
 	msg io.Reader // the message being read, nil between messages; owned by Read
 
 	rd, wr deadline
+
+	// Writes are coalesced: Write copies small writes into pending, and a
+	// flusher goroutine, started when there is something to send and
+	// ended when there is not, sends what piled up as one message. So the
+	// frames the server writes in one batch (one writev on TCP) travel in
+	// one WebSocket message, not one message each.
+	wmu      sync.Mutex
+	wcond    sync.Cond // signalled when pending is taken or a send ends; L is &wmu
+	pending  []byte    // bytes not yet handed to the flusher; guarded by wmu
+	flushing bool      // a flusher runs; guarded by wmu
+	werr     error     // the first failed send; guarded by wmu
 }
+
+const (
+	// pendingSize is the most bytes a write waits with before it is sent.
+	pendingSize = 64 << 10
+	// directWrite is the size from which a write is sent at once, as its
+	// own message, without a copy (file content).
+	directWrite = 16 << 10
+)
+
+// pendingPool holds the buffers of pending writes: a connection holds one
+// only while it has bytes to send.
+var pendingPool = sync.Pool{New: func() any { return make([]byte, 0, pendingSize) }}
 
 func newWSConn(ws *websocket.Conn, raw net.Conn, br *bufio.Reader, remote net.Addr) *wsConn {
 	ws.SetReadLimit(-1) // messages are streamed, never held whole
 	c := &wsConn{ws: ws, raw: raw, br: br, remote: remote}
+	c.wcond.L = &c.wmu
 	c.rd.abort = c.abort
 	c.wr.abort = c.abort
 	return c
@@ -93,16 +117,90 @@ func (c *wsConn) read(p []byte) (int, error) {
 	}
 }
 
-// Write sends p as one binary message.
+// Write sends p: a large p at once as one binary message, a small one
+// with the writes that come before the flusher takes them. It returns
+// once p is sent or copied; a send that fails fails the next Write.
 func (c *wsConn) Write(p []byte) (int, error) {
 	if err := c.wr.begin(); err != nil {
 		return 0, err
 	}
-	err := c.ws.Write(context.Background(), websocket.MessageBinary, p)
+	err := c.write(p)
 	if err = c.wr.end(err); err != nil {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+func (c *wsConn) write(p []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if len(p) >= directWrite {
+		// Keep the order: what is pending goes first.
+		for c.werr == nil && (c.flushing || len(c.pending) > 0) {
+			c.wcond.Wait()
+		}
+		if c.werr != nil {
+			return c.werr
+		}
+		c.wmu.Unlock()
+		err := c.ws.Write(context.Background(), websocket.MessageBinary, p)
+		c.wmu.Lock()
+		if err != nil && c.werr == nil {
+			c.werr = err
+		}
+		return c.werr
+	}
+	for c.werr == nil && len(c.pending)+len(p) > pendingSize {
+		c.wcond.Wait()
+	}
+	if c.werr != nil {
+		return c.werr
+	}
+	if c.pending == nil {
+		c.pending = pendingPool.Get().([]byte)
+	}
+	c.pending = append(c.pending, p...)
+	if !c.flushing {
+		c.flushing = true
+		go c.flush()
+	}
+	return nil
+}
+
+// flush sends the pending bytes, one message per batch, until there are
+// none. It is started by write and owned by the connection.
+func (c *wsConn) flush() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	for len(c.pending) > 0 && c.werr == nil {
+		buf := c.pending
+		c.pending = nil
+		c.wcond.Broadcast()
+		c.wmu.Unlock()
+		err := c.ws.Write(context.Background(), websocket.MessageBinary, buf)
+		pendingPool.Put(buf[:0])
+		c.wmu.Lock()
+		if err != nil && c.werr == nil {
+			c.werr = err
+		}
+	}
+	if c.pending != nil && c.werr != nil {
+		pendingPool.Put(c.pending[:0])
+		c.pending = nil
+	}
+	c.flushing = false
+	c.wcond.Broadcast()
+}
+
+// flushed waits until everything written has been sent (or a send
+// failed).
+func (c *wsConn) flushed() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	for c.werr == nil && (c.flushing || len(c.pending) > 0) {
+		c.wcond.Wait()
+	}
+	return c.werr
 }
 
 // CloseWrite sends the WebSocket close frame (normal closure) and waits,
@@ -113,6 +211,9 @@ func (c *wsConn) Write(p []byte) (int, error) {
 func (c *wsConn) CloseWrite() error {
 	t := time.AfterFunc(closeLinger, c.abort)
 	defer t.Stop()
+	if err := c.flushed(); err != nil {
+		return err
+	}
 	return c.ws.Close(websocket.StatusNormalClosure, "")
 }
 

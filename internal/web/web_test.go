@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,8 +13,10 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -287,4 +290,67 @@ func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+}
+
+// TestWriteOrder: small writes (coalesced) and large ones (sent at once)
+// arrive in order, and CloseWrite sends what is pending before the close.
+func TestWriteOrder(t *testing.T) {
+	conns := make(chan *wsConn, 1)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hw := &hijackWriter{ResponseWriter: w}
+		ws, err := websocket.Accept(hw, r, nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		conns <- newWSConn(ws, hw.raw, hw.br, stringAddr(r.RemoteAddr))
+	}))
+	defer hs.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := websocket.NetConn(context.Background(), ws, websocket.MessageBinary)
+	defer client.Close()
+	c := <-conns
+
+	rng := mrand.New(mrand.NewPCG(3, 4))
+	var want []byte
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(client) // until the close frame
+		got <- b
+	}()
+	for range 500 {
+		n := rng.IntN(200)
+		if rng.IntN(20) == 0 {
+			n = directWrite + rng.IntN(3*directWrite)
+		}
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte(rng.Uint32())
+		}
+		want = append(want, p...)
+		c.SetWriteDeadline(time.Now().Add(waitTimeout))
+		if _, err := c.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.CloseWrite(); err != nil {
+		t.Fatalf("CloseWrite: %v", err)
+	}
+	c.Close()
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatalf("got %d bytes, want %d; equal prefix %d", len(b), len(want), commonPrefix(b, want))
+	}
+}
+
+func commonPrefix(a, b []byte) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
 }
