@@ -213,9 +213,9 @@ func screenshots(t *testing.T, desktop, phone *tab) {
 	}
 }
 
-// TestBrowserKeyboard: the page can be used with the keyboard alone: Tab
-// reaches the name field, the user list and the message box, Space ticks
-// a user, Enter sends.
+// TestBrowserKeyboard: the page can be used with the keyboard alone: the
+// name field has the focus, Tab moves through the user list, Space ticks a
+// user, Enter sends, and Enter on Leave leaves.
 func TestBrowserKeyboard(t *testing.T) {
 	needBrowser(t)
 	srv := startServer(t)
@@ -233,9 +233,7 @@ func TestBrowserKeyboard(t *testing.T) {
 	if focused != "text" {
 		t.Fatalf("after joining the focus is on %q, want the message box", focused)
 	}
-	// Shift+Tab back from the message box to term's box, by tabbing
-	// forward from the start of the list instead: Tab order is the
-	// document's.
+	// Tab from the first box of the list reaches term's.
 	kim.run(chromedp.Focus(chromedp.CSS(`#users input[data-user="kim"]`)))
 	for range 4 {
 		focused = eval[string](kim, `document.activeElement.dataset.user || document.activeElement.id`)
@@ -258,4 +256,9 @@ func TestBrowserKeyboard(t *testing.T) {
 	if !slices.ContainsFunc(texts, func(s string) bool { return strings.Contains(s, "typed by keys") }) {
 		t.Errorf("the sent message is not in the log: %q", texts)
 	}
+
+	// Leave: the page sends disconnect, as quit does.
+	kim.run(chromedp.Focus(chromedp.ID("leave")), chromedp.KeyEvent("\r"))
+	srv.out.wait(t, "disconnected: kim")
+	kim.waitJS("the left banner", `!document.getElementById('banner').hidden && document.getElementById('banner-text').textContent === 'You left the chat.'`)
 }
