@@ -64,7 +64,17 @@ const (
 
 // pendingPool holds the buffers of pending writes: a connection holds one
 // only while it has bytes to send.
-var pendingPool = sync.Pool{New: func() any { return make([]byte, 0, pendingSize) }}
+var pendingPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, pendingSize)
+	return &b
+}}
+
+func getPending() []byte { return (*pendingPool.Get().(*[]byte))[:0] }
+
+func putPending(b []byte) {
+	b = b[:0]
+	pendingPool.Put(&b)
+}
 
 func newWSConn(ws *websocket.Conn, raw net.Conn, br *bufio.Reader, remote net.Addr) *wsConn {
 	ws.SetReadLimit(-1) // messages are streamed, never held whole
@@ -157,7 +167,7 @@ func (c *wsConn) write(p []byte) error {
 		return c.werr
 	}
 	if c.pending == nil {
-		c.pending = pendingPool.Get().([]byte)
+		c.pending = getPending()
 	}
 	c.pending = append(c.pending, p...)
 	if !c.flushing {
@@ -178,14 +188,14 @@ func (c *wsConn) flush() {
 		c.wcond.Broadcast()
 		c.wmu.Unlock()
 		err := c.ws.Write(context.Background(), websocket.MessageBinary, buf)
-		pendingPool.Put(buf[:0])
+		putPending(buf)
 		c.wmu.Lock()
 		if err != nil && c.werr == nil {
 			c.werr = err
 		}
 	}
 	if c.pending != nil && c.werr != nil {
-		pendingPool.Put(c.pending[:0])
+		putPending(c.pending)
 		c.pending = nil
 	}
 	c.flushing = false
