@@ -146,7 +146,7 @@ func webThroughput(ctx context.Context, cfg Config, n, size, r int, stderr io.Wr
 		return nil, err
 	}
 	defer t.Close()
-	tcp, err := runThroughput(ctx, newChatSystem(t.Addr, 1, 64<<10, 32<<10), n, size, r, cfg.Warmup, cfg.Duration)
+	tcp, err := runThroughput(ctx, newChatSystem(t.Addr, cfg.SrcAddrs, 64<<10, 32<<10), n, size, r, cfg.Warmup, cfg.Duration)
 	if err != nil {
 		return nil, fmt.Errorf("tcp: %w", err)
 	}
@@ -184,7 +184,7 @@ func webIdle(ctx context.Context, cfg Config, n int, stderr io.Writer) ([]Row, e
 		if err != nil {
 			return 0, err
 		}
-		sys := newChatSystem(t.Addr, 1, 4<<10, 4<<10)
+		sys := newChatSystem(t.Addr, cfg.SrcAddrs, 4<<10, 4<<10)
 		if websocket {
 			sys = t.webSystem(4<<10, 4<<10)
 		}
