@@ -230,9 +230,12 @@ func (c *wsConn) CloseWrite() error {
 // closeLinger bounds the wait for the browser's close frame.
 const closeLinger = 2 * time.Second
 
-// Close closes the connection at once, from any goroutine.
+// Close closes the connection at once, from any goroutine, and stops its
+// deadline timers.
 func (c *wsConn) Close() error {
 	c.abort()
+	c.rd.set(time.Time{})
+	c.wr.set(time.Time{})
 	return nil
 }
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/gochat/chat/internal/server"
 )
 
 // FlagHelp describes the flags AddFlags registers, in the layout of the
@@ -89,14 +91,11 @@ func (f *Front) Stop() {
 	}
 }
 
-// keepAlive matches the chat server's TCP keepalive.
-var keepAlive = net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 15 * time.Second, Count: 4}
-
-// Listen opens the HTTP listener. With tlsCfg it speaks TLS, offering
-// HTTP/1.1 only (WebSocket upgrades need it).
+// Listen opens the HTTP listener, with the chat server's TCP keepalive.
+// With tlsCfg it speaks TLS, offering HTTP/1.1 only (WebSocket upgrades
+// need it).
 func Listen(ctx context.Context, addr string, tlsCfg *tls.Config) (net.Listener, error) {
-	lc := net.ListenConfig{KeepAliveConfig: keepAlive}
-	ln, err := lc.Listen(ctx, "tcp", addr)
+	ln, err := server.Listen(ctx, addr, nil)
 	if err != nil {
 		return nil, err
 	}
