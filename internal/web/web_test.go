@@ -41,6 +41,7 @@ func TestPage(t *testing.T) {
 	}{
 		{"GET", "/", 200, "text/html; charset=utf-8", `<script src="app.js" defer></script>`},
 		{"GET", "/app.js", 200, "text/javascript; charset=utf-8", "'use strict';"},
+		{"GET", "/codec.js", 200, "text/javascript; charset=utf-8", "globalThis.chatCodec"},
 		{"GET", "/style.css", 200, "text/css; charset=utf-8", ":root"},
 		{"GET", "/favicon.svg", 200, "image/svg+xml", "<svg"},
 		{"GET", "/config.json", 200, "application/json", `{"maxFileSize":5242880}`},
@@ -95,13 +96,15 @@ func TestPageHasNoInlineCode(t *testing.T) {
 			t.Errorf("index.html contains %q", bad)
 		}
 	}
-	js, err := static.ReadFile("static/app.js")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, bad := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"} {
-		if strings.Contains(string(js), bad) {
-			t.Errorf("app.js uses %s: peers' text must go in as text", bad)
+	for _, name := range []string{"app.js", "codec.js"} {
+		js, err := static.ReadFile("static/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, bad := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"} {
+			if strings.Contains(string(js), bad) {
+				t.Errorf("%s uses %s: peers' text must go in as text", name, bad)
+			}
 		}
 	}
 }
