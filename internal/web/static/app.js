@@ -9,8 +9,8 @@
     MAX_RECIPIENTS, enc, dec, nameProblem, textProblem, safeFilename, frame, splitFields, Decoder,
     StreamError,
   } = globalThis.chatCodec;
-  const UPLOAD_SLICE = 256 << 10; // bytes of a file read and sent at a time
-  const UPLOAD_HIGH_WATER = 1 << 20; // wait while this much is buffered by the socket
+  const UPLOAD_SLICE = 1 << 20; // bytes of a file read and sent at a time
+  const UPLOAD_HIGH_WATER = 4 << 20; // wait while this much is buffered by the socket
   const LIST_EVERY_MS = 5000;
   const FOLD_BYTES = 8 << 20; // received bytes folded into a Blob at a time
 
