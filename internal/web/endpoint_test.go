@@ -195,7 +195,7 @@ func TestFiles(t *testing.T) {
 			// web -> terminal, sent in slices as the page sends them.
 			f := fileFrame([]string{"term"}, "a.bin", content)
 			for len(f) > 0 {
-				n := min(len(f), 256<<10)
+				n := min(len(f), 1<<20)
 				w.send(f[:n])
 				f = f[n:]
 			}
