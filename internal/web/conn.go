@@ -21,8 +21,9 @@ var errTextMessage = errors.New("websocket: text message on a binary stream")
 
 // wsConn adapts a WebSocket connection to the net.Conn the chat server
 // serves: the bytes of the binary messages read, in order, are the client's
-// stream of frames, and each Write is sent as one binary message. Message
-// boundaries carry no meaning, as TCP segment boundaries carry none.
+// stream of frames, and what is written goes out in binary messages, small
+// writes coalesced. Message boundaries carry no meaning, as TCP segment
+// boundaries carry none.
 //
 // Read is called by one goroutine at a time, and Write by one goroutine at
 // a time, as the chat server does; Close and the deadline setters may be
