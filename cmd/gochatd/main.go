@@ -20,6 +20,7 @@ import (
 	"github.com/gochat/chat/internal/cli"
 	"github.com/gochat/chat/internal/cluster"
 	"github.com/gochat/chat/internal/server"
+	"github.com/gochat/chat/internal/web"
 )
 
 func help(w io.Writer) {
@@ -69,6 +70,7 @@ Cluster mode (docs/CLUSTER.md): several servers, one chat
 --cluster-replicas=N    Copies of the registry in the engine (1 or 3), defaults to 3
                         when the engine has three servers or more, else 1
 `)
+	fmt.Fprint(w, web.FlagHelp)
 }
 
 func main() {
@@ -122,6 +124,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return false
 	}
+	webFlags := web.AddFlags(fs)
 	check := func() error {
 		if err := cli.CheckPort(*port, 0); err != nil {
 			return err
@@ -218,6 +221,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		go hs.Serve(mln)
 		defer hs.Close()
 	}
+
+	webFront, err := webFlags.Start(srv.Serve, tlsCfg, cfg.MaxFileSize, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "server: cannot serve the web client: %v\n", err)
+		return 1
+	}
+	defer webFront.Stop()
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

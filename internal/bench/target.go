@@ -81,12 +81,14 @@ func freePort() (int, error) {
 // spawnServer starts the server in its own process: bin (the cmd/gochatd
 // binary) or, when bin is "", this tool re-executed with ServerCommand.
 // Its stdout goes to /dev/null, its stderr to ours.
-func spawnServer(ctx context.Context, bin string, maxClients int, stderr io.Writer) (*target, error) {
+// Extra arguments go to the server as they are.
+func spawnServer(ctx context.Context, bin string, maxClients int, stderr io.Writer, extra ...string) (*target, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	args := []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "--max-clients", strconv.Itoa(maxClients), "--log-level", "warn", "--flood-rate", "0"}
+	args = append(args, extra...)
 	if bin == "" {
 		if bin, err = os.Executable(); err != nil {
 			return nil, err
