@@ -53,6 +53,7 @@ func (c *conn) join() error {
 	case nameErr == nil:
 		c.joined = true
 		s.out.println("join: ", c.name)
+		c.announce(true)
 		c.logAt(slog.LevelInfo, "joined")
 		c.nc.SetReadDeadline(time.Time{})
 		return nil
@@ -82,8 +83,8 @@ func (c *conn) hello(h protocol.Header) (protocol.Header, error) {
 	}
 	var accepted []string
 	for _, f := range features {
-		if f == protocol.FeatureChunkedFile && !c.chunked {
-			c.chunked = true
+		if f == protocol.FeatureChunkedFile && !c.chunked || c.ext.accept(f) {
+			c.chunked = c.chunked || f == protocol.FeatureChunkedFile
 			accepted = append(accepted, f)
 		}
 	}

@@ -49,6 +49,7 @@ type qitem struct {
 	b      []byte
 	stream bool
 	ref    *fileBuf // if not nil, b lies in it; released once written
+	sent   chan struct{} // if not nil, closed once b (and all before it) is written
 }
 
 func newSendQueue(nc net.Conn, limit, mark int, timeout time.Duration, onFail func(error)) *sendQueue {
@@ -144,6 +145,9 @@ func (q *sendQueue) writeLoop() {
 		for _, it := range batch {
 			if it.ref != nil {
 				it.ref.release()
+			}
+			if it.sent != nil && err == nil {
+				close(it.sent)
 			}
 		}
 		clear(batch) // let the frames be collected
