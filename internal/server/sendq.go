@@ -48,7 +48,7 @@ type sendQueue struct {
 type qitem struct {
 	b      []byte
 	stream bool
-	ref    *fileBuf // if not nil, b lies in it; released once written
+	ref    *fileBuf      // if not nil, b lies in it; released once written
 	sent   chan struct{} // if not nil, closed once b (and all before it) is written
 }
 
