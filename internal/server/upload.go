@@ -36,11 +36,17 @@ const _ = uint(uploadWindow - smallFile)
 
 // upload is a file a client sends in chunks.
 type upload struct {
-	id    uint64        // the client's id for it
-	head  FileHead      // as its recipients see it
-	peers []Peer        // its recipients online, in the order the client named them
-	small bool          // delivered whole as one forward_file once complete
-	stop  chan struct{} // closed by endUploads: give up at once
+	id    uint64   // the client's id for it
+	head  FileHead // as its recipients see it
+	peers []Peer   // its recipients online, in the order the client named them
+	small bool     // delivered whole as one forward_file once complete
+
+	// cancel is closed on file_abort, or by endUploads as the connection
+	// ends (leaving then set first): the upload stops at once, even in
+	// the middle of waiting for a slow recipient.
+	cancel     chan struct{}
+	cancelOnce sync.Once
+	leaving    atomic.Bool
 
 	// Owned by the serve goroutine.
 	got    int64  // bytes received
@@ -112,6 +118,8 @@ func (c *conn) handleUpload(t protocol.Type) error {
 			c.finishUpload(u, nil)
 			return nil
 		}
+		u.stop()
+		return nil
 	}
 	u.mu.Lock()
 	u.end = t
@@ -151,12 +159,12 @@ func (c *conn) beginUpload(p []byte) error {
 	}
 	c.m.fileBytes.Add(float64(size))
 	u := &upload{
-		id:    id,
-		head:  FileHead{ID: s.nextFileID.Add(1), Sender: c.name, Filename: filename, Size: size},
-		peers: peers,
-		small: size <= smallFile,
-		stop:  make(chan struct{}),
-		wake:  make(chan struct{}, 1),
+		id:     id,
+		head:   FileHead{ID: s.nextFileID.Add(1), Sender: c.name, Filename: filename, Size: size},
+		peers:  peers,
+		small:  size <= smallFile,
+		cancel: make(chan struct{}),
+		wake:   make(chan struct{}, 1),
 	}
 	c.ext.mu.Lock()
 	if c.ext.uploads == nil {
@@ -194,6 +202,9 @@ func (c *conn) uploadChunk(u *upload, data []byte) error {
 	u.signal()
 	return nil
 }
+
+// stop cancels u.
+func (u *upload) stop() { u.cancelOnce.Do(func() { close(u.cancel) }) }
 
 // signal wakes the upload's goroutine.
 func (u *upload) signal() {
@@ -236,10 +247,10 @@ type fileTarget struct {
 }
 
 // streamUpload passes the chunks of a large upload on to its recipients
-// as they arrive, acknowledging each, until the upload ends, every
-// recipient is gone, the client sends nothing for the stall timeout, or
-// the connection ends. It is started by beginUpload and owned by the
-// connection, which waits for it in endUploads.
+// as they arrive, acknowledging each, until the upload ends, is
+// cancelled, every recipient is gone, the client sends nothing for the
+// stall timeout, or the connection ends. It is started by beginUpload and
+// owned by the connection, which waits for it in endUploads.
 func (c *conn) streamUpload(u *upload) {
 	defer c.ext.wg.Done()
 	// Open streams in name order, so two senders never wait on each other.
@@ -251,7 +262,7 @@ func (c *conn) streamUpload(u *upload) {
 		}
 	}()
 	for _, p := range order {
-		if st, err := p.OpenFile(u.head, u.stop); err == nil {
+		if st, err := p.OpenFile(u.head, u.cancel); err == nil {
 			live = append(live, fileTarget{p, st})
 		}
 	}
@@ -259,6 +270,12 @@ func (c *conn) streamUpload(u *upload) {
 	defer stall.Stop()
 	var passed int64
 	for {
+		select {
+		case <-u.cancel:
+			c.finishUpload(u, nil)
+			return
+		default:
+		}
 		chunks, end := u.take()
 		if len(chunks) == 0 && end == protocol.Unknown {
 			// Everything received is passed on and acknowledged: the
@@ -267,7 +284,8 @@ func (c *conn) streamUpload(u *upload) {
 			select {
 			case <-u.wake:
 				continue
-			case <-u.stop:
+			case <-u.cancel:
+				c.finishUpload(u, nil)
 				return
 			case <-stall.C:
 				// Everything it sent is acknowledged, yet it sends
@@ -290,7 +308,7 @@ func (c *conn) streamUpload(u *upload) {
 			c.Send(protocol.AppendFileAck(nil, u.id, passed))
 		}
 		switch {
-		case len(live) == 0, end == protocol.FileAbort:
+		case len(live) == 0:
 			c.finishUpload(u, nil)
 			return
 		case end == protocol.FileEnd:
@@ -315,11 +333,9 @@ func (c *conn) reportUpload(u *upload, sent []Peer) {
 		if !slices.Contains(sent, p) {
 			continue
 		}
-		ok := written(p, u.stop)
-		select {
-		case <-u.stop:
+		ok := written(p, u.cancel)
+		if u.leaving.Load() {
 			return
-		default:
 		}
 		if ok {
 			delivered = append(delivered, p.Name())
@@ -380,13 +396,16 @@ func (q *sendQueue) writtenMark() <-chan struct{} {
 	return ch
 }
 
-// finishUpload forgets u and sends the client its file_result naming the
-// users it was delivered to. The slot is free before the client learns so.
+// finishUpload forgets u and, unless the connection ends, sends the
+// client its file_result naming the users it was delivered to. The slot
+// is free before the client learns so.
 func (c *conn) finishUpload(u *upload, delivered []string) {
 	c.ext.mu.Lock()
 	delete(c.ext.uploads, u.id)
 	c.ext.mu.Unlock()
-	c.Send(protocol.AppendFileResult(nil, u.id, delivered))
+	if !u.leaving.Load() {
+		c.Send(protocol.AppendFileResult(nil, u.id, delivered))
+	}
 }
 
 // endUploads gives up every upload under way, as the connection ends, and
@@ -395,7 +414,8 @@ func (c *conn) finishUpload(u *upload, delivered []string) {
 func (c *conn) endUploads() {
 	c.ext.mu.Lock()
 	for _, u := range c.ext.uploads {
-		close(u.stop)
+		u.leaving.Store(true)
+		u.stop()
 	}
 	c.ext.mu.Unlock()
 	c.ext.wg.Wait()
