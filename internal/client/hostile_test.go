@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,12 +17,12 @@ import (
 )
 
 // fakeExtServer is fakeServer for a client started with Extensions: it
-// accepts the ext_hello, grants chunked-file, reads the join and runs
-// script.
+// accepts the ext_hello, grants chunked-file only, reads the join and
+// runs script.
 func fakeExtServer(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string {
 	t.Helper()
 	return serveOne(t, func(nc net.Conn, r *protocol.Reader) {
-		if p := expectFrame(t, r, protocol.ExtHello); string(p) != protocol.FeatureChunkedFile {
+		if p := expectFrame(t, r, protocol.ExtHello); !slices.Contains(strings.Fields(string(p)), protocol.FeatureChunkedFile) {
 			t.Errorf("ext_hello %q", p)
 			return
 		}

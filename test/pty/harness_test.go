@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,6 +89,18 @@ func env(term, noColor string) []string {
 		out = append(out, "NO_COLOR="+noColor)
 	}
 	return out
+}
+
+// withStateDir returns environ with XDG_STATE_HOME set to a fresh folder
+// of the test, unless environ sets it: the history a client on a terminal
+// keeps never lands in the real one.
+func withStateDir(environ []string, t *testing.T) []string {
+	for _, kv := range environ {
+		if strings.HasPrefix(kv, "XDG_STATE_HOME=") {
+			return environ
+		}
+	}
+	return append(slices.Clip(environ), "XDG_STATE_HOME="+t.TempDir())
 }
 
 // ---------------------------------------------------------------------------
@@ -252,7 +265,7 @@ func startPTY(t *testing.T, environ []string, args ...string) *ptyClient {
 		exited: make(chan struct{}), readDone: make(chan struct{}),
 	}
 	c.cmd = exec.Command(clientBin, args...)
-	c.cmd.Dir, c.cmd.Env = c.dir, environ
+	c.cmd.Dir, c.cmd.Env = c.dir, withStateDir(environ, t)
 	c.cmd.Stdin, c.cmd.Stdout, c.cmd.Stderr = tty, tty, tty
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
 	if err := c.cmd.Start(); err != nil {
