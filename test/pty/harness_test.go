@@ -194,8 +194,14 @@ var listening = regexp.MustCompile(`msg=listening addr=(\S+)`)
 // startServer runs the real server on a free port of 127.0.0.1.
 func startServer(t *testing.T) *server {
 	t.Helper()
+	return startServerArgs(t)
+}
+
+// startServerArgs is startServer with more arguments.
+func startServerArgs(t *testing.T, extra ...string) *server {
+	t.Helper()
 	skipShort(t)
-	cmd := exec.Command(serverBin, "-a", "127.0.0.1", "-p", "0")
+	cmd := exec.Command(serverBin, append([]string{"-a", "127.0.0.1", "-p", "0"}, extra...)...)
 	cmd.Dir = t.TempDir()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
