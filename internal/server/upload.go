@@ -56,7 +56,7 @@ type upload struct {
 	acked atomic.Int64 // bytes passed on and acknowledged; written by the upload's goroutine
 
 	mu     sync.Mutex
-	chunks [][]byte      // received, not yet passed on; guarded by mu
+	chunks []Chunk       // received, not yet passed on (each holds a reference); guarded by mu
 	end    protocol.Type // FileEnd or FileAbort once it arrived; guarded by mu
 	wake   chan struct{} // signalled when chunks or end change
 }
@@ -67,43 +67,25 @@ func (c *conn) handleUpload(t protocol.Type) error {
 	if !c.ext.upload {
 		return fmt.Errorf("%w: %s frame without file-upload", protocol.ErrMalformed, t)
 	}
-	var p []byte
-	var err error
 	if t == protocol.FileChunk {
-		// The data is handed on as it is: a buffer of its own.
-		p, err = c.r.ReadPayload(nil)
-	} else {
-		c.buf, err = c.r.ReadPayload(c.buf)
-		p = c.buf
+		return c.readChunk()
 	}
-	if err != nil {
+	var err error
+	if c.buf, err = c.r.ReadPayload(c.buf); err != nil {
 		return err
 	}
 	if t == protocol.FileBegin {
-		return c.beginUpload(p)
+		return c.beginUpload(c.buf)
 	}
-	var id uint64
-	var data []byte
-	if t == protocol.FileChunk {
-		id, data, err = protocol.ParseChunk(p)
-	} else {
-		id, err = protocol.ParseFileID(p)
-	}
+	id, err := protocol.ParseFileID(c.buf)
 	if err != nil {
 		return err
 	}
-	c.ext.mu.Lock()
-	u := c.ext.uploads[id]
-	c.ext.mu.Unlock()
-	if u == nil || u.closed {
-		// Over already (every recipient left, or it stalled): its
-		// file_result is on its way, and what the client sent before
-		// it learnt so is ignored.
+	u := c.openUpload(id)
+	if u == nil {
 		return nil
 	}
 	switch t {
-	case protocol.FileChunk:
-		return c.uploadChunk(u, data)
 	case protocol.FileEnd:
 		if u.got != u.head.Size {
 			return fmt.Errorf("%w: upload %d ends after %d of %d bytes", protocol.ErrMalformed, id, u.got, u.head.Size)
@@ -126,6 +108,20 @@ func (c *conn) handleUpload(t protocol.Type) error {
 	u.mu.Unlock()
 	u.signal()
 	return nil
+}
+
+// openUpload returns the upload id still taking frames, or nil. Frames
+// for an upload that is over (every recipient left, it stalled, its end
+// came) are ignored: its file_result is on its way, and the client may
+// have sent them before it learnt so.
+func (c *conn) openUpload(id uint64) *upload {
+	c.ext.mu.Lock()
+	u := c.ext.uploads[id]
+	c.ext.mu.Unlock()
+	if u == nil || u.closed {
+		return nil
+	}
+	return u
 }
 
 // beginUpload starts the upload that the file_begin payload p describes:
@@ -182,8 +178,32 @@ func (c *conn) beginUpload(p []byte) error {
 	return nil
 }
 
-// uploadChunk takes the next data of u.
-func (c *conn) uploadChunk(u *upload, data []byte) error {
+// uploadBufPool holds the buffers a file_chunk is read into: as
+// fileBufPool's, shared by the recipients' queues, and back once all
+// have written it.
+var uploadBufPool = sync.Pool{New: func() any {
+	return &fileBuf{b: make([]byte, (protocol.Limits{}).MaxPayload(protocol.ToServer, protocol.FileChunk))}
+}}
+
+// readChunk reads a file_chunk frame, whose header has been read, into a
+// pooled buffer and takes its data for its upload.
+func (c *conn) readChunk() error {
+	fb := uploadBufPool.Get().(*fileBuf)
+	fb.pool = &uploadBufPool
+	fb.refs.Store(1)
+	defer fb.release() // the reader's reference: queues take their own
+	p, err := c.r.ReadPayload(fb.b[:0])
+	if err != nil {
+		return err
+	}
+	id, data, err := protocol.ParseChunk(p)
+	if err != nil {
+		return err
+	}
+	u := c.openUpload(id)
+	if u == nil {
+		return nil
+	}
 	n := int64(len(data))
 	if n == 0 || n > protocol.MaxUploadChunk {
 		return fmt.Errorf("%w: upload %d: chunk of %d bytes", protocol.ErrMalformed, u.id, n)
@@ -196,8 +216,9 @@ func (c *conn) uploadChunk(u *upload, data []byte) error {
 		u.frame = append(u.frame, data...)
 		return nil
 	}
+	fb.refs.Add(1) // the upload's, released once passed on
 	u.mu.Lock()
-	u.chunks = append(u.chunks, data)
+	u.chunks = append(u.chunks, Chunk{ID: u.head.ID, Data: data, ref: fb})
 	u.mu.Unlock()
 	u.signal()
 	return nil
@@ -205,6 +226,16 @@ func (c *conn) uploadChunk(u *upload, data []byte) error {
 
 // stop cancels u.
 func (u *upload) stop() { u.cancelOnce.Do(func() { close(u.cancel) }) }
+
+// isClosed reports whether ch is closed.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
 
 // signal wakes the upload's goroutine.
 func (u *upload) signal() {
@@ -215,13 +246,20 @@ func (u *upload) signal() {
 }
 
 // take returns the chunks received since the last call, and how the
-// upload ended if it has.
-func (u *upload) take() ([][]byte, protocol.Type) {
+// upload ended if it has. The caller releases the chunks.
+func (u *upload) take() ([]Chunk, protocol.Type) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	chunks := u.chunks
 	u.chunks = nil
 	return chunks, u.end
+}
+
+// releaseChunks drops the references chunks hold.
+func releaseChunks(chunks []Chunk) {
+	for _, ch := range chunks {
+		ch.ref.release()
+	}
 }
 
 // deliverSmall delivers a small file whole, as send_file does, and
@@ -270,12 +308,6 @@ func (c *conn) streamUpload(u *upload) {
 	defer stall.Stop()
 	var passed int64
 	for {
-		select {
-		case <-u.cancel:
-			c.finishUpload(u, nil)
-			return
-		default:
-		}
 		chunks, end := u.take()
 		if len(chunks) == 0 && end == protocol.Unknown {
 			// Everything received is passed on and acknowledged: the
@@ -295,20 +327,27 @@ func (c *conn) streamUpload(u *upload) {
 				return
 			}
 		}
-		for _, data := range chunks {
+		for i, ch := range chunks {
+			if isClosed(u.cancel) {
+				releaseChunks(chunks[i:])
+				break
+			}
 			live = slices.DeleteFunc(live, func(t fileTarget) bool {
-				if err := t.st.Write(Chunk{ID: u.head.ID, Data: data}); err != nil {
+				if err := t.st.Write(ch); err != nil {
 					t.st.Abort()
 					return true
 				}
 				return false
 			})
-			passed += int64(len(data))
+			ch.ref.release()
+			passed += int64(len(ch.Data))
 			u.acked.Store(passed)
 			c.Send(protocol.AppendFileAck(nil, u.id, passed))
 		}
 		switch {
-		case len(live) == 0:
+		case len(live) == 0, isClosed(u.cancel):
+			// Nobody to send it to, or given up (maybe with chunks
+			// left): the deferred Abort tells whoever is left.
 			c.finishUpload(u, nil)
 			return
 		case end == protocol.FileEnd:
