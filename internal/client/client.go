@@ -294,7 +294,7 @@ func (c *client) run(ctx context.Context) int {
 		case l := <-in:
 			if fg != nil && !c.actsAtOnce(l) {
 				if c.cfg.Interactive && len(pending) == 0 {
-					c.log.printf("client: this waits until %s has been sent (type cancel to stop it)", fg.name)
+					c.log.printf("client: this waits until %s has been sent: the plain protocol sends one thing at a time", fg.name)
 				}
 				pending = append(pending, l)
 				continue
@@ -393,11 +393,16 @@ func (c *client) drain(ctx context.Context, lines <-chan lineOrEOF, pending []li
 func (c *client) quit() int {
 	c.quitting.Store(true)
 	c.stopUploads()
-	if !c.broken.Load() {
+	if c.broken.Load() {
+		// Cut mid-frame: the server can make nothing more of this
+		// connection, and may not even notice before a slow recipient
+		// of the file lets it go.
+		c.nc.Close()
+	} else {
 		c.write(protocol.AppendJoin(nil, protocol.Disconnect, c.cfg.User))
-	}
-	if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
-		tc.CloseWrite()
+		if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
+			tc.CloseWrite()
+		}
 	}
 	timer := time.NewTimer(c.cfg.QuitWait)
 	defer timer.Stop()

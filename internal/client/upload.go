@@ -370,7 +370,7 @@ func (c *client) cancelUploads() bool {
 	c.upMu.Unlock()
 	for _, u := range ups {
 		if u.plain {
-			c.log.printf("client: cannot stop sending %s without leaving: the plain protocol cannot abandon a file half-sent (quit or Ctrl-C leaves, and nobody gets it)", u.name)
+			c.log.printf("client: the plain protocol cannot stop %s half-sent; quit or Ctrl-C leaves, and nobody gets it", u.name)
 			continue
 		}
 		u.stop()
@@ -394,7 +394,7 @@ func (c *client) stopUploads() {
 		if u.plain {
 			c.broken.Store(true)
 			c.nc.SetWriteDeadline(time.Now())
-			c.log.printf("client: stopped sending %s: the plain protocol cannot abandon a file half-sent, so the connection is cut and nobody gets it", u.name)
+			c.log.printf("client: cut the connection to stop sending %s (plain protocol); nobody gets it", u.name)
 		}
 		u.stop()
 	}
@@ -427,8 +427,11 @@ func (c *client) uploadFrame(t protocol.Type, p []byte) {
 		id, names, err = protocol.ParseFileResult(p)
 	}
 	c.upMu.Lock()
-	u := c.ups[id]
+	u, used := c.ups[id], id > 0 && id <= c.lastUp
 	c.upMu.Unlock()
+	if err == nil && u == nil && used {
+		return // on its way before the upload ended (cancelled, say)
+	}
 	if err != nil || u == nil || u.plain {
 		c.log.printf("client: ignoring %s for no file being sent (%v)", t, err)
 		return

@@ -293,7 +293,7 @@ func TestPlainUploadSignalCutsIt(t *testing.T) {
 	if got := stdout.String(); got != "quitting\n" {
 		t.Errorf("stdout %q", got)
 	}
-	if e := stderr.String(); !strings.Contains(e, "stopped sending big.bin") || strings.Contains(e, "sent big.bin") {
+	if e := stderr.String(); !strings.Contains(e, "cut the connection to stop sending big.bin") || strings.Contains(e, "sent big.bin") {
 		t.Errorf("stderr %q", e)
 	}
 }
@@ -491,5 +491,35 @@ func TestFormatting(t *testing.T) {
 	}
 	if got := summary(8, time.Millisecond); got != "8 B" {
 		t.Errorf("summary = %q", got)
+	}
+}
+
+// Bytes counted after the last report are reported soon after, even if
+// no more come: a transfer that stops shows how far it got.
+func TestProgressReportsTheLastBytes(t *testing.T) {
+	reports := make(chan int64, 10)
+	p := &progressCounter{fn: func(_, _ string, done, _ int64, finished bool) {
+		if !finished {
+			reports <- done
+		}
+	}, total: 100}
+	p.Write(make([]byte, 10)) // reported at once
+	p.Write(make([]byte, 10)) // within the interval: later
+	for _, want := range []int64{10, 20} {
+		select {
+		case got := <-reports:
+			if got != want {
+				t.Fatalf("reported %d, want %d", got, want)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatalf("no report of %d", want)
+		}
+	}
+	p.Write(make([]byte, 5))
+	p.finish() // the trailing report is off: nothing after the end
+	p.Write(make([]byte, 5))
+	time.Sleep(2 * progressEvery) // that nothing comes: the scenario, not a wait
+	if len(reports) != 0 {
+		t.Fatalf("reported %d after the end", <-reports)
 	}
 }

@@ -110,7 +110,7 @@ func TestUploadSignalMidFile(t *testing.T) {
 		extra      []string
 	}{
 		{"extensions", "client: cancelled big.bin", nil},
-		{"plain", "client: stopped sending big.bin: the plain protocol cannot abandon a file half-sent", []string{"--plain"}},
+		{"plain", "client: cut the connection to stop sending big.bin (plain protocol); nobody gets it", []string{"--plain"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
