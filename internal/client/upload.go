@@ -248,29 +248,24 @@ func (c *client) chunkedUpload(u *upload) {
 	buf := make([]byte, uploadChunk)
 	for sent < u.size {
 		room := u.acked.Load() + r.window - sent
+		next := ready // a chunk may go now, unless something else happened
 		if room <= 0 {
-			select {
-			case <-u.ackSig:
-			case <-u.cancel:
-				stopped(nil, false, true)
-				return
-			case names := <-u.result:
-				stopped(names, true, false)
-				return
-			case <-c.ended:
-				stopped(nil, false, false)
-				return
-			}
-			continue
+			next = u.ackSig // the window is full: wait for an ack
 		}
 		select {
+		case <-next:
 		case <-u.cancel:
 			stopped(nil, false, true)
 			return
 		case names := <-u.result:
 			stopped(names, true, false)
 			return
-		default:
+		case <-c.ended:
+			stopped(nil, false, false)
+			return
+		}
+		if room <= 0 {
+			continue
 		}
 		n := min(uploadChunk, u.size-sent, room)
 		if _, err := io.ReadFull(u.f, buf[:n]); err != nil {
@@ -309,6 +304,13 @@ func (c *client) chunkedUpload(u *upload) {
 		}
 	}
 }
+
+// ready is a closed channel: a receive from it never waits.
+var ready = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
 
 // abortUpload tells the server to drop u and, unless the session is
 // ending, waits until the server has let go of it (its file_ready naming

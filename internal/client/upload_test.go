@@ -30,15 +30,22 @@ var uploadFeatures = []string{protocol.FeatureChunkedFile, protocol.FeatureFileU
 // script.
 func fakeUploadServer(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string {
 	t.Helper()
-	return serveOne(t, func(nc net.Conn, r *protocol.Reader) {
-		if p := expectFrame(t, r, protocol.ExtHello); !slices.Equal(strings.Fields(string(p)), uploadFeatures) {
-			t.Errorf("ext_hello %q, want %q", p, uploadFeatures)
-			return
-		}
-		nc.Write(protocol.AppendExtHello(nil, uploadFeatures))
-		expectFrame(t, r, protocol.Join)
-		script(nc, r)
-	})
+	return fakeGrantServer(t, func(asked []string) bool { return slices.Equal(asked, uploadFeatures) }, uploadFeatures, script)
+}
+
+// expectQuitting checks the end of a session that quit: status 0,
+// quitting alone on stdout, and want on stderr.
+func (s *session) expectQuitting(t *testing.T, want string) {
+	t.Helper()
+	if c := s.exit(t); c != 0 {
+		t.Errorf("exit %d", c)
+	}
+	if got := s.stdout.String(); got != "quitting\n" {
+		t.Errorf("stdout %q", got)
+	}
+	if !strings.Contains(s.stderr.String(), want) {
+		t.Errorf("stderr %q lacks %q", s.stderr.String(), want)
+	}
 }
 
 // startUploader starts a client with Extensions (on a terminal if
@@ -88,15 +95,7 @@ func TestUploadToNobodySendsNothing(t *testing.T) {
 	})
 	s, _ := startUploader(t, addr, false, 5<<20)
 	s.input(t, "file 1 nobody "+filepath.Join(s.dir, "big.bin"), "quit")
-	if c := s.exit(t); c != 0 {
-		t.Errorf("exit %d", c)
-	}
-	if got := s.stdout.String(); got != "quitting\n" {
-		t.Errorf("stdout %q", got)
-	}
-	if !strings.Contains(s.stderr.String(), "not online: nobody; big.bin was not sent") {
-		t.Errorf("stderr %q", s.stderr.String())
-	}
+	s.expectQuitting(t, "not online: nobody; big.bin was not sent")
 }
 
 // The client keeps within the window, and with piped input the next line
@@ -195,12 +194,7 @@ func TestUploadCancel(t *testing.T) {
 	waitClosed(t, aborted, s)
 	waitFor(t, s.stderr, "client: cancelled big.bin after 256.0 KiB of 5.0 MiB; nobody got it\n")
 	s.input(t, "msg 1 bob still here", "quit")
-	if c := s.exit(t); c != 0 {
-		t.Errorf("exit %d", c)
-	}
-	if got := s.stdout.String(); got != "quitting\n" {
-		t.Errorf("stdout %q", got)
-	}
+	s.expectQuitting(t, "")
 }
 
 // Quitting (Ctrl-C, a signal, end of input) mid-upload cancels the file
@@ -228,15 +222,7 @@ func TestUploadQuitCancels(t *testing.T) {
 	s.input(t, "file 1 bob "+filepath.Join(s.dir, "big.bin"))
 	waitClosed(t, started, s)
 	s.stdin.Close()
-	if c := s.exit(t); c != 0 {
-		t.Errorf("exit %d", c)
-	}
-	if got := s.stdout.String(); got != "quitting\n" {
-		t.Errorf("stdout %q", got)
-	}
-	if !strings.Contains(s.stderr.String(), "cancelled big.bin after") {
-		t.Errorf("stderr %q", s.stderr.String())
-	}
+	s.expectQuitting(t, "cancelled big.bin after")
 }
 
 // With the plain protocol a signal mid-file cuts the send_file short
@@ -322,12 +308,7 @@ func TestUploadEarlyResult(t *testing.T) {
 	})
 	s, _ := startUploader(t, addr, false, 5<<20)
 	s.input(t, "file 1 bob "+filepath.Join(s.dir, "big.bin"), "quit")
-	if c := s.exit(t); c != 0 {
-		t.Errorf("exit %d", c)
-	}
-	if e := s.stderr.String(); !strings.Contains(e, "big.bin did not reach bob (they left or stopped reading; the server gave up after") {
-		t.Errorf("stderr %q", e)
-	}
+	s.expectQuitting(t, "big.bin did not reach bob (they left or stopped reading; the server gave up after")
 }
 
 func TestNotices(t *testing.T) {

@@ -128,7 +128,9 @@ func (q *sendQueue) writeLoop() {
 		whole, parts := 0, 0
 		bufs := make(net.Buffers, 0, len(batch))
 		for _, it := range batch {
-			bufs = append(bufs, it.b)
+			if len(it.b) > 0 { // a mark (writtenMark) writes nothing
+				bufs = append(bufs, it.b)
+			}
 			if it.stream {
 				parts += len(it.b)
 			} else {

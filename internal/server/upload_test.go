@@ -370,18 +370,26 @@ func uploadAsync(c *rawClient, id uint64, data []byte) ([]string, int64, error) 
 	}
 }
 
+// midUpload joins bob (chunked-file) and alice (file-upload), and has
+// alice send the first MiB of a 4 MiB file to bob, as upload 4.
+func midUpload(t *testing.T, s *testServer) (bob, alice *rawClient, f *uploadFrames) {
+	t.Helper()
+	bob = joinedExt(t, s, "bob")
+	alice = uploader(t, s, "alice")
+	data := make([]byte, 4<<20)
+	alice.beginUpload(4, []string{"bob"}, "big.bin", int64(len(data)))
+	f = &uploadFrames{}
+	alice.sendChunks(4, data, 0, 1<<20, f)
+	return bob, alice, f
+}
+
 // A sender that stops sending mid-file holds its recipients for the stall
 // timeout only.
 func TestUploadStalledSender(t *testing.T) {
 	s := startServer(t, Config{StallTimeout: time.Second})
-	bob := joinedExt(t, s, "bob")
-	alice := uploader(t, s, "alice")
-	data := make([]byte, 4<<20)
-	alice.beginUpload(4, []string{"bob"}, "big.bin", int64(len(data)))
-	var f uploadFrames
-	alice.sendChunks(4, data, 0, 1<<20, &f)
+	bob, alice, f := midUpload(t, s)
 	for !f.done {
-		alice.readUpload(4, &f)
+		alice.readUpload(4, f)
 	}
 	if len(f.result) != 0 {
 		t.Fatalf("result %q", f.result)
@@ -396,12 +404,7 @@ func TestUploadStalledSender(t *testing.T) {
 // A sender that leaves mid-file: chunked recipients get a file_abort.
 func TestUploadSenderLeaves(t *testing.T) {
 	s := startServer(t, Config{})
-	bob := joinedExt(t, s, "bob")
-	alice := uploader(t, s, "alice")
-	data := make([]byte, 4<<20)
-	alice.beginUpload(4, []string{"bob"}, "big.bin", int64(len(data)))
-	var f uploadFrames
-	alice.sendChunks(4, data, 0, 1<<20, &f)
+	bob, alice, _ := midUpload(t, s)
 	alice.nc.Close()
 	if _, ok, _ := bob.readChunked(); ok {
 		t.Fatal("bob's copy ended with file_end")
@@ -500,4 +503,64 @@ func TestPresence(t *testing.T) {
 	watcher.expect(protocol.Presence, "left u0")
 	other.nc.Close()
 	watcher.expect(protocol.Presence, "left other")
+}
+
+// A file handed whole to the queue of a recipient that then never takes
+// it did not reach him: file_result waits for the last byte to be
+// written to his socket, and does not name him. (What his system takes
+// into its buffers for a program that never reads is written as far as
+// any server can tell: the file is that much larger.)
+func TestUploadResultWaitsForDelivery(t *testing.T) {
+	s := startServer(t, Config{StallTimeout: time.Second})
+	bob := joined(t, s, "bob") // never reads
+	bob.nc.(*net.TCPConn).SetReadBuffer(4 << 10)
+	carol := joinedExt(t, s, "carol")
+	alice := uploader(t, s, "alice")
+	// Queued whole (less than a stream's window beyond what the system
+	// takes), yet never all written.
+	data := make([]byte, absorbed(t)+1<<20)
+	alice.beginUpload(6, []string{"bob", "carol"}, "f.bin", int64(len(data)))
+	go carol.readChunked()
+	var f uploadFrames
+	alice.sendChunks(6, data, 0, len(data), &f)
+	alice.finishUpload(6, &f)
+	if !slices.Equal(f.result, []string{"carol"}) {
+		t.Fatalf("result %q, want carol alone", f.result)
+	}
+	s.out.wait(t, "disconnected: bob", 1)
+}
+
+// absorbed returns how many bytes the system takes into its buffers for a
+// TCP connection on 127.0.0.1 whose other end, set up as bob's is, never
+// reads.
+func absorbed(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	peer.(*net.TCPConn).SetReadBuffer(4 << 10)
+	nc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	buf := make([]byte, 64<<10)
+	total := 0
+	for {
+		// Once a write makes no progress for a while, the buffers are
+		// full.
+		nc.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+		n, err := nc.Write(buf)
+		total += n
+		if err != nil {
+			return total
+		}
+	}
 }
