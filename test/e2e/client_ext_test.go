@@ -87,3 +87,23 @@ func TestClientRefusesFileNameWithSpace(t *testing.T) {
 	c.expectQuitOnFake(t, rc) // the next frame was the disconnect
 	c.errs.skipTo(t, "file: cannot send my notes.txt: its name contains whitespace, which file names on the chat cannot (rename it, or link it under another name)", timeout)
 }
+
+// --join-notices: who joins and leaves, on stderr; stdout keeps the
+// contract's lines alone.
+func TestClientJoinNotices(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	carol := joinClient(t, srv, "carol", "--join-notices")
+	bob := rawJoin(t, srv, "bob")
+	carol.errs.skipTo(t, "bob joined", timeout)
+	bob.c.Close()
+	srv.out.waitLine(t, "disconnected: bob", timeout)
+	carol.errs.skipTo(t, "bob left", timeout)
+	carol.quit(t, srv) // quitting is the only line on stdout
+
+	// Notices are an extension: not with --plain.
+	r := runOnce(t, clientBin, timeout, "--plain", "--join-notices", "-u", "x")
+	if r.code != 1 || !strings.HasPrefix(r.stdout, "Client\n") || !strings.Contains(r.stderr, "--plain") {
+		t.Fatalf("--plain --join-notices: status %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
