@@ -83,8 +83,7 @@ func (c *conn) hello(h protocol.Header) (protocol.Header, error) {
 	}
 	var accepted []string
 	for _, f := range features {
-		if f == protocol.FeatureChunkedFile && !c.chunked || c.ext.accept(f) {
-			c.chunked = c.chunked || f == protocol.FeatureChunkedFile
+		if c.accept(f) {
 			accepted = append(accepted, f)
 		}
 	}

@@ -19,6 +19,19 @@ type extState struct {
 	wg      sync.WaitGroup     // the goroutines of uploads; waited for by endUploads
 }
 
+// accept takes feature f if this server knows it and the client has not
+// asked for it already. It runs in hello, before the join.
+func (c *conn) accept(f string) bool {
+	if f == protocol.FeatureChunkedFile {
+		if c.chunked {
+			return false
+		}
+		c.chunked = true
+		return true
+	}
+	return c.ext.accept(f)
+}
+
 // accept takes feature f if it is one of these extensions not yet taken.
 func (e *extState) accept(f string) bool {
 	var on *bool
