@@ -158,6 +158,7 @@ type Server struct {
 
 	nextID     atomic.Uint64 // connection ids
 	nextFileID atomic.Uint64 // file transfer ids
+	presence   presence      // join and leave notices (notice.go)
 	shutting   atomic.Bool
 
 	mu        sync.Mutex
