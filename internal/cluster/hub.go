@@ -32,6 +32,14 @@ type Hub struct {
 
 	version atomic.Uint64             // bumped when the list may have changed
 	list    atomic.Pointer[listCache] // the visible users, sorted
+
+	presence   atomic.Pointer[func(name string, joined bool)] // set by OnPresence
+	presenceCh chan presenceEvent                             // joins and leaves of other nodes' users, for presence
+}
+
+type presenceEvent struct {
+	name   string
+	joined bool
 }
 
 // localUser is a user joined on this node.
@@ -51,11 +59,20 @@ type listCache struct {
 var _ server.Hub = (*Hub)(nil)
 
 func newHub(n *Node, reg *registry) *Hub {
-	h := &Hub{n: n, reg: reg, local: server.NewLocalHub(), locals: make(map[string]localUser)}
+	h := &Hub{n: n, reg: reg, local: server.NewLocalHub(), locals: make(map[string]localUser), presenceCh: make(chan presenceEvent, 4096)}
 	h.del = newDeleter(h)
 	h.live = newLiveness(h)
 	h.relay = newRelay(h)
-	reg.onUser = func(name string, u userEntry, present bool) { h.changed(); h.relay.userChanged(name, u, present) }
+	reg.onUser = func(name string, u userEntry, present bool) {
+		h.changed()
+		h.relay.userChanged(name, u, present)
+		if u.node != n.cfg.Node && h.presence.Load() != nil {
+			select {
+			case h.presenceCh <- presenceEvent{name, present}:
+			default: // a flood of joins: presence notices are paused then anyway
+			}
+		}
+	}
 	reg.onNode = func(string, bool) { h.changed(); h.live.sweepSoon() }
 	return h
 }
@@ -80,6 +97,25 @@ func (h *Hub) start(ctx context.Context) error {
 	h.live.awaitPeers(2 * heartbeatEvery)
 	h.live.sweepSoon() // entries of earlier incarnations and dead nodes
 	return nil
+}
+
+// OnPresence implements server.PresenceSource: f is called, from one
+// goroutine, for every join and leave of a user on another node.
+func (h *Hub) OnPresence(f func(name string, joined bool)) {
+	h.presence.Store(&f)
+	n := h.n
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		for {
+			select {
+			case e := <-h.presenceCh:
+				f(e.name, e.joined)
+			case <-n.stop:
+				return
+			}
+		}
+	}()
 }
 
 // changed notes that the list of users may have changed.

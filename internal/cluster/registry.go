@@ -125,7 +125,7 @@ type registry struct {
 	slots  map[int]slotEntry                            // taken places; guarded by mu
 	taken  []uint64                                     // bit i set: place i taken; guarded by mu
 	leases map[string]leaseEntry                        // by node; guarded by mu
-	onUser func(name string, u userEntry, present bool) // called under mu when a user's record changes
+	onUser func(name string, u userEntry, present bool) // called under mu when a user's record changes (u: the old record when gone)
 	onNode func(node string, gone bool)                 // called under mu when a lease changes
 
 	testHookKey func(key string) // if set, called under mu for other keys of the names bucket
@@ -306,7 +306,7 @@ func (r *registry) applyName(e jetstream.KeyValueEntry) {
 		if del {
 			if old, ok := r.users[name]; ok && old.rev <= e.Revision() {
 				delete(r.users, name)
-				r.notifyUser(name, userEntry{}, false)
+				r.notifyUser(name, old, false)
 			}
 			return
 		}

@@ -97,8 +97,7 @@ type presence struct {
 // announce tells the users who asked for presence that c joined or left.
 // It is called once c is in the hub (joined) or out of it.
 func (c *conn) announce(joined bool) {
-	s := c.srv
-	pr := &s.presence
+	pr := &c.srv.presence
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	if c.ext.presence {
@@ -108,6 +107,33 @@ func (c *conn) announce(joined bool) {
 			pr.subscribers--
 		}
 	}
+	var newcomer *conn
+	if joined && c.ext.presence {
+		newcomer = c
+	}
+	c.srv.presenceLocked(c.name, joined, c, newcomer)
+}
+
+// PresenceSource is implemented by a Hub whose users also join and leave
+// through other servers (a cluster's other nodes): the server gives it a
+// function to call for those joins and leaves, so that presence notices
+// cover the whole namespace.
+type PresenceSource interface {
+	OnPresence(func(name string, joined bool))
+}
+
+// remotePresence announces a join or leave made through another server.
+func (s *Server) remotePresence(name string, joined bool) {
+	s.presence.mu.Lock()
+	defer s.presence.mu.Unlock()
+	s.presenceLocked(name, joined, nil, nil)
+}
+
+// presenceLocked tells the users who asked for presence, but except, that
+// name joined or left; newcomer, if not nil, has just joined and asked
+// for presence. The caller holds the presence lock.
+func (s *Server) presenceLocked(name string, joined bool, except, newcomer *conn) {
+	pr := &s.presence
 	if pr.subscribers == 0 {
 		pr.paused = false
 		return
@@ -116,10 +142,10 @@ func (c *conn) announce(joined bool) {
 	if s.cfg.Hub.Len() > presenceLimit {
 		if !pr.paused {
 			pr.paused = true
-			c.broadcastPresence(paused)
+			s.broadcastPresence(except, paused)
 		}
-		if joined && c.ext.presence {
-			c.Send(paused) // the pause applies to the newcomer too
+		if newcomer != nil {
+			newcomer.Send(paused) // the pause applies to the newcomer too
 		}
 		return
 	}
@@ -132,17 +158,17 @@ func (c *conn) announce(joined bool) {
 	if joined {
 		event = protocol.PresenceJoined
 	}
-	c.broadcastPresence(append(frames, protocol.AppendPresence(nil, event, c.name))...)
+	s.broadcastPresence(except, append(frames, protocol.AppendPresence(nil, event, name))...)
 }
 
-// broadcastPresence sends frames to every user but c who asked for
-// presence. The caller holds the server's presence lock.
-func (c *conn) broadcastPresence(frames ...[]byte) {
-	hub := c.srv.cfg.Hub
+// broadcastPresence sends frames to every connection of this server, but
+// except, that asked for presence. The caller holds the presence lock.
+func (s *Server) broadcastPresence(except *conn, frames ...[]byte) {
+	hub := s.cfg.Hub
 	for _, name := range hub.Users() {
-		// Remote users of a cluster are not connections here: they are
-		// told by their own server, if at all.
-		if p, ok := hub.Lookup(name).(*conn); ok && p != c && p.ext.presence {
+		// Remote users of a cluster are not connections here: their own
+		// server tells them.
+		if p, ok := hub.Lookup(name).(*conn); ok && p != except && p.ext.presence {
 			for _, f := range frames {
 				p.Send(f)
 			}

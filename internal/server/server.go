@@ -182,6 +182,9 @@ func New(cfg Config) *Server {
 	}
 	s.metrics = newMetrics(s)
 	s.out = newPrinter(cfg.Stdout, cfg.Logger, s.metrics.stdoutDropped.Inc)
+	if ps, ok := cfg.Hub.(PresenceSource); ok {
+		ps.OnPresence(s.remotePresence)
+	}
 	return s
 }
 

@@ -111,3 +111,19 @@ func receiveFile(t *testing.T, c *conn) []byte {
 		}
 	}
 }
+
+// Presence notices (an extension) cover the whole cluster: a user who
+// asked for them hears of joins and leaves on other nodes too.
+func TestPresenceAcrossNodes(t *testing.T) {
+	t.Parallel()
+	nodes := startCluster(t, 3)
+	watcher := dial(t, nodes[0], "watcher")
+	watcher.write(protocol.AppendExtHello(nil, []string{protocol.FeaturePresence}))
+	watcher.expect(protocol.ExtHello, protocol.FeaturePresence)
+	watcher.write(protocol.AppendJoin(nil, protocol.Join, "watcher"))
+	nodes[0].out.waitLine(t, "join: watcher", timeout)
+	bob := join(t, nodes[1], "bob")
+	watcher.expect(protocol.Presence, "joined bob")
+	bob.write(protocol.AppendJoin(nil, protocol.Disconnect, "bob"))
+	watcher.expect(protocol.Presence, "left bob")
+}
