@@ -262,3 +262,39 @@ func TestBrowserKeyboard(t *testing.T) {
 	srv.out.wait(t, "disconnected: kim")
 	kim.waitJS("the left banner", `!document.getElementById('banner').hidden && document.getElementById('banner-text').textContent === 'You left the chat.'`)
 }
+
+// The page keeps its user list by the presence extension, not by asking:
+// a user who joins or leaves shows at once, and the server prints no
+// request_users_list line for it.
+func TestBrowserPresence(t *testing.T) {
+	needBrowser(t)
+	srv := startServer(t)
+	b := newBrowser(t)
+	dir := t.TempDir()
+	ann := openTab(t, b, srv.pageURL)
+	ann.join("ann")
+	ann.joined("ann")
+	srv.out.wait(t, "request_users_list: ann")
+	asked := countLines(srv.out, "request_users_list: ann")
+
+	tom := srv.terminal(t, "tom", dir)
+	srv.out.wait(t, "join: tom")
+	ann.waitJS("tom in the list", hasUser("tom"))
+	tom.send(t, "quit")
+	srv.out.wait(t, "disconnected: tom")
+	ann.waitJS("tom gone from the list", "!"+hasUser("tom"))
+	if now := countLines(srv.out, "request_users_list: ann"); now != asked {
+		t.Fatalf("the page asked for the list %d more times: it should have been told", now-asked)
+	}
+}
+
+// countLines returns how many lines of l are want.
+func countLines(l *lines, want string) int {
+	n := 0
+	for _, s := range l.snapshot() {
+		if s == want {
+			n++
+		}
+	}
+	return n
+}

@@ -14,6 +14,13 @@
   const LIST_EVERY_MS = 5000;
   const FOLD_BYTES = 8 << 20; // received bytes folded into a Blob at a time
 
+  // byBytes orders names as the server lists them: by their UTF-8 bytes.
+  function byBytes(a, b) {
+    const x = enc.encode(a), y = enc.encode(b);
+    for (let i = 0; i < x.length && i < y.length; i++) if (x[i] !== y[i]) return x[i] - y[i];
+    return x.length - y.length;
+  }
+
   // ---- Page elements ---------------------------------------------------
   const $ = (id) => document.getElementById(id);
   const el = {
@@ -120,6 +127,10 @@
       this.joined = false;
       this.over = false;
       this.helloAnswered = false;
+      // The server tells of joins and leaves (presence) while few users
+      // are online; otherwise, or with a server that does not, the list
+      // is asked for now and then.
+      this.presence = false;
       this.users = [];
       this.selected = new Set();
       this.outbox = Promise.resolve(); // sends run one after another
@@ -156,7 +167,7 @@
     }
 
     onOpen() {
-      if (this.extensions) this.send(frame('ext_hello', 'chunked-file'));
+      if (this.extensions) this.send(frame('ext_hello', 'chunked-file presence not-online'));
       this.send(frame('join', this.name));
       // The join is silent when it succeeds: the answer to this request
       // is what shows it did.
@@ -183,7 +194,30 @@
       switch (type) {
         case 'ext_hello':
           this.helloAnswered = true;
+          this.presence = dec.decode(p).split(' ').includes('presence');
           break;
+        case 'presence': {
+          const [event, arg] = dec.decode(p).split(' ');
+          if (event === 'joined' && arg && !this.users.includes(arg)) {
+            this.users = [...this.users, arg].sort(byBytes);
+            renderUsers();
+          } else if (event === 'left' && arg) {
+            this.users = this.users.filter((n) => n !== arg);
+            this.selected.delete(arg);
+            renderUsers();
+          } else if (event === 'paused') {
+            this.presence = false; // too many online: back to asking
+          } else if (event === 'resumed') {
+            this.presence = true;
+            this.requestList();
+          }
+          break;
+        }
+        case 'not_online': {
+          const names = dec.decode(p).split(' ').slice(1).filter((n) => n !== '');
+          if (names.length > 0) note(`Not online: ${names.join(', ')}. Nothing was delivered to ${names.length === 1 ? 'them' : 'those'}.`, true);
+          break;
+        }
         case 'response_users_list': {
           this.listPending = false;
           const f = dec.decode(p).split(' ');
@@ -622,7 +656,7 @@
   });
 
   setInterval(() => {
-    if (session && session.joined && !session.over && document.visibilityState === 'visible') session.requestList();
+    if (session && session.joined && !session.over && !session.presence && document.visibilityState === 'visible') session.requestList();
   }, LIST_EVERY_MS);
   document.addEventListener('visibilitychange', () => {
     if (session && session.joined && !session.over && document.visibilityState === 'visible') session.requestList();
