@@ -3,13 +3,8 @@ package client
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gochat/chat/internal/protocol"
+	"github.com/gochat/chat/internal/testcert"
 )
 
 // uploadFeatures are the features a fake server grants.
@@ -351,7 +347,7 @@ func TestNotices(t *testing.T) {
 // A plain client against a TLS server says what is wrong, whether it
 // first asked for extensions or not.
 func TestTLSServerHint(t *testing.T) {
-	cert, _ := selfSignedCert(t)
+	cert := testcert.New(t).TLS
 	for _, ext := range []bool{false, true} {
 		ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
 		if err != nil {
@@ -402,28 +398,6 @@ func TestJoinedHook(t *testing.T) {
 			t.Errorf("refused %v: joined hook called %v", refuse, got)
 		}
 	}
-}
-
-// selfSignedCert returns a certificate for 127.0.0.1, signed by itself.
-func selfSignedCert(t *testing.T) (tls.Certificate, *x509.Certificate) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, leaf
 }
 
 func TestExpandHome(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gochat/chat/internal/testcert"
 )
 
 // The client asks for extensions by default (docs/PROTOCOL.md,
@@ -67,7 +69,7 @@ func TestPlainClientWithOurServer(t *testing.T) {
 // stderr says the server seems to speak TLS and names --tls.
 func TestClientNamesTLS(t *testing.T) {
 	t.Parallel()
-	cert, key := selfSigned(t)
+	cert, key := testcert.New(t).Files(t)
 	srv := startServer(t, "--tls-cert", cert, "--tls-key", key)
 	for _, extra := range [][]string{nil, {"--plain"}} {
 		c := startClient(t, srv.port, "alice", extra...)
