@@ -159,10 +159,9 @@ func (p *remotePeer) Send(frame []byte) error {
 func (p *remotePeer) Offer(frame []byte) (<-chan struct{}, error) { return p.offer(frame, true) }
 
 func (p *remotePeer) offer(frame []byte, paced bool) (<-chan struct{}, error) {
+	// No registry lookup here: the peer was found a moment ago, and the
+	// destination drops frames for a session that has gone.
 	r := p.r
-	if u, ok := r.h.reg.user(p.key.name); !ok || u.token != p.key.token || !r.h.live.alive(u.node, u.inc) {
-		return nil, server.ErrPeerGone
-	}
 	window := r.h.n.cfg.PaceBacklog
 	r.creditMu.Lock()
 	c := r.credits[p.key]
@@ -371,9 +370,13 @@ func (r *relay) receive(m *nats.Msg) {
 		return
 	}
 	r.h.n.m.framesIn.WithLabelValues(src).Add(float64(len(entries)))
+	acked := make(map[creditKey]int)
 	for _, e := range entries {
-		r.deliverLocal(src, e)
+		if r.deliverLocal(src, e) {
+			acked[e.key] += len(e.frame)
+		}
 	}
+	r.ackAll(src, acked)
 }
 
 type entry struct {
@@ -414,27 +417,26 @@ func (r *relay) checkSeq(src string, inc, seq uint64) {
 	}
 }
 
-// deliverLocal queues one frame for a local user, or keeps it waiting
-// (with the ones after it) while the user's queue has no room; the bytes
-// are acked to the source node once queued (or dropped).
-func (r *relay) deliverLocal(src string, e entry) {
+// deliverLocal queues one frame for a local user and reports true (its
+// bytes are to be acked to the source node), or keeps it waiting (with
+// the ones after it) while the user's queue has no room, to be acked once
+// queued (or dropped).
+func (r *relay) deliverLocal(src string, e entry) bool {
 	p, token, ok := r.h.localToken(e.key.name)
 	if !ok || token != e.key.token {
-		r.ack(src, e.key, len(e.frame)) // the session is gone: nothing waits
-		return
+		return true // the session is gone: nothing waits
 	}
 	r.inMu.Lock()
 	if w := r.waiting[e.key.name]; w != nil {
 		w.frames = append(w.frames, inFrame{src, e.key, clone(e.frame)})
 		r.inMu.Unlock()
-		return
+		return false
 	}
 	r.inMu.Unlock()
 	frame := clone(e.frame)
 	retry, err := p.Offer(frame)
 	if err != nil || retry == nil {
-		r.ack(src, e.key, len(frame))
-		return
+		return true
 	}
 	r.inMu.Lock()
 	w := &waitingUser{peer: p, frames: []inFrame{{src, e.key, frame}}}
@@ -446,6 +448,7 @@ func (r *relay) deliverLocal(src string, e entry) {
 		defer n.wg.Done()
 		r.drainWaiting(e.key.name, w, retry)
 	}()
+	return false
 }
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }
@@ -502,6 +505,14 @@ func (r *relay) localLeft(name string) {
 
 // ack notes n bytes delivered for key from src; acks go out in batches.
 func (r *relay) ack(src string, key creditKey, n int) {
+	r.ackAll(src, map[creditKey]int{key: n})
+}
+
+// ackAll notes the bytes delivered from src, by user.
+func (r *relay) ackAll(src string, delivered map[creditKey]int) {
+	if len(delivered) == 0 {
+		return
+	}
 	r.inMu.Lock()
 	defer r.inMu.Unlock()
 	m := r.acks[src]
@@ -509,7 +520,9 @@ func (r *relay) ack(src string, key creditKey, n int) {
 		m = make(map[creditKey]int)
 		r.acks[src] = m
 	}
-	m[key] += n
+	for k, n := range delivered {
+		m[k] += n
+	}
 	if r.ackTick == nil {
 		r.ackTick = time.AfterFunc(ackEvery, r.flushAcks)
 	}
