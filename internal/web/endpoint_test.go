@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -487,4 +488,59 @@ func parsePrefixes(t *testing.T, ss []string) []netip.Prefix {
 		out = append(out, p)
 	}
 	return out
+}
+
+// TestFloodAtHonestReader: a WebSocket user reading at an honest pace is
+// not cut off by a TCP user flooding it; the flooder is paced instead, and
+// nothing is lost (the pacing of OPERATIONS.md, "Slow readers and
+// floods"), as for a TCP recipient.
+func TestFloodAtHonestReader(t *testing.T) {
+	cfg := server.Config{SendQueueBytes: 256 << 10, PaceBacklog: 64 << 10, StallTimeout: 10 * time.Second}
+	for _, pacing := range []bool{true, false} {
+		t.Run(fmt.Sprint("pacing ", pacing), func(t *testing.T) {
+			if !pacing {
+				cfg.PaceBacklog = 0
+			}
+			st := startStack(t, cfg, Config{})
+			victim := st.dialWS(t, "victim", nil)
+			victim.join()
+			flooder := st.dialTCP(t, "flooder")
+			flooder.join()
+			const frames = 64 // 4 MB: sixteen queues' worth
+			text := strings.Repeat("y", 64000)
+			go func() {
+				for i := range frames {
+					flooder.nc.SetWriteDeadline(time.Now().Add(waitTimeout))
+					if _, err := flooder.nc.Write(sendMessage([]string{"victim"}, fmt.Sprintf("%02d%s", i, text))); err != nil {
+						return
+					}
+				}
+			}()
+			// The victim reads at about 1 MB/s: honest, but far slower
+			// than the flood.
+			start := time.Now()
+			var got int
+			for got < frames {
+				victim.nc.SetReadDeadline(time.Now().Add(waitTimeout))
+				h, err := victim.r.ReadHeader()
+				if err != nil {
+					break
+				}
+				p, err := victim.r.ReadPayload(nil)
+				if err != nil || h.Type != protocol.ForwardMessage || !strings.HasPrefix(string(p), fmt.Sprintf("1 flooder %02d", got)) {
+					t.Fatalf("message %d: %s %.20q %v", got, h.Name, p, err)
+				}
+				got++
+				// Keep to the reader's pace (not a wait for an event).
+				time.Sleep(time.Until(start.Add(time.Duration(got) * 64 * time.Millisecond)))
+			}
+			cut := slices.Contains(st.out.snapshot(), "disconnected: victim")
+			switch {
+			case pacing && (cut || got < frames):
+				t.Fatalf("the victim was cut off after %d of %d messages", got, frames)
+			case !pacing && !cut:
+				t.Fatal("without pacing the flood should cut the victim off: the test proves nothing")
+			}
+		})
+	}
 }
