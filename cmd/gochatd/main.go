@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -74,7 +76,28 @@ Cluster mode (docs/CLUSTER.md): several servers, one chat
 }
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(profiled(func() int { return run(os.Args[1:], os.Stdout, os.Stderr) }))
+}
+
+// profiled runs f, writing a CPU profile of the whole run to the file
+// named by GOCHATD_CPUPROFILE, if set, with %p replaced by the process id
+// (docs/PERFORMANCE.md).
+func profiled(f func() int) int {
+	path := strings.ReplaceAll(os.Getenv("GOCHATD_CPUPROFILE"), "%p", strconv.Itoa(os.Getpid()))
+	if path == "" {
+		return f()
+	}
+	out, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(out)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "server: GOCHATD_CPUPROFILE: %v\n", err)
+		return 1
+	}
+	defer out.Close()
+	defer pprof.StopCPUProfile()
+	return f()
 }
 
 func run(args []string, stdout, stderr io.Writer) int {

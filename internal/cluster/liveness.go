@@ -37,7 +37,7 @@ type liveness struct {
 	renewedAt atomic.Int64  // when the last renewal that succeeded was sent (Unix ns)
 	sweep     chan struct{} // has a token when a sweep of dead records is due
 
-	mu    sync.Mutex
+	mu    sync.RWMutex
 	nodes map[string]*nodeState // by node name; guarded by mu
 }
 
@@ -98,8 +98,8 @@ func (l *liveness) heard(m *nats.Msg) {
 
 // alive reports whether node, in incarnation inc, is heard from.
 func (l *liveness) alive(node string, inc uint64) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.mu.RLock()
+	defer l.mu.RUnlock()
 	st, ok := l.nodes[node]
 	return ok && st.inc == inc && !st.left && !st.silent
 }
