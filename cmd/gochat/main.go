@@ -33,8 +33,16 @@ func help(w io.Writer) {
 Extensions:
 --download-dir=DIR      Where received files are saved, defaults to the working directory
 --max-file-size=SIZE    Largest file sent (bytes, or with K/M/G), defaults to 1G
---extensions            Ask the server for extensions (large files arrive in chunks, so
-                        chat keeps flowing during a transfer); falls back to plain
+--plain                 Speak only the course's protocol. By default the client asks the
+                        server for extensions: files move in chunks, so chat keeps
+                        flowing during a transfer, a file to nobody online is never
+                        sent, and you are told who got it and who named is not
+                        online; a server without them is joined again without them
+--extensions            The default (kept for scripts that give it)
+--join-notices          Also be told as users join and leave (not with --plain)
+--no-history            Keep no history of the lines typed on a terminal (by default
+                        kept in $XDG_STATE_HOME/gochat/history or
+                        ~/.local/state/gochat/history)
 --tls                   Speak TLS to the server
 --tls-ca=FILE           Trust the server certificates signed by this PEM CA (or the
                         self-signed certificate itself); implies --tls
@@ -57,7 +65,10 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	downloadDir := fs.String("download-dir", ".", "")
 	maxFile := cli.Size(protocol.DefaultMaxFileSize)
 	fs.Var(&maxFile, "max-file-size", "")
+	plain := fs.Bool("plain", false, "")
 	extensions := fs.Bool("extensions", false, "")
+	joinNotices := fs.Bool("join-notices", false, "")
+	noHistory := fs.Bool("no-history", false, "")
 	useTLS := fs.Bool("tls", false, "")
 	tlsCA := fs.String("tls-ca", "", "")
 	check := func() error {
@@ -66,6 +77,9 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		}
 		if st, err := os.Stat(*downloadDir); err != nil || !st.IsDir() {
 			return errors.New("--download-dir must name an existing directory")
+		}
+		if *plain && (*extensions || *joinNotices) {
+			return errors.New("--plain speaks no extension: not with --extensions or --join-notices")
 		}
 		return nil
 	}
@@ -103,11 +117,16 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		Stdout:      stdout,
 		Stderr:      stderr,
 		TLS:         tlsCfg,
-		Extensions:  *extensions,
+		Extensions:  !*plain,
+		Presence:    *joinNotices,
 	}
 	// On a terminal (stdin, stdout and stderr), a person types: line
 	// editing, completion, progress bars, colors. Otherwise, plain lines.
-	endTerminal := terminal.Attach(&cfg, stdin, stdout, stderr, os.Getenv)
+	historyFile := terminal.HistoryFile(os.Getenv)
+	if *noHistory {
+		historyFile = ""
+	}
+	endTerminal := terminal.Attach(&cfg, stdin, stdout, stderr, os.Getenv, historyFile)
 	defer endTerminal()
 	return client.Run(ctx, cfg)
 }

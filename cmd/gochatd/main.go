@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/gochat/chat/internal/cli"
 	"github.com/gochat/chat/internal/cluster"
 	"github.com/gochat/chat/internal/server"
+	"github.com/gochat/chat/internal/web"
 )
 
 func help(w io.Writer) {
@@ -66,11 +69,35 @@ Cluster mode (docs/CLUSTER.md): several servers, one chat
 --cluster-name=NAME     The cluster's name (its NATS buckets and subjects), defaults
                         to gochat
 --cluster-wait=DURATION Give up joining the cluster after this long, defaults to 1m0s
+--cluster-replicas=N    Copies of the registry in the engine (1 or 3), defaults to 3
+                        when the engine has three servers or more, else 1
 `)
+	fmt.Fprint(w, web.FlagHelp)
 }
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(profiled(func() int { return run(os.Args[1:], os.Stdout, os.Stderr) }))
+}
+
+// profiled runs f, writing a CPU profile of the whole run to the file
+// named by GOCHATD_CPUPROFILE, if set, with %p replaced by the process id
+// (docs/PERFORMANCE.md).
+func profiled(f func() int) int {
+	path := strings.ReplaceAll(os.Getenv("GOCHATD_CPUPROFILE"), "%p", strconv.Itoa(os.Getpid()))
+	if path == "" {
+		return f()
+	}
+	out, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(out)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "server: GOCHATD_CPUPROFILE: %v\n", err)
+		return 1
+	}
+	defer out.Close()
+	defer pprof.StopCPUProfile()
+	return f()
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -111,14 +138,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cl.NATSCreds, "nats-creds", "", "")
 	fs.StringVar(&cl.NATSCA, "nats-tls-ca", "", "")
 	fs.DurationVar(&cl.Wait, "cluster-wait", cluster.DefaultWait, "")
+	fs.IntVar(&cl.Replicas, "cluster-replicas", 0, "")
 	clustered := func() bool {
-		for _, f := range []string{"node", "cluster-name", "cluster-listen", "cluster-peers", "cluster-dir", "nats", "nats-creds", "nats-tls-ca", "cluster-wait"} {
+		for _, f := range []string{"node", "cluster-name", "cluster-listen", "cluster-peers", "cluster-dir", "nats", "nats-creds", "nats-tls-ca", "cluster-wait", "cluster-replicas"} {
 			if fs.Changed(f) {
 				return true
 			}
 		}
 		return false
 	}
+	webFlags := web.AddFlags(fs)
 	check := func() error {
 		if err := cli.CheckPort(*port, 0); err != nil {
 			return err
@@ -215,6 +244,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		go hs.Serve(mln)
 		defer hs.Close()
 	}
+
+	webFront, err := webFlags.Start(srv.Serve, tlsCfg, cfg.MaxFileSize, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "server: cannot serve the web client: %v\n", err)
+		return 1
+	}
+	defer webFront.Stop()
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

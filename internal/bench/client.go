@@ -127,6 +127,12 @@ func dialChat(ctx context.Context, addr string, src net.IP, name string, rbuf, w
 	if err != nil {
 		return nil, err
 	}
+	return startChat(nc, name, rbuf, wbuf, features...)
+}
+
+// startChat starts a chat client on the connection nc: it sends join,
+// after an ext_hello asking for features if there are any.
+func startChat(nc net.Conn, name string, rbuf, wbuf int, features ...string) (*chatClient, error) {
 	c := &chatClient{
 		name:  name,
 		nc:    nc,
@@ -379,6 +385,10 @@ type chatSystem struct {
 	rbuf     int
 	wbuf     int
 
+	// dial, if set, connects client i instead of a TCP connection to
+	// addr (the WebSocket clients of the web workload).
+	dial func(ctx context.Context, name string) (*chatClient, error)
+
 	clients []*chatClient
 	wg      sync.WaitGroup
 	mu      sync.Mutex
@@ -422,7 +432,13 @@ func (s *chatSystem) Connect(ctx context.Context, n int, sk sink) error {
 		if canUseSrc(addr) {
 			src = srcIP(i, s.srcAddrs)
 		}
-		c, err := dialChat(ctx, addr, src, s.name(i), s.rbuf, s.wbuf)
+		var c *chatClient
+		var err error
+		if s.dial != nil {
+			c, err = s.dial(ctx, s.name(i))
+		} else {
+			c, err = dialChat(ctx, addr, src, s.name(i), s.rbuf, s.wbuf)
+		}
 		if err != nil {
 			return err
 		}

@@ -26,7 +26,7 @@ const (
 )
 
 // AllWorkloads lists every workload in the order "all" runs them.
-var AllWorkloads = []string{Throughput, Latency, Scale, Files}
+var AllWorkloads = []string{Throughput, Latency, Scale, Files, Web}
 
 // Config is one invocation of the tool. Lists run every combination.
 type Config struct {
@@ -340,7 +340,7 @@ func ParseList(s string, sizes bool) ([]int64, error) {
 // Usage is the tool's help text.
 const Usage = `chatbench: benchmarks the chat server over loopback, each workload beside a baseline.
 
-Usage: chatbench [flags] [workload ...]   (workloads: throughput latency scale files, or all; default all)
+Usage: chatbench [flags] [workload ...]   (workloads: throughput latency scale files web, or all; default all)
 
   throughput  C clients each send S-byte texts to R recipients as fast as a window of
               unacknowledged messages allows; delivered msgs/s and MB/s (vs embedded nats-server)
@@ -350,6 +350,9 @@ Usage: chatbench [flags] [workload ...]   (workloads: throughput latency scale f
               server RSS per idle client, round time
   files       one F-byte file to R recipients, server RSS growth, chat latency to a recipient
               during the transfer (vs a plain loopback TCP copy)
+  web         the throughput workload with WebSocket clients (vs TCP clients, same server, same
+              run); server RSS per idle WebSocket client (vs TCP; needs --server-bin, at most
+              10000 clients of each kind)
 
 With --cluster N every workload runs against N nodes spawned as a cluster (--server-bin, or
 this tool re-executed), beside the same workload against one node spawned from the same

@@ -93,6 +93,8 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 			r, err = scaleRows(ctx, cfg, stderr)
 		case w == Files:
 			r, err = filesRows(ctx, cfg, stderr)
+		case w == Web:
+			r, err = webRows(ctx, cfg, stderr)
 		}
 		rows = append(rows, r...)
 		if err != nil {

@@ -99,12 +99,12 @@ func serverArgs(port, maxClients int) []string {
 // spawnServer starts the server in its own process: bin (the cmd/gochatd
 // binary) or, when bin is "", this tool re-executed with ServerCommand.
 // Its stdout goes to /dev/null, its stderr to ours.
-func spawnServer(ctx context.Context, bin string, maxClients int, stderr io.Writer) (*target, error) {
+func spawnServer(ctx context.Context, bin string, maxClients int, stderr io.Writer, extra ...string) (*target, error) {
 	ports, err := freePorts(1)
 	if err != nil {
 		return nil, err
 	}
-	t, err := startServer(bin, serverArgs(ports[0], maxClients), ports[0], stderr)
+	t, err := startServer(bin, append(serverArgs(ports[0], maxClients), extra...), ports[0], stderr)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -50,8 +51,14 @@ type Config struct {
 	// TLS, if not nil, makes the client speak TLS to the server.
 	TLS *tls.Config
 	// Extensions makes the client ask the server for the extensions it
-	// knows (chunked file delivery) before joining.
+	// knows before joining (docs/PROTOCOL.md, "Extensions"): files it
+	// receives and sends in chunks, so that chat flows during a transfer,
+	// and notices of users named who are not online. A server that knows
+	// only the contract is then joined again without them.
 	Extensions bool
+	// Presence, with Extensions, also asks to be told as users join and
+	// leave.
+	Presence bool
 }
 
 // Hooks receives events a terminal front end may show. Each may be nil.
@@ -62,6 +69,9 @@ type Hooks struct {
 	Progress func(dir, name string, done, total int64, finished bool)
 	// Users reports names seen (from a list, or as a message's sender).
 	Users func(names []string)
+	// Joined reports that the join stands: no refusal came within the
+	// join grace.
+	Joined func()
 }
 
 // LineSource yields lines of user input. ReadLine returns io.EOF at the
@@ -91,9 +101,20 @@ type client struct {
 	out *lineWriter
 	log *lineWriter
 
-	quitting atomic.Bool   // a disconnect was sent; the close is expected
+	quitting atomic.Bool   // the session is ending at our request; the close is expected
 	ended    chan struct{} // closed when the receiver has stopped
 	severed  atomic.Bool   // a "disconnected:" line was printed
+	heard    atomic.Bool   // a frame has arrived from the server
+
+	// wmu serialises writing frames: the session's, and those of the
+	// uploads under way. A plain upload holds it for its whole frame.
+	wmu    sync.Mutex
+	broken atomic.Bool // a write failed or was cut short: nothing more can be sent
+
+	upMu   sync.Mutex
+	ups    map[uint64]*upload // uploads under way, by id; guarded by upMu
+	lastUp uint64             // the last upload id used; guarded by upMu
+	upWG   sync.WaitGroup     // the uploads' goroutines
 	// expect counts replies to our own commands (a list, a message or
 	// file to ourselves) not yet printed; replied is signalled as each is.
 	expect  atomic.Int32
@@ -108,7 +129,10 @@ type client struct {
 	buf   []byte               // the payloads of messages and file_* frames
 	files map[uint64]*incoming // chunked files arriving
 
-	chunked bool // the server delivers large files in chunks; set before receive starts
+	// Set before receive starts, then read-only.
+	chunked   bool // the server delivers large files in chunks
+	uploading bool // files are sent in chunks (file-upload)
+	notices   bool // the server sends not_online and presence
 }
 
 // lineWriter writes whole lines to w, one Write per line, so lines from
@@ -183,6 +207,7 @@ func newClient(cfg Config) *client {
 		replied: make(chan struct{}, 1),
 		disk:    realDisk,
 		files:   make(map[uint64]*incoming),
+		ups:     make(map[uint64]*upload),
 	}
 	c.buf = make([]byte, 0, max(c.limits.MaxPayload(protocol.ToClient, protocol.ForwardMessage),
 		c.limits.MaxPayload(protocol.ToClient, protocol.FileChunk)))
@@ -202,21 +227,30 @@ func (c *client) run(ctx context.Context) int {
 		c.severed.Store(true)
 		c.out.last("disconnected: username not available")
 		go readInput(cfg.Input, lines, stopInput)
-		return c.drain(ctx, lines)
+		return c.drain(ctx, lines, nil)
 	}
 	nc, r, features, err := c.connect(ctx)
+	if errors.Is(err, errSpeaksTLS) {
+		c.tlsHint()
+		c.severed.Store(true)
+		c.out.last("disconnected: connection to server lost")
+		go readInput(cfg.Input, lines, stopInput)
+		return c.drain(ctx, lines, nil)
+	}
 	if err != nil {
 		c.log.printf("client: cannot connect to %s: %v", cfg.Addr, err)
 		return ExitDisconnected
 	}
 	c.chunked = slices.Contains(features, protocol.FeatureChunkedFile)
+	c.uploading = slices.Contains(features, protocol.FeatureFileUpload)
+	c.notices = slices.Contains(features, protocol.FeatureNotOnline) || slices.Contains(features, protocol.FeaturePresence)
 	c.nc = nc
 	defer nc.Close()
 	c.w = bufio.NewWriterSize(nc, 64<<10)
-	c.w.Write(protocol.AppendJoin(nil, protocol.Join, cfg.User))
-	c.flush()
+	c.write(protocol.AppendJoin(nil, protocol.Join, cfg.User))
 
 	go c.receive(r)
+	defer c.upWG.Wait() // the uploads end once the connection has
 
 	go readInput(cfg.Input, lines, stopInput)
 
@@ -227,49 +261,124 @@ func (c *client) run(ctx context.Context) int {
 	select {
 	case <-c.ended:
 		grace.Stop()
-		return c.drain(ctx, lines)
+		return c.drain(ctx, lines, nil)
 	case <-ctx.Done():
 		grace.Stop()
 		return c.quit()
 	case <-grace.C:
 	}
+	if cfg.Hooks.Joined != nil {
+		cfg.Hooks.Joined()
+	}
 
+	// While a file goes out in the foreground (always with the plain
+	// protocol, whose send_file takes the connection; and with piped
+	// input, whose order is kept), the lines that follow wait in pending.
+	// A person at a terminal may still cancel or quit at once.
+	var fg *upload
+	var pending []lineOrEOF
 	for {
+		in := lines
+		if len(pending) >= maxPending {
+			in = nil // read no further ahead
+		}
+		var fgDone <-chan struct{}
+		if fg != nil {
+			fgDone = fg.done
+		}
 		select {
 		case <-c.ended:
-			return c.drain(ctx, lines)
+			return c.drain(ctx, lines, pending)
 		case <-ctx.Done():
 			return c.quit()
-		case l := <-lines:
-			if l.err != nil {
+		case l := <-in:
+			if fg != nil && !c.actsAtOnce(l) {
+				if c.cfg.Interactive && len(pending) == 0 {
+					c.log.printf("client: this waits until %s has been sent: the plain protocol sends one thing at a time", fg.name)
+				}
+				pending = append(pending, l)
+				continue
+			}
+			next, quit := c.step(l)
+			if quit {
 				return c.quit()
 			}
-			if c.handle(l.line) {
-				return c.quit()
+			if fg == nil {
+				fg = next
 			}
-			c.awaitReplies()
+		case <-fgDone:
+			fg = nil
+			c.awaitReplies() // a file to oneself comes back before the next line
+			for fg == nil && len(pending) > 0 {
+				l := pending[0]
+				pending = pending[1:]
+				next, quit := c.step(l)
+				if quit {
+					return c.quit()
+				}
+				fg = next
+			}
 		}
 	}
 }
 
+// maxPending is the most lines of input read ahead while a file is sent
+// in the foreground.
+const maxPending = 1000
+
+// step acts on one line of input (or its end). It returns the upload the
+// next lines must wait for, if the line started one in the foreground,
+// and whether the session is to quit.
+func (c *client) step(l lineOrEOF) (fg *upload, quit bool) {
+	if l.err != nil {
+		return nil, true
+	}
+	fg, quit = c.handle(l.line)
+	if !quit && fg == nil {
+		c.awaitReplies()
+	}
+	return fg, quit
+}
+
+// actsAtOnce reports whether line l is acted on while a file is sent in
+// the foreground: on a terminal, the end of input (Ctrl-C, Ctrl-D), quit
+// and cancel are; piped input keeps its order.
+func (c *client) actsAtOnce(l lineOrEOF) bool {
+	if !c.cfg.Interactive {
+		return false
+	}
+	if l.err != nil || isCancel(l.line) {
+		return true
+	}
+	cmd, err := ParseCommand(l.line)
+	return err == nil && cmd.Kind == Quit
+}
+
 // drain ends a session that is over: on a terminal at once, otherwise
 // after reading the rest of the input up to quit, so that a program
-// feeding the client never meets a closed pipe. Cancelling ctx (a signal)
-// ends it at once too.
-func (c *client) drain(ctx context.Context, lines <-chan lineOrEOF) int {
+// feeding the client never meets a closed pipe. Lines read ahead
+// (pending) count as input. Cancelling ctx (a signal) ends it at once too.
+func (c *client) drain(ctx context.Context, lines <-chan lineOrEOF, pending []lineOrEOF) int {
 	if c.nc != nil {
 		c.nc.Close()
 	}
 	if c.cfg.Interactive {
 		return ExitDisconnected
 	}
+	isQuit := func(l lineOrEOF) bool {
+		if l.err != nil {
+			return true
+		}
+		cmd, err := ParseCommand(l.line)
+		return err == nil && cmd.Kind == Quit
+	}
+	if slices.ContainsFunc(pending, isQuit) {
+		return ExitDisconnected
+	}
 	for {
 		select {
 		case l := <-lines:
-			if l.err != nil {
-				return ExitDisconnected
-			}
-			if cmd, err := ParseCommand(l.line); err == nil && cmd.Kind == Quit {
+			if isQuit(l) {
 				return ExitDisconnected
 			}
 		case <-ctx.Done():
@@ -278,14 +387,22 @@ func (c *client) drain(ctx context.Context, lines <-chan lineOrEOF) int {
 	}
 }
 
-// quit sends disconnect, prints what still arrives until the server closes
+// quit ends the session at the user's request: it stops the uploads under
+// way, sends disconnect, prints what still arrives until the server closes
 // the connection (for at most QuitWait), and prints quitting.
 func (c *client) quit() int {
 	c.quitting.Store(true)
-	c.w.Write(protocol.AppendJoin(nil, protocol.Disconnect, c.cfg.User))
-	c.flush()
-	if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
-		tc.CloseWrite()
+	c.stopUploads()
+	if c.broken.Load() {
+		// Cut mid-frame: the server can make nothing more of this
+		// connection, and may not even notice before a slow recipient
+		// of the file lets it go.
+		c.nc.Close()
+	} else {
+		c.write(protocol.AppendJoin(nil, protocol.Disconnect, c.cfg.User))
+		if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
+			tc.CloseWrite()
+		}
 	}
 	timer := time.NewTimer(c.cfg.QuitWait)
 	defer timer.Stop()
@@ -315,6 +432,11 @@ func (c *client) lost(err error) {
 		return
 	}
 	c.log.printf("client: connection ended: %v", err)
+	if !c.heard.Load() && c.cfg.TLS == nil && c.speaksTLS(context.Background()) {
+		// Nothing ever came: the server waited for a TLS handshake and
+		// took the join for a broken one.
+		c.tlsHint()
+	}
 	c.sever("disconnected: connection to server lost")
 }
 

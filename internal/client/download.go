@@ -111,7 +111,7 @@ func (d *download) discard() {
 // says so on stderr.
 func (c *client) abandon(d *download) {
 	d.discard()
-	c.log.printf("client: abandoned %q from %s after %d of %d bytes; nothing saved", d.filename, d.sender, d.p.done, d.p.total)
+	c.log.printf("client: abandoned %q from %s after %d of %d bytes; nothing saved", d.filename, d.sender, d.p.moved(), d.p.total)
 }
 
 // finishDownload puts a complete download in place as

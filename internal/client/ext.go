@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -12,9 +13,11 @@ import (
 
 // connect dials the server. With cfg.Extensions it first asks for the
 // extensions this client knows (docs/PROTOCOL.md, "Extensions"); a server
-// that refuses them closes the connection, and the client dials again and
-// speaks the plain protocol. It returns the connection, a Reader that may
-// already hold buffered frames, and the features the server accepted.
+// that knows only the contract answers err_unknown_message and closes, and
+// the client dials again and speaks the plain protocol. It returns the
+// connection, a Reader that may already hold buffered frames, and the
+// features the server accepted; errSpeaksTLS if the server closed without
+// a word and answers a TLS handshake.
 func (c *client) connect(ctx context.Context) (net.Conn, *protocol.Reader, []string, error) {
 	nc, err := c.dial(ctx)
 	if err != nil || !c.cfg.Extensions {
@@ -25,10 +28,57 @@ func (c *client) connect(ctx context.Context) (net.Conn, *protocol.Reader, []str
 	if err == nil {
 		return nc, r, features, nil
 	}
-	c.log.printf("client: server declined extensions (%v); using the plain protocol", err)
 	nc.Close()
+	if !errors.Is(err, errDeclined) && c.cfg.TLS == nil && c.speaksTLS(ctx) {
+		return nil, nil, nil, errSpeaksTLS
+	}
+	c.log.printf("client: server declined extensions (%v); using the plain protocol", err)
 	nc, err = c.dial(ctx)
 	return nc, protocol.NewReader(nc), nil, err
+}
+
+// features returns the extensions the client asks for.
+func (c *client) features() []string {
+	f := []string{protocol.FeatureChunkedFile, protocol.FeatureFileUpload, protocol.FeatureNotOnline}
+	if c.cfg.Presence {
+		f = append(f, protocol.FeaturePresence)
+	}
+	return f
+}
+
+// errDeclined is the error of hello for a server that does not know
+// ext_hello.
+var errDeclined = errors.New("answered err_unknown_message")
+
+// errSpeaksTLS is the error of connect for a server that speaks TLS to a
+// client that does not.
+var errSpeaksTLS = errors.New("the server speaks TLS")
+
+// speaksTLS reports whether the server answers a TLS handshake. It is
+// asked when a server closed the connection without a word, as a TLS
+// server does when it gets a join instead of a handshake.
+func (c *client) speaksTLS(ctx context.Context) bool {
+	// Only to recognise TLS: nothing is sent over it, so the server's
+	// certificate does not matter.
+	cfg := &tls.Config{InsecureSkipVerify: true}
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: tlsProbeWait}, Config: cfg}
+	ctx, cancel := context.WithTimeout(ctx, tlsProbeWait)
+	defer cancel()
+	conn, err := d.DialContext(ctx, "tcp", c.cfg.Addr)
+	if err != nil {
+		var alert tls.AlertError
+		return errors.As(err, &alert) // it answered, in TLS
+	}
+	conn.Close()
+	return true
+}
+
+// tlsProbeWait bounds the TLS handshake of speaksTLS.
+const tlsProbeWait = 2 * time.Second
+
+// tlsHint says on stderr that the server speaks TLS.
+func (c *client) tlsHint() {
+	c.log.printf("client: the server at %s seems to speak TLS: start the client with --tls (and --tls-ca FILE if its certificate is self-signed)", c.cfg.Addr)
 }
 
 // dial opens a connection to the server, in TLS if configured.
@@ -46,7 +96,7 @@ func (c *client) dial(ctx context.Context) (net.Conn, error) {
 
 // hello sends ext_hello and reads the answer.
 func (c *client) hello(nc net.Conn, r *protocol.Reader) ([]string, error) {
-	if _, err := nc.Write(protocol.AppendExtHello(nil, []string{protocol.FeatureChunkedFile})); err != nil {
+	if _, err := nc.Write(protocol.AppendExtHello(nil, c.features())); err != nil {
 		return nil, err
 	}
 	nc.SetReadDeadline(time.Now().Add(c.cfg.ConnectTimeout))
@@ -54,6 +104,9 @@ func (c *client) hello(nc net.Conn, r *protocol.Reader) ([]string, error) {
 	h, err := r.ReadHeader()
 	if err != nil {
 		return nil, err
+	}
+	if h.Type == protocol.ErrUnknownMessage {
+		return nil, errDeclined
 	}
 	if h.Type != protocol.ExtHello || h.Length > c.limits.MaxPayload(protocol.ToClient, h.Type) {
 		return nil, fmt.Errorf("answered %s", h.Name)

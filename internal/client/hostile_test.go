@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,16 +17,25 @@ import (
 )
 
 // fakeExtServer is fakeServer for a client started with Extensions: it
-// accepts the ext_hello, grants chunked-file, reads the join and runs
-// script.
+// accepts the ext_hello, grants chunked-file only, reads the join and
+// runs script.
 func fakeExtServer(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string {
 	t.Helper()
+	asks := func(asked []string) bool { return slices.Contains(asked, protocol.FeatureChunkedFile) }
+	return fakeGrantServer(t, asks, []string{protocol.FeatureChunkedFile}, script)
+}
+
+// fakeGrantServer is fakeServer for a client started with Extensions: it
+// checks the features asked for with asks, grants grant, reads the join
+// and runs script.
+func fakeGrantServer(t *testing.T, asks func([]string) bool, grant []string, script func(nc net.Conn, r *protocol.Reader)) string {
+	t.Helper()
 	return serveOne(t, func(nc net.Conn, r *protocol.Reader) {
-		if p := expectFrame(t, r, protocol.ExtHello); string(p) != protocol.FeatureChunkedFile {
+		if p := expectFrame(t, r, protocol.ExtHello); !asks(strings.Fields(string(p))) {
 			t.Errorf("ext_hello %q", p)
 			return
 		}
-		nc.Write(protocol.AppendExtHello(nil, []string{protocol.FeatureChunkedFile}))
+		nc.Write(protocol.AppendExtHello(nil, grant))
 		expectFrame(t, r, protocol.Join)
 		script(nc, r)
 	})

@@ -74,12 +74,18 @@ func (lr *lineReader) ReadLine() (string, error) {
 	}
 }
 
-// handle acts on one line of input. It returns true for quit.
-func (c *client) handle(line string) bool {
+// handle acts on one line of input. It returns the upload the next lines
+// must wait for, if the line started one, and true for quit.
+func (c *client) handle(line string) (*upload, bool) {
 	cmd, err := ParseCommand(line)
 	if err != nil {
+		// cancel is a command only while a file is being sent; otherwise
+		// it is input like any other that matches no command.
+		if isCancel(line) && c.cancelUploads() {
+			return nil, false
+		}
 		c.out.println("incorrect user input format")
-		return false
+		return nil, false
 	}
 	switch cmd.Kind {
 	case Msg:
@@ -87,13 +93,13 @@ func (c *client) handle(line string) bool {
 	case List:
 		c.requestList()
 	case File:
-		c.sendFile(cmd.Names, cmd.Path)
+		return c.sendFile(cmd.Names, cmd.Path), false
 	case Help:
 		c.out.println(HelpText)
 	case Quit:
-		return true
+		return nil, true
 	}
-	return false
+	return nil, false
 }
 
 // HelpText is what the help command prints.
@@ -104,6 +110,8 @@ const HelpText = `Commands:
       e.g. list
   file <N> <user1> ... <userN> <path>     send a file to N users
       e.g. file 1 bob ./notes/report.pdf
+  cancel                                  stop the files being sent
+      e.g. cancel
   help                                    print this help
       e.g. help
   quit                                    leave the chat (end of input does too)

@@ -18,6 +18,7 @@ func (c *client) receive(r *protocol.Reader) {
 			c.lost(err)
 			return
 		}
+		c.heard.Store(true)
 		switch h.Type {
 		case protocol.ResponseUsersList:
 			p, ok := c.payload(r, h)
@@ -61,6 +62,22 @@ func (c *client) receive(r *protocol.Reader) {
 			if p, ok := c.payload(r, h); ok {
 				c.fileFrame(h.Type, p)
 			}
+		case protocol.FileReady, protocol.FileAck, protocol.FileResult:
+			if !c.uploading {
+				c.log.printf("client: ignoring %s: file-upload not negotiated", h.Name)
+				continue
+			}
+			if p, ok := c.payload(r, h); ok {
+				c.uploadFrame(h.Type, p)
+			}
+		case protocol.NotOnline, protocol.Presence:
+			if !c.notices {
+				c.log.printf("client: ignoring %s: notices not negotiated", h.Name)
+				continue
+			}
+			if p, ok := c.payload(r, h); ok {
+				c.notice(h.Type, p)
+			}
 		case protocol.ErrUnknownMessage:
 			c.sever("disconnected: server received an unknown command")
 			return
@@ -100,5 +117,35 @@ func (c *client) payload(r *protocol.Reader, h protocol.Header) ([]byte, bool) {
 func (c *client) seen(names []string) {
 	if c.cfg.Hooks.Users != nil {
 		c.cfg.Hooks.Users(names)
+	}
+}
+
+// notice shows a not_online or presence frame (type t, payload p) on
+// stderr.
+func (c *client) notice(t protocol.Type, p []byte) {
+	if t == protocol.NotOnline {
+		names, err := protocol.ParseNotOnline(p)
+		if err != nil {
+			c.log.printf("client: ignoring malformed %s: %v", t, err)
+			return
+		}
+		c.log.printf("client: not online: %s; they did not get it", strings.Join(names, ", "))
+		return
+	}
+	event, arg, err := protocol.ParsePresence(p)
+	if err != nil {
+		c.log.printf("client: ignoring malformed %s: %v", t, err)
+		return
+	}
+	switch event {
+	case protocol.PresenceJoined:
+		c.seen([]string{arg})
+		c.log.printf("%s joined", arg)
+	case protocol.PresenceLeft:
+		c.log.printf("%s left", arg)
+	case protocol.PresencePaused:
+		c.log.printf("(more than %s users online: join and leave notices pause)", arg)
+	case protocol.PresenceResumed:
+		c.log.printf("(join and leave notices resume)")
 	}
 }

@@ -1,10 +1,7 @@
 package client
 
 import (
-	"fmt"
-	"io"
-	"os"
-	"path/filepath"
+	"errors"
 	"slices"
 
 	"github.com/gochat/chat/internal/protocol"
@@ -15,69 +12,41 @@ func (c *client) sendMessage(names []string, text string) {
 	if slices.Contains(names, c.cfg.User) {
 		c.expectReply()
 	}
-	c.w.Write(protocol.AppendMessage(nil, protocol.SendMessage, names, []byte(text)))
-	c.flush()
+	c.write(protocol.AppendMessage(nil, protocol.SendMessage, names, []byte(text)))
 }
 
 // requestList asks for the list of users.
 func (c *client) requestList() {
 	c.expectReply()
-	c.w.Write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
-	c.flush()
+	c.write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
 }
 
-// flush sends what is buffered, reporting a failure on stderr unless the
-// session is quitting.
-func (c *client) flush() {
-	if err := c.w.Flush(); err != nil && !c.quitting.Load() {
-		c.log.printf("client: sending failed: %v", err)
+// errBroken is returned for frames that can no longer be sent.
+var errBroken = errors.New("connection broken")
+
+// write sends the frame made of parts, whole, unless the connection is
+// broken. It waits while a plain upload holds the connection.
+func (c *client) write(parts ...[]byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.broken.Load() {
+		return errBroken
 	}
+	for _, p := range parts {
+		c.w.Write(p) // an error shows in the flush
+	}
+	return c.flushLocked()
 }
 
-// sendFile streams the file at path to the named users.
-func (c *client) sendFile(names []string, path string) {
-	f, err := os.Open(path)
-	if err != nil {
-		c.log.printf("file: cannot read %s: %v", path, err)
-		return
+// flushLocked sends what is buffered; wmu must be held. A failure breaks
+// the connection for writing, and is reported unless the session is
+// ending.
+func (c *client) flushLocked() error {
+	if err := c.w.Flush(); err != nil {
+		c.writeFailed(err)
+		return err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		c.log.printf("file: cannot read %s: %v", path, err)
-		return
-	}
-	if !st.Mode().IsRegular() {
-		c.log.printf("file: cannot send %s: not a regular file", path)
-		return
-	}
-	if st.Size() > c.cfg.MaxFileSize {
-		c.log.printf("file: cannot send %s: %d bytes is more than the limit of %d", path, st.Size(), c.cfg.MaxFileSize)
-		return
-	}
-	base := filepath.Base(path)
-	if err := protocol.ValidFilename(base); err != nil {
-		c.log.printf("file: cannot send %s: %v", path, err)
-		return
-	}
-	size := st.Size()
-	if slices.Contains(names, c.cfg.User) {
-		c.expectReply()
-	}
-	c.w.Write(protocol.AppendFileHead(nil, protocol.SendFile, names, base, size))
-	p := c.progress("send", base, size)
-	n, err := io.Copy(c.w, io.TeeReader(io.LimitReader(f, size), p))
-	if err == nil && n < size {
-		err = fmt.Errorf("file shrank to %d bytes while being sent", n)
-	}
-	if err != nil {
-		// The frame's length is already on its way: fill it so the
-		// stream stays in step, and tell the user.
-		c.log.printf("file: %s: %v; the recipients get a damaged copy", path, err)
-		io.CopyN(c.w, zeroReader{}, size-n)
-	}
-	p.finish()
-	c.flush()
+	return nil
 }
 
 // zeroReader reads an endless run of zero bytes.

@@ -10,6 +10,18 @@ import (
 // usernameProblem says which part of the username rule (PROTOCOL.md
 // section 3) name breaks, for a name protocol.ValidUsername refuses.
 func usernameProblem(name string) string {
+	if p := nameProblem(name); p != "" {
+		return p
+	}
+	if utf8.RuneCountInString(name) > protocol.MaxUsernameRunes {
+		return "is longer than 32 characters"
+	}
+	return "breaks the username rule"
+}
+
+// nameProblem says which of the rules that usernames and filenames share
+// name breaks, or returns "" if it breaks none of them.
+func nameProblem(name string) string {
 	switch {
 	case name == "":
 		return "is empty"
@@ -30,8 +42,5 @@ func usernameProblem(name string) string {
 			return "contains a format character"
 		}
 	}
-	if utf8.RuneCountInString(name) > protocol.MaxUsernameRunes {
-		return "is longer than 32 characters"
-	}
-	return "breaks the username rule"
+	return ""
 }

@@ -15,10 +15,11 @@ type deleter struct {
 	h *Hub
 
 	mu      sync.Mutex
-	pending []pendingDelete // guarded by mu
-	busy    bool            // a delete is under way; guarded by mu
-	wake    chan struct{}   // has a token when pending grew
-	idle    chan struct{}   // closed and replaced when pending empties; guarded by mu
+	pending []pendingDelete        // guarded by mu
+	queued  map[pendingDelete]bool // what pending holds, so nothing is queued twice; guarded by mu
+	busy    bool                   // a delete is under way; guarded by mu
+	wake    chan struct{}          // has a token when pending grew
+	idle    chan struct{}          // closed and replaced when pending empties; guarded by mu
 }
 
 type pendingDelete struct {
@@ -27,7 +28,7 @@ type pendingDelete struct {
 }
 
 func newDeleter(h *Hub) *deleter {
-	return &deleter{h: h, wake: make(chan struct{}, 1), idle: make(chan struct{})}
+	return &deleter{h: h, wake: make(chan struct{}, 1), idle: make(chan struct{}), queued: make(map[pendingDelete]bool)}
 }
 
 // add schedules the removal of key at revision rev.
@@ -35,8 +36,14 @@ func (d *deleter) add(key string, rev uint64) {
 	if rev == 0 {
 		return
 	}
+	p := pendingDelete{key, rev}
 	d.mu.Lock()
-	d.pending = append(d.pending, pendingDelete{key, rev})
+	if d.queued[p] {
+		d.mu.Unlock()
+		return
+	}
+	d.queued[p] = true
+	d.pending = append(d.pending, p)
 	d.mu.Unlock()
 	select {
 	case d.wake <- struct{}{}:
@@ -78,6 +85,7 @@ func (d *deleter) run() {
 		d.mu.Lock()
 		d.busy = false
 		if err == nil {
+			delete(d.queued, p)
 			d.pending = d.pending[1:]
 			backoff = 0
 		}
@@ -121,7 +129,10 @@ func (d *deleter) drain(timeout time.Duration) {
 		select {
 		case <-idle:
 		case <-deadline.C:
-			d.h.n.log.Warn("left registry records behind; the cluster removes them when the lease expires", "pending", len(d.pending))
+			d.mu.Lock()
+			left := len(d.pending)
+			d.mu.Unlock()
+			d.h.n.log.Warn("left registry records behind; the cluster removes them when the lease expires", "pending", left)
 			return
 		}
 	}

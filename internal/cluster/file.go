@@ -110,9 +110,7 @@ func (r *relay) openRemoteFile(p *remotePeer, head server.FileHead, cancel <-cha
 	// The receiving node answers once it listens for the chunks.
 	ctx, cancelOpen := context.WithTimeout(n.ctx, kvTimeout)
 	defer cancelOpen()
-	stop := context.AfterFunc(ctx, func() {})
-	defer stop()
-	go func() { // ends with ctx
+	go func() { // ends with ctx, at the latest when this function returns
 		select {
 		case <-cancel:
 			cancelOpen()

@@ -32,6 +32,14 @@ type Hub struct {
 
 	version atomic.Uint64             // bumped when the list may have changed
 	list    atomic.Pointer[listCache] // the visible users, sorted
+
+	presence   atomic.Pointer[func(name string, joined bool)] // set by OnPresence
+	presenceCh chan presenceEvent                             // joins and leaves of other nodes' users, for presence
+}
+
+type presenceEvent struct {
+	name   string
+	joined bool
 }
 
 // localUser is a user joined on this node.
@@ -51,11 +59,20 @@ type listCache struct {
 var _ server.Hub = (*Hub)(nil)
 
 func newHub(n *Node, reg *registry) *Hub {
-	h := &Hub{n: n, reg: reg, local: server.NewLocalHub(), locals: make(map[string]localUser)}
+	h := &Hub{n: n, reg: reg, local: server.NewLocalHub(), locals: make(map[string]localUser), presenceCh: make(chan presenceEvent, 4096)}
 	h.del = newDeleter(h)
 	h.live = newLiveness(h)
 	h.relay = newRelay(h)
-	reg.onUser = func(name string, u userEntry, present bool) { h.changed(); h.relay.userChanged(name, u, present) }
+	reg.onUser = func(name string, u userEntry, present bool) {
+		h.changed()
+		h.relay.userChanged(name, u, present)
+		if u.node != n.cfg.Node && h.presence.Load() != nil {
+			select {
+			case h.presenceCh <- presenceEvent{name, present}:
+			default: // a flood of joins: presence notices are paused then anyway
+			}
+		}
+	}
 	reg.onNode = func(string, bool) { h.changed(); h.live.sweepSoon() }
 	return h
 }
@@ -77,8 +94,28 @@ func (h *Hub) start(ctx context.Context) error {
 	}
 	h.del.start()
 	h.live.run()
+	h.live.awaitPeers(2 * heartbeatEvery)
 	h.live.sweepSoon() // entries of earlier incarnations and dead nodes
 	return nil
+}
+
+// OnPresence implements server.PresenceSource: f is called, from one
+// goroutine, for every join and leave of a user on another node.
+func (h *Hub) OnPresence(f func(name string, joined bool)) {
+	h.presence.Store(&f)
+	n := h.n
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		for {
+			select {
+			case e := <-h.presenceCh:
+				f(e.name, e.joined)
+			case <-n.stop:
+				return
+			}
+		}
+	}()
 }
 
 // changed notes that the list of users may have changed.
@@ -100,10 +137,10 @@ func (h *Hub) Join(p server.Peer, maxUsers int) error {
 	defer func() { h.n.m.kvLatency.Observe(time.Since(start).Seconds()) }()
 	name := p.Name()
 	u := userEntry{node: h.n.cfg.Node, inc: h.n.inc, token: randomUint64(), created: time.Now()}
-	ctx, cancel := h.reg.kvCtx()
-	var err error
-	u.rev, err = h.reg.names.Create(ctx, userKey(name), u.value())
-	cancel()
+	err := h.retry(func(ctx context.Context) (err error) {
+		u.rev, err = h.reg.names.Create(ctx, userKey(name), u.value())
+		return err
+	})
 	if err != nil {
 		if !isExists(err) {
 			return fmt.Errorf("%w: %v", server.ErrUnavailable, err)
@@ -149,9 +186,11 @@ func (h *Hub) claimSlot(maxUsers int) (int, uint64, error) {
 		if slot < 0 {
 			return 0, 0, server.ErrServerFull
 		}
-		ctx, cancel := h.reg.kvCtx()
-		rev, err := h.reg.names.Create(ctx, slotKey(slot), val)
-		cancel()
+		var rev uint64
+		err := h.retry(func(ctx context.Context) (err error) {
+			rev, err = h.reg.names.Create(ctx, slotKey(slot), val)
+			return err
+		})
 		if err == nil {
 			return slot, rev, nil
 		}
@@ -166,6 +205,34 @@ func (h *Hub) claimSlot(maxUsers int) (int, uint64, error) {
 		h.reg.mu.Unlock()
 	}
 	return 0, 0, server.ErrServerFull
+}
+
+// joinPatience is how long a join keeps trying while the registry does not
+// answer: longer than a JetStream leader election (4-9 s), so that losing
+// a NATS server or a node only delays joins.
+const joinPatience = 12 * time.Second
+
+// retry runs op until it succeeds or fails for good (the key exists, or
+// is gone), trying again for joinPatience while the registry does not
+// answer.
+func (h *Hub) retry(op func(ctx context.Context) error) error {
+	start := time.Now()
+	backoff := 50 * time.Millisecond
+	for {
+		ctx, cancel := h.reg.kvCtx()
+		err := op(ctx)
+		cancel()
+		if err == nil || isExists(err) || errors.Is(err, jetstream.ErrKeyNotFound) || h.n.ctx.Err() != nil || time.Since(start)+backoff > joinPatience {
+			return err
+		}
+		h.n.log.Debug("registry not answering; trying again", "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-h.n.stop:
+			return err
+		}
+		backoff = min(2*backoff, time.Second)
+	}
 }
 
 // Leave implements server.Hub.

@@ -37,7 +37,7 @@ type liveness struct {
 	renewedAt atomic.Int64  // when the last renewal that succeeded was sent (Unix ns)
 	sweep     chan struct{} // has a token when a sweep of dead records is due
 
-	mu    sync.Mutex
+	mu    sync.RWMutex
 	nodes map[string]*nodeState // by node name; guarded by mu
 }
 
@@ -85,6 +85,9 @@ func (l *liveness) heard(m *nats.Msg) {
 	changed := !ok || st.inc != inc || st.left != left || st.silent
 	st.inc, st.seen, st.left, st.silent = inc, time.Now(), left, false
 	l.mu.Unlock()
+	if !ok && node != l.h.n.cfg.Node {
+		l.h.n.m.peer(node)
+	}
 	if changed {
 		l.h.changed()
 		if node != l.h.n.cfg.Node {
@@ -95,8 +98,8 @@ func (l *liveness) heard(m *nats.Msg) {
 
 // alive reports whether node, in incarnation inc, is heard from.
 func (l *liveness) alive(node string, inc uint64) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.mu.RLock()
+	defer l.mu.RUnlock()
 	st, ok := l.nodes[node]
 	return ok && st.inc == inc && !st.left && !st.silent
 }
@@ -167,6 +170,27 @@ func (l *liveness) took(rev uint64) {
 	l.leaseRev.Store(rev)
 	l.renewedAt.Store(time.Now().UnixNano())
 	l.announce(stateUp)
+}
+
+// awaitPeers waits, at most d, until every other node holding a fresh
+// lease has been heard, so that a node that has just started lists their
+// users from the first.
+func (l *liveness) awaitPeers(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		missing := false
+		l.h.reg.mu.Lock()
+		for node, lease := range l.h.reg.leases {
+			if node != l.h.n.cfg.Node && time.Since(lease.created) < 3*renewEvery && !l.alive(node, lease.inc) {
+				missing = true
+			}
+		}
+		l.h.reg.mu.Unlock()
+		if !missing {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // release deletes this node's lease as it leaves.

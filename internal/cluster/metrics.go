@@ -41,6 +41,14 @@ func newMetrics() *metrics {
 	}
 }
 
+// peer makes the per-peer series of node exist, at zero, once it is
+// first heard, so that a dashboard sees them before anything happens.
+func (m *metrics) peer(node string) {
+	for _, v := range []*prometheus.CounterVec{m.framesOut, m.framesIn, m.gaps, m.dropped} {
+		v.WithLabelValues(node)
+	}
+}
+
 // Register adds the node's metrics to reg.
 func (n *Node) Register(reg prometheus.Registerer) error {
 	m := n.m

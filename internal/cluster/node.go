@@ -63,7 +63,9 @@ type Config struct {
 	NATSCA    string
 
 	// Replicas of the registry's buckets (default: 3 when the engine has
-	// three servers or more, otherwise 1).
+	// three servers or more, as far as the node can tell: the embedded
+	// engines it routes to, or the NATS servers it was given and those
+	// the first one told it of; otherwise 1).
 	Replicas int
 	// Wait bounds the wait to become part of the cluster (default 60 s).
 	Wait time.Duration
@@ -134,6 +136,8 @@ func (c *Config) Check() error {
 		return fmt.Errorf("--cluster-name %q: use 1 to 32 letters, digits, - and _", c.Name)
 	case c.MaxClients < 1:
 		return errors.New("the client cap must be at least 1")
+	case c.Replicas < 0 || c.Replicas > 5:
+		return errors.New("--cluster-replicas takes 1 to 5")
 	}
 	if embedded {
 		for _, a := range append([]string{c.Listen}, c.Peers...) {
@@ -187,13 +191,9 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.Replicas <= 0 {
-		n := len(c.NATS)
-		if c.Listen != "" {
-			n = len(c.Peers) + 1
-		}
+	if c.Replicas <= 0 && c.Listen != "" {
 		c.Replicas = 1
-		if n >= 3 {
+		if len(c.Peers)+1 >= 3 {
 			c.Replicas = 3
 		}
 	}
@@ -246,7 +246,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Wait)
 	defer cancel()
 	if err := n.start(ctx); err != nil {
+		close(n.stop)
 		n.cancel()
+		if n.hub != nil {
+			n.hub.stopAll()
+		}
+		n.wg.Wait()
 		n.shutdownEngine()
 		if ctx.Err() != nil && !errors.Is(err, errNodeTaken) && !errors.Is(err, errCapMismatch) {
 			return nil, fmt.Errorf("not part of the cluster after %v: %w", cfg.Wait, err)
@@ -269,14 +274,23 @@ func (n *Node) start(ctx context.Context) error {
 	if n.js, err = jetstream.New(n.nc); err != nil {
 		return err
 	}
+	if n.cfg.Replicas <= 0 {
+		servers := map[string]bool{}
+		for _, u := range append(append([]string{}, n.cfg.NATS...), n.nc.DiscoveredServers()...) {
+			servers[u] = true
+		}
+		n.cfg.Replicas = 1
+		if len(servers) >= 3 {
+			n.cfg.Replicas = 3
+		}
+	}
 	reg, err := openRegistry(ctx, n)
 	if err != nil {
 		return err
 	}
 	n.hub = newHub(n, reg)
 	if err := n.hub.start(ctx); err != nil {
-		n.hub.stopAll()
-		return err
+		return err // Start stops what was started
 	}
 	n.log.Info("part of the cluster", "incarnation", fmt.Sprintf("%016x", n.inc), "replicas", n.cfg.Replicas)
 	return nil
@@ -325,6 +339,7 @@ func (n *Node) connect(ctx context.Context) (*nats.Conn, error) {
 	for attempt := 0; ; attempt++ {
 		nc, err := nats.Connect(url, opts...)
 		if err == nil {
+			n.log.Info("connected to the engine", "server", nc.ConnectedUrlRedacted())
 			return nc, nil
 		}
 		if attempt%10 == 0 {
@@ -362,12 +377,8 @@ func (n *Node) Close() {
 		n.hub.stopAll()
 		n.wg.Wait()
 		if n.nc != nil {
-			n.nc.Drain()
-			deadline := time.Now().Add(2 * time.Second)
-			for !n.nc.IsClosed() && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
-			}
-			n.nc.Close()
+			// Let what was published go out, for a moment at most.
+			n.nc.FlushTimeout(2 * time.Second)
 		}
 		n.shutdownEngine()
 		n.log.Info("left the cluster")
@@ -375,7 +386,7 @@ func (n *Node) Close() {
 }
 
 func (n *Node) shutdownEngine() {
-	if n.hub == nil && n.nc != nil {
+	if n.nc != nil {
 		n.nc.Close()
 	}
 	if n.ns != nil {

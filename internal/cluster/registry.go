@@ -120,12 +120,12 @@ type registry struct {
 	namesWatch  jetstream.KeyWatcher
 	leasesWatch jetstream.KeyWatcher
 
-	mu     sync.Mutex
+	mu     sync.RWMutex
 	users  map[string]userEntry                         // by name; guarded by mu
 	slots  map[int]slotEntry                            // taken places; guarded by mu
 	taken  []uint64                                     // bit i set: place i taken; guarded by mu
 	leases map[string]leaseEntry                        // by node; guarded by mu
-	onUser func(name string, u userEntry, present bool) // called under mu when a user's record changes
+	onUser func(name string, u userEntry, present bool) // called under mu when a user's record changes (u: the old record when gone)
 	onNode func(node string, gone bool)                 // called under mu when a lease changes
 
 	testHookKey func(key string) // if set, called under mu for other keys of the names bucket
@@ -306,7 +306,7 @@ func (r *registry) applyName(e jetstream.KeyValueEntry) {
 		if del {
 			if old, ok := r.users[name]; ok && old.rev <= e.Revision() {
 				delete(r.users, name)
-				r.notifyUser(name, userEntry{}, false)
+				r.notifyUser(name, old, false)
 			}
 			return
 		}
@@ -424,8 +424,8 @@ func (r *registry) freeSlot() int {
 
 // slotsTaken returns how many places are taken.
 func (r *registry) slotsTaken() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	return len(r.slots)
 }
 
@@ -459,8 +459,8 @@ func (r *registry) recordLeave(name string, token uint64, slot int, slotRev uint
 
 // user returns the cached record of name.
 func (r *registry) user(name string) (userEntry, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	u, ok := r.users[name]
 	return u, ok
 }
@@ -468,8 +468,8 @@ func (r *registry) user(name string) (userEntry, bool) {
 // snapshot returns the names of the cached users that visible accepts,
 // sorted.
 func (r *registry) snapshot(visible func(userEntry) bool) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	out := make([]string, 0, len(r.users))
 	for name, u := range r.users {
 		if visible(u) {

@@ -50,22 +50,40 @@ type relay struct {
 	files    fileSender
 	inID     atomic.Uint64 // ids of transfers arriving from other nodes
 
-	outMu sync.Mutex
+	outMu sync.RWMutex
 	out   map[string]*outbound // by destination node; guarded by outMu
 
-	creditMu sync.Mutex
-	credits  map[creditKey]*credit // remote users with bytes in flight; guarded by creditMu
+	credits [creditShards]creditShard // remote users with bytes in flight, spread by name
 
-	inMu    sync.Mutex
-	seqs    map[string]seqState          // last batch from each node; guarded by inMu
-	waiting map[string]*waitingUser      // local users with frames waiting for room; guarded by inMu
-	acks    map[string]map[creditKey]int // bytes delivered, by source node; guarded by inMu
-	ackTick *time.Timer                  // pending ack flush; guarded by inMu
+	inMu     sync.Mutex
+	nwaiting atomic.Int32                 // len(waiting), readable without inMu
+	seqs     map[string]seqState          // last batch from each node; guarded by inMu
+	waiting  map[string]*waitingUser      // local users with frames waiting for room; guarded by inMu
+	acks     map[string]map[creditKey]int // bytes delivered, by source node; guarded by inMu
+	ackTick  *time.Timer                  // pending ack flush; guarded by inMu
 }
 
 type creditKey struct {
 	name  string
 	token uint64
+}
+
+// creditShards spreads the credits over locks, so that the connections
+// sending to other nodes do not all wait on one.
+const creditShards = 32
+
+type creditShard struct {
+	mu      sync.Mutex
+	credits map[creditKey]*credit // guarded by mu
+}
+
+// shard returns the shard of name's credits.
+func (r *relay) shard(name string) *creditShard {
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(name); i++ {
+		h = (h ^ uint32(name[i])) * 16777619
+	}
+	return &r.credits[h%creditShards]
 }
 
 // credit is what this node has in flight to one remote user.
@@ -98,7 +116,6 @@ func newRelay(h *Hub) *relay {
 		h:       h,
 		self:    b64.EncodeToString([]byte(h.n.cfg.Node)),
 		out:     make(map[string]*outbound),
-		credits: make(map[creditKey]*credit),
 		seqs:    make(map[string]seqState),
 		waiting: make(map[string]*waitingUser),
 		acks:    make(map[string]map[creditKey]int),
@@ -126,6 +143,12 @@ func (r *relay) unsubscribe() {
 		}
 	}
 	r.unsubscribeFiles()
+	r.inMu.Lock()
+	if r.ackTick != nil {
+		r.ackTick.Stop()
+		r.ackTick = nil
+	}
+	r.inMu.Unlock()
 }
 
 // peer returns the server.Peer standing for the remote user name.
@@ -153,18 +176,21 @@ func (p *remotePeer) Send(frame []byte) error {
 func (p *remotePeer) Offer(frame []byte) (<-chan struct{}, error) { return p.offer(frame, true) }
 
 func (p *remotePeer) offer(frame []byte, paced bool) (<-chan struct{}, error) {
+	// No registry lookup here: the peer was found a moment ago, and the
+	// destination drops frames for a session that has gone.
 	r := p.r
-	if u, ok := r.h.reg.user(p.key.name); !ok || u.token != p.key.token || !r.h.live.alive(u.node, u.inc) {
-		return nil, server.ErrPeerGone
-	}
 	window := r.h.n.cfg.PaceBacklog
-	r.creditMu.Lock()
-	c := r.credits[p.key]
+	sh := r.shard(p.key.name)
+	sh.mu.Lock()
+	c := sh.credits[p.key]
 	if c == nil {
+		if sh.credits == nil {
+			sh.credits = make(map[creditKey]*credit)
+		}
 		c = &credit{lastAck: time.Now()}
-		r.credits[p.key] = c
+		sh.credits[p.key] = c
 	}
-	if c.inflight > 0 && time.Since(c.lastAck) > creditsLost {
+	if paced && window > 0 && c.inflight > 0 && c.inflight+len(frame) > window && time.Since(c.lastAck) > creditsLost {
 		r.h.n.log.Warn("no acks for a remote user's frames: assuming them lost", "user", p.key.name, "peer", p.node, "inflight", c.inflight)
 		c.inflight = 0
 	}
@@ -173,14 +199,14 @@ func (p *remotePeer) offer(frame []byte, paced bool) (<-chan struct{}, error) {
 			c.room = make(chan struct{})
 		}
 		room := c.room
-		r.creditMu.Unlock()
+		sh.mu.Unlock()
 		return room, nil
 	}
 	if c.inflight == 0 {
 		c.lastAck = time.Now()
 	}
 	c.inflight += len(frame)
-	r.creditMu.Unlock()
+	sh.mu.Unlock()
 	if !r.outboundTo(p.node).add(p.key, frame) {
 		r.returnCredit(p.key, len(frame))
 		return nil, server.ErrSlowConsumer
@@ -195,9 +221,10 @@ func (p *remotePeer) OpenFile(head server.FileHead, cancel <-chan struct{}) (ser
 
 // returnCredit gives back n bytes of key's credit.
 func (r *relay) returnCredit(key creditKey, n int) {
-	r.creditMu.Lock()
-	defer r.creditMu.Unlock()
-	c := r.credits[key]
+	sh := r.shard(key.name)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	c := sh.credits[key]
 	if c == nil {
 		return
 	}
@@ -208,21 +235,22 @@ func (r *relay) returnCredit(key creditKey, n int) {
 		c.room = nil
 	}
 	if c.inflight == 0 {
-		delete(r.credits, key)
+		delete(sh.credits, key)
 	}
 }
 
 // userChanged releases the senders waiting on a remote user who left or
 // joined again. It is called with the registry's lock held.
 func (r *relay) userChanged(name string, u userEntry, ok bool) {
-	r.creditMu.Lock()
-	defer r.creditMu.Unlock()
-	for k, c := range r.credits {
+	sh := r.shard(name)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for k, c := range sh.credits {
 		if k.name == name && (!ok || u.token != k.token) {
 			if c.room != nil {
 				close(c.room)
 			}
-			delete(r.credits, k)
+			delete(sh.credits, k)
 		}
 	}
 }
@@ -237,15 +265,22 @@ type outbound struct {
 	buf     []byte        // encoded entries; guarded by mu
 	entries int           // entries in buf; guarded by mu
 	wake    chan struct{} // has a token when buf grew
-	spare   []byte        // owned by the publisher
+	spare   []byte        // the other half of buf's double buffer; owned by the publisher
+	msg     []byte        // a batch being published; owned by the publisher
 	seq     uint64        // owned by the publisher
 }
 
 // outboundTo returns the queue for node, starting its publisher.
 func (r *relay) outboundTo(node string) *outbound {
+	r.outMu.RLock()
+	o := r.out[node]
+	r.outMu.RUnlock()
+	if o != nil {
+		return o
+	}
 	r.outMu.Lock()
 	defer r.outMu.Unlock()
-	o := r.out[node]
+	o = r.out[node]
 	if o == nil {
 		o = &outbound{r: r, node: node, subj: r.h.n.subject(framesSubject, node), wake: make(chan struct{}, 1)}
 		r.out[node] = o
@@ -298,13 +333,14 @@ func (o *outbound) publish() {
 			return
 		}
 		o.mu.Lock()
-		buf, entries := o.buf, o.entries
+		whole, entries := o.buf, o.entries
 		o.buf, o.entries = o.spare[:0], 0
 		o.mu.Unlock()
-		for len(buf) > 0 {
+		for buf := whole; len(buf) > 0; {
 			k := cutBatch(buf, maxBatch)
 			o.seq++
-			msg := make([]byte, 0, 32+len(o.r.self)+k)
+			// Publish copies msg, so one buffer serves every batch.
+			msg := o.msg[:0]
 			msg = append(msg, batchVersion)
 			msg = binary.BigEndian.AppendUint64(msg, n.inc)
 			msg = binary.BigEndian.AppendUint64(msg, o.seq)
@@ -315,10 +351,11 @@ func (o *outbound) publish() {
 				n.log.Warn("cannot relay frames", "peer", o.node, "err", err)
 				n.m.dropped.WithLabelValues(o.node).Inc()
 			}
+			o.msg = msg
 			buf = buf[k:]
 		}
 		n.m.framesOut.WithLabelValues(o.node).Add(float64(entries))
-		o.spare = buf[:0]
+		o.spare = whole[:0]
 	}
 }
 
@@ -365,9 +402,13 @@ func (r *relay) receive(m *nats.Msg) {
 		return
 	}
 	r.h.n.m.framesIn.WithLabelValues(src).Add(float64(len(entries)))
+	acked := make(map[creditKey]int)
 	for _, e := range entries {
-		r.deliverLocal(src, e)
+		if r.deliverLocal(src, e) {
+			acked[e.key] += len(e.frame)
+		}
 	}
+	r.ackAll(src, acked)
 }
 
 type entry struct {
@@ -408,31 +449,34 @@ func (r *relay) checkSeq(src string, inc, seq uint64) {
 	}
 }
 
-// deliverLocal queues one frame for a local user, or keeps it waiting
-// (with the ones after it) while the user's queue has no room; the bytes
-// are acked to the source node once queued (or dropped).
-func (r *relay) deliverLocal(src string, e entry) {
+// deliverLocal queues one frame for a local user and reports true (its
+// bytes are to be acked to the source node), or keeps it waiting (with
+// the ones after it) while the user's queue has no room, to be acked once
+// queued (or dropped).
+func (r *relay) deliverLocal(src string, e entry) bool {
 	p, token, ok := r.h.localToken(e.key.name)
 	if !ok || token != e.key.token {
-		r.ack(src, e.key, len(e.frame)) // the session is gone: nothing waits
-		return
+		return true // the session is gone: nothing waits
 	}
-	r.inMu.Lock()
-	if w := r.waiting[e.key.name]; w != nil {
-		w.frames = append(w.frames, inFrame{src, e.key, clone(e.frame)})
+	// The frame stays in the batch's buffer, which nothing else reuses.
+	if r.nwaiting.Load() > 0 {
+		r.inMu.Lock()
+		if w := r.waiting[e.key.name]; w != nil {
+			w.frames = append(w.frames, inFrame{src, e.key, e.frame})
+			r.inMu.Unlock()
+			return false
+		}
 		r.inMu.Unlock()
-		return
 	}
-	r.inMu.Unlock()
-	frame := clone(e.frame)
+	frame := e.frame
 	retry, err := p.Offer(frame)
 	if err != nil || retry == nil {
-		r.ack(src, e.key, len(frame))
-		return
+		return true
 	}
 	r.inMu.Lock()
 	w := &waitingUser{peer: p, frames: []inFrame{{src, e.key, frame}}}
 	r.waiting[e.key.name] = w
+	r.nwaiting.Add(1)
 	r.inMu.Unlock()
 	n := r.h.n
 	n.wg.Add(1)
@@ -440,9 +484,8 @@ func (r *relay) deliverLocal(src string, e entry) {
 		defer n.wg.Done()
 		r.drainWaiting(e.key.name, w, retry)
 	}()
+	return false
 }
-
-func clone(b []byte) []byte { return append([]byte(nil), b...) }
 
 // drainWaiting offers a waiting user's frames again as its queue makes
 // room, until none waits. It is started by deliverLocal and owned by the
@@ -461,6 +504,7 @@ func (r *relay) drainWaiting(name string, w *waitingUser, retry <-chan struct{})
 			r.inMu.Lock()
 			if len(w.frames) == 0 {
 				delete(r.waiting, name)
+				r.nwaiting.Add(-1)
 				r.inMu.Unlock()
 				return
 			}
@@ -496,6 +540,14 @@ func (r *relay) localLeft(name string) {
 
 // ack notes n bytes delivered for key from src; acks go out in batches.
 func (r *relay) ack(src string, key creditKey, n int) {
+	r.ackAll(src, map[creditKey]int{key: n})
+}
+
+// ackAll notes the bytes delivered from src, by user.
+func (r *relay) ackAll(src string, delivered map[creditKey]int) {
+	if len(delivered) == 0 {
+		return
+	}
 	r.inMu.Lock()
 	defer r.inMu.Unlock()
 	m := r.acks[src]
@@ -503,7 +555,9 @@ func (r *relay) ack(src string, key creditKey, n int) {
 		m = make(map[creditKey]int)
 		r.acks[src] = m
 	}
-	m[key] += n
+	for k, n := range delivered {
+		m[k] += n
+	}
 	if r.ackTick == nil {
 		r.ackTick = time.AfterFunc(ackEvery, r.flushAcks)
 	}

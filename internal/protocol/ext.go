@@ -91,11 +91,10 @@ func ParseFileBegin(p []byte) (id uint64, sender, filename string, size int64, e
 	if err := ValidFilename(filename); err != nil {
 		return 0, "", "", 0, err
 	}
-	n, err := parseID(f[3])
-	if err != nil || n > 1<<62 {
-		return 0, "", "", 0, fmt.Errorf("%w: file size %q", ErrMalformed, f[3])
+	if size, err = parseSize(f[3]); err != nil {
+		return 0, "", "", 0, err
 	}
-	return id, sender, filename, int64(n), nil
+	return id, sender, filename, size, nil
 }
 
 // ChunkHeader appends the header and id of a file_chunk frame carrying

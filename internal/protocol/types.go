@@ -29,6 +29,11 @@ const (
 	FileChunk
 	FileEnd
 	FileAbort
+	FileReady
+	FileAck
+	FileResult
+	NotOnline
+	Presence
 	// NumTypes is the number of types, Unknown included.
 	NumTypes
 )
@@ -51,6 +56,11 @@ var typeNames = [NumTypes]string{
 	FileChunk:              "file_chunk",
 	FileEnd:                "file_end",
 	FileAbort:              "file_abort",
+	FileReady:              "file_ready",
+	FileAck:                "file_ack",
+	FileResult:             "file_result",
+	NotOnline:              "not_online",
+	Presence:               "presence",
 }
 
 // String returns the type's name as it appears on the wire.
@@ -153,6 +163,12 @@ func (l Limits) MaxPayload(d Direction, t Type) int64 {
 			return MaxListBytes + 1 + MaxFilenameBytes + 1 + l.MaxFileSize
 		case ExtHello:
 			return MaxExtHello
+		case FileBegin:
+			return maxIDDigits + 1 + MaxListBytes + 1 + MaxFilenameBytes + 1 + maxIDDigits
+		case FileChunk:
+			return maxIDDigits + 1 + MaxUploadChunk
+		case FileEnd, FileAbort:
+			return maxIDDigits
 		}
 		return -1
 	}
@@ -177,6 +193,16 @@ func (l Limits) MaxPayload(d Direction, t Type) int64 {
 		return maxIDDigits + 1 + MaxChunkData
 	case FileEnd, FileAbort:
 		return maxIDDigits
+	case FileReady:
+		return maxIDDigits + 1 + maxIDDigits + 1 + MaxListBytes
+	case FileAck:
+		return maxIDDigits + 1 + maxIDDigits
+	case FileResult:
+		return maxIDDigits + 1 + MaxListBytes
+	case NotOnline:
+		return MaxListBytes
+	case Presence:
+		return maxPresence
 	}
 	return -1
 }

@@ -50,6 +50,7 @@ type conn struct {
 
 	name    string     // the joined name; set by join before the conn is in the hub, then read-only
 	chunked bool       // the client asked for chunked files; set by hello before the join, then read-only
+	ext     extState   // the other extensions (upload.go, notice.go)
 	joined  bool       // the user is in the hub
 	buf     []byte     // payload buffer
 	stats   *connStats // nil while idle, to keep idle connections small
@@ -174,8 +175,10 @@ func (c *conn) ending(err error) (closeReason, []byte) {
 // it was cut off, and the end is logged.
 func (c *conn) finish(reason closeReason, last []byte) {
 	reason = c.markClosed(reason, nil, false)
+	c.endUploads() // after the reason is set: its own plain copy of an upload may cut it off
 	if c.joined {
 		c.srv.cfg.Hub.Leave(c)
+		c.announce(false)
 		if reason == reasonProtocolError {
 			c.srv.out.println("disconnected: ", c.name, " sent unknown command")
 		} else {

@@ -30,6 +30,8 @@ func (c *conn) loop() error {
 			err = c.handleFile()
 		case protocol.Disconnect:
 			err = c.handleDisconnect()
+		case protocol.FileBegin, protocol.FileChunk, protocol.FileEnd, protocol.FileAbort:
+			err = c.handleUpload(h.Type)
 		default:
 			err = fmt.Errorf("%w: unexpected %s frame", protocol.ErrMalformed, h.Name)
 		}
@@ -73,7 +75,9 @@ func (c *conn) handleSend() (err error) {
 		return err
 	}
 	frame := protocol.AppendMessage(nil, protocol.ForwardMessage, []string{c.name}, text)
-	return c.deliver(c.recipients("msg: ", names), protocol.ForwardMessage, frame)
+	peers := c.recipients("msg: ", names)
+	c.noticeMissing(names, peers)
+	return c.deliver(peers, protocol.ForwardMessage, frame)
 }
 
 // handleDisconnect ends the session on a disconnect frame naming the

@@ -53,6 +53,7 @@ func (c *conn) join() error {
 	case nameErr == nil:
 		c.joined = true
 		s.out.println("join: ", c.name)
+		c.announce(true)
 		c.logAt(slog.LevelInfo, "joined")
 		c.nc.SetReadDeadline(time.Time{})
 		return nil
@@ -85,8 +86,7 @@ func (c *conn) hello(h protocol.Header) (protocol.Header, error) {
 	}
 	var accepted []string
 	for _, f := range features {
-		if f == protocol.FeatureChunkedFile && !c.chunked {
-			c.chunked = true
+		if c.accept(f) {
 			accepted = append(accepted, f)
 		}
 	}

@@ -57,6 +57,7 @@ func (c *conn) handleFile() error {
 	}
 	c.m.fileBytes.Add(float64(size)) // only files that are relayed
 	peers := c.recipients("file: ", names)
+	c.noticeMissing(names, peers)
 	if size > smallFile {
 		return c.streamFile(peers, filename, size)
 	}

@@ -48,7 +48,8 @@ type sendQueue struct {
 type qitem struct {
 	b      []byte
 	stream bool
-	ref    *fileBuf // if not nil, b lies in it; released once written
+	ref    *fileBuf      // if not nil, b lies in it; released once written
+	sent   chan struct{} // if not nil, closed once b (and all before it) is written
 }
 
 func newSendQueue(nc net.Conn, limit, mark int, timeout time.Duration, onFail func(error)) *sendQueue {
@@ -127,7 +128,9 @@ func (q *sendQueue) writeLoop() {
 		whole, parts := 0, 0
 		bufs := make(net.Buffers, 0, len(batch))
 		for _, it := range batch {
-			bufs = append(bufs, it.b)
+			if len(it.b) > 0 { // a mark (writtenMark) writes nothing
+				bufs = append(bufs, it.b)
+			}
 			if it.stream {
 				parts += len(it.b)
 			} else {
@@ -144,6 +147,9 @@ func (q *sendQueue) writeLoop() {
 		for _, it := range batch {
 			if it.ref != nil {
 				it.ref.release()
+			}
+			if it.sent != nil && err == nil {
+				close(it.sent)
 			}
 		}
 		clear(batch) // let the frames be collected

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"io"
 	"net"
 	"testing"
+	"time"
 )
 
 // newTestQueue returns a queue writing to one end of a pipe whose other
@@ -126,5 +128,33 @@ func TestSendQueuePacedPush(t *testing.T) {
 	}
 	if got := q.queuedBytes(); got != 170 {
 		t.Fatalf("size = %d, want 170", got)
+	}
+}
+
+// writtenMark closes only once what was queued before it has been
+// written, and is nil for a closed queue.
+func TestSendQueueWrittenMark(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	q := newSendQueue(server, 1<<20, 0, waitTimeout, func(error) {})
+	q.push([]byte("file_end 1 7"), false)
+	mark := q.writtenMark()
+	select {
+	case <-mark:
+		t.Fatal("marked written before anything was read")
+	default:
+	}
+	b := make([]byte, len("file_end 1 7"))
+	if _, err := io.ReadFull(client, b); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-mark:
+	case <-time.After(waitTimeout):
+		t.Fatal("not marked written once read")
+	}
+	<-q.close(nil)
+	if q.writtenMark() != nil {
+		t.Fatal("a closed queue gave a mark")
 	}
 }

@@ -158,6 +158,7 @@ type Server struct {
 
 	nextID     atomic.Uint64 // connection ids
 	nextFileID atomic.Uint64 // file transfer ids
+	presence   presence      // join and leave notices (notice.go)
 	shutting   atomic.Bool
 
 	mu        sync.Mutex
@@ -181,6 +182,9 @@ func New(cfg Config) *Server {
 	}
 	s.metrics = newMetrics(s)
 	s.out = newPrinter(cfg.Stdout, cfg.Logger, s.metrics.stdoutDropped.Inc)
+	if ps, ok := cfg.Hub.(PresenceSource); ok {
+		ps.OnPresence(s.remotePresence)
+	}
 	return s
 }
 

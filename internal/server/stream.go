@@ -17,6 +17,7 @@ const fileBufSize = 512 << 10
 type fileBuf struct {
 	b    []byte
 	refs atomic.Int32
+	pool *sync.Pool // where it goes back; nil: fileBufPool
 }
 
 var fileBufPool = sync.Pool{New: func() any { return &fileBuf{b: make([]byte, fileBufSize)} }}
@@ -31,7 +32,11 @@ func getFileBuf() *fileBuf {
 // release drops one reference.
 func (fb *fileBuf) release() {
 	if fb.refs.Add(-1) == 0 {
-		fileBufPool.Put(fb)
+		if fb.pool != nil {
+			fb.pool.Put(fb)
+		} else {
+			fileBufPool.Put(fb)
+		}
 	}
 }
 

@@ -101,7 +101,15 @@ func (p palette) helpLine(line string) string {
 	return indent + p.paint(word, sgrBold) + rest
 }
 
-// stderrLine colors one line the client prints on stderr.
+// stderrLine colors one line the client prints on stderr: a file sent,
+// a diagnostic (which starts with the program's or a command's name), or
+// a notice.
 func (p palette) stderrLine(line string) string {
-	return p.paint(line, sgrYellow)
+	switch {
+	case strings.HasPrefix(line, "sent "):
+		return p.paint(line, sgrGreen)
+	case strings.HasPrefix(line, "client: "), strings.HasPrefix(line, "file: "):
+		return p.paint(line, sgrYellow)
+	}
+	return p.paint(line, sgrDim)
 }

@@ -149,14 +149,6 @@ func TestProgressFormat(t *testing.T) {
 	if n := len(tr.bar(now, 40, palette{})); n > 39 {
 		t.Fatalf("a bar for 40 columns is %d long", n)
 	}
-	if s := tr.summary(now); s != "sent big.bin (10.0 MiB in 2s, 5.0 MiB/s)" {
-		t.Fatalf("summary = %q", s)
-	}
-	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1536: "1.5 KiB", 5 << 30: "5.0 GiB"} {
-		if got := size(n); got != want {
-			t.Errorf("size(%d) = %q, want %q", n, got, want)
-		}
-	}
 	if got := clock(3725 * time.Second); got != "1:02:05" {
 		t.Errorf("clock = %q", got)
 	}

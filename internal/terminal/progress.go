@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/gochat/chat/internal/client"
 )
 
 // Progress display settings.
@@ -83,7 +85,7 @@ func (t *transfer) bar(now time.Time, width int, p palette) string {
 	}
 	head := fmt.Sprintf("%s %s ", verb, t.name)
 	tail := fmt.Sprintf(" %3d%%  %s / %s  %s/s  %s left",
-		int(frac*100), size(t.done), size(t.total), size(int64(rate)), left)
+		int(frac*100), client.FormatSize(t.done), client.FormatSize(t.total), client.FormatSize(int64(rate)), left)
 	// The bar gets what is left of the width, 10 to 30 cells.
 	cells := min(width-len([]rune(head))-len(tail)-3, 30)
 	if cells < 10 {
@@ -95,32 +97,6 @@ func (t *transfer) bar(now time.Time, width int, p palette) string {
 		inside += ">" + strings.Repeat(" ", cells-filled-1)
 	}
 	return p.paint(head, sgrBold) + "[" + p.paint(inside, sgrCyan) + "]" + tail
-}
-
-// summary returns the line left on screen when a send ends.
-func (t *transfer) summary(now time.Time) string {
-	took := now.Sub(t.start)
-	if took < showAfter {
-		return fmt.Sprintf("sent %s (%s)", t.name, size(t.total))
-	}
-	rate := float64(t.total) / took.Seconds()
-	return fmt.Sprintf("sent %s (%s in %s, %s/s)", t.name, size(t.total), took.Round(100*time.Millisecond), size(int64(rate)))
-}
-
-// size formats a byte count with binary units.
-func size(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	f := float64(n)
-	for _, u := range []string{"KiB", "MiB", "GiB", "TiB"} {
-		f /= unit
-		if f < unit || u == "TiB" {
-			return fmt.Sprintf("%.1f %s", f, u)
-		}
-	}
-	return "" // not reached
 }
 
 // clock formats a duration as m:ss or h:mm:ss.

@@ -406,11 +406,8 @@ func (s *screen) progress(dir, name string, done, total int64, finished bool) {
 		return
 	}
 	delete(s.transfers, key)
-	if dir == "send" && done == total {
-		line := s.pal.paint(t.summary(now), sgrGreen) + "\r\n"
-		s.paint(func() { s.buf.WriteString(line) })
-	} else if t.shown {
-		s.paint(func() {})
+	if t.shown {
+		s.paint(func() {}) // the session says how it went
 	}
 }
 

@@ -27,7 +27,7 @@ import (
 	"github.com/gochat/chat/internal/client"
 )
 
-// hint is shown once when the front end starts.
+// hint is shown once the join stands.
 const hint = "Type help for the commands. Tab completes; Ctrl-D quits."
 
 // keysHelp follows the help text on a terminal.
@@ -40,7 +40,8 @@ const keysHelp = `Keys:
   Ctrl-W, Ctrl-U   delete the word before the cursor, all before it
   Ctrl-K           delete from the cursor to the end
   Ctrl-L           clear the screen
-  Ctrl-C, Ctrl-D   quit (Ctrl-D on an empty line)`
+  Ctrl-C, Ctrl-D   quit (Ctrl-D on an empty line); files being sent are
+                   cancelled first (type cancel to cancel them and stay)`
 
 // Terminal is the front end of one session. Create it with Open; give it
 // to the session with Configure; Close it when the session is over.
@@ -60,6 +61,8 @@ type Terminal struct {
 	fd    int         // stdin's descriptor, when Open made it raw
 	state *term.State // stdin's mode before, nil if untouched
 	winch chan os.Signal
+	ready chan struct{} // closed by joined: the prompt may show
+	join  sync.Once
 	done  chan struct{} // closed by Close
 	wg    sync.WaitGroup
 	once  sync.Once
@@ -89,14 +92,18 @@ func ColorWanted(getenv func(string) string) bool {
 // Attach sets cfg up to use the front end when Usable says so, and
 // returns the function that ends it (a no-op otherwise), to be called when
 // client.Run returns. If the terminal cannot be set up, the session runs
-// as when piped.
-func Attach(cfg *client.Config, stdin *os.File, stdout, stderr io.Writer, getenv func(string) string) (end func()) {
+// as when piped. The lines typed are kept in historyFile across sessions
+// (see HistoryFile), unless it is empty.
+func Attach(cfg *client.Config, stdin *os.File, stdout, stderr io.Writer, getenv func(string) string, historyFile string) (end func()) {
 	if !Usable(stdin, stdout, stderr, getenv) {
 		return func() {}
 	}
 	t, err := Open(cfg.User, stdin, stdout.(*os.File), stderr.(*os.File), ColorWanted(getenv))
 	if err != nil {
 		return func() {}
+	}
+	if historyFile != "" {
+		t.hist = loadHistory(historyFile)
 	}
 	t.Configure(cfg)
 	return func() { t.Close() }
@@ -151,12 +158,21 @@ func newTerminal(user string, src <-chan []byte, tty, out io.Writer, pal palette
 		hist:   &history{},
 		ed:     newEditor(client.MaxLine),
 		fd:     -1,
+		ready:  make(chan struct{}),
 		done:   make(chan struct{}),
 	}
 	t.keys = &keyReader{src: src, done: t.done, wait: escWait}
 	t.scr = newScreen(tty, out, pal, func() int { w, _ := size(); return w }, t.ed)
-	t.scr.print(tty, []byte(hint), func(l string) string { return pal.paint(l, sgrDim) })
 	return t
+}
+
+// joined shows the hint and lets the prompt show, once the join stands
+// (client.Hooks.Joined): a client refused at once has nothing to type.
+func (t *Terminal) joined() {
+	t.join.Do(func() {
+		t.scr.print(t.scr.tty, []byte(hint), func(l string) string { return t.pal.paint(l, sgrDim) })
+		close(t.ready)
+	})
 }
 
 // Configure makes cfg's session use the front end.
@@ -168,10 +184,15 @@ func (t *Terminal) Configure(cfg *client.Config) {
 	cfg.Hooks = t.Hooks()
 }
 
-// ReadLine implements client.LineSource: it shows the prompt and returns
-// the line typed. Ctrl-C, and Ctrl-D on an empty line, end the input
-// (io.EOF), which quits the session.
+// ReadLine implements client.LineSource: once the join stands, it shows
+// the prompt and returns the line typed. Ctrl-C, and Ctrl-D on an empty
+// line, end the input (io.EOF), which quits the session.
 func (t *Terminal) ReadLine() (string, error) {
+	select {
+	case <-t.ready:
+	case <-t.done:
+		return "", io.EOF
+	}
 	s := t.scr
 	s.mu.Lock()
 	s.beginInput(t.prompt)
@@ -293,7 +314,7 @@ func (t *Terminal) Stderr() io.Writer {
 // Hooks returns the session hooks that feed the progress bars and the
 // username completion.
 func (t *Terminal) Hooks() client.Hooks {
-	return client.Hooks{Progress: t.scr.progress, Users: t.comp.addNames}
+	return client.Hooks{Progress: t.scr.progress, Users: t.comp.addNames, Joined: t.joined}
 }
 
 // Close takes the prompt and the bars off the screen and gives the
@@ -309,6 +330,7 @@ func (t *Terminal) Close() error {
 			signal.Stop(t.winch)
 		}
 		t.wg.Wait()
+		t.hist.compact()
 		if t.state != nil {
 			err = term.Restore(t.fd, t.state)
 		}

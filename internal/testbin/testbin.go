@@ -22,7 +22,11 @@ func Race() bool {
 // path such as "./cmd/gochatd", adding -race when Race reports true, so that
 // a data race in a program run by a test is found as well as one in the
 // test itself.
-func Build(out, pkg string) error {
+func Build(out, pkg string) error { return BuildRace(out, pkg, Race()) }
+
+// BuildRace is Build with the race detector on or off as race says (a
+// third-party program such as nats-server needs no race build).
+func BuildRace(out, pkg string, race bool) error {
 	// `go test` puts the go command of its own GOROOT first in PATH.
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -33,7 +37,7 @@ func Build(out, pkg string) error {
 		return err
 	}
 	args := []string{"build", "-o", out}
-	if Race() {
+	if race {
 		args = append(args, "-race")
 	}
 	args = append(args, pkg)

@@ -15,6 +15,7 @@ func TestClientRefusesInvalidOwnUsername(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct{ name, why string }{
 		{"../x", `contains / or \`},
+		{"x/y", `contains / or \`},
 		{`a\b`, `contains / or \`},
 		{"a b", "contains whitespace"},
 		{"a\u00a0b", "contains whitespace"},

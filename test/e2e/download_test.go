@@ -12,8 +12,8 @@ import (
 // chunked-file extension of docs/PROTOCOL.md).
 
 // With --download-dir, a received file lands there as <user>_<filename>,
-// and nothing in the working directory: as one forward_file, and in chunks
-// for a client with --extensions (files over 256 KiB).
+// and nothing in the working directory: as one forward_file (--plain), and
+// in chunks for a client with extensions (files over 256 KiB).
 func TestClientDownloadDir(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -21,8 +21,8 @@ func TestClientDownloadDir(t *testing.T) {
 		extra []string
 		size  int
 	}{
-		{"plain", nil, 1000},
-		{"chunked", []string{"--extensions"}, 600 << 10},
+		{"plain", []string{"--plain"}, 1000},
+		{"chunked", nil, 600 << 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -46,14 +46,15 @@ func TestClientDownloadDir(t *testing.T) {
 	}
 }
 
-// chunkedOnFake starts a real client with --extensions against a fake
-// server that accepts chunked-file, and returns both once it has joined.
+// chunkedOnFake starts a real client (which asks for extensions) against
+// a fake server that accepts chunked-file only, and returns both once it
+// has joined.
 func chunkedOnFake(t *testing.T, name string, extra ...string) (*client, *rawConn) {
 	t.Helper()
 	fs := newFakeServer(t)
-	c := startClient(t, fs.port, name, append([]string{"--extensions"}, extra...)...)
+	c := startClient(t, fs.port, name, extra...)
 	rc := fs.accept(t)
-	rc.expectFrame(t, "ext_hello", "chunked-file")
+	rc.expectFrame(t, "ext_hello", "chunked-file file-upload not-online")
 	rc.write(t, fr("ext_hello", "chunked-file"))
 	rc.expectFrame(t, "join", name)
 	return c, rc

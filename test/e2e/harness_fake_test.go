@@ -38,13 +38,13 @@ func (f *fakeServer) accept(t testing.TB) *rawConn {
 	return wrapRaw(t, "fake-server side", c)
 }
 
-// clientOnFake starts a real client named name against a fresh fake server,
-// accepts its connection and checks that its first frame is exactly
-// `join LEN name`.
+// clientOnFake starts a real client named name, speaking only the
+// contract (--plain), against a fresh fake server, accepts its connection
+// and checks that its first frame is exactly `join LEN name`.
 func clientOnFake(t testing.TB, name string, extra ...string) (*client, *rawConn) {
 	t.Helper()
 	fs := newFakeServer(t)
-	c := startClient(t, fs.port, name, extra...)
+	c := startClient(t, fs.port, name, append([]string{"--plain"}, extra...)...)
 	rc := fs.accept(t)
 	rc.expectFrame(t, "join", name)
 	return c, rc

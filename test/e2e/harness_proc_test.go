@@ -53,6 +53,13 @@ func startProcStdin(t testing.TB, label, bin, dir string, args []string, stdin *
 // file. With a stdout file given, p.out is an empty log that has ended.
 func startProcFiles(t testing.TB, label, bin, dir string, args []string, stdin, stdout *os.File) *proc {
 	t.Helper()
+	return startProcEnv(t, label, bin, dir, args, stdin, stdout, nil)
+}
+
+// startProcEnv is startProcFiles with the environment env (nil: this
+// process's).
+func startProcEnv(t testing.TB, label, bin, dir string, args []string, stdin, stdout *os.File, env []string) *proc {
+	t.Helper()
 	skipShort(t)
 	var inR, inW *os.File
 	if stdin != nil {
@@ -77,7 +84,7 @@ func startProcFiles(t testing.TB, label, bin, dir string, args []string, stdin, 
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
+	cmd.Dir, cmd.Env = dir, env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
 	if err := cmd.Start(); err != nil {
 		for _, f := range []*os.File{inW, outR, errR, errW} {

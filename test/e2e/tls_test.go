@@ -1,62 +1,15 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"testing"
-	"time"
+
+	"github.com/gochat/chat/internal/testcert"
 )
 
 // The TLS extension (docs/PROTOCOL.md "TLS", OPERATIONS.md "TLS"): the same
 // frames inside TLS.
-
-// selfSigned writes a self-signed certificate for 127.0.0.1 and localhost
-// and its key as PEM files in a fresh directory, and returns their paths.
-func selfSigned(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "chat e2e"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:              []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
 
 // tlsChat checks that two clients trusting ca chat through srv.
 func tlsChat(t *testing.T, srv *server, ca string) {
@@ -74,7 +27,8 @@ func tlsChat(t *testing.T, srv *server, ca string) {
 
 func TestTLS(t *testing.T) {
 	t.Parallel()
-	cert, key := selfSigned(t)
+	tc := testcert.New(t)
+	cert, key := tc.Files(t)
 	srv := startServer(t, "--tls-cert", cert, "--tls-key", key)
 
 	// The server speaks TLS with that certificate.
@@ -82,7 +36,7 @@ func TestTLS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("TLS handshake with the server: %v", err)
 	}
-	if got := conn.ConnectionState().PeerCertificates; len(got) != 1 || got[0].Subject.CommonName != "chat e2e" {
+	if got := conn.ConnectionState().PeerCertificates; len(got) != 1 || !got[0].Equal(tc.Leaf) {
 		t.Fatalf("the server's certificate is not the test's: %v", got)
 	}
 	conn.Close()

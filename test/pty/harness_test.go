@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,6 +89,18 @@ func env(term, noColor string) []string {
 		out = append(out, "NO_COLOR="+noColor)
 	}
 	return out
+}
+
+// withStateDir returns environ with XDG_STATE_HOME set to a fresh folder
+// of the test, unless environ sets it: the history a client on a terminal
+// keeps never lands in the real one.
+func withStateDir(environ []string, t *testing.T) []string {
+	for _, kv := range environ {
+		if strings.HasPrefix(kv, "XDG_STATE_HOME=") {
+			return environ
+		}
+	}
+	return append(slices.Clip(environ), "XDG_STATE_HOME="+t.TempDir())
 }
 
 // ---------------------------------------------------------------------------
@@ -181,8 +194,14 @@ var listening = regexp.MustCompile(`msg=listening addr=(\S+)`)
 // startServer runs the real server on a free port of 127.0.0.1.
 func startServer(t *testing.T) *server {
 	t.Helper()
+	return startServerArgs(t)
+}
+
+// startServerArgs is startServer with more arguments.
+func startServerArgs(t *testing.T, extra ...string) *server {
+	t.Helper()
 	skipShort(t)
-	cmd := exec.Command(serverBin, "-a", "127.0.0.1", "-p", "0")
+	cmd := exec.Command(serverBin, append([]string{"-a", "127.0.0.1", "-p", "0"}, extra...)...)
 	cmd.Dir = t.TempDir()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -252,7 +271,7 @@ func startPTY(t *testing.T, environ []string, args ...string) *ptyClient {
 		exited: make(chan struct{}), readDone: make(chan struct{}),
 	}
 	c.cmd = exec.Command(clientBin, args...)
-	c.cmd.Dir, c.cmd.Env = c.dir, environ
+	c.cmd.Dir, c.cmd.Env = c.dir, withStateDir(environ, t)
 	c.cmd.Stdin, c.cmd.Stdout, c.cmd.Stderr = tty, tty, tty
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
 	if err := c.cmd.Start(); err != nil {

@@ -169,7 +169,7 @@ func TestTabCompletion(t *testing.T) {
 	alice.waitInput("alice", "file 1 bob notes.txt")
 	alice.typeKeys(enter)
 	bob.expectFrame("forward_file", "1 alice notes.txt my notes")
-	alice.waitRow("sent notes.txt (8 B)")
+	alice.waitRow("sent notes.txt to bob (8 B)")
 	quit(t, srv, alice)
 }
 
@@ -203,7 +203,7 @@ func TestProgressBarOnATerminal(t *testing.T) {
 	t.Run("receive", func(t *testing.T) {
 		t.Parallel()
 		fake := newFakeServer(t)
-		alice := startPTY(t, env(term, ""), args(fake.port, "alice")...)
+		alice := startPTY(t, env(term, ""), args(fake.port, "alice", "--plain")...)
 		conn := fake.accept(t, "alice")
 		alice.waitInput("alice", "")
 
@@ -237,7 +237,7 @@ func TestProgressBarOnATerminal(t *testing.T) {
 	t.Run("send", func(t *testing.T) {
 		t.Parallel()
 		fake := newFakeServer(t)
-		alice := startPTY(t, env(term, ""), args(fake.port, "alice")...)
+		alice := startPTY(t, env(term, ""), args(fake.port, "alice", "--plain")...)
 		conn := fake.accept(t, "alice")
 		alice.waitInput("alice", "")
 		data := content(32 << 20)
@@ -268,7 +268,7 @@ func TestProgressBarOnATerminal(t *testing.T) {
 			t.Fatal("the file arrived damaged")
 		}
 		alice.waitScreen("the summary, and no bar", func(v termtest.View) bool {
-			return hasRow(v, regexp.MustCompile(`^sent big\.bin \(32\.0 MiB in [0-9.]+m?s, [0-9.]+ [KMG]iB/s\)$`)) &&
+			return hasRow(v, regexp.MustCompile(`^sent big\.bin to the server \(32\.0 MiB in [0-9.]+m?s, [0-9.]+ [KMG]iB/s\), no receipt \(plain protocol\)$`)) &&
 				!hasRow(v, barRow("sending", "big.bin", "32.0 MiB")) && v.CursorRow == "alice>"
 		})
 		alice.typeKeys(ctrlD)
@@ -287,7 +287,7 @@ func TestNoProgressWhenPiped(t *testing.T) {
 		t.Run(fmt.Sprintf("stdin terminal %v", stdinTTY), func(t *testing.T) {
 			t.Parallel()
 			fake := newFakeServer(t)
-			alice := startPipe(t, env(term, ""), stdinTTY, args(fake.port, "alice")...)
+			alice := startPipe(t, env(term, ""), stdinTTY, args(fake.port, "alice", "--plain")...)
 			conn := fake.accept(t, "alice")
 
 			// Receive 4 MiB in 8 parts, 100 ms apart.
@@ -424,7 +424,7 @@ func TestCtrlCAndCtrlDQuit(t *testing.T) {
 func TestServerGoneEndsAtOnce(t *testing.T) {
 	t.Parallel()
 	fake := newFakeServer(t)
-	alice := startPTY(t, env(term, ""), args(fake.port, "alice")...)
+	alice := startPTY(t, env(term, ""), args(fake.port, "alice", "--plain")...)
 	conn := fake.accept(t, "alice")
 	alice.typeKeys("half a line")
 	alice.waitInput("alice", "half a line")

@@ -1,0 +1,480 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gochat/chat/internal/protocol"
+	"github.com/gochat/chat/internal/testcert"
+)
+
+// uploadFeatures are the features a fake server grants.
+var uploadFeatures = []string{protocol.FeatureChunkedFile, protocol.FeatureFileUpload, protocol.FeatureNotOnline}
+
+// fakeUploadServer is fakeServer for a client with Extensions: it grants
+// chunked-file, file-upload and not-online, reads the join and runs
+// script.
+func fakeUploadServer(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string {
+	t.Helper()
+	return fakeGrantServer(t, func(asked []string) bool { return slices.Equal(asked, uploadFeatures) }, uploadFeatures, script)
+}
+
+// expectQuitting checks the end of a session that quit: status 0,
+// quitting alone on stdout, and want on stderr.
+func (s *session) expectQuitting(t *testing.T, want string) {
+	t.Helper()
+	if c := s.exit(t); c != 0 {
+		t.Errorf("exit %d", c)
+	}
+	if got := s.stdout.String(); got != "quitting\n" {
+		t.Errorf("stdout %q", got)
+	}
+	if !strings.Contains(s.stderr.String(), want) {
+		t.Errorf("stderr %q lacks %q", s.stderr.String(), want)
+	}
+}
+
+// startUploader starts a client with Extensions (on a terminal if
+// interactive: files then go in the background) and a file of size bytes
+// named big.bin in its folder, which it returns.
+func startUploader(t *testing.T, addr string, interactive bool, size int) (*session, []byte) {
+	t.Helper()
+	s := startClientWith(t, addr, func(c *client) {
+		c.cfg.Extensions = true
+		c.cfg.Interactive = interactive
+	})
+	data := bytes.Repeat([]byte{1, 2, 3, 0, 255, '\n', ' '}, size/7+1)[:size]
+	if err := os.WriteFile(filepath.Join(s.dir, "big.bin"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return s, data
+}
+
+// readUpload reads the file_begin of an upload and answers it with
+// file_ready naming online, and returns the upload's id.
+func readUpload(t *testing.T, nc net.Conn, r *protocol.Reader, wantNames []string, online []string, window int64) uint64 {
+	t.Helper()
+	p := expectFrame(t, r, protocol.FileBegin)
+	id, names, filename, _, err := protocol.ParseUploadBegin(p)
+	if err != nil || !slices.Equal(names, wantNames) || filename != "big.bin" {
+		t.Errorf("file_begin %q: %v", p, err)
+	}
+	nc.Write(protocol.AppendFileReady(nil, id, window, online))
+	return id
+}
+
+// waitClosed waits for ch to be closed.
+func waitClosed(t *testing.T, ch <-chan struct{}, s *session) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(waitTimeout):
+		t.Fatalf("timed out; stdout %q, stderr %q", s.stdout, s.stderr)
+	}
+}
+
+func TestUploadToNobodySendsNothing(t *testing.T) {
+	addr := fakeUploadServer(t, func(nc net.Conn, r *protocol.Reader) {
+		readUpload(t, nc, r, []string{"nobody"}, nil, 1<<20)
+		// Nothing of the file comes: the next frame is the quit.
+		expectFrame(t, r, protocol.Disconnect)
+	})
+	s, _ := startUploader(t, addr, false, 5<<20)
+	s.input(t, "file 1 nobody "+filepath.Join(s.dir, "big.bin"), "quit")
+	s.expectQuitting(t, "not online: nobody; big.bin was not sent")
+}
+
+// The client keeps within the window, and with piped input the next line
+// waits for the file_result: output and frames follow input order.
+func TestUploadKeepsWindowAndOrder(t *testing.T) {
+	const window = 300 << 10
+	resultSent := make(chan struct{})
+	addr := fakeUploadServer(t, func(nc net.Conn, r *protocol.Reader) {
+		id := readUpload(t, nc, r, []string{"bob", "ghost"}, []string{"bob"}, window)
+		var got, acked int64
+		for {
+			h, err := r.ReadHeader()
+			if err != nil {
+				t.Errorf("read: %v", err)
+				return
+			}
+			p, _ := r.ReadPayload(nil)
+			if h.Type == protocol.FileEnd {
+				break
+			}
+			cid, data, err := protocol.ParseChunk(p)
+			if h.Type != protocol.FileChunk || err != nil || cid != id {
+				t.Errorf("got %s %v, want file_chunk", h.Name, err)
+				return
+			}
+			got += int64(len(data))
+			if got-acked > window {
+				t.Errorf("the client is %d bytes ahead of the last ack, window %d", got-acked, window)
+			}
+			if got-acked > window/2 { // acknowledge now and then
+				acked = got
+				nc.Write(protocol.AppendFileAck(nil, id, acked))
+			}
+		}
+		time.Sleep(50 * time.Millisecond) // a slow delivery: the scenario, not a wait
+		nc.Write(protocol.AppendFileResult(nil, id, []string{"bob"}))
+		close(resultSent)
+		if p := expectFrame(t, r, protocol.SendMessage); string(p) != "1 bob after" {
+			t.Errorf("send_message %q", p)
+		}
+		expectFrame(t, r, protocol.Disconnect)
+	})
+	s, _ := startUploader(t, addr, false, 2<<20)
+	s.input(t, "file 2 bob ghost "+filepath.Join(s.dir, "big.bin"), "msg 1 bob after", "quit")
+	if c := s.exit(t); c != 0 {
+		t.Errorf("exit %d", c)
+	}
+	select {
+	case <-resultSent:
+	default:
+		t.Error("the client ended before the file_result")
+	}
+	if !strings.Contains(s.stderr.String(), "not online: ghost; big.bin goes to the others only") {
+		t.Errorf("stderr %q", s.stderr.String())
+	}
+}
+
+// cancel, typed while a file goes in the background: file_abort, and the
+// session goes on.
+func TestUploadCancel(t *testing.T) {
+	aborted, full := make(chan struct{}), make(chan struct{})
+	addr := fakeUploadServer(t, func(nc net.Conn, r *protocol.Reader) {
+		id := readUpload(t, nc, r, []string{"bob"}, []string{"bob"}, 256<<10)
+		got := 0
+		for { // no ack: the client stops at the window
+			h, err := r.ReadHeader()
+			if err != nil {
+				t.Errorf("read: %v", err)
+				return
+			}
+			p, _ := r.ReadPayload(nil)
+			if got += len(p) - 2; h.Type == protocol.FileChunk && got == 256<<10 {
+				close(full)
+			}
+			if h.Type == protocol.FileAbort {
+				if gid, _ := protocol.ParseFileID(p); gid != id {
+					t.Errorf("file_abort %q", p)
+				}
+				break
+			}
+			if h.Type != protocol.FileChunk {
+				t.Errorf("got %s", h.Name)
+			}
+		}
+		close(aborted)
+		nc.Write(protocol.AppendFileResult(nil, id, nil))
+		if p := expectFrame(t, r, protocol.SendMessage); string(p) != "1 bob still here" {
+			t.Errorf("send_message %q", p)
+		}
+		expectFrame(t, r, protocol.Disconnect)
+	})
+	s, _ := startUploader(t, addr, true, 5<<20)
+	s.input(t, "file 1 bob "+filepath.Join(s.dir, "big.bin"))
+	waitClosed(t, full, s)
+	s.input(t, "cancel")
+	waitClosed(t, aborted, s)
+	waitFor(t, s.stderr, "client: cancelled big.bin after 256.0 KiB of 5.0 MiB; nobody got it\n")
+	s.input(t, "msg 1 bob still here", "quit")
+	s.expectQuitting(t, "")
+}
+
+// Quitting (Ctrl-C, a signal, end of input) mid-upload cancels the file
+// first, even with a server that has stopped acknowledging.
+func TestUploadQuitCancels(t *testing.T) {
+	started := make(chan struct{})
+	addr := fakeUploadServer(t, func(nc net.Conn, r *protocol.Reader) {
+		readUpload(t, nc, r, []string{"bob"}, []string{"bob"}, 256<<10)
+		expectFrame(t, r, protocol.FileChunk)
+		close(started)
+		for {
+			h, err := r.ReadHeader()
+			if err != nil {
+				t.Errorf("read: %v", err)
+				return
+			}
+			r.Discard()
+			if h.Type == protocol.FileAbort {
+				break
+			}
+		}
+		expectFrame(t, r, protocol.Disconnect)
+	})
+	s, _ := startUploader(t, addr, true, 5<<20)
+	s.input(t, "file 1 bob "+filepath.Join(s.dir, "big.bin"))
+	waitClosed(t, started, s)
+	s.stdin.Close()
+	s.expectQuitting(t, "cancelled big.bin after")
+}
+
+// With the plain protocol a signal mid-file cuts the send_file short
+// (the only way to stop it) instead of waiting for a server that takes
+// nothing; stdout says quitting, and no line claims the file went.
+func TestPlainUploadSignalCutsIt(t *testing.T) {
+	release := make(chan struct{})
+	addr := fakeServer(t, func(nc net.Conn, r *protocol.Reader) {
+		nc.(*net.TCPConn).SetReadBuffer(16 << 10)
+		h, err := r.ReadHeader()
+		if err != nil || h.Type != protocol.SendFile {
+			t.Errorf("got %s %v", h.Name, err)
+		}
+		<-release // reads nothing more
+	})
+	defer close(release)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "big.bin"), make([]byte, 64<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	moving := make(chan struct{})
+	var once sync.Once
+	progress := func(_, _ string, done, _ int64, _ bool) {
+		if done > 0 {
+			once.Do(func() { close(moving) })
+		}
+	}
+	c := newClient(Config{
+		User: "me", Addr: addr, DownloadDir: dir, Stdin: pr, Stdout: stdout, Stderr: stderr, Interactive: true,
+		Hooks: Hooks{Progress: progress},
+	})
+	code := make(chan int, 1)
+	go func() { code <- c.run(ctx) }()
+	io.WriteString(pw, "file 1 bob "+filepath.Join(dir, "big.bin")+"\n")
+	select { // and soon the buffers are full: the client waits on the server
+	case <-moving:
+	case <-time.After(waitTimeout):
+		t.Fatalf("the file never started; stderr %q", stderr)
+	}
+	cancel()
+	select {
+	case got := <-code:
+		if got != 0 {
+			t.Errorf("exit %d", got)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("the client still waits on the server")
+	}
+	if got := stdout.String(); got != "quitting\n" {
+		t.Errorf("stdout %q", got)
+	}
+	if e := stderr.String(); !strings.Contains(e, "cut the connection to stop sending big.bin") || strings.Contains(e, "sent big.bin") {
+		t.Errorf("stderr %q", e)
+	}
+}
+
+// A server that gives up early (every recipient gone): the client stops
+// sending and says who the file did not reach.
+func TestUploadEarlyResult(t *testing.T) {
+	addr := fakeUploadServer(t, func(nc net.Conn, r *protocol.Reader) {
+		id := readUpload(t, nc, r, []string{"bob"}, []string{"bob"}, 256<<10)
+		expectFrame(t, r, protocol.FileChunk)
+		nc.Write(protocol.AppendFileResult(nil, id, nil))
+		for { // the rest of the window, at most, then the quit
+			h, err := r.ReadHeader()
+			if err != nil {
+				t.Errorf("read: %v", err)
+				return
+			}
+			r.Discard()
+			if h.Type == protocol.Disconnect {
+				return
+			}
+			if h.Type != protocol.FileChunk {
+				t.Errorf("got %s", h.Name)
+			}
+		}
+	})
+	s, _ := startUploader(t, addr, false, 5<<20)
+	s.input(t, "file 1 bob "+filepath.Join(s.dir, "big.bin"), "quit")
+	s.expectQuitting(t, "big.bin did not reach bob (they left or stopped reading; the server gave up after")
+}
+
+func TestNotices(t *testing.T) {
+	addr := serveOne(t, func(nc net.Conn, r *protocol.Reader) {
+		expectFrame(t, r, protocol.ExtHello)
+		nc.Write(protocol.AppendExtHello(nil, []string{protocol.FeatureNotOnline, protocol.FeaturePresence}))
+		expectFrame(t, r, protocol.Join)
+		var b []byte
+		b = protocol.AppendNotOnline(b, []string{"ghost", "nobody"})
+		b = protocol.AppendPresence(b, protocol.PresenceJoined, "bob")
+		b = protocol.AppendPresence(b, protocol.PresenceLeft, "bob")
+		b = protocol.AppendPresence(b, protocol.PresencePaused, "100")
+		b = protocol.AppendPresence(b, protocol.PresenceResumed, "")
+		b = append(b, "presence 5 hello"...)
+		b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("end"))
+		nc.Write(b)
+		expectFrame(t, r, protocol.Disconnect)
+	})
+	var seen []string
+	s := startClientWith(t, addr, func(c *client) {
+		c.cfg.Extensions, c.cfg.Presence = true, true
+		c.cfg.Hooks.Users = func(names []string) { seen = append(seen, names...) }
+	})
+	waitFor(t, s.stdout, "msg: bob: end\n")
+	s.stdin.Close()
+	s.exit(t)
+	want := "client: not online: ghost, nobody; they did not get it\nbob joined\nbob left\n" +
+		"(more than 100 users online: join and leave notices pause)\n(join and leave notices resume)\n"
+	if e := s.stderr.String(); !strings.HasPrefix(e, want) || !strings.Contains(e, "ignoring malformed presence") {
+		t.Errorf("stderr %q", e)
+	}
+	if got := s.stdout.String(); got != "msg: bob: end\nquitting\n" {
+		t.Errorf("stdout %q", got)
+	}
+	if !slices.Contains(seen, "bob") {
+		t.Errorf("names seen %q", seen)
+	}
+}
+
+// A plain client against a TLS server says what is wrong, whether it
+// first asked for extensions or not.
+func TestTLSServerHint(t *testing.T) {
+	cert := testcert.New(t).TLS
+	for _, ext := range []bool{false, true} {
+		ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			for {
+				nc, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				// The handshake fails on the join (or ext_hello), as a TLS
+				// server's does, or succeeds for the probe.
+				nc.(*tls.Conn).Handshake()
+				nc.Close()
+			}
+		}()
+		s := startClientWith(t, ln.Addr().String(), func(c *client) { c.cfg.Extensions = ext })
+		waitFor(t, s.stdout, "disconnected: connection to server lost\n")
+		s.stdin.Close()
+		if c := s.exit(t); c != 1 {
+			t.Errorf("extensions %v: exit %d", ext, c)
+		}
+		if e := s.stderr.String(); !strings.Contains(e, "seems to speak TLS: start the client with --tls") {
+			t.Errorf("extensions %v: stderr %q", ext, e)
+		}
+		ln.Close()
+		<-served
+	}
+}
+
+// The Joined hook runs once the join stands, and never for a refusal.
+func TestJoinedHook(t *testing.T) {
+	for _, refuse := range []bool{false, true} {
+		addr := fakeServer(t, func(nc net.Conn, r *protocol.Reader) {
+			if refuse {
+				nc.Write(protocol.AppendEmpty(nil, protocol.ErrServerFull))
+			}
+			io.Copy(io.Discard, nc)
+		})
+		joined := make(chan struct{}, 1)
+		s := startClientWith(t, addr, func(c *client) { c.cfg.Hooks.Joined = func() { joined <- struct{}{} } })
+		s.stdin.Close()
+		s.exit(t)
+		if got := len(joined) == 1; got == refuse {
+			t.Errorf("refused %v: joined hook called %v", refuse, got)
+		}
+	}
+}
+
+func TestExpandHome(t *testing.T) {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		t.Skip(err)
+	}
+	for in, want := range map[string]string{
+		"~/notes.txt": filepath.Join(home, "notes.txt"), "~": home, "~bob/x": "~bob/x", "a/~/b": "a/~/b", "/abs": "/abs",
+	} {
+		if got := expandHome(in); got != want {
+			t.Errorf("expandHome(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestFileNameProblems(t *testing.T) {
+	dir := t.TempDir()
+	spaced := filepath.Join(dir, "my notes.txt")
+	os.WriteFile(spaced, []byte("x"), 0o644)
+	addr := fakeServer(t, func(nc net.Conn, r *protocol.Reader) {
+		expectFrame(t, r, protocol.Disconnect) // nothing was sent
+	})
+	s := startClient(t, addr)
+	s.input(t, "file 1 bob "+spaced, "file 1 bob "+filepath.Join(dir, strings.Repeat("n", 201)), "quit")
+	s.exit(t)
+	e := s.stderr.String()
+	for _, want := range []string{
+		"my notes.txt: its name contains whitespace, which file names on the chat cannot",
+		"its name is longer than 200 bytes",
+	} {
+		if !strings.Contains(e, want) {
+			t.Errorf("stderr %q lacks %q", e, want)
+		}
+	}
+}
+
+func TestFormatting(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1536: "1.5 KiB", 5 << 30: "5.0 GiB", 3 << 40: "3.0 TiB"} {
+		if got := FormatSize(n); got != want {
+			t.Errorf("FormatSize(%d) = %q, want %q", n, got, want)
+		}
+	}
+	if got := summary(10<<20, 2*time.Second); got != "10.0 MiB in 2s, 5.0 MiB/s" {
+		t.Errorf("summary = %q", got)
+	}
+	if got := summary(8, time.Millisecond); got != "8 B" {
+		t.Errorf("summary = %q", got)
+	}
+}
+
+// Bytes counted after the last report are reported soon after, even if
+// no more come: a transfer that stops shows how far it got.
+func TestProgressReportsTheLastBytes(t *testing.T) {
+	reports := make(chan int64, 10)
+	p := &progressCounter{fn: func(_, _ string, done, _ int64, finished bool) {
+		if !finished {
+			reports <- done
+		}
+	}, total: 100}
+	p.Write(make([]byte, 10)) // reported at once
+	p.Write(make([]byte, 10)) // within the interval: later
+	for _, want := range []int64{10, 20} {
+		select {
+		case got := <-reports:
+			if got != want {
+				t.Fatalf("reported %d, want %d", got, want)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatalf("no report of %d", want)
+		}
+	}
+	p.Write(make([]byte, 5))
+	p.finish() // the trailing report is off: nothing after the end
+	p.Write(make([]byte, 5))
+	time.Sleep(2 * progressEvery) // that nothing comes: the scenario, not a wait
+	if len(reports) != 0 {
+		t.Fatalf("reported %d after the end", <-reports)
+	}
+}

@@ -1,0 +1,179 @@
+package web
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/gochat/chat/internal/server"
+)
+
+// FlagHelp describes the flags AddFlags registers, in the layout of the
+// server's help text.
+const FlagHelp = `--http-addr=HOST:PORT   Serve the web client and its WebSocket endpoint here (HTTPS
+                        and WSS with --tls-cert/--tls-key); off unless given
+--http-allow-origin=PATTERN  Also accept WebSocket connections from pages of these
+                        origins (host or scheme://host patterns, * wildcards;
+                        repeatable or comma-separated), defaults to the page's own only
+--http-trusted-proxy=CIDR  Believe X-Forwarded-For from these proxy addresses (IP or
+                        CIDR; repeatable or comma-separated), defaults to none
+`
+
+// Flags holds the web front end's command-line settings.
+type Flags struct {
+	Addr           string
+	AllowOrigins   []string
+	TrustedProxies []netip.Prefix
+}
+
+// AddFlags registers the web front end's flags on fs and returns where
+// their values go. Bad origin patterns and proxy addresses fail the parse.
+func AddFlags(fs *pflag.FlagSet) *Flags {
+	f := &Flags{}
+	fs.StringVar(&f.Addr, "http-addr", "", "")
+	fs.Var(&originsValue{&f.AllowOrigins}, "http-allow-origin", "")
+	fs.Var(&proxiesValue{&f.TrustedProxies}, "http-trusted-proxy", "")
+	return f
+}
+
+// Start serves the web front end as f says, if f.Addr is set: it listens
+// there, serves the page over HTTP (HTTPS and WSS with tlsCfg), and hands
+// the WebSocket connections to serve (the chat server's Serve) in a
+// goroutine of its own, which ends when the chat server shuts down. With
+// f.Addr empty it does nothing and returns nil, whose Stop does nothing.
+func (f *Flags) Start(serve func(net.Listener) error, tlsCfg *tls.Config, maxFileSize int64, logger *slog.Logger) (*Front, error) {
+	if f.Addr == "" {
+		return nil, nil
+	}
+	ln, err := Listen(context.Background(), f.Addr, tlsCfg)
+	if err != nil {
+		return nil, err
+	}
+	scheme := "http"
+	if tlsCfg != nil {
+		scheme = "https"
+	}
+	g, err := New(Config{AllowOrigins: f.AllowOrigins, TrustedProxies: f.TrustedProxies, MaxFileSize: maxFileSize, Logger: logger}, ln.Addr())
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	hs := NewHTTPServer(g, logger)
+	logger.Info("serving the web client", "addr", scheme+"://"+ln.Addr().String()+"/")
+	go hs.Serve(ln)
+	go serve(g)
+	return &Front{addr: ln.Addr(), hs: hs}, nil
+}
+
+// Front is a web front end started by Flags.Start.
+type Front struct {
+	addr net.Addr
+	hs   *http.Server
+}
+
+// Addr returns the address the page is served at.
+func (f *Front) Addr() net.Addr { return f.addr }
+
+// Stop closes the HTTP server (the WebSocket sessions are the chat
+// server's to end). It does nothing on a nil Front.
+func (f *Front) Stop() {
+	if f != nil {
+		f.hs.Close()
+	}
+}
+
+// Listen opens the HTTP listener, with the chat server's TCP keepalive.
+// With tlsCfg it speaks TLS, offering HTTP/1.1 only (WebSocket upgrades
+// need it).
+func Listen(ctx context.Context, addr string, tlsCfg *tls.Config) (net.Listener, error) {
+	ln, err := server.Listen(ctx, addr, nil)
+	if err != nil {
+		return nil, err
+	}
+	if tlsCfg != nil {
+		cfg := tlsCfg.Clone()
+		cfg.NextProtos = []string{"http/1.1"}
+		ln = tls.NewListener(ln, cfg)
+	}
+	return ln, nil
+}
+
+// NewHTTPServer returns the HTTP server for h, with timeouts that keep
+// idle or slow HTTP connections (not yet WebSockets) from piling up. Its
+// own error log goes to logger at debug level.
+func NewHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+}
+
+// originsValue is the --http-allow-origin flag.
+type originsValue struct{ list *[]string }
+
+func (v *originsValue) String() string { return strings.Join(*v.list, ",") }
+func (v *originsValue) Type() string   { return "patterns" }
+func (v *originsValue) Set(s string) error {
+	for p := range strings.SplitSeq(s, ",") {
+		p = strings.TrimSpace(p)
+		if err := checkOriginPattern(p); err != nil {
+			return err
+		}
+		*v.list = append(*v.list, p)
+	}
+	return nil
+}
+
+// proxiesValue is the --http-trusted-proxy flag.
+type proxiesValue struct{ list *[]netip.Prefix }
+
+func (v *proxiesValue) String() string {
+	s := make([]string, len(*v.list))
+	for i, p := range *v.list {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+func (v *proxiesValue) Type() string { return "cidrs" }
+func (v *proxiesValue) Set(s string) error {
+	for f := range strings.SplitSeq(s, ",") {
+		p, err := ParseProxy(strings.TrimSpace(f))
+		if err != nil {
+			return err
+		}
+		*v.list = append(*v.list, p)
+	}
+	return nil
+}
+
+// ParseProxy parses a trusted proxy: an IP address or a CIDR prefix.
+func ParseProxy(s string) (netip.Prefix, error) {
+	if s == "" {
+		return netip.Prefix{}, errors.New("empty proxy address")
+	}
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("bad proxy prefix %q: %w", s, err)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("bad proxy address %q: %w", s, err)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}

@@ -1,0 +1,300 @@
+package browser
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/chromedp"
+)
+
+func randomBytes(seed uint64, n int) []byte {
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+// TestBrowserSession: two browser users and a terminal user chat in one
+// namespace; the page shows the refusals for a taken name and a full
+// server; files go browser -> terminal (picker and drop) and terminal ->
+// browser byte-identical; hostile text and filenames stay text; the page
+// says so when the server goes away.
+func TestBrowserSession(t *testing.T) {
+	needBrowser(t)
+	srv := startServer(t, "--max-clients", "3")
+	b := newBrowser(t)
+	dir := t.TempDir()
+
+	ann := openTab(t, b, srv.pageURL)
+	ann.join("ann")
+	ann.joined("ann")
+	srv.out.wait(t, "join: ann")
+	bob := openTab(t, b, srv.pageURL)
+	bob.join("bob")
+	bob.joined("bob")
+
+	// A taken name: refused, the form stays, and it says why.
+	carl := openTab(t, b, srv.pageURL)
+	carl.join("bob")
+	carl.waitJS("the taken-name refusal", `document.getElementById('join-error').textContent.includes('is taken or not allowed')`)
+	srv.out.wait(t, "disconnected: username not available")
+	// A name the page itself refuses never reaches the server.
+	carl.join("two words")
+	carl.waitJS("the page's own refusal", `document.getElementById('join-error').textContent.includes('cannot contain spaces')`)
+
+	term := srv.terminal(t, "term", dir)
+	srv.out.wait(t, "join: term")
+
+	// The server is full now (3 users): the page says so.
+	carl.join("carl")
+	carl.waitJS("the full-server refusal", `document.getElementById('join-error').textContent.includes('server is full')`)
+	srv.out.wait(t, "disconnected: server full")
+
+	// A message to a browser user and the terminal user, hostile HTML
+	// included: it arrives as the very text typed.
+	hostile := `hi <img src=x onerror="window.__xss=1"> & <b>bold</b>`
+	ann.tick("bob", "term")
+	ann.say(hostile)
+	term.out.wait(t, "msg: ann: "+hostile)
+	bob.waitJS("ann's message", fmt.Sprintf(`[...document.querySelectorAll('#log li .text')].some((e) => e.textContent === %s)`, jsString(hostile)))
+	imgs := eval[int](bob, `document.querySelectorAll('#log img, #log b').length`)
+	xss := eval[bool](bob, `window.__xss === 1`)
+	if imgs != 0 || xss {
+		t.Fatalf("hostile text became markup: %d elements, handler ran: %v", imgs, xss)
+	}
+	srv.out.wait(t, "msg: ann")
+
+	// The terminal user writes to both browser users.
+	term.send(t, "msg 2 ann bob hello from the terminal")
+	for _, tb := range []*tab{ann, bob} {
+		tb.waitJS("term's message", `[...document.querySelectorAll('#log li')].some((li) => li.textContent.includes('term') && li.textContent.includes('hello from the terminal'))`)
+	}
+
+	// Browser -> terminal with the file picker: 3 MiB, streamed in slices,
+	// and a name with a space, sent as the protocol allows.
+	up := randomBytes(1, 3<<20+5)
+	upPath := writeFile(t, t.TempDir(), "up load.bin", up)
+	ann.tick("term")
+	ann.run(chromedp.SetUploadFiles(chromedp.ID("file"), []string{upPath}))
+	term.out.wait(t, "file: ann: up_load.bin")
+	sameFile(t, filepath.Join(dir, "term_up_load.bin"), up)
+	ann.waitJS("the sent mark", `[...document.querySelectorAll('#log li.outgoing')].some((li) => li.textContent.includes('up_load.bin') && li.textContent.includes('— sent'))`)
+
+	// Browser -> terminal by drag and drop.
+	eval[any](ann, `(() => {
+		const dt = new DataTransfer();
+		dt.items.add(new File(['dropped bytes\n'], 'dropped.txt'));
+		document.body.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+	})()`)
+	term.out.wait(t, "file: ann: dropped.txt")
+	sameFile(t, filepath.Join(dir, "term_dropped.txt"), []byte("dropped bytes\n"))
+
+	// Terminal -> browser: a large file (chunked) saved by the browser as
+	// <user>_<filename>, byte-identical, and a small one with a hostile
+	// name, shown as text.
+	down := randomBytes(2, 2<<20+3)
+	downPath := writeFile(t, t.TempDir(), "down.bin", down)
+	hostileName := `<img_src=x_onerror=alert(1)>.txt`
+	hostilePath := writeFile(t, t.TempDir(), hostileName, []byte("tiny"))
+	term.send(t, "file 1 bob "+downPath)
+	term.send(t, "file 1 bob "+hostilePath)
+	downloads := t.TempDir()
+	got := bob.download(downloads, "bob_down.bin")
+	if !bytes.Equal(got, down) {
+		t.Fatalf("browser saved %d bytes, want the %d sent", len(got), len(down))
+	}
+	bob.waitJS("the hostile filename's link", fmt.Sprintf(`[...document.querySelectorAll('#log a.download')].some((a) => a.download === %s)`, jsString("bob_"+hostileName)))
+	if eval[int](bob, `document.querySelectorAll('#log img').length`) != 0 {
+		t.Fatalf("a filename became markup")
+	}
+
+	screenshots(t, ann, bob)
+
+	// The server goes away: both pages say so.
+	srv.stop(t)
+	for _, tb := range []*tab{ann, bob} {
+		tb.waitJS("the lost-connection banner", `!document.getElementById('banner').hidden && document.getElementById('banner-text').textContent.includes('connection to the server lost')`)
+		if !eval[bool](tb, `document.getElementById('send').disabled`) {
+			t.Errorf("the send button still works after the server went away")
+		}
+	}
+}
+
+// download clicks the link that saves name and returns the saved bytes.
+func (tb *tab) download(dir, name string) []byte {
+	tb.t.Helper()
+	link := fmt.Sprintf(`#log a.download[download=%s]`, jsString(name))
+	tb.waitJS("the link to "+name, fmt.Sprintf(`document.querySelector(%s) !== null`, jsString(link)))
+	ctx, cancel := context.WithTimeout(tb.ctx, timeout)
+	defer cancel()
+	progress := chromedp.Events(ctx, browser.DownloadProgress)
+	tb.run(
+		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+			events := true
+			_, err := chromedp.Call(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+				Behavior:      browser.SetDownloadBehaviorBehaviorAllow,
+				DownloadPath:  dir,
+				EventsEnabled: &events,
+			})
+			return err
+		}),
+		chromedp.Click(chromedp.CSS(link)),
+	)
+	for ev, err := range progress {
+		if err != nil {
+			tb.t.Fatalf("download of %s: %v", name, err)
+		}
+		if ev.State == browser.DownloadProgressStateCanceled {
+			tb.t.Fatalf("download of %s canceled", name)
+		}
+		if ev.State == browser.DownloadProgressStateCompleted {
+			break
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		entries, _ := os.ReadDir(dir)
+		tb.t.Fatalf("%v; the folder holds %v", err, entries)
+	}
+	return b
+}
+
+func sameFile(t *testing.T, path string, want []byte) {
+	t.Helper()
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s: %d bytes, differing from the %d sent", path, len(got), len(want))
+	}
+}
+
+// screenshots saves the page at desktop and phone width in docs/ when
+// UPDATE_SCREENSHOTS is set, and checks in any case that the phone layout
+// needs no sideways scrolling.
+func screenshots(t *testing.T, desktop, phone *tab) {
+	t.Helper()
+	phone.run(chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile))
+	phone.waitJS("the phone layout", `document.documentElement.clientWidth === 390`)
+	if eval[bool](phone, `document.documentElement.scrollWidth > document.documentElement.clientWidth`) {
+		t.Errorf("at phone width the page scrolls sideways")
+	}
+	if os.Getenv("UPDATE_SCREENSHOTS") == "" {
+		return
+	}
+	docs, err := filepath.Abs("../../docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []struct {
+		tb   *tab
+		file string
+	}{{desktop, "web-desktop.png"}, {phone, "web-phone.png"}} {
+		ctx, cancel := context.WithTimeout(s.tb.ctx, timeout)
+		png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(docs, s.file), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestBrowserKeyboard: the page can be used with the keyboard alone: the
+// name field has the focus, Tab moves through the user list, Space ticks a
+// user, Enter sends, and Enter on Leave leaves.
+func TestBrowserKeyboard(t *testing.T) {
+	needBrowser(t)
+	srv := startServer(t)
+	b := newBrowser(t)
+	dir := t.TempDir()
+	term := srv.terminal(t, "term", dir)
+	srv.out.wait(t, "join: term")
+
+	kim := openTab(t, b, srv.pageURL)
+	// The name field has the focus from the start.
+	kim.run(chromedp.KeyEvent("kim"), chromedp.KeyEvent("\r"))
+	kim.joined("kim")
+	kim.waitJS("term in the list", hasUser("term"))
+	focused := eval[string](kim, `document.activeElement.id`)
+	if focused != "text" {
+		t.Fatalf("after joining the focus is on %q, want the message box", focused)
+	}
+	// Tab from the first box of the list reaches term's.
+	kim.run(chromedp.Focus(chromedp.CSS(`#users input[data-user="kim"]`)))
+	for range 4 {
+		focused = eval[string](kim, `document.activeElement.dataset.user || document.activeElement.id`)
+		if focused == "term" {
+			break
+		}
+		kim.run(chromedp.KeyEvent("\t"))
+	}
+	if focused != "term" {
+		t.Fatalf("Tab never reached term's box (focus on %q)", focused)
+	}
+	kim.run(chromedp.KeyEvent(" "))
+	if to := eval[string](kim, `document.getElementById('to').textContent`); to != "term" {
+		t.Fatalf("To: %q after Space on term's box", to)
+	}
+	kim.run(chromedp.Focus(chromedp.ID("text")), chromedp.KeyEvent("typed by keys"), chromedp.KeyEvent("\r"))
+	term.out.wait(t, "msg: kim: typed by keys")
+
+	texts := kim.logTexts()
+	if !slices.ContainsFunc(texts, func(s string) bool { return strings.Contains(s, "typed by keys") }) {
+		t.Errorf("the sent message is not in the log: %q", texts)
+	}
+
+	// Leave: the page sends disconnect, as quit does.
+	kim.run(chromedp.Focus(chromedp.ID("leave")), chromedp.KeyEvent("\r"))
+	srv.out.wait(t, "disconnected: kim")
+	kim.waitJS("the left banner", `!document.getElementById('banner').hidden && document.getElementById('banner-text').textContent === 'You left the chat.'`)
+}
+
+// The page keeps its user list by the presence extension, not by asking:
+// a user who joins or leaves shows at once, and the server prints no
+// request_users_list line for it.
+func TestBrowserPresence(t *testing.T) {
+	needBrowser(t)
+	srv := startServer(t)
+	b := newBrowser(t)
+	dir := t.TempDir()
+	ann := openTab(t, b, srv.pageURL)
+	ann.join("ann")
+	ann.joined("ann")
+	srv.out.wait(t, "request_users_list: ann")
+	asked := countLines(srv.out, "request_users_list: ann")
+
+	tom := srv.terminal(t, "tom", dir)
+	srv.out.wait(t, "join: tom")
+	ann.waitJS("tom in the list", hasUser("tom"))
+	tom.send(t, "quit")
+	srv.out.wait(t, "disconnected: tom")
+	ann.waitJS("tom gone from the list", "!"+hasUser("tom"))
+	if now := countLines(srv.out, "request_users_list: ann"); now != asked {
+		t.Fatalf("the page asked for the list %d more times: it should have been told", now-asked)
+	}
+}
+
+// countLines returns how many lines of l are want.
+func countLines(l *lines, want string) int {
+	n := 0
+	for _, s := range l.snapshot() {
+		if s == want {
+			n++
+		}
+	}
+	return n
+}

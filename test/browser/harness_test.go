@@ -1,0 +1,358 @@
+package browser
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// timeout bounds every wait on an event: generous, for CI's loaded
+// 2-core machine.
+const timeout = 30 * time.Second
+
+// lines collects a process's output lines and lets tests wait for one.
+type lines struct {
+	mu      sync.Mutex
+	all     []string
+	changed chan struct{} // closed and replaced on every line
+	done    chan struct{} // closed when the stream ends
+}
+
+func collect(r io.Reader) *lines {
+	l := &lines{changed: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		sc := bufio.NewScanner(r)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			l.mu.Lock()
+			l.all = append(l.all, sc.Text())
+			close(l.changed)
+			l.changed = make(chan struct{})
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+func (l *lines) snapshot() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.all)
+}
+
+// waitMatch waits until a line matches re and returns its submatches.
+func (l *lines) waitMatch(t *testing.T, re *regexp.Regexp) []string {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		l.mu.Lock()
+		ch := l.changed
+		for _, s := range l.all {
+			if m := re.FindStringSubmatch(s); m != nil {
+				l.mu.Unlock()
+				return m
+			}
+		}
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-l.done:
+			// One last look, then give up: nothing more will come.
+			l.mu.Lock()
+			for _, s := range l.all {
+				if m := re.FindStringSubmatch(s); m != nil {
+					l.mu.Unlock()
+					return m
+				}
+			}
+			l.mu.Unlock()
+			t.Fatalf("stream ended without a line matching %q; lines: %q", re, l.snapshot())
+		case <-deadline.C:
+			t.Fatalf("no line matching %q after %v; lines: %q", re, timeout, l.snapshot())
+		}
+	}
+}
+
+// wait waits for the exact line want.
+func (l *lines) wait(t *testing.T, want string) {
+	t.Helper()
+	l.waitMatch(t, regexp.MustCompile("^"+regexp.QuoteMeta(want)+"$"))
+}
+
+// proc is a program under test.
+type proc struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	out    *lines
+	errs   *lines
+	exited chan struct{}
+}
+
+func start(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, stdin: stdin, out: collect(stdout), errs: collect(stderr), exited: make(chan struct{})}
+	go func() {
+		<-p.out.done
+		<-p.errs.done
+		cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() { p.stop(t) })
+	return p
+}
+
+// stop ends the program with SIGTERM (SIGKILL if it does not exit in
+// time) and fails t if it reported a data race or panicked.
+func (p *proc) stop(t *testing.T) {
+	p.stdin.Close()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(timeout):
+		p.cmd.Process.Kill()
+		<-p.exited
+	}
+	for _, s := range p.errs.snapshot() {
+		if strings.Contains(s, "WARNING: DATA RACE") || strings.HasPrefix(s, "panic:") {
+			t.Errorf("%s: %s; stderr: %q", p.cmd.Path, s, p.errs.snapshot())
+			return
+		}
+	}
+}
+
+// send types a line into the program's stdin.
+func (p *proc) send(t *testing.T, line string) {
+	t.Helper()
+	if _, err := io.WriteString(p.stdin, line+"\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// chatServer is gochatd with the web client on.
+type chatServer struct {
+	*proc
+	port    string // the TCP port
+	pageURL string // http://127.0.0.1:PORT/
+}
+
+var (
+	listeningRE = regexp.MustCompile(`msg=listening addr=127\.0\.0\.1:(\d+)`)
+	webRE       = regexp.MustCompile(`msg="serving the web client" addr=(http://127\.0\.0\.1:\d+/)`)
+)
+
+func startServer(t *testing.T, args ...string) *chatServer {
+	t.Helper()
+	p := start(t, serverBin, append([]string{"-a", "127.0.0.1", "-p", "0", "--http-addr", "127.0.0.1:0"}, args...)...)
+	port := p.errs.waitMatch(t, listeningRE)[1]
+	page := p.errs.waitMatch(t, webRE)[1]
+	return &chatServer{proc: p, port: port, pageURL: page}
+}
+
+// terminal starts the terminal client as name, saving files in dir.
+func (s *chatServer) terminal(t *testing.T, name, dir string) *proc {
+	t.Helper()
+	return start(t, clientBin, "-a", "127.0.0.1", "-p", s.port, "-u", name, "--download-dir", dir)
+}
+
+// newBrowser starts headless Chromium as this machine needs it started,
+// with a fresh profile, and returns its context.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("no-default-browser-check", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("hide-scrollbars", true),
+		chromedp.Flag("mute-audio", true),
+		chromedp.WindowSize(1280, 800),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	// Start the browser now, so that a failure shows here.
+	if err := chromedp.Do(bctx); err != nil {
+		cancelBrowser()
+		cancelAlloc()
+		t.Fatalf("starting %s: %v", chromium, err)
+	}
+	t.Cleanup(func() {
+		cancelBrowser()
+		cancelAlloc()
+	})
+	return bctx
+}
+
+// tab is one page of the browser: one browser user.
+type tab struct {
+	t   *testing.T
+	ctx context.Context
+}
+
+// openTab opens the page in a new tab of the browser.
+func openTab(t *testing.T, browser context.Context, url string) *tab {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(browser)
+	t.Cleanup(cancel)
+	// The first run opens the tab, which lives as long as the context of
+	// that run: so it gets no timeout.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("opening a tab: %v", err)
+	}
+	tb := &tab{t: t, ctx: ctx}
+	tb.run(chromedp.Navigate(url), chromedp.WaitVisible(chromedp.ID("name")))
+	return tb
+}
+
+// run runs actions on the tab within the timeout.
+func (tb *tab) run(actions ...chromedp.Action[chromedp.Void]) {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, timeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		tb.t.Fatalf("browser: %v", err)
+	}
+}
+
+// waitJS waits until the JavaScript expression is true on the page.
+func (tb *tab) waitJS(what, expr string) {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, timeout)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[any](expr, chromedp.WithPollingTimeout(timeout))); err != nil {
+		state, _ := chromedp.Run(tb.ctx, chromedp.Evaluate[string](`document.body.innerText`))
+		tb.t.Fatalf("waiting for %s (%s): %v; page text:\n%s", what, expr, err, state)
+	}
+}
+
+// eval returns the value of a JavaScript expression on tb's page.
+func eval[T any](tb *tab, expr string) T {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, timeout)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		tb.t.Fatalf("browser: %s: %v", expr, err)
+	}
+	return v
+}
+
+// join types name into the join form and submits it.
+func (tb *tab) join(name string) {
+	tb.t.Helper()
+	tb.run(
+		chromedp.SetValue(chromedp.ID("name"), name),
+		chromedp.Click(chromedp.ID("join")),
+	)
+}
+
+// joined waits until the chat view shows, with name in the user list.
+func (tb *tab) joined(name string) {
+	tb.t.Helper()
+	tb.waitJS("the chat view", fmt.Sprintf(`!document.getElementById('chat-view').hidden && %s`, hasUser(name)))
+}
+
+// hasUser is a JavaScript test for name in the user list.
+func hasUser(name string) string {
+	return fmt.Sprintf(`[...document.querySelectorAll('#users input')].some((b) => b.dataset.user === %s)`, jsString(name))
+}
+
+// tick ticks exactly the given users, refreshing the list until they are
+// all in it.
+func (tb *tab) tick(names ...string) {
+	tb.t.Helper()
+	tb.run(chromedp.Click(chromedp.ID("refresh")))
+	for _, n := range names {
+		tb.waitJS(n+" in the user list", hasUser(n))
+	}
+	tb.run(chromedp.Click(chromedp.ID("none")))
+	for _, n := range names {
+		tb.run(chromedp.Click(chromedp.CSS(fmt.Sprintf(`#users input[data-user=%s]`, jsString(n)))))
+	}
+	to := eval[string](tb, `document.getElementById('to').textContent`)
+	if want := strings.Join(sortedCopy(names), ", "); to != want {
+		tb.t.Fatalf("To: %q, want %q", to, want)
+	}
+}
+
+// say sends a message to the ticked users with the keyboard: the text,
+// then Enter.
+func (tb *tab) say(text string) {
+	tb.t.Helper()
+	tb.run(
+		chromedp.Focus(chromedp.ID("text")),
+		chromedp.SetValue(chromedp.ID("text"), text),
+		chromedp.SendKeys(chromedp.ID("text"), "\r"),
+	)
+	tb.waitJS("the message box to empty", `document.getElementById('text').value === ''`)
+}
+
+// logTexts returns the texts of the log's entries.
+func (tb *tab) logTexts() []string {
+	tb.t.Helper()
+	return eval[[]string](tb, `[...document.querySelectorAll('#log li')].map((li) => li.textContent)`)
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
+}
+
+// jsString quotes s as a JavaScript string literal (and, for ASCII
+// names, a CSS one).
+func jsString(s string) string {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err) // a string always encodes
+	}
+	return string(b)
+}
+
+// writeFile writes size random bytes to dir/name and returns the path.
+func writeFile(t *testing.T, dir, name string, content []byte) string {
+	t.Helper()
+	path := dir + "/" + name
+	if err := os.WriteFile(path, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

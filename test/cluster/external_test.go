@@ -1,0 +1,331 @@
+package cluster
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// natsServer is one process of an external NATS cluster.
+type natsServer struct {
+	*proc
+	name  string
+	port  int
+	route int
+	args  []string
+}
+
+func (s *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
+
+// startNATS starts a three-server NATS cluster with JetStream, as an
+// operator would run it, and waits until each server is ready.
+func startNATS(t *testing.T) []*natsServer {
+	t.Helper()
+	servers := make([]*natsServer, 3)
+	for i := range servers {
+		servers[i] = &natsServer{name: fmt.Sprint("e", i+1), port: freePort(t), route: freePort(t)}
+	}
+	dir := t.TempDir()
+	for i, s := range servers {
+		var routes []string
+		for j, o := range servers {
+			if j != i {
+				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", o.route))
+			}
+		}
+		// --no_advertise: clients learn no other servers' addresses, so
+		// a node reaches only the servers it was given (the partition
+		// test's proxy must not be bypassed).
+		s.args = []string{"-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-n", s.name, "-js", "-sd", filepath.Join(dir, s.name),
+			"--cluster_name", "ext", "--cluster", fmt.Sprintf("nats://127.0.0.1:%d", s.route), "--routes", strings.Join(routes, ","),
+			"--no_advertise"}
+		s.proc = startProc(t, s.name, natsBin, s.args...)
+	}
+	for _, s := range servers {
+		s.errs.wait(t, s.name+" ready", 1, timeout, func(l string) bool { return strings.Contains(l, "Server is ready") })
+	}
+	return servers
+}
+
+// startNodes starts k gochatd nodes on the external engine at urls (each
+// node gets its own list).
+func startNodes(t *testing.T, urls func(i int) []string, k int, extra ...string) []*node {
+	t.Helper()
+	nodes := make([]*node, k)
+	for i := range nodes {
+		n := &node{name: fmt.Sprint("n", i+1), port: freePort(t), metrics: freePort(t), bin: gochatdBin}
+		n.args = append(append([]string{}, nodeArgs...), "-p", strconv.Itoa(n.port), "--node", n.name,
+			"--nats", strings.Join(urls(i), ","), "--metrics-addr", fmt.Sprint("127.0.0.1:", n.metrics))
+		n.args = append(n.args, extra...)
+		n.proc = startProc(t, n.name, n.bin, n.args...)
+		nodes[i] = n
+	}
+	for _, n := range nodes {
+		n.waitReady(t)
+	}
+	return nodes
+}
+
+var connectedRE = regexp.MustCompile(`msg="connected to the engine".* server=nats://127\.0\.0\.1:(\d+)`)
+
+// enginePort returns the port of the NATS server n connected to first.
+func (n *node) enginePort(t *testing.T) int {
+	t.Helper()
+	for _, l := range n.errs.snapshot() {
+		if m := connectedRE.FindStringSubmatch(l); m != nil {
+			p, _ := strconv.Atoi(m[1])
+			return p
+		}
+	}
+	t.Fatalf("%s never said which engine server it connected to", n.name)
+	return 0
+}
+
+// On an external three-server NATS cluster, one NATS server killed with
+// SIGKILL: chat between nodes resumes within 10 s, and joins work again
+// within 15 s.
+func TestExternalEngineServerKilled(t *testing.T) {
+	t.Parallel()
+	ext := startNATS(t)
+	all := func(int) []string { return []string{ext[0].url(), ext[1].url(), ext[2].url()} }
+	nodes := startNodes(t, all, 3)
+	alice, bob := join(t, nodes[0], "alice"), join(t, nodes[1], "bob")
+	alice.waitList(usersList("alice", "bob"))
+	alice.send("before", "bob")
+	bob.expect(protocol.ForwardMessage, "1 alice before")
+
+	// Kill the NATS server n1 is connected to.
+	port := nodes[0].enginePort(t)
+	var victim *natsServer
+	for _, s := range ext {
+		if s.port == port {
+			victim = s
+		}
+	}
+	victim.kill()
+	killed := time.Now()
+
+	// Chat: alice sends every 100 ms; the first to reach bob ends the wait.
+	got := make(chan time.Duration, 1)
+	go func() {
+		for {
+			h, p, err := bob.frame()
+			if err != nil {
+				return
+			}
+			if h.Type == protocol.ForwardMessage && strings.HasPrefix(string(p), "1 alice after") {
+				got <- time.Since(killed)
+				return
+			}
+		}
+	}()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var resumed time.Duration
+wait:
+	for i := 0; ; i++ {
+		select {
+		case resumed = <-got:
+			break wait
+		case <-tick.C:
+			if time.Since(killed) > 10*time.Second {
+				t.Fatal("chat between nodes did not resume within 10 s")
+			}
+			alice.send(fmt.Sprint("after ", i), "bob")
+		}
+	}
+	t.Logf("chat across nodes resumed %v after the NATS server was killed", resumed.Round(10*time.Millisecond))
+
+	for i := 0; ; i++ {
+		r, _ := outcome(t, nodes[i%3], fmt.Sprint("late", i))
+		if r == "joined" {
+			break
+		}
+		if time.Since(killed) > 15*time.Second {
+			t.Fatalf("joins still failing 15 s after the NATS server was killed (last: %s)", r)
+		}
+	}
+	t.Logf("joins worked again %v after the NATS server was killed", time.Since(killed).Round(10*time.Millisecond))
+}
+
+// proxy passes bytes between clients and a target until stalled: then it
+// neither reads nor writes, and closes nothing (a partition, not a crash).
+type proxy struct {
+	ln     net.Listener
+	target string
+
+	mu      sync.Mutex
+	stalled bool
+	resume  chan struct{} // closed when the stall ends
+	conns   []net.Conn
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target, resume: make(chan struct{})}
+	close(p.resume)
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		p.heal()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, u)
+			p.mu.Unlock()
+			wg.Go(func() { p.pipe(u, c) })
+			wg.Go(func() { p.pipe(c, u) })
+		}
+	})
+	return p
+}
+
+func (p *proxy) addr() string { return "nats://" + p.ln.Addr().String() }
+
+// pipe copies from src to dst, pausing while stalled.
+func (p *proxy) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		p.mu.Lock()
+		resume := p.resume
+		p.mu.Unlock()
+		<-resume
+		n, err := src.Read(buf)
+		p.mu.Lock()
+		resume = p.resume
+		p.mu.Unlock()
+		<-resume // bytes read just before a stall wait for its end
+		if n > 0 {
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			if err == io.EOF {
+				if tc, ok := dst.(*net.TCPConn); ok {
+					tc.CloseWrite()
+				}
+			}
+			return
+		}
+	}
+}
+
+func (p *proxy) stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.stalled {
+		p.stalled = true
+		p.resume = make(chan struct{})
+	}
+}
+
+func (p *proxy) heal() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled {
+		p.stalled = false
+		close(p.resume)
+	}
+}
+
+// A partition: a proxy in front of one node's engine connection stops
+// passing bytes without closing. The cut-off node stops admitting and cuts
+// its users off before the majority gives their names away: never two
+// live sessions with one name. Healed, it takes its place again.
+func TestPartition(t *testing.T) {
+	t.Parallel()
+	ext := startNATS(t)
+	px := startProxy(t, fmt.Sprintf("127.0.0.1:%d", ext[2].port))
+	urls := func(i int) []string {
+		if i == 2 {
+			return []string{px.addr()} // n3 reaches the engine only through the proxy
+		}
+		return []string{ext[0].url(), ext[1].url()}
+	}
+	nodes := startNodes(t, urls, 3, "--cluster-replicas", "3")
+	n1, n3 := nodes[0], nodes[2]
+	probe := join(t, n1, "probe")
+	carol := join(t, n3, "carol")
+	probe.waitList(usersList("carol", "probe"))
+
+	px.stall()
+	stalled := time.Now()
+	cut := make(chan time.Time, 1)
+	go func() {
+		carol.nc.SetReadDeadline(time.Now().Add(60 * time.Second))
+		io.Copy(io.Discard, carol.nc)
+		cut <- time.Now()
+	}()
+	// The majority gives carol's name away once n3's lease has expired.
+	var freed time.Time
+	for {
+		if r, _ := outcome(t, n1, "carol"); r == "joined" {
+			freed = time.Now()
+			break
+		}
+		if time.Since(stalled) > 60*time.Second {
+			t.Fatal("carol's name never freed on the majority side")
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	var cutAt time.Time
+	select {
+	case cutAt = <-cut:
+	default:
+		t.Fatalf("carol's session on the cut-off node still open when her name was given away %v after the partition", freed.Sub(stalled))
+	}
+	if !cutAt.Before(freed) {
+		t.Fatalf("carol cut off at %v, her name given away at %v: two live sessions", cutAt.Sub(stalled), freed.Sub(stalled))
+	}
+	t.Logf("partition: carol cut off after %v, her name free on the majority after %v", cutAt.Sub(stalled).Round(10*time.Millisecond), freed.Sub(stalled).Round(10*time.Millisecond))
+	if r, _ := outcome(t, n3, "dave"); r == "joined" {
+		t.Fatal("the cut-off node admitted a join")
+	}
+	n3.out.waitLine(t, "disconnected: carol", timeout)
+
+	px.heal()
+	healed := time.Now()
+	for {
+		r, c := outcome(t, n3, fmt.Sprint("erin", time.Since(healed).Milliseconds()))
+		if r == "joined" {
+			c.send("back", "probe")
+			probe.expect(protocol.ForwardMessage, fmt.Sprintf("1 %s back", c.name))
+			break
+		}
+		if time.Since(healed) > 30*time.Second {
+			t.Fatalf("the healed node does not admit again (last: %s)", r)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("healed node admitting again after %v", time.Since(healed).Round(10*time.Millisecond))
+}

@@ -1,0 +1,156 @@
+package cluster
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// chatter sends numbered messages from one user to another every few
+// milliseconds until stopped, and checks that every one arrives, in
+// order: a fault elsewhere must not cost the survivors anything.
+type chatter struct {
+	stop chan struct{}
+	done chan struct{}
+	sent int
+	err  error
+}
+
+func startChatter(t *testing.T, from, to *conn) *chatter {
+	ch := &chatter{stop: make(chan struct{}), done: make(chan struct{})}
+	var wg sync.WaitGroup
+	sent := make(chan int, 1<<16)
+	wg.Go(func() {
+		defer close(sent)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-ch.stop:
+				return
+			case <-tick.C:
+			}
+			from.nc.SetWriteDeadline(time.Now().Add(timeout))
+			if _, err := from.nc.Write(protocol.AppendMessage(nil, protocol.SendMessage, []string{to.name}, []byte(strconv.Itoa(i)))); err != nil {
+				ch.err = fmt.Errorf("%s: write: %w", from.name, err)
+				return
+			}
+			sent <- i
+		}
+	})
+	go func() {
+		defer close(ch.done)
+		for i := range sent {
+			h, p, err := to.frame()
+			want := fmt.Sprintf("1 %s %d", from.name, i)
+			if err != nil || h.Type != protocol.ForwardMessage || string(p) != want {
+				if ch.err == nil {
+					ch.err = fmt.Errorf("%s: message %d: got %s %q, %v", to.name, i, h.Name, p, err)
+				}
+				for range sent {
+				}
+				break
+			}
+			ch.sent = i + 1
+		}
+		wg.Wait()
+	}()
+	return ch
+}
+
+// finish stops the chatter and checks that everything sent arrived.
+func (ch *chatter) finish(t *testing.T) {
+	t.Helper()
+	close(ch.stop)
+	<-ch.done
+	if ch.err != nil {
+		t.Fatal(ch.err)
+	}
+	if ch.sent == 0 {
+		t.Fatal("nothing was chatted")
+	}
+	t.Logf("%d messages between the survivors, none lost, in order", ch.sent)
+}
+
+// A node killed with SIGKILL: its users vanish from the others' lists
+// within 5 s, their names can be joined again within 30 s, the users of
+// the other nodes chat on without losing anything, and the node started
+// again rejoins.
+func TestNodeKilled(t *testing.T) {
+	t.Parallel()
+	nodes := startCluster(t, 3)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	alice, bob := join(t, n1, "alice"), join(t, n2, "bob")
+	join(t, n3, "carol")
+	join(t, n3, "dave")
+	probe := join(t, n1, "probe")
+	probe.waitList(usersList("alice", "bob", "carol", "dave", "probe"))
+	ch := startChatter(t, alice, bob)
+
+	n3.kill()
+	killed := time.Now()
+	for probe.list() != usersList("alice", "bob", "probe") {
+		if time.Since(killed) > 5*time.Second {
+			t.Fatalf("the killed node's users still listed after 5 s: %q", probe.list())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("the killed node's users left the list after %v", time.Since(killed).Round(10*time.Millisecond))
+
+	var carol *conn
+	for {
+		r, c := outcome(t, n1, "carol")
+		if r == "joined" {
+			carol = c
+			break
+		}
+		if r != "err_username_unavailable" {
+			t.Fatalf("joining carol again: %s", r)
+		}
+		if time.Since(killed) > 30*time.Second {
+			t.Fatal("carol's name still taken 30 s after her node was killed")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Logf("carol's name free again after %v", time.Since(killed).Round(10*time.Millisecond))
+	ch.finish(t)
+
+	n3.restart(t)
+	erin := join(t, n3, "erin")
+	for !strings.Contains(probe.list(), " erin ") {
+		if time.Since(killed) > 60*time.Second {
+			t.Fatalf("erin on the restarted node never listed: %q", probe.list())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	carol.send("welcome back", "erin")
+	erin.expect(protocol.ForwardMessage, "1 carol welcome back")
+}
+
+// A node stopped with SIGTERM leaves the cluster cleanly: its users are
+// gone from the others' lists at once, and their names are free.
+func TestNodeLeavesGracefully(t *testing.T) {
+	t.Parallel()
+	nodes := startCluster(t, 3)
+	probe := join(t, nodes[0], "probe")
+	bob := join(t, nodes[1], "bob")
+	probe.waitList(usersList("bob", "probe"))
+	nodes[1].stop(t)
+	stopped := time.Now()
+	bob.expectEnd()
+	if got := probe.list(); got != usersList("probe") {
+		t.Fatalf("bob still listed after his node stopped: %q", got)
+	}
+	if r, _ := outcome(t, nodes[0], "bob"); r != "joined" {
+		t.Fatalf("bob joining on another node after his left: %s", r)
+	}
+	t.Logf("bob gone and his name free %v after SIGTERM returned", time.Since(stopped).Round(time.Millisecond))
+	if !strings.Contains(strings.Join(nodes[1].errs.snapshot(), "\n"), "left the cluster") {
+		t.Error("n2 did not log leaving the cluster")
+	}
+}

@@ -1,0 +1,179 @@
+package cluster
+
+import (
+	"crypto/sha256"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// fileSize is the file the CI run sends across nodes: several times the
+// 64 MiB bound on each node's memory growth, so that the bound means
+// something. CHAT_CLUSTER_FILE_MIB makes it larger (docs/CLUSTER.md has
+// the 1 GiB run).
+func fileSize() int64 { return int64(envInt("CHAT_CLUSTER_FILE_MIB", 256)) << 20 }
+
+// A large file crosses nodes with bounded memory on every node, paced by
+// its slowest recipient, byte-identical to a plain and to a chunked
+// recipient. The nodes run without the race detector, which would
+// inflate their memory several times (the other cluster tests run with
+// it).
+func TestFileAcrossNodes(t *testing.T) {
+	t.Parallel()
+	nodes := startClusterOf(t, gochatdPlainBin, 3)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	alice := join(t, n1, "alice")
+	bob := join(t, n2, "bob")
+	carol := joinChunked(t, n3, "carol")
+	alice.waitList(usersList("alice", "bob", "carol"))
+
+	size := fileSize()
+	const rate = 32 << 20 // bob reads at 32 MiB/s: the pace of the whole transfer
+	seed := rand.Uint64()
+	before := make([]int, len(nodes))
+	for i, n := range nodes {
+		before[i] = n.rssKiB(t)
+	}
+	peak := make([]int, len(nodes))
+	stopSampling := make(chan struct{})
+	var sampling sync.WaitGroup
+	sampling.Go(func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-tick.C:
+			}
+			for i, n := range nodes {
+				peak[i] = max(peak[i], n.rssKiB(t))
+			}
+		}
+	})
+
+	start := time.Now()
+	sent := make(chan time.Duration, 1)
+	go func() {
+		alice.nc.SetWriteDeadline(time.Time{})
+		alice.nc.Write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "carol"}, "big.bin", size))
+		io.Copy(alice.nc, io.LimitReader(newPattern(seed), size))
+		sent <- time.Since(start)
+	}()
+	var wg sync.WaitGroup
+	sums := make([][32]byte, 2)
+	wg.Go(func() { sums[0] = readPlainFile(t, bob, rate, "1 alice big.bin ", size) })
+	wg.Go(func() { sums[1] = sha256.Sum256(receiveFile(t, carol)) })
+	wg.Wait()
+	took := time.Since(start)
+	close(stopSampling)
+	sampling.Wait()
+
+	h := sha256.New()
+	io.Copy(h, io.LimitReader(newPattern(seed), size))
+	var want [32]byte
+	copy(want[:], h.Sum(nil))
+	if sums[0] != want || sums[1] != want {
+		t.Fatalf("the file arrived damaged (plain %v, chunked %v)", sums[0] == want, sums[1] == want)
+	}
+	senderDone := <-sent
+	// The sender could not finish before the slowest reader, less what
+	// the buffers on the way hold (a few windows of a few MiB).
+	if minSend := time.Duration(float64(size-96<<20) / rate * float64(time.Second)); senderDone < minSend {
+		t.Errorf("the sender finished after %v, sooner than bob's pace allows (%v): not paced", senderDone, minSend)
+	}
+	for i, n := range nodes {
+		growth := (peak[i] - before[i]) >> 10
+		t.Logf("%s: RSS %d MiB before, peak growth %d MiB", n.name, before[i]>>10, growth)
+		if growth > 64 {
+			t.Errorf("%s grew by %d MiB for a %d MiB file, more than 64", n.name, growth, size>>20)
+		}
+	}
+	t.Logf("%d MiB in %v (bob reading at %d MiB/s)", size>>20, took.Round(time.Millisecond), rate>>20)
+}
+
+// readPlainFile reads a forward_file frame, whose payload must start with
+// head and hold size bytes of content, at about rate bytes per second, and
+// returns the content's SHA-256.
+func readPlainFile(t *testing.T, c *conn, rate int, head string, size int64) [32]byte {
+	c.nc.SetReadDeadline(time.Time{})
+	h, err := c.r.ReadHeader()
+	if err != nil || h.Type != protocol.ForwardFile || h.Length != int64(len(head))+size {
+		t.Errorf("%s: got %s of %d bytes, %v", c.name, h.Name, h.Length, err)
+		return [32]byte{}
+	}
+	got := make([]byte, len(head))
+	if _, err := io.ReadFull(c.r, got); err != nil || string(got) != head {
+		t.Errorf("%s: head %q, %v", c.name, got, err)
+		return [32]byte{}
+	}
+	sum := sha256.New()
+	buf := make([]byte, 256<<10)
+	start := time.Now()
+	var n int64
+	for n < size {
+		k, err := c.r.Read(buf[:min(int64(len(buf)), size-n)])
+		sum.Write(buf[:k])
+		n += int64(k)
+		if err != nil {
+			t.Errorf("%s: after %d bytes: %v", c.name, n, err)
+			return [32]byte{}
+		}
+		// Keep to the rate: the reader's speed, not a wait for an event.
+		time.Sleep(time.Until(start.Add(time.Duration(float64(n) / float64(rate) * float64(time.Second)))))
+	}
+	var out [32]byte
+	copy(out[:], sum.Sum(nil))
+	return out
+}
+
+// pattern is a deterministic stream of bytes.
+type pattern struct{ r *rand.ChaCha8 }
+
+func newPattern(seed uint64) io.Reader {
+	var s [32]byte
+	for i := range 4 {
+		s[i*8] = byte(seed >> (8 * i))
+	}
+	return pattern{rand.NewChaCha8(s)}
+}
+
+func (p pattern) Read(b []byte) (int, error) { return p.r.Read(b) }
+
+// A sender dropping mid-file: a plain recipient on another node, whose
+// frame can never be completed, is cut off; a chunked one gets file_abort
+// and stays.
+func TestFileSenderDropsAcrossNodes(t *testing.T) {
+	t.Parallel()
+	nodes := startCluster(t, 3)
+	alice := join(t, nodes[0], "alice")
+	bob := join(t, nodes[1], "bob")
+	carol := joinChunked(t, nodes[2], "carol")
+	alice.waitList(usersList("alice", "bob", "carol"))
+	alice.write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "carol"}, "f.bin", 64<<20))
+	alice.write(make([]byte, 4<<20))
+	alice.nc.(*net.TCPConn).SetLinger(0)
+	alice.nc.Close()
+	nodes[0].out.waitLine(t, "disconnected: alice", timeout)
+	nodes[1].out.waitLine(t, "disconnected: bob", timeout)
+	bob.expectEnd()
+	for {
+		h, p, err := carol.frame()
+		if err != nil {
+			t.Fatalf("carol: %v", err)
+		}
+		if h.Type == protocol.FileAbort {
+			break
+		}
+		if h.Type != protocol.FileBegin && h.Type != protocol.FileChunk {
+			t.Fatalf("carol got %s %q", h.Name, p)
+		}
+	}
+	carol.send("still here", "carol")
+	carol.expect(protocol.ForwardMessage, "1 carol still here")
+}

@@ -1,0 +1,522 @@
+package cluster
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/gochat/chat/internal/protocol"
+	"github.com/gochat/chat/internal/testbin"
+)
+
+// The programs under test, built once by TestMain: gochatd (with the race
+// detector when the tests run with it), gochatd without it (for memory
+// figures, which the race detector inflates several times), nats-server.
+var gochatdBin, gochatdPlainBin, natsBin string
+
+const timeout = 20 * time.Second
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("cluster: -short: skipping the cluster suite (it starts real server processes)")
+		os.Exit(0)
+	}
+	dir, err := os.MkdirTemp("", "gochat-cluster-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	gochatdBin, natsBin = filepath.Join(dir, "gochatd"), filepath.Join(dir, "nats-server")
+	if err := testbin.Build(gochatdBin, "./cmd/gochatd"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	gochatdPlainBin = gochatdBin
+	if testbin.Race() {
+		gochatdPlainBin = filepath.Join(dir, "gochatd-norace")
+		if err := testbin.BuildRace(gochatdPlainBin, "./cmd/gochatd", false); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	// The external engine of the tests: nats-server built from the module
+	// in go.mod.
+	if err := testbin.BuildRace(natsBin, "github.com/nats-io/nats-server/v2", false); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	if err := goleak.Find(); err != nil {
+		fmt.Fprintln(os.Stderr, "cluster: leaked goroutines:", err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// lines collects one output stream of a process.
+type lines struct {
+	mu      sync.Mutex
+	all     []string
+	changed chan struct{} // closed and replaced on every line
+	done    bool
+}
+
+func newLines() *lines { return &lines{changed: make(chan struct{})} }
+
+func (l *lines) run(r io.Reader, wg *sync.WaitGroup) {
+	defer wg.Done()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		l.mu.Lock()
+		l.all = append(l.all, sc.Text())
+		close(l.changed)
+		l.changed = make(chan struct{})
+		l.mu.Unlock()
+	}
+	l.mu.Lock()
+	l.done = true
+	close(l.changed)
+	l.changed = make(chan struct{})
+	l.mu.Unlock()
+}
+
+// snapshot returns the lines so far.
+func (l *lines) snapshot() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.all...)
+}
+
+// count returns how many lines match.
+func (l *lines) count(match func(string) bool) int {
+	n := 0
+	for _, s := range l.snapshot() {
+		if match(s) {
+			n++
+		}
+	}
+	return n
+}
+
+// wait blocks until n lines match, failing after d.
+func (l *lines) wait(t testing.TB, what string, n int, d time.Duration, match func(string) bool) {
+	t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		l.mu.Lock()
+		ch := l.changed
+		l.mu.Unlock()
+		if l.count(match) >= n {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			t.Fatalf("timed out after %v waiting for %s (x%d); lines:\n%s", d, what, n, strings.Join(l.snapshot(), "\n"))
+		}
+	}
+}
+
+// waitLine waits for a line equal to want.
+func (l *lines) waitLine(t testing.TB, want string, d time.Duration) {
+	t.Helper()
+	l.wait(t, strconv.Quote(want), 1, d, func(s string) bool { return s == want })
+}
+
+// proc is a running program with its output captured.
+type proc struct {
+	label string
+	cmd   *exec.Cmd
+	out   *lines
+	errs  *lines
+	wg    sync.WaitGroup
+	done  chan struct{} // closed when it has been reaped
+}
+
+func startProc(t testing.TB, label, bin string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	outR, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errR, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", label, err)
+	}
+	p := &proc{label: label, cmd: cmd, out: newLines(), errs: newLines(), done: make(chan struct{})}
+	p.wg.Add(2)
+	go p.out.run(outR, &p.wg)
+	go p.errs.run(errR, &p.wg)
+	go func() {
+		p.wg.Wait() // the pipes must be drained before Wait closes them
+		cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.kill()
+		<-p.done
+		for _, s := range p.errs.snapshot() {
+			if strings.Contains(s, "WARNING: DATA RACE") || strings.HasPrefix(s, "panic: ") || strings.HasPrefix(s, "fatal error: ") {
+				t.Errorf("%s reported: %s", label, s)
+				break
+			}
+		}
+		if t.Failed() {
+			t.Logf("%s stdout:\n%s\n%s stderr:\n%s", label, strings.Join(p.out.snapshot(), "\n"), label, strings.Join(p.errs.snapshot(), "\n"))
+		}
+	})
+	return p
+}
+
+// kill ends the process with SIGKILL, as a crash does.
+func (p *proc) kill() {
+	select {
+	case <-p.done:
+	default:
+		p.cmd.Process.Kill()
+	}
+}
+
+// stop ends the process with SIGTERM and waits for it.
+func (p *proc) stop(t testing.TB) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		t.Fatalf("%s did not stop on SIGTERM", p.label)
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("%s exited %d after SIGTERM", p.label, code)
+	}
+}
+
+func (p *proc) waitExit(t testing.TB) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		t.Fatalf("%s still running", p.label)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// rssKiB returns the process's resident memory.
+func (p *proc) rssKiB(t testing.TB) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return n
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// node is one gochatd process of a cluster.
+type node struct {
+	*proc
+	name    string
+	port    int // chat
+	route   int // embedded engine's route port; 0 with an external engine
+	metrics int
+	bin     string
+	args    []string
+}
+
+func (n *node) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(n.port)) }
+
+// nodeArgs are the flags every test node gets.
+var nodeArgs = []string{"-a", "127.0.0.1", "--log-level", "info"}
+
+// startCluster starts k nodes with embedded engines routed to each other,
+// and waits until every chat port accepts. extra flags go to every node.
+func startCluster(t testing.TB, k int, extra ...string) []*node {
+	t.Helper()
+	return startClusterOf(t, gochatdBin, k, extra...)
+}
+
+// startClusterOf is startCluster with the gochatd binary bin.
+func startClusterOf(t testing.TB, bin string, k int, extra ...string) []*node {
+	t.Helper()
+	nodes := make([]*node, k)
+	for i := range nodes {
+		nodes[i] = &node{name: fmt.Sprint("n", i+1), port: freePort(t), route: freePort(t), metrics: freePort(t)}
+	}
+	dir := t.TempDir()
+	for i, n := range nodes {
+		var peers []string
+		for j, o := range nodes {
+			if j != i {
+				peers = append(peers, fmt.Sprint("127.0.0.1:", o.route))
+			}
+		}
+		n.args = append(append([]string{}, nodeArgs...),
+			"-p", strconv.Itoa(n.port), "--node", n.name,
+			"--cluster-listen", fmt.Sprint("127.0.0.1:", n.route),
+			"--cluster-peers", strings.Join(peers, ","),
+			"--cluster-dir", filepath.Join(dir, n.name),
+			"--metrics-addr", fmt.Sprint("127.0.0.1:", n.metrics))
+		n.args = append(n.args, extra...)
+		n.bin = bin
+		n.proc = startProc(t, n.name, bin, n.args...)
+	}
+	for _, n := range nodes {
+		n.waitReady(t)
+	}
+	return nodes
+}
+
+// waitReady waits until the node's chat port accepts.
+func (n *node) waitReady(t testing.TB) {
+	t.Helper()
+	n.errs.wait(t, n.name+" listening", 1, 60*time.Second, func(s string) bool { return strings.Contains(s, "msg=listening") })
+}
+
+// restart starts the node again with the same flags.
+func (n *node) restart(t testing.TB) {
+	t.Helper()
+	n.proc = startProc(t, n.name, n.bin, n.args...)
+	n.waitReady(t)
+}
+
+// metric returns the sum of the series of name whose labels contain every
+// one of labels ("k=\"v\"").
+func (n *node) metric(t testing.TB, name string, labels ...string) float64 {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", n.metrics))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sum := 0.0
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(line, l)
+		}
+		if !ok {
+			continue
+		}
+		f := strings.Fields(line)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		sum += v
+	}
+	return sum
+}
+
+// conn is a raw protocol client.
+type conn struct {
+	t    testing.TB
+	name string
+	nc   net.Conn
+	r    *protocol.Reader
+}
+
+func dial(t testing.TB, n *node, name string) *conn {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", n.addr(), timeout)
+	if err != nil {
+		t.Fatalf("dial %s: %v", n.name, err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return &conn{t: t, name: name, nc: nc, r: protocol.NewReader(nc)}
+}
+
+// join joins name on n and waits for the node's join line.
+func join(t testing.TB, n *node, name string) *conn {
+	t.Helper()
+	c := dial(t, n, name)
+	c.write(protocol.AppendJoin(nil, protocol.Join, name))
+	n.out.waitLine(t, "join: "+name, timeout)
+	return c
+}
+
+// joinChunked joins name asking for the chunked-file extension.
+func joinChunked(t testing.TB, n *node, name string) *conn {
+	t.Helper()
+	c := dial(t, n, name)
+	c.write(protocol.AppendExtHello(nil, []string{protocol.FeatureChunkedFile}))
+	c.expect(protocol.ExtHello, protocol.FeatureChunkedFile)
+	c.write(protocol.AppendJoin(nil, protocol.Join, name))
+	n.out.waitLine(t, "join: "+name, timeout)
+	return c
+}
+
+func (c *conn) write(b []byte) {
+	c.t.Helper()
+	c.nc.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := c.nc.Write(b); err != nil {
+		c.t.Fatalf("%s: write: %v", c.name, err)
+	}
+}
+
+func (c *conn) send(text string, to ...string) {
+	c.t.Helper()
+	c.write(protocol.AppendMessage(nil, protocol.SendMessage, to, []byte(text)))
+}
+
+// frame reads the next frame.
+func (c *conn) frame() (protocol.Header, []byte, error) {
+	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	h, err := c.r.ReadHeader()
+	if err != nil {
+		return h, nil, err
+	}
+	p, err := c.r.ReadPayload(nil)
+	return h, p, err
+}
+
+func (c *conn) expect(typ protocol.Type, payload string) {
+	c.t.Helper()
+	h, p, err := c.frame()
+	if err != nil {
+		c.t.Fatalf("%s: want %s %q, got %v", c.name, typ, payload, err)
+	}
+	if h.Type != typ || string(p) != payload {
+		c.t.Fatalf("%s: got %s %.80q, want %s %.80q", c.name, h.Name, p, typ, payload)
+	}
+}
+
+// list asks for the users list and returns it.
+func (c *conn) list() string {
+	c.t.Helper()
+	c.write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
+	for {
+		h, p, err := c.frame()
+		if err != nil {
+			c.t.Fatalf("%s: list: %v", c.name, err)
+		}
+		if h.Type == protocol.ResponseUsersList {
+			return string(p)
+		}
+	}
+}
+
+// waitList asks for the list until it is want: a node learns of other
+// nodes' users through the engine, a few milliseconds after their join.
+func (c *conn) waitList(want string) {
+	c.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for got := c.list(); got != want; got = c.list() {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s: list %q, want %q", c.name, got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// expectEnd reads until the server ends the connection; a read that
+// times out fails.
+func (c *conn) expectEnd() {
+	c.t.Helper()
+	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	_, err := io.Copy(io.Discard, c.nc)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.t.Fatalf("%s: connection still open after %v", c.name, timeout)
+	}
+}
+
+// usersList is the payload of a response_users_list naming names (sorted).
+func usersList(names ...string) string {
+	return string(payloadOf(protocol.AppendUsersList(nil, names)))
+}
+
+// payloadOf strips a frame's header.
+func payloadOf(frame []byte) []byte {
+	i := bytes.IndexByte(frame, ' ')
+	j := bytes.IndexByte(frame[i+1:], ' ')
+	return frame[i+1+j+1:]
+}
+
+// waitUsers waits until every node counts want users (chat_users). The
+// registry is shared through the engine, and nothing tells a test when
+// every node has caught up, so this one looks every 100 ms.
+func waitUsers(t testing.TB, nodes []*node, want int) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok := true
+		for _, n := range nodes {
+			ok = ok && n.metric(t, "chat_users") == float64(want)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, n := range nodes {
+				t.Logf("%s: chat_users %v", n.name, n.metric(t, "chat_users"))
+			}
+			t.Fatalf("the nodes never all counted %d users", want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// envInt returns the integer in the environment variable name, or def.
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// httpGet returns the body at url.
+func httpGet(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}

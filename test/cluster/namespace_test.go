@@ -1,0 +1,129 @@
+package cluster
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// One namespace over three nodes: list, messages and files (small and
+// large, to plain and chunked recipients) across nodes, with the exact
+// lines of PROTOCOL.md on the sender's node.
+func TestNamespace(t *testing.T) {
+	t.Parallel()
+	nodes := startCluster(t, 3)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	alice := join(t, n1, "alice")
+	bob := join(t, n2, "bob")            // takes whole frames (the contract)
+	carol := joinChunked(t, n3, "carol") // takes large files in chunks
+
+	for _, c := range []*conn{alice, bob, carol} {
+		c.waitList(usersList("alice", "bob", "carol"))
+	}
+	n1.out.waitLine(t, "request_users_list: alice", timeout)
+
+	alice.send("hello  both", "bob", "carol", "zed", "bob")
+	bob.expect(protocol.ForwardMessage, "1 alice hello  both")
+	carol.expect(protocol.ForwardMessage, "1 alice hello  both")
+	n1.out.waitLine(t, "msg: alice", timeout)
+	n1.out.waitLine(t, "msg: alice to non-existent user zed", timeout)
+
+	carol.send("back to you", "alice")
+	alice.expect(protocol.ForwardMessage, "1 carol back to you")
+	n3.out.waitLine(t, "msg: carol", timeout)
+
+	// A small file (one frame) and a large one (streamed) to both.
+	small := []byte("small file\x00\xff")
+	large := make([]byte, 3<<20+17)
+	for i := range large {
+		large[i] = byte(rand.IntN(256))
+	}
+	for _, f := range []struct {
+		name    string
+		content []byte
+	}{{"small.bin", small}, {"large.bin", large}} {
+		alice.write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "carol", "nobody"}, f.name, int64(len(f.content))), f.content...))
+		n1.out.waitLine(t, "file: alice", timeout)
+		n1.out.waitLine(t, "file: alice to non-existent user nobody", timeout)
+		h, p, err := bob.frame()
+		if err != nil || h.Type != protocol.ForwardFile || !bytes.Equal(p, append([]byte("1 alice "+f.name+" "), f.content...)) {
+			t.Fatalf("bob: %s: got %s (%d bytes), %v", f.name, h.Name, len(p), err)
+		}
+		if got := receiveFile(t, carol); sha256.Sum256(got) != sha256.Sum256(f.content) {
+			t.Fatalf("carol: %s differs (%d bytes of %d)", f.name, len(got), len(f.content))
+		}
+	}
+	// Nobody's stdout has lines about events of other nodes.
+	for i, n := range nodes {
+		for _, l := range n.out.snapshot() {
+			if i != 0 && strings.Contains(l, "alice") {
+				t.Errorf("n%d printed %q", i+1, l)
+			}
+		}
+	}
+}
+
+// receiveFile reads one file as a chunked recipient gets it: a whole
+// forward_file, or file_begin, file_chunk... file_end.
+func receiveFile(t *testing.T, c *conn) []byte {
+	t.Helper()
+	h, p, err := c.frame()
+	if err != nil {
+		t.Fatalf("%s: %v", c.name, err)
+	}
+	if h.Type == protocol.ForwardFile {
+		_, rest, _ := bytes.Cut(p, []byte(" "))
+		_, rest, _ = bytes.Cut(rest, []byte(" "))
+		_, content, _ := bytes.Cut(rest, []byte(" "))
+		return content
+	}
+	if h.Type != protocol.FileBegin {
+		t.Fatalf("%s: got %s, want a file", c.name, h.Name)
+	}
+	id, _, _, size, err := protocol.ParseFileBegin(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for {
+		h, p, err := c.frame()
+		if err != nil {
+			t.Fatalf("%s: %v after %d bytes", c.name, err, len(got))
+		}
+		switch h.Type {
+		case protocol.FileChunk:
+			cid, data, err := protocol.ParseChunk(p)
+			if err != nil || cid != id {
+				t.Fatalf("%s: chunk of %d (%v), want %d", c.name, cid, err, id)
+			}
+			got = append(got, data...)
+		case protocol.FileEnd:
+			if int64(len(got)) != size {
+				t.Fatalf("%s: file_end after %d bytes of %d", c.name, len(got), size)
+			}
+			return got
+		default:
+			t.Fatalf("%s: got %s during a file", c.name, h.Name)
+		}
+	}
+}
+
+// Presence notices (an extension) cover the whole cluster: a user who
+// asked for them hears of joins and leaves on other nodes too.
+func TestPresenceAcrossNodes(t *testing.T) {
+	t.Parallel()
+	nodes := startCluster(t, 3)
+	watcher := dial(t, nodes[0], "watcher")
+	watcher.write(protocol.AppendExtHello(nil, []string{protocol.FeaturePresence}))
+	watcher.expect(protocol.ExtHello, protocol.FeaturePresence)
+	watcher.write(protocol.AppendJoin(nil, protocol.Join, "watcher"))
+	nodes[0].out.waitLine(t, "join: watcher", timeout)
+	bob := join(t, nodes[1], "bob")
+	watcher.expect(protocol.Presence, "joined bob")
+	bob.write(protocol.AppendJoin(nil, protocol.Disconnect, "bob"))
+	watcher.expect(protocol.Presence, "left bob")
+}

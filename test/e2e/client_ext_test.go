@@ -1,0 +1,111 @@
+package e2e
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gochat/chat/internal/testcert"
+)
+
+// The client asks for extensions by default (docs/PROTOCOL.md,
+// "Extensions"); --plain speaks only the contract.
+
+// Against a server that knows only the contract (it answers ext_hello
+// with err_unknown_message and closes), the client joins again and speaks
+// only the contract: send_message, and a file as one send_file.
+func TestClientFallsBackToContract(t *testing.T) {
+	t.Parallel()
+	fs := newFakeServer(t)
+	c := startClient(t, fs.port, "alice")
+	first := fs.accept(t)
+	first.expectFrame(t, "ext_hello", "chunked-file file-upload not-online")
+	first.write(t, fr("err_unknown_message", ""))
+	first.c.Close()
+	rc := fs.accept(t)
+	rc.expectFrame(t, "join", "alice")
+	c.errs.skipTo(t, "client: server declined extensions (answered err_unknown_message); using the plain protocol", timeout)
+	writeFile(t, filepath.Join(c.home, "notes.txt"), []byte("some notes"))
+	c.send(t, "msg 1 bob hi")
+	c.send(t, "file 1 bob notes.txt")
+	c.send(t, "cancel") // no file is being sent: as any unknown input
+	rc.expectFrame(t, "send_message", "1 bob hi")
+	rc.expectFrame(t, "send_file", "1 bob notes.txt some notes")
+	rc.write(t, fr("forward_message", "1 bob plain it is"))
+	c.out.waitLines(t, timeout, "incorrect user input format", "msg: bob: plain it is")
+	c.send(t, "quit")
+	c.expectQuitOnFake(t, rc)
+}
+
+// A --plain client with this server: the contract's frames only, a file
+// as one send_file, and chat as usual.
+func TestPlainClientWithOurServer(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	bob := rawJoin(t, srv, "bob")
+	alice := joinClient(t, srv, "alice", "--plain")
+	data := randomFile(t, alice.home, "big.bin", 1<<20)
+	alice.send(t, "file 2 bob ghost big.bin")
+	alice.send(t, "msg 1 bob after")
+	srv.out.waitLines(t, timeout, "file: alice", "file: alice to non-existent user ghost", "msg: alice")
+	f, err := bob.readFrame(timeout)
+	if err != nil || f.typ != "forward_file" || string(f.payload) != "1 alice big.bin "+string(data) {
+		t.Fatalf("bob got %v %v", f.typ, err)
+	}
+	bob.expectFrame(t, "forward_message", "1 alice after")
+	bob.write(t, fr("send_message", "1 alice hello plain"))
+	alice.out.waitLine(t, "msg: bob: hello plain", timeout)
+	srv.out.waitLine(t, "msg: bob", timeout)
+	alice.quit(t, srv)
+	// No notice of the missing user without extensions.
+	for _, l := range alice.errs.remainingAll() {
+		if strings.Contains(l, "ghost") {
+			t.Fatalf("a --plain client was told of ghost: %q", l)
+		}
+	}
+}
+
+// A client without TLS against a TLS server: the session is lost, and
+// stderr says the server seems to speak TLS and names --tls.
+func TestClientNamesTLS(t *testing.T) {
+	t.Parallel()
+	cert, key := testcert.New(t).Files(t)
+	srv := startServer(t, "--tls-cert", cert, "--tls-key", key)
+	for _, extra := range [][]string{nil, {"--plain"}} {
+		c := startClient(t, srv.port, "alice", extra...)
+		c.expectDisconnectedExit1(t, "disconnected: connection to server lost")
+		c.errs.skipTo(t, "client: the server at "+srv.addr()+" seems to speak TLS: start the client with --tls (and --tls-ca FILE if its certificate is self-signed)", timeout)
+	}
+}
+
+// A file whose name the protocol cannot carry (a space in it) is refused
+// before anything is sent, with the reason.
+func TestClientRefusesFileNameWithSpace(t *testing.T) {
+	t.Parallel()
+	c, rc := clientOnFake(t, "alice")
+	writeFile(t, filepath.Join(c.home, "my notes.txt"), []byte("x"))
+	c.send(t, "file 1 bob my notes.txt")
+	c.send(t, "quit")
+	c.expectQuitOnFake(t, rc) // the next frame was the disconnect
+	c.errs.skipTo(t, "file: cannot send my notes.txt: its name contains whitespace, which file names on the chat cannot (rename it, or link it under another name)", timeout)
+}
+
+// --join-notices: who joins and leaves, on stderr; stdout keeps the
+// contract's lines alone.
+func TestClientJoinNotices(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	carol := joinClient(t, srv, "carol", "--join-notices")
+	bob := rawJoin(t, srv, "bob")
+	carol.errs.skipTo(t, "bob joined", timeout)
+	bob.c.Close()
+	srv.out.waitLine(t, "disconnected: bob", timeout)
+	carol.errs.skipTo(t, "bob left", timeout)
+	carol.quit(t, srv) // quitting is the only line on stdout
+
+	// Notices are an extension: not with --plain.
+	r := runOnce(t, clientBin, timeout, "--plain", "--join-notices", "-u", "x")
+	if r.code != 1 || !strings.HasPrefix(r.stdout, "Client\n") || !strings.Contains(r.stderr, "--plain") {
+		t.Fatalf("--plain --join-notices: status %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}

@@ -1,0 +1,186 @@
+package e2e
+
+import (
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+)
+
+// Files sent with the file-upload extension (docs/PROTOCOL.md, the
+// client's default), through the real programs.
+
+// randomFile writes n random bytes to dir/name and returns them.
+func randomFile(t *testing.T, dir, name string, n int) []byte {
+	t.Helper()
+	data := make([]byte, n)
+	_, _ = rand.NewChaCha8([32]byte{byte(n), byte(n >> 8)}).Read(data)
+	writeFile(t, filepath.Join(dir, name), data)
+	return data
+}
+
+// countingRelay relays one connection to the server at port and counts
+// the bytes the client sends through it. The test's cleanup ends it.
+type countingRelay struct {
+	port int
+	up   atomic.Int64
+}
+
+func relayTo(t *testing.T, port int) *countingRelay {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &countingRelay{port: ln.Addr().(*net.TCPAddr).Port}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		cc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		sc, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", itoa(port)))
+		if err != nil {
+			cc.Close()
+			return
+		}
+		mu.Lock()
+		conns = append(conns, cc, sc)
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, _ := io.Copy(sc, cc)
+			r.up.Add(n)
+			sc.(*net.TCPConn).CloseWrite()
+		}()
+		io.Copy(cc, sc)
+		cc.(*net.TCPConn).CloseWrite()
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return r
+}
+
+// A file to a user who is not online is never uploaded: the client
+// learns so before it sends any of it, and says so; the server prints the
+// lines of send_file.
+func TestUploadToNobodyIsNotSent(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	relay := relayTo(t, srv.port)
+	alice := startClient(t, relay.port, "alice")
+	srv.out.waitLine(t, "join: alice", timeout)
+	randomFile(t, alice.home, "big.bin", 50<<20)
+	alice.send(t, "file 1 nobody big.bin")
+	alice.send(t, "list")
+	srv.out.waitLines(t, timeout, "file: alice", "file: alice to non-existent user nobody", "request_users_list: alice")
+	alice.out.waitLine(t, "list: alice", timeout)
+	alice.errs.skipTo(t, "client: not online: nobody; big.bin was not sent", timeout)
+	alice.quit(t, srv)
+	if n := relay.up.Load(); n > 64<<10 {
+		t.Fatalf("the client sent %d bytes for a file to nobody", n)
+	}
+}
+
+// SIGINT in the middle of a file to a user who never reads ends the
+// client at once, with or without extensions: it does not wait for the
+// server to give up on that user, and nothing claims the file went.
+func TestUploadSignalMidFile(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, note string
+		extra      []string
+	}{
+		{"extensions", "client: cancelled big.bin", nil},
+		{"plain", "client: cut the connection to stop sending big.bin (plain protocol); nobody gets it", []string{"--plain"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			// Without extensions the server notices that the sender went
+			// only once bob, who holds its reading up, is cut off.
+			srv := startServer(t, "--stall-timeout", "3s")
+			bob := rawJoin(t, srv, "bob") // never reads
+			bob.c.SetReadBuffer(4 << 10)
+			alice := joinClient(t, srv, "alice", tc.extra...)
+			randomFile(t, alice.home, "big.bin", 64<<20)
+			alice.send(t, "file 1 bob big.bin")
+			srv.out.waitLine(t, "file: alice", timeout) // the file is on its way
+			if err := alice.cmd.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			alice.out.waitLine(t, "quitting", timeout)
+			alice.expectExit(t, 0, timeout)
+			alice.out.expectEnd(t, timeout)
+			alice.errs.waitClosed(t, timeout)
+			if !strings.Contains(strings.Join(alice.errs.remainingAll(), "\n"), tc.note) {
+				t.Fatalf("stderr lacks %q\n%s", tc.note, alice.dump())
+			}
+			// bob, who takes whole frames only, had part of a forward_file:
+			// he is cut off (PROTOCOL.md section 4, a sender gone mid-file).
+			srv.out.waitUnordered(t, timeout, []string{"disconnected: alice", "disconnected: bob"})
+		})
+	}
+}
+
+// Who got a file: the sender is told of a recipient that never had it all
+// (cut off for not reading), the others get it whole, and with piped
+// input the next line goes only once the file has been delivered.
+func TestUploadOutcomePerRecipient(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, "--stall-timeout", "2s")
+	bob := rawJoin(t, srv, "bob") // never reads
+	bob.c.SetReadBuffer(4 << 10)
+	carol := joinClient(t, srv, "carol")
+	alice := joinClient(t, srv, "alice")
+	data := randomFile(t, alice.home, "big.bin", 20<<20)
+	alice.send(t, "file 3 bob carol ghost big.bin")
+	alice.send(t, "msg 1 carol done")
+	srv.out.waitLines(t, timeout, "file: alice", "file: alice to non-existent user ghost")
+	carol.out.waitLines(t, 3*timeout, "file: alice: big.bin", "msg: alice: done")
+	expectFileContent(t, filepath.Join(carol.home, "carol_big.bin"), data)
+	srv.out.waitLines(t, timeout, "disconnected: bob", "msg: alice")
+	alice.errs.skipTo(t, "client: not online: ghost; big.bin goes to the others only", timeout)
+	alice.errs.skipTo(t, "client: big.bin did not reach bob (they left or were cut off before they had it all)", timeout)
+	alice.quit(t, srv)
+	carol.quit(t, srv)
+}
+
+// A recipient that speaks only the contract gets one forward_file, and
+// the sender's next message after it.
+func TestUploadToPlainRecipient(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	bob := rawJoin(t, srv, "bob")
+	alice := joinClient(t, srv, "alice")
+	data := randomFile(t, alice.home, "big.bin", 3<<20)
+	alice.send(t, "file 1 bob big.bin")
+	alice.send(t, "msg 1 bob after")
+	f, err := bob.readFrame(timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.typ != "forward_file" || !bytes.Equal(f.payload, append([]byte("1 alice big.bin "), data...)) {
+		t.Fatalf("bob got %s of %d bytes, want the whole file", f.typ, len(f.payload))
+	}
+	bob.expectFrame(t, "forward_message", "1 alice after")
+	srv.out.waitLines(t, timeout, "file: alice", "msg: alice")
+	alice.quit(t, srv)
+}
