@@ -72,7 +72,8 @@ type remoteStream struct {
 	id     uint64
 	subj   string
 	cancel <-chan struct{}
-	done   bool // owned by the sender
+	done   bool   // owned by the sender
+	msg    []byte // a chunk being published; owned by the sender
 
 	mu     sync.Mutex
 	sent   int64         // guarded by mu
@@ -160,9 +161,9 @@ func (s *remoteStream) Write(c server.Chunk) error {
 			return fmt.Errorf("%w: no ack for %v", errTransferFailed, s.r.h.n.cfg.StallTimeout)
 		}
 	}
-	msg := make([]byte, 1, 1+len(c.Data))
-	msg[0] = chunkData
-	return s.r.h.n.nc.Publish(s.subj, append(msg, c.Data...))
+	// Publish copies msg, so one buffer serves every chunk.
+	s.msg = append(append(s.msg[:0], chunkData), c.Data...)
+	return s.r.h.n.nc.Publish(s.subj, s.msg)
 }
 
 // Close implements server.FileStream.

@@ -120,13 +120,14 @@ type registry struct {
 	namesWatch  jetstream.KeyWatcher
 	leasesWatch jetstream.KeyWatcher
 
-	mu     sync.RWMutex
-	users  map[string]userEntry                         // by name; guarded by mu
-	slots  map[int]slotEntry                            // taken places; guarded by mu
-	taken  []uint64                                     // bit i set: place i taken; guarded by mu
-	leases map[string]leaseEntry                        // by node; guarded by mu
-	onUser func(name string, u userEntry, present bool) // called under mu when a user's record changes (u: the old record when gone)
-	onNode func(node string, gone bool)                 // called under mu when a lease changes
+	mu        sync.RWMutex
+	users     map[string]userEntry                         // by name; guarded by mu
+	slots     map[int]slotEntry                            // taken places; guarded by mu
+	taken     []uint64                                     // bit i set: place i taken; guarded by mu
+	leases    map[string]leaseEntry                        // by node; guarded by mu
+	nodeNames map[string]string                            // one copy of each node name the records hold; guarded by mu
+	onUser    func(name string, u userEntry, present bool) // called under mu when a user's record changes (u: the old record when gone)
+	onNode    func(node string, gone bool)                 // called under mu when a lease changes
 
 	testHookKey func(key string) // if set, called under mu for other keys of the names bucket
 }
@@ -151,7 +152,7 @@ func openRegistry(ctx context.Context, n *Node) (*registry, error) {
 			r.names, err = openBucket(ctx, n, jetstream.KeyValueConfig{
 				Bucket:   n.cfg.Name + namesBucket,
 				History:  1,
-				Storage:  jetstream.MemoryStorage,
+				Storage:  jetstream.FileStorage,
 				Replicas: n.cfg.Replicas,
 			})
 		}
@@ -291,6 +292,20 @@ func (r *registry) follow(w jetstream.KeyWatcher, ready chan struct{}, apply fun
 	}
 }
 
+// internLocked returns one shared copy of node, so that the records of
+// 57,000 users do not each keep a copy (with the value it was cut from).
+func (r *registry) internLocked(node string) string {
+	if s, ok := r.nodeNames[node]; ok {
+		return s
+	}
+	if r.nodeNames == nil {
+		r.nodeNames = make(map[string]string)
+	}
+	node = strings.Clone(node)
+	r.nodeNames[node] = node
+	return node
+}
+
 func (r *registry) applyName(e jetstream.KeyValueEntry) {
 	key := e.Key()
 	del := e.Operation() != jetstream.KeyValuePut
@@ -315,6 +330,7 @@ func (r *registry) applyName(e jetstream.KeyValueEntry) {
 			r.node.log.Warn("bad registry entry", "key", key, "err", err)
 			return
 		}
+		u.node = r.internLocked(u.node)
 		u.rev, u.created = e.Revision(), e.Created()
 		if old, ok := r.users[name]; ok && old.rev > u.rev {
 			return // a newer revision was recorded by our own join
@@ -336,6 +352,7 @@ func (r *registry) applyName(e jetstream.KeyValueEntry) {
 		if err != nil {
 			return
 		}
+		s.node = r.internLocked(s.node)
 		s.rev, s.created = e.Revision(), e.Created()
 		if old, ok := r.slots[i]; ok && old.rev > s.rev {
 			return
