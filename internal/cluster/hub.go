@@ -44,6 +44,7 @@ type presenceEvent struct {
 
 // localUser is a user joined on this node.
 type localUser struct {
+	name    string
 	peer    server.Peer
 	token   uint64
 	slot    int
@@ -169,7 +170,7 @@ func (h *Hub) Join(p server.Peer, maxUsers int) error {
 		h.del.add(slotKey(slot), slotRev)
 		return err
 	}
-	h.locals[name] = localUser{peer: p, token: u.token, slot: slot, userRev: u.rev, slotRev: slotRev}
+	h.locals[name] = localUser{name: name, peer: p, token: u.token, slot: slot, userRev: u.rev, slotRev: slotRev}
 	h.mu.Unlock()
 	h.reg.recordJoin(name, u, slot, slotEntry{node: u.node, inc: u.inc, rev: slotRev, created: u.created})
 	h.changed()
@@ -290,6 +291,15 @@ func (h *Hub) visible(u userEntry) bool {
 func (h *Hub) Len() int { return len(h.Users()) }
 
 // localToken returns the session token of the local user name.
+// localEntry is localToken for a name in bytes; it returns the name as
+// the hub holds it, so that the caller need not copy it.
+func (h *Hub) localEntry(name []byte) (string, server.Peer, uint64, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	lu, ok := h.locals[string(name)]
+	return lu.name, lu.peer, lu.token, ok
+}
+
 func (h *Hub) localToken(name string) (server.Peer, uint64, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

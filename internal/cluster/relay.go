@@ -62,6 +62,7 @@ type relay struct {
 	waiting  map[string]*waitingUser      // local users with frames waiting for room; guarded by inMu
 	acks     map[string]map[creditKey]int // bytes delivered, by source node; guarded by inMu
 	ackTick  *time.Timer                  // pending ack flush; guarded by inMu
+	inAcks   []ackOf                      // a batch's acks; owned by receive
 }
 
 type creditKey struct {
@@ -401,7 +402,7 @@ func entrySize(b []byte) int {
 var errBadBatch = errors.New("bad batch")
 
 // receive delivers a batch of frames from another node to this node's
-// users, in order.
+// users, in order. It runs on the frames subscription's goroutine only.
 func (r *relay) receive(m *nats.Msg) {
 	b := m.Data
 	if len(b) < 18 || b[0] != batchVersion {
@@ -415,44 +416,76 @@ func (r *relay) receive(m *nats.Msg) {
 	}
 	src := string(b[18 : 18+nl])
 	r.checkSeq(src, inc, seq)
-	entries, err := decodeEntries(b[18+nl:])
+	body := b[18+nl:]
+	count, err := countEntries(body)
 	if err != nil {
 		r.h.n.log.Warn("ignoring a malformed batch of frames", "peer", src, "err", err)
 		return
 	}
-	r.h.n.m.framesIn.WithLabelValues(src).Add(float64(len(entries)))
-	acked := make(map[creditKey]int)
-	for _, e := range entries {
-		if r.deliverLocal(src, e) {
-			acked[e.key] += len(e.frame)
+	r.h.n.m.framesIn.WithLabelValues(src).Add(float64(count))
+	acks := r.inAcks[:0]
+	for len(body) > 0 {
+		var e batchEntry
+		e, body, _ = nextEntry(body)
+		name, p, token, ok := r.h.localEntry(e.name)
+		if !ok || token != e.token {
+			// The session is gone: nothing waits.
+			acks = append(acks, ackOf{creditKey{string(e.name), e.token}, len(e.frame)})
+			continue
+		}
+		key := creditKey{name, e.token}
+		if r.deliverLocal(src, p, key, e.frame) {
+			acks = append(acks, ackOf{key, len(e.frame)})
 		}
 	}
-	r.ackAll(src, acked)
+	r.ackAll(src, acks)
+	clear(acks)
+	r.inAcks = acks
 }
 
-type entry struct {
-	key   creditKey
+// batchEntry is one frame of a batch for one user; name and frame point
+// into the batch's buffer.
+type batchEntry struct {
+	name  []byte
+	token uint64
 	frame []byte
 }
 
-func decodeEntries(b []byte) ([]entry, error) {
-	var out []entry
-	for len(b) > 0 {
-		nl := int(b[0])
-		if len(b) < 1+nl+12 {
-			return nil, errBadBatch
-		}
-		name := string(b[1 : 1+nl])
-		token := binary.BigEndian.Uint64(b[1+nl:])
-		fl := int(binary.BigEndian.Uint32(b[1+nl+8:]))
-		b = b[1+nl+12:]
-		if len(b) < fl {
-			return nil, errBadBatch
-		}
-		out = append(out, entry{key: creditKey{name, token}, frame: b[:fl:fl]})
-		b = b[fl:]
+// nextEntry decodes the entry at the front of b (not empty) and returns
+// the rest of b.
+func nextEntry(b []byte) (batchEntry, []byte, error) {
+	nl := int(b[0])
+	if len(b) < 1+nl+12 {
+		return batchEntry{}, nil, errBadBatch
 	}
-	return out, nil
+	e := batchEntry{name: b[1 : 1+nl], token: binary.BigEndian.Uint64(b[1+nl:])}
+	fl := int(binary.BigEndian.Uint32(b[1+nl+8:]))
+	b = b[1+nl+12:]
+	if len(b) < fl {
+		return batchEntry{}, nil, errBadBatch
+	}
+	e.frame = b[:fl:fl]
+	return e, b[fl:], nil
+}
+
+// countEntries returns how many entries b holds, or errBadBatch if it is
+// not a sequence of whole entries.
+func countEntries(b []byte) (int, error) {
+	n := 0
+	for len(b) > 0 {
+		var err error
+		if _, b, err = nextEntry(b); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// ackOf is a number of bytes delivered to one remote user's session.
+type ackOf struct {
+	key creditKey
+	n   int
 }
 
 // checkSeq counts and logs the batches from src that never came.
@@ -472,36 +505,31 @@ func (r *relay) checkSeq(src string, inc, seq uint64) {
 // bytes are to be acked to the source node), or keeps it waiting (with
 // the ones after it) while the user's queue has no room, to be acked once
 // queued (or dropped).
-func (r *relay) deliverLocal(src string, e entry) bool {
-	p, token, ok := r.h.localToken(e.key.name)
-	if !ok || token != e.key.token {
-		return true // the session is gone: nothing waits
-	}
+func (r *relay) deliverLocal(src string, p server.Peer, key creditKey, frame []byte) bool {
 	// The frame stays in the batch's buffer, which nothing else reuses.
 	if r.nwaiting.Load() > 0 {
 		r.inMu.Lock()
-		if w := r.waiting[e.key.name]; w != nil {
-			w.frames = append(w.frames, inFrame{src, e.key, e.frame})
+		if w := r.waiting[key.name]; w != nil {
+			w.frames = append(w.frames, inFrame{src, key, frame})
 			r.inMu.Unlock()
 			return false
 		}
 		r.inMu.Unlock()
 	}
-	frame := e.frame
 	retry, err := p.Offer(frame)
 	if err != nil || retry == nil {
 		return true
 	}
 	r.inMu.Lock()
-	w := &waitingUser{peer: p, frames: []inFrame{{src, e.key, frame}}}
-	r.waiting[e.key.name] = w
+	w := &waitingUser{peer: p, frames: []inFrame{{src, key, frame}}}
+	r.waiting[key.name] = w
 	r.nwaiting.Add(1)
 	r.inMu.Unlock()
 	n := r.h.n
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		r.drainWaiting(e.key.name, w, retry)
+		r.drainWaiting(key.name, w, retry)
 	}()
 	return false
 }
@@ -559,11 +587,11 @@ func (r *relay) localLeft(name string) {
 
 // ack notes n bytes delivered for key from src; acks go out in batches.
 func (r *relay) ack(src string, key creditKey, n int) {
-	r.ackAll(src, map[creditKey]int{key: n})
+	r.ackAll(src, []ackOf{{key, n}})
 }
 
 // ackAll notes the bytes delivered from src, by user.
-func (r *relay) ackAll(src string, delivered map[creditKey]int) {
+func (r *relay) ackAll(src string, delivered []ackOf) {
 	if len(delivered) == 0 {
 		return
 	}
@@ -574,8 +602,8 @@ func (r *relay) ackAll(src string, delivered map[creditKey]int) {
 		m = make(map[creditKey]int)
 		r.acks[src] = m
 	}
-	for k, n := range delivered {
-		m[k] += n
+	for _, a := range delivered {
+		m[a.key] += a.n
 	}
 	if r.ackTick == nil {
 		r.ackTick = time.AfterFunc(ackEvery, r.flushAcks)
