@@ -98,16 +98,8 @@ func (r *relay) openRemoteFile(p *remotePeer, head server.FileHead, cancel <-cha
 	r.files.mu.Lock()
 	r.files.outs[id] = s
 	r.files.mu.Unlock()
-	// open: id, source incarnation, token, size, then the recipient,
-	// sender, filename and source node, each after its length.
-	b := binary.BigEndian.AppendUint64(nil, id)
-	b = binary.BigEndian.AppendUint64(b, n.inc)
-	b = binary.BigEndian.AppendUint64(b, p.key.token)
-	b = binary.BigEndian.AppendUint64(b, uint64(head.Size))
-	for _, f := range []string{p.key.name, head.Sender, head.Filename, n.cfg.Node} {
-		b = append(b, byte(len(f)))
-		b = append(b, f...)
-	}
+	b := fileOpen{id: id, inc: n.inc, token: p.key.token, size: head.Size,
+		name: p.key.name, sender: head.Sender, filename: head.Filename, src: n.cfg.Node}.append(nil)
 	// The receiving node answers once it listens for the chunks.
 	ctx, cancelOpen := context.WithTimeout(n.ctx, kvTimeout)
 	defer cancelOpen()
@@ -202,24 +194,57 @@ func (r *relay) fileAcked(m *nats.Msg) {
 	s.mu.Unlock()
 }
 
+// fileOpen announces a transfer to a user on another node.
+type fileOpen struct {
+	id, inc, token uint64 // the transfer's id and its source's incarnation; the recipient's session
+	size           int64
+	name, sender   string // the recipient and the sending user
+	filename, src  string // the file's name and the source node
+}
+
+// append encodes o: id, source incarnation, token, size, then the
+// recipient, sender, filename and source node, each after its length
+// (one byte: names, filenames and node names are shorter than 256).
+func (o fileOpen) append(b []byte) []byte {
+	b = binary.BigEndian.AppendUint64(b, o.id)
+	b = binary.BigEndian.AppendUint64(b, o.inc)
+	b = binary.BigEndian.AppendUint64(b, o.token)
+	b = binary.BigEndian.AppendUint64(b, uint64(o.size))
+	for _, f := range []string{o.name, o.sender, o.filename, o.src} {
+		b = append(b, byte(len(f)))
+		b = append(b, f...)
+	}
+	return b
+}
+
+// decodeFileOpen decodes what fileOpen.append encodes; false if b is not
+// exactly one such message.
+func decodeFileOpen(b []byte) (fileOpen, bool) {
+	if len(b) < 32 {
+		return fileOpen{}, false
+	}
+	o := fileOpen{id: binary.BigEndian.Uint64(b), inc: binary.BigEndian.Uint64(b[8:]),
+		token: binary.BigEndian.Uint64(b[16:]), size: int64(binary.BigEndian.Uint64(b[24:]))}
+	b = b[32:]
+	for _, f := range []*string{&o.name, &o.sender, &o.filename, &o.src} {
+		if len(b) < 1 || len(b) < 1+int(b[0]) {
+			return fileOpen{}, false
+		}
+		*f, b = string(b[1:1+int(b[0])]), b[1+int(b[0]):]
+	}
+	return o, len(b) == 0 && o.size >= 0
+}
+
 // fileOpened starts the receiving side of a transfer from another node:
 // a goroutine, owned by the node, with its own subscription, that writes
 // the chunks to the local user's stream and acks them.
 func (r *relay) fileOpened(m *nats.Msg) {
-	b := m.Data
-	if len(b) < 32 {
+	o, ok := decodeFileOpen(m.Data)
+	if !ok {
 		return
 	}
-	id, inc, token, size := binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:]), binary.BigEndian.Uint64(b[16:]), int64(binary.BigEndian.Uint64(b[24:]))
-	b = b[32:]
-	var f [4]string
-	for i := range f {
-		if len(b) < 1 || len(b) < 1+int(b[0]) {
-			return
-		}
-		f[i], b = string(b[1:1+int(b[0])]), b[1+int(b[0]):]
-	}
-	name, sender, filename, src := f[0], f[1], f[2], f[3]
+	id, inc, token, size := o.id, o.inc, o.token, o.size
+	name, sender, filename, src := o.name, o.sender, o.filename, o.src
 	n := r.h.n
 	subj := fmt.Sprintf("%s.%x.%d", n.subject(fileChunkSubject, n.cfg.Node), inc, id)
 	sub, err := n.nc.SubscribeSync(subj)
