@@ -269,3 +269,21 @@ func TestClusterHubContract(t *testing.T) {
 		})
 	}
 }
+
+// TestLeavingNodeStaysFenced: a lease renewed while the node leaves must
+// not make it admit again (it logged "back in the cluster" at every
+// shutdown).
+func TestLeavingNodeStaysFenced(t *testing.T) {
+	h := testCluster(t, 1, 10)[0].hub
+	h.leaving.Store(true)
+	h.fenced.Store(true)
+	h.unfence()
+	if !h.fenced.Load() {
+		t.Fatal("a leaving node was unfenced by a renewal")
+	}
+	h.leaving.Store(false)
+	h.unfence()
+	if h.fenced.Load() {
+		t.Fatal("a renewal did not unfence a node that is not leaving")
+	}
+}

@@ -25,7 +25,8 @@ type Hub struct {
 	del   *deleter
 	live  *liveness
 
-	fenced atomic.Bool // the node lost its lease: no joins, no users
+	fenced  atomic.Bool // the node lost its lease: no joins, no users
+	leaving atomic.Bool // the node is leaving: fenced for good
 
 	mu     sync.Mutex
 	locals map[string]localUser // this node's joined users; guarded by mu
@@ -333,16 +334,22 @@ func (h *Hub) fence(why error) {
 
 // unfence admits again once the lease is renewed.
 func (h *Hub) unfence() {
-	if h.fenced.Swap(false) {
-		h.changed()
-		h.n.log.Warn("back in the cluster: admitting again")
+	if h.leaving.Load() || !h.fenced.CompareAndSwap(true, false) {
+		return
 	}
+	if h.leaving.Load() { // leave began meanwhile
+		h.fenced.Store(true)
+		return
+	}
+	h.changed()
+	h.n.log.Warn("back in the cluster: admitting again")
 }
 
 // leave tells the cluster this node is going: the others hide its users
 // at once; its records and lease are removed, waiting at most a few
 // seconds.
 func (h *Hub) leave() {
+	h.leaving.Store(true)
 	h.fenced.Store(true)
 	h.live.announce(stateLeaving)
 	h.mu.Lock()
