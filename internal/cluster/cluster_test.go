@@ -287,3 +287,66 @@ func TestLeavingNodeStaysFenced(t *testing.T) {
 		t.Fatal("a renewal did not unfence a node that is not leaving")
 	}
 }
+
+// TestCreateFindsItsOwnRecord: a join whose Create was stored but whose
+// answer was lost finds its own record on the next attempt and keeps it;
+// a record with another session's value is still taken.
+func TestCreateFindsItsOwnRecord(t *testing.T) {
+	h := testCluster(t, 1, 10)[0].hub
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	mine := userEntry{node: h.n.cfg.Node, inc: h.n.inc, token: 1}.value()
+	stored, err := h.reg.names.Create(ctx, userKey("lost"), mine) // the attempt whose answer was lost
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := h.create(userKey("lost"), mine)
+	if err != nil || rev != stored {
+		t.Fatalf("create of a key holding its own value = %d, %v; want %d, nil", rev, err, stored)
+	}
+	other := userEntry{node: h.n.cfg.Node, inc: h.n.inc, token: 2}.value()
+	if _, err := h.create(userKey("lost"), other); !isExists(err) {
+		t.Fatalf("create of a key holding another session's value: err = %v, want it taken", err)
+	}
+}
+
+// TestSweeperRemovesOwnOrphans: records of this very incarnation that no
+// session holds (a join refused after its answers were lost) are removed,
+// and the name can be joined again; records of sessions it holds stay.
+func TestSweeperRemovesOwnOrphans(t *testing.T) {
+	h := testCluster(t, 1, 10)[0].hub
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ghost := userEntry{node: h.n.cfg.Node, inc: h.n.inc, token: 77}
+	if _, err := h.reg.names.Create(ctx, userKey("ghost"), ghost.value()); err != nil {
+		t.Fatal(err)
+	}
+	slot := slotEntry{node: h.n.cfg.Node, inc: h.n.inc, token: 77}
+	if _, err := h.reg.names.Create(ctx, slotKey(3), slot.value()); err != nil {
+		t.Fatal(err)
+	}
+	// A session the node holds: its records must stay.
+	h.mu.Lock()
+	h.joining[88] = true
+	h.mu.Unlock()
+	held := userEntry{node: h.n.cfg.Node, inc: h.n.inc, token: 88}
+	if _, err := h.reg.names.Create(ctx, userKey("held"), held.value()); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		h.live.sweepSoon()
+		_, uerr := h.reg.names.Get(ctx, userKey("ghost"))
+		_, serr := h.reg.names.Get(ctx, slotKey(3))
+		if errors.Is(uerr, jetstream.ErrKeyNotFound) && errors.Is(serr, jetstream.ErrKeyNotFound) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("orphan records still there: user %v, slot %v", uerr, serr)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if _, err := h.reg.names.Get(ctx, userKey("held")); err != nil {
+		t.Fatalf("the record of a join under way was removed: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -28,8 +29,9 @@ type Hub struct {
 	fenced  atomic.Bool // the node lost its lease: no joins, no users
 	leaving atomic.Bool // the node is leaving: fenced for good
 
-	mu     sync.Mutex
-	locals map[string]localUser // this node's joined users; guarded by mu
+	mu      sync.Mutex
+	locals  map[string]localUser // this node's joined users; guarded by mu
+	joining map[uint64]bool      // tokens of the joins under way; guarded by mu
 
 	version atomic.Uint64             // bumped when the list may have changed
 	list    atomic.Pointer[listCache] // the visible users, sorted
@@ -61,7 +63,7 @@ type listCache struct {
 var _ server.Hub = (*Hub)(nil)
 
 func newHub(n *Node, reg *registry) *Hub {
-	h := &Hub{n: n, reg: reg, local: server.NewLocalHub(), locals: make(map[string]localUser), presenceCh: make(chan presenceEvent, 4096)}
+	h := &Hub{n: n, reg: reg, local: server.NewLocalHub(), locals: make(map[string]localUser), joining: make(map[uint64]bool), presenceCh: make(chan presenceEvent, 4096)}
 	h.del = newDeleter(h)
 	h.live = newLiveness(h)
 	h.relay = newRelay(h)
@@ -139,10 +141,16 @@ func (h *Hub) Join(p server.Peer, maxUsers int) error {
 	defer func() { h.n.m.kvLatency.Observe(time.Since(start).Seconds()) }()
 	name := p.Name()
 	u := userEntry{node: h.n.cfg.Node, inc: h.n.inc, token: randomUint64(), created: time.Now()}
-	err := h.retry(func(ctx context.Context) (err error) {
-		u.rev, err = h.reg.names.Create(ctx, userKey(name), u.value())
-		return err
-	})
+	h.mu.Lock()
+	h.joining[u.token] = true
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		delete(h.joining, u.token)
+		h.mu.Unlock()
+	}()
+	var err error
+	u.rev, err = h.create(userKey(name), u.value())
 	if err != nil {
 		if !isExists(err) {
 			return fmt.Errorf("%w: %v", server.ErrUnavailable, err)
@@ -152,7 +160,7 @@ func (h *Hub) Join(p server.Peer, maxUsers int) error {
 		}
 		return server.ErrNameTaken
 	}
-	slot, slotRev, err := h.claimSlot(maxUsers)
+	slot, slotRev, err := h.claimSlot(maxUsers, u.token)
 	if err != nil {
 		h.del.add(userKey(name), u.rev)
 		return err
@@ -173,7 +181,7 @@ func (h *Hub) Join(p server.Peer, maxUsers int) error {
 	}
 	h.locals[name] = localUser{name: name, peer: p, token: u.token, slot: slot, userRev: u.rev, slotRev: slotRev}
 	h.mu.Unlock()
-	h.reg.recordJoin(name, u, slot, slotEntry{node: u.node, inc: u.inc, rev: slotRev, created: u.created})
+	h.reg.recordJoin(name, u, slot, slotEntry{node: u.node, inc: u.inc, token: u.token, rev: slotRev, created: u.created})
 	h.changed()
 	return nil
 }
@@ -181,18 +189,14 @@ func (h *Hub) Join(p server.Peer, maxUsers int) error {
 // claimSlot takes a free place under the cap: the cache suggests one, and
 // Create decides; a place another node took meanwhile is tried again
 // elsewhere.
-func (h *Hub) claimSlot(maxUsers int) (int, uint64, error) {
-	val := slotEntry{node: h.n.cfg.Node, inc: h.n.inc}.value()
+func (h *Hub) claimSlot(maxUsers int, token uint64) (int, uint64, error) {
+	val := slotEntry{node: h.n.cfg.Node, inc: h.n.inc, token: token}.value()
 	for range 64 {
 		slot := h.reg.freeSlot()
 		if slot < 0 {
 			return 0, 0, server.ErrServerFull
 		}
-		var rev uint64
-		err := h.retry(func(ctx context.Context) (err error) {
-			rev, err = h.reg.names.Create(ctx, slotKey(slot), val)
-			return err
-		})
+		rev, err := h.create(slotKey(slot), val)
 		if err == nil {
 			return slot, rev, nil
 		}
@@ -207,6 +211,33 @@ func (h *Hub) claimSlot(maxUsers int) (int, uint64, error) {
 		h.reg.mu.Unlock()
 	}
 	return 0, 0, server.ErrServerFull
+}
+
+// create is Create for a join, made safe to retry: an attempt whose answer
+// was lost (the engine slow or electing a leader) may have stored the
+// record, and a later attempt then finds the key taken. The value carries
+// the join's random token, so a key that holds exactly this value is this
+// join's own.
+func (h *Hub) create(key string, val []byte) (uint64, error) {
+	var rev uint64
+	err := h.retry(func(ctx context.Context) (err error) {
+		rev, err = h.reg.names.Create(ctx, key, val)
+		if err == nil || !isExists(err) {
+			return err
+		}
+		e, gerr := h.reg.names.Get(ctx, key)
+		switch {
+		case gerr == nil && bytes.Equal(e.Value(), val):
+			rev = e.Revision()
+			return nil
+		case gerr == nil:
+			return err // another's
+		case errors.Is(gerr, jetstream.ErrKeyNotFound):
+			return errors.New("the key was removed meanwhile") // try again
+		}
+		return gerr // undecided: try again
+	})
+	return rev, err
 }
 
 // joinPatience is how long a join keeps trying while the registry does not

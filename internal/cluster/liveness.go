@@ -314,7 +314,8 @@ func (l *liveness) sweepSoon() {
 }
 
 // sweeper removes the records of users and places whose node holds no
-// lease (dead, gone, or an earlier incarnation), on request and every few
+// lease (dead, gone, or an earlier incarnation), and this incarnation's
+// own records that no session of it holds, on request and every few
 // seconds. Records younger than a few seconds are left alone, since their
 // node's lease may simply not have reached this node's cache yet.
 func (l *liveness) sweeper() {
@@ -335,24 +336,44 @@ func (l *liveness) sweeper() {
 const minRecordAge = 5 * time.Second
 
 func (l *liveness) sweepOnce() {
-	reg := l.h.reg
+	h, reg := l.h, l.h.reg
+	self, inc := h.n.cfg.Node, h.n.inc
+	// The sessions this node holds or is joining: its own records that
+	// belong to none of them were left by a join whose answers were lost
+	// (the engine slow or electing a leader) or by a failed delete.
+	h.mu.Lock()
+	held := make(map[uint64]bool, len(h.locals)+len(h.joining))
+	for _, lu := range h.locals {
+		held[lu.token] = true
+	}
+	for t := range h.joining {
+		held[t] = true
+	}
+	h.mu.Unlock()
+	orphan := func(node string, rinc, token uint64) bool {
+		if node == self && rinc == inc {
+			return !held[token]
+		}
+		lease, ok := reg.leases[node]
+		return !ok || lease.inc != rinc
+	}
 	reg.mu.Lock()
 	var users []pendingDelete
 	for name, u := range reg.users {
-		if lease, ok := reg.leases[u.node]; (!ok || lease.inc != u.inc) && time.Since(u.created) > minRecordAge {
+		if orphan(u.node, u.inc, u.token) && time.Since(u.created) > minRecordAge {
 			users = append(users, pendingDelete{userKey(name), u.rev})
 		}
 	}
 	for i, s := range reg.slots {
-		if lease, ok := reg.leases[s.node]; (!ok || lease.inc != s.inc) && s.rev != 0 && time.Since(s.created) > minRecordAge {
+		if orphan(s.node, s.inc, s.token) && s.rev != 0 && time.Since(s.created) > minRecordAge {
 			users = append(users, pendingDelete{slotKey(i), s.rev})
 		}
 	}
 	reg.mu.Unlock()
 	if len(users) > 0 {
-		l.h.n.log.Info("removing the records of nodes without a lease", "records", len(users))
+		h.n.log.Info("removing records that no live session holds", "records", len(users))
 	}
 	for _, p := range users {
-		l.h.del.add(p.key, p.rev)
+		h.del.add(p.key, p.rev)
 	}
 }

@@ -73,19 +73,27 @@ func parseUser(v []byte) (userEntry, error) {
 type slotEntry struct {
 	node    string
 	inc     uint64
+	token   uint64 // the joining session's, so that a join knows its own record
 	rev     uint64
 	created time.Time
 }
 
-func (e slotEntry) value() []byte { return fmt.Appendf(nil, "%x %s", e.inc, e.node) }
+func (e slotEntry) value() []byte { return fmt.Appendf(nil, "%x %x %s", e.inc, e.token, e.node) }
 
 func parseSlot(v []byte) (slotEntry, error) {
-	inc, node, ok := strings.Cut(string(v), " ")
-	n, err := strconv.ParseUint(inc, 16, 64)
-	if !ok || err != nil {
+	f := strings.SplitN(string(v), " ", 3)
+	if len(f) != 3 {
 		return slotEntry{}, fmt.Errorf("slot entry %q", v)
 	}
-	return slotEntry{node: node, inc: n}, nil
+	var e slotEntry
+	var err1, err2 error
+	e.inc, err1 = strconv.ParseUint(f[0], 16, 64)
+	e.token, err2 = strconv.ParseUint(f[1], 16, 64)
+	e.node = f[2]
+	if err1 != nil || err2 != nil {
+		return slotEntry{}, fmt.Errorf("slot entry %q", v)
+	}
+	return e, nil
 }
 
 // leaseEntry is a node's lease.
