@@ -31,8 +31,11 @@ func TestClientFallsBackToContract(t *testing.T) {
 	c.send(t, "cancel") // no file is being sent: as any unknown input
 	rc.expectFrame(t, "send_message", "1 bob hi")
 	rc.expectFrame(t, "send_file", "1 bob notes.txt some notes")
+	// The client may read "cancel" after the message below arrives: wait
+	// for its answer first, so that the two lines come in this order.
+	c.out.waitLine(t, "incorrect user input format", timeout)
 	rc.write(t, fr("forward_message", "1 bob plain it is"))
-	c.out.waitLines(t, timeout, "incorrect user input format", "msg: bob: plain it is")
+	c.out.waitLine(t, "msg: bob: plain it is", timeout)
 	c.send(t, "quit")
 	c.expectQuitOnFake(t, rc)
 }
