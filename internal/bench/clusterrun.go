@@ -93,17 +93,7 @@ func clusterThroughputRows(ctx context.Context, cfg Config, stderr io.Writer) ([
 					return rows, err
 				}
 				row := clusterRow(cfg, Throughput, params)
-				target := ""
-				if n == 100 && size == 32 && r == 1 {
-					target = ">= 0.5x"
-				}
-				rows = append(rows,
-					row("delivered", "msgs/s", ours.Delivered, single.Delivered, target),
-					row("delivered", "MB/s", ours.MBps, single.MBps, ""),
-					row("sent", "msgs/s", ours.Sent, single.Sent, ""),
-					row("latency p50 under load", "ms", ms(ours.Lat.P50), ms(single.Lat.P50), ""),
-					row("latency p99 under load", "ms", ms(ours.Lat.P99), ms(single.Lat.P99), ""),
-				)
+				rows = append(rows, tpRows(row, n, size, r, ours, single)...)
 				rows = append(rows, cpuRows(row, ours.ServerCPU, single.ServerCPU, ours.Delivered, single.Delivered)...)
 			}
 		}

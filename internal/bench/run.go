@@ -250,21 +250,26 @@ func throughputRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, e
 				row := func(metric, unit string, o, b float64, target string) Row {
 					return Row{Workload: Throughput, Params: params, Baseline: baseName, Metric: metric, Unit: unit, Ours: o, Base: b, Target: target}
 				}
-				target := ""
-				if n == 100 && size == 32 && r == 1 {
-					target = ">= 0.5x"
-				}
-				rows = append(rows,
-					row("delivered", "msgs/s", ours.Delivered, theirs.Delivered, target),
-					row("delivered", "MB/s", ours.MBps, theirs.MBps, ""),
-					row("sent", "msgs/s", ours.Sent, theirs.Sent, ""),
-					row("latency p50 under load", "ms", ms(ours.Lat.P50), latOrNaN(theirs.Lat.P50, theirs), ""),
-					row("latency p99 under load", "ms", ms(ours.Lat.P99), latOrNaN(theirs.Lat.P99, theirs), ""),
-				)
+				rows = append(rows, tpRows(row, n, size, r, ours, theirs)...)
 			}
 		}
 	}
 	return rows, nil
+}
+
+// tpRows are the rows of one throughput run beside its baseline's.
+func tpRows(row func(metric, unit string, ours, base float64, target string) Row, n, size, r int, ours, base tpResult) []Row {
+	target := ""
+	if n == 100 && size == 32 && r == 1 {
+		target = ">= 0.5x"
+	}
+	return []Row{
+		row("delivered", "msgs/s", ours.Delivered, base.Delivered, target),
+		row("delivered", "MB/s", ours.MBps, base.MBps, ""),
+		row("sent", "msgs/s", ours.Sent, base.Sent, ""),
+		row("latency p50 under load", "ms", ms(ours.Lat.P50), latOrNaN(base.Lat.P50, base), ""),
+		row("latency p99 under load", "ms", ms(ours.Lat.P99), latOrNaN(base.Lat.P99, base), ""),
+	}
 }
 
 func latOrNaN(d time.Duration, r tpResult) float64 {

@@ -49,24 +49,34 @@ type userEntry struct {
 	created time.Time // when the engine stored it
 }
 
-func (e userEntry) value() []byte {
-	return fmt.Appendf(nil, "%x %x %s", e.inc, e.token, e.node)
-}
+func (e userEntry) value() []byte { return sessionValue(e.inc, e.token, e.node) }
 
 func parseUser(v []byte) (userEntry, error) {
+	inc, token, node, err := parseSession(v)
+	if err != nil {
+		return userEntry{}, fmt.Errorf("user entry: %w", err)
+	}
+	return userEntry{node: node, inc: inc, token: token}, nil
+}
+
+// sessionValue is the value of a user's or a place's record: the node's
+// incarnation, the session's token, the node.
+func sessionValue(inc, token uint64, node string) []byte {
+	return fmt.Appendf(nil, "%x %x %s", inc, token, node)
+}
+
+func parseSession(v []byte) (inc, token uint64, node string, err error) {
 	f := strings.SplitN(string(v), " ", 3)
 	if len(f) != 3 {
-		return userEntry{}, fmt.Errorf("user entry %q", v)
+		return 0, 0, "", fmt.Errorf("%q", v)
 	}
-	var e userEntry
 	var err1, err2 error
-	e.inc, err1 = strconv.ParseUint(f[0], 16, 64)
-	e.token, err2 = strconv.ParseUint(f[1], 16, 64)
-	e.node = f[2]
+	inc, err1 = strconv.ParseUint(f[0], 16, 64)
+	token, err2 = strconv.ParseUint(f[1], 16, 64)
 	if err := errors.Join(err1, err2); err != nil {
-		return userEntry{}, fmt.Errorf("user entry %q: %w", v, err)
+		return 0, 0, "", fmt.Errorf("%q: %w", v, err)
 	}
-	return e, nil
+	return inc, token, f[2], nil
 }
 
 // slotEntry is the registry's record of a taken place under the cap.
@@ -78,22 +88,14 @@ type slotEntry struct {
 	created time.Time
 }
 
-func (e slotEntry) value() []byte { return fmt.Appendf(nil, "%x %x %s", e.inc, e.token, e.node) }
+func (e slotEntry) value() []byte { return sessionValue(e.inc, e.token, e.node) }
 
 func parseSlot(v []byte) (slotEntry, error) {
-	f := strings.SplitN(string(v), " ", 3)
-	if len(f) != 3 {
-		return slotEntry{}, fmt.Errorf("slot entry %q", v)
+	inc, token, node, err := parseSession(v)
+	if err != nil {
+		return slotEntry{}, fmt.Errorf("slot entry: %w", err)
 	}
-	var e slotEntry
-	var err1, err2 error
-	e.inc, err1 = strconv.ParseUint(f[0], 16, 64)
-	e.token, err2 = strconv.ParseUint(f[1], 16, 64)
-	e.node = f[2]
-	if err1 != nil || err2 != nil {
-		return slotEntry{}, fmt.Errorf("slot entry %q", v)
-	}
-	return e, nil
+	return slotEntry{node: node, inc: inc, token: token}, nil
 }
 
 // leaseEntry is a node's lease.
