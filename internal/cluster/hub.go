@@ -140,7 +140,7 @@ func (h *Hub) Join(p server.Peer, maxUsers int) error {
 	start := time.Now()
 	defer func() { h.n.m.kvLatency.Observe(time.Since(start).Seconds()) }()
 	name := p.Name()
-	u := userEntry{node: h.n.cfg.Node, inc: h.n.inc, token: randomUint64(), created: time.Now()}
+	u := userEntry{node: h.n.cfg.Node, inc: h.n.inc, token: randomUint64(), created: time.Now().UnixNano()}
 	h.mu.Lock()
 	h.joining[u.token] = true
 	h.mu.Unlock()
@@ -165,7 +165,6 @@ func (h *Hub) Join(p server.Peer, maxUsers int) error {
 		h.del.add(userKey(name), u.rev)
 		return err
 	}
-	u.slot = slot
 	h.mu.Lock()
 	if h.fenced.Load() {
 		h.mu.Unlock()

@@ -128,7 +128,12 @@ func (l *liveness) acquire(ctx context.Context) error {
 		}
 		if !isExists(err) {
 			cancel()
-			return fmt.Errorf("taking the node's lease: %w", err)
+			// The bucket's stream may still be electing its leader
+			// (a cluster just formed): try again until the wait ends.
+			if err := pause(ctx, err); err != nil {
+				return fmt.Errorf("taking the node's lease: %w", err)
+			}
+			continue
 		}
 		e, err := reg.nodes.Get(kctx, nodeKey(n.cfg.Node))
 		cancel()
@@ -136,7 +141,10 @@ func (l *liveness) acquire(ctx context.Context) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("reading the node's lease: %w", err)
+			if err := pause(ctx, err); err != nil {
+				return fmt.Errorf("reading the node's lease: %w", err)
+			}
+			continue
 		}
 		old, _ := parseLease(e.Value())
 		age := time.Since(e.Created())
@@ -163,6 +171,17 @@ func (l *liveness) acquire(ctx context.Context) error {
 			return fmt.Errorf("%w: %q", errNodeTaken, n.cfg.Node)
 		case <-time.After(2 * renewEvery):
 		}
+	}
+}
+
+// pause waits a moment after err before another try, or returns err once
+// ctx is done.
+func pause(ctx context.Context, err error) error {
+	select {
+	case <-ctx.Done():
+		return err
+	case <-time.After(250 * time.Millisecond):
+		return nil
 	}
 }
 
@@ -360,12 +379,12 @@ func (l *liveness) sweepOnce() {
 	reg.mu.Lock()
 	var users []pendingDelete
 	for name, u := range reg.users {
-		if orphan(u.node, u.inc, u.token) && time.Since(u.created) > minRecordAge {
+		if orphan(u.node, u.inc, u.token) && time.Since(time.Unix(0, u.created)) > minRecordAge {
 			users = append(users, pendingDelete{userKey(name), u.rev})
 		}
 	}
 	for i, s := range reg.slots {
-		if orphan(s.node, s.inc, s.token) && s.rev != 0 && time.Since(s.created) > minRecordAge {
+		if orphan(s.node, s.inc, s.token) && s.rev != 0 && time.Since(time.Unix(0, s.created)) > minRecordAge {
 			users = append(users, pendingDelete{slotKey(i), s.rev})
 		}
 	}

@@ -43,10 +43,9 @@ func nodeKey(node string) string { return "n." + b64.EncodeToString([]byte(node)
 type userEntry struct {
 	node    string
 	inc     uint64 // the node's incarnation
-	slot    int    // known on the user's own node only
 	token   uint64 // this session's, so that a new one never gets the old one's frames
 	rev     uint64
-	created time.Time // when the engine stored it
+	created int64 // when the engine stored it, Unix ns (57,000 records: 16 bytes less each than a time.Time)
 }
 
 func (e userEntry) value() []byte { return sessionValue(e.inc, e.token, e.node) }
@@ -85,7 +84,7 @@ type slotEntry struct {
 	inc     uint64
 	token   uint64 // the joining session's, so that a join knows its own record
 	rev     uint64
-	created time.Time
+	created int64 // Unix ns
 }
 
 func (e slotEntry) value() []byte { return sessionValue(e.inc, e.token, e.node) }
@@ -341,7 +340,7 @@ func (r *registry) applyName(e jetstream.KeyValueEntry) {
 			return
 		}
 		u.node = r.internLocked(u.node)
-		u.rev, u.created = e.Revision(), e.Created()
+		u.rev, u.created = e.Revision(), e.Created().UnixNano()
 		if old, ok := r.users[name]; ok && old.rev > u.rev {
 			return // a newer revision was recorded by our own join
 		}
@@ -363,7 +362,7 @@ func (r *registry) applyName(e jetstream.KeyValueEntry) {
 			return
 		}
 		s.node = r.internLocked(s.node)
-		s.rev, s.created = e.Revision(), e.Created()
+		s.rev, s.created = e.Revision(), e.Created().UnixNano()
 		if old, ok := r.slots[i]; ok && old.rev > s.rev {
 			return
 		}
