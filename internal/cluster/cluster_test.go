@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/gochat/chat/internal/server"
 	"github.com/gochat/chat/internal/server/hubtest"
+	"github.com/gochat/chat/internal/testbin"
 )
 
 func TestMain(m *testing.M) {
@@ -48,21 +48,11 @@ var engines struct {
 	err     error
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // testEngines returns the URLs of the shared three-server NATS cluster.
 func testEngines(t testing.TB) []string {
 	t.Helper()
 	engines.once.Do(func() {
-		ports := [3]int{freePort(t), freePort(t), freePort(t)}
+		ports := [3]int{testbin.FreePort(t), testbin.FreePort(t), testbin.FreePort(t)}
 		dir := t.TempDir()
 		var servers []*natsserver.Server
 		for i := range 3 {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gochat/chat/internal/protocol"
+	"github.com/gochat/chat/internal/testbin"
 )
 
 // natsServer is one process of an external NATS cluster.
@@ -32,7 +33,7 @@ func startNATS(t *testing.T) []*natsServer {
 	t.Helper()
 	servers := make([]*natsServer, 3)
 	for i := range servers {
-		servers[i] = &natsServer{name: fmt.Sprint("e", i+1), port: freePort(t), route: freePort(t)}
+		servers[i] = &natsServer{name: fmt.Sprint("e", i+1), port: testbin.FreePort(t), route: testbin.FreePort(t)}
 	}
 	dir := t.TempDir()
 	for i, s := range servers {
@@ -62,7 +63,7 @@ func startNodes(t *testing.T, urls func(i int) []string, k int, extra ...string)
 	t.Helper()
 	nodes := make([]*node, k)
 	for i := range nodes {
-		n := &node{name: fmt.Sprint("n", i+1), port: freePort(t), metrics: freePort(t), bin: gochatdBin}
+		n := &node{name: fmt.Sprint("n", i+1), port: testbin.FreePort(t), metrics: testbin.FreePort(t), bin: gochatdBin}
 		n.args = append(append([]string{}, nodeArgs...), "-p", strconv.Itoa(n.port), "--node", n.name,
 			"--nats", strings.Join(urls(i), ","), "--metrics-addr", fmt.Sprint("127.0.0.1:", n.metrics))
 		n.args = append(n.args, extra...)

@@ -74,17 +74,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // lines collects one output stream of a process.
 type lines struct {
 	mu      sync.Mutex
@@ -283,7 +272,7 @@ func startClusterOf(t testing.TB, bin string, k int, extra ...string) []*node {
 	t.Helper()
 	nodes := make([]*node, k)
 	for i := range nodes {
-		nodes[i] = &node{name: fmt.Sprint("n", i+1), port: freePort(t), route: freePort(t), metrics: freePort(t)}
+		nodes[i] = &node{name: fmt.Sprint("n", i+1), port: testbin.FreePort(t), route: testbin.FreePort(t), metrics: testbin.FreePort(t)}
 	}
 	dir := t.TempDir()
 	for i, n := range nodes {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gochat/chat/internal/protocol"
+	"github.com/gochat/chat/internal/testbin"
 )
 
 // run runs gochatd to its end and returns its exit code and output.
@@ -25,7 +26,7 @@ func run(t *testing.T, args ...string) (code int, stdout, stderr string, took ti
 // chat port never opens.
 func TestStartupRefusals(t *testing.T) {
 	t.Parallel()
-	closed := freePort(t)
+	closed := testbin.FreePort(t)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -38,7 +39,7 @@ func TestStartupRefusals(t *testing.T) {
 		{"unreachable engine", []string{"--nats", fmt.Sprint("nats://127.0.0.1:", closed), "--cluster-wait", "3s"}, "cannot reach NATS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			port := freePort(t)
+			port := testbin.FreePort(t)
 			code, _, stderr, took := run(t, append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(port)}, tc.args...)...)
 			if code != 1 || !strings.Contains(stderr, tc.want) {
 				t.Fatalf("exit %d after %v, stderr:\n%s\nwant exit 1 and %q", code, took, stderr, tc.want)
@@ -60,11 +61,11 @@ func TestStartupAgainstCluster(t *testing.T) {
 	nodes := startNodes(t, urls, 1, "--max-clients", "10")
 	nats := "--nats=" + strings.Join(urls(0), ",")
 
-	code, _, stderr, _ := run(t, "-a", "127.0.0.1", "-p", strconv.Itoa(freePort(t)), "--node", "other", nats, "--max-clients", "20")
+	code, _, stderr, _ := run(t, "-a", "127.0.0.1", "-p", strconv.Itoa(testbin.FreePort(t)), "--node", "other", nats, "--max-clients", "20")
 	if code != 1 || !strings.Contains(stderr, "client cap differs") || !strings.Contains(stderr, "the cluster has 10") {
 		t.Errorf("another cap: exit %d, stderr:\n%s", code, stderr)
 	}
-	code, _, stderr, _ = run(t, "-a", "127.0.0.1", "-p", strconv.Itoa(freePort(t)), "--node", nodes[0].name, nats, "--max-clients", "10")
+	code, _, stderr, _ = run(t, "-a", "127.0.0.1", "-p", strconv.Itoa(testbin.FreePort(t)), "--node", nodes[0].name, nats, "--max-clients", "10")
 	if code != 1 || !strings.Contains(stderr, "node name in use") {
 		t.Errorf("a live node's name: exit %d, stderr:\n%s", code, stderr)
 	}
@@ -77,8 +78,8 @@ func TestStartupAgainstCluster(t *testing.T) {
 // first time, three copies of it need all three nodes.
 func TestWaitsForMajority(t *testing.T) {
 	t.Parallel()
-	ports := [3]int{freePort(t), freePort(t), freePort(t)}
-	chat := [3]int{freePort(t), freePort(t), freePort(t)}
+	ports := [3]int{testbin.FreePort(t), testbin.FreePort(t), testbin.FreePort(t)}
+	chat := [3]int{testbin.FreePort(t), testbin.FreePort(t), testbin.FreePort(t)}
 	dir := t.TempDir()
 	start := func(i int) *node {
 		var peers []string

@@ -68,16 +68,6 @@ func metric(t *testing.T, url, name string) float64 {
 	return 0
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // member is one soak client: a raw protocol connection.
 type member struct {
 	id   int
@@ -110,7 +100,7 @@ func TestSoak(t *testing.T) {
 	if err := testbin.Build(bin, "./cmd/gochatd"); err != nil {
 		t.Fatal(err)
 	}
-	port, mport := freePort(t), freePort(t)
+	port, mport := testbin.FreePort(t), testbin.FreePort(t)
 	srv := exec.Command(bin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "--max-clients", strconv.Itoa(n+10),
 		"--metrics-addr", "127.0.0.1:"+strconv.Itoa(mport), "--log-level", "warn")
 	stdout, err := srv.StdoutPipe()
