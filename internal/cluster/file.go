@@ -26,6 +26,16 @@ const (
 	// nodes: the receiving node acks what its user's queue took, so a
 	// slow recipient paces the sending client, as on one node.
 	fileWindow = 8 << 20
+	// filePiece is the most file bytes in one message between nodes. The
+	// engine reads at most 64 KiB at a time and nats.go 32 KiB: a message
+	// larger than a read is assembled in a buffer of its own on every
+	// hop, a large allocation and a copy more each time. Pieces of 16
+	// KiB mostly fit a read and stay small objects; they cut the nodes'
+	// CPU per GB by a fifth against 512 KiB messages (docs/PERFORMANCE.md).
+	filePiece = 16 << 10
+	// fileAckEvery is how many bytes a receiving node takes before it
+	// acks them, unless it has no more chunks waiting.
+	fileAckEvery = fileWindow / 16
 	// Kinds of the messages on a transfer's subject.
 	chunkData  = 'd'
 	chunkEnd   = 'e'
@@ -128,7 +138,8 @@ func (s *remoteStream) forget() {
 }
 
 // Write implements server.FileStream: it waits while a window's worth is
-// unacked, giving up after the stall limit.
+// unacked, giving up after the stall limit, then publishes the chunk in
+// pieces of at most filePiece bytes.
 func (s *remoteStream) Write(c server.Chunk) error {
 	stall := time.NewTimer(s.r.h.n.cfg.StallTimeout)
 	defer stall.Stop()
@@ -153,9 +164,16 @@ func (s *remoteStream) Write(c server.Chunk) error {
 			return fmt.Errorf("%w: no ack for %v", errTransferFailed, s.r.h.n.cfg.StallTimeout)
 		}
 	}
-	// Publish copies msg, so one buffer serves every chunk.
-	s.msg = append(append(s.msg[:0], chunkData), c.Data...)
-	return s.r.h.n.nc.Publish(s.subj, s.msg)
+	// Publish copies msg, so one buffer serves every piece.
+	for data := c.Data; len(data) > 0; {
+		part := data[:min(len(data), filePiece)]
+		data = data[len(part):]
+		s.msg = append(append(s.msg[:0], chunkData), part...)
+		if err := s.r.h.n.nc.Publish(s.subj, s.msg); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close implements server.FileStream.
@@ -266,8 +284,9 @@ func (r *relay) fileOpened(m *nats.Msg) {
 	}()
 }
 
-// receiveFile relays one transfer's chunks to the local user, acking each
-// once the user's stream took it.
+// receiveFile relays one transfer's chunks to the local user, acking
+// what the user's stream took every fileAckEvery bytes and whenever no
+// more chunks are waiting.
 func (r *relay) receiveFile(src string, id uint64, name string, token uint64, head server.FileHead, sub *nats.Subscription) {
 	n := r.h.n
 	fail := func() { r.sendFileAck(src, id, 0, true) }
@@ -284,6 +303,7 @@ func (r *relay) receiveFile(src string, id uint64, name string, token uint64, he
 		fail()
 		return
 	}
+	var owed int64 // bytes taken and not acked yet
 	for {
 		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.StallTimeout)
 		m, err := sub.NextMsgWithContext(ctx)
@@ -307,7 +327,11 @@ func (r *relay) receiveFile(src string, id uint64, name string, token uint64, he
 				fail()
 				return
 			}
-			r.sendFileAck(src, id, int64(len(data)), false)
+			owed += int64(len(data))
+			if waiting, _, _ := sub.Pending(); owed >= fileAckEvery || waiting == 0 {
+				r.sendFileAck(src, id, owed, false)
+				owed = 0
+			}
 		case chunkEnd:
 			st.Close()
 			return
