@@ -203,7 +203,6 @@ func dropBuckets(t *testing.T, name string) {
 // one node must reach all caches, and the watch applies changes in order.
 func settle(t *testing.T, nodes []*Node) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
 	for _, n := range nodes {
 		n.hub.del.drain(10 * time.Second)
 	}
@@ -233,13 +232,25 @@ func settle(t *testing.T, nodes []*Node) {
 			t.Fatalf("node %d never saw the marker", i)
 		}
 	}
+	heard := make(chan struct{}, 1)
+	for _, n := range nodes {
+		n.hub.live.mu.Lock()
+		n.hub.live.testHookHeard = func() {
+			select {
+			case heard <- struct{}{}:
+			default:
+			}
+		}
+		n.hub.live.mu.Unlock()
+	}
 	for _, n := range nodes {
 		for _, o := range nodes {
 			for !n.hub.live.alive(o.cfg.Node, o.inc) {
-				if time.Now().After(deadline) {
+				select {
+				case <-heard:
+				case <-ctx.Done():
 					t.Fatalf("%s never heard %s", n.cfg.Node, o.cfg.Node)
 				}
-				time.Sleep(10 * time.Millisecond)
 			}
 		}
 	}

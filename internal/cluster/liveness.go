@@ -39,6 +39,8 @@ type liveness struct {
 
 	mu    sync.RWMutex
 	nodes map[string]*nodeState // by node name; guarded by mu
+
+	testHookHeard func() // if set, called after a heartbeat that changed a node's state; guarded by mu
 }
 
 type nodeState struct {
@@ -84,12 +86,16 @@ func (l *liveness) heard(m *nats.Msg) {
 	}
 	changed := !ok || st.inc != inc || st.left != left || st.silent
 	st.inc, st.seen, st.left, st.silent = inc, time.Now(), left, false
+	hook := l.testHookHeard
 	l.mu.Unlock()
 	if !ok && node != l.h.n.cfg.Node {
 		l.h.n.m.peer(node)
 	}
 	if changed {
 		l.h.changed()
+		if hook != nil {
+			hook()
+		}
 		if node != l.h.n.cfg.Node {
 			l.h.n.log.Info("node heard", "peer", node, "state", f[1])
 		}
