@@ -30,12 +30,11 @@ const (
 	// engine reads at most 64 KiB at a time and nats.go 32 KiB: a message
 	// larger than a read is assembled in a buffer of its own on every
 	// hop, a large allocation and a copy more each time. Pieces of 16
-	// KiB mostly fit a read and stay small objects; they cut the nodes'
-	// CPU per GB by a fifth against 512 KiB messages (docs/PERFORMANCE.md).
+	// KiB mostly fit a read and stay small objects. The receiving node
+	// gathers the pieces waiting into one pooled buffer before its user's
+	// stream takes them, so that the user's socket is still written in
+	// large writes (docs/PERFORMANCE.md).
 	filePiece = 16 << 10
-	// fileAckEvery is how many bytes a receiving node takes before it
-	// acks them, unless it has no more chunks waiting.
-	fileAckEvery = fileWindow / 16
 	// Kinds of the messages on a transfer's subject.
 	chunkData  = 'd'
 	chunkEnd   = 'e'
@@ -284,9 +283,9 @@ func (r *relay) fileOpened(m *nats.Msg) {
 	}()
 }
 
-// receiveFile relays one transfer's chunks to the local user, acking
-// what the user's stream took every fileAckEvery bytes and whenever no
-// more chunks are waiting.
+// receiveFile relays one transfer's chunks to the local user: it gathers
+// the pieces waiting (up to a pooled buffer's size) into one chunk for the
+// user's stream, and acks them once the stream took them.
 func (r *relay) receiveFile(src string, id uint64, name string, token uint64, head server.FileHead, sub *nats.Subscription) {
 	n := r.h.n
 	fail := func() { r.sendFileAck(src, id, 0, true) }
@@ -303,11 +302,17 @@ func (r *relay) receiveFile(src string, id uint64, name string, token uint64, he
 		fail()
 		return
 	}
-	var owed int64 // bytes taken and not acked yet
+	g := gatherer{c: server.NewChunk(head.ID)}
+	defer g.release()
+	pass := func(c server.Chunk) error {
+		if err := st.Write(c); err != nil {
+			return err
+		}
+		r.sendFileAck(src, id, int64(len(c.Data)), false)
+		return nil
+	}
 	for {
-		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.StallTimeout)
-		m, err := sub.NextMsgWithContext(ctx)
-		cancel()
+		m, err := nextMsg(n.ctx, sub, n.cfg.StallTimeout)
 		if err != nil {
 			if n.ctx.Err() == nil {
 				n.log.Warn("a file from another node stalled; abandoning it", "peer", src, "user", name, "file", head.Filename, "err", err)
@@ -321,18 +326,21 @@ func (r *relay) receiveFile(src string, id uint64, name string, token uint64, he
 		}
 		switch m.Data[0] {
 		case chunkData:
-			data := m.Data[1:]
-			if err := st.Write(server.Chunk{ID: head.ID, Data: data}); err != nil {
+			err := g.add(m.Data[1:], pass)
+			if waiting, _, _ := sub.Pending(); err == nil && waiting == 0 {
+				err = g.flush(pass)
+			}
+			if err != nil {
 				st.Abort()
 				fail()
 				return
 			}
-			owed += int64(len(data))
-			if waiting, _, _ := sub.Pending(); owed >= fileAckEvery || waiting == 0 {
-				r.sendFileAck(src, id, owed, false)
-				owed = 0
-			}
 		case chunkEnd:
+			if err := g.flush(pass); err != nil {
+				st.Abort()
+				fail()
+				return
+			}
 			st.Close()
 			return
 		default:
@@ -340,6 +348,62 @@ func (r *relay) receiveFile(src string, id uint64, name string, token uint64, he
 			return
 		}
 	}
+}
+
+// gatherer collects a transfer's pieces in pooled buffers for the user's
+// stream. It fills each buffer to its end before it takes the next, and
+// what it passed on stays where it is, so the buffers a stream holds are
+// full whatever the sizes of the parts passed.
+type gatherer struct {
+	c    server.Chunk // the buffer being filled
+	done int          // c.Data[:done] has been passed on
+}
+
+// add appends data, passing on what the buffer holds and taking the next
+// one whenever it is full.
+func (g *gatherer) add(data []byte, pass func(server.Chunk) error) error {
+	for len(data) > 0 {
+		if len(g.c.Data) == cap(g.c.Data) {
+			if err := g.flush(pass); err != nil {
+				return err
+			}
+			g.c.Release()
+			g.c, g.done = server.NewChunk(g.c.ID), 0
+		}
+		k := min(len(data), cap(g.c.Data)-len(g.c.Data))
+		g.c.Data = append(g.c.Data, data[:k]...)
+		data = data[k:]
+	}
+	return nil
+}
+
+// flush passes on what was added since the last flush, as a chunk that
+// cannot be appended to.
+func (g *gatherer) flush(pass func(server.Chunk) error) error {
+	if len(g.c.Data) == g.done {
+		return nil
+	}
+	part := g.c
+	part.Data = g.c.Data[g.done:len(g.c.Data):len(g.c.Data)]
+	if err := pass(part); err != nil {
+		return err
+	}
+	g.done = len(g.c.Data)
+	return nil
+}
+
+// release gives back the buffer being filled.
+func (g *gatherer) release() { g.c.Release() }
+
+// nextMsg returns the next message of sub, waiting at most stall, or
+// until ctx ends; a message already waiting is taken without a timer.
+func nextMsg(ctx context.Context, sub *nats.Subscription, stall time.Duration) (*nats.Msg, error) {
+	if m, err := sub.NextMsg(0); err == nil || !errors.Is(err, nats.ErrTimeout) {
+		return m, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, stall)
+	defer cancel()
+	return sub.NextMsgWithContext(ctx)
 }
 
 func (r *relay) sendFileAck(src string, id uint64, n int64, failed bool) {

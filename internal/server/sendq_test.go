@@ -158,3 +158,48 @@ func TestSendQueueWrittenMark(t *testing.T) {
 		t.Fatal("a closed queue gave a mark")
 	}
 }
+
+// A chunk from NewChunk keeps what is appended to it in its pooled
+// buffer, and the buffer goes back only once the caller released it and
+// the queue wrote it.
+func TestNewChunkHoldsItsBuffer(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	q := newSendQueue(server, 1<<20, 0, waitTimeout, func(error) {})
+	never := make(chan struct{})
+	c := NewChunk(7)
+	if c.ID != 7 || len(c.Data) != 0 || cap(c.Data) != fileBufSize || c.ref.refs.Load() != 1 {
+		t.Fatalf("NewChunk(7) = id %d, %d bytes of %d, %d references", c.ID, len(c.Data), cap(c.Data), c.ref.refs.Load())
+	}
+	c.Data = append(c.Data, "piece one, "...)
+	c.Data = append(c.Data, "piece two"...)
+	if &c.Data[0] != &c.ref.b[0] {
+		t.Fatal("appending moved the content out of the pooled buffer")
+	}
+	if err := q.openStream(never, never); err != nil {
+		t.Fatal(err)
+	}
+	st := &plainStream{q: q, cancel: never}
+	if err := st.Write(c); err != nil {
+		t.Fatal(err)
+	}
+	c.Release()
+	if got := c.ref.refs.Load(); got != 1 {
+		t.Fatalf("after the caller's release, %d references; want the queue's 1", got)
+	}
+	st.Close()
+	mark := q.writtenMark()
+	got := make([]byte, len("piece one, piece two"))
+	if _, err := io.ReadFull(client, got); err != nil || string(got) != "piece one, piece two" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	select {
+	case <-mark:
+	case <-time.After(waitTimeout):
+		t.Fatal("not marked written once read")
+	}
+	if got := c.ref.refs.Load(); got != 0 {
+		t.Fatalf("written and released, the buffer still has %d references", got)
+	}
+	<-q.close(nil)
+}

@@ -40,6 +40,23 @@ func (fb *fileBuf) release() {
 	}
 }
 
+// NewChunk returns an empty chunk of transfer id whose Data lies in a
+// pooled buffer: content appended to Data within its capacity stays in
+// that buffer, so a stream queues it without a copy. Release it once it
+// has been written to every stream.
+func NewChunk(id uint64) Chunk {
+	fb := getFileBuf()
+	return Chunk{ID: id, Data: fb.b[:0], ref: fb}
+}
+
+// Release gives back the caller's reference to the pooled buffer of a
+// chunk from NewChunk; the streams that queued it hold their own.
+func (c Chunk) Release() {
+	if c.ref != nil {
+		c.ref.release()
+	}
+}
+
 // plainStream is a FileStream delivering one forward_file frame in parts
 // through a sendQueue's stream slot. It is used by the sender's serve
 // goroutine only.
