@@ -140,6 +140,12 @@ func testLogger() *slog.Logger {
 // shared engines, each connected to another engine server.
 func testCluster(t *testing.T, k, maxClients int) []*Node {
 	t.Helper()
+	return testClusterLogged(t, k, maxClients, func(int) *slog.Logger { return testLogger() })
+}
+
+// testClusterLogged is testCluster with node i logging to logger(i).
+func testClusterLogged(t *testing.T, k, maxClients int, logger func(i int) *slog.Logger) []*Node {
+	t.Helper()
 	urls := testEngines(t)
 	name := "t" + strconv.FormatInt(clusterSeq.Add(1), 10)
 	nodes := make([]*Node, k)
@@ -155,7 +161,7 @@ func testCluster(t *testing.T, k, maxClients int) []*Node {
 				NATS:       []string{urls[i%len(urls)]},
 				Replicas:   1, // the black-box suite runs three copies; here the hub's logic is under test
 				Wait:       30 * time.Second,
-				Logger:     testLogger(),
+				Logger:     logger(i),
 			})
 		})
 	}

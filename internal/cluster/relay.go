@@ -368,8 +368,8 @@ func (o *outbound) publishOnceLocked() {
 		msg = append(msg, n.cfg.Node...)
 		msg = append(msg, buf[:k]...)
 		if err := n.nc.Publish(o.subj, msg); err != nil {
-			n.log.Warn("cannot relay frames", "peer", o.node, "err", err)
 			n.m.dropped.WithLabelValues(o.node).Inc()
+			n.log.Warn("cannot relay frames", "peer", o.node, "err", err)
 		}
 		o.msg = msg
 		buf = buf[k:]
