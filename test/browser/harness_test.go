@@ -304,8 +304,19 @@ func (tb *tab) tick(names ...string) {
 		tb.waitJS(n+" in the user list", hasUser(n))
 	}
 	tb.run(chromedp.Click(chromedp.ID("none")))
+	// The page renders its user list again whenever a list comes (one
+	// may still be on its way from the refresh, or from the page's own
+	// timer), so a box found by one call may be gone at the next: find
+	// and click it in one evaluation.
 	for _, n := range names {
-		tb.run(chromedp.Click(chromedp.CSS(fmt.Sprintf(`#users input[data-user=%s]`, jsString(n)))))
+		clicked := eval[bool](tb, fmt.Sprintf(`(() => {
+			const box = [...document.querySelectorAll('#users input')].find((b) => b.dataset.user === %s);
+			if (box) box.click();
+			return !!box;
+		})()`, jsString(n)))
+		if !clicked {
+			tb.t.Fatalf("no box for %s in the user list", n)
+		}
 	}
 	to := eval[string](tb, `document.getElementById('to').textContent`)
 	if want := strings.Join(sortedCopy(names), ", "); to != want {
