@@ -315,14 +315,19 @@ func (r *relay) receiveFile(src string, id uint64, name string, token uint64, he
 		r.sendFileAck(src, id, int64(len(c.Data)), false)
 		return nil
 	}
+	// abandon ends a transfer that cannot go on: the user's stream is
+	// aborted and the sending node told.
+	abandon := func() {
+		st.Abort()
+		fail()
+	}
 	for {
 		m, err := nextMsg(n.ctx, sub, n.cfg.StallTimeout)
 		if err != nil {
 			if n.ctx.Err() == nil {
 				n.log.Warn("a file from another node stalled; abandoning it", "peer", src, "user", name, "file", head.Filename, "err", err)
 			}
-			st.Abort()
-			fail()
+			abandon()
 			return
 		}
 		if len(m.Data) == 0 {
@@ -335,14 +340,12 @@ func (r *relay) receiveFile(src string, id uint64, name string, token uint64, he
 				err = g.flush(pass)
 			}
 			if err != nil {
-				st.Abort()
-				fail()
+				abandon()
 				return
 			}
 		case chunkEnd:
 			if err := g.flush(pass); err != nil {
-				st.Abort()
-				fail()
+				abandon()
 				return
 			}
 			st.Close()
