@@ -209,8 +209,12 @@ func dropBuckets(t *testing.T, name string) {
 // one node must reach all caches, and the watch applies changes in order.
 func settle(t *testing.T, nodes []*Node) {
 	t.Helper()
-	for _, n := range nodes {
-		n.hub.del.drain(10 * time.Second)
+	drained, cancelDrain := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelDrain()
+	for i, n := range nodes {
+		if !n.hub.del.drain(drained) {
+			t.Fatalf("node %d still has registry deletes pending", i)
+		}
 	}
 	marker := fmt.Sprintf("m.%d", clusterSeq.Add(1))
 	seen := make([]chan struct{}, len(nodes))

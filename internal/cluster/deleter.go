@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"time"
@@ -114,26 +115,25 @@ func (d *deleter) remove(p pendingDelete) error {
 	return err
 }
 
-// drain waits until nothing is pending, for at most d.
-func (d *deleter) drain(timeout time.Duration) {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
+// drain waits until nothing is pending or ctx ends, and reports whether
+// nothing is.
+func (d *deleter) drain(ctx context.Context) bool {
 	for {
 		d.mu.Lock()
 		done := len(d.pending) == 0 && !d.busy
 		idle := d.idle
 		d.mu.Unlock()
 		if done {
-			return
+			return true
 		}
 		select {
 		case <-idle:
-		case <-deadline.C:
+		case <-ctx.Done():
 			d.mu.Lock()
 			left := len(d.pending)
 			d.mu.Unlock()
 			d.h.n.log.Warn("left registry records behind; the cluster removes them when the lease expires", "pending", left)
-			return
+			return false
 		}
 	}
 }

@@ -376,9 +376,12 @@ func (h *Hub) unfence() {
 }
 
 // leave tells the cluster this node is going: the others hide its users
-// at once; its records and lease are removed, waiting at most a few
-// seconds.
-func (h *Hub) leave() {
+// at once; its records and then its lease are removed, waiting at most
+// leaveWait in all. It reports whether the registry answered: it does not
+// when the engine has lost its majority, as when the last nodes of an
+// embedded cluster stop, and then the node waits on it no further (the
+// lease expires and the others' sweepers remove what is left).
+func (h *Hub) leave() (answered bool) {
 	h.leaving.Store(true)
 	h.fenced.Store(true)
 	h.live.announce(stateLeaving)
@@ -388,16 +391,30 @@ func (h *Hub) leave() {
 		h.del.add(slotKey(lu.slot), lu.slotRev)
 	}
 	h.mu.Unlock()
-	h.del.drain(3 * time.Second)
-	h.live.release()
+	ctx, cancel := context.WithTimeout(context.Background(), leaveWait)
+	defer cancel()
+	if !h.del.drain(ctx) {
+		return false
+	}
+	if err := h.live.release(ctx); err != nil {
+		h.n.log.Warn("could not remove the lease; the cluster drops it when it expires", "err", err)
+		return false
+	}
+	return true
 }
 
 // stopAll stops the watches and subscriptions; the goroutines end with
-// the node's stop channel.
-func (h *Hub) stopAll() {
-	for _, w := range []jetstream.KeyWatcher{h.reg.namesWatch, h.reg.leasesWatch} {
-		if w != nil {
-			w.Stop()
+// the node's stop channel. Stopping a watch deletes its consumer through
+// the engine, a request that waits 5 s for an engine that does not answer;
+// without deleteConsumers the watches are only closed with the node's
+// connection, and the engine removes their consumers (ephemeral) a few
+// seconds after that.
+func (h *Hub) stopAll(deleteConsumers bool) {
+	if deleteConsumers {
+		for _, w := range []jetstream.KeyWatcher{h.reg.namesWatch, h.reg.leasesWatch} {
+			if w != nil {
+				w.Stop()
+			}
 		}
 	}
 	h.relay.unsubscribe()

@@ -218,15 +218,16 @@ func (l *liveness) awaitPeers(d time.Duration) {
 	}
 }
 
-// release deletes this node's lease as it leaves.
-func (l *liveness) release() {
+// release deletes this node's lease as it leaves, within ctx and one
+// registry operation's bound.
+func (l *liveness) release(ctx context.Context) error {
 	rev := l.leaseRev.Load()
 	if rev == 0 {
-		return
+		return nil
 	}
-	ctx, cancel := l.h.reg.kvCtx()
+	ctx, cancel := context.WithTimeout(ctx, kvTimeout)
 	defer cancel()
-	l.h.reg.nodes.Delete(ctx, nodeKey(l.h.n.cfg.Node), jetstream.LastRevision(rev))
+	return l.h.reg.nodes.Delete(ctx, nodeKey(l.h.n.cfg.Node), jetstream.LastRevision(rev))
 }
 
 // run starts the liveness goroutines, owned by the node: heartbeats and

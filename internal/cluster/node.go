@@ -102,6 +102,8 @@ const (
 	fenceAfter = 12 * time.Second
 	// kvTimeout bounds one registry operation.
 	kvTimeout = 3 * time.Second
+	// leaveWait bounds the removal of a leaving node's records and lease.
+	leaveWait = 3 * time.Second
 )
 
 // DefaultWait is the default bound on the wait to join the cluster.
@@ -249,7 +251,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		close(n.stop)
 		n.cancel()
 		if n.hub != nil {
-			n.hub.stopAll()
+			n.hub.stopAll(ctx.Err() == nil)
 		}
 		n.wg.Wait()
 		n.shutdownEngine()
@@ -371,10 +373,10 @@ func (n *Node) Name() string { return n.cfg.Node }
 // stops. The chat server should be shut down first.
 func (n *Node) Close() {
 	n.closeOnce.Do(func() {
-		n.hub.leave()
+		answered := n.hub.leave()
 		close(n.stop)
 		n.cancel()
-		n.hub.stopAll()
+		n.hub.stopAll(answered)
 		n.wg.Wait()
 		if n.nc != nil {
 			// Let what was published go out, for a moment at most.

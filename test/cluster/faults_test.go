@@ -153,4 +153,17 @@ func TestNodeLeavesGracefully(t *testing.T) {
 	if !strings.Contains(strings.Join(nodes[1].errs.snapshot(), "\n"), "left the cluster") {
 		t.Error("n2 did not log leaving the cluster")
 	}
+
+	// The last node of the three leaves an engine that has lost its
+	// majority: its leave finds the registry silent and does not wait on it.
+	nodes[0].stop(t)
+	stopped = time.Now()
+	nodes[2].stop(t)
+	t.Logf("the last node stopped %v after SIGTERM", time.Since(stopped).Round(time.Millisecond))
+	errs := strings.Join(nodes[2].errs.snapshot(), "\n")
+	for _, want := range []string{"could not remove the lease", "left the cluster"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("the last node did not log %q", want)
+		}
+	}
 }
