@@ -1,6 +1,8 @@
 // Package testbin builds the project's programs for the black-box test
-// suites (test/e2e, test/pty, test/soak), which run the real binaries, and
-// reads from docs/PROTOCOL.md what those suites check them against.
+// suites (test/e2e, test/pty, test/soak, test/cluster, test/browser), which
+// run the real binaries, runs them with their output collected line by line
+// (Start), and reads from docs/PROTOCOL.md what those suites check them
+// against.
 package testbin
 
 import (

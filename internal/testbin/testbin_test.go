@@ -2,10 +2,14 @@ package testbin
 
 import (
 	"debug/buildinfo"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"testing"
+	"time"
 )
 
 // raceSetting returns the -race build setting recorded in info ("" if none).
@@ -89,4 +93,55 @@ func TestMissingFromHelp(t *testing.T) {
 			t.Errorf("missingFromHelp(%q) = %q, want %q", c.help, got, c.want)
 		}
 	}
+}
+
+// A program's stdout and stderr are collected line by line, its last
+// unterminated line included; Stop ends it with SIGTERM and reports its
+// status.
+func TestStart(t *testing.T) {
+	p := Start(t, "sh", exec.Command("sh", "-c", `echo one; echo "two 2" >&2; printf 'x\r\ny'; trap 'exit 3' TERM; while read -r l; do echo "got $l"; done`))
+	p.Out.WaitLine(t, "one", 10*time.Second)
+	if m := p.Errs.WaitMatch(t, regexp.MustCompile(`^two (\d)$`), 10*time.Second); m[1] != "2" {
+		t.Fatalf("submatches %q", m)
+	}
+	p.Out.WaitLine(t, "x\r", 10*time.Second)
+	p.Send(t, "line")
+	p.Out.WaitLine(t, "ygot line", 10*time.Second)
+	if n := p.Out.Count(func(s string) bool { return s != "" }); n != 3 {
+		t.Fatalf("%d lines, want 3: %q", n, p.Out.Snapshot())
+	}
+	if code := p.Stop(t, 10*time.Second); code != 3 {
+		t.Fatalf("exit status %d after SIGTERM, want 3", code)
+	}
+}
+
+// A wait for a line that never comes fails once the stream has ended.
+func TestWaitEndsWithTheStream(t *testing.T) {
+	p := Start(t, "true", exec.Command("true"))
+	if code := p.WaitExit(t, 10*time.Second); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+	ft := &fatalRecorder{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.Out.WaitLine(ft, "never", time.Minute)
+	}()
+	<-done
+	if !ft.failed {
+		t.Fatal("the wait returned without failing")
+	}
+}
+
+// fatalRecorder records a Fatalf and ends its goroutine, as testing does.
+type fatalRecorder struct {
+	testing.TB
+	failed bool
+}
+
+func (r *fatalRecorder) Helper() {}
+
+func (r *fatalRecorder) Fatalf(string, ...any) {
+	r.failed = true
+	runtime.Goexit()
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
+
+	"github.com/gochat/chat/internal/testbin"
 )
 
 func randomBytes(seed uint64, n int) []byte {
@@ -38,7 +40,7 @@ func TestBrowserSession(t *testing.T) {
 	ann := openTab(t, b, srv.pageURL)
 	ann.join("ann")
 	ann.joined("ann")
-	srv.out.wait(t, "join: ann")
+	srv.Out.WaitLine(t, "join: ann", timeout)
 	bob := openTab(t, b, srv.pageURL)
 	bob.join("bob")
 	bob.joined("bob")
@@ -47,35 +49,35 @@ func TestBrowserSession(t *testing.T) {
 	carl := openTab(t, b, srv.pageURL)
 	carl.join("bob")
 	carl.waitJS("the taken-name refusal", `document.getElementById('join-error').textContent.includes('is taken or not allowed')`)
-	srv.out.wait(t, "disconnected: username not available")
+	srv.Out.WaitLine(t, "disconnected: username not available", timeout)
 	// A name the page itself refuses never reaches the server.
 	carl.join("two words")
 	carl.waitJS("the page's own refusal", `document.getElementById('join-error').textContent.includes('cannot contain spaces')`)
 
 	term := srv.terminal(t, "term", dir)
-	srv.out.wait(t, "join: term")
+	srv.Out.WaitLine(t, "join: term", timeout)
 
 	// The server is full now (3 users): the page says so.
 	carl.join("carl")
 	carl.waitJS("the full-server refusal", `document.getElementById('join-error').textContent.includes('server is full')`)
-	srv.out.wait(t, "disconnected: server full")
+	srv.Out.WaitLine(t, "disconnected: server full", timeout)
 
 	// A message to a browser user and the terminal user, hostile HTML
 	// included: it arrives as the very text typed.
 	hostile := `hi <img src=x onerror="window.__xss=1"> & <b>bold</b>`
 	ann.tick("bob", "term")
 	ann.say(hostile)
-	term.out.wait(t, "msg: ann: "+hostile)
+	term.Out.WaitLine(t, "msg: ann: "+hostile, timeout)
 	bob.waitJS("ann's message", fmt.Sprintf(`[...document.querySelectorAll('#log li .text')].some((e) => e.textContent === %s)`, jsString(hostile)))
 	imgs := eval[int](bob, `document.querySelectorAll('#log img, #log b').length`)
 	xss := eval[bool](bob, `window.__xss === 1`)
 	if imgs != 0 || xss {
 		t.Fatalf("hostile text became markup: %d elements, handler ran: %v", imgs, xss)
 	}
-	srv.out.wait(t, "msg: ann")
+	srv.Out.WaitLine(t, "msg: ann", timeout)
 
 	// The terminal user writes to both browser users.
-	term.send(t, "msg 2 ann bob hello from the terminal")
+	term.Send(t, "msg 2 ann bob hello from the terminal")
 	for _, tb := range []*tab{ann, bob} {
 		tb.waitJS("term's message", `[...document.querySelectorAll('#log li')].some((li) => li.textContent.includes('term') && li.textContent.includes('hello from the terminal'))`)
 	}
@@ -86,7 +88,7 @@ func TestBrowserSession(t *testing.T) {
 	upPath := writeFile(t, t.TempDir(), "up load.bin", up)
 	ann.tick("term")
 	ann.run(chromedp.SetUploadFiles(chromedp.ID("file"), []string{upPath}))
-	term.out.wait(t, "file: ann: up_load.bin")
+	term.Out.WaitLine(t, "file: ann: up_load.bin", timeout)
 	sameFile(t, filepath.Join(dir, "term_up_load.bin"), up)
 	ann.waitJS("the sent mark", `[...document.querySelectorAll('#log li.outgoing')].some((li) => li.textContent.includes('up_load.bin') && li.textContent.includes('— sent'))`)
 
@@ -96,7 +98,7 @@ func TestBrowserSession(t *testing.T) {
 		dt.items.add(new File(['dropped bytes\n'], 'dropped.txt'));
 		document.body.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
 	})()`)
-	term.out.wait(t, "file: ann: dropped.txt")
+	term.Out.WaitLine(t, "file: ann: dropped.txt", timeout)
 	sameFile(t, filepath.Join(dir, "term_dropped.txt"), []byte("dropped bytes\n"))
 
 	// Terminal -> browser: a large file (chunked) saved by the browser as
@@ -106,8 +108,8 @@ func TestBrowserSession(t *testing.T) {
 	downPath := writeFile(t, t.TempDir(), "down.bin", down)
 	hostileName := `<img_src=x_onerror=alert(1)>.txt`
 	hostilePath := writeFile(t, t.TempDir(), hostileName, []byte("tiny"))
-	term.send(t, "file 1 bob "+downPath)
-	term.send(t, "file 1 bob "+hostilePath)
+	term.Send(t, "file 1 bob "+downPath)
+	term.Send(t, "file 1 bob "+hostilePath)
 	downloads := t.TempDir()
 	got := bob.download(downloads, "bob_down.bin")
 	if !bytes.Equal(got, down) {
@@ -121,7 +123,9 @@ func TestBrowserSession(t *testing.T) {
 	screenshots(t, ann, bob)
 
 	// The server goes away: both pages say so.
-	srv.stop(t)
+	if code := srv.Stop(t, timeout); code != 0 {
+		t.Errorf("the server exited %d on SIGTERM", code)
+	}
 	for _, tb := range []*tab{ann, bob} {
 		tb.waitJS("the lost-connection banner", `!document.getElementById('banner').hidden && document.getElementById('banner-text').textContent.includes('connection to the server lost')`)
 		if !eval[bool](tb, `document.getElementById('send').disabled`) {
@@ -222,7 +226,7 @@ func TestBrowserKeyboard(t *testing.T) {
 	b := newBrowser(t)
 	dir := t.TempDir()
 	term := srv.terminal(t, "term", dir)
-	srv.out.wait(t, "join: term")
+	srv.Out.WaitLine(t, "join: term", timeout)
 
 	kim := openTab(t, b, srv.pageURL)
 	// The name field has the focus from the start.
@@ -250,7 +254,7 @@ func TestBrowserKeyboard(t *testing.T) {
 		t.Fatalf("To: %q after Space on term's box", to)
 	}
 	kim.run(chromedp.Focus(chromedp.ID("text")), chromedp.KeyEvent("typed by keys"), chromedp.KeyEvent("\r"))
-	term.out.wait(t, "msg: kim: typed by keys")
+	term.Out.WaitLine(t, "msg: kim: typed by keys", timeout)
 
 	texts := kim.logTexts()
 	if !slices.ContainsFunc(texts, func(s string) bool { return strings.Contains(s, "typed by keys") }) {
@@ -259,7 +263,7 @@ func TestBrowserKeyboard(t *testing.T) {
 
 	// Leave: the page sends disconnect, as quit does.
 	kim.run(chromedp.Focus(chromedp.ID("leave")), chromedp.KeyEvent("\r"))
-	srv.out.wait(t, "disconnected: kim")
+	srv.Out.WaitLine(t, "disconnected: kim", timeout)
 	kim.waitJS("the left banner", `!document.getElementById('banner').hidden && document.getElementById('banner-text').textContent === 'You left the chat.'`)
 }
 
@@ -274,27 +278,21 @@ func TestBrowserPresence(t *testing.T) {
 	ann := openTab(t, b, srv.pageURL)
 	ann.join("ann")
 	ann.joined("ann")
-	srv.out.wait(t, "request_users_list: ann")
-	asked := countLines(srv.out, "request_users_list: ann")
+	srv.Out.WaitLine(t, "request_users_list: ann", timeout)
+	asked := countLines(srv.Out, "request_users_list: ann")
 
 	tom := srv.terminal(t, "tom", dir)
-	srv.out.wait(t, "join: tom")
+	srv.Out.WaitLine(t, "join: tom", timeout)
 	ann.waitJS("tom in the list", hasUser("tom"))
-	tom.send(t, "quit")
-	srv.out.wait(t, "disconnected: tom")
+	tom.Send(t, "quit")
+	srv.Out.WaitLine(t, "disconnected: tom", timeout)
 	ann.waitJS("tom gone from the list", "!"+hasUser("tom"))
-	if now := countLines(srv.out, "request_users_list: ann"); now != asked {
+	if now := countLines(srv.Out, "request_users_list: ann"); now != asked {
 		t.Fatalf("the page asked for the list %d more times: it should have been told", now-asked)
 	}
 }
 
 // countLines returns how many lines of l are want.
-func countLines(l *lines, want string) int {
-	n := 0
-	for _, s := range l.snapshot() {
-		if s == want {
-			n++
-		}
-	}
-	return n
+func countLines(l *testbin.Lines, want string) int {
+	return l.Count(func(s string) bool { return s == want })
 }

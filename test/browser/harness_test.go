@@ -1,167 +1,36 @@
 package browser
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/gochat/chat/internal/testbin"
 )
 
 // timeout bounds every wait on an event: generous, for CI's loaded
 // 2-core machine.
 const timeout = 30 * time.Second
 
-// lines collects a process's output lines and lets tests wait for one.
-type lines struct {
-	mu      sync.Mutex
-	all     []string
-	changed chan struct{} // closed and replaced on every line
-	done    chan struct{} // closed when the stream ends
-}
-
-func collect(r io.Reader) *lines {
-	l := &lines{changed: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(l.done)
-		sc := bufio.NewScanner(r)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			l.mu.Lock()
-			l.all = append(l.all, sc.Text())
-			close(l.changed)
-			l.changed = make(chan struct{})
-			l.mu.Unlock()
-		}
-	}()
-	return l
-}
-
-func (l *lines) snapshot() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.all)
-}
-
-// waitMatch waits until a line matches re and returns its submatches.
-func (l *lines) waitMatch(t *testing.T, re *regexp.Regexp) []string {
+// start starts bin with args, its output collected (testbin.Start).
+func start(t *testing.T, bin string, args ...string) *testbin.Proc {
 	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		l.mu.Lock()
-		ch := l.changed
-		for _, s := range l.all {
-			if m := re.FindStringSubmatch(s); m != nil {
-				l.mu.Unlock()
-				return m
-			}
-		}
-		l.mu.Unlock()
-		select {
-		case <-ch:
-		case <-l.done:
-			// One last look, then give up: nothing more will come.
-			l.mu.Lock()
-			for _, s := range l.all {
-				if m := re.FindStringSubmatch(s); m != nil {
-					l.mu.Unlock()
-					return m
-				}
-			}
-			l.mu.Unlock()
-			t.Fatalf("stream ended without a line matching %q; lines: %q", re, l.snapshot())
-		case <-deadline.C:
-			t.Fatalf("no line matching %q after %v; lines: %q", re, timeout, l.snapshot())
-		}
-	}
-}
-
-// wait waits for the exact line want.
-func (l *lines) wait(t *testing.T, want string) {
-	t.Helper()
-	l.waitMatch(t, regexp.MustCompile("^"+regexp.QuoteMeta(want)+"$"))
-}
-
-// proc is a program under test.
-type proc struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	out    *lines
-	errs   *lines
-	exited chan struct{}
-}
-
-func start(t *testing.T, bin string, args ...string) *proc {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, stdin: stdin, out: collect(stdout), errs: collect(stderr), exited: make(chan struct{})}
-	go func() {
-		<-p.out.done
-		<-p.errs.done
-		cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() { p.stop(t) })
-	return p
-}
-
-// stop ends the program with SIGTERM (SIGKILL if it does not exit in
-// time) and fails t if it reported a data race or panicked.
-func (p *proc) stop(t *testing.T) {
-	p.stdin.Close()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(timeout):
-		p.cmd.Process.Kill()
-		<-p.exited
-	}
-	for _, s := range p.errs.snapshot() {
-		if strings.Contains(s, "WARNING: DATA RACE") || strings.HasPrefix(s, "panic:") {
-			t.Errorf("%s: %s; stderr: %q", p.cmd.Path, s, p.errs.snapshot())
-			return
-		}
-	}
-}
-
-// send types a line into the program's stdin.
-func (p *proc) send(t *testing.T, line string) {
-	t.Helper()
-	if _, err := io.WriteString(p.stdin, line+"\n"); err != nil {
-		t.Fatal(err)
-	}
+	return testbin.Start(t, filepath.Base(bin), exec.Command(bin, args...))
 }
 
 // chatServer is gochatd with the web client on.
 type chatServer struct {
-	*proc
+	*testbin.Proc
 	port    string // the TCP port
 	pageURL string // http://127.0.0.1:PORT/
 }
@@ -174,13 +43,13 @@ var (
 func startServer(t *testing.T, args ...string) *chatServer {
 	t.Helper()
 	p := start(t, serverBin, append([]string{"-a", "127.0.0.1", "-p", "0", "--http-addr", "127.0.0.1:0"}, args...)...)
-	port := p.errs.waitMatch(t, listeningRE)[1]
-	page := p.errs.waitMatch(t, webRE)[1]
-	return &chatServer{proc: p, port: port, pageURL: page}
+	port := p.Errs.WaitMatch(t, listeningRE, timeout)[1]
+	page := p.Errs.WaitMatch(t, webRE, timeout)[1]
+	return &chatServer{Proc: p, port: port, pageURL: page}
 }
 
 // terminal starts the terminal client as name, saving files in dir.
-func (s *chatServer) terminal(t *testing.T, name, dir string) *proc {
+func (s *chatServer) terminal(t *testing.T, name, dir string) *testbin.Proc {
 	t.Helper()
 	return start(t, clientBin, "-a", "127.0.0.1", "-p", s.port, "-u", name, "--download-dir", dir)
 }

@@ -66,7 +66,7 @@ func TestAdmission(t *testing.T) {
 	}
 	joins := 0
 	for _, n := range nodes {
-		joins += n.out.count(func(s string) bool { return strings.HasPrefix(s, "join: ") })
+		joins += n.Out.Count(func(s string) bool { return strings.HasPrefix(s, "join: ") })
 	}
 	if joins != 10 {
 		t.Fatalf("%d join lines over the nodes, want 10", joins)
@@ -82,7 +82,7 @@ func TestAdmission(t *testing.T) {
 	}
 	same := 0
 	for _, n := range nodes {
-		same += n.out.count(func(s string) bool { return s == "join: samename" })
+		same += n.Out.Count(func(s string) bool { return s == "join: samename" })
 	}
 	if same != 1 {
 		t.Fatalf("join: samename printed %d times", same)

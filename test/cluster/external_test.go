@@ -18,7 +18,7 @@ import (
 
 // natsServer is one process of an external NATS cluster.
 type natsServer struct {
-	*proc
+	*testbin.Proc
 	name  string
 	port  int
 	route int
@@ -49,10 +49,10 @@ func startNATS(t *testing.T) []*natsServer {
 		s.args = []string{"-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-n", s.name, "-js", "-sd", filepath.Join(dir, s.name),
 			"--cluster_name", "ext", "--cluster", fmt.Sprintf("nats://127.0.0.1:%d", s.route), "--routes", strings.Join(routes, ","),
 			"--no_advertise"}
-		s.proc = startProc(t, s.name, natsBin, s.args...)
+		s.Proc = startProc(t, s.name, natsBin, s.args...)
 	}
 	for _, s := range servers {
-		s.errs.wait(t, s.name+" ready", 1, timeout, func(l string) bool { return strings.Contains(l, "Server is ready") })
+		s.Errs.Wait(t, s.name+" ready", 1, timeout, func(l string) bool { return strings.Contains(l, "Server is ready") })
 	}
 	return servers
 }
@@ -67,7 +67,7 @@ func startNodes(t *testing.T, urls func(i int) []string, k int, extra ...string)
 		n.args = append(append([]string{}, nodeArgs...), "-p", strconv.Itoa(n.port), "--node", n.name,
 			"--nats", strings.Join(urls(i), ","), "--metrics-addr", fmt.Sprint("127.0.0.1:", n.metrics))
 		n.args = append(n.args, extra...)
-		n.proc = startProc(t, n.name, n.bin, n.args...)
+		n.Proc = startProc(t, n.name, n.bin, n.args...)
 		nodes[i] = n
 	}
 	for _, n := range nodes {
@@ -81,7 +81,7 @@ var connectedRE = regexp.MustCompile(`msg="connected to the engine".* server=nat
 // enginePort returns the port of the NATS server n connected to first.
 func (n *node) enginePort(t *testing.T) int {
 	t.Helper()
-	for _, l := range n.errs.snapshot() {
+	for _, l := range n.Errs.Snapshot() {
 		if m := connectedRE.FindStringSubmatch(l); m != nil {
 			p, _ := strconv.Atoi(m[1])
 			return p
@@ -112,7 +112,7 @@ func TestExternalEngineServerKilled(t *testing.T) {
 			victim = s
 		}
 	}
-	victim.kill()
+	victim.Kill()
 	killed := time.Now()
 
 	// Chat: alice sends every 100 ms; the first to reach bob ends the wait.
@@ -312,7 +312,7 @@ func TestPartition(t *testing.T) {
 	if r, _ := outcome(t, n3, "dave"); r == "joined" {
 		t.Fatal("the cut-off node admitted a join")
 	}
-	n3.out.waitLine(t, "disconnected: carol", timeout)
+	n3.Out.WaitLine(t, "disconnected: carol", timeout)
 
 	px.heal()
 	healed := time.Now()

@@ -92,7 +92,7 @@ func TestNodeKilled(t *testing.T) {
 	probe.waitList(usersList("alice", "bob", "carol", "dave", "probe"))
 	ch := startChatter(t, alice, bob)
 
-	n3.kill()
+	n3.Kill()
 	killed := time.Now()
 	for probe.list() != usersList("alice", "bob", "probe") {
 		if time.Since(killed) > 5*time.Second {
@@ -150,7 +150,7 @@ func TestNodeLeavesGracefully(t *testing.T) {
 		t.Fatalf("bob joining on another node after his left: %s", r)
 	}
 	t.Logf("bob gone and his name free %v after SIGTERM returned", time.Since(stopped).Round(time.Millisecond))
-	if !strings.Contains(strings.Join(nodes[1].errs.snapshot(), "\n"), "left the cluster") {
+	if !strings.Contains(strings.Join(nodes[1].Errs.Snapshot(), "\n"), "left the cluster") {
 		t.Error("n2 did not log leaving the cluster")
 	}
 
@@ -160,7 +160,7 @@ func TestNodeLeavesGracefully(t *testing.T) {
 	stopped = time.Now()
 	nodes[2].stop(t)
 	t.Logf("the last node stopped %v after SIGTERM", time.Since(stopped).Round(time.Millisecond))
-	errs := strings.Join(nodes[2].errs.snapshot(), "\n")
+	errs := strings.Join(nodes[2].Errs.Snapshot(), "\n")
 	for _, want := range []string{"could not remove the lease", "left the cluster"} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("the last node did not log %q", want)

@@ -37,7 +37,7 @@ func TestFileAcrossNodes(t *testing.T) {
 	seed := rand.Uint64()
 	before := make([]int, len(nodes))
 	for i, n := range nodes {
-		before[i] = n.rssKiB(t)
+		before[i] = n.RSSKiB(t)
 	}
 	peak := make([]int, len(nodes))
 	stopSampling := make(chan struct{})
@@ -52,7 +52,7 @@ func TestFileAcrossNodes(t *testing.T) {
 			case <-tick.C:
 			}
 			for i, n := range nodes {
-				peak[i] = max(peak[i], n.rssKiB(t))
+				peak[i] = max(peak[i], n.RSSKiB(t))
 			}
 		}
 	})
@@ -159,8 +159,8 @@ func TestFileSenderDropsAcrossNodes(t *testing.T) {
 	alice.write(make([]byte, 4<<20))
 	alice.nc.(*net.TCPConn).SetLinger(0)
 	alice.nc.Close()
-	nodes[0].out.waitLine(t, "disconnected: alice", timeout)
-	nodes[1].out.waitLine(t, "disconnected: bob", timeout)
+	nodes[0].Out.WaitLine(t, "disconnected: alice", timeout)
+	nodes[1].Out.WaitLine(t, "disconnected: bob", timeout)
 	bob.expectEnd()
 	for {
 		h, p, err := carol.frame()

@@ -14,8 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -74,179 +72,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// lines collects one output stream of a process.
-type lines struct {
-	mu      sync.Mutex
-	all     []string
-	changed chan struct{} // closed and replaced on every line
-	done    bool
-}
-
-func newLines() *lines { return &lines{changed: make(chan struct{})} }
-
-func (l *lines) run(r io.Reader, wg *sync.WaitGroup) {
-	defer wg.Done()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		l.mu.Lock()
-		l.all = append(l.all, sc.Text())
-		close(l.changed)
-		l.changed = make(chan struct{})
-		l.mu.Unlock()
-	}
-	l.mu.Lock()
-	l.done = true
-	close(l.changed)
-	l.changed = make(chan struct{})
-	l.mu.Unlock()
-}
-
-// snapshot returns the lines so far.
-func (l *lines) snapshot() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.all...)
-}
-
-// count returns how many lines match.
-func (l *lines) count(match func(string) bool) int {
-	n := 0
-	for _, s := range l.snapshot() {
-		if match(s) {
-			n++
-		}
-	}
-	return n
-}
-
-// wait blocks until n lines match, failing after d.
-func (l *lines) wait(t testing.TB, what string, n int, d time.Duration, match func(string) bool) {
+// startProc starts bin with args, its output collected (testbin.Start).
+func startProc(t testing.TB, label, bin string, args ...string) *testbin.Proc {
 	t.Helper()
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	for {
-		l.mu.Lock()
-		ch := l.changed
-		l.mu.Unlock()
-		if l.count(match) >= n {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			t.Fatalf("timed out after %v waiting for %s (x%d); lines:\n%s", d, what, n, strings.Join(l.snapshot(), "\n"))
-		}
-	}
-}
-
-// waitLine waits for a line equal to want.
-func (l *lines) waitLine(t testing.TB, want string, d time.Duration) {
-	t.Helper()
-	l.wait(t, strconv.Quote(want), 1, d, func(s string) bool { return s == want })
-}
-
-// proc is a running program with its output captured.
-type proc struct {
-	label string
-	cmd   *exec.Cmd
-	out   *lines
-	errs  *lines
-	wg    sync.WaitGroup
-	done  chan struct{} // closed when it has been reaped
-}
-
-func startProc(t testing.TB, label, bin string, args ...string) *proc {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	outR, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	errR, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", label, err)
-	}
-	p := &proc{label: label, cmd: cmd, out: newLines(), errs: newLines(), done: make(chan struct{})}
-	p.wg.Add(2)
-	go p.out.run(outR, &p.wg)
-	go p.errs.run(errR, &p.wg)
-	go func() {
-		p.wg.Wait() // the pipes must be drained before Wait closes them
-		cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.kill()
-		<-p.done
-		for _, s := range p.errs.snapshot() {
-			if strings.Contains(s, "WARNING: DATA RACE") || strings.HasPrefix(s, "panic: ") || strings.HasPrefix(s, "fatal error: ") {
-				t.Errorf("%s reported: %s", label, s)
-				break
-			}
-		}
-		if t.Failed() {
-			t.Logf("%s stdout:\n%s\n%s stderr:\n%s", label, strings.Join(p.out.snapshot(), "\n"), label, strings.Join(p.errs.snapshot(), "\n"))
-		}
-	})
-	return p
-}
-
-// kill ends the process with SIGKILL, as a crash does.
-func (p *proc) kill() {
-	select {
-	case <-p.done:
-	default:
-		p.cmd.Process.Kill()
-	}
-}
-
-// stop ends the process with SIGTERM and waits for it.
-func (p *proc) stop(t testing.TB) {
-	t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		t.Fatalf("%s did not stop on SIGTERM", p.label)
-	}
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("%s exited %d after SIGTERM", p.label, code)
-	}
-}
-
-func (p *proc) waitExit(t testing.TB) int {
-	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		t.Fatalf("%s still running", p.label)
-	}
-	return p.cmd.ProcessState.ExitCode()
-}
-
-// rssKiB returns the process's resident memory.
-func (p *proc) rssKiB(t testing.TB) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			return n
-		}
-	}
-	t.Fatal("no VmRSS")
-	return 0
+	return testbin.Start(t, label, exec.Command(bin, args...))
 }
 
 // node is one gochatd process of a cluster.
 type node struct {
-	*proc
+	*testbin.Proc
 	name    string
 	port    int // chat
 	route   int // embedded engine's route port; 0 with an external engine
@@ -290,7 +124,7 @@ func startClusterOf(t testing.TB, bin string, k int, extra ...string) []*node {
 			"--metrics-addr", fmt.Sprint("127.0.0.1:", n.metrics))
 		n.args = append(n.args, extra...)
 		n.bin = bin
-		n.proc = startProc(t, n.name, bin, n.args...)
+		n.Proc = startProc(t, n.name, bin, n.args...)
 	}
 	for _, n := range nodes {
 		n.waitReady(t)
@@ -301,13 +135,21 @@ func startClusterOf(t testing.TB, bin string, k int, extra ...string) []*node {
 // waitReady waits until the node's chat port accepts.
 func (n *node) waitReady(t testing.TB) {
 	t.Helper()
-	n.errs.wait(t, n.name+" listening", 1, 60*time.Second, func(s string) bool { return strings.Contains(s, "msg=listening") })
+	n.Errs.Wait(t, n.name+" listening", 1, 60*time.Second, func(s string) bool { return strings.Contains(s, "msg=listening") })
+}
+
+// stop ends the node with SIGTERM and waits for it to exit 0.
+func (n *node) stop(t testing.TB) {
+	t.Helper()
+	if code := n.Stop(t, timeout); code != 0 {
+		t.Errorf("%s exited %d after SIGTERM", n.name, code)
+	}
 }
 
 // restart starts the node again with the same flags.
 func (n *node) restart(t testing.TB) {
 	t.Helper()
-	n.proc = startProc(t, n.name, n.bin, n.args...)
+	n.Proc = startProc(t, n.name, n.bin, n.args...)
 	n.waitReady(t)
 }
 
@@ -365,7 +207,7 @@ func join(t testing.TB, n *node, name string) *conn {
 	t.Helper()
 	c := dial(t, n, name)
 	c.write(protocol.AppendJoin(nil, protocol.Join, name))
-	n.out.waitLine(t, "join: "+name, timeout)
+	n.Out.WaitLine(t, "join: "+name, timeout)
 	return c
 }
 
@@ -376,7 +218,7 @@ func joinChunked(t testing.TB, n *node, name string) *conn {
 	c.write(protocol.AppendExtHello(nil, []string{protocol.FeatureChunkedFile}))
 	c.expect(protocol.ExtHello, protocol.FeatureChunkedFile)
 	c.write(protocol.AppendJoin(nil, protocol.Join, name))
-	n.out.waitLine(t, "join: "+name, timeout)
+	n.Out.WaitLine(t, "join: "+name, timeout)
 	return c
 }
 

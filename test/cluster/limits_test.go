@@ -53,13 +53,13 @@ func TestLimitsInCluster(t *testing.T) {
 				}
 			}
 		}()
-		n2.out.waitLine(t, "disconnected: sink", 2*timeout)
-		n2.errs.wait(t, "sink cut off as a slow consumer", 1, timeout, func(s string) bool {
+		n2.Out.WaitLine(t, "disconnected: sink", 2*timeout)
+		n2.Errs.Wait(t, "sink cut off as a slow consumer", 1, timeout, func(s string) bool {
 			return strings.Contains(s, "user=sink") && strings.Contains(s, `reason="slow consumer"`)
 		})
 		x.send("still here", "y")
 		y.expect(protocol.ForwardMessage, "1 x still here")
-		if n1.out.count(func(s string) bool { return s == "disconnected: flooder" }) != 0 {
+		if n1.Out.Count(func(s string) bool { return s == "disconnected: flooder" }) != 0 {
 			t.Error("the flooder was cut off")
 		}
 	})
@@ -122,7 +122,7 @@ func TestPacingAcrossNodes(t *testing.T) {
 			t.Fatalf("message %d: got %s %.30q, %v", i, h.Name, p, err)
 		}
 	}
-	if n := nodes[1].out.count(func(s string) bool { return s == "disconnected: victim" }); n != 0 {
+	if n := nodes[1].Out.Count(func(s string) bool { return s == "disconnected: victim" }); n != 0 {
 		t.Fatal("the victim was cut off")
 	}
 	if v := nodes[0].metric(t, "chat_senders_paused_total", `cause="backlog"`); v == 0 {

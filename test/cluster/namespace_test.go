@@ -24,17 +24,17 @@ func TestNamespace(t *testing.T) {
 	for _, c := range []*conn{alice, bob, carol} {
 		c.waitList(usersList("alice", "bob", "carol"))
 	}
-	n1.out.waitLine(t, "request_users_list: alice", timeout)
+	n1.Out.WaitLine(t, "request_users_list: alice", timeout)
 
 	alice.send("hello  both", "bob", "carol", "zed", "bob")
 	bob.expect(protocol.ForwardMessage, "1 alice hello  both")
 	carol.expect(protocol.ForwardMessage, "1 alice hello  both")
-	n1.out.waitLine(t, "msg: alice", timeout)
-	n1.out.waitLine(t, "msg: alice to non-existent user zed", timeout)
+	n1.Out.WaitLine(t, "msg: alice", timeout)
+	n1.Out.WaitLine(t, "msg: alice to non-existent user zed", timeout)
 
 	carol.send("back to you", "alice")
 	alice.expect(protocol.ForwardMessage, "1 carol back to you")
-	n3.out.waitLine(t, "msg: carol", timeout)
+	n3.Out.WaitLine(t, "msg: carol", timeout)
 
 	// A small file (one frame) and a large one (streamed) to both.
 	small := []byte("small file\x00\xff")
@@ -47,8 +47,8 @@ func TestNamespace(t *testing.T) {
 		content []byte
 	}{{"small.bin", small}, {"large.bin", large}} {
 		alice.write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "carol", "nobody"}, f.name, int64(len(f.content))), f.content...))
-		n1.out.waitLine(t, "file: alice", timeout)
-		n1.out.waitLine(t, "file: alice to non-existent user nobody", timeout)
+		n1.Out.WaitLine(t, "file: alice", timeout)
+		n1.Out.WaitLine(t, "file: alice to non-existent user nobody", timeout)
 		h, p, err := bob.frame()
 		if err != nil || h.Type != protocol.ForwardFile || !bytes.Equal(p, append([]byte("1 alice "+f.name+" "), f.content...)) {
 			t.Fatalf("bob: %s: got %s (%d bytes), %v", f.name, h.Name, len(p), err)
@@ -59,7 +59,7 @@ func TestNamespace(t *testing.T) {
 	}
 	// Nobody's stdout has lines about events of other nodes.
 	for i, n := range nodes {
-		for _, l := range n.out.snapshot() {
+		for _, l := range n.Out.Snapshot() {
 			if i != 0 && strings.Contains(l, "alice") {
 				t.Errorf("n%d printed %q", i+1, l)
 			}
@@ -121,7 +121,7 @@ func TestPresenceAcrossNodes(t *testing.T) {
 	watcher.write(protocol.AppendExtHello(nil, []string{protocol.FeaturePresence}))
 	watcher.expect(protocol.ExtHello, protocol.FeaturePresence)
 	watcher.write(protocol.AppendJoin(nil, protocol.Join, "watcher"))
-	nodes[0].out.waitLine(t, "join: watcher", timeout)
+	nodes[0].Out.WaitLine(t, "join: watcher", timeout)
 	bob := join(t, nodes[1], "bob")
 	watcher.expect(protocol.Presence, "joined bob")
 	bob.write(protocol.AppendJoin(nil, protocol.Disconnect, "bob"))

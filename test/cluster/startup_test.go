@@ -18,8 +18,8 @@ func run(t *testing.T, args ...string) (code int, stdout, stderr string, took ti
 	t.Helper()
 	start := time.Now()
 	p := startProc(t, "gochatd", gochatdBin, args...)
-	code = p.waitExit(t)
-	return code, strings.Join(p.out.snapshot(), "\n"), strings.Join(p.errs.snapshot(), "\n"), time.Since(start)
+	code = p.WaitExit(t, timeout)
+	return code, strings.Join(p.Out.Snapshot(), "\n"), strings.Join(p.Errs.Snapshot(), "\n"), time.Since(start)
 }
 
 // Wrong or impossible cluster settings: a clear error, exit 1, and the
@@ -92,17 +92,17 @@ func TestWaitsForMajority(t *testing.T) {
 		n.args = append(append([]string{}, nodeArgs...), "-p", strconv.Itoa(chat[i]), "--node", n.name,
 			"--cluster-listen", fmt.Sprint("127.0.0.1:", ports[i]), "--cluster-peers", strings.Join(peers, ","),
 			"--cluster-dir", filepath.Join(dir, n.name))
-		n.proc = startProc(t, n.name, n.bin, n.args...)
+		n.Proc = startProc(t, n.name, n.bin, n.args...)
 		return n
 	}
 	n1 := start(0)
-	n1.errs.wait(t, "n1 saying what it waits for", 1, timeout, func(s string) bool { return strings.Contains(s, "waiting for") })
+	n1.Errs.Wait(t, "n1 saying what it waits for", 1, timeout, func(s string) bool { return strings.Contains(s, "waiting for") })
 	if c, err := net.DialTimeout("tcp", n1.addr(), time.Second); err == nil {
 		c.Close()
 		t.Fatal("the chat port accepts before the node is part of its cluster")
 	}
 	n2 := start(1)
-	n2.errs.wait(t, "n2 saying what it waits for", 1, timeout, func(s string) bool { return strings.Contains(s, "waiting for") })
+	n2.Errs.Wait(t, "n2 saying what it waits for", 1, timeout, func(s string) bool { return strings.Contains(s, "waiting for") })
 	if c, err := net.DialTimeout("tcp", n2.addr(), time.Second); err == nil {
 		c.Close()
 		t.Fatal("n2's chat port accepts before the cluster can hold the registry")
