@@ -30,6 +30,9 @@ func TestMain(m *testing.M) {
 		s.Shutdown()
 		s.WaitForShutdown()
 	}
+	if engines.dir != "" {
+		os.RemoveAll(engines.dir)
+	}
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "cluster: leaked goroutines:", err)
@@ -43,6 +46,7 @@ func TestMain(m *testing.M) {
 // cluster, started once for the package's tests.
 var engines struct {
 	once    sync.Once
+	dir     string // their storage, removed by TestMain after them
 	servers []*natsserver.Server
 	urls    []string
 	err     error
@@ -53,7 +57,14 @@ func testEngines(t testing.TB) []string {
 	t.Helper()
 	engines.once.Do(func() {
 		ports := [3]int{testbin.FreePort(t), testbin.FreePort(t), testbin.FreePort(t)}
-		dir := t.TempDir()
+		// Not t.TempDir: that goes with the first test, and an engine
+		// whose storage is gone disables its JetStream.
+		dir, err := os.MkdirTemp("", "gochat-cluster-engines-")
+		if err != nil {
+			engines.err = err
+			return
+		}
+		engines.dir = dir
 		var servers []*natsserver.Server
 		for i := range 3 {
 			var routes string

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gochat/chat/internal/testbin"
 )
 
 // scrape returns the unlabelled metrics of a Prometheus text endpoint.
@@ -51,7 +53,7 @@ type abuseServer struct {
 }
 
 func startAbuseServer(t *testing.T) *abuseServer {
-	mport := freePort(t)
+	mport := testbin.FreePort(t)
 	srv := startServer(t, "--join-timeout", "1s", "--send-queue", "1M", "--stall-timeout", "3s", "--max-clients", "200",
 		"--metrics-addr", "127.0.0.1:"+strconv.Itoa(mport), "--log-level", "warn")
 	a := &abuseServer{server: srv, metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", mport)}

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gochat/chat/internal/testbin"
 )
 
 // PROTOCOL.md section 1: programs and command lines.
@@ -68,7 +70,7 @@ func TestCLIHelp(t *testing.T) {
 func TestCLIClientMissingUsername(t *testing.T) {
 	t.Parallel()
 	help := helpText(t, clientBin)
-	port := strconv.Itoa(freePort(t))
+	port := strconv.Itoa(testbin.FreePort(t))
 	for _, args := range [][]string{
 		{},
 		{"-a", "127.0.0.1", "-p", port},
@@ -88,7 +90,7 @@ func TestCLIBadArguments(t *testing.T) {
 	t.Parallel()
 	serverHelp := helpText(t, serverBin)
 	clientHelp := helpText(t, clientBin)
-	port := strconv.Itoa(freePort(t))
+	port := strconv.Itoa(testbin.FreePort(t))
 	cases := []struct {
 		bin  string
 		help string

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gochat/chat/internal/testbin"
 )
 
 // The course's launchers (course/server.py, course/client.py): copied
@@ -57,7 +59,7 @@ func TestCourseLaunchers(t *testing.T) {
 	// The first run builds: minutes on a loaded machine.
 	const build = 5 * time.Minute
 
-	port := freePort(t)
+	port := testbin.FreePort(t)
 	srv := startPython(t, python, harness, env, "server.py", "-p", itoa(port))
 	if !waitListening(t, srv, net.JoinHostPort("localhost", itoa(port)), build) {
 		t.Fatalf("the server never listened\n%s", srv.dump())

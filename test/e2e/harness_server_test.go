@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gochat/chat/internal/testbin"
 )
 
 // ---------------------------------------------------------------------------
@@ -29,30 +31,6 @@ func (s *server) addr() string { return net.JoinHostPort("127.0.0.1", strconv.It
 func (s *server) freshName(prefix string) string {
 	return fmt.Sprintf("%s%d", prefix, s.names.Add(1))
 }
-
-// freePort returns a port that was free a moment ago on 127.0.0.1. It is
-// drawn from 20000-32767, below Linux's ephemeral range, so that the
-// listeners and outgoing connections of parallel tests (which get ephemeral
-// ports) rarely collide with it; startServerWith checks that the listener
-// on the port really is its server's.
-func freePort(t testing.TB) int {
-	t.Helper()
-	for range 200 {
-		port := 20000 + int(portRand.Add(7919)%12768)
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		return port
-	}
-	t.Fatal("no free port found")
-	return 0
-}
-
-var portRand atomic.Uint64
-
-func init() { portRand.Store(uint64(time.Now().UnixNano() % 12768)) }
 
 // refusingPort returns a port on 127.0.0.1 where connections are refused:
 // a socket is bound to it (so nobody else gets it) but does not listen.
@@ -151,7 +129,7 @@ func startServerStdout(t testing.TB, stdout *os.File, extra ...string) *server {
 func startServerFiles(t testing.TB, stdout *os.File, argsFor func(port int) []string) *server {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
-		port := freePort(t)
+		port := testbin.FreePort(t)
 		p := startProcFiles(t, fmt.Sprintf("server(:%d)", port), serverBin, t.TempDir(), argsFor(port), nil, stdout)
 		p.closeStdin() // the server never reads its stdin
 		if waitListening(t, p, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), timeout) {
