@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gochat/chat/internal/cluster"
+	"github.com/gochat/chat/internal/freeport"
 	"github.com/gochat/chat/internal/server"
 )
 
@@ -76,16 +77,15 @@ func inProcess(maxClients int, limits bool) (*target, error) {
 const ServerCommand = "_server"
 
 // freePorts returns k distinct loopback ports that were free a moment
-// ago.
+// ago (freeport.Pick).
 func freePorts(k int) ([]int, error) {
-	var ports []int
-	for range k {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ports := make([]int, k)
+	for i := range ports {
+		p, err := freeport.Pick()
 		if err != nil {
 			return nil, err
 		}
-		defer ln.Close() // held until all are picked, so none comes twice
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		ports[i] = p
 	}
 	return ports, nil
 }

@@ -2,14 +2,12 @@ package testbin
 
 import (
 	"debug/buildinfo"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -146,26 +144,4 @@ func (r *fatalRecorder) Helper() {}
 func (r *fatalRecorder) Fatalf(string, ...any) {
 	r.failed = true
 	runtime.Goexit()
-}
-
-// FreePort hands out distinct ports below the ephemeral range that can be
-// listened on.
-func TestFreePort(t *testing.T) {
-	hi := ephemeralLow()
-	seen := map[int]bool{}
-	for range 200 {
-		p := FreePort(t)
-		if p < lowestPort || p >= hi {
-			t.Fatalf("port %d outside [%d, %d)", p, lowestPort, hi)
-		}
-		if seen[p] {
-			t.Fatalf("port %d handed out twice", p)
-		}
-		seen[p] = true
-	}
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln.Close()
 }
