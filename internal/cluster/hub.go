@@ -376,11 +376,12 @@ func (h *Hub) unfence() {
 }
 
 // leave tells the cluster this node is going: the others hide its users
-// at once; its records and then its lease are removed, waiting at most
-// leaveWait in all. It reports whether the registry answered: it does not
-// when the engine has lost its majority, as when the last nodes of an
-// embedded cluster stop, and then the node waits on it no further (the
-// lease expires and the others' sweepers remove what is left).
+// at once; its records are removed, waiting at most recordsWait, then its
+// lease, waiting at most leaseWait. It reports whether the registry
+// answered the lease's removal: it does not when the engine has lost its
+// majority, as when the last nodes of an embedded cluster stop, and then
+// the node waits on it no further (the lease expires and the others'
+// sweepers remove what is left).
 func (h *Hub) leave() (answered bool) {
 	h.leaving.Store(true)
 	h.fenced.Store(true)
@@ -391,12 +392,12 @@ func (h *Hub) leave() (answered bool) {
 		h.del.add(slotKey(lu.slot), lu.slotRev)
 	}
 	h.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), leaveWait)
+	records, cancel := context.WithTimeout(context.Background(), recordsWait)
 	defer cancel()
-	if !h.del.drain(ctx) {
-		return false
-	}
-	if err := h.live.release(ctx); err != nil {
+	h.del.drain(records)
+	lease, cancel := context.WithTimeout(context.Background(), leaseWait)
+	defer cancel()
+	if err := h.live.release(lease); err != nil {
 		h.n.log.Warn("could not remove the lease; the cluster drops it when it expires", "err", err)
 		return false
 	}

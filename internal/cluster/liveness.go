@@ -36,6 +36,7 @@ type liveness struct {
 	leaseRev  atomic.Uint64 // the lease's revision; 0 before it is taken
 	renewedAt atomic.Int64  // when the last renewal that succeeded was sent (Unix ns)
 	sweep     chan struct{} // has a token when a sweep of dead records is due
+	leaseOp   chan struct{} // has a token while a renewal or the release is under way
 
 	mu    sync.RWMutex
 	nodes map[string]*nodeState // by node name; guarded by mu
@@ -51,7 +52,7 @@ type nodeState struct {
 }
 
 func newLiveness(h *Hub) *liveness {
-	return &liveness{h: h, nodes: make(map[string]*nodeState), sweep: make(chan struct{}, 1)}
+	return &liveness{h: h, nodes: make(map[string]*nodeState), sweep: make(chan struct{}, 1), leaseOp: make(chan struct{}, 1)}
 }
 
 // start subscribes to the heartbeats.
@@ -219,8 +220,16 @@ func (l *liveness) awaitPeers(d time.Duration) {
 }
 
 // release deletes this node's lease as it leaves, within ctx and one
-// registry operation's bound.
+// registry operation's bound. It waits for a renewal under way (which may
+// change the lease's revision) and no renewal starts after the node began
+// to leave, so a lease once released is not taken again.
 func (l *liveness) release(ctx context.Context) error {
+	select {
+	case l.leaseOp <- struct{}{}:
+		defer func() { <-l.leaseOp }()
+	case <-ctx.Done():
+		return fmt.Errorf("a renewal is still under way: %w", ctx.Err())
+	}
 	rev := l.leaseRev.Load()
 	if rev == 0 {
 		return nil
@@ -309,6 +318,14 @@ func (l *liveness) renew() {
 				continue
 			}
 			lastTry = now
+			if l.h.leaving.Load() {
+				continue // the lease is being released: never renewed again
+			}
+			l.leaseOp <- struct{}{}
+			if l.h.leaving.Load() { // leave began while the release held the token
+				<-l.leaseOp
+				continue
+			}
 			sent := time.Now()
 			ctx, cancel := reg.kvCtx()
 			rev, err := reg.nodes.Update(ctx, nodeKey(n.cfg.Node), val, l.leaseRev.Load())
@@ -320,6 +337,7 @@ func (l *liveness) renew() {
 				}
 			}
 			cancel()
+			<-l.leaseOp
 			if err != nil {
 				n.log.Debug("lease renewal failed", "err", err)
 				continue

@@ -102,8 +102,10 @@ const (
 	fenceAfter = 12 * time.Second
 	// kvTimeout bounds one registry operation.
 	kvTimeout = 3 * time.Second
-	// leaveWait bounds the removal of a leaving node's records and lease.
-	leaveWait = 3 * time.Second
+	// recordsWait and leaseWait bound the removal of a leaving node's
+	// records and then of its lease.
+	recordsWait = 2 * time.Second
+	leaseWait   = time.Second
 )
 
 // DefaultWait is the default bound on the wait to join the cluster.
