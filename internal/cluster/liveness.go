@@ -38,8 +38,9 @@ type liveness struct {
 	sweep     chan struct{} // has a token when a sweep of dead records is due
 	leaseOp   chan struct{} // has a token while a renewal or the release is under way
 
-	mu    sync.RWMutex
-	nodes map[string]*nodeState // by node name; guarded by mu
+	mu      sync.RWMutex
+	nodes   map[string]*nodeState // by node name; guarded by mu
+	stateCh chan struct{}         // closed and replaced when a heartbeat changes a node's state; guarded by mu
 
 	testHookHeard func() // if set, called after a heartbeat that changed a node's state; guarded by mu
 }
@@ -52,7 +53,7 @@ type nodeState struct {
 }
 
 func newLiveness(h *Hub) *liveness {
-	return &liveness{h: h, nodes: make(map[string]*nodeState), sweep: make(chan struct{}, 1), leaseOp: make(chan struct{}, 1)}
+	return &liveness{h: h, nodes: make(map[string]*nodeState), stateCh: make(chan struct{}), sweep: make(chan struct{}, 1), leaseOp: make(chan struct{}, 1)}
 }
 
 // start subscribes to the heartbeats.
@@ -87,6 +88,10 @@ func (l *liveness) heard(m *nats.Msg) {
 	}
 	changed := !ok || st.inc != inc || st.left != left || st.silent
 	st.inc, st.seen, st.left, st.silent = inc, time.Now(), left, false
+	if changed {
+		close(l.stateCh)
+		l.stateCh = make(chan struct{})
+	}
 	hook := l.testHookHeard
 	l.mu.Unlock()
 	if !ok && node != l.h.n.cfg.Node {
@@ -99,6 +104,37 @@ func (l *liveness) heard(m *nats.Msg) {
 		}
 		if node != l.h.n.cfg.Node {
 			l.h.n.log.Info("node heard", "peer", node, "state", f[1])
+		}
+	}
+}
+
+// awaitSilent waits, at most d, until every other node that fell silent
+// (and did not say it was leaving) is heard again: a node back from a
+// partition hears the others again only after its engine connection is,
+// and until then their users would look gone to its own.
+func (l *liveness) awaitSilent(d time.Duration) {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		l.mu.RLock()
+		ch := l.stateCh
+		waiting := false
+		for node, st := range l.nodes {
+			if node != l.h.n.cfg.Node && st.silent && !st.left {
+				waiting = true
+				break
+			}
+		}
+		l.mu.RUnlock()
+		if !waiting {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return
+		case <-l.h.n.stop:
+			return
 		}
 	}
 }
@@ -344,6 +380,9 @@ func (l *liveness) renew() {
 			}
 			l.leaseRev.Store(rev)
 			l.renewedAt.Store(sent.UnixNano())
+			if l.h.fenced.Load() {
+				l.awaitSilent(rejoinWait)
+			}
 			l.h.unfence()
 		}
 	}

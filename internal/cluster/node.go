@@ -88,6 +88,10 @@ const (
 	// heartbeatTimeout hides a node's users once nothing was heard from
 	// it for this long.
 	heartbeatTimeout = 3500 * time.Millisecond
+	// rejoinWait bounds the wait of a node whose lease is renewed again
+	// (back from a partition) to hear the nodes that fell silent before it
+	// admits again.
+	rejoinWait = 2 * time.Second
 	// renewEvery is how often a node renews its lease.
 	renewEvery = time.Second
 	// leaseTTL is how long a lease lives unrenewed; then the other nodes
