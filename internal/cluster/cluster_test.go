@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -20,12 +19,11 @@ import (
 
 	"github.com/gochat/chat/internal/server"
 	"github.com/gochat/chat/internal/server/hubtest"
-	"github.com/gochat/chat/internal/testbin"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	// The engines are shared by the package's tests: stop them last.
+	// The engine is shared by the package's tests: stop it last.
 	for _, s := range engines.servers {
 		s.Shutdown()
 		s.WaitForShutdown()
@@ -42,93 +40,52 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// engines are three in-process NATS servers with JetStream, in one NATS
-// cluster, started once for the package's tests.
+// engines is the in-process NATS server with JetStream that the package's
+// tests share, started once. It is one server, not a NATS cluster: these
+// tests are about the hub's logic (their buckets have one replica), and a
+// JetStream cluster inside one loaded test process once left a bucket
+// unanswered for 30 s in CI. Nodes on several engines, routes and three
+// replicas are test/cluster's, with real processes.
 var engines struct {
 	once    sync.Once
-	dir     string // their storage, removed by TestMain after them
+	dir     string // its storage, removed by TestMain after it
 	servers []*natsserver.Server
 	urls    []string
 	err     error
 }
 
-// testEngines returns the URLs of the shared three-server NATS cluster.
+// testEngines returns the URL of the shared engine.
 func testEngines(t testing.TB) []string {
 	t.Helper()
 	engines.once.Do(func() {
-		ports := [3]int{testbin.FreePort(t), testbin.FreePort(t), testbin.FreePort(t)}
 		// Not t.TempDir: that goes with the first test, and an engine
 		// whose storage is gone disables its JetStream.
-		dir, err := os.MkdirTemp("", "gochat-cluster-engines-")
+		dir, err := os.MkdirTemp("", "gochat-cluster-engine-")
 		if err != nil {
 			engines.err = err
 			return
 		}
 		engines.dir = dir
-		var servers []*natsserver.Server
-		for i := range 3 {
-			var routes string
-			for j := range 3 {
-				if j != i {
-					routes += fmt.Sprintf(",nats-route://127.0.0.1:%d", ports[j])
-				}
-			}
-			s, err := natsserver.NewServer(&natsserver.Options{
-				ServerName: fmt.Sprint("e", i),
-				Host:       "127.0.0.1",
-				Port:       -1,
-				JetStream:  true,
-				StoreDir:   fmt.Sprintf("%s/e%d", dir, i),
-				NoSigs:     true,
-				NoLog:      true,
-				Cluster:    natsserver.ClusterOpts{Name: "test", Host: "127.0.0.1", Port: ports[i]},
-				Routes:     natsserver.RoutesFromStr(routes[1:]),
-			})
-			if err != nil {
-				engines.err = err
-				return
-			}
-			go s.Start()
-			servers = append(servers, s)
-			engines.servers = servers
-		}
-		for _, s := range servers {
-			if !s.ReadyForConnections(10 * time.Second) {
-				engines.err = fmt.Errorf("engine %s not ready", s.Name())
-				return
-			}
-			engines.urls = append(engines.urls, s.ClientURL())
-		}
-		// JetStream answers once its meta group has a leader, and places
-		// streams on three servers once all three are current: warm it
-		// up with a bucket like the registry's before any test uses it.
-		deadline := time.Now().Add(60 * time.Second)
-		for !slices.ContainsFunc(servers, (*natsserver.Server).JetStreamIsLeader) {
-			if time.Now().After(deadline) {
-				engines.err = errors.New("the engines' JetStream has no leader")
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		nc, err := nats.Connect(engines.urls[0])
+		s, err := natsserver.NewServer(&natsserver.Options{
+			ServerName: "e0",
+			Host:       "127.0.0.1",
+			Port:       -1,
+			JetStream:  true,
+			StoreDir:   dir,
+			NoSigs:     true,
+			NoLog:      true,
+		})
 		if err != nil {
 			engines.err = err
 			return
 		}
-		defer nc.Close()
-		js, _ := jetstream.New(nc)
-		for {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "warmup", Storage: jetstream.MemoryStorage, Replicas: 3, TTL: time.Minute, LimitMarkerTTL: time.Second})
-			cancel()
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				engines.err = fmt.Errorf("the engines' JetStream takes no bucket: %w", err)
-				return
-			}
+		go s.Start()
+		engines.servers = []*natsserver.Server{s}
+		if !s.ReadyForConnections(10 * time.Second) {
+			engines.err = errors.New("the engine is not ready")
+			return
 		}
+		engines.urls = []string{s.ClientURL()}
 	})
 	if engines.err != nil {
 		t.Fatal(engines.err)
@@ -148,7 +105,7 @@ func testLogger() *slog.Logger {
 }
 
 // testCluster starts k nodes of a fresh cluster (its own name) on the
-// shared engines, each connected to another engine server.
+// shared engine.
 func testCluster(t *testing.T, k, maxClients int) []*Node {
 	t.Helper()
 	return testClusterLogged(t, k, maxClients, func(int) *slog.Logger { return testLogger() })
@@ -193,7 +150,7 @@ func testClusterLogged(t *testing.T, k, maxClients int, logger func(i int) *slog
 }
 
 // dropBuckets deletes a test cluster's buckets, so that the shared
-// engines do not carry the streams of every test.
+// engine does not carry the streams of every test.
 func dropBuckets(t *testing.T, name string) {
 	nc, err := nats.Connect(testEngines(t)[0])
 	if err != nil {
