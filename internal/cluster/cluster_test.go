@@ -249,6 +249,31 @@ func TestClusterHubContract(t *testing.T) {
 	}
 }
 
+// TestReleaseWaitsForRenewal: the lease's release waits for a renewal
+// under way (it may change the lease's revision), for as long as its
+// context allows, and then deletes the lease.
+func TestReleaseWaitsForRenewal(t *testing.T) {
+	n := testCluster(t, 1, 10)[0]
+	l := n.hub.live
+	n.hub.leaving.Store(true) // as leave does: no renewal starts any more
+	l.leaseOp <- struct{}{}   // a renewal under way
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	err := l.release(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("release during a renewal: %v, want the context's deadline", err)
+	}
+	<-l.leaseOp // the renewal is done
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.release(ctx); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	if _, err := n.hub.reg.nodes.Get(ctx, nodeKey(n.cfg.Node)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("the lease after its release: %v", err)
+	}
+}
+
 // TestLeavingNodeStaysFenced: a lease renewed while the node leaves must
 // not make it admit again (it logged "back in the cluster" at every
 // shutdown).

@@ -373,13 +373,16 @@ func (l *liveness) renew() {
 				}
 			}
 			cancel()
+			if err == nil {
+				// Before the token goes back: a release must see this revision.
+				l.leaseRev.Store(rev)
+				l.renewedAt.Store(sent.UnixNano())
+			}
 			<-l.leaseOp
 			if err != nil {
 				n.log.Debug("lease renewal failed", "err", err)
 				continue
 			}
-			l.leaseRev.Store(rev)
-			l.renewedAt.Store(sent.UnixNano())
 			if l.h.fenced.Load() {
 				l.awaitSilent(rejoinWait)
 			}
