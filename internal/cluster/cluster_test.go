@@ -274,6 +274,50 @@ func TestReleaseWaitsForRenewal(t *testing.T) {
 	}
 }
 
+// TestAwaitSilent: a node back from a partition waits for the nodes that
+// fell silent until it hears them, and no longer than its bound for one
+// that stays silent.
+func TestAwaitSilent(t *testing.T) {
+	l := testCluster(t, 1, 10)[0].hub.live
+	l.mu.Lock()
+	l.nodes["gone"] = &nodeState{inc: 1, silent: true}
+	l.nodes["back"] = &nodeState{inc: 2, silent: true}
+	l.mu.Unlock()
+
+	// "gone" is never heard: the wait ends at its bound.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.awaitSilent(100 * time.Millisecond)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the wait for a node that stays silent did not end at its bound")
+	}
+
+	// Without "gone", the wait ends when "back" is heard.
+	l.mu.Lock()
+	delete(l.nodes, "gone")
+	l.mu.Unlock()
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		l.awaitSilent(time.Hour)
+	}()
+	select { // a non-event: nothing to wait on but a moment
+	case <-done:
+		t.Fatal("the wait ended while a node was still silent")
+	case <-time.After(100 * time.Millisecond):
+	}
+	l.heard(&nats.Msg{Data: []byte("2 up back")})
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("hearing the silent node did not end the wait")
+	}
+}
+
 // TestLeavingNodeStaysFenced: a lease renewed while the node leaves must
 // not make it admit again (it logged "back in the cluster" at every
 // shutdown).
