@@ -275,10 +275,11 @@ func TestReleaseWaitsForRenewal(t *testing.T) {
 }
 
 // TestAwaitSilent: a node back from a partition waits for the nodes that
-// fell silent until it hears them, and no longer than its bound for one
-// that stays silent.
+// fell silent until it hears them, no longer than its bound for one that
+// stays silent, and not past its own stop.
 func TestAwaitSilent(t *testing.T) {
-	l := testCluster(t, 1, 10)[0].hub.live
+	n := testCluster(t, 1, 10)[0]
+	l := n.hub.live
 	l.mu.Lock()
 	l.nodes["gone"] = &nodeState{inc: 1, silent: true}
 	l.nodes["back"] = &nodeState{inc: 2, silent: true}
@@ -315,6 +316,22 @@ func TestAwaitSilent(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("hearing the silent node did not end the wait")
+	}
+
+	// The node stopping ends the wait too.
+	l.mu.Lock()
+	l.nodes["gone"] = &nodeState{inc: 1, silent: true}
+	l.mu.Unlock()
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		l.awaitSilent(time.Hour)
+	}()
+	n.Close()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the node's stop did not end the wait")
 	}
 }
 
