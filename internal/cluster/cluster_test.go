@@ -335,6 +335,47 @@ func TestAwaitSilent(t *testing.T) {
 	}
 }
 
+// evictee is a user that records being cut off.
+type evictee struct {
+	*hubtest.Peer
+	evicted chan error
+}
+
+func (p *evictee) Evict(cause error) { p.evicted <- cause }
+
+// TestFenceWhenUnrenewed: a node whose lease has not been renewed for
+// fenceAfter fences itself and cuts its users off, even while a renewal
+// hangs; a reading made stale by a renewal that just succeeded fences
+// nothing.
+func TestFenceWhenUnrenewed(t *testing.T) {
+	n := testCluster(t, 1, 10)[0]
+	h, l := n.hub, n.hub.live
+	alice := &evictee{Peer: hubtest.NewPeer("alice"), evicted: make(chan error, 1)}
+	if err := h.Join(alice, 10); err != nil {
+		t.Fatal(err)
+	}
+
+	h.fence(func() error { return nil }) // renewed meanwhile
+	if h.fenced.Load() {
+		t.Fatal("fenced although the reason was gone")
+	}
+
+	l.leaseOp <- struct{}{} // a renewal that hangs
+	defer func() { <-l.leaseOp }()
+	l.renewedAt.Store(time.Now().Add(-fenceAfter - time.Second).UnixNano())
+	select {
+	case cause := <-alice.evicted:
+		if !errors.Is(cause, errFenced) {
+			t.Fatalf("alice cut off for %v", cause)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a node without a lease renewal for fenceAfter did not cut its users off")
+	}
+	if !h.fenced.Load() {
+		t.Fatal("the node cut its users off but still admits")
+	}
+}
+
 // TestLeavingNodeStaysFenced: a lease renewed while the node leaves must
 // not make it admit again (it logged "back in the cluster" at every
 // shutdown).

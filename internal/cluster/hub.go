@@ -338,12 +338,15 @@ func (h *Hub) localToken(name string) (server.Peer, uint64, bool) {
 	return lu.peer, lu.token, ok
 }
 
-// fence stops admitting and cuts every local user off: the node has not
-// renewed its lease for fenceAfter, so the cluster may soon give their
-// names away.
-func (h *Hub) fence(why error) {
+// fence stops admitting and cuts every local user off when why, asked
+// under the hub's lock, gives a reason: the node has not renewed its lease
+// for fenceAfter, so the cluster may soon give their names away. (Asked
+// under the lock, why sees a renewal that succeeded a moment ago, so a
+// node just admitting again is not fenced on a stale reading.)
+func (h *Hub) fence(why func() error) {
 	h.mu.Lock()
-	if h.fenced.Swap(true) {
+	err := why()
+	if err == nil || h.fenced.Swap(true) {
 		h.mu.Unlock()
 		return
 	}
@@ -354,10 +357,10 @@ func (h *Hub) fence(why error) {
 	h.mu.Unlock()
 	h.changed()
 	h.n.m.fences.Inc()
-	h.n.log.Error("cut off from the cluster: no longer admitting; cutting local users off", "users", len(peers), "err", why)
+	h.n.log.Error("cut off from the cluster: no longer admitting; cutting local users off", "users", len(peers), "err", err)
 	for _, p := range peers {
 		if e, ok := p.(server.Evictable); ok {
-			e.Evict(why)
+			e.Evict(err)
 		}
 	}
 }

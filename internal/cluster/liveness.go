@@ -276,10 +276,10 @@ func (l *liveness) release(ctx context.Context) error {
 }
 
 // run starts the liveness goroutines, owned by the node: heartbeats and
-// silence checks, lease renewal and fencing, sweeps of dead records.
+// silence checks, lease renewal, fencing, sweeps of dead records.
 func (l *liveness) run() {
 	n := l.h.n
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go func() {
 		defer n.wg.Done()
 		l.beat()
@@ -287,6 +287,10 @@ func (l *liveness) run() {
 	go func() {
 		defer n.wg.Done()
 		l.renew()
+	}()
+	go func() {
+		defer n.wg.Done()
+		l.fenceWhenUnrenewed()
 	}()
 	go func() {
 		defer n.wg.Done()
@@ -333,8 +337,38 @@ func (l *liveness) checkSilence(now time.Time) {
 	}
 }
 
-// renew renews the lease every renewEvery, and fences the node when no
-// renewal has succeeded for fenceAfter.
+// fenceWhenUnrenewed fences the node once no renewal of its lease has
+// succeeded for fenceAfter. It is a goroutine of its own, doing no I/O, so
+// that a renewal stuck on a cut connection (up to kvTimeout) does not
+// delay the fence.
+func (l *liveness) fenceWhenUnrenewed() {
+	tick := time.NewTicker(renewEvery / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case <-l.h.n.stop:
+			return
+		case <-tick.C:
+			if l.unrenewedFor() > fenceAfter {
+				l.h.fence(func() error {
+					if since := l.unrenewedFor(); since > fenceAfter {
+						return fmt.Errorf("%w: lease not renewed for %v", errFenced, since.Round(time.Second))
+					}
+					return nil
+				})
+			}
+		}
+	}
+}
+
+// unrenewedFor returns how long ago the last renewal that succeeded was
+// sent.
+func (l *liveness) unrenewedFor() time.Duration {
+	return time.Since(time.Unix(0, l.renewedAt.Load()))
+}
+
+// renew renews the lease every renewEvery; a renewal that succeeds lets
+// a fenced node admit again.
 func (l *liveness) renew() {
 	n := l.h.n
 	reg := l.h.reg
@@ -347,9 +381,6 @@ func (l *liveness) renew() {
 		case <-n.stop:
 			return
 		case now := <-tick.C:
-			if since := time.Since(time.Unix(0, l.renewedAt.Load())); since > fenceAfter {
-				l.h.fence(fmt.Errorf("%w: lease not renewed for %v", errFenced, since.Round(time.Second)))
-			}
 			if now.Sub(lastTry) < renewEvery {
 				continue
 			}
