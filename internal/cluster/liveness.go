@@ -342,6 +342,12 @@ func (l *liveness) checkSilence(now time.Time) {
 // that a renewal stuck on a cut connection (up to kvTimeout) does not
 // delay the fence.
 func (l *liveness) fenceWhenUnrenewed() {
+	unrenewed := func() error {
+		if since := time.Since(time.Unix(0, l.renewedAt.Load())); since > fenceAfter {
+			return fmt.Errorf("%w: lease not renewed for %v", errFenced, since.Round(time.Second))
+		}
+		return nil
+	}
 	tick := time.NewTicker(renewEvery / 4)
 	defer tick.Stop()
 	for {
@@ -349,22 +355,9 @@ func (l *liveness) fenceWhenUnrenewed() {
 		case <-l.h.n.stop:
 			return
 		case <-tick.C:
-			if l.unrenewedFor() > fenceAfter {
-				l.h.fence(func() error {
-					if since := l.unrenewedFor(); since > fenceAfter {
-						return fmt.Errorf("%w: lease not renewed for %v", errFenced, since.Round(time.Second))
-					}
-					return nil
-				})
-			}
+			l.h.fence(unrenewed)
 		}
 	}
-}
-
-// unrenewedFor returns how long ago the last renewal that succeeded was
-// sent.
-func (l *liveness) unrenewedFor() time.Duration {
-	return time.Since(time.Unix(0, l.renewedAt.Load()))
 }
 
 // renew renews the lease every renewEvery; a renewal that succeeds lets
