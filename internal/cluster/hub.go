@@ -283,7 +283,7 @@ func (h *Hub) Leave(p server.Peer) {
 	h.changed()
 	h.del.add(userKey(name), lu.userRev)
 	h.del.add(slotKey(lu.slot), lu.slotRev)
-	h.relay.localLeft(name)
+	h.relay.localLeft(p)
 }
 
 // Lookup implements server.Hub.

@@ -104,7 +104,8 @@ type seqState struct {
 // another node: that frame and the ones after it wait, in order.
 type waitingUser struct {
 	peer   server.Peer
-	frames []inFrame
+	frames []inFrame // guarded by relay.inMu
+	gone   bool      // the user left (or its name went to another session); guarded by relay.inMu
 }
 
 type inFrame struct {
@@ -510,11 +511,19 @@ func (r *relay) deliverLocal(src string, p server.Peer, key creditKey, frame []b
 	if r.nwaiting.Load() > 0 {
 		r.inMu.Lock()
 		if w := r.waiting[key.name]; w != nil {
-			w.frames = append(w.frames, inFrame{src, key, frame})
+			if w.peer == p {
+				w.frames = append(w.frames, inFrame{src, key, frame})
+				r.inMu.Unlock()
+				return false
+			}
+			// The frames of an earlier session of the name, whose
+			// Leave has not dropped them yet: they are not this one's.
+			stale := r.dropWaitingLocked(key.name, w)
 			r.inMu.Unlock()
-			return false
+			r.ackFrames(stale)
+		} else {
+			r.inMu.Unlock()
 		}
-		r.inMu.Unlock()
 	}
 	retry, err := p.Offer(frame)
 	if err != nil || retry == nil {
@@ -534,9 +543,21 @@ func (r *relay) deliverLocal(src string, p server.Peer, key creditKey, frame []b
 	return false
 }
 
+// dropWaitingLocked removes w, the waiting entry of name, and returns its
+// frames, which the caller acks. r.inMu must be held.
+func (r *relay) dropWaitingLocked(name string, w *waitingUser) []inFrame {
+	w.gone = true
+	frames := w.frames
+	w.frames = nil
+	delete(r.waiting, name)
+	r.nwaiting.Add(-1)
+	return frames
+}
+
 // drainWaiting offers a waiting user's frames again as its queue makes
-// room, until none waits. It is started by deliverLocal and owned by the
-// node.
+// room, until none waits or the user is gone. It is started by
+// deliverLocal and owned by the node. A frame it offers while the user
+// leaves was acked by the leave, with the rest.
 func (r *relay) drainWaiting(name string, w *waitingUser, retry <-chan struct{}) {
 	tick := time.NewTicker(250 * time.Millisecond) // a peer that stops taking bytes closes no channel
 	defer tick.Stop()
@@ -549,9 +570,12 @@ func (r *relay) drainWaiting(name string, w *waitingUser, retry <-chan struct{})
 		}
 		for {
 			r.inMu.Lock()
+			if w.gone {
+				r.inMu.Unlock()
+				return
+			}
 			if len(w.frames) == 0 {
-				delete(r.waiting, name)
-				r.nwaiting.Add(-1)
+				r.dropWaitingLocked(name, w)
 				r.inMu.Unlock()
 				return
 			}
@@ -563,6 +587,10 @@ func (r *relay) drainWaiting(name string, w *waitingUser, retry <-chan struct{})
 				break
 			}
 			r.inMu.Lock()
+			if w.gone {
+				r.inMu.Unlock()
+				return
+			}
 			w.frames = w.frames[1:]
 			r.inMu.Unlock()
 			r.ack(f.src, f.key, len(f.frame))
@@ -570,16 +598,21 @@ func (r *relay) drainWaiting(name string, w *waitingUser, retry <-chan struct{})
 	}
 }
 
-// localLeft drops the frames waiting for a local user who left, acking
+// localLeft drops the frames waiting for p, a local user who left, acking
 // them so that their senders are not held back.
-func (r *relay) localLeft(name string) {
+func (r *relay) localLeft(p server.Peer) {
+	name := p.Name()
 	r.inMu.Lock()
-	w := r.waiting[name]
 	var frames []inFrame
-	if w != nil {
-		frames, w.frames = w.frames, nil
+	if w := r.waiting[name]; w != nil && w.peer == p {
+		frames = r.dropWaitingLocked(name, w)
 	}
 	r.inMu.Unlock()
+	r.ackFrames(frames)
+}
+
+// ackFrames acks frames that were delivered or dropped.
+func (r *relay) ackFrames(frames []inFrame) {
 	for _, f := range frames {
 		r.ack(f.src, f.key, len(f.frame))
 	}
