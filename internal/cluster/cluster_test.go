@@ -274,6 +274,79 @@ func TestReleaseWaitsForRenewal(t *testing.T) {
 	}
 }
 
+// TestLeaseAnswerLost: a lease update that was stored although its
+// answer never came (the engine electing a leader) leaves the node's
+// revision behind the lease's. The next renewal finds the lease still its
+// own and renews it at its true revision, instead of failing until the
+// lease expires (and fencing the node meanwhile); the release does the
+// same, instead of leaving the lease to expire.
+func TestLeaseAnswerLost(t *testing.T) {
+	n := testCluster(t, 1, 10)[0]
+	l, nodes := n.hub.live, n.hub.reg.nodes
+	key := nodeKey(n.cfg.Node)
+	val := leaseEntry{inc: n.inc, addr: n.cfg.ChatAddr}.value()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// loseAnswer stores a renewal the node never hears of.
+	loseAnswer := func() uint64 {
+		t.Helper()
+		l.leaseOp <- struct{}{}
+		defer func() { <-l.leaseOp }()
+		e, err := nodes.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev, err := nodes.Update(ctx, key, val, e.Revision())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rev
+	}
+
+	stored := loseAnswer()
+	before := l.renewedAt.Load()
+	if err := l.renewLease(val); err != nil {
+		t.Fatalf("renewal after a lost answer: %v", err)
+	}
+	if got := l.leaseRev.Load(); got <= stored {
+		t.Errorf("lease revision %d after the renewal, want past the stored %d", got, stored)
+	}
+	if l.renewedAt.Load() == before {
+		t.Error("the renewal did not count as one")
+	}
+	e, err := nodes.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Revision() != l.leaseRev.Load() {
+		t.Errorf("the lease is at revision %d, the node holds %d", e.Revision(), l.leaseRev.Load())
+	}
+
+	// Another incarnation's lease is not renewed over.
+	other := leaseEntry{inc: n.inc + 1, addr: "127.0.0.1:1"}.value()
+	if _, err := nodes.Put(ctx, key, other); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.renewLease(val); err == nil {
+		t.Error("renewed over another incarnation's lease")
+	}
+	if _, err := nodes.Put(ctx, key, val); err != nil {
+		t.Fatal(err)
+	}
+
+	loseAnswer()
+	n.hub.leaving.Store(true)
+	if err := l.renewLease(val); !errors.Is(err, errLeaving) {
+		t.Errorf("renewal while leaving: %v, want %v", err, errLeaving)
+	}
+	if err := l.release(ctx); err != nil {
+		t.Fatalf("release after a lost answer: %v", err)
+	}
+	if _, err := nodes.Get(ctx, key); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("the lease after its release: %v", err)
+	}
+}
+
 // TestAwaitSilent: a node back from a partition waits for the nodes that
 // fell silent until it hears them, no longer than its bound for one that
 // stays silent, and not past its own stop.

@@ -272,7 +272,73 @@ func (l *liveness) release(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, kvTimeout)
 	defer cancel()
-	return l.h.reg.nodes.Delete(ctx, nodeKey(l.h.n.cfg.Node), jetstream.LastRevision(rev))
+	key := nodeKey(l.h.n.cfg.Node)
+	err := l.h.reg.nodes.Delete(ctx, key, jetstream.LastRevision(rev))
+	if err != nil && isExists(err) {
+		if own, ok := l.ownLease(ctx); ok {
+			err = l.h.reg.nodes.Delete(ctx, key, jetstream.LastRevision(own))
+		}
+	}
+	if err == nil {
+		l.leaseRev.Store(0) // released: nothing to release again
+	}
+	return err
+}
+
+// errLeaving refuses a lease renewal once the node leaves.
+var errLeaving = errors.New("the node is leaving")
+
+// renewLease renews the node's lease (val is its value), unless the node
+// is leaving. An update refused for its revision finds out why: a renewal
+// whose answer was lost (the engine electing a leader, the request timed
+// out) was stored all the same, and the lease is still this
+// incarnation's, at a later revision; or the lease expired and is taken
+// afresh.
+func (l *liveness) renewLease(val []byte) error {
+	n, reg := l.h.n, l.h.reg
+	l.leaseOp <- struct{}{}
+	defer func() { <-l.leaseOp }()
+	if l.h.leaving.Load() { // leave began while the release held the token
+		return errLeaving
+	}
+	sent := time.Now()
+	ctx, cancel := reg.kvCtx()
+	defer cancel()
+	key := nodeKey(n.cfg.Node)
+	rev, err := reg.nodes.Update(ctx, key, val, l.leaseRev.Load())
+	if err != nil && isExists(err) {
+		if own, ok := l.ownLease(ctx); ok {
+			n.log.Info("an earlier lease renewal was stored although its answer was lost", "revision", own)
+			rev, err = reg.nodes.Update(ctx, key, val, own)
+		} else {
+			// Expired (or taken over): take it afresh if nobody holds it.
+			rev, err = reg.nodes.Create(ctx, key, val)
+			if err == nil {
+				n.log.Warn("the node's lease had expired; took it again")
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	// Before the token goes back: a release must see this revision.
+	l.leaseRev.Store(rev)
+	l.renewedAt.Store(sent.UnixNano())
+	return nil
+}
+
+// ownLease returns the revision of the node's lease if the lease is this
+// incarnation's.
+func (l *liveness) ownLease(ctx context.Context) (uint64, bool) {
+	e, err := l.h.reg.nodes.Get(ctx, nodeKey(l.h.n.cfg.Node))
+	if err != nil {
+		return 0, false
+	}
+	le, err := parseLease(e.Value())
+	if err != nil || le.inc != l.h.n.inc {
+		return 0, false
+	}
+	return e.Revision(), true
 }
 
 // run starts the liveness goroutines, owned by the node: heartbeats and
@@ -364,7 +430,6 @@ func (l *liveness) fenceWhenUnrenewed() {
 // a fenced node admit again.
 func (l *liveness) renew() {
 	n := l.h.n
-	reg := l.h.reg
 	val := leaseEntry{inc: n.inc, addr: n.cfg.ChatAddr}.value()
 	tick := time.NewTicker(renewEvery / 4)
 	defer tick.Stop()
@@ -381,29 +446,7 @@ func (l *liveness) renew() {
 			if l.h.leaving.Load() {
 				continue // the lease is being released: never renewed again
 			}
-			l.leaseOp <- struct{}{}
-			if l.h.leaving.Load() { // leave began while the release held the token
-				<-l.leaseOp
-				continue
-			}
-			sent := time.Now()
-			ctx, cancel := reg.kvCtx()
-			rev, err := reg.nodes.Update(ctx, nodeKey(n.cfg.Node), val, l.leaseRev.Load())
-			if err != nil && isExists(err) {
-				// Expired (or taken over): take it afresh if nobody holds it.
-				rev, err = reg.nodes.Create(ctx, nodeKey(n.cfg.Node), val)
-				if err == nil {
-					n.log.Warn("the node's lease had expired; took it again")
-				}
-			}
-			cancel()
-			if err == nil {
-				// Before the token goes back: a release must see this revision.
-				l.leaseRev.Store(rev)
-				l.renewedAt.Store(sent.UnixNano())
-			}
-			<-l.leaseOp
-			if err != nil {
+			if err := l.renewLease(val); err != nil {
 				n.log.Debug("lease renewal failed", "err", err)
 				continue
 			}
