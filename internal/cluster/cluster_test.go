@@ -347,6 +347,35 @@ func TestLeaseAnswerLost(t *testing.T) {
 	}
 }
 
+// TestPresenceOfOtherNodesOnly: a node reports the joins and leaves of
+// other nodes' users only; its own users' are the server's to announce
+// (a local leave was once reported again, as if from another node).
+func TestPresenceOfOtherNodesOnly(t *testing.T) {
+	nodes := testCluster(t, 2, 10)
+	events := make(chan string, 16)
+	nodes[0].Hub().OnPresence(func(name string, joined bool) { events <- fmt.Sprint(name, " ", joined) })
+	bob := hubtest.NewPeer("bob")
+	if err := nodes[0].Hub().Join(bob, 10); err != nil {
+		t.Fatal(err)
+	}
+	nodes[0].Hub().Leave(bob)
+	carol := hubtest.NewPeer("carol")
+	if err := nodes[1].Hub().Join(carol, 10); err != nil {
+		t.Fatal(err)
+	}
+	nodes[1].Hub().Leave(carol)
+	for _, want := range []string{"carol true", "carol false"} {
+		select {
+		case got := <-events:
+			if got != want {
+				t.Fatalf("presence event %q, want %q (bob is this node's own user)", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no presence event; want %q", want)
+		}
+	}
+}
+
 // TestAwaitSilent: a node back from a partition waits for the nodes that
 // fell silent until it hears them, no longer than its bound for one that
 // stays silent, and not past its own stop.

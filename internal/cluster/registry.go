@@ -476,7 +476,7 @@ func (r *registry) recordLeave(name string, token uint64, slot int, slotRev uint
 	defer r.mu.Unlock()
 	if u, ok := r.users[name]; ok && u.token == token {
 		delete(r.users, name)
-		r.notifyUser(name, userEntry{}, false)
+		r.notifyUser(name, u, false)
 	}
 	if s, ok := r.slots[slot]; ok && s.rev == slotRev {
 		r.freeLocked(slot)
