@@ -114,24 +114,31 @@ func testCluster(t *testing.T, k, maxClients int) []*Node {
 // testClusterLogged is testCluster with node i logging to logger(i).
 func testClusterLogged(t *testing.T, k, maxClients int, logger func(i int) *slog.Logger) []*Node {
 	t.Helper()
+	return testClusterConfigured(t, k, maxClients, func(i int, c *Config) { c.Logger = logger(i) })
+}
+
+// testClusterConfigured is testCluster with node i's configuration passed
+// through configure before the node starts.
+func testClusterConfigured(t *testing.T, k, maxClients int, configure func(i int, c *Config)) []*Node {
+	t.Helper()
 	urls := testEngines(t)
 	name := "t" + strconv.FormatInt(clusterSeq.Add(1), 10)
 	nodes := make([]*Node, k)
 	var wg sync.WaitGroup
 	errs := make([]error, k)
 	for i := range k {
-		wg.Go(func() {
-			nodes[i], errs[i] = Start(context.Background(), Config{
-				Name:       name,
-				Node:       fmt.Sprint("n", i),
-				ChatAddr:   fmt.Sprintf("127.0.0.1:%d", 15000+i),
-				MaxClients: maxClients,
-				NATS:       []string{urls[i%len(urls)]},
-				Replicas:   1, // the black-box suite runs three copies; here the hub's logic is under test
-				Wait:       30 * time.Second,
-				Logger:     logger(i),
-			})
-		})
+		cfg := Config{
+			Name:       name,
+			Node:       fmt.Sprint("n", i),
+			ChatAddr:   fmt.Sprintf("127.0.0.1:%d", 15000+i),
+			MaxClients: maxClients,
+			NATS:       []string{urls[i%len(urls)]},
+			Replicas:   1, // the black-box suite runs three copies; here the hub's logic is under test
+			Wait:       30 * time.Second,
+			Logger:     testLogger(),
+		}
+		configure(i, &cfg)
+		wg.Go(func() { nodes[i], errs[i] = Start(context.Background(), cfg) })
 	}
 	wg.Wait()
 	for i, err := range errs {

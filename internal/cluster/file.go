@@ -113,25 +113,35 @@ func (r *relay) openRemoteFile(p *remotePeer, head server.FileHead, cancel <-cha
 	r.files.mu.Unlock()
 	b := fileOpen{id: id, inc: n.inc, token: p.key.token, size: head.Size,
 		name: p.key.name, sender: head.Sender, filename: head.Filename, src: n.cfg.Node}.append(nil)
-	// The receiving node answers once it listens for the chunks.
+	select {
+	case <-cancel:
+		s.forget()
+		return nil, server.ErrPeerGone
+	default:
+	}
+	// The receiving node answers once it listens for the chunks. The
+	// sender's giving up does not cut the wait short (it is bounded, and
+	// the answer normally takes a round trip): once the open is out,
+	// the receiving node may open the user's stream, and only a node that
+	// already listens hears the abort that ends it at once instead of
+	// after the stall limit.
 	ctx, cancelOpen := context.WithTimeout(n.ctx, kvTimeout)
 	defer cancelOpen()
-	go func() { // ends with ctx, at the latest when this function returns
+	reply, err := n.nc.RequestWithContext(ctx, n.subject(fileOpenSubject, p.node), b)
+	if err == nil && string(reply.Data) != "ok" {
+		err = fmt.Errorf("%w: %s", errTransferFailed, reply.Data)
+	}
+	if err == nil {
 		select {
 		case <-cancel:
-			cancelOpen()
-		case <-ctx.Done():
+			err = server.ErrPeerGone
+		default:
+			return s, nil
 		}
-	}()
-	reply, err := n.nc.RequestWithContext(ctx, n.subject(fileOpenSubject, p.node), b)
-	if err != nil || string(reply.Data) != "ok" {
-		s.forget()
-		if err == nil {
-			err = fmt.Errorf("%w: %s", errTransferFailed, reply.Data)
-		}
-		return nil, err
 	}
-	return s, nil
+	// A late answer may still come: the abort ends what it opened.
+	s.end(chunkAbort)
+	return nil, err
 }
 
 func (s *remoteStream) forget() {
