@@ -203,11 +203,7 @@ func (h *Hub) claimSlot(maxUsers int, token uint64) (int, uint64, error) {
 			return 0, 0, fmt.Errorf("%w: %v", server.ErrUnavailable, err)
 		}
 		// Taken meanwhile: note it until the watch brings its record.
-		h.reg.mu.Lock()
-		if _, ok := h.reg.slots[slot]; !ok {
-			h.reg.takeLocked(slot, slotEntry{})
-		}
-		h.reg.mu.Unlock()
+		h.reg.notePlaceTaken(slot, rev)
 	}
 	return 0, 0, server.ErrServerFull
 }
@@ -216,7 +212,8 @@ func (h *Hub) claimSlot(maxUsers int, token uint64) (int, uint64, error) {
 // was lost (the engine slow or electing a leader) may have stored the
 // record, and a later attempt then finds the key taken. The value carries
 // the join's random token, so a key that holds exactly this value is this
-// join's own.
+// join's own. A key that is another's is an error for which isExists
+// holds, with the revision of the other's record (0 if unknown).
 func (h *Hub) create(key string, val []byte) (uint64, error) {
 	var rev uint64
 	err := h.retry(func(ctx context.Context) (err error) {
@@ -230,6 +227,7 @@ func (h *Hub) create(key string, val []byte) (uint64, error) {
 			rev = e.Revision()
 			return nil
 		case gerr == nil:
+			rev = e.Revision()
 			return err // another's
 		case errors.Is(gerr, jetstream.ErrKeyNotFound):
 			return errors.New("the key was removed meanwhile") // try again

@@ -518,7 +518,7 @@ func (l *liveness) sweepOnce() {
 		}
 	}
 	for i, s := range reg.slots {
-		if orphan(s.node, s.inc, s.token) && s.rev != 0 && time.Since(time.Unix(0, s.created)) > minRecordAge {
+		if !s.placeholder() && orphan(s.node, s.inc, s.token) && time.Since(time.Unix(0, s.created)) > minRecordAge {
 			users = append(users, pendingDelete{slotKey(i), s.rev})
 		}
 	}

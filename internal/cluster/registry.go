@@ -89,6 +89,10 @@ type slotEntry struct {
 
 func (e slotEntry) value() []byte { return sessionValue(e.inc, e.token, e.node) }
 
+// placeholder reports whether e stands for another node's record that a
+// join found in the bucket before the watch brought it (see claimSlot).
+func (e slotEntry) placeholder() bool { return e.node == "" }
+
 func parseSlot(v []byte) (slotEntry, error) {
 	inc, token, node, err := parseSession(v)
 	if err != nil {
@@ -137,6 +141,8 @@ type registry struct {
 	nodeNames map[string]string                            // one copy of each node name the records hold; guarded by mu
 	onUser    func(name string, u userEntry, present bool) // called under mu when a user's record changes (u: the old record when gone)
 	onNode    func(node string, gone bool)                 // called under mu when a lease changes
+
+	namesRev uint64 // revision of the last names entry the watch applied; guarded by mu
 
 	testHookKey func(key string) // if set, called under mu for other keys of the names bucket
 }
@@ -320,6 +326,7 @@ func (r *registry) applyName(e jetstream.KeyValueEntry) {
 	del := e.Operation() != jetstream.KeyValuePut
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.namesRev = max(r.namesRev, e.Revision())
 	switch {
 	case strings.HasPrefix(key, "u."):
 		raw, err := b64.DecodeString(key[2:])
@@ -446,6 +453,19 @@ func (r *registry) freeSlot() int {
 		return w*64 + bits.TrailingZeros64(free)
 	}
 	return -1
+}
+
+// notePlaceTaken notes place i as taken by the record at revision rev,
+// which a join found in the bucket, unless the watch has brought that
+// record already: the watch applies the bucket in order, so the record
+// (and its removal, if the cache lacks it) are then known. Otherwise the
+// place is held by a placeholder until the watch brings the record.
+func (r *registry) notePlaceTaken(i int, rev uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.slots[i]; !ok && rev > r.namesRev {
+		r.takeLocked(i, slotEntry{rev: rev})
+	}
 }
 
 // slotsTaken returns how many places are taken.
