@@ -383,6 +383,22 @@ func TestPresenceOfOtherNodesOnly(t *testing.T) {
 	}
 }
 
+// TestSpawnAfterClose: once the node has stopped, the engine's callbacks
+// that may still run start no goroutine (one would outlive Close, or add
+// to the WaitGroup Close is waiting on).
+func TestSpawnAfterClose(t *testing.T) {
+	n := testCluster(t, 1, 10)[0]
+	ran := make(chan struct{})
+	if !n.spawn(func() { close(ran) }) {
+		t.Fatal("a running node started no goroutine")
+	}
+	<-ran
+	n.Close()
+	if n.spawn(func() { t.Error("a goroutine ran after Close") }) {
+		t.Fatal("a closed node started a goroutine")
+	}
+}
+
 // TestAwaitSilent: a node back from a partition waits for the nodes that
 // fell silent until it hears them, no longer than its bound for one that
 // stays silent, and not past its own stop.

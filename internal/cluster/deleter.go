@@ -55,11 +55,7 @@ func (d *deleter) add(key string, rev uint64) {
 // start runs the deleter's goroutine, owned by the node, until it stops.
 func (d *deleter) start() {
 	n := d.h.n
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		d.run()
-	}()
+	n.spawn(d.run)
 }
 
 func (d *deleter) run() {

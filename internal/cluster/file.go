@@ -285,16 +285,17 @@ func (r *relay) fileOpened(m *nats.Msg) {
 	}
 	// The sender keeps at most fileWindow unacked; room for twice that.
 	sub.SetPendingLimits(-1, 2*fileWindow)
-	if err := m.Respond([]byte("ok")); err != nil {
-		sub.Unsubscribe()
-		return
-	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
+	started := n.spawn(func() {
 		defer sub.Unsubscribe()
+		if err := m.Respond([]byte("ok")); err != nil {
+			return
+		}
 		r.receiveFile(src, id, name, token, server.FileHead{Sender: sender, Filename: filename, Size: size}, sub)
-	}()
+	})
+	if !started {
+		sub.Unsubscribe()
+		m.Respond([]byte("the node is stopping"))
+	}
 }
 
 // receiveFile relays one transfer's chunks to the local user: it gathers

@@ -108,9 +108,7 @@ func (h *Hub) start(ctx context.Context) error {
 func (h *Hub) OnPresence(f func(name string, joined bool)) {
 	h.presence.Store(&f)
 	n := h.n
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
+	n.spawn(func() {
 		for {
 			select {
 			case e := <-h.presenceCh:
@@ -119,7 +117,7 @@ func (h *Hub) OnPresence(f func(name string, joined bool)) {
 				return
 			}
 		}
-	}()
+	})
 }
 
 // changed notes that the list of users may have changed.

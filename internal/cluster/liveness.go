@@ -345,23 +345,10 @@ func (l *liveness) ownLease(ctx context.Context) (uint64, bool) {
 // silence checks, lease renewal, fencing, sweeps of dead records.
 func (l *liveness) run() {
 	n := l.h.n
-	n.wg.Add(4)
-	go func() {
-		defer n.wg.Done()
-		l.beat()
-	}()
-	go func() {
-		defer n.wg.Done()
-		l.renew()
-	}()
-	go func() {
-		defer n.wg.Done()
-		l.fenceWhenUnrenewed()
-	}()
-	go func() {
-		defer n.wg.Done()
-		l.sweeper()
-	}()
+	n.spawn(l.beat)
+	n.spawn(l.renew)
+	n.spawn(l.fenceWhenUnrenewed)
+	n.spawn(l.sweeper)
 }
 
 // beat sends heartbeats and marks the nodes that went silent.

@@ -235,8 +235,24 @@ type Node struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	wg        sync.WaitGroup // the node's goroutines
+	wg        sync.WaitGroup // the node's goroutines, started by spawn
+	spawnMu   sync.Mutex
+	stopping  bool // set by Close before it waits for wg; guarded by spawnMu
 	closeOnce sync.Once
+}
+
+// spawn starts f in a goroutine owned by the node, which Close waits for,
+// and reports true; once Close is waiting it starts nothing and reports
+// false. Goroutines are also started from the engine's callbacks, which
+// may still run while the node closes.
+func (n *Node) spawn(f func()) bool {
+	n.spawnMu.Lock()
+	defer n.spawnMu.Unlock()
+	if n.stopping {
+		return false
+	}
+	n.wg.Go(f)
+	return true
 }
 
 // Start joins the cluster: it starts the embedded engine or connects to
@@ -383,6 +399,9 @@ func (n *Node) Close() {
 		close(n.stop)
 		n.cancel()
 		n.hub.stopAll(answered)
+		n.spawnMu.Lock()
+		n.stopping = true
+		n.spawnMu.Unlock()
 		n.wg.Wait()
 		if n.nc != nil {
 			// Let what was published go out, for a moment at most.

@@ -266,15 +266,8 @@ func (r *registry) watch(ctx context.Context) error {
 		return err
 	}
 	n := r.node
-	n.wg.Add(2)
-	go func() {
-		defer n.wg.Done()
-		r.follow(r.namesWatch, r.namesReady, r.applyName)
-	}()
-	go func() {
-		defer n.wg.Done()
-		r.follow(r.leasesWatch, r.nodesReady, r.applyLease)
-	}()
+	n.spawn(func() { r.follow(r.namesWatch, r.namesReady, r.applyName) })
+	n.spawn(func() { r.follow(r.leasesWatch, r.nodesReady, r.applyLease) })
 	for _, ch := range []chan struct{}{r.namesReady, r.nodesReady} {
 		select {
 		case <-ch:

@@ -292,12 +292,7 @@ func (r *relay) outboundTo(node string) *outbound {
 	if o == nil {
 		o = &outbound{r: r, node: node, subj: r.h.n.subject(framesSubject, node), wake: make(chan struct{}, 1)}
 		r.out[node] = o
-		n := r.h.n
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			o.run()
-		}()
+		r.h.n.spawn(o.run) // none once the node stops: nothing is sent then
 	}
 	return o
 }
@@ -534,12 +529,9 @@ func (r *relay) deliverLocal(src string, p server.Peer, key creditKey, frame []b
 	r.waiting[key.name] = w
 	r.nwaiting.Add(1)
 	r.inMu.Unlock()
-	n := r.h.n
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		r.drainWaiting(key.name, w, retry)
-	}()
+	// Once the node stops, the frames wait for nothing: the node and
+	// its users are going.
+	r.h.n.spawn(func() { r.drainWaiting(key.name, w, retry) })
 	return false
 }
 
