@@ -39,14 +39,19 @@ func (c *conn) OpenFile(head FileHead, cancel <-chan struct{}) (FileStream, erro
 		if err := c.q.pushPaced(nil, begin, nil, cancel); err != nil {
 			return nil, err
 		}
-		return &chunkedStream{q: c.q, id: head.ID, cancel: cancel}, nil
+		return &chunkedStream{q: c.q, id: head.ID, cancel: cancel, send: c.Send}, nil
 	}
 	if err := c.q.openStream(cancel, c.done); err != nil {
 		return nil, err
 	}
 	st := &plainStream{q: c.q, cancel: cancel, kill: func() { c.kill(reasonAbortedTransfer, nil) }}
 	if err := st.writeHead(protocol.AppendFileHead(nil, protocol.ForwardFile, []string{head.Sender}, head.Filename, head.Size)); err != nil {
-		st.Abort()
+		// Nothing of the frame was queued (the sender gave up while the
+		// peer's backlog was full, or the peer is closing): the peer
+		// has nothing to be cut off for, and what waited behind the
+		// stream goes.
+		st.done = true
+		c.q.closeStream(true)
 		return nil, err
 	}
 	return st, nil

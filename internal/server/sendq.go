@@ -288,6 +288,12 @@ func (q *sendQueue) openStream(cancel, gone <-chan struct{}) error {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	select {
+	case <-cancel: // both were ready, and select chose the slot
+		<-q.slot
+		return ErrPeerGone
+	default:
+	}
 	if q.closing || q.failed {
 		<-q.slot
 		return ErrPeerGone

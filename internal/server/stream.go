@@ -98,6 +98,7 @@ type chunkedStream struct {
 	q      *sendQueue
 	id     uint64
 	cancel <-chan struct{}
+	send   func([]byte) error // queues a whole frame, cutting the peer off if its queue overflows
 	done   bool
 }
 
@@ -122,6 +123,8 @@ func (s *chunkedStream) Abort() { s.end(protocol.FileAbort) }
 func (s *chunkedStream) end(t protocol.Type) {
 	if !s.done {
 		s.done = true
-		s.q.push(protocol.AppendFileID(nil, t, s.id), false)
+		// A peer whose queue cannot take the end is cut off: a file
+		// that never ends would hold one of its files open.
+		s.send(protocol.AppendFileID(nil, t, s.id))
 	}
 }

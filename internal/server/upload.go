@@ -430,6 +430,13 @@ func (q *sendQueue) writtenMark() <-chan struct{} {
 		return nil
 	}
 	ch := make(chan struct{})
+	if q.streaming {
+		// Behind the frames held for the open stream: they are queued
+		// before the mark, and are written only after the stream (or
+		// dropped with it, and the peer cut off).
+		q.held = append(q.held, qitem{sent: ch})
+		return ch
+	}
 	q.items = append(q.items, qitem{sent: ch})
 	q.kickLocked()
 	return ch
