@@ -115,9 +115,11 @@ type client struct {
 	ups    map[uint64]*upload // uploads under way, by id; guarded by upMu
 	lastUp uint64             // the last upload id used; guarded by upMu
 	upWG   sync.WaitGroup     // the uploads' goroutines
-	// expect counts replies to our own commands (a list, a message or
-	// file to ourselves) not yet printed; replied is signalled as each is.
-	expect  atomic.Int32
+	// The replies to our own commands (a list, a message or file to
+	// ourselves) not yet printed: replied is signalled as each is.
+	replyMu sync.Mutex
+	expect  int // to the commands being waited for; guarded by replyMu
+	late    int // to commands awaitReplies stopped waiting for, which come first; guarded by replyMu
 	replied chan struct{}
 
 	// limits bounds the payloads read whole (a users list: at most
@@ -247,6 +249,14 @@ func (c *client) run(ctx context.Context) int {
 	c.nc = nc
 	defer nc.Close()
 	c.w = bufio.NewWriterSize(nc, 64<<10)
+	// The main loop sees a signal only between commands: a write blocked
+	// on a server that reads nothing must not hold the quit up past the
+	// quit wait.
+	stopSignalWatch := context.AfterFunc(ctx, func() {
+		c.quitting.Store(true)
+		nc.SetWriteDeadline(time.Now().Add(cfg.QuitWait))
+	})
+	defer stopSignalWatch()
 	c.write(protocol.AppendJoin(nil, protocol.Join, cfg.User))
 
 	go c.receive(r)
@@ -399,6 +409,7 @@ func (c *client) quit() int {
 		// of the file lets it go.
 		c.nc.Close()
 	} else {
+		c.nc.SetWriteDeadline(time.Now().Add(c.cfg.QuitWait)) // a server that reads nothing holds no quit up
 		c.write(protocol.AppendJoin(nil, protocol.Disconnect, c.cfg.User))
 		if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
 			tc.CloseWrite()
@@ -444,16 +455,23 @@ func (c *client) lost(err error) {
 const replyWait = 300 * time.Millisecond
 
 // expectReply notes that the command being sent will be answered.
-func (c *client) expectReply() { c.expect.Add(1) }
+func (c *client) expectReply() {
+	c.replyMu.Lock()
+	c.expect++
+	c.replyMu.Unlock()
+}
 
-// gotReply notes that an expected answer was printed (or refused).
+// gotReply notes that an expected answer was printed (or refused). The
+// server answers in order, so a late answer to an earlier command comes
+// before those the client now waits for.
 func (c *client) gotReply() {
-	for {
-		n := c.expect.Load()
-		if n <= 0 || c.expect.CompareAndSwap(n, n-1) {
-			break
-		}
+	c.replyMu.Lock()
+	if c.late > 0 {
+		c.late--
+	} else if c.expect > 0 {
+		c.expect--
 	}
+	c.replyMu.Unlock()
 	select {
 	case c.replied <- struct{}{}:
 	default:
@@ -464,19 +482,31 @@ func (c *client) gotReply() {
 // printed, so that what the client prints follows the order of its input
 // (`list` then a bad command prints the list first), for at most replyWait.
 func (c *client) awaitReplies() {
-	if c.expect.Load() <= 0 {
+	if c.expected() == 0 {
 		return
 	}
 	timer := time.NewTimer(replyWait)
 	defer timer.Stop()
-	for c.expect.Load() > 0 {
+	for c.expected() > 0 {
 		select {
 		case <-c.replied:
 		case <-c.ended:
 			return
 		case <-timer.C:
-			c.expect.Store(0)
+			// Given up on, they still come, and must not count as
+			// the answers to the next command.
+			c.replyMu.Lock()
+			c.late += c.expect
+			c.expect = 0
+			c.replyMu.Unlock()
 			return
 		}
 	}
+}
+
+// expected returns how many answers the client waits for.
+func (c *client) expected() int {
+	c.replyMu.Lock()
+	defer c.replyMu.Unlock()
+	return c.expect
 }

@@ -392,13 +392,25 @@ func (c *client) stopUploads() {
 	}
 	deadline := time.Now().Add(c.cfg.QuitWait)
 	c.nc.SetWriteDeadline(deadline) // no write may hold the quit up longer
+	var plain []*upload
 	for _, u := range ups {
 		if u.plain {
-			c.broken.Store(true)
-			c.nc.SetWriteDeadline(time.Now())
-			c.log.printf("client: cut the connection to stop sending %s (plain protocol); nobody gets it", u.name)
+			plain = append(plain, u)
 		}
 		u.stop()
+	}
+	if len(plain) > 0 {
+		// A send_file frame cannot be given up half-sent: its write is
+		// cut, which costs the connection (writeFailed). One that has
+		// just gone whole (the list above may be stale) fails nothing.
+		c.nc.SetWriteDeadline(time.Now())
+		defer func() {
+			if c.broken.Load() {
+				for _, u := range plain {
+					c.log.printf("client: cut the connection to stop sending %s (plain protocol); nobody gets it", u.name)
+				}
+			}
+		}()
 	}
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
