@@ -111,6 +111,9 @@ type client struct {
 	wmu    sync.Mutex
 	broken atomic.Bool // a write failed or was cut short: nothing more can be sent
 
+	deadlineMu    sync.Mutex
+	writeDeadline time.Time // the connection's, as set by setWriteDeadline; guarded by deadlineMu
+
 	upMu   sync.Mutex
 	ups    map[uint64]*upload // uploads under way, by id; guarded by upMu
 	lastUp uint64             // the last upload id used; guarded by upMu
@@ -254,7 +257,7 @@ func (c *client) run(ctx context.Context) int {
 	// quit wait.
 	stopSignalWatch := context.AfterFunc(ctx, func() {
 		c.quitting.Store(true)
-		nc.SetWriteDeadline(time.Now().Add(cfg.QuitWait))
+		c.setWriteDeadline(time.Now().Add(cfg.QuitWait), true)
 	})
 	defer stopSignalWatch()
 	c.write(protocol.AppendJoin(nil, protocol.Join, cfg.User))
@@ -409,7 +412,7 @@ func (c *client) quit() int {
 		// of the file lets it go.
 		c.nc.Close()
 	} else {
-		c.nc.SetWriteDeadline(time.Now().Add(c.cfg.QuitWait)) // a server that reads nothing holds no quit up
+		c.setWriteDeadline(time.Now().Add(c.cfg.QuitWait), false) // a server that reads nothing holds no quit up
 		c.write(protocol.AppendJoin(nil, protocol.Disconnect, c.cfg.User))
 		if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
 			tc.CloseWrite()
@@ -428,6 +431,19 @@ func (c *client) quit() int {
 	}
 	c.out.println("quitting")
 	return ExitOK
+}
+
+// setWriteDeadline sets the connection's write deadline to t, or, if
+// earlierOnly, to t only if no earlier one is set: a signal's bound must
+// not put off the cut of a send_file that quit has just made.
+func (c *client) setWriteDeadline(t time.Time, earlierOnly bool) {
+	c.deadlineMu.Lock()
+	defer c.deadlineMu.Unlock()
+	if earlierOnly && !c.writeDeadline.IsZero() && c.writeDeadline.Before(t) {
+		return
+	}
+	c.writeDeadline = t
+	c.nc.SetWriteDeadline(t)
 }
 
 // sever prints a disconnected line and ends the session.

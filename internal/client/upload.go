@@ -391,7 +391,7 @@ func (c *client) stopUploads() {
 		return
 	}
 	deadline := time.Now().Add(c.cfg.QuitWait)
-	c.nc.SetWriteDeadline(deadline) // no write may hold the quit up longer
+	c.setWriteDeadline(deadline, true) // no write may hold the quit up longer
 	var plain []*upload
 	for _, u := range ups {
 		if u.plain {
@@ -403,7 +403,7 @@ func (c *client) stopUploads() {
 		// A send_file frame cannot be given up half-sent: its write is
 		// cut, which costs the connection (writeFailed). One that has
 		// just gone whole (the list above may be stale) fails nothing.
-		c.nc.SetWriteDeadline(time.Now())
+		c.setWriteDeadline(time.Now(), false)
 		defer func() {
 			if c.broken.Load() {
 				for _, u := range plain {
