@@ -61,7 +61,18 @@ type FileHead struct {
 	Sender   string
 	Filename string
 	Size     int64
+	// Inline says that the content follows on the sender's connection
+	// and is read by the goroutine opening the streams (a send_file).
+	// Such a goroutine must never wait for a stream that an upload of
+	// the same sender holds: that upload's chunks come after the
+	// content, on the same connection, so the wait would never end.
+	Inline bool
 }
+
+// ErrOwnUpload is returned by OpenFile for an inline file (see
+// FileHead.Inline) to a user whose stream an upload of the same sender
+// holds: the file cannot reach that user.
+var ErrOwnUpload = errors.New("the recipient's stream is held by an upload of the same sender")
 
 // Chunk is a part of a file's content, as read from its sender. A peer
 // taking whole frames queues Data as the next bytes of the forward_file

@@ -41,7 +41,7 @@ func (c *conn) OpenFile(head FileHead, cancel <-chan struct{}) (FileStream, erro
 		}
 		return &chunkedStream{q: c.q, id: head.ID, cancel: cancel, send: c.Send}, nil
 	}
-	if err := c.q.openStream(cancel, c.done); err != nil {
+	if err := c.q.openStream(head, cancel, c.done); err != nil {
 		return nil, err
 	}
 	st := &plainStream{q: c.q, cancel: cancel, kill: func() { c.kill(reasonAbortedTransfer, nil) }}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
@@ -76,7 +77,7 @@ func (c *conn) streamFile(peers []Peer, filename string, size int64) error {
 	s := c.srv
 	// Open streams in name order, so two senders never wait on each other.
 	slices.SortFunc(peers, func(a, b Peer) int { return strings.Compare(a.Name(), b.Name()) })
-	head := FileHead{ID: s.nextFileID.Add(1), Sender: c.name, Filename: filename, Size: size}
+	head := FileHead{ID: s.nextFileID.Add(1), Sender: c.name, Filename: filename, Size: size, Inline: true}
 	streams := make([]FileStream, 0, len(peers))
 	defer func() {
 		for _, st := range streams {
@@ -84,8 +85,11 @@ func (c *conn) streamFile(peers []Peer, filename string, size int64) error {
 		}
 	}()
 	for _, p := range peers {
-		if st, err := p.OpenFile(head, c.done); err == nil {
+		st, err := p.OpenFile(head, c.done)
+		if err == nil {
 			streams = append(streams, st)
+		} else if errors.Is(err, ErrOwnUpload) {
+			c.logAt(slog.LevelWarn, "file not delivered to a user: an upload of the sender to that user is under way, and its chunks come after this file", "to", p.Name(), "file", filename)
 		}
 	}
 	var deadline time.Time

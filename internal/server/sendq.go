@@ -37,6 +37,7 @@ type sendQueue struct {
 	size      int           // bytes of whole frames in items and held; guarded by mu
 	inStream  int           // bytes of stream parts in items; guarded by mu
 	streaming bool          // a stream is open; guarded by mu
+	owner     string        // the sender of the open stream's file; guarded by mu
 	writing   bool          // a writer goroutine runs; guarded by mu
 	closing   bool          // no more frames are taken; guarded by mu
 	failed    bool          // a write failed; guarded by mu
@@ -92,9 +93,16 @@ func (q *sendQueue) push(b []byte, paced bool) (retry <-chan struct{}, err error
 }
 
 // takingLocked reports whether the peer is taking what is queued: the
-// writer is idle, or has moved bytes within paceGrace.
+// writer is idle, or has moved bytes within paceGrace. Frames held behind
+// an open stream that has moved nothing for paceGrace wait for the
+// stream's sender, not for the peer: then nobody is held back for them
+// (a sender paced on them may be the one the stream waits for, through
+// other users' queues or across cluster nodes).
 func (q *sendQueue) takingLocked() bool {
-	return !q.writing || q.sinceProgress() < paceGrace
+	if !q.writing {
+		return !q.streaming || len(q.held) == 0 || q.sinceProgress() < paceGrace
+	}
+	return q.sinceProgress() < paceGrace
 }
 
 // kickLocked starts the writer if it is not running.
@@ -276,15 +284,31 @@ func (q *sendQueue) spaceLocked() <-chan struct{} {
 	return q.space
 }
 
-// openStream waits for the queue's stream slot, giving up when cancel or
-// gone is closed.
-func (q *sendQueue) openStream(cancel, gone <-chan struct{}) error {
-	select {
-	case q.slot <- struct{}{}:
-	case <-gone:
-		return ErrPeerGone
-	case <-cancel:
-		return ErrPeerGone
+// openStream waits for the queue's stream slot for a file of head,
+// giving up when cancel or gone is closed, or (for an inline file) once
+// an upload of the same sender holds the slot.
+func (q *sendQueue) openStream(head FileHead, cancel, gone <-chan struct{}) error {
+	var recheck <-chan time.Time
+	if head.Inline {
+		// An upload of the sender may take the slot while this waits:
+		// that is seen within a moment.
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		recheck = t.C
+	}
+	for waiting := true; waiting; {
+		if head.Inline && q.streamOf(head.Sender) {
+			return ErrOwnUpload
+		}
+		select {
+		case q.slot <- struct{}{}:
+			waiting = false
+		case <-gone:
+			return ErrPeerGone
+		case <-cancel:
+			return ErrPeerGone
+		case <-recheck:
+		}
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -299,7 +323,15 @@ func (q *sendQueue) openStream(cancel, gone <-chan struct{}) error {
 		return ErrPeerGone
 	}
 	q.streaming = true
+	q.owner = head.Sender
 	return nil
+}
+
+// streamOf reports whether the open stream carries a file of sender.
+func (q *sendQueue) streamOf(sender string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.streaming && q.owner == sender
 }
 
 // closeStream ends the open stream. A complete stream lets the frames
@@ -308,6 +340,7 @@ func (q *sendQueue) openStream(cancel, gone <-chan struct{}) error {
 func (q *sendQueue) closeStream(complete bool) {
 	q.mu.Lock()
 	q.streaming = false
+	q.owner = ""
 	if complete {
 		q.items = append(q.items, q.held...)
 		q.held = nil

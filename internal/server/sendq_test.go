@@ -46,7 +46,7 @@ func TestSendQueueDropsHeldFromSize(t *testing.T) {
 	} {
 		t.Run(end.name, func(t *testing.T) {
 			q, _ := newTestQueue(t)
-			if err := q.openStream(never, never); err != nil {
+			if err := q.openStream(FileHead{}, never, never); err != nil {
 				t.Fatal(err)
 			}
 			if err := q.pushPaced(nil, []byte("forward_file 100 1 a f "), nil, never); err != nil {
@@ -176,7 +176,7 @@ func TestNewChunkHoldsItsBuffer(t *testing.T) {
 	if &c.Data[0] != &c.ref.b[0] {
 		t.Fatal("appending moved the content out of the pooled buffer")
 	}
-	if err := q.openStream(never, never); err != nil {
+	if err := q.openStream(FileHead{}, never, never); err != nil {
 		t.Fatal(err)
 	}
 	st := &plainStream{q: q, cancel: never}

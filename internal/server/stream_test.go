@@ -2,8 +2,10 @@ package server
 
 import (
 	"bytes"
+	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -165,5 +167,146 @@ func TestUploadResultBehindHeldFrame(t *testing.T) {
 	}
 	if slices.Contains(f.result, "bob") {
 		t.Fatalf("file_result %v names bob, who was cut off before sam's file was written to him", f.result)
+	}
+}
+
+// startOwnUpload has sam (uploading) start a 1 MiB file to plain bob and
+// waits for the first chunk's ack: from then on, sam's upload holds bob's
+// stream. It returns the rest of the upload's frames, for sam to send.
+func startOwnUpload(t *testing.T, sam *rawClient) (rest []byte, f *uploadFrames) {
+	t.Helper()
+	return startUpload(t, sam, "bob")
+}
+
+// startUpload has up (uploading) start a 1 MiB file up.bin to plain
+// user to, as startOwnUpload does.
+func startUpload(t *testing.T, up *rawClient, to string) (rest []byte, f *uploadFrames) {
+	t.Helper()
+	sam := up
+	const size, first = 1 << 20, 64 << 10
+	if online := sam.beginUpload(1, []string{to}, "up.bin", size); !slices.Equal(online, []string{to}) {
+		t.Fatalf("online %v, want [%s]", online, to)
+	}
+	sam.write(append(protocol.ChunkHeader(nil, 1, first), make([]byte, first)...)) // first ≤ MaxChunkData
+	f = &uploadFrames{}
+	for f.acked < first {
+		sam.readUpload(1, f)
+	}
+	for off := first; off < size; off += protocol.MaxChunkData {
+		rest = append(protocol.ChunkHeader(rest, 1, protocol.MaxChunkData), make([]byte, protocol.MaxChunkData)...)
+	}
+	return append(rest, protocol.AppendFileID(nil, protocol.FileEnd, 1)...), f
+}
+
+// TestSendFileBehindOwnUpload: a send_file to a plain user whose stream
+// an upload of the same sender holds cannot reach that user (the upload's
+// chunks come after the file's content, on the same connection): the
+// server says so in its log and goes on, and the upload and the user are
+// unharmed. The sender's reading once waited for the stream forever, the
+// upload stalled, and the user was cut off.
+func TestSendFileBehindOwnUpload(t *testing.T) {
+	var logs logBuffer
+	s := startServer(t, Config{StallTimeout: 3 * time.Second, Logger: logs.logger(slog.LevelWarn)})
+	bob, carol, sam := joined(t, s, "bob"), joined(t, s, "carol"), uploader(t, s, "sam")
+	rest, f := startOwnUpload(t, sam)
+	const inline = 300 << 10 // streamed, not whole
+	frames := append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "carol"}, "plain.bin", inline), make([]byte, inline)...)
+	go sam.nc.Write(append(frames, rest...)) // the test reads sam's answers meanwhile
+
+	if from, name, content := bob.readForwardFile(); from != "sam" || name != "up.bin" || len(content) != 1<<20 {
+		t.Fatalf("bob got %s from %s (%d bytes), want sam's up.bin (1 MiB)", name, from, len(content))
+	}
+	if from, name, content := carol.readForwardFile(); from != "sam" || name != "plain.bin" || len(content) != inline {
+		t.Fatalf("carol got %s from %s (%d bytes), want sam's plain.bin", name, from, len(content))
+	}
+	for !f.done {
+		sam.readUpload(1, f)
+	}
+	if !slices.Equal(f.result, []string{"bob"}) {
+		t.Fatalf("file_result %v, want [bob]", f.result)
+	}
+	logs.wait(t, "file not delivered to a user", "to=bob", "file=plain.bin")
+	bob.send("still here", "bob") // bob was not cut off
+	bob.expect(protocol.ForwardMessage, "1 bob still here")
+}
+
+// TestChatBehindOwnUpload: messages from a sender to a plain user whose
+// stream that sender's own upload holds wait behind the file without
+// pausing the sender's reading (which the upload's chunks need), beyond
+// the pace mark too, and arrive after the file. The sender's reading once
+// paused for room that only the upload could make, the upload stalled,
+// and the user was cut off.
+func TestChatBehindOwnUpload(t *testing.T) {
+	s := startServer(t, Config{StallTimeout: 3 * time.Second, PaceBacklog: 64 << 10})
+	bob, sam := joined(t, s, "bob"), uploader(t, s, "sam")
+	rest, f := startOwnUpload(t, sam)
+	text := strings.Repeat("x", 50<<10)
+	var chat []byte
+	for range 2 { // past the pace mark
+		chat = protocol.AppendMessage(chat, protocol.SendMessage, []string{"bob"}, []byte(text))
+	}
+	go sam.nc.Write(append(chat, rest...))
+
+	if from, name, content := bob.readForwardFile(); from != "sam" || name != "up.bin" || len(content) != 1<<20 {
+		t.Fatalf("bob got %s from %s (%d bytes), want sam's up.bin (1 MiB)", name, from, len(content))
+	}
+	for range 2 {
+		bob.expect(protocol.ForwardMessage, "1 sam "+text)
+	}
+	for !f.done {
+		sam.readUpload(1, f)
+	}
+	if !slices.Equal(f.result, []string{"bob"}) {
+		t.Fatalf("file_result %v, want [bob]", f.result)
+	}
+}
+
+// TestCrossUploadsDoNotDeadlock: x uploads to b and chats to a, while y
+// uploads to a and chats to b, both past the pace mark. Each one's chat
+// waits behind the other's upload, whose chunks the other's reading
+// brings: once the held-up stream has moved nothing for paceGrace, its
+// backlog paces nobody, both go on, and everything arrives. (Both
+// uploads once stalled, and a and b were cut off.)
+func TestCrossUploadsDoNotDeadlock(t *testing.T) {
+	s := startServer(t, Config{StallTimeout: 20 * time.Second, PaceBacklog: 64 << 10})
+	a, b := joined(t, s, "a"), joined(t, s, "b")
+	x, y := uploader(t, s, "x"), uploader(t, s, "y")
+	xRest, xf := startUpload(t, x, "b")
+	yRest, yf := startUpload(t, y, "a")
+	text := strings.Repeat("z", 50<<10)
+	chat := func(to string) []byte {
+		var frames []byte
+		for range 2 {
+			frames = protocol.AppendMessage(frames, protocol.SendMessage, []string{to}, []byte(text))
+		}
+		return frames
+	}
+	go x.nc.Write(append(chat("a"), xRest...))
+	go y.nc.Write(append(chat("b"), yRest...))
+
+	for _, r := range []struct {
+		c        *rawClient
+		uploader string
+	}{{a, "y"}, {b, "x"}} {
+		r.c.nc.SetReadDeadline(time.Now().Add(waitTimeout))
+		if from, name, content := r.c.readForwardFile(); from != r.uploader || name != "up.bin" || len(content) != 1<<20 {
+			t.Fatalf("got %s from %s (%d bytes), want %s's up.bin (1 MiB)", name, from, len(content), r.uploader)
+		}
+	}
+	a.expect(protocol.ForwardMessage, "1 x "+text)
+	a.expect(protocol.ForwardMessage, "1 x "+text)
+	b.expect(protocol.ForwardMessage, "1 y "+text)
+	b.expect(protocol.ForwardMessage, "1 y "+text)
+	for _, u := range []struct {
+		c  *rawClient
+		f  *uploadFrames
+		to string
+	}{{x, xf, "b"}, {y, yf, "a"}} {
+		for !u.f.done {
+			u.c.readUpload(1, u.f)
+		}
+		if !slices.Equal(u.f.result, []string{u.to}) {
+			t.Fatalf("file_result %v, want [%s]", u.f.result, u.to)
+		}
 	}
 }
