@@ -24,11 +24,14 @@ func (c *client) connect(ctx context.Context) (net.Conn, *protocol.Reader, []str
 		return nc, protocol.NewReader(nc), nil, err
 	}
 	r := protocol.NewReader(nc)
-	features, err := c.hello(nc, r)
+	features, err := c.hello(ctx, nc, r)
 	if err == nil {
 		return nc, r, features, nil
 	}
 	nc.Close()
+	if ctx.Err() != nil { // a signal while waiting for the answer
+		return nil, nil, nil, ctx.Err()
+	}
 	if !errors.Is(err, errDeclined) && c.cfg.TLS == nil && c.speaksTLS(ctx) {
 		return nil, nil, nil, errSpeaksTLS
 	}
@@ -95,7 +98,10 @@ func (c *client) dial(ctx context.Context) (net.Conn, error) {
 }
 
 // hello sends ext_hello and reads the answer.
-func (c *client) hello(nc net.Conn, r *protocol.Reader) ([]string, error) {
+func (c *client) hello(ctx context.Context, nc net.Conn, r *protocol.Reader) ([]string, error) {
+	// A signal ends the wait for a server that does not answer.
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
+	defer stop()
 	if _, err := nc.Write(protocol.AppendExtHello(nil, c.features())); err != nil {
 		return nil, err
 	}

@@ -185,3 +185,43 @@ func TestLateReplyIsNotTheNextCommands(t *testing.T) {
 		t.Errorf("stdout\n%q\nwant\n%q", got, want)
 	}
 }
+
+// TestSignalWhileHelloUnanswered: a signal while the client waits for a
+// server's answer to ext_hello ends the session at once, not after the
+// connect timeout.
+func TestSignalWhileHelloUnanswered(t *testing.T) {
+	heard := make(chan struct{})
+	release := make(chan struct{})
+	defer close(release)
+	addr := serveOne(t, func(nc net.Conn, r *protocol.Reader) {
+		if h, err := r.ReadHeader(); err != nil || h.Type != protocol.ExtHello {
+			t.Errorf("first frame: %v %v, want ext_hello", h.Name, err)
+		}
+		close(heard)
+		<-release // never answers
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	c := newClient(Config{User: "me", Addr: addr, DownloadDir: t.TempDir(), Extensions: true,
+		ConnectTimeout: time.Minute, Stdin: strings.NewReader(""), Stdout: stdout, Stderr: stderr})
+	code := make(chan int, 1)
+	go func() { code <- c.run(ctx) }()
+	select {
+	case <-heard:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client never asked for extensions")
+	}
+	cancel()
+	select {
+	case got := <-code:
+		if got != ExitDisconnected {
+			t.Errorf("exit %d, want %d", got, ExitDisconnected)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("client still waiting for the answer 5 s after the signal")
+	}
+	if strings.Contains(stderr.String(), "declined") {
+		t.Errorf("stderr blames the server: %q", stderr)
+	}
+}
