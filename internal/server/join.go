@@ -40,6 +40,11 @@ func (c *conn) join() error {
 		name, nameErr = protocol.ParseJoin(c.buf)
 	}
 	s.admit.wait(c.ticket, c.done)
+	if isClosed(c.done) || s.shutting.Load() {
+		// Cut off while it waited, or the server is shutting down: it
+		// never joins, so stdout shows no join for it.
+		return errConnClosing
+	}
 
 	if nameErr == nil {
 		c.name = name

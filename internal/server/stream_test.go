@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"net"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -308,5 +309,32 @@ func TestCrossUploadsDoNotDeadlock(t *testing.T) {
 		if !slices.Equal(u.f.result, []string{u.to}) {
 			t.Fatalf("file_result %v, want [%s]", u.f.result, u.to)
 		}
+	}
+}
+
+// TestShutdownDuringAdmission: a connection whose join waits for an
+// earlier-accepted one's first frame, when the server shuts down, never
+// joins (its stdout once showed it joining as it was cut off).
+func TestShutdownDuringAdmission(t *testing.T) {
+	out := newLineLog()
+	srv := New(Config{Stdout: out})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	holder := dial(t, ln.Addr().String()) // accepted first (the kernel keeps the order), sends nothing
+	late := dial(t, ln.Addr().String())
+	late.join("late")
+	waitUntil(t, "the join waits for the earlier connection", func() bool {
+		buf := make([]byte, 1<<20)
+		return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "(*admission).wait(")
+	})
+	stopServer(t, srv, served)
+	late.expectEnd()
+	holder.expectEnd()
+	if n := out.count("join: late"); n != 0 {
+		t.Fatalf("stdout shows the join of a connection cut off while it waited: %q", out.all())
 	}
 }
