@@ -63,10 +63,11 @@ type Config struct {
 
 // Hooks receives events a terminal front end may show. Each may be nil.
 type Hooks struct {
-	// Progress reports a file transfer: dir "send" or "recv", the bytes
-	// moved so far and the total. It is called at most every 100 ms and
-	// once at the end (done true).
-	Progress func(dir, name string, done, total int64, finished bool)
+	// Progress reports a file transfer: its id (unique in the session:
+	// two files of one name may move at once), dir "send" or "recv", the
+	// bytes moved so far and the total. It is called at most every
+	// 100 ms and once at the end (done true).
+	Progress func(id uint64, dir, name string, done, total int64, finished bool)
 	// Users reports names seen (from a list, or as a message's sender).
 	Users func(names []string)
 	// Joined reports that the join stands: no refusal came within the
@@ -120,6 +121,8 @@ type client struct {
 	upWG   sync.WaitGroup     // the uploads' goroutines
 	// The replies to our own commands (a list, a message or file to
 	// ourselves) not yet printed: replied is signalled as each is.
+	transfers atomic.Uint64 // the last id given to a transfer for Hooks.Progress
+
 	replyMu sync.Mutex
 	expect  int // to the commands being waited for; guarded by replyMu
 	late    int // to commands awaitReplies stopped waiting for, which come first; guarded by replyMu

@@ -289,7 +289,7 @@ func TestQuitNamesAbandonedFiles(t *testing.T) {
 		var once sync.Once
 		s := startClientWith(t, addr, func(c *client) {
 			c.cfg.Extensions = chunked
-			c.cfg.Hooks.Progress = func(dir, name string, done, total int64, finished bool) {
+			c.cfg.Hooks.Progress = func(_ uint64, dir, name string, done, total int64, finished bool) {
 				if dir == "recv" && done > 0 && !finished {
 					once.Do(func() { close(receiving) })
 				}

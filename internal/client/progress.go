@@ -10,7 +10,7 @@ const progressEvery = 100 * time.Millisecond
 
 // progress returns a writer counting bytes of a transfer for the hooks.
 func (c *client) progress(dir, name string, total int64) *progressCounter {
-	return &progressCounter{fn: c.cfg.Hooks.Progress, dir: dir, name: name, total: total}
+	return &progressCounter{fn: c.cfg.Hooks.Progress, id: c.transfers.Add(1), dir: dir, name: name, total: total}
 }
 
 // progressCounter counts the bytes of one transfer and reports them to
@@ -18,7 +18,8 @@ func (c *client) progress(dir, name string, total int64) *progressCounter {
 // bytes that were not reported, so that a transfer that stops moving
 // shows how far it got.
 type progressCounter struct {
-	fn        func(dir, name string, done, total int64, finished bool)
+	fn        func(id uint64, dir, name string, done, total int64, finished bool)
+	id        uint64
 	dir, name string
 	total     int64
 
@@ -57,7 +58,7 @@ func (p *progressCounter) trail() {
 
 func (p *progressCounter) reportLocked() {
 	p.last = time.Now()
-	p.fn(p.dir, p.name, p.done, p.total, false)
+	p.fn(p.id, p.dir, p.name, p.done, p.total, false)
 }
 
 // moved returns the bytes counted so far.
@@ -80,6 +81,6 @@ func (p *progressCounter) finish() {
 		p.trailing = nil
 	}
 	if p.fn != nil {
-		p.fn(p.dir, p.name, p.done, p.total, true)
+		p.fn(p.id, p.dir, p.name, p.done, p.total, true)
 	}
 }

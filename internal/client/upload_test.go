@@ -246,7 +246,7 @@ func TestPlainUploadSignalCutsIt(t *testing.T) {
 	}
 	moving := make(chan struct{})
 	var once sync.Once
-	progress := func(_, _ string, done, _ int64, _ bool) {
+	progress := func(_ uint64, _, _ string, done, _ int64, _ bool) {
 		if done > 0 {
 			once.Do(func() { close(moving) })
 		}
@@ -453,7 +453,7 @@ func TestFormatting(t *testing.T) {
 // no more come: a transfer that stops shows how far it got.
 func TestProgressReportsTheLastBytes(t *testing.T) {
 	reports := make(chan int64, 10)
-	p := &progressCounter{fn: func(_, _ string, done, _ int64, finished bool) {
+	p := &progressCounter{fn: func(_ uint64, _, _ string, done, _ int64, finished bool) {
 		if !finished {
 			reports <- done
 		}

@@ -54,7 +54,7 @@ type screen struct {
 	first     int        // the byte offset in ed.buf of the first character shown
 	block     int        // rows of bars now drawn above the input row
 	detached  bool
-	transfers map[string]*transfer // by direction and name
+	transfers map[uint64]*transfer // by the client's transfer id
 	ticking   bool                 // tickLoop runs
 	buf       bytes.Buffer         // the tty bytes of the drawing under way
 	cells     []cellSpan           // scratch for drawInput
@@ -71,7 +71,7 @@ func newScreen(tty, out io.Writer, pal palette, width func() int, ed *editor) *s
 		pal:       pal,
 		width:     width,
 		ed:        ed,
-		transfers: map[string]*transfer{},
+		transfers: map[uint64]*transfer{},
 		stop:      make(chan struct{}),
 	}
 }
@@ -383,14 +383,14 @@ func (s *screen) bell() {
 }
 
 // progress records a file transfer's progress (client.Hooks.Progress).
-func (s *screen) progress(dir, name string, done, total int64, finished bool) {
+func (s *screen) progress(id uint64, dir, name string, done, total int64, finished bool) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.detached {
 		return
 	}
-	key := dir + "\x00" + name
+	key := id
 	t := s.transfers[key]
 	if t == nil {
 		t = &transfer{dir: dir, name: name, total: total, start: now}

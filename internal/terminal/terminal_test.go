@@ -329,7 +329,7 @@ func TestProgressBarsAboveThePrompt(t *testing.T) {
 	progress := h.term.Hooks().Progress
 	h.typeKeys("typing")
 	h.waitInput("typing")
-	progress("recv", "big.bin", 1<<20, 4<<20, false)
+	progress(1, "recv", "big.bin", 1<<20, 4<<20, false)
 	bar := regexp.MustCompile(`^receiving big\.bin \[=+>? *\]  25%  1\.0 MiB / 4\.0 MiB  .*/s  .* left$`)
 	v := h.waitScreen("the bar", func(v termtest.View) bool {
 		return len(v.Transcript) >= 2 && bar.MatchString(v.Transcript[len(v.Transcript)-2])
@@ -350,9 +350,9 @@ func TestProgressBarsAboveThePrompt(t *testing.T) {
 		tr := v.Transcript
 		return len(tr) >= 3 && tr[len(tr)-3] == "alice> typing" && bar.MatchString(tr[len(tr)-2]) && tr[len(tr)-1] == "alice>"
 	})
-	progress("send", "notes.txt", 10, 10, false)
-	progress("send", "notes.txt", 10, 10, true)
-	progress("recv", "big.bin", 4<<20, 4<<20, true)
+	progress(2, "send", "notes.txt", 10, 10, false)
+	progress(2, "send", "notes.txt", 10, 10, true)
+	progress(1, "recv", "big.bin", 4<<20, 4<<20, true)
 	// The bars go, and nothing claims the file reached anyone: the
 	// session says that, once it knows.
 	v = h.waitScreen("the bar gone", func(v termtest.View) bool {
@@ -364,6 +364,38 @@ func TestProgressBarsAboveThePrompt(t *testing.T) {
 			t.Fatalf("a bar or a summary is on the screen:\n%s", h.scr)
 		}
 	}
+}
+
+// TestProgressBarsOfOneName: two files of one name moving at once (from
+// two senders) have a bar each, and one ending leaves the other's bar.
+// They once shared one bar, their totals mixed.
+func TestProgressBarsOfOneName(t *testing.T) {
+	h := newHarness(t, false)
+	progress := h.term.Hooks().Progress
+	progress(1, "recv", "notes.txt", 1<<20, 4<<20, false)
+	progress(2, "recv", "notes.txt", 3<<20, 4<<20, false)
+	bars := func(v termtest.View) (quarter, most int) {
+		for _, l := range v.Transcript {
+			if strings.HasPrefix(l, "receiving notes.txt") {
+				switch {
+				case strings.Contains(l, "  25%  "):
+					quarter++
+				case strings.Contains(l, "  75%  "):
+					most++
+				}
+			}
+		}
+		return quarter, most
+	}
+	h.waitScreen("a bar for each file", func(v termtest.View) bool {
+		q, m := bars(v)
+		return q == 1 && m == 1
+	})
+	progress(1, "recv", "notes.txt", 4<<20, 4<<20, true)
+	h.waitScreen("the other file's bar alone", func(v termtest.View) bool {
+		q, m := bars(v)
+		return q == 0 && m == 1
+	})
 }
 
 func TestHelpIsFollowedByKeys(t *testing.T) {
