@@ -99,14 +99,15 @@ func (c *client) dial(ctx context.Context) (net.Conn, error) {
 
 // hello sends ext_hello and reads the answer.
 func (c *client) hello(ctx context.Context, nc net.Conn, r *protocol.Reader) ([]string, error) {
-	// A signal ends the wait for a server that does not answer.
+	nc.SetReadDeadline(time.Now().Add(c.cfg.ConnectTimeout))
+	defer nc.SetReadDeadline(time.Time{})
+	// A signal ends the wait for a server that does not answer (set
+	// after the deadline above, which would put it off).
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
 	defer stop()
 	if _, err := nc.Write(protocol.AppendExtHello(nil, c.features())); err != nil {
 		return nil, err
 	}
-	nc.SetReadDeadline(time.Now().Add(c.cfg.ConnectTimeout))
-	defer nc.SetReadDeadline(time.Time{})
 	h, err := r.ReadHeader()
 	if err != nil {
 		return nil, err
