@@ -224,9 +224,18 @@ func (r *registry) checkCap(ctx context.Context) error {
 	for {
 		kctx, cancel := context.WithTimeout(ctx, kvTimeout)
 		_, err := r.names.Create(kctx, cfgKey, []byte(want))
-		if err == nil || !isExists(err) {
+		if err == nil {
 			cancel()
-			return err
+			return nil
+		}
+		if !isExists(err) {
+			cancel()
+			// A bucket just made may have no leader yet ("no response
+			// from stream"): try again while the wait lasts.
+			if err := pause(ctx, err); err != nil {
+				return fmt.Errorf("checking the client cap: %w", err)
+			}
+			continue
 		}
 		e, err := r.names.Get(kctx, cfgKey)
 		cancel()
@@ -234,7 +243,10 @@ func (r *registry) checkCap(ctx context.Context) error {
 			continue
 		}
 		if err != nil {
-			return err
+			if err := pause(ctx, err); err != nil {
+				return fmt.Errorf("checking the client cap: %w", err)
+			}
+			continue
 		}
 		if got := string(e.Value()); got != want {
 			return fmt.Errorf("%w: the cluster has %s, this node --max-clients=%d", errCapMismatch, strings.TrimPrefix(got, "max-clients="), r.maxClients)
@@ -257,13 +269,24 @@ func isExists(err error) bool {
 func (r *registry) watch(ctx context.Context) error {
 	// The watches live as long as the node (a watch ends with its
 	// context); ctx bounds only the wait for their initial values.
-	var err error
-	if r.namesWatch, err = r.names.WatchAll(r.node.ctx); err != nil {
-		return err
-	}
-	if r.leasesWatch, err = r.nodes.WatchAll(r.node.ctx); err != nil {
-		r.namesWatch.Stop()
-		return err
+	for r.namesWatch == nil || r.leasesWatch == nil {
+		var err error
+		if r.namesWatch == nil {
+			r.namesWatch, err = r.names.WatchAll(r.node.ctx)
+		}
+		if err == nil && r.leasesWatch == nil {
+			r.leasesWatch, err = r.nodes.WatchAll(r.node.ctx)
+		}
+		if err != nil {
+			// A bucket just made may have no leader yet: try again
+			// while the wait lasts.
+			if err := pause(ctx, err); err != nil {
+				if r.namesWatch != nil {
+					r.namesWatch.Stop()
+				}
+				return fmt.Errorf("watching the registry: %w", err)
+			}
+		}
 	}
 	n := r.node
 	n.spawn(func() { r.follow(r.namesWatch, r.namesReady, r.applyName) })

@@ -2,10 +2,12 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/gochat/chat/internal/server/hubtest"
@@ -117,5 +119,46 @@ func TestJoinLosesPlaceRace(t *testing.T) {
 	}
 	if err := n.Hub().Join(hubtest.NewPeer("bob"), 1); err != nil {
 		t.Fatalf("join into an empty cluster: %v", err)
+	}
+}
+
+// flakyKV fails its first Creates as a bucket without a leader yet does.
+type flakyKV struct {
+	jetstream.KeyValue
+	fails   int // Creates still to fail
+	creates int
+}
+
+func (k *flakyKV) Create(ctx context.Context, key string, v []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
+	k.creates++
+	if k.fails > 0 {
+		k.fails--
+		return 0, nats.ErrNoStreamResponse
+	}
+	return k.KeyValue.Create(ctx, key, v, opts...)
+}
+
+// TestCheckCapWaitsForTheBucket: the check of the cluster's client cap at
+// startup tries again while the bucket does not answer (just made, its
+// leader not elected: "no response from stream"), instead of failing the
+// node's start (which CI saw), and still refuses another cap.
+func TestCheckCapWaitsForTheBucket(t *testing.T) {
+	r := testCluster(t, 1, 10)[0].hub.reg
+	bucket := r.names
+	defer func() { r.names = bucket }()
+	flaky := &flakyKV{KeyValue: bucket, fails: 2}
+	r.names = flaky
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.checkCap(ctx); err != nil {
+		t.Fatalf("checkCap: %v", err)
+	}
+	if flaky.creates != 3 {
+		t.Errorf("%d attempts, want 3", flaky.creates)
+	}
+	r.maxClients = 11
+	defer func() { r.maxClients = 10 }()
+	if err := r.checkCap(ctx); !errors.Is(err, errCapMismatch) {
+		t.Fatalf("checkCap with another cap: %v, want %v", err, errCapMismatch)
 	}
 }
