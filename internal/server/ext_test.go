@@ -68,7 +68,10 @@ func TestChunkedFileInterleavesChat(t *testing.T) {
 	bob := joinedExt(t, s, "bob")
 	plain := joined(t, s, "plain")
 
-	content := bytes.Repeat([]byte("0123456789abcdef\x00\xff"), 300000) // 5.4 MB, streamed
+	// 16 MB, streamed: more than bob's queue (a window of 2 MiB) and the
+	// sockets between can hold while he reads nothing, so the file cannot
+	// end before he reads on.
+	content := bytes.Repeat([]byte("0123456789abcdef\x00\xff"), 900000)
 	// The transfer is paced by its slowest recipient, so plain must read
 	// while bob does.
 	plainErr := make(chan error, 1)
@@ -100,7 +103,21 @@ func TestChunkedFileInterleavesChat(t *testing.T) {
 	if err != nil || sender != "alice" || name != "big.bin" || size != int64(len(content)) {
 		t.Fatalf("file_begin %q: %v", p, err)
 	}
+	// Bob reads on only once carol's message waits in his queue behind a
+	// window of the file that his socket cannot take: the file's end,
+	// which is not queued yet, cannot come before it. (Reading on at once
+	// let the whole file pass first on a loaded machine.)
+	bobConn := s.cfg.Hub.Lookup("bob").(*conn)
+	queued := func(what string, cond func(q *sendQueue) bool) {
+		waitUntil(t, what, func() bool {
+			bobConn.q.mu.Lock()
+			defer bobConn.q.mu.Unlock()
+			return cond(bobConn.q)
+		})
+	}
+	queued("a window of the file waits for bob", func(q *sendQueue) bool { return q.inStream >= streamWindow })
 	carol.send("during", "bob")
+	queued("carol's message waits for bob", func(q *sendQueue) bool { return q.size > 0 }) // the only whole frame
 	var got []byte
 	sawChat, sawChatBeforeEnd := false, false
 	for {
