@@ -60,7 +60,8 @@ func main() {
 func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("client", pflag.ContinueOnError)
 	user := fs.StringP("user", "u", "", "")
-	port := fs.IntP("port", "p", 15000, "")
+	port := new(int)
+	cli.IntVarP(fs, port, "port", "p", 15000)
 	addr := fs.StringP("address", "a", "localhost", "")
 	downloadDir := fs.String("download-dir", ".", "")
 	maxFile := cli.Size(protocol.DefaultMaxFileSize)

@@ -103,9 +103,10 @@ func profiled(f func() int) int {
 func run(args []string, stdout, stderr io.Writer) int {
 	cfg := server.DefaultConfig()
 	fs := pflag.NewFlagSet("server", pflag.ContinueOnError)
-	port := fs.IntP("port", "p", 15000, "")
+	port := new(int)
+	cli.IntVarP(fs, port, "port", "p", 15000)
 	addr := fs.StringP("address", "a", "localhost", "")
-	fs.IntVar(&cfg.MaxClients, "max-clients", cfg.MaxClients, "")
+	cli.IntVarP(fs, &cfg.MaxClients, "max-clients", "", cfg.MaxClients)
 	maxFile := cli.Size(cfg.MaxFileSize)
 	fs.Var(&maxFile, "max-file-size", "")
 	fs.DurationVar(&cfg.JoinTimeout, "join-timeout", cfg.JoinTimeout, "")
@@ -115,14 +116,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "")
 	logFormat := fs.String("log-format", "text", "")
 	fs.Float64Var(&cfg.FloodRate, "flood-rate", cfg.FloodRate, "")
-	fs.IntVar(&cfg.FloodBurst, "flood-burst", cfg.FloodBurst, "")
+	cli.IntVarP(fs, &cfg.FloodBurst, "flood-burst", "", cfg.FloodBurst)
 	floodBytes := cli.Limit(cfg.FloodBytes)
 	fs.Var(&floodBytes, "flood-bytes", "")
 	floodBytesBurst := cli.Size(cfg.FloodBytesBurst)
 	fs.Var(&floodBytesBurst, "flood-bytes-burst", "")
 	paceBacklog := cli.Limit(cfg.PaceBacklog)
 	fs.Var(&paceBacklog, "pace-backlog", "")
-	fs.IntVar(&cfg.MaxConnsPerAddr, "max-conns-per-ip", cfg.MaxConnsPerAddr, "")
+	cli.IntVarP(fs, &cfg.MaxConnsPerAddr, "max-conns-per-ip", "", cfg.MaxConnsPerAddr)
 	fs.BoolVar(&cfg.LimitLoopback, "limit-loopback", false, "")
 	metricsAddr := fs.String("metrics-addr", "", "")
 	tlsCert := fs.String("tls-cert", "", "")
@@ -138,7 +139,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cl.NATSCreds, "nats-creds", "", "")
 	fs.StringVar(&cl.NATSCA, "nats-tls-ca", "", "")
 	fs.DurationVar(&cl.Wait, "cluster-wait", cluster.DefaultWait, "")
-	fs.IntVar(&cl.Replicas, "cluster-replicas", 0, "")
+	cli.IntVarP(fs, &cl.Replicas, "cluster-replicas", "", 0)
 	clustered := func() bool {
 		for _, f := range []string{"node", "cluster-name", "cluster-listen", "cluster-peers", "cluster-dir", "nats", "nats-creds", "nats-tls-ca", "cluster-wait", "cluster-replicas"} {
 			if fs.Changed(f) {

@@ -55,6 +55,61 @@ func CheckPort(port, lowest int) error {
 	return nil
 }
 
+// Int is a whole number flag value read in base 10 the way the handout's
+// Python int() reads it: "015000" is 15000 (not octal), "40_001" is
+// 40001, a sign and surrounding spaces are allowed, "0x10" is an error.
+type Int int
+
+// IntVarP defines an Int flag with the given default.
+func IntVarP(fs *pflag.FlagSet, p *int, name, short string, value int) {
+	*p = value
+	fs.VarP((*Int)(p), name, short, "")
+}
+
+// String implements pflag.Value.
+func (n *Int) String() string { return strconv.Itoa(int(*n)) }
+
+// Type implements pflag.Value.
+func (n *Int) Type() string { return "int" }
+
+// Set implements pflag.Value.
+func (n *Int) Set(v string) error {
+	i, err := ParseInt(v)
+	if err != nil {
+		return err
+	}
+	*n = Int(i)
+	return nil
+}
+
+// ParseInt parses a whole number in base 10 as Int.Set describes.
+func ParseInt(v string) (int, error) {
+	t := strings.TrimSpace(v)
+	digits := strings.TrimLeft(t, "+-")
+	if len(t)-len(digits) > 1 || !decimalDigits(digits) {
+		return 0, fmt.Errorf("invalid number %q", v)
+	}
+	n, err := strconv.ParseInt(t[:len(t)-len(digits)]+strings.ReplaceAll(digits, "_", ""), 10, strconv.IntSize)
+	if err != nil {
+		return 0, fmt.Errorf("invalid number %q", v)
+	}
+	return int(n), nil
+}
+
+// decimalDigits reports whether s is digits with single underscores
+// between them.
+func decimalDigits(s string) bool {
+	if s == "" || s[0] == '_' || s[len(s)-1] == '_' || strings.Contains(s, "__") {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
 // Size is a byte count flag value that accepts a plain number or one with
 // a binary unit suffix: 512K, 8M, 1G (or KiB, MiB, GiB).
 type Size int64

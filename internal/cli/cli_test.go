@@ -77,6 +77,14 @@ func TestParse(t *testing.T) {
 		{args: []string{"-p9000"}, port: 9000},
 		{args: []string{"--port=9000"}, port: 9000},
 		{args: []string{"--port", "9000"}, port: 9000},
+		{args: []string{"-p", "015000"}, port: 15000}, // base 10, as Python's int() reads it: not octal
+		{args: []string{"-p", "40_001"}, port: 40001},
+		{args: []string{"-p", " +9000 "}, port: 9000},
+		{args: []string{"-p", "0x10"}, code: 1, done: true, helpOut: true, errorOut: true},
+		{args: []string{"-p", "1__0"}, code: 1, done: true, helpOut: true, errorOut: true},
+		{args: []string{"-p", "_10"}, code: 1, done: true, helpOut: true, errorOut: true},
+		{args: []string{"-p", "--9"}, code: 1, done: true, helpOut: true, errorOut: true},
+		{args: []string{"-p", ""}, code: 1, done: true, helpOut: true, errorOut: true},
 		{args: []string{"-h"}, code: 0, done: true, port: 15000, helpOut: true},
 		{args: []string{"--help"}, code: 0, done: true, port: 15000, helpOut: true},
 		{args: []string{"-p", "abc"}, code: 1, done: true, helpOut: true, errorOut: true},
@@ -85,7 +93,8 @@ func TestParse(t *testing.T) {
 		{args: []string{"--nope"}, code: 1, done: true, helpOut: true, errorOut: true},
 	} {
 		fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
-		port := fs.IntP("port", "p", 15000, "")
+		port := new(int)
+		IntVarP(fs, port, "port", "p", 15000)
 		var stdout, stderr bytes.Buffer
 		code, done := Parse(fs, tc.args, func(w io.Writer) { w.Write([]byte("HELP\n")) }, &stdout, &stderr, func() error { return CheckPort(*port, 1) })
 		if code != tc.code || done != tc.done {

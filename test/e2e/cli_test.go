@@ -144,6 +144,8 @@ func TestCLIFlagForms(t *testing.T) {
 		"attached": func(p int) []string { return []string{"-a127.0.0.1", "-p" + strconv.Itoa(p)} },
 		"equals":   func(p int) []string { return []string{"--address=127.0.0.1", "--port=" + strconv.Itoa(p)} },
 		"spaced":   func(p int) []string { return []string{"--address", "127.0.0.1", "--port", strconv.Itoa(p)} },
+		// A leading zero is base 10, as the handout's int() reads it.
+		"zero": func(p int) []string { return []string{"-a", "127.0.0.1", "-p", "0" + strconv.Itoa(p)} },
 	}
 	for name, argsFor := range serverForms {
 		t.Run("server-"+name, func(t *testing.T) {
@@ -157,7 +159,7 @@ func TestCLIFlagForms(t *testing.T) {
 				{"alice", []string{"-a127.0.0.1", "-p" + ps, "-ualice"}},
 				{"bob", []string{"--address=127.0.0.1", "--port=" + ps, "--user=bob"}},
 				{"carol", []string{"--address", "127.0.0.1", "--port", ps, "--user", "carol"}},
-				{"dave", []string{"-u", "dave", "-p", ps, "-a", "127.0.0.1"}},
+				{"dave", []string{"-u", "dave", "-p", "00" + ps, "-a", "127.0.0.1"}},
 			}
 			var clients []*client
 			for _, cf := range clientForms {
