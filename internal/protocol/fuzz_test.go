@@ -154,6 +154,7 @@ func FuzzReader(f *testing.F) {
 	f.Add([]byte("send_file 17 1 bob a.txt \x00\xff \n\r"), 12, uint8(3))
 	f.Add([]byte("join 01 a"), 5, uint8(0))
 	f.Add([]byte("x 999999999999999999 abc"), 4, uint8(3))
+	f.Add([]byte("join 99999999999999999999999999 abc"), 9, uint8(1)) // past 64 bits: saturates
 	f.Fuzz(func(t *testing.T, data []byte, split int, mode uint8) {
 		if split < 0 {
 			split = -(split + 1)

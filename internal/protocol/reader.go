@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 )
 
@@ -167,7 +168,11 @@ func (r *Reader) readLength() (int64, error) {
 		if n == maxLengthDigits {
 			return 0, fmt.Errorf("%w: length longer than %d digits", ErrMalformed, maxLengthDigits)
 		}
-		v = v*10 + int64(c-'0')
+		if v <= (math.MaxInt64-9)/10 {
+			v = v*10 + int64(c-'0')
+		} else {
+			v = math.MaxInt64
+		}
 		n++
 	}
 }

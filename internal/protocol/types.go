@@ -113,8 +113,11 @@ const (
 	DefaultMaxFileSize = 1 << 30
 	// maxTypeLen is the longest type token a header may have.
 	maxTypeLen = 32
-	// maxLengthDigits is the most digits a length may have (fits int64).
-	maxLengthDigits = 18
+	// maxLengthDigits is the most digits a length may have. A length too
+	// large for an int64 reads as math.MaxInt64: larger than any frame
+	// may be, so it is refused as too large for its type (a join's as
+	// the contract says, err_username_unavailable), not as malformed.
+	maxLengthDigits = 64
 	// maxCountDigits is the most digits of a list's count.
 	maxCountDigits = 10
 	// senderListBytes is the longest list of a forward: "1 <sender>".

@@ -19,7 +19,12 @@ func (c *conn) readHeader() (protocol.Header, error) {
 		c.stats = new(connStats)
 	}
 	c.stats.framesIn[h.Type]++
-	c.stats.bytesIn[h.Type] += h.Size() + h.Length
+	c.stats.bytesIn[h.Type] += h.Size()
+	if limit := c.srv.cfg.limits().MaxPayload(protocol.ToServer, h.Type); limit >= 0 && h.Length <= limit {
+		// A payload over its type's limit is refused unread: only what
+		// may arrive counts (a declared length may be near 2^63).
+		c.stats.bytesIn[h.Type] += h.Length
+	}
 	return h, nil
 }
 

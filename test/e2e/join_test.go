@@ -236,7 +236,7 @@ func TestJoinValidUnusualUsernames(t *testing.T) {
 func TestJoinHeaderTooLong(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
-	for _, header := range []string{"join 129 ", "join 1000 ", "join 4294967296 "} {
+	for _, header := range []string{"join 129 ", "join 1000 ", "join 4294967296 ", "join 99999999999999999999 "} {
 		rc := dialRaw(t, srv.port, header)
 		rc.write(t, []byte(header)) // no payload follows
 		rc.expectRefused(t, "err_username_unavailable")
