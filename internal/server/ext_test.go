@@ -76,7 +76,7 @@ func TestChunkedFileInterleavesChat(t *testing.T) {
 	// while bob does.
 	plainErr := make(chan error, 1)
 	go func() {
-		plain.nc.SetReadDeadline(time.Now().Add(waitTimeout))
+		plain.nc.SetReadDeadline(time.Now().Add(3 * waitTimeout)) // 16 MB on a loaded machine
 		h, err := plain.r.ReadHeader()
 		if err != nil || h.Type != protocol.ForwardFile {
 			plainErr <- fmt.Errorf("plain got %s, %v", h.Name, err)
@@ -103,21 +103,22 @@ func TestChunkedFileInterleavesChat(t *testing.T) {
 	if err != nil || sender != "alice" || name != "big.bin" || size != int64(len(content)) {
 		t.Fatalf("file_begin %q: %v", p, err)
 	}
-	// Bob reads on only once carol's message waits in his queue behind a
-	// window of the file that his socket cannot take: the file's end,
-	// which is not queued yet, cannot come before it. (Reading on at once
-	// let the whole file pass first on a loaded machine.)
-	bobConn := s.cfg.Hub.Lookup("bob").(*conn)
-	queued := func(what string, cond func(q *sendQueue) bool) {
-		waitUntil(t, what, func() bool {
-			bobConn.q.mu.Lock()
-			defer bobConn.q.mu.Unlock()
-			return cond(bobConn.q)
-		})
+	// Bob reads on only once carol's message is queued: the file's end
+	// is not queued yet (16 MB cannot pass while he reads nothing), so it
+	// cannot come before her message. (Reading on at once let the whole
+	// file pass first on a loaded machine.)
+	q := s.cfg.Hub.Lookup("bob").(*conn).q
+	pushed := func() int {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.pushed
 	}
-	queued("a window of the file waits for bob", func(q *sendQueue) bool { return q.inStream >= streamWindow })
+	before := pushed()
 	carol.send("during", "bob")
-	queued("carol's message waits for bob", func(q *sendQueue) bool { return q.size > 0 }) // the only whole frame
+	// Her message is the only whole frame queued for bob meanwhile (the
+	// count only grows: the message may already be written when this
+	// looks).
+	waitUntil(t, "carol's message is queued for bob", func() bool { return pushed() > before })
 	var got []byte
 	sawChat, sawChatBeforeEnd := false, false
 	for {

@@ -35,6 +35,7 @@ type sendQueue struct {
 	items     []qitem       // ready to write; guarded by mu
 	held      []qitem       // whole frames behind the open stream; guarded by mu
 	size      int           // bytes of whole frames in items and held; guarded by mu
+	pushed    int           // whole frames ever queued (tests wait on it); guarded by mu
 	inStream  int           // bytes of stream parts in items; guarded by mu
 	streaming bool          // a stream is open; guarded by mu
 	owner     string        // the sender of the open stream's file; guarded by mu
@@ -83,6 +84,7 @@ func (q *sendQueue) push(b []byte, paced bool) (retry <-chan struct{}, err error
 		return nil, ErrSlowConsumer
 	}
 	q.size += len(b)
+	q.pushed++
 	if q.streaming {
 		q.held = append(q.held, qitem{b: b})
 		return nil, nil
