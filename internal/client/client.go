@@ -127,6 +127,9 @@ type client struct {
 	expect  int // to the commands being waited for; guarded by replyMu
 	late    int // to commands awaitReplies stopped waiting for, which come first; guarded by replyMu
 	replied chan struct{}
+	// replyWait bounds the wait for the replies to one command (a test
+	// may make it longer).
+	replyWait time.Duration
 
 	// limits bounds the payloads read whole (a users list: at most
 	// DefaultMaxListUsers names).
@@ -208,14 +211,15 @@ func Run(ctx context.Context, cfg Config) int {
 func newClient(cfg Config) *client {
 	cfg.setDefaults()
 	c := &client{
-		cfg:     cfg,
-		out:     &lineWriter{w: cfg.Stdout},
-		log:     &lineWriter{w: cfg.Stderr},
-		ended:   make(chan struct{}),
-		replied: make(chan struct{}, 1),
-		disk:    realDisk,
-		files:   make(map[uint64]*incoming),
-		ups:     make(map[uint64]*upload),
+		cfg:       cfg,
+		out:       &lineWriter{w: cfg.Stdout},
+		log:       &lineWriter{w: cfg.Stderr},
+		ended:     make(chan struct{}),
+		replied:   make(chan struct{}, 1),
+		replyWait: replyWait,
+		disk:      realDisk,
+		files:     make(map[uint64]*incoming),
+		ups:       make(map[uint64]*upload),
 	}
 	c.buf = make([]byte, 0, max(c.limits.MaxPayload(protocol.ToClient, protocol.ForwardMessage),
 		c.limits.MaxPayload(protocol.ToClient, protocol.FileChunk)))
@@ -504,7 +508,7 @@ func (c *client) awaitReplies() {
 	if c.expected() == 0 {
 		return
 	}
-	timer := time.NewTimer(replyWait)
+	timer := time.NewTimer(c.replyWait)
 	defer timer.Stop()
 	for c.expected() > 0 {
 		select {

@@ -375,7 +375,9 @@ func TestOutputFollowsInputOrder(t *testing.T) {
 		nc.Write(protocol.AppendMessage(nil, protocol.ForwardMessage, []string{"me"}, []byte("to myself")))
 		expectFrame(t, r, protocol.Disconnect)
 	})
-	s := startClient(t, addr)
+	// The replies take 50 ms of the 300 ms the client waits; a wait of 2 s
+	// keeps that margin on a loaded machine.
+	s := startClientWith(t, addr, func(c *client) { c.replyWait = 2 * time.Second })
 	s.input(t, "list", "bogus", "msg 1 me to myself", "help x", "quit")
 	if c := s.exit(t); c != 0 {
 		t.Errorf("exit %d", c)

@@ -170,14 +170,16 @@ func (eofSource) ReadLine() (string, error) { return "", io.EOF }
 func TestLateReplyIsNotTheNextCommands(t *testing.T) {
 	addr := fakeServer(t, func(nc net.Conn, r *protocol.Reader) {
 		expectFrame(t, r, protocol.SendMessage)
-		time.Sleep(400 * time.Millisecond) // a slow echo (> replyWait)
+		time.Sleep(1500 * time.Millisecond) // a slow echo (> the reply wait)
 		nc.Write(protocol.AppendMessage(nil, protocol.ForwardMessage, []string{"me"}, []byte("a")))
 		expectFrame(t, r, protocol.RequestUsersList)
-		time.Sleep(100 * time.Millisecond) // well within list's own replyWait
+		time.Sleep(100 * time.Millisecond) // well within list's own reply wait
 		nc.Write(protocol.AppendUsersList(nil, []string{"me"}))
 		expectFrame(t, r, protocol.Disconnect)
 	})
-	s := startClient(t, addr)
+	// A reply wait of 1 s instead of 300 ms: the margins of the server's
+	// pauses above hold on a loaded machine.
+	s := startClientWith(t, addr, func(c *client) { c.replyWait = time.Second })
 	s.input(t, "msg 1 me a", "list", "bogus", "quit")
 	s.exit(t)
 	want := "msg: me: a\nlist: me\nincorrect user input format\nquitting\n"

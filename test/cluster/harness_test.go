@@ -276,7 +276,13 @@ func (c *conn) list() string {
 // nodes' users through the engine, a few milliseconds after their join.
 func (c *conn) waitList(want string) {
 	c.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	c.waitListWithin(want, timeout) // no figure of the issue; a loaded machine may take seconds
+}
+
+// waitListWithin is waitList within d.
+func (c *conn) waitListWithin(want string, d time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
 	for got := c.list(); got != want; got = c.list() {
 		if time.Now().After(deadline) {
 			c.t.Fatalf("%s: list %q, want %q", c.name, got, want)
