@@ -140,7 +140,11 @@ func (b *byteBudget) spend(n float64) time.Duration {
 		b.tokens -= n
 		return 0
 	}
-	now := time.Now()
+	return b.spendAt(n, time.Now())
+}
+
+// spendAt is spend, short of tokens, at time now.
+func (b *byteBudget) spendAt(n float64, now time.Time) time.Duration {
 	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate) - n
 	b.last = now
 	if b.tokens >= 0 {
