@@ -115,14 +115,14 @@ type client struct {
 	deadlineMu    sync.Mutex
 	writeDeadline time.Time // the connection's, as set by setWriteDeadline; guarded by deadlineMu
 
-	upMu   sync.Mutex
-	ups    map[uint64]*upload // uploads under way, by id; guarded by upMu
-	lastUp uint64             // the last upload id used; guarded by upMu
-	upWG   sync.WaitGroup     // the uploads' goroutines
+	upMu      sync.Mutex
+	ups       map[uint64]*upload // uploads under way, by id; guarded by upMu
+	lastUp    uint64             // the last upload id used; guarded by upMu
+	upWG      sync.WaitGroup     // the uploads' goroutines
+	transfers atomic.Uint64      // the last id given to a transfer for Hooks.Progress
+
 	// The replies to our own commands (a list, a message or file to
 	// ourselves) not yet printed: replied is signalled as each is.
-	transfers atomic.Uint64 // the last id given to a transfer for Hooks.Progress
-
 	replyMu sync.Mutex
 	expect  int // to the commands being waited for; guarded by replyMu
 	late    int // to commands awaitReplies stopped waiting for, which come first; guarded by replyMu

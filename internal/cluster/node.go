@@ -236,23 +236,31 @@ type Node struct {
 	cancel context.CancelFunc
 
 	wg        sync.WaitGroup // the node's goroutines, started by spawn
-	spawnMu   sync.Mutex
-	stopping  bool // set by Close before it waits for wg; guarded by spawnMu
+	spawnMu   sync.Mutex     // orders spawn's Add before halt's closing of stop
 	closeOnce sync.Once
 }
 
 // spawn starts f in a goroutine owned by the node, which Close waits for,
-// and reports true; once Close is waiting it starts nothing and reports
-// false. Goroutines are also started from the engine's callbacks, which
+// and reports true; once Close has stopped the node it starts nothing and
+// reports false. Goroutines are also started from the engine's callbacks, which
 // may still run while the node closes.
 func (n *Node) spawn(f func()) bool {
 	n.spawnMu.Lock()
 	defer n.spawnMu.Unlock()
-	if n.stopping {
-		return false
+	select {
+	case <-n.stop:
+		return false // it would end at once anyway
+	default:
 	}
 	n.wg.Go(f)
 	return true
+}
+
+// halt closes stop: the node's goroutines end, and spawn starts no more.
+func (n *Node) halt() {
+	n.spawnMu.Lock()
+	defer n.spawnMu.Unlock()
+	close(n.stop)
 }
 
 // Start joins the cluster: it starts the embedded engine or connects to
@@ -270,7 +278,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Wait)
 	defer cancel()
 	if err := n.start(ctx); err != nil {
-		close(n.stop)
+		n.halt()
 		n.cancel()
 		if n.hub != nil {
 			n.hub.stopAll(ctx.Err() == nil)
@@ -396,12 +404,9 @@ func (n *Node) Name() string { return n.cfg.Node }
 func (n *Node) Close() {
 	n.closeOnce.Do(func() {
 		answered := n.hub.leave()
-		close(n.stop)
+		n.halt()
 		n.cancel()
 		n.hub.stopAll(answered)
-		n.spawnMu.Lock()
-		n.stopping = true
-		n.spawnMu.Unlock()
 		n.wg.Wait()
 		if n.nc != nil {
 			// Let what was published go out, for a moment at most.

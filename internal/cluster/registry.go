@@ -224,25 +224,20 @@ func (r *registry) checkCap(ctx context.Context) error {
 	for {
 		kctx, cancel := context.WithTimeout(ctx, kvTimeout)
 		_, err := r.names.Create(kctx, cfgKey, []byte(want))
-		if err == nil {
-			cancel()
-			return nil
+		var e jetstream.KeyValueEntry
+		if isExists(err) {
+			e, err = r.names.Get(kctx, cfgKey)
 		}
-		if !isExists(err) {
-			cancel()
-			// A bucket just made may have no leader yet ("no response
-			// from stream"): try again while the wait lasts.
-			if err := pause(ctx, err); err != nil {
-				return fmt.Errorf("checking the client cap: %w", err)
-			}
-			continue
-		}
-		e, err := r.names.Get(kctx, cfgKey)
 		cancel()
+		if e == nil && err == nil {
+			return nil // this node set the cap
+		}
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
+			continue // removed meanwhile
 		}
 		if err != nil {
+			// A bucket just made may have no leader yet ("no response
+			// from stream"): try again while the wait lasts.
 			if err := pause(ctx, err); err != nil {
 				return fmt.Errorf("checking the client cap: %w", err)
 			}

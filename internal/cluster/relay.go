@@ -605,8 +605,12 @@ func (r *relay) localLeft(p server.Peer) {
 
 // ackFrames acks frames that were delivered or dropped.
 func (r *relay) ackFrames(frames []inFrame) {
+	bySrc := make(map[string][]ackOf)
 	for _, f := range frames {
-		r.ack(f.src, f.key, len(f.frame))
+		bySrc[f.src] = append(bySrc[f.src], ackOf{f.key, len(f.frame)})
+	}
+	for src, acks := range bySrc {
+		r.ackAll(src, acks)
 	}
 }
 

@@ -50,7 +50,6 @@ func (c *conn) OpenFile(head FileHead, cancel <-chan struct{}) (FileStream, erro
 		// peer's backlog was full, or the peer is closing): the peer
 		// has nothing to be cut off for, and what waited behind the
 		// stream goes.
-		st.done = true
 		c.q.closeStream(true)
 		return nil, err
 	}
