@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"testing"
 	"testing/iotest"
 	"unicode"
@@ -195,6 +196,12 @@ func FuzzPayload(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		names, text, err := protocol.ParseSend(data)
+		// A slice of earlier names changes nothing but where the result
+		// lies.
+		reused, rtext, rerr := protocol.ParseSendInto([]string{"bob", "1", "a\u200bb", "carol"}, data)
+		if (err == nil) != (rerr == nil) || !slices.Equal(names, reused) || !bytes.Equal(text, rtext) {
+			t.Fatalf("ParseSendInto(%q) = %q %q %v, ParseSend %q %q %v", data, reused, rtext, rerr, names, text, err)
+		}
 		if err == nil {
 			if len(names) < 1 || len(names) > protocol.MaxRecipients {
 				t.Fatalf("ParseSend(%q) accepted %d names", data, len(names))

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
 	"unicode"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -293,6 +295,37 @@ func TestParseJoin(t *testing.T) {
 	for _, in := range []string{"", "alice ", " alice", "a b", "alice\n", strings.Repeat("x", 33), strings.Repeat("x", 129), ".", "..", "a/b", "\xff"} {
 		if got, err := protocol.ParseJoin([]byte(in)); !errors.Is(err, protocol.ErrBadUsername) || got != "" {
 			t.Errorf("ParseJoin(%q) = %q, %v; want ErrBadUsername", in, got, err)
+		}
+	}
+}
+
+// TestParseSendIntoReuses checks that a slice handed back to
+// ParseSendInto is reused, names that repeat at their places are the
+// strings already there (no allocation), and other names are checked as
+// ParseSend checks them.
+func TestParseSendIntoReuses(t *testing.T) {
+	frame := []byte("2 bob carol hi")
+	names, _, err := protocol.ParseSendInto(nil, frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := unsafe.StringData(names[1])
+	allocs := testing.AllocsPerRun(100, func() {
+		names, _, err = protocol.ParseSendInto(names, frame)
+	})
+	if err != nil || allocs != 0 {
+		t.Fatalf("parsing the same frame again: %v, %v allocations, want none", err, allocs)
+	}
+	if unsafe.StringData(names[1]) != first {
+		t.Errorf("carol was allocated again")
+	}
+	got, text, err := protocol.ParseSendInto(names, []byte("2 carol dave yo"))
+	if err != nil || !slices.Equal(got, []string{"carol", "dave"}) || string(text) != "yo" {
+		t.Errorf("names at other places: %q %q %v", got, text, err)
+	}
+	for _, in := range []string{"2 carol d/ve yo", "2 carol\x00 dave yo", "1 a\u200bb yo"} {
+		if _, _, err := protocol.ParseSendInto(got, []byte(in)); !errors.Is(err, protocol.ErrBadUsername) {
+			t.Errorf("ParseSendInto(%q) after valid names = %v, want ErrBadUsername", in, err)
 		}
 	}
 }

@@ -27,6 +27,9 @@ var (
 const (
 	// maxKeptBuffer is the largest payload buffer kept between frames.
 	maxKeptBuffer = 4 << 10
+	// maxKeptNames is the longest recipient list whose slices an idle
+	// connection keeps.
+	maxKeptNames = 16
 	// readBufferSize is the size of a connection's read buffer, taken
 	// from a pool while input is waiting and handed back when idle.
 	readBufferSize = 4 << 10
@@ -54,6 +57,8 @@ type conn struct {
 	joined  bool       // the user is in the hub
 	buf     []byte     // payload buffer
 	stats   *connStats // nil while idle, to keep idle connections small
+	names   []string   // handleSend's recipient names, reused from frame to frame
+	peers   []Peer     // handleSend's recipients, reused; emptied after each frame
 
 	done chan struct{} // closed by markClosed when the connection starts closing
 

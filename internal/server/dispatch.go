@@ -48,6 +48,9 @@ func (c *conn) idle() {
 	if cap(c.buf) > maxKeptBuffer {
 		c.buf = nil
 	}
+	if cap(c.names) > maxKeptNames {
+		c.names, c.peers = nil, nil
+	}
 	if c.r.Buffered() > 0 {
 		return
 	}
@@ -70,14 +73,18 @@ func (c *conn) handleSend() (err error) {
 	if c.buf, err = c.r.ReadPayload(c.buf); err != nil {
 		return err
 	}
-	names, text, err := protocol.ParseSend(c.buf)
+	names, text, err := protocol.ParseSendInto(c.names, c.buf)
 	if err != nil {
 		return err
 	}
+	c.names = names
 	frame := protocol.AppendMessage(nil, protocol.ForwardMessage, []string{c.name}, text)
-	peers := c.recipients("msg: ", names)
+	peers := c.recipients(c.peers[:0], "msg: ", names)
 	c.noticeMissing(names, peers)
-	return c.deliver(peers, protocol.ForwardMessage, frame)
+	err = c.deliver(peers, protocol.ForwardMessage, frame)
+	clear(peers) // hold no user that leaves
+	c.peers = peers[:0]
+	return err
 }
 
 // handleDisconnect ends the session on a disconnect frame naming the

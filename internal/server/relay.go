@@ -16,12 +16,12 @@ import (
 const smallFile = 256 << 10
 
 // recipients prints the event line (prefix and the sender's name) and a
-// line for each distinct name not joined, and returns the distinct peers
-// joined under the others.
-func (c *conn) recipients(prefix string, names []string) []Peer {
+// line for each distinct name not joined, and appends to dst the distinct
+// peers joined under the others.
+func (c *conn) recipients(dst []Peer, prefix string, names []string) []Peer {
 	s := c.srv
 	s.out.println(prefix, c.name)
-	peers := make([]Peer, 0, len(names))
+	peers := slices.Grow(dst, len(names))
 	var seen map[string]struct{} // for long lists; short ones are scanned
 	for i, name := range names {
 		if len(names) > 8 {
@@ -57,7 +57,7 @@ func (c *conn) handleFile() error {
 		return &endError{reason: reasonProtocolError, last: frameUnknown}
 	}
 	c.m.fileBytes.Add(float64(size)) // only files that are relayed
-	peers := c.recipients("file: ", names)
+	peers := c.recipients(nil, "file: ", names)
 	c.noticeMissing(names, peers)
 	if size > smallFile {
 		return c.streamFile(peers, filename, size)

@@ -45,6 +45,7 @@ type sendQueue struct {
 	drained   chan struct{} // closed when closing and the writer has stopped; guarded by mu
 	space     chan struct{} // made for a waiter, closed when bytes leave the queue or it closes; guarded by mu
 	spare     []qitem       // reused batch slice; owned by the writer
+	deadline  time.Time     // the write deadline last set; owned by the writer
 }
 
 type qitem struct {
@@ -120,6 +121,7 @@ func (q *sendQueue) kickLocked() {
 // is started by kickLocked and owned by the queue; it ends when nothing is
 // left to write or a write fails.
 func (q *sendQueue) writeLoop() {
+	var ws *writeScratch // taken on the first batch, given back at the end
 	for {
 		q.mu.Lock()
 		if len(q.items) == 0 || q.failed {
@@ -135,8 +137,12 @@ func (q *sendQueue) writeLoop() {
 		q.items = q.spare[:0]
 		q.mu.Unlock()
 
+		if ws == nil {
+			ws = writeScratchPool.Get().(*writeScratch)
+			defer ws.release()
+		}
 		whole, parts := 0, 0
-		bufs := make(net.Buffers, 0, len(batch))
+		bufs := ws.bufs[:0]
 		for _, it := range batch {
 			if len(it.b) > 0 { // a mark (writtenMark) writes nothing
 				bufs = append(bufs, it.b)
@@ -147,7 +153,9 @@ func (q *sendQueue) writeLoop() {
 				whole += len(it.b)
 			}
 		}
-		err := q.write(bufs)
+		ws.bufs = bufs[:0] // keep a grown array for the next batch
+		err := q.write(bufs, ws)
+		clear(bufs[:cap(bufs)]) // let the frames be collected
 		if err != nil {
 			// Say why first, so that whoever waits on the queue and
 			// learns of the failure finds the reason recorded.
@@ -180,7 +188,7 @@ func (q *sendQueue) writeLoop() {
 // so that the queue knows whether its peer is still taking them. Other
 // connections (TLS) cannot resume a write that timed out: there each step
 // is small and gets the whole timeout.
-func (q *sendQueue) write(bufs net.Buffers) error {
+func (q *sendQueue) write(bufs net.Buffers, ws *writeScratch) error {
 	_, resumable := q.nc.(*net.TCPConn)
 	step, wait := 64<<10, q.timeout
 	if resumable {
@@ -188,8 +196,9 @@ func (q *sendQueue) write(bufs net.Buffers) error {
 	}
 	for len(bufs) > 0 {
 		// Take at most step bytes, so a step's deadline measures
-		// progress, not size.
-		var chunk net.Buffers
+		// progress, not size. A batch of chat (most batches) fits in
+		// one step and is written as it is.
+		chunk := ws.chunk[:0]
 		n := 0
 		for len(bufs) > 0 && n < step {
 			b := bufs[0]
@@ -204,8 +213,9 @@ func (q *sendQueue) write(bufs net.Buffers) error {
 			n += len(b)
 			bufs = bufs[1:]
 		}
+		ws.chunk = chunk[:0]
 		for len(chunk) > 0 {
-			if err := q.nc.SetWriteDeadline(time.Now().Add(wait)); err != nil {
+			if err := q.setDeadline(resumable, wait); err != nil {
 				return err
 			}
 			moved, err := chunk.WriteTo(q.nc) // consumes what it wrote
@@ -222,6 +232,39 @@ func (q *sendQueue) write(bufs net.Buffers) error {
 		}
 	}
 	return nil
+}
+
+// setDeadline gives the next write wait to make progress. On a resumable
+// connection a deadline still at least wait/2 away is kept, since a
+// timeout there only makes write look at the progress and go on: moving a
+// deadline is a runtime timer update (a lock and a heap fix) that showed
+// in the profile of every batch of chat (issue 19). Elsewhere a timeout is
+// final, so each write gets the whole wait. Only the writer sets the
+// connection's write deadline, so the one it remembers is the one set.
+func (q *sendQueue) setDeadline(resumable bool, wait time.Duration) error {
+	now := time.Now()
+	if resumable && q.deadline.Sub(now) >= wait/2 {
+		return nil
+	}
+	q.deadline = now.Add(wait)
+	return q.nc.SetWriteDeadline(q.deadline)
+}
+
+// writeScratch holds the writer's slices of buffers between batches. It is
+// pooled rather than kept by each queue, since a queue is idle most of the
+// time and its connection should then hold as little as it can.
+type writeScratch struct {
+	bufs, chunk net.Buffers
+}
+
+var writeScratchPool = sync.Pool{New: func() any { return new(writeScratch) }}
+
+// release clears the slices (they point at written frames) and gives ws
+// back to the pool.
+func (ws *writeScratch) release() {
+	clear(ws.bufs[:cap(ws.bufs)])
+	clear(ws.chunk[:cap(ws.chunk)])
+	writeScratchPool.Put(ws)
 }
 
 // progressTick is how often a blocked write on a TCP socket looks at

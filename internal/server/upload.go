@@ -144,7 +144,7 @@ func (c *conn) beginUpload(p []byte) error {
 	if dup || n >= maxUploads {
 		return fmt.Errorf("%w: upload %d is under way, or %d are", protocol.ErrMalformed, id, n)
 	}
-	peers := c.recipients("file: ", names)
+	peers := c.recipients(nil, "file: ", names)
 	online := make([]string, len(peers))
 	for i, p := range peers {
 		online[i] = p.Name()
