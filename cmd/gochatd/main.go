@@ -50,6 +50,15 @@ Extensions:
 --pace-backlog=SIZE     Pause a client's reading while a recipient of its last frame has
                         this much waiting, until it drops (0: never), defaults to 2M
                         (or a quarter of --send-queue, if that is less)
+--spool-dir=DIR         Where files for users who take whole frames are held until
+                        complete, defaults to the temporary folder
+--spool-max=SIZE        Most bytes of such files held on disk at once; a file past it
+                        does not reach those users, defaults to 4G
+--spool-memory=SIZE     Most bytes of such files held in memory instead (a file of up
+                        to an eighth of it), defaults to 64M
+--min-upload-rate=SIZE  Cut off a file whose sender brings fewer bytes per second than
+                        this over a window of waiting for it (0: never), defaults to 1K
+--min-upload-window=DURATION  That window, defaults to 30s
 --max-conns-per-ip=N    Open connections allowed from one IP address (0: no limit),
                         defaults to 100; loopback is exempt unless --limit-loopback
 --limit-loopback        Apply --max-conns-per-ip to loopback addresses too
@@ -123,6 +132,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&floodBytesBurst, "flood-bytes-burst", "")
 	paceBacklog := cli.Limit(cfg.PaceBacklog)
 	fs.Var(&paceBacklog, "pace-backlog", "")
+	fs.StringVar(&cfg.SpoolDir, "spool-dir", cfg.SpoolDir, "")
+	spoolMax := cli.Size(cfg.SpoolMaxBytes)
+	fs.Var(&spoolMax, "spool-max", "")
+	spoolMemory := cli.Size(cfg.SpoolMemoryBytes)
+	fs.Var(&spoolMemory, "spool-memory", "")
+	minUploadRate := cli.Limit(cfg.MinUploadRate)
+	fs.Var(&minUploadRate, "min-upload-rate", "")
+	fs.DurationVar(&cfg.MinUploadWindow, "min-upload-window", cfg.MinUploadWindow, "")
 	cli.IntVarP(fs, &cfg.MaxConnsPerAddr, "max-conns-per-ip", "", cfg.MaxConnsPerAddr)
 	fs.BoolVar(&cfg.LimitLoopback, "limit-loopback", false, "")
 	metricsAddr := fs.String("metrics-addr", "", "")
@@ -171,6 +188,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if cfg.FloodRate < 0 || cfg.FloodBurst < 1 || cfg.MaxConnsPerAddr < 0 {
 			return fmt.Errorf("--flood-rate, --flood-burst and --max-conns-per-ip take positive values")
 		}
+		if fi, err := os.Stat(cfg.SpoolDir); err != nil || !fi.IsDir() {
+			return fmt.Errorf("--spool-dir %s is not a folder", cfg.SpoolDir)
+		}
+		if spoolMax < 1 || spoolMemory < 1 || cfg.MinUploadWindow <= 0 {
+			return fmt.Errorf("--spool-max, --spool-memory and --min-upload-window must be positive")
+		}
 		if (*tlsCert == "") != (*tlsKey == "") {
 			return fmt.Errorf("--tls-cert and --tls-key go together")
 		}
@@ -193,6 +216,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cfg.FloodBytes = float64(floodBytes)
 	cfg.FloodBytesBurst = int64(floodBytesBurst)
 	cfg.PaceBacklog = int(paceBacklog)
+	cfg.SpoolMaxBytes = int64(spoolMax)
+	cfg.SpoolMemoryBytes = int64(spoolMemory)
+	cfg.MinUploadRate = float64(minUploadRate)
 	cfg.Stdout = stdout
 	cfg.Logger = logger
 	var tlsCfg *tls.Config

@@ -38,11 +38,11 @@ type Peer interface {
 	// flood never gets a recipient reading at an honest pace cut off.
 	Offer(frame []byte) (retry <-chan struct{}, err error)
 	// OpenFile starts delivering a file whose content the caller then
-	// writes in chunks. A peer that takes whole frames only reserves its
-	// outgoing stream for the forward_file frame, waiting while another
-	// file holds it; one that asked for chunked files gets file_* frames
-	// that other frames may come between. It gives up when cancel is
-	// closed.
+	// writes in chunks. A peer that takes whole frames only gets its
+	// forward_file once the file is complete (the server holds it until
+	// then, and may refuse: ErrSpoolFull); one that asked for chunked
+	// files gets file_* frames that other frames may come between. It
+	// gives up when cancel is closed.
 	OpenFile(head FileHead, cancel <-chan struct{}) (FileStream, error)
 }
 
@@ -61,18 +61,7 @@ type FileHead struct {
 	Sender   string
 	Filename string
 	Size     int64
-	// Inline says that the content follows on the sender's connection
-	// and is read by the goroutine opening the streams (a send_file).
-	// Such a goroutine must never wait for a stream that an upload of
-	// the same sender holds: that upload's chunks come after the
-	// content, on the same connection, so the wait would never end.
-	Inline bool
 }
-
-// ErrOwnUpload is returned by OpenFile for an inline file (see
-// FileHead.Inline) to a user whose stream an upload of the same sender
-// holds: the file cannot reach that user.
-var ErrOwnUpload = errors.New("the recipient's stream is held by an upload of the same sender")
 
 // Chunk is a part of a file's content, as read from its sender. A peer
 // taking whole frames queues Data as the next bytes of the forward_file
@@ -91,9 +80,8 @@ type FileStream interface {
 	Write(c Chunk) error
 	// Close ends a complete file.
 	Close()
-	// Abort ends an incomplete file. A peer taking whole frames can no
-	// longer decode its stream, so it is cut off; a chunked peer is told
-	// the file was abandoned.
+	// Abort ends an incomplete file. A peer taking whole frames was sent
+	// nothing of it; a chunked peer is told the file was abandoned.
 	Abort()
 }
 

@@ -26,6 +26,9 @@ type metrics struct {
 	pausedSeconds [numPauseCauses]prometheus.Counter
 	ipRejected    prometheus.Counter
 	stdoutDropped prometheus.Counter
+	spoolRefused  prometheus.Counter
+	spoolFailed   prometheus.Counter
+	slowSenders   prometheus.Counter
 }
 
 func newMetrics(s *Server) *metrics {
@@ -44,6 +47,22 @@ func newMetrics(s *Server) *metrics {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			return float64(len(s.conns))
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "chat_spool_disk_bytes",
+			Help: "Bytes of files held on disk for recipients that take whole frames (reserved at the files' sizes).",
+		}, func() float64 {
+			s.spoolMu.Lock()
+			defer s.spoolMu.Unlock()
+			return float64(s.spoolDisk)
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "chat_spool_memory_bytes",
+			Help: "Bytes of files held in memory for recipients that take whole frames (reserved at the files' sizes).",
+		}, func() float64 {
+			s.spoolMu.Lock()
+			defer s.spoolMu.Unlock()
+			return float64(s.spoolMem)
 		}),
 	)
 	vec := func(name, help, label string) *prometheus.CounterVec {
@@ -81,6 +100,9 @@ func newMetrics(s *Server) *metrics {
 	m.fileBytes = counter("chat_file_bytes_total", "File content bytes received for relaying.")
 	m.floodDelays = counter("chat_flood_delays_total", "Frames whose reading was delayed by flood control.")
 	m.stdoutDropped = counter("chat_stdout_lines_dropped_total", "Event lines dropped because stdout took nothing while 64 MiB of them waited.")
+	m.spoolRefused = counter("chat_spool_refused_total", "Files not held for recipients that take whole frames because the spool on disk was full (--spool-max).")
+	m.spoolFailed = counter("chat_spool_failures_total", "Files not held for recipients that take whole frames because the spool could not be made or written.")
+	m.slowSenders = counter("chat_slow_file_senders_total", "Files cut off because their sender stayed below --min-upload-rate.")
 	m.ipRejected = counter("chat_conns_rejected_per_ip_total", "Connections refused by the per-address limit.")
 	return m
 }

@@ -85,14 +85,6 @@ func (c *conn) offerWhenRoom(p Peer, frame []byte) error {
 		if retry == nil || err != nil {
 			return nil
 		}
-		if pc, ok := p.(*conn); ok && pc.q.streamOf(c.name) {
-			// The backlog waits behind a file of this sender, an upload
-			// whose chunks only this goroutine reads: room would never
-			// come. The frame waits behind the file, unpaced (the
-			// queue's limit still holds).
-			pc.Send(frame)
-			return nil
-		}
 		select {
 		case <-retry:
 		case <-tick.C:

@@ -32,7 +32,10 @@ func (c *conn) push(frame []byte, paced bool) (<-chan struct{}, error) {
 	return retry, err
 }
 
-// OpenFile implements Peer.
+// OpenFile implements Peer. A peer taking whole frames gets the file as
+// one forward_file once the server holds all of it (spool.go), so that
+// nothing else waits behind a file still on its way, and a sender that
+// crawls or leaves costs it nothing.
 func (c *conn) OpenFile(head FileHead, cancel <-chan struct{}) (FileStream, error) {
 	if c.chunked {
 		begin := protocol.AppendFileBegin(nil, head.ID, head.Sender, head.Filename, head.Size)
@@ -41,17 +44,5 @@ func (c *conn) OpenFile(head FileHead, cancel <-chan struct{}) (FileStream, erro
 		}
 		return &chunkedStream{q: c.q, id: head.ID, cancel: cancel, send: c.Send}, nil
 	}
-	if err := c.q.openStream(head, cancel, c.done); err != nil {
-		return nil, err
-	}
-	st := &plainStream{q: c.q, cancel: cancel, kill: func() { c.kill(reasonAbortedTransfer, nil) }}
-	if err := st.writeHead(protocol.AppendFileHead(nil, protocol.ForwardFile, []string{head.Sender}, head.Filename, head.Size)); err != nil {
-		// Nothing of the frame was queued (the sender gave up while the
-		// peer's backlog was full, or the peer is closing): the peer
-		// has nothing to be cut off for, and what waited behind the
-		// stream goes.
-		c.q.closeStream(true)
-		return nil, err
-	}
-	return st, nil
+	return c.srv.openSpool(head, c.q)
 }

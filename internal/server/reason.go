@@ -18,7 +18,7 @@ const (
 	reasonJoinTimeout
 	reasonServerFull
 	reasonNameUnavailable
-	reasonAbortedTransfer
+	reasonSlowFileSender
 	reasonStalledSender
 	reasonInternalError
 	reasonEvicted
@@ -38,7 +38,7 @@ var reasonNames = [...]string{
 	reasonJoinTimeout:     "join timeout",
 	reasonServerFull:      "server full",
 	reasonNameUnavailable: "username not available",
-	reasonAbortedTransfer: "file transfer aborted by its sender",
+	reasonSlowFileSender:  "file sender below the minimum rate",
 	reasonStalledSender:   "file sender stalled",
 	reasonInternalError:   "internal error",
 	reasonEvicted:         "evicted by the registry",

@@ -71,13 +71,14 @@ func (c *conn) handleFile() error {
 }
 
 // streamFile relays a large file's content to peers chunk by chunk as it
-// arrives, paced by the slowest peer. Streams it leaves unfinished, on
-// any path out (a panic included), are aborted.
+// arrives: into the spool of peers taking whole frames, in file_chunk
+// frames to chunked peers, paced by the slowest of those. Streams it
+// leaves unfinished, on any path out (a panic included), are aborted.
 func (c *conn) streamFile(peers []Peer, filename string, size int64) error {
 	s := c.srv
 	// Open streams in name order, so two senders never wait on each other.
 	slices.SortFunc(peers, func(a, b Peer) int { return strings.Compare(a.Name(), b.Name()) })
-	head := FileHead{ID: s.nextFileID.Add(1), Sender: c.name, Filename: filename, Size: size, Inline: true}
+	head := FileHead{ID: s.nextFileID.Add(1), Sender: c.name, Filename: filename, Size: size}
 	streams := make([]FileStream, 0, len(peers))
 	defer func() {
 		for _, st := range streams {
@@ -88,15 +89,17 @@ func (c *conn) streamFile(peers []Peer, filename string, size int64) error {
 		st, err := p.OpenFile(head, c.done)
 		if err == nil {
 			streams = append(streams, st)
-		} else if errors.Is(err, ErrOwnUpload) {
-			c.logAt(slog.LevelWarn, "file not delivered to a user: an upload of the sender to that user is under way, and its chunks come after this file", "to", p.Name(), "file", filename)
+		} else if !errors.Is(err, ErrPeerGone) {
+			c.logAt(slog.LevelWarn, "file not delivered to a user", "to", p.Name(), "file", filename, "size", size, "err", err)
 		}
 	}
+	floor := rateFloor{min: s.cfg.MinUploadRate, window: s.cfg.MinUploadWindow}
 	var deadline time.Time
 	for size > 0 {
 		// Refresh the stall deadline about once a second, not per read
 		// (and before any read that follows a wait for the peers).
-		if now := time.Now(); deadline.Sub(now) < s.cfg.StallTimeout-min(time.Second, s.cfg.StallTimeout/4) {
+		now := time.Now()
+		if deadline.Sub(now) < s.cfg.StallTimeout-min(time.Second, s.cfg.StallTimeout/4) {
 			deadline = now.Add(s.cfg.StallTimeout)
 			c.nc.SetReadDeadline(deadline)
 		}
@@ -108,6 +111,10 @@ func (c *conn) streamFile(peers []Peer, filename string, size int64) error {
 				err = io.ErrUnexpectedEOF
 			}
 			return err
+		}
+		if floor.add(time.Since(now), int64(n)) {
+			fb.release()
+			return c.tooSlow(filename, head.Size-size)
 		}
 		size -= int64(n)
 		chunk := Chunk{ID: head.ID, Data: fb.b[:n], ref: fb}
@@ -125,4 +132,13 @@ func (c *conn) streamFile(peers []Peer, filename string, size int64) error {
 		st.Close()
 	}
 	return nil
+}
+
+// tooSlow cuts off a send_file whose sender stayed below the minimum
+// rate: the frame cannot be skipped, so the connection goes.
+func (c *conn) tooSlow(filename string, got int64) error {
+	c.m.slowSenders.Inc()
+	c.logAt(slog.LevelWarn, "file sender below the minimum rate; cutting it off", "file", filename, "after", got,
+		"min_rate", c.srv.cfg.MinUploadRate, "window", c.srv.cfg.MinUploadWindow)
+	return &endError{reason: reasonSlowFileSender}
 }

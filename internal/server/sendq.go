@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -18,8 +19,10 @@ var errQueueClosed = errors.New("send queue closed")
 // sendQueue is a connection's outgoing frames. Enqueueing never blocks:
 // a writer goroutine is started when there is something to write and ends
 // when the queue is empty, so an idle connection holds no goroutine for
-// writing. The frames of at most one stream at a time are interleaved into
-// the queue; other frames wait behind the stream until it is closed.
+// writing. A forward_file for a peer taking whole frames is queued only
+// once the server holds the whole file (a spool, spool.go), and the
+// writer reads it from there as it writes; chunked files' frames are
+// interleaved with the others as they come (pushPaced).
 type sendQueue struct {
 	nc      net.Conn
 	limit   int           // most bytes of whole frames that may wait
@@ -27,31 +30,27 @@ type sendQueue struct {
 	timeout time.Duration // a write making no progress this long fails
 	onFail  func(error)   // called once by the writer when a write fails, before waiters learn of it
 
-	slot chan struct{} // holds a token while a stream is open
-
 	progress atomic.Int64 // when the writer last moved bytes (or started), in Unix nanoseconds
 
-	mu        sync.Mutex
-	items     []qitem       // ready to write; guarded by mu
-	held      []qitem       // whole frames behind the open stream; guarded by mu
-	size      int           // bytes of whole frames in items and held; guarded by mu
-	pushed    int           // whole frames ever queued (tests wait on it); guarded by mu
-	inStream  int           // bytes of stream parts in items; guarded by mu
-	streaming bool          // a stream is open; guarded by mu
-	owner     string        // the sender of the open stream's file; guarded by mu
-	writing   bool          // a writer goroutine runs; guarded by mu
-	closing   bool          // no more frames are taken; guarded by mu
-	failed    bool          // a write failed; guarded by mu
-	drained   chan struct{} // closed when closing and the writer has stopped; guarded by mu
-	space     chan struct{} // made for a waiter, closed when bytes leave the queue or it closes; guarded by mu
-	spare     []qitem       // reused batch slice; owned by the writer
-	deadline  time.Time     // the write deadline last set; owned by the writer
+	mu       sync.Mutex
+	items    []qitem       // ready to write; guarded by mu
+	size     int           // bytes of whole frames in items (a spooled file's content not counted); guarded by mu
+	pushed   int           // whole frames ever queued (tests wait on it); guarded by mu
+	inStream int           // bytes of stream parts in items; guarded by mu
+	writing  bool          // a writer goroutine runs; guarded by mu
+	closing  bool          // no more frames are taken; guarded by mu
+	failed   bool          // a write failed; guarded by mu
+	drained  chan struct{} // closed when closing and the writer has stopped; guarded by mu
+	space    chan struct{} // made for a waiter, closed when bytes leave the queue or it closes; guarded by mu
+	spare    []qitem       // reused batch slice; owned by the writer
+	deadline time.Time     // the write deadline last set; owned by the writer
 }
 
 type qitem struct {
 	b      []byte
 	stream bool
 	ref    *fileBuf      // if not nil, b lies in it; released once written
+	spool  *spool        // if not nil, the content that follows b (a forward_file's head), read from the spool as it is written; released once written or dropped
 	sent   chan struct{} // if not nil, closed once b (and all before it) is written
 }
 
@@ -62,7 +61,6 @@ func newSendQueue(nc net.Conn, limit, mark int, timeout time.Duration, onFail fu
 		mark:    mark,
 		timeout: timeout,
 		onFail:  onFail,
-		slot:    make(chan struct{}, 1),
 	}
 }
 
@@ -86,26 +84,17 @@ func (q *sendQueue) push(b []byte, paced bool) (retry <-chan struct{}, err error
 	}
 	q.size += len(b)
 	q.pushed++
-	if q.streaming {
-		q.held = append(q.held, qitem{b: b})
-		return nil, nil
-	}
 	q.items = append(q.items, qitem{b: b})
 	q.kickLocked()
 	return nil, nil
 }
 
 // takingLocked reports whether the peer is taking what is queued: the
-// writer is idle, or has moved bytes within paceGrace. Frames held behind
-// an open stream that has moved nothing for paceGrace wait for the
-// stream's sender, not for the peer: then nobody is held back for them
-// (a sender paced on them may be the one the stream waits for, through
-// other users' queues or across cluster nodes).
+// writer is idle, or has moved bytes within paceGrace. Everything queued
+// waits for the peer alone (a spooled file is whole before it is queued),
+// so a sender paced on it waits for nobody else.
 func (q *sendQueue) takingLocked() bool {
-	if !q.writing {
-		return !q.streaming || len(q.held) == 0 || q.sinceProgress() < paceGrace
-	}
-	return q.sinceProgress() < paceGrace
+	return !q.writing || q.sinceProgress() < paceGrace
 }
 
 // kickLocked starts the writer if it is not running.
@@ -126,6 +115,7 @@ func (q *sendQueue) writeLoop() {
 		q.mu.Lock()
 		if len(q.items) == 0 || q.failed {
 			q.writing = false
+			q.dropItemsLocked() // after a failure: nothing more is written
 			if q.closing && q.drained != nil {
 				close(q.drained)
 				q.drained = nil
@@ -143,8 +133,9 @@ func (q *sendQueue) writeLoop() {
 		}
 		whole, parts := 0, 0
 		bufs := ws.bufs[:0]
+		var err error
 		for _, it := range batch {
-			if len(it.b) > 0 { // a mark (writtenMark) writes nothing
+			if len(it.b) > 0 && err == nil { // a mark (writtenMark) writes nothing
 				bufs = append(bufs, it.b)
 			}
 			if it.stream {
@@ -152,9 +143,19 @@ func (q *sendQueue) writeLoop() {
 			} else {
 				whole += len(it.b)
 			}
+			if it.spool != nil && err == nil {
+				// The frames before it and its head go first; then its
+				// content, read from the spool as it is written.
+				if err = q.write(bufs, ws); err == nil {
+					err = q.writeSpool(it.spool, ws)
+				}
+				bufs = bufs[:0]
+			}
 		}
-		ws.bufs = bufs[:0] // keep a grown array for the next batch
-		err := q.write(bufs, ws)
+		if err == nil {
+			err = q.write(bufs, ws)
+		}
+		ws.bufs = bufs[:0]      // keep a grown array for the next batch
 		clear(bufs[:cap(bufs)]) // let the frames be collected
 		if err != nil {
 			// Say why first, so that whoever waits on the queue and
@@ -165,6 +166,9 @@ func (q *sendQueue) writeLoop() {
 		for _, it := range batch {
 			if it.ref != nil {
 				it.ref.release()
+			}
+			if it.spool != nil {
+				it.spool.release()
 			}
 			if it.sent != nil && err == nil {
 				close(it.sent)
@@ -181,6 +185,42 @@ func (q *sendQueue) writeLoop() {
 		q.wakePacedLocked()
 		q.mu.Unlock()
 	}
+}
+
+// writeSpool writes a spooled file's content, reading it in pieces of a
+// pooled buffer, so that a 1 GiB file costs the writer one buffer.
+func (q *sendQueue) writeSpool(sp *spool, ws *writeScratch) error {
+	if sp.mem != nil {
+		return q.write(net.Buffers{sp.mem}, ws)
+	}
+	fb := getFileBuf()
+	defer fb.release()
+	for off := int64(0); off < sp.head.Size; {
+		n, err := sp.f.ReadAt(fb.b[:min(int64(len(fb.b)), sp.head.Size-off)], off)
+		if n == 0 && err != nil {
+			return fmt.Errorf("reading the spooled file %s: %w", sp.head.Filename, err)
+		}
+		off += int64(n)
+		if err := q.write(net.Buffers{fb.b[:n]}, ws); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropItemsLocked drops what waits in the queue unwritten, giving back
+// the spools it holds (a spool on disk is removed once nobody holds it).
+func (q *sendQueue) dropItemsLocked() {
+	for _, it := range q.items {
+		if it.spool != nil {
+			it.spool.release()
+		}
+		if !it.stream {
+			q.size -= len(it.b)
+		}
+	}
+	clear(q.items)
+	q.items = q.items[:0]
 }
 
 // write writes bufs, failing once no byte has moved for q.timeout. On a
@@ -285,8 +325,7 @@ func (q *sendQueue) sinceProgress() time.Duration {
 
 // close stops taking frames, queues last (if not nil) after what is
 // queued, and returns a channel closed once the writer has written all
-// of it (or failed). Frames held behind an open stream are dropped, since
-// the stream's frame can no longer be completed.
+// of it (or failed).
 func (q *sendQueue) close(last []byte) <-chan struct{} {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -297,27 +336,19 @@ func (q *sendQueue) close(last []byte) <-chan struct{} {
 	}
 	q.closing = true
 	q.wakePacedLocked()
-	if !q.streaming && last != nil {
+	if last != nil {
 		q.items = append(q.items, qitem{b: last})
 	}
-	q.dropHeldLocked()
 	if q.writing {
 		q.drained = done
 	} else if len(q.items) > 0 && !q.failed {
 		q.drained = done
 		q.kickLocked()
 	} else {
+		q.dropItemsLocked()
 		close(done)
 	}
 	return done
-}
-
-// dropHeldLocked discards the frames held behind the open stream.
-func (q *sendQueue) dropHeldLocked() {
-	for _, it := range q.held {
-		q.size -= len(it.b)
-	}
-	q.held = nil
 }
 
 // spaceLocked returns the channel closed when bytes next leave the queue
@@ -329,72 +360,22 @@ func (q *sendQueue) spaceLocked() <-chan struct{} {
 	return q.space
 }
 
-// openStream waits for the queue's stream slot for a file of head,
-// giving up when cancel or gone is closed, or (for an inline file) once
-// an upload of the same sender holds the slot.
-func (q *sendQueue) openStream(head FileHead, cancel, gone <-chan struct{}) error {
-	var recheck <-chan time.Time
-	if head.Inline {
-		// An upload of the sender may take the slot while this waits:
-		// that is seen within a moment.
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		recheck = t.C
-	}
-	for waiting := true; waiting; {
-		if head.Inline && q.streamOf(head.Sender) {
-			return ErrOwnUpload
-		}
-		select {
-		case q.slot <- struct{}{}:
-			waiting = false
-		case <-gone:
-			return ErrPeerGone
-		case <-cancel:
-			return ErrPeerGone
-		case <-recheck:
-		}
-	}
+// pushSpooled queues a forward_file whose head is head and whose
+// content the whole of sp holds, taking a reference to sp. Only head
+// counts against the queue's limit: the content is read from the spool
+// as it is written. It returns errQueueClosed after close.
+func (q *sendQueue) pushSpooled(head []byte, sp *spool) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	select {
-	case <-cancel: // both were ready, and select chose the slot
-		<-q.slot
-		return ErrPeerGone
-	default:
-	}
 	if q.closing || q.failed {
-		<-q.slot
-		return ErrPeerGone
+		return errQueueClosed
 	}
-	q.streaming = true
-	q.owner = head.Sender
+	sp.hold()
+	q.size += len(head)
+	q.pushed++
+	q.items = append(q.items, qitem{b: head, spool: sp})
+	q.kickLocked()
 	return nil
-}
-
-// streamOf reports whether the open stream carries a file of sender.
-func (q *sendQueue) streamOf(sender string) bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.streaming && q.owner == sender
-}
-
-// closeStream ends the open stream. A complete stream lets the frames
-// held behind it go; an incomplete one drops them, since its peer is cut
-// off.
-func (q *sendQueue) closeStream(complete bool) {
-	q.mu.Lock()
-	q.streaming = false
-	q.owner = ""
-	if complete {
-		q.items = append(q.items, q.held...)
-		q.held = nil
-		q.kickLocked()
-	} else {
-		q.dropHeldLocked()
-	}
-	q.mu.Unlock()
-	<-q.slot
 }
 
 // pushPaced queues head (if any) and b as stream bytes, together,

@@ -33,34 +33,51 @@ func (q *sendQueue) queuedBytes() int {
 	return q.size
 }
 
-// Frames held behind a stream leave the queue's byte count when the
-// stream is aborted or the queue is closed, as they leave the queue.
-func TestSendQueueDropsHeldFromSize(t *testing.T) {
-	never := make(chan struct{})
+// A spooled file waiting in a queue that closes, or whose writer fails,
+// is given back: its bytes leave the spool budget and its file is closed.
+func TestSendQueueDropsSpooled(t *testing.T) {
 	for _, end := range []struct {
 		name string
-		end  func(q *sendQueue)
+		end  func(q *sendQueue, client net.Conn)
 	}{
-		{"abort", func(q *sendQueue) { q.closeStream(false) }},
-		{"close", func(q *sendQueue) { q.close(nil) }},
+		// Closing flushes: the writer goes on until its peer is gone.
+		{"close", func(q *sendQueue, client net.Conn) { q.close(nil); client.Close() }},
+		{"write fails", func(_ *sendQueue, client net.Conn) { client.Close() }},
 	} {
 		t.Run(end.name, func(t *testing.T) {
-			q, _ := newTestQueue(t)
-			if err := q.openStream(FileHead{}, never, never); err != nil {
+			srv := New(Config{SpoolMemoryBytes: 1}) // every spool on disk
+			client, server := net.Pipe()
+			defer client.Close()
+			failed := make(chan error, 1)
+			q := newSendQueue(server, 1<<20, 0, waitTimeout, func(err error) { failed <- err })
+			// A frame the writer blocks on, then two spooled files.
+			if _, err := q.push([]byte("forward_message 6 1 a hi"), false); err != nil {
 				t.Fatal(err)
 			}
-			if err := q.pushPaced(nil, []byte("forward_file 100 1 a f "), nil, never); err != nil {
+			head := FileHead{ID: 1, Sender: "a", Filename: "f", Size: 3}
+			st, err := srv.openSpool(head, q)
+			if err != nil {
 				t.Fatal(err)
 			}
-			for range 3 {
-				if _, err := q.push([]byte("forward_message 6 1 a hi"), false); err != nil {
-					t.Fatal(err)
-				}
+			if err := st.Write(Chunk{ID: 1, Data: []byte("abc")}); err != nil {
+				t.Fatal(err)
 			}
-			if got, want := q.queuedBytes(), 3*len("forward_message 6 1 a hi"); got != want {
-				t.Fatalf("size with frames held = %d, want %d", got, want)
+			f := st.sp.f
+			st.Close()
+			if got := srv.spoolDisk; got != 3 {
+				t.Fatalf("spooled on disk: %d bytes, want 3", got)
 			}
-			end.end(q)
+			end.end(q, client)
+			<-failed
+			<-q.close(nil)
+			waitUntil(t, "the spool is given back", func() bool {
+				srv.spoolMu.Lock()
+				defer srv.spoolMu.Unlock()
+				return srv.spoolDisk == 0
+			})
+			if _, err := f.Stat(); err == nil {
+				t.Fatal("the spool's file is still open")
+			}
 			if got := q.queuedBytes(); got != 0 {
 				t.Errorf("size after %s = %d, want 0", end.name, got)
 			}
@@ -176,18 +193,13 @@ func TestNewChunkHoldsItsBuffer(t *testing.T) {
 	if &c.Data[0] != &c.ref.b[0] {
 		t.Fatal("appending moved the content out of the pooled buffer")
 	}
-	if err := q.openStream(FileHead{}, never, never); err != nil {
-		t.Fatal(err)
-	}
-	st := &plainStream{q: q, cancel: never}
-	if err := st.Write(c); err != nil {
+	if err := q.pushPaced(nil, c.Data, c.ref, never); err != nil {
 		t.Fatal(err)
 	}
 	c.Release()
-	if got := c.ref.refs.Load(); got != 1 {
-		t.Fatalf("after the caller's release, %d references; want the queue's 1", got)
+	if got := c.ref.refs.Load(); got > 1 { // 0 once written
+		t.Fatalf("after the caller's release, %d references; want the queue's 1 at most", got)
 	}
-	st.Close()
 	mark := q.writtenMark()
 	got := make([]byte, len("piece one, piece two"))
 	if _, err := io.ReadFull(client, got); err != nil || string(got) != "piece one, piece two" {

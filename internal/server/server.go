@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +63,21 @@ type Config struct {
 	// no cap). Loopback addresses are exempt unless LimitLoopback is set.
 	MaxConnsPerAddr int
 	LimitLoopback   bool
+	// SpoolDir is where files for users who take whole frames are held
+	// until they are complete (default os.TempDir()); spool.go.
+	// SpoolMaxBytes bounds the files held there at once (default 4 GiB):
+	// a file that would take them past it does not reach such users.
+	// SpoolMemoryBytes bounds the files held in memory instead (default
+	// 64 MiB; a file of at most an eighth of it may be).
+	SpoolDir         string
+	SpoolMaxBytes    int64
+	SpoolMemoryBytes int64
+	// MinUploadRate is the fewest bytes per second a file's sender must
+	// bring, on average over each MinUploadWindow the server spends
+	// waiting for it (default 30 s), or the file is cut off: a send_file
+	// sender's connection is closed, an upload ended (0: no floor).
+	MinUploadRate   float64
+	MinUploadWindow time.Duration
 }
 
 // Defaults from PROTOCOL.md and docs/OPERATIONS.md.
@@ -76,6 +92,10 @@ const (
 	DefaultFloodBytesBurst = 64 << 20
 	DefaultPaceBacklog     = 2 << 20
 	DefaultMaxConnsPerAddr = 100
+	DefaultSpoolMaxBytes   = 4 << 30
+	DefaultSpoolMemory     = 64 << 20
+	DefaultMinUploadRate   = 1 << 10
+	DefaultMinUploadWindow = 30 * time.Second
 	// admissionGrace is how long a join waits for an earlier-accepted
 	// connection's first frame.
 	admissionGrace = 2 * time.Second
@@ -89,17 +109,22 @@ const (
 // says otherwise: every limit on.
 func DefaultConfig() Config {
 	return Config{
-		MaxClients:      DefaultMaxClients,
-		MaxFileSize:     protocol.DefaultMaxFileSize,
-		JoinTimeout:     DefaultJoinTimeout,
-		SendQueueBytes:  DefaultSendQueueBytes,
-		StallTimeout:    DefaultStallTimeout,
-		FloodRate:       DefaultFloodRate,
-		FloodBurst:      DefaultFloodBurst,
-		FloodBytes:      DefaultFloodBytes,
-		FloodBytesBurst: DefaultFloodBytesBurst,
-		PaceBacklog:     DefaultPaceBacklog,
-		MaxConnsPerAddr: DefaultMaxConnsPerAddr,
+		MaxClients:       DefaultMaxClients,
+		MaxFileSize:      protocol.DefaultMaxFileSize,
+		JoinTimeout:      DefaultJoinTimeout,
+		SendQueueBytes:   DefaultSendQueueBytes,
+		StallTimeout:     DefaultStallTimeout,
+		FloodRate:        DefaultFloodRate,
+		FloodBurst:       DefaultFloodBurst,
+		FloodBytes:       DefaultFloodBytes,
+		FloodBytesBurst:  DefaultFloodBytesBurst,
+		PaceBacklog:      DefaultPaceBacklog,
+		MaxConnsPerAddr:  DefaultMaxConnsPerAddr,
+		SpoolDir:         os.TempDir(),
+		SpoolMaxBytes:    DefaultSpoolMaxBytes,
+		SpoolMemoryBytes: DefaultSpoolMemory,
+		MinUploadRate:    DefaultMinUploadRate,
+		MinUploadWindow:  DefaultMinUploadWindow,
 	}
 }
 
@@ -129,6 +154,18 @@ func (c *Config) setDefaults() {
 	}
 	if c.PaceBacklog >= c.SendQueueBytes {
 		c.PaceBacklog = c.SendQueueBytes / 4
+	}
+	if c.SpoolDir == "" {
+		c.SpoolDir = def.SpoolDir
+	}
+	if c.SpoolMaxBytes <= 0 {
+		c.SpoolMaxBytes = def.SpoolMaxBytes
+	}
+	if c.SpoolMemoryBytes <= 0 {
+		c.SpoolMemoryBytes = def.SpoolMemoryBytes
+	}
+	if c.MinUploadWindow <= 0 {
+		c.MinUploadWindow = def.MinUploadWindow
 	}
 	if c.Stdout == nil {
 		c.Stdout = io.Discard
@@ -167,6 +204,11 @@ type Server struct {
 	perAddr   map[netip.Addr]int        // open connections by counted address; guarded by mu
 	connWG    sync.WaitGroup            // one per conn goroutine
 
+	spoolMu   sync.Mutex
+	spools    map[uint64]*spool // being written, by transfer id; guarded by spoolMu
+	spoolMem  int64             // bytes of spools in memory; guarded by spoolMu
+	spoolDisk int64             // bytes of spools on disk; guarded by spoolMu
+
 	testHookConnClosed func() // if set, called after each connection is released
 }
 
@@ -179,9 +221,11 @@ func New(cfg Config) *Server {
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 		perAddr:   make(map[netip.Addr]int),
+		spools:    make(map[uint64]*spool),
 	}
 	s.metrics = newMetrics(s)
 	s.out = newPrinter(cfg.Stdout, cfg.Logger, s.metrics.stdoutDropped.Inc)
+	sweepSpools(cfg.SpoolDir, cfg.Logger)
 	if ps, ok := cfg.Hub.(PresenceSource); ok {
 		ps.OnPresence(s.remotePresence)
 	}

@@ -436,8 +436,9 @@ func TestSlowConsumerCutOffByStall(t *testing.T) {
 }
 
 // A file sender who stops sending mid-file for the stall limit is cut off;
-// a plain recipient, whose frame cannot be completed, is cut off too; a
-// chunked one gets file_abort and stays.
+// a plain recipient, sent nothing of a file until it is whole, stays (it
+// was once cut off, its frame half-sent); a chunked one gets file_abort
+// and stays.
 func TestFileSenderStalls(t *testing.T) {
 	var logs logBuffer
 	s := startServer(t, Config{StallTimeout: 300 * time.Millisecond, Logger: logs.logger(slog.LevelInfo)})
@@ -448,12 +449,16 @@ func TestFileSenderStalls(t *testing.T) {
 	alice.write(make([]byte, 1<<20)) // then nothing
 	s.out.wait(t, "disconnected: alice", 1)
 	logs.wait(t, "connection closed", "user=alice", `reason="file sender stalled"`)
-	s.out.wait(t, "disconnected: bob", 1)
-	bob.expectEnd()
 	alice.expectEnd()
 	bea.expectFileAbort()
 	bea.send("still in", "bea")
 	bea.expect(protocol.ForwardMessage, "1 bea still in")
+	// Bob, who takes whole frames, was sent nothing of the file.
+	bob.send("still in", "bob")
+	bob.expect(protocol.ForwardMessage, "1 bob still in")
+	if n := s.out.count("disconnected: bob"); n != 0 {
+		t.Error("bob was cut off for alice's stall")
+	}
 	if v := metricValue(t, s.Server, "chat_disconnects_total", "reason", "file sender stalled"); v != 1 {
 		t.Errorf("stalled-sender disconnects = %v, want 1", v)
 	}
@@ -524,11 +529,15 @@ func TestSenderDropsMidFile(t *testing.T) {
 	alice.write(make([]byte, 1<<20))
 	alice.nc.Close()
 	s.out.wait(t, "disconnected: alice", 1)
-	// Bob's frame can never be completed, so he is cut off too.
-	s.out.wait(t, "disconnected: bob", 1)
-	bob.expectEnd()
-	carol.send("still up", "carol")
+	// Nothing of the file was sent to bob (it is held until whole): he
+	// stays, gets nothing of it, and the spool is given back.
+	carol.send("still up", "carol", "bob")
 	carol.expect(protocol.ForwardMessage, "1 carol still up")
+	bob.expect(protocol.ForwardMessage, "1 carol still up")
+	if n := s.out.count("disconnected: bob"); n != 0 {
+		t.Error("bob was cut off for alice's leaving")
+	}
+	waitSpoolsEmpty(t, s.Server)
 }
 
 func TestShutdownClosesSessions(t *testing.T) {

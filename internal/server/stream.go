@@ -57,40 +57,6 @@ func (c Chunk) Release() {
 	}
 }
 
-// plainStream is a FileStream delivering one forward_file frame in parts
-// through a sendQueue's stream slot. It is used by the sender's serve
-// goroutine only.
-type plainStream struct {
-	q      *sendQueue
-	cancel <-chan struct{}
-	kill   func() // cuts the peer off
-	done   bool
-}
-
-// Write implements FileStream.
-func (s *plainStream) Write(c Chunk) error { return s.q.pushPaced(nil, c.Data, c.ref, s.cancel) }
-
-// writeHead queues the start of the forward_file frame.
-func (s *plainStream) writeHead(b []byte) error { return s.q.pushPaced(nil, b, nil, s.cancel) }
-
-// Close implements FileStream.
-func (s *plainStream) Close() {
-	if !s.done {
-		s.done = true
-		s.q.closeStream(true)
-	}
-}
-
-// Abort implements FileStream. The peer's frame can never be completed,
-// so it is cut off.
-func (s *plainStream) Abort() {
-	if !s.done {
-		s.done = true
-		s.kill()
-		s.q.closeStream(false)
-	}
-}
-
 // chunkedStream is a FileStream delivering file_* frames, which need no
 // slot: other frames may come between them. It is used by the sender's
 // serve goroutine only.

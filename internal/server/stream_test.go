@@ -47,71 +47,6 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// TestGivenUpBeforeHeadKeepsPeer: a sender that gives up while it waits
-// to queue the start of its forward_file (the recipient's backlog full
-// with an earlier file) has queued nothing of its frame, so the recipient
-// is not cut off, and the frames held behind the stream go out after
-// what is queued. It once was cut off as if the frame had been left
-// half-sent.
-func TestGivenUpBeforeHeadKeepsPeer(t *testing.T) {
-	bob := pipeConn(t, New(Config{}), "bob")
-	never := make(chan struct{})
-	st, err := bob.OpenFile(FileHead{ID: 1, Sender: "alice", Filename: "a", Size: 3 << 20}, never)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Write(Chunk{ID: 1, Data: make([]byte, 3<<20)}); err != nil {
-		t.Fatal(err)
-	}
-	st.Close() // alice's file is whole, and more than a window of it waits
-
-	giveUp := make(chan struct{})
-	opened := make(chan error, 1)
-	go func() {
-		_, err := bob.OpenFile(FileHead{ID: 2, Sender: "sam", Filename: "s", Size: 1 << 20}, giveUp)
-		opened <- err
-	}()
-	waitUntil(t, "sam waits for room in bob's queue", func() bool {
-		bob.q.mu.Lock()
-		defer bob.q.mu.Unlock()
-		return bob.q.streaming && bob.q.space != nil
-	})
-	if err := bob.Send([]byte("forward_message 1 1 carol hi")); err != nil {
-		t.Fatal(err)
-	}
-	close(giveUp)
-	if err := <-opened; err == nil {
-		t.Fatal("OpenFile succeeded after its sender gave up")
-	}
-	if isClosed(bob.done) {
-		t.Fatalf("bob cut off (%v) though nothing of sam's frame was queued", reasonOf(bob))
-	}
-	bob.q.mu.Lock()
-	defer bob.q.mu.Unlock()
-	if bob.q.streaming || len(bob.q.held) != 0 {
-		t.Fatalf("after the given-up open: streaming %v, %d frames held", bob.q.streaming, len(bob.q.held))
-	}
-	if last := bob.q.items[len(bob.q.items)-1]; !bytes.Equal(last.b, []byte("forward_message 1 1 carol hi")) {
-		t.Fatalf("the message held behind the stream is not queued: last item %q", last.b)
-	}
-}
-
-// TestOpenStreamGivenUpTakesNoSlot: a sender that has already given up
-// does not take a free stream slot (select may pick either ready case).
-func TestOpenStreamGivenUpTakesNoSlot(t *testing.T) {
-	bob := pipeConn(t, New(Config{}), "bob")
-	gone := make(chan struct{})
-	close(gone)
-	for range 100 {
-		if _, err := bob.OpenFile(FileHead{ID: 1, Sender: "sam", Filename: "s", Size: 1 << 20}, gone); err == nil {
-			t.Fatal("OpenFile took the slot for a sender that had given up")
-		}
-	}
-	if isClosed(bob.done) || len(bob.q.slot) != 0 {
-		t.Fatalf("bob cut off %v, slot held %v", isClosed(bob.done), len(bob.q.slot) != 0)
-	}
-}
-
 // TestChunkedEndOverLimitCutsPeer: a chunked recipient whose queue cannot
 // take a file's file_end is cut off as a slow consumer, like for any
 // other frame; the end was once dropped silently, leaving the file open
@@ -140,35 +75,51 @@ func TestChunkedEndOverLimitCutsPeer(t *testing.T) {
 	}
 }
 
-// TestUploadResultBehindHeldFrame: a small upload to a plain recipient
-// whose stream slot another sender's file holds names the recipient in
-// its file_result only once the recipient has the file: when the other
-// file fails half-way, the recipient is cut off without it, and the
-// result does not name it (it once did, as soon as the frame was queued
-// behind the stream).
-func TestUploadResultBehindHeldFrame(t *testing.T) {
+// TestPlainRecipientNotHeldBySenderMidFile: while a large file to a
+// plain recipient is on its way, the recipient's other frames (a message,
+// a small upload) reach it at once, and when the file's sender leaves
+// mid-file the recipient keeps its connection and gets nothing of the
+// file; the upload's file_result names it. Before, the forward_file
+// started as the file arrived: everything else waited behind it, and the
+// sender's leaving cut the recipient off (issue 19, part 5).
+func TestPlainRecipientNotHeldBySenderMidFile(t *testing.T) {
 	s := startServer(t, Config{})
-	alice, bob, sam := joined(t, s, "alice"), joined(t, s, "bob"), uploader(t, s, "sam")
+	alice, bob, carol, sam := joined(t, s, "alice"), joined(t, s, "bob"), joined(t, s, "carol"), uploader(t, s, "sam")
 	alice.write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "big.bin", 1<<20))
 	alice.write(make([]byte, 300<<10))
-	bob.nc.SetReadDeadline(time.Now().Add(waitTimeout))
-	if h, err := bob.r.ReadHeader(); err != nil || h.Type != protocol.ForwardFile {
-		t.Fatalf("bob: %v %v, want the start of alice's forward_file", h, err)
-	}
+	carol.send("hi bob", "bob")
+	bob.expect(protocol.ForwardMessage, "1 carol hi bob")
 	if online := sam.beginUpload(1, []string{"bob"}, "s.txt", 5); !slices.Equal(online, []string{"bob"}) {
 		t.Fatalf("online %v, want [bob]", online)
 	}
 	sam.write(append(protocol.ChunkHeader(nil, 1, 5), "hello"...))
 	sam.write(protocol.AppendFileID(nil, protocol.FileEnd, 1))
-	alice.nc.Close() // mid-file: bob is cut off
-	s.out.wait(t, "disconnected: bob", 1)
+	bob.expect(protocol.ForwardFile, "1 sam s.txt hello")
 	var f uploadFrames
 	for !f.done {
 		sam.readUpload(1, &f)
 	}
-	if slices.Contains(f.result, "bob") {
-		t.Fatalf("file_result %v names bob, who was cut off before sam's file was written to him", f.result)
+	if !slices.Equal(f.result, []string{"bob"}) {
+		t.Fatalf("file_result %v, want [bob]", f.result)
 	}
+	alice.nc.Close() // mid-file
+	s.out.wait(t, "disconnected: alice", 1)
+	carol.send("still there?", "bob")
+	bob.expect(protocol.ForwardMessage, "1 carol still there?")
+	if n := s.out.count("disconnected: bob"); n != 0 {
+		t.Fatal("bob was cut off for alice's leaving")
+	}
+	waitSpoolsEmpty(t, s.Server)
+}
+
+// waitSpoolsEmpty waits until s holds no spooled file.
+func waitSpoolsEmpty(t *testing.T, s *Server) {
+	t.Helper()
+	waitUntil(t, "every spool is given back", func() bool {
+		s.spoolMu.Lock()
+		defer s.spoolMu.Unlock()
+		return s.spoolDisk == 0 && s.spoolMem == 0 && len(s.spools) == 0
+	})
 }
 
 // startOwnUpload has sam (uploading) start a 1 MiB file to plain bob and
@@ -199,12 +150,12 @@ func startUpload(t *testing.T, up *rawClient, to string) (rest []byte, f *upload
 	return append(rest, protocol.AppendFileID(nil, protocol.FileEnd, 1)...), f
 }
 
-// TestSendFileBehindOwnUpload: a send_file to a plain user whose stream
-// an upload of the same sender holds cannot reach that user (the upload's
-// chunks come after the file's content, on the same connection): the
-// server says so in its log and goes on, and the upload and the user are
-// unharmed. The sender's reading once waited for the stream forever, the
-// upload stalled, and the user was cut off.
+// TestSendFileBehindOwnUpload: a send_file to a plain user to whom an
+// upload of the same sender is under way reaches that user, before the
+// upload (it is whole first), and the upload and the user are unharmed.
+// The sender's reading once waited forever for a stream the upload held,
+// the upload stalled and the user was cut off; later the file was not
+// delivered to that user at all (a warning in the log).
 func TestSendFileBehindOwnUpload(t *testing.T) {
 	var logs logBuffer
 	s := startServer(t, Config{StallTimeout: 3 * time.Second, Logger: logs.logger(slog.LevelWarn)})
@@ -214,11 +165,14 @@ func TestSendFileBehindOwnUpload(t *testing.T) {
 	frames := append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "carol"}, "plain.bin", inline), make([]byte, inline)...)
 	go sam.nc.Write(append(frames, rest...)) // the test reads sam's answers meanwhile
 
-	if from, name, content := bob.readForwardFile(); from != "sam" || name != "up.bin" || len(content) != 1<<20 {
-		t.Fatalf("bob got %s from %s (%d bytes), want sam's up.bin (1 MiB)", name, from, len(content))
-	}
-	if from, name, content := carol.readForwardFile(); from != "sam" || name != "plain.bin" || len(content) != inline {
-		t.Fatalf("carol got %s from %s (%d bytes), want sam's plain.bin", name, from, len(content))
+	for _, want := range []struct {
+		c    *rawClient
+		name string
+		size int
+	}{{bob, "plain.bin", inline}, {bob, "up.bin", 1 << 20}, {carol, "plain.bin", inline}} {
+		if from, name, content := want.c.readForwardFile(); from != "sam" || name != want.name || len(content) != want.size {
+			t.Fatalf("got %s from %s (%d bytes), want sam's %s (%d bytes)", name, from, len(content), want.name, want.size)
+		}
 	}
 	for !f.done {
 		sam.readUpload(1, f)
@@ -226,17 +180,18 @@ func TestSendFileBehindOwnUpload(t *testing.T) {
 	if !slices.Equal(f.result, []string{"bob"}) {
 		t.Fatalf("file_result %v, want [bob]", f.result)
 	}
-	logs.wait(t, "file not delivered to a user", "to=bob", "file=plain.bin")
+	if strings.Contains(logs.String(), "not delivered") {
+		t.Fatalf("a file was not delivered; log:\n%s", logs.String())
+	}
 	bob.send("still here", "bob") // bob was not cut off
 	bob.expect(protocol.ForwardMessage, "1 bob still here")
 }
 
-// TestChatBehindOwnUpload: messages from a sender to a plain user whose
-// stream that sender's own upload holds wait behind the file without
-// pausing the sender's reading (which the upload's chunks need), beyond
-// the pace mark too, and arrive after the file. The sender's reading once
-// paused for room that only the upload could make, the upload stalled,
-// and the user was cut off.
+// TestChatBehindOwnUpload: messages from a sender to a plain user to whom
+// that sender's own upload is under way, past the pace mark, arrive
+// before the file (which is queued only once whole), and the upload goes
+// on. The sender's reading once paused for room that only the upload
+// could make, the upload stalled, and the user was cut off.
 func TestChatBehindOwnUpload(t *testing.T) {
 	s := startServer(t, Config{StallTimeout: 3 * time.Second, PaceBacklog: 64 << 10})
 	bob, sam := joined(t, s, "bob"), uploader(t, s, "sam")
@@ -248,11 +203,11 @@ func TestChatBehindOwnUpload(t *testing.T) {
 	}
 	go sam.nc.Write(append(chat, rest...))
 
-	if from, name, content := bob.readForwardFile(); from != "sam" || name != "up.bin" || len(content) != 1<<20 {
-		t.Fatalf("bob got %s from %s (%d bytes), want sam's up.bin (1 MiB)", name, from, len(content))
-	}
 	for range 2 {
 		bob.expect(protocol.ForwardMessage, "1 sam "+text)
+	}
+	if from, name, content := bob.readForwardFile(); from != "sam" || name != "up.bin" || len(content) != 1<<20 {
+		t.Fatalf("bob got %s from %s (%d bytes), want sam's up.bin (1 MiB)", name, from, len(content))
 	}
 	for !f.done {
 		sam.readUpload(1, f)
@@ -263,11 +218,11 @@ func TestChatBehindOwnUpload(t *testing.T) {
 }
 
 // TestCrossUploadsDoNotDeadlock: x uploads to b and chats to a, while y
-// uploads to a and chats to b, both past the pace mark. Each one's chat
-// waits behind the other's upload, whose chunks the other's reading
-// brings: once the held-up stream has moved nothing for paceGrace, its
-// backlog paces nobody, both go on, and everything arrives. (Both
-// uploads once stalled, and a and b were cut off.)
+// uploads to a and chats to b, both past the pace mark. Everything
+// arrives: a file is queued for its recipient only once whole, so no
+// chat waits behind a file still to come. (Each one's chat once waited
+// behind the other's upload, whose chunks the other's reading brings:
+// both uploads stalled, and a and b were cut off.)
 func TestCrossUploadsDoNotDeadlock(t *testing.T) {
 	s := startServer(t, Config{StallTimeout: 20 * time.Second, PaceBacklog: 64 << 10})
 	a, b := joined(t, s, "a"), joined(t, s, "b")
@@ -286,18 +241,27 @@ func TestCrossUploadsDoNotDeadlock(t *testing.T) {
 	go y.nc.Write(append(chat("b"), yRest...))
 
 	for _, r := range []struct {
-		c        *rawClient
-		uploader string
-	}{{a, "y"}, {b, "x"}} {
-		r.c.nc.SetReadDeadline(time.Now().Add(waitTimeout))
-		if from, name, content := r.c.readForwardFile(); from != r.uploader || name != "up.bin" || len(content) != 1<<20 {
-			t.Fatalf("got %s from %s (%d bytes), want %s's up.bin (1 MiB)", name, from, len(content), r.uploader)
+		c                *rawClient
+		uploader, talker string
+	}{{a, "y", "x"}, {b, "x", "y"}} {
+		// Two messages and a file, from two senders: their order is
+		// not set.
+		var msgs, files int
+		for msgs+files < 3 {
+			h, p := r.c.frame()
+			switch {
+			case h.Type == protocol.ForwardMessage && string(p) == "1 "+r.talker+" "+text:
+				msgs++
+			case h.Type == protocol.ForwardFile && bytes.HasPrefix(p, []byte("1 "+r.uploader+" up.bin ")) && len(p) == len("1  up.bin ")+len(r.uploader)+1<<20:
+				files++
+			default:
+				t.Fatalf("got %s of %d bytes", h.Name, len(p))
+			}
+		}
+		if msgs != 2 || files != 1 {
+			t.Fatalf("got %d messages and %d files, want 2 and 1", msgs, files)
 		}
 	}
-	a.expect(protocol.ForwardMessage, "1 x "+text)
-	a.expect(protocol.ForwardMessage, "1 x "+text)
-	b.expect(protocol.ForwardMessage, "1 y "+text)
-	b.expect(protocol.ForwardMessage, "1 y "+text)
 	for _, u := range []struct {
 		c  *rawClient
 		f  *uploadFrames

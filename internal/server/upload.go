@@ -306,15 +306,19 @@ func (c *conn) streamUpload(u *upload) {
 	}
 	stall := time.NewTimer(c.srv.cfg.StallTimeout)
 	defer stall.Stop()
+	floor := rateFloor{min: c.srv.cfg.MinUploadRate, window: c.srv.cfg.MinUploadWindow}
 	var passed int64
+	var waited time.Duration // for the client, since the last chunks taken
 	for {
 		chunks, end := u.take()
 		if len(chunks) == 0 && end == protocol.Unknown {
 			// Everything received is passed on and acknowledged: the
 			// client may send, and the stall timeout runs from now.
 			stall.Reset(c.srv.cfg.StallTimeout)
+			start := time.Now()
 			select {
 			case <-u.wake:
+				waited += time.Since(start)
 				continue
 			case <-u.cancel:
 				c.finishUpload(u, nil)
@@ -327,6 +331,22 @@ func (c *conn) streamUpload(u *upload) {
 				return
 			}
 		}
+		var got int64
+		for _, ch := range chunks {
+			got += int64(len(ch.Data))
+		}
+		if floor.add(waited, got) {
+			// It holds its recipients' streams, and the server's
+			// spool, for too little: the file is given up, its
+			// sender's session goes on.
+			releaseChunks(chunks)
+			c.m.slowSenders.Inc()
+			c.srv.cfg.Logger.Warn("upload below the minimum rate; giving it up", "conn", c.id, "user", c.name, "file", u.head.Filename, "after", passed,
+				"min_rate", c.srv.cfg.MinUploadRate, "window", c.srv.cfg.MinUploadWindow)
+			c.finishUpload(u, nil)
+			return
+		}
+		waited = 0
 		for i, ch := range chunks {
 			if isClosed(u.cancel) {
 				releaseChunks(chunks[i:])
@@ -430,13 +450,6 @@ func (q *sendQueue) writtenMark() <-chan struct{} {
 		return nil
 	}
 	ch := make(chan struct{})
-	if q.streaming {
-		// Behind the frames held for the open stream: they are queued
-		// before the mark, and are written only after the stream (or
-		// dropped with it, and the peer cut off).
-		q.held = append(q.held, qitem{sent: ch})
-		return ch
-	}
 	q.items = append(q.items, qitem{sent: ch})
 	q.kickLocked()
 	return ch

@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"net"
 	"slices"
 	"strconv"
@@ -253,8 +252,9 @@ func TestUploadNeedsTheFeature(t *testing.T) {
 	s.out.wait(t, "disconnected: alice sent unknown command", 1)
 }
 
-// file_abort mid-file: a chunked recipient is told, a plain one cut off
-// (its forward_file can never be completed), and the sender chats on.
+// file_abort mid-file: a chunked recipient is told, a plain one, sent
+// nothing of the file until it is whole, gets nothing and stays (it was
+// once cut off, its forward_file half-sent), and the sender chats on.
 func TestUploadAbort(t *testing.T) {
 	s := startServer(t, Config{})
 	plain := joined(t, s, "plain")
@@ -262,7 +262,6 @@ func TestUploadAbort(t *testing.T) {
 	alice := uploader(t, s, "alice")
 	data := make([]byte, 8<<20)
 	alice.beginUpload(5, []string{"bob", "plain"}, "big.bin", int64(len(data)))
-	go io.Copy(io.Discard, plain.nc)
 	bobGot := make(chan bool, 1)
 	go func() {
 		_, ok, _ := bob.readChunked()
@@ -280,18 +279,20 @@ func TestUploadAbort(t *testing.T) {
 	if <-bobGot {
 		t.Fatal("bob's copy ended with file_end")
 	}
-	s.out.wait(t, "disconnected: plain", 1)
-	alice.send("still here", "bob")
+	alice.send("still here", "bob", "plain")
 	bob.expect(protocol.ForwardMessage, "1 alice still here")
+	plain.expect(protocol.ForwardMessage, "1 alice still here")
+	waitSpoolsEmpty(t, s.Server)
 	// Late frames for the upload are ignored.
 	alice.write(protocol.AppendFileID(nil, protocol.FileEnd, 5))
 	alice.send("after", "alice")
 	alice.expect(protocol.ForwardMessage, "1 alice after")
 }
 
-// A recipient that never reads: it is cut off as a slow consumer, the
-// sender learns that nobody got the file before it has sent it all, and
-// chats on meanwhile.
+// A recipient that takes whole frames and never reads: the server takes
+// the whole file without waiting for it (it holds the file until whole),
+// the recipient is cut off as a slow consumer once its forward_file stalls,
+// the sender learns that nobody got the file, and chats on meanwhile.
 func TestUploadToRecipientThatNeverReads(t *testing.T) {
 	s := startServer(t, Config{StallTimeout: 3 * time.Second})
 	bob := joined(t, s, "bob") // never reads
@@ -319,7 +320,7 @@ func TestUploadToRecipientThatNeverReads(t *testing.T) {
 	default:
 	}
 	o := <-done
-	if o.err != nil || len(o.result) != 0 || o.acked >= int64(len(data)) {
+	if o.err != nil || len(o.result) != 0 || o.acked != int64(len(data)) {
 		t.Fatalf("result %q, acked %d of %d, err %v", o.result, o.acked, len(data), o.err)
 	}
 	s.out.wait(t, "disconnected: bob", 1)
