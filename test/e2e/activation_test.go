@@ -10,7 +10,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // Socket activation (issue 19, docs/OPERATIONS.md "Socket activation"):
@@ -180,4 +182,34 @@ func TestActivationRefusesWhatItCannotServe(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A client started before its server is listening connects once the
+// server listens, within a second (a course harness starts the clients
+// 10 ms after the server; issue 19): a refused connection is tried again.
+// The port is a socket bound but not listening (refused), which listens
+// only 100 ms after the client started, and is then served by a server
+// that takes it by socket activation.
+func TestClientWaitsForAStartingServer(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	fd, port := boundSocket(t)
+	c := startClient(t, port, "early")
+	time.Sleep(100 * time.Millisecond) // the harness's shape: the server comes later
+	if err := syscall.Listen(fd, 16); err != nil {
+		t.Fatal(err)
+	}
+	dup, err := syscall.Dup(fd) // boundSocket's cleanup closes fd itself
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(dup), "bound")
+	defer f.Close()
+	p := startActivated(t, "-", []*os.File{f})
+	srv := &server{proc: p, port: port}
+	srv.out.waitLine(t, "join: early", timeout)
+	c.send(t, "list")
+	c.out.waitLine(t, "list: early", timeout)
+	srv.out.waitLine(t, "request_users_list: early", timeout)
+	c.quit(t, srv)
 }
