@@ -255,3 +255,74 @@ func runOnce(t *testing.T, cmd *exec.Cmd) outcome {
 	}
 	return outcome{out.String(), errb.String(), cmd.ProcessState.ExitCode()}
 }
+
+// TestLauncherRebuildsOnlyOnChange builds a tiny stand-in checkout through
+// server.py and checks when a start builds again: after a change to a Go
+// file, a new file or folder, a file below a package (what //go:embed can
+// reach), or a missing program; never after a change elsewhere (docs) or
+// none. The decision reads the manifest of the last build instead of
+// walking the checkout (issue 19).
+func TestLauncherRebuildsOnlyOnChange(t *testing.T) {
+	skipIfUnready(t)
+	root := t.TempDir()
+	write := func(rel, content string) {
+		t.Helper()
+		path := filepath.Join(root, rel)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("go.mod", "module github.com/gochat/chat\n\ngo 1.26\n")
+	write("cmd/gochatd/main.go", "package main\n\nfunc main() { println(\"v1\") }\n")
+	write("internal/p/p.go", "package p\n")
+	write("internal/p/static/page.html", "<p>1</p>\n")
+	write("docs/notes.md", "notes\n")
+	cacheEnv := append(slices.Clone(env), "GOCHAT_ROOT="+root, "GOCHAT_CACHE="+t.TempDir())
+	tick := time.Now()
+	// later gives path a modification time later than any before, so that
+	// a change shows whatever the file system's clock resolution.
+	later := func(rel string) {
+		t.Helper()
+		tick = tick.Add(2 * time.Second)
+		if err := os.Chtimes(filepath.Join(root, rel), tick, tick); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := func(wantBuild bool, wantOut string) {
+		t.Helper()
+		cmd := exec.Command(python, "server.py", "-h")
+		cmd.Dir, cmd.Env = harness, cacheEnv
+		got := runOnce(t, cmd)
+		built := strings.Contains(got.stderr, "building gochatd")
+		if built != wantBuild || !strings.Contains(got.stderr, wantOut) || got.code != 0 {
+			t.Fatalf("start: built %v (want %v), exit %d, stderr %q (want %q in it)", built, wantBuild, got.code, got.stderr, wantOut)
+		}
+	}
+	start(true, "v1")
+	start(false, "v1")
+	write("docs/notes.md", "more notes\n")
+	later("docs/notes.md")
+	start(false, "v1")
+	write("internal/p/static/page.html", "<p>2</p>\n")
+	later("internal/p/static/page.html")
+	start(true, "v1")
+	write("internal/q/q.go", "package q\n") // a new folder, in a folder the manifest lists
+	later("internal")
+	start(true, "v1")
+	start(false, "v1")
+	write("cmd/gochatd/main.go", "package main\n\nfunc main() { println(\"v2\") }\n")
+	later("cmd/gochatd/main.go")
+	start(true, "v2")
+	bins, _ := filepath.Glob(filepath.Join(cacheEnv[len(cacheEnv)-1][len("GOCHAT_CACHE="):], "*", "gochatd"))
+	if len(bins) != 1 {
+		t.Fatalf("cache holds %q", bins)
+	}
+	if err := os.Remove(bins[0]); err != nil {
+		t.Fatal(err)
+	}
+	start(true, "v2")
+	start(false, "v2")
+}
