@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
 
+	"github.com/gochat/chat/internal/activation"
 	"github.com/gochat/chat/internal/cli"
 	"github.com/gochat/chat/internal/cluster"
 	"github.com/gochat/chat/internal/server"
@@ -209,6 +210,46 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if code, done := cli.Parse(fs, args, help, stdout, stderr, check); done {
 		return code
 	}
+	// The chat port opens first, before anything else is built: a course
+	// harness connects 10 ms after it starts the server, and a connection
+	// succeeds once listen(2) has run, Accept or not (issue 19). In
+	// cluster mode it opens only once the node is part of the cluster.
+	chatAddr := net.JoinHostPort(*addr, strconv.Itoa(*port))
+	passed, err := activation.Listeners(activation.Chat, activation.HTTP, activation.Metrics)
+	if err == nil {
+		given := map[string]flagAddr{}
+		if fs.Changed("port") || fs.Changed("address") {
+			given[activation.Chat] = flagAddr{chatAddr, "-p/-a"}
+		}
+		if webFlags.Addr != "" {
+			given[activation.HTTP] = flagAddr{webFlags.Addr, "--http-addr"}
+		}
+		if *metricsAddr != "" {
+			given[activation.Metrics] = flagAddr{*metricsAddr, "--metrics-addr"}
+		}
+		err = agree(passed, given)
+	}
+	if err != nil {
+		closeAll(passed)
+		fmt.Fprintf(stderr, "server: socket activation: %v\n", err)
+		return 1
+	}
+	var chatTCP net.Listener // the chat port's socket, TLS not yet added
+	if ln, ok := passed[activation.Chat]; ok {
+		chatTCP = server.Inherited(ln.(*net.TCPListener), nil)
+	} else if !clustered() {
+		if chatTCP, err = server.Listen(context.Background(), chatAddr, nil); err != nil {
+			closeAll(passed)
+			fmt.Fprintf(stderr, "server: cannot listen: %v\n", err)
+			return 1
+		}
+	}
+	defer func() {
+		if chatTCP != nil {
+			chatTCP.Close() // the server has closed it already if it served
+		}
+		closeAll(passed)
+	}()
 	logger, _ := cli.Logger(stderr, *logFormat, *logLevel)
 
 	cfg.MaxFileSize = int64(maxFile)
@@ -232,11 +273,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	chatAddr := net.JoinHostPort(*addr, strconv.Itoa(*port))
 	var node *cluster.Node
 	if clustered() {
-		// The chat port opens only once the node is part of the cluster.
 		cl.ChatAddr, cl.StallTimeout, cl.PaceBacklog, cl.Logger = chatAddr, cfg.StallTimeout, cfg.PaceBacklog, logger
+		if chatTCP != nil {
+			cl.ChatAddr = chatTCP.Addr().String()
+		}
 		var err error
 		if node, err = cluster.Start(ctx, cl); err != nil {
 			fmt.Fprintf(stderr, "server: cluster: %v\n", err)
@@ -252,17 +294,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	ln, err := server.Listen(context.Background(), chatAddr, tlsCfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "server: cannot listen: %v\n", err)
-		return 1
-	}
-	logger.Info("listening", "addr", ln.Addr().String(), "max_clients", cfg.MaxClients, "tls", tlsCfg != nil, "cluster", node != nil)
-	if *metricsAddr != "" {
-		mln, err := net.Listen("tcp", *metricsAddr)
-		if err != nil {
-			fmt.Fprintf(stderr, "server: cannot listen for metrics: %v\n", err)
+	if chatTCP == nil {
+		if chatTCP, err = server.Listen(context.Background(), chatAddr, nil); err != nil {
+			fmt.Fprintf(stderr, "server: cannot listen: %v\n", err)
 			return 1
+		}
+	}
+	ln := chatTCP
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+	}
+	logger.Info("listening", "addr", ln.Addr().String(), "max_clients", cfg.MaxClients, "tls", tlsCfg != nil, "cluster", node != nil, "passed", passed[activation.Chat] != nil)
+	if mln, ok := passed[activation.Metrics]; ok || *metricsAddr != "" {
+		if !ok {
+			if mln, err = net.Listen("tcp", *metricsAddr); err != nil {
+				fmt.Fprintf(stderr, "server: cannot listen for metrics: %v\n", err)
+				return 1
+			}
 		}
 		logger.Info("serving metrics", "addr", "http://"+mln.Addr().String()+"/metrics")
 		mux := http.NewServeMux()
@@ -270,6 +318,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go hs.Serve(mln)
 		defer hs.Close()
+	}
+	if hln, ok := passed[activation.HTTP]; ok {
+		webFlags.Inherited = hln.(*net.TCPListener)
 	}
 
 	webFront, err := webFlags.Start(srv.Serve, tlsCfg, cfg.MaxFileSize, logger)
@@ -295,4 +346,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	<-served
 	return 0
+}
+
+// flagAddr is an address the command line gave, and the flags that gave it.
+type flagAddr struct{ addr, flags string }
+
+// agree checks each passed socket against the address its flags gave, if
+// they gave one: the socket is taken over the flags, but only when they do
+// not contradict it (docs/OPERATIONS.md, "Socket activation").
+func agree(passed map[string]net.Listener, given map[string]flagAddr) error {
+	for role, ln := range passed {
+		g, ok := given[role]
+		if !ok {
+			continue
+		}
+		if err := activation.Agree(context.Background(), ln, g.addr); err != nil {
+			return fmt.Errorf("the %s socket passed in does not agree with %s %s: %w", role, g.flags, g.addr, err)
+		}
+	}
+	return nil
+}
+
+// closeAll closes the passed sockets that are still open.
+func closeAll(passed map[string]net.Listener) {
+	for _, ln := range passed {
+		ln.Close()
+	}
 }

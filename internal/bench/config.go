@@ -28,6 +28,10 @@ const (
 // AllWorkloads lists every workload in the order "all" runs them.
 var AllWorkloads = []string{Throughput, Latency, Scale, Files, Web}
 
+// Workloads lists every workload: those of "all", and startup, which
+// needs a server binary to start (--server-bin).
+var Workloads = append(slices.Clone(AllWorkloads), Startup)
+
 // Config is one invocation of the tool. Lists run every combination.
 type Config struct {
 	Workloads []string
@@ -55,6 +59,9 @@ type Config struct {
 	FileRecipients int
 	FileModes      []string // ModePlain, ModeChunked
 	ChatRate       int
+	// startup
+	Starts      int    // starts of each binary
+	BaselineBin string // server binary to start beside ServerBin; "" for none
 
 	// the server under test
 	ServerAddr string // external server; "" starts one
@@ -101,6 +108,7 @@ func DefaultConfig() Config {
 		FileRecipients:   1,
 		FileModes:        []string{ModePlain, ModeChunked},
 		ChatRate:         100,
+		Starts:           15,
 		RoundSample:      1000,
 	}
 }
@@ -124,8 +132,8 @@ func (c *Config) Validate() error {
 		return errors.New("no workload given")
 	}
 	for _, w := range c.Workloads {
-		if !slices.Contains(AllWorkloads, w) {
-			return fmt.Errorf("unknown workload %q (want %s or all)", w, strings.Join(AllWorkloads, ", "))
+		if !slices.Contains(Workloads, w) {
+			return fmt.Errorf("unknown workload %q (want %s or all)", w, strings.Join(Workloads, ", "))
 		}
 	}
 	for _, d := range []struct {
@@ -196,6 +204,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := c.validateCluster(); err != nil {
+		return err
+	}
+	if err := c.checkStartup(); err != nil {
 		return err
 	}
 	if c.ServerAddr != "" {
@@ -340,7 +351,8 @@ func ParseList(s string, sizes bool) ([]int64, error) {
 // Usage is the tool's help text.
 const Usage = `chatbench: benchmarks the chat server over loopback, each workload beside a baseline.
 
-Usage: chatbench [flags] [workload ...]   (workloads: throughput latency scale files web, or all; default all)
+Usage: chatbench [flags] [workload ...]   (workloads: throughput latency scale files web startup,
+       or all, which is all but startup; default all)
 
   throughput  C clients each send S-byte texts to R recipients as fast as a window of
               unacknowledged messages allows; delivered msgs/s and MB/s (vs embedded nats-server)
@@ -353,6 +365,9 @@ Usage: chatbench [flags] [workload ...]   (workloads: throughput latency scale f
   web         the throughput workload with WebSocket clients (vs TCP clients, same server, same
               run); server RSS per idle WebSocket client (vs TCP; needs --server-bin, at most
               10000 clients of each kind)
+  startup     starts --server-bin (with -p only) --starts times and measures from exec to the
+              first TCP connection that succeeds, and to the answer to a join and a user list
+              request; median and p90 (vs --baseline-bin, started alternately, if given)
 
 With --cluster N every workload runs against N nodes spawned as a cluster (--server-bin, or
 this tool re-executed), beside the same workload against one node spawned from the same
@@ -391,8 +406,10 @@ func ParseArgs(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.FileRecipients, "file-recipients", c.FileRecipients, "files: recipients of the file")
 	fs.StringSliceVar(&c.FileModes, "file-mode", c.FileModes, "files: how recipients take the file: plain (one forward_file frame) and/or chunked (the chunked-file extension)")
 	fs.IntVar(&c.ChatRate, "chat-rate", c.ChatRate, "files: chat messages per second to a recipient during the transfer")
+	fs.IntVar(&c.Starts, "starts", c.Starts, "startup: starts of each binary")
+	fs.StringVar(&c.BaselineBin, "baseline-bin", "", "startup: another server binary to start beside --server-bin, alternately (e.g. an older build)")
 	fs.StringVar(&c.ServerAddr, "server-addr", "", "target this running server (loopback host:port) instead of starting one")
-	fs.StringVar(&c.ServerBin, "server-bin", "", "server binary spawned for scale and files, and for every workload with --cluster (default: this tool re-executed as the server)")
+	fs.StringVar(&c.ServerBin, "server-bin", "", "server binary spawned for scale and files, and for every workload with --cluster (default: this tool re-executed as the server); the binary startup starts")
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "with --server-addr: the server's pid, to read its RSS")
 	fs.IntVar(&c.Cluster, "cluster", 0, "run the workloads against a cluster of this many nodes (2 or more), beside one node")
 	fs.IntVar(&c.RoundSample, "round-sample", c.RoundSample, "scale with --cluster: users that each send one message to a user on another node")

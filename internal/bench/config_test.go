@@ -33,6 +33,13 @@ func TestParseArgs(t *testing.T) {
 	if err != nil || !slices.Equal(c.Workloads, AllWorkloads) {
 		t.Fatalf("all: %v %v", c.Workloads, err)
 	}
+	c, err = ParseArgs([]string{"--server-bin", "/bin/gochatd", "--baseline-bin", "/bin/old", "--starts", "31", "startup"}, io.Discard)
+	if err != nil || !slices.Equal(c.Workloads, []string{Startup}) || c.Starts != 31 || c.BaselineBin != "/bin/old" {
+		t.Fatalf("startup: %+v %v", c, err)
+	}
+	if slices.Contains(AllWorkloads, Startup) {
+		t.Fatal("all runs startup, which needs --server-bin")
+	}
 	c, err = ParseArgs(nil, io.Discard)
 	if err != nil || !slices.Equal(c.Workloads, AllWorkloads) {
 		t.Fatalf("no workload: %v %v", c.Workloads, err)
@@ -58,6 +65,10 @@ func TestValidateRejects(t *testing.T) {
 		"no port":                    {"--server-addr", "127.0.0.1"},
 		"addr and bin":               {"--server-addr", "127.0.0.1:1", "--server-bin", "/bin/true"},
 		"too many src addrs":         {"--src-addrs", "300"},
+		"startup without a binary":   {"startup"},
+		"startup with no starts":     {"--server-bin", "/bin/true", "--starts", "0", "startup"},
+		"startup and server-addr":    {"--server-bin", "/bin/true", "--server-addr", "127.0.0.1:1", "startup"},
+		"baseline-bin elsewhere":     {"--baseline-bin", "/bin/true", "throughput"},
 		"one scale client":           {"--scale-clients", "1"},
 		"bad list":                   {"--clients", "1,,2"},
 		"bad size list":              {"--size", "32,x"},

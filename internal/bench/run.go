@@ -95,6 +95,8 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 			r, err = filesRows(ctx, cfg, stderr)
 		case w == Web:
 			r, err = webRows(ctx, cfg, stderr)
+		case w == Startup:
+			r, err = startupRows(ctx, cfg, stderr)
 		}
 		rows = append(rows, r...)
 		if err != nil {

@@ -35,3 +35,28 @@ func LoadTLS(certFile, keyFile string) (*tls.Config, error) {
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
+
+// Inherited returns ln, a TCP listener the server did not open itself
+// (one passed by a service manager, internal/activation), set up as Listen
+// sets up its own: its connections use TCP keepalive, and with tlsCfg not
+// nil they speak TLS.
+func Inherited(ln *net.TCPListener, tlsCfg *tls.Config) net.Listener {
+	var l net.Listener = keepAliveListener{ln}
+	if tlsCfg != nil {
+		l = tls.NewListener(l, tlsCfg)
+	}
+	return l
+}
+
+// keepAliveListener gives each accepted connection the keepalive that
+// Listen's ListenConfig would have.
+type keepAliveListener struct{ *net.TCPListener }
+
+func (l keepAliveListener) Accept() (net.Conn, error) {
+	c, err := l.AcceptTCP()
+	if err != nil {
+		return nil, err
+	}
+	c.SetKeepAliveConfig(keepAlive)
+	return c, nil
+}

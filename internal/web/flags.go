@@ -33,6 +33,10 @@ type Flags struct {
 	Addr           string
 	AllowOrigins   []string
 	TrustedProxies []netip.Prefix
+	// Inherited, if set, is a listener a service manager opened for the
+	// front end (socket activation, internal/activation): Start serves
+	// on it instead of listening on Addr.
+	Inherited *net.TCPListener
 }
 
 // AddFlags registers the web front end's flags on fs and returns where
@@ -45,18 +49,24 @@ func AddFlags(fs *pflag.FlagSet) *Flags {
 	return f
 }
 
-// Start serves the web front end as f says, if f.Addr is set: it listens
-// there, serves the page over HTTP (HTTPS and WSS with tlsCfg), and hands
-// the WebSocket connections to serve (the chat server's Serve) in a
-// goroutine of its own, which ends when the chat server shuts down. With
-// f.Addr empty it does nothing and returns nil, whose Stop does nothing.
+// Start serves the web front end as f says, if f.Addr or f.Inherited is
+// set: it listens on f.Addr (or takes f.Inherited), serves the page over
+// HTTP (HTTPS and WSS with tlsCfg), and hands the WebSocket connections to
+// serve (the chat server's Serve) in a goroutine of its own, which ends
+// when the chat server shuts down. With neither it does nothing and
+// returns nil, whose Stop does nothing.
 func (f *Flags) Start(serve func(net.Listener) error, tlsCfg *tls.Config, maxFileSize int64, logger *slog.Logger) (*Front, error) {
-	if f.Addr == "" {
+	var ln net.Listener
+	switch {
+	case f.Inherited != nil:
+		ln = withTLS(server.Inherited(f.Inherited, nil), tlsCfg)
+	case f.Addr != "":
+		var err error
+		if ln, err = Listen(context.Background(), f.Addr, tlsCfg); err != nil {
+			return nil, err
+		}
+	default:
 		return nil, nil
-	}
-	ln, err := Listen(context.Background(), f.Addr, tlsCfg)
-	if err != nil {
-		return nil, err
 	}
 	scheme := "http"
 	if tlsCfg != nil {
@@ -99,12 +109,18 @@ func Listen(ctx context.Context, addr string, tlsCfg *tls.Config) (net.Listener,
 	if err != nil {
 		return nil, err
 	}
-	if tlsCfg != nil {
-		cfg := tlsCfg.Clone()
-		cfg.NextProtos = []string{"http/1.1"}
-		ln = tls.NewListener(ln, cfg)
+	return withTLS(ln, tlsCfg), nil
+}
+
+// withTLS returns ln speaking TLS with tlsCfg, HTTP/1.1 only, or ln itself
+// when tlsCfg is nil.
+func withTLS(ln net.Listener, tlsCfg *tls.Config) net.Listener {
+	if tlsCfg == nil {
+		return ln
 	}
-	return ln, nil
+	cfg := tlsCfg.Clone()
+	cfg.NextProtos = []string{"http/1.1"}
+	return tls.NewListener(ln, cfg)
 }
 
 // NewHTTPServer returns the HTTP server for h, with timeouts that keep

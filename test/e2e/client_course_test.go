@@ -87,8 +87,9 @@ func TestCourseLaunchers(t *testing.T) {
 	srv.out.expectEnd(t, timeout)
 
 	// Built once, into the cache: a second run does not build again.
-	bins, _ := filepath.Glob(filepath.Join(cache, "*", "gochat*"))
-	if len(bins) != 2 {
+	bins, _ := filepath.Glob(filepath.Join(cache, "*", "gochat"))
+	servers, _ := filepath.Glob(filepath.Join(cache, "*", "gochatd"))
+	if bins = append(bins, servers...); len(bins) != 2 {
 		t.Fatalf("cache holds %q, want gochatd and gochat", bins)
 	}
 	before := modTimes(t, bins)

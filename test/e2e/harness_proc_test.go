@@ -60,6 +60,13 @@ func startProcFiles(t testing.TB, label, bin, dir string, args []string, stdin, 
 // process's).
 func startProcEnv(t testing.TB, label, bin, dir string, args []string, stdin, stdout *os.File, env []string) *proc {
 	t.Helper()
+	return startProcExtra(t, label, bin, dir, args, stdin, stdout, env, nil)
+}
+
+// startProcExtra is startProcEnv with extra open files for the process,
+// at descriptors 3, 4, ... (exec.Cmd.ExtraFiles); the caller keeps them.
+func startProcExtra(t testing.TB, label, bin, dir string, args []string, stdin, stdout *os.File, env []string, extra []*os.File) *proc {
+	t.Helper()
 	skipShort(t)
 	var inR, inW *os.File
 	if stdin != nil {
@@ -84,7 +91,7 @@ func startProcEnv(t testing.TB, label, bin, dir string, args []string, stdin, st
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Dir, cmd.Env = dir, env
+	cmd.Dir, cmd.Env, cmd.ExtraFiles = dir, env, extra
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
 	if err := cmd.Start(); err != nil {
 		for _, f := range []*os.File{inW, outR, errR, errW} {
