@@ -219,16 +219,15 @@ func sanitizeNode(s string) string {
 
 // Node is this process's membership of the cluster.
 type Node struct {
-	cfg   Config
-	log   *slog.Logger
-	inc   uint64 // this incarnation: random, new at every start
-	ns    *natsserver.Server
-	token string // the embedded engine's client token
-	nc    *nats.Conn
-	js    jetstream.JetStream
-	hub   *Hub
-	m     *metrics
-	stop  chan struct{} // closed by Close
+	cfg  Config
+	log  *slog.Logger
+	inc  uint64 // this incarnation: random, new at every start
+	ns   *natsserver.Server
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	hub  *Hub
+	m    *metrics
+	stop chan struct{} // closed by Close
 
 	// ctx bounds every engine operation; cancelled by Close, after the
 	// node has said goodbye.
@@ -296,7 +295,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 func (n *Node) start(ctx context.Context) error {
 	var err error
 	if n.cfg.Listen != "" {
-		if n.ns, n.token, err = startEngine(n.cfg, n.log); err != nil {
+		if n.ns, err = startEngine(n.cfg, n.log); err != nil {
 			return err
 		}
 	}
@@ -359,7 +358,7 @@ func (n *Node) connect(ctx context.Context) (*nats.Conn, error) {
 	}
 	url := strings.Join(n.cfg.NATS, ",")
 	if n.ns != nil {
-		opts = append(opts, nats.InProcessServer(n.ns), nats.Token(n.token))
+		opts = append(opts, nats.InProcessServer(n.ns))
 		url = ""
 	}
 	if n.cfg.NATSCreds != "" {

@@ -104,6 +104,13 @@ func startCluster(t testing.TB, k int, extra ...string) []*node {
 // startClusterOf is startCluster with the gochatd binary bin.
 func startClusterOf(t testing.TB, bin string, k int, extra ...string) []*node {
 	t.Helper()
+	return startClusterEach(t, bin, k, nil, extra...)
+}
+
+// startClusterEach is startClusterOf with each(i)'s flags (if each is
+// not nil) given to node i after extra.
+func startClusterEach(t testing.TB, bin string, k int, each func(i int) []string, extra ...string) []*node {
+	t.Helper()
 	nodes := make([]*node, k)
 	for i := range nodes {
 		nodes[i] = &node{name: fmt.Sprint("n", i+1), port: testbin.FreePort(t), route: testbin.FreePort(t), metrics: testbin.FreePort(t)}
@@ -123,6 +130,9 @@ func startClusterOf(t testing.TB, bin string, k int, extra ...string) []*node {
 			"--cluster-dir", filepath.Join(dir, n.name),
 			"--metrics-addr", fmt.Sprint("127.0.0.1:", n.metrics))
 		n.args = append(n.args, extra...)
+		if each != nil {
+			n.args = append(n.args, each(i)...)
+		}
 		n.bin = bin
 		n.Proc = startProc(t, n.name, bin, n.args...)
 	}
