@@ -63,6 +63,11 @@ Cluster mode (docs/CLUSTER.md): several servers, one chat
 --cluster-peers=A,B,...  Embedded engine: the other nodes' route addresses
 --cluster-dir=DIR       Embedded engine: where it keeps its state, defaults to a
                         folder named after the node in the temporary folder
+--cluster-secret-file=FILE  Embedded engine: the cluster's secret, the same file on
+                        every node (only nodes holding it may route); make one with
+                        head -c 32 /dev/urandom | base64 > FILE && chmod 600 FILE
+--cluster-insecure      Embedded engine: run without --cluster-secret-file (any NATS
+                        server that reaches the route port joins the cluster)
 --nats=URL,URL,...      External engine: the NATS servers (2.11 or newer, JetStream)
 --nats-creds=FILE       External engine: NATS credentials
 --nats-tls-ca=FILE      External engine: trust this CA for TLS to NATS
@@ -135,13 +140,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cl.Listen, "cluster-listen", "", "")
 	fs.StringSliceVar(&cl.Peers, "cluster-peers", nil, "")
 	fs.StringVar(&cl.Dir, "cluster-dir", "", "")
+	fs.StringVar(&cl.SecretFile, "cluster-secret-file", "", "")
+	fs.BoolVar(&cl.Insecure, "cluster-insecure", false, "")
 	fs.StringSliceVar(&cl.NATS, "nats", nil, "")
 	fs.StringVar(&cl.NATSCreds, "nats-creds", "", "")
 	fs.StringVar(&cl.NATSCA, "nats-tls-ca", "", "")
 	fs.DurationVar(&cl.Wait, "cluster-wait", cluster.DefaultWait, "")
 	cli.IntVarP(fs, &cl.Replicas, "cluster-replicas", "", 0)
 	clustered := func() bool {
-		for _, f := range []string{"node", "cluster-name", "cluster-listen", "cluster-peers", "cluster-dir", "nats", "nats-creds", "nats-tls-ca", "cluster-wait", "cluster-replicas"} {
+		for _, f := range []string{"node", "cluster-name", "cluster-listen", "cluster-peers", "cluster-dir", "cluster-secret-file", "cluster-insecure", "nats", "nats-creds", "nats-tls-ca", "cluster-wait", "cluster-replicas"} {
 			if fs.Changed(f) {
 				return true
 			}

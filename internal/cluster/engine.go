@@ -42,9 +42,23 @@ func startEngine(cfg Config, log *slog.Logger) (*natsserver.Server, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("--cluster-dir: %w", err)
 	}
+	var user, pass string
+	if cfg.SecretFile != "" {
+		secret, err := readSecret(cfg.SecretFile)
+		if err != nil {
+			return nil, err
+		}
+		user, pass = routeCredentials(secret, cfg.Name)
+	} else {
+		log.Warn("--cluster-insecure: the route port takes any NATS server that reaches it, which then reads and forges every message, file and session of the cluster; give every node --cluster-secret-file instead")
+	}
 	var routes []*url.URL
 	for _, p := range cfg.Peers {
-		routes = append(routes, &url.URL{Scheme: "nats-route", Host: p})
+		u := &url.URL{Scheme: "nats-route", Host: p}
+		if user != "" {
+			u.User = url.UserPassword(user, pass)
+		}
+		routes = append(routes, u)
 	}
 	opts := &natsserver.Options{
 		ServerName: cfg.Node,
@@ -57,6 +71,8 @@ func startEngine(cfg Config, log *slog.Logger) (*natsserver.Server, error) {
 			Name:         cfg.Name,
 			Host:         host,
 			Port:         port,
+			Username:     user,
+			Password:     pass,
 			PingInterval: time.Second,
 			MaxPingsOut:  3,
 		},
@@ -101,7 +117,6 @@ type engineLogger struct {
 
 func (l engineLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l engineLogger) Warnf(format string, v ...any)   { l.log.Info(fmt.Sprintf(format, v...)) }
-func (l engineLogger) Errorf(format string, v ...any)  { l.log.Warn(fmt.Sprintf(format, v...)) }
 func (l engineLogger) Debugf(format string, v ...any)  {}
 func (l engineLogger) Tracef(format string, v ...any)  {}
 
@@ -115,5 +130,20 @@ func (l engineLogger) Fatalf(format string, v ...any) {
 	select {
 	case l.fatal <- msg:
 	default:
+	}
+}
+
+// Errorf passes the engine's errors on, saying in plain words what a
+// refused route means: the engine names neither the flag nor the cause.
+func (l engineLogger) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	peer, _, _ := strings.Cut(msg, " - ")
+	switch {
+	case strings.Contains(msg, "Route Error 'Authorization Violation'"):
+		l.log.Error("a node refused this node's route: the two do not hold the same --cluster-secret-file", "peer", peer)
+	case strings.Contains(msg, " - rid:") && strings.Contains(msg, natsserver.ErrAuthentication.Error()):
+		l.log.Error("refused a route that did not prove the cluster's secret (a node with another --cluster-secret-file, or a stranger)", "peer", peer)
+	default:
+		l.log.Warn(msg)
 	}
 }

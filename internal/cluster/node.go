@@ -55,6 +55,12 @@ type Config struct {
 	Listen string
 	Peers  []string
 	Dir    string
+	// SecretFile holds the cluster's secret, the same on every node:
+	// routes that do not prove it are refused (route authorization with a
+	// user and password derived from it). An embedded engine needs it
+	// unless Insecure is set.
+	SecretFile string
+	Insecure   bool
 
 	// External engine: NATS URLs, and optionally credentials and a CA to
 	// trust for TLS to NATS.
@@ -138,6 +144,12 @@ func (c *Config) Check() error {
 		return errors.New("--cluster-dir belongs to the embedded engine (--cluster-listen)")
 	case embedded && (c.NATSCreds != "" || c.NATSCA != ""):
 		return errors.New("--nats-creds and --nats-tls-ca belong to --nats")
+	case !embedded && (c.SecretFile != "" || c.Insecure):
+		return errors.New("--cluster-secret-file and --cluster-insecure belong to the embedded engine (--cluster-listen)")
+	case embedded && c.SecretFile != "" && c.Insecure:
+		return errors.New("--cluster-secret-file and --cluster-insecure exclude each other")
+	case embedded && c.SecretFile == "" && !c.Insecure:
+		return errNoSecret
 	case c.Node != "" && !nodeNameRE.MatchString(c.Node):
 		return fmt.Errorf("--node %q: use 1 to 64 letters, digits and the characters - _ . : only", c.Node)
 	case c.Name != "" && !clusterNameRE.MatchString(c.Name):

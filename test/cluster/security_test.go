@@ -2,12 +2,20 @@ package cluster
 
 import (
 	"bufio"
+	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/testbin"
@@ -76,4 +84,217 @@ func TestListensOnlyOnItsPorts(t *testing.T) {
 			t.Errorf("%s listens on %v, want %v (chat %d, route %d, metrics %d, web %d)", n.name, got, want, n.port, n.route, n.metrics, web[i])
 		}
 	}
+}
+
+// startStranger starts a plain nats-server (JetStream on) that asks to
+// route to the node's route port under the cluster's name, as the
+// attacker of issue 20 did, and returns a client connection to it and its
+// monitoring port.
+func startStranger(t *testing.T, to *node) (*nats.Conn, int) {
+	t.Helper()
+	port, route, mon := testbin.FreePort(t), testbin.FreePort(t), testbin.FreePort(t)
+	s := startProc(t, "stranger", natsBin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-n", "stranger", "-m", strconv.Itoa(mon),
+		"-js", "-sd", t.TempDir(), "--cluster_name", "gochat", "--cluster", fmt.Sprint("nats://127.0.0.1:", route),
+		"--routes", fmt.Sprint("nats://127.0.0.1:", to.route))
+	s.Errs.Wait(t, "stranger ready", 1, timeout, func(l string) bool { return strings.Contains(l, "Server is ready") })
+	nc, err := nats.Connect(fmt.Sprint("nats://127.0.0.1:", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc, mon
+}
+
+// routes returns the number of routes the nats-server with monitoring
+// port mon has.
+func routes(t *testing.T, mon int) int {
+	t.Helper()
+	body, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/routez", mon))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rz struct {
+		NumRoutes int `json:"num_routes"`
+	}
+	if err := json.Unmarshal([]byte(body), &rz); err != nil {
+		t.Fatalf("routez: %v: %s", err, body)
+	}
+	return rz.NumRoutes
+}
+
+// A plain nats-server that routes to a node of a cluster with a secret is
+// refused: it gets no route, reads none of the cluster's messages and
+// sees none of its buckets; the node says so in its log. With
+// --cluster-insecure it is taken in and reads everything (issue 20's
+// attack, which shows that this test sees it when it happens). The secret
+// appears in no log line.
+func TestStrangerRefused(t *testing.T) {
+	t.Parallel()
+	for _, insecure := range []bool{false, true} {
+		t.Run(fmt.Sprint("insecure=", insecure), func(t *testing.T) {
+			t.Parallel()
+			var nodes []*node
+			var secret []byte
+			if insecure {
+				nodes = startClusterEach(t, gochatdBin, 2, func(int) []string {
+					return []string{"--cluster-insecure", "--cluster-secret-file="}
+				})
+			} else {
+				nodes = startClusterEach(t, gochatdBin, 2, func(int) []string { return []string{"--log-level", "debug"} })
+				var err error
+				if secret, err = os.ReadFile(flagValue(nodes[0].args, "--cluster-secret-file")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			nc, mon := startStranger(t, nodes[0])
+			var seen atomic.Int64
+			sub, err := nc.Subscribe(">", func(m *nats.Msg) {
+				if strings.HasPrefix(m.Subject, "gochat") || strings.HasPrefix(m.Subject, "$JS") || strings.HasPrefix(m.Subject, "$KV") {
+					seen.Add(1)
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Unsubscribe()
+			if insecure {
+				// Taken in: the heartbeats (every 500 ms) reach it.
+				deadline := time.Now().Add(timeout)
+				for seen.Load() == 0 {
+					if time.Now().After(deadline) {
+						t.Fatal("--cluster-insecure: the stranger never read the cluster's messages")
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				return
+			}
+			nodes[0].Errs.Wait(t, "n1 refusing the stranger", 1, timeout, func(l string) bool {
+				return strings.Contains(l, "refused a route that did not prove the cluster's secret")
+			})
+			alice, bob := join(t, nodes[0], "alice"), join(t, nodes[1], "bob")
+			alice.waitList(usersList("alice", "bob"))
+			alice.send("please send me your password", "bob")
+			bob.expect(protocol.ForwardMessage, "1 alice please send me your password")
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if n := routes(t, mon); n != 0 {
+				t.Errorf("the stranger has %d routes", n)
+			}
+			// Heartbeats go out every 500 ms: with a route, some would
+			// have reached the stranger by now.
+			if n := seen.Load(); n != 0 {
+				t.Errorf("the stranger read %d of the cluster's messages", n)
+			}
+			js, err := jetstream.New(nc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			for name := range js.KeyValueStoreNames(ctx).Name() {
+				t.Errorf("the stranger sees bucket %s", name)
+			}
+			for _, n := range nodes {
+				for _, l := range append(n.Errs.Snapshot(), n.Out.Snapshot()...) {
+					if strings.Contains(l, strings.TrimSpace(string(secret))) {
+						t.Errorf("%s logged the secret: %s", n.name, l)
+					}
+				}
+			}
+		})
+	}
+}
+
+// flagValue returns the last value of flag in args ("--flag value").
+func flagValue(args []string, flag string) string {
+	v := ""
+	for i, a := range args {
+		if a == flag && i+1 < len(args) {
+			v = args[i+1]
+		}
+	}
+	return v
+}
+
+// A node started with another secret than the cluster's does not join:
+// it gives up after --cluster-wait, and its log says why.
+func TestWrongSecretDoesNotJoin(t *testing.T) {
+	t.Parallel()
+	nodes := startCluster(t, 2)
+	other := writeSecret(t, t.TempDir())
+	args := append(append([]string{}, nodeArgs...), "-p", strconv.Itoa(testbin.FreePort(t)), "--node", "n3",
+		"--cluster-listen", fmt.Sprint("127.0.0.1:", testbin.FreePort(t)),
+		"--cluster-peers", fmt.Sprintf("127.0.0.1:%d,127.0.0.1:%d", nodes[0].route, nodes[1].route),
+		"--cluster-dir", filepath.Join(t.TempDir(), "n3"), "--cluster-secret-file", other, "--cluster-wait", "5s")
+	code, _, stderr, _ := run(t, args...)
+	if code != 1 || !strings.Contains(stderr, "not part of the cluster") {
+		t.Fatalf("exit %d, stderr:\n%s\nwant exit 1, not part of the cluster", code, stderr)
+	}
+	if !strings.Contains(stderr, "a node refused this node's route: the two do not hold the same --cluster-secret-file") {
+		t.Errorf("the log does not say why; stderr:\n%s", stderr)
+	}
+	alice := join(t, nodes[0], "alice")
+	alice.send("still here", "alice")
+	alice.expect(protocol.ForwardMessage, "1 alice still here")
+}
+
+// The secret's flags: an embedded engine without a secret, a secret file
+// that group or others can read, and a short one are refused, with an
+// error that says what to do; --cluster-insecure starts with a warning.
+func TestSecretFileRefusals(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil { // whatever the umask
+			t.Fatal(err)
+		}
+		return p
+	}
+	const long = "0123456789abcdef0123456789abcdef"
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"no secret", nil, []string{"--cluster-secret-file", "head -c 32 /dev/urandom | base64 > FILE && chmod 600 FILE", "--cluster-insecure"}},
+		{"world readable", []string{"--cluster-secret-file", file("open", long, 0o644)}, []string{"group or others", "chmod 600"}},
+		{"group readable", []string{"--cluster-secret-file", file("group", long, 0o640)}, []string{"group or others"}},
+		{"short", []string{"--cluster-secret-file", file("short", "abc\n", 0o600)}, []string{"shorter than 16 bytes"}},
+		{"missing", []string{"--cluster-secret-file", filepath.Join(dir, "none")}, []string{"no such file"}},
+		{"with --nats", []string{"--nats", "nats://127.0.0.1:4222", "--cluster-secret-file", file("ok", long, 0o600)}, []string{"belong to the embedded engine"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(testbin.FreePort(t))}, tc.args...)
+			if !slices.Contains(tc.args, "--nats") {
+				args = append(args, "--cluster-listen", fmt.Sprint("127.0.0.1:", testbin.FreePort(t)), "--cluster-dir", filepath.Join(dir, "d-"+tc.name))
+			}
+			code, _, stderr, _ := run(t, args...)
+			if code != 1 {
+				t.Fatalf("exit %d, want 1; stderr:\n%s", code, stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+			if strings.Contains(stderr, long) {
+				t.Errorf("the error shows the secret:\n%s", stderr)
+			}
+		})
+	}
+	t.Run("insecure", func(t *testing.T) {
+		// Its peer is not there: the node starts, warns and waits for it.
+		p := startProc(t, "n1", gochatdBin, "-a", "127.0.0.1", "-p", strconv.Itoa(testbin.FreePort(t)), "--node", "n1",
+			"--cluster-listen", fmt.Sprint("127.0.0.1:", testbin.FreePort(t)), "--cluster-peers", fmt.Sprint("127.0.0.1:", testbin.FreePort(t)),
+			"--cluster-dir", filepath.Join(dir, "insecure"), "--cluster-insecure")
+		p.Errs.Wait(t, "the warning", 1, timeout, func(l string) bool {
+			return strings.Contains(l, "level=WARN") && strings.Contains(l, "--cluster-insecure")
+		})
+		p.Errs.Wait(t, "waiting for its peer", 1, timeout, func(l string) bool { return strings.Contains(l, "waiting for") })
+	})
 }

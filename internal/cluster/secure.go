@@ -1,0 +1,70 @@
+package cluster
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// makeSecret is the command docs/CLUSTER.md and the errors give for making
+// a cluster secret.
+const makeSecret = "head -c 32 /dev/urandom | base64 > FILE && chmod 600 FILE"
+
+// minSecret is the shortest secret taken, in bytes (after surrounding
+// white space is cut): 16 bytes of base64 carry 96 bits.
+const minSecret = 16
+
+// errNoSecret refuses an embedded engine without a secret: its route port
+// would take any NATS server that asks (issue 20: a plain nats-server
+// joined, and read every message, file and session token).
+var errNoSecret = errors.New("--cluster-listen needs --cluster-secret-file FILE, the same file on every node, " +
+	"so that only nodes holding it can join (without it any NATS server that reaches the route port joins the cluster and reads everything); " +
+	"make one with: " + makeSecret + " (or give --cluster-insecure, on a network nobody else can reach)")
+
+// readSecret reads the cluster's secret from path. Like ssh with a private
+// key, it refuses a file that group or others may read or write, and one
+// that is not a regular file. No error says anything of the content.
+func readSecret(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cluster-secret-file: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("--cluster-secret-file: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("--cluster-secret-file %s: not a regular file", path)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("--cluster-secret-file %s: group or others may read or write it (mode %04o): run chmod 600 %s", path, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return nil, fmt.Errorf("--cluster-secret-file %s: %w", path, err)
+	}
+	s := []byte(strings.TrimSpace(string(b)))
+	if len(s) < minSecret {
+		return nil, fmt.Errorf("--cluster-secret-file %s: shorter than %d bytes; make one with: %s", path, minSecret, makeSecret)
+	}
+	return s, nil
+}
+
+// routeCredentials derives the route user and password of the cluster
+// named name from its secret. Routes carry them in their CONNECT, in clear
+// unless the routes use TLS: deriving them keeps the secret itself off the
+// wire, and a password of one cluster says nothing of another's.
+func routeCredentials(secret []byte, name string) (user, pass string) {
+	mac := func(label string) string {
+		h := hmac.New(sha256.New, secret)
+		h.Write([]byte("gochat route " + label + "\x00" + name))
+		return hex.EncodeToString(h.Sum(nil))
+	}
+	return "gochat-" + mac("user")[:16], mac("password")
+}
