@@ -68,6 +68,9 @@ Cluster mode (docs/CLUSTER.md): several servers, one chat
                         head -c 32 /dev/urandom | base64 > FILE && chmod 600 FILE
 --cluster-insecure      Embedded engine: run without --cluster-secret-file (any NATS
                         server that reaches the route port joins the cluster)
+--cluster-tls-cert=FILE, --cluster-tls-key=FILE, --cluster-tls-ca=FILE
+                        Embedded engine: mutual TLS on routes, with this node's PEM
+                        certificate and key, verifying the other's against the CA
 --nats=URL,URL,...      External engine: the NATS servers (2.11 or newer, JetStream)
 --nats-creds=FILE       External engine: NATS credentials
 --nats-tls-ca=FILE      External engine: trust this CA for TLS to NATS
@@ -142,13 +145,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cl.Dir, "cluster-dir", "", "")
 	fs.StringVar(&cl.SecretFile, "cluster-secret-file", "", "")
 	fs.BoolVar(&cl.Insecure, "cluster-insecure", false, "")
+	fs.StringVar(&cl.TLSCert, "cluster-tls-cert", "", "")
+	fs.StringVar(&cl.TLSKey, "cluster-tls-key", "", "")
+	fs.StringVar(&cl.TLSCA, "cluster-tls-ca", "", "")
 	fs.StringSliceVar(&cl.NATS, "nats", nil, "")
 	fs.StringVar(&cl.NATSCreds, "nats-creds", "", "")
 	fs.StringVar(&cl.NATSCA, "nats-tls-ca", "", "")
 	fs.DurationVar(&cl.Wait, "cluster-wait", cluster.DefaultWait, "")
 	cli.IntVarP(fs, &cl.Replicas, "cluster-replicas", "", 0)
 	clustered := func() bool {
-		for _, f := range []string{"node", "cluster-name", "cluster-listen", "cluster-peers", "cluster-dir", "cluster-secret-file", "cluster-insecure", "nats", "nats-creds", "nats-tls-ca", "cluster-wait", "cluster-replicas"} {
+		for _, f := range []string{"node", "cluster-name", "cluster-listen", "cluster-peers", "cluster-dir", "cluster-secret-file", "cluster-insecure", "cluster-tls-cert", "cluster-tls-key", "cluster-tls-ca", "nats", "nats-creds", "nats-tls-ca", "cluster-wait", "cluster-replicas"} {
 			if fs.Changed(f) {
 				return true
 			}

@@ -23,7 +23,9 @@ import (
 // clientListenReady; route.go, StartRouting), and only AcceptLoop, which
 // DontListen skips, closes that channel. AcceptLoop closes it on a failed
 // listen as well, after reporting the failure through the logger's
-// Fatalf, which engineLogger passes on without exiting. Before issue 20
+// Fatalf, which engineLogger passes on without exiting. The engine's
+// health check (monitor.go, healthz; read-only in v2.15.2, run hourly
+// and logged) then reports the missing listener. Before issue 20
 // the engine listened on a loopback client port (token-protected) that
 // every local user could reach.
 const noClientPort = 65536
@@ -79,6 +81,12 @@ func startEngine(cfg Config, log *slog.Logger) (*natsserver.Server, error) {
 		Routes:       routes,
 		PingInterval: time.Second,
 	}
+	if cfg.TLSCert != "" {
+		if opts.Cluster.TLSConfig, err = routeTLS(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA); err != nil {
+			return nil, err
+		}
+		opts.Cluster.TLSTimeout = 3 // seconds
+	}
 	ns, err := natsserver.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded engine: %w", err)
@@ -116,9 +124,20 @@ type engineLogger struct {
 }
 
 func (l engineLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l engineLogger) Warnf(format string, v ...any)   { l.log.Info(fmt.Sprintf(format, v...)) }
 func (l engineLogger) Debugf(format string, v ...any)  {}
 func (l engineLogger) Tracef(format string, v ...any)  {}
+
+// Warnf passes the engine's warnings on as our notices, but for the
+// engine's hourly health check, which finds no client listener
+// (monitor.go, healthz: readyForConnections) and says so.
+func (l engineLogger) Warnf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if strings.Contains(msg, "address "+strconv.Itoa(noClientPort)) {
+		l.log.Debug(msg)
+		return
+	}
+	l.log.Info(msg)
+}
 
 func (l engineLogger) Fatalf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
@@ -141,6 +160,8 @@ func (l engineLogger) Errorf(format string, v ...any) {
 	switch {
 	case strings.Contains(msg, "Route Error 'Authorization Violation'"):
 		l.log.Error("a node refused this node's route: the two do not hold the same --cluster-secret-file", "peer", peer)
+	case strings.Contains(msg, "TLS route handshake error"):
+		l.log.Error("a route failed its TLS handshake: the other side has no TLS, or a certificate not signed by --cluster-tls-ca", "peer", peer, "err", msg)
 	case strings.Contains(msg, " - rid:") && strings.Contains(msg, natsserver.ErrAuthentication.Error()):
 		l.log.Error("refused a route that did not prove the cluster's secret (a node with another --cluster-secret-file, or a stranger)", "peer", peer)
 	default:

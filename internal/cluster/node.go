@@ -61,6 +61,10 @@ type Config struct {
 	// unless Insecure is set.
 	SecretFile string
 	Insecure   bool
+	// TLSCert and TLSKey are this node's certificate and key for mutual
+	// TLS on routes; TLSCA the authority every node's certificate must be
+	// signed by (each side of a route verifies the other's).
+	TLSCert, TLSKey, TLSCA string
 
 	// External engine: NATS URLs, and optionally credentials and a CA to
 	// trust for TLS to NATS.
@@ -144,8 +148,10 @@ func (c *Config) Check() error {
 		return errors.New("--cluster-dir belongs to the embedded engine (--cluster-listen)")
 	case embedded && (c.NATSCreds != "" || c.NATSCA != ""):
 		return errors.New("--nats-creds and --nats-tls-ca belong to --nats")
-	case !embedded && (c.SecretFile != "" || c.Insecure):
-		return errors.New("--cluster-secret-file and --cluster-insecure belong to the embedded engine (--cluster-listen)")
+	case !embedded && (c.SecretFile != "" || c.Insecure || c.TLSCert != "" || c.TLSKey != "" || c.TLSCA != ""):
+		return errors.New("--cluster-secret-file, --cluster-insecure and --cluster-tls-* belong to the embedded engine (--cluster-listen)")
+	case (c.TLSCert != "") != (c.TLSKey != "") || (c.TLSCert != "") != (c.TLSCA != ""):
+		return errors.New("--cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca go together")
 	case embedded && c.SecretFile != "" && c.Insecure:
 		return errors.New("--cluster-secret-file and --cluster-insecure exclude each other")
 	case embedded && c.SecretFile == "" && !c.Insecure:
@@ -382,7 +388,11 @@ func (n *Node) connect(ctx context.Context) (*nats.Conn, error) {
 	for attempt := 0; ; attempt++ {
 		nc, err := nats.Connect(url, opts...)
 		if err == nil {
-			n.log.Info("connected to the engine", "server", nc.ConnectedUrlRedacted())
+			server := nc.ConnectedUrlRedacted()
+			if n.ns != nil {
+				server = "embedded, in process"
+			}
+			n.log.Info("connected to the engine", "server", server)
 			return nc, nil
 		}
 		if attempt%10 == 0 {

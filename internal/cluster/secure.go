@@ -3,6 +3,8 @@ package cluster
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -67,4 +69,29 @@ func routeCredentials(secret []byte, name string) (user, pass string) {
 		return hex.EncodeToString(h.Sum(nil))
 	}
 	return "gochat-" + mac("user")[:16], mac("password")
+}
+
+// routeTLS returns the TLS configuration of mutual TLS on routes: this
+// node's certificate, and the CA that must have signed the other side's,
+// whichever side dials (nats-server's cluster { tls { verify: true } }).
+func routeTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--cluster-tls-cert/--cluster-tls-key: %w", err)
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--cluster-tls-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--cluster-tls-ca %s: no PEM certificate in it", caFile)
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      pool,
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		MinVersion:   tls.VersionTLS12,
+	}, nil
 }

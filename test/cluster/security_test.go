@@ -19,6 +19,7 @@ import (
 
 	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/testbin"
+	"github.com/gochat/chat/internal/testcert"
 )
 
 // listening returns the TCP ports pid listens on: the sockets of its open
@@ -297,4 +298,57 @@ func TestSecretFileRefusals(t *testing.T) {
 		})
 		p.Errs.Wait(t, "waiting for its peer", 1, timeout, func(l string) bool { return strings.Contains(l, "waiting for") })
 	})
+}
+
+// tlsFlags returns the flags of mutual TLS on routes with a certificate
+// for node issued by ca, whose certificate is in caFile.
+func tlsFlags(t *testing.T, ca testcert.CA, caFile, node string) []string {
+	t.Helper()
+	cert, key := ca.Issue(t, node).Files(t)
+	return []string{"--cluster-tls-cert", cert, "--cluster-tls-key", key, "--cluster-tls-ca", caFile}
+}
+
+// Mutual TLS on routes: nodes with certificates of the cluster's CA form
+// the cluster; a node holding the secret but a certificate of another CA
+// does not join (and its log says why), nor does a plain nats-server that
+// speaks no TLS.
+func TestRouteTLS(t *testing.T) {
+	t.Parallel()
+	ca := testcert.NewCA(t)
+	caFile := ca.File(t)
+	nodes := startClusterEach(t, gochatdBin, 2, func(i int) []string { return tlsFlags(t, ca, caFile, fmt.Sprint("n", i+1)) })
+	alice, bob := join(t, nodes[0], "alice"), join(t, nodes[1], "bob")
+	alice.waitList(usersList("alice", "bob"))
+	alice.send("over TLS", "bob")
+	bob.expect(protocol.ForwardMessage, "1 alice over TLS")
+
+	// The secret, but a certificate of another CA (trusting it too).
+	other := testcert.NewCA(t)
+	args := append(append([]string{}, nodeArgs...), "-p", strconv.Itoa(testbin.FreePort(t)), "--node", "n3",
+		"--cluster-listen", fmt.Sprint("127.0.0.1:", testbin.FreePort(t)),
+		"--cluster-peers", fmt.Sprintf("127.0.0.1:%d,127.0.0.1:%d", nodes[0].route, nodes[1].route),
+		"--cluster-dir", filepath.Join(t.TempDir(), "n3"), "--cluster-secret-file", flagValue(nodes[0].args, "--cluster-secret-file"),
+		"--cluster-wait", "5s")
+	args = append(args, tlsFlags(t, other, other.File(t), "n3")...)
+	code, _, stderr, _ := run(t, args...)
+	if code != 1 || !strings.Contains(stderr, "not part of the cluster") {
+		t.Fatalf("a node with another CA's certificate: exit %d, stderr:\n%s\nwant exit 1, not part of the cluster", code, stderr)
+	}
+	if !strings.Contains(stderr, "a route failed its TLS handshake") {
+		t.Errorf("the log does not say why; stderr:\n%s", stderr)
+	}
+	nodes[0].Errs.Wait(t, "n1 refusing n3's certificate", 1, timeout, func(l string) bool {
+		return strings.Contains(l, "a route failed its TLS handshake")
+	})
+
+	_, mon := startStranger(t, nodes[1])
+	n := nodes[1].Errs.Count(func(l string) bool { return strings.Contains(l, "a route failed its TLS handshake") })
+	nodes[1].Errs.Wait(t, "n2 refusing the stranger", n+1, timeout, func(l string) bool {
+		return strings.Contains(l, "a route failed its TLS handshake")
+	})
+	if n := routes(t, mon); n != 0 {
+		t.Errorf("the stranger has %d routes", n)
+	}
+	alice.send("still there", "bob")
+	bob.expect(protocol.ForwardMessage, "1 alice still there")
 }
