@@ -77,7 +77,13 @@ func newHub(n *Node, reg *registry) *Hub {
 			}
 		}
 	}
-	reg.onNode = func(string, bool) { h.changed(); h.live.sweepSoon() }
+	reg.onNode = func(node string, gone bool) {
+		if gone {
+			h.live.forget(node)
+		}
+		h.changed()
+		h.live.sweepSoon()
+	}
 	return h
 }
 

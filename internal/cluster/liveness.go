@@ -80,6 +80,13 @@ func (l *liveness) heard(m *nats.Msg) {
 		return
 	}
 	node, left := f[2], f[1] == stateLeaving
+	if node != l.h.n.cfg.Node && !l.h.reg.leased(node, inc) {
+		// Not a node of the cluster (or not yet: its lease reaches
+		// this node's cache within milliseconds, and it announces
+		// itself again in heartbeatEvery).
+		l.h.n.ignored.note(l.h.n.log, "heartbeat", node)
+		return
+	}
 	l.mu.Lock()
 	st, ok := l.nodes[node]
 	if !ok {
@@ -106,6 +113,18 @@ func (l *liveness) heard(m *nats.Msg) {
 			l.h.n.log.Info("node heard", "peer", node, "state", f[1])
 		}
 	}
+}
+
+// forget drops what is known of node, whose lease is gone: a node that
+// comes back takes a lease again before it is heard.
+func (l *liveness) forget(node string) {
+	if node == l.h.n.cfg.Node {
+		return
+	}
+	l.mu.Lock()
+	delete(l.nodes, node)
+	l.mu.Unlock()
+	l.h.n.m.forget(node)
 }
 
 // awaitSilent waits, at most d, until every other node that fell silent

@@ -247,6 +247,8 @@ type Node struct {
 	m    *metrics
 	stop chan struct{} // closed by Close
 
+	ignored ignoredLog // messages from nodes that hold no lease
+
 	// ctx bounds every engine operation; cancelled by Close, after the
 	// node has said goodbye.
 	ctx    context.Context

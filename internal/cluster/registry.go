@@ -24,6 +24,12 @@ const (
 	cfgKey      = "cfg"
 )
 
+// maxNodes bounds the leases a node keeps track of, and so the nodes it
+// hears and the metric series it keeps per peer: what it takes from the
+// engine must not grow without bound (issue 20: 500 forged heartbeats
+// added 2,000 series to a node).
+const maxNodes = 256
+
 // Errors of the registry.
 var (
 	errCapMismatch = errors.New("client cap differs from the cluster's")
@@ -420,6 +426,10 @@ func (r *registry) applyLease(e jetstream.KeyValueEntry) {
 		return
 	}
 	l.rev, l.created = e.Revision(), e.Created()
+	if _, ok := r.leases[node]; !ok && (len(r.leases) >= maxNodes || !nodeNameRE.MatchString(node)) {
+		r.node.log.Warn("ignoring a lease: a bad node name, or more nodes than a cluster may have", "nodes", len(r.leases), "max", maxNodes)
+		return
+	}
 	r.leases[node] = l
 	if r.onNode != nil {
 		r.onNode(node, false)
@@ -512,6 +522,15 @@ func (r *registry) recordLeave(name string, token uint64, slot int, slotRev uint
 	if s, ok := r.slots[slot]; ok && s.rev == slotRev {
 		r.freeLocked(slot)
 	}
+}
+
+// leased reports whether node, in incarnation inc, holds a lease: only
+// such a node's heartbeats and frames are taken.
+func (r *registry) leased(node string, inc uint64) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	l, ok := r.leases[node]
+	return ok && l.inc == inc
 }
 
 // user returns the cached record of name.

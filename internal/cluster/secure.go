@@ -9,8 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
+	"sync"
+	"time"
 )
 
 // makeSecret is the command docs/CLUSTER.md and the errors give for making
@@ -94,4 +97,30 @@ func routeTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		MinVersion:   tls.VersionTLS12,
 	}, nil
+}
+
+// ignoredLog logs the engine's messages that a node ignores because their
+// sender holds no lease, at most once every ignoredLogEvery with the count
+// since, so that a flood of forged messages cannot flood the log either.
+type ignoredLog struct {
+	mu    sync.Mutex
+	last  time.Time // of the last line
+	count int       // ignored since
+}
+
+const ignoredLogEvery = 10 * time.Second
+
+func (g *ignoredLog) note(log *slog.Logger, what, node string) {
+	g.mu.Lock()
+	g.count++
+	now := time.Now()
+	if now.Sub(g.last) < ignoredLogEvery {
+		g.mu.Unlock()
+		return
+	}
+	count := g.count
+	g.last, g.count = now, 0
+	g.mu.Unlock()
+	log.Warn("ignoring messages from a node that holds no lease in the registry (a node still joining, or a forgery)",
+		"what", what, "from", fmt.Sprintf("%.64q", node), "ignored", count)
 }
