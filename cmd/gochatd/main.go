@@ -74,6 +74,8 @@ Cluster mode (docs/CLUSTER.md): several servers, one chat
 --nats=URL,URL,...      External engine: the NATS servers (2.11 or newer, JetStream)
 --nats-creds=FILE       External engine: NATS credentials
 --nats-tls-ca=FILE      External engine: trust this CA for TLS to NATS
+--nats-tls-cert=FILE, --nats-tls-key=FILE
+                        External engine: a client certificate and key for TLS to NATS
 --cluster-name=NAME     The cluster's name (its NATS buckets and subjects), defaults
                         to gochat
 --cluster-wait=DURATION Give up joining the cluster after this long, defaults to 1m0s
@@ -151,10 +153,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringSliceVar(&cl.NATS, "nats", nil, "")
 	fs.StringVar(&cl.NATSCreds, "nats-creds", "", "")
 	fs.StringVar(&cl.NATSCA, "nats-tls-ca", "", "")
+	fs.StringVar(&cl.NATSCert, "nats-tls-cert", "", "")
+	fs.StringVar(&cl.NATSKey, "nats-tls-key", "", "")
 	fs.DurationVar(&cl.Wait, "cluster-wait", cluster.DefaultWait, "")
 	cli.IntVarP(fs, &cl.Replicas, "cluster-replicas", "", 0)
 	clustered := func() bool {
-		for _, f := range []string{"node", "cluster-name", "cluster-listen", "cluster-peers", "cluster-dir", "cluster-secret-file", "cluster-insecure", "cluster-tls-cert", "cluster-tls-key", "cluster-tls-ca", "nats", "nats-creds", "nats-tls-ca", "cluster-wait", "cluster-replicas"} {
+		for _, f := range []string{"node", "cluster-name", "cluster-listen", "cluster-peers", "cluster-dir", "cluster-secret-file", "cluster-insecure", "cluster-tls-cert", "cluster-tls-key", "cluster-tls-ca", "nats", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key", "cluster-wait", "cluster-replicas"} {
 			if fs.Changed(f) {
 				return true
 			}

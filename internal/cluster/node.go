@@ -71,6 +71,9 @@ type Config struct {
 	NATS      []string
 	NATSCreds string
 	NATSCA    string
+	// NATSCert and NATSKey are a client certificate and its key for TLS
+	// to NATS (servers that verify their clients).
+	NATSCert, NATSKey string
 
 	// Replicas of the registry's buckets (default: 3 when the engine has
 	// three servers or more, as far as the node can tell: the embedded
@@ -146,8 +149,10 @@ func (c *Config) Check() error {
 		return errors.New("--cluster-peers needs --cluster-listen")
 	case !embedded && (c.Dir != ""):
 		return errors.New("--cluster-dir belongs to the embedded engine (--cluster-listen)")
-	case embedded && (c.NATSCreds != "" || c.NATSCA != ""):
-		return errors.New("--nats-creds and --nats-tls-ca belong to --nats")
+	case embedded && (c.NATSCreds != "" || c.NATSCA != "" || c.NATSCert != "" || c.NATSKey != ""):
+		return errors.New("--nats-creds and --nats-tls-* belong to --nats")
+	case (c.NATSCert != "") != (c.NATSKey != ""):
+		return errors.New("--nats-tls-cert and --nats-tls-key go together")
 	case !embedded && (c.SecretFile != "" || c.Insecure || c.TLSCert != "" || c.TLSKey != "" || c.TLSCA != ""):
 		return errors.New("--cluster-secret-file, --cluster-insecure and --cluster-tls-* belong to the embedded engine (--cluster-listen)")
 	case (c.TLSCert != "") != (c.TLSKey != "") || (c.TLSCert != "") != (c.TLSCA != ""):
@@ -175,7 +180,7 @@ func (c *Config) Check() error {
 	for _, u := range c.NATS {
 		p, err := url.Parse(u)
 		if err != nil || p.Host == "" || (p.Scheme != "nats" && p.Scheme != "tls") {
-			return fmt.Errorf("--nats: %q is not a nats:// or tls:// URL", u)
+			return fmt.Errorf("--nats: %q is not a nats:// or tls:// URL", redactURL(u))
 		}
 	}
 	return nil
@@ -387,6 +392,9 @@ func (n *Node) connect(ctx context.Context) (*nats.Conn, error) {
 	if n.cfg.NATSCA != "" {
 		opts = append(opts, nats.RootCAs(n.cfg.NATSCA))
 	}
+	if n.cfg.NATSCert != "" {
+		opts = append(opts, nats.ClientCert(n.cfg.NATSCert, n.cfg.NATSKey))
+	}
 	for attempt := 0; ; attempt++ {
 		nc, err := nats.Connect(url, opts...)
 		if err == nil {
@@ -398,11 +406,11 @@ func (n *Node) connect(ctx context.Context) (*nats.Conn, error) {
 			return nc, nil
 		}
 		if attempt%10 == 0 {
-			n.log.Info("waiting for the engine", "nats", url, "err", err)
+			n.log.Info("waiting for the engine", "nats", redactURLs(n.cfg.NATS), "err", err)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("cannot reach NATS at %s: %w", url, err)
+			return nil, fmt.Errorf("cannot reach NATS at %s: %w", redactURLs(n.cfg.NATS), err)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -123,4 +124,38 @@ func (g *ignoredLog) note(log *slog.Logger, what, node string) {
 	g.mu.Unlock()
 	log.Warn("ignoring messages from a node that holds no lease in the registry (a node still joining, or a forgery)",
 		"what", what, "from", fmt.Sprintf("%.64q", node), "ignored", count)
+}
+
+// redactURL returns u with the password of its user information, if any,
+// replaced by "xxxxx", or the user itself if it has no password (NATS
+// takes a lone user as a token), for logs and errors; one that does not
+// parse as scheme://host loses everything between "://" (or its start)
+// and the last "@".
+func redactURL(u string) string {
+	if p, err := url.Parse(u); err == nil && p.Host != "" {
+		if p.User != nil {
+			if _, ok := p.User.Password(); !ok {
+				p.User = url.User("xxxxx")
+			}
+		}
+		return p.Redacted()
+	}
+	if i := strings.Index(u, "://"); i >= 0 {
+		if j := strings.LastIndex(u, "@"); j > i {
+			return u[:i+3] + "xxxxx" + u[j:]
+		}
+	}
+	if j := strings.LastIndex(u, "@"); j >= 0 {
+		return "xxxxx" + u[j:]
+	}
+	return u
+}
+
+// redactURLs is redactURL of each of us, joined by commas.
+func redactURLs(us []string) string {
+	out := make([]string, len(us))
+	for i, u := range us {
+		out[i] = redactURL(u)
+	}
+	return strings.Join(out, ",")
 }

@@ -352,3 +352,52 @@ func TestRouteTLS(t *testing.T) {
 	alice.send("still there", "bob")
 	bob.expect(protocol.ForwardMessage, "1 alice still there")
 }
+
+// A password (or token) in a --nats URL appears in no log line and no
+// error: not in "waiting for the engine", not in the start's error, not
+// in the error about a malformed URL.
+func TestNATSPasswordRedacted(t *testing.T) {
+	t.Parallel()
+	closed := testbin.FreePort(t)
+	for _, urls := range []string{
+		fmt.Sprintf("nats://alice:s3cretpw@127.0.0.1:%d,nats://s3cretpw@127.0.0.1:%d", closed, closed),
+		"nats//alice:s3cretpw@127.0.0.1:4222",
+	} {
+		code, stdout, stderr, _ := run(t, "-a", "127.0.0.1", "-p", strconv.Itoa(testbin.FreePort(t)), "--log-level", "debug",
+			"--nats", urls, "--cluster-wait", "2s")
+		if code != 1 {
+			t.Fatalf("exit %d, want 1; stderr:\n%s", code, stderr)
+		}
+		if strings.Contains(stderr+stdout, "s3cretpw") {
+			t.Errorf("the password shows:\n%s", stderr)
+		}
+		if !strings.Contains(stderr, "xxxxx") {
+			t.Errorf("no redacted URL in the output:\n%s", stderr)
+		}
+	}
+}
+
+// TLS to an external NATS server that verifies its clients: a node with
+// a client certificate (--nats-tls-cert/--nats-tls-key) joins, one
+// without is not let in.
+func TestNATSClientCertificate(t *testing.T) {
+	t.Parallel()
+	ca := testcert.NewCA(t)
+	caFile := ca.File(t)
+	srvCert, srvKey := ca.Issue(t, "nats").Files(t)
+	port := testbin.FreePort(t)
+	s := startProc(t, "e1", natsBin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", t.TempDir(),
+		"--tlscert", srvCert, "--tlskey", srvKey, "--tlscacert", caFile, "--tlsverify")
+	s.Errs.Wait(t, "e1 ready", 1, timeout, func(l string) bool { return strings.Contains(l, "Server is ready") })
+	url := fmt.Sprint("tls://127.0.0.1:", port)
+
+	code, _, stderr, _ := run(t, "-a", "127.0.0.1", "-p", strconv.Itoa(testbin.FreePort(t)), "--nats", url, "--nats-tls-ca", caFile, "--cluster-wait", "2s")
+	if code != 1 || !strings.Contains(stderr, "cannot reach NATS") {
+		t.Errorf("without a client certificate: exit %d, stderr:\n%s", code, stderr)
+	}
+	cert, key := ca.Issue(t, "n1").Files(t)
+	nodes := startNodes(t, func(int) []string { return []string{url} }, 1, "--nats-tls-ca", caFile, "--nats-tls-cert", cert, "--nats-tls-key", key)
+	a := join(t, nodes[0], "a")
+	a.send("hi", "a")
+	a.expect(protocol.ForwardMessage, "1 a hi")
+}
