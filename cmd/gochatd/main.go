@@ -61,8 +61,8 @@ Cluster mode (docs/CLUSTER.md): several servers, one chat
 --node=NAME             This node's name, unique in the cluster, defaults to host:port
 --cluster-listen=HOST:PORT  Embedded engine: this node's route address
 --cluster-peers=A,B,...  Embedded engine: the other nodes' route addresses
---cluster-dir=DIR       Embedded engine: where it keeps its state, defaults to a
-                        folder named after the node in the temporary folder
+--cluster-dir=DIR       Embedded engine: where it keeps its state, defaults to
+                        $XDG_STATE_HOME/gochatd/NODE (else ~/.local/state/gochatd/NODE)
 --cluster-secret-file=FILE  Embedded engine: the cluster's secret, the same file on
                         every node (only nodes holding it may route); make one with
                         head -c 32 /dev/urandom | base64 > FILE && chmod 600 FILE

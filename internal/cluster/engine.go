@@ -41,8 +41,13 @@ func startEngine(cfg Config, log *slog.Logger) (*natsserver.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("--cluster-dir: %w", err)
+	if cfg.Dir == "" {
+		if cfg.Dir, err = defaultStateDir(cfg.Node, os.Getenv, os.UserHomeDir); err != nil {
+			return nil, err
+		}
+	}
+	if err := stateDir(cfg.Dir); err != nil {
+		return nil, err
 	}
 	var user, pass string
 	if cfg.SecretFile != "" {

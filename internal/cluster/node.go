@@ -22,7 +22,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -50,8 +49,8 @@ type Config struct {
 
 	// Embedded engine: Listen is this node's route address (host:port);
 	// Peers the other nodes' route addresses; Dir holds the engine's
-	// state (default: a folder named after the node in the system's
-	// temporary folder).
+	// state (default: $XDG_STATE_HOME/gochatd/<node>, else
+	// ~/.local/state/gochatd/<node>; see stateDir).
 	Listen string
 	Peers  []string
 	Dir    string
@@ -215,9 +214,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.StallTimeout <= 0 {
 		c.StallTimeout = 30 * time.Second
-	}
-	if c.Dir == "" && c.Listen != "" {
-		c.Dir = filepath.Join(os.TempDir(), "gochatd-cluster-"+sanitizeNode(c.Node))
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

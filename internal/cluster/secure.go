@@ -12,10 +12,16 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
 )
+
+// unixModes says whether files have Unix permission bits to check
+// (Windows reports 0666 or 0777 for every file and folder).
+const unixModes = runtime.GOOS != "windows"
 
 // makeSecret is the command docs/CLUSTER.md and the errors give for making
 // a cluster secret.
@@ -48,7 +54,7 @@ func readSecret(path string) ([]byte, error) {
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("--cluster-secret-file %s: not a regular file", path)
 	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+	if perm := st.Mode().Perm(); unixModes && perm&0o077 != 0 {
 		return nil, fmt.Errorf("--cluster-secret-file %s: group or others may read or write it (mode %04o): run chmod 600 %s", path, perm, path)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
@@ -158,4 +164,44 @@ func redactURLs(us []string) string {
 		out[i] = redactURL(u)
 	}
 	return strings.Join(out, ",")
+}
+
+// defaultStateDir returns the default --cluster-dir of node: a folder of
+// the user's state ($XDG_STATE_HOME/gochatd/<node>, else
+// ~/.local/state/gochatd/<node>), not a predictable path in the shared
+// temporary folder, where another local user could have made it first.
+func defaultStateDir(node string, getenv func(string) string, home func() (string, error)) (string, error) {
+	base := getenv("XDG_STATE_HOME")
+	if !filepath.IsAbs(base) { // the XDG spec: a relative path is invalid and ignored
+		h, err := home()
+		if err != nil || h == "" {
+			return "", fmt.Errorf("--cluster-dir: no default without $XDG_STATE_HOME or a home folder (%v): give one", err)
+		}
+		base = filepath.Join(h, ".local", "state")
+	}
+	return filepath.Join(base, "gochatd", sanitizeNode(node)), nil
+}
+
+// stateDir makes dir (mode 700) if it does not exist, and refuses it if
+// it is not a folder of this user's that only this user may write to:
+// another user could otherwise read the engine's state (the registry,
+// session tokens included) or plant one.
+func stateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("--cluster-dir: %w", err)
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("--cluster-dir: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("--cluster-dir %s: not a folder", dir)
+	}
+	if uid, ok := fileOwner(st); ok && uid != os.Getuid() {
+		return fmt.Errorf("--cluster-dir %s: owned by another user (uid %d)", dir, uid)
+	}
+	if perm := st.Mode().Perm(); unixModes && perm&0o022 != 0 {
+		return fmt.Errorf("--cluster-dir %s: group or others may write to it (mode %04o): run chmod 700 %s", dir, perm, dir)
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -400,4 +401,36 @@ func TestNATSClientCertificate(t *testing.T) {
 	a := join(t, nodes[0], "a")
 	a.send("hi", "a")
 	a.expect(protocol.ForwardMessage, "1 a hi")
+}
+
+// --cluster-dir: by default a folder of the user's state
+// ($XDG_STATE_HOME/gochatd/<node>), made for its owner only; a folder
+// that group or others may write to is refused.
+func TestClusterDir(t *testing.T) {
+	t.Parallel()
+	state := t.TempDir()
+	secret := writeSecret(t, t.TempDir())
+	cmd := exec.Command(gochatdBin, "-a", "127.0.0.1", "-p", strconv.Itoa(testbin.FreePort(t)), "--node", "n1",
+		"--cluster-listen", fmt.Sprint("127.0.0.1:", testbin.FreePort(t)), "--cluster-peers", fmt.Sprint("127.0.0.1:", testbin.FreePort(t)),
+		"--cluster-secret-file", secret)
+	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+state)
+	p := testbin.Start(t, "n1", cmd)
+	p.Errs.Wait(t, "n1 waiting for its peer", 1, timeout, func(l string) bool { return strings.Contains(l, "waiting for") })
+	dir := filepath.Join(state, "gochatd", "n1")
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() || st.Mode().Perm() != 0o700 {
+		t.Errorf("the default state folder %s: %v, %v; want a folder of mode 0700", dir, st, err)
+	}
+
+	open := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(open, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr, _ := run(t, "-a", "127.0.0.1", "-p", strconv.Itoa(testbin.FreePort(t)), "--node", "n2",
+		"--cluster-listen", fmt.Sprint("127.0.0.1:", testbin.FreePort(t)), "--cluster-dir", open, "--cluster-secret-file", secret)
+	if code != 1 || !strings.Contains(stderr, "--cluster-dir") || !strings.Contains(stderr, "group or others may write") {
+		t.Errorf("a world-writable --cluster-dir: exit %d, stderr:\n%s", code, stderr)
+	}
 }
