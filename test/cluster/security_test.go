@@ -3,6 +3,8 @@ package cluster
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -432,5 +434,115 @@ func TestClusterDir(t *testing.T) {
 		"--cluster-listen", fmt.Sprint("127.0.0.1:", testbin.FreePort(t)), "--cluster-dir", open, "--cluster-secret-file", secret)
 	if code != 1 || !strings.Contains(stderr, "--cluster-dir") || !strings.Contains(stderr, "group or others may write") {
 		t.Errorf("a world-writable --cluster-dir: exit %d, stderr:\n%s", code, stderr)
+	}
+}
+
+// permissionsBlock returns the user block of docs/CLUSTER.md's
+// "Permissions on an external NATS".
+func permissionsBlock(t *testing.T) string {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "CLUSTER.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(doc), "\n### Permissions on an external NATS\n")
+	if !ok {
+		t.Fatal("docs/CLUSTER.md has no section \"Permissions on an external NATS\"")
+	}
+	_, block, ok := strings.Cut(sec, "```conf\n")
+	if !ok {
+		t.Fatal("docs/CLUSTER.md: no conf block in \"Permissions on an external NATS\"")
+	}
+	block, _, ok = strings.Cut(block, "```")
+	if !ok {
+		t.Fatal("docs/CLUSTER.md: the conf block does not end")
+	}
+	return block
+}
+
+// Three nodes on an external nats-server whose user has exactly the
+// permissions docs/CLUSTER.md gives (read from it): they form the cluster,
+// chat, relay a file across nodes, see a leave, and the engine refuses
+// them nothing; the same user may do nothing else.
+func TestExternalPermissions(t *testing.T) {
+	t.Parallel()
+	port := testbin.FreePort(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "nats.conf")
+	cfg := fmt.Sprintf("listen: 127.0.0.1:%d\njetstream { store_dir: %q }\n", port, filepath.Join(dir, "js")) + permissionsBlock(t)
+	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(natsBin, "-c", conf)
+	cmd.Env = append(os.Environ(), "GOCHAT_NATS_PASSWORD=pw-"+rand.Text())
+	pw := strings.TrimPrefix(cmd.Env[len(cmd.Env)-1], "GOCHAT_NATS_PASSWORD=")
+	s := testbin.Start(t, "e1", cmd)
+	s.Errs.Wait(t, "e1 ready", 1, timeout, func(l string) bool { return strings.Contains(l, "Server is ready") })
+	url := fmt.Sprintf("nats://gochat:%s@127.0.0.1:%d", pw, port)
+
+	nodes := startNodes(t, func(int) []string { return []string{url} }, 3)
+	alice, bob, carol := join(t, nodes[0], "alice"), join(t, nodes[1], "bob"), join(t, nodes[2], "carol")
+	alice.waitList(usersList("alice", "bob", "carol"))
+	alice.send("hi", "bob", "carol")
+	bob.expect(protocol.ForwardMessage, "1 alice hi")
+	carol.expect(protocol.ForwardMessage, "1 alice hi")
+	content := []byte("a small file")
+	alice.write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "f.txt", int64(len(content))))
+	alice.write(content)
+	if got := readPlainFile(t, bob, 1<<30, "1 alice f.txt ", int64(len(content))); got != sha256.Sum256(content) {
+		t.Error("the file arrived damaged")
+	}
+	carol.nc.Close()
+	nodes[2].Out.WaitLine(t, "disconnected: carol", timeout)
+	alice.waitList(usersList("alice", "bob"))
+	for _, n := range nodes {
+		for _, l := range n.Errs.Snapshot() {
+			if strings.Contains(l, "Permissions Violation") || strings.Contains(l, "Authorization Violation") {
+				t.Errorf("%s was refused: %s", n.name, l)
+			}
+		}
+		if strings.Contains(strings.Join(n.Errs.Snapshot(), "\n"), pw) {
+			t.Errorf("%s logged the NATS password", n.name)
+		}
+	}
+
+	// Nothing more: another cluster's subjects and buckets are refused.
+	refused := make(chan error, 16)
+	nc, err := nats.Connect(url, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		select {
+		case refused <- err:
+		default:
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for _, try := range []func() error{
+		func() error { _, err := nc.SubscribeSync(">"); return err },
+		func() error { return nc.Publish("other.x", nil) },
+		func() error { return nc.Publish("$KV.other_names.x", nil) },
+	} {
+		if err := try(); err != nil {
+			t.Fatal(err)
+		}
+		nc.Flush()
+		select {
+		case err := <-refused:
+			if !strings.Contains(err.Error(), "Permissions Violation") {
+				t.Errorf("refused with %v, want a permissions violation", err)
+			}
+		case <-time.After(timeout):
+			t.Error("the node's user was allowed more than the documented permissions")
+		}
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "other_names"}); err == nil {
+		t.Error("the node's user made a bucket of another cluster")
 	}
 }
