@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -517,7 +518,7 @@ func (l *liveness) sweepOnce() {
 		return !ok || lease.inc != rinc
 	}
 	reg.mu.Lock()
-	var users []pendingDelete
+	var users, stale []pendingDelete
 	for name, u := range reg.users {
 		if orphan(u.node, u.inc, u.token) && time.Since(time.Unix(0, u.created)) > minRecordAge {
 			users = append(users, pendingDelete{userKey(name), u.rev})
@@ -529,6 +530,17 @@ func (l *liveness) sweepOnce() {
 		}
 	}
 	reg.mu.Unlock()
+	// Records of a bucket since created again (revision 0, see guard)
+	// are not in the bucket: nothing to delete, only the cache to mend.
+	users = slices.DeleteFunc(users, func(p pendingDelete) bool {
+		if p.rev == 0 {
+			stale = append(stale, p)
+		}
+		return p.rev == 0
+	})
+	if len(stale) > 0 {
+		reg.dropStale(stale)
+	}
 	if len(users) > 0 {
 		h.n.log.Info("removing records that no live session holds", "records", len(users))
 	}
