@@ -41,14 +41,6 @@ func startEngine(cfg Config, log *slog.Logger) (*natsserver.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Dir == "" {
-		if cfg.Dir, err = defaultStateDir(cfg.Node, os.Getenv, os.UserHomeDir); err != nil {
-			return nil, err
-		}
-	}
-	if err := stateDir(cfg.Dir); err != nil {
-		return nil, err
-	}
 	var user, pass string
 	if cfg.SecretFile != "" {
 		secret, err := readSecret(cfg.SecretFile)
@@ -58,6 +50,14 @@ func startEngine(cfg Config, log *slog.Logger) (*natsserver.Server, error) {
 		user, pass = routeCredentials(secret, cfg.Name)
 	} else {
 		log.Warn("--cluster-insecure: the route port takes any NATS server that reaches it, which then reads and forges every message, file and session of the cluster; give every node --cluster-secret-file instead")
+	}
+	if cfg.Dir == "" {
+		if cfg.Dir, err = defaultStateDir(cfg.Node, os.Getenv, os.UserHomeDir); err != nil {
+			return nil, err
+		}
+	}
+	if err := stateDir(cfg.Dir); err != nil {
+		return nil, err
 	}
 	var routes []*url.URL
 	for _, p := range cfg.Peers {

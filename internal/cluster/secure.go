@@ -107,29 +107,38 @@ func routeTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 }
 
 // ignoredLog logs the engine's messages that a node ignores because their
-// sender holds no lease, at most once every ignoredLogEvery with the count
-// since, so that a flood of forged messages cannot flood the log either.
+// sender holds no lease: once per ignoredLogEvery in which at least
+// ignoredLogAfter came. A real node's first heartbeat or two may come
+// before its lease reaches this node's cache, which is no news; a flood
+// of forgeries is, and cannot flood the log either.
 type ignoredLog struct {
-	mu    sync.Mutex
-	last  time.Time // of the last line
-	count int       // ignored since
+	mu     sync.Mutex
+	start  time.Time // of the current window
+	count  int       // ignored in it
+	logged bool      // the window was logged
 }
 
-const ignoredLogEvery = 10 * time.Second
+const (
+	ignoredLogEvery = 10 * time.Second
+	ignoredLogAfter = 10
+)
 
 func (g *ignoredLog) note(log *slog.Logger, what, node string) {
 	g.mu.Lock()
-	g.count++
 	now := time.Now()
-	if now.Sub(g.last) < ignoredLogEvery {
+	if now.Sub(g.start) > ignoredLogEvery {
+		g.start, g.count, g.logged = now, 0, false
+	}
+	g.count++
+	if g.count < ignoredLogAfter || g.logged {
 		g.mu.Unlock()
+		log.Debug("ignoring a message from a node that holds no lease", "what", what, "from", fmt.Sprintf("%.64q", node))
 		return
 	}
-	count := g.count
-	g.last, g.count = now, 0
+	g.logged = true
 	g.mu.Unlock()
-	log.Warn("ignoring messages from a node that holds no lease in the registry (a node still joining, or a forgery)",
-		"what", what, "from", fmt.Sprintf("%.64q", node), "ignored", count)
+	log.Warn("ignoring messages from nodes that hold no lease in the registry (forgeries?)",
+		"what", what, "last_from", fmt.Sprintf("%.64q", node), "ignored", ignoredLogAfter, "within", ignoredLogEvery)
 }
 
 // redactURL returns u with the password of its user information, if any,
