@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -544,5 +545,96 @@ func TestExternalPermissions(t *testing.T) {
 	defer cancel()
 	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "other_names"}); err == nil {
 		t.Error("the node's user made a bucket of another cluster")
+	}
+}
+
+// Both registry buckets deleted on an external three-server NATS cluster
+// (issue 20: every user was cut off within 12 s, and no join succeeded for
+// more than 30 s): the nodes create them again and put their records
+// back; the users stay connected and chat, the leases are renewed again,
+// names stay unique and joins work.
+func TestBucketsDeletedExternal(t *testing.T) {
+	t.Parallel()
+	ext := startNATS(t)
+	all := func(int) []string { return []string{ext[0].url(), ext[1].url(), ext[2].url()} }
+	nodes := startNodes(t, all, 2)
+	alice, bob := join(t, nodes[0], "alice"), join(t, nodes[1], "bob")
+	alice.waitList(usersList("alice", "bob"))
+
+	nc, err := nats.Connect(ext[0].url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, b := range []string{"gochat_names", "gochat_nodes"} {
+		if err := js.DeleteKeyValue(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deleted := time.Now()
+	var names, leases jetstream.KeyValue
+	for names == nil || leases == nil {
+		names, _ = js.KeyValue(ctx, "gochat_names")
+		leases, _ = js.KeyValue(ctx, "gochat_nodes")
+		if ctx.Err() != nil {
+			t.Fatal("the buckets never came back")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, kv := range []struct {
+		kv  jetstream.KeyValue
+		key string
+	}{
+		{names, "u." + base64.RawURLEncoding.EncodeToString([]byte("alice"))},
+		{names, "u." + base64.RawURLEncoding.EncodeToString([]byte("bob"))},
+		{leases, "n." + base64.RawURLEncoding.EncodeToString([]byte("n1"))},
+		{leases, "n." + base64.RawURLEncoding.EncodeToString([]byte("n2"))},
+	} {
+		for {
+			if _, err := kv.kv.Get(ctx, kv.key); err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s never came back", kv.key)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	t.Logf("records back %v after the buckets were deleted", time.Since(deleted).Round(10*time.Millisecond))
+	// The leases are renewed again: no node is about to cut its users off.
+	for _, node := range []string{"n1", "n2"} {
+		key := "n." + base64.RawURLEncoding.EncodeToString([]byte(node))
+		e, err := leases.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			if e2, err := leases.Get(ctx, key); err == nil && e2.Revision() > e.Revision() {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s's lease is not renewed", node)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	alice.send("still here", "bob")
+	bob.expect(protocol.ForwardMessage, "1 alice still here")
+	if r, _ := outcome(t, nodes[1], "alice"); r != "err_username_unavailable" {
+		t.Errorf("alice joining again on n2: %s, want err_username_unavailable", r)
+	}
+	if r, _ := outcome(t, nodes[1], "carol"); r != "joined" {
+		t.Errorf("a join after the rebuild: %s", r)
+	}
+	for _, n := range nodes {
+		if l := n.Out.Count(func(s string) bool { return s == "disconnected: alice" || s == "disconnected: bob" }); l != 0 {
+			t.Errorf("%s cut %d users off:\n%s", n.name, l, strings.Join(n.Out.Snapshot(), "\n"))
+		}
 	}
 }
