@@ -71,11 +71,21 @@ Cluster mode (docs/CLUSTER.md): several servers, one chat
 --node=NAME             This node's name, unique in the cluster, defaults to host:port
 --cluster-listen=HOST:PORT  Embedded engine: this node's route address
 --cluster-peers=A,B,...  Embedded engine: the other nodes' route addresses
---cluster-dir=DIR       Embedded engine: where it keeps its state, defaults to a
-                        folder named after the node in the temporary folder
+--cluster-dir=DIR       Embedded engine: where it keeps its state, defaults to
+                        $XDG_STATE_HOME/gochatd/NODE (else ~/.local/state/gochatd/NODE)
+--cluster-secret-file=FILE  Embedded engine: the cluster's secret, the same file on
+                        every node (only nodes holding it may route); make one with
+                        head -c 32 /dev/urandom | base64 > FILE && chmod 600 FILE
+--cluster-insecure      Embedded engine: run without --cluster-secret-file (any NATS
+                        server that reaches the route port joins the cluster)
+--cluster-tls-cert=FILE, --cluster-tls-key=FILE, --cluster-tls-ca=FILE
+                        Embedded engine: mutual TLS on routes, with this node's PEM
+                        certificate and key, verifying the other's against the CA
 --nats=URL,URL,...      External engine: the NATS servers (2.11 or newer, JetStream)
 --nats-creds=FILE       External engine: NATS credentials
 --nats-tls-ca=FILE      External engine: trust this CA for TLS to NATS
+--nats-tls-cert=FILE, --nats-tls-key=FILE
+                        External engine: a client certificate and key for TLS to NATS
 --cluster-name=NAME     The cluster's name (its NATS buckets and subjects), defaults
                         to gochat
 --cluster-wait=DURATION Give up joining the cluster after this long, defaults to 1m0s
@@ -153,13 +163,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cl.Listen, "cluster-listen", "", "")
 	fs.StringSliceVar(&cl.Peers, "cluster-peers", nil, "")
 	fs.StringVar(&cl.Dir, "cluster-dir", "", "")
+	fs.StringVar(&cl.SecretFile, "cluster-secret-file", "", "")
+	fs.BoolVar(&cl.Insecure, "cluster-insecure", false, "")
+	fs.StringVar(&cl.TLSCert, "cluster-tls-cert", "", "")
+	fs.StringVar(&cl.TLSKey, "cluster-tls-key", "", "")
+	fs.StringVar(&cl.TLSCA, "cluster-tls-ca", "", "")
 	fs.StringSliceVar(&cl.NATS, "nats", nil, "")
 	fs.StringVar(&cl.NATSCreds, "nats-creds", "", "")
 	fs.StringVar(&cl.NATSCA, "nats-tls-ca", "", "")
+	fs.StringVar(&cl.NATSCert, "nats-tls-cert", "", "")
+	fs.StringVar(&cl.NATSKey, "nats-tls-key", "", "")
 	fs.DurationVar(&cl.Wait, "cluster-wait", cluster.DefaultWait, "")
 	cli.IntVarP(fs, &cl.Replicas, "cluster-replicas", "", 0)
 	clustered := func() bool {
-		for _, f := range []string{"node", "cluster-name", "cluster-listen", "cluster-peers", "cluster-dir", "nats", "nats-creds", "nats-tls-ca", "cluster-wait", "cluster-replicas"} {
+		for _, f := range []string{"node", "cluster-name", "cluster-listen", "cluster-peers", "cluster-dir", "cluster-secret-file", "cluster-insecure", "cluster-tls-cert", "cluster-tls-key", "cluster-tls-ca", "nats", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key", "cluster-wait", "cluster-replicas"} {
 			if fs.Changed(f) {
 				return true
 			}

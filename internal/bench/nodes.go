@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"os"
@@ -19,6 +21,7 @@ func nodeName(i int) string { return "n" + strconv.Itoa(i+1) }
 // on chatPorts and route to each other on routePorts (both on 127.0.0.1),
 // keeping their state under dir: a lone server's flags (serverArgs) plus
 // the cluster's, as docs/OPERATIONS.md starts a cluster on one machine.
+// The cluster's secret is dir's secretFile (writeSecret).
 func clusterArgs(i int, chatPorts, routePorts []int, maxClients int, dir string, wait time.Duration) []string {
 	var peers []string
 	for j, p := range routePorts {
@@ -31,8 +34,20 @@ func clusterArgs(i int, chatPorts, routePorts []int, maxClients int, dir string,
 		"--cluster-listen", "127.0.0.1:"+strconv.Itoa(routePorts[i]),
 		"--cluster-peers", strings.Join(peers, ","),
 		"--cluster-dir", filepath.Join(dir, nodeName(i)),
+		"--cluster-secret-file", filepath.Join(dir, secretFile),
 		"--cluster-wait", wait.String(),
 	)
+}
+
+// secretFile is the name of the cluster's secret in its folder.
+const secretFile = "secret"
+
+// writeSecret writes a fresh cluster secret to dir's secretFile, readable
+// by its owner only (gochatd refuses it otherwise).
+func writeSecret(dir string) error {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return os.WriteFile(filepath.Join(dir, secretFile), []byte(base64.StdEncoding.EncodeToString(b)+"\n"), 0o600)
 }
 
 // spawnedCluster is a cluster the tool started: one process per node.
@@ -55,6 +70,10 @@ func spawnCluster(ctx context.Context, bin string, k, maxClients int, wait time.
 		return nil, err
 	}
 	c := &spawnedCluster{dir: dir}
+	if err := writeSecret(dir); err != nil {
+		c.Close()
+		return nil, err
+	}
 	chatPorts, routePorts := ports[:k], ports[k:]
 	for i := range k {
 		t, err := startServer(bin, clusterArgs(i, chatPorts, routePorts, maxClients, dir, wait), chatPorts[i], stderr)

@@ -158,7 +158,7 @@ func TestClusterArgsParse(t *testing.T) {
 	joined := strings.Join(args, " ")
 	for _, want := range []string{"-p 15002", "--max-clients 57019", "--flood-rate 0", "--node n2",
 		"--cluster-listen 127.0.0.1:16002", "--cluster-peers 127.0.0.1:16001,127.0.0.1:16003",
-		"--cluster-dir " + filepath.Join("/tmp/x", "n2"), "--cluster-wait 2m0s"} {
+		"--cluster-dir " + filepath.Join("/tmp/x", "n2"), "--cluster-secret-file " + filepath.Join("/tmp/x", "secret"), "--cluster-wait 2m0s"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("clusterArgs: %q lacks %q", joined, want)
 		}
@@ -171,7 +171,7 @@ func TestClusterArgsParse(t *testing.T) {
 	}
 	cl := f.cluster
 	if f.port != 15002 || f.cfg.MaxClients != 57019 || f.cfg.FloodRate != 0 || cl.Node != "n2" || cl.Listen != "127.0.0.1:16002" ||
-		!slices.Equal(cl.Peers, []string{"127.0.0.1:16001", "127.0.0.1:16003"}) || cl.Dir != "/tmp/x/n2" || cl.Wait != 2*time.Minute || cl.MaxClients != 57019 {
+		!slices.Equal(cl.Peers, []string{"127.0.0.1:16001", "127.0.0.1:16003"}) || cl.Dir != "/tmp/x/n2" || cl.SecretFile != "/tmp/x/secret" || cl.Wait != 2*time.Minute || cl.MaxClients != 57019 {
 		t.Fatalf("parsed %+v", f)
 	}
 	// Each node profiles to a file of its own.

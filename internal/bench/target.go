@@ -252,6 +252,8 @@ func parseServerFlags(args []string, getenv func(string) string) (serverFlags, e
 			f.cluster.Peers = strings.Split(v, ",")
 		case "--cluster-dir":
 			f.cluster.Dir = v
+		case "--cluster-secret-file":
+			f.cluster.SecretFile = v
 		case "--cluster-wait":
 			f.cluster.Wait, err = time.ParseDuration(v)
 		default:
@@ -283,7 +285,7 @@ func parseServerFlags(args []string, getenv func(string) string) (serverFlags, e
 // RunServer runs the chat server as cmd/gochatd would, with its defaults,
 // for ServerCommand: flags -a, -p, --max-clients, --log-level,
 // --flood-rate (0: off), and for a cluster node --node, --cluster-listen,
-// --cluster-peers, --cluster-dir and --cluster-wait.
+// --cluster-peers, --cluster-dir, --cluster-secret-file and --cluster-wait.
 func RunServer(args []string, stdout, stderr io.Writer) int {
 	f, err := parseServerFlags(args, os.Getenv)
 	if err != nil {

@@ -409,6 +409,10 @@ func TestAwaitSilent(t *testing.T) {
 	l.nodes["gone"] = &nodeState{inc: 1, silent: true}
 	l.nodes["back"] = &nodeState{inc: 2, silent: true}
 	l.mu.Unlock()
+	// Only the heartbeats of nodes that hold a lease are taken.
+	n.hub.reg.mu.Lock()
+	n.hub.reg.leases["back"] = leaseEntry{inc: 2, rev: 1, created: time.Now()}
+	n.hub.reg.mu.Unlock()
 
 	// "gone" is never heard: the wait ends at its bound.
 	done := make(chan struct{})

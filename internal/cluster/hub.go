@@ -77,7 +77,13 @@ func newHub(n *Node, reg *registry) *Hub {
 			}
 		}
 	}
-	reg.onNode = func(string, bool) { h.changed(); h.live.sweepSoon() }
+	reg.onNode = func(node string, gone bool) {
+		if gone {
+			h.live.forget(node)
+		}
+		h.changed()
+		h.live.sweepSoon()
+	}
 	return h
 }
 
@@ -98,6 +104,7 @@ func (h *Hub) start(ctx context.Context) error {
 	}
 	h.del.start()
 	h.live.run()
+	h.n.spawn(h.guard)
 	h.live.awaitPeers(2 * heartbeatEvery)
 	h.live.sweepSoon() // entries of earlier incarnations and dead nodes
 	return nil
@@ -411,7 +418,10 @@ func (h *Hub) leave() (answered bool) {
 // seconds after that.
 func (h *Hub) stopAll(deleteConsumers bool) {
 	if deleteConsumers {
-		for _, w := range []jetstream.KeyWatcher{h.reg.namesWatch, h.reg.leasesWatch} {
+		h.reg.watchMu.Lock()
+		watches := []jetstream.KeyWatcher{h.reg.namesWatch, h.reg.leasesWatch}
+		h.reg.watchMu.Unlock()
+		for _, w := range watches {
 			if w != nil {
 				w.Stop()
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,6 +81,13 @@ func (l *liveness) heard(m *nats.Msg) {
 		return
 	}
 	node, left := f[2], f[1] == stateLeaving
+	if node != l.h.n.cfg.Node && !l.h.reg.leased(node, inc) {
+		// Not a node of the cluster (or not yet: its lease reaches
+		// this node's cache within milliseconds, and it announces
+		// itself again in heartbeatEvery).
+		l.h.n.ignored.note(l.h.n.log, "heartbeat", node)
+		return
+	}
 	l.mu.Lock()
 	st, ok := l.nodes[node]
 	if !ok {
@@ -106,6 +114,18 @@ func (l *liveness) heard(m *nats.Msg) {
 			l.h.n.log.Info("node heard", "peer", node, "state", f[1])
 		}
 	}
+}
+
+// forget drops what is known of node, whose lease is gone: a node that
+// comes back takes a lease again before it is heard.
+func (l *liveness) forget(node string) {
+	if node == l.h.n.cfg.Node {
+		return
+	}
+	l.mu.Lock()
+	delete(l.nodes, node)
+	l.mu.Unlock()
+	l.h.n.m.forget(node)
 }
 
 // awaitSilent waits, at most d, until every other node that fell silent
@@ -498,7 +518,7 @@ func (l *liveness) sweepOnce() {
 		return !ok || lease.inc != rinc
 	}
 	reg.mu.Lock()
-	var users []pendingDelete
+	var users, stale []pendingDelete
 	for name, u := range reg.users {
 		if orphan(u.node, u.inc, u.token) && time.Since(time.Unix(0, u.created)) > minRecordAge {
 			users = append(users, pendingDelete{userKey(name), u.rev})
@@ -510,6 +530,17 @@ func (l *liveness) sweepOnce() {
 		}
 	}
 	reg.mu.Unlock()
+	// Records of a bucket since created again (revision 0, see guard)
+	// are not in the bucket: nothing to delete, only the cache to mend.
+	users = slices.DeleteFunc(users, func(p pendingDelete) bool {
+		if p.rev == 0 {
+			stale = append(stale, p)
+		}
+		return p.rev == 0
+	})
+	if len(stale) > 0 {
+		reg.dropStale(stale)
+	}
 	if len(users) > 0 {
 		h.n.log.Info("removing records that no live session holds", "records", len(users))
 	}

@@ -49,6 +49,13 @@ func (m *metrics) peer(node string) {
 	}
 }
 
+// forget removes the per-peer series of node, whose lease is gone.
+func (m *metrics) forget(node string) {
+	for _, v := range []*prometheus.CounterVec{m.framesOut, m.framesIn, m.gaps, m.dropped} {
+		v.DeleteLabelValues(node)
+	}
+}
+
 // Register adds the node's metrics to reg.
 func (n *Node) Register(reg prometheus.Registerer) error {
 	m := n.m

@@ -22,7 +22,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,17 +48,30 @@ type Config struct {
 
 	// Embedded engine: Listen is this node's route address (host:port);
 	// Peers the other nodes' route addresses; Dir holds the engine's
-	// state (default: a folder named after the node in the system's
-	// temporary folder).
+	// state (default: $XDG_STATE_HOME/gochatd/<node>, else
+	// ~/.local/state/gochatd/<node>; see stateDir).
 	Listen string
 	Peers  []string
 	Dir    string
+	// SecretFile holds the cluster's secret, the same on every node:
+	// routes that do not prove it are refused (route authorization with a
+	// user and password derived from it). An embedded engine needs it
+	// unless Insecure is set.
+	SecretFile string
+	Insecure   bool
+	// TLSCert and TLSKey are this node's certificate and key for mutual
+	// TLS on routes; TLSCA the authority every node's certificate must be
+	// signed by (each side of a route verifies the other's).
+	TLSCert, TLSKey, TLSCA string
 
 	// External engine: NATS URLs, and optionally credentials and a CA to
 	// trust for TLS to NATS.
 	NATS      []string
 	NATSCreds string
 	NATSCA    string
+	// NATSCert and NATSKey are a client certificate and its key for TLS
+	// to NATS (servers that verify their clients).
+	NATSCert, NATSKey string
 
 	// Replicas of the registry's buckets (default: 3 when the engine has
 	// three servers or more, as far as the node can tell: the embedded
@@ -131,6 +143,10 @@ func validName(s string, max int, extra string) bool {
 	return true
 }
 
+// validNodeName reports whether s may name a node: 1 to 64 letters,
+// digits and the characters - _ . :
+func validNodeName(s string) bool { return validName(s, 64, "_.:-") }
+
 // DefaultName is the default cluster name.
 const DefaultName = "gochat"
 
@@ -147,9 +163,19 @@ func (c *Config) Check() error {
 		return errors.New("--cluster-peers needs --cluster-listen")
 	case !embedded && (c.Dir != ""):
 		return errors.New("--cluster-dir belongs to the embedded engine (--cluster-listen)")
-	case embedded && (c.NATSCreds != "" || c.NATSCA != ""):
-		return errors.New("--nats-creds and --nats-tls-ca belong to --nats")
-	case c.Node != "" && !validName(c.Node, 64, "_.:-"):
+	case embedded && (c.NATSCreds != "" || c.NATSCA != "" || c.NATSCert != "" || c.NATSKey != ""):
+		return errors.New("--nats-creds and --nats-tls-* belong to --nats")
+	case (c.NATSCert != "") != (c.NATSKey != ""):
+		return errors.New("--nats-tls-cert and --nats-tls-key go together")
+	case !embedded && (c.SecretFile != "" || c.Insecure || c.TLSCert != "" || c.TLSKey != "" || c.TLSCA != ""):
+		return errors.New("--cluster-secret-file, --cluster-insecure and --cluster-tls-* belong to the embedded engine (--cluster-listen)")
+	case (c.TLSCert != "") != (c.TLSKey != "") || (c.TLSCert != "") != (c.TLSCA != ""):
+		return errors.New("--cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca go together")
+	case embedded && c.SecretFile != "" && c.Insecure:
+		return errors.New("--cluster-secret-file and --cluster-insecure exclude each other")
+	case embedded && c.SecretFile == "" && !c.Insecure:
+		return errNoSecret
+	case c.Node != "" && !validNodeName(c.Node):
 		return fmt.Errorf("--node %q: use 1 to 64 letters, digits and the characters - _ . : only", c.Node)
 	case c.Name != "" && !validName(c.Name, 32, "_-"):
 		return fmt.Errorf("--cluster-name %q: use 1 to 32 letters, digits, - and _", c.Name)
@@ -168,7 +194,7 @@ func (c *Config) Check() error {
 	for _, u := range c.NATS {
 		p, err := url.Parse(u)
 		if err != nil || p.Host == "" || (p.Scheme != "nats" && p.Scheme != "tls") {
-			return fmt.Errorf("--nats: %q is not a nats:// or tls:// URL", u)
+			return fmt.Errorf("--nats: %q is not a nats:// or tls:// URL", redactURL(u))
 		}
 	}
 	return nil
@@ -204,9 +230,6 @@ func (c *Config) setDefaults() {
 	if c.StallTimeout <= 0 {
 		c.StallTimeout = 30 * time.Second
 	}
-	if c.Dir == "" && c.Listen != "" {
-		c.Dir = filepath.Join(os.TempDir(), "gochatd-cluster-"+sanitizeNode(c.Node))
-	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -230,16 +253,17 @@ func sanitizeNode(s string) string {
 
 // Node is this process's membership of the cluster.
 type Node struct {
-	cfg   Config
-	log   *slog.Logger
-	inc   uint64 // this incarnation: random, new at every start
-	ns    *natsserver.Server
-	token string // the embedded engine's client token
-	nc    *nats.Conn
-	js    jetstream.JetStream
-	hub   *Hub
-	m     *metrics
-	stop  chan struct{} // closed by Close
+	cfg  Config
+	log  *slog.Logger
+	inc  uint64 // this incarnation: random, new at every start
+	ns   *natsserver.Server
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	hub  *Hub
+	m    *metrics
+	stop chan struct{} // closed by Close
+
+	ignored ignoredLog // messages from nodes that hold no lease
 
 	// ctx bounds every engine operation; cancelled by Close, after the
 	// node has said goodbye.
@@ -307,7 +331,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 func (n *Node) start(ctx context.Context) error {
 	var err error
 	if n.cfg.Listen != "" {
-		if n.ns, n.token, err = startEngine(n.cfg, n.log); err != nil {
+		if n.ns, err = startEngine(n.cfg, n.log); err != nil {
 			return err
 		}
 	}
@@ -370,7 +394,7 @@ func (n *Node) connect(ctx context.Context) (*nats.Conn, error) {
 	}
 	url := strings.Join(n.cfg.NATS, ",")
 	if n.ns != nil {
-		opts = append(opts, nats.InProcessServer(n.ns), nats.Token(n.token))
+		opts = append(opts, nats.InProcessServer(n.ns))
 		url = ""
 	}
 	if n.cfg.NATSCreds != "" {
@@ -379,18 +403,25 @@ func (n *Node) connect(ctx context.Context) (*nats.Conn, error) {
 	if n.cfg.NATSCA != "" {
 		opts = append(opts, nats.RootCAs(n.cfg.NATSCA))
 	}
+	if n.cfg.NATSCert != "" {
+		opts = append(opts, nats.ClientCert(n.cfg.NATSCert, n.cfg.NATSKey))
+	}
 	for attempt := 0; ; attempt++ {
 		nc, err := nats.Connect(url, opts...)
 		if err == nil {
-			n.log.Info("connected to the engine", "server", nc.ConnectedUrlRedacted())
+			server := nc.ConnectedUrlRedacted()
+			if n.ns != nil {
+				server = "embedded, in process"
+			}
+			n.log.Info("connected to the engine", "server", server)
 			return nc, nil
 		}
 		if attempt%10 == 0 {
-			n.log.Info("waiting for the engine", "nats", url, "err", err)
+			n.log.Info("waiting for the engine", "nats", redactURLs(n.cfg.NATS), "err", err)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("cannot reach NATS at %s: %w", url, err)
+			return nil, fmt.Errorf("cannot reach NATS at %s: %w", redactURLs(n.cfg.NATS), err)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}

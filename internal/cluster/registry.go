@@ -24,6 +24,12 @@ const (
 	cfgKey      = "cfg"
 )
 
+// maxNodes bounds the leases a node keeps track of, and so the nodes it
+// hears and the metric series it keeps per peer: what it takes from the
+// engine must not grow without bound (issue 20: 500 forged heartbeats
+// added 2,000 series to a node).
+const maxNodes = 256
+
 // Errors of the registry.
 var (
 	errCapMismatch = errors.New("client cap differs from the cluster's")
@@ -124,14 +130,18 @@ func parseLease(v []byte) (leaseEntry, error) {
 // Create, Update and Delete with revision checks; the cache, kept by two
 // watches, serves lists, lookups and the choice of a free place.
 type registry struct {
-	node        *Node
-	names       jetstream.KeyValue
-	nodes       jetstream.KeyValue
-	maxClients  int
-	namesReady  chan struct{} // closed once the names watch has caught up
-	nodesReady  chan struct{} // closed once the nodes watch has caught up
-	namesWatch  jetstream.KeyWatcher
-	leasesWatch jetstream.KeyWatcher
+	node       *Node
+	names      jetstream.KeyValue
+	nodes      jetstream.KeyValue
+	maxClients int
+	namesReady chan struct{} // closed once the names watch has caught up
+	nodesReady chan struct{} // closed once the nodes watch has caught up
+
+	watchMu     sync.Mutex           // guards the watches, which a rebuilt bucket replaces
+	namesWatch  jetstream.KeyWatcher // guarded by watchMu
+	leasesWatch jetstream.KeyWatcher // guarded by watchMu
+	namesDone   chan struct{}        // closed when the names watch's goroutine ends; guarded by watchMu
+	leasesDone  chan struct{}        // the same for the leases watch; guarded by watchMu
 
 	mu        sync.RWMutex
 	users     map[string]userEntry                         // by name; guarded by mu
@@ -164,22 +174,10 @@ func openRegistry(ctx context.Context, n *Node) (*registry, error) {
 	var err error
 	for attempt := 0; ; attempt++ {
 		if r.names == nil {
-			r.names, err = openBucket(ctx, n, jetstream.KeyValueConfig{
-				Bucket:   n.cfg.Name + namesBucket,
-				History:  1,
-				Storage:  jetstream.FileStorage,
-				Replicas: n.cfg.Replicas,
-			})
+			r.names, err = openBucket(ctx, n, namesConfig(n.cfg))
 		}
 		if err == nil && r.nodes == nil {
-			r.nodes, err = openBucket(ctx, n, jetstream.KeyValueConfig{
-				Bucket:         n.cfg.Name + nodesBucket,
-				History:        1,
-				TTL:            leaseTTL,
-				LimitMarkerTTL: time.Second,
-				Storage:        jetstream.MemoryStorage,
-				Replicas:       n.cfg.Replicas,
-			})
+			r.nodes, err = openBucket(ctx, n, nodesConfig(n.cfg))
 		}
 		if err == nil {
 			break
@@ -197,6 +195,27 @@ func openRegistry(ctx context.Context, n *Node) (*registry, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// namesConfig and nodesConfig are the settings of the registry's buckets.
+func namesConfig(c Config) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:   c.Name + namesBucket,
+		History:  1,
+		Storage:  jetstream.FileStorage,
+		Replicas: c.Replicas,
+	}
+}
+
+func nodesConfig(c Config) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:         c.Name + nodesBucket,
+		History:        1,
+		TTL:            leaseTTL,
+		LimitMarkerTTL: time.Second,
+		Storage:        jetstream.MemoryStorage,
+		Replicas:       c.Replicas,
+	}
 }
 
 // openBucket creates the bucket of cfg, or opens it if it exists.
@@ -283,9 +302,10 @@ func (r *registry) watch(ctx context.Context) error {
 			}
 		}
 	}
-	n := r.node
-	n.spawn(func() { r.follow(r.namesWatch, r.namesReady, r.applyName) })
-	n.spawn(func() { r.follow(r.leasesWatch, r.nodesReady, r.applyLease) })
+	r.watchMu.Lock()
+	r.namesDone = r.spawnFollow(r.namesWatch, r.namesReady, r.applyName)
+	r.leasesDone = r.spawnFollow(r.leasesWatch, r.nodesReady, r.applyLease)
+	r.watchMu.Unlock()
 	for _, ch := range []chan struct{}{r.namesReady, r.nodesReady} {
 		select {
 		case <-ch:
@@ -294,6 +314,19 @@ func (r *registry) watch(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// spawnFollow runs follow in a goroutine owned by the node and returns a
+// channel closed when it ends.
+func (r *registry) spawnFollow(w jetstream.KeyWatcher, ready chan struct{}, apply func(jetstream.KeyValueEntry)) chan struct{} {
+	done := make(chan struct{})
+	if !r.node.spawn(func() {
+		defer close(done)
+		r.follow(w, ready, apply)
+	}) {
+		close(done)
+	}
+	return done
 }
 
 // follow applies the entries of w until the node stops; ready is closed
@@ -420,6 +453,10 @@ func (r *registry) applyLease(e jetstream.KeyValueEntry) {
 		return
 	}
 	l.rev, l.created = e.Revision(), e.Created()
+	if _, ok := r.leases[node]; !ok && (len(r.leases) >= maxNodes || !validNodeName(node)) {
+		r.node.log.Warn("ignoring a lease: a bad node name, or more nodes than a cluster may have", "nodes", len(r.leases), "max", maxNodes)
+		return
+	}
 	r.leases[node] = l
 	if r.onNode != nil {
 		r.onNode(node, false)
@@ -512,6 +549,15 @@ func (r *registry) recordLeave(name string, token uint64, slot int, slotRev uint
 	if s, ok := r.slots[slot]; ok && s.rev == slotRev {
 		r.freeLocked(slot)
 	}
+}
+
+// leased reports whether node, in incarnation inc, holds a lease: only
+// such a node's heartbeats and frames are taken.
+func (r *registry) leased(node string, inc uint64) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	l, ok := r.leases[node]
+	return ok && l.inc == inc
 }
 
 // user returns the cached record of name.

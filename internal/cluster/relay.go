@@ -411,6 +411,10 @@ func (r *relay) receive(m *nats.Msg) {
 		return
 	}
 	src := string(b[18 : 18+nl])
+	if !r.h.reg.leased(src, inc) {
+		r.h.n.ignored.note(r.h.n.log, "batch of frames", src)
+		return
+	}
 	r.checkSeq(src, inc, seq)
 	body := b[18+nl:]
 	count, err := countEntries(body)

@@ -1,6 +1,6 @@
-// Package testcert makes self-signed TLS certificates for the tests of the
-// programs' TLS (the server's --tls-cert/--tls-key, the client's --tls-ca,
-// the web front end's HTTPS).
+// Package testcert makes TLS certificates for the tests of the programs'
+// TLS (the server's --tls-cert/--tls-key, the client's --tls-ca, the web
+// front end's HTTPS, mutual TLS between cluster nodes).
 package testcert
 
 import (
@@ -19,12 +19,13 @@ import (
 	"time"
 )
 
-// Cert is a self-signed certificate for 127.0.0.1 and localhost, valid
-// from an hour ago to a day ahead, with what tests need of it.
+// Cert is a certificate for 127.0.0.1 and localhost, valid from an hour
+// ago to a day ahead, self-signed (New) or issued by a CA (CA.Issue), with
+// what tests need of it.
 type Cert struct {
 	TLS  tls.Certificate // the certificate and its key, for a server
 	Leaf *x509.Certificate
-	Pool *x509.CertPool // trusts exactly this certificate
+	Pool *x509.CertPool // trusts exactly this certificate (New) or its CA (CA.Issue)
 }
 
 // New makes a certificate, failing t if it cannot.
@@ -83,4 +84,86 @@ func (c Cert) Files(t testing.TB) (certFile, keyFile string) {
 		}
 	}
 	return certFile, keyFile
+}
+
+// CA is a certificate authority for tests of mutual TLS: it issues
+// certificates that serve and authenticate clients alike, as the routes
+// between cluster nodes need (each side is both).
+type CA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	der  []byte
+}
+
+// NewCA makes a certificate authority, failing t if it cannot.
+func NewCA(t testing.TB) CA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return CA{cert: cert, key: key, der: der}
+}
+
+// File writes the authority's certificate as a PEM file in a fresh
+// directory of t's, and returns its path.
+func (ca CA) File(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Issue makes a certificate signed by the authority for 127.0.0.1 and
+// localhost, for servers and clients both.
+func (ca CA) Issue(t testing.TB, name string) Cert {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:     []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	return Cert{TLS: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, Leaf: leaf, Pool: pool}
 }

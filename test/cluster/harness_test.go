@@ -3,6 +3,7 @@ package cluster
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -104,11 +106,19 @@ func startCluster(t testing.TB, k int, extra ...string) []*node {
 // startClusterOf is startCluster with the gochatd binary bin.
 func startClusterOf(t testing.TB, bin string, k int, extra ...string) []*node {
 	t.Helper()
+	return startClusterEach(t, bin, k, nil, extra...)
+}
+
+// startClusterEach is startClusterOf with each(i)'s flags (if each is
+// not nil) given to node i after extra.
+func startClusterEach(t testing.TB, bin string, k int, each func(i int) []string, extra ...string) []*node {
+	t.Helper()
 	nodes := make([]*node, k)
 	for i := range nodes {
 		nodes[i] = &node{name: fmt.Sprint("n", i+1), port: testbin.FreePort(t), route: testbin.FreePort(t), metrics: testbin.FreePort(t)}
 	}
 	dir := t.TempDir()
+	secret := writeSecret(t, dir)
 	for i, n := range nodes {
 		var peers []string
 		for j, o := range nodes {
@@ -121,8 +131,12 @@ func startClusterOf(t testing.TB, bin string, k int, extra ...string) []*node {
 			"--cluster-listen", fmt.Sprint("127.0.0.1:", n.route),
 			"--cluster-peers", strings.Join(peers, ","),
 			"--cluster-dir", filepath.Join(dir, n.name),
+			"--cluster-secret-file", secret,
 			"--metrics-addr", fmt.Sprint("127.0.0.1:", n.metrics))
 		n.args = append(n.args, extra...)
+		if each != nil {
+			n.args = append(n.args, each(i)...)
+		}
 		n.bin = bin
 		n.Proc = startProc(t, n.name, bin, n.args...)
 	}
@@ -131,6 +145,19 @@ func startClusterOf(t testing.TB, bin string, k int, extra ...string) []*node {
 	}
 	return nodes
 }
+
+// writeSecret writes a fresh cluster secret into dir, readable by its
+// owner only, and returns its path.
+func writeSecret(t testing.TB, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, fmt.Sprintf("secret-%d", secretSeq.Add(1)))
+	if err := os.WriteFile(path, []byte(rand.Text()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+var secretSeq atomic.Int64
 
 // waitReady waits until the node's chat port accepts.
 func (n *node) waitReady(t testing.TB) {

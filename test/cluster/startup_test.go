@@ -81,6 +81,7 @@ func TestWaitsForMajority(t *testing.T) {
 	ports := [3]int{testbin.FreePort(t), testbin.FreePort(t), testbin.FreePort(t)}
 	chat := [3]int{testbin.FreePort(t), testbin.FreePort(t), testbin.FreePort(t)}
 	dir := t.TempDir()
+	secret := writeSecret(t, dir)
 	start := func(i int) *node {
 		var peers []string
 		for j, p := range ports {
@@ -91,7 +92,7 @@ func TestWaitsForMajority(t *testing.T) {
 		n := &node{name: fmt.Sprint("n", i+1), port: chat[i], bin: gochatdBin}
 		n.args = append(append([]string{}, nodeArgs...), "-p", strconv.Itoa(chat[i]), "--node", n.name,
 			"--cluster-listen", fmt.Sprint("127.0.0.1:", ports[i]), "--cluster-peers", strings.Join(peers, ","),
-			"--cluster-dir", filepath.Join(dir, n.name))
+			"--cluster-dir", filepath.Join(dir, n.name), "--cluster-secret-file", secret)
 		n.Proc = startProc(t, n.name, n.bin, n.args...)
 		return n
 	}
