@@ -130,6 +130,9 @@ type client struct {
 	// replyWait bounds the wait for the replies to one command (a test
 	// may make it longer).
 	replyWait time.Duration
+	// helloWait bounds the wait for the answer to ext_hello (a test may
+	// make it longer).
+	helloWait time.Duration
 
 	// limits bounds the payloads read whole (a users list: at most
 	// DefaultMaxListUsers names).
@@ -217,6 +220,7 @@ func newClient(cfg Config) *client {
 		ended:     make(chan struct{}),
 		replied:   make(chan struct{}, 1),
 		replyWait: replyWait,
+		helloWait: helloWait,
 		disk:      realDisk,
 		files:     make(map[uint64]*incoming),
 		ups:       make(map[uint64]*upload),
