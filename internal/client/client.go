@@ -140,8 +140,13 @@ type client struct {
 	disk   diskOps // how received files are put in place
 
 	// Owned by receive.
-	buf   []byte               // the payloads of messages and file_* frames
-	files map[uint64]*incoming // chunked files arriving
+	buf      []byte               // the payloads of messages and file_* frames
+	files    map[uint64]*incoming // chunked files arriving
+	madeBufs int                  // the buffers of content made so far (at most saveBudget)
+	saving   []*download          // downloads that have all arrived, being saved, in the order they did
+
+	freeBufs chan []byte    // buffers of content the savers have written
+	saves    sync.WaitGroup // the downloads' savers
 
 	// Set before receive starts, then read-only.
 	chunked   bool // the server delivers large files in chunks
@@ -223,6 +228,7 @@ func newClient(cfg Config) *client {
 		helloWait: helloWait,
 		disk:      realDisk,
 		files:     make(map[uint64]*incoming),
+		freeBufs:  make(chan []byte, saveBudget/saveBufSize),
 		ups:       make(map[uint64]*upload),
 	}
 	c.buf = make([]byte, 0, max(c.limits.MaxPayload(protocol.ToClient, protocol.ForwardMessage),

@@ -8,13 +8,15 @@ import (
 )
 
 // receive reads frames until the connection ends. It is owned by Run and
-// closes c.ended when it stops.
+// closes c.ended when it stops, once the downloads have settled (cut
+// short, or saved and their lines printed).
 func (c *client) receive(r *protocol.Reader) {
 	defer close(c.ended)
-	defer c.dropFiles()
+	defer c.settle()
 	for {
 		h, err := r.ReadHeader()
 		if err != nil {
+			c.settle() // the lines of files saved come before the last line
 			c.lost(err)
 			return
 		}
@@ -32,6 +34,7 @@ func (c *client) receive(r *protocol.Reader) {
 			}
 			c.seen(names)
 			slices.Sort(names) // the server sorts too; print sorted whatever it sent
+			c.awaitSaves()
 			c.out.println("list: " + strings.Join(names, " "))
 			c.gotReply()
 		case protocol.ForwardMessage:
@@ -45,12 +48,14 @@ func (c *client) receive(r *protocol.Reader) {
 				continue
 			}
 			c.seen([]string{sender})
+			c.awaitSaves()
 			c.out.println("msg: " + sender + ": " + string(text))
 			if sender == c.cfg.User {
 				c.gotReply()
 			}
 		case protocol.ForwardFile:
 			if err := c.receiveFile(r); err != nil {
+				c.settle()
 				c.lost(err)
 				return
 			}
@@ -79,12 +84,15 @@ func (c *client) receive(r *protocol.Reader) {
 				c.notice(h.Type, p)
 			}
 		case protocol.ErrUnknownMessage:
+			c.settle()
 			c.sever("disconnected: server received an unknown command")
 			return
 		case protocol.ErrServerFull:
+			c.settle()
 			c.sever("disconnected: server full")
 			return
 		case protocol.ErrUsernameUnavailable:
+			c.settle()
 			c.sever("disconnected: username not available")
 			return
 		default:
