@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -85,20 +86,21 @@ func syncDir(dir string) error {
 // file at its end took 620-690 ms, and chat to the user waited that long
 // behind it (issue 19, part 3).
 const (
-	// saveBufSize is the size of the buffers that carry content to a
-	// saver: a whole file_chunk's data.
-	saveBufSize = protocol.MaxChunkData
 	// saveBudget bounds the content queued for the savers of all the
 	// downloads together (buffers of saveBufSize): beyond it the
 	// receiver waits for a buffer to be written, and the server paces the
-	// file to the disk. 8 MiB covers 15 ms of a 550 MB/s transfer, many
-	// times the waits of writebackWindow on this machine.
+	// file to the disk. 8 MiB is 10 ms of an 800 MB/s transfer, enough
+	// for the waits of writeback on this machine's disk (which writes
+	// 0.5-2 GB/s): chat to a user receiving 1 GiB had p99 6-38 ms.
 	saveBudget = 8 << 20
 	// writebackWindow is how much a saver writes between two calls to
 	// writeback: each window is handed to the disk as soon as it is
 	// written, and the one before it waited for, so that at most two
 	// windows of a file are dirty and its final sync is short (without
-	// it, all of the 1 GiB was written back by that sync).
+	// it, all of the 1 GiB was written back by that sync, while chat
+	// waited for the file's line). Waiting for the window 2 or 4 back
+	// instead made no difference beyond the noise of 4 alternated runs
+	// each (docs/PERFORMANCE.md, issue 19 part 3).
 	writebackWindow = 8 << 20
 	// fileLineWait bounds how long a line that arrives after a file
 	// (a message, a list) waits for that file's line: lines keep the
@@ -108,6 +110,10 @@ const (
 	// disk longer than this.
 	fileLineWait = 250 * time.Millisecond
 )
+
+// saveBufSize is the size of the buffers that carry content to a saver:
+// a whole file_chunk's payload, read straight into one.
+var saveBufSize = int(protocol.Limits{}.MaxPayload(protocol.ToClient, protocol.FileChunk))
 
 // download is a received file being written to a temporary file in the
 // download folder, renamed into place only once complete. The receiver
@@ -122,7 +128,7 @@ type download struct {
 	cur     []byte    // the buffer being filled
 	endedAt time.Time // when the last byte arrived (finishDownload)
 
-	q       chan []byte   // content for the saver; closed by the receiver at the end
+	q       chan span     // content for the saver; closed by the receiver at the end
 	dropped atomic.Bool   // the download was given up: the saver writes nothing more
 	failed  error         // why the content is not whole; set before q is closed
 	own     bool          // a file to oneself: its line is a reply; set before q is closed
@@ -146,12 +152,19 @@ func (c *client) startDownload(sender, filename string, size int64) *download {
 	d := &download{
 		c: c, sender: sender, filename: filename, tmp: tmp, p: c.progress("recv", filename, size),
 		// Never full: every buffer there is fits in it.
-		q:    make(chan []byte, saveBudget/saveBufSize),
+		q:    make(chan span, saveBudget/saveBufSize+1),
 		done: make(chan struct{}),
 	}
 	c.saves.Add(1)
 	go d.save()
 	return d
+}
+
+// span is content queued for a saver: b[off:]. Once it is written, b goes
+// back to the free buffers.
+type span struct {
+	b   []byte
+	off int
 }
 
 // getBuf returns an empty buffer for content, waiting for one to be
@@ -169,23 +182,35 @@ func (c *client) getBuf() []byte {
 	return <-c.freeBufs
 }
 
-// Write queues content for the saver and counts progress.
-func (d *download) Write(b []byte) (int, error) {
-	n := len(b)
-	d.p.Write(b)
-	for len(b) > 0 {
+// ReadFrom reads content from r to its end straight into buffers for
+// the saver, queues them and counts progress (io.Copy uses it).
+func (d *download) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	for {
 		if d.cur == nil {
 			d.cur = d.c.getBuf()
 		}
-		k := copy(d.cur[len(d.cur):cap(d.cur)], b)
-		d.cur = d.cur[:len(d.cur)+k]
-		b = b[k:]
+		n, err := r.Read(d.cur[len(d.cur):cap(d.cur)])
+		d.p.Write(d.cur[len(d.cur) : len(d.cur)+n])
+		d.cur = d.cur[:len(d.cur)+n]
+		total += int64(n)
 		if len(d.cur) == cap(d.cur) {
-			d.q <- d.cur
+			d.q <- span{b: d.cur}
 			d.cur = nil
 		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
 	}
-	return n, nil
+}
+
+// Write is io.Writer for io.Copy; ReadFrom does the work.
+func (d *download) Write(b []byte) (int, error) {
+	n, err := d.ReadFrom(bytes.NewReader(b))
+	return int(n), err
 }
 
 // discard ends an incomplete download: the saver stops writing and
@@ -217,7 +242,7 @@ func (c *client) abandon(d *download) {
 func (c *client) finishDownload(d *download, failed error, own bool) {
 	d.p.finish()
 	if d.cur != nil {
-		d.q <- d.cur
+		d.q <- span{b: d.cur}
 		d.cur = nil
 	}
 	d.failed, d.own = failed, own
@@ -245,10 +270,10 @@ func (d *download) save() {
 		err          error
 		off, flushed int64 // bytes written; bytes handed to writeback
 	)
-	for b := range d.q {
+	for sp := range d.q {
 		if err == nil && !d.dropped.Load() {
 			var n int
-			n, err = d.tmp.Write(b)
+			n, err = d.tmp.Write(sp.b[sp.off:])
 			off += int64(n)
 			if off-flushed >= writebackWindow {
 				// Wait for the window before (most likely written
@@ -260,7 +285,7 @@ func (d *download) save() {
 				flushed = off
 			}
 		}
-		c.freeBufs <- b[:0]
+		c.freeBufs <- sp.b[:0]
 	}
 	if d.dropped.Load() {
 		d.tmp.Close()
@@ -348,8 +373,8 @@ type incoming struct {
 	d         *download // nil for a refused file, whose chunks are skipped
 }
 
-// fileFrame handles a file_begin, file_chunk, file_end or file_abort frame
-// whose payload is p. A frame that breaks the rules is noted on stderr and
+// fileFrame handles a file_begin, file_end or file_abort frame whose
+// payload is p (file_chunk: fileChunk). A frame that breaks the rules is noted on stderr and
 // ignored.
 func (c *client) fileFrame(t protocol.Type, p []byte) {
 	switch t {
@@ -370,24 +395,6 @@ func (c *client) fileFrame(t protocol.Type, p []byte) {
 		}
 		// A refused file is still tracked, to skip its chunks.
 		c.files[id] = &incoming{sender: sender, size: size, d: c.startDownload(sender, filename, size)}
-	case protocol.FileChunk:
-		id, data, err := protocol.ParseChunk(p)
-		in := c.files[id]
-		if err != nil || in == nil {
-			c.log.printf("client: ignoring file_chunk for no file (%v)", err)
-			return
-		}
-		in.got += int64(len(data))
-		if in.got > in.size && in.d != nil {
-			// A hostile server must not fill the disk with a file
-			// declared small: drop it at once, skip the rest.
-			in.d.discard()
-			c.log.printf("client: %s sent more than the %d bytes declared for %q; nothing saved", in.sender, in.size, in.d.filename)
-			in.d = nil
-		}
-		if in.d != nil {
-			in.d.Write(data)
-		}
 	case protocol.FileEnd, protocol.FileAbort:
 		id, err := protocol.ParseFileID(p)
 		in := c.files[id]
@@ -413,6 +420,44 @@ func (c *client) fileFrame(t protocol.Type, p []byte) {
 			c.gotReply()
 		}
 	}
+}
+
+// fileChunk reads a file_chunk frame (header h) into a buffer for the
+// savers and queues its data for the file's saver. A frame that breaks the
+// rules is noted on stderr and skipped.
+func (c *client) fileChunk(r *protocol.Reader, h protocol.Header) {
+	if h.Length > c.limits.MaxPayload(protocol.ToClient, protocol.FileChunk) {
+		c.log.printf("client: ignoring %s of %d bytes", h.Name, h.Length)
+		return
+	}
+	// Straight into the buffer the saver writes: no copy on the way.
+	buf := c.getBuf()
+	p, err := r.ReadPayload(buf)
+	if err != nil {
+		c.freeBufs <- buf
+		return // the next ReadHeader reports the error
+	}
+	id, data, err := protocol.ParseChunk(p)
+	in := c.files[id]
+	if err != nil || in == nil {
+		c.freeBufs <- buf
+		c.log.printf("client: ignoring file_chunk for no file (%v)", err)
+		return
+	}
+	in.got += int64(len(data))
+	if in.got > in.size && in.d != nil {
+		// A hostile server must not fill the disk with a file declared
+		// small: drop it at once, skip the rest.
+		in.d.discard()
+		c.log.printf("client: %s sent more than the %d bytes declared for %q; nothing saved", in.sender, in.size, in.d.filename)
+		in.d = nil
+	}
+	if in.d == nil {
+		c.freeBufs <- buf
+		return
+	}
+	in.d.p.Write(data)
+	in.d.q <- span{b: p, off: len(p) - len(data)}
 }
 
 // dropFiles removes the temporary files of transfers the end of the

@@ -64,7 +64,9 @@ func (c *client) receive(r *protocol.Reader) {
 				c.log.printf("client: ignoring %s: %v", h.Name, errNotChunked)
 				continue
 			}
-			if p, ok := c.payload(r, h); ok {
+			if h.Type == protocol.FileChunk {
+				c.fileChunk(r, h)
+			} else if p, ok := c.payload(r, h); ok {
 				c.fileFrame(h.Type, p)
 			}
 		case protocol.FileReady, protocol.FileAck, protocol.FileResult:
