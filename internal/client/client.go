@@ -143,10 +143,11 @@ type client struct {
 	buf      []byte               // the payloads of messages and file_* frames
 	files    map[uint64]*incoming // chunked files arriving
 	madeBufs int                  // the buffers of content made so far (at most saveBudget)
-	saving   []*download          // downloads that have all arrived, being saved, in the order they did
+	saving   map[string]*download // by sender, the last download that has all arrived, being saved or saved
 
 	freeBufs chan []byte    // buffers of content the savers have written
 	saves    sync.WaitGroup // the downloads' savers
+	heldMu   sync.Mutex     // guards the held lines of downloads (see printMsg)
 
 	// Set before receive starts, then read-only.
 	chunked   bool // the server delivers large files in chunks
@@ -229,6 +230,7 @@ func newClient(cfg Config) *client {
 		disk:      realDisk,
 		files:     make(map[uint64]*incoming),
 		freeBufs:  make(chan []byte, saveBudget/saveBufSize),
+		saving:    make(map[string]*download),
 		ups:       make(map[uint64]*upload),
 	}
 	c.buf = make([]byte, 0, max(c.limits.MaxPayload(protocol.ToClient, protocol.ForwardMessage),

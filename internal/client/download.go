@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
-	"time"
 
 	"github.com/gochat/chat/internal/protocol"
 )
@@ -93,22 +92,15 @@ const (
 	// for the waits of writeback on this machine's disk (which writes
 	// 0.5-2 GB/s): chat to a user receiving 1 GiB had p99 6-38 ms.
 	saveBudget = 8 << 20
-	// writebackWindow is how much a saver writes between two calls to
-	// writeback: each window is handed to the disk as soon as it is
-	// written, and the one before it waited for, so that at most two
-	// windows of a file are dirty and its final sync is short (without
-	// it, all of the 1 GiB was written back by that sync, while chat
-	// waited for the file's line). Waiting for the window 2 or 4 back
-	// instead made no difference beyond the noise of 4 alternated runs
-	// each (docs/PERFORMANCE.md, issue 19 part 3).
+	// writebackWindow is how much a saver writes before it tells its
+	// flusher, which hands the window to the disk and waits for the one
+	// before: the disk writes the file as it arrives, and the final sync
+	// has little left to do (4.5 ms for 1 GiB, strace) where it wrote the
+	// whole file (370-430 ms, while chat waited for the file's line).
+	// The saver itself once waited for the window before: a disk busy
+	// with other writers then held its buffers, and chat waited behind
+	// them (p99 77-190 ms on a busy machine).
 	writebackWindow = 8 << 20
-	// fileLineWait bounds how long a line that arrives after a file
-	// (a message, a list) waits for that file's line: lines keep the
-	// order they arrived in whenever the file is saved that soon (a small
-	// file takes milliseconds: p99 7 ms, 33 ms while another process
-	// writes 2 GiB, on this machine), and chat never waits for a slow
-	// disk longer than this.
-	fileLineWait = 250 * time.Millisecond
 )
 
 // saveBufSize is the size of the buffers that carry content to a saver:
@@ -124,16 +116,25 @@ type download struct {
 	tmp              *os.File
 	p                *progressCounter
 
-	// Owned by the receiver.
-	cur     []byte    // the buffer being filled
-	endedAt time.Time // when the last byte arrived (finishDownload)
+	cur []byte // the buffer being filled; owned by the receiver
 
 	q       chan span     // content for the saver; closed by the receiver at the end
 	dropped atomic.Bool   // the download was given up: the saver writes nothing more
 	failed  error         // why the content is not whole; set before q is closed
 	own     bool          // a file to oneself: its line is a reply; set before q is closed
-	prev    *download     // the download whose line comes before this one's; set before q is closed
+	prev    *download     // the sender's file before, whose line comes first; set before q is closed
 	done    chan struct{} // closed when the saver has ended (the line printed, or the file removed)
+
+	// The sender's messages that arrived after the file, printed after
+	// its line; guarded by c.heldMu.
+	held  []heldLine
+	lined bool // the file's line (or its failure) and held have been printed
+}
+
+// heldLine is a message line held until a file's line has been printed.
+type heldLine struct {
+	line string
+	own  bool // from the user itself: a reply (gotReply)
 }
 
 // startDownload opens a temporary file for filename from sender and starts
@@ -246,47 +247,63 @@ func (c *client) finishDownload(d *download, failed error, own bool) {
 		d.cur = nil
 	}
 	d.failed, d.own = failed, own
-	d.endedAt = time.Now()
-	if n := len(c.saving); n > 0 {
-		d.prev = c.saving[n-1]
+	if len(c.saving) >= maxIncoming {
+		// Forget the senders whose files are all saved, so that files
+		// from ever more senders do not grow the map.
+		for sender, sd := range c.saving {
+			select {
+			case <-sd.done:
+				delete(c.saving, sender)
+			default:
+			}
+		}
 	}
-	c.saving = append(c.saving, d)
+	d.prev = c.saving[d.sender]
+	c.saving[d.sender] = d
 	close(d.q)
 }
 
 // save is the saver of d: it writes the content queued until the queue
-// is closed, handing each writebackWindow to the disk as it goes. Then,
-// unless the download was given up or failed, it syncs the file, renames
-// it into place and syncs the folder, so that a file reported saved
-// survives a crash, and prints its line after the lines of the files that
-// finished arriving before it. A file that cannot be saved is removed,
-// with a message on stderr. Its owner is the receiver, which waits for it
-// (c.saves) before the session ends.
+// is closed, while its flusher hands what it has written to the disk.
+// Then, unless the download was given up or failed, it syncs the file,
+// renames it into place and syncs the folder, so that a file reported
+// saved survives a crash, and prints its line after the lines of the files
+// that finished arriving before it. A file that cannot be saved is
+// removed, with a message on stderr. Its owner is the receiver, which
+// waits for it (c.saves) before the session ends.
 func (d *download) save() {
 	c := d.c
 	defer c.saves.Done()
 	defer close(d.done)
+	// The flusher, owned by the saver: it ends when written is closed,
+	// and the saver waits for it before it closes the file.
+	written := make(chan int64, 1)
+	flushed := make(chan struct{})
+	go func() {
+		defer close(flushed)
+		d.flush(written)
+	}()
 	var (
-		err          error
-		off, flushed int64 // bytes written; bytes handed to writeback
+		err       error
+		off, told int64 // bytes written; bytes the flusher was told of
 	)
 	for sp := range d.q {
 		if err == nil && !d.dropped.Load() {
 			var n int
 			n, err = d.tmp.Write(sp.b[sp.off:])
 			off += int64(n)
-			if off-flushed >= writebackWindow {
-				// Wait for the window before (most likely written
-				// back meanwhile), start this one.
-				if flushed >= writebackWindow {
-					c.disk.writeback(d.tmp, flushed-writebackWindow, writebackWindow, true)
+			if off-told >= writebackWindow {
+				select {
+				case written <- off:
+					told = off
+				default: // busy with the last window: told at the next write
 				}
-				c.disk.writeback(d.tmp, flushed, off-flushed, false)
-				flushed = off
 			}
 		}
 		c.freeBufs <- sp.b[:0]
 	}
+	close(written)
+	<-flushed
 	if d.dropped.Load() {
 		d.tmp.Close()
 		os.Remove(d.tmp.Name())
@@ -315,8 +332,10 @@ func (d *download) save() {
 		c.disk.syncDir(c.cfg.DownloadDir)
 	}
 	if d.prev != nil {
-		<-d.prev.done // files' lines in the order the files arrived
+		<-d.prev.done // a sender's files' lines in the order the files came
 	}
+	c.heldMu.Lock()
+	defer c.heldMu.Unlock()
 	if err != nil {
 		c.log.printf("client: cannot save %q from %s: %v", d.filename, d.sender, err)
 	} else {
@@ -325,31 +344,53 @@ func (d *download) save() {
 	if d.own {
 		c.gotReply()
 	}
-}
-
-// awaitSaves waits until the files that finished arriving have been
-// saved and their lines printed, each for at most fileLineWait after its
-// last byte arrived, so that a line that came after a file is printed
-// after the file's. Called by the receiver before it prints a line.
-func (c *client) awaitSaves() {
-	waiting := c.saving[:0]
-	for _, d := range c.saving {
-		if wait := time.Until(d.endedAt.Add(fileLineWait)); wait > 0 {
-			timer := time.NewTimer(wait)
-			select {
-			case <-d.done:
-			case <-timer.C:
-			}
-			timer.Stop()
-		}
-		select {
-		case <-d.done:
-		default:
-			waiting = append(waiting, d)
+	for _, h := range d.held {
+		c.out.println(h.line)
+		if h.own {
+			c.gotReply()
 		}
 	}
-	clear(c.saving[len(waiting):])
-	c.saving = waiting
+	d.held, d.lined = nil, true
+}
+
+// flush is a saver's flusher: for each offset the saver has written up to,
+// it starts writing what is new to the disk and waits for what it started
+// the time before. The saver never waits for it: a disk that lags the
+// network (others writing to it too) lags in the page cache, as it did
+// before, instead of holding up the buffers and so the connection, with
+// chat in it.
+func (d *download) flush(written <-chan int64) {
+	var started, before int64 // the end of the ranges started; the start of the last one
+	for off := range written {
+		d.c.disk.writeback(d.tmp, started, off-started, false)
+		if started > before {
+			d.c.disk.writeback(d.tmp, before, started-before, true)
+		}
+		before, started = started, off
+	}
+}
+
+// printMsg prints a message line from sender, or holds it (see
+// heldLine) while a file the sender sent before it is being saved: a
+// sender's lines come in the order the sender sent them, and a file's line
+// only once the file is saved. Other senders' lines are not held: the
+// disk never holds up chat from others. own says the line is a reply to
+// the user's own message (gotReply once printed). Called by the receiver.
+func (c *client) printMsg(sender, line string, own bool) {
+	if d := c.saving[sender]; d != nil {
+		c.heldMu.Lock()
+		if !d.lined {
+			d.held = append(d.held, heldLine{line, own})
+			c.heldMu.Unlock()
+			return
+		}
+		c.heldMu.Unlock()
+		delete(c.saving, sender) // saved, with every file before it
+	}
+	c.out.println(line)
+	if own {
+		c.gotReply()
+	}
 }
 
 // settle ends the downloads as the session ends: it removes those cut
@@ -359,7 +400,7 @@ func (c *client) awaitSaves() {
 func (c *client) settle() {
 	c.dropFiles()
 	c.saves.Wait()
-	c.saving = nil
+	clear(c.saving)
 }
 
 // isStreamError reports whether err is a failure of the stream rather

@@ -34,7 +34,6 @@ func (c *client) receive(r *protocol.Reader) {
 			}
 			c.seen(names)
 			slices.Sort(names) // the server sorts too; print sorted whatever it sent
-			c.awaitSaves()
 			c.out.println("list: " + strings.Join(names, " "))
 			c.gotReply()
 		case protocol.ForwardMessage:
@@ -48,11 +47,7 @@ func (c *client) receive(r *protocol.Reader) {
 				continue
 			}
 			c.seen([]string{sender})
-			c.awaitSaves()
-			c.out.println("msg: " + sender + ": " + string(text))
-			if sender == c.cfg.User {
-				c.gotReply()
-			}
+			c.printMsg(sender, "msg: "+sender+": "+string(text), sender == c.cfg.User)
 		case protocol.ForwardFile:
 			if err := c.receiveFile(r); err != nil {
 				c.settle()
