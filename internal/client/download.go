@@ -88,15 +88,15 @@ const (
 	// saveBudget bounds the content queued for the savers of all the
 	// downloads together (buffers of saveBufSize): beyond it the
 	// receiver waits for a buffer to be written, and the server paces the
-	// file to the disk. 8 MiB is 10 ms of an 800 MB/s transfer, enough
-	// for the waits of writeback on this machine's disk (which writes
-	// 0.5-2 GB/s): chat to a user receiving 1 GiB had p99 6-38 ms.
+	// file to the disk. 8 MiB is 10 ms of an 800 MB/s transfer; a saver
+	// writes to the page cache and waits for no writeback, so it falls
+	// behind only when the kernel throttles its writes.
 	saveBudget = 8 << 20
 	// writebackWindow is how much a saver writes before it tells its
 	// flusher, which hands the window to the disk and waits for the one
 	// before: the disk writes the file as it arrives, and the final sync
-	// has little left to do (4.5 ms for 1 GiB, strace) where it wrote the
-	// whole file (370-430 ms, while chat waited for the file's line).
+	// has little left to do (3-4.5 ms for 1 GiB, strace) where it wrote
+	// the whole file (479 ms, while chat waited behind it).
 	// The saver itself once waited for the window before: a disk busy
 	// with other writers then held its buffers, and chat waited behind
 	// them (p99 77-190 ms on a busy machine).
