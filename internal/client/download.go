@@ -127,9 +127,16 @@ type download struct {
 
 	// The sender's messages that arrived after the file, printed after
 	// its line; guarded by c.heldMu.
-	held  []heldLine
-	lined bool // the file's line (or its failure) and held have been printed
+	held      []heldLine
+	heldBytes int  // the bytes of held
+	lined     bool // the file's line (or its failure) and held have been printed
 }
+
+// maxHeld bounds the bytes of the lines held behind one file: a sender
+// that keeps talking while its file is synced for long (a slow disk) has
+// its lines printed past that, out of order, rather than held in memory
+// without end.
+const maxHeld = 1 << 20
 
 // heldLine is a message line held until a file's line has been printed.
 type heldLine struct {
@@ -267,9 +274,9 @@ func (c *client) finishDownload(d *download, failed error, own bool) {
 // is closed, while its flusher hands what it has written to the disk.
 // Then, unless the download was given up or failed, it syncs the file,
 // renames it into place and syncs the folder, so that a file reported
-// saved survives a crash, and prints its line after the lines of the files
-// that finished arriving before it. A file that cannot be saved is
-// removed, with a message on stderr. Its owner is the receiver, which
+// saved survives a crash, and prints its line after the line of the
+// sender's file before it, then the sender's lines held behind it. A file
+// that cannot be saved is removed, with a message on stderr. Its owner is the receiver, which
 // waits for it (c.saves) before the session ends.
 func (d *download) save() {
 	c := d.c
@@ -379,13 +386,17 @@ func (d *download) flush(written <-chan int64) {
 func (c *client) printMsg(sender, line string, own bool) {
 	if d := c.saving[sender]; d != nil {
 		c.heldMu.Lock()
-		if !d.lined {
+		if !d.lined && d.heldBytes+len(line) <= maxHeld {
 			d.held = append(d.held, heldLine{line, own})
+			d.heldBytes += len(line)
 			c.heldMu.Unlock()
 			return
 		}
+		lined := d.lined
 		c.heldMu.Unlock()
-		delete(c.saving, sender) // saved, with every file before it
+		if lined {
+			delete(c.saving, sender) // saved, with every file before it
+		}
 	}
 	c.out.println(line)
 	if own {

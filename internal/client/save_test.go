@@ -342,3 +342,43 @@ func TestWritebackDuringDownload(t *testing.T) {
 
 // fmtMiB formats n bytes in MiB for test messages.
 func fmtMiB(n int64) string { return fmt.Sprintf("%gMiB", float64(n)/(1<<20)) }
+
+// TestHeldLinesBounded: a sender's lines held behind its file being synced
+// take at most maxHeld bytes; past that they are printed at once, rather
+// than held in memory for as long as the disk takes.
+func TestHeldLinesBounded(t *testing.T) {
+	const n, size = 20, 60000
+	addr := fakeExtServer(t, func(nc net.Conn, r *protocol.Reader) {
+		b := fileFrames(true, "notes.txt", make([]byte, 1000))
+		for i := range n {
+			text := fmt.Appendf(nil, "%02d %s", i, bytes.Repeat([]byte("x"), size))
+			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, text)
+		}
+		nc.Write(b)
+		expectFrame(t, r, protocol.Disconnect)
+	})
+	entered, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(free)
+	s := startClientWith(t, addr, func(c *client) {
+		c.cfg.Extensions = true
+		blockingSync(c, entered, release)
+	})
+	waitClosedOrFail(t, entered, "the file is synced")
+	waitFor(t, s.stdout, fmt.Sprintf("msg: bob: %02d ", n-1))
+	out := s.stdout.String()
+	if strings.Contains(out, "file: ") || strings.Contains(out, "msg: bob: 00 ") {
+		t.Errorf("while the file syncs, stdout has its line or the first message held")
+	}
+	if held := n - strings.Count(out, "msg: bob: "); held*size > maxHeld || held == 0 {
+		t.Errorf("%d messages of %d bytes held while the file syncs, want at most %d bytes", held, size, maxHeld)
+	}
+	free()
+	waitFor(t, s.stdout, "msg: bob: 00 ")
+	s.stdin.Close()
+	s.exit(t)
+	if got := strings.Count(s.stdout.String(), "msg: bob: "); got != n {
+		t.Errorf("%d messages printed, want %d", got, n)
+	}
+}
