@@ -17,6 +17,8 @@ func main() {
 			os.Exit(bench.RunWorker(args[1:], os.Stdin, os.Stdout, os.Stderr))
 		case bench.ServerCommand:
 			os.Exit(bench.RunServer(args[1:], os.Stdout, os.Stderr))
+		case bench.ClientCommand:
+			os.Exit(bench.RunClient(args[1:], os.Stdin, os.Stdout, os.Stderr))
 		}
 	}
 	os.Exit(bench.Main(args, os.Stdout, os.Stderr))

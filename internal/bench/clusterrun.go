@@ -219,6 +219,9 @@ func clusterFilesRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row,
 	r := cfg.FileRecipients
 	for _, size := range cfg.FileSizes {
 		for _, mode := range cfg.FileModes {
+			if mode == ModeClients {
+				continue // it measures the client, the same against any server
+			}
 			params := fmt.Sprintf("size=%dB sender@n1 recipients=%d@n2 mode=%s chat-rate=%d/s %s", size, r, mode, cfg.ChatRate, clusterParams(cfg))
 			fmt.Fprintf(stderr, "files %s ...\n", params)
 			single, ours, err := vsSingle(ctx, cfg, max(r+16, 64), stderr, func(nodes []*target) (filesResult, error) {

@@ -57,8 +57,11 @@ type Config struct {
 	// files
 	FileSizes      []int64
 	FileRecipients int
-	FileModes      []string // ModePlain, ModeChunked
-	ChatRate       int
+	FileModes      []string // ModePlain, ModeChunked, ModeClients
+	// ClientBins are the client binaries of ModeClients, each run in
+	// turn; "" re-executes this tool as the client.
+	ClientBins []string
+	ChatRate   int
 	// startup
 	Starts      int    // starts of each binary
 	BaselineBin string // server binary to start beside ServerBin; "" for none
@@ -106,7 +109,8 @@ func DefaultConfig() Config {
 		SrcAddrs:         8,
 		FileSizes:        []int64{1 << 30},
 		FileRecipients:   1,
-		FileModes:        []string{ModePlain, ModeChunked},
+		FileModes:        []string{ModePlain, ModeChunked, ModeClients},
+		ClientBins:       []string{""},
 		ChatRate:         100,
 		Starts:           15,
 		RoundSample:      1000,
@@ -199,8 +203,8 @@ func (c *Config) Validate() error {
 		return errors.New("--file-mode: no value")
 	}
 	for _, m := range c.FileModes {
-		if m != ModePlain && m != ModeChunked {
-			return fmt.Errorf("--file-mode %q (want %s or %s)", m, ModePlain, ModeChunked)
+		if m != ModePlain && m != ModeChunked && m != ModeClients {
+			return fmt.Errorf("--file-mode %q (want %s, %s or %s)", m, ModePlain, ModeChunked, ModeClients)
 		}
 	}
 	if err := c.validateCluster(); err != nil {
@@ -361,7 +365,10 @@ Usage: chatbench [flags] [workload ...]   (workloads: throughput latency scale f
   scale       N joined idle clients (server in its own process), then one message each;
               server RSS per idle client, round time
   files       one F-byte file to R recipients, server RSS growth, chat latency to a recipient
-              during the transfer (vs a plain loopback TCP copy)
+              during the transfer (vs a plain loopback TCP copy); mode clients: from a file on
+              disk to files on disk between client processes, until each recipient has synced
+              and printed it (vs a file-to-file loopback TCP copy that syncs), chat latency to
+              the first recipient as it prints it
   web         the throughput workload with WebSocket clients (vs TCP clients, same server, same
               run); server RSS per idle WebSocket client (vs TCP; needs --server-bin, at most
               10000 clients of each kind)
@@ -404,7 +411,8 @@ func ParseArgs(args []string, stderr io.Writer) (Config, error) {
 	fs.Float64Var(&c.JoinRate, "join-rate", 0, "scale: joins per second, all clients together (0: as fast as they connect)")
 	fs.Var(int64List{&c.FileSizes}, "file-size", "files: file size (F)")
 	fs.IntVar(&c.FileRecipients, "file-recipients", c.FileRecipients, "files: recipients of the file")
-	fs.StringSliceVar(&c.FileModes, "file-mode", c.FileModes, "files: how recipients take the file: plain (one forward_file frame) and/or chunked (the chunked-file extension)")
+	fs.StringSliceVar(&c.FileModes, "file-mode", c.FileModes, "files: how the file goes: plain (one forward_file frame to in-process recipients), chunked (the chunked-file extension), clients (from a file to files, between client processes that sync what they save; baseline: a synced file-to-file TCP copy)")
+	fs.StringSliceVar(&c.ClientBins, "client-bin", c.ClientBins, "files, mode clients: client binaries (gochat), each run in turn for an A/B comparison (default: this tool re-executed as the client)")
 	fs.IntVar(&c.ChatRate, "chat-rate", c.ChatRate, "files: chat messages per second to a recipient during the transfer")
 	fs.IntVar(&c.Starts, "starts", c.Starts, "startup: starts of each binary")
 	fs.StringVar(&c.BaselineBin, "baseline-bin", "", "startup: another server binary to start beside --server-bin, alternately (e.g. an older build)")

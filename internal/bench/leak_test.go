@@ -8,7 +8,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// The tool re-executes itself as a scale worker or a server; in the
+	// The tool re-executes itself as a scale worker, a server or a client; in the
 	// tests, the test binary plays those roles.
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
@@ -16,6 +16,8 @@ func TestMain(m *testing.M) {
 			os.Exit(RunWorker(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
 		case ServerCommand:
 			os.Exit(RunServer(os.Args[2:], os.Stdout, os.Stderr))
+		case ClientCommand:
+			os.Exit(RunClient(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
 		}
 	}
 	goleak.VerifyTestMain(m)

@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strings"
@@ -393,6 +394,14 @@ func filesRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, error)
 	r := cfg.FileRecipients
 	for _, size := range cfg.FileSizes {
 		for _, mode := range cfg.FileModes {
+			if mode == ModeClients {
+				rs, err := clientFilesRows(ctx, cfg, size, stderr)
+				rows = append(rows, rs...)
+				if err != nil {
+					return rows, err
+				}
+				continue
+			}
 			params := fmt.Sprintf("size=%dB recipients=%d mode=%s chat-rate=%d/s", size, r, mode, cfg.ChatRate)
 			switch {
 			case cfg.ServerAddr != "":
@@ -446,6 +455,84 @@ func filesRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, error)
 				row("chat latency max", "ms", ms(res.Chat.Max), nan, ""),
 			)
 		}
+	}
+	return rows, nil
+}
+
+// clientFilesRows runs the clients file mode for a file of size bytes
+// with each of cfg.ClientBins in turn, each beside its baseline (a synced
+// file-to-file TCP copy).
+func clientFilesRows(ctx context.Context, cfg Config, size int64, stderr io.Writer) ([]Row, error) {
+	var rows []Row
+	r := cfg.FileRecipients
+	dir, err := os.MkdirTemp("", "chatbench-files-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	src := filepath.Join(dir, "bench.bin")
+	if err := writeSource(src, size); err != nil {
+		return nil, err
+	}
+	for _, bin := range cfg.ClientBins {
+		params := fmt.Sprintf("size=%dB recipients=%d mode=%s chat-rate=%d/s", size, r, ModeClients, cfg.ChatRate)
+		switch {
+		case cfg.ServerAddr != "":
+			params += " server=" + cfg.ServerAddr
+		case cfg.ServerBin != "":
+			params += " server=" + cfg.ServerBin
+		default:
+			params += " server=own-process"
+		}
+		if bin == "" {
+			params += " client=own-process"
+		} else {
+			params += " client=" + bin
+		}
+		params += " " + loadParam()
+		fmt.Fprintf(stderr, "files %s ...\n", params)
+		t, err := ownTarget(ctx, cfg, max(r+16, 64), stderr)
+		if err != nil {
+			return rows, err
+		}
+		res, err := runClientFiles(ctx, t, bin, src, dir, size, r, cfg.ChatRate, cfg.Timeout, stderr)
+		t.Close()
+		if err != nil {
+			return rows, err
+		}
+		nan := math.NaN()
+		baseSecs, baseName := nan, ""
+		if !cfg.NoBaseline {
+			baseName = "synced-copy"
+			if baseSecs, err = syncedCopy(ctx, src, dir, r, cfg.Timeout); err != nil {
+				return rows, err
+			}
+		}
+		row := func(metric, unit string, v, b float64, target string) Row {
+			return Row{Workload: Files, Params: params, Baseline: baseName, Metric: metric, Unit: unit, Ours: v, Base: b, Target: target}
+		}
+		mib := func(v int64, pid int) float64 {
+			if pid == 0 {
+				return nan
+			}
+			return float64(v) / (1 << 20)
+		}
+		mbTarget, chatTarget := "", ""
+		if size == 1<<30 && r == 1 {
+			mbTarget, chatTarget = ">= 0.9x", "< 50"
+		}
+		rows = append(rows,
+			row("transfer, file to synced file", "MB/s", res.MBps, float64(size)/baseSecs/1e6, mbTarget),
+			row("transfer time", "s", res.Secs, baseSecs, ""),
+			row("server RSS growth (peak)", "MiB", mib(res.RSSPeak-res.RSSBase, t.PID), nan, ""),
+			row("recipient client RSS before", "MiB", mib(res.ClientRSSBase, 1), nan, ""),
+			row("recipient client RSS growth (peak)", "MiB", mib(res.ClientRSSPeak-res.ClientRSSBase, 1), nan, ""),
+			row("chat msgs sent during transfer", "msgs", float64(res.ChatSent), nan, ""),
+			row("chat msgs printed by the recipient", "msgs", float64(res.ChatRecv), nan, ""),
+			row("chat latency p50 (to printed)", "ms", ms(res.Chat.P50), nan, ""),
+			row("chat latency p99 (to printed)", "ms", ms(res.Chat.P99), nan, chatTarget),
+			row("chat latency max (to printed)", "ms", ms(res.Chat.Max), nan, ""),
+		)
 	}
 	return rows, nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/csv"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -77,6 +78,40 @@ func TestFilesPlumbing(t *testing.T) {
 	}
 	if _, err := tcpCopy(ctx, 3<<20+7, 2, 30*time.Second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestClientFilesPlumbing runs the clients file mode with the test binary
+// re-executed as the clients, and its baseline.
+func TestClientFilesPlumbing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts client processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := inProcess(100, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	dir := t.TempDir()
+	const size = 3<<20 + 7
+	src := filepath.Join(dir, "bench.bin")
+	if err := writeSource(src, size); err != nil {
+		t.Fatal(err)
+	}
+	res, err := runClientFiles(ctx, srv, "", src, dir, size, 2, 200, 30*time.Second, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.MBps <= 0 || res.ChatRecv != res.ChatSent || res.ClientRSSBase <= 0 {
+		t.Fatalf("%+v", res)
+	}
+	if secs, err := syncedCopy(ctx, src, dir, 2, 30*time.Second); err != nil || secs <= 0 {
+		t.Fatalf("synced copy: %v s, %v", secs, err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("left behind in %s: %v", dir, ents)
 	}
 }
 

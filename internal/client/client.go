@@ -130,6 +130,9 @@ type client struct {
 	// replyWait bounds the wait for the replies to one command (a test
 	// may make it longer).
 	replyWait time.Duration
+	// helloWait bounds the wait for the answer to ext_hello (a test may
+	// make it longer).
+	helloWait time.Duration
 
 	// limits bounds the payloads read whole (a users list: at most
 	// DefaultMaxListUsers names).
@@ -137,8 +140,14 @@ type client struct {
 	disk   diskOps // how received files are put in place
 
 	// Owned by receive.
-	buf   []byte               // the payloads of messages and file_* frames
-	files map[uint64]*incoming // chunked files arriving
+	buf      []byte               // the payloads of messages and file_* frames
+	files    map[uint64]*incoming // chunked files arriving
+	madeBufs int                  // the buffers of content made so far (at most saveBudget)
+	saving   map[string]*download // by sender, the last download that has all arrived, being saved or saved
+
+	freeBufs chan []byte    // buffers of content the savers have written
+	saves    sync.WaitGroup // the downloads' savers
+	heldMu   sync.Mutex     // guards the held lines of downloads (see printMsg)
 
 	// Set before receive starts, then read-only.
 	chunked   bool // the server delivers large files in chunks
@@ -217,8 +226,11 @@ func newClient(cfg Config) *client {
 		ended:     make(chan struct{}),
 		replied:   make(chan struct{}, 1),
 		replyWait: replyWait,
+		helloWait: helloWait,
 		disk:      realDisk,
 		files:     make(map[uint64]*incoming),
+		freeBufs:  make(chan []byte, saveBudget/saveBufSize),
+		saving:    make(map[string]*download),
 		ups:       make(map[uint64]*upload),
 	}
 	c.buf = make([]byte, 0, max(c.limits.MaxPayload(protocol.ToClient, protocol.ForwardMessage),

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -217,4 +218,73 @@ func TestExtensionsFallBack(t *testing.T) {
 	if firsts := <-done; len(firsts) != 2 || firsts[0] != "ext_hello" || firsts[1] != "join" {
 		t.Errorf("first frames %v, want [ext_hello join]", firsts)
 	}
+}
+
+// TestSilentHelloFallsBack: against a server that reads the ext_hello and
+// answers nothing, the client falls back to the plain protocol after
+// helloWait (2 s), not after its whole connect timeout (10 s; issue 19
+// part 6), and joins.
+func TestSilentHelloFallsBack(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := make(chan string, 1)
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() {
+		close(release)
+		ln.Close()
+		wg.Wait()
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer nc.Close()
+				nc.SetDeadline(time.Now().Add(waitTimeout))
+				r := protocol.NewReader(nc)
+				h, err := r.ReadHeader()
+				if err != nil {
+					return
+				}
+				switch h.Type {
+				case protocol.ExtHello:
+					<-release // reads it, never answers
+				case protocol.Join:
+					p, _ := r.ReadPayload(nil)
+					joined <- string(p)
+					nc.Write(protocol.AppendMessage(nil, protocol.ForwardMessage, []string{"bob"}, []byte("plain")))
+					<-release
+				}
+			}()
+		}
+	}()
+	start := time.Now()
+	s := startExtClient(t, ln.Addr().String()) // the default connect timeout, 10 s
+	// The bound is an event's deadline, not a measurement: below the
+	// connect timeout, with room for a loaded machine above helloWait.
+	limit := helloWait + 4*time.Second
+	select {
+	case name := <-joined:
+		if name != "me" {
+			t.Errorf("joined as %q", name)
+		}
+		t.Logf("joined plainly %v after the start", time.Since(start).Round(time.Millisecond))
+	case <-time.After(limit):
+		t.Fatalf("no plain join within %v of the start (connect timeout %v); stderr %q", limit, DefaultConnectTimeout, s.stderr)
+	}
+	waitFor(t, s.stdout, "msg: bob: plain\n")
+	if want := "did not answer ext_hello"; !strings.Contains(s.stderr.String(), want) {
+		t.Errorf("stderr %q does not say %q", s.stderr.String(), want)
+	}
+	s.stdin.Close()
+	s.exit(t)
 }

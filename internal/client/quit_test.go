@@ -207,6 +207,7 @@ func TestSignalWhileHelloUnanswered(t *testing.T) {
 	stdout, stderr := &syncBuffer{}, &syncBuffer{}
 	c := newClient(Config{User: "me", Addr: addr, DownloadDir: t.TempDir(), Extensions: true,
 		ConnectTimeout: time.Minute, Stdin: strings.NewReader(""), Stdout: stdout, Stderr: stderr})
+	c.helloWait = time.Minute // the signal, not the fallback, must end the wait
 	code := make(chan int, 1)
 	go func() { code <- c.run(ctx) }()
 	select {

@@ -8,13 +8,15 @@ import (
 )
 
 // receive reads frames until the connection ends. It is owned by Run and
-// closes c.ended when it stops.
+// closes c.ended when it stops, once the downloads have settled (cut
+// short, or saved and their lines printed).
 func (c *client) receive(r *protocol.Reader) {
 	defer close(c.ended)
-	defer c.dropFiles()
+	defer c.settle()
 	for {
 		h, err := r.ReadHeader()
 		if err != nil {
+			c.settle() // the lines of files saved come before the last line
 			c.lost(err)
 			return
 		}
@@ -45,12 +47,10 @@ func (c *client) receive(r *protocol.Reader) {
 				continue
 			}
 			c.seen([]string{sender})
-			c.out.println("msg: " + sender + ": " + string(text))
-			if sender == c.cfg.User {
-				c.gotReply()
-			}
+			c.printMsg(sender, "msg: "+sender+": "+string(text), sender == c.cfg.User)
 		case protocol.ForwardFile:
 			if err := c.receiveFile(r); err != nil {
+				c.settle()
 				c.lost(err)
 				return
 			}
@@ -59,7 +59,9 @@ func (c *client) receive(r *protocol.Reader) {
 				c.log.printf("client: ignoring %s: %v", h.Name, errNotChunked)
 				continue
 			}
-			if p, ok := c.payload(r, h); ok {
+			if h.Type == protocol.FileChunk {
+				c.fileChunk(r, h)
+			} else if p, ok := c.payload(r, h); ok {
 				c.fileFrame(h.Type, p)
 			}
 		case protocol.FileReady, protocol.FileAck, protocol.FileResult:
@@ -79,12 +81,15 @@ func (c *client) receive(r *protocol.Reader) {
 				c.notice(h.Type, p)
 			}
 		case protocol.ErrUnknownMessage:
+			c.settle()
 			c.sever("disconnected: server received an unknown command")
 			return
 		case protocol.ErrServerFull:
+			c.settle()
 			c.sever("disconnected: server full")
 			return
 		case protocol.ErrUsernameUnavailable:
+			c.settle()
 			c.sever("disconnected: username not available")
 			return
 		default:

@@ -1,0 +1,384 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// fileFrames returns the frames that deliver content from bob as name: one
+// forward_file, or file_begin, file_chunk frames of at most
+// protocol.MaxChunkData bytes and file_end.
+func fileFrames(chunked bool, name string, content []byte) []byte {
+	if !chunked {
+		b := protocol.AppendFileHead(nil, protocol.ForwardFile, []string{"bob"}, name, int64(len(content)))
+		return append(b, content...)
+	}
+	b := protocol.AppendFileBegin(nil, 1, "bob", name, int64(len(content)))
+	for rest := content; len(rest) > 0; {
+		k := min(len(rest), protocol.MaxChunkData)
+		b = protocol.ChunkHeader(b, 1, k)
+		b = append(b, rest[:k]...)
+		rest = rest[k:]
+	}
+	return protocol.AppendFileID(b, protocol.FileEnd, 1)
+}
+
+// blockingSync makes c's file syncs wait: entered is closed when the
+// first sync starts, and the syncs go on once release is closed.
+func blockingSync(c *client, entered, release chan struct{}) {
+	var once sync.Once
+	real := c.disk.sync
+	c.disk.sync = func(f *os.File) error {
+		once.Do(func() { close(entered) })
+		<-release
+		return real(f)
+	}
+}
+
+// waitClosedOrFail waits for ch, failing the test after waitTimeout.
+func waitClosedOrFail(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(waitTimeout):
+		t.Fatalf("timed out waiting until %s", what)
+	}
+}
+
+// TestChatPrintsWhileFileSyncs: while a received file is synced, chat to
+// the user from others is read and printed at once; the file's line comes
+// once the file is synced and in place, never before, and the lines from
+// the file's sender that came after it come after its line. Before issue
+// 19 part 3 the receiver synced the file itself, and all chat waited for
+// the sync (620-690 ms for 1 GiB).
+func TestChatPrintsWhileFileSyncs(t *testing.T) {
+	forEachDelivery(t, func(t *testing.T, chunked bool, serve func(*testing.T, func(net.Conn, *protocol.Reader)) string) {
+		addr := serve(t, func(nc net.Conn, r *protocol.Reader) {
+			b := fileFrames(chunked, "notes.txt", bytes.Repeat([]byte("hello"), 100000))
+			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("after"))
+			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"carol"}, []byte("meanwhile"))
+			nc.Write(b)
+			expectFrame(t, r, protocol.Disconnect)
+		})
+		entered, release := make(chan struct{}), make(chan struct{})
+		var releaseOnce sync.Once
+		free := func() { releaseOnce.Do(func() { close(release) }) }
+		t.Cleanup(free) // before the client's own cleanups, which wait for it
+		s := startClientWith(t, addr, func(c *client) {
+			c.cfg.Extensions = chunked
+			blockingSync(c, entered, release)
+		})
+		waitClosedOrFail(t, entered, "the file is synced")
+		waitFor(t, s.stdout, "msg: carol: meanwhile\n")
+		if got := s.stdout.String(); got != "msg: carol: meanwhile\n" {
+			t.Errorf("stdout %q while the file syncs: want only carol's message", got)
+		}
+		if _, err := os.Stat(filepath.Join(s.dir, "me_notes.txt")); err == nil {
+			t.Error("me_notes.txt exists before its sync ended")
+		}
+		free()
+		waitFor(t, s.stdout, "msg: bob: after\n")
+		s.stdin.Close()
+		s.exit(t)
+		if got, want := s.stdout.String(), "msg: carol: meanwhile\nfile: bob: notes.txt\nmsg: bob: after\nquitting\n"; got != want {
+			t.Errorf("stdout %q, want %q", got, want)
+		}
+		if got, err := os.ReadFile(filepath.Join(s.dir, "me_notes.txt")); err != nil || len(got) != 500000 {
+			t.Errorf("saved %d bytes, %v", len(got), err)
+		}
+		if parts := partFiles(t, s.dir); len(parts) != 0 {
+			t.Errorf("temporary files left: %v", parts)
+		}
+	})
+}
+
+// TestSenderOrderKept: a sender's files and messages are printed in the
+// order the sender sent them, however long each file takes to be saved,
+// chunked or not.
+func TestSenderOrderKept(t *testing.T) {
+	forEachDelivery(t, func(t *testing.T, chunked bool, serve func(*testing.T, func(net.Conn, *protocol.Reader)) string) {
+		addr := serve(t, func(nc net.Conn, r *protocol.Reader) {
+			b := fileFrames(chunked, "big.bin", make([]byte, 3<<20))
+			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("one"))
+			b = append(b, fileFrames(false, "small.txt", []byte("x"))...)
+			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("two"))
+			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("three"))
+			nc.Write(b)
+			expectFrame(t, r, protocol.Disconnect)
+		})
+		s := startClientWith(t, addr, func(c *client) { c.cfg.Extensions = chunked })
+		waitFor(t, s.stdout, "msg: bob: three\n")
+		s.stdin.Close()
+		s.exit(t)
+		want := "file: bob: big.bin\nmsg: bob: one\nfile: bob: small.txt\nmsg: bob: two\nmsg: bob: three\nquitting\n"
+		if got := s.stdout.String(); got != want {
+			t.Errorf("stdout %q, want %q", got, want)
+		}
+	})
+}
+
+// TestSessionEndWaitsForSave: a file that has all arrived is saved and its
+// line printed before the session's last line, whether the user quits or
+// the connection is lost while the file is synced.
+func TestSessionEndWaitsForSave(t *testing.T) {
+	for _, end := range []string{"quit", "lost"} {
+		t.Run(end, func(t *testing.T) {
+			addr := fakeExtServer(t, func(nc net.Conn, r *protocol.Reader) {
+				nc.Write(fileFrames(true, "notes.txt", make([]byte, 300<<10)))
+				if end == "quit" {
+					expectFrame(t, r, protocol.Disconnect)
+				} // else return: the connection closes
+			})
+			entered, release := make(chan struct{}), make(chan struct{})
+			var releaseOnce sync.Once
+			free := func() { releaseOnce.Do(func() { close(release) }) }
+			t.Cleanup(free)
+			s := startClientWith(t, addr, func(c *client) {
+				c.cfg.Extensions = true
+				blockingSync(c, entered, release)
+			})
+			waitClosedOrFail(t, entered, "the file is synced")
+			if end == "quit" {
+				s.input(t, "quit")
+			}
+			free()
+			if end == "lost" {
+				s.stdin.Close() // piped input is read to its end after a disconnection
+			}
+			code := s.exit(t)
+			last, wantCode := "quitting\n", 0
+			if end == "lost" {
+				last, wantCode = "disconnected: connection to server lost\n", 1
+			}
+			if got, want := s.stdout.String(), "file: bob: notes.txt\n"+last; got != want {
+				t.Errorf("stdout %q, want %q", got, want)
+			}
+			if code != wantCode {
+				t.Errorf("exit %d, want %d", code, wantCode)
+			}
+			if st, err := os.Stat(filepath.Join(s.dir, "me_notes.txt")); err != nil || st.Size() != 300<<10 {
+				t.Errorf("saved file: %v", err)
+			}
+			if parts := partFiles(t, s.dir); len(parts) != 0 {
+				t.Errorf("temporary files left: %v", parts)
+			}
+		})
+	}
+}
+
+// TestSyncErrorRemovesFile: a disk error while a file is synced leaves
+// nothing in the download folder, says so on stderr, prints no file line,
+// and the session goes on.
+func TestSyncErrorRemovesFile(t *testing.T) {
+	forEachDelivery(t, func(t *testing.T, chunked bool, serve func(*testing.T, func(net.Conn, *protocol.Reader)) string) {
+		addr := serve(t, func(nc net.Conn, r *protocol.Reader) {
+			b := fileFrames(chunked, "notes.txt", make([]byte, 300<<10))
+			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("after"))
+			nc.Write(b)
+			expectFrame(t, r, protocol.Disconnect)
+		})
+		s := startClientWith(t, addr, func(c *client) {
+			c.cfg.Extensions = chunked
+			c.disk.sync = func(*os.File) error { return syscall.EIO }
+		})
+		waitFor(t, s.stdout, "msg: bob: after\n")
+		s.stdin.Close()
+		if code := s.exit(t); code != 0 {
+			t.Errorf("exit %d", code)
+		}
+		if got := s.stdout.String(); got != "msg: bob: after\nquitting\n" {
+			t.Errorf("stdout %q", got)
+		}
+		if want := `client: cannot save "notes.txt" from bob: input/output error`; !strings.Contains(s.stderr.String(), want) {
+			t.Errorf("stderr %q does not say %q", s.stderr.String(), want)
+		}
+		if ents, _ := os.ReadDir(s.dir); len(ents) != 0 {
+			t.Errorf("download folder not empty: %v", ents)
+		}
+	})
+}
+
+// TestSignalMidDownload: a signal (Ctrl-C) in the middle of a download
+// ends the session as quit does: the temporary file is removed and named
+// on stderr, and the saver has ended (goleak checks) when Run returns.
+func TestSignalMidDownload(t *testing.T) {
+	forEachDelivery(t, func(t *testing.T, chunked bool, serve func(*testing.T, func(net.Conn, *protocol.Reader)) string) {
+		addr := serve(t, func(nc net.Conn, r *protocol.Reader) {
+			var b []byte
+			if chunked {
+				b = protocol.AppendFileBegin(b, 1, "bob", "big.bin", 1<<20)
+				b = protocol.ChunkHeader(b, 1, 1000)
+			} else {
+				b = protocol.AppendFileHead(b, protocol.ForwardFile, []string{"bob"}, "big.bin", 1<<20)
+			}
+			nc.Write(append(b, make([]byte, 1000)...))
+			expectFrame(t, r, protocol.Disconnect)
+		})
+		receiving := make(chan struct{})
+		var once sync.Once
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		stdout, stderr, dir := &syncBuffer{}, &syncBuffer{}, t.TempDir()
+		c := newClient(Config{User: "me", Addr: addr, DownloadDir: dir, Extensions: chunked,
+			Input: blockingSource{ctx}, Stdout: stdout, Stderr: stderr})
+		c.cfg.Hooks.Progress = func(_ uint64, dir, _ string, done, _ int64, finished bool) {
+			if dir == "recv" && done > 0 && !finished {
+				once.Do(func() { close(receiving) })
+			}
+		}
+		code := make(chan int, 1)
+		go func() { code <- c.run(ctx) }()
+		waitClosedOrFail(t, receiving, "the download started")
+		cancel()
+		select {
+		case got := <-code:
+			if got != ExitOK {
+				t.Errorf("exit %d", got)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatal("client did not end after the signal")
+		}
+		if got := stdout.String(); got != "quitting\n" {
+			t.Errorf("stdout %q", got)
+		}
+		if want := `abandoned "big.bin" from bob after 1000 of 1048576 bytes`; !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr %q does not contain %q", stderr.String(), want)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Errorf("download folder not empty: %v", ents)
+		}
+	})
+}
+
+// blockingSource is input that never comes: ReadLine waits until ctx is
+// done.
+type blockingSource struct{ ctx context.Context }
+
+func (b blockingSource) ReadLine() (string, error) {
+	<-b.ctx.Done()
+	return "", io.EOF
+}
+
+// TestWritebackDuringDownload: the saver's flusher hands the file to the
+// disk as it is written, window after window from its start, waiting for
+// each window once it has started the next, and all of it before the
+// final sync.
+func TestWritebackDuringDownload(t *testing.T) {
+	const size = 5*writebackWindow/2 + 1000
+	addr := fakeExtServer(t, func(nc net.Conn, r *protocol.Reader) {
+		nc.Write(fileFrames(true, "big.bin", make([]byte, size)))
+		expectFrame(t, r, protocol.Disconnect)
+	})
+	type call struct {
+		what   string
+		off, n int64
+	}
+	var (
+		mu    sync.Mutex
+		calls []call
+	)
+	note := func(c call) {
+		mu.Lock()
+		calls = append(calls, c)
+		mu.Unlock()
+	}
+	s := startClientWith(t, addr, func(c *client) {
+		c.cfg.Extensions = true
+		real := c.disk
+		c.disk.writeback = func(f *os.File, off, n int64, wait bool) {
+			what := "start"
+			if wait {
+				what = "wait"
+			}
+			note(call{what, off, n})
+			real.writeback(f, off, n, wait)
+		}
+		c.disk.sync = func(f *os.File) error {
+			note(call{what: "sync"})
+			return real.sync(f)
+		}
+	})
+	waitFor(t, s.stdout, "file: bob: big.bin\n")
+	s.stdin.Close()
+	s.exit(t)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) < 2 || calls[0].what != "start" || calls[len(calls)-1].what != "sync" {
+		t.Fatalf("disk calls %v, want a start of writeback first and the sync last", calls)
+	}
+	var next int64 // where the next start begins
+	var last call  // the last start
+	for _, c := range calls[:len(calls)-1] {
+		switch c.what {
+		case "start":
+			if c.off != next || c.n < writebackWindow {
+				t.Errorf("writeback started at %s+%s, want at %s, a window or more", fmtMiB(c.off), fmtMiB(c.n), fmtMiB(next))
+			}
+			next, last = c.off+c.n, c
+		case "wait":
+			if c.off+c.n != last.off || c.n <= 0 {
+				t.Errorf("waited for %s+%s, want the range before the one started last (%s+%s)", fmtMiB(c.off), fmtMiB(c.n), fmtMiB(last.off), fmtMiB(last.n))
+			}
+		default:
+			t.Errorf("disk call %v before the end", c)
+		}
+	}
+	if next > size {
+		t.Errorf("writeback reached %s of a file of %s", fmtMiB(next), fmtMiB(size))
+	}
+}
+
+// fmtMiB formats n bytes in MiB for test messages.
+func fmtMiB(n int64) string { return fmt.Sprintf("%gMiB", float64(n)/(1<<20)) }
+
+// TestHeldLinesBounded: a sender's lines held behind its file being synced
+// take at most maxHeld bytes; past that they are printed at once, rather
+// than held in memory for as long as the disk takes.
+func TestHeldLinesBounded(t *testing.T) {
+	const n, size = 20, 60000
+	addr := fakeExtServer(t, func(nc net.Conn, r *protocol.Reader) {
+		b := fileFrames(true, "notes.txt", make([]byte, 1000))
+		for i := range n {
+			text := fmt.Appendf(nil, "%02d %s", i, bytes.Repeat([]byte("x"), size))
+			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, text)
+		}
+		nc.Write(b)
+		expectFrame(t, r, protocol.Disconnect)
+	})
+	entered, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(free)
+	s := startClientWith(t, addr, func(c *client) {
+		c.cfg.Extensions = true
+		blockingSync(c, entered, release)
+	})
+	waitClosedOrFail(t, entered, "the file is synced")
+	waitFor(t, s.stdout, fmt.Sprintf("msg: bob: %02d ", n-1))
+	out := s.stdout.String()
+	if strings.Contains(out, "file: ") || strings.Contains(out, "msg: bob: 00 ") {
+		t.Errorf("while the file syncs, stdout has its line or the first message held")
+	}
+	if held := n - strings.Count(out, "msg: bob: "); held*size > maxHeld || held == 0 {
+		t.Errorf("%d messages of %d bytes held while the file syncs, want at most %d bytes", held, size, maxHeld)
+	}
+	free()
+	waitFor(t, s.stdout, "msg: bob: 00 ")
+	s.stdin.Close()
+	s.exit(t)
+	if got := strings.Count(s.stdout.String(), "msg: bob: "); got != n {
+		t.Errorf("%d messages printed, want %d", got, n)
+	}
+}
