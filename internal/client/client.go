@@ -305,8 +305,9 @@ func (c *client) run(ctx context.Context) int {
 
 	// While a file goes out in the foreground (always with the plain
 	// protocol, whose send_file takes the connection; and with piped
-	// input, whose order is kept), the lines that follow wait in pending.
-	// A person at a terminal may still cancel or quit at once.
+	// input, whose order is kept), the lines that follow wait in pending,
+	// but for those that overtake it. A person at a terminal may still
+	// cancel or quit at once.
 	var fg *upload
 	var pending []lineOrEOF
 	for {
@@ -324,7 +325,7 @@ func (c *client) run(ctx context.Context) int {
 		case <-ctx.Done():
 			return c.quit()
 		case l := <-in:
-			if fg != nil && !c.actsAtOnce(l) {
+			if fg != nil && !c.actsAtOnce(l) && (len(pending) > 0 || !overtakes(l, fg)) {
 				if c.cfg.Interactive && len(pending) == 0 {
 					c.log.printf("client: this waits until %s has been sent: the plain protocol sends one thing at a time", fg.name)
 				}
@@ -384,6 +385,32 @@ func (c *client) actsAtOnce(l lineOrEOF) bool {
 	}
 	cmd, err := ParseCommand(l.line)
 	return err == nil && cmd.Kind == Quit
+}
+
+// overtakes reports whether line l, read while fg is sent in the
+// foreground and with nothing read before it still waiting, is acted on
+// at once with either kind of input: a message to none of the file's
+// recipients, a list or a help. Nothing the file's recipients get can
+// then come before the file, and no line printed for the session's own
+// input changes its order. Held back, a piped `msg 1 carol ...` waited
+// for the file's outcome, which a recipient that reads nothing delays
+// until it is cut off (issue 19 part 4: 29 s). With the plain protocol
+// the file's one frame takes the connection, so nothing overtakes it.
+func overtakes(l lineOrEOF, fg *upload) bool {
+	if l.err != nil || fg.plain {
+		return false
+	}
+	cmd, err := ParseCommand(l.line)
+	if err != nil {
+		return false
+	}
+	switch cmd.Kind {
+	case List, Help:
+		return true
+	case Msg:
+		return !slices.ContainsFunc(cmd.Names, func(n string) bool { return slices.Contains(fg.names, n) })
+	}
+	return false
 }
 
 // drain ends a session that is over: on a terminal at once, otherwise

@@ -149,6 +149,80 @@ func TestUploadKeepsWindowAndOrder(t *testing.T) {
 	}
 }
 
+// With piped input, a message to none of the file's recipients and a
+// list go at once while the file waits for its recipient (issue 19 part 4:
+// held, `msg 1 carol` waited for the file_result, which a recipient who
+// reads nothing delays until it is cut off), and a message to the file's
+// recipient still waits for the file_result.
+func TestPipedMessageOvertakesFile(t *testing.T) {
+	const window = 256 << 10
+	addr := fakeUploadServer(t, func(nc net.Conn, r *protocol.Reader) {
+		next := func() (protocol.Header, []byte) { // the next frame that is not a chunk
+			for {
+				h, err := r.ReadHeader()
+				if err != nil {
+					t.Errorf("read: %v", err)
+					return h, nil
+				}
+				p, _ := r.ReadPayload(nil)
+				if h.Type != protocol.FileChunk {
+					return h, p
+				}
+			}
+		}
+		// The file's head, carol's message and the list, in any order
+		// (the file goes from a goroutine of its own); no ack: the file
+		// stops at its window, as for a recipient who reads nothing.
+		var id uint64
+		var msg, list bool
+		for id == 0 || !msg || !list {
+			h, p := next()
+			switch {
+			case h.Type == protocol.FileBegin && id == 0:
+				gid, names, _, _, err := protocol.ParseUploadBegin(p)
+				if err != nil || !slices.Equal(names, []string{"bob"}) {
+					t.Errorf("file_begin %q: %v", p, err)
+				}
+				id = gid
+				nc.Write(protocol.AppendFileReady(nil, id, window, []string{"bob"}))
+			case h.Type == protocol.SendMessage && string(p) == "1 carol hi" && !msg:
+				msg = true
+			case h.Type == protocol.RequestUsersList && msg && !list:
+				list = true
+				nc.Write(protocol.AppendUsersList(nil, []string{"alice", "bob", "carol"}))
+			default:
+				t.Errorf("got %s %q", h.Name, p)
+				return
+			}
+		}
+		nc.Write(protocol.AppendFileAck(nil, id, 5<<20))
+		if h, _ := next(); h.Type != protocol.FileEnd {
+			t.Errorf("got %s, want file_end", h.Name)
+			return
+		}
+		// Before the file_result, bob's message stays with the client.
+		nc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if h, err := r.ReadHeader(); err == nil {
+			t.Errorf("got %s before the file_result", h.Name)
+			return
+		}
+		nc.SetReadDeadline(time.Time{})
+		nc.Write(protocol.AppendFileResult(nil, id, []string{"bob"}))
+		if p := expectFrame(t, r, protocol.SendMessage); string(p) != "1 bob after" {
+			t.Errorf("send_message %q", p)
+		}
+		expectFrame(t, r, protocol.Disconnect)
+	})
+	s, _ := startUploader(t, addr, false, 5<<20)
+	s.input(t, "file 1 bob "+filepath.Join(s.dir, "big.bin"), "msg 1 carol hi", "list", "msg 1 bob after", "quit")
+	if c := s.exit(t); c != 0 {
+		t.Errorf("exit %d", c)
+	}
+	if got := s.stdout.String(); got != "list: alice bob carol\nquitting\n" {
+		t.Errorf("stdout %q", got)
+	}
+}
+
 // cancel, typed while a file goes in the background: file_abort, and the
 // session goes on.
 func TestUploadCancel(t *testing.T) {
