@@ -280,26 +280,7 @@ func runClientFiles(ctx context.Context, t *target, bin, src, dir string, size i
 		srvRSS = sampleRSS(t.PID, 10*time.Millisecond)
 	}
 	cliRSS := sampleRSS(rpid, 10*time.Millisecond)
-	stopChat := make(chan struct{})
-	chatDone := make(chan int64)
-	go func() {
-		text := newText(32)
-		tick := time.NewTicker(time.Second / time.Duration(chatRate))
-		defer tick.Stop()
-		var sent int64
-		for {
-			select {
-			case <-stopChat:
-				chatDone <- sent
-				return
-			case <-tick.C:
-			}
-			putStamp(text, 0, now())
-			if chatter.writeMessage(rnames[:1], text) == nil && chatter.w.Flush() == nil {
-				sent++
-			}
-		}
-	}()
+	stopChat := chatDuring(chatter, rnames[0], chatRate)
 	t0 := time.Now()
 	err = sender.send(fmt.Sprintf("file %d %s %s", r, strings.Join(rnames, " "), src))
 	for range r {
@@ -312,8 +293,7 @@ func runClientFiles(ctx context.Context, t *target, bin, src, dir string, size i
 			err = fmt.Errorf("file of %d bytes not saved by the recipients in %v", size, timeout)
 		}
 	}
-	close(stopChat)
-	res.ChatSent = <-chatDone
+	res.ChatSent = stopChat()
 	if srvRSS != nil {
 		res.RSSPeak = srvRSS.Peak()
 	}

@@ -178,26 +178,7 @@ func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate i
 		}
 		recvRSS = sampleRSS(recv.PID, 10*time.Millisecond)
 	}
-	stopChat := make(chan struct{})
-	chatDone := make(chan int64)
-	go func() {
-		text := newText(32)
-		tick := time.NewTicker(time.Second / time.Duration(chatRate))
-		defer tick.Stop()
-		var sent int64
-		for {
-			select {
-			case <-stopChat:
-				chatDone <- sent
-				return
-			case <-tick.C:
-			}
-			putStamp(text, 0, now())
-			if chatter.writeMessage(rnames[:1], text) == nil && chatter.w.Flush() == nil {
-				sent++
-			}
-		}
-	}()
+	stopChat := chatDuring(chatter, rnames[0], chatRate)
 	t0, c0 := time.Now(), cpu.seconds()
 	sendErr := make(chan error, 1)
 	go func() {
@@ -232,8 +213,7 @@ func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate i
 		}
 	}
 	res.ServerCPU = cpu.seconds() - c0
-	close(stopChat)
-	res.ChatSent = <-chatDone
+	res.ChatSent = stopChat()
 	if sendRSS != nil {
 		res.RSSPeak = sendRSS.Peak()
 	}
@@ -346,4 +326,34 @@ func tcpCopy(ctx context.Context, size int64, r int, timeout time.Duration) (flo
 		return true
 	})
 	return last.Sub(t0).Seconds(), nil
+}
+
+// chatDuring has chatter send to, at rate messages per second, 32-byte
+// texts stamped with the time they were sent, until the function it
+// returns is called; that returns how many were sent.
+func chatDuring(chatter *chatClient, to string, rate int) (stop func() int64) {
+	stopChat := make(chan struct{})
+	chatDone := make(chan int64)
+	go func() {
+		text := newText(32)
+		tick := time.NewTicker(time.Second / time.Duration(rate))
+		defer tick.Stop()
+		var sent int64
+		for {
+			select {
+			case <-stopChat:
+				chatDone <- sent
+				return
+			case <-tick.C:
+			}
+			putStamp(text, 0, now())
+			if chatter.writeMessage([]string{to}, text) == nil && chatter.w.Flush() == nil {
+				sent++
+			}
+		}
+	}()
+	return func() int64 {
+		close(stopChat)
+		return <-chatDone
+	}
 }
