@@ -59,6 +59,7 @@ type Config struct {
 	FileRecipients int
 	FileModes      []string // ModePlain, ModeChunked
 	ChatRate       int
+	FileSlowRate   int // bytes per second an extra, slow recipient reads the file at; 0: none
 	// startup
 	Starts      int    // starts of each binary
 	BaselineBin string // server binary to start beside ServerBin; "" for none
@@ -169,6 +170,7 @@ func (c *Config) Validate() error {
 		inRange("--src-addrs", []int{c.SrcAddrs}, 1, 250),
 		inRange("--file-recipients", []int{c.FileRecipients}, 1, protocol.MaxRecipients),
 		inRange("--chat-rate", []int{c.ChatRate}, 1, 100_000),
+		inRange("--file-slow-rate", []int{c.FileSlowRate}, 0, 1<<30),
 		inRange("--server-pid", []int{c.ServerPID}, 0, 1<<22),
 		inRange("--round-sample", []int{c.RoundSample}, 1, maxStampIdx),
 	}
@@ -406,6 +408,7 @@ func ParseArgs(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.FileRecipients, "file-recipients", c.FileRecipients, "files: recipients of the file")
 	fs.StringSliceVar(&c.FileModes, "file-mode", c.FileModes, "files: how recipients take the file: plain (one forward_file frame) and/or chunked (the chunked-file extension)")
 	fs.IntVar(&c.ChatRate, "chat-rate", c.ChatRate, "files: chat messages per second to a recipient during the transfer")
+	fs.IntVar(&c.FileSlowRate, "file-slow-rate", c.FileSlowRate, "files: add a recipient (taking the file as --file-mode says) that reads it at this many bytes per second, not waited for; 0: none")
 	fs.IntVar(&c.Starts, "starts", c.Starts, "startup: starts of each binary")
 	fs.StringVar(&c.BaselineBin, "baseline-bin", "", "startup: another server binary to start beside --server-bin, alternately (e.g. an older build)")
 	fs.StringVar(&c.ServerAddr, "server-addr", "", "target this running server (loopback host:port) instead of starting one")
