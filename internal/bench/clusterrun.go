@@ -225,7 +225,7 @@ func clusterFilesRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row,
 			params := fmt.Sprintf("size=%dB sender@n1 recipients=%d@n2 mode=%s chat-rate=%d/s %s", size, r, mode, cfg.ChatRate, clusterParams(cfg))
 			fmt.Fprintf(stderr, "files %s ...\n", params)
 			single, ours, err := vsSingle(ctx, cfg, max(r+16, 64), stderr, func(nodes []*target) (filesResult, error) {
-				return runFiles(ctx, nodes[0], second(nodes), size, r, cfg.ChatRate, mode, cfg.Timeout, pidsOf(nodes))
+				return runFiles(ctx, nodes[0], second(nodes), size, r, cfg.ChatRate, cfg.FileSlowRate, mode, cfg.Timeout, pidsOf(nodes))
 			})
 			if err != nil {
 				return rows, err

@@ -60,8 +60,9 @@ type Config struct {
 	FileModes      []string // ModePlain, ModeChunked, ModeClients
 	// ClientBins are the client binaries of ModeClients, each run in
 	// turn; "" re-executes this tool as the client.
-	ClientBins []string
-	ChatRate   int
+	ClientBins   []string
+	ChatRate     int
+	FileSlowRate int // bytes per second an extra, slow recipient reads the file at; 0: none
 	// startup
 	Starts      int    // starts of each binary
 	BaselineBin string // server binary to start beside ServerBin; "" for none
@@ -173,6 +174,7 @@ func (c *Config) Validate() error {
 		inRange("--src-addrs", []int{c.SrcAddrs}, 1, 250),
 		inRange("--file-recipients", []int{c.FileRecipients}, 1, protocol.MaxRecipients),
 		inRange("--chat-rate", []int{c.ChatRate}, 1, 100_000),
+		inRange("--file-slow-rate", []int{c.FileSlowRate}, 0, 1<<30),
 		inRange("--server-pid", []int{c.ServerPID}, 0, 1<<22),
 		inRange("--round-sample", []int{c.RoundSample}, 1, maxStampIdx),
 	}
@@ -414,6 +416,7 @@ func ParseArgs(args []string, stderr io.Writer) (Config, error) {
 	fs.StringSliceVar(&c.FileModes, "file-mode", c.FileModes, "files: how the file goes: plain (one forward_file frame to in-process recipients), chunked (the chunked-file extension), clients (from a file to files, between client processes that sync what they save; baseline: a synced file-to-file TCP copy)")
 	fs.StringSliceVar(&c.ClientBins, "client-bin", c.ClientBins, "files, mode clients: client binaries (gochat), each run in turn for an A/B comparison (default: this tool re-executed as the client)")
 	fs.IntVar(&c.ChatRate, "chat-rate", c.ChatRate, "files: chat messages per second to a recipient during the transfer")
+	fs.IntVar(&c.FileSlowRate, "file-slow-rate", c.FileSlowRate, "files: add a recipient (taking the file as --file-mode says) that reads it at this many bytes per second, not waited for; 0: none")
 	fs.IntVar(&c.Starts, "starts", c.Starts, "startup: starts of each binary")
 	fs.StringVar(&c.BaselineBin, "baseline-bin", "", "startup: another server binary to start beside --server-bin, alternately (e.g. an older build)")
 	fs.StringVar(&c.ServerAddr, "server-addr", "", "target this running server (loopback host:port) instead of starting one")

@@ -24,6 +24,11 @@ type filesResult struct {
 	ChatSent                 int64
 	ChatRecv                 int64
 	ServerCPU                float64 // CPU seconds the servers used in Secs; NaN if not known
+	// SenderNext is the seconds from the file's first byte until the
+	// message its sender writes right after the file reaches recipient 0
+	// (a send_file's next frame comes after its last byte, so a server
+	// that paces the sender to a slow recipient holds it: issue 19).
+	SenderNext float64
 }
 
 const (
@@ -71,7 +76,9 @@ const (
 // node of its cluster), while another client of send sends chat messages
 // at chatRate per second to the first recipient. The recipients receive it
 // as mode says; cpu, if not empty, meters the servers during the transfer.
-func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate int, mode string, timeout time.Duration, cpu cpuMeter) (filesResult, error) {
+// With slowRate > 0, one more recipient, not waited for, reads the file
+// at slowRate bytes per second.
+func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate, slowRate int, mode string, timeout time.Duration, cpu cpuMeter) (filesResult, error) {
 	var res filesResult
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -86,6 +93,7 @@ func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate i
 		chat     Histogram // guarded by mu
 		chatRecv int64     // guarded by mu
 		doneAt   = make([]time.Time, r)
+		nextAt   = make(chan time.Time, 1) // the sender's message after the file, at recipient 0
 		done     = make(chan error, r)
 		conns    []*chatClient
 	)
@@ -120,7 +128,11 @@ func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate i
 		}}
 		if k == 0 {
 			h.msg = func(text []byte) {
-				_, ts, ok := readStamp(text)
+				idx, ts, ok := readStamp(text)
+				if ok && idx == 1 { // the sender's, after the file
+					nextAt <- time.Now()
+					return
+				}
 				lat := now() - ts
 				mu.Lock()
 				if ok {
@@ -153,6 +165,30 @@ func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate i
 			return res, err
 		}
 	}
+	tonames := rnames
+	if slowRate > 0 {
+		tonames = append(rnames[:r:r], prefix+"slow")
+		var features []string
+		h := handlers{file: func(_, _ string, fr io.Reader) error {
+			_, err := readAll(&throttled{r: fr, rate: slowRate, start: time.Now()}, make([]byte, fileReadChunk))
+			return err
+		}}
+		if mode == ModeChunked {
+			features = []string{protocol.FeatureChunkedFile}
+			var got int
+			var start time.Time
+			h.file = nil
+			h.fileBegin = func(uint64, int64) { start = time.Now() }
+			h.fileChunk = func(_ uint64, n int) {
+				got += n
+				time.Sleep(time.Until(start.Add(time.Duration(float64(got) / float64(slowRate) * float64(time.Second)))))
+			}
+			h.fileEnd = func(uint64, bool) {}
+		}
+		if _, err := dial(recv, prefix+"slow", h, features...); err != nil {
+			return res, err
+		}
+	}
 	sender, err := dial(send, prefix+"s", handlers{})
 	if err != nil {
 		return res, err
@@ -161,7 +197,7 @@ func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate i
 	if err != nil {
 		return res, err
 	}
-	if err := waitJoined(ctx, sender, prefix, r+2, nil); err != nil {
+	if err := waitJoined(ctx, sender, prefix, len(tonames)+2, nil); err != nil {
 		return res, err
 	}
 
@@ -183,7 +219,7 @@ func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate i
 	sendErr := make(chan error, 1)
 	go func() {
 		w := sender.w
-		if _, err := w.Write(protocol.AppendFileHead(nil, protocol.SendFile, rnames, "bench.bin", size)); err != nil {
+		if _, err := w.Write(protocol.AppendFileHead(nil, protocol.SendFile, tonames, "bench.bin", size)); err != nil {
 			sendErr <- err
 			return
 		}
@@ -195,6 +231,12 @@ func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate i
 				return
 			}
 			left -= k
+		}
+		next := newText(32)
+		putStamp(next, 1, now())
+		if err := sender.writeMessage(rnames[:1], next); err != nil {
+			sendErr <- err
+			return
 		}
 		sendErr <- w.Flush()
 	}()
@@ -244,6 +286,12 @@ func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate i
 		if n >= res.ChatSent {
 			break
 		}
+	}
+	select {
+	case at := <-nextAt:
+		res.SenderNext = at.Sub(t0).Seconds()
+	case <-ctx.Done():
+		return res, fmt.Errorf("the sender's message after the file did not arrive in %v", timeout)
 	}
 	mu.Lock()
 	res.ChatRecv = chatRecv
@@ -356,4 +404,20 @@ func chatDuring(chatter *chatClient, to string, rate int) (stop func() int64) {
 		close(stopChat)
 		return <-chatDone
 	}
+}
+
+// throttled reads from r at about rate bytes per second: a recipient that
+// reads slowly.
+type throttled struct {
+	r     io.Reader
+	rate  int
+	start time.Time
+	total int
+}
+
+func (t *throttled) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p[:min(len(p), 64<<10)])
+	t.total += n
+	time.Sleep(time.Until(t.start.Add(time.Duration(float64(t.total) / float64(t.rate) * float64(time.Second)))))
+	return n, err
 }

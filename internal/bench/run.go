@@ -403,6 +403,9 @@ func filesRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, error)
 				continue
 			}
 			params := fmt.Sprintf("size=%dB recipients=%d mode=%s chat-rate=%d/s", size, r, mode, cfg.ChatRate)
+			if cfg.FileSlowRate > 0 {
+				params += fmt.Sprintf(" slow-recipient=%dB/s", cfg.FileSlowRate)
+			}
 			switch {
 			case cfg.ServerAddr != "":
 				params += " server=" + cfg.ServerAddr
@@ -416,7 +419,7 @@ func filesRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, error)
 			if err != nil {
 				return rows, err
 			}
-			res, err := runFiles(ctx, t, t, size, r, cfg.ChatRate, mode, cfg.Timeout, nil)
+			res, err := runFiles(ctx, t, t, size, r, cfg.ChatRate, cfg.FileSlowRate, mode, cfg.Timeout, nil)
 			t.Close()
 			if err != nil {
 				return rows, err
@@ -453,6 +456,7 @@ func filesRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, error)
 				row("chat latency p50", "ms", ms(res.Chat.P50), nan, ""),
 				row("chat latency p99", "ms", ms(res.Chat.P99), nan, chatTarget),
 				row("chat latency max", "ms", ms(res.Chat.Max), nan, ""),
+				row("sender's message after the file (from its start)", "s", res.SenderNext, nan, ""),
 			)
 		}
 	}

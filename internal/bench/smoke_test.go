@@ -68,12 +68,14 @@ func TestFilesPlumbing(t *testing.T) {
 	}
 	defer srv.Close()
 	for _, mode := range []string{ModePlain, ModeChunked} {
-		res, err := runFiles(ctx, srv, srv, 3<<20+7, 2, 200, mode, 30*time.Second, nil)
-		if err != nil {
-			t.Fatalf("%s: %v", mode, err)
-		}
-		if res.MBps <= 0 || res.ChatRecv != res.ChatSent {
-			t.Fatalf("%s: %+v", mode, res)
+		for _, slow := range []int{0, 256 << 10} { // a slow recipient takes 12 s, not waited for
+			res, err := runFiles(ctx, srv, srv, 3<<20+7, 2, 200, slow, mode, 30*time.Second, nil)
+			if err != nil {
+				t.Fatalf("%s, slow %d: %v", mode, slow, err)
+			}
+			if res.MBps <= 0 || res.ChatRecv != res.ChatSent || res.SenderNext <= 0 {
+				t.Fatalf("%s, slow %d: %+v", mode, slow, res)
+			}
 		}
 	}
 	if _, err := tcpCopy(ctx, 3<<20+7, 2, 30*time.Second); err != nil {

@@ -213,6 +213,7 @@ func (c *conn) finish(reason closeReason, last []byte) {
 		io.Copy(io.Discard, c.nc)
 	}
 	c.nc.Close()
+	c.q.feeders.Wait() // the queue is closed: they end
 	<-drained
 
 	c.mu.Lock()

@@ -72,8 +72,9 @@ func TestChunkedFileInterleavesChat(t *testing.T) {
 	// sockets between can hold while he reads nothing, so the file cannot
 	// end before he reads on.
 	content := bytes.Repeat([]byte("0123456789abcdef\x00\xff"), 900000)
-	// The transfer is paced by its slowest recipient, so plain must read
-	// while bob does.
+	// plain reads meanwhile (its forward_file comes once the file is
+	// whole; bob, who reads nothing yet, has the rest of the file held
+	// for him).
 	plainErr := make(chan error, 1)
 	go func() {
 		plain.nc.SetReadDeadline(time.Now().Add(3 * waitTimeout)) // 16 MB on a loaded machine
@@ -104,8 +105,8 @@ func TestChunkedFileInterleavesChat(t *testing.T) {
 		t.Fatalf("file_begin %q: %v", p, err)
 	}
 	// Bob reads on only once carol's message is queued: the file's end
-	// is not queued yet (16 MB cannot pass while he reads nothing), so it
-	// cannot come before her message. (Reading on at once let the whole
+	// is not queued yet (16 MB cannot pass while he reads nothing: the
+	// rest is held for him), so it cannot come before her message. (Reading on at once let the whole
 	// file pass first on a loaded machine.)
 	q := s.cfg.Hub.Lookup("bob").(*conn).q
 	pushed := func() int {

@@ -75,8 +75,9 @@ type Chunk struct {
 
 // FileStream is one file being delivered to a peer; see Peer.OpenFile.
 type FileStream interface {
-	// Write queues the next chunk, waiting while the peer is too far
-	// behind.
+	// Write queues the next chunk. It may wait a little for a peer that
+	// is behind; a chunked peer that stays behind has the rest held for
+	// it (lag.go).
 	Write(c Chunk) error
 	// Close ends a complete file.
 	Close()

@@ -29,6 +29,7 @@ type metrics struct {
 	spoolRefused  prometheus.Counter
 	spoolFailed   prometheus.Counter
 	slowSenders   prometheus.Counter
+	lagged        prometheus.Counter
 }
 
 func newMetrics(s *Server) *metrics {
@@ -100,8 +101,9 @@ func newMetrics(s *Server) *metrics {
 	m.fileBytes = counter("chat_file_bytes_total", "File content bytes received for relaying.")
 	m.floodDelays = counter("chat_flood_delays_total", "Frames whose reading was delayed by flood control.")
 	m.stdoutDropped = counter("chat_stdout_lines_dropped_total", "Event lines dropped because stdout took nothing while 64 MiB of them waited.")
-	m.spoolRefused = counter("chat_spool_refused_total", "Files not held for recipients that take whole frames because the spool on disk was full (--spool-max).")
-	m.spoolFailed = counter("chat_spool_failures_total", "Files not held for recipients that take whole frames because the spool could not be made or written.")
+	m.spoolRefused = counter("chat_spool_refused_total", "Files not held for recipients that take whole frames, or not the rest of a chunked file for a recipient that fell behind, because the spool on disk was full (--spool-max).")
+	m.spoolFailed = counter("chat_spool_failures_total", "Files not held for recipients that take whole frames, or not the rest of a chunked file for a recipient that fell behind, because the spool could not be made, written or read.")
+	m.lagged = counter("chat_file_recipients_lagged_total", "Times a chunked file's recipient fell a window behind its sender, and the server held the file's next bytes for it so that the sender went on.")
 	m.slowSenders = counter("chat_slow_file_senders_total", "Files cut off because their sender stayed below --min-upload-rate.")
 	m.ipRejected = counter("chat_conns_rejected_per_ip_total", "Connections refused by the per-address limit.")
 	return m

@@ -39,10 +39,11 @@ func (c *conn) push(frame []byte, paced bool) (<-chan struct{}, error) {
 func (c *conn) OpenFile(head FileHead, cancel <-chan struct{}) (FileStream, error) {
 	if c.chunked {
 		begin := protocol.AppendFileBegin(nil, head.ID, head.Sender, head.Filename, head.Size)
-		if err := c.q.pushPaced(nil, begin, nil, cancel); err != nil {
+		// Queued whatever the window: a file_begin waits for nobody.
+		if _, err := c.q.pushStream(nil, begin, nil, true); err != nil {
 			return nil, err
 		}
-		return &chunkedStream{q: c.q, id: head.ID, cancel: cancel, send: c.Send}, nil
+		return newChunkedStream(c, head, cancel), nil
 	}
 	return c.srv.openSpool(head, c.q)
 }

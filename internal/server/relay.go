@@ -72,8 +72,10 @@ func (c *conn) handleFile() error {
 
 // streamFile relays a large file's content to peers chunk by chunk as it
 // arrives: into the spool of peers taking whole frames, in file_chunk
-// frames to chunked peers, paced by the slowest of those. Streams it
-// leaves unfinished, on any path out (a panic included), are aborted.
+// frames to chunked peers, held for those that fall behind (lag.go), so
+// that no recipient holds the sender's reading, and with it the sender's
+// frames to others, for long. Streams it leaves unfinished, on any path
+// out (a panic included), are aborted.
 func (c *conn) streamFile(peers []Peer, filename string, size int64) error {
 	s := c.srv
 	// Open streams in name order, so two senders never wait on each other.

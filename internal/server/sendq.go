@@ -33,17 +33,18 @@ type sendQueue struct {
 	progress atomic.Int64 // when the writer last moved bytes (or started), in Unix nanoseconds
 
 	mu       sync.Mutex
-	items    []qitem       // ready to write; guarded by mu
-	size     int           // bytes of whole frames in items (a spooled file's content not counted); guarded by mu
-	pushed   int           // whole frames ever queued (tests wait on it); guarded by mu
-	inStream int           // bytes of stream parts in items; guarded by mu
-	writing  bool          // a writer goroutine runs; guarded by mu
-	closing  bool          // no more frames are taken; guarded by mu
-	failed   bool          // a write failed; guarded by mu
-	drained  chan struct{} // closed when closing and the writer has stopped; guarded by mu
-	space    chan struct{} // made for a waiter, closed when bytes leave the queue or it closes; guarded by mu
-	spare    []qitem       // reused batch slice; owned by the writer
-	deadline time.Time     // the write deadline last set; owned by the writer
+	items    []qitem        // ready to write; guarded by mu
+	size     int            // bytes of whole frames in items (a spooled file's content not counted); guarded by mu
+	pushed   int            // whole frames ever queued (tests wait on it); guarded by mu
+	inStream int            // bytes of stream parts in items; guarded by mu
+	writing  bool           // a writer goroutine runs; guarded by mu
+	closing  bool           // no more frames are taken; guarded by mu
+	failed   bool           // a write failed; guarded by mu
+	drained  chan struct{}  // closed when closing and the writer has stopped; guarded by mu
+	space    chan struct{}  // made for a waiter, closed when bytes leave the queue or it closes; guarded by mu
+	feeders  sync.WaitGroup // lagging file streams' feeders (lag.go); close's caller waits for them
+	spare    []qitem        // reused batch slice; owned by the writer
+	deadline time.Time      // the write deadline last set; owned by the writer
 }
 
 type qitem struct {
@@ -383,33 +384,61 @@ func (q *sendQueue) pushSpooled(head []byte, sp *spool) error {
 // nil, b lies in it, and the queue takes a reference.
 func (q *sendQueue) pushPaced(head, b []byte, ref *fileBuf, cancel <-chan struct{}) error {
 	for {
-		q.mu.Lock()
-		if q.closing || q.failed {
-			q.mu.Unlock()
-			return ErrPeerGone
+		space, err := q.pushStream(head, b, ref, false)
+		if space == nil || err != nil {
+			return err
 		}
-		if q.inStream < streamWindow {
-			if len(head) > 0 {
-				q.inStream += len(head)
-				q.items = append(q.items, qitem{b: head, stream: true})
-			}
-			if ref != nil {
-				ref.refs.Add(1)
-			}
-			q.inStream += len(b)
-			q.items = append(q.items, qitem{b: b, stream: true, ref: ref})
-			q.kickLocked()
-			q.mu.Unlock()
-			return nil
-		}
-		space := q.spaceLocked()
-		q.mu.Unlock()
 		select {
 		case <-space:
 		case <-cancel:
 			return ErrPeerGone
 		}
 	}
+}
+
+// pushStream queues head (if any) and b as stream bytes, as pushPaced
+// does, without waiting: if a window's worth of stream bytes is already
+// queued (and force is not set), it queues nothing and returns a channel
+// closed when bytes next leave the queue. It returns ErrPeerGone once the
+// queue takes nothing more.
+func (q *sendQueue) pushStream(head, b []byte, ref *fileBuf, force bool) (full <-chan struct{}, err error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closing || q.failed {
+		return nil, ErrPeerGone
+	}
+	if q.inStream >= streamWindow && !force {
+		return q.spaceLocked(), nil
+	}
+	if len(head) > 0 {
+		q.inStream += len(head)
+		q.items = append(q.items, qitem{b: head, stream: true})
+	}
+	if ref != nil {
+		ref.refs.Add(1)
+	}
+	q.inStream += len(b)
+	q.items = append(q.items, qitem{b: b, stream: true, ref: ref})
+	q.kickLocked()
+	return nil, nil
+}
+
+// startFeeder runs feed in a goroutine owned by the queue, whose closer
+// waits for it (feeders): a closed queue wakes whatever waits to push, so
+// it ends. It starts nothing and returns false once the queue takes
+// nothing more.
+func (q *sendQueue) startFeeder(feed func()) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closing || q.failed {
+		return false
+	}
+	q.feeders.Add(1) // before close, which the Wait follows
+	go func() {
+		defer q.feeders.Done()
+		feed()
+	}()
+	return true
 }
 
 // wakePacedLocked wakes every writer waiting in pushPaced, if any.

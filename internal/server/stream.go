@@ -3,8 +3,6 @@ package server
 import (
 	"sync"
 	"sync/atomic"
-
-	"github.com/gochat/chat/internal/protocol"
 )
 
 // fileBufSize is the size of the buffers a file's content is read into.
@@ -54,43 +52,5 @@ func NewChunk(id uint64) Chunk {
 func (c Chunk) Release() {
 	if c.ref != nil {
 		c.ref.release()
-	}
-}
-
-// chunkedStream is a FileStream delivering file_* frames, which need no
-// slot: other frames may come between them. It is used by the sender's
-// serve goroutine only.
-type chunkedStream struct {
-	q      *sendQueue
-	id     uint64
-	cancel <-chan struct{}
-	send   func([]byte) error // queues a whole frame, cutting the peer off if its queue overflows
-	done   bool
-}
-
-// Write implements FileStream.
-func (s *chunkedStream) Write(c Chunk) error {
-	for data := c.Data; len(data) > 0; {
-		part := data[:min(len(data), protocol.MaxChunkData)]
-		data = data[len(part):]
-		if err := s.q.pushPaced(protocol.ChunkHeader(nil, s.id, len(part)), part, c.ref, s.cancel); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Close implements FileStream.
-func (s *chunkedStream) Close() { s.end(protocol.FileEnd) }
-
-// Abort implements FileStream.
-func (s *chunkedStream) Abort() { s.end(protocol.FileAbort) }
-
-func (s *chunkedStream) end(t protocol.Type) {
-	if !s.done {
-		s.done = true
-		// A peer whose queue cannot take the end is cut off: a file
-		// that never ends would hold one of its files open.
-		s.send(protocol.AppendFileID(nil, t, s.id))
 	}
 }

@@ -16,7 +16,9 @@ import (
 // (docs/PROTOCOL.md, "file-upload"). The serve goroutine reads the chunks
 // between the client's other frames and hands a large file's chunks to
 // the upload's own goroutine, which writes them to the recipients' file
-// streams (paced by the slowest, as streamFile is) and acknowledges each
+// streams (which hold the file for a recipient that falls behind, as for
+// streamFile, so one slow recipient does not hold it up for the others)
+// and acknowledges each
 // with a file_ack. The client sends at most uploadWindow bytes beyond the
 // last file_ack, so the serve goroutine never waits for a recipient to
 // take a file, and the sender's chat goes on while it uploads.
@@ -273,7 +275,7 @@ func (c *conn) deliverSmall(u *upload) error {
 	c.ext.wg.Add(1)
 	go func() {
 		defer c.ext.wg.Done()
-		c.reportUpload(u, u.peers)
+		c.reportUpload(u, u.peers, nil)
 	}()
 	return nil
 }
@@ -372,27 +374,38 @@ func (c *conn) streamUpload(u *upload) {
 			return
 		case end == protocol.FileEnd:
 			sent := make([]Peer, len(live))
+			streams := make([]FileStream, len(live))
 			for i, t := range live {
 				t.st.Close()
-				sent[i] = t.p
+				sent[i], streams[i] = t.p, t.st
 			}
 			live = nil
-			c.reportUpload(u, sent)
+			c.reportUpload(u, sent, streams)
 			return
 		}
 	}
 }
 
 // reportUpload waits until the file has reached each of sent (the
-// recipients it was wholly handed to) or they are gone, then sends the
-// client its file_result. It gives up if the connection ends.
-func (c *conn) reportUpload(u *upload, sent []Peer) {
+// recipients it was wholly handed to, through streams if not nil) or they
+// are gone, then sends the client its file_result. It gives up if the
+// connection ends.
+func (c *conn) reportUpload(u *upload, sent []Peer, streams []FileStream) {
 	var delivered []string
 	for _, p := range u.peers {
-		if !slices.Contains(sent, p) {
+		i := slices.Index(sent, p)
+		if i < 0 {
 			continue
 		}
-		ok := written(p, u.cancel)
+		ok := true
+		if streams != nil {
+			if cs, chunked := streams[i].(*chunkedStream); chunked {
+				// A recipient that fell behind has the rest of the
+				// file queued by its stream's feeder, maybe not yet.
+				ok = cs.waitQueued(u.cancel)
+			}
+		}
+		ok = ok && written(p, u.cancel)
 		if u.leaving.Load() {
 			return
 		}
