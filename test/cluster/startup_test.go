@@ -114,6 +114,9 @@ func TestWaitsForMajority(t *testing.T) {
 	}
 	a, b := join(t, n1, "a"), join(t, n2, "b")
 	a.waitList(usersList("a", "b"))
+	// n2 may hear n1 a heartbeat later than n1 hears n2 (a node is heard
+	// once its lease is seen): b sends once a is on his list too.
+	b.waitList(usersList("a", "b"))
 	b.send("hi", "a")
 	a.expect(protocol.ForwardMessage, "1 b hi")
 }
