@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -322,6 +321,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ln = tls.NewListener(ln, tlsCfg)
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "max_clients", cfg.MaxClients, "tls", tlsCfg != nil, "cluster", node != nil, "passed", passed[activation.Chat] != nil)
+	// The HTTP listeners (metrics, web) limit connections per address as
+	// the chat port does (issue 23).
+	webFlags.Limits = web.Limits{MaxConnsPerAddr: cfg.MaxConnsPerAddr, LimitLoopback: cfg.LimitLoopback}
 	if mln, ok := passed[activation.Metrics]; ok || *metricsAddr != "" {
 		if !ok {
 			if mln, err = net.Listen("tcp", *metricsAddr); err != nil {
@@ -329,12 +331,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return 1
 			}
 		}
-		logger.Info("serving metrics", "addr", "http://"+mln.Addr().String()+"/metrics")
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(srv.Registry(), promhttp.HandlerOpts{}))
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go hs.Serve(mln)
-		defer hs.Close()
+		metrics, err := web.MetricsHandler(promhttp.HandlerFor(srv.Registry(), promhttp.HandlerOpts{}), webFlags.MetricsTokenFile)
+		if err != nil {
+			mln.Close()
+			fmt.Fprintf(stderr, "server: %v\n", err)
+			return 1
+		}
+		logger.Info("serving metrics", "addr", "http://"+mln.Addr().String()+"/metrics", "token", webFlags.MetricsTokenFile != "")
+		defer web.ServeMetrics(mln, metrics, webFlags.Limits, logger).Close()
 	}
 	if hln, ok := passed[activation.HTTP]; ok {
 		webFlags.Inherited = hln.(*net.TCPListener)

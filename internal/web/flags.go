@@ -26,6 +26,11 @@ const FlagHelp = `--http-addr=HOST:PORT   Serve the web client and its WebSocket
                         repeatable or comma-separated), defaults to the page's own only
 --http-trusted-proxy=CIDR  Believe X-Forwarded-For from these proxy addresses (IP or
                         CIDR; repeatable or comma-separated), defaults to none
+--http-hosts=PATTERN    Host names or addresses a WebSocket upgrade's Host header may
+                        name (* wildcards; repeatable or comma-separated), defaults to
+                        the names and addresses the server listens as
+--metrics-token-file=FILE  Require this bearer token on /metrics (a file only its
+                        owner may read, as Prometheus's credentials_file)
 `
 
 // Flags holds the web front end's command-line settings.
@@ -33,6 +38,14 @@ type Flags struct {
 	Addr           string
 	AllowOrigins   []string
 	TrustedProxies []netip.Prefix
+	// Hosts are the --http-hosts patterns; empty: DefaultHosts.
+	Hosts []string
+	// MetricsTokenFile is --metrics-token-file (see MetricsHandler).
+	MetricsTokenFile string
+	// Limits bound the HTTP connections of one address (set by the
+	// caller from the server's flags); Start adds TrustedProxies to
+	// Limits.Exempt.
+	Limits Limits
 	// Inherited, if set, is a listener a service manager opened for the
 	// front end (socket activation, internal/activation): Start serves
 	// on it instead of listening on Addr.
@@ -46,6 +59,8 @@ func AddFlags(fs *pflag.FlagSet) *Flags {
 	fs.StringVar(&f.Addr, "http-addr", "", "")
 	fs.Var(&originsValue{&f.AllowOrigins}, "http-allow-origin", "")
 	fs.Var(&proxiesValue{&f.TrustedProxies}, "http-trusted-proxy", "")
+	fs.Var(&hostsValue{&f.Hosts}, "http-hosts", "")
+	fs.StringVar(&f.MetricsTokenFile, "metrics-token-file", "", "")
 	return f
 }
 
@@ -59,20 +74,28 @@ func (f *Flags) Start(serve func(net.Listener) error, tlsCfg *tls.Config, maxFil
 	var ln net.Listener
 	switch {
 	case f.Inherited != nil:
-		ln = withTLS(server.Inherited(f.Inherited, nil), tlsCfg)
+		ln = server.Inherited(f.Inherited, nil)
 	case f.Addr != "":
 		var err error
-		if ln, err = Listen(context.Background(), f.Addr, tlsCfg); err != nil {
+		if ln, err = server.Listen(context.Background(), f.Addr, nil); err != nil {
 			return nil, err
 		}
 	default:
 		return nil, nil
 	}
+	// The limit counts TCP connections, before any TLS handshake.
+	lim := f.Limits
+	lim.Exempt = append(append([]netip.Prefix(nil), lim.Exempt...), f.TrustedProxies...)
+	ln = withTLS(LimitListener(ln, lim, logger), tlsCfg)
+	hosts := f.Hosts
+	if len(hosts) == 0 {
+		hosts = DefaultHosts(f.Addr, ln.Addr())
+	}
 	scheme := "http"
 	if tlsCfg != nil {
 		scheme = "https"
 	}
-	g, err := New(Config{AllowOrigins: f.AllowOrigins, TrustedProxies: f.TrustedProxies, MaxFileSize: maxFileSize, Logger: logger}, ln.Addr())
+	g, err := New(Config{AllowOrigins: f.AllowOrigins, TrustedProxies: f.TrustedProxies, Hosts: hosts, MaxFileSize: maxFileSize, Logger: logger}, ln.Addr())
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -124,12 +147,14 @@ func withTLS(ln net.Listener, tlsCfg *tls.Config) net.Listener {
 }
 
 // NewHTTPServer returns the HTTP server for h, with timeouts that keep
-// idle or slow HTTP connections (not yet WebSockets) from piling up. Its
-// own error log goes to logger at debug level.
+// idle or slow HTTP connections (not yet WebSockets) from piling up, and
+// requests with a body refused (refuseBodies). Its own error log goes to
+// logger at debug level.
 func NewHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 	return &http.Server{
-		Handler:           h,
+		Handler:           refuseBodies(h),
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       bodyTimeout,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
@@ -192,4 +217,20 @@ func ParseProxy(s string) (netip.Prefix, error) {
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// hostsValue is the --http-hosts flag.
+type hostsValue struct{ list *[]string }
+
+func (v *hostsValue) String() string { return strings.Join(*v.list, ",") }
+func (v *hostsValue) Type() string   { return "patterns" }
+func (v *hostsValue) Set(s string) error {
+	for p := range strings.SplitSeq(s, ",") {
+		p = strings.TrimSpace(p)
+		if err := checkHostPattern(p); err != nil {
+			return err
+		}
+		*v.list = append(*v.list, p)
+	}
+	return nil
 }

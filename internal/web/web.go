@@ -55,6 +55,11 @@ type Config struct {
 	// not itself a trusted proxy; the per-address limit and the logs see
 	// that address. Empty: the header is ignored.
 	TrustedProxies []netip.Prefix
+	// Hosts lists the host names and addresses (patterns, as
+	// AllowOrigins's hosts) that a WebSocket upgrade's Host header may
+	// name; others are refused with 403 (DNS rebinding). Empty: any.
+	// Flags.Start gives DefaultHosts when --http-hosts is not set.
+	Hosts []string
 	// MaxFileSize is the server's largest file, told to the page so that
 	// it refuses a larger one before sending it (default: the protocol's).
 	MaxFileSize int64
@@ -82,6 +87,11 @@ type Gateway struct {
 func New(cfg Config, addr net.Addr) (*Gateway, error) {
 	for _, p := range cfg.AllowOrigins {
 		if err := checkOriginPattern(p); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range cfg.Hosts {
+		if err := checkHostPattern(p); err != nil {
 			return nil, err
 		}
 	}
@@ -124,6 +134,11 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	default:
 	}
 	remote := g.clientAddr(r)
+	if !g.hostAllowed(r.Host) {
+		g.cfg.Logger.Info("websocket refused", "remote", remote.String(), "host", r.Host, "err", "host not allowed (--http-hosts)")
+		http.Error(w, "host not allowed", http.StatusForbidden)
+		return
+	}
 	hw := &hijackWriter{ResponseWriter: w}
 	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		OriginPatterns:  g.cfg.AllowOrigins,

@@ -59,10 +59,26 @@
     el.text.focus();
   }
 
-  function showBanner(text) {
+  // showBanner shows text above the page; bad marks it as an error (a
+  // lost connection) rather than news (the user left).
+  function showBanner(text, bad) {
     el.bannerText.textContent = text;
+    el.banner.classList.toggle('info', !bad);
     el.banner.hidden = false;
     el.rejoin.focus();
+  }
+
+  // setOnline turns on or off every control that acts on the session, so
+  // that none stays usable once it is over (issue 23): the list of who
+  // was online is cleared, since it is no longer known.
+  function setOnline(on) {
+    for (const b of [el.text, el.send, el.pickFile, el.all, el.none, el.refresh]) b.disabled = !on;
+    el.leave.hidden = !on;
+    if (!on) {
+      el.users.replaceChildren();
+      el.userCount.textContent = '';
+      el.to.textContent = 'nobody: you are not in the chat';
+    }
   }
 
   function timeNow() {
@@ -316,10 +332,8 @@
       this.plainFile = null;
       if (wasOver && !this.joined) return;
       setStatus('Offline', 'offline');
-      el.send.disabled = true;
-      el.pickFile.disabled = true;
-      el.refresh.disabled = true;
-      showBanner(text);
+      setOnline(false);
+      showBanner(text, true);
     }
 
     leave() {
@@ -327,11 +341,9 @@
       this.queue(() => {
         this.send(frame('disconnect', this.name));
         this.over = true;
-        setStatus('Left', 'offline');
-        el.send.disabled = true;
-        el.pickFile.disabled = true;
-        el.refresh.disabled = true;
-        showBanner('You left the chat.');
+        setStatus('Left', '');
+        setOnline(false);
+        showBanner('You left the chat.', false);
         // The server closes once it has sent what it had for us.
       });
     }
@@ -341,12 +353,25 @@
       return new Download(this.name, sender, filename, size);
     }
 
+    // sendMessage shows the message and sends it. One typed while a file
+    // is being sent goes after the file (one frame at a time on the
+    // stream): it shows as waiting until then, and as sent after.
     sendMessage(names, text) {
       const li = addEntry('mine', 'you', `to ${names.join(', ')}`, text);
-      if (this.uploading > 0) li.classList.add('queued');
+      let state = null;
+      if (this.uploading > 0) {
+        li.classList.add('queued');
+        state = document.createElement('span');
+        state.className = 'state';
+        state.textContent = ' · waiting for the file to go first';
+        li.querySelector('.meta').append(state);
+      }
       this.queue(() => {
-        li.classList.remove('queued');
         this.send(frame('send_message', `${names.length} ${names.join(' ')} `, text));
+        if (state) {
+          li.classList.remove('queued');
+          state.textContent = ' · sent';
+        }
       });
     }
 
@@ -469,8 +494,11 @@
       const box = document.createElement('span');
       box.className = 'text';
       this.label = document.createElement('span');
+      // The page names the file as the user picked it throughout, and
+      // says under which name it goes when the protocol's rule changed it.
       const renamed = filename !== file.name ? ` (sent as ${filename})` : '';
-      this.label.textContent = `${file.name}${renamed} (${formatSize(file.size)}) — waiting`;
+      this.shown = `${file.name}${renamed}`;
+      this.label.textContent = `${this.shown} (${formatSize(file.size)}) — waiting`;
       this.bar = document.createElement('progress');
       this.bar.max = Math.max(file.size, 1);
       this.bar.value = 0;
@@ -483,19 +511,19 @@
     progress(n) {
       if (!this.started) {
         this.started = true;
-        this.label.textContent = `${this.filename} (${formatSize(this.size)}) — sending`;
+        this.label.textContent = `${this.shown} (${formatSize(this.size)}) — sending`;
       }
       this.bar.value = Math.max(0, n);
     }
     done(shrank) {
       this.bar.remove();
-      this.label.textContent = `${this.filename} (${formatSize(this.size)}) — sent`;
+      this.label.textContent = `${this.shown} (${formatSize(this.size)}) — sent`;
       if (shrank) this.label.textContent += ' (the file changed while it was read: its end was sent as zeros)';
       this.li.classList.add('sent');
     }
     abort(why) {
       this.bar.remove();
-      this.label.textContent = `${this.filename}: not sent (${why})`;
+      this.label.textContent = `${this.shown}: not sent (${why})`;
       this.li.classList.add('bad');
     }
   }
@@ -583,10 +611,9 @@
     el.join.disabled = true;
     el.name.disabled = true;
     setStatus('Joining…', '');
-    el.log.replaceChildren();
-    el.send.disabled = false;
-    el.pickFile.disabled = false;
-    el.refresh.disabled = false;
+    // The conversation so far stays: joining again continues it.
+    if (el.log.childElementCount > 0) note(`Joining again as ${name}…`);
+    setOnline(true);
     session = new Session(name, true);
   });
 
@@ -617,7 +644,9 @@
   });
   el.refresh.addEventListener('click', () => session && session.requestList());
   el.all.addEventListener('click', () => {
-    for (const n of session.users) session.selected.add(n);
+    // Not yourself: the server would echo a message to you, and it
+    // would show twice in your own log.
+    for (const n of session.users) if (n !== session.name) session.selected.add(n);
     renderUsers();
   });
   el.none.addEventListener('click', () => {
