@@ -315,9 +315,12 @@ func (c *client) run(ctx context.Context) int {
 		if len(pending) >= maxPending {
 			in = nil // read no further ahead
 		}
-		var fgDone <-chan struct{}
+		var fgDone, fgBegun <-chan struct{}
 		if fg != nil {
 			fgDone = fg.done
+			if len(pending) > 0 && !begun(fg) {
+				fgBegun = fg.begun
+			}
 		}
 		select {
 		case <-c.ended:
@@ -338,6 +341,16 @@ func (c *client) run(ctx context.Context) int {
 			}
 			if fg == nil {
 				fg = next
+			}
+		case <-fgBegun:
+			// The server has taken the file's head: what waited and may
+			// overtake the file goes now.
+			for len(pending) > 0 && overtakes(pending[0], fg) {
+				l := pending[0]
+				pending = pending[1:]
+				if _, quit := c.step(l); quit {
+					return c.quit()
+				}
 			}
 		case <-fgDone:
 			fg = nil
@@ -389,15 +402,17 @@ func (c *client) actsAtOnce(l lineOrEOF) bool {
 
 // overtakes reports whether line l, read while fg is sent in the
 // foreground and with nothing read before it still waiting, is acted on
-// at once with either kind of input: a message to none of the file's
-// recipients, a list or a help. Nothing the file's recipients get can
-// then come before the file, and no line printed for the session's own
-// input changes its order. Held back, a piped `msg 1 carol ...` waited
-// for the file's outcome, which a recipient that reads nothing delays
-// until it is cut off (issue 19 part 4: 29 s). With the plain protocol
-// the file's one frame takes the connection, so nothing overtakes it.
+// without waiting for the file's outcome, with either kind of input: a
+// message to none of the file's recipients, a list or a help, once the
+// server has taken the file's head. Nothing the file's recipients get can
+// then come before the file, and the server's lines (file: before msg:)
+// and the client's own keep the input's order. Held back, a piped `msg 1
+// carol ...` waited for the file's outcome, which a recipient that reads
+// nothing delays until it is cut off (issue 19 part 4: 29 s). With the
+// plain protocol the file's one frame takes the connection, so nothing
+// overtakes it.
 func overtakes(l lineOrEOF, fg *upload) bool {
-	if l.err != nil || fg.plain {
+	if l.err != nil || fg.plain || !begun(fg) {
 		return false
 	}
 	cmd, err := ParseCommand(l.line)
@@ -411,6 +426,16 @@ func overtakes(l lineOrEOF, fg *upload) bool {
 		return !slices.ContainsFunc(cmd.Names, func(n string) bool { return slices.Contains(fg.names, n) })
 	}
 	return false
+}
+
+// begun reports whether the server has taken fg's head.
+func begun(fg *upload) bool {
+	select {
+	case <-fg.begun:
+		return true
+	default:
+		return false
+	}
 }
 
 // drain ends a session that is over: on a terminal at once, otherwise

@@ -50,6 +50,7 @@ type upload struct {
 	cancel     chan struct{} // closed to cancel it
 	cancelOnce sync.Once
 	done       chan struct{} // closed once it has ended
+	begun      chan struct{} // with file-upload: closed once its file_ready has come (the server has taken its file_begin)
 }
 
 // readyInfo is a file_ready: the recipients online and the window.
@@ -73,7 +74,7 @@ func (c *client) sendFile(names []string, path string) *upload {
 	u := &upload{
 		name: base, names: names, f: f, size: size, plain: !c.uploading, start: time.Now(),
 		ready: make(chan readyInfo, 1), result: make(chan []string, 1), ackSig: make(chan struct{}, 1),
-		cancel: make(chan struct{}), done: make(chan struct{}),
+		cancel: make(chan struct{}), done: make(chan struct{}), begun: make(chan struct{}),
 	}
 	c.upMu.Lock()
 	if len(c.ups) >= maxUploads {
@@ -214,6 +215,7 @@ func (c *client) chunkedUpload(u *upload) {
 	var r readyInfo
 	select {
 	case r = <-u.ready:
+		close(u.begun)
 	case <-u.cancel:
 		c.log.printf("client: cancelled %s before any of it was sent", u.name)
 		c.abortUpload(u, nil)

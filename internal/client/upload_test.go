@@ -170,9 +170,10 @@ func TestPipedMessageOvertakesFile(t *testing.T) {
 				}
 			}
 		}
-		// The file's head, carol's message and the list, in any order
-		// (the file goes from a goroutine of its own); no ack: the file
-		// stops at its window, as for a recipient who reads nothing.
+		// The file's head, then carol's message and the list, which
+		// wait for its file_ready (the server's lines keep the input's
+		// order); no ack: the file stops at its window, as for a
+		// recipient who reads nothing.
 		var id uint64
 		var msg, list bool
 		for id == 0 || !msg || !list {
@@ -185,7 +186,7 @@ func TestPipedMessageOvertakesFile(t *testing.T) {
 				}
 				id = gid
 				nc.Write(protocol.AppendFileReady(nil, id, window, []string{"bob"}))
-			case h.Type == protocol.SendMessage && string(p) == "1 carol hi" && !msg:
+			case h.Type == protocol.SendMessage && string(p) == "1 carol hi" && id != 0 && !msg:
 				msg = true
 			case h.Type == protocol.RequestUsersList && msg && !list:
 				list = true
