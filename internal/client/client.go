@@ -500,11 +500,14 @@ func (c *client) sever(line string) {
 }
 
 // lost ends the session after the stream ended or could not be decoded.
-func (c *client) lost(err error) {
+// Why it ended (EOF, a reset, a malformed frame) is not said: it tells a
+// person nothing the contract's disconnected line does not (issue 23
+// item 5: every client printed "client: connection ended: EOF" as a
+// server stopped).
+func (c *client) lost() {
 	if c.quitting.Load() {
 		return
 	}
-	c.log.printf("client: connection ended: %v", err)
 	if !c.heard.Load() && c.cfg.TLS == nil && c.speaksTLS(context.Background()) {
 		// Nothing ever came: the server waited for a TLS handshake and
 		// took the join for a broken one.
