@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 
 	"github.com/gochat/chat/internal/protocol"
@@ -152,7 +155,7 @@ func (c *client) startDownload(sender, filename string, size int64) *download {
 		c.log.printf("client: refusing file %q from %s: saved name longer than 255 bytes", filename, sender)
 		return nil
 	}
-	tmp, err := os.CreateTemp(c.cfg.DownloadDir, ".chat-recv-*.part")
+	tmp, err := createTemp(c.cfg.DownloadDir)
 	if err != nil {
 		c.log.printf("client: cannot save %q from %s: %v", filename, sender, err)
 		return nil
@@ -166,6 +169,21 @@ func (c *client) startDownload(sender, filename string, size int64) *download {
 	c.saves.Add(1)
 	go d.save()
 	return d
+}
+
+// createTemp creates a new temporary file for a download in dir, as
+// os.CreateTemp does, but with mode 0666 less the umask, as a file any
+// other program saves: os.CreateTemp makes it 0600, and a chmod to 0644
+// then ignored the user's umask (issue 23 item 10).
+func createTemp(dir string) (*os.File, error) {
+	for range 1000 {
+		name := filepath.Join(dir, ".chat-recv-"+strconv.FormatUint(rand.Uint64(), 36)+".part")
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, errors.New("no free temporary file name")
 }
 
 // span is content queued for a saver: b[off:]. Once it is written, b goes
@@ -318,9 +336,6 @@ func (d *download) save() {
 	}
 	if err == nil {
 		err = d.failed
-	}
-	if err == nil {
-		err = d.tmp.Chmod(0o644)
 	}
 	if err == nil {
 		err = c.disk.sync(d.tmp)
