@@ -155,6 +155,10 @@ func (c *client) startDownload(sender, filename string, size int64) *download {
 		c.log.printf("client: refusing file %q from %s: saved name longer than 255 bytes", filename, sender)
 		return nil
 	}
+	if p := slashProblem(filename); p != "" {
+		c.log.printf("client: refusing file %q from %s: its name %s", filename, sender, p)
+		return nil
+	}
 	tmp, err := createTemp(c.cfg.DownloadDir)
 	if err != nil {
 		c.log.printf("client: cannot save %q from %s: %v", filename, sender, err)

@@ -105,6 +105,11 @@ func (c *client) openFile(path string) (f *os.File, base string, size int64, ok 
 		c.log.printf("client: cannot send %s: its name %s, which file names on the chat cannot (rename it, or link it under another name)", path, filenameProblem(base))
 		return nil, "", 0, false
 	}
+	if p := slashProblem(base); p != "" {
+		// Refused as a / is: the recipients' clients refuse it too.
+		c.log.printf("client: cannot send %s: its name %s, which file names on the chat cannot (rename it, or link it under another name)", path, p)
+		return nil, "", 0, false
+	}
 	f, err := os.Open(expandHome(path))
 	if err != nil {
 		c.log.printf("client: cannot read %s: %v", path, err)
