@@ -27,6 +27,11 @@ type Config struct {
 	Addr string
 	// MaxFileSize is the largest file the client will send (default 1 GiB).
 	MaxFileSize int64
+	// MaxIncomingFileSize is the largest file the client will receive
+	// (default 1 GiB, the server's default limit); a file declared larger
+	// is refused and its content skipped. The files being received at
+	// once may together declare at most maxIncomingTotal times as much.
+	MaxIncomingFileSize int64
 	// DownloadDir is where received files are saved (default: the working
 	// directory).
 	DownloadDir string
@@ -145,9 +150,10 @@ type client struct {
 	madeBufs int                  // the buffers of content made so far (at most saveBudget)
 	saving   map[string]*download // by sender, the last download that has all arrived, being saved or saved
 
-	freeBufs chan []byte    // buffers of content the savers have written
-	saves    sync.WaitGroup // the downloads' savers
-	heldMu   sync.Mutex     // guards the held lines of downloads (see printMsg)
+	receiving atomic.Int64   // the sizes declared by the downloads under way (started, not yet saved or removed)
+	freeBufs  chan []byte    // buffers of content the savers have written
+	saves     sync.WaitGroup // the downloads' savers
+	heldMu    sync.Mutex     // guards the held lines of downloads (see printMsg)
 
 	// Set before receive starts, then read-only.
 	chunked   bool // the server delivers large files in chunks
@@ -191,6 +197,9 @@ func (l *lineWriter) printf(format string, args ...any) {
 func (cfg *Config) setDefaults() {
 	if cfg.MaxFileSize <= 0 {
 		cfg.MaxFileSize = protocol.DefaultMaxFileSize
+	}
+	if cfg.MaxIncomingFileSize <= 0 {
+		cfg.MaxIncomingFileSize = protocol.DefaultMaxFileSize
 	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = DefaultConnectTimeout

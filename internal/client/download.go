@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -116,6 +117,7 @@ var saveBufSize = int(protocol.Limits{}.MaxPayload(protocol.ToClient, protocol.F
 type download struct {
 	c                *client
 	sender, filename string
+	size             int64 // as declared
 	tmp              *os.File
 	p                *progressCounter
 
@@ -155,6 +157,16 @@ func (c *client) startDownload(sender, filename string, size int64) *download {
 		c.log.printf("client: refusing file %q from %s: saved name longer than 255 bytes", filename, sender)
 		return nil
 	}
+	if size > c.cfg.MaxIncomingFileSize {
+		c.log.printf("client: refusing file %q from %s: %s is more than the %s this client takes (--max-incoming-file-size); skipped, nothing saved",
+			filename, sender, FormatSize(size), FormatSize(c.cfg.MaxIncomingFileSize))
+		return nil
+	}
+	if limit := c.maxReceiving(); c.receiving.Load() > limit-size {
+		c.log.printf("client: refusing file %q from %s: %s more would make the files being received more than %s; skipped, nothing saved",
+			filename, sender, FormatSize(size), FormatSize(limit))
+		return nil
+	}
 	if p := slashProblem(filename); p != "" {
 		c.log.printf("client: refusing file %q from %s: its name %s", filename, sender, p)
 		return nil
@@ -164,8 +176,9 @@ func (c *client) startDownload(sender, filename string, size int64) *download {
 		c.log.printf("client: cannot save %q from %s: %v", filename, sender, err)
 		return nil
 	}
+	c.receiving.Add(size) // until its saver ends
 	d := &download{
-		c: c, sender: sender, filename: filename, tmp: tmp, p: c.progress("recv", filename, size),
+		c: c, sender: sender, filename: filename, size: size, tmp: tmp, p: c.progress("recv", filename, size),
 		// Never full: every buffer there is fits in it.
 		q:    make(chan span, saveBudget/saveBufSize+1),
 		done: make(chan struct{}),
@@ -173,6 +186,21 @@ func (c *client) startDownload(sender, filename string, size int64) *download {
 	c.saves.Add(1)
 	go d.save()
 	return d
+}
+
+// maxIncomingTotal bounds the sizes declared by the files received at
+// once, as a multiple of Config.MaxIncomingFileSize: a hostile server (or
+// many senders) can make the client hold at most that much disk in
+// temporary files, where 64 files of the largest size were 64 GiB.
+const maxIncomingTotal = 4
+
+// maxReceiving returns the most the files being received at once may
+// declare together.
+func (c *client) maxReceiving() int64 {
+	if c.cfg.MaxIncomingFileSize > math.MaxInt64/maxIncomingTotal {
+		return math.MaxInt64
+	}
+	return maxIncomingTotal * c.cfg.MaxIncomingFileSize
 }
 
 // createTemp creates a new temporary file for a download in dir, as
@@ -336,6 +364,7 @@ func (d *download) save() {
 	if d.dropped.Load() {
 		d.tmp.Close()
 		os.Remove(d.tmp.Name())
+		c.receiving.Add(-d.size)
 		return
 	}
 	if err == nil {
@@ -357,6 +386,7 @@ func (d *download) save() {
 		// the file is in place either way.
 		c.disk.syncDir(c.cfg.DownloadDir)
 	}
+	c.receiving.Add(-d.size) // in place or removed: no longer being received
 	if d.prev != nil {
 		<-d.prev.done // a sender's files' lines in the order the files came
 	}
