@@ -74,6 +74,8 @@ type Hooks struct {
 	// 100 ms and once at the end (done true).
 	Progress func(id uint64, dir, name string, done, total int64, finished bool)
 	// Users reports names seen (from a list, or as a message's sender).
+	// With it set, the client asks who is online as soon as its join
+	// stands, and reports the answer here alone.
 	Users func(names []string)
 	// Joined reports that the join stands: no refusal came within the
 	// join grace.
@@ -107,10 +109,11 @@ type client struct {
 	out *lineWriter
 	log *lineWriter
 
-	quitting atomic.Bool   // the session is ending at our request; the close is expected
-	ended    chan struct{} // closed when the receiver has stopped
-	severed  atomic.Bool   // a "disconnected:" line was printed
-	heard    atomic.Bool   // a frame has arrived from the server
+	quitting   atomic.Bool   // the session is ending at our request; the close is expected
+	quietLists atomic.Int32  // lists asked for by learnUsers, not yet answered
+	ended      chan struct{} // closed when the receiver has stopped
+	severed    atomic.Bool   // a "disconnected:" line was printed
+	heard      atomic.Bool   // a frame has arrived from the server
 
 	// wmu serialises writing frames: the session's, and those of the
 	// uploads under way. A plain upload holds it for its whole frame.
@@ -164,10 +167,17 @@ type client struct {
 // lineWriter writes whole lines to w, one Write per line, so lines from
 // different goroutines never interleave.
 type lineWriter struct {
-	mu     sync.Mutex
-	w      io.Writer
-	closed bool // guarded by mu
+	mu      sync.Mutex
+	w       io.Writer
+	closed  bool     // guarded by mu
+	holding bool     // notices are held until release; guarded by mu
+	held    []string // guarded by mu
 }
+
+// maxHeldLines bounds the notices a lineWriter holds: past it (a flood
+// from a hostile server within the join grace) they are written at once
+// rather than held without end.
+const maxHeldLines = 1000
 
 // println prints s as a line, unless the last line has been printed.
 func (l *lineWriter) println(s string) {
@@ -176,6 +186,44 @@ func (l *lineWriter) println(s string) {
 	if !l.closed {
 		l.w.Write(append([]byte(s), '\n'))
 	}
+}
+
+// noticef prints a formatted notice line, or holds it while the writer
+// holds notices (from hold until release).
+func (l *lineWriter) noticef(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := fmt.Sprintf(format, args...)
+	if l.holding && len(l.held) < maxHeldLines {
+		l.held = append(l.held, s)
+		return
+	}
+	if !l.closed {
+		l.w.Write(append([]byte(s), '\n'))
+	}
+}
+
+// hold makes the notices printed from now on wait for release.
+func (l *lineWriter) hold() {
+	l.mu.Lock()
+	l.holding = true
+	l.mu.Unlock()
+}
+
+// release calls before (if not nil), which must not print on l, then
+// prints the notices held, and prints them at once from then on.
+func (l *lineWriter) release(before func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if before != nil {
+		before()
+	}
+	for _, s := range l.held {
+		if !l.closed {
+			l.w.Write(append([]byte(s), '\n'))
+		}
+	}
+	l.held, l.holding = nil, false
 }
 
 // last prints s as the final line: nothing is printed after it.
@@ -290,6 +338,10 @@ func (c *client) run(ctx context.Context) int {
 	defer stopSignalWatch()
 	c.write(protocol.AppendJoin(nil, protocol.Join, cfg.User))
 
+	// The notices the server sends (users joining...) before the join
+	// stands wait for the hint (markJoined). Other lines on stderr do
+	// not: they keep their order with stdout's.
+	c.log.hold()
 	go c.receive(r)
 	defer c.upWG.Wait() // the uploads end once the connection has
 
@@ -302,15 +354,16 @@ func (c *client) run(ctx context.Context) int {
 	select {
 	case <-c.ended:
 		grace.Stop()
+		c.markJoined(nil)
 		return c.drain(ctx, lines, nil)
 	case <-ctx.Done():
 		grace.Stop()
+		c.markJoined(nil)
 		return c.quit()
 	case <-grace.C:
 	}
-	if cfg.Hooks.Joined != nil {
-		cfg.Hooks.Joined()
-	}
+	c.learnUsers()
+	c.markJoined(cfg.Hooks.Joined)
 
 	// While a file goes out in the foreground (always with the plain
 	// protocol, whose send_file takes the connection; and with piped
@@ -362,6 +415,27 @@ func (c *client) run(ctx context.Context) int {
 			}
 		}
 	}
+}
+
+// learnUsers asks the server who is online, for the Users hook only (a
+// terminal's completion), as soon as the join stands: Tab completed no
+// name until the user had run list (issue 23 item 9). The answer is not
+// printed: stdout carries the lines of the user's own commands alone.
+// Without the hook (piped input) nothing is asked.
+func (c *client) learnUsers() {
+	if c.cfg.Hooks.Users == nil {
+		return
+	}
+	c.quietLists.Add(1)
+	c.write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
+}
+
+// markJoined ends the join grace: it calls joined (the Joined hook, which
+// shows a terminal's hint; nil when the join did not stand), then prints
+// the notices held meanwhile, so that the hint comes first (issue
+// 23 item 8: with --join-notices, "carol joined" could precede it).
+func (c *client) markJoined(joined func()) {
+	c.log.release(joined)
 }
 
 // maxPending is the most lines of input read ahead while a file is sent

@@ -1,11 +1,13 @@
 package client
 
 import (
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gochat/chat/internal/protocol"
 )
@@ -66,5 +68,70 @@ func TestStderrLinesSayClient(t *testing.T) {
 		if !strings.HasPrefix(l, "client: ") {
 			t.Errorf("stderr line %q does not start with \"client: \"", l)
 		}
+	}
+}
+
+// The Joined hook (a terminal's hint) comes before the join notices that
+// arrived during the join grace (issue 23 item 8).
+func TestJoinNoticesAfterHint(t *testing.T) {
+	asks := func([]string) bool { return true }
+	addr := fakeGrantServer(t, asks, []string{protocol.FeaturePresence}, func(nc net.Conn, r *protocol.Reader) {
+		nc.Write(protocol.AppendPresence(nil, protocol.PresenceJoined, "carol"))
+		expectFrame(t, r, protocol.Disconnect)
+	})
+	s := startClientWith(t, addr, func(c *client) {
+		c.cfg.Extensions, c.cfg.Presence = true, true
+		c.cfg.Hooks.Joined = func() { io.WriteString(c.cfg.Stderr, "Type help for the commands\n") }
+	})
+	waitFor(t, s.stderr, "carol joined\n")
+	s.stdin.Close()
+	s.exit(t)
+	if e, want := s.stderr.String(), "Type help for the commands\nclient: carol joined\n"; e != want {
+		t.Errorf("stderr %q, want %q", e, want)
+	}
+}
+
+// With a Users hook (a terminal's completion), the client asks who is
+// online once the join stands and reports the names to the hook alone:
+// stdout stays the lines of the user's own commands (issue 23 item 9).
+func TestLearnsUsersAfterJoin(t *testing.T) {
+	addr := fakeServer(t, func(nc net.Conn, r *protocol.Reader) {
+		expectFrame(t, r, protocol.RequestUsersList)
+		nc.Write(protocol.AppendUsersList(nil, []string{"bob", "carol", "me"}))
+		// The user's own list comes after, and is printed.
+		expectFrame(t, r, protocol.RequestUsersList)
+		nc.Write(protocol.AppendUsersList(nil, []string{"bob", "me"}))
+		expectFrame(t, r, protocol.Disconnect)
+	})
+	seen := make(chan []string, 4)
+	s := startClientWith(t, addr, func(c *client) {
+		c.cfg.Hooks.Users = func(names []string) { seen <- names }
+	})
+	select {
+	case names := <-seen:
+		if strings.Join(names, " ") != "bob carol me" {
+			t.Errorf("names %q", names)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("no names learnt after the join")
+	}
+	s.input(t, "list", "quit")
+	if c := s.exit(t); c != ExitOK {
+		t.Errorf("exit %d", c)
+	}
+	if got, want := s.stdout.String(), "list: bob me\nquitting\n"; got != want {
+		t.Errorf("stdout %q, want %q", got, want)
+	}
+}
+
+// Without the hook (piped input), nothing is asked.
+func TestPipedAsksNoUsers(t *testing.T) {
+	addr := fakeServer(t, func(nc net.Conn, r *protocol.Reader) {
+		expectFrame(t, r, protocol.Disconnect) // the first frame after the join
+	})
+	s := startClient(t, addr)
+	s.input(t, "quit")
+	if c := s.exit(t); c != ExitOK {
+		t.Errorf("exit %d", c)
 	}
 }

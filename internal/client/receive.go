@@ -23,6 +23,12 @@ func (c *client) receive(r *protocol.Reader) {
 		c.heard.Store(true)
 		switch h.Type {
 		case protocol.ResponseUsersList:
+			// The server answers in order: the first answers are to
+			// the lists the client asked for itself (see learnUsers).
+			quiet := c.quietLists.Load() > 0
+			if quiet {
+				c.quietLists.Add(-1)
+			}
 			p, ok := c.payload(r, h)
 			if !ok {
 				continue
@@ -33,6 +39,9 @@ func (c *client) receive(r *protocol.Reader) {
 				continue
 			}
 			c.seen(names)
+			if quiet {
+				continue // for completion only: stdout is the user's commands' lines
+			}
 			slices.Sort(names) // the server sorts too; print sorted whatever it sent
 			c.out.println("list: " + strings.Join(names, " "))
 			c.gotReply()
@@ -131,26 +140,26 @@ func (c *client) notice(t protocol.Type, p []byte) {
 	if t == protocol.NotOnline {
 		names, err := protocol.ParseNotOnline(p)
 		if err != nil {
-			c.log.printf("client: ignoring malformed %s: %v", t, err)
+			c.log.noticef("client: ignoring malformed %s: %v", t, err)
 			return
 		}
-		c.log.printf("client: not online: %s; they did not get it", strings.Join(names, ", "))
+		c.log.noticef("client: not online: %s; they did not get it", strings.Join(names, ", "))
 		return
 	}
 	event, arg, err := protocol.ParsePresence(p)
 	if err != nil {
-		c.log.printf("client: ignoring malformed %s: %v", t, err)
+		c.log.noticef("client: ignoring malformed %s: %v", t, err)
 		return
 	}
 	switch event {
 	case protocol.PresenceJoined:
 		c.seen([]string{arg})
-		c.log.printf("client: %s joined", arg)
+		c.log.noticef("client: %s joined", arg)
 	case protocol.PresenceLeft:
-		c.log.printf("client: %s left", arg)
+		c.log.noticef("client: %s left", arg)
 	case protocol.PresencePaused:
-		c.log.printf("client: more than %s users online: join and leave notices pause", arg)
+		c.log.noticef("client: more than %s users online: join and leave notices pause", arg)
 	case protocol.PresenceResumed:
-		c.log.printf("client: join and leave notices resume")
+		c.log.noticef("client: join and leave notices resume")
 	}
 }
