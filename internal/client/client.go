@@ -74,8 +74,6 @@ type Hooks struct {
 	// 100 ms and once at the end (done true).
 	Progress func(id uint64, dir, name string, done, total int64, finished bool)
 	// Users reports names seen (from a list, or as a message's sender).
-	// With it set, the client asks who is online as soon as its join
-	// stands, and reports the answer here alone.
 	Users func(names []string)
 	// Joined reports that the join stands: no refusal came within the
 	// join grace.
@@ -109,11 +107,10 @@ type client struct {
 	out *lineWriter
 	log *lineWriter
 
-	quitting   atomic.Bool   // the session is ending at our request; the close is expected
-	quietLists atomic.Int32  // lists asked for by learnUsers, not yet answered
-	ended      chan struct{} // closed when the receiver has stopped
-	severed    atomic.Bool   // a "disconnected:" line was printed
-	heard      atomic.Bool   // a frame has arrived from the server
+	quitting atomic.Bool   // the session is ending at our request; the close is expected
+	ended    chan struct{} // closed when the receiver has stopped
+	severed  atomic.Bool   // a "disconnected:" line was printed
+	heard    atomic.Bool   // a frame has arrived from the server
 
 	// wmu serialises writing frames: the session's, and those of the
 	// uploads under way. A plain upload holds it for its whole frame.
@@ -362,7 +359,6 @@ func (c *client) run(ctx context.Context) int {
 		return c.quit()
 	case <-grace.C:
 	}
-	c.learnUsers()
 	c.markJoined(cfg.Hooks.Joined)
 
 	// While a file goes out in the foreground (always with the plain
@@ -415,19 +411,6 @@ func (c *client) run(ctx context.Context) int {
 			}
 		}
 	}
-}
-
-// learnUsers asks the server who is online, for the Users hook only (a
-// terminal's completion), as soon as the join stands: Tab completed no
-// name until the user had run list (issue 23 item 9). The answer is not
-// printed: stdout carries the lines of the user's own commands alone.
-// Without the hook (piped input) nothing is asked.
-func (c *client) learnUsers() {
-	if c.cfg.Hooks.Users == nil {
-		return
-	}
-	c.quietLists.Add(1)
-	c.write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
 }
 
 // markJoined ends the join grace: it calls joined (the Joined hook, which

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gochat/chat/internal/protocol"
 )
@@ -91,41 +90,10 @@ func TestJoinNoticesAfterHint(t *testing.T) {
 	}
 }
 
-// With a Users hook (a terminal's completion), the client asks who is
-// online once the join stands and reports the names to the hook alone:
-// stdout stays the lines of the user's own commands (issue 23 item 9).
-func TestLearnsUsersAfterJoin(t *testing.T) {
-	addr := fakeServer(t, func(nc net.Conn, r *protocol.Reader) {
-		expectFrame(t, r, protocol.RequestUsersList)
-		nc.Write(protocol.AppendUsersList(nil, []string{"bob", "carol", "me"}))
-		// The user's own list comes after, and is printed.
-		expectFrame(t, r, protocol.RequestUsersList)
-		nc.Write(protocol.AppendUsersList(nil, []string{"bob", "me"}))
-		expectFrame(t, r, protocol.Disconnect)
-	})
-	seen := make(chan []string, 4)
-	s := startClientWith(t, addr, func(c *client) {
-		c.cfg.Hooks.Users = func(names []string) { seen <- names }
-	})
-	select {
-	case names := <-seen:
-		if strings.Join(names, " ") != "bob carol me" {
-			t.Errorf("names %q", names)
-		}
-	case <-time.After(waitTimeout):
-		t.Fatal("no names learnt after the join")
-	}
-	s.input(t, "list", "quit")
-	if c := s.exit(t); c != ExitOK {
-		t.Errorf("exit %d", c)
-	}
-	if got, want := s.stdout.String(), "list: bob me\nquitting\n"; got != want {
-		t.Errorf("stdout %q, want %q", got, want)
-	}
-}
-
-// Without the hook (piped input), nothing is asked.
-func TestPipedAsksNoUsers(t *testing.T) {
+// The client asks the server nothing of its own after the join (a list it
+// asked for would show on the server's stdout as a request_users_list the
+// user never made).
+func TestAsksNoUsers(t *testing.T) {
 	addr := fakeServer(t, func(nc net.Conn, r *protocol.Reader) {
 		expectFrame(t, r, protocol.Disconnect) // the first frame after the join
 	})

@@ -23,12 +23,6 @@ func (c *client) receive(r *protocol.Reader) {
 		c.heard.Store(true)
 		switch h.Type {
 		case protocol.ResponseUsersList:
-			// The server answers in order: the first answers are to
-			// the lists the client asked for itself (see learnUsers).
-			quiet := c.quietLists.Load() > 0
-			if quiet {
-				c.quietLists.Add(-1)
-			}
 			p, ok := c.payload(r, h)
 			if !ok {
 				continue
@@ -39,9 +33,6 @@ func (c *client) receive(r *protocol.Reader) {
 				continue
 			}
 			c.seen(names)
-			if quiet {
-				continue // for completion only: stdout is the user's commands' lines
-			}
 			slices.Sort(names) // the server sorts too; print sorted whatever it sent
 			c.out.println("list: " + strings.Join(names, " "))
 			c.gotReply()

@@ -621,14 +621,3 @@ func (f *fakeServer) accept(t *testing.T, name string) *rawConn {
 		return nil
 	}
 }
-
-// acceptTerminal is accept for a client on a terminal: it also takes the
-// users list the client asks for once its join stands (for Tab), and
-// answers that alice and bob are online.
-func (f *fakeServer) acceptTerminal(t *testing.T, name string) *rawConn {
-	t.Helper()
-	rc := f.accept(t, name)
-	rc.expectFrame("request_users_list", "")
-	rc.write(frame("response_users_list", "2 alice bob"))
-	return rc
-}

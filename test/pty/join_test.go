@@ -10,25 +10,6 @@ import (
 	"github.com/gochat/chat/internal/terminal/termtest"
 )
 
-// Right after joining, Tab completes the names of those online: the
-// client asked the server itself, and printed no list: line (issue 23
-// item 9: no name completed until the user had run list).
-func TestTabCompletesNamesOnlineAtJoin(t *testing.T) {
-	t.Parallel()
-	srv := startServer(t)
-	bob := dialJoin(t, srv, "bob")
-	alice := startPTY(t, env(term, ""), args(srv.port, "alice")...)
-	alice.waitInput("alice", "")
-	alice.typeKeys("msg 1 b\t")
-	v := alice.waitInput("alice", "msg 1 bob ")
-	if slices.ContainsFunc(v.Transcript, func(l string) bool { return strings.HasPrefix(l, "list:") }) {
-		t.Fatalf("a list: line the user did not ask for:\n%s", alice.scr)
-	}
-	alice.typeKeys("hi" + enter)
-	bob.expectFrame("forward_message", "1 alice hi")
-	quit(t, srv, alice)
-}
-
 // With --join-notices, a join that arrives as the client joins is shown
 // below the hint, never above it (issue 23 item 8).
 func TestJoinNoticeAfterHint(t *testing.T) {
@@ -56,7 +37,6 @@ func TestJoinNoticeAfterHint(t *testing.T) {
 	if hint > notice {
 		t.Fatalf("the notice (row %d) comes before the hint (row %d):\n%s", notice, hint, alice.scr)
 	}
-	conn.expectFrame("request_users_list", "")
 	alice.typeKeys(ctrlD)
 	conn.expectFrame("disconnect", "alice")
 	conn.c.Close()

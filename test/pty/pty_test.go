@@ -204,7 +204,7 @@ func TestProgressBarOnATerminal(t *testing.T) {
 		t.Parallel()
 		fake := newFakeServer(t)
 		alice := startPTY(t, env(term, ""), args(fake.port, "alice", "--plain")...)
-		conn := fake.acceptTerminal(t, "alice")
+		conn := fake.accept(t, "alice")
 		alice.waitInput("alice", "")
 
 		data := content(8 << 20)
@@ -238,7 +238,7 @@ func TestProgressBarOnATerminal(t *testing.T) {
 		t.Parallel()
 		fake := newFakeServer(t)
 		alice := startPTY(t, env(term, ""), args(fake.port, "alice", "--plain")...)
-		conn := fake.acceptTerminal(t, "alice")
+		conn := fake.accept(t, "alice")
 		alice.waitInput("alice", "")
 		data := content(32 << 20)
 		if err := os.WriteFile(filepath.Join(alice.dir, "big.bin"), data, 0o644); err != nil {
@@ -425,7 +425,7 @@ func TestServerGoneEndsAtOnce(t *testing.T) {
 	t.Parallel()
 	fake := newFakeServer(t)
 	alice := startPTY(t, env(term, ""), args(fake.port, "alice", "--plain")...)
-	conn := fake.acceptTerminal(t, "alice")
+	conn := fake.accept(t, "alice")
 	alice.typeKeys("half a line")
 	alice.waitInput("alice", "half a line")
 	conn.c.Close()
