@@ -33,6 +33,10 @@ func help(w io.Writer) {
 Extensions:
 --download-dir=DIR      Where received files are saved, defaults to the working directory
 --max-file-size=SIZE    Largest file sent (bytes, or with K/M/G), defaults to 1G
+--max-incoming-file-size=SIZE
+                        Largest file received, defaults to 1G; a larger one is
+                        refused unsaved, and the files being received at once may
+                        declare at most 4 times as much together
 --plain                 Speak only the course's protocol. By default the client asks the
                         server for extensions: files move in chunks, so chat keeps
                         flowing during a transfer, a file to nobody online is never
@@ -66,6 +70,8 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	downloadDir := fs.String("download-dir", ".", "")
 	maxFile := cli.Size(protocol.DefaultMaxFileSize)
 	fs.Var(&maxFile, "max-file-size", "")
+	maxIncoming := cli.Size(protocol.DefaultMaxFileSize)
+	fs.Var(&maxIncoming, "max-incoming-file-size", "")
 	plain := fs.Bool("plain", false, "")
 	extensions := fs.Bool("extensions", false, "")
 	joinNotices := fs.Bool("join-notices", false, "")
@@ -109,17 +115,18 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer stop()
 	cfg := client.Config{
-		User:        *user,
-		Addr:        net.JoinHostPort(*addr, strconv.Itoa(*port)),
-		MaxFileSize: int64(maxFile),
-		DownloadDir: *downloadDir,
-		Interactive: term.IsTerminal(int(stdin.Fd())),
-		Stdin:       stdin,
-		Stdout:      stdout,
-		Stderr:      stderr,
-		TLS:         tlsCfg,
-		Extensions:  !*plain,
-		Presence:    *joinNotices,
+		User:                *user,
+		Addr:                net.JoinHostPort(*addr, strconv.Itoa(*port)),
+		MaxFileSize:         int64(maxFile),
+		MaxIncomingFileSize: int64(maxIncoming),
+		DownloadDir:         *downloadDir,
+		Interactive:         term.IsTerminal(int(stdin.Fd())),
+		Stdin:               stdin,
+		Stdout:              stdout,
+		Stderr:              stderr,
+		TLS:                 tlsCfg,
+		Extensions:          !*plain,
+		Presence:            *joinNotices,
 	}
 	// On a terminal (stdin, stdout and stderr), a person types: line
 	// editing, completion, progress bars, colors. Otherwise, plain lines.

@@ -27,6 +27,11 @@ type Config struct {
 	Addr string
 	// MaxFileSize is the largest file the client will send (default 1 GiB).
 	MaxFileSize int64
+	// MaxIncomingFileSize is the largest file the client will receive
+	// (default 1 GiB, the server's default limit); a file declared larger
+	// is refused and its content skipped. The files being received at
+	// once may together declare at most maxIncomingTotal times as much.
+	MaxIncomingFileSize int64
 	// DownloadDir is where received files are saved (default: the working
 	// directory).
 	DownloadDir string
@@ -145,9 +150,10 @@ type client struct {
 	madeBufs int                  // the buffers of content made so far (at most saveBudget)
 	saving   map[string]*download // by sender, the last download that has all arrived, being saved or saved
 
-	freeBufs chan []byte    // buffers of content the savers have written
-	saves    sync.WaitGroup // the downloads' savers
-	heldMu   sync.Mutex     // guards the held lines of downloads (see printMsg)
+	receiving atomic.Int64   // the sizes declared by the downloads under way (started, not yet saved or removed)
+	freeBufs  chan []byte    // buffers of content the savers have written
+	saves     sync.WaitGroup // the downloads' savers
+	heldMu    sync.Mutex     // guards the held lines of downloads (see printMsg)
 
 	// Set before receive starts, then read-only.
 	chunked   bool // the server delivers large files in chunks
@@ -158,10 +164,17 @@ type client struct {
 // lineWriter writes whole lines to w, one Write per line, so lines from
 // different goroutines never interleave.
 type lineWriter struct {
-	mu     sync.Mutex
-	w      io.Writer
-	closed bool // guarded by mu
+	mu      sync.Mutex
+	w       io.Writer
+	closed  bool     // guarded by mu
+	holding bool     // notices are held until release; guarded by mu
+	held    []string // guarded by mu
 }
+
+// maxHeldLines bounds the notices a lineWriter holds: past it (a flood
+// from a hostile server within the join grace) they are written at once
+// rather than held without end.
+const maxHeldLines = 1000
 
 // println prints s as a line, unless the last line has been printed.
 func (l *lineWriter) println(s string) {
@@ -170,6 +183,44 @@ func (l *lineWriter) println(s string) {
 	if !l.closed {
 		l.w.Write(append([]byte(s), '\n'))
 	}
+}
+
+// noticef prints a formatted notice line, or holds it while the writer
+// holds notices (from hold until release).
+func (l *lineWriter) noticef(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := fmt.Sprintf(format, args...)
+	if l.holding && len(l.held) < maxHeldLines {
+		l.held = append(l.held, s)
+		return
+	}
+	if !l.closed {
+		l.w.Write(append([]byte(s), '\n'))
+	}
+}
+
+// hold makes the notices printed from now on wait for release.
+func (l *lineWriter) hold() {
+	l.mu.Lock()
+	l.holding = true
+	l.mu.Unlock()
+}
+
+// release calls before (if not nil), which must not print on l, then
+// prints the notices held, and prints them at once from then on.
+func (l *lineWriter) release(before func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if before != nil {
+		before()
+	}
+	for _, s := range l.held {
+		if !l.closed {
+			l.w.Write(append([]byte(s), '\n'))
+		}
+	}
+	l.held, l.holding = nil, false
 }
 
 // last prints s as the final line: nothing is printed after it.
@@ -191,6 +242,9 @@ func (l *lineWriter) printf(format string, args ...any) {
 func (cfg *Config) setDefaults() {
 	if cfg.MaxFileSize <= 0 {
 		cfg.MaxFileSize = protocol.DefaultMaxFileSize
+	}
+	if cfg.MaxIncomingFileSize <= 0 {
+		cfg.MaxIncomingFileSize = protocol.DefaultMaxFileSize
 	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = DefaultConnectTimeout
@@ -281,6 +335,10 @@ func (c *client) run(ctx context.Context) int {
 	defer stopSignalWatch()
 	c.write(protocol.AppendJoin(nil, protocol.Join, cfg.User))
 
+	// The notices the server sends (users joining...) before the join
+	// stands wait for the hint (markJoined). Other lines on stderr do
+	// not: they keep their order with stdout's.
+	c.log.hold()
 	go c.receive(r)
 	defer c.upWG.Wait() // the uploads end once the connection has
 
@@ -293,15 +351,15 @@ func (c *client) run(ctx context.Context) int {
 	select {
 	case <-c.ended:
 		grace.Stop()
+		c.markJoined(nil)
 		return c.drain(ctx, lines, nil)
 	case <-ctx.Done():
 		grace.Stop()
+		c.markJoined(nil)
 		return c.quit()
 	case <-grace.C:
 	}
-	if cfg.Hooks.Joined != nil {
-		cfg.Hooks.Joined()
-	}
+	c.markJoined(cfg.Hooks.Joined)
 
 	// While a file goes out in the foreground (always with the plain
 	// protocol, whose send_file takes the connection; and with piped
@@ -366,6 +424,14 @@ func (c *client) run(ctx context.Context) int {
 			}
 		}
 	}
+}
+
+// markJoined ends the join grace: it calls joined (the Joined hook, which
+// shows a terminal's hint; nil when the join did not stand), then prints
+// the notices held meanwhile, so that the hint comes first (issue
+// 23 item 8: with --join-notices, "carol joined" could precede it).
+func (c *client) markJoined(joined func()) {
+	c.log.release(joined)
 }
 
 // maxPending is the most lines of input read ahead while a file is sent
@@ -525,11 +591,14 @@ func (c *client) sever(line string) {
 }
 
 // lost ends the session after the stream ended or could not be decoded.
-func (c *client) lost(err error) {
+// Why it ended (EOF, a reset, a malformed frame) is not said: it tells a
+// person nothing the contract's disconnected line does not (issue 23
+// item 5: every client printed "client: connection ended: EOF" as a
+// server stopped).
+func (c *client) lost() {
 	if c.quitting.Load() {
 		return
 	}
-	c.log.printf("client: connection ended: %v", err)
 	if !c.heard.Load() && c.cfg.TLS == nil && c.speaksTLS(context.Background()) {
 		// Nothing ever came: the server waited for a TLS handshake and
 		// took the join for a broken one.

@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 
 	"github.com/gochat/chat/internal/protocol"
@@ -113,6 +117,7 @@ var saveBufSize = int(protocol.Limits{}.MaxPayload(protocol.ToClient, protocol.F
 type download struct {
 	c                *client
 	sender, filename string
+	size             int64 // as declared
 	tmp              *os.File
 	p                *progressCounter
 
@@ -152,13 +157,28 @@ func (c *client) startDownload(sender, filename string, size int64) *download {
 		c.log.printf("client: refusing file %q from %s: saved name longer than 255 bytes", filename, sender)
 		return nil
 	}
-	tmp, err := os.CreateTemp(c.cfg.DownloadDir, ".chat-recv-*.part")
+	if size > c.cfg.MaxIncomingFileSize {
+		c.log.printf("client: refusing file %q from %s: %s is more than the %s this client takes (--max-incoming-file-size); skipped, nothing saved",
+			filename, sender, FormatSize(size), FormatSize(c.cfg.MaxIncomingFileSize))
+		return nil
+	}
+	if limit := c.maxReceiving(); c.receiving.Load() > limit-size {
+		c.log.printf("client: refusing file %q from %s: %s more would make the files being received more than %s; skipped, nothing saved",
+			filename, sender, FormatSize(size), FormatSize(limit))
+		return nil
+	}
+	if p := slashProblem(filename); p != "" {
+		c.log.printf("client: refusing file %q from %s: its name %s", filename, sender, p)
+		return nil
+	}
+	tmp, err := createTemp(c.cfg.DownloadDir)
 	if err != nil {
 		c.log.printf("client: cannot save %q from %s: %v", filename, sender, err)
 		return nil
 	}
+	c.receiving.Add(size) // until its saver ends
 	d := &download{
-		c: c, sender: sender, filename: filename, tmp: tmp, p: c.progress("recv", filename, size),
+		c: c, sender: sender, filename: filename, size: size, tmp: tmp, p: c.progress("recv", filename, size),
 		// Never full: every buffer there is fits in it.
 		q:    make(chan span, saveBudget/saveBufSize+1),
 		done: make(chan struct{}),
@@ -166,6 +186,36 @@ func (c *client) startDownload(sender, filename string, size int64) *download {
 	c.saves.Add(1)
 	go d.save()
 	return d
+}
+
+// maxIncomingTotal bounds the sizes declared by the files received at
+// once, as a multiple of Config.MaxIncomingFileSize: a hostile server (or
+// many senders) can make the client hold at most that much disk in
+// temporary files, where 64 files of the largest size were 64 GiB.
+const maxIncomingTotal = 4
+
+// maxReceiving returns the most the files being received at once may
+// declare together.
+func (c *client) maxReceiving() int64 {
+	if c.cfg.MaxIncomingFileSize > math.MaxInt64/maxIncomingTotal {
+		return math.MaxInt64
+	}
+	return maxIncomingTotal * c.cfg.MaxIncomingFileSize
+}
+
+// createTemp creates a new temporary file for a download in dir, as
+// os.CreateTemp does, but with mode 0666 less the umask, as a file any
+// other program saves: os.CreateTemp makes it 0600, and a chmod to 0644
+// then ignored the user's umask (issue 23 item 10).
+func createTemp(dir string) (*os.File, error) {
+	for range 1000 {
+		name := filepath.Join(dir, ".chat-recv-"+strconv.FormatUint(rand.Uint64(), 36)+".part")
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, errors.New("no free temporary file name")
 }
 
 // span is content queued for a saver: b[off:]. Once it is written, b goes
@@ -314,13 +364,11 @@ func (d *download) save() {
 	if d.dropped.Load() {
 		d.tmp.Close()
 		os.Remove(d.tmp.Name())
+		c.receiving.Add(-d.size)
 		return
 	}
 	if err == nil {
 		err = d.failed
-	}
-	if err == nil {
-		err = d.tmp.Chmod(0o644)
 	}
 	if err == nil {
 		err = c.disk.sync(d.tmp)
@@ -338,6 +386,7 @@ func (d *download) save() {
 		// the file is in place either way.
 		c.disk.syncDir(c.cfg.DownloadDir)
 	}
+	c.receiving.Add(-d.size) // in place or removed: no longer being received
 	if d.prev != nil {
 		<-d.prev.done // a sender's files' lines in the order the files came
 	}

@@ -2,6 +2,7 @@ package client
 
 import (
 	"bufio"
+	"errors"
 	"io"
 )
 
@@ -36,6 +37,10 @@ func readInput(input LineSource, lines chan<- lineOrEOF, stop <-chan struct{}) {
 // names take at most 132 KiB).
 const MaxLine = 1 << 20
 
+// tooLongLine stands for a line longer than MaxLine: a single byte that
+// no command starts with, so that it parses as incorrect input.
+const tooLongLine = "\x00"
+
 // lineReader reads lines of any length from r, keeping at most MaxLine
 // bytes of one; a longer line is returned as a single invalid byte so that
 // it parses as incorrect input.
@@ -65,7 +70,7 @@ func (lr *lineReader) ReadLine() (string, error) {
 			continue
 		}
 		if tooLong {
-			return "\x00", nil
+			return tooLongLine, nil
 		}
 		if err != nil && len(line) > 0 {
 			return string(line), nil
@@ -85,6 +90,14 @@ func (c *client) handle(line string) (*upload, bool) {
 			return nil, false
 		}
 		c.out.println("incorrect user input format")
+		// The contract's line on stdout, and on stderr what was wrong.
+		var ie *InputError
+		switch {
+		case isCancel(line):
+			c.log.println("client: no file is being sent to cancel")
+		case errors.As(err, &ie):
+			c.log.println("client: " + ie.Hint)
+		}
 		return nil, false
 	}
 	switch cmd.Kind {

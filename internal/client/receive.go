@@ -17,7 +17,7 @@ func (c *client) receive(r *protocol.Reader) {
 		h, err := r.ReadHeader()
 		if err != nil {
 			c.settle() // the lines of files saved come before the last line
-			c.lost(err)
+			c.lost()
 			return
 		}
 		c.heard.Store(true)
@@ -51,7 +51,7 @@ func (c *client) receive(r *protocol.Reader) {
 		case protocol.ForwardFile:
 			if err := c.receiveFile(r); err != nil {
 				c.settle()
-				c.lost(err)
+				c.lost()
 				return
 			}
 		case protocol.FileBegin, protocol.FileChunk, protocol.FileEnd, protocol.FileAbort:
@@ -131,26 +131,26 @@ func (c *client) notice(t protocol.Type, p []byte) {
 	if t == protocol.NotOnline {
 		names, err := protocol.ParseNotOnline(p)
 		if err != nil {
-			c.log.printf("client: ignoring malformed %s: %v", t, err)
+			c.log.noticef("client: ignoring malformed %s: %v", t, err)
 			return
 		}
-		c.log.printf("client: not online: %s; they did not get it", strings.Join(names, ", "))
+		c.log.noticef("client: not online: %s; they did not get it", strings.Join(names, ", "))
 		return
 	}
 	event, arg, err := protocol.ParsePresence(p)
 	if err != nil {
-		c.log.printf("client: ignoring malformed %s: %v", t, err)
+		c.log.noticef("client: ignoring malformed %s: %v", t, err)
 		return
 	}
 	switch event {
 	case protocol.PresenceJoined:
 		c.seen([]string{arg})
-		c.log.printf("%s joined", arg)
+		c.log.noticef("client: %s joined", arg)
 	case protocol.PresenceLeft:
-		c.log.printf("%s left", arg)
+		c.log.noticef("client: %s left", arg)
 	case protocol.PresencePaused:
-		c.log.printf("(more than %s users online: join and leave notices pause)", arg)
+		c.log.noticef("client: more than %s users online: join and leave notices pause", arg)
 	case protocol.PresenceResumed:
-		c.log.printf("(join and leave notices resume)")
+		c.log.noticef("client: join and leave notices resume")
 	}
 }

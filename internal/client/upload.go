@@ -80,7 +80,7 @@ func (c *client) sendFile(names []string, path string) *upload {
 	if len(c.ups) >= maxUploads {
 		c.upMu.Unlock()
 		f.Close()
-		c.log.printf("file: not sending %s: %d files are on their way already; wait for one, or type cancel", path, maxUploads)
+		c.log.printf("client: not sending %s: %d files are on their way already; wait for one, or type cancel", path, maxUploads)
 		return nil
 	}
 	c.lastUp++
@@ -103,22 +103,27 @@ func (c *client) sendFile(names []string, path string) *upload {
 func (c *client) openFile(path string) (f *os.File, base string, size int64, ok bool) {
 	base = filepath.Base(path)
 	if err := protocol.ValidFilename(base); err != nil {
-		c.log.printf("file: cannot send %s: its name %s, which file names on the chat cannot (rename it, or link it under another name)", path, filenameProblem(base))
+		c.log.printf("client: cannot send %s: its name %s, which file names on the chat cannot (rename it, or link it under another name)", path, filenameProblem(base))
+		return nil, "", 0, false
+	}
+	if p := slashProblem(base); p != "" {
+		// Refused as a / is: the recipients' clients refuse it too.
+		c.log.printf("client: cannot send %s: its name %s, which file names on the chat cannot (rename it, or link it under another name)", path, p)
 		return nil, "", 0, false
 	}
 	f, err := os.Open(expandHome(path))
 	if err != nil {
-		c.log.printf("file: cannot read %s: %v", path, err)
+		c.log.printf("client: cannot read %s: %v", path, err)
 		return nil, "", 0, false
 	}
 	st, err := f.Stat()
 	switch {
 	case err != nil:
-		c.log.printf("file: cannot read %s: %v", path, err)
+		c.log.printf("client: cannot read %s: %v", path, err)
 	case !st.Mode().IsRegular():
-		c.log.printf("file: cannot send %s: not a regular file", path)
+		c.log.printf("client: cannot send %s: not a regular file", path)
 	case st.Size() > c.cfg.MaxFileSize:
-		c.log.printf("file: cannot send %s: %d bytes is more than the limit of %d", path, st.Size(), c.cfg.MaxFileSize)
+		c.log.printf("client: cannot send %s: %d bytes is more than the limit of %d", path, st.Size(), c.cfg.MaxFileSize)
 	default:
 		return f, base, st.Size(), true
 	}
@@ -194,7 +199,7 @@ func (c *client) plainUpload(u *upload) {
 		if rerr != nil {
 			// The frame's length is already on its way: fill it so the
 			// stream stays in step, and tell the user.
-			c.log.printf("file: %s: file shrank to %d bytes while being sent (%v); the recipients get a damaged copy", u.name, sent, rerr)
+			c.log.printf("client: %s shrank to %d bytes while being sent (%v); the recipients get a damaged copy", u.name, sent, rerr)
 			if _, err := io.CopyN(c.w, zeroReader{}, u.size-sent); err != nil {
 				c.writeFailed(err)
 				return
@@ -203,7 +208,7 @@ func (c *client) plainUpload(u *upload) {
 		}
 	}
 	if c.flushLocked() == nil && c.cfg.Hooks.Progress != nil {
-		c.log.printf("sent %s to the server (%s), no receipt (plain protocol)", u.name, summary(u.size, time.Since(u.start)))
+		c.log.printf("client: sent %s to the server (%s), no receipt (plain protocol)", u.name, summary(u.size, time.Since(u.start)))
 	}
 }
 
@@ -351,7 +356,7 @@ func (c *client) report(u *upload, online, delivered []string, sent int64) {
 		c.log.printf("client: %s did not reach %s (%s)", u.name, strings.Join(missed, ", "), how)
 	}
 	if len(delivered) > 0 && c.cfg.Hooks.Progress != nil {
-		c.log.printf("sent %s to %s (%s)", u.name, strings.Join(delivered, ", "), summary(u.size, time.Since(u.start)))
+		c.log.printf("client: sent %s to %s (%s)", u.name, strings.Join(delivered, ", "), summary(u.size, time.Since(u.start)))
 	}
 }
 

@@ -406,8 +406,8 @@ func TestNotices(t *testing.T) {
 	waitFor(t, s.stdout, "msg: bob: end\n")
 	s.stdin.Close()
 	s.exit(t)
-	want := "client: not online: ghost, nobody; they did not get it\nbob joined\nbob left\n" +
-		"(more than 100 users online: join and leave notices pause)\n(join and leave notices resume)\n"
+	want := "client: not online: ghost, nobody; they did not get it\nclient: bob joined\nclient: bob left\n" +
+		"client: more than 100 users online: join and leave notices pause\nclient: join and leave notices resume\n"
 	if e := s.stderr.String(); !strings.HasPrefix(e, want) || !strings.Contains(e, "ignoring malformed presence") {
 		t.Errorf("stderr %q", e)
 	}

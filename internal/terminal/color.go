@@ -101,15 +101,28 @@ func (p palette) helpLine(line string) string {
 	return indent + p.paint(word, sgrBold) + rest
 }
 
-// stderrLine colors one line the client prints on stderr: a file sent,
-// a diagnostic (which starts with the program's or a command's name), or
-// a notice.
+// stderrLine colors one line the client prints on stderr (each starts
+// with "client: "): a file sent, a join or leave notice, or a diagnostic.
 func (p palette) stderrLine(line string) string {
 	switch {
-	case strings.HasPrefix(line, "sent "):
+	case strings.HasPrefix(line, "client: sent "):
 		return p.paint(line, sgrGreen)
-	case strings.HasPrefix(line, "client: "), strings.HasPrefix(line, "file: "):
-		return p.paint(line, sgrYellow)
+	case isPresence(line):
+		return p.paint(line, sgrDim)
 	}
-	return p.paint(line, sgrDim)
+	return p.paint(line, sgrYellow)
+}
+
+// isPresence reports whether a stderr line is a join or leave notice
+// (or their pause or resumption).
+func isPresence(line string) bool {
+	rest, ok := strings.CutPrefix(line, "client: ")
+	if !ok {
+		return false
+	}
+	if strings.Contains(rest, "join and leave notices") {
+		return true
+	}
+	name, event, ok := strings.Cut(rest, " ")
+	return ok && name != "" && (event == "joined" || event == "left")
 }

@@ -245,7 +245,7 @@ func (t *Terminal) handle(k key) (string, lineEnd) {
 		if ed.insert(k.text) && !t.warned {
 			t.warned = true
 			t.scr.bell()
-			t.scr.printLocked(t.scr.tty, []byte(fmt.Sprintf("line too long: at most %d bytes; the rest was not taken", client.MaxLine)), t.pal.stderrLine)
+			t.scr.printLocked(t.scr.tty, []byte(fmt.Sprintf("client: line too long: at most %d bytes; the rest was not taken", client.MaxLine)), t.pal.stderrLine)
 		}
 	case keyEnter:
 		line := ed.String()

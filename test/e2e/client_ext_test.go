@@ -90,7 +90,7 @@ func TestClientRefusesFileNameWithSpace(t *testing.T) {
 	c.send(t, "file 1 bob my notes.txt")
 	c.send(t, "quit")
 	c.expectQuitOnFake(t, rc) // the next frame was the disconnect
-	c.errs.skipTo(t, "file: cannot send my notes.txt: its name contains whitespace, which file names on the chat cannot (rename it, or link it under another name)", timeout)
+	c.errs.skipTo(t, "client: cannot send my notes.txt: its name contains whitespace, which file names on the chat cannot (rename it, or link it under another name)", timeout)
 }
 
 // --join-notices: who joins and leaves, on stderr; stdout keeps the
@@ -100,10 +100,10 @@ func TestClientJoinNotices(t *testing.T) {
 	srv := startServer(t)
 	carol := joinClient(t, srv, "carol", "--join-notices")
 	bob := rawJoin(t, srv, "bob")
-	carol.errs.skipTo(t, "bob joined", timeout)
+	carol.errs.skipTo(t, "client: bob joined", timeout)
 	bob.c.Close()
 	srv.out.waitLine(t, "disconnected: bob", timeout)
-	carol.errs.skipTo(t, "bob left", timeout)
+	carol.errs.skipTo(t, "client: bob left", timeout)
 	carol.quit(t, srv) // quitting is the only line on stdout
 
 	// Notices are an extension: not with --plain.

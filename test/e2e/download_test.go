@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	chatclient "github.com/gochat/chat/internal/client"
 )
 
 // Where received files land (PROTOCOL.md section 5; --download-dir and the
@@ -112,4 +114,41 @@ func TestClientChunkedConnectionLost(t *testing.T) {
 	c.expectDisconnectedExit1(t, "disconnected: connection to server lost")
 	expectDirEntries(t, dl)
 	c.expectHomeFiles(t)
+}
+
+// --max-incoming-file-size: a file declared larger is refused with a
+// notice and never begun on disk, as one forward_file (--plain) and in
+// chunks; the session goes on (issue 23 item 11).
+func TestClientMaxIncomingFileSize(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		extra []string
+		size  int
+	}{
+		{"plain", []string{"--plain"}, 2000},
+		{"chunked", nil, 600 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t)
+			dl := t.TempDir()
+			bob := joinClient(t, srv, "bob", append([]string{"--download-dir", dl, "--max-incoming-file-size", "1K"}, tc.extra...)...)
+			alice := joinClient(t, srv, "alice")
+			writeFile(t, filepath.Join(alice.home, "big.bin"), make([]byte, tc.size))
+			writeFile(t, filepath.Join(alice.home, "small.bin"), []byte("small"))
+			alice.send(t, "file 1 bob big.bin")
+			srv.out.waitLine(t, "file: alice", timeout)
+			bob.errs.skipTo(t, `client: refusing file "big.bin" from alice: `+chatclient.FormatSize(int64(tc.size))+` is more than the 1.0 KiB this client takes (--max-incoming-file-size); skipped, nothing saved`, timeout)
+			alice.send(t, "file 1 bob small.bin")
+			srv.out.waitLine(t, "file: alice", timeout)
+			alice.send(t, "msg 1 bob after")
+			srv.out.waitLine(t, "msg: alice", timeout)
+			bob.out.waitLine(t, "file: alice: small.bin", timeout)
+			bob.out.waitLine(t, "msg: alice: after", timeout)
+			expectDirEntries(t, dl, "bob_small.bin")
+			alice.quit(t, srv)
+			bob.quit(t, srv)
+		})
+	}
 }

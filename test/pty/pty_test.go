@@ -169,7 +169,7 @@ func TestTabCompletion(t *testing.T) {
 	alice.waitInput("alice", "file 1 bob notes.txt")
 	alice.typeKeys(enter)
 	bob.expectFrame("forward_file", "1 alice notes.txt my notes")
-	alice.waitRow("sent notes.txt to bob (8 B)")
+	alice.waitRow("client: sent notes.txt to bob (8 B)")
 	quit(t, srv, alice)
 }
 
@@ -268,7 +268,7 @@ func TestProgressBarOnATerminal(t *testing.T) {
 			t.Fatal("the file arrived damaged")
 		}
 		alice.waitScreen("the summary, and no bar", func(v termtest.View) bool {
-			return hasRow(v, regexp.MustCompile(`^sent big\.bin to the server \(32\.0 MiB in [0-9.]+m?s, [0-9.]+ [KMG]iB/s\), no receipt \(plain protocol\)$`)) &&
+			return hasRow(v, regexp.MustCompile(`^client: sent big\.bin to the server \(32\.0 MiB in [0-9.]+m?s, [0-9.]+ [KMG]iB/s\), no receipt \(plain protocol\)$`)) &&
 				!hasRow(v, barRow("sending", "big.bin", "32.0 MiB")) && v.CursorRow == "alice>"
 		})
 		alice.typeKeys(ctrlD)

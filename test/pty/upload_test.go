@@ -19,7 +19,7 @@ import (
 // delivery that did not happen.
 
 // sentRow matches a row that says a file reached someone.
-var sentRow = regexp.MustCompile(`^sent \S+ (to [^(]+ )?\(`)
+var sentRow = regexp.MustCompile(`^client: sent \S+ (to [^(]+ )?\(`)
 
 // noClaim fails the test if a row of v says big.bin was sent.
 func noClaim(t *testing.T, c *ptyClient, v termtest.View) {
@@ -153,7 +153,7 @@ func TestFileToNobodyOnTerminal(t *testing.T) {
 		row   *regexp.Regexp
 	}{
 		{"extensions", nil, regexp.MustCompile(`^client: not online: nobody; big\.bin was not sent$`)},
-		{"plain", []string{"--plain"}, regexp.MustCompile(`^sent big\.bin to the server \(8\.0 MiB.*\), no receipt \(plain protocol\)$`)},
+		{"plain", []string{"--plain"}, regexp.MustCompile(`^client: sent big\.bin to the server \(8\.0 MiB.*\), no receipt \(plain protocol\)$`)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
