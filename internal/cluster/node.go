@@ -382,7 +382,7 @@ func (n *Node) connect(ctx context.Context) (*nats.Conn, error) {
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			n.m.reconnects.Inc()
-			n.log.Warn("engine connection back", "server", c.ConnectedUrlRedacted())
+			n.log.Warn("engine connection back", "server", n.engineServer(c))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subj := ""
@@ -409,11 +409,7 @@ func (n *Node) connect(ctx context.Context) (*nats.Conn, error) {
 	for attempt := 0; ; attempt++ {
 		nc, err := nats.Connect(url, opts...)
 		if err == nil {
-			server := nc.ConnectedUrlRedacted()
-			if n.ns != nil {
-				server = "embedded, in process"
-			}
-			n.log.Info("connected to the engine", "server", server)
+			n.log.Info("connected to the engine", "server", n.engineServer(nc))
 			return nc, nil
 		}
 		if attempt%10 == 0 {
@@ -425,6 +421,19 @@ func (n *Node) connect(ctx context.Context) (*nats.Conn, error) {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// engineServer names, for the logs, the engine server nc is connected
+// to. The embedded engine is reached in process: nc's URL is then the
+// NATS default, nats://127.0.0.1:4222, where nothing listens (issue 23
+// item 16), so it is named for what it is. An external server's URL is
+// redacted by redactURL, not nc.ConnectedUrlRedacted, which shows a
+// token given as a lone user (nats://TOKEN@host) in clear.
+func (n *Node) engineServer(nc *nats.Conn) string {
+	if n.ns != nil {
+		return "embedded, in process"
+	}
+	return redactURL(nc.ConnectedUrl())
 }
 
 // subject returns the subject of kind for node: the cluster's name, kind,
