@@ -176,7 +176,8 @@ func TestDeadPeerLoggedBounded(t *testing.T) {
 	nodes[1].Close()
 	routeErr := func(line string) bool { return strings.Contains(line, "Error trying to connect to route") }
 	// By the end of the first period, the engine has tried each route
-	// connection of its pool about twice.
+	// connection of its pool about twice (1 to 7 held back, on a loaded
+	// machine).
 	held := regexp.MustCompile(`repeated=(\d+)`)
 	all := logs[0].waitFor(t, 30*time.Second, "summary of the route errors", func(line string) bool {
 		return routeErr(line) && held.MatchString(line)
@@ -190,8 +191,8 @@ func TestDeadPeerLoggedBounded(t *testing.T) {
 	summary := errs[len(errs)-1]
 	n, _ := strconv.Atoi(held.FindStringSubmatch(summary)[1])
 	t.Logf("%d route error records in %v, the last holding back %d", len(errs), every, n)
-	if len(errs) > 3 || n < 2 {
-		t.Errorf("in the first %v, the route errors of one dead peer were logged %d times, the last holding back %d (want at most 3 records, the summary for 2 or more):\n%s",
+	if len(errs) > 3 || n < 1 {
+		t.Errorf("in the first %v, the route errors of one dead peer were logged %d times, the last holding back %d (want at most 3 records, the summary for 1 or more):\n%s",
 			every, len(errs), n, strings.Join(errs, ""))
 	}
 }
