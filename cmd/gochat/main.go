@@ -22,37 +22,34 @@ import (
 	"github.com/gochat/chat/internal/terminal"
 )
 
-// help prints the help text on w.
-func help(w io.Writer) {
-	fmt.Fprint(w, `Client
--u username | --user=username The username of Client
--p PORT | --port=PORT The server port, defaults to 15000
--a ADDRESS | --address=ADDRESS The server ip or hostname, defaults to localhost
--h | --help Print this help
-
-Extensions:
---download-dir=DIR      Where received files are saved, defaults to the working directory
---max-file-size=SIZE    Largest file sent (bytes, or with K/M/G), defaults to 1G
---max-incoming-file-size=SIZE
-                        Largest file received, defaults to 1G; a larger one is
-                        refused unsaved, and the files being received at once may
-                        declare at most 4 times as much together
---plain                 Speak only the course's protocol. By default the client asks the
-                        server for extensions: files move in chunks, so chat keeps
-                        flowing during a transfer, a file to nobody online is never
-                        sent, and you are told who got it and who named is not
-                        online; a server without them is joined again without them
---extensions            The default (kept for scripts that give it)
---join-notices          Also be told as users join and leave (not with --plain)
---no-history            Keep no history of the lines typed on a terminal (by default
-                        kept in $XDG_STATE_HOME/gochat/history or
-                        ~/.local/state/gochat/history)
---tls                   Speak TLS to the server
---tls-ca=FILE           Trust the server certificates signed by this PEM CA (or the
-                        self-signed certificate itself); implies --tls
-
-Type help once connected to see the commands.
-`)
+// clientHelp is the help of -h, its flags' defaults taken from their
+// definitions (cli.Help).
+var clientHelp = cli.Help{
+	Purpose: "gochat is a terminal chat client: it joins a chat server (gochatd, or any " +
+		"server of docs/PROTOCOL.md) as one user and reads commands on stdin: msg, list, " +
+		"file, cancel, help and quit. On a terminal it edits lines, completes names and " +
+		"shows progress; piped, stdout carries exactly the protocol's lines.",
+	Usage: "gochat -u NAME [-p PORT] [-a ADDRESS] [options]",
+	Sections: []cli.HelpSection{
+		{Title: "", Flags: []cli.HelpFlag{
+			{Name: "user", Text: "NAME\tThe username to join as (required)"},
+			{Name: "port", Text: "PORT\tThe server port"},
+			{Name: "address", Text: "ADDRESS\tThe server's IP address or host name"},
+			{Name: "help", Text: "Print this help"},
+		}},
+		{Title: "Options (docs/CLIENT.md)", Flags: []cli.HelpFlag{
+			{Name: "download-dir", Text: "DIR\tWhere received files are saved, defaults to the working directory"},
+			{Name: "max-file-size", Text: "SIZE\tLargest file sent (bytes, or with K/M/G)"},
+			{Name: "max-incoming-file-size", Text: "SIZE\tLargest file received; a larger one is refused unsaved, and the files being received at once may declare at most 4 times as much together"},
+			{Name: "plain", Text: "Speak only the course's protocol. By default the client asks the server for extensions: files move in chunks, so chat keeps flowing during a transfer, a file to nobody online is never sent, and you are told who got it and who named is not online; a server without them is joined again without them"},
+			{Name: "extensions", Text: "The default (kept for scripts that give it)"},
+			{Name: "join-notices", Text: "Also be told as users join and leave (not with --plain)"},
+			{Name: "no-history", Text: "Keep no history of the lines typed on a terminal (by default kept in $XDG_STATE_HOME/gochat/history or ~/.local/state/gochat/history)"},
+			{Name: "tls", Text: "Speak TLS to the server"},
+			{Name: "tls-ca", Text: "FILE\tTrust the server certificates signed by this PEM CA (or the self-signed certificate itself); implies --tls"},
+		}},
+	},
+	Footer: "Type help once connected to see the commands.",
 }
 
 func main() {
@@ -62,7 +59,8 @@ func main() {
 // run runs the client with args and the standard streams, and returns its
 // exit status.
 func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("client", pflag.ContinueOnError)
+	fs := pflag.NewFlagSet("gochat", pflag.ContinueOnError)
+	help := func(w io.Writer) { clientHelp.Write(w, fs) }
 	user := fs.StringP("user", "u", "", "")
 	port := new(int)
 	cli.IntVarP(fs, port, "port", "p", 15000)

@@ -25,73 +25,73 @@ import (
 	"github.com/gochat/chat/internal/web"
 )
 
-func help(w io.Writer) {
-	fmt.Fprint(w, `Server
--p PORT | --port=PORT The server port, defaults to 15000
--a ADDRESS | --address=ADDRESS The server ip or hostname, defaults to localhost
--h | --help Print this help
-
-Extensions:
---max-clients=N         Most users joined at once (MAX_NUM_CLIENTS), defaults to 10
---max-file-size=SIZE    Largest file relayed (bytes, or with K/M/G), defaults to 1G
---join-timeout=DURATION Close connections that have not joined in time, defaults to 30s
---send-queue=SIZE       Bytes that may wait for one slow client, defaults to 8M
---stall-timeout=DURATION  Cut off a client whose socket takes nothing, or a file sender
-                        who sends nothing, for this long, defaults to 30s
---log-level=LEVEL       debug, info, warn or error (logs go to stderr), defaults to info
---log-format=FORMAT     text or json, defaults to text
---flood-rate=N          Frames per second one client may keep sending before its
-                        reading is paced (0: no limit), defaults to 1000
---flood-burst=N         Frames one client may send at once, defaults to 10000
---flood-bytes=SIZE      Bytes per second one client may have delivered (a frame's size
-                        times its recipients) before its reading is paced (0: no
-                        limit), defaults to 16M
---flood-bytes-burst=SIZE  Bytes one client may have delivered at once, defaults to 64M
---pace-backlog=SIZE     Pause a client's reading while a recipient of its last frame has
-                        this much waiting, until it drops (0: never), defaults to 2M
-                        (or a quarter of --send-queue, if that is less)
---spool-dir=DIR         Where files for users who take whole frames are held until
-                        complete, defaults to the temporary folder
---spool-max=SIZE        Most bytes of such files held on disk at once; a file past it
-                        does not reach those users, defaults to 4G
---spool-memory=SIZE     Most bytes of such files held in memory instead (a file of up
-                        to an eighth of it), defaults to 64M
---min-upload-rate=SIZE  Cut off a file whose sender brings fewer bytes per second than
-                        this over a window of waiting for it (0: never), defaults to 1K
---min-upload-window=DURATION  That window, defaults to 30s
---max-conns-per-ip=N    Open connections allowed from one IP address (0: no limit),
-                        defaults to 100; loopback is exempt unless --limit-loopback
---limit-loopback        Apply --max-conns-per-ip to loopback addresses too
---metrics-addr=ADDR     Serve Prometheus metrics at http://ADDR/metrics
---tls-cert=FILE         Speak TLS with this PEM certificate (needs --tls-key)
---tls-key=FILE          The PEM private key of --tls-cert
-
-Cluster mode (docs/CLUSTER.md): several servers, one chat
---node=NAME             This node's name, unique in the cluster, defaults to host:port
---cluster-listen=HOST:PORT  Embedded engine: this node's route address
---cluster-peers=A,B,...  Embedded engine: the other nodes' route addresses
---cluster-dir=DIR       Embedded engine: where it keeps its state, defaults to
-                        $XDG_STATE_HOME/gochatd/NODE (else ~/.local/state/gochatd/NODE)
---cluster-secret-file=FILE  Embedded engine: the cluster's secret, the same file on
-                        every node (only nodes holding it may route); make one with
-                        head -c 32 /dev/urandom | base64 > FILE && chmod 600 FILE
---cluster-insecure      Embedded engine: run without --cluster-secret-file (any NATS
-                        server that reaches the route port joins the cluster)
---cluster-tls-cert=FILE, --cluster-tls-key=FILE, --cluster-tls-ca=FILE
-                        Embedded engine: mutual TLS on routes, with this node's PEM
-                        certificate and key, verifying the other's against the CA
---nats=URL,URL,...      External engine: the NATS servers (2.11 or newer, JetStream)
---nats-creds=FILE       External engine: NATS credentials
---nats-tls-ca=FILE      External engine: trust this CA for TLS to NATS
---nats-tls-cert=FILE, --nats-tls-key=FILE
-                        External engine: a client certificate and key for TLS to NATS
---cluster-name=NAME     The cluster's name (its NATS buckets and subjects), defaults
-                        to gochat
---cluster-wait=DURATION Give up joining the cluster after this long, defaults to 1m0s
---cluster-replicas=N    Copies of the registry in the engine (1 or 3), defaults to 3
-                        when the engine has three servers or more, else 1
-`)
-	fmt.Fprint(w, web.FlagHelp)
+// serverHelp is the help of -h, its flags' defaults taken from their
+// definitions (cli.Help).
+var serverHelp = cli.Help{
+	Purpose: "gochatd is a chat server: users join under unique names, from the terminal " +
+		"client (gochat) or a browser (--http-addr), and send each other messages and files. " +
+		"It speaks the protocol of docs/PROTOCOL.md, prints one line per event on stdout and " +
+		"logs on stderr. Several servers can act as one (cluster mode, docs/CLUSTER.md).",
+	Usage: "gochatd [-p PORT] [-a ADDRESS] [options]",
+	Sections: []cli.HelpSection{
+		{Title: "", Flags: []cli.HelpFlag{
+			{Name: "port", Text: "PORT\tThe server port (0: any free port)"},
+			{Name: "address", Text: "ADDRESS\tThe server's IP address or host name"},
+			{Name: "help", Text: "Print this help"},
+		}},
+		{Title: "Users and limits (docs/OPERATIONS.md)", Flags: []cli.HelpFlag{
+			{Name: "max-clients", Text: "N\tMost users joined at once (MAX_NUM_CLIENTS)"},
+			{Name: "max-file-size", Text: "SIZE\tLargest file relayed (bytes, or with K/M/G)"},
+			{Name: "join-timeout", Text: "DURATION\tClose connections that have not joined in time"},
+			{Name: "send-queue", Text: "SIZE\tBytes that may wait for one slow client"},
+			{Name: "stall-timeout", Text: "DURATION\tCut off a client whose socket takes nothing, or a file sender who sends nothing, for this long"},
+			{Name: "flood-rate", Text: "N\tFrames per second one client may keep sending before its reading is paced (0: no limit)"},
+			{Name: "flood-burst", Text: "N\tFrames one client may send at once"},
+			{Name: "flood-bytes", Text: "SIZE\tBytes per second one client may have delivered (a frame's size times its recipients) before its reading is paced (0: no limit)"},
+			{Name: "flood-bytes-burst", Text: "SIZE\tBytes one client may have delivered at once"},
+			{Name: "pace-backlog", Text: "SIZE\tPause a client's reading while a recipient of its last frame has this much waiting, until it drops (0: never), defaults to 2M (or a quarter of --send-queue, if that is less)"},
+			{Name: "min-upload-rate", Text: "SIZE\tCut off a file whose sender brings fewer bytes per second than this over a window of waiting for it (0: never)"},
+			{Name: "min-upload-window", Text: "DURATION\tThat window"},
+			{Name: "max-conns-per-ip", Text: "N\tOpen connections allowed from one IP address (0: no limit; loopback is exempt unless --limit-loopback)"},
+			{Name: "limit-loopback", Text: "Apply --max-conns-per-ip to loopback addresses too"},
+			{Name: "spool-dir", Text: "DIR\tWhere files for users who take whole frames are held until complete, defaults to the temporary folder"},
+			{Name: "spool-max", Text: "SIZE\tMost bytes of such files held on disk at once; a file past it does not reach those users"},
+			{Name: "spool-memory", Text: "SIZE\tMost bytes of such files held in memory instead (a file of up to an eighth of it)"},
+		}},
+		{Title: "Logs, metrics and TLS", Flags: []cli.HelpFlag{
+			{Name: "log-level", Text: "LEVEL\tdebug, info, warn or error (logs go to stderr)"},
+			{Name: "log-format", Text: "FORMAT\ttext or json"},
+			{Name: "metrics-addr", Text: "ADDR\tServe Prometheus metrics at http://ADDR/metrics"},
+			{Name: "metrics-token-file"},
+			{Name: "tls-cert", Text: "FILE\tSpeak TLS with this PEM certificate (needs --tls-key), on the chat port and the web client's"},
+			{Name: "tls-key", Text: "FILE\tThe PEM private key of --tls-cert"},
+		}},
+		{Title: "Web client (docs/WEB.md)", Flags: []cli.HelpFlag{
+			{Name: "http-addr"},
+			{Name: "http-allow-origin"},
+			{Name: "http-trusted-proxy"},
+			{Name: "http-hosts"},
+		}},
+		{Title: "Cluster mode, several servers as one chat (docs/CLUSTER.md)", Flags: []cli.HelpFlag{
+			{Name: "node", Text: "NAME\tThis node's name, unique in the cluster, defaults to HOST:PORT"},
+			{Name: "cluster-listen", Text: "HOST:PORT\tEmbedded engine: this node's route address"},
+			{Name: "cluster-peers", Text: "A,B,...\tEmbedded engine: the other nodes' route addresses"},
+			{Name: "cluster-dir", Text: "DIR\tEmbedded engine: where it keeps its state, defaults to $XDG_STATE_HOME/gochatd/NODE (else ~/.local/state/gochatd/NODE)"},
+			{Name: "cluster-secret-file", Text: "FILE\tEmbedded engine: the cluster's secret, the same file on every node (only nodes holding it may route); make one with head -c 32 /dev/urandom | base64 > FILE && chmod 600 FILE"},
+			{Name: "cluster-insecure", Text: "Embedded engine: run without --cluster-secret-file (any NATS server that reaches the route port joins the cluster)"},
+			{Name: "cluster-tls-cert", Text: "FILE\tEmbedded engine: mutual TLS on routes, with this node's PEM certificate"},
+			{Name: "cluster-tls-key", Text: "FILE\tEmbedded engine: the PEM private key of --cluster-tls-cert"},
+			{Name: "cluster-tls-ca", Text: "FILE\tEmbedded engine: the PEM CA that the other nodes' certificates must be signed by"},
+			{Name: "nats", Text: "URL,URL,...\tExternal engine: the NATS servers (2.11 or newer, JetStream)"},
+			{Name: "nats-creds", Text: "FILE\tExternal engine: NATS credentials"},
+			{Name: "nats-tls-ca", Text: "FILE\tExternal engine: trust this CA for TLS to NATS"},
+			{Name: "nats-tls-cert", Text: "FILE\tExternal engine: a client certificate for TLS to NATS"},
+			{Name: "nats-tls-key", Text: "FILE\tExternal engine: the private key of --nats-tls-cert"},
+			{Name: "cluster-name", Text: "NAME\tThe cluster's name (its NATS buckets and subjects)"},
+			{Name: "cluster-wait", Text: "DURATION\tGive up joining the cluster after this long"},
+			{Name: "cluster-replicas", Text: "N\tCopies of the registry in the engine (1 or 3), defaults to 3 when the engine has three servers or more, else 1"},
+		}},
+	},
 }
 
 func main() {
@@ -121,7 +121,8 @@ func profiled(f func() int) int {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	cfg := server.DefaultConfig()
-	fs := pflag.NewFlagSet("server", pflag.ContinueOnError)
+	fs := pflag.NewFlagSet("gochatd", pflag.ContinueOnError)
+	help := func(w io.Writer) { serverHelp.Write(w, fs) }
 	port := new(int)
 	cli.IntVarP(fs, port, "port", "p", 15000)
 	addr := fs.StringP("address", "a", "localhost", "")
@@ -158,7 +159,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// Cluster mode (docs/CLUSTER.md).
 	var cl cluster.Config
 	fs.StringVar(&cl.Node, "node", "", "")
-	fs.StringVar(&cl.Name, "cluster-name", "", "")
+	fs.StringVar(&cl.Name, "cluster-name", cluster.DefaultName, "")
 	fs.StringVar(&cl.Listen, "cluster-listen", "", "")
 	fs.StringSliceVar(&cl.Peers, "cluster-peers", nil, "")
 	fs.StringVar(&cl.Dir, "cluster-dir", "", "")

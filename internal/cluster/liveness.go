@@ -542,7 +542,7 @@ func (l *liveness) sweepOnce() {
 		reg.dropStale(stale)
 	}
 	if len(users) > 0 {
-		h.n.log.Info("removing records that no live session holds", "records", len(users))
+		h.n.quiet.Info("removing records that no live session holds", "records", len(users))
 	}
 	for _, p := range users {
 		h.del.add(p.key, p.rev)

@@ -89,6 +89,10 @@ type Config struct {
 	PaceBacklog int
 
 	Logger *slog.Logger
+
+	// repeatEvery is the period of the repeated records (0: repeatEvery);
+	// tests shorten it.
+	repeatEvery time.Duration
 }
 
 // Timings of the cluster's failure detection and fencing; docs/CLUSTER.md
@@ -253,15 +257,21 @@ func sanitizeNode(s string) string {
 
 // Node is this process's membership of the cluster.
 type Node struct {
-	cfg  Config
-	log  *slog.Logger
-	inc  uint64 // this incarnation: random, new at every start
-	ns   *natsserver.Server
-	nc   *nats.Conn
-	js   jetstream.JetStream
-	hub  *Hub
-	m    *metrics
-	stop chan struct{} // closed by Close
+	cfg Config
+	log *slog.Logger
+	// quiet is log through a repeatHandler, for the records that come in
+	// numbers in a fault (the engine's, a peer's errors): each kind at
+	// most once every 10 s, with a count (issue 23 item 17). repeats is
+	// its state, closed as the node ends.
+	quiet   *slog.Logger
+	repeats *repeatState
+	inc     uint64 // this incarnation: random, new at every start
+	ns      *natsserver.Server
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	hub     *Hub
+	m       *metrics
+	stop    chan struct{} // closed by Close
 
 	ignored ignoredLog // messages from nodes that hold no lease
 
@@ -308,6 +318,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	cfg.setDefaults()
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Node), inc: randomUint64(), stop: make(chan struct{})}
+	every := cfg.repeatEvery
+	if every <= 0 {
+		every = repeatEvery
+	}
+	rh := newRepeatHandler(cfg.Logger.Handler(), realClock{}, every)
+	n.quiet, n.repeats = slog.New(rh).With("node", cfg.Node), rh.s
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.m = newMetrics()
 	ctx, cancel := context.WithTimeout(ctx, cfg.Wait)
@@ -331,7 +347,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 func (n *Node) start(ctx context.Context) error {
 	var err error
 	if n.cfg.Listen != "" {
-		if n.ns, err = startEngine(n.cfg, n.log); err != nil {
+		if n.ns, err = startEngine(n.cfg, n.quiet); err != nil {
 			return err
 		}
 	}
@@ -382,14 +398,14 @@ func (n *Node) connect(ctx context.Context) (*nats.Conn, error) {
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			n.m.reconnects.Inc()
-			n.log.Warn("engine connection back", "server", c.ConnectedUrlRedacted())
+			n.log.Warn("engine connection back", "server", n.engineServer(c))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subj := ""
 			if sub != nil {
 				subj = sub.Subject
 			}
-			n.log.Warn("engine error", "subject", subj, "err", err)
+			n.quiet.Warn("engine error", "subject", subj, "err", err)
 		}),
 	}
 	url := strings.Join(n.cfg.NATS, ",")
@@ -409,11 +425,7 @@ func (n *Node) connect(ctx context.Context) (*nats.Conn, error) {
 	for attempt := 0; ; attempt++ {
 		nc, err := nats.Connect(url, opts...)
 		if err == nil {
-			server := nc.ConnectedUrlRedacted()
-			if n.ns != nil {
-				server = "embedded, in process"
-			}
-			n.log.Info("connected to the engine", "server", server)
+			n.log.Info("connected to the engine", "server", n.engineServer(nc))
 			return nc, nil
 		}
 		if attempt%10 == 0 {
@@ -425,6 +437,19 @@ func (n *Node) connect(ctx context.Context) (*nats.Conn, error) {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// engineServer names, for the logs, the engine server nc is connected
+// to. The embedded engine is reached in process: nc's URL is then the
+// NATS default, nats://127.0.0.1:4222, where nothing listens (issue 23
+// item 16), so it is named for what it is. An external server's URL is
+// redacted by redactURL, not nc.ConnectedUrlRedacted, which shows a
+// token given as a lone user (nats://TOKEN@host) in clear.
+func (n *Node) engineServer(nc *nats.Conn) string {
+	if n.ns != nil {
+		return "embedded, in process"
+	}
+	return redactURL(nc.ConnectedUrl())
 }
 
 // subject returns the subject of kind for node: the cluster's name, kind,
@@ -467,6 +492,7 @@ func (n *Node) shutdownEngine() {
 		n.ns.Shutdown()
 		n.ns.WaitForShutdown()
 	}
+	n.repeats.close() // what the engine repeated last is logged now
 }
 
 func randomUint64() uint64 {

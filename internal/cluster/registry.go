@@ -387,7 +387,7 @@ func (r *registry) applyName(e jetstream.KeyValueEntry) {
 		}
 		u, err := parseUser(e.Value())
 		if err != nil {
-			r.node.log.Warn("bad registry entry", "key", key, "err", err)
+			r.node.quiet.Warn("bad registry entry", "key", key, "err", err)
 			return
 		}
 		u.node = r.internLocked(u.node)

@@ -194,7 +194,7 @@ func (p *remotePeer) offer(frame []byte, paced bool) (<-chan struct{}, error) {
 		sh.credits[p.key] = c
 	}
 	if paced && window > 0 && c.inflight > 0 && c.inflight+len(frame) > window && time.Since(c.lastAck) > creditsLost {
-		r.h.n.log.Warn("no acks for a remote user's frames: assuming them lost", "user", p.key.name, "peer", p.node, "inflight", c.inflight)
+		r.h.n.quiet.Warn("no acks for a remote user's frames: assuming them lost", "user", p.key.name, "peer", p.node, "inflight", c.inflight)
 		c.inflight = 0
 	}
 	if paced && window > 0 && c.inflight > 0 && c.inflight+len(frame) > window {
@@ -365,7 +365,7 @@ func (o *outbound) publishOnceLocked() {
 		msg = append(msg, buf[:k]...)
 		if err := n.nc.Publish(o.subj, msg); err != nil {
 			n.m.dropped.WithLabelValues(o.node).Inc()
-			n.log.Warn("cannot relay frames", "peer", o.node, "err", err)
+			n.quiet.Warn("cannot relay frames", "peer", o.node, "err", err)
 		}
 		o.msg = msg
 		buf = buf[k:]
@@ -402,7 +402,7 @@ var errBadBatch = errors.New("bad batch")
 func (r *relay) receive(m *nats.Msg) {
 	b := m.Data
 	if len(b) < 18 || b[0] != batchVersion {
-		r.h.n.log.Warn("ignoring a malformed batch of frames")
+		r.h.n.quiet.Warn("ignoring a malformed batch of frames")
 		return
 	}
 	inc, seq := binary.BigEndian.Uint64(b[1:]), binary.BigEndian.Uint64(b[9:])
@@ -419,7 +419,7 @@ func (r *relay) receive(m *nats.Msg) {
 	body := b[18+nl:]
 	count, err := countEntries(body)
 	if err != nil {
-		r.h.n.log.Warn("ignoring a malformed batch of frames", "peer", src, "err", err)
+		r.h.n.quiet.Warn("ignoring a malformed batch of frames", "peer", src, "err", err)
 		return
 	}
 	r.h.n.m.framesIn.WithLabelValues(src).Add(float64(count))
@@ -497,7 +497,7 @@ func (r *relay) checkSeq(src string, inc, seq uint64) {
 	if last.inc == inc && seq != last.seq+1 && seq > last.seq {
 		lost := seq - last.seq - 1
 		r.h.n.m.gaps.WithLabelValues(src).Add(float64(lost))
-		r.h.n.log.Warn("frames from a node were lost", "peer", src, "batches", lost, "after", last.seq)
+		r.h.n.quiet.Warn("frames from a node were lost", "peer", src, "batches", lost, "after", last.seq)
 	}
 }
 

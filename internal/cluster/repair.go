@@ -151,7 +151,7 @@ func (r *registry) rewatch(names bool) {
 			r.watchMu.Unlock()
 			return
 		}
-		r.node.log.Warn("cannot watch the registry bucket again; retrying", "err", err)
+		r.node.quiet.Warn("cannot watch the registry bucket again; retrying", "err", err)
 		select {
 		case <-r.node.stop:
 			return

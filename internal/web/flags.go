@@ -17,22 +17,6 @@ import (
 	"github.com/gochat/chat/internal/server"
 )
 
-// FlagHelp describes the flags AddFlags registers, in the layout of the
-// server's help text.
-const FlagHelp = `--http-addr=HOST:PORT   Serve the web client and its WebSocket endpoint here (HTTPS
-                        and WSS with --tls-cert/--tls-key); off unless given
---http-allow-origin=PATTERN  Also accept WebSocket connections from pages of these
-                        origins (host or scheme://host patterns, * wildcards;
-                        repeatable or comma-separated), defaults to the page's own only
---http-trusted-proxy=CIDR  Believe X-Forwarded-For from these proxy addresses (IP or
-                        CIDR; repeatable or comma-separated), defaults to none
---http-hosts=PATTERN    Host names or addresses a WebSocket upgrade's Host header may
-                        name (* wildcards; repeatable or comma-separated), defaults to
-                        the names and addresses the server listens as
---metrics-token-file=FILE  Require this bearer token on /metrics (a file only its
-                        owner may read, as Prometheus's credentials_file)
-`
-
 // Flags holds the web front end's command-line settings.
 type Flags struct {
 	Addr           string
@@ -56,11 +40,12 @@ type Flags struct {
 // their values go. Bad origin patterns and proxy addresses fail the parse.
 func AddFlags(fs *pflag.FlagSet) *Flags {
 	f := &Flags{}
-	fs.StringVar(&f.Addr, "http-addr", "", "")
-	fs.Var(&originsValue{&f.AllowOrigins}, "http-allow-origin", "")
-	fs.Var(&proxiesValue{&f.TrustedProxies}, "http-trusted-proxy", "")
-	fs.Var(&hostsValue{&f.Hosts}, "http-hosts", "")
-	fs.StringVar(&f.MetricsTokenFile, "metrics-token-file", "", "")
+	// The usage strings are the server's help (cli.Help): "METAVAR\ttext".
+	fs.StringVar(&f.Addr, "http-addr", "", "HOST:PORT\tServe the web client and its WebSocket endpoint here (HTTPS and WSS with --tls-cert/--tls-key); off unless given")
+	fs.Var(&originsValue{&f.AllowOrigins}, "http-allow-origin", "PATTERN\tAlso accept WebSocket connections from pages of these origins (host or scheme://host patterns, * wildcards; repeatable or comma-separated), defaults to the page's own only")
+	fs.Var(&proxiesValue{&f.TrustedProxies}, "http-trusted-proxy", "CIDR\tBelieve X-Forwarded-For from these proxy addresses (IP or CIDR; repeatable or comma-separated), defaults to none")
+	fs.Var(&hostsValue{&f.Hosts}, "http-hosts", "PATTERN\tHost names or addresses a WebSocket upgrade's Host header may name (* wildcards; repeatable or comma-separated), defaults to the names and addresses the server listens as")
+	fs.StringVar(&f.MetricsTokenFile, "metrics-token-file", "", "FILE\tRequire this bearer token on /metrics (a file only its owner may read, as Prometheus's credentials_file)")
 	return f
 }
 

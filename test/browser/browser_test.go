@@ -120,7 +120,7 @@ func TestBrowserSession(t *testing.T) {
 		t.Fatalf("a filename became markup")
 	}
 
-	screenshots(t, ann, bob)
+	phoneLayout(t, bob)
 
 	// The server goes away: both pages say so.
 	if code := srv.Stop(t, timeout); code != 0 {
@@ -184,36 +184,14 @@ func sameFile(t *testing.T, path string, want []byte) {
 	}
 }
 
-// screenshots saves the page at desktop and phone width in docs/ when
-// UPDATE_SCREENSHOTS is set, and checks in any case that the phone layout
-// needs no sideways scrolling.
-func screenshots(t *testing.T, desktop, phone *tab) {
+// phoneLayout checks that tb's page at phone width needs no sideways
+// scrolling.
+func phoneLayout(t *testing.T, tb *tab) {
 	t.Helper()
-	phone.run(chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile))
-	phone.waitJS("the phone layout", `document.documentElement.clientWidth === 390`)
-	if eval[bool](phone, `document.documentElement.scrollWidth > document.documentElement.clientWidth`) {
+	tb.run(chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile))
+	tb.waitJS("the phone layout", `document.documentElement.clientWidth === 390`)
+	if eval[bool](tb, `document.documentElement.scrollWidth > document.documentElement.clientWidth`) {
 		t.Errorf("at phone width the page scrolls sideways")
-	}
-	if os.Getenv("UPDATE_SCREENSHOTS") == "" {
-		return
-	}
-	docs, err := filepath.Abs("../../docs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range []struct {
-		tb   *tab
-		file string
-	}{{desktop, "web-desktop.png"}, {phone, "web-phone.png"}} {
-		ctx, cancel := context.WithTimeout(s.tb.ctx, timeout)
-		png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(docs, s.file), png, 0o644); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 

@@ -8,7 +8,7 @@
 // Without Chromium the tests skip, saying so, except under CI (CI set),
 // where a missing browser fails the run: .ci/run installs it. CHROMIUM
 // names another binary. With -short the suite is skipped.
-// UPDATE_SCREENSHOTS=1 rewrites the screenshots in docs/.
+// UPDATE_SCREENSHOTS=1 rewrites the screenshots in docs/ (TestBrowserScreenshots).
 package browser
 
 import (

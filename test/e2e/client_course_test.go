@@ -94,7 +94,7 @@ func TestCourseLaunchers(t *testing.T) {
 	}
 	before := modTimes(t, bins)
 	help := runPython(t, python, harness, env, "client.py", "-h")
-	if !strings.HasPrefix(help, "Client\n") {
+	if !strings.HasPrefix(help, "gochat is a terminal chat client") {
 		t.Fatalf("client.py -h printed %q", help)
 	}
 	if after := modTimes(t, bins); after != before {
@@ -117,7 +117,7 @@ func TestCourseLaunchers(t *testing.T) {
 	}
 	cmd = exec.Command(interp, "client.py", "-h")
 	cmd.Dir, cmd.Env = harness, []string{"PATH=" + filepath.Dir(bins[0]) + string(os.PathListSeparator) + filepath.Dir(interp), "HOME=" + t.TempDir()}
-	if out, err := cmd.Output(); err != nil || !bytes.HasPrefix(out, []byte("Client\n")) {
+	if out, err := cmd.Output(); err != nil || !bytes.HasPrefix(out, []byte("gochat is a terminal chat client")) {
 		t.Fatalf("with gochat on the PATH: %v, %q", err, out)
 	}
 }

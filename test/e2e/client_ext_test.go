@@ -108,7 +108,7 @@ func TestClientJoinNotices(t *testing.T) {
 
 	// Notices are an extension: not with --plain.
 	r := runOnce(t, clientBin, timeout, "--plain", "--join-notices", "-u", "x")
-	if r.code != 1 || !strings.HasPrefix(r.stdout, "Client\n") || !strings.Contains(r.stderr, "--plain") {
+	if r.code != 1 || !strings.HasPrefix(r.stdout, "gochat is a terminal chat client") || !strings.Contains(r.stderr, "--plain") {
 		t.Fatalf("--plain --join-notices: status %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 }

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestHelp checks that -h says what the client is first, then lists every
+// flag, aligned, with its default (issue 23 item 20).
+func TestHelp(t *testing.T) {
+	var out, errs bytes.Buffer
+	if code := run([]string{"-h"}, os.Stdin, &out, &errs); code != 0 {
+		t.Fatalf("-h: exit %d, stderr %q", code, errs.String())
+	}
+	text := out.String()
+	if !strings.HasPrefix(text, "gochat is a terminal chat client") {
+		t.Errorf("the help does not open with what the program is:\n%s", text)
+	}
+	if err := clientHelp.CheckText(text); err != nil {
+		t.Errorf("%v:\n%s", err, text)
+	}
+	for _, want := range []string{
+		"\n  -u, --user=NAME             The username to join as (required)\n",
+		"\n  -p, --port=PORT             The server port, defaults to 15000\n",
+		"\n      --max-file-size=SIZE    Largest file sent (bytes, or with K/M/G),\n                              defaults to 1G\n",
+		"\nType help once connected to see the commands.\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the help lacks %q:\n%s", want, text)
+		}
+	}
+}

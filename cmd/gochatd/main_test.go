@@ -1,0 +1,34 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestHelp checks that -h says what the server is first, then lists every
+// flag, aligned, with its default (issue 23 item 20).
+func TestHelp(t *testing.T) {
+	var out, errs bytes.Buffer
+	if code := run([]string{"-h"}, &out, &errs); code != 0 {
+		t.Fatalf("-h: exit %d, stderr %q", code, errs.String())
+	}
+	text := out.String()
+	if !strings.HasPrefix(text, "gochatd is a chat server") {
+		t.Errorf("the help does not open with what the program is:\n%s", text)
+	}
+	if err := serverHelp.CheckText(text); err != nil {
+		t.Errorf("%v:\n%s", err, text)
+	}
+	for _, want := range []string{
+		"\n  -p, --port=PORT             The server port (0: any free port), defaults to\n",
+		"\n      --max-file-size=SIZE    Largest file relayed (bytes, or with K/M/G),\n                              defaults to 1G\n",
+		"\n      --http-hosts=PATTERN    Host names or addresses a WebSocket upgrade's\n",
+		"\n      --metrics-token-file=FILE\n",
+		"\n      --cluster-name=NAME     The cluster's name (its NATS buckets and\n                              subjects), defaults to gochat\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the help lacks %q:\n%s", want, text)
+		}
+	}
+}
