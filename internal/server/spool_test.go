@@ -180,7 +180,9 @@ func TestSpoolOnDisk(t *testing.T) {
 	waitUntil(t, "the file is spooled on disk", func() bool {
 		s.spoolMu.Lock()
 		defer s.spoolMu.Unlock()
-		return s.spoolDisk == int64(len(content))
+		// Registered only once its file is made (and removed): the
+		// space is counted before.
+		return s.spoolDisk == int64(len(content)) && len(s.spools) == 1
 	})
 	if removeWhileOpen {
 		if names := spoolDirEntries(t, dir); len(names) != 0 {
