@@ -6,25 +6,35 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/gochat/chat/internal/testbin"
 )
 
 // errorColor is the page's --error colour, as getComputedStyle gives it.
 const errorColor = "rgb(179, 38, 30)"
 
+// annAndTerm starts a server with a terminal user, term, who saves files
+// into dir, and a tab joined as ann with term ticked.
+func annAndTerm(t *testing.T) (srv *chatServer, term *testbin.Proc, dir string, ann *tab) {
+	t.Helper()
+	needBrowser(t)
+	srv = startServer(t)
+	b := newBrowser(t)
+	dir = t.TempDir()
+	term = srv.terminal(t, "term", dir)
+	srv.Out.WaitLine(t, "join: term", timeout)
+	ann = openTab(t, b, srv.pageURL)
+	ann.join("ann")
+	ann.joined("ann")
+	ann.tick("term")
+	return srv, term, dir, ann
+}
+
 // TestBrowserSpacedFileName (issue 23, item 1): a file whose name has a
 // space is sent under the protocol's name, but the page names it as the
 // user picked it from start to end.
 func TestBrowserSpacedFileName(t *testing.T) {
-	needBrowser(t)
-	srv := startServer(t)
-	b := newBrowser(t)
-	dir := t.TempDir()
-	term := srv.terminal(t, "term", dir)
-	srv.Out.WaitLine(t, "join: term", timeout)
-	ann := openTab(t, b, srv.pageURL)
-	ann.join("ann")
-	ann.joined("ann")
-	ann.tick("term")
+	_, term, dir, ann := annAndTerm(t)
 	path := writeFile(t, t.TempDir(), "web notes.txt", []byte("eighteen bytes...\n"))
 	ann.run(chromedp.SetUploadFiles(chromedp.ID("file"), []string{path}))
 	term.Out.WaitLine(t, "file: ann: web_notes.txt", timeout)
@@ -40,16 +50,7 @@ func TestBrowserSpacedFileName(t *testing.T) {
 // TestBrowserQueuedMessage (issue 23, item 2): a message typed while a
 // file is being sent waits behind it, and looks so until it has gone.
 func TestBrowserQueuedMessage(t *testing.T) {
-	needBrowser(t)
-	srv := startServer(t)
-	b := newBrowser(t)
-	dir := t.TempDir()
-	term := srv.terminal(t, "term", dir)
-	srv.Out.WaitLine(t, "join: term", timeout)
-	ann := openTab(t, b, srv.pageURL)
-	ann.join("ann")
-	ann.joined("ann")
-	ann.tick("term")
+	_, term, _, ann := annAndTerm(t)
 	// The drop and the message happen in one evaluation: the page's
 	// script cannot send 16 MiB in the middle of it, so the message is
 	// certainly typed during the upload.
@@ -109,16 +110,7 @@ func offlineControls(t *testing.T, tb *tab, when string) {
 // server stops, the controls agree that the session is over; leaving is
 // not an error; Join again keeps the conversation.
 func TestBrowserOfflineState(t *testing.T) {
-	needBrowser(t)
-	srv := startServer(t)
-	b := newBrowser(t)
-	dir := t.TempDir()
-	term := srv.terminal(t, "term", dir)
-	srv.Out.WaitLine(t, "join: term", timeout)
-	ann := openTab(t, b, srv.pageURL)
-	ann.join("ann")
-	ann.joined("ann")
-	ann.tick("term")
+	srv, term, _, ann := annAndTerm(t)
 	ann.say("before leaving")
 	term.Out.WaitLine(t, "msg: ann: before leaving", timeout)
 
