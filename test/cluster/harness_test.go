@@ -143,7 +143,28 @@ func startClusterEach(t testing.TB, bin string, k int, each func(i int) []string
 	for _, n := range nodes {
 		n.waitReady(t)
 	}
+	waitFormed(t, nodes)
 	return nodes
+}
+
+// waitFormed waits until every node has heard every other. A node takes
+// users once it is part of the cluster, and may hear a peer a heartbeat
+// after that (a peer is heard once its lease is seen): until then the
+// peer's users are not online for it, and a test that sends to them at
+// once fails by timing (TestListensOnlyOnItsPorts, CI).
+func waitFormed(t testing.TB, nodes []*node) {
+	t.Helper()
+	for _, n := range nodes {
+		for _, o := range nodes {
+			if o == n {
+				continue
+			}
+			peer := "peer=" + o.name + " "
+			n.Errs.Wait(t, n.name+" hearing "+o.name, 1, 60*time.Second, func(s string) bool {
+				return strings.Contains(s, `msg="node heard"`) && strings.Contains(s+" ", peer) && strings.Contains(s, "state=up")
+			})
+		}
+	}
 }
 
 // writeSecret writes a fresh cluster secret into dir, readable by its
