@@ -301,14 +301,7 @@ func runClientFiles(ctx context.Context, t *target, bin, src, dir string, size i
 	if err != nil {
 		return res, err
 	}
-	last := t0
-	for _, d := range doneAt {
-		if d.After(last) {
-			last = d
-		}
-	}
-	res.Secs = last.Sub(t0).Seconds()
-	res.MBps = float64(size) / res.Secs / 1e6
+	res.Secs, res.MBps = transferRate(t0, doneAt, size)
 	for k, name := range rnames {
 		saved := filepath.Join(dir, name, name+"_"+filepath.Base(src))
 		if st, err := os.Stat(saved); err != nil || st.Size() != size {

@@ -270,14 +270,7 @@ func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate, 
 	if err := <-sendErr; err != nil {
 		return res, err
 	}
-	last := t0
-	for _, d := range doneAt {
-		if d.After(last) {
-			last = d
-		}
-	}
-	res.Secs = last.Sub(t0).Seconds()
-	res.MBps = float64(size) / res.Secs / 1e6
+	res.Secs, res.MBps = transferRate(t0, doneAt, size)
 	// Chat messages queued behind the file arrive after it; wait for them.
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		mu.Lock()
@@ -420,4 +413,17 @@ func (t *throttled) Read(p []byte) (int, error) {
 	t.total += n
 	time.Sleep(time.Until(t.start.Add(time.Duration(float64(t.total) / float64(t.rate) * float64(time.Second)))))
 	return n, err
+}
+
+// transferRate returns the seconds from t0 until the last of the
+// recipients' ends, and the MB/s that makes for size bytes.
+func transferRate(t0 time.Time, ends []time.Time, size int64) (secs, mbps float64) {
+	last := t0
+	for _, d := range ends {
+		if d.After(last) {
+			last = d
+		}
+	}
+	secs = last.Sub(t0).Seconds()
+	return secs, float64(size) / secs / 1e6
 }
