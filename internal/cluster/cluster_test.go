@@ -585,3 +585,44 @@ func TestSweeperRemovesOwnOrphans(t *testing.T) {
 		t.Fatalf("the record of a join under way was removed: %v", err)
 	}
 }
+
+// TestLeaseCountsAsHeard: a node whose lease reaches the registry is
+// heard at once, without waiting for a heartbeat (one sent before its
+// lease was seen is ignored, and the next may come after a user of this
+// node has already sent to it: CI's TestPartition, where a node back
+// from a partition had never heard the others and told a user that a
+// user on another node did not exist).
+func TestLeaseCountsAsHeard(t *testing.T) {
+	n := testCluster(t, 1, 10)[0]
+	l := n.hub.live
+	heard := make(chan struct{}, 1)
+	l.mu.Lock()
+	l.testHookHeard = func() {
+		select {
+		case heard <- struct{}{}:
+		default:
+		}
+	}
+	l.mu.Unlock()
+	const peer, inc = "quiet", uint64(0x77)
+	if l.alive(peer, inc) {
+		t.Fatal("a node never heard of is alive")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := n.hub.reg.nodes.Put(ctx, nodeKey(peer), leaseEntry{inc: inc, addr: "127.0.0.1:1"}.value()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(10 * time.Second)
+	for !l.alive(peer, inc) {
+		select {
+		case <-heard:
+		case <-deadline:
+			t.Fatal("a node whose lease was written is not heard without a heartbeat")
+		}
+	}
+	// Another incarnation is not the one heard.
+	if l.alive(peer, inc+1) {
+		t.Error("an incarnation that holds no lease is alive")
+	}
+}

@@ -77,9 +77,11 @@ func newHub(n *Node, reg *registry) *Hub {
 			}
 		}
 	}
-	reg.onNode = func(node string, gone bool) {
+	reg.onNode = func(node string, l leaseEntry, gone bool) {
 		if gone {
 			h.live.forget(node)
+		} else {
+			h.live.leaseRenewed(node, l)
 		}
 		h.changed()
 		h.live.sweepSoon()

@@ -83,11 +83,39 @@ func (l *liveness) heard(m *nats.Msg) {
 	node, left := f[2], f[1] == stateLeaving
 	if node != l.h.n.cfg.Node && !l.h.reg.leased(node, inc) {
 		// Not a node of the cluster (or not yet: its lease reaches
-		// this node's cache within milliseconds, and it announces
-		// itself again in heartbeatEvery).
+		// this node's cache within milliseconds, and counts as
+		// hearing it then: leaseRenewed).
 		l.h.n.ignored.note(l.h.n.log, "heartbeat", node)
 		return
 	}
+	l.mark(node, inc, left, f[1])
+}
+
+// leaseRenewed counts a lease written within heartbeatTimeout as hearing
+// its node: the node writes it itself, every renewEvery, and it may reach
+// this node before the node's first heartbeat that can be taken (one sent
+// before the lease was seen here is ignored, and the next comes
+// heartbeatEvery later). Until a peer is heard its users are not online
+// here: a user who joined this node the moment it came back from a
+// partition, having never heard that peer, was told "non-existent user"
+// for a user on it (TestPartition, CI, 2026-12-07). It is called with the
+// registry's lock held.
+func (l *liveness) leaseRenewed(node string, e leaseEntry) {
+	if node == l.h.n.cfg.Node || time.Since(e.created) > heartbeatTimeout {
+		return
+	}
+	l.mu.RLock()
+	st, ok := l.nodes[node]
+	fresh := ok && st.inc == e.inc && (st.left || !st.silent && time.Since(st.seen) < heartbeatEvery)
+	l.mu.RUnlock()
+	if fresh {
+		return // heard already (or said it is leaving: its lease is about to go)
+	}
+	l.mark(node, e.inc, false, stateUp)
+}
+
+// mark records that node, in incarnation inc, was heard in state.
+func (l *liveness) mark(node string, inc uint64, left bool, state string) {
 	l.mu.Lock()
 	st, ok := l.nodes[node]
 	if !ok {
@@ -111,7 +139,7 @@ func (l *liveness) heard(m *nats.Msg) {
 			hook()
 		}
 		if node != l.h.n.cfg.Node {
-			l.h.n.log.Info("node heard", "peer", node, "state", f[1])
+			l.h.n.log.Info("node heard", "peer", node, "state", state)
 		}
 	}
 }

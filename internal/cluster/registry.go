@@ -150,7 +150,7 @@ type registry struct {
 	leases    map[string]leaseEntry                        // by node; guarded by mu
 	nodeNames map[string]string                            // one copy of each node name the records hold; guarded by mu
 	onUser    func(name string, u userEntry, present bool) // called under mu when a user's record changes (u: the old record when gone)
-	onNode    func(node string, gone bool)                 // called under mu when a lease changes
+	onNode    func(node string, l leaseEntry, gone bool)   // called under mu when a lease changes
 
 	namesRev uint64 // revision of the last names entry the watch applied; guarded by mu
 
@@ -443,7 +443,7 @@ func (r *registry) applyLease(e jetstream.KeyValueEntry) {
 		if old, ok := r.leases[node]; ok && old.rev <= e.Revision() {
 			delete(r.leases, node)
 			if r.onNode != nil {
-				r.onNode(node, true)
+				r.onNode(node, old, true)
 			}
 		}
 		return
@@ -459,7 +459,7 @@ func (r *registry) applyLease(e jetstream.KeyValueEntry) {
 	}
 	r.leases[node] = l
 	if r.onNode != nil {
-		r.onNode(node, false)
+		r.onNode(node, l, false)
 	}
 }
 

@@ -169,7 +169,7 @@ func (r *registry) expireStaleLeases() {
 		if l.rev == 0 && time.Since(l.created) > leaseTTL {
 			delete(r.leases, node)
 			if r.onNode != nil {
-				r.onNode(node, true)
+				r.onNode(node, l, true)
 			}
 		}
 	}
