@@ -268,6 +268,66 @@ func TestUploadCancel(t *testing.T) {
 	s.expectQuitting(t, "")
 }
 
+// A file that shrinks while it is sent: the chunk whose bytes the file no
+// longer has is filled with zeros (its header, with the length, went
+// first: sendfile sends the bytes after it), so the stream stays in step,
+// and the upload is aborted with a message; the session goes on.
+func TestUploadFileShrinks(t *testing.T) {
+	path := make(chan string, 1)
+	aborted := make(chan struct{})
+	addr := fakeUploadServer(t, func(nc net.Conn, r *protocol.Reader) {
+		p := expectFrame(t, r, protocol.FileBegin)
+		id, _, _, _, err := protocol.ParseUploadBegin(p)
+		if err != nil {
+			t.Errorf("file_begin %q: %v", p, err)
+		}
+		if err := os.Truncate(<-path, 100<<10); err != nil {
+			t.Error(err)
+		}
+		nc.Write(protocol.AppendFileReady(nil, id, 1<<20, []string{"bob"}))
+		var data []byte
+		for {
+			h, err := r.ReadHeader()
+			if err != nil {
+				t.Errorf("read: %v", err)
+				return
+			}
+			p, _ := r.ReadPayload(nil)
+			if h.Type == protocol.FileAbort {
+				if gid, _ := protocol.ParseFileID(p); gid != id {
+					t.Errorf("file_abort %q", p)
+				}
+				break
+			}
+			cid, chunk, err := protocol.ParseChunk(p)
+			if h.Type != protocol.FileChunk || err != nil || cid != id {
+				t.Errorf("got %s %v, want file_chunk", h.Name, err)
+				return
+			}
+			data = append(data, chunk...)
+		}
+		if len(data) > uploadChunk {
+			t.Errorf("%d bytes sent after the file shrank to 100 KiB, want at most a chunk", len(data))
+		}
+		if len(data) > 100<<10 && slices.ContainsFunc(data[100<<10:], func(b byte) bool { return b != 0 }) {
+			t.Error("the bytes past the file's new end are not zeros")
+		}
+		close(aborted)
+		nc.Write(protocol.AppendFileResult(nil, id, nil))
+		if p := expectFrame(t, r, protocol.SendMessage); string(p) != "1 bob still here" {
+			t.Errorf("send_message %q", p)
+		}
+		expectFrame(t, r, protocol.Disconnect)
+	})
+	s, _ := startUploader(t, addr, true, 1<<20)
+	path <- filepath.Join(s.dir, "big.bin")
+	s.input(t, "file 1 bob "+filepath.Join(s.dir, "big.bin"))
+	waitClosed(t, aborted, s)
+	waitFor(t, s.stderr, "client: cannot read big.bin after 0 B of 1.0 MiB (unexpected EOF); cancelled, nobody got it\n")
+	s.input(t, "msg 1 bob still here", "quit")
+	s.expectQuitting(t, "")
+}
+
 // Quitting (Ctrl-C, a signal, end of input) mid-upload cancels the file
 // first, even with a server that has stopped acknowledging.
 func TestUploadQuitCancels(t *testing.T) {
