@@ -73,10 +73,17 @@ type Hooks struct {
 	// bytes moved so far and the total. It is called at most every
 	// 100 ms and once at the end (done true).
 	Progress func(id uint64, dir, name string, done, total int64, finished bool)
-	// Users reports names seen (from a list, or as a message's sender).
+	// Users reports names seen (from a list, as a message's sender, in
+	// the names online at join or a join notice). With it, the client
+	// asks the server for the online and presence extensions, whose
+	// frames it reports here and to Left without printing them (unless
+	// Config.Presence asks for the notices).
 	Users func(names []string)
+	// Left reports a user who left (a leave notice).
+	Left func(name string)
 	// Joined reports that the join stands: no refusal came within the
-	// join grace.
+	// join grace, or the server said who is online (the online frame,
+	// which it sends only after a join).
 	Joined func()
 }
 
@@ -109,6 +116,7 @@ type client struct {
 
 	quitting atomic.Bool   // the session is ending at our request; the close is expected
 	ended    chan struct{} // closed when the receiver has stopped
+	stood    chan struct{} // closed by the receiver at the online frame, which says the join stood
 	severed  atomic.Bool   // a "disconnected:" line was printed
 	heard    atomic.Bool   // a frame has arrived from the server
 
@@ -159,6 +167,7 @@ type client struct {
 	chunked   bool // the server delivers large files in chunks
 	uploading bool // files are sent in chunks (file-upload)
 	notices   bool // the server sends not_online and presence
+	online    bool // the server says who is online at join
 }
 
 // lineWriter writes whole lines to w, one Write per line, so lines from
@@ -278,6 +287,7 @@ func newClient(cfg Config) *client {
 		out:       &lineWriter{w: cfg.Stdout},
 		log:       &lineWriter{w: cfg.Stderr},
 		ended:     make(chan struct{}),
+		stood:     make(chan struct{}),
 		replied:   make(chan struct{}, 1),
 		replyWait: replyWait,
 		helloWait: helloWait,
@@ -322,6 +332,7 @@ func (c *client) run(ctx context.Context) int {
 	c.chunked = slices.Contains(features, protocol.FeatureChunkedFile)
 	c.uploading = slices.Contains(features, protocol.FeatureFileUpload)
 	c.notices = slices.Contains(features, protocol.FeatureNotOnline) || slices.Contains(features, protocol.FeaturePresence)
+	c.online = slices.Contains(features, protocol.FeatureOnline)
 	c.nc = nc
 	defer nc.Close()
 	c.w = bufio.NewWriterSize(nc, 64<<10)
@@ -346,7 +357,9 @@ func (c *client) run(ctx context.Context) int {
 
 	// A successful join is silent, so give a refusal a moment to arrive
 	// before acting on input: a script that pipes commands into a refused
-	// client then sees only the refusal.
+	// client then sees only the refusal. The online frame comes only
+	// after a join that stood: with it, the wait ends at once, and Tab
+	// knows the names online as soon as the prompt shows.
 	grace := time.NewTimer(cfg.JoinGrace)
 	select {
 	case <-c.ended:
@@ -357,6 +370,8 @@ func (c *client) run(ctx context.Context) int {
 		grace.Stop()
 		c.markJoined(nil)
 		return c.quit()
+	case <-c.stood:
+		grace.Stop()
 	case <-grace.C:
 	}
 	c.markJoined(cfg.Hooks.Joined)

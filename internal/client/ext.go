@@ -60,11 +60,20 @@ const recvBufSize = 4 << 10
 // newConnReader returns the Reader of the connection nc.
 func newConnReader(nc net.Conn) *protocol.Reader { return protocol.NewReaderSize(nc, recvBufSize) }
 
-// features returns the extensions the client asks for.
+// features returns the extensions the client asks for. A front end that
+// completes names (a Users hook) gets the names online at join and the
+// joins and leaves after it: so Tab knows who is online before the user
+// has run list (issue 23 item 9), and the server prints nothing for it,
+// where a request_users_list would have printed a line. Piped, nothing
+// would use them, and a wave of scripted clients costs the server no
+// lists.
 func (c *client) features() []string {
 	f := []string{protocol.FeatureChunkedFile, protocol.FeatureFileUpload, protocol.FeatureNotOnline}
-	if c.cfg.Presence {
+	if c.cfg.Presence || c.cfg.Hooks.Users != nil {
 		f = append(f, protocol.FeaturePresence)
+	}
+	if c.cfg.Hooks.Users != nil {
+		f = append(f, protocol.FeatureOnline)
 	}
 	return f
 }

@@ -5,8 +5,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gochat/chat/internal/protocol"
 )
@@ -98,6 +100,75 @@ func TestAsksNoUsers(t *testing.T) {
 		expectFrame(t, r, protocol.Disconnect) // the first frame after the join
 	})
 	s := startClient(t, addr)
+	s.input(t, "quit")
+	if c := s.exit(t); c != ExitOK {
+		t.Errorf("exit %d", c)
+	}
+}
+
+// With a Users hook (a terminal's Tab completion), the client asks for
+// online and presence: it reports the names online at join, then joins
+// and leaves, to the hooks alone, printing nothing for them without
+// --join-notices (issue 23 item 9). The online frame says the join stood:
+// the join grace ends at once (the hint shows with the names known).
+func TestLearnsOnlineAtJoin(t *testing.T) {
+	asks := func(f []string) bool {
+		return slices.Contains(f, protocol.FeatureOnline) && slices.Contains(f, protocol.FeaturePresence)
+	}
+	addr := fakeGrantServer(t, asks, []string{protocol.FeatureOnline, protocol.FeaturePresence}, func(nc net.Conn, r *protocol.Reader) {
+		nc.Write(protocol.AppendOnline(nil, 3, []string{"bob", "carol", "me"}))
+		nc.Write(protocol.AppendPresence(nil, protocol.PresenceJoined, "dave"))
+		nc.Write(protocol.AppendPresence(nil, protocol.PresenceLeft, "carol"))
+		nc.Write(protocol.AppendOnline(nil, 150, nil)) // the count alone: no names
+		nc.Write(protocol.AppendMessage(nil, protocol.ForwardMessage, []string{"bob"}, []byte("hi")))
+		expectFrame(t, r, protocol.Disconnect)
+	})
+	events := make(chan string, 16)
+	s := startClientWith(t, addr, func(c *client) {
+		c.cfg.Extensions = true
+		c.cfg.JoinGrace = time.Hour // ended by the online frame, or the test times out
+		c.cfg.Hooks.Users = func(names []string) { events <- "users " + strings.Join(names, " ") }
+		c.cfg.Hooks.Left = func(name string) { events <- "left " + name }
+		c.cfg.Hooks.Joined = func() { events <- "joined" }
+	})
+	want := []string{"users bob carol me", "joined", "users dave", "left carol", "users bob"}
+	var got []string
+	for len(got) < len(want) {
+		select {
+		case e := <-events:
+			got = append(got, e)
+		case <-time.After(waitTimeout):
+			t.Fatalf("events %q, want %q", got, want)
+		}
+	}
+	// The hint may show before or after the notices that follow the
+	// online frame: they go different ways (the main loop, the receiver).
+	if i := slices.Index(got, "joined"); i < 1 || !slices.Equal(slices.Delete(slices.Clone(got), i, i+1), slices.Delete(slices.Clone(want), 1, 2)) {
+		t.Fatalf("events %q, want %q (the hint after the first)", got, want)
+	}
+	waitFor(t, s.stdout, "msg: bob: hi\n")
+	s.input(t, "quit")
+	if c := s.exit(t); c != ExitOK {
+		t.Errorf("exit %d", c)
+	}
+	if got, want := s.stdout.String(), "msg: bob: hi\nquitting\n"; got != want {
+		t.Errorf("stdout %q, want %q", got, want)
+	}
+	if e := s.stderr.String(); e != "" {
+		t.Errorf("stderr %q, want nothing", e)
+	}
+}
+
+// Piped (no Users hook), the client asks for neither online nor presence:
+// nothing would use them, and scripted clients cost the server no lists.
+func TestPipedAsksNoOnline(t *testing.T) {
+	asks := func(f []string) bool {
+		return slices.Equal(f, []string{protocol.FeatureChunkedFile, protocol.FeatureFileUpload, protocol.FeatureNotOnline})
+	}
+	addr := fakeGrantServer(t, asks, nil, func(nc net.Conn, r *protocol.Reader) {
+		expectFrame(t, r, protocol.Disconnect)
+	})
+	s := startClientWith(t, addr, func(c *client) { c.cfg.Extensions = true })
 	s.input(t, "quit")
 	if c := s.exit(t); c != ExitOK {
 		t.Errorf("exit %d", c)

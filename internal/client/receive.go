@@ -13,6 +13,7 @@ import (
 func (c *client) receive(r *protocol.Reader) {
 	defer close(c.ended)
 	defer c.settle()
+	stood := false // c.stood is closed
 	for {
 		h, err := r.ReadHeader()
 		if err != nil {
@@ -72,6 +73,14 @@ func (c *client) receive(r *protocol.Reader) {
 			if p, ok := c.payload(r, h); ok {
 				c.uploadFrame(h.Type, p)
 			}
+		case protocol.Online:
+			if !c.online {
+				c.log.printf("client: ignoring %s: online not negotiated", h.Name)
+				continue
+			}
+			if p, ok := c.payload(r, h); ok {
+				c.onlineFrame(p, &stood)
+			}
 		case protocol.NotOnline, protocol.Presence:
 			if !c.notices {
 				c.log.printf("client: ignoring %s: notices not negotiated", h.Name)
@@ -118,6 +127,25 @@ func (c *client) payload(r *protocol.Reader, h protocol.Header) ([]byte, bool) {
 	return p, true
 }
 
+// onlineFrame passes the names of an online frame (payload p) to the Users
+// hook, and says the join stood (c.stood; *stood once it is closed). The
+// frame's count alone (more users online than the server lists) gives no
+// name: Tab then completes those of lists, senders and join notices.
+func (c *client) onlineFrame(p []byte, stood *bool) {
+	_, names, err := protocol.ParseOnline(p)
+	if err != nil {
+		c.log.printf("client: ignoring malformed online: %v", err)
+		return
+	}
+	if names != nil {
+		c.seen(names)
+	}
+	if !*stood {
+		*stood = true
+		close(c.stood)
+	}
+}
+
 // seen passes the usernames of a list or a sender to the Users hook.
 func (c *client) seen(names []string) {
 	if c.cfg.Hooks.Users != nil {
@@ -145,6 +173,16 @@ func (c *client) notice(t protocol.Type, p []byte) {
 	switch event {
 	case protocol.PresenceJoined:
 		c.seen([]string{arg})
+	case protocol.PresenceLeft:
+		if c.cfg.Hooks.Left != nil {
+			c.cfg.Hooks.Left(arg)
+		}
+	}
+	if !c.cfg.Presence {
+		return // asked for the Users hook alone: nothing to show
+	}
+	switch event {
+	case protocol.PresenceJoined:
 		c.log.noticef("client: %s joined", arg)
 	case protocol.PresenceLeft:
 		c.log.noticef("client: %s left", arg)

@@ -15,6 +15,7 @@ func FuzzExtPayload(f *testing.F) {
 		"chunked-file file-upload", "7 bob big.bin 200000", "7 data", "7", "7 2 bob carol big.bin 1048576",
 		"3 1048576 2 bob carol", "3 1048576 0", "3 262144", "3 1 bob", "3 0", "2 nobody ghost",
 		"joined bob", "left bob", "paused 100", "resumed", "07 1 bob f 1", "1 5 1 a/b", "joined ..",
+		"2 alice bob", "0", "150", "0 ",
 	} {
 		f.Add([]byte(s))
 	}
@@ -80,6 +81,17 @@ func FuzzExtPayload(f *testing.F) {
 		if list, err := protocol.ParseNotOnline(data); err == nil {
 			names("ParseNotOnline", list, 1)
 			same("ParseNotOnline", protocol.NotOnline, protocol.AppendNotOnline(nil, list))
+		}
+		if n, list, err := protocol.ParseOnline(data); err == nil {
+			if list != nil {
+				names("ParseOnline", list, 0)
+				if n != len(list) {
+					t.Fatalf("ParseOnline(%q) = %d and %d names", data, n, len(list))
+				}
+			} else if n <= 0 {
+				t.Fatalf("ParseOnline(%q) = %d, no list", data, n)
+			}
+			same("ParseOnline", protocol.Online, protocol.AppendOnline(nil, n, list))
 		}
 		if event, arg, err := protocol.ParsePresence(data); err == nil {
 			if (event == protocol.PresenceJoined || event == protocol.PresenceLeft) && protocol.ValidUsername(arg) != nil {

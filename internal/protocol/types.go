@@ -34,6 +34,7 @@ const (
 	FileResult
 	NotOnline
 	Presence
+	Online
 	// NumTypes is the number of types, Unknown included.
 	NumTypes
 )
@@ -61,6 +62,7 @@ var typeNames = [NumTypes]string{
 	FileResult:             "file_result",
 	NotOnline:              "not_online",
 	Presence:               "presence",
+	Online:                 "online",
 }
 
 // String returns the type's name as it appears on the wire.
@@ -206,6 +208,8 @@ func (l Limits) MaxPayload(d Direction, t Type) int64 {
 		return MaxListBytes
 	case Presence:
 		return maxPresence
+	case Online:
+		return MaxListBytes
 	}
 	return -1
 }

@@ -21,6 +21,11 @@ const (
 	// client as users join and leave (presence), while few enough are
 	// online.
 	FeaturePresence = "presence"
+	// FeatureOnline is the feature under which the server tells a client,
+	// right after its join, who is online (online), so that a terminal
+	// can complete their names without a request_users_list, which would
+	// show on the server's stdout (issue 23 item 9).
+	FeatureOnline = "online"
 )
 
 const (
@@ -217,6 +222,39 @@ func ParsePresence(p []byte) (event, arg string, err error) {
 		return "", "", err
 	}
 	return event, arg, nil
+}
+
+// AppendOnline appends an online frame: `<N> <user1> ... <userN>`, or
+// `<N>` alone when names is nil (N users are online, too many to list).
+// A names that is not nil must hold n names.
+func AppendOnline(dst []byte, n int, names []string) []byte {
+	if names == nil {
+		var num [20]byte
+		ns := strconv.AppendInt(num[:0], int64(n), 10)
+		dst = AppendHeader(dst, Online, int64(len(ns)))
+		return append(dst, ns...)
+	}
+	dst = AppendHeader(dst, Online, int64(listLen(names)))
+	return appendList(dst, names)
+}
+
+// ParseOnline decodes an online payload: the number of users online, and
+// their names (at most 1024), or nil names when the payload is the number
+// alone (more than the server lists).
+func ParseOnline(p []byte) (n int, names []string, err error) {
+	if field, _, more := cutField(p); !more {
+		if n, err = ParseCount(field, 0, 1<<30); err != nil {
+			return 0, nil, err
+		}
+		if n == 0 {
+			return 0, []string{}, nil // nobody: the empty list
+		}
+		return n, nil, nil
+	}
+	if names, err = parseTailList(p); err != nil {
+		return 0, nil, err
+	}
+	return len(names), names, nil
 }
 
 // parseTailList decodes `<N> <user1> ... <userN>` that ends the payload,

@@ -58,6 +58,25 @@ func TestUploadFramesRoundTrip(t *testing.T) {
 		t.Fatalf("ParseNotOnline(%q) = %q %v", p, got, err)
 	}
 
+	for _, tc := range []struct {
+		n       int
+		names   []string
+		payload string
+	}{
+		{2, []string{"alice", "日本"}, "2 alice 日本"},
+		{0, []string{}, "0"},
+		{150, nil, "150"}, // too many to list: the count alone
+	} {
+		p := payloadOf(t, protocol.AppendOnline(nil, tc.n, tc.names), protocol.Online)
+		if string(p) != tc.payload {
+			t.Fatalf("online payload %q, want %q", p, tc.payload)
+		}
+		n, names, err := protocol.ParseOnline(p)
+		if err != nil || n != tc.n || (names == nil) != (tc.names == nil) || !slices.Equal(names, tc.names) {
+			t.Fatalf("ParseOnline(%q) = %d %q %v", p, n, names, err)
+		}
+	}
+
 	for _, ev := range [][2]string{{"joined", "bob"}, {"left", "日本"}, {"paused", "100"}, {"resumed", ""}} {
 		p := payloadOf(t, protocol.AppendPresence(nil, ev[0], ev[1]), protocol.Presence)
 		if e, a, err := protocol.ParsePresence(p); err != nil || e != ev[0] || a != ev[1] {
@@ -91,6 +110,9 @@ func TestUploadFramesMalformed(t *testing.T) {
 		{"not_online", func(p []byte) error { _, err := protocol.ParseNotOnline(p); return err }, []string{
 			"", "0", "1", "1 a b", "2 a", "1 .", many,
 		}},
+		{"online", func(p []byte) error { _, _, err := protocol.ParseOnline(p); return err }, []string{
+			"", " ", "x", "01", "-1", "0 ", "0 a", "1 ", "1 a b", "2 a", "1 .", "1 a/b", "1 " + long, many, "1073741825",
+		}},
 		{"presence", func(p []byte) error { _, _, err := protocol.ParsePresence(p); return err }, []string{
 			"", "joined", "joined ", "joined a b", "left ..", "paused", "paused x", "resumed x", "hello bob", "joined " + long,
 		}},
@@ -118,6 +140,7 @@ func TestUploadLimitsTight(t *testing.T) {
 		{protocol.ToClient, protocol.AppendFileAck(nil, maxID, 1<<62)},
 		{protocol.ToClient, protocol.AppendFileResult(nil, maxID, names)},
 		{protocol.ToClient, protocol.AppendNotOnline(nil, names)},
+		{protocol.ToClient, protocol.AppendOnline(nil, len(names), names)},
 		{protocol.ToServer, append(protocol.ChunkHeader(nil, maxID, protocol.MaxUploadChunk), bytes.Repeat([]byte{1}, protocol.MaxUploadChunk)...)},
 	} {
 		h, _ := fzDecodeOne(t, tc.frame)

@@ -203,3 +203,34 @@ func BenchmarkHubLookup(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkOnlineAtJoin times what the online extension adds to a join in
+// a join storm, when the list is longest (onlineLimit users with the
+// newcomer): each op is a join to a hub of 99 users and a leave, which
+// leave the hub's sorted list stale, with (list=true) the sorted list and
+// the online frame made from it, as the server makes them for a client
+// that asked for online.
+func BenchmarkOnlineAtJoin(b *testing.B) {
+	for _, list := range []bool{false, true} {
+		b.Run("list="+strconv.FormatBool(list), func(b *testing.B) {
+			h := server.NewLocalHub()
+			for i := range 99 {
+				if err := h.Join(&nopPeer{name: "user" + strconv.Itoa(i)}, 1<<16); err != nil {
+					b.Fatal(err)
+				}
+			}
+			p := &nopPeer{name: "newcomer"}
+			var frame []byte
+			for b.Loop() {
+				if err := h.Join(p, 1<<16); err != nil {
+					b.Fatal(err)
+				}
+				if list && h.Len() <= 100 {
+					names := h.Users()
+					frame = protocol.AppendOnline(frame[:0], len(names), names)
+				}
+				h.Leave(p)
+			}
+		})
+	}
+}

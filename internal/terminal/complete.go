@@ -17,10 +17,12 @@ var commands = []string{"file", "help", "list", "msg", "quit"}
 const maxListed = 60
 
 // completer completes the word before the cursor on Tab: a command word
-// first; then, after msg and file, usernames (from every list received and
-// every sender seen); then, for file, a path; and usernames again in a
+// first; then, after msg and file, usernames (those online at join, and
+// from every list received, every sender seen and every join notice, less
+// those who left since); then, for file, a path; and usernames again in a
 // message's text.
 type completer struct {
+	self  string // the user's own name, always offered
 	mu    sync.Mutex
 	names map[string]bool // guarded by mu
 
@@ -38,6 +40,7 @@ type completer struct {
 // newCompleter returns a completer that knows the username self.
 func newCompleter(self string) *completer {
 	return &completer{
+		self:    self,
 		names:   map[string]bool{self: true},
 		readDir: os.ReadDir,
 		isDir: func(path string) bool {
@@ -54,6 +57,18 @@ func (c *completer) addNames(names []string) {
 	for _, n := range names {
 		c.names[n] = true
 	}
+}
+
+// dropName forgets a user who left (client.Hooks.Left): Tab no longer
+// offers a name that would only earn a not-online notice. The user's own
+// name stays.
+func (c *completer) dropName(name string) {
+	if name == c.self {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.names, name)
 }
 
 // sortedNames returns the usernames known, sorted.

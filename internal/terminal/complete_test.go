@@ -87,6 +87,28 @@ func TestComplete(t *testing.T) {
 	}
 }
 
+// A user who left (a leave notice, client.Hooks.Left) is no longer
+// offered; one's own name always is.
+func TestCompleteDropsWhoLeft(t *testing.T) {
+	c := newCompleter("alice")
+	c.addNames([]string{"alice", "bob", "bobby"})
+	c.dropName("bobby")
+	c.dropName("alice")
+	c.dropName("ghost") // never seen: nothing to do
+	for _, tc := range []struct{ line, want string }{
+		{"msg 1 b", "msg 1 bob "},
+		{"msg 1 a", "msg 1 alice "},
+	} {
+		if res, ok := c.complete(tc.line, len(tc.line)); !ok || res.line != tc.want {
+			t.Errorf("%q: got %q (%v), want %q", tc.line, res.line, ok, tc.want)
+		}
+	}
+	c.addNames([]string{"bobby"}) // back
+	if res, ok := c.complete("msg 1 bobb", 10); !ok || res.line != "msg 1 bobby " {
+		t.Errorf("bobby back: got %q (%v)", res.line, ok)
+	}
+}
+
 func TestCompletePathsInWorkingDirectory(t *testing.T) {
 	c := newCompleter("alice")
 	c.readDir = func(dir string) ([]os.DirEntry, error) {

@@ -314,7 +314,7 @@ func (t *Terminal) Stderr() io.Writer {
 // Hooks returns the session hooks that feed the progress bars and the
 // username completion.
 func (t *Terminal) Hooks() client.Hooks {
-	return client.Hooks{Progress: t.scr.progress, Users: t.comp.addNames, Joined: t.joined}
+	return client.Hooks{Progress: t.scr.progress, Users: t.comp.addNames, Left: t.comp.dropName, Joined: t.joined}
 }
 
 // Close takes the prompt and the bars off the screen and gives the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -126,4 +127,29 @@ func TestPresenceAcrossNodes(t *testing.T) {
 	watcher.expect(protocol.Presence, "joined bob")
 	bob.write(protocol.AppendJoin(nil, protocol.Disconnect, "bob"))
 	watcher.expect(protocol.Presence, "left bob")
+}
+
+// The online extension covers the whole cluster: a user who asked for it
+// is told, right after its join, of the users of every node (the hub's
+// list, as response_users_list gives it), and presence keeps that current
+// (issue 23 item 9). The node prints only the join.
+func TestOnlineAcrossNodes(t *testing.T) {
+	t.Parallel()
+	nodes := startCluster(t, 3)
+	join(t, nodes[1], "bob")
+	join(t, nodes[2], "carol")
+	waitUsers(t, nodes, 2) // every node knows both
+	alice := dial(t, nodes[0], "alice")
+	alice.write(protocol.AppendExtHello(nil, []string{protocol.FeatureOnline, protocol.FeaturePresence}))
+	alice.expect(protocol.ExtHello, "online presence")
+	alice.write(protocol.AppendJoin(nil, protocol.Join, "alice"))
+	nodes[0].Out.WaitLine(t, "join: alice", timeout)
+	alice.expect(protocol.Online, usersList("alice", "bob", "carol"))
+	dave := join(t, nodes[1], "dave")
+	alice.expect(protocol.Presence, "joined dave")
+	dave.write(protocol.AppendJoin(nil, protocol.Disconnect, "dave"))
+	alice.expect(protocol.Presence, "left dave")
+	if out := nodes[0].Out.Snapshot(); !slices.Equal(out, []string{"join: alice"}) {
+		t.Fatalf("%s's stdout %q, want the join alone", nodes[0].name, out)
+	}
 }

@@ -112,3 +112,32 @@ func TestClientJoinNotices(t *testing.T) {
 		t.Fatalf("--plain --join-notices: status %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 }
+
+// The online extension with the real server (issue 23 item 9): a client
+// that asked for it is told who is online right after its join; the
+// server's stdout shows the joins alone (waitLine is strict: a
+// request_users_list line would fail it); clients that did not ask, a
+// contract client among them, get not a byte of it: the first frame each
+// reads is the answer to its own list.
+func TestOnlineOnlyForThoseWhoAsk(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	bob := rawJoin(t, srv, "bob")
+	alice := dialRaw(t, srv.port, "alice")
+	alice.write(t, fr("ext_hello", "online presence"))
+	alice.expectFrame(t, "ext_hello", "online presence")
+	alice.write(t, fr("join", "alice"))
+	srv.out.waitLine(t, "join: alice", timeout)
+	alice.expectFrame(t, "online", "2 alice bob")
+	carol := dialRaw(t, srv.port, "carol") // extensions, but not online
+	carol.write(t, fr("ext_hello", "chunked-file not-online"))
+	carol.expectFrame(t, "ext_hello", "chunked-file not-online")
+	carol.write(t, fr("join", "carol"))
+	srv.out.waitLine(t, "join: carol", timeout)
+	alice.expectFrame(t, "presence", "joined carol")
+	for _, rc := range []*rawConn{bob, carol} {
+		rc.write(t, fr("request_users_list", ""))
+		srv.out.waitLine(t, "request_users_list: "+rc.label, timeout)
+		rc.expectFrame(t, "response_users_list", "3 alice bob carol")
+	}
+}

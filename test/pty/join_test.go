@@ -10,6 +10,32 @@ import (
 	"github.com/gochat/chat/internal/terminal/termtest"
 )
 
+// Right after joining, before the user has run list, Tab completes the
+// names of those online (issue 23 item 9). The client learns them from the
+// online extension: the server prints only the joins (no
+// request_users_list: alice), the client prints no list: line nor any
+// notice, and bob, a contract client, gets not a byte of it: the first
+// frame he reads is alice's message.
+func TestTabCompletesNamesOnlineAtJoin(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	bob := dialJoin(t, srv, "bob")
+	alice := startPTY(t, env(term, ""), args(srv.port, "alice")...)
+	alice.waitInput("alice", "")
+	alice.typeKeys("msg 1 b\t")
+	v := alice.waitInput("alice", "msg 1 bob ")
+	if i := slices.IndexFunc(v.Transcript, func(l string) bool { return !isHint(l) && l != "" && !strings.HasPrefix(l, "alice>") }); i >= 0 {
+		t.Fatalf("row %q besides the hint:\n%s", v.Transcript[i], alice.scr)
+	}
+	alice.typeKeys("hi" + enter)
+	bob.expectFrame("forward_message", "1 alice hi")
+	srv.out.waitFor(t, "server stdout", "msg: alice\n")
+	if got, want := string(srv.out.bytes()), "join: bob\njoin: alice\nmsg: alice\n"; got != want {
+		t.Fatalf("server stdout %q, want %q", got, want)
+	}
+	quit(t, srv, alice)
+}
+
 // With --join-notices, a join that arrives as the client joins is shown
 // below the hint, never above it (issue 23 item 8).
 func TestJoinNoticeAfterHint(t *testing.T) {
