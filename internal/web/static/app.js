@@ -183,11 +183,26 @@
     }
 
     onOpen() {
-      if (this.extensions) this.send(frame('ext_hello', 'chunked-file presence not-online'));
+      if (this.extensions) {
+        // The server answers a join that stands with the names online
+        // (online): the page asks for no list, which would print a
+        // request_users_list line on the server's stdout for a command
+        // nobody typed.
+        this.send(frame('ext_hello', 'chunked-file presence not-online online'));
+        this.send(frame('join', this.name));
+        return;
+      }
       this.send(frame('join', this.name));
       // The join is silent when it succeeds: the answer to this request
       // is what shows it did.
       this.requestList();
+    }
+
+    // joinStood shows the chat once the join is known to have stood.
+    joinStood() {
+      if (this.joined) return;
+      this.joined = true;
+      showChat();
     }
 
     requestList() {
@@ -211,7 +226,22 @@
         case 'ext_hello':
           this.helloAnswered = true;
           this.presence = dec.decode(p).split(' ').includes('presence');
+          // A server without online: the answer to a list shows the
+          // join stood, as with no extensions.
+          if (!dec.decode(p).split(' ').includes('online')) this.requestList();
           break;
+        case 'online': {
+          const f = dec.decode(p).split(' ');
+          const names = f.slice(1).filter((n) => n !== '');
+          this.joinStood();
+          if (names.length === Number(f[0])) {
+            this.users = names;
+            renderUsers();
+          } else {
+            this.requestList(); // too many to list: the server sent the number alone
+          }
+          break;
+        }
         case 'presence': {
           const [event, arg] = dec.decode(p).split(' ');
           if (event === 'joined' && arg && !this.users.includes(arg)) {
@@ -238,10 +268,7 @@
           this.listPending = false;
           const f = dec.decode(p).split(' ');
           this.users = f.slice(1).filter((n) => n !== '');
-          if (!this.joined) {
-            this.joined = true;
-            showChat();
-          }
+          this.joinStood();
           renderUsers();
           break;
         }
@@ -688,7 +715,7 @@
     if (session && session.joined && !session.over && !session.presence && document.visibilityState === 'visible') session.requestList();
   }, LIST_EVERY_MS);
   document.addEventListener('visibilitychange', () => {
-    if (session && session.joined && !session.over && document.visibilityState === 'visible') session.requestList();
+    if (session && session.joined && !session.over && !session.presence && document.visibilityState === 'visible') session.requestList();
   });
 
   fetch('config.json').then((r) => r.json()).then((c) => {

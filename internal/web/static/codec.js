@@ -241,7 +241,7 @@ globalThis.chatCodec = (() => {
   const KNOWN_TYPES = new Set([
     'ext_hello', 'response_users_list', 'forward_message', 'file_begin', 'file_chunk', 'file_end',
     'file_abort', 'err_unknown_message', 'err_server_full', 'err_username_unavailable', 'presence',
-    'not_online',
+    'not_online', 'online',
   ]);
 
   // splitFields splits the first n space-separated fields off p (bytes);
