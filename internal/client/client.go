@@ -51,7 +51,8 @@ type Config struct {
 	// Stdin, Stdout and Stderr are the standard streams.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
-	// Hooks lets a terminal front end follow file transfers (may be nil).
+	// Hooks lets a terminal front end follow file transfers and show
+	// the session's lines (each may be nil).
 	Hooks Hooks
 	// TLS, if not nil, makes the client speak TLS to the server.
 	TLS *tls.Config
@@ -85,6 +86,12 @@ type Hooks struct {
 	// join grace, or the server said who is online (the online frame,
 	// which it sends only after a join).
 	Joined func()
+	// Print, if set, shows the lines the session prints in place of
+	// writing them to Stdout and Stderr: each comes as an Event that says
+	// what it is and holds its parts, and Event.String is the line. The
+	// lines of one stream come one at a time, in order; those of stdout
+	// and of stderr may come at once.
+	Print func(Event)
 }
 
 // LineSource yields lines of user input. ReadLine returns io.EOF at the
@@ -171,13 +178,16 @@ type client struct {
 }
 
 // lineWriter writes whole lines to w, one Write per line, so lines from
-// different goroutines never interleave.
+// different goroutines never interleave; or, with show (Hooks.Print),
+// hands show each line as an Event instead.
 type lineWriter struct {
 	mu      sync.Mutex
 	w       io.Writer
-	closed  bool     // guarded by mu
-	holding bool     // notices are held until release; guarded by mu
-	held    []string // guarded by mu
+	show    func(Event) // if not nil, takes the lines in place of w
+	buf     []byte      // the line being written; guarded by mu
+	closed  bool        // guarded by mu
+	holding bool        // notices are held until release; guarded by mu
+	held    []Event     // guarded by mu
 }
 
 // maxHeldLines bounds the notices a lineWriter holds: past it (a flood
@@ -185,28 +195,38 @@ type lineWriter struct {
 // rather than held without end.
 const maxHeldLines = 1000
 
-// println prints s as a line, unless the last line has been printed.
-func (l *lineWriter) println(s string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.closed {
-		l.w.Write(append([]byte(s), '\n'))
-	}
-}
-
-// noticef prints a formatted notice line, or holds it while the writer
-// holds notices (from hold until release).
-func (l *lineWriter) noticef(format string, args ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := fmt.Sprintf(format, args...)
-	if l.holding && len(l.held) < maxHeldLines {
-		l.held = append(l.held, s)
+// writeLocked writes e's line, unless the last line has been written. mu
+// must be held.
+func (l *lineWriter) writeLocked(e Event) {
+	if l.closed {
 		return
 	}
-	if !l.closed {
-		l.w.Write(append([]byte(s), '\n'))
+	if l.show != nil {
+		l.show(e)
+		return
 	}
+	l.buf = append(e.appendLine(l.buf[:0]), '\n')
+	l.w.Write(l.buf)
+}
+
+// print prints e's line, unless the last line has been printed.
+func (l *lineWriter) print(e Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.writeLocked(e)
+}
+
+// noticef prints a formatted notice line of kind k, or holds it while the
+// writer holds notices (from hold until release).
+func (l *lineWriter) noticef(k EventKind, format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := Event{Kind: k, Text: fmt.Sprintf(format, args...)}
+	if l.holding && len(l.held) < maxHeldLines {
+		l.held = append(l.held, e)
+		return
+	}
+	l.writeLocked(e)
 }
 
 // hold makes the notices printed from now on wait for release.
@@ -224,27 +244,23 @@ func (l *lineWriter) release(before func()) {
 	if before != nil {
 		before()
 	}
-	for _, s := range l.held {
-		if !l.closed {
-			l.w.Write(append([]byte(s), '\n'))
-		}
+	for _, e := range l.held {
+		l.writeLocked(e)
 	}
 	l.held, l.holding = nil, false
 }
 
-// last prints s as the final line: nothing is printed after it.
-func (l *lineWriter) last(s string) {
+// last prints e's line as the final line: nothing is printed after it.
+func (l *lineWriter) last(e Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.closed {
-		l.w.Write(append([]byte(s), '\n'))
-		l.closed = true
-	}
+	l.writeLocked(e)
+	l.closed = true
 }
 
-// printf prints a formatted line.
+// printf prints a formatted diagnostic line (EventDiagnostic).
 func (l *lineWriter) printf(format string, args ...any) {
-	l.println(fmt.Sprintf(format, args...))
+	l.print(Event{Kind: EventDiagnostic, Text: fmt.Sprintf(format, args...)})
 }
 
 // setDefaults fills in the settings left zero.
@@ -284,8 +300,8 @@ func newClient(cfg Config) *client {
 	cfg.setDefaults()
 	c := &client{
 		cfg:       cfg,
-		out:       &lineWriter{w: cfg.Stdout},
-		log:       &lineWriter{w: cfg.Stderr},
+		out:       &lineWriter{w: cfg.Stdout, show: cfg.Hooks.Print},
+		log:       &lineWriter{w: cfg.Stderr, show: cfg.Hooks.Print},
 		ended:     make(chan struct{}),
 		stood:     make(chan struct{}),
 		replied:   make(chan struct{}, 1),
@@ -313,7 +329,7 @@ func (c *client) run(ctx context.Context) int {
 	if err := protocol.ValidUsername(cfg.User); err != nil {
 		c.log.printf("client: invalid username %q: %s", cfg.User, usernameProblem(cfg.User))
 		c.severed.Store(true)
-		c.out.last("disconnected: username not available")
+		c.out.last(Event{Kind: EventDisconnected, Text: "username not available"})
 		go readInput(cfg.Input, lines, stopInput)
 		return c.drain(ctx, lines, nil)
 	}
@@ -321,7 +337,7 @@ func (c *client) run(ctx context.Context) int {
 	if errors.Is(err, errSpeaksTLS) {
 		c.tlsHint()
 		c.severed.Store(true)
-		c.out.last("disconnected: connection to server lost")
+		c.out.last(Event{Kind: EventDisconnected, Text: "connection to server lost"})
 		go readInput(cfg.Input, lines, stopInput)
 		return c.drain(ctx, lines, nil)
 	}
@@ -581,7 +597,7 @@ func (c *client) quit() int {
 	if c.severed.Load() {
 		return ExitDisconnected
 	}
-	c.out.println("quitting")
+	c.out.print(Event{Kind: EventQuitting})
 	return ExitOK
 }
 
@@ -598,10 +614,10 @@ func (c *client) setWriteDeadline(t time.Time, earlierOnly bool) {
 	c.nc.SetWriteDeadline(t)
 }
 
-// sever prints a disconnected line and ends the session.
-func (c *client) sever(line string) {
+// sever prints "disconnected: " and why, and ends the session.
+func (c *client) sever(why string) {
 	c.severed.Store(true)
-	c.out.last(line)
+	c.out.last(Event{Kind: EventDisconnected, Text: why})
 	c.nc.Close()
 }
 
@@ -619,7 +635,7 @@ func (c *client) lost() {
 		// took the join for a broken one.
 		c.tlsHint()
 	}
-	c.sever("disconnected: connection to server lost")
+	c.sever("connection to server lost")
 }
 
 // replyWait bounds the wait for the replies to one command.

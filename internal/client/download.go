@@ -145,8 +145,8 @@ const maxHeld = 1 << 20
 
 // heldLine is a message line held until a file's line has been printed.
 type heldLine struct {
-	line string
-	own  bool // from the user itself: a reply (gotReply)
+	msg Event
+	own bool // from the user itself: a reply (gotReply)
 }
 
 // startDownload opens a temporary file for filename from sender and starts
@@ -395,13 +395,13 @@ func (d *download) save() {
 	if err != nil {
 		c.log.printf("client: cannot save %q from %s: %v", d.filename, d.sender, err)
 	} else {
-		c.out.println("file: " + d.sender + ": " + d.filename)
+		c.out.print(Event{Kind: EventFile, Sender: d.sender, Text: d.filename})
 	}
 	if d.own {
 		c.gotReply()
 	}
 	for _, h := range d.held {
-		c.out.println(h.line)
+		c.out.print(h.msg)
 		if h.own {
 			c.gotReply()
 		}
@@ -426,28 +426,29 @@ func (d *download) flush(written <-chan int64) {
 	}
 }
 
-// printMsg prints a message line from sender, or holds it (see
-// heldLine) while a file the sender sent before it is being saved: a
+// printMsg prints a message's line (an EventMessage), or holds it (see
+// heldLine) while a file its sender sent before it is being saved: a
 // sender's lines come in the order the sender sent them, and a file's line
 // only once the file is saved. Other senders' lines are not held: the
 // disk never holds up chat from others. own says the line is a reply to
 // the user's own message (gotReply once printed). Called by the receiver.
-func (c *client) printMsg(sender, line string, own bool) {
-	if d := c.saving[sender]; d != nil {
+func (c *client) printMsg(msg Event, own bool) {
+	if d := c.saving[msg.Sender]; d != nil {
 		c.heldMu.Lock()
-		if !d.lined && d.heldBytes+len(line) <= maxHeld {
-			d.held = append(d.held, heldLine{line, own})
-			d.heldBytes += len(line)
+		// The bytes of the line: "msg: ", the sender, ": ", the text.
+		if n := len("msg: ") + len(msg.Sender) + len(": ") + len(msg.Text); !d.lined && d.heldBytes+n <= maxHeld {
+			d.held = append(d.held, heldLine{msg, own})
+			d.heldBytes += n
 			c.heldMu.Unlock()
 			return
 		}
 		lined := d.lined
 		c.heldMu.Unlock()
 		if lined {
-			delete(c.saving, sender) // saved, with every file before it
+			delete(c.saving, msg.Sender) // saved, with every file before it
 		}
 	}
-	c.out.println(line)
+	c.out.print(msg)
 	if own {
 		c.gotReply()
 	}

@@ -89,14 +89,14 @@ func (c *client) handle(line string) (*upload, bool) {
 		if isCancel(line) && c.cancelUploads() {
 			return nil, false
 		}
-		c.out.println("incorrect user input format")
+		c.out.print(Event{Kind: EventInputError})
 		// The contract's line on stdout, and on stderr what was wrong.
 		var ie *InputError
 		switch {
 		case isCancel(line):
-			c.log.println("client: no file is being sent to cancel")
+			c.log.printf("client: no file is being sent to cancel")
 		case errors.As(err, &ie):
-			c.log.println("client: " + ie.Hint)
+			c.log.printf("client: %s", ie.Hint)
 		}
 		return nil, false
 	}
@@ -108,7 +108,7 @@ func (c *client) handle(line string) (*upload, bool) {
 	case File:
 		return c.sendFile(cmd.Names, cmd.Path), false
 	case Help:
-		c.out.println(HelpText)
+		c.out.print(Event{Kind: EventHelp})
 	case Quit:
 		return nil, true
 	}

@@ -35,7 +35,7 @@ func (c *client) receive(r *protocol.Reader) {
 			}
 			c.seen(names)
 			slices.Sort(names) // the server sorts too; print sorted whatever it sent
-			c.out.println("list: " + strings.Join(names, " "))
+			c.out.print(Event{Kind: EventList, Names: names})
 			c.gotReply()
 		case protocol.ForwardMessage:
 			p, ok := c.payload(r, h)
@@ -48,7 +48,7 @@ func (c *client) receive(r *protocol.Reader) {
 				continue
 			}
 			c.seen([]string{sender})
-			c.printMsg(sender, "msg: "+sender+": "+string(text), sender == c.cfg.User)
+			c.printMsg(Event{Kind: EventMessage, Sender: sender, Text: string(text)}, sender == c.cfg.User)
 		case protocol.ForwardFile:
 			if err := c.receiveFile(r); err != nil {
 				c.settle()
@@ -91,15 +91,15 @@ func (c *client) receive(r *protocol.Reader) {
 			}
 		case protocol.ErrUnknownMessage:
 			c.settle()
-			c.sever("disconnected: server received an unknown command")
+			c.sever("server received an unknown command")
 			return
 		case protocol.ErrServerFull:
 			c.settle()
-			c.sever("disconnected: server full")
+			c.sever("server full")
 			return
 		case protocol.ErrUsernameUnavailable:
 			c.settle()
-			c.sever("disconnected: username not available")
+			c.sever("username not available")
 			return
 		default:
 			c.log.printf("client: ignoring frame of type %q (%d bytes)", h.Name, h.Length)
@@ -159,15 +159,15 @@ func (c *client) notice(t protocol.Type, p []byte) {
 	if t == protocol.NotOnline {
 		names, err := protocol.ParseNotOnline(p)
 		if err != nil {
-			c.log.noticef("client: ignoring malformed %s: %v", t, err)
+			c.log.noticef(EventDiagnostic, "client: ignoring malformed %s: %v", t, err)
 			return
 		}
-		c.log.noticef("client: not online: %s; they did not get it", strings.Join(names, ", "))
+		c.log.noticef(EventDiagnostic, "client: not online: %s; they did not get it", strings.Join(names, ", "))
 		return
 	}
 	event, arg, err := protocol.ParsePresence(p)
 	if err != nil {
-		c.log.noticef("client: ignoring malformed %s: %v", t, err)
+		c.log.noticef(EventDiagnostic, "client: ignoring malformed %s: %v", t, err)
 		return
 	}
 	switch event {
@@ -183,12 +183,12 @@ func (c *client) notice(t protocol.Type, p []byte) {
 	}
 	switch event {
 	case protocol.PresenceJoined:
-		c.log.noticef("client: %s joined", arg)
+		c.log.noticef(EventPresence, "client: %s joined", arg)
 	case protocol.PresenceLeft:
-		c.log.noticef("client: %s left", arg)
+		c.log.noticef(EventPresence, "client: %s left", arg)
 	case protocol.PresencePaused:
-		c.log.noticef("client: more than %s users online: join and leave notices pause", arg)
+		c.log.noticef(EventPresence, "client: more than %s users online: join and leave notices pause", arg)
 	case protocol.PresenceResumed:
-		c.log.noticef("client: join and leave notices resume")
+		c.log.noticef(EventPresence, "client: join and leave notices resume")
 	}
 }

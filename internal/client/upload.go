@@ -208,7 +208,7 @@ func (c *client) plainUpload(u *upload) {
 		}
 	}
 	if c.flushLocked() == nil && c.cfg.Hooks.Progress != nil {
-		c.log.printf("client: sent %s to the server (%s), no receipt (plain protocol)", u.name, summary(u.size, time.Since(u.start)))
+		c.log.print(Event{Kind: EventSent, Text: fmt.Sprintf("client: sent %s to the server (%s), no receipt (plain protocol)", u.name, summary(u.size, time.Since(u.start)))})
 	}
 }
 
@@ -356,7 +356,7 @@ func (c *client) report(u *upload, online, delivered []string, sent int64) {
 		c.log.printf("client: %s did not reach %s (%s)", u.name, strings.Join(missed, ", "), how)
 	}
 	if len(delivered) > 0 && c.cfg.Hooks.Progress != nil {
-		c.log.printf("client: sent %s to %s (%s)", u.name, strings.Join(delivered, ", "), summary(u.size, time.Since(u.start)))
+		c.log.print(Event{Kind: EventSent, Text: fmt.Sprintf("client: sent %s to %s (%s)", u.name, strings.Join(delivered, ", "), summary(u.size, time.Since(u.start)))})
 	}
 }
 

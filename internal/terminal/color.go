@@ -47,41 +47,33 @@ func (p palette) prompt(user string) string {
 	return p.nick(user) + "> "
 }
 
-// stdoutLine colors one line the client prints on stdout (PROTOCOL.md
-// section 5), keeping its text.
-func (p palette) stdoutLine(line string) string {
+// line colors the line of ev, which goes to stdout (PROTOCOL.md section
+// 5), keeping its text. It goes by what the line is and its parts, not by
+// its text: a message whose text reads "incorrect user input format" is a
+// message.
+func (p palette) line(ev client.Event) string {
 	if !p.on {
-		return line
+		return ev.String()
 	}
-	switch {
-	case strings.HasPrefix(line, "msg: "), strings.HasPrefix(line, "file: "):
-		// "msg: <sender>: <text>" and "file: <sender>: <filename>": a
-		// username holds no space, so the first ": " ends it.
-		tag, rest, _ := strings.Cut(line, " ")
-		sender, body, ok := strings.Cut(rest, ": ")
-		if !ok {
-			return line
+	switch ev.Kind {
+	case client.EventMessage:
+		return p.paint("msg:", sgrDim) + " " + p.nick(ev.Sender) + ": " + ev.Text
+	case client.EventFile:
+		return p.paint("file:", sgrDim) + " " + p.nick(ev.Sender) + ": " + p.paint(ev.Text, sgrBold)
+	case client.EventList:
+		names := make([]string, len(ev.Names))
+		for i, n := range ev.Names {
+			names[i] = p.nick(n)
 		}
-		if tag == "file:" {
-			body = p.paint(body, sgrBold)
-		}
-		return p.paint(tag, sgrDim) + " " + p.nick(sender) + ": " + body
-	case strings.HasPrefix(line, "list:"):
-		names := strings.Split(strings.TrimPrefix(line, "list:"), " ")
-		for i, n := range names {
-			if n != "" {
-				names[i] = p.nick(n)
-			}
-		}
-		return p.paint("list:", sgrDim) + strings.Join(names, " ")
-	case strings.HasPrefix(line, "disconnected: "):
-		return p.paint(line, sgrBold, sgrRed)
-	case line == "quitting":
-		return p.paint(line, sgrDim)
-	case line == client.ErrInput.Error():
-		return p.paint(line, sgrYellow)
+		return p.paint("list:", sgrDim) + " " + strings.Join(names, " ")
+	case client.EventDisconnected:
+		return p.paint(ev.String(), sgrBold, sgrRed)
+	case client.EventQuitting:
+		return p.paint(ev.String(), sgrDim)
+	case client.EventInputError:
+		return p.paint(ev.String(), sgrYellow)
 	}
-	return line
+	return ev.String()
 }
 
 // helpLine colors one line of client.HelpText.
@@ -101,28 +93,14 @@ func (p palette) helpLine(line string) string {
 	return indent + p.paint(word, sgrBold) + rest
 }
 
-// stderrLine colors one line the client prints on stderr (each starts
-// with "client: "): a file sent, a join or leave notice, or a diagnostic.
-func (p palette) stderrLine(line string) string {
-	switch {
-	case strings.HasPrefix(line, "client: sent "):
-		return p.paint(line, sgrGreen)
-	case isPresence(line):
-		return p.paint(line, sgrDim)
+// stderrColor returns the color of a line of kind k on stderr: a file
+// sent is green, a join or leave notice dim, a diagnostic yellow.
+func stderrColor(k client.EventKind) string {
+	switch k {
+	case client.EventSent:
+		return sgrGreen
+	case client.EventPresence:
+		return sgrDim
 	}
-	return p.paint(line, sgrYellow)
-}
-
-// isPresence reports whether a stderr line is a join or leave notice
-// (or their pause or resumption).
-func isPresence(line string) bool {
-	rest, ok := strings.CutPrefix(line, "client: ")
-	if !ok {
-		return false
-	}
-	if strings.Contains(rest, "join and leave notices") {
-		return true
-	}
-	name, event, ok := strings.Cut(rest, " ")
-	return ok && name != "" && (event == "joined" || event == "left")
+	return sgrYellow
 }

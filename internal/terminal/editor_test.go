@@ -146,7 +146,7 @@ func TestKillAndClear(t *testing.T) {
 	h := newHarness(t, false)
 	h.typeKeys("msg 1 bob 日本語" + left + left + ctrlK)
 	h.waitCursor("msg 1 bob 日", "msg 1 bob 日")
-	fmt.Fprintln(h.term.Stdout(), "msg: bob: before the clear")
+	h.term.Hooks().Print(message("bob", "before the clear"))
 	h.waitScreen("the line", func(v termtest.View) bool { return v.Contains("msg: bob: before the clear") })
 	h.typeKeys(ctrlL)
 	h.waitScreen("a cleared screen", func(v termtest.View) bool {
@@ -168,7 +168,7 @@ func TestLongLineScrolls(t *testing.T) {
 	if w := uniseg.StringWidth(v.CursorRow); w >= cols {
 		t.Fatalf("input row is %d columns wide, on a screen of %d", w, cols)
 	}
-	fmt.Fprintln(h.term.Stdout(), "msg: bob: hi")
+	h.term.Hooks().Print(message("bob", "hi"))
 	h.waitScreen("the line above the input", func(v termtest.View) bool {
 		tr := v.Transcript
 		return len(tr) >= 2 && tr[len(tr)-2] == "msg: bob: hi" && strings.HasPrefix(tr[len(tr)-1], "alice> <")

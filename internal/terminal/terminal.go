@@ -8,10 +8,12 @@
 //
 // It is used only when stdin, stdout and stderr are all terminals (see
 // Usable); the session itself stays in package client, which gets the
-// front end through client.Config (Input, Stdout, Stderr, Hooks). The
-// lines of PROTOCOL.md keep their exact text: they go to stdout, at most
-// wrapped in color escapes. The prompt, the echo of what is typed, the
-// bars and diagnostics go to stderr.
+// front end through client.Config (Input, Stdout, Stderr, Hooks) and hands
+// it each line it prints as a client.Event, which says what the line is:
+// nothing here recognises the client's output by its text. The lines of
+// PROTOCOL.md keep their exact text: they go to stdout, at most wrapped in
+// color escapes. The prompt, the echo of what is typed, the bars and
+// diagnostics go to stderr.
 package terminal
 
 import (
@@ -245,7 +247,7 @@ func (t *Terminal) handle(k key) (string, lineEnd) {
 		if ed.insert(k.text) && !t.warned {
 			t.warned = true
 			t.scr.bell()
-			t.scr.printLocked(t.scr.tty, []byte(fmt.Sprintf("client: line too long: at most %d bytes; the rest was not taken", client.MaxLine)), t.pal.stderrLine)
+			t.scr.printLocked(t.scr.tty, []byte(fmt.Sprintf("client: line too long: at most %d bytes; the rest was not taken", client.MaxLine)), t.paintDiagnostic)
 		}
 	case keyEnter:
 		line := ed.String()
@@ -289,32 +291,59 @@ func (t *Terminal) complete() {
 	}
 }
 
-// Stdout returns the writer for the protocol's lines: they are printed
-// above the input line, in color if enabled. Each Write is whole lines.
+// show prints a line of the session (client.Hooks.Print) above the
+// input line: the protocol's lines and the help on stdout, the others on
+// the terminal as stderr, each colored by what the event says it is. The
+// help is followed by the keys.
+func (t *Terminal) show(ev client.Event) {
+	switch {
+	case ev.Kind == client.EventHelp:
+		t.scr.print(t.scr.out, []byte(ev.String()), t.pal.helpLine)
+		t.scr.print(t.scr.tty, []byte(keysHelp), t.pal.helpLine)
+	case ev.Stderr():
+		color := stderrColor(ev.Kind)
+		t.scr.print(t.scr.tty, []byte(ev.String()), func(l string) string { return t.pal.paint(l, color) })
+	default:
+		t.scr.print(t.scr.out, []byte(t.pal.line(ev)), asIs)
+	}
+}
+
+// asIs leaves a line as it is.
+func asIs(line string) string { return line }
+
+// paintDiagnostic colors a line of stderr that the session did not hand
+// over as an event.
+func (t *Terminal) paintDiagnostic(line string) string { return t.pal.paint(line, sgrYellow) }
+
+// Stdout returns the writer for what reaches stdout other than through
+// Hooks.Print (the session's own lines come that way): lines printed as
+// they are, above the input line. Each Write is whole lines.
 func (t *Terminal) Stdout() io.Writer {
 	return writerFunc(func(p []byte) (int, error) {
-		if string(p) == client.HelpText+"\n" {
-			t.scr.print(t.scr.out, p, t.pal.helpLine)
-			t.scr.print(t.scr.tty, []byte(keysHelp), t.pal.helpLine)
-			return len(p), nil
-		}
-		t.scr.print(t.scr.out, p, t.pal.stdoutLine)
+		t.scr.print(t.scr.out, p, asIs)
 		return len(p), nil
 	})
 }
 
-// Stderr returns the writer for diagnostics, printed above the input line.
+// Stderr returns the writer for what reaches stderr other than through
+// Hooks.Print: lines printed as diagnostics, above the input line.
 func (t *Terminal) Stderr() io.Writer {
 	return writerFunc(func(p []byte) (int, error) {
-		t.scr.print(t.scr.tty, p, t.pal.stderrLine)
+		t.scr.print(t.scr.tty, p, t.paintDiagnostic)
 		return len(p), nil
 	})
 }
 
-// Hooks returns the session hooks that feed the progress bars and the
-// username completion.
+// Hooks returns the session hooks that print the session's lines and
+// feed the progress bars and the username completion.
 func (t *Terminal) Hooks() client.Hooks {
-	return client.Hooks{Progress: t.scr.progress, Users: t.comp.addNames, Left: t.comp.dropName, Joined: t.joined}
+	return client.Hooks{
+		Progress: t.scr.progress,
+		Users:    t.comp.addNames,
+		Left:     t.comp.dropName,
+		Joined:   t.joined,
+		Print:    t.show,
+	}
 }
 
 // Close takes the prompt and the bars off the screen and gives the

@@ -128,23 +128,26 @@ func TestLinesPrintedWhileTypingKeepTheInputWhole(t *testing.T) {
 	h.waitInput("msg 1 bob hel")
 
 	// Four goroutines print 40 lines at once, as the receiver and the
-	// session do, while the user goes on typing.
-	out, errw := h.term.Stdout(), h.term.Stderr()
+	// session do (three on stdout, one on stderr), while the user goes on
+	// typing.
+	show := h.term.Hooks().Print
+	event := func(g, i int) client.Event {
+		if g == 3 {
+			return client.Event{Kind: client.EventDiagnostic, Text: fmt.Sprintf("client: note %d of a diagnostic that is fairly long", i)}
+		}
+		return message(fmt.Sprintf("bob%d", g), fmt.Sprintf("line %d of a message that is fairly long", i))
+	}
 	var wg sync.WaitGroup
 	var want []string
 	for g := range 4 {
 		for i := range 10 {
-			want = append(want, fmt.Sprintf("msg: bob%d: line %d of a message that is fairly long", g, i))
+			want = append(want, event(g, i).String())
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range 10 {
-				w := out
-				if g == 3 {
-					w = errw
-				}
-				fmt.Fprintf(w, "msg: bob%d: line %d of a message that is fairly long\n", g, i)
+				show(event(g, i))
 			}
 		}()
 	}
@@ -168,8 +171,12 @@ func TestLinesPrintedWhileTypingKeepTheInputWhole(t *testing.T) {
 	}
 	for g := range 4 {
 		var got []string
+		prefix := fmt.Sprintf("msg: bob%d: ", g)
+		if g == 3 {
+			prefix = "client: note "
+		}
 		for _, l := range tr {
-			if strings.HasPrefix(l, fmt.Sprintf("msg: bob%d: ", g)) {
+			if strings.HasPrefix(l, prefix) {
 				got = append(got, l)
 			}
 		}
@@ -238,7 +245,7 @@ func TestCtrlCAndCtrlDEndTheInput(t *testing.T) {
 	}
 	// The session prints its last line, then the front end closes: the
 	// prompt and the abandoned text leave the screen.
-	fmt.Fprintln(h.term.Stdout(), "quitting")
+	h.term.Hooks().Print(client.Event{Kind: client.EventQuitting})
 	h.term.Close()
 	v := h.waitScreen("quitting as the last row", func(v termtest.View) bool {
 		return v.Transcript[len(v.Transcript)-1] == "quitting"
@@ -246,7 +253,7 @@ func TestCtrlCAndCtrlDEndTheInput(t *testing.T) {
 	if v.CursorRow != "" || v.Col != 0 {
 		t.Fatalf("cursor not on a fresh row after Close:\n%s", h.scr)
 	}
-	fmt.Fprintln(h.term.Stderr(), "after close")
+	h.term.Hooks().Print(client.Event{Kind: client.EventDiagnostic, Text: "after close"})
 	h.waitScreen("a line printed after Close", func(v termtest.View) bool { return v.Contains("after close") })
 }
 
@@ -338,7 +345,7 @@ func TestProgressBarsAboveThePrompt(t *testing.T) {
 		t.Fatalf("input row under the bar: %q", v.CursorRow)
 	}
 	// A line printed meanwhile goes above the bar.
-	fmt.Fprintln(h.term.Stdout(), "msg: bob: hi")
+	h.term.Hooks().Print(message("bob", "hi"))
 	h.waitScreen("the line above the bar", func(v termtest.View) bool {
 		tr := v.Transcript
 		return len(tr) >= 3 && tr[len(tr)-3] == "msg: bob: hi" && bar.MatchString(tr[len(tr)-2]) && tr[len(tr)-1] == "alice> typing"
@@ -400,7 +407,7 @@ func TestProgressBarsOfOneName(t *testing.T) {
 
 func TestHelpIsFollowedByKeys(t *testing.T) {
 	h := newHarness(t, true)
-	fmt.Fprintln(h.term.Stdout(), client.HelpText)
+	h.term.Hooks().Print(client.Event{Kind: client.EventHelp})
 	v := h.waitScreen("the help", func(v termtest.View) bool { return v.Contains("Keys:") })
 	text := strings.Join(v.Transcript, "\n")
 	if !strings.Contains(text, client.HelpText+"\n"+keysHelp) {
@@ -411,20 +418,26 @@ func TestHelpIsFollowedByKeys(t *testing.T) {
 func TestColoredLinesKeepTheirText(t *testing.T) {
 	ansi := regexp.MustCompile("\x1b\\[[0-9;]*m")
 	on, off := palette{on: true}, palette{}
-	lines := []string{
-		"msg: alice: hello: there  you", "msg: a:b: c", "file: bob: notes.txt", "list: alice bob carol",
-		"disconnected: server full", "quitting", "incorrect user input format", "something else", "msg: x",
+	events := []client.Event{
+		message("alice", "hello: there  you"), message("a:b", "c"), message("bob", "incorrect user input format"),
+		{Kind: client.EventFile, Sender: "bob", Text: "notes.txt"},
+		{Kind: client.EventList, Names: []string{"alice", "bob", "carol"}}, {Kind: client.EventList, Names: []string{}},
+		{Kind: client.EventDisconnected, Text: "server full"}, {Kind: client.EventQuitting}, {Kind: client.EventInputError},
 	}
-	for _, l := range lines {
-		c := on.stdoutLine(l)
+	for _, ev := range events {
+		l := ev.String()
+		c := on.line(ev)
 		if ansi.ReplaceAllString(c, "") != l {
-			t.Errorf("stdoutLine(%q) = %q: text changed", l, c)
+			t.Errorf("line(%q) = %q: text changed", l, c)
 		}
-		if off.stdoutLine(l) != l {
-			t.Errorf("colors off: stdoutLine(%q) = %q", l, off.stdoutLine(l))
+		if c == l {
+			t.Errorf("line(%q) has no color", l)
+		}
+		if off.line(ev) != l {
+			t.Errorf("colors off: line(%q) = %q", l, off.line(ev))
 		}
 	}
-	if c := on.stdoutLine("msg: a:b: c"); !strings.Contains(c, on.nick("a:b")) {
+	if c := on.line(message("a:b", "c")); !strings.Contains(c, on.nick("a:b")) {
 		t.Errorf("sender a:b not colored as a name: %q", c)
 	}
 	for _, l := range strings.Split(client.HelpText+"\n"+keysHelp, "\n") {
@@ -450,9 +463,9 @@ func TestNamesKeepTheirColor(t *testing.T) {
 		}
 		for _, where := range []string{
 			on.prompt(name),
-			on.stdoutLine("msg: " + name + ": hello"),
-			on.stdoutLine("file: " + name + ": notes.txt"),
-			on.stdoutLine("list: zed " + name),
+			on.line(message(name, "hello")),
+			on.line(client.Event{Kind: client.EventFile, Sender: name, Text: "notes.txt"}),
+			on.line(client.Event{Kind: client.EventList, Names: []string{"zed", name}}),
 		} {
 			if !strings.Contains(where, nick) {
 				t.Errorf("%q shows %q in another color than %q", where, name, nick)

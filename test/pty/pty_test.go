@@ -438,6 +438,40 @@ func TestServerGoneEndsAtOnce(t *testing.T) {
 	alice.expectTerminalRestored()
 }
 
+// Lines are colored by what they are, not by what their text looks like
+// (issue 24 item 3): the error about a path that holds "join and leave
+// notices" is yellow as errors are (it was dim, as the notices are), and a
+// message whose text is the error line is a message, not yellow; a file
+// sent is green.
+func TestColorsGoByWhatALineIs(t *testing.T) {
+	t.Parallel()
+	srv, alice, bob := startAlice(t, env(term, ""))
+	path := "join and leave notices/x.txt"
+	alice.typeKeys("file 1 bob " + path + enter)
+	alice.waitScreen("the error in yellow", func(v termtest.View) bool {
+		return bytes.Contains(v.Raw, []byte("\x1b[33mclient: cannot read "+path+": "))
+	})
+	// And a file sent is green, as a file sent.
+	if err := os.WriteFile(filepath.Join(alice.dir, "notes.txt"), []byte("my notes"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	alice.typeKeys("file 1 bob notes.txt" + enter)
+	bob.expectFrame("forward_file", "1 alice notes.txt my notes")
+	alice.waitScreen("the file sent in green", func(v termtest.View) bool {
+		return bytes.Contains(v.Raw, []byte("\x1b[32mclient: sent notes.txt to bob (8 B)"))
+	})
+	bob.write(frame("send_message", "1 alice incorrect user input format"))
+	bob.write(frame("send_message", "1 alice done"))
+	v := alice.waitRow("msg: bob: done")
+	if !v.Contains("msg: bob: incorrect user input format") {
+		t.Fatalf("no message row:\n%s", alice.scr)
+	}
+	if bytes.Contains(v.Raw, []byte("\x1b[33mincorrect user input format")) {
+		t.Fatalf("a message colored as the error line: %q", v.Raw)
+	}
+	quit(t, srv, alice)
+}
+
 func TestColors(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
