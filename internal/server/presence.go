@@ -7,82 +7,6 @@ import (
 	"github.com/gochat/chat/internal/protocol"
 )
 
-// extState is what a connection negotiated beyond chunked-file, and its
-// uploads (docs/PROTOCOL.md, "Extensions").
-type extState struct {
-	// Set by hello before the join, then read-only (other connections
-	// read presence once this one is in the hub).
-	upload, notOnline, presence, online bool
-
-	mu      sync.Mutex
-	uploads map[uint64]*upload // by the client's id, until the upload's file_result is sent; guarded by mu
-	wg      sync.WaitGroup     // the goroutines of uploads; waited for by endUploads
-}
-
-// accept takes feature f if this server knows it and the client has not
-// asked for it already. It runs in hello, before the join.
-func (c *conn) accept(f string) bool {
-	if f == protocol.FeatureChunkedFile {
-		if c.chunked {
-			return false
-		}
-		c.chunked = true
-		return true
-	}
-	return c.ext.accept(f)
-}
-
-// accept takes feature f if it is one of these extensions not yet taken.
-func (e *extState) accept(f string) bool {
-	var on *bool
-	switch f {
-	case protocol.FeatureFileUpload:
-		on = &e.upload
-	case protocol.FeatureNotOnline:
-		on = &e.notOnline
-	case protocol.FeaturePresence:
-		on = &e.presence
-	case protocol.FeatureOnline:
-		on = &e.online
-	default:
-		return false
-	}
-	if *on {
-		return false
-	}
-	*on = true
-	return true
-}
-
-// noticeMissing tells a sender that asked for not-online notices which of
-// the names its frame gave (in order of first appearance, each once) are
-// not among peers, the users it was delivered to.
-func (c *conn) noticeMissing(names []string, peers []Peer) {
-	if !c.ext.notOnline || len(peers) == len(names) {
-		return
-	}
-	if missing := missingNames(names, peers); len(missing) > 0 {
-		c.Send(protocol.AppendNotOnline(nil, missing))
-	}
-}
-
-// missingNames returns the distinct names, in order of first appearance,
-// that name none of peers.
-func missingNames(names []string, peers []Peer) []string {
-	found := make(map[string]bool, len(peers))
-	for _, p := range peers {
-		found[p.Name()] = true
-	}
-	var missing []string
-	for _, n := range names {
-		if !found[n] {
-			found[n] = true
-			missing = append(missing, n)
-		}
-	}
-	return missing
-}
-
 // presenceLimit is the most users online for which joins and leaves are
 // announced one by one: each announcement goes to every subscriber, so a
 // wave of n joins costs n*n frames. Above it the subscribers are told
@@ -121,35 +45,6 @@ func (c *conn) announce(joined bool) {
 		newcomer = c
 	}
 	c.srv.presenceLocked(c.name, joined, c, newcomer)
-}
-
-// onlineLimit is the most users online for which the online frame lists
-// their names; past it, it gives their number alone. It is presenceLimit:
-// past it no presence notice would keep a list current, and it bounds
-// what a join storm of n clients asking for online costs to n frames of
-// at most 100 names (13 KB with the longest names, about 1 KB with names
-// of 8 bytes) and, on a single server, as many sorts of at most 100
-// names.
-const onlineLimit = presenceLimit
-
-// sendOnline tells c, which has just joined, who is online (the online
-// extension). Nothing is printed: the server's stdout is the contract's,
-// and a request_users_list the user never typed would show there (issue
-// 23 item 9). In a cluster the names are the whole namespace's, as for a
-// response_users_list.
-func (c *conn) sendOnline() {
-	hub := c.srv.cfg.Hub
-	// Len first: a hub of many users need not sort them to find out.
-	if n := hub.Len(); n > onlineLimit {
-		c.Send(protocol.AppendOnline(nil, n, nil))
-		return
-	}
-	names := hub.Users()
-	if len(names) > onlineLimit { // more joined meanwhile
-		c.Send(protocol.AppendOnline(nil, len(names), nil))
-		return
-	}
-	c.Send(protocol.AppendOnline(nil, len(names), names))
 }
 
 // PresenceSource is implemented by a Hub whose users also join and leave

@@ -1,0 +1,54 @@
+package server
+
+import (
+	"sync"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// extState is what a connection negotiated beyond chunked-file, and its
+// uploads (docs/PROTOCOL.md, "Extensions").
+type extState struct {
+	// Set by hello before the join, then read-only (other connections
+	// read presence once this one is in the hub).
+	upload, notOnline, presence, online bool
+
+	mu      sync.Mutex
+	uploads map[uint64]*upload // by the client's id, until the upload's file_result is sent; guarded by mu
+	wg      sync.WaitGroup     // the goroutines of uploads; waited for by endUploads
+}
+
+// accept takes feature f if this server knows it and the client has not
+// asked for it already. It runs in hello, before the join.
+func (c *conn) accept(f string) bool {
+	if f == protocol.FeatureChunkedFile {
+		if c.chunked {
+			return false
+		}
+		c.chunked = true
+		return true
+	}
+	return c.ext.accept(f)
+}
+
+// accept takes feature f if it is one of these extensions not yet taken.
+func (e *extState) accept(f string) bool {
+	var on *bool
+	switch f {
+	case protocol.FeatureFileUpload:
+		on = &e.upload
+	case protocol.FeatureNotOnline:
+		on = &e.notOnline
+	case protocol.FeaturePresence:
+		on = &e.presence
+	case protocol.FeatureOnline:
+		on = &e.online
+	default:
+		return false
+	}
+	if *on {
+		return false
+	}
+	*on = true
+	return true
+}
