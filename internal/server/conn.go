@@ -53,7 +53,7 @@ type conn struct {
 
 	name    string     // the joined name; set by join before the conn is in the hub, then read-only
 	chunked bool       // the client asked for chunked files; set by hello before the join, then read-only
-	ext     extState   // the other extensions (upload.go, notice.go)
+	ext     extState   // the other extensions (ext.go, upload.go, notonline.go, presence.go, online.go)
 	joined  bool       // the user is in the hub
 	buf     []byte     // payload buffer
 	stats   *connStats // nil while idle, to keep idle connections small

@@ -195,7 +195,7 @@ type Server struct {
 
 	nextID     atomic.Uint64 // connection ids
 	nextFileID atomic.Uint64 // file transfer ids
-	presence   presence      // join and leave notices (notice.go)
+	presence   presence      // join and leave notices (presence.go)
 	shutting   atomic.Bool
 
 	mu        sync.Mutex
