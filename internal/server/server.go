@@ -78,6 +78,12 @@ type Config struct {
 	// sender's connection is closed, an upload ended (0: no floor).
 	MinUploadRate   float64
 	MinUploadWindow time.Duration
+
+	// The server's fixed timers, settable only so that the tests that
+	// wait on them need not (zero: the default).
+	admissionGrace    time.Duration // defaultAdmissionGrace
+	closeFlushTimeout time.Duration // defaultCloseFlushTimeout
+	closeLinger       time.Duration // defaultCloseLinger
 }
 
 // Defaults from PROTOCOL.md and docs/OPERATIONS.md.
@@ -96,13 +102,15 @@ const (
 	DefaultSpoolMemory     = 64 << 20
 	DefaultMinUploadRate   = 1 << 10
 	DefaultMinUploadWindow = 30 * time.Second
-	// admissionGrace is how long a join waits for an earlier-accepted
-	// connection's first frame.
-	admissionGrace = 2 * time.Second
-	// closeFlushTimeout bounds the flushing of a closing connection.
-	closeFlushTimeout = 5 * time.Second
-	// closeLinger bounds the wait for the peer to close after we have.
-	closeLinger = 2 * time.Second
+	// defaultAdmissionGrace is how long a join waits for an
+	// earlier-accepted connection's first frame (PROTOCOL.md: 2 s).
+	defaultAdmissionGrace = 2 * time.Second
+	// defaultCloseFlushTimeout bounds the flushing of a closing
+	// connection: its last frames, then its close (PROTOCOL.md: 5 s).
+	defaultCloseFlushTimeout = 5 * time.Second
+	// defaultCloseLinger bounds the wait for the peer to close after we
+	// have (PROTOCOL.md: 2 s).
+	defaultCloseLinger = 2 * time.Second
 )
 
 // DefaultConfig returns the settings the server runs with when no flag
@@ -167,6 +175,15 @@ func (c *Config) setDefaults() {
 	if c.MinUploadWindow <= 0 {
 		c.MinUploadWindow = def.MinUploadWindow
 	}
+	if c.admissionGrace <= 0 {
+		c.admissionGrace = defaultAdmissionGrace
+	}
+	if c.closeFlushTimeout <= 0 {
+		c.closeFlushTimeout = defaultCloseFlushTimeout
+	}
+	if c.closeLinger <= 0 {
+		c.closeLinger = defaultCloseLinger
+	}
 	if c.Stdout == nil {
 		c.Stdout = io.Discard
 	}
@@ -217,7 +234,7 @@ func New(cfg Config) *Server {
 	cfg.setDefaults()
 	s := &Server{
 		cfg:       cfg,
-		admit:     newAdmission(admissionGrace),
+		admit:     newAdmission(cfg.admissionGrace),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 		perAddr:   make(map[netip.Addr]int),

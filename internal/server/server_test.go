@@ -367,6 +367,51 @@ func TestFramingSplitAndCoalesced(t *testing.T) {
 	bob.expect(protocol.ForwardMessage, "1 alice two")
 }
 
+// A silent earlier-accepted connection holds a later join for the
+// admission grace, and then no longer (test/e2e's
+// TestJoinWaitCappedAtTwoSeconds times the default).
+func TestAdmissionGraceEnds(t *testing.T) {
+	const grace = 200 * time.Millisecond
+	s := startServer(t, Config{admissionGrace: grace})
+	if s.admit.grace != grace {
+		t.Fatalf("admission grace %v, want %v", s.admit.grace, grace)
+	}
+	t0 := time.Now()
+	silent := dial(t, s.addr)
+	bob := dial(t, s.addr)
+	bob.join("bob")
+	s.out.wait(t, "join: bob", 1)
+	if el := time.Since(t0); el < grace {
+		t.Errorf("bob joined after %v, while an earlier connection was silent for less than the grace (%v)", el, grace)
+	}
+	silent.join("silent")
+	s.out.wait(t, "join: silent", 1)
+}
+
+// The fixed timers that tests shorten take the defaults PROTOCOL.md
+// gives them when Config leaves them zero; this is the one test of those
+// values (the tests that wait on a timer set it short).
+func TestTimerDefaults(t *testing.T) {
+	srv := New(Config{})
+	for _, tc := range []struct {
+		name      string
+		got, want time.Duration
+	}{
+		{"admission grace", srv.cfg.admissionGrace, 2 * time.Second},
+		{"admission's grace", srv.admit.grace, 2 * time.Second},
+		{"close flush timeout", srv.cfg.closeFlushTimeout, 5 * time.Second},
+		{"close linger", srv.cfg.closeLinger, 2 * time.Second},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
+		}
+	}
+	set := New(Config{admissionGrace: time.Millisecond, closeFlushTimeout: 2 * time.Millisecond, closeLinger: 3 * time.Millisecond}).cfg
+	if set.admissionGrace != time.Millisecond || set.closeFlushTimeout != 2*time.Millisecond || set.closeLinger != 3*time.Millisecond {
+		t.Errorf("timers set in Config became %v, %v, %v", set.admissionGrace, set.closeFlushTimeout, set.closeLinger)
+	}
+}
+
 func TestAdmissionOrder(t *testing.T) {
 	s := startServer(t, Config{MaxClients: 3})
 	conns := make([]*rawClient, 4)
@@ -441,7 +486,9 @@ func TestSlowConsumerCutOffByStall(t *testing.T) {
 // and stays.
 func TestFileSenderStalls(t *testing.T) {
 	var logs logBuffer
-	s := startServer(t, Config{StallTimeout: 300 * time.Millisecond, Logger: logs.logger(slog.LevelInfo)})
+	// Alice never closes: the server's linger after it closes ends her
+	// connection (closeLinger, shortened from 2 s).
+	s := startServer(t, Config{StallTimeout: 300 * time.Millisecond, Logger: logs.logger(slog.LevelInfo), closeLinger: 100 * time.Millisecond})
 	alice := joined(t, s, "alice")
 	bea := joinedExt(t, s, "bea")
 	bob := joined(t, s, "bob")
