@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -18,10 +19,15 @@ import (
 	"github.com/gochat/chat/internal/protocol"
 )
 
-// Config holds the server's settings. DefaultConfig returns the defaults.
-// A zero limit that can be turned off (FloodRate, MaxConnsPerAddr) is
-// off, in Config as on the command line; any other zero field takes its
-// default.
+// Config holds the server's settings. DefaultConfig returns the settings
+// the server runs with when no flag says otherwise, every limit on.
+//
+// Zero turns off, in Config as on the command line, each limit that can
+// be off: FloodRate, FloodBytes, PaceBacklog, MaxConnsPerAddr and
+// MinUploadRate (so a Config literal runs without them). Any other zero
+// field takes its default. PaceBacklog must be below SendQueueBytes:
+// New panics on a Config that Check refuses, so a program that takes the
+// settings from its user calls Check first.
 type Config struct {
 	// MaxClients is the most users joined at once (default 10).
 	MaxClients int
@@ -43,24 +49,27 @@ type Config struct {
 	// Hub is the user registry (default: a new LocalHub).
 	Hub Hub
 	// FloodRate is the sustained rate of frames per second a joined
-	// connection may send before its reading is paced (0: no limit).
-	// FloodBurst frames may come at once (default 10000).
+	// connection may send before its reading is paced (0: no limit;
+	// DefaultConfig: 1000). FloodBurst frames may come at once (default
+	// 10000).
 	FloodRate  float64
 	FloodBurst int
 	// FloodBytes is the sustained rate of bytes per second a connection
 	// may have delivered (each frame's size times its recipients) before
-	// its reading is paced (0: no limit). FloodBytesBurst bytes may go at
-	// once (default 64 MiB).
+	// its reading is paced (0: no limit; DefaultConfig: 16 MiB).
+	// FloodBytesBurst bytes may go at once (default 64 MiB).
 	FloodBytes      float64
 	FloodBytesBurst int64
 	// PaceBacklog pauses a sender's reading while a recipient of its
 	// last frame has this many bytes or more waiting in its send queue,
-	// until they drop below it or the recipient is gone (0: never). It
-	// must be below SendQueueBytes; it is what lets a recipient that
-	// reads at an honest pace outlast a flood instead of being cut off.
+	// until they drop below it or the recipient is gone (0: never;
+	// DefaultConfig: 2 MiB). It must be below SendQueueBytes (Check); it
+	// is what lets a recipient that reads at an honest pace outlast a
+	// flood instead of being cut off.
 	PaceBacklog int
 	// MaxConnsPerAddr caps the open connections from one IP address (0:
-	// no cap). Loopback addresses are exempt unless LimitLoopback is set.
+	// no cap; DefaultConfig: 100). Loopback addresses are exempt unless
+	// LimitLoopback is set.
 	MaxConnsPerAddr int
 	LimitLoopback   bool
 	// SpoolDir is where files for users who take whole frames are held
@@ -75,7 +84,8 @@ type Config struct {
 	// MinUploadRate is the fewest bytes per second a file's sender must
 	// bring, on average over each MinUploadWindow the server spends
 	// waiting for it (default 30 s), or the file is cut off: a send_file
-	// sender's connection is closed, an upload ended (0: no floor).
+	// sender's connection is closed, an upload ended (0: no floor;
+	// DefaultConfig: 1 KiB).
 	MinUploadRate   float64
 	MinUploadWindow time.Duration
 
@@ -136,6 +146,21 @@ func DefaultConfig() Config {
 	}
 }
 
+// Check returns an error if c's settings contradict each other: a
+// PaceBacklog at or above SendQueueBytes (its default, if zero), which
+// would let the queue overflow before its sender is paced. New panics
+// on such a Config rather than run with settings other than those given.
+func (c Config) Check() error {
+	queue := c.SendQueueBytes
+	if queue <= 0 {
+		queue = DefaultSendQueueBytes
+	}
+	if c.PaceBacklog >= queue {
+		return fmt.Errorf("server: PaceBacklog (%d) must be below SendQueueBytes (%d)", c.PaceBacklog, queue)
+	}
+	return nil
+}
+
 // setDefaults gives every zero field that has no "off" its default.
 func (c *Config) setDefaults() {
 	def := DefaultConfig()
@@ -159,9 +184,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.FloodBytesBurst <= 0 {
 		c.FloodBytesBurst = def.FloodBytesBurst
-	}
-	if c.PaceBacklog >= c.SendQueueBytes {
-		c.PaceBacklog = c.SendQueueBytes / 4
 	}
 	if c.SpoolDir == "" {
 		c.SpoolDir = def.SpoolDir
@@ -229,8 +251,12 @@ type Server struct {
 	testHookConnClosed func() // if set, called after each connection is released
 }
 
-// New returns a Server with cfg's settings.
+// New returns a Server with cfg's settings. It panics if cfg.Check
+// returns an error.
 func New(cfg Config) *Server {
+	if err := cfg.Check(); err != nil {
+		panic(err)
+	}
 	cfg.setDefaults()
 	s := &Server{
 		cfg:       cfg,

@@ -412,6 +412,47 @@ func TestTimerDefaults(t *testing.T) {
 	}
 }
 
+// A PaceBacklog at or above SendQueueBytes is refused, not rewritten:
+// New once set it to a quarter of the queue without a word.
+func TestConfigCheck(t *testing.T) {
+	small := DefaultConfig()
+	small.SendQueueBytes = 1 << 20 // below the default PaceBacklog (2 MiB)
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"zero", Config{}, true},
+		{"defaults", DefaultConfig(), true},
+		{"backlog below the queue", Config{SendQueueBytes: 1 << 20, PaceBacklog: 1<<20 - 1}, true},
+		{"backlog below the default queue", Config{PaceBacklog: DefaultSendQueueBytes - 1}, true},
+		{"backlog equal to the queue", Config{SendQueueBytes: 1 << 20, PaceBacklog: 1 << 20}, false},
+		{"backlog equal to the default queue", Config{PaceBacklog: DefaultSendQueueBytes}, false},
+		{"default backlog above a small queue", small, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Check()
+			if (err == nil) != tc.ok {
+				t.Fatalf("Check() = %v, want ok %v", err, tc.ok)
+			}
+			var srv *Server
+			panicked := func() (p any) {
+				defer func() { p = recover() }()
+				srv = New(tc.cfg)
+				return nil
+			}()
+			switch {
+			case tc.ok && panicked != nil:
+				t.Fatalf("New panicked: %v", panicked)
+			case !tc.ok && panicked == nil:
+				t.Fatalf("New took PaceBacklog %d with SendQueueBytes %d (it runs with %d)", tc.cfg.PaceBacklog, tc.cfg.SendQueueBytes, srv.cfg.PaceBacklog)
+			case tc.ok && srv.cfg.PaceBacklog != tc.cfg.PaceBacklog:
+				t.Fatalf("New runs with PaceBacklog %d, given %d", srv.cfg.PaceBacklog, tc.cfg.PaceBacklog)
+			}
+		})
+	}
+}
+
 func TestAdmissionOrder(t *testing.T) {
 	s := startServer(t, Config{MaxClients: 3})
 	conns := make([]*rawClient, 4)
