@@ -156,7 +156,7 @@ func (c Config) Check() error {
 		queue = DefaultSendQueueBytes
 	}
 	if c.PaceBacklog >= queue {
-		return fmt.Errorf("server: PaceBacklog (%d) must be below SendQueueBytes (%d)", c.PaceBacklog, queue)
+		return fmt.Errorf("PaceBacklog (%d) must be below SendQueueBytes (%d)", c.PaceBacklog, queue)
 	}
 	return nil
 }
@@ -255,7 +255,7 @@ type Server struct {
 // returns an error.
 func New(cfg Config) *Server {
 	if err := cfg.Check(); err != nil {
-		panic(err)
+		panic("server.New: " + err.Error())
 	}
 	cfg.setDefaults()
 	s := &Server{
