@@ -164,47 +164,21 @@ func (c Config) Check() error {
 // setDefaults gives every zero field that has no "off" its default.
 func (c *Config) setDefaults() {
 	def := DefaultConfig()
-	if c.MaxClients <= 0 {
-		c.MaxClients = def.MaxClients
-	}
-	if c.MaxFileSize <= 0 {
-		c.MaxFileSize = def.MaxFileSize
-	}
-	if c.JoinTimeout <= 0 {
-		c.JoinTimeout = def.JoinTimeout
-	}
-	if c.SendQueueBytes <= 0 {
-		c.SendQueueBytes = def.SendQueueBytes
-	}
-	if c.StallTimeout <= 0 {
-		c.StallTimeout = def.StallTimeout
-	}
-	if c.FloodBurst <= 0 {
-		c.FloodBurst = def.FloodBurst
-	}
-	if c.FloodBytesBurst <= 0 {
-		c.FloodBytesBurst = def.FloodBytesBurst
-	}
+	orDefault(&c.MaxClients, def.MaxClients)
+	orDefault(&c.MaxFileSize, def.MaxFileSize)
+	orDefault(&c.JoinTimeout, def.JoinTimeout)
+	orDefault(&c.SendQueueBytes, def.SendQueueBytes)
+	orDefault(&c.StallTimeout, def.StallTimeout)
+	orDefault(&c.FloodBurst, def.FloodBurst)
+	orDefault(&c.FloodBytesBurst, def.FloodBytesBurst)
+	orDefault(&c.SpoolMaxBytes, def.SpoolMaxBytes)
+	orDefault(&c.SpoolMemoryBytes, def.SpoolMemoryBytes)
+	orDefault(&c.MinUploadWindow, def.MinUploadWindow)
+	orDefault(&c.admissionGrace, defaultAdmissionGrace)
+	orDefault(&c.closeFlushTimeout, defaultCloseFlushTimeout)
+	orDefault(&c.closeLinger, defaultCloseLinger)
 	if c.SpoolDir == "" {
 		c.SpoolDir = def.SpoolDir
-	}
-	if c.SpoolMaxBytes <= 0 {
-		c.SpoolMaxBytes = def.SpoolMaxBytes
-	}
-	if c.SpoolMemoryBytes <= 0 {
-		c.SpoolMemoryBytes = def.SpoolMemoryBytes
-	}
-	if c.MinUploadWindow <= 0 {
-		c.MinUploadWindow = def.MinUploadWindow
-	}
-	if c.admissionGrace <= 0 {
-		c.admissionGrace = defaultAdmissionGrace
-	}
-	if c.closeFlushTimeout <= 0 {
-		c.closeFlushTimeout = defaultCloseFlushTimeout
-	}
-	if c.closeLinger <= 0 {
-		c.closeLinger = defaultCloseLinger
 	}
 	if c.Stdout == nil {
 		c.Stdout = io.Discard
@@ -214,6 +188,13 @@ func (c *Config) setDefaults() {
 	}
 	if c.Hub == nil {
 		c.Hub = NewLocalHub()
+	}
+}
+
+// orDefault sets *v to def unless *v is positive.
+func orDefault[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
 }
 

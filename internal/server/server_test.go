@@ -388,11 +388,23 @@ func TestAdmissionGraceEnds(t *testing.T) {
 	s.out.wait(t, "join: silent", 1)
 }
 
-// The fixed timers that tests shorten take the defaults PROTOCOL.md
-// gives them when Config leaves them zero; this is the one test of those
-// values (the tests that wait on a timer set it short).
-func TestTimerDefaults(t *testing.T) {
+// A zero Config runs with the limits that can be off off, and every other
+// field at its default; the fixed timers that tests shorten take the
+// values PROTOCOL.md gives them (the one test of those values: the tests
+// that wait on a timer set it short).
+func TestConfigDefaults(t *testing.T) {
 	srv := New(Config{})
+	got := srv.cfg
+	if got.Stdout == nil || got.Logger == nil || got.Hub == nil {
+		t.Fatalf("Stdout %v, Logger %v, Hub %v: want each set", got.Stdout, got.Logger, got.Hub)
+	}
+	got.Stdout, got.Logger, got.Hub = nil, nil, nil
+	got.admissionGrace, got.closeFlushTimeout, got.closeLinger = 0, 0, 0
+	want := DefaultConfig()
+	want.FloodRate, want.FloodBytes, want.PaceBacklog, want.MaxConnsPerAddr, want.MinUploadRate = 0, 0, 0, 0, 0
+	if got != want {
+		t.Errorf("New(Config{}) runs with\n%+v\nwant\n%+v", got, want)
+	}
 	for _, tc := range []struct {
 		name      string
 		got, want time.Duration
