@@ -59,48 +59,20 @@ func main() {
 // run runs the client with args and the standard streams, and returns its
 // exit status.
 func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("gochat", pflag.ContinueOnError)
-	help := func(w io.Writer) { clientHelp.Write(w, fs) }
-	user := fs.StringP("user", "u", "", "")
-	port := new(int)
-	cli.IntVarP(fs, port, "port", "p", 15000)
-	addr := fs.StringP("address", "a", "localhost", "")
-	downloadDir := fs.String("download-dir", ".", "")
-	maxFile := cli.Size(protocol.DefaultMaxFileSize)
-	fs.Var(&maxFile, "max-file-size", "")
-	maxIncoming := cli.Size(protocol.DefaultMaxFileSize)
-	fs.Var(&maxIncoming, "max-incoming-file-size", "")
-	plain := fs.Bool("plain", false, "")
-	extensions := fs.Bool("extensions", false, "")
-	joinNotices := fs.Bool("join-notices", false, "")
-	noHistory := fs.Bool("no-history", false, "")
-	useTLS := fs.Bool("tls", false, "")
-	tlsCA := fs.String("tls-ca", "", "")
-	check := func() error {
-		if err := cli.CheckPort(*port, 1); err != nil {
-			return err
-		}
-		if st, err := os.Stat(*downloadDir); err != nil || !st.IsDir() {
-			return errors.New("--download-dir must name an existing directory")
-		}
-		if *plain && (*extensions || *joinNotices) {
-			return errors.New("--plain speaks no extension: not with --extensions or --join-notices")
-		}
-		return nil
-	}
-	if code, done := cli.Parse(fs, args, help, stdout, stderr, check); done {
+	c := newCommandLine()
+	if code, done := cli.Parse(c.fs, args, c.help, stdout, stderr, c.check); done {
 		return code
 	}
-	if !fs.Changed("user") {
+	if !c.fs.Changed("user") {
 		fmt.Fprintln(stdout, "Missing Username.")
-		help(stdout)
+		c.help(stdout)
 		return 1
 	}
 
 	var tlsCfg *tls.Config
-	if *useTLS || *tlsCA != "" {
+	if c.useTLS || c.tlsCA != "" {
 		var err error
-		if tlsCfg, err = cli.ClientTLS(*addr, *tlsCA); err != nil {
+		if tlsCfg, err = cli.ClientTLS(c.addr, c.tlsCA); err != nil {
 			fmt.Fprintf(stderr, "client: %v\n", err)
 			return 1
 		}
@@ -113,26 +85,74 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer stop()
 	cfg := client.Config{
-		User:                *user,
-		Addr:                net.JoinHostPort(*addr, strconv.Itoa(*port)),
-		MaxFileSize:         int64(maxFile),
-		MaxIncomingFileSize: int64(maxIncoming),
-		DownloadDir:         *downloadDir,
+		User:                c.user,
+		Addr:                net.JoinHostPort(c.addr, strconv.Itoa(c.port)),
+		MaxFileSize:         int64(c.maxFile),
+		MaxIncomingFileSize: int64(c.maxIncoming),
+		DownloadDir:         c.downloadDir,
 		Interactive:         term.IsTerminal(int(stdin.Fd())),
 		Stdin:               stdin,
 		Stdout:              stdout,
 		Stderr:              stderr,
 		TLS:                 tlsCfg,
-		Extensions:          !*plain,
-		Presence:            *joinNotices,
+		Extensions:          !c.plain,
+		Presence:            c.joinNotices,
 	}
 	// On a terminal (stdin, stdout and stderr), a person types: line
 	// editing, completion, progress bars, colors. Otherwise, plain lines.
 	historyFile := terminal.HistoryFile(os.Getenv)
-	if *noHistory {
+	if c.noHistory {
 		historyFile = ""
 	}
 	endTerminal := terminal.Attach(&cfg, stdin, stdout, stderr, os.Getenv, historyFile)
 	defer endTerminal()
 	return client.Run(ctx, cfg)
+}
+
+// commandLine is gochat's flags and the values they set.
+type commandLine struct {
+	fs *pflag.FlagSet
+
+	user, addr, downloadDir, tlsCA                    string
+	port                                              int
+	maxFile, maxIncoming                              cli.Size
+	plain, extensions, joinNotices, noHistory, useTLS bool
+}
+
+// newCommandLine defines gochat's flags.
+func newCommandLine() *commandLine {
+	c := &commandLine{fs: pflag.NewFlagSet("gochat", pflag.ContinueOnError)}
+	fs := c.fs
+	fs.StringVarP(&c.user, "user", "u", "", "")
+	cli.IntVarP(fs, &c.port, "port", "p", 15000)
+	fs.StringVarP(&c.addr, "address", "a", "localhost", "")
+	fs.StringVar(&c.downloadDir, "download-dir", ".", "")
+	c.maxFile = cli.Size(protocol.DefaultMaxFileSize)
+	fs.Var(&c.maxFile, "max-file-size", "")
+	c.maxIncoming = cli.Size(protocol.DefaultMaxFileSize)
+	fs.Var(&c.maxIncoming, "max-incoming-file-size", "")
+	fs.BoolVar(&c.plain, "plain", false, "")
+	fs.BoolVar(&c.extensions, "extensions", false, "")
+	fs.BoolVar(&c.joinNotices, "join-notices", false, "")
+	fs.BoolVar(&c.noHistory, "no-history", false, "")
+	fs.BoolVar(&c.useTLS, "tls", false, "")
+	fs.StringVar(&c.tlsCA, "tls-ca", "", "")
+	return c
+}
+
+// help writes the help of -h.
+func (c *commandLine) help(w io.Writer) { clientHelp.Write(w, c.fs) }
+
+// check validates the parsed values.
+func (c *commandLine) check() error {
+	if err := cli.CheckPort(c.port, 1); err != nil {
+		return err
+	}
+	if st, err := os.Stat(c.downloadDir); err != nil || !st.IsDir() {
+		return errors.New("--download-dir must name an existing directory")
+	}
+	if c.plain && (c.extensions || c.joinNotices) {
+		return errors.New("--plain speaks no extension: not with --extensions or --join-notices")
+	}
+	return nil
 }

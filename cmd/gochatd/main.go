@@ -3,7 +3,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -13,14 +12,12 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
 
-	"github.com/gochat/chat/internal/activation"
 	"github.com/gochat/chat/internal/cli"
 	"github.com/gochat/chat/internal/cluster"
+	"github.com/gochat/chat/internal/daemon"
 	"github.com/gochat/chat/internal/server"
 	"github.com/gochat/chat/internal/web"
 )
@@ -119,45 +116,80 @@ func profiled(f func() int) int {
 	return f()
 }
 
+// run runs the server with args and the standard streams, and returns its
+// exit status.
 func run(args []string, stdout, stderr io.Writer) int {
-	cfg := server.DefaultConfig()
-	fs := pflag.NewFlagSet("gochatd", pflag.ContinueOnError)
-	help := func(w io.Writer) { serverHelp.Write(w, fs) }
-	port := new(int)
-	cli.IntVarP(fs, port, "port", "p", 15000)
-	addr := fs.StringP("address", "a", "localhost", "")
+	c := newCommandLine()
+	if code, done := cli.Parse(c.fs, args, c.help, stdout, stderr, c.check); done {
+		return code
+	}
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := daemon.Run(ctx, c.options(stdout, stderr)); err != nil {
+		fmt.Fprintf(stderr, "server: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// commandLine is gochatd's flags and the values they set.
+type commandLine struct {
+	fs *pflag.FlagSet
+
+	port                                   int
+	addr, logLevel, logFormat              string
+	cfg                                    server.Config
+	maxFile, sendQueue, floodBytesBurst    cli.Size
+	spoolMax, spoolMemory                  cli.Size
+	floodBytes, paceBacklog, minUploadRate cli.Limit
+	metricsAddr, tlsCert, tlsKey           string
+	cluster                                cluster.Config
+	web                                    *web.Flags
+}
+
+// clusterFlags are the flags of cluster mode: any of them given makes the
+// server a node of a cluster.
+var clusterFlags = []string{"node", "cluster-name", "cluster-listen", "cluster-peers", "cluster-dir", "cluster-secret-file", "cluster-insecure", "cluster-tls-cert", "cluster-tls-key", "cluster-tls-ca", "nats", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key", "cluster-wait", "cluster-replicas"}
+
+// newCommandLine defines gochatd's flags, with the server's defaults.
+func newCommandLine() *commandLine {
+	c := &commandLine{fs: pflag.NewFlagSet("gochatd", pflag.ContinueOnError), cfg: server.DefaultConfig()}
+	fs, cfg := c.fs, &c.cfg
+	cli.IntVarP(fs, &c.port, "port", "p", 15000)
+	fs.StringVarP(&c.addr, "address", "a", "localhost", "")
 	cli.IntVarP(fs, &cfg.MaxClients, "max-clients", "", cfg.MaxClients)
-	maxFile := cli.Size(cfg.MaxFileSize)
-	fs.Var(&maxFile, "max-file-size", "")
+	c.maxFile = cli.Size(cfg.MaxFileSize)
+	fs.Var(&c.maxFile, "max-file-size", "")
 	fs.DurationVar(&cfg.JoinTimeout, "join-timeout", cfg.JoinTimeout, "")
 	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", cfg.StallTimeout, "")
-	sendQueue := cli.Size(cfg.SendQueueBytes)
-	fs.Var(&sendQueue, "send-queue", "")
-	logLevel := fs.String("log-level", "info", "")
-	logFormat := fs.String("log-format", "text", "")
+	c.sendQueue = cli.Size(cfg.SendQueueBytes)
+	fs.Var(&c.sendQueue, "send-queue", "")
+	fs.StringVar(&c.logLevel, "log-level", "info", "")
+	fs.StringVar(&c.logFormat, "log-format", "text", "")
 	fs.Float64Var(&cfg.FloodRate, "flood-rate", cfg.FloodRate, "")
 	cli.IntVarP(fs, &cfg.FloodBurst, "flood-burst", "", cfg.FloodBurst)
-	floodBytes := cli.Limit(cfg.FloodBytes)
-	fs.Var(&floodBytes, "flood-bytes", "")
-	floodBytesBurst := cli.Size(cfg.FloodBytesBurst)
-	fs.Var(&floodBytesBurst, "flood-bytes-burst", "")
-	paceBacklog := cli.Limit(cfg.PaceBacklog)
-	fs.Var(&paceBacklog, "pace-backlog", "")
+	c.floodBytes = cli.Limit(cfg.FloodBytes)
+	fs.Var(&c.floodBytes, "flood-bytes", "")
+	c.floodBytesBurst = cli.Size(cfg.FloodBytesBurst)
+	fs.Var(&c.floodBytesBurst, "flood-bytes-burst", "")
+	c.paceBacklog = cli.Limit(cfg.PaceBacklog)
+	fs.Var(&c.paceBacklog, "pace-backlog", "")
 	fs.StringVar(&cfg.SpoolDir, "spool-dir", cfg.SpoolDir, "")
-	spoolMax := cli.Size(cfg.SpoolMaxBytes)
-	fs.Var(&spoolMax, "spool-max", "")
-	spoolMemory := cli.Size(cfg.SpoolMemoryBytes)
-	fs.Var(&spoolMemory, "spool-memory", "")
-	minUploadRate := cli.Limit(cfg.MinUploadRate)
-	fs.Var(&minUploadRate, "min-upload-rate", "")
+	c.spoolMax = cli.Size(cfg.SpoolMaxBytes)
+	fs.Var(&c.spoolMax, "spool-max", "")
+	c.spoolMemory = cli.Size(cfg.SpoolMemoryBytes)
+	fs.Var(&c.spoolMemory, "spool-memory", "")
+	c.minUploadRate = cli.Limit(cfg.MinUploadRate)
+	fs.Var(&c.minUploadRate, "min-upload-rate", "")
 	fs.DurationVar(&cfg.MinUploadWindow, "min-upload-window", cfg.MinUploadWindow, "")
 	cli.IntVarP(fs, &cfg.MaxConnsPerAddr, "max-conns-per-ip", "", cfg.MaxConnsPerAddr)
 	fs.BoolVar(&cfg.LimitLoopback, "limit-loopback", false, "")
-	metricsAddr := fs.String("metrics-addr", "", "")
-	tlsCert := fs.String("tls-cert", "", "")
-	tlsKey := fs.String("tls-key", "", "")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "")
 	// Cluster mode (docs/CLUSTER.md).
-	var cl cluster.Config
+	cl := &c.cluster
 	fs.StringVar(&cl.Node, "node", "", "")
 	fs.StringVar(&cl.Name, "cluster-name", cluster.DefaultName, "")
 	fs.StringVar(&cl.Listen, "cluster-listen", "", "")
@@ -175,223 +207,93 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cl.NATSKey, "nats-tls-key", "", "")
 	fs.DurationVar(&cl.Wait, "cluster-wait", cluster.DefaultWait, "")
 	cli.IntVarP(fs, &cl.Replicas, "cluster-replicas", "", 0)
-	clustered := func() bool {
-		for _, f := range []string{"node", "cluster-name", "cluster-listen", "cluster-peers", "cluster-dir", "cluster-secret-file", "cluster-insecure", "cluster-tls-cert", "cluster-tls-key", "cluster-tls-ca", "nats", "nats-creds", "nats-tls-ca", "nats-tls-cert", "nats-tls-key", "cluster-wait", "cluster-replicas"} {
-			if fs.Changed(f) {
-				return true
-			}
+	c.web = web.AddFlags(fs)
+	return c
+}
+
+// help writes the help of -h.
+func (c *commandLine) help(w io.Writer) { serverHelp.Write(w, c.fs) }
+
+// clustered reports whether a flag of cluster mode was given.
+func (c *commandLine) clustered() bool {
+	for _, f := range clusterFlags {
+		if c.fs.Changed(f) {
+			return true
 		}
-		return false
 	}
-	webFlags := web.AddFlags(fs)
-	check := func() error {
-		if err := cli.CheckPort(*port, 0); err != nil {
-			return err
-		}
-		if cfg.MaxClients < 1 {
-			return fmt.Errorf("--max-clients must be at least 1")
-		}
-		if cfg.JoinTimeout <= 0 || cfg.StallTimeout <= 0 {
-			return fmt.Errorf("--join-timeout and --stall-timeout must be positive")
-		}
-		if sendQueue > 1<<40 {
-			return fmt.Errorf("--send-queue too large")
-		}
-		if !fs.Changed("pace-backlog") {
-			paceBacklog = min(paceBacklog, cli.Limit(sendQueue/4))
-		}
-		if int64(paceBacklog) >= int64(sendQueue) {
-			return fmt.Errorf("--pace-backlog must be below --send-queue")
-		}
-		if cfg.FloodRate < 0 || cfg.FloodBurst < 1 || cfg.MaxConnsPerAddr < 0 {
-			return fmt.Errorf("--flood-rate, --flood-burst and --max-conns-per-ip take positive values")
-		}
-		if fi, err := os.Stat(cfg.SpoolDir); err != nil || !fi.IsDir() {
-			return fmt.Errorf("--spool-dir %s is not a folder", cfg.SpoolDir)
-		}
-		if spoolMax < 1 || spoolMemory < 1 || cfg.MinUploadWindow <= 0 {
-			return fmt.Errorf("--spool-max, --spool-memory and --min-upload-window must be positive")
-		}
-		if (*tlsCert == "") != (*tlsKey == "") {
-			return fmt.Errorf("--tls-cert and --tls-key go together")
-		}
-		if clustered() {
-			cl.MaxClients = cfg.MaxClients
-			if err := cl.Check(); err != nil {
-				return err
-			}
-		}
-		_, err := cli.Logger(io.Discard, *logFormat, *logLevel)
+	return false
+}
+
+// check validates the parsed values, and gives --pace-backlog its default
+// (2M, or a quarter of --send-queue if that is less) unless it was given.
+func (c *commandLine) check() error {
+	cfg := &c.cfg
+	if err := cli.CheckPort(c.port, 0); err != nil {
 		return err
 	}
-	if code, done := cli.Parse(fs, args, help, stdout, stderr, check); done {
-		return code
+	if cfg.MaxClients < 1 {
+		return fmt.Errorf("--max-clients must be at least 1")
 	}
-	// The chat port opens first, before anything else is built: a course
-	// harness connects 10 ms after it starts the server, and a connection
-	// succeeds once listen(2) has run, Accept or not (issue 19). In
-	// cluster mode it opens only once the node is part of the cluster.
-	chatAddr := net.JoinHostPort(*addr, strconv.Itoa(*port))
-	passed, err := activation.Listeners(activation.Chat, activation.HTTP, activation.Metrics)
-	if err == nil {
-		given := map[string]flagAddr{}
-		if fs.Changed("port") || fs.Changed("address") {
-			given[activation.Chat] = flagAddr{chatAddr, "-p/-a"}
-		}
-		if webFlags.Addr != "" {
-			given[activation.HTTP] = flagAddr{webFlags.Addr, "--http-addr"}
-		}
-		if *metricsAddr != "" {
-			given[activation.Metrics] = flagAddr{*metricsAddr, "--metrics-addr"}
-		}
-		err = agree(passed, given)
+	if cfg.JoinTimeout <= 0 || cfg.StallTimeout <= 0 {
+		return fmt.Errorf("--join-timeout and --stall-timeout must be positive")
 	}
-	if err != nil {
-		closeAll(passed)
-		fmt.Fprintf(stderr, "server: socket activation: %v\n", err)
-		return 1
+	if c.sendQueue > 1<<40 {
+		return fmt.Errorf("--send-queue too large")
 	}
-	var chatTCP net.Listener // the chat port's socket, TLS not yet added
-	if ln, ok := passed[activation.Chat]; ok {
-		chatTCP = server.Inherited(ln.(*net.TCPListener), nil)
-	} else if !clustered() {
-		if chatTCP, err = server.Listen(context.Background(), chatAddr, nil); err != nil {
-			closeAll(passed)
-			fmt.Fprintf(stderr, "server: cannot listen: %v\n", err)
-			return 1
+	if !c.fs.Changed("pace-backlog") {
+		c.paceBacklog = min(c.paceBacklog, cli.Limit(c.sendQueue/4))
+	}
+	if int64(c.paceBacklog) >= int64(c.sendQueue) {
+		return fmt.Errorf("--pace-backlog must be below --send-queue")
+	}
+	if cfg.FloodRate < 0 || cfg.FloodBurst < 1 || cfg.MaxConnsPerAddr < 0 {
+		return fmt.Errorf("--flood-rate, --flood-burst and --max-conns-per-ip take positive values")
+	}
+	if fi, err := os.Stat(cfg.SpoolDir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("--spool-dir %s is not a folder", cfg.SpoolDir)
+	}
+	if c.spoolMax < 1 || c.spoolMemory < 1 || cfg.MinUploadWindow <= 0 {
+		return fmt.Errorf("--spool-max, --spool-memory and --min-upload-window must be positive")
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	if c.clustered() {
+		c.cluster.MaxClients = cfg.MaxClients
+		if err := c.cluster.Check(); err != nil {
+			return err
 		}
 	}
-	defer func() {
-		if chatTCP != nil {
-			chatTCP.Close() // the server has closed it already if it served
-		}
-		closeAll(passed)
-	}()
-	logger, _ := cli.Logger(stderr, *logFormat, *logLevel)
+	_, err := cli.Logger(io.Discard, c.logFormat, c.logLevel)
+	return err
+}
 
-	cfg.MaxFileSize = int64(maxFile)
-	cfg.SendQueueBytes = int(sendQueue)
-	cfg.FloodBytes = float64(floodBytes)
-	cfg.FloodBytesBurst = int64(floodBytesBurst)
-	cfg.PaceBacklog = int(paceBacklog)
-	cfg.SpoolMaxBytes = int64(spoolMax)
-	cfg.SpoolMemoryBytes = int64(spoolMemory)
-	cfg.MinUploadRate = float64(minUploadRate)
+// options returns what the parsed and checked flags ask daemon.Run for,
+// the server's event lines going to stdout and its logs to stderr.
+func (c *commandLine) options(stdout, stderr io.Writer) daemon.Options {
+	cfg := c.cfg
+	cfg.MaxFileSize = int64(c.maxFile)
+	cfg.SendQueueBytes = int(c.sendQueue)
+	cfg.FloodBytes = float64(c.floodBytes)
+	cfg.FloodBytesBurst = int64(c.floodBytesBurst)
+	cfg.PaceBacklog = int(c.paceBacklog)
+	cfg.SpoolMaxBytes = int64(c.spoolMax)
+	cfg.SpoolMemoryBytes = int64(c.spoolMemory)
+	cfg.MinUploadRate = float64(c.minUploadRate)
 	cfg.Stdout = stdout
-	cfg.Logger = logger
-	var tlsCfg *tls.Config
-	if *tlsCert != "" {
-		var err error
-		if tlsCfg, err = server.LoadTLS(*tlsCert, *tlsKey); err != nil {
-			fmt.Fprintf(stderr, "server: %v\n", err)
-			return 1
-		}
+	cfg.Logger, _ = cli.Logger(stderr, c.logFormat, c.logLevel) // check has tried it
+	o := daemon.Options{
+		ChatAddr:      net.JoinHostPort(c.addr, strconv.Itoa(c.port)),
+		ChatAddrGiven: c.fs.Changed("port") || c.fs.Changed("address"),
+		Server:        cfg,
+		TLSCert:       c.tlsCert,
+		TLSKey:        c.tlsKey,
+		MetricsAddr:   c.metricsAddr,
+		Web:           *c.web,
 	}
-	signal.Ignore(syscall.SIGPIPE)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	var node *cluster.Node
-	if clustered() {
-		cl.ChatAddr, cl.StallTimeout, cl.PaceBacklog, cl.Logger = chatAddr, cfg.StallTimeout, cfg.PaceBacklog, logger
-		if chatTCP != nil {
-			cl.ChatAddr = chatTCP.Addr().String()
-		}
-		var err error
-		if node, err = cluster.Start(ctx, cl); err != nil {
-			fmt.Fprintf(stderr, "server: cluster: %v\n", err)
-			return 1
-		}
-		defer node.Close()
-		cfg.Hub = node.Hub()
+	if c.clustered() {
+		cl := c.cluster
+		o.Cluster = &cl
 	}
-	srv := server.New(cfg)
-	if node != nil {
-		if err := node.Register(srv.Registry()); err != nil {
-			fmt.Fprintf(stderr, "server: %v\n", err)
-			return 1
-		}
-	}
-	if chatTCP == nil {
-		if chatTCP, err = server.Listen(context.Background(), chatAddr, nil); err != nil {
-			fmt.Fprintf(stderr, "server: cannot listen: %v\n", err)
-			return 1
-		}
-	}
-	ln := chatTCP
-	if tlsCfg != nil {
-		ln = tls.NewListener(ln, tlsCfg)
-	}
-	logger.Info("listening", "addr", ln.Addr().String(), "max_clients", cfg.MaxClients, "tls", tlsCfg != nil, "cluster", node != nil, "passed", passed[activation.Chat] != nil)
-	// The HTTP listeners (metrics, web) limit connections per address as
-	// the chat port does (issue 23).
-	webFlags.Limits = web.Limits{MaxConnsPerAddr: cfg.MaxConnsPerAddr, LimitLoopback: cfg.LimitLoopback}
-	if mln, ok := passed[activation.Metrics]; ok || *metricsAddr != "" {
-		if !ok {
-			if mln, err = net.Listen("tcp", *metricsAddr); err != nil {
-				fmt.Fprintf(stderr, "server: cannot listen for metrics: %v\n", err)
-				return 1
-			}
-		}
-		metrics, err := web.MetricsHandler(promhttp.HandlerFor(srv.Registry(), promhttp.HandlerOpts{}), webFlags.MetricsTokenFile)
-		if err != nil {
-			mln.Close()
-			fmt.Fprintf(stderr, "server: %v\n", err)
-			return 1
-		}
-		logger.Info("serving metrics", "addr", "http://"+mln.Addr().String()+"/metrics", "token", webFlags.MetricsTokenFile != "")
-		defer web.ServeMetrics(mln, metrics, webFlags.Limits, logger).Close()
-	}
-	if hln, ok := passed[activation.HTTP]; ok {
-		webFlags.Inherited = hln.(*net.TCPListener)
-	}
-
-	webFront, err := webFlags.Start(srv.Serve, tlsCfg, cfg.MaxFileSize, logger)
-	if err != nil {
-		fmt.Fprintf(stderr, "server: cannot serve the web client: %v\n", err)
-		return 1
-	}
-	defer webFront.Stop()
-
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
-		fmt.Fprintf(stderr, "server: %v\n", err)
-		return 1
-	case <-ctx.Done():
-	}
-	logger.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		logger.Warn("shutdown incomplete", "err", err)
-	}
-	<-served
-	return 0
-}
-
-// flagAddr is an address the command line gave, and the flags that gave it.
-type flagAddr struct{ addr, flags string }
-
-// agree checks each passed socket against the address its flags gave, if
-// they gave one: the socket is taken over the flags, but only when they do
-// not contradict it (docs/OPERATIONS.md, "Socket activation").
-func agree(passed map[string]net.Listener, given map[string]flagAddr) error {
-	for role, ln := range passed {
-		g, ok := given[role]
-		if !ok {
-			continue
-		}
-		if err := activation.Agree(context.Background(), ln, g.addr); err != nil {
-			return fmt.Errorf("the %s socket passed in does not agree with %s %s: %w", role, g.flags, g.addr, err)
-		}
-	}
-	return nil
-}
-
-// closeAll closes the passed sockets that are still open.
-func closeAll(passed map[string]net.Listener) {
-	for _, ln := range passed {
-		ln.Close()
-	}
+	return o
 }

@@ -191,30 +191,49 @@ func (h Help) Check(fs *pflag.FlagSet) error {
 	return err
 }
 
-// CheckText returns an error unless text, a program's help as h wrote it,
-// lists every flag h names and none in no section (which would have no
-// help of its own), in lines at most helpWidth wide: the programs' tests
-// call it on their -h output.
-func (h Help) CheckText(text string) error {
+// CheckText returns an error unless text, a program's help as h wrote it
+// for fs, opens with the program's purpose, has an entry for every flag of
+// fs (VisitAll) in one of h's sections (a flag in none would have no help
+// of its own) with the flag's default in it, and has no line wider than
+// helpWidth: the programs' tests call it on their -h output. A flag whose
+// help in h says "defaults to" itself (a default that is no flag value:
+// "the working directory") is checked for those words, not for its value.
+func (h Help) CheckText(fs *pflag.FlagSet, text string) error {
 	if !strings.HasPrefix(text, strings.Fields(h.Purpose)[0]+" ") {
 		return fmt.Errorf("the help does not open with the program's purpose")
 	}
 	if strings.Contains(text, "\nOther options:\n") {
 		return fmt.Errorf("the help lists flags in no section: every flag needs a place and a text")
 	}
+	own := map[string]string{} // the help h gives each flag
 	for _, s := range h.Sections {
 		for _, hf := range s.Flags {
-			found := false
-			for line := range strings.Lines(text) {
-				if _, after, ok := strings.Cut(line, "--"+hf.Name); ok && strings.HasPrefix(line, "  ") && strings.ContainsAny(after[:1], "= \n") {
-					found = true
-					break
-				}
+			if fs.Lookup(hf.Name) == nil {
+				return fmt.Errorf("the help lists --%s, which is no flag", hf.Name)
 			}
-			if !found {
-				return fmt.Errorf("the help does not list --%s", hf.Name)
-			}
+			own[hf.Name] = hf.Text
 		}
+	}
+	entries := helpEntries(text)
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if err != nil {
+			return
+		}
+		entry, ok := entries[f.Name]
+		switch {
+		case !ok:
+			err = fmt.Errorf("the help does not list --%s", f.Name)
+		case strings.Contains(own[f.Name], "defaults to"):
+			if !strings.Contains(entry, "defaults to") {
+				err = fmt.Errorf("the help of --%s does not say what it defaults to: %q", f.Name, entry)
+			}
+		case helpDefault(f) != "" && !strings.HasSuffix(entry, ", defaults to "+helpDefault(f)):
+			err = fmt.Errorf("the help of --%s does not give its default %s: %q", f.Name, helpDefault(f), entry)
+		}
+	})
+	if err != nil {
+		return err
 	}
 	for line := range strings.Lines(text) {
 		if len(strings.TrimSuffix(line, "\n")) > helpWidth {
@@ -222,4 +241,29 @@ func (h Help) CheckText(text string) error {
 		}
 	}
 	return nil
+}
+
+// helpEntries returns the flags' entries in text, a help Write wrote, by
+// flag name: each the flag's line and the lines of its description after
+// it, joined with single spaces.
+func helpEntries(text string) map[string]string {
+	entries := map[string]string{}
+	name := ""
+	indent := strings.Repeat(" ", helpIndent)
+	for line := range strings.Lines(text) {
+		spec, isFlag := strings.CutPrefix(line, "      --")
+		if !isFlag && strings.HasPrefix(line, "  -") && len(line) > 8 && line[4:8] == ", --" {
+			spec, isFlag = line[8:], true
+		}
+		switch {
+		case isFlag:
+			name = strings.FieldsFunc(spec, func(r rune) bool { return r == '=' || r == ' ' || r == '\n' })[0]
+			entries[name] = strings.Join(strings.Fields(spec), " ")
+		case name != "" && strings.HasPrefix(line, indent):
+			entries[name] += " " + strings.Join(strings.Fields(line), " ")
+		default:
+			name = ""
+		}
+	}
+	return entries
 }

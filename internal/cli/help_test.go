@@ -143,24 +143,55 @@ func TestHelpCheckText(t *testing.T) {
 		return b.String()
 	}
 	whole := helpFlags()
-	if err := testHelp.CheckText(write(testHelp, whole)); err == nil || !strings.Contains(err.Error(), "in no section") {
+	if err := testHelp.CheckText(whole, write(testHelp, whole)); err == nil || !strings.Contains(err.Error(), "in no section") {
 		t.Errorf("CheckText of a help with --stray in no section: %v", err)
 	}
-	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
-	helpFlags().VisitAll(func(f *pflag.Flag) {
-		if f.Name != "stray" {
-			fs.AddFlag(f)
-		}
-	})
-	if err := testHelp.CheckText(write(testHelp, fs)); err != nil {
+	// fs is every flag but the stray one, each in a section.
+	flags := func() *pflag.FlagSet {
+		fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+		helpFlags().VisitAll(func(f *pflag.Flag) {
+			if f.Name != "stray" {
+				fs.AddFlag(f)
+			}
+		})
+		return fs
+	}
+	fs := flags()
+	text := write(testHelp, fs)
+	if err := testHelp.CheckText(fs, text); err != nil {
 		t.Errorf("CheckText: %v", err)
 	}
+	// A help written before a default changed: the flag set now says
+	// 16000.
+	moved := flags()
+	if err := moved.Set("port", "16000"); err != nil {
+		t.Fatal(err)
+	}
+	moved.Lookup("port").DefValue = "16000"
+	newFlag := flags()
+	newFlag.String("later", "", "WHAT\tA flag added after the help was written")
 	h := testHelp
 	h.Sections = append(append([]HelpSection(nil), testHelp.Sections...), HelpSection{Flags: []HelpFlag{{Name: "gone", Text: "x"}}})
-	if err := h.CheckText(write(h, fs)); err == nil || !strings.Contains(err.Error(), "--gone") {
-		t.Errorf("CheckText of a help naming a flag that is not: %v", err)
-	}
-	if err := testHelp.CheckText("Server\n" + write(testHelp, fs)); err == nil {
-		t.Error("CheckText passed a help that does not open with the purpose")
+	for _, tc := range []struct {
+		name string
+		h    Help
+		fs   *pflag.FlagSet
+		text string
+		want string // in the error
+	}{
+		{"a flag that is not", h, fs, write(h, fs), "--gone"},
+		{"not the purpose first", testHelp, fs, "Server\n" + text, "purpose"},
+		{"a default left out", testHelp, fs, strings.Replace(text, ", defaults to 15000", "", 1), "--port does not give its default 15000"},
+		{"a default that changed", testHelp, moved, text, "--port does not give its default 16000"},
+		{"a size's default", testHelp, fs, strings.Replace(text, "defaults to 1G", "defaults to 2G", 1), "--max-file-size does not give its default 1G"},
+		{"a default with more after it", testHelp, fs, strings.Replace(text, "defaults to 15000", "defaults to 150000", 1), "--port does not give its default 15000"},
+		{"an own default's words left out", testHelp, fs, strings.Replace(text, "defaults to the working directory", "the working directory", 1), "--dir does not say what it defaults to"},
+		{"a flag not in the help", testHelp, newFlag, text, "does not list --later"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.h.CheckText(tc.fs, tc.text); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("CheckText: %v, want an error with %q", err, tc.want)
+			}
+		})
 	}
 }

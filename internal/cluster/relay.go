@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -79,13 +80,13 @@ type creditShard struct {
 	credits map[creditKey]*credit // guarded by mu
 }
 
+// shardSeed seeds the hash that spreads the credits: a shard is this
+// process's affair, so any seed will do.
+var shardSeed = maphash.MakeSeed()
+
 // shard returns the shard of name's credits.
 func (r *relay) shard(name string) *creditShard {
-	h := uint32(2166136261) // FNV-1a
-	for i := 0; i < len(name); i++ {
-		h = (h ^ uint32(name[i])) * 16777619
-	}
-	return &r.credits[h%creditShards]
+	return &r.credits[maphash.String(shardSeed, name)%creditShards]
 }
 
 // credit is what this node has in flight to one remote user.
@@ -327,6 +328,20 @@ func appendEntry(b []byte, key creditKey, frame []byte) []byte {
 }
 
 // run publishes what add queues, until the node stops.
+//
+// It is one of the project's four batching writers (with the server's
+// sendQueue.writeLoop and printer.flushLoop and the web's wsConn.flush),
+// which share a shape: take what waits under the lock, write it without,
+// until nothing waits. This one is not the on-demand kind the others are
+// (a goroutine started when something waits, gone when nothing does): a
+// node has few peers and relays to each all the time, so it keeps one
+// goroutine per peer for the node's life and wakes it with a token. It
+// yields before it takes the queue so that other connections' frames join
+// the batch, cuts the batch into messages of at most maxBatch, each with
+// its sequence number. A full queue refuses a frame (add returns false)
+// rather than make its sender wait, and a failed publish is counted and
+// logged while the rest goes on (the receiver's checkSeq reports the
+// batches lost). (Issue 24 item 10.)
 func (o *outbound) run() {
 	stop := o.r.h.n.stop
 	for {

@@ -197,7 +197,7 @@ func (c *conn) finish(reason closeReason, last []byte) {
 	c.mu.Unlock()
 	drained := c.q.close(last)
 	if !killed {
-		timer := time.NewTimer(closeFlushTimeout)
+		timer := time.NewTimer(c.srv.cfg.closeFlushTimeout)
 		select {
 		case <-drained:
 		case <-timer.C:
@@ -209,7 +209,7 @@ func (c *conn) finish(reason closeReason, last []byte) {
 		}
 		// Read until the peer closes so our last frame is not lost to a
 		// reset caused by unread input.
-		c.nc.SetReadDeadline(time.Now().Add(closeLinger))
+		c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.closeLinger))
 		io.Copy(io.Discard, c.nc)
 	}
 	c.nc.Close()

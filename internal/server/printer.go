@@ -58,6 +58,14 @@ func (p *printer) println(parts ...string) {
 
 // flushLoop writes what println buffered until nothing is left. It is
 // started by println and ends when the buffer is empty.
+//
+// Of the project's batching writers (sendQueue.writeLoop, the web's
+// wsConn.flush, the cluster's outbound.run; issue 24 item 10) it is the
+// closest to wsConn.flush, and differs from it where it matters: a full
+// buffer never makes println wait (lines beyond maxPrintBacklog are
+// dropped and counted, since the chat must not stall on its stdout), a
+// failed write ends nothing, and the buffer and its spare are kept, there
+// being one printer per server.
 func (p *printer) flushLoop() {
 	for {
 		p.mu.Lock()

@@ -23,6 +23,27 @@ var errQueueClosed = errors.New("send queue closed")
 // once the server holds the whole file (a spool, spool.go), and the
 // writer reads it from there as it writes; chunked files' frames are
 // interleaved with the others as they come (pushPaced).
+//
+// Its states, from the fields writing, closing and failed:
+//
+//	            a push (kickLocked
+//	            starts the writer)               a write fails (onFail;
+//	  idle  ----------------------->  writing  ---------------------->  failed
+//	   |    <-----------------------    |        what waits dropped)     |
+//	   |     the queue is empty:        |                                |
+//	   |     the writer ends            | close                          |
+//	   |                                v                                |
+//	   |  close, with a     ---->  draining: closing, writing;           |
+//	   |  last frame               takes nothing more                    |
+//	   |                                |                                |
+//	   |                                | the queue is empty,            |
+//	   | close, without                 | or a write fails               | close
+//	   v                                v                                v
+//	closed: close's channel is closed; pushes get errQueueClosed (or
+//	ErrPeerGone) and startFeeder starts nothing
+//
+// Pushes are refused from the moment close is called (closing) or a write
+// fails (failed); only the writer moves the queue out of writing.
 type sendQueue struct {
 	nc      net.Conn
 	limit   int           // most bytes of whole frames that may wait
@@ -110,6 +131,16 @@ func (q *sendQueue) kickLocked() {
 // writeLoop writes batches of queued frames until the queue is empty. It
 // is started by kickLocked and owned by the queue; it ends when nothing is
 // left to write or a write fails.
+//
+// It is one of four batching writers (printer.flushLoop, the web's
+// wsConn.flush, the cluster's outbound.run) that share a shape (take what
+// waits under the lock, write it without, until nothing waits) but not
+// what matters, so they are not one piece (issue 24 item 10). Here a batch
+// is a list of frames, not bytes: each may hold a pooled buffer or a spool
+// to give back once written, or be a mark (writtenMark) to close; they go
+// out with writev in steps whose deadlines measure the peer's progress,
+// which pacing reads; a failure is final and drops what waits; and bytes
+// leaving wake the senders paced on this queue.
 func (q *sendQueue) writeLoop() {
 	var ws *writeScratch // taken on the first batch, given back at the end
 	for {

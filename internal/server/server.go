@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -18,10 +19,15 @@ import (
 	"github.com/gochat/chat/internal/protocol"
 )
 
-// Config holds the server's settings. DefaultConfig returns the defaults.
-// A zero limit that can be turned off (FloodRate, MaxConnsPerAddr) is
-// off, in Config as on the command line; any other zero field takes its
-// default.
+// Config holds the server's settings. DefaultConfig returns the settings
+// the server runs with when no flag says otherwise, every limit on.
+//
+// Zero turns off, in Config as on the command line, each limit that can
+// be off: FloodRate, FloodBytes, PaceBacklog, MaxConnsPerAddr and
+// MinUploadRate (so a Config literal runs without them). Any other zero
+// field takes its default. PaceBacklog must be below SendQueueBytes:
+// New panics on a Config that Check refuses, so a program that takes the
+// settings from its user calls Check first.
 type Config struct {
 	// MaxClients is the most users joined at once (default 10).
 	MaxClients int
@@ -43,24 +49,27 @@ type Config struct {
 	// Hub is the user registry (default: a new LocalHub).
 	Hub Hub
 	// FloodRate is the sustained rate of frames per second a joined
-	// connection may send before its reading is paced (0: no limit).
-	// FloodBurst frames may come at once (default 10000).
+	// connection may send before its reading is paced (0: no limit;
+	// DefaultConfig: 1000). FloodBurst frames may come at once (default
+	// 10000).
 	FloodRate  float64
 	FloodBurst int
 	// FloodBytes is the sustained rate of bytes per second a connection
 	// may have delivered (each frame's size times its recipients) before
-	// its reading is paced (0: no limit). FloodBytesBurst bytes may go at
-	// once (default 64 MiB).
+	// its reading is paced (0: no limit; DefaultConfig: 16 MiB).
+	// FloodBytesBurst bytes may go at once (default 64 MiB).
 	FloodBytes      float64
 	FloodBytesBurst int64
 	// PaceBacklog pauses a sender's reading while a recipient of its
 	// last frame has this many bytes or more waiting in its send queue,
-	// until they drop below it or the recipient is gone (0: never). It
-	// must be below SendQueueBytes; it is what lets a recipient that
-	// reads at an honest pace outlast a flood instead of being cut off.
+	// until they drop below it or the recipient is gone (0: never;
+	// DefaultConfig: 2 MiB). It must be below SendQueueBytes (Check); it
+	// is what lets a recipient that reads at an honest pace outlast a
+	// flood instead of being cut off.
 	PaceBacklog int
 	// MaxConnsPerAddr caps the open connections from one IP address (0:
-	// no cap). Loopback addresses are exempt unless LimitLoopback is set.
+	// no cap; DefaultConfig: 100). Loopback addresses are exempt unless
+	// LimitLoopback is set.
 	MaxConnsPerAddr int
 	LimitLoopback   bool
 	// SpoolDir is where files for users who take whole frames are held
@@ -75,9 +84,16 @@ type Config struct {
 	// MinUploadRate is the fewest bytes per second a file's sender must
 	// bring, on average over each MinUploadWindow the server spends
 	// waiting for it (default 30 s), or the file is cut off: a send_file
-	// sender's connection is closed, an upload ended (0: no floor).
+	// sender's connection is closed, an upload ended (0: no floor;
+	// DefaultConfig: 1 KiB).
 	MinUploadRate   float64
 	MinUploadWindow time.Duration
+
+	// The server's fixed timers, settable only so that the tests that
+	// wait on them need not (zero: the default).
+	admissionGrace    time.Duration // defaultAdmissionGrace
+	closeFlushTimeout time.Duration // defaultCloseFlushTimeout
+	closeLinger       time.Duration // defaultCloseLinger
 }
 
 // Defaults from PROTOCOL.md and docs/OPERATIONS.md.
@@ -96,13 +112,15 @@ const (
 	DefaultSpoolMemory     = 64 << 20
 	DefaultMinUploadRate   = 1 << 10
 	DefaultMinUploadWindow = 30 * time.Second
-	// admissionGrace is how long a join waits for an earlier-accepted
-	// connection's first frame.
-	admissionGrace = 2 * time.Second
-	// closeFlushTimeout bounds the flushing of a closing connection.
-	closeFlushTimeout = 5 * time.Second
-	// closeLinger bounds the wait for the peer to close after we have.
-	closeLinger = 2 * time.Second
+	// defaultAdmissionGrace is how long a join waits for an
+	// earlier-accepted connection's first frame (PROTOCOL.md: 2 s).
+	defaultAdmissionGrace = 2 * time.Second
+	// defaultCloseFlushTimeout bounds the flushing of a closing
+	// connection: its last frames, then its close (PROTOCOL.md: 5 s).
+	defaultCloseFlushTimeout = 5 * time.Second
+	// defaultCloseLinger bounds the wait for the peer to close after we
+	// have (PROTOCOL.md: 2 s).
+	defaultCloseLinger = 2 * time.Second
 )
 
 // DefaultConfig returns the settings the server runs with when no flag
@@ -128,44 +146,39 @@ func DefaultConfig() Config {
 	}
 }
 
+// Check returns an error if c's settings contradict each other: a
+// PaceBacklog at or above SendQueueBytes (its default, if zero), which
+// would let the queue overflow before its sender is paced. New panics
+// on such a Config rather than run with settings other than those given.
+func (c Config) Check() error {
+	queue := c.SendQueueBytes
+	if queue <= 0 {
+		queue = DefaultSendQueueBytes
+	}
+	if c.PaceBacklog >= queue {
+		return fmt.Errorf("PaceBacklog (%d) must be below SendQueueBytes (%d)", c.PaceBacklog, queue)
+	}
+	return nil
+}
+
 // setDefaults gives every zero field that has no "off" its default.
 func (c *Config) setDefaults() {
 	def := DefaultConfig()
-	if c.MaxClients <= 0 {
-		c.MaxClients = def.MaxClients
-	}
-	if c.MaxFileSize <= 0 {
-		c.MaxFileSize = def.MaxFileSize
-	}
-	if c.JoinTimeout <= 0 {
-		c.JoinTimeout = def.JoinTimeout
-	}
-	if c.SendQueueBytes <= 0 {
-		c.SendQueueBytes = def.SendQueueBytes
-	}
-	if c.StallTimeout <= 0 {
-		c.StallTimeout = def.StallTimeout
-	}
-	if c.FloodBurst <= 0 {
-		c.FloodBurst = def.FloodBurst
-	}
-	if c.FloodBytesBurst <= 0 {
-		c.FloodBytesBurst = def.FloodBytesBurst
-	}
-	if c.PaceBacklog >= c.SendQueueBytes {
-		c.PaceBacklog = c.SendQueueBytes / 4
-	}
+	orDefault(&c.MaxClients, def.MaxClients)
+	orDefault(&c.MaxFileSize, def.MaxFileSize)
+	orDefault(&c.JoinTimeout, def.JoinTimeout)
+	orDefault(&c.SendQueueBytes, def.SendQueueBytes)
+	orDefault(&c.StallTimeout, def.StallTimeout)
+	orDefault(&c.FloodBurst, def.FloodBurst)
+	orDefault(&c.FloodBytesBurst, def.FloodBytesBurst)
+	orDefault(&c.SpoolMaxBytes, def.SpoolMaxBytes)
+	orDefault(&c.SpoolMemoryBytes, def.SpoolMemoryBytes)
+	orDefault(&c.MinUploadWindow, def.MinUploadWindow)
+	orDefault(&c.admissionGrace, defaultAdmissionGrace)
+	orDefault(&c.closeFlushTimeout, defaultCloseFlushTimeout)
+	orDefault(&c.closeLinger, defaultCloseLinger)
 	if c.SpoolDir == "" {
 		c.SpoolDir = def.SpoolDir
-	}
-	if c.SpoolMaxBytes <= 0 {
-		c.SpoolMaxBytes = def.SpoolMaxBytes
-	}
-	if c.SpoolMemoryBytes <= 0 {
-		c.SpoolMemoryBytes = def.SpoolMemoryBytes
-	}
-	if c.MinUploadWindow <= 0 {
-		c.MinUploadWindow = def.MinUploadWindow
 	}
 	if c.Stdout == nil {
 		c.Stdout = io.Discard
@@ -175,6 +188,13 @@ func (c *Config) setDefaults() {
 	}
 	if c.Hub == nil {
 		c.Hub = NewLocalHub()
+	}
+}
+
+// orDefault sets *v to def unless *v is positive.
+func orDefault[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
 }
 
@@ -212,12 +232,16 @@ type Server struct {
 	testHookConnClosed func() // if set, called after each connection is released
 }
 
-// New returns a Server with cfg's settings.
+// New returns a Server with cfg's settings. It panics if cfg.Check
+// returns an error.
 func New(cfg Config) *Server {
+	if err := cfg.Check(); err != nil {
+		panic("server.New: " + err.Error())
+	}
 	cfg.setDefaults()
 	s := &Server{
 		cfg:       cfg,
-		admit:     newAdmission(admissionGrace),
+		admit:     newAdmission(cfg.admissionGrace),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 		perAddr:   make(map[netip.Addr]int),

@@ -367,6 +367,104 @@ func TestFramingSplitAndCoalesced(t *testing.T) {
 	bob.expect(protocol.ForwardMessage, "1 alice two")
 }
 
+// A silent earlier-accepted connection holds a later join for the
+// admission grace, and then no longer (test/e2e's
+// TestJoinWaitCappedAtTwoSeconds times the default).
+func TestAdmissionGraceEnds(t *testing.T) {
+	const grace = 200 * time.Millisecond
+	s := startServer(t, Config{admissionGrace: grace})
+	if s.admit.grace != grace {
+		t.Fatalf("admission grace %v, want %v", s.admit.grace, grace)
+	}
+	t0 := time.Now()
+	silent := dial(t, s.addr)
+	bob := dial(t, s.addr)
+	bob.join("bob")
+	s.out.wait(t, "join: bob", 1)
+	if el := time.Since(t0); el < grace {
+		t.Errorf("bob joined after %v, while an earlier connection was silent for less than the grace (%v)", el, grace)
+	}
+	silent.join("silent")
+	s.out.wait(t, "join: silent", 1)
+}
+
+// A zero Config runs with the limits that can be off off, and every other
+// field at its default; the fixed timers that tests shorten take the
+// values PROTOCOL.md gives them (the one test of those values: the tests
+// that wait on a timer set it short).
+func TestConfigDefaults(t *testing.T) {
+	srv := New(Config{})
+	got := srv.cfg
+	if got.Stdout == nil || got.Logger == nil || got.Hub == nil {
+		t.Fatalf("Stdout %v, Logger %v, Hub %v: want each set", got.Stdout, got.Logger, got.Hub)
+	}
+	got.Stdout, got.Logger, got.Hub = nil, nil, nil
+	got.admissionGrace, got.closeFlushTimeout, got.closeLinger = 0, 0, 0
+	want := DefaultConfig()
+	want.FloodRate, want.FloodBytes, want.PaceBacklog, want.MaxConnsPerAddr, want.MinUploadRate = 0, 0, 0, 0, 0
+	if got != want {
+		t.Errorf("New(Config{}) runs with\n%+v\nwant\n%+v", got, want)
+	}
+	for _, tc := range []struct {
+		name      string
+		got, want time.Duration
+	}{
+		{"admission grace", srv.cfg.admissionGrace, 2 * time.Second},
+		{"admission's grace", srv.admit.grace, 2 * time.Second},
+		{"close flush timeout", srv.cfg.closeFlushTimeout, 5 * time.Second},
+		{"close linger", srv.cfg.closeLinger, 2 * time.Second},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
+		}
+	}
+	set := New(Config{admissionGrace: time.Millisecond, closeFlushTimeout: 2 * time.Millisecond, closeLinger: 3 * time.Millisecond}).cfg
+	if set.admissionGrace != time.Millisecond || set.closeFlushTimeout != 2*time.Millisecond || set.closeLinger != 3*time.Millisecond {
+		t.Errorf("timers set in Config became %v, %v, %v", set.admissionGrace, set.closeFlushTimeout, set.closeLinger)
+	}
+}
+
+// A PaceBacklog at or above SendQueueBytes is refused, not rewritten:
+// New once set it to a quarter of the queue without a word.
+func TestConfigCheck(t *testing.T) {
+	small := DefaultConfig()
+	small.SendQueueBytes = 1 << 20 // below the default PaceBacklog (2 MiB)
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"zero", Config{}, true},
+		{"defaults", DefaultConfig(), true},
+		{"backlog below the queue", Config{SendQueueBytes: 1 << 20, PaceBacklog: 1<<20 - 1}, true},
+		{"backlog below the default queue", Config{PaceBacklog: DefaultSendQueueBytes - 1}, true},
+		{"backlog equal to the queue", Config{SendQueueBytes: 1 << 20, PaceBacklog: 1 << 20}, false},
+		{"backlog equal to the default queue", Config{PaceBacklog: DefaultSendQueueBytes}, false},
+		{"default backlog above a small queue", small, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Check()
+			if (err == nil) != tc.ok {
+				t.Fatalf("Check() = %v, want ok %v", err, tc.ok)
+			}
+			var srv *Server
+			panicked := func() (p any) {
+				defer func() { p = recover() }()
+				srv = New(tc.cfg)
+				return nil
+			}()
+			switch {
+			case tc.ok && panicked != nil:
+				t.Fatalf("New panicked: %v", panicked)
+			case !tc.ok && panicked == nil:
+				t.Fatalf("New took PaceBacklog %d with SendQueueBytes %d (it runs with %d)", tc.cfg.PaceBacklog, tc.cfg.SendQueueBytes, srv.cfg.PaceBacklog)
+			case tc.ok && srv.cfg.PaceBacklog != tc.cfg.PaceBacklog:
+				t.Fatalf("New runs with PaceBacklog %d, given %d", srv.cfg.PaceBacklog, tc.cfg.PaceBacklog)
+			}
+		})
+	}
+}
+
 func TestAdmissionOrder(t *testing.T) {
 	s := startServer(t, Config{MaxClients: 3})
 	conns := make([]*rawClient, 4)
@@ -441,7 +539,9 @@ func TestSlowConsumerCutOffByStall(t *testing.T) {
 // and stays.
 func TestFileSenderStalls(t *testing.T) {
 	var logs logBuffer
-	s := startServer(t, Config{StallTimeout: 300 * time.Millisecond, Logger: logs.logger(slog.LevelInfo)})
+	// Alice never closes: the server's linger after it closes ends her
+	// connection (closeLinger, shortened from 2 s).
+	s := startServer(t, Config{StallTimeout: 300 * time.Millisecond, Logger: logs.logger(slog.LevelInfo), closeLinger: 100 * time.Millisecond})
 	alice := joined(t, s, "alice")
 	bea := joinedExt(t, s, "bea")
 	bob := joined(t, s, "bob")

@@ -82,7 +82,9 @@ func crawl(c *rawClient, frame []byte, interval time.Duration, stop <-chan struc
 // it off (issue 19, part 5).
 func TestCrawlingFileHoldsNoMessage(t *testing.T) {
 	var logs logBuffer
-	s := startServer(t, Config{StallTimeout: 5 * time.Second, MinUploadRate: 1 << 10, MinUploadWindow: 500 * time.Millisecond, Logger: logs.logger(slog.LevelInfo)})
+	// Alice crawls on after she is cut off: the server's linger ends her
+	// connection (closeLinger, shortened from 2 s).
+	s := startServer(t, Config{StallTimeout: 5 * time.Second, MinUploadRate: 1 << 10, MinUploadWindow: 500 * time.Millisecond, Logger: logs.logger(slog.LevelInfo), closeLinger: 100 * time.Millisecond})
 	alice, bob, bea, carol := joined(t, s, "alice"), joined(t, s, "bob"), joinedExt(t, s, "bea"), joined(t, s, "carol")
 	alice.write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "bea"}, "big.bin", 1<<20))
 	alice.write(make([]byte, 300<<10))

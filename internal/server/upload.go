@@ -443,7 +443,7 @@ func written(p Peer, stop <-chan struct{}) bool {
 	if killed {
 		return false
 	}
-	t := time.NewTimer(closeFlushTimeout)
+	t := time.NewTimer(pc.srv.cfg.closeFlushTimeout)
 	defer t.Stop()
 	select {
 	case <-mark:

@@ -1,8 +1,8 @@
 // Package testbin builds the project's programs for the black-box test
 // suites (test/e2e, test/pty, test/soak, test/cluster, test/browser), which
-// run the real binaries, runs them with their output collected line by line
-// (Start), and reads from docs/PROTOCOL.md what those suites check them
-// against.
+// run the real binaries (Main is those suites' TestMain), runs them with
+// their output collected line by line (Start), and reads from
+// docs/PROTOCOL.md what those suites check them against.
 package testbin
 
 import (

@@ -180,6 +180,15 @@ func (c *wsConn) write(p []byte) error {
 
 // flush sends the pending bytes, one message per batch, until there are
 // none. It is started by write and owned by the connection.
+//
+// Of the project's batching writers (the server's sendQueue.writeLoop and
+// printer.flushLoop, the cluster's outbound.run; issue 24 item 10) it is
+// the closest to printer.flushLoop, and differs from it where it matters:
+// a full pending buffer makes Write wait (the send queue above measures
+// its peer's progress by Write, so a slow browser must look slow), a
+// failed send is final and fails the next Write, and the buffer comes
+// from a pool and goes back when the flusher ends, since an idle
+// connection should hold none.
 func (c *wsConn) flush() {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()

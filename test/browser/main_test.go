@@ -12,14 +12,10 @@
 package browser
 
 import (
-	"flag"
-	"fmt"
+	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
-
-	"go.uber.org/goleak"
 
 	"github.com/gochat/chat/internal/testbin"
 )
@@ -31,40 +27,20 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if !testing.Short() {
-		chromium = findChromium()
-		if chromium == "" && os.Getenv("CI") != "" {
-			fmt.Fprintln(os.Stderr, "browser: no chromium under CI: .ci/run should have installed it (apt-get install -y chromium)")
-			os.Exit(1)
-		}
-	}
-	if testing.Short() || chromium == "" {
-		os.Exit(m.Run()) // every test skips itself
-	}
-	dir, err := os.MkdirTemp("", "gochat-browser-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "browser:", err)
-		os.Exit(1)
-	}
-	serverBin = filepath.Join(dir, "gochatd")
-	clientBin = filepath.Join(dir, "gochat")
-	for _, b := range []struct{ dst, pkg string }{{serverBin, "./cmd/gochatd"}, {clientBin, "./cmd/gochat"}} {
-		if err := testbin.Build(b.dst, b.pkg); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "browser: leaked goroutines:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	testbin.Main(m, testbin.Suite{
+		Name:     "browser",
+		Programs: []testbin.Program{{Path: &serverBin, Pkg: "./cmd/gochatd"}, {Path: &clientBin, Pkg: "./cmd/gochat"}},
+		Setup: func() (bool, error) {
+			if testing.Short() {
+				return false, nil
+			}
+			chromium = findChromium()
+			if chromium == "" && os.Getenv("CI") != "" {
+				return false, errors.New("no chromium under CI: .ci/run should have installed it (apt-get install -y chromium)")
+			}
+			return chromium != "", nil // without it every test skips itself
+		},
+	})
 }
 
 // findChromium returns the browser to drive: $CHROMIUM, or the first of

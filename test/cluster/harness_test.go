@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -19,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/testbin"
 )
@@ -33,45 +30,17 @@ var gochatdBin, gochatdPlainBin, natsBin string
 const timeout = 20 * time.Second
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		fmt.Println("cluster: -short: skipping the cluster suite (it starts real server processes)")
-		os.Exit(0)
-	}
-	dir, err := os.MkdirTemp("", "gochat-cluster-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	gochatdBin, natsBin = filepath.Join(dir, "gochatd"), filepath.Join(dir, "nats-server")
-	if err := testbin.Build(gochatdBin, "./cmd/gochatd"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	gochatdPlainBin = gochatdBin
-	if testbin.Race() {
-		gochatdPlainBin = filepath.Join(dir, "gochatd-norace")
-		if err := testbin.BuildRace(gochatdPlainBin, "./cmd/gochatd", false); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
-	// The external engine of the tests: nats-server built from the module
-	// in go.mod.
-	if err := testbin.BuildRace(natsBin, "github.com/nats-io/nats-server/v2", false); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	if err := goleak.Find(); err != nil {
-		fmt.Fprintln(os.Stderr, "cluster: leaked goroutines:", err)
-		code = 1
-	}
-	os.Exit(code)
+	testbin.Main(m, testbin.Suite{
+		Name: "cluster",
+		Programs: []testbin.Program{
+			{Path: &gochatdBin, Pkg: "./cmd/gochatd"},
+			{Path: &gochatdPlainBin, Pkg: "./cmd/gochatd", Name: "gochatd-norace", NoRace: true},
+			// The external engine of the tests: nats-server built from
+			// the module in go.mod.
+			{Path: &natsBin, Pkg: "github.com/nats-io/nats-server/v2", Name: "nats-server", NoRace: true},
+		},
+		ShortSkipsAll: true,
+	})
 }
 
 // startProc starts bin with args, its output collected (testbin.Start).

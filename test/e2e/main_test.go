@@ -2,12 +2,7 @@ package e2e
 
 import (
 	"flag"
-	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
-
-	"go.uber.org/goleak"
 
 	"github.com/gochat/chat/internal/testbin"
 )
@@ -24,67 +19,27 @@ var (
 const defaultParallel = "8"
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	parallelSet := false
-	flag.Visit(func(f *flag.Flag) {
-		if f.Name == "test.parallel" {
-			parallelSet = true
-		}
+	testbin.Main(m, testbin.Suite{
+		Name: "e2e",
+		// E2E_SERVER_BIN / E2E_CLIENT_BIN run the suite against prebuilt
+		// programs instead (e.g. another implementation of PROTOCOL.md).
+		Programs: []testbin.Program{
+			{Path: &serverBin, Pkg: "./cmd/gochatd", Env: "E2E_SERVER_BIN"},
+			{Path: &clientBin, Pkg: "./cmd/gochat", Env: "E2E_CLIENT_BIN"},
+		},
+		Setup: func() (bool, error) {
+			parallelSet := false
+			flag.Visit(func(f *flag.Flag) {
+				if f.Name == "test.parallel" {
+					parallelSet = true
+				}
+			})
+			if !parallelSet {
+				if f := flag.Lookup("test.parallel"); f != nil {
+					_ = f.Value.Set(defaultParallel)
+				}
+			}
+			return true, nil
+		},
 	})
-	if !parallelSet {
-		if f := flag.Lookup("test.parallel"); f != nil {
-			_ = f.Value.Set(defaultParallel)
-		}
-	}
-
-	if testing.Short() {
-		// Every test skips itself (skipShort); nothing to build.
-		os.Exit(m.Run())
-	}
-
-	dir, err := os.MkdirTemp("", "gochat-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: temp dir:", err)
-		os.Exit(1)
-	}
-	// E2E_SERVER_BIN / E2E_CLIENT_BIN run the suite against prebuilt
-	// programs instead (e.g. another implementation of PROTOCOL.md).
-	for _, b := range []struct {
-		dst      *string
-		env, pkg string
-	}{
-		{&serverBin, "E2E_SERVER_BIN", "./cmd/gochatd"},
-		{&clientBin, "E2E_CLIENT_BIN", "./cmd/gochat"},
-	} {
-		if p := os.Getenv(b.env); p != "" {
-			abs, err := filepath.Abs(p)
-			if err == nil {
-				_, err = os.Stat(abs)
-			}
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "e2e: %s: %v\n", b.env, err)
-				os.RemoveAll(dir)
-				os.Exit(1)
-			}
-			*b.dst = abs
-			continue
-		}
-		*b.dst = filepath.Join(dir, filepath.Base(b.pkg))
-		if err := testbin.Build(*b.dst, b.pkg); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
-
-	code := m.Run()
-	os.RemoveAll(dir)
-
-	// Every goroutine of the harness (output readers, process reapers) ends in
-	// the test's cleanup, so none may be left once all tests are done.
-	if err := goleak.Find(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: leaked goroutines:", err)
-		code = 1
-	}
-	os.Exit(code)
 }

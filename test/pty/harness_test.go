@@ -3,13 +3,11 @@ package ptytest
 import (
 	"bufio"
 	"bytes"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -20,7 +18,6 @@ import (
 	"time"
 
 	"github.com/creack/pty"
-	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 
 	"github.com/gochat/chat/internal/terminal/termtest"
@@ -37,33 +34,10 @@ const rows, cols = 40, 100
 var serverBin, clientBin string
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		// Every test skips itself (skipShort); nothing to build.
-		os.Exit(m.Run())
-	}
-	dir, err := os.MkdirTemp("", "gochat-pty-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pty:", err)
-		os.Exit(1)
-	}
-	serverBin, clientBin = filepath.Join(dir, "gochatd"), filepath.Join(dir, "gochat")
-	for bin, pkg := range map[string]string{serverBin: "./cmd/gochatd", clientBin: "./cmd/gochat"} {
-		if err := testbin.Build(bin, pkg); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "pty: leaked goroutines:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	testbin.Main(m, testbin.Suite{
+		Name:     "pty",
+		Programs: []testbin.Program{{Path: &serverBin, Pkg: "./cmd/gochatd"}, {Path: &clientBin, Pkg: "./cmd/gochat"}},
+	})
 }
 
 // skipShort skips the test under -short: the suite runs the real programs.
