@@ -57,12 +57,24 @@ func TestFileOpenGivenUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	var mu sync.Mutex
-	var giveUp chan struct{}
+	// The watcher's deliveries may lag: an open whose answer won may
+	// reach it only once the next attempt has begun. Opens come in the
+	// order they were published, one an attempt, so the n-th one seen
+	// is attempt n's, and only it gives attempt n up (closing the
+	// channel of the attempt after it panicked with "close of closed
+	// channel" under load).
+	var (
+		mu      sync.Mutex
+		giveUp  chan struct{} // guarded by mu
+		attempt int           // guarded by mu
+		seen    int           // guarded by mu
+	)
 	sub, err := nc.Subscribe(nodes[0].subject(fileOpenSubject, nodes[1].cfg.Node), func(*nats.Msg) {
 		mu.Lock()
-		close(giveUp)
-		mu.Unlock()
+		defer mu.Unlock()
+		if seen++; seen == attempt {
+			close(giveUp)
+		}
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -83,6 +95,7 @@ func TestFileOpenGivenUp(t *testing.T) {
 	}
 	for range 20 {
 		mu.Lock()
+		attempt++
 		giveUp = make(chan struct{})
 		cancel := giveUp
 		mu.Unlock()
