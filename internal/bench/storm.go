@@ -86,6 +86,7 @@ const (
 	outOther            // another err_* frame
 	outDropped          // the connection ended without a frame
 	outUndecided        // nothing by the worker's timeout
+	outNoConnect        // the connection could not be made
 	numOutcomes
 )
 
@@ -211,7 +212,9 @@ func (w *stormWorker) join() stormReport {
 		}
 		nc, err := d.DialContext(ctx, "tcp", s.Addr)
 		if err != nil {
-			count[outDropped].Add(1)
+			if count[outNoConnect].Add(1) == 1 {
+				fmt.Fprintf(os.Stderr, "chatbench %s: %v\n", StormWorkerCommand, err)
+			}
 			decided <- struct{}{}
 			return nil
 		}
@@ -469,6 +472,9 @@ func waitLists(ctx context.Context, nodes []*target, probes []*chatClient, prefi
 	start := time.Now()
 	return parallel(len(nodes), len(nodes), func(i int) error {
 		lastReport := time.Now()
+		// A list of 57,000 names is sorted anew after every change: a
+		// probe that asks too often weighs on what it measures.
+		every := 100 * time.Millisecond
 		for {
 			n, err := probes[i].countJoined(ctx, prefix)
 			if err != nil {
@@ -477,6 +483,7 @@ func waitLists(ctx context.Context, nodes []*target, probes []*chatClient, prefi
 			if ok(n) {
 				return nil
 			}
+			every = 50*time.Millisecond + time.Duration(n)*5*time.Microsecond
 			if time.Since(lastReport) >= 5*time.Second {
 				fmt.Fprintf(stderr, "  %s lists %d after %v\n", nodes[i].describe(), n, time.Since(start).Round(time.Second))
 				lastReport = time.Now()
@@ -484,7 +491,7 @@ func waitLists(ctx context.Context, nodes []*target, probes []*chatClient, prefi
 			select {
 			case <-ctx.Done():
 				return fmt.Errorf("%s lists %d: %w", nodes[i].describe(), n, ctx.Err())
-			case <-time.After(100 * time.Millisecond):
+			case <-time.After(every):
 			}
 		}
 	})
@@ -566,6 +573,7 @@ func stormRowsOf(params string, k int, res stormResult) []Row {
 			row(label+"refused: other err_*", "joins", float64(r.Counts[outOther]), "0"),
 			row(label+"dropped without a frame", "joins", float64(r.Counts[outDropped]), "0"),
 			row(label+"undecided at the timeout", "joins", float64(r.Counts[outUndecided]), "0"),
+			row(label+"could not connect", "joins", float64(r.Counts[outNoConnect]), "0"),
 			row(label+"first join to last admitted", "s", r.Secs, "<= 30"),
 			row(label+"listed on every node", "s", r.ListedSecs, ""),
 			row(label+"admitted per second", "joins/s", perSec, ""),

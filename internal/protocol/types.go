@@ -34,6 +34,8 @@ const (
 	FileResult
 	NotOnline
 	Presence
+	TryAgain
+	JoinOK
 	// NumTypes is the number of types, Unknown included.
 	NumTypes
 )
@@ -61,6 +63,8 @@ var typeNames = [NumTypes]string{
 	FileResult:             "file_result",
 	NotOnline:              "not_online",
 	Presence:               "presence",
+	TryAgain:               "try_again",
+	JoinOK:                 "join_ok",
 }
 
 // String returns the type's name as it appears on the wire.
@@ -206,6 +210,10 @@ func (l Limits) MaxPayload(d Direction, t Type) int64 {
 		return MaxListBytes
 	case Presence:
 		return maxPresence
+	case TryAgain:
+		return maxTryAgainDigits
+	case JoinOK:
+		return 0
 	}
 	return -1
 }

@@ -12,7 +12,7 @@ import (
 type extState struct {
 	// Set by hello before the join, then read-only (other connections
 	// read presence once this one is in the hub).
-	upload, notOnline, presence bool
+	upload, notOnline, presence, tryAgain bool
 
 	mu      sync.Mutex
 	uploads map[uint64]*upload // by the client's id, until the upload's file_result is sent; guarded by mu
@@ -42,6 +42,8 @@ func (e *extState) accept(f string) bool {
 		on = &e.notOnline
 	case protocol.FeaturePresence:
 		on = &e.presence
+	case protocol.FeatureTryAgain:
+		on = &e.tryAgain
 	default:
 		return false
 	}
