@@ -27,7 +27,7 @@ type deleter struct {
 	mu      sync.Mutex
 	pending []pendingDelete        // guarded by mu
 	queued  map[pendingDelete]bool // what pending and the batch under way hold, so nothing is queued twice; guarded by mu
-	busy    bool                   // a batch is under way; guarded by mu
+	busy    int                    // the deletes of the batch under way; guarded by mu
 	wake    chan struct{}          // has a token when pending grew
 	idle    chan struct{}          // closed and replaced when pending empties; guarded by mu
 }
@@ -87,13 +87,13 @@ func (d *deleter) run() {
 		batch := make([]pendingDelete, k)
 		copy(batch, d.pending)
 		d.pending = d.pending[k:]
-		d.busy = true
+		d.busy = k
 		d.mu.Unlock()
 
 		failed := d.remove(batch)
 
 		d.mu.Lock()
-		d.busy = false
+		d.busy = 0
 		for _, p := range batch {
 			if !failed[p] {
 				delete(d.queued, p)
@@ -147,7 +147,7 @@ func (d *deleter) remove(batch []pendingDelete) map[pendingDelete]bool {
 func (d *deleter) drain(ctx context.Context) bool {
 	for {
 		d.mu.Lock()
-		done := len(d.pending) == 0 && !d.busy
+		done := len(d.pending) == 0 && d.busy == 0
 		idle := d.idle
 		d.mu.Unlock()
 		if done {
@@ -157,10 +157,7 @@ func (d *deleter) drain(ctx context.Context) bool {
 		case <-idle:
 		case <-ctx.Done():
 			d.mu.Lock()
-			left := len(d.pending)
-			if d.busy {
-				left += deleteBatch // at most
-			}
+			left := len(d.pending) + d.busy
 			d.mu.Unlock()
 			d.h.n.log.Warn("left registry records behind; the cluster removes them when the lease expires", "pending", left)
 			return false

@@ -187,6 +187,9 @@ func (h *Hub) JoinQueued(p server.Peer, maxUsers int, queued func()) error {
 	u.rev, err = h.takeName(name, u.token, u.value(), queued)
 	if err != nil {
 		if !isExists(err) {
+			if !errors.Is(err, server.ErrUnavailable) {
+				err = fmt.Errorf("%w: %v", server.ErrUnavailable, err)
+			}
 			return err
 		}
 		if h.reg.slotsTaken() >= maxUsers {
@@ -223,8 +226,14 @@ func (h *Hub) JoinQueued(p server.Peer, maxUsers int, queued func()) error {
 // queued (if not nil) once it is queued. A write the registry did not
 // answer is tried again, unless the registry has answered nothing for
 // joinPatience or the node is cut off: then the join cannot be decided,
-// and the error wraps server.ErrUnavailable.
-func (h *Hub) write(op writeOp, queued func()) (uint64, error) {
+// and the error wraps server.ErrUnavailable. retried reports whether an
+// attempt went unanswered: it may have been stored all the same.
+func (h *Hub) write(op writeOp, queued func()) (rev uint64, retried bool, err error) {
+	rev, err = h.writeOnce(op, queued, &retried)
+	return rev, retried, err
+}
+
+func (h *Hub) writeOnce(op writeOp, queued func(), retried *bool) (uint64, error) {
 	backoff := 50 * time.Millisecond
 	for {
 		op.done = nil
@@ -240,6 +249,7 @@ func (h *Hub) write(op writeOp, queued func()) (uint64, error) {
 		if h.fenced.Load() || h.n.ctx.Err() != nil || errors.Is(r.err, errStalled) || h.w.stalled() {
 			return 0, fmt.Errorf("%w: %v", server.ErrUnavailable, r.err)
 		}
+		*retried = true
 		h.n.log.Debug("registry write not answered; trying again", "key", op.key, "err", r.err)
 		select {
 		case <-time.After(backoff):
@@ -261,10 +271,13 @@ func (h *Hub) takeName(name string, token uint64, val []byte, queued func()) (ui
 	key := userKey(name)
 	expect := h.reg.nameExpect(name)
 	for range 4 {
-		rev, err := h.write(writeOp{key: key, val: val, expect: expect}, queued)
+		rev, retried, err := h.write(writeOp{key: key, val: val, expect: expect}, queued)
 		queued = nil
 		if !isExists(err) {
 			return rev, err
+		}
+		if retried { // an unanswered attempt may have stored it: read it
+			return h.create(key, val)
 		}
 		own, rev, taken, retry, again := h.reg.nameRefused(name, token, expect)
 		switch {
@@ -291,13 +304,27 @@ func (h *Hub) takeSlot(maxUsers int, token uint64) (int, uint64, error) {
 			return 0, 0, server.ErrServerFull
 		}
 		for range 4 {
-			rev, err := h.write(writeOp{key: slotKey(slot), val: val, expect: expect}, nil)
+			rev, retried, err := h.write(writeOp{key: slotKey(slot), val: val, expect: expect}, nil)
 			if err == nil {
 				return slot, rev, nil
 			}
 			if !isExists(err) {
 				h.reg.unreserve(slot, token)
 				return 0, 0, err
+			}
+			if retried {
+				// An unanswered attempt may have stored it: read it,
+				// or the place would stay this session's unseen.
+				h.reg.unreserve(slot, token)
+				rev, err := h.create(slotKey(slot), val)
+				if err == nil {
+					return slot, rev, nil
+				}
+				if !isExists(err) {
+					return 0, 0, fmt.Errorf("%w: %v", server.ErrUnavailable, err)
+				}
+				h.reg.notePlaceTaken(slot, rev)
+				break
 			}
 			own, rev, retry, again := h.reg.slotRefused(slot, token, expect)
 			if own {

@@ -67,8 +67,6 @@ type writer struct {
 	// unanswered is since when the engine has owed an answer without
 	// giving any (Unix ns; 0: it owes none); guarded by mu.
 	unanswered int64
-
-	testHookPublish func(op *writeOp) // if set, called before each publish
 }
 
 type pending struct {
@@ -108,13 +106,6 @@ func (w *writer) submit(op *writeOp) {
 	case w.wake <- struct{}{}:
 	default:
 	}
-}
-
-// queued returns how many writes wait for the window.
-func (w *writer) queued() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.queue)
 }
 
 // stalled reports whether the registry has answered nothing for
@@ -178,9 +169,6 @@ func (w *writer) publish() {
 			w.unanswered = now.UnixNano()
 		}
 		w.mu.Unlock()
-		if w.testHookPublish != nil {
-			w.testHookPublish(op)
-		}
 		paf, err := w.js.PublishMsgAsync(w.msg(op))
 		if err != nil {
 			<-w.window
