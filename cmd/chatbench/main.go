@@ -15,6 +15,8 @@ func main() {
 		switch args[0] {
 		case bench.WorkerCommand:
 			os.Exit(bench.RunWorker(args[1:], os.Stdin, os.Stdout, os.Stderr))
+		case bench.StormWorkerCommand:
+			os.Exit(bench.RunStormWorker(args[1:], os.Stdin, os.Stdout, os.Stderr))
 		case bench.ServerCommand:
 			os.Exit(bench.RunServer(args[1:], os.Stdout, os.Stderr))
 		case bench.ClientCommand:

@@ -28,9 +28,10 @@ const (
 // AllWorkloads lists every workload in the order "all" runs them.
 var AllWorkloads = []string{Throughput, Latency, Scale, Files, Web}
 
-// Workloads lists every workload: those of "all", and startup, which
-// needs a server binary to start (--server-bin).
-var Workloads = append(slices.Clone(AllWorkloads), Startup)
+// Workloads lists every workload: those of "all", startup, which needs a
+// server binary to start (--server-bin), and storm, which takes a minute
+// or more and more processes than the others.
+var Workloads = append(slices.Clone(AllWorkloads), Startup, Storm)
 
 // Config is one invocation of the tool. Lists run every combination.
 type Config struct {
@@ -54,6 +55,11 @@ type Config struct {
 	ClientsPerWorker int
 	SrcAddrs         int
 	JoinRate         float64 // joins per second, all workers together; 0: as fast as they go
+	// storm
+	StormJoins      []int // joins fired at once at each node loaded
+	StormOn         int   // nodes loaded; 0: all
+	StormMaxClients int   // the servers' cap; 0: the joins and a margin
+	StormDials      int   // connections being dialed at once per node
 	// files
 	FileSizes      []int64
 	FileRecipients int
@@ -115,6 +121,8 @@ func DefaultConfig() Config {
 		ChatRate:         100,
 		Starts:           15,
 		RoundSample:      1000,
+		StormJoins:       []int{19000},
+		StormDials:       256,
 	}
 }
 
@@ -177,6 +185,24 @@ func (c *Config) Validate() error {
 		inRange("--file-slow-rate", []int{c.FileSlowRate}, 0, 1<<30),
 		inRange("--server-pid", []int{c.ServerPID}, 0, 1<<22),
 		inRange("--round-sample", []int{c.RoundSample}, 1, maxStampIdx),
+		inRange("--storm-joins", c.StormJoins, 1, maxClients),
+		inRange("--storm-on", []int{c.StormOn}, 0, max(c.Cluster, 1)),
+		inRange("--storm-max-clients", []int{c.StormMaxClients}, 0, maxClients),
+		inRange("--storm-dials", []int{c.StormDials}, 1, 4096),
+	}
+	if c.StormMaxClients > 0 {
+		on := c.StormOn
+		if on == 0 {
+			on = max(c.Cluster, 1)
+		}
+		for _, j := range c.StormJoins {
+			if j*on+max(c.Cluster, 1) > c.StormMaxClients {
+				checks = append(checks, fmt.Errorf("--storm-max-clients %d: below the %d joins of a storm and the probes", c.StormMaxClients, j*on))
+			}
+		}
+	}
+	if slices.Contains(c.Workloads, Storm) && c.ServerAddr != "" {
+		checks = append(checks, errors.New("storm spawns its servers: it excludes --server-addr"))
 	}
 	if c.JoinRate < 0 || c.JoinRate > maxRate || math.IsNaN(c.JoinRate) {
 		checks = append(checks, fmt.Errorf("--join-rate %v out of range [0, %d]", c.JoinRate, maxRate))
@@ -357,8 +383,8 @@ func ParseList(s string, sizes bool) ([]int64, error) {
 // Usage is the tool's help text.
 const Usage = `chatbench: benchmarks the chat server over loopback, each workload beside a baseline.
 
-Usage: chatbench [flags] [workload ...]   (workloads: throughput latency scale files web startup,
-       or all, which is all but startup; default all)
+Usage: chatbench [flags] [workload ...]   (workloads: throughput latency scale files web startup
+       storm, or all, which is all but startup and storm; default all)
 
   throughput  C clients each send S-byte texts to R recipients as fast as a window of
               unacknowledged messages allows; delivered msgs/s and MB/s (vs embedded nats-server)
@@ -374,6 +400,11 @@ Usage: chatbench [flags] [workload ...]   (workloads: throughput latency scale f
   web         the throughput workload with WebSocket clients (vs TCP clients, same server, same
               run); server RSS per idle WebSocket client (vs TCP; needs --server-bin, at most
               10000 clients of each kind)
+  storm       --storm-joins N joins fired at once at each node (one server, or with --cluster
+              at --storm-on of its nodes), each followed by a message to itself that comes back
+              once it is admitted; then all leave at once, and the same names join at once again:
+              time until all are admitted, refusals and drops, join latency p50/p90/p99, registry
+              writes/s (2 per join) and the servers' CPU per join (no baseline)
   startup     starts --server-bin (with -p only) --starts times and measures from exec to the
               first TCP connection that succeeds, and to the answer to a join and a user list
               request; median and p90 (vs --baseline-bin, started alternately, if given)
@@ -411,6 +442,10 @@ func ParseArgs(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.ClientsPerWorker, "clients-per-worker", c.ClientsPerWorker, "scale: most client connections per worker process")
 	fs.IntVar(&c.SrcAddrs, "src-addrs", c.SrcAddrs, "scale: source addresses 127.0.0.2 and up to spread connections over")
 	fs.Float64Var(&c.JoinRate, "join-rate", 0, "scale: joins per second, all clients together (0: as fast as they connect)")
+	fs.Var(intList{&c.StormJoins, false}, "storm-joins", "storm: joins fired at once at each node loaded (N)")
+	fs.IntVar(&c.StormOn, "storm-on", 0, "storm with --cluster: fire the joins at this many of the nodes (0: all), e.g. 1 for one node of an idle cluster")
+	fs.IntVar(&c.StormMaxClients, "storm-max-clients", 0, "storm: the servers' --max-clients (0: the joins, the probes and 16)")
+	fs.IntVar(&c.StormDials, "storm-dials", c.StormDials, "storm: connections being dialed at once per node (each sends its join as soon as it connects)")
 	fs.Var(int64List{&c.FileSizes}, "file-size", "files: file size (F)")
 	fs.IntVar(&c.FileRecipients, "file-recipients", c.FileRecipients, "files: recipients of the file")
 	fs.StringSliceVar(&c.FileModes, "file-mode", c.FileModes, "files: how the file goes: plain (one forward_file frame to in-process recipients), chunked (the chunked-file extension), clients (from a file to files, between client processes that sync what they save; baseline: a synced file-to-file TCP copy)")

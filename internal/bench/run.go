@@ -98,6 +98,8 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 			r, err = webRows(ctx, cfg, stderr)
 		case w == Startup:
 			r, err = startupRows(ctx, cfg, stderr)
+		case w == Storm:
+			r, err = stormRows(ctx, cfg, stderr)
 		}
 		rows = append(rows, r...)
 		if err != nil {

@@ -345,6 +345,48 @@ func (c *client) run(ctx context.Context) int {
 		c.log.printf("client: cannot connect to %s: %v", cfg.Addr, err)
 		return ExitDisconnected
 	}
+	// A server that negotiated try-again answers the join: a join it
+	// could not decide (its cluster has no majority) is tried again, on a
+	// new connection, until it is decided or the user quits.
+	decided := false
+	for wait := time.Duration(0); slices.Contains(features, protocol.FeatureTryAgain); {
+		if _, err = nc.Write(protocol.AppendJoin(nil, protocol.Join, cfg.User)); err == nil {
+			var refused string
+			refused, err = c.awaitJoin(ctx, nc, r)
+			if err == nil && refused != "" {
+				nc.Close()
+				c.severed.Store(true)
+				c.out.last(Event{Kind: EventDisconnected, Text: refused})
+				go readInput(cfg.Input, lines, stopInput)
+				return c.drain(ctx, lines, nil)
+			}
+		}
+		var again errTryAgain
+		if err == nil || !errors.As(err, &again) {
+			decided = err == nil
+			break
+		}
+		nc.Close()
+		wait = retryWait(again.after, wait)
+		c.log.printf("client: the server cannot admit anybody now (its cluster cannot decide joins); trying again in %v", wait.Round(100*time.Millisecond))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			c.out.print(Event{Kind: EventQuitting})
+			return ExitOK
+		case <-t.C:
+		}
+		if nc, r, features, err = c.connect(ctx); err != nil {
+			c.log.printf("client: cannot connect to %s: %v", cfg.Addr, err)
+			return ExitDisconnected
+		}
+	}
+	if err != nil && ctx.Err() != nil {
+		nc.Close()
+		c.out.print(Event{Kind: EventQuitting})
+		return ExitOK
+	}
 	c.chunked = slices.Contains(features, protocol.FeatureChunkedFile)
 	c.uploading = slices.Contains(features, protocol.FeatureFileUpload)
 	c.notices = slices.Contains(features, protocol.FeatureNotOnline) || slices.Contains(features, protocol.FeaturePresence)
@@ -360,7 +402,9 @@ func (c *client) run(ctx context.Context) int {
 		c.setWriteDeadline(time.Now().Add(cfg.QuitWait), true)
 	})
 	defer stopSignalWatch()
-	c.write(protocol.AppendJoin(nil, protocol.Join, cfg.User))
+	if !decided && err == nil {
+		c.write(protocol.AppendJoin(nil, protocol.Join, cfg.User))
+	}
 
 	// The notices the server sends (users joining...) before the join
 	// stands wait for the hint (markJoined). Other lines on stderr do
@@ -377,6 +421,9 @@ func (c *client) run(ctx context.Context) int {
 	// after a join that stood: with it, the wait ends at once, and Tab
 	// knows the names online as soon as the prompt shows.
 	grace := time.NewTimer(cfg.JoinGrace)
+	if decided {
+		grace.Reset(0) // the server said so: admitted
+	}
 	select {
 	case <-c.ended:
 		grace.Stop()

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"syscall"
 	"time"
@@ -68,7 +69,7 @@ func newConnReader(nc net.Conn) *protocol.Reader { return protocol.NewReaderSize
 // would use them, and a wave of scripted clients costs the server no
 // lists.
 func (c *client) features() []string {
-	f := []string{protocol.FeatureChunkedFile, protocol.FeatureFileUpload, protocol.FeatureNotOnline}
+	f := []string{protocol.FeatureChunkedFile, protocol.FeatureFileUpload, protocol.FeatureNotOnline, protocol.FeatureTryAgain}
 	if c.cfg.Presence || c.cfg.Hooks.Users != nil {
 		f = append(f, protocol.FeaturePresence)
 	}
@@ -197,4 +198,72 @@ func (c *client) hello(ctx context.Context, nc net.Conn, r *protocol.Reader) ([]
 		return nil, err
 	}
 	return protocol.ParseFeatures(p)
+}
+
+// errTryAgain is the outcome of awaitJoin for a join the server could not
+// decide (try_again): after is the wait it asked for.
+type errTryAgain struct{ after time.Duration }
+
+func (e errTryAgain) Error() string { return fmt.Sprintf("try again in %v", e.after) }
+
+// joinNotice is how long a join may take before the client says on
+// stderr that it waits: a cluster takes the joins of a storm in turn
+// (docs/CLUSTER.md, "Join storms"), and a person at a terminal should
+// know why nothing happens.
+const joinNotice = 2 * time.Second
+
+// awaitJoin reads the server's answer to the join of a session that
+// negotiated try-again: nil once admitted (join_ok), errTryAgain when the
+// server could not decide it now, what follows "disconnected: " in the
+// contract's line for a refusal (refused), or the error that ended the
+// stream.
+func (c *client) awaitJoin(ctx context.Context, nc net.Conn, r *protocol.Reader) (refused string, err error) {
+	stop := context.AfterFunc(ctx, func() { nc.SetReadDeadline(time.Now()) })
+	defer stop()
+	notice := time.AfterFunc(joinNotice, func() {
+		c.log.printf("client: waiting for the server to admit %s (a busy cluster takes joins in turn)", c.cfg.User)
+	})
+	defer notice.Stop()
+	for {
+		h, err := r.ReadHeader()
+		if err != nil {
+			return "", err
+		}
+		c.heard.Store(true)
+		if h.Length > c.limits.MaxPayload(protocol.ToClient, h.Type) {
+			return "", fmt.Errorf("%s of %d bytes", h.Name, h.Length)
+		}
+		p, err := r.ReadPayload(nil)
+		if err != nil {
+			return "", err
+		}
+		switch h.Type {
+		case protocol.JoinOK:
+			return "", nil
+		case protocol.TryAgain:
+			d, err := protocol.ParseTryAgain(p)
+			if err != nil {
+				d = time.Second
+			}
+			return "", errTryAgain{d}
+		case protocol.ErrServerFull:
+			return "server full", nil
+		case protocol.ErrUsernameUnavailable:
+			return "username not available", nil
+		case protocol.ErrUnknownMessage:
+			return "server received an unknown command", nil
+		}
+		c.log.printf("client: ignoring %s before the join's answer", h.Name)
+	}
+}
+
+// Waits between joins the server could not decide: the server's, or
+// twice the last, whichever is longer, up to maxRetryWait, each with a
+// random part of up to half, so that the users of a node cut off do not
+// all come back at the same instant.
+const maxRetryWait = 30 * time.Second
+
+func retryWait(asked, last time.Duration) time.Duration {
+	d := min(max(asked, 2*last, 500*time.Millisecond), maxRetryWait)
+	return d + rand.N(d/2+1)
 }

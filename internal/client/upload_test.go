@@ -26,7 +26,8 @@ var uploadFeatures = []string{protocol.FeatureChunkedFile, protocol.FeatureFileU
 // script.
 func fakeUploadServer(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string {
 	t.Helper()
-	return fakeGrantServer(t, func(asked []string) bool { return slices.Equal(asked, uploadFeatures) }, uploadFeatures, script)
+	asks := append(slices.Clone(uploadFeatures), protocol.FeatureTryAgain) // try-again not granted: the join is silent
+	return fakeGrantServer(t, func(asked []string) bool { return slices.Equal(asked, asks) }, uploadFeatures, script)
 }
 
 // expectQuitting checks the end of a session that quit: status 0,

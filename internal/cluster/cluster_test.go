@@ -370,8 +370,11 @@ func TestPresenceOfOtherNodesOnly(t *testing.T) {
 	if err := nodes[1].Hub().Join(carol, 10); err != nil {
 		t.Fatal(err)
 	}
-	nodes[1].Hub().Leave(carol)
-	for _, want := range []string{"carol true", "carol false"} {
+	// carol leaves once n0 has seen her: a record created and deleted
+	// before n0's watch delivered it is gone from the bucket (one
+	// revision per key), and n0 then sees neither (the deletes of issue
+	// 21, pipelined, made that window show up in CI).
+	for i, want := range []string{"carol true", "carol false"} {
 		select {
 		case got := <-events:
 			if got != want {
@@ -379,6 +382,9 @@ func TestPresenceOfOtherNodesOnly(t *testing.T) {
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatalf("no presence event; want %q", want)
+		}
+		if i == 0 {
+			nodes[1].Hub().Leave(carol)
 		}
 	}
 }

@@ -9,16 +9,25 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// deleteBatch is how many deletes the deleter queues at once with the
+// node's writer: deletes and joins share the writer's queue, so a mass
+// leave never holds a join back by more than one batch.
+const deleteBatch = 1024
+
 // deleter removes registry records in the background, each only if it
 // still has the revision it was given, retrying while the registry cannot
-// be reached: a user's leave never waits for the engine.
+// be reached: a user's leave never waits for the engine. Deletes go in
+// batches through the node's writer, without a round trip between them:
+// one at a time, the 19,000 users of a node leaving at once took minutes
+// to be removed (issue 21), and the users a fence cuts off, or a dead
+// node's that the sweeper finds, come in the same numbers.
 type deleter struct {
 	h *Hub
 
 	mu      sync.Mutex
 	pending []pendingDelete        // guarded by mu
-	queued  map[pendingDelete]bool // what pending holds, so nothing is queued twice; guarded by mu
-	busy    bool                   // a delete is under way; guarded by mu
+	queued  map[pendingDelete]bool // what pending and the batch under way hold, so nothing is queued twice; guarded by mu
+	busy    int                    // the deletes of the batch under way; guarded by mu
 	wake    chan struct{}          // has a token when pending grew
 	idle    chan struct{}          // closed and replaced when pending empties; guarded by mu
 }
@@ -65,6 +74,7 @@ func (d *deleter) run() {
 		if len(d.pending) == 0 {
 			close(d.idle)
 			d.idle = make(chan struct{})
+			d.pending = nil // let the array go after a mass leave
 			d.mu.Unlock()
 			select {
 			case <-d.wake:
@@ -73,42 +83,63 @@ func (d *deleter) run() {
 				return
 			}
 		}
-		p := d.pending[0]
-		d.busy = true
+		k := min(len(d.pending), deleteBatch)
+		batch := make([]pendingDelete, k)
+		copy(batch, d.pending)
+		d.pending = d.pending[k:]
+		d.busy = k
 		d.mu.Unlock()
 
-		err := d.remove(p)
+		failed := d.remove(batch)
 
 		d.mu.Lock()
-		d.busy = false
-		if err == nil {
-			delete(d.queued, p)
-			d.pending = d.pending[1:]
-			backoff = 0
+		d.busy = 0
+		for _, p := range batch {
+			if !failed[p] {
+				delete(d.queued, p)
+			}
+		}
+		for p := range failed {
+			d.pending = append(d.pending, p)
 		}
 		d.mu.Unlock()
-		if err != nil {
-			backoff = min(max(2*backoff, 100*time.Millisecond), 2*time.Second)
-			d.h.n.log.Debug("registry delete failed; retrying", "key", p.key, "err", err, "in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-d.h.n.stop:
-				return
-			}
+		if len(failed) == 0 {
+			backoff = 0
+			continue
+		}
+		backoff = min(max(2*backoff, 100*time.Millisecond), 2*time.Second)
+		select {
+		case <-time.After(backoff):
+		case <-d.h.n.stop:
+			return
 		}
 	}
 }
 
-// remove deletes one record; a record already gone or replaced counts as
-// done.
-func (d *deleter) remove(p pendingDelete) error {
-	ctx, cancel := d.h.reg.kvCtx()
-	defer cancel()
-	err := d.h.reg.names.Delete(ctx, p.key, jetstream.LastRevision(p.rev))
-	if err == nil || isExists(err) || errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
+// remove deletes the records of batch, all queued at once, and returns
+// those it could not: a record already gone or replaced counts as done.
+func (d *deleter) remove(batch []pendingDelete) map[pendingDelete]bool {
+	ops := make([]writeOp, len(batch))
+	for i, p := range batch {
+		ops[i] = writeOp{key: p.key, expect: p.rev, del: true}
+		d.h.w.submit(&ops[i])
 	}
-	return err
+	var failed map[pendingDelete]bool
+	for i, p := range batch {
+		r := d.h.w.wait(&ops[i])
+		switch {
+		case r.err == nil:
+			d.h.reg.noteDeleted(p.key, r.rev)
+		case isExists(r.err) || errors.Is(r.err, jetstream.ErrKeyNotFound):
+		default:
+			if failed == nil {
+				failed = make(map[pendingDelete]bool)
+				d.h.n.log.Debug("registry delete failed; retrying", "key", p.key, "err", r.err)
+			}
+			failed[p] = true
+		}
+	}
+	return failed
 }
 
 // drain waits until nothing is pending or ctx ends, and reports whether
@@ -116,7 +147,7 @@ func (d *deleter) remove(p pendingDelete) error {
 func (d *deleter) drain(ctx context.Context) bool {
 	for {
 		d.mu.Lock()
-		done := len(d.pending) == 0 && !d.busy
+		done := len(d.pending) == 0 && d.busy == 0
 		idle := d.idle
 		d.mu.Unlock()
 		if done {
@@ -126,7 +157,7 @@ func (d *deleter) drain(ctx context.Context) bool {
 		case <-idle:
 		case <-ctx.Done():
 			d.mu.Lock()
-			left := len(d.pending)
+			left := len(d.pending) + d.busy
 			d.mu.Unlock()
 			d.h.n.log.Warn("left registry records behind; the cluster removes them when the lease expires", "pending", left)
 			return false

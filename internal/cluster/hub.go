@@ -25,6 +25,9 @@ type Hub struct {
 	relay *relay
 	del   *deleter
 	live  *liveness
+	w     *writer // the node's writes to the names bucket, pipelined
+
+	waiting atomic.Int64 // joins queued or under way (bounded by maxJoinQueue)
 
 	fenced  atomic.Bool // the node lost its lease: no joins, no users
 	leaving atomic.Bool // the node is leaving: fenced for good
@@ -62,8 +65,12 @@ type listCache struct {
 
 var _ server.Hub = (*Hub)(nil)
 
-func newHub(n *Node, reg *registry) *Hub {
-	h := &Hub{n: n, reg: reg, local: server.NewLocalHub(), locals: make(map[string]localUser), joining: make(map[uint64]bool), presenceCh: make(chan presenceEvent, 4096)}
+func newHub(n *Node, reg *registry) (*Hub, error) {
+	w, err := newWriter(n, n.cfg.Name+namesBucket)
+	if err != nil {
+		return nil, err
+	}
+	h := &Hub{n: n, reg: reg, w: w, local: server.NewLocalHub(), locals: make(map[string]localUser), joining: make(map[uint64]bool), presenceCh: make(chan presenceEvent, 4096)}
 	h.del = newDeleter(h)
 	h.live = newLiveness(h)
 	h.relay = newRelay(h)
@@ -86,7 +93,8 @@ func newHub(n *Node, reg *registry) *Hub {
 		h.changed()
 		h.live.sweepSoon()
 	}
-	return h
+	reg.onRenew = h.live.leaseRenewed
+	return h, nil
 }
 
 // start loads the registry, takes the node's lease and starts the node's
@@ -104,6 +112,7 @@ func (h *Hub) start(ctx context.Context) error {
 	if err := h.live.acquire(ctx); err != nil {
 		return err
 	}
+	h.w.start()
 	h.del.start()
 	h.live.run()
 	h.n.spawn(h.guard)
@@ -132,11 +141,27 @@ func (h *Hub) OnPresence(f func(name string, joined bool)) {
 // changed notes that the list of users may have changed.
 func (h *Hub) changed() { h.version.Add(1) }
 
-// Join implements server.Hub: it takes the name, then a free place under
-// the cap, both in the registry, so that neither a name nor the cap can
-// ever be taken twice in the cluster. Full is decided before taken: a
-// name that is taken while the cluster is full is refused as full.
+// maxJoinQueue bounds the joins a node has queued or under way: beyond
+// it a join is answered as undecided at once (try again) rather than
+// queued. It is more connections than one process holds on the machines
+// of docs/PERFORMANCE.md (20,000 descriptors), so a storm that fits a node
+// is queued whole.
+const maxJoinQueue = 1 << 15
+
+// Join implements server.Hub.
 func (h *Hub) Join(p server.Peer, maxUsers int) error {
+	return h.JoinQueued(p, maxUsers, func() {})
+}
+
+// JoinQueued implements server.QueuedJoiner: it takes the name, then a
+// free place under the cap, both in the registry, so that neither a name
+// nor the cap can ever be taken twice in the cluster. Full is decided
+// before taken: a name that is taken while the cluster is full is refused
+// as full. The name's write joins the node's queue of registry writes in
+// the order the joins came, and queued is called then: the joins of a
+// storm are decided in that order, at the rate the registry takes them,
+// and none is given up for waiting behind the others (issue 21).
+func (h *Hub) JoinQueued(p server.Peer, maxUsers int, queued func()) error {
 	if h.fenced.Load() {
 		return fmt.Errorf("%w: this node is cut off from the cluster", server.ErrUnavailable)
 	}
@@ -144,6 +169,11 @@ func (h *Hub) Join(p server.Peer, maxUsers int) error {
 	if h.reg.slotsTaken() >= maxUsers {
 		return server.ErrServerFull
 	}
+	if h.waiting.Add(1) > maxJoinQueue {
+		h.waiting.Add(-1)
+		return fmt.Errorf("%w: %d joins queued at this node", server.ErrUnavailable, maxJoinQueue)
+	}
+	defer h.waiting.Add(-1)
 	start := time.Now()
 	defer func() { h.n.m.kvLatency.Observe(time.Since(start).Seconds()) }()
 	name := p.Name()
@@ -157,17 +187,20 @@ func (h *Hub) Join(p server.Peer, maxUsers int) error {
 		h.mu.Unlock()
 	}()
 	var err error
-	u.rev, err = h.create(userKey(name), u.value())
+	u.rev, err = h.takeName(name, u.token, u.value(), queued)
 	if err != nil {
 		if !isExists(err) {
-			return fmt.Errorf("%w: %v", server.ErrUnavailable, err)
+			if !errors.Is(err, server.ErrUnavailable) {
+				err = fmt.Errorf("%w: %v", server.ErrUnavailable, err)
+			}
+			return err
 		}
 		if h.reg.slotsTaken() >= maxUsers {
 			return server.ErrServerFull
 		}
 		return server.ErrNameTaken
 	}
-	slot, slotRev, err := h.claimSlot(maxUsers, u.token)
+	slot, slotRev, err := h.takeSlot(maxUsers, u.token)
 	if err != nil {
 		h.del.add(userKey(name), u.rev)
 		return err
@@ -192,9 +225,127 @@ func (h *Hub) Join(p server.Peer, maxUsers int) error {
 	return nil
 }
 
-// claimSlot takes a free place under the cap: the cache suggests one, and
-// Create decides; a place another node took meanwhile is tried again
-// elsewhere.
+// write queues one write of a join and returns its result, calling
+// queued (if not nil) once it is queued. A write the registry did not
+// answer is tried again, unless the registry has answered nothing for
+// joinPatience or the node is cut off: then the join cannot be decided,
+// and the error wraps server.ErrUnavailable. retried reports whether an
+// attempt went unanswered: it may have been stored all the same.
+func (h *Hub) write(op writeOp, queued func()) (rev uint64, retried bool, err error) {
+	rev, err = h.writeOnce(op, queued, &retried)
+	return rev, retried, err
+}
+
+func (h *Hub) writeOnce(op writeOp, queued func(), retried *bool) (uint64, error) {
+	backoff := 50 * time.Millisecond
+	for {
+		op.done = nil
+		h.w.submit(&op)
+		if queued != nil {
+			queued()
+			queued = nil
+		}
+		r := h.w.wait(&op)
+		if r.err == nil || isExists(r.err) {
+			return r.rev, r.err
+		}
+		if h.fenced.Load() || h.n.ctx.Err() != nil || errors.Is(r.err, errStalled) || h.w.stalled() {
+			return 0, fmt.Errorf("%w: %v", server.ErrUnavailable, r.err)
+		}
+		*retried = true
+		h.n.log.Debug("registry write not answered; trying again", "key", op.key, "err", r.err)
+		select {
+		case <-time.After(backoff):
+		case <-h.n.stop:
+			return 0, fmt.Errorf("%w: %v", server.ErrUnavailable, r.err)
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// takeName creates the record of name for the join of token (value
+// val): a create, or an update of the delete marker its key ends in, as
+// the cache knows it. A refused write is settled from the cache when it
+// can be (the name is another's, or was this join's own from an attempt
+// whose answer was lost, or its key has a newer marker by now), else by
+// asking the engine (create). An error for which isExists holds means the
+// name is taken.
+func (h *Hub) takeName(name string, token uint64, val []byte, queued func()) (uint64, error) {
+	key := userKey(name)
+	expect := h.reg.nameExpect(name)
+	for range 4 {
+		rev, retried, err := h.write(writeOp{key: key, val: val, expect: expect}, queued)
+		queued = nil
+		if !isExists(err) {
+			return rev, err
+		}
+		if retried { // an unanswered attempt may have stored it: read it
+			return h.create(key, val)
+		}
+		own, rev, taken, retry, again := h.reg.nameRefused(name, token, expect)
+		switch {
+		case own:
+			return rev, nil
+		case taken:
+			return 0, err
+		case !retry:
+			return h.create(key, val)
+		}
+		expect = again
+	}
+	return h.create(key, val)
+}
+
+// takeSlot takes a free place under the cap for the join of token: the
+// cache suggests one (held for this join meanwhile), and the write
+// decides; a place another node took meanwhile is tried again elsewhere.
+func (h *Hub) takeSlot(maxUsers int, token uint64) (int, uint64, error) {
+	val := slotEntry{node: h.n.cfg.Node, inc: h.n.inc, token: token}.value()
+	for range 64 {
+		slot, expect := h.reg.reserveSlot(token)
+		if slot < 0 {
+			return 0, 0, server.ErrServerFull
+		}
+		for range 4 {
+			rev, retried, err := h.write(writeOp{key: slotKey(slot), val: val, expect: expect}, nil)
+			if err == nil {
+				return slot, rev, nil
+			}
+			if !isExists(err) {
+				h.reg.unreserve(slot, token)
+				return 0, 0, err
+			}
+			if retried {
+				// An unanswered attempt may have stored it: read it,
+				// or the place would stay this session's unseen.
+				h.reg.unreserve(slot, token)
+				rev, err := h.create(slotKey(slot), val)
+				if err == nil {
+					return slot, rev, nil
+				}
+				if !isExists(err) {
+					return 0, 0, fmt.Errorf("%w: %v", server.ErrUnavailable, err)
+				}
+				h.reg.notePlaceTaken(slot, rev)
+				break
+			}
+			own, rev, retry, again := h.reg.slotRefused(slot, token, expect)
+			if own {
+				return slot, rev, nil
+			}
+			if !retry {
+				break
+			}
+			expect = again
+		}
+		h.reg.unreserve(slot, token)
+	}
+	return 0, 0, server.ErrServerFull
+}
+
+// claimSlot takes a free place under the cap with synchronous writes (a
+// rebuilt bucket's refill): the cache suggests one, and Create decides; a
+// place another node took meanwhile is tried again elsewhere.
 func (h *Hub) claimSlot(maxUsers int, token uint64) (int, uint64, error) {
 	val := slotEntry{node: h.n.cfg.Node, inc: h.n.inc, token: token}.value()
 	for range 64 {
@@ -247,7 +398,8 @@ func (h *Hub) create(key string, val []byte) (uint64, error) {
 // joinPatience is how long a join keeps trying while the registry does not
 // answer: longer than a JetStream leader election (4-9 s), so that losing
 // a NATS server or a node only delays joins.
-const joinPatience = 12 * time.Second
+// (A variable, as kvTimeout.)
+var joinPatience = 12 * time.Second
 
 // retry runs op until it succeeds or fails for good (the key exists, or
 // is gone), trying again for joinPatience while the registry does not

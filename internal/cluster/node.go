@@ -119,13 +119,15 @@ const (
 	// JetStream leader election (4-9 s), so losing one NATS server does
 	// not cut anybody off.
 	fenceAfter = 12 * time.Second
-	// kvTimeout bounds one registry operation.
-	kvTimeout = 3 * time.Second
 	// recordsWait and leaseWait bound the removal of a leaving node's
 	// records and then of its lease.
 	recordsWait = 2 * time.Second
 	leaseWait   = time.Second
 )
+
+// kvTimeout bounds one registry operation. (A variable: a test makes
+// it short to find out whether joins wait in the engine.)
+var kvTimeout = 3 * time.Second
 
 // DefaultWait is the default bound on the wait to join the cluster.
 const DefaultWait = 60 * time.Second
@@ -371,7 +373,9 @@ func (n *Node) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	n.hub = newHub(n, reg)
+	if n.hub, err = newHub(n, reg); err != nil {
+		return err
+	}
 	if err := n.hub.start(ctx); err != nil {
 		return err // Start stops what was started
 	}

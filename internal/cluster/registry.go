@@ -151,8 +151,16 @@ type registry struct {
 	nodeNames map[string]string                            // one copy of each node name the records hold; guarded by mu
 	onUser    func(name string, u userEntry, present bool) // called under mu when a user's record changes (u: the old record when gone)
 	onNode    func(node string, l leaseEntry, gone bool)   // called under mu when a lease changes
+	onRenew   func(node string, l leaseEntry)              // called under mu when a lease is renewed
 
 	namesRev uint64 // revision of the last names entry the watch applied; guarded by mu
+
+	// The revisions of the delete markers that keys end in, as far as the
+	// cache knows: a write that takes a name or a place again must expect
+	// its key's last revision, and a join storm cannot afford to ask the
+	// engine for it first (issue 21). Guarded by mu.
+	userTombs map[string]uint64 // by name
+	slotTombs []uint64          // by place
 
 	testHookKey func(key string) // if set, called under mu for other keys of the names bucket
 }
@@ -365,11 +373,22 @@ func (r *registry) internLocked(node string) string {
 	return node
 }
 
+// tombsLocked makes the maps of delete markers if they are not yet.
+func (r *registry) tombsLocked() {
+	if r.userTombs == nil {
+		r.userTombs = make(map[string]uint64)
+	}
+	if r.slotTombs == nil {
+		r.slotTombs = make([]uint64, r.maxClients)
+	}
+}
+
 func (r *registry) applyName(e jetstream.KeyValueEntry) {
 	key := e.Key()
 	del := e.Operation() != jetstream.KeyValuePut
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.tombsLocked()
 	r.namesRev = max(r.namesRev, e.Revision())
 	switch {
 	case strings.HasPrefix(key, "u."):
@@ -379,6 +398,9 @@ func (r *registry) applyName(e jetstream.KeyValueEntry) {
 		}
 		name := string(raw)
 		if del {
+			if e.Revision() > r.userTombs[name] {
+				r.userTombs[name] = e.Revision()
+			}
 			if old, ok := r.users[name]; ok && old.rev <= e.Revision() {
 				delete(r.users, name)
 				r.notifyUser(name, old, false)
@@ -395,6 +417,9 @@ func (r *registry) applyName(e jetstream.KeyValueEntry) {
 		if old, ok := r.users[name]; ok && old.rev > u.rev {
 			return // a newer revision was recorded by our own join
 		}
+		if t, ok := r.userTombs[name]; ok && t < u.rev {
+			delete(r.userTombs, name)
+		}
 		r.users[name] = u
 		r.notifyUser(name, u, true)
 	case strings.HasPrefix(key, "s."):
@@ -403,6 +428,7 @@ func (r *registry) applyName(e jetstream.KeyValueEntry) {
 			return
 		}
 		if del {
+			r.slotTombs[i] = max(r.slotTombs[i], e.Revision())
 			if old, ok := r.slots[i]; ok && old.rev <= e.Revision() {
 				r.freeLocked(i)
 			}
@@ -457,9 +483,18 @@ func (r *registry) applyLease(e jetstream.KeyValueEntry) {
 		r.node.log.Warn("ignoring a lease: a bad node name, or more nodes than a cluster may have", "nodes", len(r.leases), "max", maxNodes)
 		return
 	}
+	old, known := r.leases[node]
 	r.leases[node] = l
-	if r.onNode != nil {
+	// A renewal (every node's, every second) changes nothing the hub
+	// looks at; calling onNode for it made every list after it sorted
+	// anew and swept every record again, three times a second with three
+	// nodes: with 57,000 users, 16 % of a node's CPU in a join storm went
+	// to sweeps (issue 21). It only counts as hearing the node (onRenew).
+	switch {
+	case r.onNode != nil && (!known || old.inc != l.inc):
 		r.onNode(node, l, false)
+	case r.onRenew != nil:
+		r.onRenew(node, l)
 	}
 }
 
@@ -479,6 +514,10 @@ func (r *registry) freeLocked(i int) {
 func (r *registry) freeSlot() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.freeSlotLocked()
+}
+
+func (r *registry) freeSlotLocked() int {
 	if len(r.slots) >= r.maxClients {
 		return -1
 	}
@@ -587,4 +626,115 @@ func (r *registry) snapshot(visible func(userEntry) bool) []string {
 // the node stops.
 func (r *registry) kvCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.node.ctx, kvTimeout)
+}
+
+// reserveSlot picks a free place for the join of token and holds it in
+// the cache until the join's write is answered, so that the node's other
+// joins, whose writes are in flight at the same time, pick other places.
+// It returns the place and the revision its key must still have (its
+// delete marker's, or 0), or -1 if none is free.
+func (r *registry) reserveSlot(token uint64) (int, uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tombsLocked()
+	i := r.freeSlotLocked()
+	if i < 0 {
+		return -1, 0
+	}
+	r.takeLocked(i, slotEntry{token: token}) // a placeholder of revision 0: any record of the place replaces it
+	return i, r.slotTombs[i]
+}
+
+// unreserve gives back place i if the join of token still holds it.
+func (r *registry) unreserve(i int, token uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s, ok := r.slots[i]; ok && s.placeholder() && s.rev == 0 && s.token == token {
+		r.freeLocked(i)
+	}
+}
+
+// slotRefused settles the reservation of place i by the join of token,
+// whose write expecting revision expect was refused: the key had another
+// revision. It reports whether the place is the join's own after all (an
+// earlier attempt was stored, its answer lost; then rev is the record's
+// revision), and otherwise whether the same place is worth trying again
+// at revision again (the cache has since learnt of a newer delete
+// marker). If neither, the place is someone's record that the watch has
+// not brought yet: the watch applies the bucket in order, so that record
+// is later than anything applied, and the place is held by a placeholder
+// of the next revision until the record (or its removal) comes.
+func (r *registry) slotRefused(i int, token, expect uint64) (own bool, rev uint64, retry bool, again uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tombsLocked()
+	s, ok := r.slots[i]
+	switch {
+	case ok && !s.placeholder():
+		if s.token == token && s.node == r.node.cfg.Node && s.inc == r.node.inc {
+			return true, s.rev, false, 0
+		}
+		return false, 0, false, 0 // taken
+	case r.slotTombs[i] != expect:
+		r.takeLocked(i, slotEntry{token: token})
+		return false, 0, true, r.slotTombs[i]
+	case ok && s.rev > 0:
+		return false, 0, false, 0 // a placeholder already waits for it
+	}
+	r.takeLocked(i, slotEntry{rev: r.namesRev + 1})
+	return false, 0, false, 0
+}
+
+// nameExpect returns the revision the key of name must still have for a
+// join to take it: its delete marker's, or 0.
+func (r *registry) nameExpect(name string) uint64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.userTombs[name]
+}
+
+// nameRefused tells, for a join of token whose write of name expecting
+// revision expect was refused, whether the name is the join's own after
+// all (then rev is its record's revision), another's as far as the cache
+// knows (taken), or worth trying again at revision again: the cache has
+// since learnt of a newer delete marker. If none holds, the cache does
+// not know yet what holds the name.
+func (r *registry) nameRefused(name string, token, expect uint64) (own bool, rev uint64, taken bool, retry bool, again uint64) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if u, ok := r.users[name]; ok {
+		if u.token == token && u.node == r.node.cfg.Node && u.inc == r.node.inc {
+			return true, u.rev, false, false, 0
+		}
+		return false, 0, true, false, 0
+	}
+	if t := r.userTombs[name]; t != expect {
+		return false, 0, false, true, t
+	}
+	return false, 0, false, false, 0
+}
+
+// noteDeleted records that this node's delete of key was stored as a
+// delete marker at revision rev, before the watch says so, so that the
+// name or place can be taken again at once.
+func (r *registry) noteDeleted(key string, rev uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tombsLocked()
+	switch {
+	case strings.HasPrefix(key, "u."):
+		raw, err := b64.DecodeString(key[2:])
+		if err != nil {
+			return
+		}
+		name := string(raw)
+		if u, ok := r.users[name]; (!ok || u.rev < rev) && rev > r.userTombs[name] {
+			r.userTombs[name] = rev
+		}
+	case strings.HasPrefix(key, "s."):
+		i, err := strconv.Atoi(key[2:])
+		if err == nil && i >= 0 && i < r.maxClients {
+			r.slotTombs[i] = max(r.slotTombs[i], rev)
+		}
+	}
 }

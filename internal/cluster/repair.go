@@ -121,6 +121,8 @@ func (r *registry) rewatch(names bool) {
 			r.slots[i] = s
 		}
 		r.namesRev = 0
+		clear(r.userTombs) // the revisions of the old bucket
+		clear(r.slotTombs)
 	} else {
 		for node, l := range r.leases {
 			l.rev = 0

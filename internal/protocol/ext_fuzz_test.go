@@ -99,5 +99,8 @@ func FuzzExtPayload(f *testing.F) {
 			}
 			same("ParsePresence", protocol.Presence, protocol.AppendPresence(nil, event, arg))
 		}
+		if d, err := protocol.ParseTryAgain(data); err == nil {
+			same("ParseTryAgain", protocol.TryAgain, protocol.AppendTryAgain(nil, d))
+		}
 	})
 }

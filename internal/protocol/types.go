@@ -35,6 +35,8 @@ const (
 	NotOnline
 	Presence
 	Online
+	TryAgain
+	JoinOK
 	// NumTypes is the number of types, Unknown included.
 	NumTypes
 )
@@ -63,6 +65,8 @@ var typeNames = [NumTypes]string{
 	NotOnline:              "not_online",
 	Presence:               "presence",
 	Online:                 "online",
+	TryAgain:               "try_again",
+	JoinOK:                 "join_ok",
 }
 
 // String returns the type's name as it appears on the wire.
@@ -210,6 +214,10 @@ func (l Limits) MaxPayload(d Direction, t Type) int64 {
 		return maxPresence
 	case Online:
 		return MaxListBytes
+	case TryAgain:
+		return maxTryAgainDigits
+	case JoinOK:
+		return 0
 	}
 	return -1
 }

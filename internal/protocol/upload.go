@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // Extension features beyond chunked-file (docs/PROTOCOL.md, "Extensions").
@@ -26,6 +27,11 @@ const (
 	// can complete their names without a request_users_list, which would
 	// show on the server's stdout (issue 23 item 9).
 	FeatureOnline = "online"
+	// FeatureTryAgain is the feature under which the server answers every
+	// join: join_ok once admitted, try_again when it cannot decide it now
+	// (a cluster whose registry has no majority), and the contract's
+	// refusals; after try_again the client tries again by itself.
+	FeatureTryAgain = "try-again"
 )
 
 const (
@@ -35,6 +41,10 @@ const (
 	// maxPresence is the largest presence payload: an event word and a
 	// username or a number.
 	maxPresence = 8 + 1 + MaxUsernameBytes
+	// maxTryAgainDigits is the most digits of a try_again payload.
+	maxTryAgainDigits = 7
+	// MaxTryAgain is the longest wait a try_again may ask for.
+	MaxTryAgain = time.Hour
 )
 
 // The events of a presence frame.
@@ -255,6 +265,25 @@ func ParseOnline(p []byte) (n int, names []string, err error) {
 		return 0, nil, err
 	}
 	return len(names), names, nil
+}
+
+// AppendTryAgain appends a try_again frame: the join was not decided, and
+// may be tried again after wait (whole milliseconds, at most MaxTryAgain).
+func AppendTryAgain(dst []byte, wait time.Duration) []byte {
+	var num [20]byte
+	ms := strconv.AppendInt(num[:0], min(max(wait, 0), MaxTryAgain).Milliseconds(), 10)
+	dst = AppendHeader(dst, TryAgain, int64(len(ms)))
+	return append(dst, ms...)
+}
+
+// ParseTryAgain decodes a try_again payload: `<milliseconds>`, decimal,
+// at most MaxTryAgain.
+func ParseTryAgain(p []byte) (time.Duration, error) {
+	ms, err := parseSize(p)
+	if err != nil || len(p) > maxTryAgainDigits || time.Duration(ms)*time.Millisecond > MaxTryAgain {
+		return 0, fmt.Errorf("%w: try_again %q", ErrMalformed, p)
+	}
+	return time.Duration(ms) * time.Millisecond, nil
 }
 
 // parseTailList decodes `<N> <user1> ... <userN>` that ends the payload,

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gochat/chat/internal/protocol"
 )
@@ -83,6 +84,13 @@ func TestUploadFramesRoundTrip(t *testing.T) {
 			t.Fatalf("ParsePresence(%q) = %q %q %v", p, e, a, err)
 		}
 	}
+
+	for _, d := range []time.Duration{0, 1500 * time.Millisecond, protocol.MaxTryAgain} {
+		p := payloadOf(t, protocol.AppendTryAgain(nil, d), protocol.TryAgain)
+		if got, err := protocol.ParseTryAgain(p); err != nil || got != d {
+			t.Fatalf("ParseTryAgain(%q) = %v %v, want %v", p, got, err, d)
+		}
+	}
 }
 
 func TestUploadFramesMalformed(t *testing.T) {
@@ -116,6 +124,9 @@ func TestUploadFramesMalformed(t *testing.T) {
 		{"presence", func(p []byte) error { _, _, err := protocol.ParsePresence(p); return err }, []string{
 			"", "joined", "joined ", "joined a b", "left ..", "paused", "paused x", "resumed x", "hello bob", "joined " + long,
 		}},
+		{"try_again", func(p []byte) error { _, err := protocol.ParseTryAgain(p); return err }, []string{
+			"", " ", "x", "-1", "01", "1 ", "1.5", "3600001", "99999999",
+		}},
 	} {
 		for _, b := range tc.bad {
 			if err := tc.parse([]byte(b)); !errors.Is(err, protocol.ErrMalformed) {
@@ -141,6 +152,7 @@ func TestUploadLimitsTight(t *testing.T) {
 		{protocol.ToClient, protocol.AppendFileResult(nil, maxID, names)},
 		{protocol.ToClient, protocol.AppendNotOnline(nil, names)},
 		{protocol.ToClient, protocol.AppendOnline(nil, len(names), names)},
+		{protocol.ToClient, protocol.AppendTryAgain(nil, protocol.MaxTryAgain)},
 		{protocol.ToServer, append(protocol.ChunkHeader(nil, maxID, protocol.MaxUploadChunk), bytes.Repeat([]byte{1}, protocol.MaxUploadChunk)...)},
 	} {
 		h, _ := fzDecodeOne(t, tc.frame)

@@ -15,6 +15,9 @@ type admission struct {
 
 	mu      sync.Mutex
 	pending *list.List // of *ticket, in accept order; guarded by mu
+
+	testHookBlock func() // if set, called each time a waiter blocks
+	testHookWoke  func() // if set, called each time a waiter wakes
 }
 
 // ticket is one accepted connection's place in the admission order.
@@ -56,31 +59,41 @@ func (a *admission) release(t *ticket) {
 }
 
 // wait blocks until no connection accepted before t is still pending
-// within its grace period, or cancel is closed.
+// within its grace period, or cancel is closed. It waits on the
+// connection just before t only: when that one is decided, the next in
+// line wakes, and nobody else. (Waiting on the first of the line woke
+// every waiter at each decision: in a storm of 19,000 joins at one node,
+// 19,000 wake-ups per join, 12 % of the node's CPU and a p50 join latency
+// of 2 s on one server; issue 21.)
 func (a *admission) wait(t *ticket, cancel <-chan struct{}) {
 	for {
 		a.mu.Lock()
-		front := a.pending.Front()
-		if front == nil || front.Value.(*ticket) == t || t.elem == nil {
+		if t.elem == nil || t.elem.Prev() == nil {
 			a.mu.Unlock()
 			return
 		}
-		first := front.Value.(*ticket)
+		prev := t.elem.Prev().Value.(*ticket)
 		a.mu.Unlock()
 
-		left := time.Until(first.accepted.Add(a.grace))
+		left := time.Until(prev.accepted.Add(a.grace))
 		if left > 0 {
 			timer := time.NewTimer(left)
+			if a.testHookBlock != nil {
+				a.testHookBlock()
+			}
 			select {
-			case <-first.done:
+			case <-prev.done:
 			case <-timer.C:
 			case <-cancel:
 				timer.Stop()
 				return
 			}
 			timer.Stop()
+			if a.testHookWoke != nil {
+				a.testHookWoke()
+			}
 		}
-		a.expire(first)
+		a.expire(prev)
 	}
 }
 

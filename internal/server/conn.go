@@ -22,6 +22,7 @@ var (
 	frameUnknown     = protocol.AppendEmpty(nil, protocol.ErrUnknownMessage)
 	frameFull        = protocol.AppendEmpty(nil, protocol.ErrServerFull)
 	frameUnavailable = protocol.AppendEmpty(nil, protocol.ErrUsernameUnavailable)
+	frameJoinOK      = protocol.AppendEmpty(nil, protocol.JoinOK)
 )
 
 const (

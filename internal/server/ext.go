@@ -11,7 +11,7 @@ import (
 type extState struct {
 	// Set by hello before the join, then read-only (other connections
 	// read presence once this one is in the hub).
-	upload, notOnline, presence, online bool
+	upload, notOnline, presence, online, tryAgain bool
 
 	mu      sync.Mutex
 	uploads map[uint64]*upload // by the client's id, until the upload's file_result is sent; guarded by mu
@@ -43,6 +43,8 @@ func (e *extState) accept(f string) bool {
 		on = &e.presence
 	case protocol.FeatureOnline:
 		on = &e.online
+	case protocol.FeatureTryAgain:
+		on = &e.tryAgain
 	default:
 		return false
 	}

@@ -11,8 +11,10 @@ var (
 	ErrServerFull = errors.New("server full")
 	ErrNameTaken  = errors.New("username not available")
 	// ErrUnavailable is returned when the hub cannot decide a join now
-	// (a cluster node cut off from its cluster): the connection is closed
-	// without an answer, and nothing is printed.
+	// (a cluster node cut off from its cluster, a registry without a
+	// majority, a node with more joins queued than it takes): the join is
+	// answered as one that may be tried again (docs/PROTOCOL.md,
+	// "try-again").
 	ErrUnavailable = errors.New("registry unavailable")
 	// ErrPeerGone is returned when a delivery targets a user that left.
 	ErrPeerGone = errors.New("peer gone")
@@ -102,6 +104,19 @@ type Hub interface {
 	Users() []string
 	// Len returns the number of joined users.
 	Len() int
+}
+
+// QueuedJoiner is implemented by a Hub whose joins wait in a queue of
+// its own, decided in the order they were queued (a cluster's registry,
+// whose writes take a round trip to a majority): JoinQueued is Join, and
+// calls queued once the join has its place in that queue. The server's
+// first-come order (PROTOCOL.md, section 4) is then the queue's, and the
+// next connection's join need not wait for this one to be decided: in a
+// storm of joins it waited for its predecessors' decisions, up to the 2 s
+// of grace each (issue 21).
+type QueuedJoiner interface {
+	Hub
+	JoinQueued(p Peer, maxUsers int, queued func()) error
 }
 
 // LocalHub is a Hub for a single server process.

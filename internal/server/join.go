@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/gochat/chat/internal/protocol"
@@ -48,7 +49,12 @@ func (c *conn) join() error {
 
 	if nameErr == nil {
 		c.name = name
-		if nameErr = s.cfg.Hub.Join(c, s.cfg.MaxClients); nameErr != nil {
+		if qj, ok := s.cfg.Hub.(QueuedJoiner); ok {
+			nameErr = qj.JoinQueued(c, s.cfg.MaxClients, func() { s.admit.release(c.ticket) })
+		} else {
+			nameErr = s.cfg.Hub.Join(c, s.cfg.MaxClients)
+		}
+		if nameErr != nil {
 			c.name = ""
 		}
 	} else if s.cfg.Hub.Len() >= s.cfg.MaxClients {
@@ -58,6 +64,9 @@ func (c *conn) join() error {
 	case nameErr == nil:
 		c.joined = true
 		s.out.println("join: ", c.name)
+		if c.ext.tryAgain {
+			c.q.push(frameJoinOK, false)
+		}
 		c.announce(true)
 		c.logAt(slog.LevelInfo, "joined")
 		c.nc.SetReadDeadline(time.Time{})
@@ -66,13 +75,32 @@ func (c *conn) join() error {
 		s.out.println("disconnected: server full")
 		return &endError{reason: reasonServerFull, last: frameFull}
 	case errors.Is(nameErr, ErrUnavailable):
-		c.logAt(slog.LevelWarn, "join not decided", "err", nameErr)
-		return &endError{reason: reasonUnavailable, err: nameErr}
+		// Never a silent close (issue 21): a client that asked for
+		// try-again is told to, and tries again by itself; one that
+		// knows only the contract gets the more honest of its two
+		// refusals, server full: the server cannot take anybody now,
+		// whereas its name may well be free (docs/PROTOCOL.md,
+		// "try-again").
+		if c.ext.tryAgain {
+			c.logAt(slog.LevelWarn, "join not decided; told to try again", "err", nameErr)
+			return &endError{reason: reasonUnavailable, err: nameErr, last: protocol.AppendTryAgain(nil, tryAgainAfter())}
+		}
+		c.logAt(slog.LevelWarn, "join not decided; refused as server full", "err", nameErr)
+		s.out.println("disconnected: server full")
+		return &endError{reason: reasonUnavailable, err: nameErr, last: frameFull}
 	default:
 		c.logAt(slog.LevelInfo, "join refused", "err", nameErr)
 		s.out.println("disconnected: username not available")
 		return &endError{reason: reasonNameUnavailable, last: frameUnavailable}
 	}
+}
+
+// tryAgainAfter is the wait a try_again asks for: 1 to 2 s, at random,
+// so that the clients of a node cut off do not all come back at once.
+// A registry without a majority is back within a leader election (4-9
+// s) or not soon; the client doubles its wait at each refusal.
+func tryAgainAfter() time.Duration {
+	return time.Second + rand.N(time.Second)
 }
 
 // hello answers an ext_hello frame (header h) with the features this

@@ -170,3 +170,45 @@ func TestNodeLeavesGracefully(t *testing.T) {
 		}
 	}
 }
+
+// Two nodes of three killed: the survivor's registry has no majority,
+// and it cannot decide a join either way. The join is answered all the
+// same (issue 21; before, it was closed without a word): a client that
+// asked for try-again is told to try again, and nothing is printed for
+// it; a client that knows only the contract is refused as full, and the
+// node prints its line.
+func TestJoinWithoutMajorityAnswered(t *testing.T) {
+	t.Parallel()
+	nodes := startCluster(t, 3)
+	n1 := nodes[0]
+	join(t, n1, "alice")
+	nodes[1].Kill()
+	nodes[2].Kill()
+
+	plain := dial(t, n1, "bob")
+	plain.write(protocol.AppendJoin(nil, protocol.Join, "bob"))
+	ext := dial(t, n1, "carol")
+	ext.write(protocol.AppendExtHello(nil, []string{protocol.FeatureTryAgain}))
+	ext.expect(protocol.ExtHello, protocol.FeatureTryAgain)
+	ext.write(protocol.AppendJoin(nil, protocol.Join, "carol"))
+
+	// The node answers once its registry has been silent for 12 s, or
+	// it has fenced itself (12 s without a lease renewal): both within
+	// the harness's timeout of 20 s.
+	plain.expect(protocol.ErrServerFull, "")
+	plain.expectEnd()
+	n1.Out.WaitLine(t, "disconnected: server full", timeout)
+	h, p, err := ext.frame()
+	if err != nil || h.Type != protocol.TryAgain {
+		t.Fatalf("carol got %s %q (%v), want try_again", h.Name, p, err)
+	}
+	if d, err := protocol.ParseTryAgain(p); err != nil || d <= 0 {
+		t.Fatalf("try_again %q: %v %v", p, d, err)
+	}
+	ext.expectEnd()
+	for _, line := range n1.Out.Snapshot() {
+		if strings.Contains(line, "carol") || strings.Contains(line, "bob") {
+			t.Errorf("stdout has %q for a join that was not decided", line)
+		}
+	}
+}

@@ -1,0 +1,594 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// Storm is the workload of issue 21: N joins fired at once at each node
+// (or at one server), as after a node restart or a network flap.
+const Storm = "storm"
+
+// StormWorkerCommand is the hidden first argument that makes the tool a
+// storm worker: a process that fires one node's joins.
+const StormWorkerCommand = "_storm"
+
+// stormSpec is what a storm worker is told on its command line.
+type stormSpec struct {
+	Addr     string
+	Prefix   string // its clients are Prefix<First> ... Prefix<First+Count-1>
+	First    int
+	Count    int
+	SrcAddrs int
+	Dials    int     // dials under way at once
+	Rate     float64 // joins per second; 0: as fast as they connect
+	Timeout  time.Duration
+}
+
+func (s stormSpec) args() []string {
+	return []string{
+		"-addr", s.Addr, "-prefix", s.Prefix, "-first", strconv.Itoa(s.First), "-count", strconv.Itoa(s.Count),
+		"-src-addrs", strconv.Itoa(s.SrcAddrs), "-dials", strconv.Itoa(s.Dials),
+		"-rate", strconv.FormatFloat(s.Rate, 'g', -1, 64), "-timeout", s.Timeout.String(),
+	}
+}
+
+func parseStormSpec(args []string) (stormSpec, error) {
+	var s stormSpec
+	fs := flag.NewFlagSet(StormWorkerCommand, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&s.Addr, "addr", "", "")
+	fs.StringVar(&s.Prefix, "prefix", "", "")
+	fs.IntVar(&s.First, "first", 0, "")
+	fs.IntVar(&s.Count, "count", 0, "")
+	fs.IntVar(&s.SrcAddrs, "src-addrs", 1, "")
+	fs.IntVar(&s.Dials, "dials", 256, "")
+	fs.Float64Var(&s.Rate, "rate", 0, "")
+	fs.DurationVar(&s.Timeout, "timeout", time.Minute, "")
+	if err := fs.Parse(args); err != nil {
+		return s, err
+	}
+	switch {
+	case CheckLoopback(s.Addr) != nil:
+		return s, fmt.Errorf("-addr %q is not a loopback address", s.Addr)
+	case s.Count < 1 || s.First < 0 || s.Count > maxClients:
+		return s, fmt.Errorf("bad -first %d -count %d", s.First, s.Count)
+	case s.SrcAddrs < 1 || s.SrcAddrs > 250 || s.Dials < 1 || s.Dials > 4096:
+		return s, fmt.Errorf("bad -src-addrs %d or -dials %d", s.SrcAddrs, s.Dials)
+	case s.Prefix == "" || s.Timeout <= 0 || s.Timeout > maxDuration:
+		return s, errors.New("bad -prefix or -timeout")
+	case s.Rate < 0 || math.IsNaN(s.Rate) || math.IsInf(s.Rate, 0):
+		return s, fmt.Errorf("bad -rate %v", s.Rate)
+	}
+	return s, nil
+}
+
+// The outcomes of one join in a storm.
+const (
+	outAdmitted  = iota // its own message came back: it is in
+	outFull             // err_server_full
+	outTaken            // err_username_unavailable
+	outOther            // another err_* frame
+	outDropped          // the connection ended without a frame
+	outUndecided        // nothing by the worker's timeout
+	outNoConnect        // the connection could not be made
+	numOutcomes
+)
+
+// stormReport is a worker's account of one storm: the outcomes, when the
+// first join was sent and the last answer came (wall clock, Unix ns: the
+// workers are processes of their own), and the latencies of the admitted.
+type stormReport struct {
+	Counts      [numOutcomes]int64
+	First, Last int64
+	Lat         Histogram
+}
+
+func (r stormReport) MarshalText() ([]byte, error) {
+	h, err := r.Lat.MarshalText()
+	if err != nil {
+		return nil, err
+	}
+	var b []byte
+	for _, c := range r.Counts {
+		b = strconv.AppendInt(b, c, 10)
+		b = append(b, ' ')
+	}
+	b = fmt.Appendf(b, "%d %d %s", r.First, r.Last, h)
+	return b, nil
+}
+
+func (r *stormReport) UnmarshalText(b []byte) error {
+	f := strings.SplitN(string(b), " ", numOutcomes+3)
+	if len(f) != numOutcomes+3 {
+		return fmt.Errorf("storm report of %d fields", len(f))
+	}
+	var err error
+	for i := range r.Counts {
+		if r.Counts[i], err = strconv.ParseInt(f[i], 10, 64); err != nil {
+			return err
+		}
+	}
+	if r.First, err = strconv.ParseInt(f[numOutcomes], 10, 64); err != nil {
+		return err
+	}
+	if r.Last, err = strconv.ParseInt(f[numOutcomes+1], 10, 64); err != nil {
+		return err
+	}
+	return r.Lat.UnmarshalText([]byte(f[numOutcomes+2]))
+}
+
+// merge adds o to r.
+func (r *stormReport) merge(o stormReport) {
+	for i, c := range o.Counts {
+		r.Counts[i] += c
+	}
+	if r.First == 0 || o.First != 0 && o.First < r.First {
+		r.First = o.First
+	}
+	r.Last = max(r.Last, o.Last)
+	r.Lat.Merge(&o.Lat)
+}
+
+// RunStormWorker runs a storm worker. On `join` it connects all its
+// clients, as fast as -dials connections at once allow, each sending its
+// join and then a message to itself at once: the message comes back only
+// once the join is decided and admitted, so its round trip is the join's
+// latency. It prints `joined <report>` once every join is decided (or the
+// timeout passed). On `leave` it closes every connection at once and
+// prints `left`. `quit` or the end of stdin ends it.
+func RunStormWorker(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	spec, err := parseStormSpec(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "chatbench %s: %v\n", StormWorkerCommand, err)
+		return 1
+	}
+	w := &stormWorker{spec: spec, conns: make([]net.Conn, spec.Count)}
+	defer w.leave()
+	sc := bufio.NewScanner(stdin)
+	for sc.Scan() {
+		switch sc.Text() {
+		case "join":
+			rep := w.join()
+			b, err := rep.MarshalText()
+			if err != nil {
+				fmt.Fprintf(stderr, "chatbench %s: %v\n", StormWorkerCommand, err)
+				return 1
+			}
+			fmt.Fprintf(stdout, "joined %s\n", b)
+		case "leave":
+			w.leave()
+			fmt.Fprintln(stdout, "left")
+		case "quit":
+			return 0
+		}
+	}
+	return 0
+}
+
+type stormWorker struct {
+	spec  stormSpec
+	conns []net.Conn // the connections of the last join; nil when closed
+	wg    sync.WaitGroup
+}
+
+func (w *stormWorker) join() stormReport {
+	s := w.spec
+	var (
+		mu    sync.Mutex
+		rep   stormReport
+		count [numOutcomes]atomic.Int64
+	)
+	decided := make(chan struct{}, s.Count)
+	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
+	defer cancel()
+	start := time.Now()
+	rep.First = start.UnixNano()
+	parallel(s.Count, s.Dials, func(i int) error {
+		if s.Rate > 0 {
+			time.Sleep(time.Until(start.Add(time.Duration(float64(i) / s.Rate * float64(time.Second)))))
+		}
+		g := s.First + i
+		name := s.Prefix + strconv.Itoa(g)
+		t0 := time.Now()
+		d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: srcIP(g, s.SrcAddrs)}}
+		if !canUseSrc(s.Addr) {
+			d.LocalAddr = nil
+		}
+		nc, err := d.DialContext(ctx, "tcp", s.Addr)
+		if err != nil {
+			if count[outNoConnect].Add(1) == 1 {
+				fmt.Fprintf(os.Stderr, "chatbench %s: %v\n", StormWorkerCommand, err)
+			}
+			decided <- struct{}{}
+			return nil
+		}
+		w.conns[i] = nc
+		text := newText(MinTextSize)
+		putStamp(text, g%maxStampIdx, 0)
+		frames := protocol.AppendJoin(nil, protocol.Join, name)
+		frames = protocol.AppendMessage(frames, protocol.SendMessage, []string{name}, text)
+		if _, err := nc.Write(frames); err != nil {
+			count[outDropped].Add(1)
+			decided <- struct{}{}
+			return nil
+		}
+		w.wg.Go(func() {
+			out := awaitJoin(nc)
+			lat := time.Since(t0)
+			count[out].Add(1)
+			if out == outAdmitted {
+				mu.Lock()
+				rep.Lat.Record(int64(lat))
+				rep.Last = max(rep.Last, time.Now().UnixNano())
+				mu.Unlock()
+			}
+			decided <- struct{}{}
+			if out == outAdmitted {
+				io.Copy(io.Discard, nc) // until it is closed
+			}
+		})
+		return nil
+	})
+	for range s.Count {
+		select {
+		case <-decided:
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var sum int64
+	for i := range count {
+		rep.Counts[i] = count[i].Load()
+		sum += rep.Counts[i]
+	}
+	rep.Counts[outUndecided] += int64(s.Count) - sum
+	return rep
+}
+
+// awaitJoin reads what the server answers a join followed by a message to
+// oneself, and returns the join's outcome.
+func awaitJoin(nc net.Conn) int {
+	r := protocol.NewReaderSize(nc, 512)
+	for {
+		h, err := r.ReadHeader()
+		if err != nil {
+			return outDropped
+		}
+		switch h.Type {
+		case protocol.ForwardMessage:
+			return outAdmitted
+		case protocol.ErrServerFull:
+			return outFull
+		case protocol.ErrUsernameUnavailable:
+			return outTaken
+		case protocol.ErrUnknownMessage:
+			return outOther
+		}
+		if _, err := r.ReadPayload(nil); err != nil {
+			return outDropped
+		}
+	}
+}
+
+// leave closes every connection at once.
+func (w *stormWorker) leave() {
+	parallel(len(w.conns), 64, func(i int) error {
+		if c := w.conns[i]; c != nil {
+			c.Close()
+			w.conns[i] = nil
+		}
+		return nil
+	})
+	w.wg.Wait()
+}
+
+// stormProc is a running storm worker as seen by the tool.
+type stormProc struct {
+	workerProc
+}
+
+func startStormWorker(spec stormSpec, stderr io.Writer) (*stormProc, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, append([]string{StormWorkerCommand}, spec.args()...)...)
+	cmd.Stderr = stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &stormProc{workerProc{cmd: cmd, in: in, lines: make(chan string, 4)}}
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+	}()
+	return p, nil
+}
+
+// stormRound is one storm: every worker fires its joins at once.
+type stormRound struct {
+	stormReport
+	Secs       float64 // from the first join sent to the last admitted
+	ListedSecs float64 // from the first join sent until every node lists every user
+	CPU        float64 // the servers' CPU seconds meanwhile (all nodes)
+}
+
+// stormResult is one storm run: a storm, everybody leaving at once, and a
+// storm of the same names again.
+type stormResult struct {
+	Joins     int
+	First     stormRound
+	LeaveSecs float64 // from the leave until no node lists any of them
+	Again     stormRound
+}
+
+// runStorm fires joins joins at each of the nodes loaded (one worker
+// process each), waits until every node lists them all, has them all
+// leave at once, waits until no node lists any, and fires the same joins
+// again.
+func runStorm(ctx context.Context, cfg Config, nodes, loaded []*target, joins int, stderr io.Writer) (stormResult, error) {
+	res := stormResult{Joins: joins * len(loaded)}
+	for _, t := range loaded {
+		if t.PID == 0 {
+			continue
+		}
+		need := int64(joins) + 128
+		if lim, err := openFilesLimit(t.PID); err == nil && lim >= 0 && need > lim {
+			return res, fmt.Errorf("%d joins at one server need %d file descriptors in its process, whose limit is %d", joins, need, lim)
+		}
+	}
+	prefix := runPrefix()
+	users := prefix + "u"
+	var workers []*stormProc
+	defer func() {
+		var wg sync.WaitGroup
+		for _, w := range workers {
+			wg.Go(w.stop)
+		}
+		wg.Wait()
+	}()
+	for i, t := range loaded {
+		src := cfg.SrcAddrs
+		if !canUseSrc(t.Addr) {
+			src = 1
+		}
+		spec := stormSpec{Addr: t.Addr, Prefix: users, First: i * joins, Count: joins, SrcAddrs: src,
+			Dials: cfg.StormDials, Rate: cfg.JoinRate / float64(len(loaded)), Timeout: cfg.Timeout}
+		w, err := startStormWorker(spec, stderr)
+		if err != nil {
+			return res, err
+		}
+		workers = append(workers, w)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 3*cfg.Timeout)
+	defer cancel()
+	probes := make([]*chatClient, len(nodes))
+	defer func() {
+		for _, p := range probes {
+			if p != nil {
+				p.nc.Close()
+			}
+		}
+	}()
+	for i, t := range nodes {
+		p, err := dialChat(pctx, t.Addr, nil, prefix+"p"+strconv.Itoa(i), 64<<10, 4<<10)
+		if err != nil {
+			return res, err
+		}
+		probes[i] = p
+		go p.readLoop(handlers{}) // ends when the probe is closed
+	}
+	cpu := pidsOf(nodes)
+	want := res.Joins
+	storm := func(what string) (stormRound, error) {
+		var r stormRound
+		fmt.Fprintf(stderr, "  %s: %d joins at %d node(s) at once ...\n", what, want, len(loaded))
+		cpu0 := cpu.seconds()
+		for _, w := range workers {
+			if _, err := io.WriteString(w.in, "join\n"); err != nil {
+				return r, err
+			}
+		}
+		for _, w := range workers {
+			f, err := w.expect("joined", cfg.Timeout+30*time.Second)
+			if err != nil {
+				return r, err
+			}
+			var rep stormReport
+			if err := rep.UnmarshalText([]byte(strings.Join(f, " "))); err != nil {
+				return r, err
+			}
+			r.merge(rep)
+		}
+		r.CPU = cpu.seconds() - cpu0
+		r.Secs = float64(r.Last-r.First) / 1e9
+		if r.Counts[outAdmitted] != int64(want) {
+			return r, nil // the rows show what went wrong
+		}
+		if err := waitLists(pctx, nodes, probes, users, func(n int) bool { return n >= want }, stderr); err != nil {
+			return r, err
+		}
+		r.ListedSecs = float64(time.Now().UnixNano()-r.First) / 1e9
+		return r, nil
+	}
+	var err error
+	if res.First, err = storm("storm"); err != nil || res.First.Counts[outAdmitted] != int64(want) {
+		return res, err
+	}
+	fmt.Fprintf(stderr, "  all %d leave at once ...\n", want)
+	t0 := time.Now()
+	for _, w := range workers {
+		if _, err := io.WriteString(w.in, "leave\n"); err != nil {
+			return res, err
+		}
+	}
+	if err := waitLists(pctx, nodes, probes, users, func(n int) bool { return n == 0 }, stderr); err != nil {
+		return res, err
+	}
+	res.LeaveSecs = time.Since(t0).Seconds()
+	for _, w := range workers {
+		if _, err := w.expect("left", cfg.Timeout); err != nil {
+			return res, err
+		}
+	}
+	res.Again, err = storm("the same names again")
+	return res, err
+}
+
+// waitLists waits until the list of every node, asked over its probe,
+// holds a number of names starting with prefix that ok accepts.
+func waitLists(ctx context.Context, nodes []*target, probes []*chatClient, prefix string, ok func(n int) bool, stderr io.Writer) error {
+	start := time.Now()
+	return parallel(len(nodes), len(nodes), func(i int) error {
+		lastReport := time.Now()
+		// A list of 57,000 names is sorted anew after every change: a
+		// probe that asks too often weighs on what it measures.
+		every := 100 * time.Millisecond
+		for {
+			n, err := probes[i].countJoined(ctx, prefix)
+			if err != nil {
+				return fmt.Errorf("%s: %w", nodes[i].describe(), err)
+			}
+			if ok(n) {
+				return nil
+			}
+			every = 50*time.Millisecond + time.Duration(n)*5*time.Microsecond
+			if time.Since(lastReport) >= 5*time.Second {
+				fmt.Fprintf(stderr, "  %s lists %d after %v\n", nodes[i].describe(), n, time.Since(start).Round(time.Second))
+				lastReport = time.Now()
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s lists %d: %w", nodes[i].describe(), n, ctx.Err())
+			case <-time.After(every):
+			}
+		}
+	})
+}
+
+// stormRows runs the storm workload: against one server spawned, or,
+// with --cluster, against a cluster spawned, with joins at --storm-on of
+// its nodes.
+func stormRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, error) {
+	var rows []Row
+	k := max(cfg.Cluster, 1)
+	on := cfg.StormOn
+	if on == 0 {
+		on = k
+	}
+	for _, joins := range cfg.StormJoins {
+		maxc := cfg.StormMaxClients
+		if maxc == 0 {
+			maxc = joins*on + k + 16
+		}
+		params := fmt.Sprintf("joins=%d per node at %d of %d node(s) max-clients=%d dials=%d src-addrs=%d%s",
+			joins, on, k, maxc, cfg.StormDials, cfg.SrcAddrs, joinRateParam(cfg))
+		if cfg.ServerBin != "" {
+			params += " server=" + cfg.ServerBin
+		} else {
+			params += " server=own-process"
+		}
+		params += " " + loadParam()
+		fmt.Fprintf(stderr, "storm %s ...\n", params)
+		var nodes []*target
+		var stop func()
+		if k == 1 {
+			t, err := spawnServer(ctx, cfg.ServerBin, maxc, stderr)
+			if err != nil {
+				return rows, err
+			}
+			nodes, stop = []*target{t}, t.Close
+		} else {
+			c, err := spawnCluster(ctx, cfg.ServerBin, k, maxc, cfg.Timeout, stderr)
+			if err != nil {
+				return rows, err
+			}
+			nodes, stop = c.Nodes, c.Close
+		}
+		res, err := runStorm(ctx, cfg, nodes, nodes[:on], joins, stderr)
+		stop()
+		rows = append(rows, stormRowsOf(params, k, res)...)
+		if err != nil {
+			return rows, err
+		}
+		if res.First.Counts[outAdmitted] != int64(res.Joins) || res.Again.Counts[outAdmitted] != int64(res.Joins) {
+			return rows, fmt.Errorf("not every join was admitted")
+		}
+	}
+	return rows, nil
+}
+
+// stormRowsOf returns the figures of a storm run on k nodes.
+func stormRowsOf(params string, k int, res stormResult) []Row {
+	nan := math.NaN()
+	row := func(metric, unit string, v float64, target string) Row {
+		return Row{Workload: Storm, Params: params, Metric: metric, Unit: unit, Ours: v, Base: nan, Target: target}
+	}
+	rows := []Row{row("joins fired at once", "joins", float64(res.Joins), "")}
+	round := func(label string, r stormRound) {
+		if r.Lat.Count() == 0 && r.Counts == [numOutcomes]int64{} {
+			return
+		}
+		lat := r.Lat.Summary()
+		perSec := float64(r.Counts[outAdmitted]) / r.Secs
+		writes := nan
+		if k > 1 {
+			writes = 2 * perSec // a name and a place per join
+		}
+		rows = append(rows,
+			row(label+"admitted", "joins", float64(r.Counts[outAdmitted]), "all"),
+			row(label+"refused: server full", "joins", float64(r.Counts[outFull]), "0"),
+			row(label+"refused: name unavailable", "joins", float64(r.Counts[outTaken]), "0"),
+			row(label+"refused: other err_*", "joins", float64(r.Counts[outOther]), "0"),
+			row(label+"dropped without a frame", "joins", float64(r.Counts[outDropped]), "0"),
+			row(label+"undecided at the timeout", "joins", float64(r.Counts[outUndecided]), "0"),
+			row(label+"could not connect", "joins", float64(r.Counts[outNoConnect]), "0"),
+			row(label+"first join to last admitted", "s", r.Secs, "<= 30"),
+			row(label+"listed on every node", "s", r.ListedSecs, ""),
+			row(label+"admitted per second", "joins/s", perSec, ""),
+			row(label+"registry writes (2 per join)", "writes/s", writes, ""),
+			row(label+"join latency p50", "ms", ms(lat.P50), ""),
+			row(label+"join latency p90", "ms", ms(lat.P90), ""),
+			row(label+"join latency p99", "ms", ms(lat.P99), ""),
+			row(label+"join latency max", "ms", ms(lat.Max), ""),
+			row(label+"server CPU per join (all nodes)", "us", r.CPU/float64(r.Counts[outAdmitted])*1e6, ""),
+		)
+	}
+	round("", res.First)
+	if res.LeaveSecs > 0 {
+		rows = append(rows, row("all leave at once: gone from every list", "s", res.LeaveSecs, "<= 30"))
+	}
+	round("again: ", res.Again)
+	return rows
+}

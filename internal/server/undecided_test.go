@@ -1,0 +1,61 @@
+package server
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// undecidedHub cannot decide the joins of names starting with "x" (a
+// cluster node whose registry has no majority).
+type undecidedHub struct{ *LocalHub }
+
+func (h undecidedHub) Join(p Peer, maxUsers int) error {
+	if p.Name()[0] == 'x' {
+		return fmt.Errorf("%w: no majority", ErrUnavailable)
+	}
+	return h.LocalHub.Join(p, maxUsers)
+}
+
+// TestUndecidedJoinAnswered: a join the hub cannot decide is answered,
+// never closed without a word (issue 21): a client that asked for
+// try-again gets try_again, and nothing is printed for it; a client that
+// knows only the contract gets err_server_full, and the server prints
+// its line. A client that asked for try-again is told join_ok when it is
+// admitted, after its ext_hello answer and before anything else.
+func TestUndecidedJoinAnswered(t *testing.T) {
+	s := startServer(t, Config{Hub: undecidedHub{NewLocalHub()}})
+
+	plain := dial(t, s.addr)
+	plain.join("xavier")
+	plain.expect(protocol.ErrServerFull, "")
+	plain.expectClosed()
+	s.out.wait(t, "disconnected: server full", 1)
+
+	ext := dial(t, s.addr)
+	ext.write(protocol.AppendExtHello(nil, []string{protocol.FeatureTryAgain}))
+	ext.expect(protocol.ExtHello, protocol.FeatureTryAgain)
+	ext.join("xena")
+	h, p := ext.frame()
+	if h.Type != protocol.TryAgain {
+		t.Fatalf("got %s %q, want try_again", h.Name, p)
+	}
+	if d, err := protocol.ParseTryAgain(p); err != nil || d <= 0 {
+		t.Fatalf("try_again %q: %v %v", p, d, err)
+	}
+	ext.expectClosed()
+
+	ok := dial(t, s.addr)
+	ok.write(protocol.AppendExtHello(nil, []string{protocol.FeatureTryAgain}))
+	ok.expect(protocol.ExtHello, protocol.FeatureTryAgain)
+	ok.join("alice")
+	ok.expect(protocol.JoinOK, "")
+	s.out.wait(t, "join: alice", 1)
+	ok.send("hi", "alice")
+	ok.expect(protocol.ForwardMessage, "1 alice hi")
+
+	if n := s.out.count("disconnected: server full"); n != 1 {
+		t.Fatalf("stdout has %d server full lines, want 1 (the contract client's): %q", n, s.out.all())
+	}
+}
