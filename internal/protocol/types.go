@@ -35,6 +35,11 @@ const (
 	NotOnline
 	Presence
 	Online
+	Session
+	Resume
+	Resumed
+	ResumeFailed
+	Received
 	// NumTypes is the number of types, Unknown included.
 	NumTypes
 )
@@ -63,6 +68,11 @@ var typeNames = [NumTypes]string{
 	NotOnline:              "not_online",
 	Presence:               "presence",
 	Online:                 "online",
+	Session:                "session",
+	Resume:                 "resume",
+	Resumed:                "resumed",
+	ResumeFailed:           "resume_failed",
+	Received:               "received",
 }
 
 // String returns the type's name as it appears on the wire.
@@ -87,7 +97,7 @@ func LookupType(name []byte) Type {
 // (the handout's format 2).
 func (t Type) Empty() bool {
 	switch t {
-	case RequestUsersList, ErrUnknownMessage, ErrServerFull, ErrUsernameUnavailable:
+	case RequestUsersList, ErrUnknownMessage, ErrServerFull, ErrUsernameUnavailable, ResumeFailed:
 		return true
 	}
 	return false
@@ -174,6 +184,10 @@ func (l Limits) MaxPayload(d Direction, t Type) int64 {
 			return maxIDDigits + 1 + MaxUploadChunk
 		case FileEnd, FileAbort:
 			return maxIDDigits
+		case Resume:
+			return maxResume
+		case Received:
+			return maxIDDigits
 		}
 		return -1
 	}
@@ -210,6 +224,12 @@ func (l Limits) MaxPayload(d Direction, t Type) int64 {
 		return maxPresence
 	case Online:
 		return MaxListBytes
+	case Session:
+		return maxSession
+	case Resumed:
+		return maxIDDigits
+	case ResumeFailed:
+		return 0
 	}
 	return -1
 }
