@@ -26,6 +26,9 @@ func (c *conn) join() error {
 			return err
 		}
 	}
+	if h.Type == protocol.Resume && c.resume {
+		return c.resumeSession(h)
+	}
 	if h.Type != protocol.Join {
 		return fmt.Errorf("%w: first frame is %s, not join", protocol.ErrMalformed, h.Name)
 	}
@@ -48,8 +51,8 @@ func (c *conn) join() error {
 
 	if nameErr == nil {
 		c.name = name
-		if nameErr = s.cfg.Hub.Join(c, s.cfg.MaxClients); nameErr != nil {
-			c.name = ""
+		if nameErr = s.cfg.Hub.Join(c.joinPeer(), s.cfg.MaxClients); nameErr != nil {
+			c.name, c.sess = "", nil
 		}
 	} else if s.cfg.Hub.Len() >= s.cfg.MaxClients {
 		nameErr = ErrServerFull
@@ -58,6 +61,7 @@ func (c *conn) join() error {
 	case nameErr == nil:
 		c.joined = true
 		s.out.println("join: ", c.name)
+		c.startSession() // before announce's online frame, the session's first counted one
 		c.announce(true)
 		c.logAt(slog.LevelInfo, "joined")
 		c.nc.SetReadDeadline(time.Time{})

@@ -29,6 +29,11 @@ func (c *conn) accept(f string) bool {
 		c.chunked = true
 		return true
 	}
+	if f == protocol.FeatureResume {
+		ok := !c.resume && c.srv.cfg.ResumeWindow > 0
+		c.resume = c.resume || ok
+		return ok
+	}
 	return c.ext.accept(f)
 }
 
@@ -206,7 +211,7 @@ func (s *Server) broadcastPresence(except *conn, frames ...[]byte) {
 	for _, name := range hub.Users() {
 		// Remote users of a cluster are not connections here: their own
 		// server tells them.
-		if p, ok := hub.Lookup(name).(*conn); ok && p != except && p.ext.presence {
+		if p := presenceTarget(hub.Lookup(name), except); p != nil {
 			for _, f := range frames {
 				p.Send(f)
 			}

@@ -78,6 +78,12 @@ type Config struct {
 	// sender's connection is closed, an upload ended (0: no floor).
 	MinUploadRate   float64
 	MinUploadWindow time.Duration
+	// ResumeWindow is how long a session granted resume outlives a lost
+	// connection, waiting for a resume (0: resume is not granted);
+	// ResumeBuffer bounds the bytes kept for it (default 1 MiB).
+	// session.go.
+	ResumeWindow time.Duration
+	ResumeBuffer int
 }
 
 // Defaults from PROTOCOL.md and docs/OPERATIONS.md.
@@ -125,6 +131,8 @@ func DefaultConfig() Config {
 		SpoolMemoryBytes: DefaultSpoolMemory,
 		MinUploadRate:    DefaultMinUploadRate,
 		MinUploadWindow:  DefaultMinUploadWindow,
+		ResumeWindow:     DefaultResumeWindow,
+		ResumeBuffer:     DefaultResumeBuffer,
 	}
 }
 
@@ -196,6 +204,7 @@ type Server struct {
 	nextID     atomic.Uint64 // connection ids
 	nextFileID atomic.Uint64 // file transfer ids
 	presence   presence      // join and leave notices (notice.go)
+	sessions   sessionTable  // sessions granted resume (session.go)
 	shutting   atomic.Bool
 
 	mu        sync.Mutex
@@ -361,6 +370,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		s.connWG.Wait()
+		s.sessions.endAll()
 		s.out.flush()
 		close(done)
 	}()
