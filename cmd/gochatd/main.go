@@ -57,6 +57,8 @@ var serverHelp = cli.Help{
 			{Name: "spool-dir", Text: "DIR\tWhere files for users who take whole frames are held until complete, defaults to the temporary folder"},
 			{Name: "spool-max", Text: "SIZE\tMost bytes of such files held on disk at once; a file past it does not reach those users"},
 			{Name: "spool-memory", Text: "SIZE\tMost bytes of such files held in memory instead (a file of up to an eighth of it)"},
+			{Name: "resume-window", Text: "DURATION\tHow long a session whose connection was lost keeps its name and what is sent to it, for its client to resume (0: sessions end with their connection)"},
+			{Name: "resume-buffer", Text: "SIZE\tMost bytes kept for one such session; past it the oldest are dropped and counted as missed"},
 		}},
 		{Title: "Logs, metrics and TLS", Flags: []cli.HelpFlag{
 			{Name: "log-level", Text: "LEVEL\tdebug, info, warn or error (logs go to stderr)"},
@@ -151,6 +153,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	minUploadRate := cli.Limit(cfg.MinUploadRate)
 	fs.Var(&minUploadRate, "min-upload-rate", "")
 	fs.DurationVar(&cfg.MinUploadWindow, "min-upload-window", cfg.MinUploadWindow, "")
+	fs.DurationVar(&cfg.ResumeWindow, "resume-window", cfg.ResumeWindow, "")
+	resumeBuffer := cli.Size(cfg.ResumeBuffer)
+	fs.Var(&resumeBuffer, "resume-buffer", "")
 	cli.IntVarP(fs, &cfg.MaxConnsPerAddr, "max-conns-per-ip", "", cfg.MaxConnsPerAddr)
 	fs.BoolVar(&cfg.LimitLoopback, "limit-loopback", false, "")
 	metricsAddr := fs.String("metrics-addr", "", "")
@@ -212,6 +217,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if spoolMax < 1 || spoolMemory < 1 || cfg.MinUploadWindow <= 0 {
 			return fmt.Errorf("--spool-max, --spool-memory and --min-upload-window must be positive")
 		}
+		if cfg.ResumeWindow < 0 || resumeBuffer < 1 || resumeBuffer > 1<<30 {
+			return fmt.Errorf("--resume-window must not be negative, --resume-buffer from 1 byte to 1G")
+		}
 		if (*tlsCert == "") != (*tlsKey == "") {
 			return fmt.Errorf("--tls-cert and --tls-key go together")
 		}
@@ -271,6 +279,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	cfg.MaxFileSize = int64(maxFile)
 	cfg.SendQueueBytes = int(sendQueue)
+	cfg.ResumeBuffer = int(resumeBuffer)
 	cfg.FloodBytes = float64(floodBytes)
 	cfg.FloodBytesBurst = int64(floodBytesBurst)
 	cfg.PaceBacklog = int(paceBacklog)
