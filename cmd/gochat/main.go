@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -34,7 +33,7 @@ var clientHelp = cli.Help{
 		{Title: "", Flags: []cli.HelpFlag{
 			{Name: "user", Text: "NAME\tThe username to join as (required)"},
 			{Name: "port", Text: "PORT\tThe server port"},
-			{Name: "address", Text: "ADDRESS\tThe server's IP address or host name"},
+			{Name: "address", Text: "ADDRESS\tThe server's IP address or host name; or a comma-separated list of HOST[:PORT] (PORT from -p when omitted), the others tried in turn when a lost connection is resumed"},
 			{Name: "help", Text: "Print this help"},
 		}},
 		{Title: "Options (docs/CLIENT.md)", Flags: []cli.HelpFlag{
@@ -43,6 +42,7 @@ var clientHelp = cli.Help{
 			{Name: "max-incoming-file-size", Text: "SIZE\tLargest file received; a larger one is refused unsaved, and the files being received at once may declare at most 4 times as much together"},
 			{Name: "plain", Text: "Speak only the course's protocol. By default the client asks the server for extensions: files move in chunks, so chat keeps flowing during a transfer, a file to nobody online is never sent, and you are told who got it and who named is not online; a server without them is joined again without them"},
 			{Name: "extensions", Text: "The default (kept for scripts that give it)"},
+			{Name: "no-resume", Text: "End the session when the connection is lost, instead of reconnecting and resuming it (not with --plain, which never resumes)"},
 			{Name: "join-notices", Text: "Also be told as users join and leave (not with --plain)"},
 			{Name: "no-history", Text: "Keep no history of the lines typed on a terminal (by default kept in $XDG_STATE_HOME/gochat/history or ~/.local/state/gochat/history)"},
 			{Name: "tls", Text: "Speak TLS to the server"},
@@ -74,6 +74,8 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	extensions := fs.Bool("extensions", false, "")
 	joinNotices := fs.Bool("join-notices", false, "")
 	noHistory := fs.Bool("no-history", false, "")
+	noResume := fs.Bool("no-resume", false, "")
+	var addrs []string
 	useTLS := fs.Bool("tls", false, "")
 	tlsCA := fs.String("tls-ca", "", "")
 	check := func() error {
@@ -83,10 +85,12 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		if st, err := os.Stat(*downloadDir); err != nil || !st.IsDir() {
 			return errors.New("--download-dir must name an existing directory")
 		}
-		if *plain && (*extensions || *joinNotices) {
-			return errors.New("--plain speaks no extension: not with --extensions or --join-notices")
+		if *plain && (*extensions || *joinNotices || *noResume) {
+			return errors.New("--plain speaks no extension: not with --extensions, --join-notices or --no-resume")
 		}
-		return nil
+		var err error
+		addrs, err = client.ParseAddresses(*addr, *port)
+		return err
 	}
 	if code, done := cli.Parse(fs, args, help, stdout, stderr, check); done {
 		return code
@@ -100,7 +104,8 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	var tlsCfg *tls.Config
 	if *useTLS || *tlsCA != "" {
 		var err error
-		if tlsCfg, err = cli.ClientTLS(*addr, *tlsCA); err != nil {
+		host, _, _ := net.SplitHostPort(addrs[0])
+		if tlsCfg, err = cli.ClientTLS(host, *tlsCA); err != nil {
 			fmt.Fprintf(stderr, "client: %v\n", err)
 			return 1
 		}
@@ -114,7 +119,9 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	defer stop()
 	cfg := client.Config{
 		User:                *user,
-		Addr:                net.JoinHostPort(*addr, strconv.Itoa(*port)),
+		Addr:                addrs[0],
+		Others:              addrs[1:],
+		NoResume:            *noResume,
 		MaxFileSize:         int64(maxFile),
 		MaxIncomingFileSize: int64(maxIncoming),
 		DownloadDir:         *downloadDir,

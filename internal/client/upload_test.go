@@ -26,7 +26,10 @@ var uploadFeatures = []string{protocol.FeatureChunkedFile, protocol.FeatureFileU
 // script.
 func fakeUploadServer(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string {
 	t.Helper()
-	return fakeGrantServer(t, func(asked []string) bool { return slices.Equal(asked, uploadFeatures) }, uploadFeatures, script)
+	asks := func(asked []string) bool {
+		return slices.Equal(asked, append(slices.Clip(uploadFeatures), protocol.FeatureResume))
+	}
+	return fakeGrantServer(t, asks, uploadFeatures, script)
 }
 
 // expectQuitting checks the end of a session that quit: status 0,

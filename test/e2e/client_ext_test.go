@@ -19,7 +19,7 @@ func TestClientFallsBackToContract(t *testing.T) {
 	fs := newFakeServer(t)
 	c := startClient(t, fs.port, "alice")
 	first := fs.accept(t)
-	first.expectFrame(t, "ext_hello", "chunked-file file-upload not-online")
+	first.expectFrame(t, "ext_hello", "chunked-file file-upload not-online resume")
 	first.write(t, fr("err_unknown_message", ""))
 	first.c.Close()
 	rc := fs.accept(t)

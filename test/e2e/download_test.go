@@ -56,7 +56,7 @@ func chunkedOnFake(t *testing.T, name string, extra ...string) (*client, *rawCon
 	fs := newFakeServer(t)
 	c := startClient(t, fs.port, name, extra...)
 	rc := fs.accept(t)
-	rc.expectFrame(t, "ext_hello", "chunked-file file-upload not-online")
+	rc.expectFrame(t, "ext_hello", "chunked-file file-upload not-online resume")
 	rc.write(t, fr("ext_hello", "chunked-file"))
 	rc.expectFrame(t, "join", name)
 	return c, rc
