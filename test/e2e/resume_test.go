@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"regexp"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -235,4 +236,56 @@ func parseResumeDelay(line string) (time.Duration, error) {
 		return 0, fmt.Errorf("not a resumed line: %q", line)
 	}
 	return time.ParseDuration(m[1])
+}
+
+// BenchmarkResume measures how long a resume takes, from the proxy's cut
+// to the client's line saying it resumed, while alice sends bob 20
+// messages a second (docs/PERFORMANCE.md, "Resume"):
+//
+//	go test ./test/e2e -run '^$' -bench Resume -benchtime 200x
+func BenchmarkResume(b *testing.B) {
+	srv := startServer(b)
+	proxy := startCutProxy(b, srv.addr())
+	bob := startClient(b, proxy.port(), "bob")
+	srv.out.waitLine(b, "join: bob", timeout)
+	alice := rawJoin(b, srv, "alice")
+	stop := make(chan struct{})
+	sent := make(chan int, 1)
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		n := 0
+		for {
+			select {
+			case <-stop:
+				sent <- n
+				return
+			case <-tick.C:
+			}
+			n++
+			if alice.tryWrite(fr("send_message", fmt.Sprintf("1 bob m%d", n)), timeout) != nil {
+				sent <- n - 1
+				return
+			}
+		}
+	}()
+	var took []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		start := time.Now()
+		proxy.cut()
+		bob.errs.waitMatches(b, resumedLine, i+1, timeout)
+		took = append(took, time.Since(start))
+	}
+	b.StopTimer()
+	close(stop)
+	n := <-sent
+	// Every message sent arrives once, in order.
+	for i := 1; i <= n; i++ {
+		bob.out.waitLine(b, fmt.Sprintf("msg: alice: m%d", i), timeout)
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(took[len(took)-1].Microseconds())/1000, "max-ms")
 }
