@@ -217,8 +217,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if spoolMax < 1 || spoolMemory < 1 || cfg.MinUploadWindow <= 0 {
 			return fmt.Errorf("--spool-max, --spool-memory and --min-upload-window must be positive")
 		}
-		if cfg.ResumeWindow < 0 || resumeBuffer < 1 || resumeBuffer > 1<<30 {
-			return fmt.Errorf("--resume-window must not be negative, --resume-buffer from 1 byte to 1G")
+		if cfg.ResumeWindow < 0 || resumeBuffer < 1 || int64(resumeBuffer) > int64(sendQueue)/2 {
+			return fmt.Errorf("--resume-window must not be negative, --resume-buffer from 1 byte to half of --send-queue")
 		}
 		if (*tlsCert == "") != (*tlsKey == "") {
 			return fmt.Errorf("--tls-cert and --tls-key go together")

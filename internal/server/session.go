@@ -233,10 +233,19 @@ func (s *session) attach(c *conn, n uint64) (old *conn, missed uint64, err error
 		lead = protocol.AppendSession(nil, s.token, uint64(s.srv.cfg.ResumeWindow/time.Millisecond))
 		s.told = true
 	}
-	c.q.push(lead, false)
+	_, err = c.q.push(lead, false)
 	for _, f := range s.kept[s.head:] {
-		// Within the resume buffer, far below the send queue's bound.
-		c.q.push(f, false)
+		if err != nil {
+			break
+		}
+		// Within the resume buffer, below the send queue's bound
+		// (gochatd keeps it under half of it).
+		_, err = c.q.push(f, false)
+	}
+	if err != nil {
+		// A frame the client will not get, and will not count: the
+		// session cannot go on over c, whose end ends it.
+		c.kill(reasonSlowConsumer, fmt.Errorf("resuming: %w", err))
 	}
 	old, s.conn = s.conn, c
 	return old, missed, nil

@@ -377,3 +377,33 @@ func stopServerNow(t *testing.T, s *testServer) {
 		t.Fatal(err)
 	}
 }
+
+// A replay that does not fit the send queue cannot be given whole: the
+// session ends (one disconnected: line) rather than leave the client's
+// count out of step with the server's numbers.
+func TestResumeReplayPastQueueEnds(t *testing.T) {
+	cfg := resumeConfig()
+	cfg.SendQueueBytes = 4 << 10
+	cfg.PaceBacklog = 1 << 10
+	cfg.ResumeBuffer = 64 << 10
+	s, log := resumeServer(t, cfg)
+	bob := joinedResume(t, s, "bob")
+	alice := joined(t, s, "alice")
+	bob.nc.Close()
+	waitAway(t, log, "bob", 1)
+	text := strings.Repeat("x", 100)
+	for range 100 { // about 12 KB kept, three times the queue
+		alice.send(text, "bob")
+	}
+	alice.write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
+	alice.expect(protocol.ResponseUsersList, "2 alice bob")
+	c := dial(t, s.addr)
+	c.write(protocol.AppendExtHello(nil, []string{protocol.FeatureResume}))
+	c.expect(protocol.ExtHello, protocol.FeatureResume)
+	c.write(protocol.AppendResume(nil, "bob", bob.token, 0))
+	s.out.wait(t, "disconnected: bob", 1)
+	c.expectEnd()
+	if n := s.out.count("disconnected: bob"); n != 1 {
+		t.Fatalf("disconnected: bob printed %d times", n)
+	}
+}
