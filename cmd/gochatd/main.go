@@ -217,6 +217,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if spoolMax < 1 || spoolMemory < 1 || cfg.MinUploadWindow <= 0 {
 			return fmt.Errorf("--spool-max, --spool-memory and --min-upload-window must be positive")
 		}
+		if !fs.Changed("resume-buffer") {
+			resumeBuffer = min(resumeBuffer, cli.Size(sendQueue/2))
+		}
 		if cfg.ResumeWindow < 0 || resumeBuffer < 1 || int64(resumeBuffer) > int64(sendQueue)/2 {
 			return fmt.Errorf("--resume-window must not be negative, --resume-buffer from 1 byte to half of --send-queue")
 		}
