@@ -54,6 +54,8 @@ var serverHelp = cli.Help{
 			{Name: "spool-dir", Text: "DIR\tWhere files for users who take whole frames are held until complete, defaults to the temporary folder"},
 			{Name: "spool-max", Text: "SIZE\tMost bytes of such files held on disk at once; a file past it does not reach those users"},
 			{Name: "spool-memory", Text: "SIZE\tMost bytes of such files held in memory instead (a file of up to an eighth of it)"},
+			{Name: "resume-window", Text: "DURATION\tHow long a session whose connection was lost keeps its name and what is sent to it, for its client to resume (0: sessions end with their connection)"},
+			{Name: "resume-buffer", Text: "SIZE\tMost bytes kept for one such session; past it the oldest are dropped and counted as missed"},
 		}},
 		{Title: "Logs, metrics and TLS", Flags: []cli.HelpFlag{
 			{Name: "log-level", Text: "LEVEL\tdebug, info, warn or error (logs go to stderr)"},
@@ -141,6 +143,7 @@ type commandLine struct {
 	addr, logLevel, logFormat              string
 	cfg                                    server.Config
 	maxFile, sendQueue, floodBytesBurst    cli.Size
+	resumeBuffer                           cli.Size
 	spoolMax, spoolMemory                  cli.Size
 	floodBytes, paceBacklog, minUploadRate cli.Limit
 	metricsAddr, tlsCert, tlsKey           string
@@ -183,6 +186,9 @@ func newCommandLine() *commandLine {
 	c.minUploadRate = cli.Limit(cfg.MinUploadRate)
 	fs.Var(&c.minUploadRate, "min-upload-rate", "")
 	fs.DurationVar(&cfg.MinUploadWindow, "min-upload-window", cfg.MinUploadWindow, "")
+	fs.DurationVar(&cfg.ResumeWindow, "resume-window", cfg.ResumeWindow, "")
+	c.resumeBuffer = cli.Size(cfg.ResumeBuffer)
+	fs.Var(&c.resumeBuffer, "resume-buffer", "")
 	cli.IntVarP(fs, &cfg.MaxConnsPerAddr, "max-conns-per-ip", "", cfg.MaxConnsPerAddr)
 	fs.BoolVar(&cfg.LimitLoopback, "limit-loopback", false, "")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "")
@@ -255,6 +261,12 @@ func (c *commandLine) check() error {
 	if c.spoolMax < 1 || c.spoolMemory < 1 || cfg.MinUploadWindow <= 0 {
 		return fmt.Errorf("--spool-max, --spool-memory and --min-upload-window must be positive")
 	}
+	if !c.fs.Changed("resume-buffer") {
+		c.resumeBuffer = min(c.resumeBuffer, c.sendQueue/2)
+	}
+	if cfg.ResumeWindow < 0 || c.resumeBuffer < 1 || int64(c.resumeBuffer) > int64(c.sendQueue)/2 {
+		return fmt.Errorf("--resume-window must not be negative, --resume-buffer from 1 byte to half of --send-queue")
+	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return fmt.Errorf("--tls-cert and --tls-key go together")
 	}
@@ -274,6 +286,7 @@ func (c *commandLine) options(stdout, stderr io.Writer) daemon.Options {
 	cfg := c.cfg
 	cfg.MaxFileSize = int64(c.maxFile)
 	cfg.SendQueueBytes = int(c.sendQueue)
+	cfg.ResumeBuffer = int(c.resumeBuffer)
 	cfg.FloodBytes = float64(c.floodBytes)
 	cfg.FloodBytesBurst = int64(c.floodBytesBurst)
 	cfg.PaceBacklog = int(c.paceBacklog)

@@ -65,6 +65,12 @@ type Config struct {
 	// Presence, with Extensions, also asks to be told as users join and
 	// leave.
 	Presence bool
+	// Others are more server addresses (host:port), tried after Addr
+	// when a lost connection is resumed (reconnect.go).
+	Others []string
+	// NoResume, with Extensions, does not ask for resume: a lost
+	// connection ends the session, as with the contract.
+	NoResume bool
 }
 
 // Hooks receives events a terminal front end may show. Each may be nil.
@@ -175,6 +181,8 @@ type client struct {
 	uploading bool // files are sent in chunks (file-upload)
 	notices   bool // the server sends not_online and presence
 	online    bool // the server says who is online at join
+
+	res resumeState // the resume extension (reconnect.go)
 }
 
 // lineWriter writes whole lines to w, one Write per line, so lines from
@@ -391,9 +399,10 @@ func (c *client) run(ctx context.Context) int {
 	c.uploading = slices.Contains(features, protocol.FeatureFileUpload)
 	c.notices = slices.Contains(features, protocol.FeatureNotOnline) || slices.Contains(features, protocol.FeaturePresence)
 	c.online = slices.Contains(features, protocol.FeatureOnline)
-	c.nc = nc
-	defer nc.Close()
-	c.w = bufio.NewWriterSize(nc, 64<<10)
+	c.nc = c.useConn(nc, features)
+	c.res.ctx = ctx
+	defer c.nc.Close()
+	c.w = bufio.NewWriterSize(c.nc, 64<<10)
 	// The main loop sees a signal only between commands: a write blocked
 	// on a server that reads nothing must not hold the quit up past the
 	// quit wait.

@@ -76,6 +76,9 @@ func (c *client) features() []string {
 	if c.cfg.Hooks.Users != nil {
 		f = append(f, protocol.FeatureOnline)
 	}
+	if !c.cfg.NoResume {
+		f = append(f, protocol.FeatureResume)
+	}
 	return f
 }
 
@@ -148,15 +151,20 @@ func (c *client) dial(ctx context.Context) (net.Conn, error) {
 
 // dialOnce opens a connection to the server, in TLS if configured.
 func (c *client) dialOnce(ctx context.Context) (net.Conn, error) {
+	return c.dialAddr(ctx, c.cfg.Addr, c.cfg.TLS)
+}
+
+// dialAddr opens a connection to addr, in TLS if tlsCfg is not nil.
+func (c *client) dialAddr(ctx context.Context, addr string, tlsCfg *tls.Config) (net.Conn, error) {
 	var d interface {
 		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 	} = &net.Dialer{Timeout: c.cfg.ConnectTimeout}
-	if c.cfg.TLS != nil {
-		d = &tls.Dialer{NetDialer: &net.Dialer{Timeout: c.cfg.ConnectTimeout}, Config: c.cfg.TLS}
+	if tlsCfg != nil {
+		d = &tls.Dialer{NetDialer: &net.Dialer{Timeout: c.cfg.ConnectTimeout}, Config: tlsCfg}
 	}
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
 	defer cancel()
-	return d.DialContext(dctx, "tcp", c.cfg.Addr)
+	return d.DialContext(dctx, "tcp", addr)
 }
 
 // helloWait bounds the wait for the answer to ext_hello. A server answers

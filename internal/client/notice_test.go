@@ -163,7 +163,7 @@ func TestLearnsOnlineAtJoin(t *testing.T) {
 // nothing would use them, and scripted clients cost the server no lists.
 func TestPipedAsksNoOnline(t *testing.T) {
 	asks := func(f []string) bool {
-		return slices.Equal(f, []string{protocol.FeatureChunkedFile, protocol.FeatureFileUpload, protocol.FeatureNotOnline, protocol.FeatureTryAgain})
+		return slices.Equal(f, []string{protocol.FeatureChunkedFile, protocol.FeatureFileUpload, protocol.FeatureNotOnline, protocol.FeatureTryAgain, protocol.FeatureResume})
 	}
 	addr := fakeGrantServer(t, asks, nil, func(nc net.Conn, r *protocol.Reader) {
 		expectFrame(t, r, protocol.Disconnect)

@@ -13,10 +13,17 @@ import (
 func (c *client) receive(r *protocol.Reader) {
 	defer close(c.ended)
 	defer c.settle()
+	defer c.stopAcker()
 	stood := false // c.stood is closed
-	for {
-		h, err := r.ReadHeader()
+	var h protocol.Header
+	for ; ; c.frameDone(r, h) { // counts the frames of a session that may resume
+		var err error
+		h, err = r.ReadHeader()
 		if err != nil {
+			if nr := c.reconnect(err); nr != nil {
+				r, h = nr, protocol.Header{}
+				continue
+			}
 			c.settle() // the lines of files saved come before the last line
 			c.lost()
 			return
@@ -51,6 +58,10 @@ func (c *client) receive(r *protocol.Reader) {
 			c.printMsg(Event{Kind: EventMessage, Sender: sender, Text: string(text)}, sender == c.cfg.User)
 		case protocol.ForwardFile:
 			if err := c.receiveFile(r); err != nil {
+				if nr := c.reconnect(err); nr != nil {
+					r, h = nr, protocol.Header{}
+					continue
+				}
 				c.settle()
 				c.lost()
 				return
@@ -88,6 +99,10 @@ func (c *client) receive(r *protocol.Reader) {
 			}
 			if p, ok := c.payload(r, h); ok {
 				c.notice(h.Type, p)
+			}
+		case protocol.Session:
+			if p, ok := c.payload(r, h); ok {
+				c.sessionFrame(p)
 			}
 		case protocol.ErrUnknownMessage:
 			c.settle()

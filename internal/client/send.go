@@ -29,6 +29,11 @@ var errBroken = errors.New("connection broken")
 func (c *client) write(parts ...[]byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	return c.writeLocked(parts...)
+}
+
+// writeLocked is write with wmu held.
+func (c *client) writeLocked(parts ...[]byte) error {
 	if c.broken.Load() {
 		return errBroken
 	}

@@ -51,6 +51,7 @@ type upload struct {
 	cancelOnce sync.Once
 	done       chan struct{} // closed once it has ended
 	begun      chan struct{} // with file-upload: closed once its file_ready has come (the server has taken its file_begin)
+	lost       chan struct{} // closed, with wmu held, when the connection it went on was lost (reconnect.go)
 }
 
 // readyInfo is a file_ready: the recipients online and the window.
@@ -75,6 +76,7 @@ func (c *client) sendFile(names []string, path string) *upload {
 		name: base, names: names, f: f, size: size, plain: !c.uploading, start: time.Now(),
 		ready: make(chan readyInfo, 1), result: make(chan []string, 1), ackSig: make(chan struct{}, 1),
 		cancel: make(chan struct{}), done: make(chan struct{}), begun: make(chan struct{}),
+		lost: make(chan struct{}),
 	}
 	c.upMu.Lock()
 	if len(c.ups) >= maxUploads {
@@ -214,7 +216,7 @@ func (c *client) plainUpload(u *upload) {
 
 // chunkedUpload sends u in file_chunk frames (file-upload).
 func (c *client) chunkedUpload(u *upload) {
-	if c.write(protocol.AppendUploadBegin(nil, u.id, u.names, u.name, u.size)) != nil {
+	if c.writeUp(u, protocol.AppendUploadBegin(nil, u.id, u.names, u.name, u.size)) != nil {
 		return // the connection is lost; the receiver says so
 	}
 	var r readyInfo
@@ -226,6 +228,8 @@ func (c *client) chunkedUpload(u *upload) {
 		c.abortUpload(u, nil)
 		return
 	case <-c.ended:
+		return
+	case <-u.lost:
 		return
 	}
 	if missing := absent(u.names, r.online); len(missing) > 0 {
@@ -270,6 +274,9 @@ func (c *client) chunkedUpload(u *upload) {
 		case <-c.ended:
 			stopped(nil, false, false)
 			return
+		case <-u.lost:
+			stopped(nil, false, false)
+			return
 		}
 		if room <= 0 {
 			continue
@@ -281,14 +288,14 @@ func (c *client) chunkedUpload(u *upload) {
 			c.abortUpload(u, &r)
 			return
 		}
-		if c.write(protocol.ChunkHeader(nil, u.id, int(n)), buf[:n]) != nil {
+		if c.writeUp(u, protocol.ChunkHeader(nil, u.id, int(n)), buf[:n]) != nil {
 			p.finish()
 			return
 		}
 		sent += n
 		p.Write(buf[:n])
 	}
-	if c.write(protocol.AppendFileID(nil, protocol.FileEnd, u.id)) != nil {
+	if c.writeUp(u, protocol.AppendFileID(nil, protocol.FileEnd, u.id)) != nil {
 		p.finish()
 		return
 	}
@@ -308,6 +315,8 @@ func (c *client) chunkedUpload(u *upload) {
 			cancel = nil
 		case <-c.ended:
 			return
+		case <-u.lost:
+			return
 		}
 	}
 }
@@ -324,7 +333,7 @@ var ready = func() chan struct{} {
 // nobody, or its file_result), so that it no longer counts against the
 // uploads allowed at once. r is u's file_ready if it has come.
 func (c *client) abortUpload(u *upload, r *readyInfo) {
-	if c.write(protocol.AppendFileID(nil, protocol.FileAbort, u.id)) != nil || c.quitting.Load() {
+	if c.writeUp(u, protocol.AppendFileID(nil, protocol.FileAbort, u.id)) != nil || c.quitting.Load() {
 		return
 	}
 	if r == nil {
@@ -332,6 +341,8 @@ func (c *client) abortUpload(u *upload, r *readyInfo) {
 		case got := <-u.ready:
 			r = &got
 		case <-c.ended:
+			return
+		case <-u.lost:
 			return
 		}
 	}
@@ -341,6 +352,7 @@ func (c *client) abortUpload(u *upload, r *readyInfo) {
 	select {
 	case <-u.result:
 	case <-c.ended:
+	case <-u.lost:
 	}
 }
 

@@ -26,7 +26,8 @@ var uploadFeatures = []string{protocol.FeatureChunkedFile, protocol.FeatureFileU
 // script.
 func fakeUploadServer(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string {
 	t.Helper()
-	asks := append(slices.Clone(uploadFeatures), protocol.FeatureTryAgain) // try-again not granted: the join is silent
+	// try-again not granted: the join is silent
+	asks := append(slices.Clone(uploadFeatures), protocol.FeatureTryAgain, protocol.FeatureResume)
 	return fakeGrantServer(t, func(asked []string) bool { return slices.Equal(asked, asks) }, uploadFeatures, script)
 }
 

@@ -37,6 +37,11 @@ const (
 	Online
 	TryAgain
 	JoinOK
+	Session
+	Resume
+	Resumed
+	ResumeFailed
+	Received
 	// NumTypes is the number of types, Unknown included.
 	NumTypes
 )
@@ -67,6 +72,11 @@ var typeNames = [NumTypes]string{
 	Online:                 "online",
 	TryAgain:               "try_again",
 	JoinOK:                 "join_ok",
+	Session:                "session",
+	Resume:                 "resume",
+	Resumed:                "resumed",
+	ResumeFailed:           "resume_failed",
+	Received:               "received",
 }
 
 // String returns the type's name as it appears on the wire.
@@ -91,7 +101,7 @@ func LookupType(name []byte) Type {
 // (the handout's format 2).
 func (t Type) Empty() bool {
 	switch t {
-	case RequestUsersList, ErrUnknownMessage, ErrServerFull, ErrUsernameUnavailable:
+	case RequestUsersList, ErrUnknownMessage, ErrServerFull, ErrUsernameUnavailable, ResumeFailed:
 		return true
 	}
 	return false
@@ -178,6 +188,10 @@ func (l Limits) MaxPayload(d Direction, t Type) int64 {
 			return maxIDDigits + 1 + MaxUploadChunk
 		case FileEnd, FileAbort:
 			return maxIDDigits
+		case Resume:
+			return maxResume
+		case Received:
+			return maxIDDigits
 		}
 		return -1
 	}
@@ -216,7 +230,11 @@ func (l Limits) MaxPayload(d Direction, t Type) int64 {
 		return MaxListBytes
 	case TryAgain:
 		return maxTryAgainDigits
-	case JoinOK:
+	case Session:
+		return maxSession
+	case Resumed:
+		return maxIDDigits
+	case JoinOK, ResumeFailed:
 		return 0
 	}
 	return -1

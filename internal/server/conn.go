@@ -55,6 +55,8 @@ type conn struct {
 	name    string     // the joined name; set by join before the conn is in the hub, then read-only
 	chunked bool       // the client asked for chunked files; set by hello before the join, then read-only
 	ext     extState   // the other extensions (ext.go, upload.go, notonline.go, presence.go, online.go)
+	resume  bool       // the client asked for resume; set by hello before the join, then read-only
+	sess    *session   // the session, if resume was granted; set by the serve goroutine before the user is in the hub, then read-only (session.go)
 	joined  bool       // the user is in the hub
 	buf     []byte     // payload buffer
 	stats   *connStats // nil while idle, to keep idle connections small
@@ -182,7 +184,7 @@ func (c *conn) ending(err error) (closeReason, []byte) {
 func (c *conn) finish(reason closeReason, last []byte) {
 	reason = c.markClosed(reason, nil, false)
 	c.endUploads() // after the reason is set: its own plain copy of an upload may cut it off
-	if c.joined {
+	if c.joined && !c.finishSession(reason) {
 		c.srv.cfg.Hub.Leave(c)
 		c.announce(false)
 		if reason == reasonProtocolError {

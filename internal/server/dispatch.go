@@ -32,6 +32,8 @@ func (c *conn) loop() error {
 			err = c.handleDisconnect()
 		case protocol.FileBegin, protocol.FileChunk, protocol.FileEnd, protocol.FileAbort:
 			err = c.handleUpload(h.Type)
+		case protocol.Received:
+			err = c.handleReceived()
 		default:
 			err = fmt.Errorf("%w: unexpected %s frame", protocol.ErrMalformed, h.Name)
 		}

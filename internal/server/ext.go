@@ -28,6 +28,11 @@ func (c *conn) accept(f string) bool {
 		c.chunked = true
 		return true
 	}
+	if f == protocol.FeatureResume {
+		ok := !c.resume && c.srv.cfg.ResumeWindow > 0
+		c.resume = c.resume || ok
+		return ok
+	}
 	return c.ext.accept(f)
 }
 

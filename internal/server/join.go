@@ -27,6 +27,9 @@ func (c *conn) join() error {
 			return err
 		}
 	}
+	if h.Type == protocol.Resume && c.resume {
+		return c.resumeSession(h)
+	}
 	if h.Type != protocol.Join {
 		return fmt.Errorf("%w: first frame is %s, not join", protocol.ErrMalformed, h.Name)
 	}
@@ -50,12 +53,12 @@ func (c *conn) join() error {
 	if nameErr == nil {
 		c.name = name
 		if qj, ok := s.cfg.Hub.(QueuedJoiner); ok {
-			nameErr = qj.JoinQueued(c, s.cfg.MaxClients, func() { s.admit.release(c.ticket) })
+			nameErr = qj.JoinQueued(c.joinPeer(), s.cfg.MaxClients, func() { s.admit.release(c.ticket) })
 		} else {
-			nameErr = s.cfg.Hub.Join(c, s.cfg.MaxClients)
+			nameErr = s.cfg.Hub.Join(c.joinPeer(), s.cfg.MaxClients)
 		}
 		if nameErr != nil {
-			c.name = ""
+			c.name, c.sess = "", nil
 		}
 	} else if s.cfg.Hub.Len() >= s.cfg.MaxClients {
 		nameErr = ErrServerFull
@@ -67,6 +70,7 @@ func (c *conn) join() error {
 		if c.ext.tryAgain {
 			c.q.push(frameJoinOK, false)
 		}
+		c.startSession() // before announce's online frame, the session's first counted one
 		c.announce(true)
 		c.logAt(slog.LevelInfo, "joined")
 		c.nc.SetReadDeadline(time.Time{})

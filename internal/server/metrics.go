@@ -30,6 +30,8 @@ type metrics struct {
 	spoolFailed   prometheus.Counter
 	slowSenders   prometheus.Counter
 	lagged        prometheus.Counter
+	resumes       prometheus.Counter // session.go
+	resumeMissed  prometheus.Counter
 }
 
 func newMetrics(s *Server) *metrics {
@@ -106,6 +108,8 @@ func newMetrics(s *Server) *metrics {
 	m.lagged = counter("chat_file_recipients_lagged_total", "Times a chunked file's recipient fell a window behind its sender, and the server held the file's next bytes for it so that the sender went on.")
 	m.slowSenders = counter("chat_slow_file_senders_total", "Files cut off because their sender stayed below --min-upload-rate.")
 	m.ipRejected = counter("chat_conns_rejected_per_ip_total", "Connections refused by the per-address limit.")
+	m.resumes = counter("chat_resumes_total", "Sessions taken over by a resume (the resume extension).")
+	m.resumeMissed = counter("chat_resume_missed_frames_total", "Frames a resume could not replay: dropped past --resume-buffer while the session was away.")
 	return m
 }
 

@@ -25,6 +25,9 @@ func (c *conn) Offer(frame []byte) (<-chan struct{}, error) { return c.push(fram
 // push queues frame (paced: unless the backlog is at the pace mark) and
 // cuts the connection off if its queue overflows.
 func (c *conn) push(frame []byte, paced bool) (<-chan struct{}, error) {
+	if c.sess != nil && protocol.CountedFrame(frame) {
+		return c.sess.push(frame, paced) // numbered, and kept for a resume
+	}
 	retry, err := c.q.push(frame, paced)
 	if errors.Is(err, ErrSlowConsumer) {
 		c.kill(reasonSlowConsumer, fmt.Errorf("send queue over %d bytes", c.srv.cfg.SendQueueBytes))

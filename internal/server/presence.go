@@ -101,7 +101,7 @@ func (s *Server) broadcastPresence(except *conn, frames ...[]byte) {
 	for _, name := range hub.Users() {
 		// Remote users of a cluster are not connections here: their own
 		// server tells them.
-		if p, ok := hub.Lookup(name).(*conn); ok && p != except && p.ext.presence {
+		if p := presenceTarget(hub.Lookup(name), except); p != nil {
 			for _, f := range frames {
 				p.Send(f)
 			}

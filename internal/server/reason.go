@@ -23,6 +23,9 @@ const (
 	reasonInternalError
 	reasonEvicted
 	reasonUnavailable
+	reasonTakenOver     // a resume took the session over (session.go)
+	reasonResumeExpired // the session waited for a resume in vain
+	reasonResumeFailed  // a resume that could not be granted
 	numReasons
 )
 
@@ -43,6 +46,9 @@ var reasonNames = [...]string{
 	reasonInternalError:   "internal error",
 	reasonEvicted:         "evicted by the registry",
 	reasonUnavailable:     "registry unavailable",
+	reasonTakenOver:       "taken over by a resume",
+	reasonResumeExpired:   "resume window passed",
+	reasonResumeFailed:    "resume refused",
 }
 
 // String returns the reason in words.

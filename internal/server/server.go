@@ -23,8 +23,8 @@ import (
 // the server runs with when no flag says otherwise, every limit on.
 //
 // Zero turns off, in Config as on the command line, each limit that can
-// be off: FloodRate, FloodBytes, PaceBacklog, MaxConnsPerAddr and
-// MinUploadRate (so a Config literal runs without them). Any other zero
+// be off: FloodRate, FloodBytes, PaceBacklog, MaxConnsPerAddr,
+// MinUploadRate and ResumeWindow (so a Config literal runs without them). Any other zero
 // field takes its default. PaceBacklog must be below SendQueueBytes:
 // New panics on a Config that Check refuses, so a program that takes the
 // settings from its user calls Check first.
@@ -88,6 +88,12 @@ type Config struct {
 	// DefaultConfig: 1 KiB).
 	MinUploadRate   float64
 	MinUploadWindow time.Duration
+	// ResumeWindow is how long a session granted resume outlives a lost
+	// connection, waiting for a resume (0: resume is not granted);
+	// ResumeBuffer bounds the bytes kept for it (default 1 MiB).
+	// session.go.
+	ResumeWindow time.Duration
+	ResumeBuffer int
 
 	// The server's fixed timers, settable only so that the tests that
 	// wait on them need not (zero: the default).
@@ -143,6 +149,8 @@ func DefaultConfig() Config {
 		SpoolMemoryBytes: DefaultSpoolMemory,
 		MinUploadRate:    DefaultMinUploadRate,
 		MinUploadWindow:  DefaultMinUploadWindow,
+		ResumeWindow:     DefaultResumeWindow,
+		ResumeBuffer:     DefaultResumeBuffer,
 	}
 }
 
@@ -174,6 +182,7 @@ func (c *Config) setDefaults() {
 	orDefault(&c.SpoolMaxBytes, def.SpoolMaxBytes)
 	orDefault(&c.SpoolMemoryBytes, def.SpoolMemoryBytes)
 	orDefault(&c.MinUploadWindow, def.MinUploadWindow)
+	orDefault(&c.ResumeBuffer, def.ResumeBuffer)
 	orDefault(&c.admissionGrace, defaultAdmissionGrace)
 	orDefault(&c.closeFlushTimeout, defaultCloseFlushTimeout)
 	orDefault(&c.closeLinger, defaultCloseLinger)
@@ -216,6 +225,7 @@ type Server struct {
 	nextID     atomic.Uint64 // connection ids
 	nextFileID atomic.Uint64 // file transfer ids
 	presence   presence      // join and leave notices (presence.go)
+	sessions   sessionTable  // sessions granted resume (session.go)
 	shutting   atomic.Bool
 
 	mu        sync.Mutex
@@ -385,6 +395,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		s.connWG.Wait()
+		s.sessions.endAll()
 		s.out.flush()
 		close(done)
 	}()

@@ -421,9 +421,10 @@ func (c *conn) reportUpload(u *upload, sent []Peer, streams []FileStream) {
 // that is not a connection of this server, all that is known is that the
 // file was handed to it (true).
 func written(p Peer, stop <-chan struct{}) bool {
-	pc, ok := p.(*conn)
-	if !ok {
-		return true
+	pc := peerConn(p)
+	if pc == nil {
+		_, away := p.(*session)
+		return !away // of a remote peer, only that it was handed over is known
 	}
 	mark := pc.q.writtenMark()
 	if mark == nil {
