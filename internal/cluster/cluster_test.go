@@ -632,3 +632,55 @@ func TestLeaseCountsAsHeard(t *testing.T) {
 		t.Error("an incarnation that holds no lease is alive")
 	}
 }
+
+// TestAwaitPeers: a node that has just started waits for the nodes whose
+// leases are fresh until it hears them, at most its bound for one it never
+// hears, and it is woken by the hearing itself (it waits on the nodes'
+// state changes; it polled every 20 ms before, reaching into the
+// registry's maps under its lock: issue 24 item 5).
+func TestAwaitPeers(t *testing.T) {
+	n := testCluster(t, 1, 10)[0]
+	l := n.hub.live
+	n.hub.reg.mu.Lock()
+	n.hub.reg.leases["mute"] = leaseEntry{inc: 3, rev: 1, created: time.Now()}
+	n.hub.reg.mu.Unlock()
+	wait := func(d time.Duration) chan struct{} {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			l.awaitPeers(d)
+		}()
+		return done
+	}
+
+	// "mute" is never heard: the wait ends at its bound.
+	select {
+	case <-wait(100 * time.Millisecond):
+	case <-time.After(10 * time.Second):
+		t.Fatal("the wait for a node never heard did not end at its bound")
+	}
+
+	// Heard, it ends the wait at once.
+	done := wait(time.Hour)
+	select { // a non-event: nothing to wait on but a moment
+	case <-done:
+		t.Fatal("the wait ended while a node with a fresh lease was not heard")
+	case <-time.After(100 * time.Millisecond):
+	}
+	l.mark("mute", 3, false, stateUp)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("hearing the node did not end the wait")
+	}
+
+	// A lease not renewed lately is not waited for.
+	n.hub.reg.mu.Lock()
+	n.hub.reg.leases["old"] = leaseEntry{inc: 4, rev: 2, created: time.Now().Add(-time.Minute)}
+	n.hub.reg.mu.Unlock()
+	select {
+	case <-wait(time.Hour):
+	case <-time.After(10 * time.Second):
+		t.Fatal("a node whose lease is old was waited for")
+	}
+}

@@ -31,8 +31,9 @@ const (
 // dead node's names away, and a node that cannot renew its own fences
 // itself first).
 type liveness struct {
-	h   *Hub
-	sub *nats.Subscription
+	h    *Hub
+	self string // this node's name
+	sub  *nats.Subscription
 
 	leaseRev  atomic.Uint64 // the lease's revision; 0 before it is taken
 	renewedAt atomic.Int64  // when the last renewal that succeeded was sent (Unix ns)
@@ -54,7 +55,7 @@ type nodeState struct {
 }
 
 func newLiveness(h *Hub) *liveness {
-	return &liveness{h: h, nodes: make(map[string]*nodeState), stateCh: make(chan struct{}), sweep: make(chan struct{}, 1), leaseOp: make(chan struct{}, 1)}
+	return &liveness{h: h, self: h.n.cfg.Node, nodes: make(map[string]*nodeState), stateCh: make(chan struct{}), sweep: make(chan struct{}, 1), leaseOp: make(chan struct{}, 1)}
 }
 
 // start subscribes to the heartbeats.
@@ -81,7 +82,7 @@ func (l *liveness) heard(m *nats.Msg) {
 		return
 	}
 	node, left := f[2], f[1] == stateLeaving
-	if node != l.h.n.cfg.Node && !l.h.reg.leased(node, inc) {
+	if node != l.self && !l.h.reg.leased(node, inc) {
 		// Not a node of the cluster (or not yet: its lease reaches
 		// this node's cache within milliseconds, and counts as
 		// hearing it then: leaseRenewed).
@@ -101,7 +102,7 @@ func (l *liveness) heard(m *nats.Msg) {
 // for a user on it (TestPartition, CI, 2026-12-07). It is called with the
 // registry's lock held.
 func (l *liveness) leaseRenewed(node string, e leaseEntry) {
-	if node == l.h.n.cfg.Node || time.Since(e.created) > heartbeatTimeout {
+	if node == l.self || time.Since(e.created) > heartbeatTimeout {
 		return
 	}
 	l.mu.RLock()
@@ -130,7 +131,7 @@ func (l *liveness) mark(node string, inc uint64, left bool, state string) {
 	}
 	hook := l.testHookHeard
 	l.mu.Unlock()
-	if !ok && node != l.h.n.cfg.Node {
+	if !ok && node != l.self {
 		l.h.n.m.peer(node)
 	}
 	if changed {
@@ -138,7 +139,7 @@ func (l *liveness) mark(node string, inc uint64, left bool, state string) {
 		if hook != nil {
 			hook()
 		}
-		if node != l.h.n.cfg.Node {
+		if node != l.self {
 			l.h.n.log.Info("node heard", "peer", node, "state", state)
 		}
 	}
@@ -147,7 +148,7 @@ func (l *liveness) mark(node string, inc uint64, left bool, state string) {
 // forget drops what is known of node, whose lease is gone: a node that
 // comes back takes a lease again before it is heard.
 func (l *liveness) forget(node string) {
-	if node == l.h.n.cfg.Node {
+	if node == l.self {
 		return
 	}
 	l.mu.Lock()
@@ -168,7 +169,7 @@ func (l *liveness) awaitSilent(d time.Duration) {
 		ch := l.stateCh
 		waiting := false
 		for node, st := range l.nodes {
-			if node != l.h.n.cfg.Node && st.silent && !st.left {
+			if node != l.self && st.silent && !st.left {
 				waiting = true
 				break
 			}
@@ -284,22 +285,32 @@ func (l *liveness) took(rev uint64) {
 
 // awaitPeers waits, at most d, until every other node holding a fresh
 // lease has been heard, so that a node that has just started lists their
-// users from the first.
+// users from the first. It waits on the nodes' state changes (a lease
+// seen counts as hearing its node: leaseRenewed), not in a polling loop.
 func (l *liveness) awaitPeers(d time.Duration) {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		l.mu.RLock()
+		ch := l.stateCh
+		l.mu.RUnlock()
 		missing := false
-		l.h.reg.mu.Lock()
-		for node, lease := range l.h.reg.leases {
-			if node != l.h.n.cfg.Node && time.Since(lease.created) < 3*renewEvery && !l.alive(node, lease.inc) {
+		for node, inc := range l.h.reg.freshLeases(3 * renewEvery) {
+			if node != l.self && !l.alive(node, inc) {
 				missing = true
+				break
 			}
 		}
-		l.h.reg.mu.Unlock()
 		if !missing {
 			return
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return
+		case <-l.h.n.stop:
+			return
+		}
 	}
 }
 
@@ -320,7 +331,7 @@ func (l *liveness) release(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, kvTimeout)
 	defer cancel()
-	key := nodeKey(l.h.n.cfg.Node)
+	key := nodeKey(l.self)
 	err := l.h.reg.nodes.Delete(ctx, key, jetstream.LastRevision(rev))
 	if err != nil && isExists(err) {
 		if own, ok := l.ownLease(ctx); ok {
@@ -378,7 +389,7 @@ func (l *liveness) renewLease(val []byte) error {
 // ownLease returns the revision of the node's lease if the lease is this
 // incarnation's.
 func (l *liveness) ownLease(ctx context.Context) (uint64, bool) {
-	e, err := l.h.reg.nodes.Get(ctx, nodeKey(l.h.n.cfg.Node))
+	e, err := l.h.reg.nodes.Get(ctx, nodeKey(l.self))
 	if err != nil {
 		return 0, false
 	}
@@ -429,7 +440,7 @@ func (l *liveness) checkSilence(now time.Time) {
 	}
 	l.mu.Unlock()
 	for _, node := range silenced {
-		if node == l.h.n.cfg.Node {
+		if node == l.self {
 			continue
 		}
 		l.h.changed()
@@ -525,7 +536,7 @@ const minRecordAge = 5 * time.Second
 
 func (l *liveness) sweepOnce() {
 	h, reg := l.h, l.h.reg
-	self, inc := h.n.cfg.Node, h.n.inc
+	self, inc := l.self, h.n.inc
 	// The sessions this node holds or is joining: its own records that
 	// belong to none of them were left by a join whose answers were lost
 	// (the engine slow or electing a leader) or by a failed delete.
@@ -538,26 +549,8 @@ func (l *liveness) sweepOnce() {
 		held[t] = true
 	}
 	h.mu.Unlock()
-	orphan := func(node string, rinc, token uint64) bool {
-		if node == self && rinc == inc {
-			return !held[token]
-		}
-		lease, ok := reg.leases[node]
-		return !ok || lease.inc != rinc
-	}
-	reg.mu.Lock()
-	var users, stale []pendingDelete
-	for name, u := range reg.users {
-		if orphan(u.node, u.inc, u.token) && time.Since(time.Unix(0, u.created)) > minRecordAge {
-			users = append(users, pendingDelete{userKey(name), u.rev})
-		}
-	}
-	for i, s := range reg.slots {
-		if !s.placeholder() && orphan(s.node, s.inc, s.token) && time.Since(time.Unix(0, s.created)) > minRecordAge {
-			users = append(users, pendingDelete{slotKey(i), s.rev})
-		}
-	}
-	reg.mu.Unlock()
+	users := reg.orphans(self, inc, held, minRecordAge)
+	var stale []pendingDelete
 	// Records of a bucket since created again (revision 0, see guard)
 	// are not in the bucket: nothing to delete, only the cache to mend.
 	users = slices.DeleteFunc(users, func(p pendingDelete) bool {

@@ -590,6 +590,48 @@ func (r *registry) recordLeave(name string, token uint64, slot int, slotRev uint
 	}
 }
 
+// freshLeases returns the nodes whose leases were written within d, with
+// their incarnations.
+func (r *registry) freshLeases(d time.Duration) map[string]uint64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	fresh := make(map[string]uint64, len(r.leases))
+	for node, l := range r.leases {
+		if time.Since(l.created) < d {
+			fresh[node] = l.inc
+		}
+	}
+	return fresh
+}
+
+// orphans returns the records, older than minAge, that no live session
+// holds: those of nodes without a lease in the record's incarnation, and
+// this node's own (self, incarnation inc) whose session token is not in
+// held (left by a join whose answers were lost, or a failed delete).
+func (r *registry) orphans(self string, inc uint64, held map[uint64]bool, minAge time.Duration) []pendingDelete {
+	orphan := func(node string, rinc, token uint64) bool {
+		if node == self && rinc == inc {
+			return !held[token]
+		}
+		lease, ok := r.leases[node]
+		return !ok || lease.inc != rinc
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var recs []pendingDelete
+	for name, u := range r.users {
+		if orphan(u.node, u.inc, u.token) && time.Since(time.Unix(0, u.created)) > minAge {
+			recs = append(recs, pendingDelete{userKey(name), u.rev})
+		}
+	}
+	for i, s := range r.slots {
+		if !s.placeholder() && orphan(s.node, s.inc, s.token) && time.Since(time.Unix(0, s.created)) > minAge {
+			recs = append(recs, pendingDelete{slotKey(i), s.rev})
+		}
+	}
+	return recs
+}
+
 // leased reports whether node, in incarnation inc, holds a lease: only
 // such a node's heartbeats and frames are taken.
 func (r *registry) leased(node string, inc uint64) bool {
