@@ -141,6 +141,9 @@ func (h *LocalHub) Join(p Peer, maxUsers int) error {
 	if _, ok := h.peers[p.Name()]; ok {
 		return ErrNameTaken
 	}
+	if s, ok := p.(stander); ok {
+		s.stood() // before any sender can find p
+	}
 	h.peers[p.Name()] = p
 	h.sorted = nil
 	return nil

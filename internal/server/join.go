@@ -67,7 +67,10 @@ func (c *conn) join() error {
 	case nameErr == nil:
 		c.joined = true
 		s.out.println("join: ", c.name)
-		if c.ext.tryAgain {
+		if c.sess != nil && c.ext.tryAgain {
+			// A session keeps what is sent to it until it is attached
+			// (startSession): nothing comes before its join_ok. A
+			// connection's own was queued by the hub (stood).
 			c.q.push(frameJoinOK, false)
 		}
 		c.startSession() // before announce's online frame, the session's first counted one

@@ -50,3 +50,19 @@ func (c *conn) OpenFile(head FileHead, cancel <-chan struct{}) (FileStream, erro
 	}
 	return c.srv.openSpool(head, c.q)
 }
+
+// stander is a peer told that its join stood (try-again's join_ok). The
+// hub tells it while it adds the peer, before any sender can find it: a
+// join_ok queued once the join had returned came after a message another
+// user sent the moment the name was in the hub, and the client, still
+// waiting for the join's answer, dropped that message (CI,
+// TestFileHostileNamesFromSender).
+type stander interface{ stood() }
+
+// stood implements stander: a connection that asked for try-again is
+// told its join stood before anything else can be queued for it.
+func (c *conn) stood() {
+	if c.ext.tryAgain {
+		c.q.push(frameJoinOK, false)
+	}
+}

@@ -59,3 +59,31 @@ func TestUndecidedJoinAnswered(t *testing.T) {
 		t.Fatalf("stdout has %d server full lines, want 1 (the contract client's): %q", n, s.out.all())
 	}
 }
+
+// greetingHub is a LocalHub that sends every user a message as soon as it
+// is in the hub, before Join returns: another user's message sent the
+// moment the name is taken.
+type greetingHub struct{ *LocalHub }
+
+func (h greetingHub) Join(p Peer, maxUsers int) error {
+	if err := h.LocalHub.Join(p, maxUsers); err != nil {
+		return err
+	}
+	p.Send(protocol.AppendMessage(nil, protocol.ForwardMessage, []string{"eve"}, []byte("first")))
+	return nil
+}
+
+// A client that asked for try-again gets join_ok before any frame sent to
+// it, even one sent the moment its name is in the hub: join_ok came after
+// such a message, and the client, waiting for its join's answer, dropped
+// the message (CI, TestFileHostileNamesFromSender: "ignoring
+// forward_message before the join's answer").
+func TestJoinOKComesFirst(t *testing.T) {
+	s := startServer(t, Config{Hub: greetingHub{NewLocalHub()}})
+	c := dial(t, s.addr)
+	c.write(protocol.AppendExtHello(nil, []string{protocol.FeatureTryAgain}))
+	c.expect(protocol.ExtHello, protocol.FeatureTryAgain)
+	c.join("bob")
+	c.expect(protocol.JoinOK, "")
+	c.expect(protocol.ForwardMessage, "1 eve first")
+}
