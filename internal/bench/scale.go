@@ -317,11 +317,17 @@ type workerProc struct {
 }
 
 func startWorker(spec workerSpec, stderr io.Writer) (*workerProc, error) {
+	return spawnWorker(WorkerCommand, spec.args(), stderr)
+}
+
+// spawnWorker starts this tool again as the worker command with args,
+// its stderr going to stderr, and returns it with its stdout's lines.
+func spawnWorker(command string, args []string, stderr io.Writer) (*workerProc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, append([]string{WorkerCommand}, spec.args()...)...)
+	cmd := exec.Command(self, append([]string{command}, args...)...)
 	cmd.Stderr = stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"math"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -307,33 +306,11 @@ type stormProc struct {
 }
 
 func startStormWorker(spec stormSpec, stderr io.Writer) (*stormProc, error) {
-	self, err := os.Executable()
+	p, err := spawnWorker(StormWorkerCommand, spec.args(), stderr)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, append([]string{StormWorkerCommand}, spec.args()...)...)
-	cmd.Stderr = stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &stormProc{workerProc{cmd: cmd, in: in, lines: make(chan string, 4)}}
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			p.lines <- sc.Text()
-		}
-		close(p.lines)
-	}()
-	return p, nil
+	return &stormProc{*p}, nil
 }
 
 // stormRound is one storm: every worker fires its joins at once.
