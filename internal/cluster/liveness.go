@@ -162,20 +162,28 @@ func (l *liveness) forget(node string) {
 // partition hears the others again only after its engine connection is,
 // and until then their users would look gone to its own.
 func (l *liveness) awaitSilent(d time.Duration) {
+	l.awaitState(d, func() bool {
+		l.mu.RLock()
+		defer l.mu.RUnlock()
+		for node, st := range l.nodes {
+			if node != l.self && st.silent && !st.left {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// awaitState waits, at most d and not past the node's stop, until ready
+// reports true, checking it again at each change of a node's state.
+func (l *liveness) awaitState(d time.Duration, ready func() bool) {
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
 	for {
 		l.mu.RLock()
-		ch := l.stateCh
-		waiting := false
-		for node, st := range l.nodes {
-			if node != l.self && st.silent && !st.left {
-				waiting = true
-				break
-			}
-		}
+		ch := l.stateCh // taken before ready looks: a change after it closes ch
 		l.mu.RUnlock()
-		if !waiting {
+		if ready() {
 			return
 		}
 		select {
@@ -288,30 +296,14 @@ func (l *liveness) took(rev uint64) {
 // users from the first. It waits on the nodes' state changes (a lease
 // seen counts as hearing its node: leaseRenewed), not in a polling loop.
 func (l *liveness) awaitPeers(d time.Duration) {
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	for {
-		l.mu.RLock()
-		ch := l.stateCh
-		l.mu.RUnlock()
-		missing := false
+	l.awaitState(d, func() bool {
 		for node, inc := range l.h.reg.freshLeases(3 * renewEvery) {
 			if node != l.self && !l.alive(node, inc) {
-				missing = true
-				break
+				return false
 			}
 		}
-		if !missing {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			return
-		case <-l.h.n.stop:
-			return
-		}
-	}
+		return true
+	})
 }
 
 // release deletes this node's lease as it leaves, within ctx and one
