@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 )
 
@@ -124,7 +125,7 @@ func (l *pipeListener) dial(t *testing.T) net.Conn {
 // its name: the writer only records why, and the serve goroutine logs.
 func TestCutOffWhileJoiningDoesNotRace(t *testing.T) {
 	var logs logBuffer
-	out := newLineLog()
+	out := chattest.NewLineLog()
 	srv := New(Config{Stdout: out, Logger: logs.logger(slog.LevelWarn)})
 	ln := newPipeListener()
 	served := make(chan error, 1)
@@ -200,15 +201,15 @@ func TestPanicMidFileAbortsStreams(t *testing.T) {
 	bea := joinedExt(t, s, "bea")
 	bob := joined(t, s, "bob")
 	content := make([]byte, 2*smallFile)
-	alice.write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bea", "bob", "bomb"}, "f.bin", int64(len(content))), content...))
-	s.out.wait(t, "disconnected: alice", 1)
+	alice.Write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bea", "bob", "bomb"}, "f.bin", int64(len(content))), content...))
+	s.out.Wait(t, "disconnected: alice", 1)
 	// Nothing of the file was queued for bob (it was held until whole):
 	// he stays, and its spool is given back.
 	bea.expectFileAbort()
-	bea.send("still in", "bea")
-	bea.expect(protocol.ForwardMessage, "1 bea still in")
-	bob.send("still in", "bob")
-	bob.expect(protocol.ForwardMessage, "1 bob still in")
+	bea.Send("still in", "bea")
+	bea.Expect(protocol.ForwardMessage, "1 bea still in")
+	bob.Send("still in", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 bob still in")
 	waitSpoolsEmpty(t, s.Server)
 }
 
@@ -230,16 +231,16 @@ func stalledPlainRecipient(t *testing.T, round int) {
 	s := startServer(t, Config{StallTimeout: time.Second, Logger: logs.logger(slog.LevelInfo)})
 	alice := joined(t, s, "alice")
 	bob := joined(t, s, "bob") // never reads
-	bob.nc.(*net.TCPConn).SetReadBuffer(4 << 10)
+	bob.NC.(*net.TCPConn).SetReadBuffer(4 << 10)
 	content := make([]byte, 32<<20)
 	sent := make(chan error, 1)
 	go func() {
-		_, err := alice.nc.Write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "f.bin", int64(len(content))), content...))
+		_, err := alice.NC.Write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "f.bin", int64(len(content))), content...))
 		sent <- err
 	}()
-	s.out.wait(t, "disconnected: bob", 1)
+	s.out.Wait(t, "disconnected: bob", 1)
 	logs.wait(t, "connection closed", "user=bob")
-	if err := <-sent; err != nil || s.out.count("disconnected: alice") > 0 {
+	if err := <-sent; err != nil || s.out.Count("disconnected: alice") > 0 {
 		// Her stall limit is bob's: a machine too loaded to move her
 		// bytes for a second makes her a stalled sender, and then bob's
 		// end is hers.
@@ -314,8 +315,8 @@ func TestStuckStdoutDoesNotStallChat(t *testing.T) {
 	}()
 	s := &testServer{Server: srv, addr: ln.Addr().String()}
 	alice, bob := dial(t, s.addr), dial(t, s.addr)
-	alice.join("alice")
-	bob.join("bob")
+	alice.Join("alice")
+	bob.Join("bob")
 	// A message to 1,024 users who are not there prints 1,025 lines of
 	// about 67 bytes: 1,200 of them fill the 64 MiB backlog and more.
 	names := make([]string, protocol.MaxRecipients)
@@ -325,13 +326,13 @@ func TestStuckStdoutDoesNotStallChat(t *testing.T) {
 	frame := protocol.AppendMessage(nil, protocol.SendMessage, names, []byte("x"))
 	go func() {
 		for range 1200 {
-			if _, err := alice.nc.Write(frame); err != nil {
+			if _, err := alice.NC.Write(frame); err != nil {
 				return
 			}
 		}
-		alice.send("made it", "bob")
+		alice.Send("made it", "bob")
 	}()
-	bob.expect(protocol.ForwardMessage, "1 alice made it")
+	bob.Expect(protocol.ForwardMessage, "1 alice made it")
 	logs.wait(t, "stdout takes nothing")
 	if v := metricValue(t, srv, "chat_stdout_lines_dropped_total", "", ""); v == 0 {
 		t.Error("no dropped line counted")
