@@ -189,3 +189,19 @@ func TestLineLogWait(t *testing.T) {
 		t.Errorf("CountFunc = %d, want 3", n)
 	}
 }
+
+// TestZeroLineLog: a LineLog need not be made (a struct embeds one), and a
+// wait that starts before any write still sees it.
+func TestZeroLineLog(t *testing.T) {
+	var l LineLog
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.WaitFunc(t, "with x", 1, func(s string) bool { return strings.Contains(s, "x") })
+	}()
+	l.Write([]byte("a\nbxb\n"))
+	<-done
+	if got := l.Lines(); !slices.Equal(got, []string{"a", "bxb"}) {
+		t.Errorf("Lines = %q", got)
+	}
+}

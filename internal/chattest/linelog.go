@@ -12,15 +12,16 @@ import (
 // LineLog is an io.Writer (a server's Stdout, a slog handler's output)
 // that keeps the lines written to it and lets a test wait for one. A line
 // is what comes before a "\n"; bytes after the last one wait for the rest.
+// The zero LineLog is empty and ready to use.
 type LineLog struct {
 	mu      sync.Mutex
 	partial []byte
 	lines   []string
-	changed chan struct{} // closed and replaced on every write
+	changed chan struct{} // made by a waiter, closed (and dropped) by the next write
 }
 
 // NewLineLog returns an empty LineLog.
-func NewLineLog() *LineLog { return &LineLog{changed: make(chan struct{})} }
+func NewLineLog() *LineLog { return new(LineLog) }
 
 // Write keeps p's complete lines. It never fails.
 func (l *LineLog) Write(p []byte) (int, error) {
@@ -35,8 +36,10 @@ func (l *LineLog) Write(p []byte) (int, error) {
 		l.lines = append(l.lines, string(l.partial[:i]))
 		l.partial = l.partial[i+1:]
 	}
-	close(l.changed)
-	l.changed = make(chan struct{})
+	if l.changed != nil {
+		close(l.changed)
+		l.changed = nil
+	}
 	return len(p), nil
 }
 
@@ -83,10 +86,16 @@ func (l *LineLog) WaitFunc(t testing.TB, what string, n int, match func(string) 
 	deadline := time.NewTimer(Timeout)
 	defer deadline.Stop()
 	for {
+		if l.CountFunc(match) >= n {
+			return
+		}
 		l.mu.Lock()
+		if l.changed == nil {
+			l.changed = make(chan struct{})
+		}
 		ch := l.changed
 		l.mu.Unlock()
-		if l.CountFunc(match) >= n {
+		if l.CountFunc(match) >= n { // written between the count and the channel
 			return
 		}
 		select {

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,59 +15,25 @@ import (
 	"github.com/gochat/chat/internal/protocol"
 )
 
-// logBuffer collects a server's log records as text and lets tests wait
-// for one.
-type logBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{} // closed and replaced on every write; guarded by mu
-}
+// logBuffer collects a server's log records as text, one line each, and
+// lets tests wait for one.
+type logBuffer struct{ chattest.LineLog }
 
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.changed != nil {
-		close(b.changed)
-		b.changed = nil
-	}
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// String returns the records so far.
+func (b *logBuffer) String() string { return strings.Join(b.Lines(), "\n") }
 
 // wait blocks until a record containing every one of parts has been
 // logged.
 func (b *logBuffer) wait(t *testing.T, parts ...string) {
 	t.Helper()
-	deadline := time.NewTimer(waitTimeout)
-	defer deadline.Stop()
-	for {
-		b.mu.Lock()
-		for _, line := range strings.Split(b.buf.String(), "\n") {
-			all := true
-			for _, p := range parts {
-				all = all && strings.Contains(line, p)
-			}
-			if all {
-				b.mu.Unlock()
-				return
+	b.WaitFunc(t, fmt.Sprintf("with %q", parts), 1, func(line string) bool {
+		for _, p := range parts {
+			if !strings.Contains(line, p) {
+				return false
 			}
 		}
-		if b.changed == nil {
-			b.changed = make(chan struct{})
-		}
-		ch := b.changed
-		b.mu.Unlock()
-		select {
-		case <-ch:
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for a log record with %q; log:\n%s", parts, b.String())
-		}
-	}
+		return true
+	})
 }
 
 // logger returns a logger writing records at level and above to b.

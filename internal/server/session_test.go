@@ -124,31 +124,9 @@ func resumeServer(t *testing.T, cfg Config) (*testServer, *logBuffer) {
 // k-th time (logged).
 func waitAway(t *testing.T, log *logBuffer, name string, k int) {
 	t.Helper()
-	deadline := time.NewTimer(waitTimeout)
-	defer deadline.Stop()
-	for {
-		log.mu.Lock()
-		n := 0
-		for _, line := range strings.Split(log.buf.String(), "\n") {
-			if strings.Contains(line, "the session waits for a resume") && strings.Contains(line, "user="+name+" ") {
-				n++
-			}
-		}
-		if n >= k {
-			log.mu.Unlock()
-			return
-		}
-		if log.changed == nil {
-			log.changed = make(chan struct{})
-		}
-		ch := log.changed
-		log.mu.Unlock()
-		select {
-		case <-ch:
-		case <-deadline.C:
-			t.Fatalf("%s's session did not lose its connection %d times; log:\n%s", name, k, log.String())
-		}
-	}
+	log.WaitFunc(t, fmt.Sprintf("of %s's session waiting for a resume", name), k, func(line string) bool {
+		return strings.Contains(line, "the session waits for a resume") && strings.Contains(line, "user="+name+" ")
+	})
 }
 
 func resumeConfig() Config { return Config{ResumeWindow: time.Minute, MaxClients: 100} }
