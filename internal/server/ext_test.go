@@ -15,23 +15,23 @@ import (
 func joinedExt(t *testing.T, s *testServer, name string) *rawClient {
 	t.Helper()
 	c := dial(t, s.addr)
-	c.write(protocol.AppendExtHello(nil, []string{"future-thing", protocol.FeatureChunkedFile}))
-	c.expect(protocol.ExtHello, protocol.FeatureChunkedFile)
-	c.join(name)
-	s.out.wait(t, "join: "+name, 1)
+	c.Write(protocol.AppendExtHello(nil, []string{"future-thing", protocol.FeatureChunkedFile}))
+	c.Expect(protocol.ExtHello, protocol.FeatureChunkedFile)
+	c.Join(name)
+	s.out.Wait(t, "join: "+name, 1)
 	return c
 }
 
 // expectFileAbort reads a chunked file's frames until its file_abort.
 func (c *rawClient) expectFileAbort() {
-	c.t.Helper()
+	c.T.Helper()
 	for {
-		h, p := c.frame()
+		h, p := c.Frame()
 		if h.Type == protocol.FileAbort {
 			return
 		}
 		if h.Type != protocol.FileBegin && h.Type != protocol.FileChunk {
-			c.t.Fatalf("got %s %q, want a file's frames up to file_abort", h.Name, p)
+			c.T.Fatalf("got %s %q, want a file's frames up to file_abort", h.Name, p)
 		}
 	}
 }
@@ -39,26 +39,26 @@ func (c *rawClient) expectFileAbort() {
 func TestExtHello(t *testing.T) {
 	s := startServer(t, Config{})
 	none := dial(t, s.addr)
-	none.write(protocol.AppendExtHello(nil, []string{"other"}))
-	none.expect(protocol.ExtHello, "")
-	none.join("none")
-	s.out.wait(t, "join: none", 1)
+	none.Write(protocol.AppendExtHello(nil, []string{"other"}))
+	none.Expect(protocol.ExtHello, "")
+	none.Join("none")
+	s.out.Wait(t, "join: none", 1)
 
 	for _, bad := range []string{"ext_hello 3 A/B", "ext_hello 300 ", "ext_hello 2 a  "} {
 		c := dial(t, s.addr)
-		c.write([]byte(bad))
-		c.expect(protocol.ErrUnknownMessage, "")
+		c.Write([]byte(bad))
+		c.Expect(protocol.ErrUnknownMessage, "")
 	}
 	again := dial(t, s.addr) // only before the join
-	again.write(protocol.AppendExtHello(nil, nil))
-	again.expect(protocol.ExtHello, "")
-	again.write(protocol.AppendExtHello(nil, nil))
-	again.expect(protocol.ErrUnknownMessage, "")
+	again.Write(protocol.AppendExtHello(nil, nil))
+	again.Expect(protocol.ExtHello, "")
+	again.Write(protocol.AppendExtHello(nil, nil))
+	again.Expect(protocol.ErrUnknownMessage, "")
 
 	after := joined(t, s, "after")
-	after.write(protocol.AppendExtHello(nil, nil))
-	after.expect(protocol.ErrUnknownMessage, "")
-	s.out.wait(t, "disconnected: after sent unknown command", 1)
+	after.Write(protocol.AppendExtHello(nil, nil))
+	after.Expect(protocol.ErrUnknownMessage, "")
+	s.out.Wait(t, "disconnected: after sent unknown command", 1)
 }
 
 func TestChunkedFileInterleavesChat(t *testing.T) {
@@ -77,13 +77,13 @@ func TestChunkedFileInterleavesChat(t *testing.T) {
 	// for him).
 	plainErr := make(chan error, 1)
 	go func() {
-		plain.nc.SetReadDeadline(time.Now().Add(3 * waitTimeout)) // 16 MB on a loaded machine
-		h, err := plain.r.ReadHeader()
+		plain.NC.SetReadDeadline(time.Now().Add(3 * waitTimeout)) // 16 MB on a loaded machine
+		h, err := plain.R.ReadHeader()
 		if err != nil || h.Type != protocol.ForwardFile {
 			plainErr <- fmt.Errorf("plain got %s, %v", h.Name, err)
 			return
 		}
-		p, err := plain.r.ReadPayload(nil)
+		p, err := plain.R.ReadPayload(nil)
 		if err != nil || !bytes.Equal(p[len("1 alice big.bin "):], content) {
 			plainErr <- fmt.Errorf("plain copy damaged (%v)", err)
 			return
@@ -92,11 +92,11 @@ func TestChunkedFileInterleavesChat(t *testing.T) {
 	}()
 	go func() {
 		b := protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "plain"}, "big.bin", int64(len(content)))
-		alice.nc.Write(append(b, content...))
+		alice.NC.Write(append(b, content...))
 	}()
 	// Bob reads the first chunk, then carol chats to him mid-transfer:
 	// her message must not wait for the file's end.
-	h, p := bob.frame()
+	h, p := bob.Frame()
 	if h.Type != protocol.FileBegin {
 		t.Fatalf("got %s, want file_begin", h.Name)
 	}
@@ -115,7 +115,7 @@ func TestChunkedFileInterleavesChat(t *testing.T) {
 		return q.pushed
 	}
 	before := pushed()
-	carol.send("during", "bob")
+	carol.Send("during", "bob")
 	// Her message is the only whole frame queued for bob meanwhile (the
 	// count only grows: the message may already be written when this
 	// looks).
@@ -123,7 +123,7 @@ func TestChunkedFileInterleavesChat(t *testing.T) {
 	var got []byte
 	sawChat, sawChatBeforeEnd := false, false
 	for {
-		h, p := bob.frame()
+		h, p := bob.Frame()
 		switch h.Type {
 		case protocol.FileChunk:
 			cid, data, err := protocol.ParseChunk(p)
@@ -166,15 +166,15 @@ func TestChunkedAbortKeepsRecipient(t *testing.T) {
 	s := startServer(t, Config{})
 	alice := joined(t, s, "alice")
 	bob := joinedExt(t, s, "bob")
-	alice.write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "f", 10<<20))
-	alice.write(make([]byte, 1<<20))
-	alice.nc.Close()
-	s.out.wait(t, "disconnected: alice", 1)
+	alice.Write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "f", 10<<20))
+	alice.Write(make([]byte, 1<<20))
+	alice.NC.Close()
+	s.out.Wait(t, "disconnected: alice", 1)
 	bob.expectFileAbort()
 	// Bob is still in: he can chat.
-	bob.send("fine", "bob")
-	bob.expect(protocol.ForwardMessage, "1 bob fine")
-	if strings.Contains(strings.Join(s.out.all(), "\n"), "disconnected: bob") {
+	bob.Send("fine", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 bob fine")
+	if strings.Contains(strings.Join(s.out.Lines(), "\n"), "disconnected: bob") {
 		t.Fatal("bob was cut off")
 	}
 }
@@ -183,8 +183,8 @@ func TestChunkedSmallFileIsWhole(t *testing.T) {
 	s := startServer(t, Config{})
 	alice := joined(t, s, "alice")
 	bob := joinedExt(t, s, "bob")
-	alice.write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "s.txt", 5), "hello"...))
-	bob.expect(protocol.ForwardFile, fmt.Sprintf("1 alice s.txt %s", "hello"))
+	alice.Write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "s.txt", 5), "hello"...))
+	bob.Expect(protocol.ForwardFile, fmt.Sprintf("1 alice s.txt %s", "hello"))
 }
 
 func TestChunkedConcurrentFiles(t *testing.T) {
@@ -195,12 +195,12 @@ func TestChunkedConcurrentFiles(t *testing.T) {
 		c := joined(t, s, name)
 		data := bytes.Repeat([]byte{byte(i), 0xff, '\n'}, 1<<20) // 3 MiB each, streamed
 		contents[name] = data
-		go c.nc.Write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, name+".bin", int64(len(data))), data...))
+		go c.NC.Write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, name+".bin", int64(len(data))), data...))
 	}
 	got := map[uint64][]byte{}
 	sender := map[uint64]string{}
 	for done := 0; done < 3; {
-		h, p := bob.frame()
+		h, p := bob.Frame()
 		switch h.Type {
 		case protocol.FileBegin:
 			id, from, _, _, err := protocol.ParseFileBegin(p)
@@ -234,11 +234,11 @@ func TestPlainConcurrentFilesTakeTurns(t *testing.T) {
 		c := joined(t, s, name)
 		data := bytes.Repeat([]byte{byte(i + 1), 0, ' '}, 1<<20)
 		want[name] = data
-		go c.nc.Write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", name}, "f", int64(len(data))), data...))
-		go io.Copy(io.Discard, c.nc) // each sender reads its own copy
+		go c.NC.Write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", name}, "f", int64(len(data))), data...))
+		go io.Copy(io.Discard, c.NC) // each sender reads its own copy
 	}
 	for range 2 {
-		h, p := bob.frame()
+		h, p := bob.Frame()
 		if h.Type != protocol.ForwardFile {
 			t.Fatalf("got %s", h.Name)
 		}

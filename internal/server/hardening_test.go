@@ -9,6 +9,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/testcert"
 )
@@ -53,9 +54,9 @@ func TestFloodControlPacesWithoutLoss(t *testing.T) {
 	for i := range n {
 		frames = protocol.AppendMessage(frames, protocol.SendMessage, []string{"bob"}, fmt.Appendf(nil, "m%d", i))
 	}
-	alice.write(frames)
+	alice.Write(frames)
 	for i := range n {
-		bob.expect(protocol.ForwardMessage, fmt.Sprintf("1 alice m%d", i))
+		bob.Expect(protocol.ForwardMessage, fmt.Sprintf("1 alice m%d", i))
 	}
 	if d := metricValue(t, s.Server, "chat_flood_delays_total", "", ""); d == 0 {
 		t.Error("a burst past the limit was not paced")
@@ -69,13 +70,13 @@ func TestPerAddressLimit(t *testing.T) {
 	a := joined(t, s, "a")
 	joined(t, s, "b")
 	third := dial(t, s.addr)
-	third.expectClosed()
+	third.ExpectClosed()
 	if v := metricValue(t, s.Server, "chat_conns_rejected_per_ip_total", "", ""); v != 1 {
 		t.Errorf("rejections counted %v, want 1", v)
 	}
-	a.write(protocol.AppendJoin(nil, protocol.Disconnect, "a"))
-	a.expectClosed()
-	a.nc.Close()
+	a.Write(protocol.AppendJoin(nil, protocol.Disconnect, "a"))
+	a.ExpectClosed()
+	a.NC.Close()
 	select {
 	case <-closed:
 	case <-time.After(waitTimeout):
@@ -93,7 +94,7 @@ func TestLoopbackExemptByDefault(t *testing.T) {
 func TestTLS(t *testing.T) {
 	cert := testcert.New(t)
 	srvTLS, pool := cert.ServerConfig(), cert.Pool
-	out := newLineLog()
+	out := chattest.NewLineLog()
 	srv := New(Config{Stdout: out})
 	ln, err := Listen(context.Background(), "127.0.0.1:0", srvTLS)
 	if err != nil {
@@ -110,17 +111,16 @@ func TestTLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { nc.Close() })
-		c := &rawClient{t: t, nc: nc, r: protocol.NewReader(nc)}
-		c.join(name)
-		out.wait(t, "join: "+name, 1)
+		c := &rawClient{chattest.New(t, name, nc)}
+		c.Join(name)
+		out.Wait(t, "join: "+name, 1)
 		return c
 	}
 	alice, bob := dialTLS("alice"), dialTLS("bob")
-	alice.send("secret", "bob")
-	bob.expect(protocol.ForwardMessage, "1 alice secret")
-	bob.write(protocol.AppendJoin(nil, protocol.Disconnect, "bob"))
-	bob.expectClosed()
+	alice.Send("secret", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 alice secret")
+	bob.Write(protocol.AppendJoin(nil, protocol.Disconnect, "bob"))
+	bob.ExpectClosed()
 
 	// A client that does not trust the certificate fails the handshake.
 	if nc, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{ServerName: "127.0.0.1"}); err == nil {
@@ -132,9 +132,9 @@ func TestTLS(t *testing.T) {
 func TestMetricsCount(t *testing.T) {
 	s := startServer(t, Config{})
 	alice, bob := joined(t, s, "alice"), joined(t, s, "bob")
-	alice.send("hi", "bob", "alice")
-	bob.expect(protocol.ForwardMessage, "1 alice hi")
-	alice.expect(protocol.ForwardMessage, "1 alice hi")
+	alice.Send("hi", "bob", "alice")
+	bob.Expect(protocol.ForwardMessage, "1 alice hi")
+	alice.Expect(protocol.ForwardMessage, "1 alice hi")
 	if v := metricValue(t, s.Server, "chat_users", "", ""); v != 2 {
 		t.Errorf("chat_users = %v, want 2", v)
 	}
@@ -144,9 +144,9 @@ func TestMetricsCount(t *testing.T) {
 	if v := metricValue(t, s.Server, "chat_frames_out_total", "type", "forward_message"); v != 2 {
 		t.Errorf("forward_message frames out = %v, want 2", v)
 	}
-	bob.write([]byte("bogus 0 "))
-	bob.expect(protocol.ErrUnknownMessage, "")
-	s.out.wait(t, "disconnected: bob sent unknown command", 1)
+	bob.Write([]byte("bogus 0 "))
+	bob.Expect(protocol.ErrUnknownMessage, "")
+	s.out.Wait(t, "disconnected: bob sent unknown command", 1)
 	if v := metricValue(t, s.Server, "chat_disconnects_total", "reason", "protocol error"); v != 1 {
 		t.Errorf("protocol error disconnects = %v, want 1", v)
 	}
@@ -165,9 +165,9 @@ func (h panicHub) Lookup(name string) Peer {
 func TestPanicEndsOnlyItsConnection(t *testing.T) {
 	s := startServer(t, Config{Hub: panicHub{NewLocalHub()}})
 	alice, bob := joined(t, s, "alice"), joined(t, s, "bob")
-	alice.send("hi", "boom")
-	alice.expectClosed()
-	s.out.wait(t, "disconnected: alice", 1)
-	bob.send("still", "bob")
-	bob.expect(protocol.ForwardMessage, "1 bob still")
+	alice.Send("hi", "boom")
+	alice.ExpectClosed()
+	s.out.Wait(t, "disconnected: alice", 1)
+	bob.Send("still", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 bob still")
 }

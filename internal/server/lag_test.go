@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 )
 
@@ -21,18 +22,18 @@ const chatDeadline = 2 * time.Second
 // expectWithin reads the next frame within d and checks its type and
 // payload.
 func (c *rawClient) expectWithin(d time.Duration, t protocol.Type, payload string) {
-	c.t.Helper()
-	c.nc.SetReadDeadline(time.Now().Add(d))
-	h, err := c.r.ReadHeader()
+	c.T.Helper()
+	c.NC.SetReadDeadline(time.Now().Add(d))
+	h, err := c.R.ReadHeader()
 	if err != nil {
-		c.t.Fatalf("waiting %v for %s %q: %v", d, t, payload, err)
+		c.T.Fatalf("waiting %v for %s %q: %v", d, t, payload, err)
 	}
-	p, err := c.r.ReadPayload(nil)
+	p, err := c.R.ReadPayload(nil)
 	if err != nil {
-		c.t.Fatalf("read payload: %v", err)
+		c.T.Fatalf("read payload: %v", err)
 	}
 	if h.Type != t || string(p) != payload {
-		c.t.Fatalf("got %s %q, want %s %q", h.Name, p, t, payload)
+		c.T.Fatalf("got %s %q, want %s %q", h.Name, p, t, payload)
 	}
 }
 
@@ -97,7 +98,7 @@ func TestSenderNotHeldByLaggingRecipient(t *testing.T) {
 			data := randomBytes(4 << 20)
 			frames := sendFileFrames([]string{"bob"}, "big.bin", data)
 			frames = protocol.AppendMessage(frames, protocol.SendMessage, []string{"carol"}, []byte("hi"))
-			go alice.nc.Write(frames)
+			go alice.NC.Write(frames)
 
 			carol.expectWithin(chatDeadline, protocol.ForwardMessage, "1 alice hi")
 			got, ended, other := bob.readChunked()
@@ -108,8 +109,8 @@ func TestSenderNotHeldByLaggingRecipient(t *testing.T) {
 				t.Fatalf("chat_file_recipients_lagged_total %v: bob never lagged, and the test proves nothing", n)
 			}
 			checkNoSpool(t, s.Server, dir)
-			alice.send("again", "bob") // both still joined
-			bob.expect(protocol.ForwardMessage, "1 alice again")
+			alice.Send("again", "bob") // both still joined
+			bob.Expect(protocol.ForwardMessage, "1 alice again")
 		})
 	}
 }
@@ -125,7 +126,7 @@ func TestMessageToLaggingRecipientOvertakesFile(t *testing.T) {
 	data := randomBytes(4 << 20)
 	frames := sendFileFrames([]string{"bob"}, "big.bin", data)
 	frames = protocol.AppendMessage(frames, protocol.SendMessage, []string{"bob", "carol"}, []byte("did you get it?"))
-	go alice.nc.Write(frames)
+	go alice.NC.Write(frames)
 
 	carol.expectWithin(chatDeadline, protocol.ForwardMessage, "1 alice did you get it?")
 	got, ended, other := bob.readChunked()
@@ -134,7 +135,7 @@ func TestMessageToLaggingRecipientOvertakesFile(t *testing.T) {
 	}
 	msg := protocol.ForwardMessage.String() + " 1 alice did you get it?"
 	if len(other) == 0 {
-		bob.expect(protocol.ForwardMessage, "1 alice did you get it?")
+		bob.Expect(protocol.ForwardMessage, "1 alice did you get it?")
 	} else if !slices.Equal(other, []string{msg}) {
 		t.Fatalf("between the file's chunks bob got %q, want at most %q", other, msg)
 	}
@@ -158,14 +159,14 @@ func TestLaggingRecipientSpoolFull(t *testing.T) {
 	daveGot := readChunkedAsync(dave, &daveHas)
 	// The file goes in pieces, each once dave has nearly all before it:
 	// dave keeps up, and never lags himself.
-	alice.nc.SetWriteDeadline(time.Now().Add(waitTimeout))
-	alice.write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "dave"}, "big.bin", int64(len(data))))
+	alice.NC.SetWriteDeadline(time.Now().Add(waitTimeout))
+	alice.Write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "dave"}, "big.bin", int64(len(data))))
 	const piece = 256 << 10
 	for off := 0; off < len(data); off += piece {
-		alice.write(data[off : off+piece])
+		alice.Write(data[off : off+piece])
 		waitUntil(t, "dave keeps up", func() bool { return daveHas.Load() >= int64(off) })
 	}
-	alice.send("hi", "carol")
+	alice.Send("hi", "carol")
 	carol.expectWithin(chatDeadline, protocol.ForwardMessage, "1 alice hi")
 	if r := <-daveGot; r.err != nil || !r.ended || !bytes.Equal(r.got, data) {
 		t.Fatalf("dave got %d bytes, file_end %v, %v; want the whole file", len(r.got), r.ended, r.err)
@@ -173,8 +174,8 @@ func TestLaggingRecipientSpoolFull(t *testing.T) {
 	if got, ended, _ := bob.readChunked(); ended || len(got) >= len(data) {
 		t.Fatalf("bob got %d bytes and file_end %v; want part of the file and file_abort", len(got), ended)
 	}
-	carol.send("still there?", "bob")
-	bob.expect(protocol.ForwardMessage, "1 carol still there?")
+	carol.Send("still there?", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 carol still there?")
 	if n := metricValue(t, s.Server, "chat_spool_refused_total", "", ""); n != 1 {
 		t.Fatalf("chat_spool_refused_total %v, want 1", n)
 	}
@@ -197,10 +198,10 @@ func TestLaggingRecipientSenderLeaves(t *testing.T) {
 			alice, carol := joined(t, s, "alice"), joined(t, s, "carol")
 			data := randomBytes(4 << 20)
 			frames := sendFileFrames([]string{"bob"}, "big.bin", data)
-			alice.write(frames[:len(frames)-1<<20])
+			alice.Write(frames[:len(frames)-1<<20])
 			waitLagged(t, s.Server, 1)
-			alice.nc.Close()
-			s.out.wait(t, "disconnected: alice", 1)
+			alice.NC.Close()
+			s.out.Wait(t, "disconnected: alice", 1)
 
 			got, ended, other := bob.readChunked()
 			if ended || !bytes.HasPrefix(data, got) {
@@ -209,8 +210,8 @@ func TestLaggingRecipientSenderLeaves(t *testing.T) {
 			if len(other) != 0 {
 				t.Fatalf("bob got %q too", other)
 			}
-			carol.send("still there?", "bob")
-			bob.expect(protocol.ForwardMessage, "1 carol still there?")
+			carol.Send("still there?", "bob")
+			bob.Expect(protocol.ForwardMessage, "1 carol still there?")
 			checkNoSpool(t, s.Server, dir)
 		})
 	}
@@ -225,13 +226,13 @@ func TestLaggingRecipientLeaves(t *testing.T) {
 	alice, carol := joined(t, s, "alice"), joined(t, s, "carol")
 	data := randomBytes(8 << 20)
 	frames := sendFileFrames([]string{"bob"}, "big.bin", data)
-	alice.write(frames[:len(frames)-4<<20])
+	alice.Write(frames[:len(frames)-4<<20])
 	waitLagged(t, s.Server, 1)
-	bob.nc.Close()
-	s.out.wait(t, "disconnected: bob", 1)
+	bob.NC.Close()
+	s.out.Wait(t, "disconnected: bob", 1)
 	waitSpoolsEmpty(t, s.Server)
 	frames = protocol.AppendMessage(frames[len(frames)-4<<20:], protocol.SendMessage, []string{"carol"}, []byte("hi"))
-	go alice.nc.Write(frames)
+	go alice.NC.Write(frames)
 	carol.expectWithin(chatDeadline, protocol.ForwardMessage, "1 alice hi")
 	checkNoSpool(t, s.Server, dir)
 }
@@ -240,7 +241,7 @@ func TestLaggingRecipientLeaves(t *testing.T) {
 // lags has given back everything held for it once Shutdown returns.
 func TestShutdownWhileRecipientLags(t *testing.T) {
 	dir := t.TempDir()
-	out := newLineLog()
+	out := chattest.NewLineLog()
 	srv := New(Config{SpoolDir: dir, SpoolMemoryBytes: 1 << 20, Stdout: out})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -251,7 +252,7 @@ func TestShutdownWhileRecipientLags(t *testing.T) {
 	s := &testServer{Server: srv, addr: ln.Addr().String(), out: out}
 	stalledExt(t, s, "bob")
 	alice := joined(t, s, "alice")
-	alice.write(sendFileFrames([]string{"bob"}, "big.bin", randomBytes(4<<20))[:3<<20])
+	alice.Write(sendFileFrames([]string{"bob"}, "big.bin", randomBytes(4<<20))[:3<<20])
 	waitLagged(t, srv, 1)
 
 	stopServer(t, srv, served)
@@ -384,7 +385,7 @@ func TestUploadNotHeldByLaggingRecipient(t *testing.T) {
 		t.Fatalf("dave got %d bytes, file_end %v, %v; want the whole file", len(r.got), r.ended, r.err)
 	}
 	waitLagged(t, s.Server, 1) // bob lags, and reads nothing yet
-	sam.send("hi", "carol")
+	sam.Send("hi", "carol")
 	carol.expectWithin(chatDeadline, protocol.ForwardMessage, "1 sam hi")
 	got, ended, _ := bob.readChunked()
 	if !ended || !bytes.Equal(got, data) {
@@ -411,13 +412,13 @@ func readChunkedAsync(c *rawClient, has *atomic.Int64) <-chan chunkedResult {
 		var r chunkedResult
 		defer func() { ch <- r }()
 		for {
-			c.nc.SetReadDeadline(time.Now().Add(waitTimeout))
-			h, err := c.r.ReadHeader()
+			c.NC.SetReadDeadline(time.Now().Add(waitTimeout))
+			h, err := c.R.ReadHeader()
 			if err != nil {
 				r.err = err
 				return
 			}
-			p, err := c.r.ReadPayload(nil)
+			p, err := c.R.ReadPayload(nil)
 			if err != nil {
 				r.err = err
 				return

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,62 +11,29 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 )
 
-// logBuffer collects a server's log records as text and lets tests wait
-// for one.
-type logBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{} // closed and replaced on every write; guarded by mu
-}
+// logBuffer collects a server's log records as text, one line each, and
+// lets tests wait for one.
+type logBuffer struct{ chattest.LineLog }
 
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.changed != nil {
-		close(b.changed)
-		b.changed = nil
-	}
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// String returns the records so far.
+func (b *logBuffer) String() string { return strings.Join(b.Lines(), "\n") }
 
 // wait blocks until a record containing every one of parts has been
 // logged.
 func (b *logBuffer) wait(t *testing.T, parts ...string) {
 	t.Helper()
-	deadline := time.NewTimer(waitTimeout)
-	defer deadline.Stop()
-	for {
-		b.mu.Lock()
-		for _, line := range strings.Split(b.buf.String(), "\n") {
-			all := true
-			for _, p := range parts {
-				all = all && strings.Contains(line, p)
-			}
-			if all {
-				b.mu.Unlock()
-				return
+	b.WaitFunc(t, fmt.Sprintf("with %q", parts), 1, func(line string) bool {
+		for _, p := range parts {
+			if !strings.Contains(line, p) {
+				return false
 			}
 		}
-		if b.changed == nil {
-			b.changed = make(chan struct{})
-		}
-		ch := b.changed
-		b.mu.Unlock()
-		select {
-		case <-ch:
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for a log record with %q; log:\n%s", parts, b.String())
-		}
-	}
+		return true
+	})
 }
 
 // logger returns a logger writing records at level and above to b.
@@ -124,7 +90,7 @@ func (l *pipeListener) dial(t *testing.T) net.Conn {
 // its name: the writer only records why, and the serve goroutine logs.
 func TestCutOffWhileJoiningDoesNotRace(t *testing.T) {
 	var logs logBuffer
-	out := newLineLog()
+	out := chattest.NewLineLog()
 	srv := New(Config{Stdout: out, Logger: logs.logger(slog.LevelWarn)})
 	ln := newPipeListener()
 	served := make(chan error, 1)
@@ -200,15 +166,15 @@ func TestPanicMidFileAbortsStreams(t *testing.T) {
 	bea := joinedExt(t, s, "bea")
 	bob := joined(t, s, "bob")
 	content := make([]byte, 2*smallFile)
-	alice.write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bea", "bob", "bomb"}, "f.bin", int64(len(content))), content...))
-	s.out.wait(t, "disconnected: alice", 1)
+	alice.Write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bea", "bob", "bomb"}, "f.bin", int64(len(content))), content...))
+	s.out.Wait(t, "disconnected: alice", 1)
 	// Nothing of the file was queued for bob (it was held until whole):
 	// he stays, and its spool is given back.
 	bea.expectFileAbort()
-	bea.send("still in", "bea")
-	bea.expect(protocol.ForwardMessage, "1 bea still in")
-	bob.send("still in", "bob")
-	bob.expect(protocol.ForwardMessage, "1 bob still in")
+	bea.Send("still in", "bea")
+	bea.Expect(protocol.ForwardMessage, "1 bea still in")
+	bob.Send("still in", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 bob still in")
 	waitSpoolsEmpty(t, s.Server)
 }
 
@@ -230,16 +196,16 @@ func stalledPlainRecipient(t *testing.T, round int) {
 	s := startServer(t, Config{StallTimeout: time.Second, Logger: logs.logger(slog.LevelInfo)})
 	alice := joined(t, s, "alice")
 	bob := joined(t, s, "bob") // never reads
-	bob.nc.(*net.TCPConn).SetReadBuffer(4 << 10)
+	bob.NC.(*net.TCPConn).SetReadBuffer(4 << 10)
 	content := make([]byte, 32<<20)
 	sent := make(chan error, 1)
 	go func() {
-		_, err := alice.nc.Write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "f.bin", int64(len(content))), content...))
+		_, err := alice.NC.Write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "f.bin", int64(len(content))), content...))
 		sent <- err
 	}()
-	s.out.wait(t, "disconnected: bob", 1)
+	s.out.Wait(t, "disconnected: bob", 1)
 	logs.wait(t, "connection closed", "user=bob")
-	if err := <-sent; err != nil || s.out.count("disconnected: alice") > 0 {
+	if err := <-sent; err != nil || s.out.Count("disconnected: alice") > 0 {
 		// Her stall limit is bob's: a machine too loaded to move her
 		// bytes for a second makes her a stalled sender, and then bob's
 		// end is hers.
@@ -314,8 +280,8 @@ func TestStuckStdoutDoesNotStallChat(t *testing.T) {
 	}()
 	s := &testServer{Server: srv, addr: ln.Addr().String()}
 	alice, bob := dial(t, s.addr), dial(t, s.addr)
-	alice.join("alice")
-	bob.join("bob")
+	alice.Join("alice")
+	bob.Join("bob")
 	// A message to 1,024 users who are not there prints 1,025 lines of
 	// about 67 bytes: 1,200 of them fill the 64 MiB backlog and more.
 	names := make([]string, protocol.MaxRecipients)
@@ -325,13 +291,13 @@ func TestStuckStdoutDoesNotStallChat(t *testing.T) {
 	frame := protocol.AppendMessage(nil, protocol.SendMessage, names, []byte("x"))
 	go func() {
 		for range 1200 {
-			if _, err := alice.nc.Write(frame); err != nil {
+			if _, err := alice.NC.Write(frame); err != nil {
 				return
 			}
 		}
-		alice.send("made it", "bob")
+		alice.Send("made it", "bob")
 	}()
-	bob.expect(protocol.ForwardMessage, "1 alice made it")
+	bob.Expect(protocol.ForwardMessage, "1 alice made it")
 	logs.wait(t, "stdout takes nothing")
 	if v := metricValue(t, srv, "chat_stdout_lines_dropped_total", "", ""); v == 0 {
 		t.Error("no dropped line counted")

@@ -21,30 +21,30 @@ func TestOnlineAtJoin(t *testing.T) {
 	bob := joined(t, s, "bob")
 	carol := joinedWith(t, s, "carol", protocol.FeatureNotOnline, protocol.FeaturePresence)
 	alice := joinedWith(t, s, "alice", protocol.FeatureOnline, protocol.FeaturePresence)
-	alice.expect(protocol.Online, "3 alice bob carol")
-	carol.expect(protocol.Presence, "joined alice")
+	alice.Expect(protocol.Online, "3 alice bob carol")
+	carol.Expect(protocol.Presence, "joined alice")
 	quiet := joinedWith(t, s, "quiet", protocol.FeatureOnline) // no presence: the list alone
-	quiet.expect(protocol.Online, "4 alice bob carol quiet")
-	alice.expect(protocol.Presence, "joined quiet")
-	bob.nc.Close()
-	s.out.wait(t, "disconnected: bob", 1)
-	alice.expect(protocol.Presence, "left bob")
+	quiet.Expect(protocol.Online, "4 alice bob carol quiet")
+	alice.Expect(protocol.Presence, "joined quiet")
+	bob.NC.Close()
+	s.out.Wait(t, "disconnected: bob", 1)
+	alice.Expect(protocol.Presence, "left bob")
 
 	want := []string{"join: bob", "join: carol", "join: alice", "join: quiet", "disconnected: bob"}
-	if got := s.out.all(); !slices.Equal(got, want) {
+	if got := s.out.Lines(); !slices.Equal(got, want) {
 		t.Fatalf("stdout:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 
 	plain := joined(t, s, "plain")
 	for _, c := range []*rawClient{plain, quiet} {
-		c.write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
-		c.expect(protocol.ResponseUsersList, "4 alice carol plain quiet")
+		c.Write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
+		c.Expect(protocol.ResponseUsersList, "4 alice carol plain quiet")
 	}
-	carol.expect(protocol.Presence, "joined quiet")
-	carol.expect(protocol.Presence, "left bob")
-	carol.expect(protocol.Presence, "joined plain")
-	carol.write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
-	carol.expect(protocol.ResponseUsersList, "4 alice carol plain quiet")
+	carol.Expect(protocol.Presence, "joined quiet")
+	carol.Expect(protocol.Presence, "left bob")
+	carol.Expect(protocol.Presence, "joined plain")
+	carol.Write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
+	carol.Expect(protocol.ResponseUsersList, "4 alice carol plain quiet")
 }
 
 // Past presenceLimit users online, the online frame gives their number
@@ -58,7 +58,7 @@ func TestOnlineTooManyToList(t *testing.T) {
 	}
 	// presenceLimit online with it: listed.
 	atLimit := joinedWith(t, s, "a", protocol.FeatureOnline)
-	h, p := atLimit.frame()
+	h, p := atLimit.Frame()
 	n, names, err := protocol.ParseOnline(p)
 	if h.Type != protocol.Online || err != nil || n != presenceLimit || len(names) != n || names[0] != "a" {
 		t.Fatalf("got %s with %d names (%v), want the %d names", h.Name, len(names), err, presenceLimit)
@@ -66,7 +66,7 @@ func TestOnlineTooManyToList(t *testing.T) {
 
 	joined(t, s, "u"+strconv.Itoa(presenceLimit))
 	over := joinedWith(t, s, "b", protocol.FeatureOnline)
-	h, p = over.frame()
+	h, p = over.Frame()
 	if h.Type != protocol.Online {
 		t.Fatalf("got %s, want online", h.Name)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 )
 
@@ -55,7 +56,7 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 // send buffers.
 func startSmallServer(t *testing.T, cfg Config) *testServer {
 	t.Helper()
-	out := newLineLog()
+	out := chattest.NewLineLog()
 	cfg.Stdout = out
 	srv := New(cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -72,7 +73,7 @@ func startSmallServer(t *testing.T, cfg Config) *testServer {
 // sends each forward_message's payload on got, until the connection ends.
 func readThrottled(c *rawClient, rate int, got chan<- string) {
 	defer close(got)
-	r := protocol.NewReader(&throttled{r: c.nc, rate: rate, start: time.Now()})
+	r := protocol.NewReader(&throttled{r: c.NC, rate: rate, start: time.Now()})
 	for {
 		h, err := r.ReadHeader()
 		if err != nil {
@@ -114,7 +115,7 @@ func flood(c *rawClient, victim string, n, size int) []string {
 		texts = append(texts, "1 "+victim+" "+text)
 		frames = protocol.AppendMessage(frames, protocol.SendMessage, []string{victim}, []byte(text))
 	}
-	go c.nc.Write(frames)
+	go c.NC.Write(frames)
 	return texts
 }
 
@@ -132,20 +133,20 @@ func TestBacklogPacesFlood(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := startSmallServer(t, Config{SendQueueBytes: 256 << 10, PaceBacklog: tc.backlog, StallTimeout: 10 * time.Second})
 			victim := joined(t, s, "victim")
-			victim.nc.(*net.TCPConn).SetReadBuffer(64 << 10)
+			victim.NC.(*net.TCPConn).SetReadBuffer(64 << 10)
 			alice := joined(t, s, "alice")
 			got := make(chan string, 100)
 			go readThrottled(victim, 512<<10, got)
 			want := flood(alice, "victim", 64, 16<<10) // 1 MiB: four queues' worth
 			if tc.cutOff {
-				s.out.wait(t, "disconnected: victim", 1)
+				s.out.Wait(t, "disconnected: victim", 1)
 				return
 			}
 			for i, w := range want {
 				select {
 				case g, ok := <-got:
 					if !ok {
-						t.Fatalf("victim cut off after %d messages; stdout:\n%s", i, strings.Join(s.out.all(), "\n"))
+						t.Fatalf("victim cut off after %d messages; stdout:\n%s", i, strings.Join(s.out.Lines(), "\n"))
 					}
 					if !strings.HasPrefix(g, "1 alice "+w[len("1 victim "):][:4]) {
 						t.Fatalf("message %d out of order: %.20q", i, g)
@@ -154,7 +155,7 @@ func TestBacklogPacesFlood(t *testing.T) {
 					t.Fatalf("message %d never came", i)
 				}
 			}
-			if n := s.out.count("disconnected: victim"); n != 0 {
+			if n := s.out.Count("disconnected: victim"); n != 0 {
 				t.Fatal("victim cut off")
 			}
 			if v := metricValue(t, s.Server, "chat_senders_paused_total", "cause", "backlog"); v == 0 {
@@ -169,16 +170,16 @@ func TestBacklogPacesFlood(t *testing.T) {
 func TestPacedSenderFreedWhenRecipientStops(t *testing.T) {
 	s := startSmallServer(t, Config{SendQueueBytes: 256 << 10, PaceBacklog: 64 << 10, StallTimeout: 500 * time.Millisecond})
 	sink := joined(t, s, "sink") // never reads
-	sink.nc.(*net.TCPConn).SetReadBuffer(4 << 10)
+	sink.NC.(*net.TCPConn).SetReadBuffer(4 << 10)
 	alice, bob := joined(t, s, "alice"), joined(t, s, "bob")
 	var frames []byte
 	for range 64 {
 		frames = protocol.AppendMessage(frames, protocol.SendMessage, []string{"sink"}, []byte(strings.Repeat("x", 16<<10)))
 	}
 	frames = protocol.AppendMessage(frames, protocol.SendMessage, []string{"bob"}, []byte("after the flood"))
-	go alice.nc.Write(frames)
-	s.out.wait(t, "disconnected: sink", 1)
-	bob.expect(protocol.ForwardMessage, "1 alice after the flood")
+	go alice.NC.Write(frames)
+	s.out.Wait(t, "disconnected: sink", 1)
+	bob.Expect(protocol.ForwardMessage, "1 alice after the flood")
 	if v := metricValue(t, s.Server, "chat_slow_consumers_total", "", ""); v != 1 {
 		t.Errorf("slow consumers = %v, want 1", v)
 	}
@@ -203,10 +204,10 @@ func TestByteBudgetPacesFanOut(t *testing.T) {
 		frames = protocol.AppendMessage(frames, protocol.SendMessage, rcpts, fmt.Appendf(nil, "%d%s", i, text))
 	}
 	start := time.Now()
-	alice.write(frames)
+	alice.Write(frames)
 	for _, c := range clients {
 		for i := range 10 {
-			c.expect(protocol.ForwardMessage, fmt.Sprintf("1 alice %d%s", i, text))
+			c.Expect(protocol.ForwardMessage, fmt.Sprintf("1 alice %d%s", i, text))
 		}
 	}
 	if v := metricValue(t, s.Server, "chat_senders_paused_total", "cause", "bytes"); v == 0 {

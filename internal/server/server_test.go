@@ -4,18 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 )
 
@@ -25,83 +23,15 @@ func TestMain(m *testing.M) {
 
 const waitTimeout = 10 * time.Second
 
-// lineLog collects the server's stdout lines and lets tests wait for one.
-type lineLog struct {
-	mu      sync.Mutex
-	partial []byte
-	lines   []string
-	changed chan struct{} // closed and replaced on every new line
-}
-
-func newLineLog() *lineLog { return &lineLog{changed: make(chan struct{})} }
-
-func (l *lineLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.partial = append(l.partial, p...)
-	for {
-		i := bytes.IndexByte(l.partial, '\n')
-		if i < 0 {
-			break
-		}
-		l.lines = append(l.lines, string(l.partial[:i]))
-		l.partial = l.partial[i+1:]
-	}
-	close(l.changed)
-	l.changed = make(chan struct{})
-	return len(p), nil
-}
-
-// count returns how many lines equal want.
-func (l *lineLog) count(want string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, s := range l.lines {
-		if s == want {
-			n++
-		}
-	}
-	return n
-}
-
-// wait blocks until want has been printed n times.
-func (l *lineLog) wait(t *testing.T, want string, n int) {
-	t.Helper()
-	deadline := time.NewTimer(waitTimeout)
-	defer deadline.Stop()
-	for {
-		l.mu.Lock()
-		ch := l.changed
-		l.mu.Unlock()
-		if l.count(want) >= n {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			t.Fatalf("timed out waiting for %q (x%d); stdout so far:\n%s", want, n, strings.Join(l.lines, "\n"))
-		}
-	}
-}
-
-func (l *lineLog) all() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.lines...)
-}
-
 type testServer struct {
 	*Server
 	addr string
-	out  *lineLog
+	out  *chattest.LineLog
 }
 
 func startServer(t *testing.T, cfg Config) *testServer {
 	t.Helper()
-	out := newLineLog()
+	out := chattest.NewLineLog()
 	cfg.Stdout = out
 	srv := New(cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -127,104 +57,20 @@ func stopServer(t *testing.T, srv *Server, served <-chan error) {
 	}
 }
 
-// rawClient speaks frames directly.
-type rawClient struct {
-	t  *testing.T
-	nc net.Conn
-	r  *protocol.Reader
-}
+// rawClient is the shared raw client, with this package's helpers as
+// methods.
+type rawClient struct{ *chattest.Conn }
 
 func dial(t *testing.T, addr string) *rawClient {
 	t.Helper()
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	return &rawClient{t: t, nc: nc, r: protocol.NewReader(nc)}
-}
-
-func (c *rawClient) write(b []byte) {
-	c.t.Helper()
-	if _, err := c.nc.Write(b); err != nil {
-		c.t.Fatalf("write: %v", err)
-	}
-}
-
-func (c *rawClient) join(name string) { c.write(protocol.AppendJoin(nil, protocol.Join, name)) }
-
-func (c *rawClient) send(text string, to ...string) {
-	c.write(protocol.AppendMessage(nil, protocol.SendMessage, to, []byte(text)))
-}
-
-// frame reads the next frame whole.
-func (c *rawClient) frame() (protocol.Header, []byte) {
-	c.t.Helper()
-	c.nc.SetReadDeadline(time.Now().Add(waitTimeout))
-	h, err := c.r.ReadHeader()
-	if err != nil {
-		c.t.Fatalf("read header: %v", err)
-	}
-	p, err := c.r.ReadPayload(nil)
-	if err != nil {
-		c.t.Fatalf("read payload: %v", err)
-	}
-	return h, p
-}
-
-// expect reads the next frame and checks its type and payload.
-func (c *rawClient) expect(t protocol.Type, payload string) {
-	c.t.Helper()
-	h, p := c.frame()
-	if h.Type != t || string(p) != payload {
-		c.t.Fatalf("got %s %q, want %s %q", h.Name, p, t, payload)
-	}
-}
-
-// expectClosed reads until the server closes the connection, failing on
-// any frame.
-func (c *rawClient) expectClosed() {
-	c.t.Helper()
-	c.nc.SetReadDeadline(time.Now().Add(waitTimeout))
-	h, err := c.r.ReadHeader()
-	if err == nil {
-		c.t.Fatalf("got frame %s, want the connection closed", h.Name)
-	}
-	if err != io.EOF {
-		c.t.Fatalf("got %v, want EOF", err)
-	}
-}
-
-// expectEnd reads (and drops) whatever arrives until the server ends the
-// connection, by a close or a reset; a read that times out fails.
-func (c *rawClient) expectEnd() {
-	c.t.Helper()
-	c.nc.SetReadDeadline(time.Now().Add(waitTimeout))
-	var b [64 << 10]byte
-	for {
-		_, err := c.r.Read(b[:])
-		if err == io.EOF && c.r.Remaining() == 0 {
-			// Between frames: read the next header.
-			if _, err = c.r.ReadHeader(); err == nil {
-				continue
-			}
-		}
-		if err == nil {
-			continue
-		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			c.t.Fatalf("connection still open after %v", waitTimeout)
-		}
-		return
-	}
+	return &rawClient{chattest.Dial(t, addr, "")}
 }
 
 func joined(t *testing.T, s *testServer, name string) *rawClient {
 	t.Helper()
 	c := dial(t, s.addr)
-	c.join(name)
-	s.out.wait(t, "join: "+name, 1)
+	c.Join(name)
+	s.out.Wait(t, "join: "+name, 1)
 	return c
 }
 
@@ -234,30 +80,30 @@ func TestChat(t *testing.T) {
 	bob := joined(t, s, "bob")
 	carol := joined(t, s, "carol")
 
-	alice.write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
-	alice.expect(protocol.ResponseUsersList, "3 alice bob carol")
-	s.out.wait(t, "request_users_list: alice", 1)
+	alice.Write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
+	alice.Expect(protocol.ResponseUsersList, "3 alice bob carol")
+	s.out.Wait(t, "request_users_list: alice", 1)
 
-	alice.send("Hello  my friends!", "bob", "carol", "bob", "zed", "alice", "zed", "yan")
-	bob.expect(protocol.ForwardMessage, "1 alice Hello  my friends!")
-	carol.expect(protocol.ForwardMessage, "1 alice Hello  my friends!")
-	alice.expect(protocol.ForwardMessage, "1 alice Hello  my friends!")
-	s.out.wait(t, "msg: alice to non-existent user yan", 1)
+	alice.Send("Hello  my friends!", "bob", "carol", "bob", "zed", "alice", "zed", "yan")
+	bob.Expect(protocol.ForwardMessage, "1 alice Hello  my friends!")
+	carol.Expect(protocol.ForwardMessage, "1 alice Hello  my friends!")
+	alice.Expect(protocol.ForwardMessage, "1 alice Hello  my friends!")
+	s.out.Wait(t, "msg: alice to non-existent user yan", 1)
 	want := []string{"msg: alice", "msg: alice to non-existent user zed", "msg: alice to non-existent user yan"}
-	got := s.out.all()
+	got := s.out.Lines()
 	if tail := got[len(got)-3:]; strings.Join(tail, "\n") != strings.Join(want, "\n") {
 		t.Errorf("server printed %q, want %q at the end", tail, want)
 	}
 
 	// Bob receives each message exactly once: the next frame is the next message.
-	alice.send("second", "bob")
-	bob.expect(protocol.ForwardMessage, "1 alice second")
+	alice.Send("second", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 alice second")
 
-	bob.write(protocol.AppendJoin(nil, protocol.Disconnect, "bob"))
-	bob.expectClosed()
-	s.out.wait(t, "disconnected: bob", 1)
-	alice.write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
-	alice.expect(protocol.ResponseUsersList, "2 alice carol")
+	bob.Write(protocol.AppendJoin(nil, protocol.Disconnect, "bob"))
+	bob.ExpectClosed()
+	s.out.Wait(t, "disconnected: bob", 1)
+	alice.Write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
+	alice.Expect(protocol.ResponseUsersList, "2 alice carol")
 }
 
 func TestJoinRefusals(t *testing.T) {
@@ -265,53 +111,53 @@ func TestJoinRefusals(t *testing.T) {
 	joined(t, s, "alice")
 
 	dup := dial(t, s.addr)
-	dup.join("alice")
-	dup.expect(protocol.ErrUsernameUnavailable, "")
-	dup.expectClosed()
-	s.out.wait(t, "disconnected: username not available", 1)
+	dup.Join("alice")
+	dup.Expect(protocol.ErrUsernameUnavailable, "")
+	dup.ExpectClosed()
+	s.out.Wait(t, "disconnected: username not available", 1)
 
 	for _, name := range []string{"a/b", ".", "..", "a b", "zero\u200bwidth", strings.Repeat("x", 33), "\xff"} {
 		c := dial(t, s.addr)
-		c.join(name)
-		c.expect(protocol.ErrUsernameUnavailable, "")
+		c.Join(name)
+		c.Expect(protocol.ErrUsernameUnavailable, "")
 	}
 	long := dial(t, s.addr)
-	long.write([]byte("join 129 ")) // refused from the header alone
-	long.expect(protocol.ErrUsernameUnavailable, "")
+	long.Write([]byte("join 129 ")) // refused from the header alone
+	long.Expect(protocol.ErrUsernameUnavailable, "")
 
 	joined(t, s, "bob")
 	full := dial(t, s.addr)
-	full.join("carol")
-	full.expect(protocol.ErrServerFull, "")
-	full.expectClosed()
-	s.out.wait(t, "disconnected: server full", 1)
+	full.Join("carol")
+	full.Expect(protocol.ErrServerFull, "")
+	full.ExpectClosed()
+	s.out.Wait(t, "disconnected: server full", 1)
 
 	// Full is checked before the name.
 	fullBad := dial(t, s.addr)
-	fullBad.join("a/b")
-	fullBad.expect(protocol.ErrServerFull, "")
+	fullBad.Join("a/b")
+	fullBad.Expect(protocol.ErrServerFull, "")
 }
 
 func TestBeforeJoin(t *testing.T) {
 	s := startServer(t, Config{})
 	for _, b := range []string{"request_users_list 0 ", "send_message 8 1 bob hi", "JOIN 5 alice", "join 05 alice", "bogus 0 "} {
 		c := dial(t, s.addr)
-		c.write([]byte(b))
-		c.expect(protocol.ErrUnknownMessage, "")
-		c.expectClosed()
+		c.Write([]byte(b))
+		c.Expect(protocol.ErrUnknownMessage, "")
+		c.ExpectClosed()
 	}
 	// The join timeout on a server of its own, so that a loaded machine
 	// slowing the cases above cannot make it close them first.
 	short := startServer(t, Config{JoinTimeout: 200 * time.Millisecond})
 	idle := dial(t, short.addr)
-	idle.expectClosed()
-	if lines := short.out.all(); len(lines) != 0 {
+	idle.ExpectClosed()
+	if lines := short.out.Lines(); len(lines) != 0 {
 		t.Errorf("stdout of the join timeout: %q, want nothing", lines)
 	}
 	alice := joined(t, s, "alice")
-	alice.send("still here", "alice")
-	alice.expect(protocol.ForwardMessage, "1 alice still here")
-	for _, l := range s.out.all() {
+	alice.Send("still here", "alice")
+	alice.Expect(protocol.ForwardMessage, "1 alice still here")
+	for _, l := range s.out.Lines() {
 		if l != "join: alice" && l != "msg: alice" {
 			t.Errorf("unexpected stdout line %q", l)
 		}
@@ -341,14 +187,14 @@ func TestUnknownCommands(t *testing.T) {
 		name := fmt.Sprintf("u%d", i)
 		t.Logf("case %q", frame)
 		c := joined(t, s, name)
-		c.write([]byte(frame))
-		c.expect(protocol.ErrUnknownMessage, "")
-		c.expectClosed()
-		s.out.wait(t, "disconnected: "+name+" sent unknown command", 1)
+		c.Write([]byte(frame))
+		c.Expect(protocol.ErrUnknownMessage, "")
+		c.ExpectClosed()
+		s.out.Wait(t, "disconnected: "+name+" sent unknown command", 1)
 	}
 	a, b := joined(t, s, "a"), joined(t, s, "b")
-	a.send("fine", "b")
-	b.expect(protocol.ForwardMessage, "1 a fine")
+	a.Send("fine", "b")
+	b.Expect(protocol.ForwardMessage, "1 a fine")
 }
 
 func TestFramingSplitAndCoalesced(t *testing.T) {
@@ -360,11 +206,11 @@ func TestFramingSplitAndCoalesced(t *testing.T) {
 	all = protocol.AppendMessage(all, protocol.SendMessage, []string{"bob"}, []byte("one"))
 	all = protocol.AppendMessage(all, protocol.SendMessage, []string{"bob"}, []byte("two"))
 	for _, b := range all[:len(all)/2] {
-		alice.write([]byte{b})
+		alice.Write([]byte{b})
 	}
-	alice.write(all[len(all)/2:])
-	bob.expect(protocol.ForwardMessage, "1 alice one")
-	bob.expect(protocol.ForwardMessage, "1 alice two")
+	alice.Write(all[len(all)/2:])
+	bob.Expect(protocol.ForwardMessage, "1 alice one")
+	bob.Expect(protocol.ForwardMessage, "1 alice two")
 }
 
 // A silent earlier-accepted connection holds a later join for the
@@ -379,13 +225,13 @@ func TestAdmissionGraceEnds(t *testing.T) {
 	t0 := time.Now()
 	silent := dial(t, s.addr)
 	bob := dial(t, s.addr)
-	bob.join("bob")
-	s.out.wait(t, "join: bob", 1)
+	bob.Join("bob")
+	s.out.Wait(t, "join: bob", 1)
 	if el := time.Since(t0); el < grace {
 		t.Errorf("bob joined after %v, while an earlier connection was silent for less than the grace (%v)", el, grace)
 	}
-	silent.join("silent")
-	s.out.wait(t, "join: silent", 1)
+	silent.Join("silent")
+	s.out.Wait(t, "join: silent", 1)
 }
 
 // A zero Config runs with the limits that can be off off, and every other
@@ -476,11 +322,11 @@ func TestAdmissionOrder(t *testing.T) {
 	// made, so conns[i] is the i-th accepted.
 	// The last-accepted joins first, but must be the one refused.
 	for i := len(conns) - 1; i >= 0; i-- {
-		conns[i].join(fmt.Sprintf("user%d", i))
+		conns[i].Join(fmt.Sprintf("user%d", i))
 	}
-	conns[3].expect(protocol.ErrServerFull, "")
+	conns[3].Expect(protocol.ErrServerFull, "")
 	for i := range 3 {
-		s.out.wait(t, fmt.Sprintf("join: user%d", i), 1)
+		s.out.Wait(t, fmt.Sprintf("join: user%d", i), 1)
 	}
 }
 
@@ -491,22 +337,22 @@ func TestSlowConsumerCutOffByQueueLimit(t *testing.T) {
 	// The stall limit is far away: only the queue limit can fire.
 	s := startServer(t, Config{SendQueueBytes: 64 << 10, StallTimeout: time.Hour, Logger: logs.logger(slog.LevelWarn)})
 	sink := joined(t, s, "sink") // never reads
-	sink.nc.(*net.TCPConn).SetReadBuffer(4 << 10)
+	sink.NC.(*net.TCPConn).SetReadBuffer(4 << 10)
 	alice := joined(t, s, "alice")
 	bob := joined(t, s, "bob")
 	text := strings.Repeat("x", 60000)
-	for i := 0; s.out.count("disconnected: sink") == 0; i++ {
+	for i := 0; s.out.Count("disconnected: sink") == 0; i++ {
 		if i > 10000 {
 			t.Fatal("sink never cut off")
 		}
-		alice.send(text, "sink")
+		alice.Send(text, "sink")
 		if i%50 == 0 {
-			alice.send("ping", "bob")
-			bob.expect(protocol.ForwardMessage, "1 alice ping")
+			alice.Send("ping", "bob")
+			bob.Expect(protocol.ForwardMessage, "1 alice ping")
 		}
 	}
-	alice.send("after", "bob")
-	bob.expect(protocol.ForwardMessage, "1 alice after")
+	alice.Send("after", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 alice after")
 	logs.wait(t, "cut connection off", "user=sink", `reason="slow consumer"`, `err="send queue over 65536 bytes"`)
 	if v := metricValue(t, s.Server, "chat_slow_consumers_total", "", ""); v != 1 {
 		t.Errorf("slow consumers = %v, want 1", v)
@@ -520,18 +366,18 @@ func TestSlowConsumerCutOffByStall(t *testing.T) {
 	// The queue limit is far away: only the stall limit can fire.
 	s := startServer(t, Config{SendQueueBytes: 1 << 30, StallTimeout: 300 * time.Millisecond, Logger: logs.logger(slog.LevelWarn)})
 	sink := joined(t, s, "sink") // never reads
-	sink.nc.(*net.TCPConn).SetReadBuffer(4 << 10)
+	sink.NC.(*net.TCPConn).SetReadBuffer(4 << 10)
 	alice := joined(t, s, "alice")
 	text := strings.Repeat("x", 60000)
 	// Enough to fill the socket buffers on both sides, far below the
 	// queue limit.
 	for range 300 {
-		alice.send(text, "sink")
+		alice.Send(text, "sink")
 	}
-	s.out.wait(t, "disconnected: sink", 1)
+	s.out.Wait(t, "disconnected: sink", 1)
 	logs.wait(t, "cut connection off", "user=sink", `reason="slow consumer"`, `err="took nothing for 300ms"`)
-	alice.send("after", "alice")
-	alice.expect(protocol.ForwardMessage, "1 alice after")
+	alice.Send("after", "alice")
+	alice.Expect(protocol.ForwardMessage, "1 alice after")
 }
 
 // A file sender who stops sending mid-file for the stall limit is cut off;
@@ -546,18 +392,18 @@ func TestFileSenderStalls(t *testing.T) {
 	alice := joined(t, s, "alice")
 	bea := joinedExt(t, s, "bea")
 	bob := joined(t, s, "bob")
-	alice.write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bea", "bob"}, "f.bin", 10<<20))
-	alice.write(make([]byte, 1<<20)) // then nothing
-	s.out.wait(t, "disconnected: alice", 1)
+	alice.Write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bea", "bob"}, "f.bin", 10<<20))
+	alice.Write(make([]byte, 1<<20)) // then nothing
+	s.out.Wait(t, "disconnected: alice", 1)
 	logs.wait(t, "connection closed", "user=alice", `reason="file sender stalled"`)
-	alice.expectEnd()
+	alice.ExpectEnd()
 	bea.expectFileAbort()
-	bea.send("still in", "bea")
-	bea.expect(protocol.ForwardMessage, "1 bea still in")
+	bea.Send("still in", "bea")
+	bea.Expect(protocol.ForwardMessage, "1 bea still in")
 	// Bob, who takes whole frames, was sent nothing of the file.
-	bob.send("still in", "bob")
-	bob.expect(protocol.ForwardMessage, "1 bob still in")
-	if n := s.out.count("disconnected: bob"); n != 0 {
+	bob.Send("still in", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 bob still in")
+	if n := s.out.Count("disconnected: bob"); n != 0 {
 		t.Error("bob was cut off for alice's stall")
 	}
 	if v := metricValue(t, s.Server, "chat_disconnects_total", "reason", "file sender stalled"); v != 1 {
@@ -574,7 +420,7 @@ func TestOrderWithFiles(t *testing.T) {
 	go func() {
 		// Carol chats to bob while alice's big file streams to him.
 		for i := range 200 {
-			carol.write(protocol.AppendMessage(nil, protocol.SendMessage, []string{"bob"}, fmt.Appendf(nil, "c%d", i)))
+			carol.Write(protocol.AppendMessage(nil, protocol.SendMessage, []string{"bob"}, fmt.Appendf(nil, "c%d", i)))
 		}
 	}()
 	var frames []byte
@@ -584,12 +430,12 @@ func TestOrderWithFiles(t *testing.T) {
 	frames = protocol.AppendFileHead(frames, protocol.SendFile, []string{"bob"}, "small.txt", int64(len(small)))
 	frames = append(frames, small...)
 	frames = protocol.AppendMessage(frames, protocol.SendMessage, []string{"bob"}, []byte("after"))
-	go alice.nc.Write(frames)
+	go alice.NC.Write(frames)
 
 	var fromAlice []string
 	carolNext := 0
 	for len(fromAlice) < 4 || carolNext < 200 {
-		h, p := bob.frame()
+		h, p := bob.Frame()
 		switch {
 		case h.Type == protocol.ForwardMessage && bytes.HasPrefix(p, []byte("1 carol ")):
 			if want := fmt.Sprintf("1 carol c%d", carolNext); string(p) != want {
@@ -617,7 +463,7 @@ func TestOrderWithFiles(t *testing.T) {
 	if strings.Join(fromAlice, "|") != strings.Join(want, "|") {
 		t.Fatalf("alice's frames arrived as %q, want %q", fromAlice, want)
 	}
-	h, p := alice.frame()
+	h, p := alice.Frame()
 	if h.Type != protocol.ForwardFile || sha256.Sum256(p[len("1 alice big.bin "):]) != sha256.Sum256(big) {
 		t.Fatal("alice's copy of her own file damaged")
 	}
@@ -626,16 +472,16 @@ func TestOrderWithFiles(t *testing.T) {
 func TestSenderDropsMidFile(t *testing.T) {
 	s := startServer(t, Config{})
 	alice, bob, carol := joined(t, s, "alice"), joined(t, s, "bob"), joined(t, s, "carol")
-	alice.write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "f", 10<<20))
-	alice.write(make([]byte, 1<<20))
-	alice.nc.Close()
-	s.out.wait(t, "disconnected: alice", 1)
+	alice.Write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "f", 10<<20))
+	alice.Write(make([]byte, 1<<20))
+	alice.NC.Close()
+	s.out.Wait(t, "disconnected: alice", 1)
 	// Nothing of the file was sent to bob (it is held until whole): he
 	// stays, gets nothing of it, and the spool is given back.
-	carol.send("still up", "carol", "bob")
-	carol.expect(protocol.ForwardMessage, "1 carol still up")
-	bob.expect(protocol.ForwardMessage, "1 carol still up")
-	if n := s.out.count("disconnected: bob"); n != 0 {
+	carol.Send("still up", "carol", "bob")
+	carol.Expect(protocol.ForwardMessage, "1 carol still up")
+	bob.Expect(protocol.ForwardMessage, "1 carol still up")
+	if n := s.out.Count("disconnected: bob"); n != 0 {
 		t.Error("bob was cut off for alice's leaving")
 	}
 	waitSpoolsEmpty(t, s.Server)
@@ -649,7 +495,7 @@ func TestShutdownClosesSessions(t *testing.T) {
 	if err := s.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	alice.expectEnd()
+	alice.ExpectEnd()
 	if _, err := net.Dial("tcp", s.addr); err == nil {
 		t.Fatal("still accepting after Shutdown")
 	}

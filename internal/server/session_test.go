@@ -28,10 +28,10 @@ func joinedResume(t *testing.T, s *testServer, name string, extra ...string) *re
 	t.Helper()
 	c := dial(t, s.addr)
 	features := append([]string{protocol.FeatureResume}, extra...)
-	c.write(protocol.AppendExtHello(nil, features))
-	c.expect(protocol.ExtHello, joinSpace(features))
-	c.join(name)
-	h, p := c.frame()
+	c.Write(protocol.AppendExtHello(nil, features))
+	c.Expect(protocol.ExtHello, joinSpace(features))
+	c.Join(name)
+	h, p := c.Frame()
 	if h.Type != protocol.Session {
 		t.Fatalf("got %s %q, want session", h.Name, p)
 	}
@@ -39,7 +39,7 @@ func joinedResume(t *testing.T, s *testServer, name string, extra ...string) *re
 	if err != nil || window != uint64(s.cfg.ResumeWindow/time.Millisecond) {
 		t.Fatalf("session %q: window %d, %v", p, window, err)
 	}
-	s.out.wait(t, "join: "+name, 1)
+	s.out.Wait(t, "join: "+name, 1)
 	return &resumable{rawClient: c, name: name, token: tok}
 }
 
@@ -56,10 +56,10 @@ func joinSpace(f []string) string {
 
 // counted reads the next frame, which must be counted, and counts it.
 func (r *resumable) counted() (protocol.Header, []byte) {
-	r.t.Helper()
-	h, p := r.frame()
+	r.T.Helper()
+	h, p := r.Frame()
 	if !protocol.Counted(h.Type) {
-		r.t.Fatalf("got %s %q, want a counted frame", h.Name, p)
+		r.T.Fatalf("got %s %q, want a counted frame", h.Name, p)
 	}
 	r.n++
 	return h, p
@@ -67,10 +67,10 @@ func (r *resumable) counted() (protocol.Header, []byte) {
 
 // expectMsg reads the next frame, a forward_message from alice of text.
 func (r *resumable) expectMsg(text string) {
-	r.t.Helper()
+	r.T.Helper()
 	h, p := r.counted()
 	if h.Type != protocol.ForwardMessage || string(p) != "1 alice "+text {
-		r.t.Fatalf("got %s %q, want forward_message from alice %q", h.Name, p, text)
+		r.T.Fatalf("got %s %q, want forward_message from alice %q", h.Name, p, text)
 	}
 }
 
@@ -79,10 +79,10 @@ func (r *resumable) expectMsg(text string) {
 func (r *resumable) resume(t *testing.T, s *testServer, n uint64, missed uint64) *resumable {
 	t.Helper()
 	c := dial(t, s.addr)
-	c.write(protocol.AppendExtHello(nil, []string{protocol.FeatureResume}))
-	c.expect(protocol.ExtHello, protocol.FeatureResume)
-	c.write(protocol.AppendResume(nil, r.name, r.token, n))
-	c.expect(protocol.Resumed, strconv.FormatUint(missed, 10))
+	c.Write(protocol.AppendExtHello(nil, []string{protocol.FeatureResume}))
+	c.Expect(protocol.ExtHello, protocol.FeatureResume)
+	c.Write(protocol.AppendResume(nil, r.name, r.token, n))
+	c.Expect(protocol.Resumed, strconv.FormatUint(missed, 10))
 	return &resumable{rawClient: c, name: r.name, token: r.token, n: n}
 }
 
@@ -91,11 +91,11 @@ func (r *resumable) resume(t *testing.T, s *testServer, n uint64, missed uint64)
 func resumeRefused(t *testing.T, s *testServer, name string, token protocol.Token, n uint64) {
 	t.Helper()
 	c := dial(t, s.addr)
-	c.write(protocol.AppendExtHello(nil, []string{protocol.FeatureResume}))
-	c.expect(protocol.ExtHello, protocol.FeatureResume)
-	c.write(protocol.AppendResume(nil, name, token, n))
-	c.expect(protocol.ResumeFailed, "")
-	c.expectClosed()
+	c.Write(protocol.AppendExtHello(nil, []string{protocol.FeatureResume}))
+	c.Expect(protocol.ExtHello, protocol.FeatureResume)
+	c.Write(protocol.AppendResume(nil, name, token, n))
+	c.Expect(protocol.ResumeFailed, "")
+	c.ExpectClosed()
 }
 
 // sessionOf returns the session of name.
@@ -124,31 +124,9 @@ func resumeServer(t *testing.T, cfg Config) (*testServer, *logBuffer) {
 // k-th time (logged).
 func waitAway(t *testing.T, log *logBuffer, name string, k int) {
 	t.Helper()
-	deadline := time.NewTimer(waitTimeout)
-	defer deadline.Stop()
-	for {
-		log.mu.Lock()
-		n := 0
-		for _, line := range strings.Split(log.buf.String(), "\n") {
-			if strings.Contains(line, "the session waits for a resume") && strings.Contains(line, "user="+name+" ") {
-				n++
-			}
-		}
-		if n >= k {
-			log.mu.Unlock()
-			return
-		}
-		if log.changed == nil {
-			log.changed = make(chan struct{})
-		}
-		ch := log.changed
-		log.mu.Unlock()
-		select {
-		case <-ch:
-		case <-deadline.C:
-			t.Fatalf("%s's session did not lose its connection %d times; log:\n%s", name, k, log.String())
-		}
-	}
+	log.WaitFunc(t, fmt.Sprintf("of %s's session waiting for a resume", name), k, func(line string) bool {
+		return strings.Contains(line, "the session waits for a resume") && strings.Contains(line, "user="+name+" ")
+	})
 }
 
 func resumeConfig() Config { return Config{ResumeWindow: time.Minute, MaxClients: 100} }
@@ -156,20 +134,20 @@ func resumeConfig() Config { return Config{ResumeWindow: time.Minute, MaxClients
 func TestResumeNotGranted(t *testing.T) {
 	s := startServer(t, Config{}) // no window: no resume
 	c := dial(t, s.addr)
-	c.write(protocol.AppendExtHello(nil, []string{protocol.FeatureResume, protocol.FeatureChunkedFile}))
-	c.expect(protocol.ExtHello, protocol.FeatureChunkedFile)
-	c.write(protocol.AppendResume(nil, "bob", protocol.Token{}, 0))
-	c.expect(protocol.ErrUnknownMessage, "")
+	c.Write(protocol.AppendExtHello(nil, []string{protocol.FeatureResume, protocol.FeatureChunkedFile}))
+	c.Expect(protocol.ExtHello, protocol.FeatureChunkedFile)
+	c.Write(protocol.AppendResume(nil, "bob", protocol.Token{}, 0))
+	c.Expect(protocol.ErrUnknownMessage, "")
 
 	// A contract client of a server that grants resume sees none of it.
 	s2 := startServer(t, resumeConfig())
 	bob := joined(t, s2, "bob")
 	alice := joined(t, s2, "alice")
-	alice.send("hi", "bob")
-	bob.expect(protocol.ForwardMessage, "1 alice hi")
-	bob.write(protocol.AppendCount(nil, protocol.Received, 1)) // without the feature: unknown
-	bob.expect(protocol.ErrUnknownMessage, "")
-	s2.out.wait(t, "disconnected: bob sent unknown command", 1)
+	alice.Send("hi", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 alice hi")
+	bob.Write(protocol.AppendCount(nil, protocol.Received, 1)) // without the feature: unknown
+	bob.Expect(protocol.ErrUnknownMessage, "")
+	s2.out.Wait(t, "disconnected: bob sent unknown command", 1)
 	if sess := s2.sessions.get("bob"); sess != nil {
 		t.Fatal("a contract client has a session")
 	}
@@ -180,44 +158,44 @@ func TestResumeAfterLostConnection(t *testing.T) {
 	bob := joinedResume(t, s, "bob")
 	alice := joined(t, s, "alice")
 	for i := 1; i <= 3; i++ {
-		alice.send(fmt.Sprint("m", i), "bob")
+		alice.Send(fmt.Sprint("m", i), "bob")
 	}
 	bob.expectMsg("m1")
 	bob.expectMsg("m2")
-	bob.write(protocol.AppendCount(nil, protocol.Received, 1))
-	bob.nc.Close() // m3 was sent, maybe read by the kernel, never by bob: it must come again
+	bob.Write(protocol.AppendCount(nil, protocol.Received, 1))
+	bob.NC.Close() // m3 was sent, maybe read by the kernel, never by bob: it must come again
 	waitAway(t, log, "bob", 1)
 
 	// Away: bob keeps his name and his place in the list, and what is
 	// sent to him is kept.
-	alice.send("m4", "bob")
-	alice.write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
-	alice.expect(protocol.ResponseUsersList, "2 alice bob")
+	alice.Send("m4", "bob")
+	alice.Write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
+	alice.Expect(protocol.ResponseUsersList, "2 alice bob")
 	again := dial(t, s.addr)
-	again.join("bob")
-	again.expect(protocol.ErrUsernameUnavailable, "")
-	alice.send("m5", "bob")
+	again.Join("bob")
+	again.Expect(protocol.ErrUsernameUnavailable, "")
+	alice.Send("m5", "bob")
 
 	b2 := bob.resume(t, s, 2, 0)
 	b2.expectMsg("m3")
 	b2.expectMsg("m4")
 	b2.expectMsg("m5")
-	alice.send("m6", "bob") // and on, live
+	alice.Send("m6", "bob") // and on, live
 	b2.expectMsg("m6")
 
 	// Quit ends it at once, with the one line.
-	b2.write(protocol.AppendJoin(nil, protocol.Disconnect, "bob"))
-	s.out.wait(t, "disconnected: bob", 1)
-	b2.expectClosed()
-	alice.write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
-	alice.expect(protocol.ResponseUsersList, "1 alice")
+	b2.Write(protocol.AppendJoin(nil, protocol.Disconnect, "bob"))
+	s.out.Wait(t, "disconnected: bob", 1)
+	b2.ExpectClosed()
+	alice.Write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
+	alice.Expect(protocol.ResponseUsersList, "1 alice")
 	want := []string{
 		"join: bob", "join: alice",
 		"msg: alice", "msg: alice", "msg: alice", "msg: alice", "request_users_list: alice",
 		"disconnected: username not available", "msg: alice", "msg: alice",
 		"disconnected: bob", "request_users_list: alice",
 	}
-	if got := s.out.all(); !slices.Equal(got, want) {
+	if got := s.out.Lines(); !slices.Equal(got, want) {
 		t.Fatalf("stdout:\n%q\nwant\n%q", got, want)
 	}
 	resumeRefused(t, s, "bob", bob.token, 0) // over for good
@@ -227,9 +205,9 @@ func TestResumeRefused(t *testing.T) {
 	s, log := resumeServer(t, Config{})
 	bob := joinedResume(t, s, "bob")
 	alice := joined(t, s, "alice")
-	alice.send("one", "bob")
+	alice.Send("one", "bob")
 	bob.expectMsg("one")
-	bob.nc.Close()
+	bob.NC.Close()
 	waitAway(t, log, "bob", 1)
 
 	wrong := bob.token
@@ -239,20 +217,20 @@ func TestResumeRefused(t *testing.T) {
 	resumeRefused(t, s, "alice", bob.token, 0) // a user without a session
 	resumeRefused(t, s, "bob", bob.token, 2)   // more than was sent
 	c := dial(t, s.addr)                       // resume without asking for it
-	c.write(protocol.AppendResume(nil, "bob", bob.token, 1))
-	c.expect(protocol.ErrUnknownMessage, "")
+	c.Write(protocol.AppendResume(nil, "bob", bob.token, 1))
+	c.Expect(protocol.ErrUnknownMessage, "")
 	for _, bad := range []string{"resume 5 bob 1", "resume 300 "} {
 		c := dial(t, s.addr)
-		c.write(protocol.AppendExtHello(nil, []string{protocol.FeatureResume}))
-		c.expect(protocol.ExtHello, protocol.FeatureResume)
-		c.write([]byte(bad))
-		c.expect(protocol.ErrUnknownMessage, "")
+		c.Write(protocol.AppendExtHello(nil, []string{protocol.FeatureResume}))
+		c.Expect(protocol.ExtHello, protocol.FeatureResume)
+		c.Write([]byte(bad))
+		c.Expect(protocol.ErrUnknownMessage, "")
 	}
 	// The session is still there for the right token.
 	b2 := bob.resume(t, s, 1, 0)
-	alice.send("two", "bob")
+	alice.Send("two", "bob")
 	b2.expectMsg("two")
-	if got := s.out.all(); slices.ContainsFunc(got, func(l string) bool { return l != "join: bob" && l != "join: alice" && l != "msg: alice" }) {
+	if got := s.out.Lines(); slices.ContainsFunc(got, func(l string) bool { return l != "join: bob" && l != "join: alice" && l != "msg: alice" }) {
 		t.Fatalf("stdout shows more than joins and messages: %q", got)
 	}
 }
@@ -261,20 +239,20 @@ func TestResumeTakesOverHalfOpen(t *testing.T) {
 	s := startServer(t, resumeConfig())
 	bob := joinedResume(t, s, "bob")
 	alice := joined(t, s, "alice")
-	alice.send("one", "bob")
+	alice.Send("one", "bob")
 	bob.expectMsg("one")
 	// bob's old connection is still open (half-open, as a NAT forgets
 	// it): the resume takes over at once, without waiting for the loss.
 	b2 := bob.resume(t, s, 1, 0)
-	bob.expectEnd()
-	alice.send("two", "bob")
+	bob.ExpectEnd()
+	alice.Send("two", "bob")
 	b2.expectMsg("two")
-	alice.write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
-	alice.expect(protocol.ResponseUsersList, "2 alice bob")
-	if n := s.out.count("disconnected: bob"); n != 0 {
+	alice.Write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
+	alice.Expect(protocol.ResponseUsersList, "2 alice bob")
+	if n := s.out.Count("disconnected: bob"); n != 0 {
 		t.Fatalf("a takeover printed disconnected: bob (%d)", n)
 	}
-	if n := s.out.count("join: bob"); n != 1 {
+	if n := s.out.Count("join: bob"); n != 1 {
 		t.Fatalf("join: bob printed %d times", n)
 	}
 }
@@ -285,15 +263,15 @@ func TestResumeWindowPasses(t *testing.T) {
 	s := startServer(t, cfg)
 	watcher := joinedResume(t, s, "watcher", protocol.FeaturePresence)
 	bob := joinedResume(t, s, "bob")
-	watcher.expect(protocol.Presence, "joined bob")
-	bob.nc.Close()
-	s.out.wait(t, "disconnected: bob", 1)
-	watcher.expect(protocol.Presence, "left bob")
+	watcher.Expect(protocol.Presence, "joined bob")
+	bob.NC.Close()
+	s.out.Wait(t, "disconnected: bob", 1)
+	watcher.Expect(protocol.Presence, "left bob")
 	resumeRefused(t, s, "bob", bob.token, 0)
 	// The name is free again: a new bob joins, and is announced.
 	joined(t, s, "bob")
-	watcher.expect(protocol.Presence, "joined bob")
-	if n := s.out.count("disconnected: bob"); n != 1 {
+	watcher.Expect(protocol.Presence, "joined bob")
+	if n := s.out.Count("disconnected: bob"); n != 1 {
 		t.Fatalf("disconnected: bob printed %d times", n)
 	}
 }
@@ -305,14 +283,14 @@ func TestResumeBufferOverflowCounted(t *testing.T) {
 	s, log := resumeServer(t, cfg)
 	bob := joinedResume(t, s, "bob")
 	alice := joined(t, s, "alice")
-	bob.nc.Close()
+	bob.NC.Close()
 	waitAway(t, log, "bob", 1)
 	// The buffer keeps the last 3 of 10.
 	for i := range 10 {
-		alice.send(fmt.Sprint("message ", i), "bob")
+		alice.Send(fmt.Sprint("message ", i), "bob")
 	}
-	alice.write(protocol.AppendEmpty(nil, protocol.RequestUsersList)) // after the ten
-	alice.expect(protocol.ResponseUsersList, "2 alice bob")
+	alice.Write(protocol.AppendEmpty(nil, protocol.RequestUsersList)) // after the ten
+	alice.Expect(protocol.ResponseUsersList, "2 alice bob")
 	b2 := bob.resume(t, s, 0, 7)
 	for i := 7; i < 10; i++ {
 		b2.expectMsg(fmt.Sprint("message ", i))
@@ -324,7 +302,7 @@ func TestResumeAckTrims(t *testing.T) {
 	bob := joinedResume(t, s, "bob")
 	alice := joined(t, s, "alice")
 	for i := range 5 {
-		alice.send(fmt.Sprint("m", i), "bob")
+		alice.Send(fmt.Sprint("m", i), "bob")
 		bob.expectMsg(fmt.Sprint("m", i))
 	}
 	sess := sessionOf(t, s, "bob")
@@ -336,34 +314,34 @@ func TestResumeAckTrims(t *testing.T) {
 	if n, b := kept(); n != 5 || b != 5*len("forward_message 10 1 alice m0") {
 		t.Fatalf("kept %d frames, %d bytes; want 5", n, b)
 	}
-	bob.write(protocol.AppendCount(nil, protocol.Received, 3))
+	bob.Write(protocol.AppendCount(nil, protocol.Received, 3))
 	// The ack is read before the list request that follows it.
-	bob.write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
+	bob.Write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
 	bob.counted()
 	if n, _ := kept(); n != 3 { // m3, m4 and the list
 		t.Fatalf("kept %d frames after the ack, want 3", n)
 	}
 	// A resume below what was acknowledged cannot have it back.
-	bob.nc.Close()
+	bob.NC.Close()
 	waitAway(t, log, "bob", 1)
 	b2 := bob.resume(t, s, 1, 2)
 	b2.expectMsg("m3")
 	// An ack past what was sent breaks the protocol.
-	b2.write(protocol.AppendCount(nil, protocol.Received, 99))
+	b2.Write(protocol.AppendCount(nil, protocol.Received, 99))
 	b2.counted() // m4
 	b2.counted() // the list
-	b2.expect(protocol.ErrUnknownMessage, "")
-	s.out.wait(t, "disconnected: bob sent unknown command", 1)
+	b2.Expect(protocol.ErrUnknownMessage, "")
+	s.out.Wait(t, "disconnected: bob sent unknown command", 1)
 }
 
 func TestResumeShutdownEndsAwaySessions(t *testing.T) {
 	s, log := resumeServer(t, Config{})
 	bob := joinedResume(t, s, "bob")
 	joinedResume(t, s, "alice")
-	bob.nc.Close()
+	bob.NC.Close()
 	waitAway(t, log, "bob", 1)
 	stopServerNow(t, s)
-	if a, b := s.out.count("disconnected: alice"), s.out.count("disconnected: bob"); a != 1 || b != 1 {
+	if a, b := s.out.Count("disconnected: alice"), s.out.Count("disconnected: bob"); a != 1 || b != 1 {
 		t.Fatalf("after shutdown: disconnected alice %d, bob %d times; want once each", a, b)
 	}
 }
@@ -389,21 +367,21 @@ func TestResumeReplayPastQueueEnds(t *testing.T) {
 	s, log := resumeServer(t, cfg)
 	bob := joinedResume(t, s, "bob")
 	alice := joined(t, s, "alice")
-	bob.nc.Close()
+	bob.NC.Close()
 	waitAway(t, log, "bob", 1)
 	text := strings.Repeat("x", 100)
 	for range 100 { // about 12 KB kept, three times the queue
-		alice.send(text, "bob")
+		alice.Send(text, "bob")
 	}
-	alice.write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
-	alice.expect(protocol.ResponseUsersList, "2 alice bob")
+	alice.Write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
+	alice.Expect(protocol.ResponseUsersList, "2 alice bob")
 	c := dial(t, s.addr)
-	c.write(protocol.AppendExtHello(nil, []string{protocol.FeatureResume}))
-	c.expect(protocol.ExtHello, protocol.FeatureResume)
-	c.write(protocol.AppendResume(nil, "bob", bob.token, 0))
-	s.out.wait(t, "disconnected: bob", 1)
-	c.expectEnd()
-	if n := s.out.count("disconnected: bob"); n != 1 {
+	c.Write(protocol.AppendExtHello(nil, []string{protocol.FeatureResume}))
+	c.Expect(protocol.ExtHello, protocol.FeatureResume)
+	c.Write(protocol.AppendResume(nil, "bob", bob.token, 0))
+	s.out.Wait(t, "disconnected: bob", 1)
+	c.ExpectEnd()
+	if n := s.out.Count("disconnected: bob"); n != 1 {
 		t.Fatalf("disconnected: bob printed %d times", n)
 	}
 }

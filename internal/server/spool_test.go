@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 )
 
@@ -26,7 +27,7 @@ func TestSenderNotHeldByStalledRecipient(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			s := startServer(t, Config{StallTimeout: 5 * time.Second})
 			bob := joined(t, s, "bob") // never reads
-			bob.nc.(*net.TCPConn).SetReadBuffer(4 << 10)
+			bob.NC.(*net.TCPConn).SetReadBuffer(4 << 10)
 			carol := joined(t, s, "carol")
 			data := make([]byte, 8<<20)
 			msg := protocol.AppendMessage(nil, protocol.SendMessage, []string{"carol"}, []byte("hi carol"))
@@ -34,20 +35,20 @@ func TestSenderNotHeldByStalledRecipient(t *testing.T) {
 			if how == "send_file" {
 				alice = joined(t, s, "alice")
 				frames := append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "big.bin", int64(len(data))), data...)
-				go alice.nc.Write(append(frames, msg...)) // the file, then the message
+				go alice.NC.Write(append(frames, msg...)) // the file, then the message
 			} else {
 				alice = uploader(t, s, "alice")
 				alice.beginUpload(1, []string{"bob"}, "big.bin", int64(len(data)))
 				var f uploadFrames
 				alice.sendChunks(1, data, 0, len(data), &f)
-				alice.write(protocol.AppendFileID(nil, protocol.FileEnd, 1))
-				alice.write(msg)
+				alice.Write(protocol.AppendFileID(nil, protocol.FileEnd, 1))
+				alice.Write(msg)
 			}
-			carol.expect(protocol.ForwardMessage, "1 alice hi carol")
-			if s.out.count("disconnected: bob") != 0 {
+			carol.Expect(protocol.ForwardMessage, "1 alice hi carol")
+			if s.out.Count("disconnected: bob") != 0 {
 				t.Fatal("alice's message to carol waited until bob was cut off")
 			}
-			s.out.wait(t, "disconnected: bob", 1) // his forward_file stalls
+			s.out.Wait(t, "disconnected: bob", 1) // his forward_file stalls
 			waitSpoolsEmpty(t, s.Server)
 		})
 	}
@@ -65,7 +66,7 @@ func crawl(c *rawClient, frame []byte, interval time.Duration, stop <-chan struc
 			return
 		case <-tick.C:
 		}
-		if _, err := c.nc.Write(frame); err != nil {
+		if _, err := c.NC.Write(frame); err != nil {
 			return
 		}
 	}
@@ -86,34 +87,34 @@ func TestCrawlingFileHoldsNoMessage(t *testing.T) {
 	// connection (closeLinger, shortened from 2 s).
 	s := startServer(t, Config{StallTimeout: 5 * time.Second, MinUploadRate: 1 << 10, MinUploadWindow: 500 * time.Millisecond, Logger: logs.logger(slog.LevelInfo), closeLinger: 100 * time.Millisecond})
 	alice, bob, bea, carol := joined(t, s, "alice"), joined(t, s, "bob"), joinedExt(t, s, "bea"), joined(t, s, "carol")
-	alice.write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "bea"}, "big.bin", 1<<20))
-	alice.write(make([]byte, 300<<10))
+	alice.Write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "bea"}, "big.bin", 1<<20))
+	alice.Write(make([]byte, 300<<10))
 	stop, crawled := make(chan struct{}), make(chan struct{})
 	go crawl(alice, []byte{'x'}, 20*time.Millisecond, stop, crawled)
 	defer func() { close(stop); <-crawled }()
 
-	carol.send("hi", "bob", "bea")
-	bob.expect(protocol.ForwardMessage, "1 carol hi")
+	carol.Send("hi", "bob", "bea")
+	bob.Expect(protocol.ForwardMessage, "1 carol hi")
 	var beaSaw []string
 	for len(beaSaw) == 0 || beaSaw[len(beaSaw)-1] != "forward_message 1 carol hi" {
-		h, p := bea.frame()
+		h, p := bea.Frame()
 		beaSaw = append(beaSaw, h.Name+" "+string(p[:min(len(p), 32)]))
 	}
-	if s.out.count("disconnected: alice") != 0 {
+	if s.out.Count("disconnected: alice") != 0 {
 		t.Fatal("the messages came only once alice was cut off")
 	}
 
-	s.out.wait(t, "disconnected: alice", 1)
+	s.out.Wait(t, "disconnected: alice", 1)
 	logs.wait(t, "file sender below the minimum rate", "user=alice", "file=big.bin")
 	logs.wait(t, "connection closed", "user=alice", `reason="file sender below the minimum rate"`)
 	if v := metricValue(t, s.Server, "chat_slow_file_senders_total", "", ""); v != 1 {
 		t.Errorf("slow file senders = %v, want 1", v)
 	}
 	bea.expectFileAbort()
-	carol.send("still there?", "bob")
-	bob.expect(protocol.ForwardMessage, "1 carol still there?")
-	if s.out.count("disconnected: bob") != 0 || s.out.count("disconnected: bea") != 0 {
-		t.Fatalf("a recipient was cut off: %q", s.out.all())
+	carol.Send("still there?", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 carol still there?")
+	if s.out.Count("disconnected: bob") != 0 || s.out.Count("disconnected: bea") != 0 {
+		t.Fatalf("a recipient was cut off: %q", s.out.Lines())
 	}
 	waitSpoolsEmpty(t, s.Server)
 }
@@ -147,9 +148,9 @@ func TestSlowUploadGivenUp(t *testing.T) {
 	if _, ok, _ := bea.readChunked(); ok {
 		t.Fatal("bea's copy ended with file_end")
 	}
-	alice.send("still here", "bob", "bea")
-	bob.expect(protocol.ForwardMessage, "1 alice still here")
-	bea.expect(protocol.ForwardMessage, "1 alice still here")
+	alice.Send("still here", "bob", "bea")
+	bob.Expect(protocol.ForwardMessage, "1 alice still here")
+	bea.Expect(protocol.ForwardMessage, "1 alice still here")
 	waitSpoolsEmpty(t, s.Server)
 }
 
@@ -178,7 +179,7 @@ func TestSpoolOnDisk(t *testing.T) {
 	alice, bob, carol, dan := joined(t, s, "alice"), joined(t, s, "bob"), joined(t, s, "carol"), joined(t, s, "dan")
 	content := bytes.Repeat([]byte("0123456789abcdef\x00\xff\n"), 150000) // 2.9 MB
 	head := protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "carol", "dan"}, "big.bin", int64(len(content)))
-	alice.write(append(head, content[:1<<20]...))
+	alice.Write(append(head, content[:1<<20]...))
 	waitUntil(t, "the file is spooled on disk", func() bool {
 		s.spoolMu.Lock()
 		defer s.spoolMu.Unlock()
@@ -191,30 +192,30 @@ func TestSpoolOnDisk(t *testing.T) {
 			t.Fatalf("spool folder holds %q while the file is spooled", names)
 		}
 	}
-	dan.nc.Close() // a recipient leaves mid-file
-	s.out.wait(t, "disconnected: dan", 1)
-	alice.write(content[1<<20:])
-	alice.send("after", "bob")
+	dan.NC.Close() // a recipient leaves mid-file
+	s.out.Wait(t, "disconnected: dan", 1)
+	alice.Write(content[1<<20:])
+	alice.Send("after", "bob")
 	for _, c := range []*rawClient{bob, carol} {
 		if from, name, got := c.readForwardFile(); from != "alice" || name != "big.bin" || !bytes.Equal(got, content) {
 			t.Fatalf("got %s from %s (%d bytes), want alice's big.bin whole", name, from, len(got))
 		}
 	}
-	bob.expect(protocol.ForwardMessage, "1 alice after")
+	bob.Expect(protocol.ForwardMessage, "1 alice after")
 	waitSpoolsEmpty(t, s.Server)
 
 	// The sender leaves mid-file.
-	alice.write(append(head, content[:1<<20]...))
+	alice.Write(append(head, content[:1<<20]...))
 	waitUntil(t, "the file is spooled on disk", func() bool {
 		s.spoolMu.Lock()
 		defer s.spoolMu.Unlock()
 		return s.spoolDisk > 0
 	})
-	alice.nc.Close()
-	s.out.wait(t, "disconnected: alice", 1)
+	alice.NC.Close()
+	s.out.Wait(t, "disconnected: alice", 1)
 	waitSpoolsEmpty(t, s.Server)
-	carol.send("no file", "bob")
-	bob.expect(protocol.ForwardMessage, "1 carol no file")
+	carol.Send("no file", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 carol no file")
 	if names := spoolDirEntries(t, dir); len(names) != 0 {
 		t.Fatalf("spool folder holds %q", names)
 	}
@@ -238,7 +239,7 @@ func TestSpoolRefusals(t *testing.T) {
 			s := startServer(t, c.cfg)
 			alice, bob, bea := joined(t, s, "alice"), joined(t, s, "bob"), joinedExt(t, s, "bea")
 			content := make([]byte, 2<<20)
-			alice.write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "bea"}, "big.bin", int64(len(content))), content...))
+			alice.Write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "bea"}, "big.bin", int64(len(content))), content...))
 			if got, ok, _ := bea.readChunked(); !ok || len(got) != len(content) {
 				t.Fatalf("bea got %d bytes (end %v)", len(got), ok)
 			}
@@ -246,8 +247,8 @@ func TestSpoolRefusals(t *testing.T) {
 			if v := metricValue(t, s.Server, c.metric, "", ""); v != 1 {
 				t.Errorf("%s = %v, want 1", c.metric, v)
 			}
-			alice.send("no file", "bob")
-			bob.expect(protocol.ForwardMessage, "1 alice no file")
+			alice.Send("no file", "bob")
+			bob.Expect(protocol.ForwardMessage, "1 alice no file")
 			waitSpoolsEmpty(t, s.Server)
 		})
 	}
@@ -301,22 +302,22 @@ func TestSpoolWriteFails(t *testing.T) {
 // every spool back.
 func TestShutdownMidSpool(t *testing.T) {
 	dir := t.TempDir()
-	srv := New(Config{Stdout: newLineLog(), SpoolDir: dir, SpoolMemoryBytes: 1})
+	srv := New(Config{Stdout: chattest.NewLineLog(), SpoolDir: dir, SpoolMemoryBytes: 1})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	s := &testServer{Server: srv, addr: ln.Addr().String(), out: srv.cfg.Stdout.(*lineLog)}
+	s := &testServer{Server: srv, addr: ln.Addr().String(), out: srv.cfg.Stdout.(*chattest.LineLog)}
 	alice, bob := joined(t, s, "alice"), joined(t, s, "bob")
 	joined(t, s, "carol")
-	bob.nc.(*net.TCPConn).SetReadBuffer(4 << 10)
+	bob.NC.(*net.TCPConn).SetReadBuffer(4 << 10)
 	// One whole file queued for bob, who reads nothing, and one still
 	// coming for carol.
 	content := make([]byte, 4<<20)
-	alice.write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "a.bin", int64(len(content))), content...))
-	alice.write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"carol"}, "b.bin", int64(len(content))), content[:1<<20]...))
+	alice.Write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "a.bin", int64(len(content))), content...))
+	alice.Write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"carol"}, "b.bin", int64(len(content))), content[:1<<20]...))
 	waitUntil(t, "both files are spooled", func() bool {
 		srv.spoolMu.Lock()
 		defer srv.spoolMu.Unlock()

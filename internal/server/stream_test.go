@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 )
 
@@ -85,16 +86,16 @@ func TestChunkedEndOverLimitCutsPeer(t *testing.T) {
 func TestPlainRecipientNotHeldBySenderMidFile(t *testing.T) {
 	s := startServer(t, Config{})
 	alice, bob, carol, sam := joined(t, s, "alice"), joined(t, s, "bob"), joined(t, s, "carol"), uploader(t, s, "sam")
-	alice.write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "big.bin", 1<<20))
-	alice.write(make([]byte, 300<<10))
-	carol.send("hi bob", "bob")
-	bob.expect(protocol.ForwardMessage, "1 carol hi bob")
+	alice.Write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "big.bin", 1<<20))
+	alice.Write(make([]byte, 300<<10))
+	carol.Send("hi bob", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 carol hi bob")
 	if online := sam.beginUpload(1, []string{"bob"}, "s.txt", 5); !slices.Equal(online, []string{"bob"}) {
 		t.Fatalf("online %v, want [bob]", online)
 	}
-	sam.write(append(protocol.ChunkHeader(nil, 1, 5), "hello"...))
-	sam.write(protocol.AppendFileID(nil, protocol.FileEnd, 1))
-	bob.expect(protocol.ForwardFile, "1 sam s.txt hello")
+	sam.Write(append(protocol.ChunkHeader(nil, 1, 5), "hello"...))
+	sam.Write(protocol.AppendFileID(nil, protocol.FileEnd, 1))
+	bob.Expect(protocol.ForwardFile, "1 sam s.txt hello")
 	var f uploadFrames
 	for !f.done {
 		sam.readUpload(1, &f)
@@ -102,11 +103,11 @@ func TestPlainRecipientNotHeldBySenderMidFile(t *testing.T) {
 	if !slices.Equal(f.result, []string{"bob"}) {
 		t.Fatalf("file_result %v, want [bob]", f.result)
 	}
-	alice.nc.Close() // mid-file
-	s.out.wait(t, "disconnected: alice", 1)
-	carol.send("still there?", "bob")
-	bob.expect(protocol.ForwardMessage, "1 carol still there?")
-	if n := s.out.count("disconnected: bob"); n != 0 {
+	alice.NC.Close() // mid-file
+	s.out.Wait(t, "disconnected: alice", 1)
+	carol.Send("still there?", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 carol still there?")
+	if n := s.out.Count("disconnected: bob"); n != 0 {
 		t.Fatal("bob was cut off for alice's leaving")
 	}
 	waitSpoolsEmpty(t, s.Server)
@@ -139,7 +140,7 @@ func startUpload(t *testing.T, up *rawClient, to string) (rest []byte, f *upload
 	if online := sam.beginUpload(1, []string{to}, "up.bin", size); !slices.Equal(online, []string{to}) {
 		t.Fatalf("online %v, want [%s]", online, to)
 	}
-	sam.write(append(protocol.ChunkHeader(nil, 1, first), make([]byte, first)...)) // first ≤ MaxChunkData
+	sam.Write(append(protocol.ChunkHeader(nil, 1, first), make([]byte, first)...)) // first ≤ MaxChunkData
 	f = &uploadFrames{}
 	for f.acked < first {
 		sam.readUpload(1, f)
@@ -163,7 +164,7 @@ func TestSendFileBehindOwnUpload(t *testing.T) {
 	rest, f := startOwnUpload(t, sam)
 	const inline = 300 << 10 // streamed, not whole
 	frames := append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "carol"}, "plain.bin", inline), make([]byte, inline)...)
-	go sam.nc.Write(append(frames, rest...)) // the test reads sam's answers meanwhile
+	go sam.NC.Write(append(frames, rest...)) // the test reads sam's answers meanwhile
 
 	for _, want := range []struct {
 		c    *rawClient
@@ -183,8 +184,8 @@ func TestSendFileBehindOwnUpload(t *testing.T) {
 	if strings.Contains(logs.String(), "not delivered") {
 		t.Fatalf("a file was not delivered; log:\n%s", logs.String())
 	}
-	bob.send("still here", "bob") // bob was not cut off
-	bob.expect(protocol.ForwardMessage, "1 bob still here")
+	bob.Send("still here", "bob") // bob was not cut off
+	bob.Expect(protocol.ForwardMessage, "1 bob still here")
 }
 
 // TestChatBehindOwnUpload: messages from a sender to a plain user to whom
@@ -201,10 +202,10 @@ func TestChatBehindOwnUpload(t *testing.T) {
 	for range 2 { // past the pace mark
 		chat = protocol.AppendMessage(chat, protocol.SendMessage, []string{"bob"}, []byte(text))
 	}
-	go sam.nc.Write(append(chat, rest...))
+	go sam.NC.Write(append(chat, rest...))
 
 	for range 2 {
-		bob.expect(protocol.ForwardMessage, "1 sam "+text)
+		bob.Expect(protocol.ForwardMessage, "1 sam "+text)
 	}
 	if from, name, content := bob.readForwardFile(); from != "sam" || name != "up.bin" || len(content) != 1<<20 {
 		t.Fatalf("bob got %s from %s (%d bytes), want sam's up.bin (1 MiB)", name, from, len(content))
@@ -237,8 +238,8 @@ func TestCrossUploadsDoNotDeadlock(t *testing.T) {
 		}
 		return frames
 	}
-	go x.nc.Write(append(chat("a"), xRest...))
-	go y.nc.Write(append(chat("b"), yRest...))
+	go x.NC.Write(append(chat("a"), xRest...))
+	go y.NC.Write(append(chat("b"), yRest...))
 
 	for _, r := range []struct {
 		c                *rawClient
@@ -248,7 +249,7 @@ func TestCrossUploadsDoNotDeadlock(t *testing.T) {
 		// not set.
 		var msgs, files int
 		for msgs+files < 3 {
-			h, p := r.c.frame()
+			h, p := r.c.Frame()
 			switch {
 			case h.Type == protocol.ForwardMessage && string(p) == "1 "+r.talker+" "+text:
 				msgs++
@@ -280,7 +281,7 @@ func TestCrossUploadsDoNotDeadlock(t *testing.T) {
 // earlier-accepted one's first frame, when the server shuts down, never
 // joins (its stdout once showed it joining as it was cut off).
 func TestShutdownDuringAdmission(t *testing.T) {
-	out := newLineLog()
+	out := chattest.NewLineLog()
 	srv := New(Config{Stdout: out})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -290,15 +291,15 @@ func TestShutdownDuringAdmission(t *testing.T) {
 	go func() { served <- srv.Serve(ln) }()
 	holder := dial(t, ln.Addr().String()) // accepted first (the kernel keeps the order), sends nothing
 	late := dial(t, ln.Addr().String())
-	late.join("late")
+	late.Join("late")
 	waitUntil(t, "the join waits for the earlier connection", func() bool {
 		buf := make([]byte, 1<<20)
 		return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "(*admission).wait(")
 	})
 	stopServer(t, srv, served)
-	late.expectEnd()
-	holder.expectEnd()
-	if n := out.count("join: late"); n != 0 {
-		t.Fatalf("stdout shows the join of a connection cut off while it waited: %q", out.all())
+	late.ExpectEnd()
+	holder.ExpectEnd()
+	if n := out.Count("join: late"); n != 0 {
+		t.Fatalf("stdout shows the join of a connection cut off while it waited: %q", out.Lines())
 	}
 }

@@ -28,35 +28,35 @@ func TestUndecidedJoinAnswered(t *testing.T) {
 	s := startServer(t, Config{Hub: undecidedHub{NewLocalHub()}})
 
 	plain := dial(t, s.addr)
-	plain.join("xavier")
-	plain.expect(protocol.ErrServerFull, "")
-	plain.expectClosed()
-	s.out.wait(t, "disconnected: server full", 1)
+	plain.Join("xavier")
+	plain.Expect(protocol.ErrServerFull, "")
+	plain.ExpectClosed()
+	s.out.Wait(t, "disconnected: server full", 1)
 
 	ext := dial(t, s.addr)
-	ext.write(protocol.AppendExtHello(nil, []string{protocol.FeatureTryAgain}))
-	ext.expect(protocol.ExtHello, protocol.FeatureTryAgain)
-	ext.join("xena")
-	h, p := ext.frame()
+	ext.Write(protocol.AppendExtHello(nil, []string{protocol.FeatureTryAgain}))
+	ext.Expect(protocol.ExtHello, protocol.FeatureTryAgain)
+	ext.Join("xena")
+	h, p := ext.Frame()
 	if h.Type != protocol.TryAgain {
 		t.Fatalf("got %s %q, want try_again", h.Name, p)
 	}
 	if d, err := protocol.ParseTryAgain(p); err != nil || d <= 0 {
 		t.Fatalf("try_again %q: %v %v", p, d, err)
 	}
-	ext.expectClosed()
+	ext.ExpectClosed()
 
 	ok := dial(t, s.addr)
-	ok.write(protocol.AppendExtHello(nil, []string{protocol.FeatureTryAgain}))
-	ok.expect(protocol.ExtHello, protocol.FeatureTryAgain)
-	ok.join("alice")
-	ok.expect(protocol.JoinOK, "")
-	s.out.wait(t, "join: alice", 1)
-	ok.send("hi", "alice")
-	ok.expect(protocol.ForwardMessage, "1 alice hi")
+	ok.Write(protocol.AppendExtHello(nil, []string{protocol.FeatureTryAgain}))
+	ok.Expect(protocol.ExtHello, protocol.FeatureTryAgain)
+	ok.Join("alice")
+	ok.Expect(protocol.JoinOK, "")
+	s.out.Wait(t, "join: alice", 1)
+	ok.Send("hi", "alice")
+	ok.Expect(protocol.ForwardMessage, "1 alice hi")
 
-	if n := s.out.count("disconnected: server full"); n != 1 {
-		t.Fatalf("stdout has %d server full lines, want 1 (the contract client's): %q", n, s.out.all())
+	if n := s.out.Count("disconnected: server full"); n != 1 {
+		t.Fatalf("stdout has %d server full lines, want 1 (the contract client's): %q", n, s.out.Lines())
 	}
 }
 

@@ -18,10 +18,10 @@ import (
 func joinedWith(t *testing.T, s *testServer, name string, features ...string) *rawClient {
 	t.Helper()
 	c := dial(t, s.addr)
-	c.write(protocol.AppendExtHello(nil, features))
-	c.expect(protocol.ExtHello, strings.Join(features, " "))
-	c.join(name)
-	s.out.wait(t, "join: "+name, 1)
+	c.Write(protocol.AppendExtHello(nil, features))
+	c.Expect(protocol.ExtHello, strings.Join(features, " "))
+	c.Join(name)
+	s.out.Wait(t, "join: "+name, 1)
 	return c
 }
 
@@ -34,15 +34,15 @@ func uploader(t *testing.T, s *testServer, name string) *rawClient {
 // beginUpload sends file_begin and returns the recipients online that
 // the server's file_ready names, after checking its id and window.
 func (c *rawClient) beginUpload(id uint64, to []string, filename string, size int64) []string {
-	c.t.Helper()
-	c.write(protocol.AppendUploadBegin(nil, id, to, filename, size))
-	h, p := c.frame()
+	c.T.Helper()
+	c.Write(protocol.AppendUploadBegin(nil, id, to, filename, size))
+	h, p := c.Frame()
 	if h.Type != protocol.FileReady {
-		c.t.Fatalf("got %s %q, want file_ready", h.Name, p)
+		c.T.Fatalf("got %s %q, want file_ready", h.Name, p)
 	}
 	gid, window, online, err := protocol.ParseFileReady(p)
 	if err != nil || gid != id || window != uploadWindow {
-		c.t.Fatalf("file_ready %q: %v", p, err)
+		c.T.Fatalf("file_ready %q: %v", p, err)
 	}
 	return online
 }
@@ -57,19 +57,19 @@ type uploadFrames struct {
 
 // readUpload reads one frame for upload id into f.
 func (c *rawClient) readUpload(id uint64, f *uploadFrames) {
-	c.t.Helper()
-	h, p := c.frame()
+	c.T.Helper()
+	h, p := c.Frame()
 	switch h.Type {
 	case protocol.FileAck:
 		gid, off, err := protocol.ParseFileAck(p)
 		if err != nil || gid != id || off <= f.acked {
-			c.t.Fatalf("file_ack %q after %d: %v", p, f.acked, err)
+			c.T.Fatalf("file_ack %q after %d: %v", p, f.acked, err)
 		}
 		f.acked = off
 	case protocol.FileResult:
 		gid, names, err := protocol.ParseFileResult(p)
 		if err != nil || gid != id {
-			c.t.Fatalf("file_result %q: %v", p, err)
+			c.T.Fatalf("file_result %q: %v", p, err)
 		}
 		f.result, f.done = names, true
 	default:
@@ -81,22 +81,22 @@ func (c *rawClient) readUpload(id uint64, f *uploadFrames) {
 // within the window, and returns what it saw. It stops early if the
 // upload ends.
 func (c *rawClient) sendChunks(id uint64, data []byte, from, to int, f *uploadFrames) {
-	c.t.Helper()
+	c.T.Helper()
 	for off := from; off < to && !f.done; {
 		if int64(off)-f.acked >= uploadWindow {
 			c.readUpload(id, f)
 			continue
 		}
 		n := min(to-off, 128<<10, int(f.acked+uploadWindow)-off)
-		c.write(append(protocol.ChunkHeader(nil, id, n), data[off:off+n]...))
+		c.Write(append(protocol.ChunkHeader(nil, id, n), data[off:off+n]...))
 		off += n
 	}
 }
 
 // finishUpload sends file_end and reads until the file_result.
 func (c *rawClient) finishUpload(id uint64, f *uploadFrames) {
-	c.t.Helper()
-	c.write(protocol.AppendFileID(nil, protocol.FileEnd, id))
+	c.T.Helper()
+	c.Write(protocol.AppendFileID(nil, protocol.FileEnd, id))
 	for !f.done {
 		c.readUpload(id, f)
 	}
@@ -105,10 +105,10 @@ func (c *rawClient) finishUpload(id uint64, f *uploadFrames) {
 // readForwardFile reads a plain recipient's forward_file and returns its
 // sender, filename and content.
 func (c *rawClient) readForwardFile() (string, string, []byte) {
-	c.t.Helper()
-	h, p := c.frame()
+	c.T.Helper()
+	h, p := c.Frame()
 	if h.Type != protocol.ForwardFile {
-		c.t.Fatalf("got %s, want forward_file", h.Name)
+		c.T.Fatalf("got %s, want forward_file", h.Name)
 	}
 	head, content, _ := bytes.Cut(p[2:], []byte{' '})
 	name, content, _ := bytes.Cut(content, []byte{' '})
@@ -119,11 +119,11 @@ func (c *rawClient) readForwardFile() (string, string, []byte) {
 // content, whether it ended with file_end (or file_abort), and the other
 // frames that came between.
 func (c *rawClient) readChunked() ([]byte, bool, []string) {
-	c.t.Helper()
+	c.T.Helper()
 	var content []byte
 	var other []string
 	for {
-		h, p := c.frame()
+		h, p := c.Frame()
 		switch h.Type {
 		case protocol.FileBegin:
 		case protocol.FileChunk:
@@ -144,13 +144,13 @@ func TestUploadToNobodySendsNothing(t *testing.T) {
 		t.Fatalf("online %q", online)
 	}
 	// The lines of send_file, exactly.
-	s.out.wait(t, "file: alice to non-existent user ghost", 1)
-	if got := s.out.all(); !slices.Equal(got[len(got)-3:], []string{"file: alice", "file: alice to non-existent user nobody", "file: alice to non-existent user ghost"}) {
+	s.out.Wait(t, "file: alice to non-existent user ghost", 1)
+	if got := s.out.Lines(); !slices.Equal(got[len(got)-3:], []string{"file: alice", "file: alice to non-existent user nobody", "file: alice to non-existent user ghost"}) {
 		t.Fatalf("stdout %q", got)
 	}
 	// The upload is over: nothing more comes for it, and the id is free.
-	alice.send("next", "alice")
-	alice.expect(protocol.ForwardMessage, "1 alice next")
+	alice.Send("next", "alice")
+	alice.Expect(protocol.ForwardMessage, "1 alice next")
 	if online := alice.beginUpload(1, []string{"alice"}, "f", 0); !slices.Equal(online, []string{"alice"}) {
 		t.Fatalf("online %q", online)
 	}
@@ -172,10 +172,10 @@ func TestUploadSmallFileIsWhole(t *testing.T) {
 	if !slices.Equal(f.result, []string{"bob", "carol"}) || f.acked != 0 || f.other != nil {
 		t.Fatalf("alice saw %+v", f)
 	}
-	bob.expect(protocol.ForwardFile, "1 alice s.txt "+string(data))
-	carol.expect(protocol.ForwardFile, "1 alice s.txt "+string(data))
-	if s.out.count("file: alice") != 1 || s.out.count("file: alice to non-existent user nobody") != 1 {
-		t.Fatalf("stdout %q", s.out.all())
+	bob.Expect(protocol.ForwardFile, "1 alice s.txt "+string(data))
+	carol.Expect(protocol.ForwardFile, "1 alice s.txt "+string(data))
+	if s.out.Count("file: alice") != 1 || s.out.Count("file: alice to non-existent user nobody") != 1 {
+		t.Fatalf("stdout %q", s.out.Lines())
 	}
 }
 
@@ -210,8 +210,8 @@ func TestUploadDoesNotBlockChat(t *testing.T) {
 
 	var f uploadFrames
 	alice.sendChunks(3, data, 0, 2<<20, &f)
-	alice.send("mid-upload", "carol", "bob")
-	carol.expect(protocol.ForwardMessage, "1 alice mid-upload") // with 3.7 MB still to send
+	alice.Send("mid-upload", "carol", "bob")
+	carol.Expect(protocol.ForwardMessage, "1 alice mid-upload") // with 3.7 MB still to send
 	alice.sendChunks(3, data, 2<<20, len(data), &f)
 	alice.finishUpload(3, &f)
 	if !slices.Equal(f.result, []string{"plain", "bob"}) || f.acked != int64(len(data)) || f.other != nil {
@@ -230,26 +230,26 @@ func TestUploadDoesNotBlockChat(t *testing.T) {
 func TestUploadWindowIsEnforced(t *testing.T) {
 	s := startServer(t, Config{})
 	bob := joinedExt(t, s, "bob")
-	bob.nc.(*net.TCPConn).SetReadBuffer(4 << 10) // takes little: few acks
+	bob.NC.(*net.TCPConn).SetReadBuffer(4 << 10) // takes little: few acks
 	alice := uploader(t, s, "alice")
 	alice.beginUpload(1, []string{"bob"}, "big.bin", 64<<20)
 	chunk := make([]byte, 128<<10)
 	go func() {
 		for range 64 << 20 / len(chunk) {
-			if _, err := alice.nc.Write(append(protocol.ChunkHeader(nil, 1, len(chunk)), chunk...)); err != nil {
+			if _, err := alice.NC.Write(append(protocol.ChunkHeader(nil, 1, len(chunk)), chunk...)); err != nil {
 				return
 			}
 		}
 	}()
-	s.out.wait(t, "disconnected: alice sent unknown command", 1)
+	s.out.Wait(t, "disconnected: alice sent unknown command", 1)
 }
 
 func TestUploadNeedsTheFeature(t *testing.T) {
 	s := startServer(t, Config{})
 	alice := joinedExt(t, s, "alice") // chunked-file only
-	alice.write(protocol.AppendUploadBegin(nil, 1, []string{"alice"}, "f", 1))
-	alice.expect(protocol.ErrUnknownMessage, "")
-	s.out.wait(t, "disconnected: alice sent unknown command", 1)
+	alice.Write(protocol.AppendUploadBegin(nil, 1, []string{"alice"}, "f", 1))
+	alice.Expect(protocol.ErrUnknownMessage, "")
+	s.out.Wait(t, "disconnected: alice sent unknown command", 1)
 }
 
 // file_abort mid-file: a chunked recipient is told, a plain one, sent
@@ -269,7 +269,7 @@ func TestUploadAbort(t *testing.T) {
 	}()
 	var f uploadFrames
 	alice.sendChunks(5, data, 0, 1<<20, &f)
-	alice.write(protocol.AppendFileID(nil, protocol.FileAbort, 5))
+	alice.Write(protocol.AppendFileID(nil, protocol.FileAbort, 5))
 	for !f.done {
 		alice.readUpload(5, &f)
 	}
@@ -279,14 +279,14 @@ func TestUploadAbort(t *testing.T) {
 	if <-bobGot {
 		t.Fatal("bob's copy ended with file_end")
 	}
-	alice.send("still here", "bob", "plain")
-	bob.expect(protocol.ForwardMessage, "1 alice still here")
-	plain.expect(protocol.ForwardMessage, "1 alice still here")
+	alice.Send("still here", "bob", "plain")
+	bob.Expect(protocol.ForwardMessage, "1 alice still here")
+	plain.Expect(protocol.ForwardMessage, "1 alice still here")
 	waitSpoolsEmpty(t, s.Server)
 	// Late frames for the upload are ignored.
-	alice.write(protocol.AppendFileID(nil, protocol.FileEnd, 5))
-	alice.send("after", "alice")
-	alice.expect(protocol.ForwardMessage, "1 alice after")
+	alice.Write(protocol.AppendFileID(nil, protocol.FileEnd, 5))
+	alice.Send("after", "alice")
+	alice.Expect(protocol.ForwardMessage, "1 alice after")
 }
 
 // A recipient that takes whole frames and never reads: the server takes
@@ -296,7 +296,7 @@ func TestUploadAbort(t *testing.T) {
 func TestUploadToRecipientThatNeverReads(t *testing.T) {
 	s := startServer(t, Config{StallTimeout: 3 * time.Second})
 	bob := joined(t, s, "bob") // never reads
-	bob.nc.(*net.TCPConn).SetReadBuffer(4 << 10)
+	bob.NC.(*net.TCPConn).SetReadBuffer(4 << 10)
 	carol := joined(t, s, "carol")
 	alice := uploader(t, s, "alice")
 	data := make([]byte, 64<<20)
@@ -312,8 +312,8 @@ func TestUploadToRecipientThatNeverReads(t *testing.T) {
 		done <- outcome{r, a, err}
 	}()
 	// Her chat flows while the file waits for bob.
-	alice.write(protocol.AppendMessage(nil, protocol.SendMessage, []string{"carol"}, []byte("while bob is stuck")))
-	carol.expect(protocol.ForwardMessage, "1 alice while bob is stuck")
+	alice.Write(protocol.AppendMessage(nil, protocol.SendMessage, []string{"carol"}, []byte("while bob is stuck")))
+	carol.Expect(protocol.ForwardMessage, "1 alice while bob is stuck")
 	select {
 	case o := <-done:
 		t.Fatalf("the upload ended (%+v) before her message went through", o)
@@ -323,9 +323,9 @@ func TestUploadToRecipientThatNeverReads(t *testing.T) {
 	if o.err != nil || len(o.result) != 0 || o.acked != int64(len(data)) {
 		t.Fatalf("result %q, acked %d of %d, err %v", o.result, o.acked, len(data), o.err)
 	}
-	s.out.wait(t, "disconnected: bob", 1)
-	alice.send("after", "carol")
-	carol.expect(protocol.ForwardMessage, "1 alice after")
+	s.out.Wait(t, "disconnected: bob", 1)
+	alice.Send("after", "carol")
+	carol.Expect(protocol.ForwardMessage, "1 alice after")
 }
 
 // uploadAsync sends data as upload id within the window, from a goroutine
@@ -337,23 +337,23 @@ func uploadAsync(c *rawClient, id uint64, data []byte) ([]string, int64, error) 
 	for {
 		for off < len(data) && int64(off)-acked < uploadWindow {
 			n := min(len(data)-off, 128<<10, int(acked+uploadWindow)-off)
-			if _, err := c.nc.Write(append(protocol.ChunkHeader(nil, id, n), data[off:off+n]...)); err != nil {
+			if _, err := c.NC.Write(append(protocol.ChunkHeader(nil, id, n), data[off:off+n]...)); err != nil {
 				return nil, acked, err
 			}
 			off += n
 		}
 		if off == len(data) {
-			if _, err := c.nc.Write(protocol.AppendFileID(nil, protocol.FileEnd, id)); err != nil {
+			if _, err := c.NC.Write(protocol.AppendFileID(nil, protocol.FileEnd, id)); err != nil {
 				return nil, acked, err
 			}
 			off++ // sent
 		}
-		c.nc.SetReadDeadline(time.Now().Add(waitTimeout))
-		h, err := c.r.ReadHeader()
+		c.NC.SetReadDeadline(time.Now().Add(waitTimeout))
+		h, err := c.R.ReadHeader()
 		if err != nil {
 			return nil, acked, err
 		}
-		p, err := c.r.ReadPayload(nil)
+		p, err := c.R.ReadPayload(nil)
 		if err != nil {
 			return nil, acked, err
 		}
@@ -398,19 +398,19 @@ func TestUploadStalledSender(t *testing.T) {
 	if _, ok, _ := bob.readChunked(); ok {
 		t.Fatal("bob's copy ended with file_end")
 	}
-	alice.send("awake", "bob")
-	bob.expect(protocol.ForwardMessage, "1 alice awake")
+	alice.Send("awake", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 alice awake")
 }
 
 // A sender that leaves mid-file: chunked recipients get a file_abort.
 func TestUploadSenderLeaves(t *testing.T) {
 	s := startServer(t, Config{})
 	bob, alice, _ := midUpload(t, s)
-	alice.nc.Close()
+	alice.NC.Close()
 	if _, ok, _ := bob.readChunked(); ok {
 		t.Fatal("bob's copy ended with file_end")
 	}
-	s.out.wait(t, "disconnected: alice", 1)
+	s.out.Wait(t, "disconnected: alice", 1)
 }
 
 func TestUploadLimits(t *testing.T) {
@@ -445,9 +445,9 @@ func TestUploadLimits(t *testing.T) {
 			s := startServer(t, Config{MaxFileSize: 1 << 20})
 			alice := uploader(t, s, "alice")
 			for _, f := range frames {
-				alice.write(f)
+				alice.Write(f)
 			}
-			s.out.wait(t, "disconnected: alice sent unknown command", 1)
+			s.out.Wait(t, "disconnected: alice sent unknown command", 1)
 		})
 	}
 }
@@ -456,32 +456,32 @@ func TestNotOnlineNotice(t *testing.T) {
 	s := startServer(t, Config{})
 	bob := joined(t, s, "bob")
 	alice := joinedWith(t, s, "alice", protocol.FeatureNotOnline)
-	alice.send("hi", "bob", "ghost", "bob", "nobody", "ghost")
-	bob.expect(protocol.ForwardMessage, "1 alice hi")
-	alice.expect(protocol.NotOnline, "2 ghost nobody")
-	alice.write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"ghost"}, "f", 1), 'x'))
-	alice.expect(protocol.NotOnline, "1 ghost")
-	alice.send("to all", "bob", "alice")
-	alice.expect(protocol.ForwardMessage, "1 alice to all") // and no notice
-	bob.expect(protocol.ForwardMessage, "1 alice to all")
+	alice.Send("hi", "bob", "ghost", "bob", "nobody", "ghost")
+	bob.Expect(protocol.ForwardMessage, "1 alice hi")
+	alice.Expect(protocol.NotOnline, "2 ghost nobody")
+	alice.Write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"ghost"}, "f", 1), 'x'))
+	alice.Expect(protocol.NotOnline, "1 ghost")
+	alice.Send("to all", "bob", "alice")
+	alice.Expect(protocol.ForwardMessage, "1 alice to all") // and no notice
+	bob.Expect(protocol.ForwardMessage, "1 alice to all")
 	// Without the feature, nothing: the notice would come first.
-	bob.send("hey", "ghost", "bob")
-	bob.expect(protocol.ForwardMessage, "1 bob hey")
-	bob.write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
-	bob.expect(protocol.ResponseUsersList, "2 alice bob")
+	bob.Send("hey", "ghost", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 bob hey")
+	bob.Write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
+	bob.Expect(protocol.ResponseUsersList, "2 alice bob")
 }
 
 func TestPresence(t *testing.T) {
 	s := startServer(t, Config{MaxClients: presenceLimit + 5})
 	watcher := joinedWith(t, s, "watcher", protocol.FeaturePresence)
 	other := joinedWith(t, s, "other", protocol.FeaturePresence)
-	watcher.expect(protocol.Presence, "joined other")
+	watcher.Expect(protocol.Presence, "joined other")
 	plain := joined(t, s, "plain")
-	watcher.expect(protocol.Presence, "joined plain")
-	other.expect(protocol.Presence, "joined plain")
-	plain.nc.Close()
-	watcher.expect(protocol.Presence, "left plain")
-	other.expect(protocol.Presence, "left plain")
+	watcher.Expect(protocol.Presence, "joined plain")
+	other.Expect(protocol.Presence, "joined plain")
+	plain.NC.Close()
+	watcher.Expect(protocol.Presence, "left plain")
+	other.Expect(protocol.Presence, "left plain")
 
 	// Up to the limit, one by one; above it, paused once.
 	var users []*rawClient
@@ -489,21 +489,21 @@ func TestPresence(t *testing.T) {
 		name := "u" + strconv.Itoa(i)
 		users = append(users, joined(t, s, name))
 		if s.cfg.Hub.Len() <= presenceLimit {
-			watcher.expect(protocol.Presence, "joined "+name)
+			watcher.Expect(protocol.Presence, "joined "+name)
 		}
 	}
-	watcher.expect(protocol.Presence, "paused "+strconv.Itoa(presenceLimit))
+	watcher.Expect(protocol.Presence, "paused "+strconv.Itoa(presenceLimit))
 	late := joinedWith(t, s, "late", protocol.FeaturePresence) // told at once
-	late.expect(protocol.Presence, "paused "+strconv.Itoa(presenceLimit))
-	late.nc.Close()
-	s.out.wait(t, "disconnected: late", 1)
-	users[0].nc.Close()
-	s.out.wait(t, "disconnected: u0", 1)
+	late.Expect(protocol.Presence, "paused "+strconv.Itoa(presenceLimit))
+	late.NC.Close()
+	s.out.Wait(t, "disconnected: late", 1)
+	users[0].NC.Close()
+	s.out.Wait(t, "disconnected: u0", 1)
 	// Back at the limit: resumed, and the leave that made it so.
-	watcher.expect(protocol.Presence, "resumed")
-	watcher.expect(protocol.Presence, "left u0")
-	other.nc.Close()
-	watcher.expect(protocol.Presence, "left other")
+	watcher.Expect(protocol.Presence, "resumed")
+	watcher.Expect(protocol.Presence, "left u0")
+	other.NC.Close()
+	watcher.Expect(protocol.Presence, "left other")
 }
 
 // A file handed whole to the queue of a recipient that then never takes
@@ -514,7 +514,7 @@ func TestPresence(t *testing.T) {
 func TestUploadResultWaitsForDelivery(t *testing.T) {
 	s := startServer(t, Config{StallTimeout: time.Second})
 	bob := joined(t, s, "bob") // never reads
-	bob.nc.(*net.TCPConn).SetReadBuffer(4 << 10)
+	bob.NC.(*net.TCPConn).SetReadBuffer(4 << 10)
 	carol := joinedExt(t, s, "carol")
 	alice := uploader(t, s, "alice")
 	// Queued whole (less than a stream's window beyond what the system
@@ -528,7 +528,7 @@ func TestUploadResultWaitsForDelivery(t *testing.T) {
 	if !slices.Equal(f.result, []string{"carol"}) {
 		t.Fatalf("result %q, want carol alone", f.result)
 	}
-	s.out.wait(t, "disconnected: bob", 1)
+	s.out.Wait(t, "disconnected: bob", 1)
 }
 
 // absorbed returns how many bytes the system takes into its buffers for a

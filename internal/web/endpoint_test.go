@@ -45,10 +45,10 @@ func TestJoinRefusals(t *testing.T) {
 				st.dialTCP(t, tc.first).join()
 			}
 			w := st.dialWS(t, tc.wsName, nil)
-			w.send(protocol.AppendJoin(nil, protocol.Join, tc.wsName))
-			w.expect(tc.wantFrame)
-			w.expectClosed()
-			st.out.wait(t, tc.wantLine)
+			w.Write(protocol.AppendJoin(nil, protocol.Join, tc.wsName))
+			w.ExpectType(tc.wantFrame)
+			w.ExpectEnd()
+			st.out.Wait(t, tc.wantLine, 1)
 		})
 	}
 
@@ -56,9 +56,9 @@ func TestJoinRefusals(t *testing.T) {
 		st := startStack(t, server.Config{}, Config{})
 		st.dialWS(t, "webby", nil).join()
 		c := st.dialTCP(t, "webby")
-		c.send(protocol.AppendJoin(nil, protocol.Join, "webby"))
-		c.expect(protocol.ErrUsernameUnavailable)
-		st.out.wait(t, "disconnected: username not available")
+		c.Write(protocol.AppendJoin(nil, protocol.Join, "webby"))
+		c.ExpectType(protocol.ErrUsernameUnavailable)
+		st.out.Wait(t, "disconnected: username not available", 1)
 	})
 }
 
@@ -72,28 +72,28 @@ func TestChat(t *testing.T) {
 	w2.join()
 	c := st.dialTCP(t, "tcp")
 	c.join()
-	st.out.wait(t, "join: w1")
-	st.out.wait(t, "join: tcp")
+	st.out.Wait(t, "join: w1", 1)
+	st.out.Wait(t, "join: tcp", 1)
 
-	w1.send(protocol.AppendEmpty(nil, protocol.RequestUsersList))
-	if got, want := string(w1.expect(protocol.ResponseUsersList)), "3 tcp w1 w2"; got != want {
+	w1.Write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
+	if got, want := string(w1.ExpectType(protocol.ResponseUsersList)), "3 tcp w1 w2"; got != want {
 		t.Errorf("list: got %q, want %q", got, want)
 	}
-	st.out.wait(t, "request_users_list: w1")
+	st.out.Wait(t, "request_users_list: w1", 1)
 
 	// One message to both others and a name that is not there; the
 	// sender name is always the joined one.
-	w1.send(sendMessage([]string{"tcp", "w2", "ghost", "tcp"}, "hello  <b>all</b>\tok"))
+	w1.Write(sendMessage([]string{"tcp", "w2", "ghost", "tcp"}, "hello  <b>all</b>\tok"))
 	for _, p := range []*peer{c, w2} {
-		if got, want := string(p.expect(protocol.ForwardMessage)), "1 w1 hello  <b>all</b>\tok"; got != want {
-			t.Errorf("%s got %q, want %q", p.name, got, want)
+		if got, want := string(p.ExpectType(protocol.ForwardMessage)), "1 w1 hello  <b>all</b>\tok"; got != want {
+			t.Errorf("%s got %q, want %q", p.Name, got, want)
 		}
 	}
-	st.out.wait(t, "msg: w1")
-	st.out.wait(t, "msg: w1 to non-existent user ghost")
+	st.out.Wait(t, "msg: w1", 1)
+	st.out.Wait(t, "msg: w1 to non-existent user ghost", 1)
 
-	c.send(sendMessage([]string{"w1"}, "from the terminal"))
-	if got, want := string(w1.expect(protocol.ForwardMessage)), "1 tcp from the terminal"; got != want {
+	c.Write(sendMessage([]string{"w1"}, "from the terminal"))
+	if got, want := string(w1.ExpectType(protocol.ForwardMessage)), "1 tcp from the terminal"; got != want {
 		t.Errorf("w1 got %q, want %q", got, want)
 	}
 
@@ -106,18 +106,18 @@ func TestChat(t *testing.T) {
 	}
 	for len(stream) > 0 {
 		n := min(len(stream), 1+rand.IntN(300))
-		w2.send(stream[:n])
+		w2.Write(stream[:n])
 		stream = stream[n:]
 	}
 	for i := range 200 {
-		if got, want := string(c.expect(protocol.ForwardMessage)), fmt.Sprintf("1 w2 m%03d", i); got != want {
+		if got, want := string(c.ExpectType(protocol.ForwardMessage)), fmt.Sprintf("1 w2 m%03d", i); got != want {
 			t.Fatalf("message %d: got %q, want %q", i, got, want)
 		}
 	}
 
-	w2.send(protocol.AppendJoin(nil, protocol.Disconnect, "w2"))
-	w2.expectClosed()
-	st.out.wait(t, "disconnected: w2")
+	w2.Write(protocol.AppendJoin(nil, protocol.Disconnect, "w2"))
+	w2.ExpectEnd()
+	st.out.Wait(t, "disconnected: w2", 1)
 }
 
 // fileFrame returns a send_file frame.
@@ -130,27 +130,27 @@ func fileFrame(names []string, filename string, content []byte) []byte {
 // content.
 func receiveFile(t *testing.T, p *peer) (sender, filename string, content []byte) {
 	t.Helper()
-	h := p.next()
+	h := p.Next()
 	switch h.Type {
 	case protocol.ForwardFile:
-		names, name, err := protocol.ReadFileHead(p.r, 1, 1)
+		names, name, err := protocol.ReadFileHead(p.R, 1, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := io.ReadAll(io.LimitReader(p.r, p.r.Remaining()))
+		b, err := io.ReadAll(io.LimitReader(p.R, p.R.Remaining()))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return names[0], name, b
 	case protocol.FileBegin:
-		id, s, name, size, err := protocol.ParseFileBegin(p.payload())
+		id, s, name, size, err := protocol.ParseFileBegin(p.Payload())
 		if err != nil {
 			t.Fatal(err)
 		}
 		var buf bytes.Buffer
 		for {
-			b := p.payload
-			h := p.next()
+			b := p.Payload
+			h := p.Next()
 			switch h.Type {
 			case protocol.FileChunk:
 				cid, data, err := protocol.ParseChunk(b())
@@ -169,7 +169,7 @@ func receiveFile(t *testing.T, p *peer) (sender, filename string, content []byte
 			}
 		}
 	}
-	t.Fatalf("%s: got %s, want a file", p.name, h.Name)
+	t.Fatalf("%s: got %s, want a file", p.Name, h.Name)
 	return
 }
 
@@ -197,7 +197,7 @@ func TestFiles(t *testing.T) {
 			f := fileFrame([]string{"term"}, "a.bin", content)
 			for len(f) > 0 {
 				n := min(len(f), 1<<20)
-				w.send(f[:n])
+				w.Write(f[:n])
 				f = f[n:]
 			}
 			s, name, got := receiveFile(t, c)
@@ -205,17 +205,17 @@ func TestFiles(t *testing.T) {
 				t.Errorf("terminal got %q from %q, %d bytes, sum differs: %v", name, s, len(got), sha256.Sum256(got) != sum)
 			}
 			// terminal -> both web users.
-			c.send(fileFrame([]string{"web", "plainweb"}, "b.bin", content))
+			c.Write(fileFrame([]string{"web", "plainweb"}, "b.bin", content))
 			for _, p := range []*peer{w, plain} {
 				s, name, got := receiveFile(t, p)
 				if s != "term" || name != "b.bin" || sha256.Sum256(got) != sum {
-					t.Errorf("%s got %q from %q, %d bytes, sum differs: %v", p.name, name, s, len(got), sha256.Sum256(got) != sum)
+					t.Errorf("%s got %q from %q, %d bytes, sum differs: %v", p.Name, name, s, len(got), sha256.Sum256(got) != sum)
 				}
 			}
 		})
 	}
-	st.out.wait(t, "file: web")
-	st.out.wait(t, "file: term")
+	st.out.Wait(t, "file: web", 1)
+	st.out.Wait(t, "file: term", 1)
 }
 
 // TestAbuse: what breaks the rules over a WebSocket ends the session as it
@@ -241,12 +241,12 @@ func TestAbuse(t *testing.T) {
 			st := startStack(t, server.Config{}, Config{})
 			w := st.dialWS(t, "w", nil)
 			w.join()
-			w.send(tc.send)
+			w.Write(tc.send)
 			if tc.wantFrame {
-				w.expect(protocol.ErrUnknownMessage)
+				w.ExpectType(protocol.ErrUnknownMessage)
 			}
-			w.expectClosed()
-			st.out.wait(t, tc.wantLine)
+			w.ExpectEnd()
+			st.out.Wait(t, tc.wantLine, 1)
 		})
 	}
 
@@ -267,8 +267,8 @@ func TestAbuse(t *testing.T) {
 		if _, _, err := ws.Read(ctx); err == nil {
 			t.Fatal("read a message, want the connection closed")
 		}
-		st.logs.waitFor(t, "the close", func(s string) bool { return strings.Contains(s, "connection closed") })
-		if lines := st.out.snapshot(); len(lines) != 0 {
+		st.logs.WaitFunc(t, "the close", 1, func(s string) bool { return strings.Contains(s, "connection closed") })
+		if lines := st.out.Lines(); len(lines) != 0 {
 			t.Errorf("stdout: %q, want nothing", lines)
 		}
 	})
@@ -276,10 +276,10 @@ func TestAbuse(t *testing.T) {
 	t.Run("bad frame before join", func(t *testing.T) {
 		st := startStack(t, server.Config{}, Config{})
 		w := st.dialWS(t, "w", nil)
-		w.send([]byte("request_users_list 0 "))
-		w.expect(protocol.ErrUnknownMessage)
-		w.expectClosed()
-		if lines := st.out.snapshot(); len(lines) != 0 {
+		w.Write([]byte("request_users_list 0 "))
+		w.ExpectType(protocol.ErrUnknownMessage)
+		w.ExpectEnd()
+		if lines := st.out.Lines(); len(lines) != 0 {
 			t.Errorf("stdout: %q, want nothing", lines)
 		}
 	})
@@ -287,8 +287,8 @@ func TestAbuse(t *testing.T) {
 	t.Run("join timeout", func(t *testing.T) {
 		st := startStack(t, server.Config{JoinTimeout: 300 * time.Millisecond}, Config{})
 		w := st.dialWS(t, "w", nil)
-		w.expectClosed()
-		st.logs.waitFor(t, "join timeout", func(s string) bool { return strings.Contains(s, "reason=\"join timeout\"") })
+		w.ExpectEnd()
+		st.logs.WaitFunc(t, "join timeout", 1, func(s string) bool { return strings.Contains(s, "reason=\"join timeout\"") })
 	})
 
 	t.Run("file sender stalls", func(t *testing.T) {
@@ -298,10 +298,10 @@ func TestAbuse(t *testing.T) {
 		w := st.dialWS(t, "w", nil)
 		w.join()
 		f := fileFrame([]string{"c"}, "f", make([]byte, 1<<20))
-		w.send(f[:len(f)/2])
-		w.expectClosed()
-		st.out.wait(t, "disconnected: w")
-		st.logs.waitFor(t, "file sender stalled", func(s string) bool { return strings.Contains(s, "reason=\"file sender stalled\"") })
+		w.Write(f[:len(f)/2])
+		w.ExpectEnd()
+		st.out.Wait(t, "disconnected: w", 1)
+		st.logs.WaitFunc(t, "file sender stalled", 1, func(s string) bool { return strings.Contains(s, "reason=\"file sender stalled\"") })
 	})
 }
 
@@ -319,15 +319,15 @@ func TestSlowReader(t *testing.T) {
 		defer close(done)
 		frame := sendMessage([]string{"slow"}, text)
 		for range 2000 { // 120 MB: far more than any socket buffers
-			c.nc.SetWriteDeadline(time.Now().Add(waitTimeout))
-			if _, err := c.nc.Write(frame); err != nil {
+			c.NC.SetWriteDeadline(time.Now().Add(waitTimeout))
+			if _, err := c.NC.Write(frame); err != nil {
 				return
 			}
 		}
 	}()
-	st.out.wait(t, "disconnected: slow")
-	st.logs.waitFor(t, "slow consumer", func(s string) bool { return strings.Contains(s, "reason=\"slow consumer\"") })
-	c.nc.Close()
+	st.out.Wait(t, "disconnected: slow", 1)
+	st.logs.WaitFunc(t, "slow consumer", 1, func(s string) bool { return strings.Contains(s, "reason=\"slow consumer\"") })
+	c.NC.Close()
 	<-done
 }
 
@@ -343,9 +343,9 @@ func TestFlood(t *testing.T) {
 	for range n {
 		b = protocol.AppendEmpty(b, protocol.RequestUsersList)
 	}
-	w.send(b)
+	w.Write(b)
 	for range n {
-		w.expect(protocol.ResponseUsersList)
+		w.ExpectType(protocol.ResponseUsersList)
 	}
 	if got := counter(t, st.srv, "chat_senders_paused_total", "frames"); got == 0 {
 		t.Errorf("chat_senders_paused_total{cause=frames} = 0 after %d frames at once with a burst of 5", n)
@@ -416,20 +416,20 @@ func TestOrigins(t *testing.T) {
 			p, resp, err := st.tryWS("u", h)
 			if !tc.ok {
 				if err == nil {
-					p.nc.Close()
+					p.NC.Close()
 					t.Fatal("connection accepted")
 				}
 				if resp == nil || resp.StatusCode != http.StatusForbidden {
 					t.Fatalf("got %v, %v; want 403", resp, err)
 				}
-				st.logs.waitFor(t, "websocket refused", func(s string) bool { return strings.Contains(s, "websocket refused") })
+				st.logs.WaitFunc(t, "websocket refused", 1, func(s string) bool { return strings.Contains(s, "websocket refused") })
 				return
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			p.t = t
-			defer p.nc.Close()
+			p.T = t
+			defer p.NC.Close()
 			p.join()
 		})
 	}
@@ -471,8 +471,8 @@ func TestPerAddressLimit(t *testing.T) {
 				second.join()
 				return
 			}
-			second.expectClosed()
-			st.logs.waitFor(t, "the refusal", func(s string) bool { return strings.Contains(s, "too many from its address") })
+			second.ExpectEnd()
+			st.logs.WaitFunc(t, "the refusal", 1, func(s string) bool { return strings.Contains(s, "too many from its address") })
 		})
 	}
 }
@@ -510,8 +510,8 @@ func TestFloodAtHonestReader(t *testing.T) {
 			text := strings.Repeat("y", 64000)
 			go func() {
 				for i := range frames {
-					flooder.nc.SetWriteDeadline(time.Now().Add(waitTimeout))
-					if _, err := flooder.nc.Write(sendMessage([]string{"victim"}, fmt.Sprintf("%02d%s", i, text))); err != nil {
+					flooder.NC.SetWriteDeadline(time.Now().Add(waitTimeout))
+					if _, err := flooder.NC.Write(sendMessage([]string{"victim"}, fmt.Sprintf("%02d%s", i, text))); err != nil {
 						return
 					}
 				}
@@ -521,12 +521,12 @@ func TestFloodAtHonestReader(t *testing.T) {
 			start := time.Now()
 			var got int
 			for got < frames {
-				victim.nc.SetReadDeadline(time.Now().Add(waitTimeout))
-				h, err := victim.r.ReadHeader()
+				victim.NC.SetReadDeadline(time.Now().Add(waitTimeout))
+				h, err := victim.R.ReadHeader()
 				if err != nil {
 					break
 				}
-				p, err := victim.r.ReadPayload(nil)
+				p, err := victim.R.ReadPayload(nil)
 				if err != nil {
 					break // cut off in the middle of a frame: judged below
 				}
@@ -541,10 +541,10 @@ func TestFloodAtHonestReader(t *testing.T) {
 				if got == frames {
 					t.Fatal("without pacing the flood should cut the victim off: the test proves nothing")
 				}
-				st.out.wait(t, "disconnected: victim") // the server's line may follow the close
+				st.out.Wait(t, "disconnected: victim", 1) // the server's line may follow the close
 				return
 			}
-			if slices.Contains(st.out.snapshot(), "disconnected: victim") || got < frames {
+			if slices.Contains(st.out.Lines(), "disconnected: victim") || got < frames {
 				t.Fatalf("the victim was cut off after %d of %d messages", got, frames)
 			}
 		})

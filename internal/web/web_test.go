@@ -19,6 +19,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/spf13/pflag"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/server"
 	"github.com/gochat/chat/internal/testcert"
@@ -115,8 +116,8 @@ func TestIdleAfterWriteDeadline(t *testing.T) {
 	// Stay idle well past the deadline: nothing is waited for here, the
 	// point is that nothing happens.
 	time.Sleep(5 * stall)
-	w.send(sendMessage([]string{"w"}, "still here"))
-	if got := string(w.expect(protocol.ForwardMessage)); got != "1 w still here" {
+	w.Write(sendMessage([]string{"w"}, "still here"))
+	if got := string(w.ExpectType(protocol.ForwardMessage)); got != "1 w still here" {
 		t.Fatalf("got %q", got)
 	}
 }
@@ -214,7 +215,7 @@ func TestFlags(t *testing.T) {
 func TestTLS(t *testing.T) {
 	tc := testcert.New(t)
 	cert, pool := tc.TLS, tc.Pool
-	out := newLineLog()
+	out := chattest.NewLineLog()
 	srv := server.New(server.Config{Stdout: out})
 	f := &Flags{Addr: "127.0.0.1:0"}
 	served := make(chan struct{})
@@ -257,7 +258,7 @@ func TestTLS(t *testing.T) {
 	nc := websocket.NetConn(context.Background(), ws, websocket.MessageBinary)
 	p := newPeer(t, "secure", nc)
 	p.join()
-	out.wait(t, "join: secure")
+	out.Wait(t, "join: secure", 1)
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

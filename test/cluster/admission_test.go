@@ -21,8 +21,8 @@ import (
 // late.)
 func outcome(t *testing.T, n *node, name string) (string, *conn) {
 	c := dial(t, n, name)
-	c.write(protocol.AppendEmpty(protocol.AppendJoin(nil, protocol.Join, name), protocol.RequestUsersList))
-	h, _, err := c.frame()
+	c.Write(protocol.AppendEmpty(protocol.AppendJoin(nil, protocol.Join, name), protocol.RequestUsersList))
+	h, _, err := c.ReadFrame()
 	var ne net.Error
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
@@ -78,7 +78,7 @@ func TestAdmission(t *testing.T) {
 	}
 	// The winners leave (their connections close); then one name races.
 	for _, c := range conns {
-		c.nc.Close()
+		c.NC.Close()
 	}
 	waitUsers(t, nodes, 0)
 	got = race(100, func(int) string { return "samename" })

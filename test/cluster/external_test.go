@@ -101,8 +101,8 @@ func TestExternalEngineServerKilled(t *testing.T) {
 	nodes := startNodes(t, all, 3)
 	alice, bob := join(t, nodes[0], "alice"), join(t, nodes[1], "bob")
 	alice.waitList(usersList("alice", "bob"))
-	alice.send("before", "bob")
-	bob.expect(protocol.ForwardMessage, "1 alice before")
+	alice.Send("before", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 alice before")
 
 	// Kill the NATS server n1 is connected to.
 	port := nodes[0].enginePort(t)
@@ -119,7 +119,7 @@ func TestExternalEngineServerKilled(t *testing.T) {
 	got := make(chan time.Duration, 1)
 	go func() {
 		for {
-			h, p, err := bob.frame()
+			h, p, err := bob.ReadFrame()
 			if err != nil {
 				return
 			}
@@ -141,7 +141,7 @@ wait:
 			if time.Since(killed) > 10*time.Second {
 				t.Fatal("chat between nodes did not resume within 10 s")
 			}
-			alice.send(fmt.Sprint("after ", i), "bob")
+			alice.Send(fmt.Sprint("after ", i), "bob")
 		}
 	}
 	t.Logf("chat across nodes resumed %v after the NATS server was killed", resumed.Round(10*time.Millisecond))
@@ -283,8 +283,8 @@ func TestPartition(t *testing.T) {
 	stalled := time.Now()
 	cut := make(chan time.Time, 1)
 	go func() {
-		carol.nc.SetReadDeadline(time.Now().Add(60 * time.Second))
-		io.Copy(io.Discard, carol.nc)
+		carol.NC.SetReadDeadline(time.Now().Add(60 * time.Second))
+		io.Copy(io.Discard, carol.NC)
 		cut <- time.Now()
 	}()
 	// The majority gives carol's name away once n3's lease has expired.
@@ -319,8 +319,8 @@ func TestPartition(t *testing.T) {
 	for {
 		r, c := outcome(t, n3, fmt.Sprint("erin", time.Since(healed).Milliseconds()))
 		if r == "joined" {
-			c.send("back", "probe")
-			probe.expect(protocol.ForwardMessage, fmt.Sprintf("1 %s back", c.name))
+			c.Send("back", "probe")
+			probe.Expect(protocol.ForwardMessage, fmt.Sprintf("1 %s back", c.Name))
 			break
 		}
 		if time.Since(healed) > 30*time.Second {

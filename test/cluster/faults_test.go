@@ -35,9 +35,9 @@ func startChatter(t *testing.T, from, to *conn) *chatter {
 				return
 			case <-tick.C:
 			}
-			from.nc.SetWriteDeadline(time.Now().Add(timeout))
-			if _, err := from.nc.Write(protocol.AppendMessage(nil, protocol.SendMessage, []string{to.name}, []byte(strconv.Itoa(i)))); err != nil {
-				ch.err = fmt.Errorf("%s: write: %w", from.name, err)
+			from.NC.SetWriteDeadline(time.Now().Add(timeout))
+			if _, err := from.NC.Write(protocol.AppendMessage(nil, protocol.SendMessage, []string{to.Name}, []byte(strconv.Itoa(i)))); err != nil {
+				ch.err = fmt.Errorf("%s: write: %w", from.Name, err)
 				return
 			}
 			sent <- i
@@ -46,11 +46,11 @@ func startChatter(t *testing.T, from, to *conn) *chatter {
 	go func() {
 		defer close(ch.done)
 		for i := range sent {
-			h, p, err := to.frame()
-			want := fmt.Sprintf("1 %s %d", from.name, i)
+			h, p, err := to.ReadFrame()
+			want := fmt.Sprintf("1 %s %d", from.Name, i)
 			if err != nil || h.Type != protocol.ForwardMessage || string(p) != want {
 				if ch.err == nil {
-					ch.err = fmt.Errorf("%s: message %d: got %s %q, %v", to.name, i, h.Name, p, err)
+					ch.err = fmt.Errorf("%s: message %d: got %s %q, %v", to.Name, i, h.Name, p, err)
 				}
 				for range sent {
 				}
@@ -94,9 +94,9 @@ func TestNodeKilled(t *testing.T) {
 
 	n3.Kill()
 	killed := time.Now()
-	for probe.list() != usersList("alice", "bob", "probe") {
+	for probe.List() != usersList("alice", "bob", "probe") {
 		if time.Since(killed) > 5*time.Second {
-			t.Fatalf("the killed node's users still listed after 5 s: %q", probe.list())
+			t.Fatalf("the killed node's users still listed after 5 s: %q", probe.List())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -122,14 +122,14 @@ func TestNodeKilled(t *testing.T) {
 
 	n3.restart(t)
 	erin := join(t, n3, "erin")
-	for !strings.Contains(probe.list(), " erin ") {
+	for !strings.Contains(probe.List(), " erin ") {
 		if time.Since(killed) > 60*time.Second {
-			t.Fatalf("erin on the restarted node never listed: %q", probe.list())
+			t.Fatalf("erin on the restarted node never listed: %q", probe.List())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	carol.send("welcome back", "erin")
-	erin.expect(protocol.ForwardMessage, "1 carol welcome back")
+	carol.Send("welcome back", "erin")
+	erin.Expect(protocol.ForwardMessage, "1 carol welcome back")
 }
 
 // A node stopped with SIGTERM leaves the cluster cleanly: its users are
@@ -142,7 +142,7 @@ func TestNodeLeavesGracefully(t *testing.T) {
 	probe.waitList(usersList("bob", "probe"))
 	nodes[1].stop(t)
 	stopped := time.Now()
-	bob.expectEnd()
+	bob.ExpectEnd()
 	// The leave is announced on core NATS, which n1 handles on its own
 	// goroutine: a moment after n2 exits, not necessarily before the
 	// next list. Within 2 s is the announcement's doing, not the
@@ -186,26 +186,26 @@ func TestJoinWithoutMajorityAnswered(t *testing.T) {
 	nodes[2].Kill()
 
 	plain := dial(t, n1, "bob")
-	plain.write(protocol.AppendJoin(nil, protocol.Join, "bob"))
+	plain.Write(protocol.AppendJoin(nil, protocol.Join, "bob"))
 	ext := dial(t, n1, "carol")
-	ext.write(protocol.AppendExtHello(nil, []string{protocol.FeatureTryAgain}))
-	ext.expect(protocol.ExtHello, protocol.FeatureTryAgain)
-	ext.write(protocol.AppendJoin(nil, protocol.Join, "carol"))
+	ext.Write(protocol.AppendExtHello(nil, []string{protocol.FeatureTryAgain}))
+	ext.Expect(protocol.ExtHello, protocol.FeatureTryAgain)
+	ext.Write(protocol.AppendJoin(nil, protocol.Join, "carol"))
 
 	// The node answers once its registry has been silent for 12 s, or
 	// it has fenced itself (12 s without a lease renewal): both within
 	// the harness's timeout of 20 s.
-	plain.expect(protocol.ErrServerFull, "")
-	plain.expectEnd()
+	plain.Expect(protocol.ErrServerFull, "")
+	plain.ExpectEnd()
 	n1.Out.WaitLine(t, "disconnected: server full", timeout)
-	h, p, err := ext.frame()
+	h, p, err := ext.ReadFrame()
 	if err != nil || h.Type != protocol.TryAgain {
 		t.Fatalf("carol got %s %q (%v), want try_again", h.Name, p, err)
 	}
 	if d, err := protocol.ParseTryAgain(p); err != nil || d <= 0 {
 		t.Fatalf("try_again %q: %v %v", p, d, err)
 	}
-	ext.expectEnd()
+	ext.ExpectEnd()
 	for _, line := range n1.Out.Snapshot() {
 		if strings.Contains(line, "carol") || strings.Contains(line, "bob") {
 			t.Errorf("stdout has %q for a join that was not decided", line)

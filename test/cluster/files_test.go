@@ -61,9 +61,9 @@ func TestFileAcrossNodes(t *testing.T) {
 	start := time.Now()
 	sent := make(chan time.Duration, 1)
 	go func() {
-		alice.nc.SetWriteDeadline(time.Time{})
-		alice.nc.Write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "carol"}, "big.bin", size))
-		io.Copy(alice.nc, io.LimitReader(newPattern(seed), size))
+		alice.NC.SetWriteDeadline(time.Time{})
+		alice.NC.Write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "carol"}, "big.bin", size))
+		io.Copy(alice.NC, io.LimitReader(newPattern(seed), size))
 		sent <- time.Since(start)
 	}()
 	var wg sync.WaitGroup
@@ -106,16 +106,16 @@ func TestFileAcrossNodes(t *testing.T) {
 // head and hold size bytes of content, at about rate bytes per second, and
 // returns the content's SHA-256 and when the frame's header came.
 func readPlainFile(t *testing.T, c *conn, rate int, head string, size int64) (sum256 [32]byte, headAt time.Time) {
-	c.nc.SetReadDeadline(time.Time{})
-	h, err := c.r.ReadHeader()
+	c.NC.SetReadDeadline(time.Time{})
+	h, err := c.R.ReadHeader()
 	headAt = time.Now()
 	if err != nil || h.Type != protocol.ForwardFile || h.Length != int64(len(head))+size {
-		t.Errorf("%s: got %s of %d bytes, %v", c.name, h.Name, h.Length, err)
+		t.Errorf("%s: got %s of %d bytes, %v", c.Name, h.Name, h.Length, err)
 		return [32]byte{}, headAt
 	}
 	got := make([]byte, len(head))
-	if _, err := io.ReadFull(c.r, got); err != nil || string(got) != head {
-		t.Errorf("%s: head %q, %v", c.name, got, err)
+	if _, err := io.ReadFull(c.R, got); err != nil || string(got) != head {
+		t.Errorf("%s: head %q, %v", c.Name, got, err)
 		return [32]byte{}, headAt
 	}
 	sum := sha256.New()
@@ -123,11 +123,11 @@ func readPlainFile(t *testing.T, c *conn, rate int, head string, size int64) (su
 	start := time.Now()
 	var n int64
 	for n < size {
-		k, err := c.r.Read(buf[:min(int64(len(buf)), size-n)])
+		k, err := c.R.Read(buf[:min(int64(len(buf)), size-n)])
 		sum.Write(buf[:k])
 		n += int64(k)
 		if err != nil {
-			t.Errorf("%s: after %d bytes: %v", c.name, n, err)
+			t.Errorf("%s: after %d bytes: %v", c.Name, n, err)
 			return [32]byte{}, headAt
 		}
 		// Keep to the rate: the reader's speed, not a wait for an event.
@@ -161,13 +161,13 @@ func TestFileSenderDropsAcrossNodes(t *testing.T) {
 	bob := join(t, nodes[1], "bob")
 	carol := joinChunked(t, nodes[2], "carol")
 	alice.waitList(usersList("alice", "bob", "carol"))
-	alice.write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "carol"}, "f.bin", 64<<20))
-	alice.write(make([]byte, 4<<20))
-	alice.nc.(*net.TCPConn).SetLinger(0)
-	alice.nc.Close()
+	alice.Write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "carol"}, "f.bin", 64<<20))
+	alice.Write(make([]byte, 4<<20))
+	alice.NC.(*net.TCPConn).SetLinger(0)
+	alice.NC.Close()
 	nodes[0].Out.WaitLine(t, "disconnected: alice", timeout)
 	for {
-		h, p, err := carol.frame()
+		h, p, err := carol.ReadFrame()
 		if err != nil {
 			t.Fatalf("carol: %v", err)
 		}
@@ -178,7 +178,7 @@ func TestFileSenderDropsAcrossNodes(t *testing.T) {
 			t.Fatalf("carol got %s %q", h.Name, p)
 		}
 	}
-	carol.send("still here", "carol", "bob")
-	carol.expect(protocol.ForwardMessage, "1 carol still here")
-	bob.expect(protocol.ForwardMessage, "1 carol still here")
+	carol.Send("still here", "carol", "bob")
+	carol.Expect(protocol.ForwardMessage, "1 carol still here")
+	bob.Expect(protocol.ForwardMessage, "1 carol still here")
 }

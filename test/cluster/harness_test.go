@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/testbin"
 )
@@ -201,29 +201,21 @@ func (n *node) metric(t testing.TB, name string, labels ...string) float64 {
 	return sum
 }
 
-// conn is a raw protocol client.
-type conn struct {
-	t    testing.TB
-	name string
-	nc   net.Conn
-	r    *protocol.Reader
-}
+// conn is the shared raw client, with this suite's helpers as methods.
+type conn struct{ *chattest.Conn }
 
 func dial(t testing.TB, n *node, name string) *conn {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", n.addr(), timeout)
-	if err != nil {
-		t.Fatalf("dial %s: %v", n.name, err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	return &conn{t: t, name: name, nc: nc, r: protocol.NewReader(nc)}
+	c := chattest.Dial(t, n.addr(), name)
+	c.Timeout = timeout
+	return &conn{c}
 }
 
 // join joins name on n and waits for the node's join line.
 func join(t testing.TB, n *node, name string) *conn {
 	t.Helper()
 	c := dial(t, n, name)
-	c.write(protocol.AppendJoin(nil, protocol.Join, name))
+	c.Join(name)
 	n.Out.WaitLine(t, "join: "+name, timeout)
 	return c
 }
@@ -232,91 +224,30 @@ func join(t testing.TB, n *node, name string) *conn {
 func joinChunked(t testing.TB, n *node, name string) *conn {
 	t.Helper()
 	c := dial(t, n, name)
-	c.write(protocol.AppendExtHello(nil, []string{protocol.FeatureChunkedFile}))
-	c.expect(protocol.ExtHello, protocol.FeatureChunkedFile)
-	c.write(protocol.AppendJoin(nil, protocol.Join, name))
+	if got := c.Hello(protocol.FeatureChunkedFile); got != protocol.FeatureChunkedFile {
+		t.Fatalf("%s: ext_hello accepted %q, want %q", name, got, protocol.FeatureChunkedFile)
+	}
+	c.Join(name)
 	n.Out.WaitLine(t, "join: "+name, timeout)
 	return c
-}
-
-func (c *conn) write(b []byte) {
-	c.t.Helper()
-	c.nc.SetWriteDeadline(time.Now().Add(timeout))
-	if _, err := c.nc.Write(b); err != nil {
-		c.t.Fatalf("%s: write: %v", c.name, err)
-	}
-}
-
-func (c *conn) send(text string, to ...string) {
-	c.t.Helper()
-	c.write(protocol.AppendMessage(nil, protocol.SendMessage, to, []byte(text)))
-}
-
-// frame reads the next frame.
-func (c *conn) frame() (protocol.Header, []byte, error) {
-	c.nc.SetReadDeadline(time.Now().Add(timeout))
-	h, err := c.r.ReadHeader()
-	if err != nil {
-		return h, nil, err
-	}
-	p, err := c.r.ReadPayload(nil)
-	return h, p, err
-}
-
-func (c *conn) expect(typ protocol.Type, payload string) {
-	c.t.Helper()
-	h, p, err := c.frame()
-	if err != nil {
-		c.t.Fatalf("%s: want %s %q, got %v", c.name, typ, payload, err)
-	}
-	if h.Type != typ || string(p) != payload {
-		c.t.Fatalf("%s: got %s %.80q, want %s %.80q", c.name, h.Name, p, typ, payload)
-	}
-}
-
-// list asks for the users list and returns it.
-func (c *conn) list() string {
-	c.t.Helper()
-	c.write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
-	for {
-		h, p, err := c.frame()
-		if err != nil {
-			c.t.Fatalf("%s: list: %v", c.name, err)
-		}
-		if h.Type == protocol.ResponseUsersList {
-			return string(p)
-		}
-	}
 }
 
 // waitList asks for the list until it is want: a node learns of other
 // nodes' users through the engine, a few milliseconds after their join.
 func (c *conn) waitList(want string) {
-	c.t.Helper()
+	c.T.Helper()
 	c.waitListWithin(want, timeout) // no figure of the issue; a loaded machine may take seconds
 }
 
 // waitListWithin is waitList within d.
 func (c *conn) waitListWithin(want string, d time.Duration) {
-	c.t.Helper()
+	c.T.Helper()
 	deadline := time.Now().Add(d)
-	for got := c.list(); got != want; got = c.list() {
+	for got := c.List(); got != want; got = c.List() {
 		if time.Now().After(deadline) {
-			c.t.Fatalf("%s: list %q, want %q", c.name, got, want)
+			c.T.Fatalf("%s: list %q, want %q", c.Name, got, want)
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// expectEnd reads until the server ends the connection; a read that
-// times out fails.
-func (c *conn) expectEnd() {
-	c.t.Helper()
-	c.nc.SetReadDeadline(time.Now().Add(timeout))
-	_, err := io.Copy(io.Discard, c.nc)
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		c.t.Fatalf("%s: connection still open after %v", c.name, timeout)
 	}
 }
 

@@ -21,7 +21,7 @@ func TestLimitsInCluster(t *testing.T) {
 
 	t.Run("join timeout", func(t *testing.T) {
 		idle := dial(t, n2, "idle")
-		idle.expectEnd()
+		idle.ExpectEnd()
 	})
 	t.Run("flood control paces across nodes and loses nothing", func(t *testing.T) {
 		a, b := join(t, n1, "fa"), join(t, n2, "fb")
@@ -30,9 +30,9 @@ func TestLimitsInCluster(t *testing.T) {
 		for i := range 100 {
 			burst = protocol.AppendMessage(burst, protocol.SendMessage, []string{"fb"}, []byte(strconv.Itoa(i)))
 		}
-		a.write(burst)
+		a.Write(burst)
 		for i := range 100 {
-			b.expect(protocol.ForwardMessage, "1 fa "+strconv.Itoa(i))
+			b.Expect(protocol.ForwardMessage, "1 fa "+strconv.Itoa(i))
 		}
 		if v := n1.metric(t, "chat_flood_delays_total"); v == 0 {
 			t.Error("the burst was not paced")
@@ -40,15 +40,15 @@ func TestLimitsInCluster(t *testing.T) {
 	})
 	t.Run("a recipient that never reads is cut off; others chat on", func(t *testing.T) {
 		sink := join(t, n2, "sink")
-		sink.nc.(interface{ SetReadBuffer(int) error }).SetReadBuffer(4096)
+		sink.NC.(interface{ SetReadBuffer(int) error }).SetReadBuffer(4096)
 		flooder := join(t, n1, "flooder")
 		x, y := join(t, n1, "x"), join(t, n2, "y")
 		x.waitList(usersList("flooder", "sink", "x", "y"))
 		go func() {
 			text := strings.Repeat("z", 60000)
 			for i := 0; i < 400; i++ {
-				flooder.nc.SetWriteDeadline(time.Now().Add(timeout))
-				if _, err := flooder.nc.Write(protocol.AppendMessage(nil, protocol.SendMessage, []string{"sink"}, []byte(text))); err != nil {
+				flooder.NC.SetWriteDeadline(time.Now().Add(timeout))
+				if _, err := flooder.NC.Write(protocol.AppendMessage(nil, protocol.SendMessage, []string{"sink"}, []byte(text))); err != nil {
 					return
 				}
 			}
@@ -57,8 +57,8 @@ func TestLimitsInCluster(t *testing.T) {
 		n2.Errs.Wait(t, "sink cut off as a slow consumer", 1, timeout, func(s string) bool {
 			return strings.Contains(s, "user=sink") && strings.Contains(s, `reason="slow consumer"`)
 		})
-		x.send("still here", "y")
-		y.expect(protocol.ForwardMessage, "1 x still here")
+		x.Send("still here", "y")
+		y.Expect(protocol.ForwardMessage, "1 x still here")
 		if n1.Out.Count(func(s string) bool { return s == "disconnected: flooder" }) != 0 {
 			t.Error("the flooder was cut off")
 		}
@@ -97,25 +97,25 @@ func TestPacingAcrossNodes(t *testing.T) {
 	attacker.waitList(usersList("attacker", "victim"))
 	const frames, size = 160, 64000 // 10 MB against a 1 MiB queue
 	fast := make(chan struct{})
-	victim.r = protocol.NewReader(bufio.NewReaderSize(&throttled{r: victim.nc, rate: 256 << 10, fast: fast, start: time.Now()}, 64<<10))
+	victim.R = protocol.NewReader(bufio.NewReaderSize(&throttled{r: victim.NC, rate: 256 << 10, fast: fast, start: time.Now()}, 64<<10))
 	go func() {
-		attacker.nc.SetWriteDeadline(time.Time{})
+		attacker.NC.SetWriteDeadline(time.Time{})
 		for i := range frames {
 			text := strconv.Itoa(i) + " " + strings.Repeat("f", size-len(strconv.Itoa(i))-1)
-			if _, err := attacker.nc.Write(protocol.AppendMessage(nil, protocol.SendMessage, []string{"victim"}, []byte(text))); err != nil {
+			if _, err := attacker.NC.Write(protocol.AppendMessage(nil, protocol.SendMessage, []string{"victim"}, []byte(text))); err != nil {
 				return
 			}
 		}
 	}()
 	time.AfterFunc(6*time.Second, func() { close(fast) })
 	for i := range frames {
-		victim.nc.SetReadDeadline(time.Now().Add(3 * timeout))
+		victim.NC.SetReadDeadline(time.Now().Add(3 * timeout))
 		h, p, err := func() (protocol.Header, []byte, error) {
-			h, err := victim.r.ReadHeader()
+			h, err := victim.R.ReadHeader()
 			if err != nil {
 				return h, nil, err
 			}
-			p, err := victim.r.ReadPayload(nil)
+			p, err := victim.R.ReadPayload(nil)
 			return h, p, err
 		}()
 		if err != nil || h.Type != protocol.ForwardMessage || !strings.HasPrefix(string(p), fmt.Sprintf("1 attacker %d ", i)) {

@@ -27,14 +27,14 @@ func TestNamespace(t *testing.T) {
 	}
 	n1.Out.WaitLine(t, "request_users_list: alice", timeout)
 
-	alice.send("hello  both", "bob", "carol", "zed", "bob")
-	bob.expect(protocol.ForwardMessage, "1 alice hello  both")
-	carol.expect(protocol.ForwardMessage, "1 alice hello  both")
+	alice.Send("hello  both", "bob", "carol", "zed", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 alice hello  both")
+	carol.Expect(protocol.ForwardMessage, "1 alice hello  both")
 	n1.Out.WaitLine(t, "msg: alice", timeout)
 	n1.Out.WaitLine(t, "msg: alice to non-existent user zed", timeout)
 
-	carol.send("back to you", "alice")
-	alice.expect(protocol.ForwardMessage, "1 carol back to you")
+	carol.Send("back to you", "alice")
+	alice.Expect(protocol.ForwardMessage, "1 carol back to you")
 	n3.Out.WaitLine(t, "msg: carol", timeout)
 
 	// A small file (one frame) and a large one (streamed) to both.
@@ -47,10 +47,10 @@ func TestNamespace(t *testing.T) {
 		name    string
 		content []byte
 	}{{"small.bin", small}, {"large.bin", large}} {
-		alice.write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "carol", "nobody"}, f.name, int64(len(f.content))), f.content...))
+		alice.Write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "carol", "nobody"}, f.name, int64(len(f.content))), f.content...))
 		n1.Out.WaitLine(t, "file: alice", timeout)
 		n1.Out.WaitLine(t, "file: alice to non-existent user nobody", timeout)
-		h, p, err := bob.frame()
+		h, p, err := bob.ReadFrame()
 		if err != nil || h.Type != protocol.ForwardFile || !bytes.Equal(p, append([]byte("1 alice "+f.name+" "), f.content...)) {
 			t.Fatalf("bob: %s: got %s (%d bytes), %v", f.name, h.Name, len(p), err)
 		}
@@ -72,9 +72,9 @@ func TestNamespace(t *testing.T) {
 // forward_file, or file_begin, file_chunk... file_end.
 func receiveFile(t *testing.T, c *conn) []byte {
 	t.Helper()
-	h, p, err := c.frame()
+	h, p, err := c.ReadFrame()
 	if err != nil {
-		t.Fatalf("%s: %v", c.name, err)
+		t.Fatalf("%s: %v", c.Name, err)
 	}
 	if h.Type == protocol.ForwardFile {
 		_, rest, _ := bytes.Cut(p, []byte(" "))
@@ -83,7 +83,7 @@ func receiveFile(t *testing.T, c *conn) []byte {
 		return content
 	}
 	if h.Type != protocol.FileBegin {
-		t.Fatalf("%s: got %s, want a file", c.name, h.Name)
+		t.Fatalf("%s: got %s, want a file", c.Name, h.Name)
 	}
 	id, _, _, size, err := protocol.ParseFileBegin(p)
 	if err != nil {
@@ -91,24 +91,24 @@ func receiveFile(t *testing.T, c *conn) []byte {
 	}
 	var got []byte
 	for {
-		h, p, err := c.frame()
+		h, p, err := c.ReadFrame()
 		if err != nil {
-			t.Fatalf("%s: %v after %d bytes", c.name, err, len(got))
+			t.Fatalf("%s: %v after %d bytes", c.Name, err, len(got))
 		}
 		switch h.Type {
 		case protocol.FileChunk:
 			cid, data, err := protocol.ParseChunk(p)
 			if err != nil || cid != id {
-				t.Fatalf("%s: chunk of %d (%v), want %d", c.name, cid, err, id)
+				t.Fatalf("%s: chunk of %d (%v), want %d", c.Name, cid, err, id)
 			}
 			got = append(got, data...)
 		case protocol.FileEnd:
 			if int64(len(got)) != size {
-				t.Fatalf("%s: file_end after %d bytes of %d", c.name, len(got), size)
+				t.Fatalf("%s: file_end after %d bytes of %d", c.Name, len(got), size)
 			}
 			return got
 		default:
-			t.Fatalf("%s: got %s during a file", c.name, h.Name)
+			t.Fatalf("%s: got %s during a file", c.Name, h.Name)
 		}
 	}
 }
@@ -119,14 +119,14 @@ func TestPresenceAcrossNodes(t *testing.T) {
 	t.Parallel()
 	nodes := startCluster(t, 3)
 	watcher := dial(t, nodes[0], "watcher")
-	watcher.write(protocol.AppendExtHello(nil, []string{protocol.FeaturePresence}))
-	watcher.expect(protocol.ExtHello, protocol.FeaturePresence)
-	watcher.write(protocol.AppendJoin(nil, protocol.Join, "watcher"))
+	watcher.Write(protocol.AppendExtHello(nil, []string{protocol.FeaturePresence}))
+	watcher.Expect(protocol.ExtHello, protocol.FeaturePresence)
+	watcher.Write(protocol.AppendJoin(nil, protocol.Join, "watcher"))
 	nodes[0].Out.WaitLine(t, "join: watcher", timeout)
 	bob := join(t, nodes[1], "bob")
-	watcher.expect(protocol.Presence, "joined bob")
-	bob.write(protocol.AppendJoin(nil, protocol.Disconnect, "bob"))
-	watcher.expect(protocol.Presence, "left bob")
+	watcher.Expect(protocol.Presence, "joined bob")
+	bob.Write(protocol.AppendJoin(nil, protocol.Disconnect, "bob"))
+	watcher.Expect(protocol.Presence, "left bob")
 }
 
 // The online extension covers the whole cluster: a user who asked for it
@@ -140,15 +140,15 @@ func TestOnlineAcrossNodes(t *testing.T) {
 	join(t, nodes[2], "carol")
 	waitUsers(t, nodes, 2) // every node knows both
 	alice := dial(t, nodes[0], "alice")
-	alice.write(protocol.AppendExtHello(nil, []string{protocol.FeatureOnline, protocol.FeaturePresence}))
-	alice.expect(protocol.ExtHello, "online presence")
-	alice.write(protocol.AppendJoin(nil, protocol.Join, "alice"))
+	alice.Write(protocol.AppendExtHello(nil, []string{protocol.FeatureOnline, protocol.FeaturePresence}))
+	alice.Expect(protocol.ExtHello, "online presence")
+	alice.Write(protocol.AppendJoin(nil, protocol.Join, "alice"))
 	nodes[0].Out.WaitLine(t, "join: alice", timeout)
-	alice.expect(protocol.Online, usersList("alice", "bob", "carol"))
+	alice.Expect(protocol.Online, usersList("alice", "bob", "carol"))
 	dave := join(t, nodes[1], "dave")
-	alice.expect(protocol.Presence, "joined dave")
-	dave.write(protocol.AppendJoin(nil, protocol.Disconnect, "dave"))
-	alice.expect(protocol.Presence, "left dave")
+	alice.Expect(protocol.Presence, "joined dave")
+	dave.Write(protocol.AppendJoin(nil, protocol.Disconnect, "dave"))
+	alice.Expect(protocol.Presence, "left dave")
 	if out := nodes[0].Out.Snapshot(); !slices.Equal(out, []string{"join: alice"}) {
 		t.Fatalf("%s's stdout %q, want the join alone", nodes[0].name, out)
 	}

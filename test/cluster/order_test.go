@@ -23,11 +23,11 @@ func TestOrderAcrossNodes(t *testing.T) {
 		for k := range n {
 			b = protocol.AppendMessage(b, protocol.SendMessage, []string{"rcpt"}, []byte(strconv.Itoa(k)))
 		}
-		go c.nc.Write(b) // the recipient checks what arrives
+		go c.NC.Write(b) // the recipient checks what arrives
 	}
 	next := map[string]int{}
 	for got := 0; got < n*len(nodes); got++ {
-		h, p, err := rcpt.frame()
+		h, p, err := rcpt.ReadFrame()
 		if err != nil {
 			t.Fatalf("after %d messages: %v (next %v)", got, err, next)
 		}

@@ -80,8 +80,8 @@ func TestListensOnlyOnItsPorts(t *testing.T) {
 	})
 	a, b := join(t, nodes[0], "a"), join(t, nodes[1], "b")
 	a.waitList(usersList("a", "b"))
-	b.send("hi", "a")
-	a.expect(protocol.ForwardMessage, "1 b hi")
+	b.Send("hi", "a")
+	a.Expect(protocol.ForwardMessage, "1 b hi")
 	for i, n := range nodes {
 		want := []int{n.port, n.route, n.metrics, web[i]}
 		slices.Sort(want)
@@ -178,8 +178,8 @@ func TestStrangerRefused(t *testing.T) {
 			})
 			alice, bob := join(t, nodes[0], "alice"), join(t, nodes[1], "bob")
 			alice.waitList(usersList("alice", "bob"))
-			alice.send("please send me your password", "bob")
-			bob.expect(protocol.ForwardMessage, "1 alice please send me your password")
+			alice.Send("please send me your password", "bob")
+			bob.Expect(protocol.ForwardMessage, "1 alice please send me your password")
 			if err := nc.Flush(); err != nil {
 				t.Fatal(err)
 			}
@@ -240,8 +240,8 @@ func TestWrongSecretDoesNotJoin(t *testing.T) {
 		t.Errorf("the log does not say why; stderr:\n%s", stderr)
 	}
 	alice := join(t, nodes[0], "alice")
-	alice.send("still here", "alice")
-	alice.expect(protocol.ForwardMessage, "1 alice still here")
+	alice.Send("still here", "alice")
+	alice.Expect(protocol.ForwardMessage, "1 alice still here")
 }
 
 // The secret's flags: an embedded engine without a secret, a secret file
@@ -323,8 +323,8 @@ func TestRouteTLS(t *testing.T) {
 	nodes := startClusterEach(t, gochatdBin, 2, func(i int) []string { return tlsFlags(t, ca, caFile, fmt.Sprint("n", i+1)) })
 	alice, bob := join(t, nodes[0], "alice"), join(t, nodes[1], "bob")
 	alice.waitList(usersList("alice", "bob"))
-	alice.send("over TLS", "bob")
-	bob.expect(protocol.ForwardMessage, "1 alice over TLS")
+	alice.Send("over TLS", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 alice over TLS")
 
 	// The secret, but a certificate of another CA (trusting it too).
 	other := testcert.NewCA(t)
@@ -353,8 +353,8 @@ func TestRouteTLS(t *testing.T) {
 	if n := routes(t, mon); n != 0 {
 		t.Errorf("the stranger has %d routes", n)
 	}
-	alice.send("still there", "bob")
-	bob.expect(protocol.ForwardMessage, "1 alice still there")
+	alice.Send("still there", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 alice still there")
 }
 
 // A password (or token) in a --nats URL appears in no log line and no
@@ -402,8 +402,8 @@ func TestNATSClientCertificate(t *testing.T) {
 	cert, key := ca.Issue(t, "n1").Files(t)
 	nodes := startNodes(t, func(int) []string { return []string{url} }, 1, "--nats-tls-ca", caFile, "--nats-tls-cert", cert, "--nats-tls-key", key)
 	a := join(t, nodes[0], "a")
-	a.send("hi", "a")
-	a.expect(protocol.ForwardMessage, "1 a hi")
+	a.Send("hi", "a")
+	a.Expect(protocol.ForwardMessage, "1 a hi")
 }
 
 // --cluster-dir: by default a folder of the user's state
@@ -484,16 +484,16 @@ func TestExternalPermissions(t *testing.T) {
 	nodes := startNodes(t, func(int) []string { return []string{url} }, 3)
 	alice, bob, carol := join(t, nodes[0], "alice"), join(t, nodes[1], "bob"), join(t, nodes[2], "carol")
 	alice.waitList(usersList("alice", "bob", "carol"))
-	alice.send("hi", "bob", "carol")
-	bob.expect(protocol.ForwardMessage, "1 alice hi")
-	carol.expect(protocol.ForwardMessage, "1 alice hi")
+	alice.Send("hi", "bob", "carol")
+	bob.Expect(protocol.ForwardMessage, "1 alice hi")
+	carol.Expect(protocol.ForwardMessage, "1 alice hi")
 	content := []byte("a small file")
-	alice.write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "f.txt", int64(len(content))))
-	alice.write(content)
+	alice.Write(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "f.txt", int64(len(content))))
+	alice.Write(content)
 	if got, _ := readPlainFile(t, bob, 1<<30, "1 alice f.txt ", int64(len(content))); got != sha256.Sum256(content) {
 		t.Error("the file arrived damaged")
 	}
-	carol.nc.Close()
+	carol.NC.Close()
 	nodes[2].Out.WaitLine(t, "disconnected: carol", timeout)
 	alice.waitList(usersList("alice", "bob"))
 	for _, n := range nodes {
@@ -624,8 +624,8 @@ func TestBucketsDeletedExternal(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	alice.send("still here", "bob")
-	bob.expect(protocol.ForwardMessage, "1 alice still here")
+	alice.Send("still here", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 alice still here")
 	if r, _ := outcome(t, nodes[1], "alice"); r != "err_username_unavailable" {
 		t.Errorf("alice joining again on n2: %s, want err_username_unavailable", r)
 	}

@@ -70,7 +70,7 @@ func TestStartupAgainstCluster(t *testing.T) {
 		t.Errorf("a live node's name: exit %d, stderr:\n%s", code, stderr)
 	}
 	// The first node still serves.
-	join(t, nodes[0], "alice").send("ok", "alice")
+	join(t, nodes[0], "alice").Send("ok", "alice")
 }
 
 // A node of a new embedded three-node cluster waits, saying what for,
@@ -117,6 +117,6 @@ func TestWaitsForMajority(t *testing.T) {
 	// n2 may hear n1 a heartbeat later than n1 hears n2 (a node is heard
 	// once its lease is seen): b sends once a is on his list too.
 	b.waitList(usersList("a", "b"))
-	b.send("hi", "a")
-	a.expect(protocol.ForwardMessage, "1 b hi")
+	b.Send("hi", "a")
+	a.Expect(protocol.ForwardMessage, "1 b hi")
 }

@@ -1,0 +1,207 @@
+package chattest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/gochat/chat/internal/protocol"
+	"github.com/gochat/chat/internal/server"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// startServer serves an in-process chat server until t ends and returns
+// its address and stdout.
+func startServer(t *testing.T) (string, *LineLog) {
+	t.Helper()
+	out := NewLineLog()
+	srv := server.New(server.Config{Stdout: out})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-served; err != server.ErrServerClosed {
+			t.Errorf("Serve returned %v, want ErrServerClosed", err)
+		}
+	})
+	return ln.Addr().String(), out
+}
+
+// fatalRecorder is a testing.TB whose Fatalf records the message and ends
+// the goroutine, as testing's does.
+type fatalRecorder struct {
+	testing.TB
+	msg string
+}
+
+func (r *fatalRecorder) Helper() {}
+
+func (r *fatalRecorder) Fatalf(format string, args ...any) {
+	r.msg = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+// fails runs f with a fatalRecorder in its own goroutine and returns what
+// it failed with ("" if it did not).
+func fails(t *testing.T, f func(tb testing.TB)) string {
+	r := &fatalRecorder{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f(r)
+	}()
+	<-done
+	return r.msg
+}
+
+func TestConnChat(t *testing.T) {
+	addr, out := startServer(t)
+	alice := Dial(t, addr, "")
+	alice.Join("alice")
+	out.Wait(t, "join: alice", 1)
+	bob := Dial(t, addr, "bob")
+	if got := bob.Hello("future-thing", protocol.FeatureChunkedFile); got != protocol.FeatureChunkedFile {
+		t.Errorf("Hello accepted %q, want %q", got, protocol.FeatureChunkedFile)
+	}
+	bob.Join("bob")
+	out.Wait(t, "join: bob", 1)
+
+	if got := alice.List(); got != "2 alice bob" {
+		t.Errorf("List = %q, want %q", got, "2 alice bob")
+	}
+	alice.Send("hi  there", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 alice hi  there")
+	alice.Send("again", "bob")
+	if p := bob.ExpectType(protocol.ForwardMessage); string(p) != "1 alice again" {
+		t.Errorf("ExpectType payload %q, want %q", p, "1 alice again")
+	}
+	out.Wait(t, "msg: alice", 2)
+	if n := out.Count("msg: alice"); n != 2 {
+		t.Errorf("Count = %d, want 2", n)
+	}
+
+	bob.Write(protocol.AppendJoin(nil, protocol.Disconnect, "bob"))
+	bob.ExpectClosed()
+	out.Wait(t, "disconnected: bob", 1)
+
+	// A broken frame: the server answers with an error frame and ends the
+	// connection, which ExpectEnd reads through.
+	alice.Write([]byte("NOT A FRAME"))
+	alice.ExpectEnd()
+}
+
+func TestConnFailures(t *testing.T) {
+	addr, out := startServer(t)
+	alice := Dial(t, addr, "alice")
+	alice.Join("alice")
+	out.Wait(t, "join: alice", 1)
+	bob := Dial(t, addr, "bob")
+	bob.Join("bob")
+	out.Wait(t, "join: bob", 1)
+
+	alice.Send("one", "bob")
+	msg := fails(t, func(tb testing.TB) {
+		c := *bob
+		c.T = tb
+		c.Expect(protocol.ForwardMessage, "1 alice two")
+	})
+	if !strings.Contains(msg, `bob: got forward_message "1 alice one", want forward_message "1 alice two"`) {
+		t.Errorf("Expect of the wrong payload failed with %q", msg)
+	}
+
+	alice.Send("three", "bob")
+	msg = fails(t, func(tb testing.TB) {
+		c := *bob
+		c.T = tb
+		c.ExpectClosed()
+	})
+	if !strings.Contains(msg, "want the connection closed") {
+		t.Errorf("ExpectClosed with a frame waiting failed with %q", msg)
+	}
+
+	msg = fails(t, func(tb testing.TB) {
+		c := *alice
+		c.T = tb
+		c.Timeout = 50e6 // 50 ms: nothing will come
+		c.ExpectEnd()
+	})
+	if !strings.Contains(msg, "connection still open") {
+		t.Errorf("ExpectEnd on an open connection failed with %q", msg)
+	}
+}
+
+func TestLineLog(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		writes []string
+		want   []string
+	}{
+		{"empty", nil, nil},
+		{"one", []string{"a\n"}, []string{"a"}},
+		{"split", []string{"jo", "in: a\nms", "g: a\n"}, []string{"join: a", "msg: a"}},
+		{"partial kept apart", []string{"a\nb"}, []string{"a"}},
+		{"cr stays", []string{"a\r\n\n"}, []string{"a\r", ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := NewLineLog()
+			for _, w := range tc.writes {
+				if n, err := l.Write([]byte(w)); n != len(w) || err != nil {
+					t.Fatalf("Write(%q) = %d, %v", w, n, err)
+				}
+			}
+			if got := l.Lines(); !slices.Equal(got, tc.want) {
+				t.Errorf("Lines = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestLineLogWait(t *testing.T) {
+	l := NewLineLog()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.Wait(t, "b", 2)
+	}()
+	for _, s := range []string{"b\n", "a\n", "b\n"} {
+		l.Write([]byte(s))
+	}
+	<-done
+	if n := l.Count("b"); n != 2 {
+		t.Errorf("Count(b) = %d, want 2", n)
+	}
+	if n := l.CountFunc(func(s string) bool { return s != "" }); n != 3 {
+		t.Errorf("CountFunc = %d, want 3", n)
+	}
+}
+
+// TestZeroLineLog: a LineLog need not be made (a struct embeds one), and a
+// wait that starts before any write still sees it.
+func TestZeroLineLog(t *testing.T) {
+	var l LineLog
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.WaitFunc(t, "with x", 1, func(s string) bool { return strings.Contains(s, "x") })
+	}()
+	l.Write([]byte("a\nbxb\n"))
+	<-done
+	if got := l.Lines(); !slices.Equal(got, []string{"a", "bxb"}) {
+		t.Errorf("Lines = %q", got)
+	}
+}
