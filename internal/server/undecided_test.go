@@ -81,9 +81,9 @@ func (h greetingHub) Join(p Peer, maxUsers int) error {
 func TestJoinOKComesFirst(t *testing.T) {
 	s := startServer(t, Config{Hub: greetingHub{NewLocalHub()}})
 	c := dial(t, s.addr)
-	c.write(protocol.AppendExtHello(nil, []string{protocol.FeatureTryAgain}))
-	c.expect(protocol.ExtHello, protocol.FeatureTryAgain)
-	c.join("bob")
-	c.expect(protocol.JoinOK, "")
-	c.expect(protocol.ForwardMessage, "1 eve first")
+	c.Write(protocol.AppendExtHello(nil, []string{protocol.FeatureTryAgain}))
+	c.Expect(protocol.ExtHello, protocol.FeatureTryAgain)
+	c.Join("bob")
+	c.Expect(protocol.JoinOK, "")
+	c.Expect(protocol.ForwardMessage, "1 eve first")
 }
