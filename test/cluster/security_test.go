@@ -580,8 +580,15 @@ func TestBucketsDeletedExternal(t *testing.T) {
 	deleted := time.Now()
 	var names, leases jetstream.KeyValue
 	for names == nil || leases == nil {
-		names, _ = js.KeyValue(ctx, "gochat_names")
-		leases, _ = js.KeyValue(ctx, "gochat_nodes")
+		// Each look has a bound of its own: a JetStream API request whose
+		// answer is lost (the meta leader busy with the deletes and the
+		// new buckets) waited for the whole minute, and the test said
+		// the buckets never came back while the nodes' logs showed them
+		// made again 2 s after the delete (full run, 2026-12-07).
+		look, cancelLook := context.WithTimeout(ctx, 2*time.Second)
+		names, _ = js.KeyValue(look, "gochat_names")
+		leases, _ = js.KeyValue(look, "gochat_nodes")
+		cancelLook()
 		if ctx.Err() != nil {
 			t.Fatal("the buckets never came back")
 		}
@@ -597,7 +604,10 @@ func TestBucketsDeletedExternal(t *testing.T) {
 		{leases, "n." + base64.RawURLEncoding.EncodeToString([]byte("n2"))},
 	} {
 		for {
-			if _, err := kv.kv.Get(ctx, kv.key); err == nil {
+			look, cancelLook := context.WithTimeout(ctx, 2*time.Second) // as above
+			_, err := kv.kv.Get(look, kv.key)
+			cancelLook()
+			if err == nil {
 				break
 			}
 			if ctx.Err() != nil {
