@@ -497,23 +497,12 @@ func runScale(ctx context.Context, cfg Config, nodes []*target, n, sample int, s
 	// worker's client (and every probe).
 	pctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	probes := make([]*chatClient, k)
-	defer func() {
-		for _, p := range probes {
-			if p != nil {
-				p.nc.Close()
-			}
-		}
-	}()
-	for i, t := range nodes {
-		p, err := dialChat(pctx, t.Addr, nil, prefix+"probe"+strconv.Itoa(i), 64<<10, 4<<10)
-		if err != nil {
-			return res, err
-		}
-		probes[i] = p
-		go p.readLoop(handlers{}) // ends when the probe is closed
+	probes, err := dialProbes(pctx, nodes, prefix+"probe")
+	defer closeProbes(probes)
+	if err != nil {
+		return res, err
 	}
-	err := parallel(k, k, func(i int) error {
+	err = parallel(k, k, func(i int) error {
 		report := func(seen int) {
 			fmt.Fprintf(stderr, "  %s lists %d of %d users after %v\n", nodes[i].describe(), seen, n+k, time.Since(start).Round(time.Second))
 		}
@@ -608,4 +597,27 @@ func scaleRoundOf(workers []*workerProc, k, n int, timeout time.Duration) (scale
 	r.Secs = time.Since(t0).Seconds()
 	r.Lat = all.Summary()
 	return r, nil
+}
+
+// dialProbes joins a probe client, named prefix and its index, on each of
+// nodes, reading what comes to it until it is closed (closeProbes): the
+// probes that joined are returned with the error that stopped the rest.
+func dialProbes(ctx context.Context, nodes []*target, prefix string) ([]*chatClient, error) {
+	probes := make([]*chatClient, 0, len(nodes))
+	for i, t := range nodes {
+		p, err := dialChat(ctx, t.Addr, nil, prefix+strconv.Itoa(i), 64<<10, 4<<10)
+		if err != nil {
+			return probes, err
+		}
+		probes = append(probes, p)
+		go p.readLoop(handlers{}) // ends when the probe is closed
+	}
+	return probes, nil
+}
+
+// closeProbes closes the probes dialProbes joined.
+func closeProbes(probes []*chatClient) {
+	for _, p := range probes {
+		p.nc.Close()
+	}
 }

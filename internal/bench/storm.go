@@ -370,21 +370,10 @@ func runStorm(ctx context.Context, cfg Config, nodes, loaded []*target, joins in
 	}
 	pctx, cancel := context.WithTimeout(ctx, 3*cfg.Timeout)
 	defer cancel()
-	probes := make([]*chatClient, len(nodes))
-	defer func() {
-		for _, p := range probes {
-			if p != nil {
-				p.nc.Close()
-			}
-		}
-	}()
-	for i, t := range nodes {
-		p, err := dialChat(pctx, t.Addr, nil, prefix+"p"+strconv.Itoa(i), 64<<10, 4<<10)
-		if err != nil {
-			return res, err
-		}
-		probes[i] = p
-		go p.readLoop(handlers{}) // ends when the probe is closed
+	probes, err := dialProbes(pctx, nodes, prefix+"p")
+	defer closeProbes(probes)
+	if err != nil {
+		return res, err
 	}
 	cpu := pidsOf(nodes)
 	want := res.Joins
@@ -419,7 +408,6 @@ func runStorm(ctx context.Context, cfg Config, nodes, loaded []*target, joins in
 		r.ListedSecs = float64(time.Now().UnixNano()-r.First) / 1e9
 		return r, nil
 	}
-	var err error
 	if res.First, err = storm("storm"); err != nil || res.First.Counts[outAdmitted] != int64(want) {
 		return res, err
 	}
