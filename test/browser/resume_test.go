@@ -9,10 +9,13 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
@@ -347,4 +350,112 @@ func TestBrowserClosedPageLeaves(t *testing.T) {
 		t.Fatalf("closing the page: %v", err)
 	}
 	srv.Out.WaitLine(t, "disconnected: ann", timeout)
+}
+
+// sentAcks records the received frames the page sends, as the browser's
+// DevTools report its WebSocket messages (the proxy sees them masked).
+type sentAcks struct {
+	mu      sync.Mutex
+	values  []uint64
+	changed chan struct{} // closed and replaced at each value
+}
+
+var receivedRE = regexp.MustCompile(`^received \d+ (\d+)$`)
+
+// watchAcks starts recording the page's received frames. The page sends
+// each frame in a message of its own.
+func (tb *tab) watchAcks() *sentAcks {
+	tb.t.Helper()
+	a := &sentAcks{changed: make(chan struct{})}
+	ctx, cancel := context.WithCancel(tb.ctx)
+	events := chromedp.Events(ctx, network.WebSocketFrameSent)
+	tb.run(chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, network.Enable, network.EnableParams{})
+		return err
+	}))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev, err := range events {
+			if err != nil {
+				return
+			}
+			if ev.Response == nil || ev.Response.Opcode != 2 {
+				continue
+			}
+			m := receivedRE.FindSubmatch(ev.Response.PayloadData)
+			if m == nil {
+				continue
+			}
+			n, _ := strconv.ParseUint(string(m[1]), 10, 64)
+			a.mu.Lock()
+			a.values = append(a.values, n)
+			close(a.changed)
+			a.changed = make(chan struct{})
+			a.mu.Unlock()
+		}
+	}()
+	tb.t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return a
+}
+
+// wait waits until the page has acknowledged n frames, and returns the
+// values acknowledged so far.
+func (a *sentAcks) wait(t *testing.T, n uint64) []uint64 {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		a.mu.Lock()
+		values, ch := slices.Clone(a.values), a.changed
+		a.mu.Unlock()
+		if len(values) > 0 && values[len(values)-1] >= n {
+			return values
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			t.Fatalf("the page acknowledged %v, never %d", values, n)
+		}
+	}
+}
+
+// TestBrowserAcknowledges (issue 22): the page acknowledges what it
+// receives as the terminal client does: never more than 64 counted frames
+// at a time, and all of them once they stop coming (200 ms after the
+// first unacknowledged); the count it resumes with is the server's.
+func TestBrowserAcknowledges(t *testing.T) {
+	srv, px, ann, term := resumeSetup(t)
+	acks := ann.watchAcks()
+	// A first cut and resume tells the page's count (the server logs the
+	// count a resume presents, and refuses one past what it sent).
+	px.cut()
+	m := srv.Errs.WaitMatch(t, regexp.MustCompile(`msg=resumed .*user=ann received=(\d+) missed=0`), timeout)
+	base, _ := strconv.ParseUint(m[1], 10, 64)
+	if base < 2 {
+		t.Fatalf("the page resumed having counted %d frames; it had at least online and a users list", base)
+	}
+	ann.waitJS("the online status", `document.getElementById('status').textContent === 'Online'`)
+	const sent = 150
+	for _, m := range numbered(1, sent) {
+		term("msg 1 ann " + m)
+	}
+	ann.waitMessages(sent)
+	values := acks.wait(t, base+sent)
+	prev := base
+	for _, v := range values {
+		if v <= base {
+			continue // before the resume
+		}
+		if v <= prev || v-prev > 64 {
+			t.Fatalf("acknowledgements %v after the resume at %d: each must be above the last by 1 to 64", values, base)
+		}
+		prev = v
+	}
+	if got := values[len(values)-1]; got != base+sent {
+		t.Fatalf("the page acknowledged %d, received %d", got, base+sent)
+	}
 }
