@@ -165,6 +165,7 @@ func (c *wsConn) write(p []byte) error {
 		err := c.ws.Write(context.Background(), websocket.MessageBinary, p)
 		c.wmu.Lock()
 		c.sending = false
+		c.wcond.Broadcast() // goingAway may wait for it
 		if err != nil && c.werr == nil {
 			c.werr = err
 		}
@@ -271,32 +272,50 @@ var goingAwayFrame = append([]byte{0x88, 2 + byte(len(goingAwayReason)), 0x03, 0
 
 const goingAwayReason = "server shutting down"
 
-// goingAwayWait bounds the write of goingAwayFrame: the server cuts its
-// connections off one after another as it shuts down, and one whose peer
-// takes nothing must not hold the others up.
-const goingAwayWait = 20 * time.Millisecond
+// goingAwayWait bounds each step of goingAway: the wait for a write under
+// way, and the write of goingAwayFrame. The server cuts its connections
+// off one after another as it shuts down, and one whose peer takes nothing
+// must not hold the others up for long; a healthy one takes microseconds,
+// but the bound must also outlast a goroutine descheduled on a loaded
+// machine (a deadline passed before the write starts fails it unwritten).
+const goingAwayWait = 100 * time.Millisecond
 
-// goingAway sends goingAwayFrame once, if nothing else is being written:
-// the server is cutting the connection off as it shuts down, and its
-// session ends with it. The page resumes a connection that ends without
-// a close frame (a cut), for as long as the session's window, since a
-// browser cannot tell a refused connection from a network that is down;
-// told, it shows at once that the session is over (issue 22). The frame
-// is written under the library, which has no way to send a close frame
-// without waiting for the peer's answer (Close waits up to 5 s); so only
-// when neither the flusher nor a large write is sending: a busy
-// connection is cut without it, and its page tries to resume until the
-// window passes.
+// goingAway sends goingAwayFrame once: the server is cutting the
+// connection off as it shuts down, and its session ends with it. The page
+// resumes a connection that ends without a close frame (a cut), for as
+// long as the session's window, since a browser cannot tell a refused
+// connection from a network that is down; told, it shows at once that the
+// session is over (issue 22). The frame is written under the library,
+// which has no way to send a close frame without waiting for the peer's
+// answer (Close waits up to 5 s), so never inside a message: a write under
+// way (the flusher's, or a large one) is let finish first, and nothing
+// queued after it is sent (the connection is being cut off anyway). A
+// write that does not finish within goingAwayWait (a peer that takes
+// nothing) leaves the connection cut without the frame, and its page tries
+// to resume until the window passes.
 func (c *wsConn) goingAway() {
 	if c.goneAway.Swap(true) {
 		return
 	}
+	deadline := time.Now().Add(goingAwayWait)
+	wake := time.AfterFunc(goingAwayWait, func() {
+		c.wmu.Lock()
+		c.wcond.Broadcast()
+		c.wmu.Unlock()
+	})
+	defer wake.Stop()
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.flushing || c.sending || c.werr != nil {
+	if c.werr != nil {
 		return
 	}
-	c.werr = net.ErrClosed // nothing is written after it
+	c.werr = net.ErrClosed // nothing more is written, and the flusher stops
+	for (c.flushing || c.sending) && time.Now().Before(deadline) {
+		c.wcond.Wait()
+	}
+	if c.flushing || c.sending {
+		return
+	}
 	c.raw.SetWriteDeadline(time.Now().Add(goingAwayWait))
 	c.raw.Write(goingAwayFrame)
 }
