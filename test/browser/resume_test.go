@@ -170,7 +170,9 @@ func resumeSetup(t *testing.T, args ...string) (*chatServer, *proxy, *tab, func(
 	srv.Out.WaitLine(t, "join: ann", timeout)
 	ann.tick("term")
 	// The answer to the list tick asked for is queued before whatever
-	// term sends from here (the server printed the asking first).
+	// term sends from here: the server prints the asking just before it
+	// queues the answer (handleList), and a line given to term reaches
+	// the server milliseconds later, through term's client.
 	srv.Out.WaitLine(t, "request_users_list: ann", timeout)
 	return srv, px, ann, func(line string) { term.Send(t, line) }
 }
