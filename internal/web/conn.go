@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -39,6 +40,11 @@ type wsConn struct {
 	// the idle wait cannot see it, so this connection never waits idle.
 	pipelined bool
 
+	// shutdown is closed when the gateway closes, as the chat server
+	// shuts down: Close then says so to the browser (goingAway). Nil: never.
+	shutdown <-chan struct{}
+	goneAway atomic.Bool // goingAway ran
+
 	msg io.Reader // the message being read, nil between messages; owned by Read
 
 	rd, wr deadline
@@ -52,6 +58,7 @@ type wsConn struct {
 	wcond    sync.Cond // signalled when pending is taken or a send ends; L is &wmu
 	pending  []byte    // bytes not yet handed to the flusher; guarded by wmu
 	flushing bool      // a flusher runs; guarded by wmu
+	sending  bool      // a large write is being sent, without wmu; guarded by wmu
 	werr     error     // the first failed send; guarded by wmu
 }
 
@@ -153,9 +160,12 @@ func (c *wsConn) write(p []byte) error {
 		if c.werr != nil {
 			return c.werr
 		}
+		c.sending = true
 		c.wmu.Unlock()
 		err := c.ws.Write(context.Background(), websocket.MessageBinary, p)
 		c.wmu.Lock()
+		c.sending = false
+		c.wcond.Broadcast() // goingAway may wait for it
 		if err != nil && c.werr == nil {
 			c.werr = err
 		}
@@ -241,12 +251,73 @@ func (c *wsConn) CloseWrite() error {
 const closeLinger = 2 * time.Second
 
 // Close closes the connection at once, from any goroutine, and stops its
-// deadline timers.
+// deadline timers. As the server shuts down it first tells the browser
+// so (goingAway).
 func (c *wsConn) Close() error {
+	select {
+	case <-c.shutdown:
+		c.goingAway()
+	default:
+	}
 	c.abort()
 	c.rd.set(time.Time{})
 	c.wr.set(time.Time{})
 	return nil
+}
+
+// goingAwayFrame is the close frame of a server shutting down (RFC 6455
+// section 5.5.1: FIN and opcode 8, an unmasked payload of the status,
+// 1001 "going away", and a reason).
+var goingAwayFrame = append([]byte{0x88, 2 + byte(len(goingAwayReason)), 0x03, 0xe9}, goingAwayReason...)
+
+const goingAwayReason = "server shutting down"
+
+// goingAwayWait bounds each step of goingAway: the wait for a write under
+// way, and the write of goingAwayFrame. The server cuts its connections
+// off one after another as it shuts down, and one whose peer takes nothing
+// must not hold the others up for long; a healthy one takes microseconds,
+// but the bound must also outlast a goroutine descheduled on a loaded
+// machine (a deadline passed before the write starts fails it unwritten).
+const goingAwayWait = 100 * time.Millisecond
+
+// goingAway sends goingAwayFrame once: the server is cutting the
+// connection off as it shuts down, and its session ends with it. The page
+// resumes a connection that ends without a close frame (a cut), for as
+// long as the session's window, since a browser cannot tell a refused
+// connection from a network that is down; told, it shows at once that the
+// session is over (issue 22). The frame is written under the library,
+// which has no way to send a close frame without waiting for the peer's
+// answer (Close waits up to 5 s), so never inside a message: a write under
+// way (the flusher's, or a large one) is let finish first, and nothing
+// queued after it is sent (the connection is being cut off anyway). A
+// write that does not finish within goingAwayWait (a peer that takes
+// nothing) leaves the connection cut without the frame, and its page tries
+// to resume until the window passes.
+func (c *wsConn) goingAway() {
+	if c.goneAway.Swap(true) {
+		return
+	}
+	deadline := time.Now().Add(goingAwayWait)
+	wake := time.AfterFunc(goingAwayWait, func() {
+		c.wmu.Lock()
+		c.wcond.Broadcast()
+		c.wmu.Unlock()
+	})
+	defer wake.Stop()
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr != nil {
+		return
+	}
+	c.werr = net.ErrClosed // nothing more is written, and the flusher stops
+	for (c.flushing || c.sending) && time.Now().Before(deadline) {
+		c.wcond.Wait()
+	}
+	if c.flushing || c.sending {
+		return
+	}
+	c.raw.SetWriteDeadline(time.Now().Add(goingAwayWait))
+	c.raw.Write(goingAwayFrame)
 }
 
 // abort closes the connection under the WebSocket first, so that nothing

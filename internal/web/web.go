@@ -152,6 +152,7 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	c := newWSConn(ws, hw.raw, hw.br, remote)
 	c.pipelined = hw.pipelined
+	c.shutdown = g.done
 	select {
 	case g.conns <- c:
 	case <-g.done:

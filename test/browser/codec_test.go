@@ -33,6 +33,9 @@ const codecScript = `(() => {
     c.frame('file_chunk', '7 ', new Uint8Array([1, 2, 32, 4, 5])),
     c.frame('file_end', '7'),
     c.frame('err_server_full'),
+    c.frame('session', '0123456789abcdef0123456789abcdef 30000'),
+    c.frame('cursor', 'an uncounted extension frame the page does not know'),
+    c.frame('resumed', '0'),
   );
   const run = (size) => {
     const ev = [];
@@ -73,6 +76,7 @@ const codecScript = `(() => {
     bad: ['send_message 01 x', 'x'.repeat(40), 'join -1 ', 'forward_message 99999999 ', 'forward_file 10 2 a b cdef', 'a ' + 'b'.repeat(25)].map(bad),
     names: ['ann', 'a b', 'a/b', '.', '..', 'x'.repeat(32), 'x'.repeat(33), 'zero\u200bwidth', '\u00e9'.repeat(32), '<img_src=x>', ''].map(c.nameProblem).map(verdict),
     files: ['my report.pdf', '..', 'a/b\\c.txt', 'tab\tname', 'x'.repeat(300) + '.pdf', '\u00e9'.repeat(150)].map(c.safeFilename),
+    counted: [...c.COUNTED].sort(),
     texts: ['hi\tthere', 'bell\u0007', 'x'.repeat(65536), 'x'.repeat(65537), 'line\nbreak', '\u00e9'.repeat(32768)].map(c.textProblem).map(verdict),
   };
 })()`
@@ -81,6 +85,7 @@ type codecResult struct {
 	Whole, Bytes, Random [][2]string
 	Bad, Names, Files    []string
 	Texts                []string
+	Counted              []string
 }
 
 // TestBrowserCodec: the page's codec decodes frames however the bytes are
@@ -116,6 +121,8 @@ func TestBrowserCodec(t *testing.T) {
 		{"file_chunk", byteList([]byte("7 \x01\x02 \x04\x05"))},
 		{"file_end", byteList([]byte("7"))},
 		{"err_server_full", ""},
+		{"session", byteList([]byte("0123456789abcdef0123456789abcdef 30000"))},
+		{"resumed", byteList([]byte("0"))},
 	}
 	for name, got := range map[string][][2]string{"whole": res.Whole, "a byte at a time": res.Bytes, "random pieces": res.Random} {
 		if mustJSON(got) != mustJSON(want) {
@@ -130,6 +137,10 @@ func TestBrowserCodec(t *testing.T) {
 		{"names", res.Names, []string{"ok", "bad", "bad", "bad", "bad", "ok", "bad", "bad", "ok", "ok", "bad"}},
 		{"filenames", res.Files, []string{"my_report.pdf", "file", "a_b_c.txt", "tab_name", strings.Repeat("x", 196) + ".pdf", strings.Repeat("é", 100)}},
 		{"texts", res.Texts, []string{"ok", "bad", "ok", "bad", "bad", "ok"}},
+		// The counted types (docs/PROTOCOL.md, "resume") a server sends
+		// the page: not ext_hello, session, resumed, resume_failed, the
+		// err_* or the file frames.
+		{"counted types", res.Counted, []string{"forward_message", "not_online", "online", "presence", "response_users_list"}},
 	}
 	for _, c := range checks {
 		if mustJSON(c.got) != mustJSON(c.want) {

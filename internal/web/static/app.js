@@ -7,12 +7,25 @@
 (() => {
   const {
     MAX_RECIPIENTS, enc, dec, nameProblem, textProblem, safeFilename, frame, splitFields, Decoder,
-    StreamError,
+    StreamError, COUNTED,
   } = globalThis.chatCodec;
   const UPLOAD_SLICE = 1 << 20; // bytes of a file read and sent at a time
   const UPLOAD_HIGH_WATER = 4 << 20; // wait while this much is buffered by the socket
   const LIST_EVERY_MS = 5000;
   const FOLD_BYTES = 8 << 20; // received bytes folded into a Blob at a time
+  // The features the page asks for. A resumed connection asks for the
+  // same ones, and must be granted them: the page's decoding rests on them.
+  const FEATURES = ['chunked-file', 'presence', 'not-online', 'online', 'resume'];
+  // Acknowledging and reconnecting follow the terminal client's rules
+  // (internal/client/reconnect.go; docs/SESSIONS.md): an acknowledgement
+  // once ACK_EVERY counted frames wait, or ACK_DELAY_MS after the first;
+  // attempts BACKOFF_FIRST_MS apart, doubling to BACKOFF_MAX_MS, jittered
+  // by up to half; one attempt waits ATTEMPT_WAIT_MS at most.
+  const ACK_EVERY = 64;
+  const ACK_DELAY_MS = 200;
+  const BACKOFF_FIRST_MS = 50;
+  const BACKOFF_MAX_MS = 1000;
+  const ATTEMPT_WAIT_MS = 2000;
 
   // byBytes orders names as the server lists them: by their UTF-8 bytes.
   function byBytes(a, b) {
@@ -132,6 +145,63 @@
     return `${u === 0 ? n : n.toFixed(1)} ${units[u]}`;
   }
 
+  // ---- Resume ----------------------------------------------------------
+  // ResumeState is all the page knows of its session for the resume
+  // extension (docs/PROTOCOL.md, "resume"): the token from the session
+  // frame, the window, and the count of counted frames received and
+  // acknowledged. What a resume or an acknowledgement carries is built
+  // here alone, so that a position of another form (a cursor) changes
+  // this class only.
+  class ResumeState {
+    constructor() {
+      this.token = ''; // '' until a session frame came: no resume
+      this.windowMs = 0;
+      this.count = 0; // counted frames received whole
+      this.acked = 0; // the count the server was last told
+    }
+    get have() {
+      return this.token !== '';
+    }
+    // session takes a session frame's payload, `<token> <window-ms>`; it
+    // returns false for a malformed or repeated one, which is ignored.
+    session(p) {
+      const m = /^([0-9a-f]{32}) (0|[1-9][0-9]{0,15})$/.exec(dec.decode(p));
+      if (!m || this.have) return false;
+      this.token = m[1];
+      this.windowMs = Number(m[2]);
+      return true;
+    }
+    // received counts a frame of type t read whole, and returns true if
+    // it is a counted one.
+    received(t) {
+      if (!this.have || !COUNTED.has(t)) return false;
+      this.count++;
+      return true;
+    }
+    unacked() {
+      return this.count - this.acked;
+    }
+    // ackFrame returns the received frame that acknowledges the count.
+    ackFrame() {
+      this.acked = this.count;
+      return frame('received', String(this.count));
+    }
+    // resumeFrame returns the resume frame for name; the server then
+    // knows the count.
+    resumeFrame(name) {
+      this.acked = this.count;
+      return frame('resume', `${name} ${this.token} ${this.count}`);
+    }
+  }
+
+  // sameFeatures reports whether an ext_hello answer (payload p) grants
+  // what the first connection was granted.
+  function sameFeatures(p, first) {
+    const got = dec.decode(p).split(' ').filter((f) => f !== '').sort();
+    const want = [...first].sort();
+    return got.length === want.length && got.every((f, i) => f === want[i]);
+  }
+
   // ---- The session -----------------------------------------------------
   let maxFileSize = 1 << 30; // the server's --max-file-size, from config.json
   let session = null;
@@ -143,6 +213,7 @@
       this.joined = false;
       this.over = false;
       this.helloAnswered = false;
+      this.granted = []; // the features the first connection was granted
       // The server tells of joins and leaves (presence) while few users
       // are online; otherwise, or with a server that does not, the list
       // is asked for now and then.
@@ -154,41 +225,103 @@
       this.files = new Map(); // chunked transfers being received, by id
       this.plainFile = null; // the forward_file being received
       this.uploading = 0;
-      this.decoder = new Decoder({
+      // Resume (docs/WEB.md, "A lost connection"): the state to resume
+      // with, and the connection's.
+      this.res = new ResumeState();
+      this.reconnecting = false; // lost: attempts run, sends wait
+      this.deadline = 0; // when the session's window passes, once lost
+      this.backoff = BACKOFF_FIRST_MS;
+      this.attemptTimer = null;
+      this.retryTimer = null;
+      this.ackTimer = null;
+      this.midFrame = false; // a send_file is being sent: no other frame may go now
+      this.ackWanted = false; // an acknowledgement waits for the send_file's end
+      this.changed = null; // resolves the waits of ready() at the next change
+      this.decoder = this.newDecoder();
+      this.connect();
+    }
+
+    newDecoder() {
+      return new Decoder({
         frame: (t, p) => this.onFrame(t, p),
         fileBegin: (s, f, n) => { this.plainFile = this.beginDownload(s, f, n); },
         fileData: (d) => this.plainFile.add(d),
         fileEnd: () => { this.plainFile.finish(); this.plainFile = null; },
       });
+    }
+
+    // connect opens a WebSocket; its events are heard while it is the
+    // session's.
+    connect() {
       const url = new URL('ws', location.href);
       url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-      this.ws = new WebSocket(url);
-      this.ws.binaryType = 'arraybuffer';
-      this.ws.onopen = () => this.onOpen();
-      this.ws.onmessage = (e) => this.onMessage(e);
-      this.ws.onclose = () => this.onClose();
-      this.ws.onerror = () => {};
+      const ws = new WebSocket(url);
+      ws.binaryType = 'arraybuffer';
+      ws.onopen = () => { if (ws === this.ws) this.onOpen(); };
+      ws.onmessage = (e) => { if (ws === this.ws) this.onMessage(e); };
+      ws.onclose = (e) => { if (ws === this.ws) this.onClose(e); };
+      ws.onerror = () => {};
+      this.ws = ws;
+      this.signal();
+    }
+
+    // signal wakes whoever waits in ready(): the connection or the
+    // session's state changed.
+    signal() {
+      const c = this.changed;
+      this.changed = null;
+      if (c) c.resolve();
+    }
+
+    waitChange() {
+      if (!this.changed) {
+        let resolve;
+        const promise = new Promise((r) => { resolve = r; });
+        this.changed = { promise, resolve };
+      }
+      return this.changed.promise;
+    }
+
+    // ready waits until frames may be sent (connected, not resuming); it
+    // returns false if the session ended first.
+    async ready() {
+      while (!this.over && (this.reconnecting || this.ws.readyState !== WebSocket.OPEN)) await this.waitChange();
+      return !this.over;
     }
 
     send(bytes) {
       if (this.ws.readyState === WebSocket.OPEN) this.ws.send(bytes);
     }
 
-    // queue runs op after every send queued before it.
+    // queue runs op after every send queued before it, once frames may
+    // be sent; not at all if the session ends first. The promise it
+    // returns tells whether op ran.
     queue(op) {
-      this.outbox = this.outbox.then(() => (this.over ? undefined : op())).catch((err) => {
+      const run = this.outbox.then(async () => {
+        if (!(await this.ready())) return false;
+        await op();
+        return true;
+      });
+      this.outbox = run.catch((err) => {
         note(`Could not send: ${err.message}`, true);
       });
-      return this.outbox;
+      return run.catch(() => true);
     }
 
     onOpen() {
+      this.signal();
+      if (this.reconnecting) {
+        // ext_hello and resume go together; sends wait for resumed.
+        this.ws.send(frame('ext_hello', FEATURES.join(' ')));
+        this.ws.send(this.res.resumeFrame(this.name));
+        return;
+      }
       if (this.extensions) {
         // The server answers a join that stands with the names online
         // (online): the page asks for no list, which would print a
         // request_users_list line on the server's stdout for a command
         // nobody typed.
-        this.send(frame('ext_hello', 'chunked-file presence not-online online'));
+        this.send(frame('ext_hello', FEATURES.join(' ')));
         this.send(frame('join', this.name));
         return;
       }
@@ -222,13 +355,24 @@
     }
 
     onFrame(type, p) {
+      if (this.over) return;
+      if (this.reconnecting) {
+        this.onResumeFrame(type, p);
+        return;
+      }
+      if (this.res.received(type)) this.counted();
       switch (type) {
         case 'ext_hello':
           this.helloAnswered = true;
-          this.presence = dec.decode(p).split(' ').includes('presence');
+          this.granted = dec.decode(p).split(' ').filter((f) => f !== '');
+          this.presence = this.granted.includes('presence');
           // A server without online: the answer to a list shows the
           // join stood, as with no extensions.
-          if (!dec.decode(p).split(' ').includes('online')) this.requestList();
+          if (!this.granted.includes('online')) this.requestList();
+          break;
+        case 'session':
+          // Resume is on: from here counted frames are counted.
+          if (!this.granted.includes('resume') || !this.res.session(p)) console.warn('ignoring a session frame: resume not granted, repeated or malformed');
           break;
         case 'online': {
           const f = dec.decode(p).split(' ');
@@ -322,6 +466,31 @@
       }
     }
 
+    // counted acknowledges the counted frames received: at once when
+    // ACK_EVERY wait, else ACK_DELAY_MS after the first.
+    counted() {
+      if (this.res.unacked() >= ACK_EVERY) this.ack();
+      else if (this.ackTimer === null) this.ackTimer = setTimeout(() => { this.ackTimer = null; this.ack(); }, ACK_DELAY_MS);
+    }
+
+    ack() {
+      this.stopAck();
+      if (this.over || this.reconnecting || this.res.unacked() === 0) return;
+      if (this.midFrame) {
+        this.ackWanted = true; // it would land inside the file's frame
+        return;
+      }
+      // A connection closing, not yet known lost: the resume will carry
+      // the count.
+      if (this.ws.readyState === WebSocket.OPEN) this.ws.send(this.res.ackFrame());
+    }
+
+    stopAck() {
+      if (this.ackTimer !== null) clearTimeout(this.ackTimer);
+      this.ackTimer = null;
+      this.ackWanted = false;
+    }
+
     noteSender(name) {
       if (!this.users.includes(name)) this.requestList();
     }
@@ -329,6 +498,7 @@
     refused(text) {
       this.over = true;
       this.ws.close();
+      this.signal();
       if (this.joined) {
         this.end(`Disconnected: ${text}`);
       } else {
@@ -337,26 +507,136 @@
       }
     }
 
-    onClose() {
+    onClose(e) {
       if (this.over) return;
+      if (this.reconnecting) {
+        this.attemptFailed();
+        return;
+      }
       if (!this.joined) {
         this.over = true;
+        this.signal();
         setStatus('Not joined', 'offline');
         showJoin('Could not join: the server closed the connection. It may be down, or too many connections come from your address.');
         return;
       }
+      // A connection cut (no close frame from the server: code 1006) is
+      // lost, and resumed. One the server closed itself (1000 after its
+      // last frame, 1001 as it shuts down) ended the session there.
+      if (this.res.have && e.code !== 1000 && e.code !== 1001) {
+        this.startReconnect();
+        return;
+      }
       this.end('Disconnected: connection to the server lost.');
+    }
+
+    // startReconnect begins resuming a lost connection: the conversation
+    // stays, the status says "Reconnecting…", and sends wait.
+    startReconnect() {
+      this.reconnecting = true;
+      this.deadline = Date.now() + this.res.windowMs;
+      this.backoff = BACKOFF_FIRST_MS;
+      this.stopAck();
+      // Files arriving are cut short; the server gave them up with the
+      // connection (uploads see it themselves).
+      this.dropDownloads('the connection was lost; ask for it again');
+      setStatus('Reconnecting…', 'reconnecting');
+      this.signal();
+      this.attempt();
+    }
+
+    // attempt opens a connection and resumes on it, unless the window
+    // has passed.
+    attempt() {
+      this.retryTimer = null;
+      if (this.over) return;
+      const left = this.deadline - Date.now();
+      if (left <= 0) {
+        this.end('Disconnected: connection to the server lost (no server took the session back in time).');
+        return;
+      }
+      this.decoder = this.newDecoder(); // what a cut frame left is dropped
+      this.connect();
+      const ws = this.ws;
+      this.attemptTimer = setTimeout(() => {
+        this.attemptTimer = null;
+        if (ws !== this.ws || !this.reconnecting) return;
+        ws.onclose = null;
+        ws.close();
+        this.attemptFailed();
+      }, Math.min(ATTEMPT_WAIT_MS, left));
+    }
+
+    attemptFailed() {
+      if (this.attemptTimer !== null) clearTimeout(this.attemptTimer);
+      this.attemptTimer = null;
+      const left = this.deadline - Date.now();
+      if (left <= 0) {
+        this.end('Disconnected: connection to the server lost (no server took the session back in time).');
+        return;
+      }
+      const pause = this.backoff / 2 + Math.random() * (this.backoff / 2);
+      this.backoff = Math.min(2 * this.backoff, BACKOFF_MAX_MS);
+      this.retryTimer = setTimeout(() => this.attempt(), Math.min(pause, left));
+    }
+
+    // onResumeFrame takes the frames that answer a resume: ext_hello,
+    // then resumed or resume_failed.
+    onResumeFrame(type, p) {
+      switch (type) {
+        case 'ext_hello':
+          if (!sameFeatures(p, this.granted)) this.end('Disconnected: connection to the server lost; the server now answering does not offer what the session had.');
+          return;
+        case 'resumed': {
+          const m = /^(0|[1-9][0-9]{0,19})$/.exec(dec.decode(p));
+          if (!m) {
+            this.end('Disconnected: the server sent something this page cannot read (a malformed resumed).');
+            return;
+          }
+          this.resumed(Number(m[1]));
+          return;
+        }
+        case 'resume_failed':
+          this.end('Disconnected: connection to the server lost, and the session could not be resumed (it ended, or the server restarted).');
+          return;
+        default:
+          this.end(`Disconnected: connection to the server lost; the server answered the resume with ${type}.`);
+      }
+    }
+
+    // resumed carries on after a resume that stood: the frames the
+    // server kept follow, and the sends that waited go.
+    resumed(missed) {
+      if (this.attemptTimer !== null) clearTimeout(this.attemptTimer);
+      this.attemptTimer = null;
+      this.reconnecting = false;
+      setStatus('Online', 'online');
+      if (missed > 0) {
+        note(`The connection was lost and you missed ${missed} message${missed === 1 ? '' : 's'} (more than the server keeps for you).`, true);
+        // Joins and leaves may be among them.
+        this.requestList();
+      }
+      this.signal();
+    }
+
+    dropDownloads(why) {
+      for (const d of this.files.values()) d.abort(why);
+      this.files.clear();
+      if (this.plainFile) this.plainFile.abort(why);
+      this.plainFile = null;
     }
 
     // end ends the session, keeping the page as it was under a banner.
     end(text) {
       const wasOver = this.over;
       this.over = true;
+      this.reconnecting = false;
+      this.stopAck();
+      for (const t of [this.attemptTimer, this.retryTimer]) if (t !== null) clearTimeout(t);
+      this.attemptTimer = this.retryTimer = null;
+      this.signal();
       if (this.ws.readyState <= WebSocket.OPEN) this.ws.close();
-      for (const d of this.files.values()) d.abort('the connection ended');
-      this.files.clear();
-      if (this.plainFile) this.plainFile.abort('the connection ended');
-      this.plainFile = null;
+      this.dropDownloads('the connection ended');
       if (wasOver && !this.joined) return;
       setStatus('Offline', 'offline');
       setOnline(false);
@@ -365,14 +645,34 @@
 
     leave() {
       if (this.over) return;
+      if (this.reconnecting) {
+        // No connection to say it on: the server ends the session when
+        // its window passes.
+        this.end('');
+        setStatus('Left', '');
+        showBanner('You left the chat.', false);
+        return;
+      }
       this.queue(() => {
         this.send(frame('disconnect', this.name));
         this.over = true;
+        this.signal();
         setStatus('Left', '');
         setOnline(false);
         showBanner('You left the chat.', false);
         // The server closes once it has sent what it had for us.
       });
+    }
+
+    // pageGone quits as the page goes away (closed, reloaded): it cannot
+    // resume, and without a disconnect the server would keep the name
+    // for the window. A disconnect cannot go inside a file being sent.
+    pageGone() {
+      if (this.over) return;
+      if (!this.reconnecting && !this.midFrame && this.ws.readyState === WebSocket.OPEN) this.ws.send(frame('disconnect', this.name));
+      this.end('');
+      setStatus('Left', '');
+      showBanner('You left the chat: the page was closed.', false);
     }
 
     beginDownload(sender, filename, size) {
@@ -382,23 +682,34 @@
 
     // sendMessage shows the message and sends it. One typed while a file
     // is being sent goes after the file (one frame at a time on the
-    // stream): it shows as waiting until then, and as sent after.
+    // stream), and one typed while reconnecting after the resume: it
+    // shows as waiting until then, and as sent after; as not sent if the
+    // session ends first.
     sendMessage(names, text) {
       const li = addEntry('mine', 'you', `to ${names.join(', ')}`, text);
       let state = null;
-      if (this.uploading > 0) {
-        li.classList.add('queued');
-        state = document.createElement('span');
-        state.className = 'state';
-        state.textContent = ' · waiting for the file to go first';
-        li.querySelector('.meta').append(state);
-      }
+      const mark = (s) => {
+        if (!state) {
+          state = document.createElement('span');
+          state.className = 'state';
+          li.querySelector('.meta').append(state);
+        }
+        state.textContent = ` · ${s}`;
+      };
+      if (this.uploading > 0) mark('waiting for the file to go first');
+      else if (this.reconnecting) mark('waiting: reconnecting');
+      if (state) li.classList.add('queued');
       this.queue(() => {
         this.send(frame('send_message', `${names.length} ${names.join(' ')} `, text));
         if (state) {
           li.classList.remove('queued');
-          state.textContent = ' · sent';
+          mark('sent');
         }
+      }).then((ran) => {
+        if (ran) return;
+        li.classList.remove('queued');
+        li.classList.add('bad');
+        mark('not sent: the connection was lost');
       });
     }
 
@@ -406,49 +717,64 @@
       const filename = safeFilename(file.name);
       const up = new Upload(names, file, filename);
       this.uploading++;
-      this.queue(() => this.upload(up, names, file, filename)).finally(() => { this.uploading--; });
+      this.queue(() => this.upload(up, names, file, filename)).then((ran) => {
+        if (!ran) up.abort('the connection was lost');
+      }).finally(() => { this.uploading--; });
     }
 
     // upload sends one send_file frame, its content read from file in
-    // slices as the socket takes them.
+    // slices as the socket takes them. The frame goes on one connection:
+    // if it is lost meanwhile, the file is given up (the server dropped
+    // what came of it), and later sends go on after the resume.
     async upload(up, names, file, filename) {
+      const ws = this.ws;
+      const lost = () => this.over || this.reconnecting || this.ws !== ws;
+      const why = () => (this.over ? 'the connection ended' : 'the connection was lost while it was being sent; send it again');
       const head = enc.encode(`${names.length} ${names.join(' ')} ${filename} `);
       const size = file.size;
-      this.send(enc.encode(`send_file ${head.length + size} `));
-      this.send(head);
-      let sent = 0;
-      let shrank = false;
-      while (sent < size) {
-        await this.drained(UPLOAD_HIGH_WATER);
-        if (this.over) return up.abort('the connection ended');
-        const want = Math.min(UPLOAD_SLICE, size - sent);
-        let buf;
-        try {
-          buf = new Uint8Array(await file.slice(sent, sent + want).arrayBuffer());
-        } catch {
-          buf = new Uint8Array(0);
+      this.midFrame = true;
+      try {
+        ws.send(enc.encode(`send_file ${head.length + size} `));
+        ws.send(head);
+        let sent = 0;
+        let shrank = false;
+        while (sent < size) {
+          await this.drained(ws, UPLOAD_HIGH_WATER);
+          if (lost()) return up.abort(why());
+          const want = Math.min(UPLOAD_SLICE, size - sent);
+          let buf;
+          try {
+            buf = new Uint8Array(await file.slice(sent, sent + want).arrayBuffer());
+          } catch {
+            buf = new Uint8Array(0);
+          }
+          if (buf.length < want) {
+            // The frame's length is promised: complete it with zeros.
+            shrank = true;
+            const full = new Uint8Array(want);
+            full.set(buf);
+            buf = full;
+          }
+          if (lost()) return up.abort(why());
+          ws.send(buf);
+          sent += want;
+          up.progress(sent - ws.bufferedAmount);
         }
-        if (buf.length < want) {
-          // The frame's length is promised: complete it with zeros.
-          shrank = true;
-          const full = new Uint8Array(want);
-          full.set(buf);
-          buf = full;
-        }
-        this.send(buf);
-        sent += want;
-        up.progress(sent - this.ws.bufferedAmount);
+        await this.drained(ws, 0);
+        if (lost()) return up.abort(why());
+        up.done(shrank);
+      } finally {
+        this.midFrame = false;
+        if (this.ackWanted) this.ack();
       }
-      await this.drained(0);
-      if (this.over) return up.abort('the connection ended');
-      up.done(shrank);
     }
 
-    // drained waits until the socket holds at most limit bytes unsent.
-    drained(limit) {
+    // drained waits until ws holds at most limit bytes unsent, or is no
+    // longer the session's.
+    drained(ws, limit) {
       return new Promise((resolve) => {
         const check = () => {
-          if (this.over || this.ws.bufferedAmount <= limit) resolve();
+          if (this.over || this.ws !== ws || ws.bufferedAmount <= limit) resolve();
           else setTimeout(check, 10);
         };
         check();
@@ -681,6 +1007,9 @@
     renderUsers();
   });
   el.leave.addEventListener('click', () => session && session.leave());
+  // A page closed or reloaded quits (it cannot resume: its state goes
+  // with it).
+  window.addEventListener('pagehide', () => session && session.joined && session.pageGone());
   el.rejoin.addEventListener('click', () => {
     el.banner.hidden = true;
     const name = session ? session.name : '';

@@ -241,8 +241,16 @@ globalThis.chatCodec = (() => {
   const KNOWN_TYPES = new Set([
     'ext_hello', 'response_users_list', 'forward_message', 'file_begin', 'file_chunk', 'file_end',
     'file_abort', 'err_unknown_message', 'err_server_full', 'err_username_unavailable', 'presence',
-    'not_online', 'online',
+    'not_online', 'online', 'session', 'resumed', 'resume_failed',
   ]);
+
+  // COUNTED lists the frames this page receives that count for the resume
+  // extension (docs/PROTOCOL.md, "resume"): every frame the server sends
+  // but the negotiation's, resume's own, the err_* and the file frames.
+  // Of those, these are the ones a server sends the page; a frame of a
+  // type the page does not know (a later extension's, uncounted) is
+  // skipped above and not counted.
+  const COUNTED = new Set(['response_users_list', 'forward_message', 'not_online', 'presence', 'online']);
 
   // splitFields splits the first n space-separated fields off p (bytes);
   // the rest follows them.
@@ -262,6 +270,6 @@ globalThis.chatCodec = (() => {
 
   return Object.freeze({
     MAX_RECIPIENTS, SMALL_FRAME, enc, dec, nameProblem, textProblem, safeFilename, frame,
-    splitFields, Decoder, StreamError,
+    splitFields, Decoder, StreamError, COUNTED,
   });
 })();
