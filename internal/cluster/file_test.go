@@ -69,7 +69,7 @@ func TestFileOpenGivenUp(t *testing.T) {
 		attempt int           // guarded by mu
 		seen    int           // guarded by mu
 	)
-	sub, err := nc.Subscribe(nodes[0].subject(fileOpenSubject, nodes[1].cfg.Node), func(*nats.Msg) {
+	sub, err := nc.Subscribe(nodes[0].hub.subject(fileOpenSubject, nodes[1].cfg.Node), func(*nats.Msg) {
 		mu.Lock()
 		defer mu.Unlock()
 		if seen++; seen == attempt {

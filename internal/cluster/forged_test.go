@@ -44,7 +44,7 @@ func TestForgedNodesBounded(t *testing.T) {
 		if err := nc.Publish(n1.cfg.Name+heartbeatSubject, fmt.Appendf(nil, "%x up %s", uint64(i+1), node)); err != nil {
 			t.Fatal(err)
 		}
-		if err := nc.Publish(n1.subject(framesSubject, n1.cfg.Node), forgedBatch(node, uint64(i+1), 1, "nobody", 1, []byte("x"))); err != nil {
+		if err := nc.Publish(n1.hub.subject(framesSubject, n1.cfg.Node), forgedBatch(node, uint64(i+1), 1, "nobody", 1, []byte("x"))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -62,7 +62,7 @@ func TestForgedNodesBounded(t *testing.T) {
 		}
 	}
 	n1.hub.live.mu.Unlock()
-	acked, err := nc.SubscribeSync(n1.subject(acksSubject, n2.cfg.Node))
+	acked, err := nc.SubscribeSync(n1.hub.subject(acksSubject, n2.cfg.Node))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestForgedNodesBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	nc.Publish(n1.cfg.Name+heartbeatSubject, fmt.Appendf(nil, "%x %s %s", n2.inc, stateLeaving, n2.cfg.Node))
-	nc.Publish(n1.subject(framesSubject, n1.cfg.Node), forgedBatch(n2.cfg.Node, n2.inc, 0, "nobody", 1, []byte("x")))
+	nc.Publish(n1.hub.subject(framesSubject, n1.cfg.Node), forgedBatch(n2.cfg.Node, n2.inc, 0, "nobody", 1, []byte("x")))
 	deadline := time.After(10 * time.Second)
 	for left := false; !left; {
 		select {
