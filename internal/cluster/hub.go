@@ -323,14 +323,9 @@ func (h *Hub) takeSlot(maxUsers int, token uint64) (int, uint64, error) {
 				// An unanswered attempt may have stored it: read it,
 				// or the place would stay this session's unseen.
 				h.reg.unreserve(slot, token)
-				rev, err := h.create(slotKey(slot), val)
-				if err == nil {
-					return slot, rev, nil
+				if slot, rev, err := h.createSlot(slot, val); !errors.Is(err, errPlaceTaken) {
+					return slot, rev, err
 				}
-				if !isExists(err) {
-					return 0, 0, fmt.Errorf("%w: %v", server.ErrUnavailable, err)
-				}
-				h.reg.notePlaceTaken(slot, rev)
 				break
 			}
 			own, rev, retry, again := h.reg.slotRefused(slot, token, expect)
@@ -357,17 +352,30 @@ func (h *Hub) claimSlot(maxUsers int, token uint64) (int, uint64, error) {
 		if slot < 0 {
 			return 0, 0, server.ErrServerFull
 		}
-		rev, err := h.create(slotKey(slot), val)
-		if err == nil {
-			return slot, rev, nil
+		if slot, rev, err := h.createSlot(slot, val); !errors.Is(err, errPlaceTaken) {
+			return slot, rev, err
 		}
-		if !isExists(err) {
-			return 0, 0, fmt.Errorf("%w: %v", server.ErrUnavailable, err)
-		}
-		// Taken meanwhile: note it until the watch brings its record.
-		h.reg.notePlaceTaken(slot, rev)
 	}
 	return 0, 0, server.ErrServerFull
+}
+
+// errPlaceTaken says that another holds the place a join tried to take;
+// the join tries another.
+var errPlaceTaken = errors.New("place taken")
+
+// createSlot creates the record of place slot (value val) with create.
+// A place another holds is noted in the cache until the watch brings the
+// other's record, and the error is errPlaceTaken.
+func (h *Hub) createSlot(slot int, val []byte) (int, uint64, error) {
+	rev, err := h.create(slotKey(slot), val)
+	if err == nil {
+		return slot, rev, nil
+	}
+	if !isExists(err) {
+		return 0, 0, fmt.Errorf("%w: %v", server.ErrUnavailable, err)
+	}
+	h.reg.notePlaceTaken(slot, rev)
+	return 0, 0, errPlaceTaken
 }
 
 // create is Create for a join, made safe to retry: an attempt whose answer

@@ -406,19 +406,30 @@ func (l *liveness) run() {
 
 // beat sends heartbeats and marks the nodes that went silent.
 func (l *liveness) beat() {
-	tick := time.NewTicker(heartbeatEvery / 2)
-	defer tick.Stop()
 	last := time.Time{}
+	l.every(heartbeatEvery/2, nil, func(now time.Time) {
+		if now.Sub(last) >= heartbeatEvery {
+			l.announce(stateUp)
+			last = now
+		}
+		l.checkSilence(now)
+	})
+}
+
+// every calls f with the time every d, and at once for each token on
+// wake (nil: none), until the node stops: the loop of each of the
+// liveness goroutines.
+func (l *liveness) every(d time.Duration, wake <-chan struct{}, f func(now time.Time)) {
+	tick := time.NewTicker(d)
+	defer tick.Stop()
 	for {
 		select {
 		case <-l.stop:
 			return
 		case now := <-tick.C:
-			if now.Sub(last) >= heartbeatEvery {
-				l.announce(stateUp)
-				last = now
-			}
-			l.checkSilence(now)
+			f(now)
+		case <-wake:
+			f(time.Now())
 		}
 	}
 }
@@ -454,47 +465,31 @@ func (l *liveness) fenceWhenUnrenewed() {
 		}
 		return nil
 	}
-	tick := time.NewTicker(renewEvery / 4)
-	defer tick.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-tick.C:
-			l.h.fence(unrenewed)
-		}
-	}
+	l.every(renewEvery/4, nil, func(time.Time) { l.h.fence(unrenewed) })
 }
 
 // renew renews the lease every renewEvery; a renewal that succeeds lets
 // a fenced node admit again.
 func (l *liveness) renew() {
 	val := leaseEntry{inc: l.inc, addr: l.addr}.value()
-	tick := time.NewTicker(renewEvery / 4)
-	defer tick.Stop()
 	var lastTry time.Time
-	for {
-		select {
-		case <-l.stop:
+	l.every(renewEvery/4, nil, func(now time.Time) {
+		if now.Sub(lastTry) < renewEvery {
 			return
-		case now := <-tick.C:
-			if now.Sub(lastTry) < renewEvery {
-				continue
-			}
-			lastTry = now
-			if l.h.leaving.Load() {
-				continue // the lease is being released: never renewed again
-			}
-			if err := l.renewLease(val); err != nil {
-				l.log.Debug("lease renewal failed", "err", err)
-				continue
-			}
-			if l.h.fenced.Load() {
-				l.awaitSilent(rejoinWait)
-			}
-			l.h.unfence()
 		}
-	}
+		lastTry = now
+		if l.h.leaving.Load() {
+			return // the lease is being released: never renewed again
+		}
+		if err := l.renewLease(val); err != nil {
+			l.log.Debug("lease renewal failed", "err", err)
+			return
+		}
+		if l.h.fenced.Load() {
+			l.awaitSilent(rejoinWait)
+		}
+		l.h.unfence()
+	})
 }
 
 // sweepSoon asks for a sweep of dead records.
@@ -511,17 +506,7 @@ func (l *liveness) sweepSoon() {
 // seconds. Records younger than a few seconds are left alone, since their
 // node's lease may simply not have reached this node's cache yet.
 func (l *liveness) sweeper() {
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-tick.C:
-		case <-l.sweep:
-		}
-		l.sweepOnce()
-	}
+	l.every(2*time.Second, l.sweep, func(time.Time) { l.sweepOnce() })
 }
 
 // minRecordAge is how old a record must be before a sweep may remove it.

@@ -44,6 +44,26 @@ func userKey(name string) string { return "u." + b64.EncodeToString([]byte(name)
 func slotKey(i int) string       { return "s." + strconv.Itoa(i) }
 func nodeKey(node string) string { return "n." + b64.EncodeToString([]byte(node)) }
 
+// userOf and slotOf undo userKey and slotKey: ok is false for a key of
+// another kind or one that does not decode.
+func userOf(key string) (name string, ok bool) {
+	enc, ok := strings.CutPrefix(key, "u.")
+	if !ok {
+		return "", false
+	}
+	raw, err := b64.DecodeString(enc)
+	return string(raw), err == nil
+}
+
+func slotOf(key string) (int, bool) {
+	n, ok := strings.CutPrefix(key, "s.")
+	if !ok {
+		return 0, false
+	}
+	i, err := strconv.Atoi(n)
+	return i, err == nil
+}
+
 // userEntry is the registry's record of a joined user. Its place under
 // the cap has a record of its own.
 type userEntry struct {
@@ -393,11 +413,10 @@ func (r *registry) applyName(e jetstream.KeyValueEntry) {
 	r.namesRev = max(r.namesRev, e.Revision())
 	switch {
 	case strings.HasPrefix(key, "u."):
-		raw, err := b64.DecodeString(key[2:])
-		if err != nil {
+		name, ok := userOf(key)
+		if !ok {
 			return
 		}
-		name := string(raw)
 		if del {
 			if e.Revision() > r.userTombs[name] {
 				r.userTombs[name] = e.Revision()
@@ -424,8 +443,8 @@ func (r *registry) applyName(e jetstream.KeyValueEntry) {
 		r.users[name] = u
 		r.notifyUser(name, u, true)
 	case strings.HasPrefix(key, "s."):
-		i, err := strconv.Atoi(key[2:])
-		if err != nil || i < 0 || i >= r.maxClients {
+		i, ok := slotOf(key)
+		if !ok || i < 0 || i >= r.maxClients {
 			return
 		}
 		if del {
@@ -764,20 +783,11 @@ func (r *registry) noteDeleted(key string, rev uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.tombsLocked()
-	switch {
-	case strings.HasPrefix(key, "u."):
-		raw, err := b64.DecodeString(key[2:])
-		if err != nil {
-			return
-		}
-		name := string(raw)
+	if name, ok := userOf(key); ok {
 		if u, ok := r.users[name]; (!ok || u.rev < rev) && rev > r.userTombs[name] {
 			r.userTombs[name] = rev
 		}
-	case strings.HasPrefix(key, "s."):
-		i, err := strconv.Atoi(key[2:])
-		if err == nil && i >= 0 && i < r.maxClients {
-			r.slotTombs[i] = max(r.slotTombs[i], rev)
-		}
+	} else if i, ok := slotOf(key); ok && i >= 0 && i < r.maxClients {
+		r.slotTombs[i] = max(r.slotTombs[i], rev)
 	}
 }

@@ -183,20 +183,13 @@ func (r *registry) dropStale(keys []pendingDelete) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, p := range keys {
-		switch {
-		case len(p.key) > 2 && p.key[:2] == "u.":
-			raw, err := b64.DecodeString(p.key[2:])
-			if err != nil {
-				continue
-			}
-			name := string(raw)
+		if name, ok := userOf(p.key); ok {
 			if u, ok := r.users[name]; ok && u.rev == 0 {
 				delete(r.users, name)
 				r.notifyUser(name, u, false)
 			}
-		case len(p.key) > 2 && p.key[:2] == "s.":
-			i, err := strconv.Atoi(p.key[2:])
-			if s, ok := r.slots[i]; err == nil && ok && s.rev == 0 {
+		} else if i, ok := slotOf(p.key); ok {
+			if s, ok := r.slots[i]; ok && s.rev == 0 {
 				r.freeLocked(i)
 			}
 		}
