@@ -217,17 +217,7 @@ func settle(t *testing.T, nodes []*Node) {
 			t.Fatalf("node %d never saw the marker", i)
 		}
 	}
-	heard := make(chan struct{}, 1)
-	for _, n := range nodes {
-		n.hub.live.mu.Lock()
-		n.hub.live.testHookHeard = func() {
-			select {
-			case heard <- struct{}{}:
-			default:
-			}
-		}
-		n.hub.live.mu.Unlock()
-	}
+	heard := hookHeard(nodes...)
 	for _, n := range nodes {
 		for _, o := range nodes {
 			for !n.hub.live.alive(o.cfg.Node, o.inc) {
@@ -239,6 +229,23 @@ func settle(t *testing.T, nodes []*Node) {
 			}
 		}
 	}
+}
+
+// hookHeard returns a channel that has a token once any of nodes has
+// heard a change of a node's state (liveness.testHookHeard).
+func hookHeard(nodes ...*Node) <-chan struct{} {
+	heard := make(chan struct{}, 1)
+	for _, n := range nodes {
+		n.hub.live.mu.Lock()
+		n.hub.live.testHookHeard = func() {
+			select {
+			case heard <- struct{}{}:
+			default:
+			}
+		}
+		n.hub.live.mu.Unlock()
+	}
+	return heard
 }
 
 func TestClusterHubContract(t *testing.T) {
@@ -601,15 +608,7 @@ func TestSweeperRemovesOwnOrphans(t *testing.T) {
 func TestLeaseCountsAsHeard(t *testing.T) {
 	n := testCluster(t, 1, 10)[0]
 	l := n.hub.live
-	heard := make(chan struct{}, 1)
-	l.mu.Lock()
-	l.testHookHeard = func() {
-		select {
-		case heard <- struct{}{}:
-		default:
-		}
-	}
-	l.mu.Unlock()
+	heard := hookHeard(n)
 	const peer, inc = "quiet", uint64(0x77)
 	if l.alive(peer, inc) {
 		t.Fatal("a node never heard of is alive")

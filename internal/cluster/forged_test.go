@@ -53,15 +53,7 @@ func TestForgedNodesBounded(t *testing.T) {
 	// after the forged ones, it has handled those too. A heartbeat of n2
 	// saying it leaves changes n1's view of n2 (the next real one
 	// restores it); the batch, from n2, for nobody, makes n1 ack it to n2.
-	heard := make(chan struct{}, 1)
-	n1.hub.live.mu.Lock()
-	n1.hub.live.testHookHeard = func() {
-		select {
-		case heard <- struct{}{}:
-		default:
-		}
-	}
-	n1.hub.live.mu.Unlock()
+	heard := hookHeard(n1)
 	acked, err := nc.SubscribeSync(n1.hub.subject(acksSubject, n2.cfg.Node))
 	if err != nil {
 		t.Fatal(err)
