@@ -217,17 +217,7 @@ func settle(t *testing.T, nodes []*Node) {
 			t.Fatalf("node %d never saw the marker", i)
 		}
 	}
-	heard := make(chan struct{}, 1)
-	for _, n := range nodes {
-		n.hub.live.mu.Lock()
-		n.hub.live.testHookHeard = func() {
-			select {
-			case heard <- struct{}{}:
-			default:
-			}
-		}
-		n.hub.live.mu.Unlock()
-	}
+	heard := hookHeard(nodes...)
 	for _, n := range nodes {
 		for _, o := range nodes {
 			for !n.hub.live.alive(o.cfg.Node, o.inc) {
@@ -239,6 +229,23 @@ func settle(t *testing.T, nodes []*Node) {
 			}
 		}
 	}
+}
+
+// hookHeard returns a channel that has a token once any of nodes has
+// heard a change of a node's state (liveness.testHookHeard).
+func hookHeard(nodes ...*Node) <-chan struct{} {
+	heard := make(chan struct{}, 1)
+	for _, n := range nodes {
+		n.hub.live.mu.Lock()
+		n.hub.live.testHookHeard = func() {
+			select {
+			case heard <- struct{}{}:
+			default:
+			}
+		}
+		n.hub.live.mu.Unlock()
+	}
+	return heard
 }
 
 func TestClusterHubContract(t *testing.T) {
@@ -536,7 +543,7 @@ func TestCreateFindsItsOwnRecord(t *testing.T) {
 	h := testCluster(t, 1, 10)[0].hub
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	mine := userEntry{node: h.n.cfg.Node, inc: h.n.inc, token: 1}.value()
+	mine := userEntry{node: h.self, inc: h.inc, token: 1}.value()
 	stored, err := h.reg.names.Create(ctx, userKey("lost"), mine) // the attempt whose answer was lost
 	if err != nil {
 		t.Fatal(err)
@@ -545,7 +552,7 @@ func TestCreateFindsItsOwnRecord(t *testing.T) {
 	if err != nil || rev != stored {
 		t.Fatalf("create of a key holding its own value = %d, %v; want %d, nil", rev, err, stored)
 	}
-	other := userEntry{node: h.n.cfg.Node, inc: h.n.inc, token: 2}.value()
+	other := userEntry{node: h.self, inc: h.inc, token: 2}.value()
 	if _, err := h.create(userKey("lost"), other); !isExists(err) {
 		t.Fatalf("create of a key holding another session's value: err = %v, want it taken", err)
 	}
@@ -558,11 +565,11 @@ func TestSweeperRemovesOwnOrphans(t *testing.T) {
 	h := testCluster(t, 1, 10)[0].hub
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ghost := userEntry{node: h.n.cfg.Node, inc: h.n.inc, token: 77}
+	ghost := userEntry{node: h.self, inc: h.inc, token: 77}
 	if _, err := h.reg.names.Create(ctx, userKey("ghost"), ghost.value()); err != nil {
 		t.Fatal(err)
 	}
-	slot := slotEntry{node: h.n.cfg.Node, inc: h.n.inc, token: 77}
+	slot := slotEntry{node: h.self, inc: h.inc, token: 77}
 	if _, err := h.reg.names.Create(ctx, slotKey(3), slot.value()); err != nil {
 		t.Fatal(err)
 	}
@@ -570,7 +577,7 @@ func TestSweeperRemovesOwnOrphans(t *testing.T) {
 	h.mu.Lock()
 	h.joining[88] = true
 	h.mu.Unlock()
-	held := userEntry{node: h.n.cfg.Node, inc: h.n.inc, token: 88}
+	held := userEntry{node: h.self, inc: h.inc, token: 88}
 	if _, err := h.reg.names.Create(ctx, userKey("held"), held.value()); err != nil {
 		t.Fatal(err)
 	}
@@ -601,15 +608,7 @@ func TestSweeperRemovesOwnOrphans(t *testing.T) {
 func TestLeaseCountsAsHeard(t *testing.T) {
 	n := testCluster(t, 1, 10)[0]
 	l := n.hub.live
-	heard := make(chan struct{}, 1)
-	l.mu.Lock()
-	l.testHookHeard = func() {
-		select {
-		case heard <- struct{}{}:
-		default:
-		}
-	}
-	l.mu.Unlock()
+	heard := hookHeard(n)
 	const peer, inc = "quiet", uint64(0x77)
 	if l.alive(peer, inc) {
 		t.Fatal("a node never heard of is alive")

@@ -22,7 +22,10 @@ const deleteBatch = 1024
 // to be removed (issue 21), and the users a fence cuts off, or a dead
 // node's that the sweeper finds, come in the same numbers.
 type deleter struct {
-	h *Hub
+	// Set at construction, read-only.
+	nodeInfo
+	w   *writer
+	reg *registry
 
 	mu      sync.Mutex
 	pending []pendingDelete        // guarded by mu
@@ -37,8 +40,8 @@ type pendingDelete struct {
 	rev uint64
 }
 
-func newDeleter(h *Hub) *deleter {
-	return &deleter{h: h, wake: make(chan struct{}, 1), idle: make(chan struct{}), queued: make(map[pendingDelete]bool)}
+func newDeleter(n nodeInfo, w *writer, reg *registry) *deleter {
+	return &deleter{nodeInfo: n, w: w, reg: reg, wake: make(chan struct{}, 1), idle: make(chan struct{}), queued: make(map[pendingDelete]bool)}
 }
 
 // add schedules the removal of key at revision rev.
@@ -63,8 +66,7 @@ func (d *deleter) add(key string, rev uint64) {
 
 // start runs the deleter's goroutine, owned by the node, until it stops.
 func (d *deleter) start() {
-	n := d.h.n
-	n.spawn(d.run)
+	d.spawn(d.run)
 }
 
 func (d *deleter) run() {
@@ -79,7 +81,7 @@ func (d *deleter) run() {
 			select {
 			case <-d.wake:
 				continue
-			case <-d.h.n.stop:
+			case <-d.stop:
 				return
 			}
 		}
@@ -110,7 +112,7 @@ func (d *deleter) run() {
 		backoff = min(max(2*backoff, 100*time.Millisecond), 2*time.Second)
 		select {
 		case <-time.After(backoff):
-		case <-d.h.n.stop:
+		case <-d.stop:
 			return
 		}
 	}
@@ -122,19 +124,19 @@ func (d *deleter) remove(batch []pendingDelete) map[pendingDelete]bool {
 	ops := make([]writeOp, len(batch))
 	for i, p := range batch {
 		ops[i] = writeOp{key: p.key, expect: p.rev, del: true}
-		d.h.w.submit(&ops[i])
+		d.w.submit(&ops[i])
 	}
 	var failed map[pendingDelete]bool
 	for i, p := range batch {
-		r := d.h.w.wait(&ops[i])
+		r := d.w.wait(&ops[i])
 		switch {
 		case r.err == nil:
-			d.h.reg.noteDeleted(p.key, r.rev)
+			d.reg.noteDeleted(p.key, r.rev)
 		case isExists(r.err) || errors.Is(r.err, jetstream.ErrKeyNotFound):
 		default:
 			if failed == nil {
 				failed = make(map[pendingDelete]bool)
-				d.h.n.log.Debug("registry delete failed; retrying", "key", p.key, "err", r.err)
+				d.log.Debug("registry delete failed; retrying", "key", p.key, "err", r.err)
 			}
 			failed[p] = true
 		}
@@ -159,7 +161,7 @@ func (d *deleter) drain(ctx context.Context) bool {
 			d.mu.Lock()
 			left := len(d.pending) + d.busy
 			d.mu.Unlock()
-			d.h.n.log.Warn("left registry records behind; the cluster removes them when the lease expires", "pending", left)
+			d.log.Warn("left registry records behind; the cluster removes them when the lease expires", "pending", left)
 			return false
 		}
 	}

@@ -59,13 +59,13 @@ type fileSender struct {
 }
 
 func (r *relay) subscribeFiles() error {
-	nc := r.h.n.nc
+	nc := r.nc
 	var err error
 	r.files.outs = make(map[uint64]*remoteStream)
-	if r.files.ackSub, err = nc.Subscribe(r.h.n.subject(fileAckSubject, r.h.n.cfg.Node), r.fileAcked); err != nil {
+	if r.files.ackSub, err = nc.Subscribe(r.subject(fileAckSubject, r.self), r.fileAcked); err != nil {
 		return err
 	}
-	r.files.openIn, err = nc.Subscribe(r.h.n.subject(fileOpenSubject, r.h.n.cfg.Node), r.fileOpened)
+	r.files.openIn, err = nc.Subscribe(r.subject(fileOpenSubject, r.self), r.fileOpened)
 	return err
 }
 
@@ -99,20 +99,19 @@ type remoteStream struct {
 // opens the user's stream when the open message reaches it, and acks the
 // bytes its user's queue takes.
 func (r *relay) openRemoteFile(p *remotePeer, head server.FileHead, cancel <-chan struct{}) (server.FileStream, error) {
-	n := r.h.n
 	id := r.files.nextID.Add(1)
 	s := &remoteStream{
 		r:      r,
 		id:     id,
-		subj:   fmt.Sprintf("%s.%x.%d", n.subject(fileChunkSubject, p.node), n.inc, id),
+		subj:   fmt.Sprintf("%s.%x.%d", r.subject(fileChunkSubject, p.node), r.inc, id),
 		cancel: cancel,
 		room:   make(chan struct{}),
 	}
 	r.files.mu.Lock()
 	r.files.outs[id] = s
 	r.files.mu.Unlock()
-	b := fileOpen{id: id, inc: n.inc, token: p.key.token, size: head.Size,
-		name: p.key.name, sender: head.Sender, filename: head.Filename, src: n.cfg.Node}.append(nil)
+	b := fileOpen{id: id, inc: r.inc, token: p.key.token, size: head.Size,
+		name: p.key.name, sender: head.Sender, filename: head.Filename, src: r.self}.append(nil)
 	select {
 	case <-cancel:
 		s.forget()
@@ -125,9 +124,9 @@ func (r *relay) openRemoteFile(p *remotePeer, head server.FileHead, cancel <-cha
 	// the receiving node may open the user's stream, and only a node that
 	// already listens hears the abort that ends it at once instead of
 	// after the stall limit.
-	ctx, cancelOpen := context.WithTimeout(n.ctx, kvTimeout)
+	ctx, cancelOpen := context.WithTimeout(r.ctx, kvTimeout)
 	defer cancelOpen()
-	reply, err := n.nc.RequestWithContext(ctx, n.subject(fileOpenSubject, p.node), b)
+	reply, err := r.nc.RequestWithContext(ctx, r.subject(fileOpenSubject, p.node), b)
 	if err == nil && string(reply.Data) != "ok" {
 		err = fmt.Errorf("%w: %s", errTransferFailed, reply.Data)
 	}
@@ -154,7 +153,7 @@ func (s *remoteStream) forget() {
 // unacked, giving up after the stall limit, then publishes the chunk in
 // pieces of at most filePiece bytes.
 func (s *remoteStream) Write(c server.Chunk) error {
-	stall := time.NewTimer(s.r.h.n.cfg.StallTimeout)
+	stall := time.NewTimer(s.r.stallTimeout)
 	defer stall.Stop()
 	for {
 		s.mu.Lock()
@@ -174,7 +173,7 @@ func (s *remoteStream) Write(c server.Chunk) error {
 		case <-s.cancel:
 			return server.ErrPeerGone
 		case <-stall.C:
-			return fmt.Errorf("%w: no ack for %v", errTransferFailed, s.r.h.n.cfg.StallTimeout)
+			return fmt.Errorf("%w: no ack for %v", errTransferFailed, s.r.stallTimeout)
 		}
 	}
 	// Publish copies msg, so one buffer serves every piece.
@@ -182,7 +181,7 @@ func (s *remoteStream) Write(c server.Chunk) error {
 		part := data[:min(len(data), filePiece)]
 		data = data[len(part):]
 		s.msg = append(append(s.msg[:0], chunkData), part...)
-		if err := s.r.h.n.nc.Publish(s.subj, s.msg); err != nil {
+		if err := s.r.nc.Publish(s.subj, s.msg); err != nil {
 			return err
 		}
 	}
@@ -200,7 +199,7 @@ func (s *remoteStream) end(kind byte) {
 		return
 	}
 	s.done = true
-	s.r.h.n.nc.Publish(s.subj, []byte{kind})
+	s.r.nc.Publish(s.subj, []byte{kind})
 	s.forget()
 }
 
@@ -276,16 +275,15 @@ func (r *relay) fileOpened(m *nats.Msg) {
 	}
 	id, inc, token, size := o.id, o.inc, o.token, o.size
 	name, sender, filename, src := o.name, o.sender, o.filename, o.src
-	n := r.h.n
-	subj := fmt.Sprintf("%s.%x.%d", n.subject(fileChunkSubject, n.cfg.Node), inc, id)
-	sub, err := n.nc.SubscribeSync(subj)
+	subj := fmt.Sprintf("%s.%x.%d", r.subject(fileChunkSubject, r.self), inc, id)
+	sub, err := r.nc.SubscribeSync(subj)
 	if err != nil {
 		m.Respond([]byte(err.Error()))
 		return
 	}
 	// The sender keeps at most fileWindow unacked; room for twice that.
 	sub.SetPendingLimits(-1, 2*fileWindow)
-	started := n.spawn(func() {
+	started := r.spawn(func() {
 		defer sub.Unsubscribe()
 		if err := m.Respond([]byte("ok")); err != nil {
 			return
@@ -302,7 +300,6 @@ func (r *relay) fileOpened(m *nats.Msg) {
 // the pieces waiting (up to a pooled buffer's size) into one chunk for the
 // user's stream, and acks them once the stream took them.
 func (r *relay) receiveFile(src string, id uint64, name string, token uint64, head server.FileHead, sub *nats.Subscription) {
-	n := r.h.n
 	fail := func() { r.sendFileAck(src, id, 0, true) }
 	p, tok, ok := r.h.localToken(name)
 	if !ok || tok != token {
@@ -312,7 +309,7 @@ func (r *relay) receiveFile(src string, id uint64, name string, token uint64, he
 	// The local id must be unique on this node: the server's own ids
 	// count up from 1; these count up from 2^62 (still 19 digits).
 	head.ID = 1<<62 + r.inID.Add(1)
-	st, err := p.OpenFile(head, n.stop)
+	st, err := p.OpenFile(head, r.stop)
 	if err != nil {
 		fail()
 		return
@@ -333,10 +330,10 @@ func (r *relay) receiveFile(src string, id uint64, name string, token uint64, he
 		fail()
 	}
 	for {
-		m, err := nextMsg(n.ctx, sub, n.cfg.StallTimeout)
+		m, err := nextMsg(r.ctx, sub, r.stallTimeout)
 		if err != nil {
-			if n.ctx.Err() == nil {
-				n.log.Warn("a file from another node stalled; abandoning it", "peer", src, "user", name, "file", head.Filename, "err", err)
+			if r.ctx.Err() == nil {
+				r.log.Warn("a file from another node stalled; abandoning it", "peer", src, "user", name, "file", head.Filename, "err", err)
 			}
 			abandon()
 			return
@@ -431,5 +428,5 @@ func (r *relay) sendFileAck(src string, id uint64, n int64, failed bool) {
 	if failed {
 		flag = 1
 	}
-	r.h.n.nc.Publish(r.h.n.subject(fileAckSubject, src), append(b, flag))
+	r.nc.Publish(r.subject(fileAckSubject, src), append(b, flag))
 }

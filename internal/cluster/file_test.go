@@ -69,7 +69,7 @@ func TestFileOpenGivenUp(t *testing.T) {
 		attempt int           // guarded by mu
 		seen    int           // guarded by mu
 	)
-	sub, err := nc.Subscribe(nodes[0].subject(fileOpenSubject, nodes[1].cfg.Node), func(*nats.Msg) {
+	sub, err := nc.Subscribe(nodes[0].hub.subject(fileOpenSubject, nodes[1].cfg.Node), func(*nats.Msg) {
 		mu.Lock()
 		defer mu.Unlock()
 		if seen++; seen == attempt {
@@ -93,6 +93,14 @@ func TestFileOpenGivenUp(t *testing.T) {
 			return ""
 		}
 	}
+	awaitOpen := func(what string) {
+		t.Helper()
+		select {
+		case <-bob.opened:
+		case <-time.After(10 * time.Second):
+			t.Fatal(what)
+		}
+	}
 	for range 20 {
 		mu.Lock()
 		attempt++
@@ -102,11 +110,7 @@ func TestFileOpenGivenUp(t *testing.T) {
 		st, err := rp.OpenFile(server.FileHead{Sender: "al", Filename: "f", Size: 10}, cancel)
 		if err == nil { // the answer won
 			st.Close()
-			select {
-			case <-bob.opened:
-			case <-time.After(10 * time.Second):
-				t.Fatal("an open that was answered never reached bob")
-			}
+			awaitOpen("an open that was answered never reached bob")
 			if how := await(bob.ended, "was never closed"); how != "close" {
 				t.Fatalf("bob's stream ended with %s, want close", how)
 			}
@@ -115,11 +119,7 @@ func TestFileOpenGivenUp(t *testing.T) {
 		if !errors.Is(err, server.ErrPeerGone) {
 			t.Fatalf("OpenFile: %v, want the sender's giving up", err)
 		}
-		select {
-		case <-bob.opened:
-		case <-time.After(10 * time.Second):
-			t.Fatal("the open never reached bob")
-		}
+		awaitOpen("the open never reached bob")
 		if how := await(bob.ended, "stayed open after the sender gave up"); how != "abort" {
 			t.Fatalf("bob's stream ended with %s, want abort", how)
 		}

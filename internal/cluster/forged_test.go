@@ -44,7 +44,7 @@ func TestForgedNodesBounded(t *testing.T) {
 		if err := nc.Publish(n1.cfg.Name+heartbeatSubject, fmt.Appendf(nil, "%x up %s", uint64(i+1), node)); err != nil {
 			t.Fatal(err)
 		}
-		if err := nc.Publish(n1.subject(framesSubject, n1.cfg.Node), forgedBatch(node, uint64(i+1), 1, "nobody", 1, []byte("x"))); err != nil {
+		if err := nc.Publish(n1.hub.subject(framesSubject, n1.cfg.Node), forgedBatch(node, uint64(i+1), 1, "nobody", 1, []byte("x"))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -53,16 +53,8 @@ func TestForgedNodesBounded(t *testing.T) {
 	// after the forged ones, it has handled those too. A heartbeat of n2
 	// saying it leaves changes n1's view of n2 (the next real one
 	// restores it); the batch, from n2, for nobody, makes n1 ack it to n2.
-	heard := make(chan struct{}, 1)
-	n1.hub.live.mu.Lock()
-	n1.hub.live.testHookHeard = func() {
-		select {
-		case heard <- struct{}{}:
-		default:
-		}
-	}
-	n1.hub.live.mu.Unlock()
-	acked, err := nc.SubscribeSync(n1.subject(acksSubject, n2.cfg.Node))
+	heard := hookHeard(n1)
+	acked, err := nc.SubscribeSync(n1.hub.subject(acksSubject, n2.cfg.Node))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +62,7 @@ func TestForgedNodesBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	nc.Publish(n1.cfg.Name+heartbeatSubject, fmt.Appendf(nil, "%x %s %s", n2.inc, stateLeaving, n2.cfg.Node))
-	nc.Publish(n1.subject(framesSubject, n1.cfg.Node), forgedBatch(n2.cfg.Node, n2.inc, 0, "nobody", 1, []byte("x")))
+	nc.Publish(n1.hub.subject(framesSubject, n1.cfg.Node), forgedBatch(n2.cfg.Node, n2.inc, 0, "nobody", 1, []byte("x")))
 	deadline := time.After(10 * time.Second)
 	for left := false; !left; {
 		select {

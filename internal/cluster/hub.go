@@ -19,7 +19,11 @@ import (
 // are cluster-wide. Local users are kept by a server.LocalHub; remote
 // users are found in the registry's cache and reached through their node.
 type Hub struct {
-	n     *Node
+	// Set at construction, read-only: this group and the next.
+	nodeInfo
+	js                 jetstream.JetStream
+	namesCfg, nodesCfg jetstream.KeyValueConfig // the registry's buckets, for guard to make again
+
 	reg   *registry
 	local *server.LocalHub
 	relay *relay
@@ -65,19 +69,20 @@ type listCache struct {
 
 var _ server.Hub = (*Hub)(nil)
 
-func newHub(n *Node, reg *registry) (*Hub, error) {
-	w, err := newWriter(n, n.cfg.Name+namesBucket)
+func newHub(n nodeInfo, cfg Config, js jetstream.JetStream, reg *registry) (*Hub, error) {
+	names := namesConfig(cfg)
+	w, err := newWriter(n, names.Bucket)
 	if err != nil {
 		return nil, err
 	}
-	h := &Hub{n: n, reg: reg, w: w, local: server.NewLocalHub(), locals: make(map[string]localUser), joining: make(map[uint64]bool), presenceCh: make(chan presenceEvent, 4096)}
-	h.del = newDeleter(h)
-	h.live = newLiveness(h)
-	h.relay = newRelay(h)
+	h := &Hub{nodeInfo: n, js: js, namesCfg: names, nodesCfg: nodesConfig(cfg), reg: reg, w: w, local: server.NewLocalHub(), locals: make(map[string]localUser), joining: make(map[uint64]bool), presenceCh: make(chan presenceEvent, 4096)}
+	h.del = newDeleter(n, w, reg)
+	h.live = newLiveness(h, cfg.ChatAddr)
+	h.relay = newRelay(h, cfg.PaceBacklog, cfg.StallTimeout)
 	reg.onUser = func(name string, u userEntry, present bool) {
 		h.changed()
 		h.relay.userChanged(name, u, present)
-		if u.node != n.cfg.Node && h.presence.Load() != nil {
+		if u.node != h.self && h.presence.Load() != nil {
 			select {
 			case h.presenceCh <- presenceEvent{name, present}:
 			default: // a flood of joins: presence notices are paused then anyway
@@ -115,7 +120,7 @@ func (h *Hub) start(ctx context.Context) error {
 	h.w.start()
 	h.del.start()
 	h.live.run()
-	h.n.spawn(h.guard)
+	h.spawn(h.guard)
 	h.live.awaitPeers(2 * heartbeatEvery)
 	h.live.sweepSoon() // entries of earlier incarnations and dead nodes
 	return nil
@@ -125,13 +130,12 @@ func (h *Hub) start(ctx context.Context) error {
 // goroutine, for every join and leave of a user on another node.
 func (h *Hub) OnPresence(f func(name string, joined bool)) {
 	h.presence.Store(&f)
-	n := h.n
-	n.spawn(func() {
+	h.spawn(func() {
 		for {
 			select {
 			case e := <-h.presenceCh:
 				f(e.name, e.joined)
-			case <-n.stop:
+			case <-h.stop:
 				return
 			}
 		}
@@ -175,9 +179,9 @@ func (h *Hub) JoinQueued(p server.Peer, maxUsers int, queued func()) error {
 	}
 	defer h.waiting.Add(-1)
 	start := time.Now()
-	defer func() { h.n.m.kvLatency.Observe(time.Since(start).Seconds()) }()
+	defer func() { h.m.kvLatency.Observe(time.Since(start).Seconds()) }()
 	name := p.Name()
-	u := userEntry{node: h.n.cfg.Node, inc: h.n.inc, token: randomUint64(), created: time.Now().UnixNano()}
+	u := userEntry{node: h.self, inc: h.inc, token: randomUint64(), created: time.Now().UnixNano()}
 	h.mu.Lock()
 	h.joining[u.token] = true
 	h.mu.Unlock()
@@ -249,14 +253,14 @@ func (h *Hub) writeOnce(op writeOp, queued func(), retried *bool) (uint64, error
 		if r.err == nil || isExists(r.err) {
 			return r.rev, r.err
 		}
-		if h.fenced.Load() || h.n.ctx.Err() != nil || errors.Is(r.err, errStalled) || h.w.stalled() {
+		if h.fenced.Load() || h.ctx.Err() != nil || errors.Is(r.err, errStalled) || h.w.stalled() {
 			return 0, fmt.Errorf("%w: %v", server.ErrUnavailable, r.err)
 		}
 		*retried = true
-		h.n.log.Debug("registry write not answered; trying again", "key", op.key, "err", r.err)
+		h.log.Debug("registry write not answered; trying again", "key", op.key, "err", r.err)
 		select {
 		case <-time.After(backoff):
-		case <-h.n.stop:
+		case <-h.stop:
 			return 0, fmt.Errorf("%w: %v", server.ErrUnavailable, r.err)
 		}
 		backoff = min(2*backoff, time.Second)
@@ -300,7 +304,7 @@ func (h *Hub) takeName(name string, token uint64, val []byte, queued func()) (ui
 // cache suggests one (held for this join meanwhile), and the write
 // decides; a place another node took meanwhile is tried again elsewhere.
 func (h *Hub) takeSlot(maxUsers int, token uint64) (int, uint64, error) {
-	val := slotEntry{node: h.n.cfg.Node, inc: h.n.inc, token: token}.value()
+	val := slotEntry{node: h.self, inc: h.inc, token: token}.value()
 	for range 64 {
 		slot, expect := h.reg.reserveSlot(token)
 		if slot < 0 {
@@ -319,14 +323,9 @@ func (h *Hub) takeSlot(maxUsers int, token uint64) (int, uint64, error) {
 				// An unanswered attempt may have stored it: read it,
 				// or the place would stay this session's unseen.
 				h.reg.unreserve(slot, token)
-				rev, err := h.create(slotKey(slot), val)
-				if err == nil {
-					return slot, rev, nil
+				if slot, rev, err := h.createSlot(slot, val); !errors.Is(err, errPlaceTaken) {
+					return slot, rev, err
 				}
-				if !isExists(err) {
-					return 0, 0, fmt.Errorf("%w: %v", server.ErrUnavailable, err)
-				}
-				h.reg.notePlaceTaken(slot, rev)
 				break
 			}
 			own, rev, retry, again := h.reg.slotRefused(slot, token, expect)
@@ -347,23 +346,36 @@ func (h *Hub) takeSlot(maxUsers int, token uint64) (int, uint64, error) {
 // rebuilt bucket's refill): the cache suggests one, and Create decides; a
 // place another node took meanwhile is tried again elsewhere.
 func (h *Hub) claimSlot(maxUsers int, token uint64) (int, uint64, error) {
-	val := slotEntry{node: h.n.cfg.Node, inc: h.n.inc, token: token}.value()
+	val := slotEntry{node: h.self, inc: h.inc, token: token}.value()
 	for range 64 {
 		slot := h.reg.freeSlot()
 		if slot < 0 {
 			return 0, 0, server.ErrServerFull
 		}
-		rev, err := h.create(slotKey(slot), val)
-		if err == nil {
-			return slot, rev, nil
+		if slot, rev, err := h.createSlot(slot, val); !errors.Is(err, errPlaceTaken) {
+			return slot, rev, err
 		}
-		if !isExists(err) {
-			return 0, 0, fmt.Errorf("%w: %v", server.ErrUnavailable, err)
-		}
-		// Taken meanwhile: note it until the watch brings its record.
-		h.reg.notePlaceTaken(slot, rev)
 	}
 	return 0, 0, server.ErrServerFull
+}
+
+// errPlaceTaken says that another holds the place a join tried to take;
+// the join tries another.
+var errPlaceTaken = errors.New("place taken")
+
+// createSlot creates the record of place slot (value val) with create.
+// A place another holds is noted in the cache until the watch brings the
+// other's record, and the error is errPlaceTaken.
+func (h *Hub) createSlot(slot int, val []byte) (int, uint64, error) {
+	rev, err := h.create(slotKey(slot), val)
+	if err == nil {
+		return slot, rev, nil
+	}
+	if !isExists(err) {
+		return 0, 0, fmt.Errorf("%w: %v", server.ErrUnavailable, err)
+	}
+	h.reg.notePlaceTaken(slot, rev)
+	return 0, 0, errPlaceTaken
 }
 
 // create is Create for a join, made safe to retry: an attempt whose answer
@@ -411,13 +423,13 @@ func (h *Hub) retry(op func(ctx context.Context) error) error {
 		ctx, cancel := h.reg.kvCtx()
 		err := op(ctx)
 		cancel()
-		if err == nil || isExists(err) || errors.Is(err, jetstream.ErrKeyNotFound) || h.n.ctx.Err() != nil || time.Since(start)+backoff > joinPatience {
+		if err == nil || isExists(err) || errors.Is(err, jetstream.ErrKeyNotFound) || h.ctx.Err() != nil || time.Since(start)+backoff > joinPatience {
 			return err
 		}
-		h.n.log.Debug("registry not answering; trying again", "err", err)
+		h.log.Debug("registry not answering; trying again", "err", err)
 		select {
 		case <-time.After(backoff):
-		case <-h.n.stop:
+		case <-h.stop:
 			return err
 		}
 		backoff = min(2*backoff, time.Second)
@@ -449,7 +461,7 @@ func (h *Hub) Lookup(name string) server.Peer {
 		return p
 	}
 	u, ok := h.reg.user(name)
-	if !ok || u.node == h.n.cfg.Node || !h.live.alive(u.node, u.inc) {
+	if !ok || u.node == h.self || !h.live.alive(u.node, u.inc) {
 		return nil
 	}
 	return h.relay.peer(name, u)
@@ -469,8 +481,8 @@ func (h *Hub) Users() []string {
 
 // visible reports whether a registry record stands for a user to list.
 func (h *Hub) visible(u userEntry) bool {
-	if u.node == h.n.cfg.Node {
-		return u.inc == h.n.inc && !h.fenced.Load()
+	if u.node == h.self {
+		return u.inc == h.inc && !h.fenced.Load()
 	}
 	return h.live.alive(u.node, u.inc)
 }
@@ -495,6 +507,21 @@ func (h *Hub) localToken(name string) (server.Peer, uint64, bool) {
 	return lu.peer, lu.token, ok
 }
 
+// sessions returns the tokens of the sessions this node holds or is
+// joining.
+func (h *Hub) sessions() map[uint64]bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	held := make(map[uint64]bool, len(h.locals)+len(h.joining))
+	for _, lu := range h.locals {
+		held[lu.token] = true
+	}
+	for t := range h.joining {
+		held[t] = true
+	}
+	return held
+}
+
 // fence stops admitting and cuts every local user off when why, asked
 // under the hub's lock, gives a reason: the node has not renewed its lease
 // for fenceAfter, so the cluster may soon give their names away. (Asked
@@ -513,8 +540,8 @@ func (h *Hub) fence(why func() error) {
 	}
 	h.mu.Unlock()
 	h.changed()
-	h.n.m.fences.Inc()
-	h.n.log.Error("cut off from the cluster: no longer admitting; cutting local users off", "users", len(peers), "err", err)
+	h.m.fences.Inc()
+	h.log.Error("cut off from the cluster: no longer admitting; cutting local users off", "users", len(peers), "err", err)
 	for _, p := range peers {
 		if e, ok := p.(server.Evictable); ok {
 			e.Evict(err)
@@ -532,7 +559,7 @@ func (h *Hub) unfence() {
 		return
 	}
 	h.changed()
-	h.n.log.Warn("back in the cluster: admitting again")
+	h.log.Warn("back in the cluster: admitting again")
 }
 
 // leave tells the cluster this node is going: the others hide its users
@@ -558,7 +585,7 @@ func (h *Hub) leave() (answered bool) {
 	lease, cancel := context.WithTimeout(context.Background(), leaseWait)
 	defer cancel()
 	if err := h.live.release(lease); err != nil {
-		h.n.log.Warn("could not remove the lease; the cluster drops it when it expires", "err", err)
+		h.log.Warn("could not remove the lease; the cluster drops it when it expires", "err", err)
 		return false
 	}
 	return true

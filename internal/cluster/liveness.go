@@ -31,9 +31,14 @@ const (
 // dead node's names away, and a node that cannot renew its own fences
 // itself first).
 type liveness struct {
-	h    *Hub
-	self string // this node's name
-	sub  *nats.Subscription
+	// Set at construction, read-only.
+	nodeInfo
+	h    *Hub // told of changes in who is alive; fenced and let in again
+	reg  *registry
+	del  *deleter
+	addr string // the address this node serves chat on, for its lease
+
+	sub *nats.Subscription // set by start
 
 	leaseRev  atomic.Uint64 // the lease's revision; 0 before it is taken
 	renewedAt atomic.Int64  // when the last renewal that succeeded was sent (Unix ns)
@@ -54,14 +59,14 @@ type nodeState struct {
 	silent bool      // nothing heard for heartbeatTimeout
 }
 
-func newLiveness(h *Hub) *liveness {
-	return &liveness{h: h, self: h.n.cfg.Node, nodes: make(map[string]*nodeState), stateCh: make(chan struct{}), sweep: make(chan struct{}, 1), leaseOp: make(chan struct{}, 1)}
+func newLiveness(h *Hub, addr string) *liveness {
+	return &liveness{nodeInfo: h.nodeInfo, h: h, reg: h.reg, del: h.del, addr: addr, nodes: make(map[string]*nodeState), stateCh: make(chan struct{}), sweep: make(chan struct{}, 1), leaseOp: make(chan struct{}, 1)}
 }
 
 // start subscribes to the heartbeats.
 func (l *liveness) start(context.Context) error {
 	var err error
-	l.sub, err = l.h.n.nc.Subscribe(l.h.n.cfg.Name+heartbeatSubject, l.heard)
+	l.sub, err = l.nc.Subscribe(l.cluster+heartbeatSubject, l.heard)
 	return err
 }
 
@@ -82,11 +87,11 @@ func (l *liveness) heard(m *nats.Msg) {
 		return
 	}
 	node, left := f[2], f[1] == stateLeaving
-	if node != l.self && !l.h.reg.leased(node, inc) {
+	if node != l.self && !l.reg.leased(node, inc) {
 		// Not a node of the cluster (or not yet: its lease reaches
 		// this node's cache within milliseconds, and counts as
 		// hearing it then: leaseRenewed).
-		l.h.n.ignored.note(l.h.n.log, "heartbeat", node)
+		l.ignored.note(l.log, "heartbeat", node)
 		return
 	}
 	l.mark(node, inc, left, f[1])
@@ -132,7 +137,7 @@ func (l *liveness) mark(node string, inc uint64, left bool, state string) {
 	hook := l.testHookHeard
 	l.mu.Unlock()
 	if !ok && node != l.self {
-		l.h.n.m.peer(node)
+		l.m.peer(node)
 	}
 	if changed {
 		l.h.changed()
@@ -140,7 +145,7 @@ func (l *liveness) mark(node string, inc uint64, left bool, state string) {
 			hook()
 		}
 		if node != l.self {
-			l.h.n.log.Info("node heard", "peer", node, "state", state)
+			l.log.Info("node heard", "peer", node, "state", state)
 		}
 	}
 }
@@ -154,7 +159,7 @@ func (l *liveness) forget(node string) {
 	l.mu.Lock()
 	delete(l.nodes, node)
 	l.mu.Unlock()
-	l.h.n.m.forget(node)
+	l.m.forget(node)
 }
 
 // awaitSilent waits, at most d, until every other node that fell silent
@@ -190,7 +195,7 @@ func (l *liveness) awaitState(d time.Duration, ready func() bool) {
 		case <-ch:
 		case <-deadline.C:
 			return
-		case <-l.h.n.stop:
+		case <-l.stop:
 			return
 		}
 	}
@@ -206,21 +211,19 @@ func (l *liveness) alive(node string, inc uint64) bool {
 
 // announce publishes one heartbeat in state.
 func (l *liveness) announce(state string) {
-	n := l.h.n
-	n.nc.Publish(n.cfg.Name+heartbeatSubject, fmt.Appendf(nil, "%x %s %s", n.inc, state, n.cfg.Node))
+	l.nc.Publish(l.cluster+heartbeatSubject, fmt.Appendf(nil, "%x %s %s", l.inc, state, l.self))
 }
 
 // acquire takes this node's lease: a fresh one, or the stale one of an
 // earlier incarnation. A lease that is being renewed belongs to a live
 // node of the same name, and this one is refused.
 func (l *liveness) acquire(ctx context.Context) error {
-	n := l.h.n
-	reg := l.h.reg
-	val := leaseEntry{inc: n.inc, addr: n.cfg.ChatAddr}.value()
+	reg := l.reg
+	val := leaseEntry{inc: l.inc, addr: l.addr}.value()
 	var lastRev uint64
 	for attempt := 0; ; attempt++ {
 		kctx, cancel := context.WithTimeout(ctx, kvTimeout)
-		rev, err := reg.nodes.Create(kctx, nodeKey(n.cfg.Node), val)
+		rev, err := reg.nodes.Create(kctx, nodeKey(l.self), val)
 		if err == nil {
 			cancel()
 			l.took(rev)
@@ -235,7 +238,7 @@ func (l *liveness) acquire(ctx context.Context) error {
 			}
 			continue
 		}
-		e, err := reg.nodes.Get(kctx, nodeKey(n.cfg.Node))
+		e, err := reg.nodes.Get(kctx, nodeKey(l.self))
 		cancel()
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue
@@ -250,25 +253,25 @@ func (l *liveness) acquire(ctx context.Context) error {
 		age := time.Since(e.Created())
 		if age > 3*renewEvery {
 			kctx, cancel := context.WithTimeout(ctx, kvTimeout)
-			rev, err := reg.nodes.Update(kctx, nodeKey(n.cfg.Node), val, e.Revision())
+			rev, err := reg.nodes.Update(kctx, nodeKey(l.self), val, e.Revision())
 			cancel()
 			if err == nil {
-				n.log.Info("took over the lease of an earlier incarnation", "earlier", fmt.Sprintf("%016x", old.inc), "unrenewed_for", age.Round(time.Millisecond))
+				l.log.Info("took over the lease of an earlier incarnation", "earlier", fmt.Sprintf("%016x", old.inc), "unrenewed_for", age.Round(time.Millisecond))
 				l.took(rev)
 				return nil
 			}
 			continue
 		}
 		if lastRev != 0 && e.Revision() != lastRev {
-			return fmt.Errorf("%w: %q (serving chat at %s) renews its lease", errNodeTaken, n.cfg.Node, old.addr)
+			return fmt.Errorf("%w: %q (serving chat at %s) renews its lease", errNodeTaken, l.self, old.addr)
 		}
 		lastRev = e.Revision()
 		if attempt == 0 {
-			n.log.Info("waiting: the node name's lease was renewed recently; taking it over if nobody renews it", "renewed_ago", age.Round(time.Millisecond))
+			l.log.Info("waiting: the node name's lease was renewed recently; taking it over if nobody renews it", "renewed_ago", age.Round(time.Millisecond))
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %q", errNodeTaken, n.cfg.Node)
+			return fmt.Errorf("%w: %q", errNodeTaken, l.self)
 		case <-time.After(2 * renewEvery):
 		}
 	}
@@ -297,7 +300,7 @@ func (l *liveness) took(rev uint64) {
 // seen counts as hearing its node: leaseRenewed), not in a polling loop.
 func (l *liveness) awaitPeers(d time.Duration) {
 	l.awaitState(d, func() bool {
-		for node, inc := range l.h.reg.freshLeases(3 * renewEvery) {
+		for node, inc := range l.reg.freshLeases(3 * renewEvery) {
 			if node != l.self && !l.alive(node, inc) {
 				return false
 			}
@@ -324,10 +327,10 @@ func (l *liveness) release(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, kvTimeout)
 	defer cancel()
 	key := nodeKey(l.self)
-	err := l.h.reg.nodes.Delete(ctx, key, jetstream.LastRevision(rev))
+	err := l.reg.nodes.Delete(ctx, key, jetstream.LastRevision(rev))
 	if err != nil && isExists(err) {
 		if own, ok := l.ownLease(ctx); ok {
-			err = l.h.reg.nodes.Delete(ctx, key, jetstream.LastRevision(own))
+			err = l.reg.nodes.Delete(ctx, key, jetstream.LastRevision(own))
 		}
 	}
 	if err == nil {
@@ -346,7 +349,7 @@ var errLeaving = errors.New("the node is leaving")
 // incarnation's, at a later revision; or the lease expired and is taken
 // afresh.
 func (l *liveness) renewLease(val []byte) error {
-	n, reg := l.h.n, l.h.reg
+	reg := l.reg
 	l.leaseOp <- struct{}{}
 	defer func() { <-l.leaseOp }()
 	if l.h.leaving.Load() { // leave began while the release held the token
@@ -355,17 +358,17 @@ func (l *liveness) renewLease(val []byte) error {
 	sent := time.Now()
 	ctx, cancel := reg.kvCtx()
 	defer cancel()
-	key := nodeKey(n.cfg.Node)
+	key := nodeKey(l.self)
 	rev, err := reg.nodes.Update(ctx, key, val, l.leaseRev.Load())
 	if err != nil && isExists(err) {
 		if own, ok := l.ownLease(ctx); ok {
-			n.log.Info("an earlier lease renewal was stored although its answer was lost", "revision", own)
+			l.log.Info("an earlier lease renewal was stored although its answer was lost", "revision", own)
 			rev, err = reg.nodes.Update(ctx, key, val, own)
 		} else {
 			// Expired (or taken over): take it afresh if nobody holds it.
 			rev, err = reg.nodes.Create(ctx, key, val)
 			if err == nil {
-				n.log.Warn("the node's lease had expired; took it again")
+				l.log.Warn("the node's lease had expired; took it again")
 			}
 		}
 	}
@@ -381,12 +384,12 @@ func (l *liveness) renewLease(val []byte) error {
 // ownLease returns the revision of the node's lease if the lease is this
 // incarnation's.
 func (l *liveness) ownLease(ctx context.Context) (uint64, bool) {
-	e, err := l.h.reg.nodes.Get(ctx, nodeKey(l.self))
+	e, err := l.reg.nodes.Get(ctx, nodeKey(l.self))
 	if err != nil {
 		return 0, false
 	}
 	le, err := parseLease(e.Value())
-	if err != nil || le.inc != l.h.n.inc {
+	if err != nil || le.inc != l.inc {
 		return 0, false
 	}
 	return e.Revision(), true
@@ -395,28 +398,38 @@ func (l *liveness) ownLease(ctx context.Context) (uint64, bool) {
 // run starts the liveness goroutines, owned by the node: heartbeats and
 // silence checks, lease renewal, fencing, sweeps of dead records.
 func (l *liveness) run() {
-	n := l.h.n
-	n.spawn(l.beat)
-	n.spawn(l.renew)
-	n.spawn(l.fenceWhenUnrenewed)
-	n.spawn(l.sweeper)
+	l.spawn(l.beat)
+	l.spawn(l.renew)
+	l.spawn(l.fenceWhenUnrenewed)
+	l.spawn(l.sweeper)
 }
 
 // beat sends heartbeats and marks the nodes that went silent.
 func (l *liveness) beat() {
-	tick := time.NewTicker(heartbeatEvery / 2)
-	defer tick.Stop()
 	last := time.Time{}
+	l.every(heartbeatEvery/2, nil, func(now time.Time) {
+		if now.Sub(last) >= heartbeatEvery {
+			l.announce(stateUp)
+			last = now
+		}
+		l.checkSilence(now)
+	})
+}
+
+// every calls f with the time every d, and at once for each token on
+// wake (nil: none), until the node stops: the loop of each of the
+// liveness goroutines.
+func (l *liveness) every(d time.Duration, wake <-chan struct{}, f func(now time.Time)) {
+	tick := time.NewTicker(d)
+	defer tick.Stop()
 	for {
 		select {
-		case <-l.h.n.stop:
+		case <-l.stop:
 			return
 		case now := <-tick.C:
-			if now.Sub(last) >= heartbeatEvery {
-				l.announce(stateUp)
-				last = now
-			}
-			l.checkSilence(now)
+			f(now)
+		case <-wake:
+			f(time.Now())
 		}
 	}
 }
@@ -436,8 +449,8 @@ func (l *liveness) checkSilence(now time.Time) {
 			continue
 		}
 		l.h.changed()
-		l.h.n.m.silences.Inc()
-		l.h.n.log.Warn("node silent: its users are hidden until it is heard again or its lease expires", "peer", node, "for", heartbeatTimeout)
+		l.m.silences.Inc()
+		l.log.Warn("node silent: its users are hidden until it is heard again or its lease expires", "peer", node, "for", heartbeatTimeout)
 	}
 }
 
@@ -452,48 +465,31 @@ func (l *liveness) fenceWhenUnrenewed() {
 		}
 		return nil
 	}
-	tick := time.NewTicker(renewEvery / 4)
-	defer tick.Stop()
-	for {
-		select {
-		case <-l.h.n.stop:
-			return
-		case <-tick.C:
-			l.h.fence(unrenewed)
-		}
-	}
+	l.every(renewEvery/4, nil, func(time.Time) { l.h.fence(unrenewed) })
 }
 
 // renew renews the lease every renewEvery; a renewal that succeeds lets
 // a fenced node admit again.
 func (l *liveness) renew() {
-	n := l.h.n
-	val := leaseEntry{inc: n.inc, addr: n.cfg.ChatAddr}.value()
-	tick := time.NewTicker(renewEvery / 4)
-	defer tick.Stop()
+	val := leaseEntry{inc: l.inc, addr: l.addr}.value()
 	var lastTry time.Time
-	for {
-		select {
-		case <-n.stop:
+	l.every(renewEvery/4, nil, func(now time.Time) {
+		if now.Sub(lastTry) < renewEvery {
 			return
-		case now := <-tick.C:
-			if now.Sub(lastTry) < renewEvery {
-				continue
-			}
-			lastTry = now
-			if l.h.leaving.Load() {
-				continue // the lease is being released: never renewed again
-			}
-			if err := l.renewLease(val); err != nil {
-				n.log.Debug("lease renewal failed", "err", err)
-				continue
-			}
-			if l.h.fenced.Load() {
-				l.awaitSilent(rejoinWait)
-			}
-			l.h.unfence()
 		}
-	}
+		lastTry = now
+		if l.h.leaving.Load() {
+			return // the lease is being released: never renewed again
+		}
+		if err := l.renewLease(val); err != nil {
+			l.log.Debug("lease renewal failed", "err", err)
+			return
+		}
+		if l.h.fenced.Load() {
+			l.awaitSilent(rejoinWait)
+		}
+		l.h.unfence()
+	})
 }
 
 // sweepSoon asks for a sweep of dead records.
@@ -510,38 +506,18 @@ func (l *liveness) sweepSoon() {
 // seconds. Records younger than a few seconds are left alone, since their
 // node's lease may simply not have reached this node's cache yet.
 func (l *liveness) sweeper() {
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-l.h.n.stop:
-			return
-		case <-tick.C:
-		case <-l.sweep:
-		}
-		l.sweepOnce()
-	}
+	l.every(2*time.Second, l.sweep, func(time.Time) { l.sweepOnce() })
 }
 
 // minRecordAge is how old a record must be before a sweep may remove it.
 const minRecordAge = 5 * time.Second
 
 func (l *liveness) sweepOnce() {
-	h, reg := l.h, l.h.reg
-	self, inc := l.self, h.n.inc
+	reg := l.reg
 	// The sessions this node holds or is joining: its own records that
 	// belong to none of them were left by a join whose answers were lost
 	// (the engine slow or electing a leader) or by a failed delete.
-	h.mu.Lock()
-	held := make(map[uint64]bool, len(h.locals)+len(h.joining))
-	for _, lu := range h.locals {
-		held[lu.token] = true
-	}
-	for t := range h.joining {
-		held[t] = true
-	}
-	h.mu.Unlock()
-	users := reg.orphans(self, inc, held, minRecordAge)
+	users := reg.orphans(l.self, l.inc, l.h.sessions(), minRecordAge)
 	var stale []pendingDelete
 	// Records of a bucket since created again (revision 0, see guard)
 	// are not in the bucket: nothing to delete, only the cache to mend.
@@ -555,9 +531,9 @@ func (l *liveness) sweepOnce() {
 		reg.dropStale(stale)
 	}
 	if len(users) > 0 {
-		h.n.quiet.Info("removing records that no live session holds", "records", len(users))
+		l.quiet.Info("removing records that no live session holds", "records", len(users))
 	}
 	for _, p := range users {
-		h.del.add(p.key, p.rev)
+		l.del.add(p.key, p.rev)
 	}
 }

@@ -369,11 +369,12 @@ func (n *Node) start(ctx context.Context) error {
 			n.cfg.Replicas = 3
 		}
 	}
-	reg, err := openRegistry(ctx, n)
+	info := n.info()
+	reg, err := openRegistry(ctx, info, n.js, n.cfg)
 	if err != nil {
 		return err
 	}
-	if n.hub, err = newHub(n, reg); err != nil {
+	if n.hub, err = newHub(info, n.cfg, n.js, reg); err != nil {
 		return err
 	}
 	if err := n.hub.start(ctx); err != nil {
@@ -456,10 +457,41 @@ func (n *Node) engineServer(nc *nats.Conn) string {
 	return redactURL(nc.ConnectedUrl())
 }
 
+// nodeInfo is what the parts of a node (hub, registry, writer, relay,
+// liveness, deleter) are given of it at construction, each its own copy,
+// so that none reaches back through another part to the Node (they did
+// so through the hub's back-pointer in 53 places, liveness to read the
+// node's settings in eight; issue 24 item 5). It is made once the engine
+// connection is up, before the first part, and is read-only after.
+type nodeInfo struct {
+	self    string // this node's name (Config.Node)
+	cluster string // the cluster's name (Config.Name): subjects and buckets begin with it
+	inc     uint64 // this incarnation: random, new at every start
+
+	log     *slog.Logger
+	quiet   *slog.Logger // log for what comes in numbers in a fault (Node.quiet)
+	m       *metrics
+	ignored *ignoredLog // messages from nodes that hold no lease
+
+	nc    *nats.Conn
+	ctx   context.Context   // bounds every engine operation; cancelled by Close
+	stop  <-chan struct{}   // closed by Close: the node's goroutines end
+	spawn func(func()) bool // Node.spawn: starts a goroutine that Close waits for
+}
+
+// info returns what the node's parts are given of it.
+func (n *Node) info() nodeInfo {
+	return nodeInfo{
+		self: n.cfg.Node, cluster: n.cfg.Name, inc: n.inc,
+		log: n.log, quiet: n.quiet, m: n.m, ignored: &n.ignored,
+		nc: n.nc, ctx: n.ctx, stop: n.stop, spawn: n.spawn,
+	}
+}
+
 // subject returns the subject of kind for node: the cluster's name, kind,
 // and the node's name in base64.
-func (n *Node) subject(kind, node string) string {
-	return n.cfg.Name + kind + b64.EncodeToString([]byte(node))
+func (i *nodeInfo) subject(kind, node string) string {
+	return i.cluster + kind + b64.EncodeToString([]byte(node))
 }
 
 // Hub returns the cluster's user registry for the chat server.

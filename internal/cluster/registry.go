@@ -44,6 +44,26 @@ func userKey(name string) string { return "u." + b64.EncodeToString([]byte(name)
 func slotKey(i int) string       { return "s." + strconv.Itoa(i) }
 func nodeKey(node string) string { return "n." + b64.EncodeToString([]byte(node)) }
 
+// userOf and slotOf undo userKey and slotKey: ok is false for a key of
+// another kind or one that does not decode.
+func userOf(key string) (name string, ok bool) {
+	enc, ok := strings.CutPrefix(key, "u.")
+	if !ok {
+		return "", false
+	}
+	raw, err := b64.DecodeString(enc)
+	return string(raw), err == nil
+}
+
+func slotOf(key string) (int, bool) {
+	n, ok := strings.CutPrefix(key, "s.")
+	if !ok {
+		return 0, false
+	}
+	i, err := strconv.Atoi(n)
+	return i, err == nil
+}
+
 // userEntry is the registry's record of a joined user. Its place under
 // the cap has a record of its own.
 type userEntry struct {
@@ -130,7 +150,8 @@ func parseLease(v []byte) (leaseEntry, error) {
 // Create, Update and Delete with revision checks; the cache, kept by two
 // watches, serves lists, lookups and the choice of a free place.
 type registry struct {
-	node       *Node
+	// Set at construction, read-only.
+	nodeInfo
 	names      jetstream.KeyValue
 	nodes      jetstream.KeyValue
 	maxClients int
@@ -168,13 +189,13 @@ type registry struct {
 // openRegistry creates or opens the buckets, retrying while JetStream is
 // not ready (a cluster still forming), checks the client cap, and starts
 // the watches.
-func openRegistry(ctx context.Context, n *Node) (*registry, error) {
+func openRegistry(ctx context.Context, n nodeInfo, js jetstream.JetStream, cfg Config) (*registry, error) {
 	r := &registry{
-		node:       n,
-		maxClients: n.cfg.MaxClients,
+		nodeInfo:   n,
+		maxClients: cfg.MaxClients,
 		users:      make(map[string]userEntry),
 		slots:      make(map[int]slotEntry),
-		taken:      make([]uint64, (n.cfg.MaxClients+63)/64),
+		taken:      make([]uint64, (cfg.MaxClients+63)/64),
 		leases:     make(map[string]leaseEntry),
 		namesReady: make(chan struct{}),
 		nodesReady: make(chan struct{}),
@@ -182,10 +203,10 @@ func openRegistry(ctx context.Context, n *Node) (*registry, error) {
 	var err error
 	for attempt := 0; ; attempt++ {
 		if r.names == nil {
-			r.names, err = openBucket(ctx, n, namesConfig(n.cfg))
+			r.names, err = openBucket(ctx, js, namesConfig(cfg))
 		}
 		if err == nil && r.nodes == nil {
-			r.nodes, err = openBucket(ctx, n, nodesConfig(n.cfg))
+			r.nodes, err = openBucket(ctx, js, nodesConfig(cfg))
 		}
 		if err == nil {
 			break
@@ -230,13 +251,13 @@ func nodesConfig(c Config) jetstream.KeyValueConfig {
 // Creating a bucket that exists with the same settings succeeds, so
 // several nodes may race to create it. (Asking first whether it exists
 // can hang for seconds while another node creates it.)
-func openBucket(ctx context.Context, n *Node, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*kvTimeout)
 	defer cancel()
-	kv, err := n.js.CreateKeyValue(ctx, cfg)
+	kv, err := js.CreateKeyValue(ctx, cfg)
 	if errors.Is(err, jetstream.ErrBucketExists) {
 		// Made with other settings (another version, other replicas).
-		kv, err = n.js.KeyValue(ctx, cfg.Bucket)
+		kv, err = js.KeyValue(ctx, cfg.Bucket)
 	}
 	if err != nil {
 		err = fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
@@ -294,10 +315,10 @@ func (r *registry) watch(ctx context.Context) error {
 	for r.namesWatch == nil || r.leasesWatch == nil {
 		var err error
 		if r.namesWatch == nil {
-			r.namesWatch, err = r.names.WatchAll(r.node.ctx)
+			r.namesWatch, err = r.names.WatchAll(r.ctx)
 		}
 		if err == nil && r.leasesWatch == nil {
-			r.leasesWatch, err = r.nodes.WatchAll(r.node.ctx)
+			r.leasesWatch, err = r.nodes.WatchAll(r.ctx)
 		}
 		if err != nil {
 			// A bucket just made may have no leader yet: try again
@@ -328,7 +349,7 @@ func (r *registry) watch(ctx context.Context) error {
 // channel closed when it ends.
 func (r *registry) spawnFollow(w jetstream.KeyWatcher, ready chan struct{}, apply func(jetstream.KeyValueEntry)) chan struct{} {
 	done := make(chan struct{})
-	if !r.node.spawn(func() {
+	if !r.spawn(func() {
 		defer close(done)
 		r.follow(w, ready, apply)
 	}) {
@@ -353,7 +374,7 @@ func (r *registry) follow(w jetstream.KeyWatcher, ready chan struct{}, apply fun
 				continue
 			}
 			apply(e)
-		case <-r.node.stop:
+		case <-r.stop:
 			return
 		}
 	}
@@ -392,11 +413,10 @@ func (r *registry) applyName(e jetstream.KeyValueEntry) {
 	r.namesRev = max(r.namesRev, e.Revision())
 	switch {
 	case strings.HasPrefix(key, "u."):
-		raw, err := b64.DecodeString(key[2:])
-		if err != nil {
+		name, ok := userOf(key)
+		if !ok {
 			return
 		}
-		name := string(raw)
 		if del {
 			if e.Revision() > r.userTombs[name] {
 				r.userTombs[name] = e.Revision()
@@ -409,7 +429,7 @@ func (r *registry) applyName(e jetstream.KeyValueEntry) {
 		}
 		u, err := parseUser(e.Value())
 		if err != nil {
-			r.node.quiet.Warn("bad registry entry", "key", key, "err", err)
+			r.quiet.Warn("bad registry entry", "key", key, "err", err)
 			return
 		}
 		u.node = r.internLocked(u.node)
@@ -423,8 +443,8 @@ func (r *registry) applyName(e jetstream.KeyValueEntry) {
 		r.users[name] = u
 		r.notifyUser(name, u, true)
 	case strings.HasPrefix(key, "s."):
-		i, err := strconv.Atoi(key[2:])
-		if err != nil || i < 0 || i >= r.maxClients {
+		i, ok := slotOf(key)
+		if !ok || i < 0 || i >= r.maxClients {
 			return
 		}
 		if del {
@@ -480,7 +500,7 @@ func (r *registry) applyLease(e jetstream.KeyValueEntry) {
 	}
 	l.rev, l.created = e.Revision(), e.Created()
 	if _, ok := r.leases[node]; !ok && (len(r.leases) >= maxNodes || !validNodeName(node)) {
-		r.node.log.Warn("ignoring a lease: a bad node name, or more nodes than a cluster may have", "nodes", len(r.leases), "max", maxNodes)
+		r.log.Warn("ignoring a lease: a bad node name, or more nodes than a cluster may have", "nodes", len(r.leases), "max", maxNodes)
 		return
 	}
 	old, known := r.leases[node]
@@ -667,7 +687,7 @@ func (r *registry) snapshot(visible func(userEntry) bool) []string {
 // kvCtx returns a context bounding one registry operation, ended early if
 // the node stops.
 func (r *registry) kvCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(r.node.ctx, kvTimeout)
+	return context.WithTimeout(r.ctx, kvTimeout)
 }
 
 // reserveSlot picks a free place for the join of token and holds it in
@@ -713,7 +733,7 @@ func (r *registry) slotRefused(i int, token, expect uint64) (own bool, rev uint6
 	s, ok := r.slots[i]
 	switch {
 	case ok && !s.placeholder():
-		if s.token == token && s.node == r.node.cfg.Node && s.inc == r.node.inc {
+		if s.token == token && s.node == r.self && s.inc == r.inc {
 			return true, s.rev, false, 0
 		}
 		return false, 0, false, 0 // taken
@@ -745,7 +765,7 @@ func (r *registry) nameRefused(name string, token, expect uint64) (own bool, rev
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if u, ok := r.users[name]; ok {
-		if u.token == token && u.node == r.node.cfg.Node && u.inc == r.node.inc {
+		if u.token == token && u.node == r.self && u.inc == r.inc {
 			return true, u.rev, false, false, 0
 		}
 		return false, 0, true, false, 0
@@ -763,20 +783,11 @@ func (r *registry) noteDeleted(key string, rev uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.tombsLocked()
-	switch {
-	case strings.HasPrefix(key, "u."):
-		raw, err := b64.DecodeString(key[2:])
-		if err != nil {
-			return
-		}
-		name := string(raw)
+	if name, ok := userOf(key); ok {
 		if u, ok := r.users[name]; (!ok || u.rev < rev) && rev > r.userTombs[name] {
 			r.userTombs[name] = rev
 		}
-	case strings.HasPrefix(key, "s."):
-		i, err := strconv.Atoi(key[2:])
-		if err == nil && i >= 0 && i < r.maxClients {
-			r.slotTombs[i] = max(r.slotTombs[i], rev)
-		}
+	} else if i, ok := slotOf(key); ok && i >= 0 && i < r.maxClients {
+		r.slotTombs[i] = max(r.slotTombs[i], rev)
 	}
 }

@@ -162,3 +162,28 @@ func TestCheckCapWaitsForTheBucket(t *testing.T) {
 		t.Fatalf("checkCap with another cap: %v, want %v", err, errCapMismatch)
 	}
 }
+
+// TestKeysParse: userOf and slotOf undo userKey and slotKey, and refuse
+// the keys of other kinds and those that do not decode.
+func TestKeysParse(t *testing.T) {
+	for _, name := range []string{"alice", "ünïcode name", "a.b/c"} {
+		if got, ok := userOf(userKey(name)); !ok || got != name {
+			t.Errorf("userOf(userKey(%q)) = %q, %v", name, got, ok)
+		}
+	}
+	for _, i := range []int{0, 7, 99999} {
+		if got, ok := slotOf(slotKey(i)); !ok || got != i {
+			t.Errorf("slotOf(slotKey(%d)) = %d, %v", i, got, ok)
+		}
+	}
+	for _, key := range []string{cfgKey, "s.7", "u.!!", nodeKey("n1"), ""} {
+		if name, ok := userOf(key); ok {
+			t.Errorf("userOf(%q) = %q, true; want false", key, name)
+		}
+	}
+	for _, key := range []string{cfgKey, "u.YQ", "s.x", "s.", nodeKey("n1"), ""} {
+		if i, ok := slotOf(key); ok {
+			t.Errorf("slotOf(%q) = %d, true; want false", key, i)
+		}
+	}
+}

@@ -45,8 +45,13 @@ const (
 // takes them (so the pacing of OPERATIONS.md, "Slow readers and floods",
 // holds across nodes).
 type relay struct {
-	h        *Hub
-	self     string // this node's name in base64
+	// Set at construction, read-only.
+	nodeInfo
+	h            *Hub
+	reg          *registry
+	paceBacklog  int           // Config.PaceBacklog: the most bytes in flight to one remote user
+	stallTimeout time.Duration // Config.StallTimeout: a file transfer between nodes without progress this long is cut off
+
 	framesIn *nats.Subscription
 	acksIn   *nats.Subscription
 	files    fileSender
@@ -115,25 +120,28 @@ type inFrame struct {
 	frame []byte
 }
 
-func newRelay(h *Hub) *relay {
+func newRelay(h *Hub, paceBacklog int, stallTimeout time.Duration) *relay {
 	return &relay{
-		h:       h,
-		self:    b64.EncodeToString([]byte(h.n.cfg.Node)),
-		out:     make(map[string]*outbound),
-		seqs:    make(map[string]seqState),
-		waiting: make(map[string]*waitingUser),
-		acks:    make(map[string]map[creditKey]int),
+		nodeInfo:     h.nodeInfo,
+		h:            h,
+		reg:          h.reg,
+		paceBacklog:  paceBacklog,
+		stallTimeout: stallTimeout,
+		out:          make(map[string]*outbound),
+		seqs:         make(map[string]seqState),
+		waiting:      make(map[string]*waitingUser),
+		acks:         make(map[string]map[creditKey]int),
 	}
 }
 
 func (r *relay) subscribe() error {
-	nc := r.h.n.nc
+	nc := r.nc
 	var err error
-	if r.framesIn, err = nc.Subscribe(r.h.n.subject(framesSubject, r.h.n.cfg.Node), r.receive); err != nil {
+	if r.framesIn, err = nc.Subscribe(r.subject(framesSubject, r.self), r.receive); err != nil {
 		return err
 	}
 	r.framesIn.SetPendingLimits(-1, 512<<20)
-	if r.acksIn, err = nc.Subscribe(r.h.n.subject(acksSubject, r.h.n.cfg.Node), r.acked); err != nil {
+	if r.acksIn, err = nc.Subscribe(r.subject(acksSubject, r.self), r.acked); err != nil {
 		return err
 	}
 	r.acksIn.SetPendingLimits(-1, 64<<20)
@@ -183,7 +191,7 @@ func (p *remotePeer) offer(frame []byte, paced bool) (<-chan struct{}, error) {
 	// No registry lookup here: the peer was found a moment ago, and the
 	// destination drops frames for a session that has gone.
 	r := p.r
-	window := r.h.n.cfg.PaceBacklog
+	window := r.paceBacklog
 	sh := r.shard(p.key.name)
 	sh.mu.Lock()
 	c := sh.credits[p.key]
@@ -195,7 +203,7 @@ func (p *remotePeer) offer(frame []byte, paced bool) (<-chan struct{}, error) {
 		sh.credits[p.key] = c
 	}
 	if paced && window > 0 && c.inflight > 0 && c.inflight+len(frame) > window && time.Since(c.lastAck) > creditsLost {
-		r.h.n.quiet.Warn("no acks for a remote user's frames: assuming them lost", "user", p.key.name, "peer", p.node, "inflight", c.inflight)
+		r.quiet.Warn("no acks for a remote user's frames: assuming them lost", "user", p.key.name, "peer", p.node, "inflight", c.inflight)
 		c.inflight = 0
 	}
 	if paced && window > 0 && c.inflight > 0 && c.inflight+len(frame) > window {
@@ -291,9 +299,9 @@ func (r *relay) outboundTo(node string) *outbound {
 	defer r.outMu.Unlock()
 	o = r.out[node]
 	if o == nil {
-		o = &outbound{r: r, node: node, subj: r.h.n.subject(framesSubject, node), wake: make(chan struct{}, 1)}
+		o = &outbound{r: r, node: node, subj: r.subject(framesSubject, node), wake: make(chan struct{}, 1)}
 		r.out[node] = o
-		r.h.n.spawn(o.run) // none once the node stops: nothing is sent then
+		r.spawn(o.run) // none once the node stops: nothing is sent then
 	}
 	return o
 }
@@ -303,7 +311,7 @@ func (o *outbound) add(key creditKey, frame []byte) bool {
 	o.mu.Lock()
 	if len(o.buf)+len(frame) > maxOutbound {
 		o.mu.Unlock()
-		o.r.h.n.m.dropped.WithLabelValues(o.node).Inc()
+		o.r.m.dropped.WithLabelValues(o.node).Inc()
 		return false
 	}
 	o.buf = appendEntry(o.buf, key, frame)
@@ -343,7 +351,7 @@ func appendEntry(b []byte, key creditKey, frame []byte) []byte {
 // logged while the rest goes on (the receiver's checkSeq reports the
 // batches lost). (Issue 24 item 10.)
 func (o *outbound) run() {
-	stop := o.r.h.n.stop
+	stop := o.r.stop
 	for {
 		select {
 		case <-o.wake:
@@ -363,7 +371,7 @@ func (o *outbound) run() {
 // publishOnceLocked publishes what is queued, in batches of at most
 // maxBatch, with mu released meanwhile. The caller holds mu.
 func (o *outbound) publishOnceLocked() {
-	n := o.r.h.n
+	n := &o.r.nodeInfo
 	whole, entries := o.buf, o.entries
 	o.buf, o.entries = o.spare[:0], 0
 	o.mu.Unlock()
@@ -375,8 +383,8 @@ func (o *outbound) publishOnceLocked() {
 		msg = append(msg, batchVersion)
 		msg = binary.BigEndian.AppendUint64(msg, n.inc)
 		msg = binary.BigEndian.AppendUint64(msg, o.seq)
-		msg = append(msg, byte(len(n.cfg.Node)))
-		msg = append(msg, n.cfg.Node...)
+		msg = append(msg, byte(len(n.self)))
+		msg = append(msg, n.self...)
 		msg = append(msg, buf[:k]...)
 		if err := n.nc.Publish(o.subj, msg); err != nil {
 			n.m.dropped.WithLabelValues(o.node).Inc()
@@ -417,7 +425,7 @@ var errBadBatch = errors.New("bad batch")
 func (r *relay) receive(m *nats.Msg) {
 	b := m.Data
 	if len(b) < 18 || b[0] != batchVersion {
-		r.h.n.quiet.Warn("ignoring a malformed batch of frames")
+		r.quiet.Warn("ignoring a malformed batch of frames")
 		return
 	}
 	inc, seq := binary.BigEndian.Uint64(b[1:]), binary.BigEndian.Uint64(b[9:])
@@ -426,18 +434,18 @@ func (r *relay) receive(m *nats.Msg) {
 		return
 	}
 	src := string(b[18 : 18+nl])
-	if !r.h.reg.leased(src, inc) {
-		r.h.n.ignored.note(r.h.n.log, "batch of frames", src)
+	if !r.reg.leased(src, inc) {
+		r.ignored.note(r.log, "batch of frames", src)
 		return
 	}
 	r.checkSeq(src, inc, seq)
 	body := b[18+nl:]
 	count, err := countEntries(body)
 	if err != nil {
-		r.h.n.quiet.Warn("ignoring a malformed batch of frames", "peer", src, "err", err)
+		r.quiet.Warn("ignoring a malformed batch of frames", "peer", src, "err", err)
 		return
 	}
-	r.h.n.m.framesIn.WithLabelValues(src).Add(float64(count))
+	r.m.framesIn.WithLabelValues(src).Add(float64(count))
 	acks := r.inAcks[:0]
 	for len(body) > 0 {
 		var e batchEntry
@@ -511,8 +519,8 @@ func (r *relay) checkSeq(src string, inc, seq uint64) {
 	r.inMu.Unlock()
 	if last.inc == inc && seq != last.seq+1 && seq > last.seq {
 		lost := seq - last.seq - 1
-		r.h.n.m.gaps.WithLabelValues(src).Add(float64(lost))
-		r.h.n.quiet.Warn("frames from a node were lost", "peer", src, "batches", lost, "after", last.seq)
+		r.m.gaps.WithLabelValues(src).Add(float64(lost))
+		r.quiet.Warn("frames from a node were lost", "peer", src, "batches", lost, "after", last.seq)
 	}
 }
 
@@ -550,7 +558,7 @@ func (r *relay) deliverLocal(src string, p server.Peer, key creditKey, frame []b
 	r.inMu.Unlock()
 	// Once the node stops, the frames wait for nothing: the node and
 	// its users are going.
-	r.h.n.spawn(func() { r.drainWaiting(key.name, w, retry) })
+	r.spawn(func() { r.drainWaiting(key.name, w, retry) })
 	return false
 }
 
@@ -576,7 +584,7 @@ func (r *relay) drainWaiting(name string, w *waitingUser, retry <-chan struct{})
 		select {
 		case <-retry:
 		case <-tick.C:
-		case <-r.h.n.stop:
+		case <-r.stop:
 			return
 		}
 		for {
@@ -674,7 +682,7 @@ func (r *relay) flushAcks() {
 			b = binary.BigEndian.AppendUint64(b, k.token)
 			b = binary.BigEndian.AppendUint32(b, uint32(n))
 		}
-		r.h.n.nc.Publish(r.h.n.subject(acksSubject, src), b)
+		r.nc.Publish(r.subject(acksSubject, src), b)
 	}
 }
 

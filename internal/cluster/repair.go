@@ -35,15 +35,15 @@ func (h *Hub) guard() {
 	defer tick.Stop()
 	for {
 		if !h.leaving.Load() {
-			h.guardBucket(created, h.reg.names, namesConfig(h.n.cfg), func() {
+			h.guardBucket(created, h.reg.names, h.namesCfg, func() {
 				h.reg.rewatch(true)
 				h.refill()
 			})
-			h.guardBucket(created, h.reg.nodes, nodesConfig(h.n.cfg), func() { h.reg.rewatch(false) })
+			h.guardBucket(created, h.reg.nodes, h.nodesCfg, func() { h.reg.rewatch(false) })
 			h.reg.expireStaleLeases()
 		}
 		select {
-		case <-h.n.stop:
+		case <-h.stop:
 			return
 		case <-tick.C:
 		}
@@ -57,9 +57,9 @@ func (h *Hub) guardBucket(created map[string]time.Time, kv jetstream.KeyValue, c
 	defer cancel()
 	st, err := kv.Status(ctx)
 	if isStreamGone(err) {
-		h.n.log.Warn("a registry bucket is gone: creating it again", "bucket", cfg.Bucket)
-		if _, err := openBucket(ctx, h.n, cfg); err != nil {
-			h.n.log.Warn("could not create the registry bucket again", "bucket", cfg.Bucket, "err", err)
+		h.log.Warn("a registry bucket is gone: creating it again", "bucket", cfg.Bucket)
+		if _, err := openBucket(ctx, h.js, cfg); err != nil {
+			h.log.Warn("could not create the registry bucket again", "bucket", cfg.Bucket, "err", err)
 			return
 		}
 		st, err = kv.Status(ctx)
@@ -75,7 +75,7 @@ func (h *Hub) guardBucket(created map[string]time.Time, kv jetstream.KeyValue, c
 	before, known := created[cfg.Bucket]
 	created[cfg.Bucket] = now
 	if known && !now.Equal(before) {
-		h.n.log.Warn("a registry bucket was created again: putting this node's records back", "bucket", cfg.Bucket)
+		h.log.Warn("a registry bucket was created again: putting this node's records back", "bucket", cfg.Bucket)
 		rebuilt()
 	}
 }
@@ -103,7 +103,7 @@ func (r *registry) rewatch(names bool) {
 	}
 	select {
 	case <-done:
-	case <-r.node.stop:
+	case <-r.stop:
 		return
 	}
 	r.mu.Lock()
@@ -134,9 +134,9 @@ func (r *registry) rewatch(names bool) {
 		var w jetstream.KeyWatcher
 		var err error
 		if names {
-			w, err = r.names.WatchAll(r.node.ctx)
+			w, err = r.names.WatchAll(r.ctx)
 		} else {
-			w, err = r.nodes.WatchAll(r.node.ctx)
+			w, err = r.nodes.WatchAll(r.ctx)
 		}
 		if err == nil {
 			apply := r.applyLease
@@ -153,9 +153,9 @@ func (r *registry) rewatch(names bool) {
 			r.watchMu.Unlock()
 			return
 		}
-		r.node.quiet.Warn("cannot watch the registry bucket again; retrying", "err", err)
+		r.quiet.Warn("cannot watch the registry bucket again; retrying", "err", err)
 		select {
-		case <-r.node.stop:
+		case <-r.stop:
 			return
 		case <-time.After(time.Second):
 		}
@@ -183,20 +183,13 @@ func (r *registry) dropStale(keys []pendingDelete) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, p := range keys {
-		switch {
-		case len(p.key) > 2 && p.key[:2] == "u.":
-			raw, err := b64.DecodeString(p.key[2:])
-			if err != nil {
-				continue
-			}
-			name := string(raw)
+		if name, ok := userOf(p.key); ok {
 			if u, ok := r.users[name]; ok && u.rev == 0 {
 				delete(r.users, name)
 				r.notifyUser(name, u, false)
 			}
-		case len(p.key) > 2 && p.key[:2] == "s.":
-			i, err := strconv.Atoi(p.key[2:])
-			if s, ok := r.slots[i]; err == nil && ok && s.rev == 0 {
+		} else if i, ok := slotOf(p.key); ok {
+			if s, ok := r.slots[i]; ok && s.rev == 0 {
 				r.freeLocked(i)
 			}
 		}
@@ -220,14 +213,14 @@ func (h *Hub) refill() {
 	}
 	h.mu.Unlock()
 	cut := func(lu localUser, err error) {
-		h.n.log.Warn("cutting a user off: the registry was rebuilt", "user", lu.name, "err", err)
+		h.log.Warn("cutting a user off: the registry was rebuilt", "user", lu.name, "err", err)
 		if e, ok := lu.peer.(server.Evictable); ok {
 			e.Evict(err)
 		}
 	}
 	var put int
 	for _, lu := range locals {
-		val := sessionValue(h.n.inc, lu.token, h.n.cfg.Node)
+		val := sessionValue(h.inc, lu.token, h.self)
 		userRev, err := h.create(userKey(lu.name), val)
 		if err != nil {
 			if isExists(err) {
@@ -262,10 +255,10 @@ func (h *Hub) refill() {
 			h.del.add(slotKey(slot), slotRev)
 			continue
 		}
-		u := userEntry{node: h.n.cfg.Node, inc: h.n.inc, token: lu.token, rev: userRev, created: time.Now().UnixNano()}
+		u := userEntry{node: h.self, inc: h.inc, token: lu.token, rev: userRev, created: time.Now().UnixNano()}
 		h.reg.recordJoin(lu.name, u, slot, slotEntry{node: u.node, inc: u.inc, token: u.token, rev: slotRev, created: u.created})
 		put++
 	}
 	h.changed()
-	h.n.log.Info("put this node's records back into the registry", "users", put, "of", len(locals))
+	h.log.Info("put this node's records back into the registry", "users", put, "of", len(locals))
 }

@@ -133,29 +133,26 @@ func TestBucketsDeletedAndRebuilt(t *testing.T) {
 
 // waitBucket waits until the bucket exists and returns it.
 func waitBucket(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.KeyValue, error) {
-	for {
-		kv, err := js.KeyValue(ctx, bucket)
-		if err == nil {
-			return kv, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return poll(ctx, func() (jetstream.KeyValue, error) { return js.KeyValue(ctx, bucket) })
 }
 
 // waitKey waits until kv holds key.
 func waitKey(ctx context.Context, kv jetstream.KeyValue, key string) (jetstream.KeyValueEntry, error) {
+	return poll(ctx, func() (jetstream.KeyValueEntry, error) { return kv.Get(ctx, key) })
+}
+
+// poll asks get every 50 ms until it answers without an error or ctx
+// ends.
+func poll[T any](ctx context.Context, get func() (T, error)) (T, error) {
 	for {
-		e, err := kv.Get(ctx, key)
+		v, err := get()
 		if err == nil {
-			return e, nil
+			return v, nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, err
+			var zero T
+			return zero, err
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

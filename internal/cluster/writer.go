@@ -54,7 +54,8 @@ type writeResult struct {
 // writes costs it what the same writes cost one at a time, without a
 // round trip between each.
 type writer struct {
-	n      *Node
+	// Set at construction, read-only.
+	nodeInfo
 	js     jetstream.JetStream // its own, for its publish timeout
 	prefix string              // the names bucket's subjects, "$KV.<bucket>."
 
@@ -74,13 +75,13 @@ type pending struct {
 	paf jetstream.PubAckFuture
 }
 
-func newWriter(n *Node, bucket string) (*writer, error) {
+func newWriter(n nodeInfo, bucket string) (*writer, error) {
 	js, err := jetstream.New(n.nc, jetstream.WithPublishAsyncTimeout(kvTimeout), jetstream.WithPublishAsyncMaxPending(2*writeWindow))
 	if err != nil {
 		return nil, err
 	}
 	return &writer{
-		n: n, js: js, prefix: "$KV." + bucket + ".",
+		nodeInfo: n, js: js, prefix: "$KV." + bucket + ".",
 		wake:   make(chan struct{}, 1),
 		window: make(chan struct{}, writeWindow),
 		acks:   make(chan pending, writeWindow),
@@ -89,8 +90,8 @@ func newWriter(n *Node, bucket string) (*writer, error) {
 
 // start runs the writer's goroutines, owned by the node, until it stops.
 func (w *writer) start() {
-	w.n.spawn(w.publish)
-	w.n.spawn(w.collect)
+	w.spawn(w.publish)
+	w.spawn(w.collect)
 }
 
 // submit queues op. Its result comes on op.done (or never, if the node
@@ -137,7 +138,7 @@ func (w *writer) next() (*writeOp, bool) {
 		w.mu.Unlock()
 		select {
 		case <-w.wake:
-		case <-w.n.stop:
+		case <-w.stop:
 			return nil, false
 		}
 	}
@@ -152,7 +153,7 @@ func (w *writer) publish() {
 		}
 		select {
 		case w.window <- struct{}{}:
-		case <-w.n.stop:
+		case <-w.stop:
 			return
 		}
 		w.mu.Lock()
@@ -177,7 +178,7 @@ func (w *writer) publish() {
 		}
 		select {
 		case w.acks <- pending{op, paf}:
-		case <-w.n.stop:
+		case <-w.stop:
 			return
 		}
 	}
@@ -201,7 +202,7 @@ func (w *writer) collect() {
 		var p pending
 		select {
 		case p = <-w.acks:
-		case <-w.n.stop:
+		case <-w.stop:
 			return
 		}
 		var res writeResult
@@ -209,7 +210,7 @@ func (w *writer) collect() {
 		case ack := <-p.paf.Ok():
 			res.rev = ack.Sequence
 		case res.err = <-p.paf.Err():
-		case <-w.n.stop:
+		case <-w.stop:
 			return
 		}
 		<-w.window
@@ -233,7 +234,7 @@ func (w *writer) wait(op *writeOp) writeResult {
 	select {
 	case r := <-op.done:
 		return r
-	case <-w.n.stop:
+	case <-w.stop:
 		return writeResult{err: errors.New("the node is stopping")}
 	}
 }

@@ -27,9 +27,21 @@ type natsServer struct {
 
 func (s *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
 
+// natsCluster is an external NATS cluster's servers.
+type natsCluster []*natsServer
+
+// all gives every node the URLs of all the servers (startNodes' urls).
+func (c natsCluster) all(int) []string {
+	urls := make([]string, len(c))
+	for i, s := range c {
+		urls[i] = s.url()
+	}
+	return urls
+}
+
 // startNATS starts a three-server NATS cluster with JetStream, as an
 // operator would run it, and waits until each server is ready.
-func startNATS(t *testing.T) []*natsServer {
+func startNATS(t *testing.T) natsCluster {
 	t.Helper()
 	servers := make([]*natsServer, 3)
 	for i := range servers {
@@ -97,8 +109,7 @@ func (n *node) enginePort(t *testing.T) int {
 func TestExternalEngineServerKilled(t *testing.T) {
 	t.Parallel()
 	ext := startNATS(t)
-	all := func(int) []string { return []string{ext[0].url(), ext[1].url(), ext[2].url()} }
-	nodes := startNodes(t, all, 3)
+	nodes := startNodes(t, ext.all, 3)
 	alice, bob := join(t, nodes[0], "alice"), join(t, nodes[1], "bob")
 	alice.waitList(usersList("alice", "bob"))
 	alice.Send("before", "bob")

@@ -556,8 +556,7 @@ func TestExternalPermissions(t *testing.T) {
 func TestBucketsDeletedExternal(t *testing.T) {
 	t.Parallel()
 	ext := startNATS(t)
-	all := func(int) []string { return []string{ext[0].url(), ext[1].url(), ext[2].url()} }
-	nodes := startNodes(t, all, 2)
+	nodes := startNodes(t, ext.all, 2)
 	alice, bob := join(t, nodes[0], "alice"), join(t, nodes[1], "bob")
 	alice.waitList(usersList("alice", "bob"))
 

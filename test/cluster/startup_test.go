@@ -57,7 +57,7 @@ func TestStartupRefusals(t *testing.T) {
 func TestStartupAgainstCluster(t *testing.T) {
 	t.Parallel()
 	ext := startNATS(t)
-	urls := func(int) []string { return []string{ext[0].url(), ext[1].url(), ext[2].url()} }
+	urls := ext.all
 	nodes := startNodes(t, urls, 1, "--max-clients", "10")
 	nats := "--nats=" + strings.Join(urls(0), ",")
 
