@@ -22,16 +22,21 @@ func shortTimeouts(t *testing.T, op, patience time.Duration) {
 	t.Cleanup(func() { kvTimeout, joinPatience = kv, p })
 }
 
-// TestJoinStormNoneGivenUp fires 3,000 joins at one node at once, with
-// each registry operation bounded by 300 ms: every join is admitted.
-// Before issue 21 each join had its own writes in flight, all 3,000 at
-// once; those queued in the engine for longer than the bound timed out,
-// were tried again on top of the others and given up after the join's
-// patience (as 2,488 of 57,000 joins over three nodes were with the bound
-// of 3 s). Now they wait in the node's queue, where nothing times out,
-// and at most writeWindow are in the engine.
+// TestJoinStormNoneGivenUp fires 3,000 joins at one node at once: every
+// join is admitted, and at most writeWindow registry writes were in the
+// engine at once. Before issue 21 each join had its own writes in flight,
+// all 3,000 at once; those queued in the engine for longer than the bound
+// of a registry operation timed out, were tried again on top of the
+// others and given up after the join's patience (as 2,488 of 57,000 joins
+// over three nodes were with the bound of 3 s). Now they wait in the
+// node's queue, where nothing times out, and at most writeWindow are in
+// the engine. The bound is 2 s: with 300 ms (as this test had) a machine
+// loaded by other work (load 10-14) could not answer the window's 512
+// writes in time, and the test failed on main; the window itself is
+// checked by the peak of writes in flight, which does not depend on the
+// machine's speed.
 func TestJoinStormNoneGivenUp(t *testing.T) {
-	shortTimeouts(t, 300*time.Millisecond, time.Second)
+	shortTimeouts(t, 2*time.Second, 5*time.Second)
 	const joins = 3000
 	nodes := testCluster(t, 1, joins)
 	h := nodes[0].Hub()
@@ -58,6 +63,14 @@ func TestJoinStormNoneGivenUp(t *testing.T) {
 	}
 	if got := h.reg.slotsTaken(); got != joins {
 		t.Fatalf("%d places taken, want %d", got, joins)
+	}
+	w := h.w
+	w.mu.Lock()
+	peak := w.peak
+	w.mu.Unlock()
+	t.Logf("at most %d registry writes in flight at once", peak)
+	if peak > writeWindow || peak < 2 {
+		t.Fatalf("%d registry writes in flight at once, want 2 to %d", peak, writeWindow)
 	}
 }
 

@@ -68,6 +68,10 @@ type writer struct {
 	// unanswered is since when the engine has owed an answer without
 	// giving any (Unix ns; 0: it owes none); guarded by mu.
 	unanswered int64
+	// peak is the most writes that were in flight at once; guarded by
+	// mu. Tests read it: the window is what keeps a storm's writes from
+	// timing out in the engine (TestJoinStormNoneGivenUp).
+	peak int
 }
 
 type pending struct {
@@ -157,6 +161,7 @@ func (w *writer) publish() {
 			return
 		}
 		w.mu.Lock()
+		w.peak = max(w.peak, len(w.window))
 		now := time.Now()
 		// While the engine is silent, one write at a time probes it;
 		// the others are answered at once.
