@@ -166,12 +166,10 @@ type client struct {
 	disk   diskOps // how received files are put in place
 
 	// Owned by receive.
-	buf      []byte                 // the payloads of messages and file_* frames
-	files    map[uint64]*incoming   // chunked files arriving
-	madeBufs int                    // the buffers of content made so far (at most saveBudget)
-	arena    []byte                 // the memory of the buffers not yet made
-	filling  map[*download]struct{} // the downloads with a buffer partly filled (download.cur)
-	saving   map[string]*download   // by sender, the last download that has all arrived, being saved or saved
+	buf      []byte               // the payloads of messages and file_* frames
+	files    map[uint64]*incoming // chunked files arriving
+	madeBufs int                  // the buffers of content made so far (at most saveBudget)
+	saving   map[string]*download // by sender, the last download that has all arrived, being saved or saved
 
 	receiving atomic.Int64   // the sizes declared by the downloads under way (started, not yet saved or removed)
 	freeBufs  chan []byte    // buffers of content the savers have written
@@ -320,7 +318,6 @@ func newClient(cfg Config) *client {
 		disk:      realDisk,
 		files:     make(map[uint64]*incoming),
 		freeBufs:  make(chan []byte, saveBudget/saveBufSize),
-		filling:   make(map[*download]struct{}),
 		saving:    make(map[string]*download),
 		ups:       make(map[uint64]*upload),
 	}

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -36,7 +37,7 @@ func (c *client) receiveFile(r *protocol.Reader) error {
 		}
 		return nil // refused; the rest of the payload is skipped by ReadHeader
 	}
-	if err := d.fill(r, size); err != nil {
+	if _, err := io.Copy(d, r); err != nil {
 		c.abandon(d)
 		return err // the stream failed
 	}
@@ -61,16 +62,7 @@ type diskOps struct {
 	// and, if wait, waits until they are; best effort (see
 	// writebackWindow).
 	writeback func(f *os.File, off, n int64, wait bool)
-	// direct turns O_DIRECT on or off for f's later writes (see sink).
-	direct func(f *os.File, on bool) error
-	// write writes bufs to a received file, in order; errDirectRefused
-	// says a direct write was refused, nothing written.
-	write func(f *os.File, bufs [][]byte) (int, error)
 }
-
-// errDirectRefused is a direct write the file system refused: the sink
-// writes buffered instead.
-var errDirectRefused = errors.New("direct write refused")
 
 // realDisk is the file system.
 var realDisk = diskOps{
@@ -78,8 +70,6 @@ var realDisk = diskOps{
 	rename:    os.Rename,
 	syncDir:   syncDir,
 	writeback: writeback,
-	direct:    setDirect,
-	write:     writeFile,
 }
 
 // syncDir flushes dir's entries (a rename into it) to stable storage.
@@ -103,20 +93,23 @@ const (
 	// downloads together (buffers of saveBufSize): beyond it the
 	// receiver waits for a buffer to be written, and the server paces the
 	// file to the disk. 8 MiB is 10 ms of an 800 MB/s transfer; a saver
-	// waits for no writeback, so it falls behind only when the disk or
-	// the kernel's throttling of buffered writes holds it.
+	// writes to the page cache and waits for no writeback, so it falls
+	// behind only when the kernel throttles its writes.
 	saveBudget = 8 << 20
 	// writebackWindow is how much a saver writes before it tells its
 	// flusher, which hands the window to the disk and waits for the one
 	// before: the disk writes the file as it arrives, and the final sync
 	// has little left to do (3-4.5 ms for 1 GiB, strace) where it wrote
-	// the whole file (479 ms, while chat waited behind it). (A file
-	// written directly (sink) is on the disk already.)
+	// the whole file (479 ms, while chat waited behind it).
 	// The saver itself once waited for the window before: a disk busy
 	// with other writers then held its buffers, and chat waited behind
 	// them (p99 77-190 ms on a busy machine).
 	writebackWindow = 8 << 20
 )
+
+// saveBufSize is the size of the buffers that carry content to a saver:
+// a whole file_chunk's payload, read straight into one.
+var saveBufSize = int(protocol.Limits{}.MaxPayload(protocol.ToClient, protocol.FileChunk))
 
 // download is a received file being written to a temporary file in the
 // download folder, renamed into place only once complete. The receiver
@@ -128,9 +121,9 @@ type download struct {
 	tmp              *os.File
 	p                *progressCounter
 
-	cur []byte // the buffer being filled (see fill); owned by the receiver
+	cur []byte // the buffer being filled; owned by the receiver
 
-	q       chan []byte   // content for the saver; closed by the receiver at the end
+	q       chan span     // content for the saver; closed by the receiver at the end
 	dropped atomic.Bool   // the download was given up: the saver writes nothing more
 	failed  error         // why the content is not whole; set before q is closed
 	own     bool          // a file to oneself: its line is a reply; set before q is closed
@@ -187,7 +180,7 @@ func (c *client) startDownload(sender, filename string, size int64) *download {
 	d := &download{
 		c: c, sender: sender, filename: filename, size: size, tmp: tmp, p: c.progress("recv", filename, size),
 		// Never full: every buffer there is fits in it.
-		q:    make(chan []byte, saveBudget/saveBufSize+1),
+		q:    make(chan span, saveBudget/saveBufSize+1),
 		done: make(chan struct{}),
 	}
 	c.saves.Add(1)
@@ -225,71 +218,57 @@ func createTemp(dir string) (*os.File, error) {
 	return nil, errors.New("no free temporary file name")
 }
 
-// getBuf returns an empty buffer for content (saveBufSize bytes,
-// page-aligned), waiting for one to be written if saveBudget bytes are
-// queued, held or being filled. Called by the receiver only; for d.
-func (c *client) getBuf(d *download) []byte {
+// span is content queued for a saver: b[off:]. Once it is written, b goes
+// back to the free buffers.
+type span struct {
+	b   []byte
+	off int
+}
+
+// getBuf returns an empty buffer for content, waiting for one to be
+// written if saveBudget bytes are queued. Called by the receiver only.
+func (c *client) getBuf() []byte {
 	select {
 	case b := <-c.freeBufs:
 		return b
 	default:
 	}
 	if c.madeBufs < saveBudget/saveBufSize {
-		if len(c.arena) == 0 {
-			var err error
-			if c.arena, err = mapBlock(saveBudget); err != nil {
-				c.arena = make([]byte, saveBudget) // maybe not aligned: direct writes refused, then buffered
-			}
-			c.arena = c.arena[:saveBudget-c.madeBufs*saveBufSize]
-		}
 		c.madeBufs++
-		b := c.arena[:0:saveBufSize]
-		c.arena = c.arena[saveBufSize:]
-		return b
-	}
-	// Other downloads may hold every buffer, each partly filled: hand
-	// them to their savers as they are, or this would wait for ever.
-	// Their files are written buffered from then on (sink).
-	for o := range c.filling {
-		if o != d {
-			o.spill()
-		}
+		return make([]byte, 0, saveBufSize)
 	}
 	return <-c.freeBufs
 }
 
-// fill reads n bytes of content from r straight into buffers for the
-// saver, queueing each buffer once it is full, and counts progress.
-func (d *download) fill(r io.Reader, n int64) error {
-	for n > 0 {
+// ReadFrom reads content from r to its end straight into buffers for
+// the saver, queues them and counts progress (io.Copy uses it).
+func (d *download) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	for {
 		if d.cur == nil {
-			d.cur = d.c.getBuf(d)
-			d.c.filling[d] = struct{}{}
+			d.cur = d.c.getBuf()
 		}
-		k, err := r.Read(d.cur[len(d.cur):min(int64(cap(d.cur)), int64(len(d.cur))+n)])
-		d.p.Write(d.cur[len(d.cur) : len(d.cur)+k])
-		d.cur = d.cur[:len(d.cur)+k]
-		n -= int64(k)
+		n, err := r.Read(d.cur[len(d.cur):cap(d.cur)])
+		d.p.Write(d.cur[len(d.cur) : len(d.cur)+n])
+		d.cur = d.cur[:len(d.cur)+n]
+		total += int64(n)
 		if len(d.cur) == cap(d.cur) {
-			d.spill()
+			d.q <- span{b: d.cur}
+			d.cur = nil
 		}
-		if err == io.EOF && n > 0 {
-			return io.ErrUnexpectedEOF
+		if err == io.EOF {
+			return total, nil
 		}
-		if err != nil && err != io.EOF {
-			return err
+		if err != nil {
+			return total, err
 		}
 	}
-	return nil
 }
 
-// spill queues the buffer being filled, full or not, for the saver.
-func (d *download) spill() {
-	if d.cur != nil {
-		d.q <- d.cur
-		d.cur = nil
-		delete(d.c.filling, d)
-	}
+// Write is io.Writer for io.Copy; ReadFrom does the work.
+func (d *download) Write(b []byte) (int, error) {
+	n, err := d.ReadFrom(bytes.NewReader(b))
+	return int(n), err
 }
 
 // discard ends an incomplete download: the saver stops writing and
@@ -301,7 +280,6 @@ func (d *download) discard() {
 	if d.cur != nil {
 		d.c.freeBufs <- d.cur[:0]
 		d.cur = nil
-		delete(d.c.filling, d)
 	}
 	close(d.q)
 	<-d.done
@@ -321,7 +299,10 @@ func (c *client) abandon(d *download) {
 // line then answers the user's command (gotReply).
 func (c *client) finishDownload(d *download, failed error, own bool) {
 	d.p.finish()
-	d.spill()
+	if d.cur != nil {
+		d.q <- span{b: d.cur}
+		d.cur = nil
+	}
 	d.failed, d.own = failed, own
 	if len(c.saving) >= maxIncoming {
 		// Forget the senders whose files are all saved, so that files
@@ -360,33 +341,24 @@ func (d *download) save() {
 		d.flush(written)
 	}()
 	var (
-		err  error
-		told int64 // bytes the flusher was told of
+		err       error
+		off, told int64 // bytes written; bytes the flusher was told of
 	)
-	out := newSink(d.tmp, d.size, &c.disk, func(b []byte) { c.freeBufs <- b[:0] })
-	for b := range d.q {
-		if err != nil || d.dropped.Load() {
-			c.freeBufs <- b[:0]
-			continue
-		}
-		err = out.write(b, len(d.q) > 0)
-		if err == nil && out.slow(len(d.q), cap(d.q)) {
-			// The disk falls behind the network: let the page cache
-			// take the rest, as it takes any file.
-			err = out.buffered()
-		}
-		if out.written-told >= writebackWindow {
-			select {
-			case written <- out.written:
-				told = out.written
-			default: // busy with the last window: told at the next write
+	for sp := range d.q {
+		if err == nil && !d.dropped.Load() {
+			var n int
+			n, err = d.tmp.Write(sp.b[sp.off:])
+			off += int64(n)
+			if off-told >= writebackWindow {
+				select {
+				case written <- off:
+					told = off
+				default: // busy with the last window: told at the next write
+				}
 			}
 		}
+		c.freeBufs <- sp.b[:0]
 	}
-	if err == nil && !d.dropped.Load() {
-		err = out.close()
-	}
-	out.drop()
 	close(written)
 	<-flushed
 	if d.dropped.Load() {
@@ -560,17 +532,21 @@ func (c *client) fileChunk(r *protocol.Reader, h protocol.Header) {
 		c.log.printf("client: ignoring %s of %d bytes", h.Name, h.Length)
 		return
 	}
-	id, err := protocol.ReadChunkID(r)
-	if err != nil && isStreamError(err) {
+	// Straight into the buffer the saver writes: no copy on the way.
+	buf := c.getBuf()
+	p, err := r.ReadPayload(buf)
+	if err != nil {
+		c.freeBufs <- buf
 		return // the next ReadHeader reports the error
 	}
+	id, data, err := protocol.ParseChunk(p)
 	in := c.files[id]
 	if err != nil || in == nil {
+		c.freeBufs <- buf
 		c.log.printf("client: ignoring file_chunk for no file (%v)", err)
-		return // the rest of the payload is skipped by ReadHeader
+		return
 	}
-	n := r.Remaining()
-	in.got += n
+	in.got += int64(len(data))
 	if in.got > in.size && in.d != nil {
 		// A hostile server must not fill the disk with a file declared
 		// small: drop it at once, skip the rest.
@@ -579,10 +555,11 @@ func (c *client) fileChunk(r *protocol.Reader, h protocol.Header) {
 		in.d = nil
 	}
 	if in.d == nil {
-		return // the rest of the payload is skipped by ReadHeader
+		c.freeBufs <- buf
+		return
 	}
-	// Straight into the buffers the saver writes: no copy on the way.
-	in.d.fill(r, n) // an error: the next ReadHeader reports it
+	in.d.p.Write(data)
+	in.d.q <- span{b: p, off: len(p) - len(data)}
 }
 
 // dropFiles removes the temporary files of transfers the end of the

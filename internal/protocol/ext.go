@@ -141,15 +141,3 @@ func parseID(f []byte) (uint64, error) {
 	}
 	return v, nil
 }
-
-// ReadChunkID reads the id of a file_chunk payload from r and leaves its
-// data to be read, so that the data can be read straight to where it
-// goes. It reads what ParseChunk parses: an error wrapping ErrMalformed
-// for a bad id, or the stream's error.
-func ReadChunkID(r *Reader) (uint64, error) {
-	field, err := r.ReadField(maxIDDigits)
-	if err != nil {
-		return 0, err
-	}
-	return parseID(field)
-}
