@@ -152,6 +152,33 @@ func startChat(nc net.Conn, name string, rbuf, wbuf int, features ...string) (*c
 	return c, nil
 }
 
+// clientSet is chat clients each reading what comes to it on a goroutine
+// of the set's, until close.
+type clientSet struct {
+	clients []*chatClient
+	wg      sync.WaitGroup
+}
+
+// dial joins a client to addr as name (dialChat) whose read loop hands
+// what arrives to h.
+func (s *clientSet) dial(ctx context.Context, addr, name string, rbuf, wbuf int, h handlers, features ...string) (*chatClient, error) {
+	c, err := dialChat(ctx, addr, nil, name, rbuf, wbuf, features...)
+	if err != nil {
+		return nil, err
+	}
+	s.clients = append(s.clients, c)
+	s.wg.Go(func() { c.readLoop(h) })
+	return c, nil
+}
+
+// close closes every client and waits for their read loops.
+func (s *clientSet) close() {
+	for _, c := range s.clients {
+		c.nc.Close()
+	}
+	s.wg.Wait()
+}
+
 // writeMessage buffers a send_message frame.
 func (c *chatClient) writeMessage(names []string, text []byte) error {
 	c.frame = protocol.AppendMessage(c.frame[:0], protocol.SendMessage, names, text)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -176,29 +177,29 @@ func runClientFiles(ctx context.Context, t *target, bin, src, dir string, size i
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	prefix := runPrefix()
-	rnames := make([]string, r)
+	rnames := recipientNames(prefix, r)
 	var (
-		procs   []*clientProc
-		chatter *chatClient
-		wg      sync.WaitGroup // the readers of the processes' lines and of chatter
+		conns  clientSet // the chatter
+		procs  []*clientProc
+		lines  sync.WaitGroup // the readers of the processes' lines
+		chat   chatTally
+		doneAt = make([]time.Time, r)
+		done   = make(chan error, r)
 	)
+	defer conns.close()
 	defer func() {
 		for _, p := range procs {
 			p.stop(5 * time.Second)
 		}
-		if chatter != nil {
-			chatter.nc.Close()
-		}
-		wg.Wait()
+		lines.Wait()
 	}()
-	for k := range rnames {
-		rnames[k] = fmt.Sprintf("%sr%d", prefix, k)
-		rdir := filepath.Join(dir, rnames[k])
+	for _, name := range rnames {
+		rdir := filepath.Join(dir, name)
 		if err := os.Mkdir(rdir, 0o755); err != nil {
 			return res, err
 		}
 		defer os.RemoveAll(rdir)
-		p, err := startClientProc(bin, t.Addr, rnames[k], rdir, size, stderr)
+		p, err := startClientProc(bin, t.Addr, name, rdir, size, stderr)
 		if err != nil {
 			return res, err
 		}
@@ -209,94 +210,51 @@ func runClientFiles(ctx context.Context, t *target, bin, src, dir string, size i
 		return res, err
 	}
 	procs = append(procs, sender)
-	wg.Add(1)
-	go func() { // the sender prints nothing on stdout here; drain it anyway
-		defer wg.Done()
+	lines.Go(func() { // the sender prints nothing on stdout here; drain it anyway
 		for range sender.lines {
 		}
-	}()
-	if chatter, err = dialChat(ctx, t.Addr, nil, prefix+"c", 64<<10, 64<<10); err != nil {
+	})
+	chatter, err := conns.dial(ctx, t.Addr, prefix+"c", 64<<10, 64<<10, handlers{})
+	if err != nil {
 		return res, err
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		chatter.readLoop(handlers{})
-	}()
 	if err := waitJoined(ctx, chatter, prefix, r+2, nil); err != nil {
 		return res, err
 	}
-
-	// The recipients' lines: file: lines end the transfer, msg: lines
-	// are chat whose latency is measured (recipient 0's only).
-	var (
-		mu       sync.Mutex
-		chat     Histogram // guarded by mu
-		chatRecv int64     // guarded by mu
-		doneAt   = make([]time.Time, r)
-		done     = make(chan error, r)
-	)
 	fileLine := "file: " + prefix + "s: " + filepath.Base(src)
-	msgPrefix := "msg: " + prefix + "c: "
 	for k, p := range procs[:r] {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			got := false
-			for line := range p.lines {
-				switch {
-				case line == fileLine && !got:
-					got = true
-					doneAt[k] = time.Now()
-					done <- nil
-				case strings.HasPrefix(line, msgPrefix) && k == 0:
-					_, ts, ok := readStamp([]byte(line[len(msgPrefix):]))
-					lat := now() - ts
-					mu.Lock()
-					if ok {
-						chat.Record(lat)
-					}
-					chatRecv++
-					mu.Unlock()
-				}
+		var tally *chatTally // recipient 0's chat only
+		if k == 0 {
+			tally = &chat
+		}
+		lines.Go(func() {
+			got := func() {
+				doneAt[k] = time.Now()
+				done <- nil
 			}
-			if !got {
+			if !p.awaitFile(fileLine, "msg: "+prefix+"c: ", tally, got) {
 				done <- fmt.Errorf("recipient %d ended without its file: line", k)
 			}
-		}()
+		})
 	}
 
-	if t.PID != 0 {
-		if res.RSSBase, err = readRSS(t.PID); err != nil {
-			return res, err
-		}
-	}
-	rpid := procs[0].cmd.Process.Pid
-	if res.ClientRSSBase, err = readRSS(rpid); err != nil {
+	var srvRSS, cliRSS *rssSampler
+	if res.RSSBase, srvRSS, err = watchRSS(t.PID); err != nil {
 		return res, err
 	}
-	var srvRSS *rssSampler
-	if t.PID != 0 {
-		srvRSS = sampleRSS(t.PID, 10*time.Millisecond)
+	res.Weighed = t.PID != 0
+	if res.ClientRSSBase, cliRSS, err = watchRSS(procs[0].cmd.Process.Pid); err != nil {
+		srvRSS.Peak()
+		return res, err
 	}
-	cliRSS := sampleRSS(rpid, 10*time.Millisecond)
 	stopChat := chatDuring(chatter, rnames[0], chatRate)
 	t0 := time.Now()
 	err = sender.send(fmt.Sprintf("file %d %s %s", r, strings.Join(rnames, " "), src))
-	for range r {
-		if err != nil {
-			break
-		}
-		select {
-		case err = <-done:
-		case <-ctx.Done():
-			err = fmt.Errorf("file of %d bytes not saved by the recipients in %v", size, timeout)
-		}
+	if err == nil {
+		err = awaitFiles(ctx, done, r, fmt.Errorf("file of %d bytes not saved by the recipients in %v", size, timeout))
 	}
 	res.ChatSent = stopChat()
-	if srvRSS != nil {
-		res.RSSPeak = srvRSS.Peak()
-	}
+	res.RSSPeak = srvRSS.Peak()
 	res.ClientRSSPeak = cliRSS.Peak()
 	if err != nil {
 		return res, err
@@ -308,19 +266,26 @@ func runClientFiles(ctx context.Context, t *target, bin, src, dir string, size i
 			return res, fmt.Errorf("recipient %d saved %v (%v), want %d bytes", k, st, err, size)
 		}
 	}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		mu.Lock()
-		n := chatRecv
-		mu.Unlock()
-		if n >= res.ChatSent {
-			break
+	chat.await(&res.filesResult)
+	return res, nil
+}
+
+// awaitFile reads a recipient's lines to their end: got is called at the
+// line fileLine, which ends its transfer, and, if chat is not nil, the
+// lines that start with msgPrefix are chat whose latency it tallies. It
+// reports whether fileLine came.
+func (p *clientProc) awaitFile(fileLine, msgPrefix string, chat *chatTally, got func()) bool {
+	came := false
+	for line := range p.lines {
+		switch {
+		case line == fileLine && !came:
+			came = true
+			got()
+		case chat != nil && strings.HasPrefix(line, msgPrefix):
+			chat.record([]byte(line[len(msgPrefix):]))
 		}
 	}
-	mu.Lock()
-	res.ChatRecv = chatRecv
-	res.Chat = chat.Summary()
-	mu.Unlock()
-	return res, nil
+	return came
 }
 
 // syncedCopy is the clients mode's baseline: the file src sent over
@@ -418,4 +383,74 @@ func syncedCopy(ctx context.Context, src, dir string, r int, timeout time.Durati
 		}
 	}
 	return last.Sub(t0).Seconds(), nil
+}
+
+// clientFilesRuns yields the runs of the clients file mode for a file of
+// size bytes, one for each of cfg.ClientBins, all sending one source
+// file; it reports whether to go on.
+func clientFilesRuns(cfg Config, size int64, stderr io.Writer, yield func(job) bool) bool {
+	dir, err := os.MkdirTemp("", "chatbench-files-")
+	if err != nil {
+		return yield(failed{err})
+	}
+	defer os.RemoveAll(dir)
+	src := filepath.Join(dir, "bench.bin")
+	if err := writeSource(src, size); err != nil {
+		return yield(failed{err})
+	}
+	for _, bin := range cfg.ClientBins {
+		if !yield(clientFilesTrial(cfg, size, bin, src, dir, stderr)) {
+			return false
+		}
+	}
+	return true
+}
+
+// clientFilesTrial is a run of the clients file mode with the client
+// binary bin, beside its baseline (a synced file-to-file TCP copy).
+func clientFilesTrial(cfg Config, size int64, bin, src, dir string, stderr io.Writer) job {
+	r := cfg.FileRecipients
+	client := "client=own-process"
+	if bin != "" {
+		client = "client=" + bin
+	}
+	t := trial[clientFilesResult]{
+		workload: Files,
+		params:   fmt.Sprintf("size=%dB recipients=%d mode=%s chat-rate=%d/s %s %s %s", size, r, ModeClients, cfg.ChatRate, ownParam(cfg), client, loadParam()),
+		ours: side[clientFilesResult]{servers: ownServer(cfg, max(r+16, 64)), measure: func(ctx context.Context, nodes []*target) (clientFilesResult, error) {
+			return runClientFiles(ctx, nodes[0], bin, src, dir, size, r, cfg.ChatRate, cfg.Timeout, stderr)
+		}},
+		rows: func(row rowFunc, res, base clientFilesResult) []Row {
+			nan := math.NaN()
+			mib := func(v int64, weighed bool) float64 {
+				if !weighed {
+					return nan
+				}
+				return float64(v) / (1 << 20)
+			}
+			mbTarget, chatTarget := "", ""
+			if size == 1<<30 && r == 1 {
+				mbTarget, chatTarget = ">= 0.9x", "< 50"
+			}
+			return []Row{
+				row("transfer, file to synced file", "MB/s", res.MBps, float64(size)/base.Secs/1e6, mbTarget),
+				row("transfer time", "s", res.Secs, base.Secs, ""),
+				row("server RSS growth (peak)", "MiB", mib(res.RSSPeak-res.RSSBase, res.Weighed), nan, ""),
+				row("recipient client RSS before", "MiB", mib(res.ClientRSSBase, true), nan, ""),
+				row("recipient client RSS growth (peak)", "MiB", mib(res.ClientRSSPeak-res.ClientRSSBase, true), nan, ""),
+				row("chat msgs sent during transfer", "msgs", float64(res.ChatSent), nan, ""),
+				row("chat msgs printed by the recipient", "msgs", float64(res.ChatRecv), nan, ""),
+				row("chat latency p50 (to printed)", "ms", ms(res.Chat.P50), nan, ""),
+				row("chat latency p99 (to printed)", "ms", ms(res.Chat.P99), nan, chatTarget),
+				row("chat latency max (to printed)", "ms", ms(res.Chat.Max), nan, ""),
+			}
+		},
+	}
+	if !cfg.NoBaseline {
+		t.baseName, t.base = "synced-copy", &side[clientFilesResult]{measure: func(ctx context.Context, _ []*target) (clientFilesResult, error) {
+			secs, err := syncedCopy(ctx, src, dir, r, cfg.Timeout)
+			return clientFilesResult{filesResult: filesResult{Secs: secs}}, err
+		}}
+	}
+	return t
 }

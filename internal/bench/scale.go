@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"iter"
 	"math"
 	"os"
 	"os/exec"
@@ -17,6 +18,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/gochat/chat/internal/protocol"
 )
@@ -392,6 +395,7 @@ type scaleResult struct {
 	// The servers' RSS, one per node: before any client, with all
 	// clients joined and idle, and after the rounds.
 	RSSBase, RSSIdle, RSSRound []int64
+	Weighed                    bool       // some server's RSS could be read (it runs in a process of its own)
 	Sampled                    scaleRound // the sampled round, if there was one
 	Full                       scaleRound // one message from every client
 }
@@ -517,8 +521,8 @@ func runScale(ctx context.Context, cfg Config, nodes []*target, n, sample int, s
 	res.JoinSecs = time.Since(start).Seconds()
 
 	// Let the servers settle, then weigh them idle.
-	weighed := slices.ContainsFunc(nodes, func(t *target) bool { return t.PID != 0 })
-	if weighed {
+	res.Weighed = slices.ContainsFunc(nodes, func(t *target) bool { return t.PID != 0 })
+	if res.Weighed {
 		time.Sleep(2 * time.Second)
 	}
 	if err := weigh(res.RSSIdle); err != nil {
@@ -539,7 +543,7 @@ func runScale(ctx context.Context, cfg Config, nodes []*target, n, sample int, s
 	if res.Full, err = scaleRoundOf(workers, 0, n, cfg.Timeout); err != nil {
 		return res, err
 	}
-	if weighed {
+	if res.Weighed {
 		time.Sleep(500 * time.Millisecond)
 	}
 	if err := weigh(res.RSSRound); err != nil {
@@ -620,4 +624,97 @@ func closeProbes(probes []*chatClient) {
 	for _, p := range probes {
 		p.nc.Close()
 	}
+}
+
+// The scale workload.
+
+func scaleFlags(fs *pflag.FlagSet, c *Config) {
+	fs.Var(intList{&c.ScaleClients, false}, "scale-clients", "scale: joined idle clients (N)")
+	fs.IntVar(&c.ClientsPerWorker, "clients-per-worker", c.ClientsPerWorker, "scale: most client connections per worker process")
+	fs.IntVar(&c.SrcAddrs, "src-addrs", c.SrcAddrs, "scale: source addresses 127.0.0.2 and up to spread connections over")
+	fs.Float64Var(&c.JoinRate, "join-rate", 0, "scale: joins per second, all clients together (0: as fast as they connect)")
+	fs.IntVar(&c.RoundSample, "round-sample", c.RoundSample, "scale with --cluster: users that each send one message to a user on another node")
+}
+
+func scaleRuns(cfg Config, stderr io.Writer) iter.Seq[job] {
+	return jobs(slices.Values(cfg.ScaleClients), func(n int) job {
+		return trial[scaleResult]{
+			workload: Scale,
+			params:   fmt.Sprintf("clients=%d src-addrs=%d clients-per-worker=%d%s %s %s", n, cfg.SrcAddrs, cfg.ClientsPerWorker, joinRateParam(cfg), ownParam(cfg), loadParam()),
+			ours: side[scaleResult]{servers: ownServer(cfg, n+16), measure: func(ctx context.Context, nodes []*target) (scaleResult, error) {
+				return runScale(ctx, cfg, nodes, n, 0, stderr)
+			}},
+			rows: func(row rowFunc, res, _ scaleResult) []Row {
+				nan := math.NaN()
+				rss := func(v int64) float64 {
+					if !res.Weighed {
+						return nan
+					}
+					return float64(v)
+				}
+				return []Row{
+					row("joined clients", "clients", float64(n), nan, ""),
+					row("connect and join", "s", res.JoinSecs, nan, ""),
+					row("server RSS before clients", "MiB", rss(res.RSSBase[0])/(1<<20), nan, ""),
+					row("server RSS, all idle", "MiB", rss(res.RSSIdle[0])/(1<<20), nan, ""),
+					row("server RSS per idle client", "KiB", rss(res.RSSIdle[0]-res.RSSBase[0])/1024/float64(n), nan, "<= 16"),
+					row("round: one message from each", "s", res.Full.Secs, nan, ""),
+					row("round delivered", "msgs/s", float64(res.Full.Recv)/res.Full.Secs, nan, ""),
+					row("round latency p50", "ms", ms(res.Full.Lat.P50), nan, ""),
+					row("round latency p99", "ms", ms(res.Full.Lat.P99), nan, ""),
+					row("server RSS per client after round", "KiB", rss(res.RSSRound[0]-res.RSSBase[0])/1024/float64(n), nan, ""),
+				}
+			},
+		}
+	})
+}
+
+func clusterScaleRuns(cfg Config, stderr io.Writer) iter.Seq[job] {
+	k := cfg.Cluster
+	return jobs(slices.Values(cfg.ScaleClients), func(n int) job {
+		share := clientsOn(0, k, n) // the single node's clients: one node's share
+		params := fmt.Sprintf("clients=%d (single node: %d) src-addrs=%d clients-per-worker=%d%s %s", n, share, cfg.SrcAddrs, cfg.ClientsPerWorker, joinRateParam(cfg), clusterParams(cfg))
+		return clusterTrial(cfg, Scale, params, n+k+16, func(ctx context.Context, nodes []*target) (scaleResult, error) {
+			if len(nodes) == 1 {
+				return runScale(ctx, cfg, nodes, share, min(cfg.RoundSample, share), stderr)
+			}
+			return runScale(ctx, cfg, nodes, n, cfg.RoundSample, stderr)
+		}, func(row rowFunc, ours, single scaleResult) []Row {
+			largest := func(v []int64) float64 {
+				if len(v) == 0 {
+					return math.NaN()
+				}
+				return float64(slices.Max(v)) / (1 << 20)
+			}
+			sum := func(v []int64) float64 {
+				var t int64
+				for _, x := range v {
+					t += x
+				}
+				return float64(t) / (1 << 20)
+			}
+			perIdle := func(r scaleResult) float64 { return perClientKiB(r.RSSBase, r.RSSIdle, r.Clients) }
+			perAfter := func(r scaleResult) float64 { return perClientKiB(r.RSSBase, r.RSSRound, r.Clients) }
+			sampled := strconv.Itoa(ours.Sampled.Senders)
+			return []Row{
+				row("joined clients", "clients", float64(ours.Clients), float64(single.Clients), ""),
+				row("clients on the fullest node", "clients", float64(share), float64(single.Clients), ""),
+				row("connect and join, listed on every node", "s", ours.JoinSecs, single.JoinSecs, ""),
+				row("server RSS before clients (largest node)", "MiB", largest(ours.RSSBase), largest(single.RSSBase), ""),
+				row("server RSS, all idle (largest node)", "MiB", largest(ours.RSSIdle), largest(single.RSSIdle), ""),
+				row("server RSS, all idle (all nodes)", "MiB", sum(ours.RSSIdle), sum(single.RSSIdle), ""),
+				row("server RSS per idle client (largest)", "KiB", perIdle(ours), perIdle(single), "<= 16"),
+				row("sampled round: messages sent", "msgs", float64(ours.Sampled.Senders), float64(single.Sampled.Senders), ""),
+				row("sampled round: delivered", "msgs", float64(ours.Sampled.Recv), float64(single.Sampled.Recv), "all "+sampled),
+				row("sampled round: time", "s", ours.Sampled.Secs, single.Sampled.Secs, ""),
+				row("sampled round: latency p50", "ms", ms(ours.Sampled.Lat.P50), ms(single.Sampled.Lat.P50), ""),
+				row("sampled round: latency p99", "ms", ms(ours.Sampled.Lat.P99), ms(single.Sampled.Lat.P99), ""),
+				row("round: one message from each", "s", ours.Full.Secs, single.Full.Secs, ""),
+				row("round delivered", "msgs/s", float64(ours.Full.Recv)/ours.Full.Secs, float64(single.Full.Recv)/single.Full.Secs, ""),
+				row("round latency p50", "ms", ms(ours.Full.Lat.P50), ms(single.Full.Lat.P50), ""),
+				row("round latency p99", "ms", ms(ours.Full.Lat.P99), ms(single.Full.Lat.P99), ""),
+				row("server RSS per client after rounds (largest)", "KiB", perAfter(ours), perAfter(single), ""),
+			}
+		})
+	})
 }

@@ -7,14 +7,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"iter"
 	"math"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/gochat/chat/internal/protocol"
 )
@@ -462,65 +466,50 @@ func waitLists(ctx context.Context, nodes []*target, probes []*chatClient, prefi
 	})
 }
 
-// stormRows runs the storm workload: against one server spawned, or,
-// with --cluster, against a cluster spawned, with joins at --storm-on of
-// its nodes.
-func stormRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, error) {
-	var rows []Row
+// The storm workload.
+
+func stormFlags(fs *pflag.FlagSet, c *Config) {
+	fs.Var(intList{&c.StormJoins, false}, "storm-joins", "storm: joins fired at once at each node loaded (N)")
+	fs.IntVar(&c.StormOn, "storm-on", 0, "storm with --cluster: fire the joins at this many of the nodes (0: all), e.g. 1 for one node of an idle cluster")
+	fs.IntVar(&c.StormMaxClients, "storm-max-clients", 0, "storm: the servers' --max-clients (0: the joins, the probes and 16)")
+	fs.IntVar(&c.StormDials, "storm-dials", c.StormDials, "storm: connections being dialed at once per node (each sends its join as soon as it connects)")
+}
+
+// stormRuns are the runs of the storm workload: against one server
+// spawned, or, with --cluster, against a cluster spawned, with joins at
+// --storm-on of its nodes.
+func stormRuns(cfg Config, stderr io.Writer) iter.Seq[job] {
 	k := max(cfg.Cluster, 1)
 	on := cfg.StormOn
 	if on == 0 {
 		on = k
 	}
-	for _, joins := range cfg.StormJoins {
+	return jobs(slices.Values(cfg.StormJoins), func(joins int) job {
 		maxc := cfg.StormMaxClients
 		if maxc == 0 {
 			maxc = joins*on + k + 16
 		}
-		params := fmt.Sprintf("joins=%d per node at %d of %d node(s) max-clients=%d dials=%d src-addrs=%d%s",
-			joins, on, k, maxc, cfg.StormDials, cfg.SrcAddrs, joinRateParam(cfg))
-		if cfg.ServerBin != "" {
-			params += " server=" + cfg.ServerBin
-		} else {
-			params += " server=own-process"
+		return trial[stormResult]{
+			workload: Storm,
+			params: fmt.Sprintf("joins=%d per node at %d of %d node(s) max-clients=%d dials=%d src-addrs=%d%s %s %s",
+				joins, on, k, maxc, cfg.StormDials, cfg.SrcAddrs, joinRateParam(cfg), ownParam(cfg), loadParam()),
+			ours: side[stormResult]{servers: spawned(cfg, k, maxc), measure: func(ctx context.Context, nodes []*target) (stormResult, error) {
+				res, err := runStorm(ctx, cfg, nodes, nodes[:on], joins, stderr)
+				if err == nil && (res.First.Counts[outAdmitted] != int64(res.Joins) || res.Again.Counts[outAdmitted] != int64(res.Joins)) {
+					err = errors.New("not every join was admitted")
+				}
+				return res, err
+			}},
+			partial: true,
+			rows:    func(row rowFunc, res, _ stormResult) []Row { return stormRowsOf(row, k, res) },
 		}
-		params += " " + loadParam()
-		fmt.Fprintf(stderr, "storm %s ...\n", params)
-		var nodes []*target
-		var stop func()
-		if k == 1 {
-			t, err := spawnServer(ctx, cfg.ServerBin, maxc, stderr)
-			if err != nil {
-				return rows, err
-			}
-			nodes, stop = []*target{t}, t.Close
-		} else {
-			c, err := spawnCluster(ctx, cfg.ServerBin, k, maxc, cfg.Timeout, stderr)
-			if err != nil {
-				return rows, err
-			}
-			nodes, stop = c.Nodes, c.Close
-		}
-		res, err := runStorm(ctx, cfg, nodes, nodes[:on], joins, stderr)
-		stop()
-		rows = append(rows, stormRowsOf(params, k, res)...)
-		if err != nil {
-			return rows, err
-		}
-		if res.First.Counts[outAdmitted] != int64(res.Joins) || res.Again.Counts[outAdmitted] != int64(res.Joins) {
-			return rows, fmt.Errorf("not every join was admitted")
-		}
-	}
-	return rows, nil
+	})
 }
 
 // stormRowsOf returns the figures of a storm run on k nodes.
-func stormRowsOf(params string, k int, res stormResult) []Row {
+func stormRowsOf(row rowFunc, k int, res stormResult) []Row {
 	nan := math.NaN()
-	row := func(metric, unit string, v float64, target string) Row {
-		return Row{Workload: Storm, Params: params, Metric: metric, Unit: unit, Ours: v, Base: nan, Target: target}
-	}
-	rows := []Row{row("joins fired at once", "joins", float64(res.Joins), "")}
+	rows := []Row{row("joins fired at once", "joins", float64(res.Joins), nan, "")}
 	round := func(label string, r stormRound) {
 		if r.Lat.Count() == 0 && r.Counts == [numOutcomes]int64{} {
 			return
@@ -532,27 +521,27 @@ func stormRowsOf(params string, k int, res stormResult) []Row {
 			writes = 2 * perSec // a name and a place per join
 		}
 		rows = append(rows,
-			row(label+"admitted", "joins", float64(r.Counts[outAdmitted]), "all"),
-			row(label+"refused: server full", "joins", float64(r.Counts[outFull]), "0"),
-			row(label+"refused: name unavailable", "joins", float64(r.Counts[outTaken]), "0"),
-			row(label+"refused: other err_*", "joins", float64(r.Counts[outOther]), "0"),
-			row(label+"dropped without a frame", "joins", float64(r.Counts[outDropped]), "0"),
-			row(label+"undecided at the timeout", "joins", float64(r.Counts[outUndecided]), "0"),
-			row(label+"could not connect", "joins", float64(r.Counts[outNoConnect]), "0"),
-			row(label+"first join to last admitted", "s", r.Secs, "<= 30"),
-			row(label+"listed on every node", "s", r.ListedSecs, ""),
-			row(label+"admitted per second", "joins/s", perSec, ""),
-			row(label+"registry writes (2 per join)", "writes/s", writes, ""),
-			row(label+"join latency p50", "ms", ms(lat.P50), ""),
-			row(label+"join latency p90", "ms", ms(lat.P90), ""),
-			row(label+"join latency p99", "ms", ms(lat.P99), ""),
-			row(label+"join latency max", "ms", ms(lat.Max), ""),
-			row(label+"server CPU per join (all nodes)", "us", r.CPU/float64(r.Counts[outAdmitted])*1e6, ""),
+			row(label+"admitted", "joins", float64(r.Counts[outAdmitted]), nan, "all"),
+			row(label+"refused: server full", "joins", float64(r.Counts[outFull]), nan, "0"),
+			row(label+"refused: name unavailable", "joins", float64(r.Counts[outTaken]), nan, "0"),
+			row(label+"refused: other err_*", "joins", float64(r.Counts[outOther]), nan, "0"),
+			row(label+"dropped without a frame", "joins", float64(r.Counts[outDropped]), nan, "0"),
+			row(label+"undecided at the timeout", "joins", float64(r.Counts[outUndecided]), nan, "0"),
+			row(label+"could not connect", "joins", float64(r.Counts[outNoConnect]), nan, "0"),
+			row(label+"first join to last admitted", "s", r.Secs, nan, "<= 30"),
+			row(label+"listed on every node", "s", r.ListedSecs, nan, ""),
+			row(label+"admitted per second", "joins/s", perSec, nan, ""),
+			row(label+"registry writes (2 per join)", "writes/s", writes, nan, ""),
+			row(label+"join latency p50", "ms", ms(lat.P50), nan, ""),
+			row(label+"join latency p90", "ms", ms(lat.P90), nan, ""),
+			row(label+"join latency p99", "ms", ms(lat.P99), nan, ""),
+			row(label+"join latency max", "ms", ms(lat.Max), nan, ""),
+			row(label+"server CPU per join (all nodes)", "us", r.CPU/float64(r.Counts[outAdmitted])*1e6, nan, ""),
 		)
 	}
 	round("", res.First)
 	if res.LeaveSecs > 0 {
-		rows = append(rows, row("all leave at once: gone from every list", "s", res.LeaveSecs, "<= 30"))
+		rows = append(rows, row("all leave at once: gone from every list", "s", res.LeaveSecs, nan, "<= 30"))
 	}
 	round("again: ", res.Again)
 	return rows

@@ -29,7 +29,10 @@ type target struct {
 	Addr string
 	PID  int    // 0 when its RSS cannot be read
 	Node string // its name in a cluster; "" for a lone server
-	stop func()
+	// wsURL is the WebSocket endpoint of a server with the web front
+	// end on (ws://127.0.0.1:PORT/ws); "" for none.
+	wsURL string
+	stop  func()
 	// exited is closed when a spawned server's process has ended; nil
 	// for a server the tool did not spawn.
 	exited chan struct{}
@@ -432,8 +435,26 @@ func sampleRSS(pid int, every time.Duration) *rssSampler {
 	return s
 }
 
+// watchRSS reads the RSS of process pid, then samples its peak every
+// 10 ms until the sampler's Peak; for pid 0 (a server in this process, or
+// an external one without --server-pid) it returns 0 and a nil sampler,
+// whose Peak is 0.
+func watchRSS(pid int) (int64, *rssSampler, error) {
+	if pid == 0 {
+		return 0, nil, nil
+	}
+	base, err := readRSS(pid)
+	if err != nil {
+		return 0, nil, err
+	}
+	return base, sampleRSS(pid, 10*time.Millisecond), nil
+}
+
 // Peak stops sampling and returns the peak.
 func (s *rssSampler) Peak() int64 {
+	if s == nil {
+		return 0
+	}
 	close(s.stop)
 	<-s.done
 	if v, err := readRSS(s.pid); err == nil {
