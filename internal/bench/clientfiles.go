@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"math"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -39,14 +37,8 @@ const ClientCommand = "_client"
 func RunClient(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cfg := client.Config{Addr: "127.0.0.1:15000", DownloadDir: ".", Extensions: true, Stdin: stdin, Stdout: stdout, Stderr: stderr}
 	host, port := "127.0.0.1", "15000"
-	if len(args)%2 != 0 {
-		fmt.Fprintf(stderr, "chatbench %s: %s: flag without a value\n", ClientCommand, args[len(args)-1])
-		return 2
-	}
-	for i := 0; i < len(args); i += 2 {
-		v := args[i+1]
-		var err error
-		switch args[i] {
+	err := flagPairs(args, func(flag, v string) (err error) {
+		switch flag {
 		case "-u":
 			cfg.User = v
 		case "-p":
@@ -60,10 +52,11 @@ func RunClient(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		default:
 			err = errors.New("unknown flag")
 		}
-		if err != nil {
-			fmt.Fprintf(stderr, "chatbench %s: %s %s: %v\n", ClientCommand, args[i], v, err)
-			return 2
-		}
+		return err
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "chatbench %s: %v\n", ClientCommand, err)
+		return 2
 	}
 	cfg.Addr = net.JoinHostPort(host, port)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -71,67 +64,18 @@ func RunClient(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return client.Run(ctx, cfg)
 }
 
-// clientProc is a client process of the clients file mode.
-type clientProc struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	lines chan string // its stdout, line by line; closed at its end
-}
-
 // startClientProc starts bin (or this tool as ClientCommand) joining the
 // server at addr as name, saving files in dir.
-func startClientProc(bin, addr, name, dir string, maxFile int64, stderr io.Writer) (*clientProc, error) {
+func startClientProc(bin, addr, name, dir string, maxFile int64, stderr io.Writer) (*childProc, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"-u", name, "-a", host, "-p", port, "--download-dir", dir, "--max-file-size", strconv.FormatInt(maxFile, 10)}
-	if bin == "" {
-		if bin, err = os.Executable(); err != nil {
-			return nil, err
-		}
-		args = append([]string{ClientCommand}, args...)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stderr = stderr
-	stdin, err := cmd.StdinPipe()
+	bin, args, err := orSelf(bin, ClientCommand, []string{"-u", name, "-a", host, "-p", port, "--download-dir", dir, "--max-file-size", strconv.FormatInt(maxFile, 10)})
 	if err != nil {
 		return nil, err
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &clientProc{cmd: cmd, stdin: stdin, lines: make(chan string, 1024)}
-	go func() {
-		defer close(p.lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			p.lines <- sc.Text()
-		}
-	}()
-	return p, nil
-}
-
-// send writes a line of input to the client.
-func (p *clientProc) send(line string) error {
-	_, err := io.WriteString(p.stdin, line+"\n")
-	return err
-}
-
-// stop ends the client with quit (or, after wait, a kill) and waits for
-// it, its stdout read to the end.
-func (p *clientProc) stop(wait time.Duration) {
-	p.send("quit")
-	p.stdin.Close()
-	timer := time.AfterFunc(wait, func() { p.cmd.Process.Kill() })
-	defer timer.Stop()
-	for range p.lines {
-	}
-	p.cmd.Wait()
+	return startChild(bin, args, stderr, 1024)
 }
 
 // writeSource writes an F-byte file of fileContent at path and syncs it,
@@ -141,16 +85,14 @@ func writeSource(path string, size int64) error {
 	if err != nil {
 		return err
 	}
-	chunk := fileContent()
-	for left := size; left > 0; {
-		k := min(left, int64(len(chunk)))
-		if _, err := f.Write(chunk[:k]); err != nil {
-			f.Close()
-			return err
-		}
-		left -= k
+	err = writeChunks(fileContent(), size, func(p []byte) error {
+		_, err := f.Write(p)
+		return err
+	})
+	if err == nil {
+		err = f.Sync()
 	}
-	if err := f.Sync(); err != nil {
+	if err != nil {
 		f.Close()
 		return err
 	}
@@ -180,7 +122,7 @@ func runClientFiles(ctx context.Context, t *target, bin, src, dir string, size i
 	rnames := recipientNames(prefix, r)
 	var (
 		conns  clientSet // the chatter
-		procs  []*clientProc
+		procs  []*childProc
 		lines  sync.WaitGroup // the readers of the processes' lines
 		chat   chatTally
 		doneAt = make([]time.Time, r)
@@ -274,7 +216,7 @@ func runClientFiles(ctx context.Context, t *target, bin, src, dir string, size i
 // line fileLine, which ends its transfer, and, if chat is not nil, the
 // lines that start with msgPrefix are chat whose latency it tallies. It
 // reports whether fileLine came.
-func (p *clientProc) awaitFile(fileLine, msgPrefix string, chat *chatTally, got func()) bool {
+func (p *childProc) awaitFile(fileLine, msgPrefix string, chat *chatTally, got func()) bool {
 	came := false
 	for line := range p.lines {
 		switch {
@@ -294,95 +236,46 @@ func (p *clientProc) awaitFile(fileLine, msgPrefix string, chat *chatTally, got 
 // chunks sent, 256 KiB reads), as a program that copies a file would. It
 // returns the seconds from opening src until every copy is synced.
 func syncedCopy(ctx context.Context, src, dir string, r int, timeout time.Duration) (float64, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	type end struct {
-		at  time.Time
-		err error
-	}
-	ends := make(chan end, r)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	copyPath := func(k int) string { return filepath.Join(dir, fmt.Sprintf("copy%d.bin", k)) }
+	defer func() { // after the clock stops
 		for k := range r {
-			c, err := ln.Accept()
-			if err != nil {
-				ends <- end{err: err}
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(timeout))
-				path := filepath.Join(dir, fmt.Sprintf("copy%d.bin", k))
-				defer os.Remove(path)
-				f, err := os.Create(path)
-				if err != nil {
-					ends <- end{err: err}
-					return
-				}
-				// Plain reads and writes: no splice.
-				_, err = io.CopyBuffer(struct{ io.Writer }{f}, struct{ io.Reader }{c}, make([]byte, fileReadChunk))
-				if err == nil {
-					err = f.Sync()
-				}
-				if cerr := f.Close(); err == nil {
-					err = cerr
-				}
-				ends <- end{at: time.Now(), err: err}
-			}()
+			os.Remove(copyPath(k))
 		}
 	}()
-	conns := make([]net.Conn, r)
-	for k := range conns {
-		var d net.Dialer
-		if conns[k], err = d.DialContext(ctx, "tcp", ln.Addr().String()); err != nil {
-			return 0, err
+	return loopbackCopy(ctx, r, timeout, func(write func([]byte) error) error {
+		f, err := os.Open(src)
+		if err != nil {
+			return err
 		}
-		defer conns[k].Close()
-	}
-	t0 := time.Now()
-	f, err := os.Open(src)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	buf := make([]byte, fileWriteChunk)
-	for {
-		n, rerr := f.Read(buf)
-		for _, c := range conns {
-			c.SetWriteDeadline(time.Now().Add(timeout))
-			if _, err := c.Write(buf[:n]); err != nil {
-				return 0, err
+		defer f.Close()
+		buf := make([]byte, fileWriteChunk)
+		for {
+			n, rerr := f.Read(buf)
+			if err := write(buf[:n]); err != nil {
+				return err
+			}
+			if rerr == io.EOF {
+				return nil
+			}
+			if rerr != nil {
+				return rerr
 			}
 		}
-		if rerr == io.EOF {
-			break
+	}, func(k int, c net.Conn) error {
+		f, err := os.Create(copyPath(k))
+		if err != nil {
+			return err
 		}
-		if rerr != nil {
-			return 0, rerr
+		// Plain reads and writes: no splice.
+		_, err = io.CopyBuffer(struct{ io.Writer }{f}, struct{ io.Reader }{c}, make([]byte, fileReadChunk))
+		if err == nil {
+			err = f.Sync()
 		}
-	}
-	for _, c := range conns {
-		c.(*net.TCPConn).CloseWrite()
-	}
-	last := t0
-	for range r {
-		e := <-ends
-		if e.err != nil {
-			return 0, e.err
+		if cerr := f.Close(); err == nil {
+			err = cerr
 		}
-		if e.at.After(last) {
-			last = e.at
-		}
-	}
-	return last.Sub(t0).Seconds(), nil
+		return err
+	})
 }
 
 // clientFilesRuns yields the runs of the clients file mode for a file of

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -251,14 +250,13 @@ func sendFile(sender *chatClient, tonames []string, size int64, next string) <-c
 			sent <- err
 			return
 		}
-		chunk := fileContent()
-		for left := size; left > 0; {
-			k := min(left, int64(len(chunk)))
-			if _, err := w.Write(chunk[:k]); err != nil {
-				sent <- err
-				return
-			}
-			left -= k
+		err := writeChunks(fileContent(), size, func(p []byte) error {
+			_, err := w.Write(p)
+			return err
+		})
+		if err != nil {
+			sent <- err
+			return
 		}
 		text := newText(32)
 		putStamp(text, 1, now())
@@ -327,31 +325,53 @@ func (c *chatTally) await(res *filesResult) {
 // sender to r receivers over loopback TCP, in this process. It returns the
 // seconds from the first write until every receiver has read them all.
 func tcpCopy(ctx context.Context, size int64, r int, timeout time.Duration) (float64, error) {
+	chunk := fileContent()
+	return loopbackCopy(ctx, r, timeout, func(write func([]byte) error) error {
+		return writeChunks(chunk, size, write)
+	}, func(_ int, c net.Conn) error {
+		n, err := readAll(c, make([]byte, fileReadChunk))
+		if err == nil && n != size {
+			err = fmt.Errorf("baseline receiver got %d of %d bytes", n, size)
+		}
+		return err
+	})
+}
+
+// loopbackCopy is the plumbing of the files baselines: send writes bytes,
+// through the write it is given, to r receivers over loopback TCP in this
+// process, each of which takes them with receive (k is its index). It
+// returns the seconds from the start of send until the last receiver is
+// done. Every connection has timeout as its deadline.
+func loopbackCopy(ctx context.Context, r int, timeout time.Duration, send func(write func([]byte) error) error, receive func(k int, c net.Conn) error) (float64, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
-	defer ln.Close()
-	done := make(chan error, r)
-	var ends sync.Map
-	go func() {
+	type end struct {
+		at  time.Time
+		err error
+	}
+	ends := make(chan end, r)
+	var wg sync.WaitGroup
+	defer func() {
+		ln.Close() // ends the accept loop if not every receiver came
+		wg.Wait()
+	}()
+	wg.Go(func() {
 		for k := range r {
 			c, err := ln.Accept()
 			if err != nil {
-				done <- err
+				ends <- end{err: err}
 				return
 			}
-			go func() {
+			wg.Go(func() {
 				defer c.Close()
-				n, err := readAll(c, make([]byte, fileReadChunk))
-				ends.Store(k, time.Now())
-				if err == nil && n != size {
-					err = fmt.Errorf("baseline receiver got %d of %d bytes", n, size)
-				}
-				done <- err
-			}()
+				c.SetDeadline(time.Now().Add(timeout))
+				err := receive(k, c)
+				ends <- end{time.Now(), err}
+			})
 		}
-	}()
+	})
 	conns := make([]net.Conn, r)
 	for k := range conns {
 		var d net.Dialer
@@ -360,43 +380,45 @@ func tcpCopy(ctx context.Context, size int64, r int, timeout time.Duration) (flo
 		}
 		defer conns[k].Close()
 	}
-	chunk := fileContent()
 	t0 := time.Now()
-	go func() {
-		for left := size; left > 0; {
-			k := min(left, int64(len(chunk)))
-			for _, c := range conns {
-				c.SetWriteDeadline(time.Now().Add(timeout))
-				if _, err := c.Write(chunk[:k]); err != nil {
-					return
-				}
-			}
-			left -= k
-		}
+	err = send(func(p []byte) error {
 		for _, c := range conns {
-			c.(*net.TCPConn).CloseWrite()
-		}
-	}()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for range r {
-		select {
-		case err := <-done:
-			if err != nil {
-				return 0, err
+			c.SetWriteDeadline(time.Now().Add(timeout))
+			if _, err := c.Write(p); err != nil {
+				return err
 			}
-		case <-timer.C:
-			return 0, errors.New("baseline copy timed out")
 		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range conns {
+		c.(*net.TCPConn).CloseWrite()
 	}
 	last := t0
-	ends.Range(func(_, v any) bool {
-		if t := v.(time.Time); t.After(last) {
-			last = t
+	for range r {
+		e := <-ends
+		if e.err != nil {
+			return 0, e.err
 		}
-		return true
-	})
+		if e.at.After(last) {
+			last = e.at
+		}
+	}
 	return last.Sub(t0).Seconds(), nil
+}
+
+// writeChunks writes size bytes, chunk after chunk, through write.
+func writeChunks(chunk []byte, size int64, write func([]byte) error) error {
+	for left := size; left > 0; {
+		k := min(left, int64(len(chunk)))
+		if err := write(chunk[:k]); err != nil {
+			return err
+		}
+		left -= k
+	}
+	return nil
 }
 
 // chatDuring has chatter send to, at rate messages per second, 32-byte

@@ -462,29 +462,39 @@ func tpCases(cfg Config) iter.Seq[tpCase] {
 
 func throughputRuns(cfg Config, _ io.Writer) iter.Seq[job] {
 	return jobs(tpCases(cfg), func(c tpCase) job {
-		tr := everyone(c.n, c.r)
-		measure := func(ctx context.Context, sys system) (tpResult, error) {
-			return runThroughput(ctx, sys, tr, c.size, cfg.Warmup, cfg.Duration, nil)
-		}
-		t := trial[tpResult]{
-			workload: Throughput,
-			params:   fmt.Sprintf("clients=%d size=%dB recipients=%d %s %s %s", c.n, c.size, c.r, durParam(cfg), targetParam(cfg), loadParam()),
-			ours: side[tpResult]{label: "chat", servers: inProcessServer(cfg), measure: func(ctx context.Context, nodes []*target) (tpResult, error) {
-				return measure(ctx, newChatSystem(nodes[0].Addr, cfg.SrcAddrs, 64<<10, 32<<10))
-			}},
-			rows: func(row rowFunc, ours, base tpResult) []Row { return tpRows(row, c, ours, base) },
-		}
-		if !cfg.NoBaseline {
-			t.baseName, t.base = "nats-server", &side[tpResult]{label: "nats", measure: func(ctx context.Context, _ []*target) (tpResult, error) {
-				ns, err := newNATSSystem()
-				if err != nil {
-					return tpResult{}, err
-				}
-				return measure(ctx, ns)
-			}}
-		}
-		return t
+		params := fmt.Sprintf("clients=%d size=%dB recipients=%d %s %s %s", c.n, c.size, c.r, durParam(cfg), targetParam(cfg), loadParam())
+		return vsNATS(cfg, Throughput, params, 64<<10, 32<<10, func(ctx context.Context, sys system) (tpResult, error) {
+			return runThroughput(ctx, sys, everyone(c.n, c.r), c.size, cfg.Warmup, cfg.Duration, nil)
+		}, func(row rowFunc, ours, base tpResult) []Row {
+			return tpRows(row, c, ours, base)
+		})
 	})
+}
+
+// vsNATS returns the run of measure against the chat server of
+// inProcessServer, its clients' buffers rbuf and wbuf bytes, and then
+// (unless cfg.NoBaseline) against an embedded nats-server, reported by
+// rows.
+func vsNATS[T any](cfg Config, workload, params string, rbuf, wbuf int, measure func(context.Context, system) (T, error), rows func(row rowFunc, ours, base T) []Row) trial[T] {
+	t := trial[T]{
+		workload: workload,
+		params:   params,
+		ours: side[T]{label: "chat", servers: inProcessServer(cfg), measure: func(ctx context.Context, nodes []*target) (T, error) {
+			return measure(ctx, newChatSystem(nodes[0].Addr, cfg.SrcAddrs, rbuf, wbuf))
+		}},
+		rows: rows,
+	}
+	if !cfg.NoBaseline {
+		t.baseName, t.base = "nats-server", &side[T]{label: "nats", measure: func(ctx context.Context, _ []*target) (T, error) {
+			ns, err := newNATSSystem()
+			if err != nil {
+				var zero T
+				return zero, err
+			}
+			return measure(ctx, ns)
+		}}
+	}
+	return t
 }
 
 func clusterThroughputRuns(cfg Config, _ io.Writer) iter.Seq[job] {
@@ -522,33 +532,16 @@ func tpRows(row rowFunc, c tpCase, ours, base tpResult) []Row {
 func latencyRuns(cfg Config, _ io.Writer) iter.Seq[job] {
 	n, size, r := cfg.LatClients, cfg.LatSize, cfg.LatRecipients
 	return jobs(slices.Values(cfg.Rates), func(rate int) job {
-		measure := func(ctx context.Context, sys system) (latResult, error) {
+		params := fmt.Sprintf("clients=%d rate=%d/s size=%dB recipients=%d %s %s %s", n, rate, size, r, durParam(cfg), targetParam(cfg), loadParam())
+		return vsNATS(cfg, Latency, params, 4<<10, 4<<10, func(ctx context.Context, sys system) (latResult, error) {
 			return runLatency(ctx, sys, everyone(n, r), rate, size, cfg.Warmup, cfg.Duration, nil)
-		}
-		t := trial[latResult]{
-			workload: Latency,
-			params:   fmt.Sprintf("clients=%d rate=%d/s size=%dB recipients=%d %s %s %s", n, rate, size, r, durParam(cfg), targetParam(cfg), loadParam()),
-			ours: side[latResult]{label: "chat", servers: inProcessServer(cfg), measure: func(ctx context.Context, nodes []*target) (latResult, error) {
-				return measure(ctx, newChatSystem(nodes[0].Addr, cfg.SrcAddrs, 4<<10, 4<<10))
-			}},
-			rows: func(row rowFunc, ours, base latResult) []Row {
-				p99Target := ""
-				if n == 1000 && rate == 20000 {
-					p99Target = "< 1"
-				}
-				return latRows(row, ours, base, p99Target)
-			},
-		}
-		if !cfg.NoBaseline {
-			t.baseName, t.base = "nats-server", &side[latResult]{label: "nats", measure: func(ctx context.Context, _ []*target) (latResult, error) {
-				ns, err := newNATSSystem()
-				if err != nil {
-					return latResult{}, err
-				}
-				return measure(ctx, ns)
-			}}
-		}
-		return t
+		}, func(row rowFunc, ours, base latResult) []Row {
+			p99Target := ""
+			if n == 1000 && rate == 20000 {
+				p99Target = "< 1"
+			}
+			return latRows(row, ours, base, p99Target)
+		})
 	})
 }
 

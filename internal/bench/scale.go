@@ -10,7 +10,6 @@ import (
 	"iter"
 	"math"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -312,80 +311,16 @@ func (w *worker) close() {
 	w.wg.Wait()
 }
 
-// workerProc is a running worker as seen by the tool.
-type workerProc struct {
-	cmd   *exec.Cmd
-	in    io.WriteCloser
-	lines chan string
-}
+// workerStop is how long a worker has to end after quit.
+const workerStop = 15 * time.Second
 
-func startWorker(spec workerSpec, stderr io.Writer) (*workerProc, error) {
-	return spawnWorker(WorkerCommand, spec.args(), stderr)
-}
-
-// spawnWorker starts this tool again as the worker command with args,
-// its stderr going to stderr, and returns it with its stdout's lines.
-func spawnWorker(command string, args []string, stderr io.Writer) (*workerProc, error) {
-	self, err := os.Executable()
+// startWorker starts this tool again as a worker (command) with args.
+func startWorker(command string, args []string, stderr io.Writer) (*childProc, error) {
+	bin, args, err := orSelf("", command, args)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, append([]string{command}, args...)...)
-	cmd.Stderr = stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &workerProc{cmd: cmd, in: in, lines: make(chan string, 4)}
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			p.lines <- sc.Text()
-		}
-		close(p.lines)
-	}()
-	return p, nil
-}
-
-// expect waits for the worker's next line, which must start with word.
-func (p *workerProc) expect(word string, timeout time.Duration) ([]string, error) {
-	select {
-	case line, ok := <-p.lines:
-		if !ok {
-			return nil, errors.New("worker exited")
-		}
-		f := strings.SplitN(line, " ", 3)
-		if f[0] != word {
-			return nil, fmt.Errorf("worker said %q, want %s", line, word)
-		}
-		return f[1:], nil
-	case <-time.After(timeout):
-		return nil, fmt.Errorf("worker said nothing for %v", timeout)
-	}
-}
-
-func (p *workerProc) stop() {
-	io.WriteString(p.in, "quit\n")
-	p.in.Close()
-	done := make(chan struct{})
-	go func() {
-		p.cmd.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		p.cmd.Process.Kill()
-		<-done
-	}
+	return startChild(bin, args, stderr, 4)
 }
 
 // scaleResult is one scale run.
@@ -469,20 +404,14 @@ func runScale(ctx context.Context, cfg Config, nodes []*target, n, sample int, s
 		return res, err
 	}
 	prefix := runPrefix()
-	var workers []*workerProc
-	defer func() {
-		var wg sync.WaitGroup
-		for _, w := range workers {
-			wg.Go(w.stop)
-		}
-		wg.Wait()
-	}()
+	var workers []*childProc
+	defer func() { stopAll(workers, workerStop) }()
 	start := time.Now()
 	for first := 0; first < n; first += cfg.ClientsPerWorker {
 		count := min(cfg.ClientsPerWorker, n-first)
 		spec := workerSpec{Addrs: addrs, Prefix: prefix, First: first, Count: count,
 			Total: n, SrcAddrs: srcAddrs, Size: 32, Timeout: cfg.Timeout, JoinRate: cfg.JoinRate * float64(count) / float64(n)}
-		w, err := startWorker(spec, stderr)
+		w, err := startWorker(WorkerCommand, spec.args(), stderr)
 		if err != nil {
 			return res, err
 		}
@@ -559,11 +488,11 @@ func runScale(ctx context.Context, cfg Config, nodes []*target, n, sample int, s
 
 // scaleRoundOf runs one round of k senders (0: every client) over the
 // workers.
-func scaleRoundOf(workers []*workerProc, k, n int, timeout time.Duration) (scaleRound, error) {
+func scaleRoundOf(workers []*childProc, k, n int, timeout time.Duration) (scaleRound, error) {
 	r := scaleRound{Senders: len(roundSenders(n, k))}
-	cmd := "round " + strconv.Itoa(k) + "\n"
+	cmd := "round " + strconv.Itoa(k)
 	for _, w := range workers {
-		if _, err := io.WriteString(w.in, cmd); err != nil {
+		if err := w.send(cmd); err != nil {
 			return r, err
 		}
 	}
@@ -574,7 +503,7 @@ func scaleRoundOf(workers []*workerProc, k, n int, timeout time.Duration) (scale
 	}
 	t0 := time.Now()
 	for _, w := range workers {
-		if _, err := io.WriteString(w.in, "go\n"); err != nil {
+		if err := w.send("go"); err != nil {
 			return r, err
 		}
 	}

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -52,23 +51,11 @@ func startOnce(ctx context.Context, bin string, timeout time.Duration) (startupR
 	cmd := exec.Command(bin, "-p", strconv.Itoa(ports[0]))
 	cmd.Stdout, cmd.Stderr = io.Discard, nil
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	exited, stop, err := startTerminable(cmd, 10*time.Second)
+	if err != nil {
 		return res, err
 	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	}()
+	defer stop()
 	deadline := start.Add(timeout)
 	var nc net.Conn
 	for {

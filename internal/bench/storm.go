@@ -304,19 +304,6 @@ func (w *stormWorker) leave() {
 	w.wg.Wait()
 }
 
-// stormProc is a running storm worker as seen by the tool.
-type stormProc struct {
-	workerProc
-}
-
-func startStormWorker(spec stormSpec, stderr io.Writer) (*stormProc, error) {
-	p, err := spawnWorker(StormWorkerCommand, spec.args(), stderr)
-	if err != nil {
-		return nil, err
-	}
-	return &stormProc{*p}, nil
-}
-
 // stormRound is one storm: every worker fires its joins at once.
 type stormRound struct {
 	stormReport
@@ -351,14 +338,8 @@ func runStorm(ctx context.Context, cfg Config, nodes, loaded []*target, joins in
 	}
 	prefix := runPrefix()
 	users := prefix + "u"
-	var workers []*stormProc
-	defer func() {
-		var wg sync.WaitGroup
-		for _, w := range workers {
-			wg.Go(w.stop)
-		}
-		wg.Wait()
-	}()
+	var workers []*childProc
+	defer func() { stopAll(workers, workerStop) }()
 	for i, t := range loaded {
 		src := cfg.SrcAddrs
 		if !canUseSrc(t.Addr) {
@@ -366,7 +347,7 @@ func runStorm(ctx context.Context, cfg Config, nodes, loaded []*target, joins in
 		}
 		spec := stormSpec{Addr: t.Addr, Prefix: users, First: i * joins, Count: joins, SrcAddrs: src,
 			Dials: cfg.StormDials, Rate: cfg.JoinRate / float64(len(loaded)), Timeout: cfg.Timeout}
-		w, err := startStormWorker(spec, stderr)
+		w, err := startWorker(StormWorkerCommand, spec.args(), stderr)
 		if err != nil {
 			return res, err
 		}
@@ -386,7 +367,7 @@ func runStorm(ctx context.Context, cfg Config, nodes, loaded []*target, joins in
 		fmt.Fprintf(stderr, "  %s: %d joins at %d node(s) at once ...\n", what, want, len(loaded))
 		cpu0 := cpu.seconds()
 		for _, w := range workers {
-			if _, err := io.WriteString(w.in, "join\n"); err != nil {
+			if err := w.send("join"); err != nil {
 				return r, err
 			}
 		}
@@ -418,7 +399,7 @@ func runStorm(ctx context.Context, cfg Config, nodes, loaded []*target, joins in
 	fmt.Fprintf(stderr, "  all %d leave at once ...\n", want)
 	t0 := time.Now()
 	for _, w := range workers {
-		if _, err := io.WriteString(w.in, "leave\n"); err != nil {
+		if err := w.send("leave"); err != nil {
 			return res, err
 		}
 	}

@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/csv"
 	"errors"
 	"io"
 	"path/filepath"
@@ -136,15 +135,6 @@ func TestEveryWorkload(t *testing.T) {
 	cfg.FileSizes, cfg.FileRecipients, cfg.ChatRate = []int64{1<<20 + 7}, 2, 200
 	cfg.Starts = 2
 	cfg.StormJoins, cfg.StormDials = []int{20}, 8
-	cfg.CSV = true
-	var out, progress bytes.Buffer
-	if err := Run(ctx, cfg, &out, &progress); err != nil {
-		t.Fatalf("%v\n%s", err, progress.String())
-	}
-	recs, err := csv.NewReader(&out).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Each workload's figures that show it ran: a count, or a rate.
 	want := map[string][]string{
 		Throughput: {"delivered msgs/s"},
@@ -156,7 +146,7 @@ func TestEveryWorkload(t *testing.T) {
 		Storm:      {"admitted joins", "again: admitted joins"},
 	}
 	seen := map[string]int{}
-	for _, r := range recs[1:] {
+	for _, r := range runCSV(t, ctx, cfg) {
 		w, metric, unit, ours, base := r[0], r[2], r[3], r[4], r[6]
 		if !slices.Contains(want[w], metric+" "+unit) {
 			continue
