@@ -368,78 +368,40 @@ func perClientKiB(base, now []int64, n int) float64 {
 func runScale(ctx context.Context, cfg Config, nodes []*target, n, sample int, stderr io.Writer) (scaleResult, error) {
 	k := len(nodes)
 	res := scaleResult{Clients: n, RSSBase: make([]int64, k), RSSIdle: make([]int64, k), RSSRound: make([]int64, k)}
-	weigh := func(into []int64) error {
-		for i, t := range nodes {
-			if t.PID == 0 {
-				continue
-			}
-			v, err := readRSS(t.PID)
-			if err != nil {
-				return err
-			}
-			into[i] = v
-		}
-		return nil
-	}
-	addrs := make([]string, k)
-	srcAddrs := cfg.SrcAddrs
 	for i, t := range nodes {
-		addrs[i] = t.Addr
-		if !canUseSrc(t.Addr) {
-			srcAddrs = 1
-		}
-		if t.PID == 0 {
-			continue
-		}
 		// A node also holds its engine's routes and files.
 		need := int64(clientsOn(i, k, n)) + 32
 		if k > 1 {
 			need += 64
 		}
-		if lim, err := openFilesLimit(t.PID); err == nil && lim >= 0 && need > lim {
-			return res, fmt.Errorf("%d clients on one server need %d file descriptors in its process, whose limit is %d (raise `ulimit -n`, run fewer clients, or more nodes)", clientsOn(i, k, n), need, lim)
+		if err := checkFDs(t, need, fmt.Sprintf("%d clients on one server", clientsOn(i, k, n)), " (raise `ulimit -n`, run fewer clients, or more nodes)"); err != nil {
+			return res, err
 		}
 	}
-	if err := weigh(res.RSSBase); err != nil {
+	if err := weigh(nodes, res.RSSBase); err != nil {
 		return res, err
 	}
 	prefix := runPrefix()
-	var workers []*childProc
-	defer func() { stopAll(workers, workerStop) }()
 	start := time.Now()
-	for first := 0; first < n; first += cfg.ClientsPerWorker {
-		count := min(cfg.ClientsPerWorker, n-first)
-		spec := workerSpec{Addrs: addrs, Prefix: prefix, First: first, Count: count,
-			Total: n, SrcAddrs: srcAddrs, Size: 32, Timeout: cfg.Timeout, JoinRate: cfg.JoinRate * float64(count) / float64(n)}
-		w, err := startWorker(WorkerCommand, spec.args(), stderr)
-		if err != nil {
-			return res, err
-		}
-		workers = append(workers, w)
-	}
-	for _, w := range workers {
-		f, err := w.expect("joined", cfg.Timeout)
-		if err != nil {
-			return res, err
-		}
-		if len(f) != 2 || !strings.HasPrefix(f[1], "0 ") {
-			return res, fmt.Errorf("a worker could not connect all its clients: joined %s", strings.Join(f, " "))
-		}
+	workers, err := startScaleWorkers(cfg, nodes, prefix, n, stderr)
+	defer func() { stopAll(workers, workerStop) }()
+	if err != nil {
+		return res, err
 	}
 	// A probe client on every node checks that its list shows every
 	// worker's client (and every probe).
 	pctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	probes, err := dialProbes(pctx, nodes, prefix+"probe")
-	defer closeProbes(probes)
-	if err != nil {
+	var probes clientSet
+	defer probes.close()
+	if err := dialProbes(pctx, &probes, nodes, prefix+"probe"); err != nil {
 		return res, err
 	}
 	err = parallel(k, k, func(i int) error {
 		report := func(seen int) {
 			fmt.Fprintf(stderr, "  %s lists %d of %d users after %v\n", nodes[i].describe(), seen, n+k, time.Since(start).Round(time.Second))
 		}
-		if err := waitJoined(pctx, probes[i], prefix, n+k, report); err != nil {
+		if err := waitJoined(pctx, probes.clients[i], prefix, n+k, report); err != nil {
 			return fmt.Errorf("%s: %w", nodes[i].describe(), err)
 		}
 		return nil
@@ -454,7 +416,7 @@ func runScale(ctx context.Context, cfg Config, nodes []*target, n, sample int, s
 	if res.Weighed {
 		time.Sleep(2 * time.Second)
 	}
-	if err := weigh(res.RSSIdle); err != nil {
+	if err := weigh(nodes, res.RSSIdle); err != nil {
 		return res, err
 	}
 	if os.Getenv(ServerMemProfileEnv) != "" && cfg.ServerBin == "" && cfg.ServerAddr == "" {
@@ -475,7 +437,7 @@ func runScale(ctx context.Context, cfg Config, nodes []*target, n, sample int, s
 	if res.Weighed {
 		time.Sleep(500 * time.Millisecond)
 	}
-	if err := weigh(res.RSSRound); err != nil {
+	if err := weigh(nodes, res.RSSRound); err != nil {
 		return res, err
 	}
 	for _, r := range []scaleRound{res.Sampled, res.Full} {
@@ -484,6 +446,71 @@ func runScale(ctx context.Context, cfg Config, nodes []*target, n, sample int, s
 		}
 	}
 	return res, nil
+}
+
+// weigh reads the RSS of each of nodes that runs in its own process into
+// the same place of into.
+func weigh(nodes []*target, into []int64) error {
+	for i, t := range nodes {
+		if t.PID == 0 {
+			continue
+		}
+		v, err := readRSS(t.PID)
+		if err != nil {
+			return err
+		}
+		into[i] = v
+	}
+	return nil
+}
+
+// startScaleWorkers starts the workers that join n clients named prefix
+// and their index to nodes, cfg.ClientsPerWorker at most each, and waits
+// until each has joined all of its clients. It returns the workers it
+// started, also with an error.
+func startScaleWorkers(cfg Config, nodes []*target, prefix string, n int, stderr io.Writer) ([]*childProc, error) {
+	addrs := make([]string, len(nodes))
+	srcAddrs := cfg.SrcAddrs
+	for i, t := range nodes {
+		addrs[i] = t.Addr
+		if !canUseSrc(t.Addr) {
+			srcAddrs = 1
+		}
+	}
+	var workers []*childProc
+	for first := 0; first < n; first += cfg.ClientsPerWorker {
+		count := min(cfg.ClientsPerWorker, n-first)
+		spec := workerSpec{Addrs: addrs, Prefix: prefix, First: first, Count: count,
+			Total: n, SrcAddrs: srcAddrs, Size: 32, Timeout: cfg.Timeout, JoinRate: cfg.JoinRate * float64(count) / float64(n)}
+		w, err := startWorker(WorkerCommand, spec.args(), stderr)
+		if err != nil {
+			return workers, err
+		}
+		workers = append(workers, w)
+	}
+	for _, w := range workers {
+		f, err := w.expect("joined", cfg.Timeout)
+		if err != nil {
+			return workers, err
+		}
+		if len(f) != 2 || !strings.HasPrefix(f[1], "0 ") {
+			return workers, fmt.Errorf("a worker could not connect all its clients: joined %s", strings.Join(f, " "))
+		}
+	}
+	return workers, nil
+}
+
+// checkFDs returns an error if t, a server in its own process, may open
+// fewer files than need; what names what needs them, and hint, if not
+// empty, ends the error.
+func checkFDs(t *target, need int64, what, hint string) error {
+	if t.PID == 0 {
+		return nil
+	}
+	if lim, err := openFilesLimit(t.PID); err == nil && lim >= 0 && need > lim {
+		return fmt.Errorf("%s need %d file descriptors in its process, whose limit is %d%s", what, need, lim, hint)
+	}
+	return nil
 }
 
 // scaleRoundOf runs one round of k senders (0: every client) over the
@@ -532,27 +559,15 @@ func scaleRoundOf(workers []*childProc, k, n int, timeout time.Duration) (scaleR
 	return r, nil
 }
 
-// dialProbes joins a probe client, named prefix and its index, on each of
-// nodes, reading what comes to it until it is closed (closeProbes): the
-// probes that joined are returned with the error that stopped the rest.
-func dialProbes(ctx context.Context, nodes []*target, prefix string) ([]*chatClient, error) {
-	probes := make([]*chatClient, 0, len(nodes))
+// dialProbes joins a probe client to set on each of nodes, in order,
+// named prefix and its index.
+func dialProbes(ctx context.Context, set *clientSet, nodes []*target, prefix string) error {
 	for i, t := range nodes {
-		p, err := dialChat(ctx, t.Addr, nil, prefix+strconv.Itoa(i), 64<<10, 4<<10)
-		if err != nil {
-			return probes, err
+		if _, err := set.dial(ctx, t.Addr, prefix+strconv.Itoa(i), 64<<10, 4<<10, handlers{}); err != nil {
+			return err
 		}
-		probes = append(probes, p)
-		go p.readLoop(handlers{}) // ends when the probe is closed
 	}
-	return probes, nil
-}
-
-// closeProbes closes the probes dialProbes joined.
-func closeProbes(probes []*chatClient) {
-	for _, p := range probes {
-		p.nc.Close()
-	}
+	return nil
 }
 
 // The scale workload.

@@ -149,12 +149,12 @@ func TestWorkerProtocol(t *testing.T) {
 	// Wait until the server has them all, as runScale's probe does.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	probe, err := dialChat(ctx, srv.Addr, nil, "wt_probe", 4<<10, 4<<10)
+	var probes clientSet
+	defer probes.close()
+	probe, err := probes.dial(ctx, srv.Addr, "wt_probe", 4<<10, 4<<10, handlers{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer probe.nc.Close()
-	go probe.readLoop(handlers{})
 	if err := waitJoined(ctx, probe, "wt_", n+1, nil); err != nil {
 		t.Fatal(err)
 	}

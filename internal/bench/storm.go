@@ -328,12 +328,8 @@ type stormResult struct {
 func runStorm(ctx context.Context, cfg Config, nodes, loaded []*target, joins int, stderr io.Writer) (stormResult, error) {
 	res := stormResult{Joins: joins * len(loaded)}
 	for _, t := range loaded {
-		if t.PID == 0 {
-			continue
-		}
-		need := int64(joins) + 128
-		if lim, err := openFilesLimit(t.PID); err == nil && lim >= 0 && need > lim {
-			return res, fmt.Errorf("%d joins at one server need %d file descriptors in its process, whose limit is %d", joins, need, lim)
+		if err := checkFDs(t, int64(joins)+128, fmt.Sprintf("%d joins at one server", joins), ""); err != nil {
+			return res, err
 		}
 	}
 	prefix := runPrefix()
@@ -355,8 +351,9 @@ func runStorm(ctx context.Context, cfg Config, nodes, loaded []*target, joins in
 	}
 	pctx, cancel := context.WithTimeout(ctx, 3*cfg.Timeout)
 	defer cancel()
-	probes, err := dialProbes(pctx, nodes, prefix+"p")
-	defer closeProbes(probes)
+	var probes clientSet
+	defer probes.close()
+	err := dialProbes(pctx, &probes, nodes, prefix+"p")
 	if err != nil {
 		return res, err
 	}
@@ -387,7 +384,7 @@ func runStorm(ctx context.Context, cfg Config, nodes, loaded []*target, joins in
 		if r.Counts[outAdmitted] != int64(want) {
 			return r, nil // the rows show what went wrong
 		}
-		if err := waitLists(pctx, nodes, probes, users, func(n int) bool { return n >= want }, stderr); err != nil {
+		if err := waitLists(pctx, nodes, probes.clients, users, func(n int) bool { return n >= want }, stderr); err != nil {
 			return r, err
 		}
 		r.ListedSecs = float64(time.Now().UnixNano()-r.First) / 1e9
@@ -403,7 +400,7 @@ func runStorm(ctx context.Context, cfg Config, nodes, loaded []*target, joins in
 			return res, err
 		}
 	}
-	if err := waitLists(pctx, nodes, probes, users, func(n int) bool { return n == 0 }, stderr); err != nil {
+	if err := waitLists(pctx, nodes, probes.clients, users, func(n int) bool { return n == 0 }, stderr); err != nil {
 		return res, err
 	}
 	res.LeaveSecs = time.Since(t0).Seconds()
