@@ -28,8 +28,12 @@ type workload struct {
 	runs, clusterRuns func(cfg Config, stderr io.Writer) iter.Seq[job]
 }
 
-// workloads are the tool's workloads, in the order -h and "all" list
-// them.
+// workloads are the tool's workloads, in the order of Workloads
+// (TestWorkloadsRegistered checks that the two agree). A new workload is
+// a name in Workloads and -h's Usage, an entry here, and a runs function
+// that yields a trial per table: its sides' servers (one, or a cluster
+// by spawned), what they measure, and its rows (see throughputRuns, or
+// clusterTrial for a cluster beside one node).
 var workloads = []workload{
 	{name: Throughput, flags: throughputFlags, runs: throughputRuns, clusterRuns: clusterThroughputRuns},
 	{name: Latency, flags: latencyFlags, runs: latencyRuns, clusterRuns: clusterLatencyRuns},
