@@ -28,64 +28,97 @@ import (
 // so that no process needs more file descriptors than its limit allows.
 const WorkerCommand = "_worker"
 
-// workerSpec is what a worker is told on its command line.
+// clientRange is what the scale and storm workers share on their command
+// lines: the clients they run and how they join.
+type clientRange struct {
+	Prefix   string // the clients are Prefix<First> ... Prefix<First+Count-1>
+	First    int
+	Count    int
+	SrcAddrs int           // source addresses to spread the connections over (srcIP)
+	JoinRate float64       // joins per second of the worker's clients; 0: as fast as they go
+	Timeout  time.Duration // bound on the worker's phases
+}
+
+func (c clientRange) args() []string {
+	return []string{
+		"-prefix", c.Prefix, "-first", strconv.Itoa(c.First), "-count", strconv.Itoa(c.Count),
+		"-src-addrs", strconv.Itoa(c.SrcAddrs), "-join-rate", strconv.FormatFloat(c.JoinRate, 'g', -1, 64),
+		"-timeout", c.Timeout.String(),
+	}
+}
+
+// flags adds the flags of args to fs.
+func (c *clientRange) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Prefix, "prefix", "", "")
+	fs.IntVar(&c.First, "first", 0, "")
+	fs.IntVar(&c.Count, "count", 0, "")
+	fs.IntVar(&c.SrcAddrs, "src-addrs", 1, "")
+	fs.Float64Var(&c.JoinRate, "join-rate", 0, "")
+	fs.DurationVar(&c.Timeout, "timeout", time.Minute, "")
+}
+
+// check checks what the flags say alone; each worker checks First and
+// Count against its own bounds.
+func (c clientRange) check() error {
+	switch {
+	case c.SrcAddrs < 1 || c.SrcAddrs > 250:
+		return fmt.Errorf("bad -src-addrs %d", c.SrcAddrs)
+	case c.Prefix == "" || c.Timeout <= 0 || c.Timeout > maxDuration:
+		return errors.New("bad -prefix or -timeout")
+	case c.JoinRate < 0 || math.IsNaN(c.JoinRate) || math.IsInf(c.JoinRate, 0):
+		return fmt.Errorf("bad -join-rate %v", c.JoinRate)
+	}
+	return nil
+}
+
+// parseSpec parses the flags of a worker's command line into what its
+// flags function adds to a flag set, and checks them with check.
+func parseSpec(command string, args []string, flags func(*flag.FlagSet), check func() error) error {
+	fs := flag.NewFlagSet(command, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return check()
+}
+
+// workerSpec is what a scale worker is told on its command line.
 type workerSpec struct {
-	Addrs    []string // the servers; client g joins Addrs[g % len(Addrs)]
-	Prefix   string
-	First    int // global index of its first client
-	Count    int // its clients
-	Total    int // clients of all workers
-	SrcAddrs int
-	Size     int
-	Timeout  time.Duration
-	JoinRate float64 // joins per second of this worker's clients; 0: as fast as they go
+	Addrs []string // the servers; client g joins Addrs[g % len(Addrs)]
+	clientRange
+	Total int // clients of all workers
+	Size  int
 }
 
 func (w workerSpec) args() []string {
-	return []string{
-		"-addr", strings.Join(w.Addrs, ","), "-prefix", w.Prefix,
-		"-first", strconv.Itoa(w.First), "-count", strconv.Itoa(w.Count), "-total", strconv.Itoa(w.Total),
-		"-src-addrs", strconv.Itoa(w.SrcAddrs), "-size", strconv.Itoa(w.Size), "-timeout", w.Timeout.String(),
-		"-join-rate", strconv.FormatFloat(w.JoinRate, 'g', -1, 64),
-	}
+	return append([]string{"-addr", strings.Join(w.Addrs, ","), "-total", strconv.Itoa(w.Total), "-size", strconv.Itoa(w.Size)}, w.clientRange.args()...)
 }
 
 func parseWorkerSpec(args []string) (workerSpec, error) {
 	var w workerSpec
 	var addrs string
-	fs := flag.NewFlagSet(WorkerCommand, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&addrs, "addr", "", "")
-	fs.StringVar(&w.Prefix, "prefix", "", "")
-	fs.IntVar(&w.First, "first", 0, "")
-	fs.IntVar(&w.Count, "count", 0, "")
-	fs.IntVar(&w.Total, "total", 0, "")
-	fs.IntVar(&w.SrcAddrs, "src-addrs", 1, "")
-	fs.IntVar(&w.Size, "size", 32, "")
-	fs.DurationVar(&w.Timeout, "timeout", time.Minute, "")
-	fs.Float64Var(&w.JoinRate, "join-rate", 0, "")
-	if err := fs.Parse(args); err != nil {
-		return w, err
-	}
-	w.Addrs = strings.Split(addrs, ",")
-	for _, a := range w.Addrs {
-		if CheckLoopback(a) != nil {
-			return w, fmt.Errorf("-addr %q is not a loopback address", a)
+	err := parseSpec(WorkerCommand, args, func(fs *flag.FlagSet) {
+		fs.StringVar(&addrs, "addr", "", "")
+		fs.IntVar(&w.Total, "total", 0, "")
+		fs.IntVar(&w.Size, "size", 32, "")
+		w.clientRange.flags(fs)
+	}, func() error {
+		w.Addrs = strings.Split(addrs, ",")
+		for _, a := range w.Addrs {
+			if CheckLoopback(a) != nil {
+				return fmt.Errorf("-addr %q is not a loopback address", a)
+			}
 		}
-	}
-	switch {
-	case w.Count < 1 || w.First < 0 || w.First+w.Count > w.Total || w.Total > maxStampIdx:
-		return w, fmt.Errorf("bad -first %d -count %d -total %d", w.First, w.Count, w.Total)
-	case w.SrcAddrs < 1 || w.SrcAddrs > 250:
-		return w, fmt.Errorf("bad -src-addrs %d", w.SrcAddrs)
-	case w.Size < MinTextSize || w.Size > protocol.MaxTextBytes:
-		return w, fmt.Errorf("bad -size %d", w.Size)
-	case w.Prefix == "" || w.Timeout <= 0 || w.Timeout > maxDuration:
-		return w, errors.New("bad -prefix or -timeout")
-	case w.JoinRate < 0 || math.IsNaN(w.JoinRate) || math.IsInf(w.JoinRate, 0):
-		return w, fmt.Errorf("bad -join-rate %v", w.JoinRate)
-	}
-	return w, nil
+		switch {
+		case w.Count < 1 || w.First < 0 || w.First+w.Count > w.Total || w.Total > maxStampIdx:
+			return fmt.Errorf("bad -first %d -count %d -total %d", w.First, w.Count, w.Total)
+		case w.Size < MinTextSize || w.Size > protocol.MaxTextBytes:
+			return fmt.Errorf("bad -size %d", w.Size)
+		}
+		return w.clientRange.check()
+	})
+	return w, err
 }
 
 // RunWorker runs a scale worker. It connects and joins its clients, then
@@ -480,8 +513,8 @@ func startScaleWorkers(cfg Config, nodes []*target, prefix string, n int, stderr
 	var workers []*childProc
 	for first := 0; first < n; first += cfg.ClientsPerWorker {
 		count := min(cfg.ClientsPerWorker, n-first)
-		spec := workerSpec{Addrs: addrs, Prefix: prefix, First: first, Count: count,
-			Total: n, SrcAddrs: srcAddrs, Size: 32, Timeout: cfg.Timeout, JoinRate: cfg.JoinRate * float64(count) / float64(n)}
+		spec := workerSpec{Addrs: addrs, Total: n, Size: 32, clientRange: clientRange{Prefix: prefix, First: first, Count: count,
+			SrcAddrs: srcAddrs, Timeout: cfg.Timeout, JoinRate: cfg.JoinRate * float64(count) / float64(n)}}
 		w, err := startWorker(WorkerCommand, spec.args(), stderr)
 		if err != nil {
 			return workers, err

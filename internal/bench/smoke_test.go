@@ -128,7 +128,7 @@ func TestClientFilesPlumbing(t *testing.T) {
 func TestWorkerProtocol(t *testing.T) {
 	_, srv := smokeServer(t, 100)
 	const n = 6
-	spec := workerSpec{Addrs: []string{srv.Addr}, Prefix: "wt_", First: 0, Count: n, Total: n, SrcAddrs: 3, Size: 32, Timeout: 20 * time.Second}
+	spec := workerSpec{Addrs: []string{srv.Addr}, Total: n, Size: 32, clientRange: clientRange{Prefix: "wt_", Count: n, SrcAddrs: 3, Timeout: 20 * time.Second}}
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	code := make(chan int, 1)

@@ -33,52 +33,33 @@ const StormWorkerCommand = "_storm"
 
 // stormSpec is what a storm worker is told on its command line.
 type stormSpec struct {
-	Addr     string
-	Prefix   string // its clients are Prefix<First> ... Prefix<First+Count-1>
-	First    int
-	Count    int
-	SrcAddrs int
-	Dials    int     // dials under way at once
-	Rate     float64 // joins per second; 0: as fast as they connect
-	Timeout  time.Duration
+	Addr string
+	clientRange
+	Dials int // dials under way at once
 }
 
 func (s stormSpec) args() []string {
-	return []string{
-		"-addr", s.Addr, "-prefix", s.Prefix, "-first", strconv.Itoa(s.First), "-count", strconv.Itoa(s.Count),
-		"-src-addrs", strconv.Itoa(s.SrcAddrs), "-dials", strconv.Itoa(s.Dials),
-		"-rate", strconv.FormatFloat(s.Rate, 'g', -1, 64), "-timeout", s.Timeout.String(),
-	}
+	return append([]string{"-addr", s.Addr, "-dials", strconv.Itoa(s.Dials)}, s.clientRange.args()...)
 }
 
 func parseStormSpec(args []string) (stormSpec, error) {
 	var s stormSpec
-	fs := flag.NewFlagSet(StormWorkerCommand, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&s.Addr, "addr", "", "")
-	fs.StringVar(&s.Prefix, "prefix", "", "")
-	fs.IntVar(&s.First, "first", 0, "")
-	fs.IntVar(&s.Count, "count", 0, "")
-	fs.IntVar(&s.SrcAddrs, "src-addrs", 1, "")
-	fs.IntVar(&s.Dials, "dials", 256, "")
-	fs.Float64Var(&s.Rate, "rate", 0, "")
-	fs.DurationVar(&s.Timeout, "timeout", time.Minute, "")
-	if err := fs.Parse(args); err != nil {
-		return s, err
-	}
-	switch {
-	case CheckLoopback(s.Addr) != nil:
-		return s, fmt.Errorf("-addr %q is not a loopback address", s.Addr)
-	case s.Count < 1 || s.First < 0 || s.Count > maxClients:
-		return s, fmt.Errorf("bad -first %d -count %d", s.First, s.Count)
-	case s.SrcAddrs < 1 || s.SrcAddrs > 250 || s.Dials < 1 || s.Dials > 4096:
-		return s, fmt.Errorf("bad -src-addrs %d or -dials %d", s.SrcAddrs, s.Dials)
-	case s.Prefix == "" || s.Timeout <= 0 || s.Timeout > maxDuration:
-		return s, errors.New("bad -prefix or -timeout")
-	case s.Rate < 0 || math.IsNaN(s.Rate) || math.IsInf(s.Rate, 0):
-		return s, fmt.Errorf("bad -rate %v", s.Rate)
-	}
-	return s, nil
+	err := parseSpec(StormWorkerCommand, args, func(fs *flag.FlagSet) {
+		fs.StringVar(&s.Addr, "addr", "", "")
+		fs.IntVar(&s.Dials, "dials", 256, "")
+		s.clientRange.flags(fs)
+	}, func() error {
+		switch {
+		case CheckLoopback(s.Addr) != nil:
+			return fmt.Errorf("-addr %q is not a loopback address", s.Addr)
+		case s.Count < 1 || s.First < 0 || s.Count > maxClients:
+			return fmt.Errorf("bad -first %d -count %d", s.First, s.Count)
+		case s.Dials < 1 || s.Dials > 4096:
+			return fmt.Errorf("bad -dials %d", s.Dials)
+		}
+		return s.clientRange.check()
+	})
+	return s, err
 }
 
 // The outcomes of one join in a storm.
@@ -203,8 +184,8 @@ func (w *stormWorker) join() stormReport {
 	start := time.Now()
 	rep.First = start.UnixNano()
 	parallel(s.Count, s.Dials, func(i int) error {
-		if s.Rate > 0 {
-			time.Sleep(time.Until(start.Add(time.Duration(float64(i) / s.Rate * float64(time.Second)))))
+		if s.JoinRate > 0 {
+			time.Sleep(time.Until(start.Add(time.Duration(float64(i) / s.JoinRate * float64(time.Second)))))
 		}
 		g := s.First + i
 		name := s.Prefix + strconv.Itoa(g)
@@ -341,8 +322,8 @@ func runStorm(ctx context.Context, cfg Config, nodes, loaded []*target, joins in
 		if !canUseSrc(t.Addr) {
 			src = 1
 		}
-		spec := stormSpec{Addr: t.Addr, Prefix: users, First: i * joins, Count: joins, SrcAddrs: src,
-			Dials: cfg.StormDials, Rate: cfg.JoinRate / float64(len(loaded)), Timeout: cfg.Timeout}
+		spec := stormSpec{Addr: t.Addr, Dials: cfg.StormDials, clientRange: clientRange{Prefix: users, First: i * joins, Count: joins, SrcAddrs: src,
+			JoinRate: cfg.JoinRate / float64(len(loaded)), Timeout: cfg.Timeout}}
 		w, err := startWorker(StormWorkerCommand, spec.args(), stderr)
 		if err != nil {
 			return res, err
