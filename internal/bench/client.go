@@ -106,6 +106,24 @@ func canUseSrc(addr string) bool {
 }
 
 // chatClient is one benchmark connection speaking the chat protocol.
+//
+// It is not internal/chattest's Conn, the project's test client (issue 24
+// item 1 asked whether it could be), because the two do opposite jobs.
+// A Conn belongs to a test: every failure fails the test (t.Fatalf, which
+// must run on the test's goroutine), every read and write sets a deadline,
+// every Send is one write, and every frame read is a fresh allocation. A
+// chatClient is the measuring tool's hot path: thousands of them, each
+// read on a goroutine of its own, where an error is an outcome to count
+// (a refused join, a closed connection) and frames go out through a
+// bufio.Writer flushed once per window, as the real client batches them,
+// so that the figures are the server's and not the tool's syscalls.
+// BenchmarkClientPath (client_test.go) measures the difference; the
+// figures are in docs/PERFORMANCE.md ("The bench client and
+// internal/chattest"). The frame code itself is shared: both build and
+// read frames with internal/protocol (AppendJoin, AppendMessage, Reader,
+// ReadFileHead, the chunk parsers). Only forwardText is the tool's own:
+// protocol.ParseForward also validates the text and copies the sender's
+// name out, which BenchmarkForwardText weighs.
 type chatClient struct {
 	name  string
 	nc    net.Conn
@@ -150,6 +168,33 @@ func startChat(nc net.Conn, name string, rbuf, wbuf int, features ...string) (*c
 		return nil, err
 	}
 	return c, nil
+}
+
+// clientSet is chat clients each reading what comes to it on a goroutine
+// of the set's, until close.
+type clientSet struct {
+	clients []*chatClient
+	wg      sync.WaitGroup
+}
+
+// dial joins a client to addr as name (dialChat) whose read loop hands
+// what arrives to h.
+func (s *clientSet) dial(ctx context.Context, addr, name string, rbuf, wbuf int, h handlers, features ...string) (*chatClient, error) {
+	c, err := dialChat(ctx, addr, nil, name, rbuf, wbuf, features...)
+	if err != nil {
+		return nil, err
+	}
+	s.clients = append(s.clients, c)
+	s.wg.Go(func() { c.readLoop(h) })
+	return c, nil
+}
+
+// close closes every client and waits for their read loops.
+func (s *clientSet) close() {
+	for _, c := range s.clients {
+		c.nc.Close()
+	}
+	s.wg.Wait()
 }
 
 // writeMessage buffers a send_message frame.

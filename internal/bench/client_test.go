@@ -1,9 +1,16 @@
 package bench
 
 import (
+	"context"
+	"fmt"
 	"net"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/gochat/chat/internal/chattest"
+	"github.com/gochat/chat/internal/protocol"
 )
 
 func TestStampRoundTrip(t *testing.T) {
@@ -71,4 +78,116 @@ func TestParseProcFiles(t *testing.T) {
 	if v, err := parseOpenFilesLimit("Max open files            unlimited            unlimited            files\n"); err != nil || v != -1 {
 		t.Fatalf("unlimited = %d %v", v, err)
 	}
+}
+
+// The measurements behind chatClient's comment on internal/chattest (issue
+// 24 item 1): go test -run '^$' -bench 'ClientPath|ForwardText' -benchmem
+// ./internal/bench. Each op of BenchmarkClientPath is one 32-byte text from
+// one client to another through a server in this process, at most
+// clientPathWindow in flight.
+
+const clientPathWindow = 1000
+
+func BenchmarkClientPath(b *testing.B) {
+	srv, err := inProcess(100, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	b.Run("chatClient", func(b *testing.B) {
+		ctx := context.Background()
+		prefix := runPrefix()
+		var got atomic.Int64
+		var conns clientSet
+		defer conns.close()
+		rcpt, err := conns.dial(ctx, srv.Addr, prefix+"r", 64<<10, 32<<10, handlers{msg: func([]byte) { got.Add(1) }})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sender, err := conns.dial(ctx, srv.Addr, prefix+"s", 64<<10, 32<<10, handlers{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := waitJoined(ctx, rcpt, prefix, 2, nil); err != nil {
+			b.Fatal(err)
+		}
+		to, text := []string{prefix + "r"}, newText(32)
+		b.ResetTimer()
+		for i := range int64(b.N) {
+			for i-got.Load() >= clientPathWindow {
+				if err := sender.w.Flush(); err != nil {
+					b.Fatal(err)
+				}
+				runtime.Gosched()
+			}
+			if err := sender.writeMessage(to, text); err != nil {
+				b.Fatal(err)
+			}
+		}
+		sender.w.Flush()
+		for got.Load() < int64(b.N) {
+			runtime.Gosched()
+		}
+	})
+	b.Run("chattest", func(b *testing.B) {
+		prefix := runPrefix()
+		rcpt, sender := chattest.Dial(b, srv.Addr, "r"), chattest.Dial(b, srv.Addr, "s")
+		rcpt.Join(prefix + "r")
+		sender.Join(prefix + "s")
+		for !strings.Contains(sender.List(), prefix+"r") {
+		}
+		var got atomic.Int64
+		done := make(chan error, 1)
+		go func() { // the recipient: ReadFrame, not the Expect methods, which may fail the test only on its goroutine
+			for n := 0; n < b.N; n++ {
+				h, p, err := rcpt.ReadFrame()
+				if err == nil && h.Type != protocol.ForwardMessage {
+					err = fmt.Errorf("got %s", h.Name)
+				}
+				if err == nil {
+					_, _, err = protocol.ParseForward(p)
+				}
+				if err != nil {
+					done <- err
+					return
+				}
+				got.Add(1)
+			}
+			done <- nil
+		}()
+		to, text := prefix+"r", string(newText(32))
+		b.ResetTimer()
+		for i := range int64(b.N) {
+			for i-got.Load() >= clientPathWindow {
+				runtime.Gosched()
+			}
+			sender.Send(text, to)
+		}
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// BenchmarkForwardText weighs the two ways to take the text out of a
+// forward_message payload: bench's, and internal/protocol's, which also
+// checks the text and copies out the sender's name.
+func BenchmarkForwardText(b *testing.B) {
+	p := append([]byte("1 b12345_67 "), newText(32)...)
+	b.Run("forwardText", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := forwardText(p); !ok {
+				b.Fatal("not a forward")
+			}
+		}
+	})
+	b.Run("protocol.ParseForward", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := protocol.ParseForward(p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -1,14 +1,13 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -38,14 +37,8 @@ const ClientCommand = "_client"
 func RunClient(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cfg := client.Config{Addr: "127.0.0.1:15000", DownloadDir: ".", Extensions: true, Stdin: stdin, Stdout: stdout, Stderr: stderr}
 	host, port := "127.0.0.1", "15000"
-	if len(args)%2 != 0 {
-		fmt.Fprintf(stderr, "chatbench %s: %s: flag without a value\n", ClientCommand, args[len(args)-1])
-		return 2
-	}
-	for i := 0; i < len(args); i += 2 {
-		v := args[i+1]
-		var err error
-		switch args[i] {
+	err := flagPairs(args, func(flag, v string) (err error) {
+		switch flag {
 		case "-u":
 			cfg.User = v
 		case "-p":
@@ -59,10 +52,11 @@ func RunClient(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		default:
 			err = errors.New("unknown flag")
 		}
-		if err != nil {
-			fmt.Fprintf(stderr, "chatbench %s: %s %s: %v\n", ClientCommand, args[i], v, err)
-			return 2
-		}
+		return err
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "chatbench %s: %v\n", ClientCommand, err)
+		return 2
 	}
 	cfg.Addr = net.JoinHostPort(host, port)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -70,67 +64,18 @@ func RunClient(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return client.Run(ctx, cfg)
 }
 
-// clientProc is a client process of the clients file mode.
-type clientProc struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	lines chan string // its stdout, line by line; closed at its end
-}
-
 // startClientProc starts bin (or this tool as ClientCommand) joining the
 // server at addr as name, saving files in dir.
-func startClientProc(bin, addr, name, dir string, maxFile int64, stderr io.Writer) (*clientProc, error) {
+func startClientProc(bin, addr, name, dir string, maxFile int64, stderr io.Writer) (*childProc, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"-u", name, "-a", host, "-p", port, "--download-dir", dir, "--max-file-size", strconv.FormatInt(maxFile, 10)}
-	if bin == "" {
-		if bin, err = os.Executable(); err != nil {
-			return nil, err
-		}
-		args = append([]string{ClientCommand}, args...)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stderr = stderr
-	stdin, err := cmd.StdinPipe()
+	bin, args, err := orSelf(bin, ClientCommand, []string{"-u", name, "-a", host, "-p", port, "--download-dir", dir, "--max-file-size", strconv.FormatInt(maxFile, 10)})
 	if err != nil {
 		return nil, err
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &clientProc{cmd: cmd, stdin: stdin, lines: make(chan string, 1024)}
-	go func() {
-		defer close(p.lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			p.lines <- sc.Text()
-		}
-	}()
-	return p, nil
-}
-
-// send writes a line of input to the client.
-func (p *clientProc) send(line string) error {
-	_, err := io.WriteString(p.stdin, line+"\n")
-	return err
-}
-
-// stop ends the client with quit (or, after wait, a kill) and waits for
-// it, its stdout read to the end.
-func (p *clientProc) stop(wait time.Duration) {
-	p.send("quit")
-	p.stdin.Close()
-	timer := time.AfterFunc(wait, func() { p.cmd.Process.Kill() })
-	defer timer.Stop()
-	for range p.lines {
-	}
-	p.cmd.Wait()
+	return startChild(bin, args, stderr, 1024)
 }
 
 // writeSource writes an F-byte file of fileContent at path and syncs it,
@@ -140,16 +85,14 @@ func writeSource(path string, size int64) error {
 	if err != nil {
 		return err
 	}
-	chunk := fileContent()
-	for left := size; left > 0; {
-		k := min(left, int64(len(chunk)))
-		if _, err := f.Write(chunk[:k]); err != nil {
-			f.Close()
-			return err
-		}
-		left -= k
+	err = writeChunks(fileContent(), size, func(p []byte) error {
+		_, err := f.Write(p)
+		return err
+	})
+	if err == nil {
+		err = f.Sync()
 	}
-	if err := f.Sync(); err != nil {
+	if err != nil {
 		f.Close()
 		return err
 	}
@@ -176,29 +119,29 @@ func runClientFiles(ctx context.Context, t *target, bin, src, dir string, size i
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	prefix := runPrefix()
-	rnames := make([]string, r)
+	rnames := recipientNames(prefix, r)
 	var (
-		procs   []*clientProc
-		chatter *chatClient
-		wg      sync.WaitGroup // the readers of the processes' lines and of chatter
+		conns  clientSet // the chatter
+		procs  []*childProc
+		lines  sync.WaitGroup // the readers of the processes' lines
+		chat   chatTally
+		doneAt = make([]time.Time, r)
+		done   = make(chan error, r)
 	)
+	defer conns.close()
 	defer func() {
 		for _, p := range procs {
 			p.stop(5 * time.Second)
 		}
-		if chatter != nil {
-			chatter.nc.Close()
-		}
-		wg.Wait()
+		lines.Wait()
 	}()
-	for k := range rnames {
-		rnames[k] = fmt.Sprintf("%sr%d", prefix, k)
-		rdir := filepath.Join(dir, rnames[k])
+	for _, name := range rnames {
+		rdir := filepath.Join(dir, name)
 		if err := os.Mkdir(rdir, 0o755); err != nil {
 			return res, err
 		}
 		defer os.RemoveAll(rdir)
-		p, err := startClientProc(bin, t.Addr, rnames[k], rdir, size, stderr)
+		p, err := startClientProc(bin, t.Addr, name, rdir, size, stderr)
 		if err != nil {
 			return res, err
 		}
@@ -209,94 +152,51 @@ func runClientFiles(ctx context.Context, t *target, bin, src, dir string, size i
 		return res, err
 	}
 	procs = append(procs, sender)
-	wg.Add(1)
-	go func() { // the sender prints nothing on stdout here; drain it anyway
-		defer wg.Done()
+	lines.Go(func() { // the sender prints nothing on stdout here; drain it anyway
 		for range sender.lines {
 		}
-	}()
-	if chatter, err = dialChat(ctx, t.Addr, nil, prefix+"c", 64<<10, 64<<10); err != nil {
+	})
+	chatter, err := conns.dial(ctx, t.Addr, prefix+"c", 64<<10, 64<<10, handlers{})
+	if err != nil {
 		return res, err
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		chatter.readLoop(handlers{})
-	}()
 	if err := waitJoined(ctx, chatter, prefix, r+2, nil); err != nil {
 		return res, err
 	}
-
-	// The recipients' lines: file: lines end the transfer, msg: lines
-	// are chat whose latency is measured (recipient 0's only).
-	var (
-		mu       sync.Mutex
-		chat     Histogram // guarded by mu
-		chatRecv int64     // guarded by mu
-		doneAt   = make([]time.Time, r)
-		done     = make(chan error, r)
-	)
 	fileLine := "file: " + prefix + "s: " + filepath.Base(src)
-	msgPrefix := "msg: " + prefix + "c: "
 	for k, p := range procs[:r] {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			got := false
-			for line := range p.lines {
-				switch {
-				case line == fileLine && !got:
-					got = true
-					doneAt[k] = time.Now()
-					done <- nil
-				case strings.HasPrefix(line, msgPrefix) && k == 0:
-					_, ts, ok := readStamp([]byte(line[len(msgPrefix):]))
-					lat := now() - ts
-					mu.Lock()
-					if ok {
-						chat.Record(lat)
-					}
-					chatRecv++
-					mu.Unlock()
-				}
+		var tally *chatTally // recipient 0's chat only
+		if k == 0 {
+			tally = &chat
+		}
+		lines.Go(func() {
+			got := func() {
+				doneAt[k] = time.Now()
+				done <- nil
 			}
-			if !got {
+			if !p.awaitFile(fileLine, "msg: "+prefix+"c: ", tally, got) {
 				done <- fmt.Errorf("recipient %d ended without its file: line", k)
 			}
-		}()
+		})
 	}
 
-	if t.PID != 0 {
-		if res.RSSBase, err = readRSS(t.PID); err != nil {
-			return res, err
-		}
-	}
-	rpid := procs[0].cmd.Process.Pid
-	if res.ClientRSSBase, err = readRSS(rpid); err != nil {
+	var srvRSS, cliRSS *rssSampler
+	if res.RSSBase, srvRSS, err = watchRSS(t.PID); err != nil {
 		return res, err
 	}
-	var srvRSS *rssSampler
-	if t.PID != 0 {
-		srvRSS = sampleRSS(t.PID, 10*time.Millisecond)
+	res.Weighed = t.PID != 0
+	if res.ClientRSSBase, cliRSS, err = watchRSS(procs[0].cmd.Process.Pid); err != nil {
+		srvRSS.Peak()
+		return res, err
 	}
-	cliRSS := sampleRSS(rpid, 10*time.Millisecond)
 	stopChat := chatDuring(chatter, rnames[0], chatRate)
 	t0 := time.Now()
 	err = sender.send(fmt.Sprintf("file %d %s %s", r, strings.Join(rnames, " "), src))
-	for range r {
-		if err != nil {
-			break
-		}
-		select {
-		case err = <-done:
-		case <-ctx.Done():
-			err = fmt.Errorf("file of %d bytes not saved by the recipients in %v", size, timeout)
-		}
+	if err == nil {
+		err = awaitFiles(ctx, done, r, fmt.Errorf("file of %d bytes not saved by the recipients in %v", size, timeout))
 	}
 	res.ChatSent = stopChat()
-	if srvRSS != nil {
-		res.RSSPeak = srvRSS.Peak()
-	}
+	res.RSSPeak = srvRSS.Peak()
 	res.ClientRSSPeak = cliRSS.Peak()
 	if err != nil {
 		return res, err
@@ -308,19 +208,26 @@ func runClientFiles(ctx context.Context, t *target, bin, src, dir string, size i
 			return res, fmt.Errorf("recipient %d saved %v (%v), want %d bytes", k, st, err, size)
 		}
 	}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		mu.Lock()
-		n := chatRecv
-		mu.Unlock()
-		if n >= res.ChatSent {
-			break
+	chat.await(&res.filesResult)
+	return res, nil
+}
+
+// awaitFile reads a recipient's lines to their end: got is called at the
+// line fileLine, which ends its transfer, and, if chat is not nil, the
+// lines that start with msgPrefix are chat whose latency it tallies. It
+// reports whether fileLine came.
+func (p *childProc) awaitFile(fileLine, msgPrefix string, chat *chatTally, got func()) bool {
+	came := false
+	for line := range p.lines {
+		switch {
+		case line == fileLine && !came:
+			came = true
+			got()
+		case chat != nil && strings.HasPrefix(line, msgPrefix):
+			chat.record([]byte(line[len(msgPrefix):]))
 		}
 	}
-	mu.Lock()
-	res.ChatRecv = chatRecv
-	res.Chat = chat.Summary()
-	mu.Unlock()
-	return res, nil
+	return came
 }
 
 // syncedCopy is the clients mode's baseline: the file src sent over
@@ -329,93 +236,114 @@ func runClientFiles(ctx context.Context, t *target, bin, src, dir string, size i
 // chunks sent, 256 KiB reads), as a program that copies a file would. It
 // returns the seconds from opening src until every copy is synced.
 func syncedCopy(ctx context.Context, src, dir string, r int, timeout time.Duration) (float64, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	type end struct {
-		at  time.Time
-		err error
-	}
-	ends := make(chan end, r)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	copyPath := func(k int) string { return filepath.Join(dir, fmt.Sprintf("copy%d.bin", k)) }
+	defer func() { // after the clock stops
 		for k := range r {
-			c, err := ln.Accept()
-			if err != nil {
-				ends <- end{err: err}
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(timeout))
-				path := filepath.Join(dir, fmt.Sprintf("copy%d.bin", k))
-				defer os.Remove(path)
-				f, err := os.Create(path)
-				if err != nil {
-					ends <- end{err: err}
-					return
-				}
-				// Plain reads and writes: no splice.
-				_, err = io.CopyBuffer(struct{ io.Writer }{f}, struct{ io.Reader }{c}, make([]byte, fileReadChunk))
-				if err == nil {
-					err = f.Sync()
-				}
-				if cerr := f.Close(); err == nil {
-					err = cerr
-				}
-				ends <- end{at: time.Now(), err: err}
-			}()
+			os.Remove(copyPath(k))
 		}
 	}()
-	conns := make([]net.Conn, r)
-	for k := range conns {
-		var d net.Dialer
-		if conns[k], err = d.DialContext(ctx, "tcp", ln.Addr().String()); err != nil {
-			return 0, err
+	return loopbackCopy(ctx, r, timeout, func(write func([]byte) error) error {
+		f, err := os.Open(src)
+		if err != nil {
+			return err
 		}
-		defer conns[k].Close()
-	}
-	t0 := time.Now()
-	f, err := os.Open(src)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	buf := make([]byte, fileWriteChunk)
-	for {
-		n, rerr := f.Read(buf)
-		for _, c := range conns {
-			c.SetWriteDeadline(time.Now().Add(timeout))
-			if _, err := c.Write(buf[:n]); err != nil {
-				return 0, err
+		defer f.Close()
+		buf := make([]byte, fileWriteChunk)
+		for {
+			n, rerr := f.Read(buf)
+			if err := write(buf[:n]); err != nil {
+				return err
+			}
+			if rerr == io.EOF {
+				return nil
+			}
+			if rerr != nil {
+				return rerr
 			}
 		}
-		if rerr == io.EOF {
-			break
+	}, func(k int, c net.Conn) error {
+		f, err := os.Create(copyPath(k))
+		if err != nil {
+			return err
 		}
-		if rerr != nil {
-			return 0, rerr
+		// Plain reads and writes: no splice.
+		_, err = io.CopyBuffer(struct{ io.Writer }{f}, struct{ io.Reader }{c}, make([]byte, fileReadChunk))
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	})
+}
+
+// clientFilesRuns yields the runs of the clients file mode for a file of
+// size bytes, one for each of cfg.ClientBins, all sending one source
+// file; it reports whether to go on.
+func clientFilesRuns(cfg Config, size int64, stderr io.Writer, yield func(job) bool) bool {
+	dir, err := os.MkdirTemp("", "chatbench-files-")
+	if err != nil {
+		return yield(failed{err})
+	}
+	defer os.RemoveAll(dir)
+	src := filepath.Join(dir, "bench.bin")
+	if err := writeSource(src, size); err != nil {
+		return yield(failed{err})
+	}
+	for _, bin := range cfg.ClientBins {
+		if !yield(clientFilesTrial(cfg, size, bin, src, dir, stderr)) {
+			return false
 		}
 	}
-	for _, c := range conns {
-		c.(*net.TCPConn).CloseWrite()
+	return true
+}
+
+// clientFilesTrial is a run of the clients file mode with the client
+// binary bin, beside its baseline (a synced file-to-file TCP copy).
+func clientFilesTrial(cfg Config, size int64, bin, src, dir string, stderr io.Writer) job {
+	r := cfg.FileRecipients
+	client := "client=own-process"
+	if bin != "" {
+		client = "client=" + bin
 	}
-	last := t0
-	for range r {
-		e := <-ends
-		if e.err != nil {
-			return 0, e.err
-		}
-		if e.at.After(last) {
-			last = e.at
-		}
+	t := trial[clientFilesResult]{
+		workload: Files,
+		params:   fmt.Sprintf("size=%dB recipients=%d mode=%s chat-rate=%d/s %s %s %s", size, r, ModeClients, cfg.ChatRate, ownParam(cfg), client, loadParam()),
+		ours: side[clientFilesResult]{servers: ownServer(cfg, max(r+16, 64)), measure: func(ctx context.Context, nodes []*target) (clientFilesResult, error) {
+			return runClientFiles(ctx, nodes[0], bin, src, dir, size, r, cfg.ChatRate, cfg.Timeout, stderr)
+		}},
+		rows: func(row rowFunc, res, base clientFilesResult) []Row {
+			nan := math.NaN()
+			mib := func(v int64, weighed bool) float64 {
+				if !weighed {
+					return nan
+				}
+				return float64(v) / (1 << 20)
+			}
+			mbTarget, chatTarget := "", ""
+			if size == 1<<30 && r == 1 {
+				mbTarget, chatTarget = ">= 0.9x", "< 50"
+			}
+			return []Row{
+				row("transfer, file to synced file", "MB/s", res.MBps, float64(size)/base.Secs/1e6, mbTarget),
+				row("transfer time", "s", res.Secs, base.Secs, ""),
+				row("server RSS growth (peak)", "MiB", mib(res.RSSPeak-res.RSSBase, res.Weighed), nan, ""),
+				row("recipient client RSS before", "MiB", mib(res.ClientRSSBase, true), nan, ""),
+				row("recipient client RSS growth (peak)", "MiB", mib(res.ClientRSSPeak-res.ClientRSSBase, true), nan, ""),
+				row("chat msgs sent during transfer", "msgs", float64(res.ChatSent), nan, ""),
+				row("chat msgs printed by the recipient", "msgs", float64(res.ChatRecv), nan, ""),
+				row("chat latency p50 (to printed)", "ms", ms(res.Chat.P50), nan, ""),
+				row("chat latency p99 (to printed)", "ms", ms(res.Chat.P99), nan, chatTarget),
+				row("chat latency max (to printed)", "ms", ms(res.Chat.Max), nan, ""),
+			}
+		},
 	}
-	return last.Sub(t0).Seconds(), nil
+	if !cfg.NoBaseline {
+		t.baseName, t.base = "synced-copy", &side[clientFilesResult]{measure: func(ctx context.Context, _ []*target) (clientFilesResult, error) {
+			secs, err := syncedCopy(ctx, src, dir, r, cfg.Timeout)
+			return clientFilesResult{filesResult: filesResult{Secs: secs}}, err
+		}}
+	}
+	return t
 }

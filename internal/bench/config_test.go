@@ -121,23 +121,48 @@ func TestWindowFor(t *testing.T) {
 
 func TestWorkerSpecRoundTrip(t *testing.T) {
 	for _, addrs := range [][]string{{"127.0.0.1:15000"}, {"127.0.0.1:15001", "127.0.0.1:15002", "127.0.0.1:15003"}} {
-		w := workerSpec{Addrs: addrs, Prefix: "bx_", First: 100, Count: 50, Total: 200, SrcAddrs: 8, Size: 32, Timeout: time.Minute, JoinRate: 333.5}
+		w := workerSpec{Addrs: addrs, Total: 200, Size: 32, clientRange: clientRange{Prefix: "bx_", First: 100, Count: 50, SrcAddrs: 8, Timeout: time.Minute, JoinRate: 333.5}}
 		back, err := parseWorkerSpec(w.args())
 		if err != nil || !reflect.DeepEqual(back, w) {
 			t.Fatalf("round trip: %+v %v", back, err)
 		}
 	}
 	one := []string{"127.0.0.1:1"}
+	ok := clientRange{Prefix: "p", Count: 1, SrcAddrs: 1, Timeout: time.Second}
+	with := func(f func(*clientRange)) clientRange {
+		c := ok
+		f(&c)
+		return c
+	}
 	for _, bad := range []workerSpec{
-		{Addrs: []string{"10.1.1.1:1"}, Prefix: "p", Count: 1, Total: 1, SrcAddrs: 1, Size: 32, Timeout: time.Second},
-		{Addrs: []string{"127.0.0.1:1", "10.1.1.1:1"}, Prefix: "p", Count: 1, Total: 1, SrcAddrs: 1, Size: 32, Timeout: time.Second},
-		{Addrs: one, Prefix: "p", First: 1, Count: 1, Total: 1, SrcAddrs: 1, Size: 32, Timeout: time.Second},
-		{Addrs: one, Prefix: "", Count: 1, Total: 1, SrcAddrs: 1, Size: 32, Timeout: time.Second},
-		{Addrs: one, Prefix: "p", Count: 1, Total: 1, SrcAddrs: 1, Size: 3, Timeout: time.Second},
-		{Addrs: one, Prefix: "p", Count: 1, Total: 1, SrcAddrs: 1, Size: 32, Timeout: time.Second, JoinRate: -1},
+		{Addrs: []string{"10.1.1.1:1"}, Total: 1, Size: 32, clientRange: ok},
+		{Addrs: []string{"127.0.0.1:1", "10.1.1.1:1"}, Total: 1, Size: 32, clientRange: ok},
+		{Addrs: one, Total: 1, Size: 32, clientRange: with(func(c *clientRange) { c.First = 1 })},
+		{Addrs: one, Total: 1, Size: 32, clientRange: with(func(c *clientRange) { c.Prefix = "" })},
+		{Addrs: one, Total: 1, Size: 3, clientRange: ok},
+		{Addrs: one, Total: 1, Size: 32, clientRange: with(func(c *clientRange) { c.JoinRate = -1 })},
+		{Addrs: one, Total: 1, Size: 32, clientRange: with(func(c *clientRange) { c.SrcAddrs = 251 })},
 	} {
 		if _, err := parseWorkerSpec(bad.args()); err == nil {
 			t.Errorf("accepted %+v", bad)
+		}
+	}
+	if _, err := parseWorkerSpec((workerSpec{Addrs: one, Total: 1, Size: 32, clientRange: ok}).args()); err != nil {
+		t.Fatalf("the good spec of the bad ones: %v", err)
+	}
+
+	s := stormSpec{Addr: "127.0.0.1:15000", Dials: 64, clientRange: clientRange{Prefix: "bx_u", First: 500, Count: 500, SrcAddrs: 8, Timeout: time.Minute, JoinRate: 2000}}
+	if back, err := parseStormSpec(s.args()); err != nil || !reflect.DeepEqual(back, s) {
+		t.Fatalf("storm round trip: %+v %v", back, err)
+	}
+	for _, bad := range []stormSpec{
+		{Addr: "10.1.1.1:1", Dials: 1, clientRange: ok},
+		{Addr: one[0], Dials: 0, clientRange: ok},
+		{Addr: one[0], Dials: 1, clientRange: with(func(c *clientRange) { c.Count = 0 })},
+		{Addr: one[0], Dials: 1, clientRange: with(func(c *clientRange) { c.Timeout = 0 })},
+	} {
+		if _, err := parseStormSpec(bad.args()); err == nil {
+			t.Errorf("storm: accepted %+v", bad)
 		}
 	}
 }

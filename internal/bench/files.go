@@ -2,12 +2,15 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
+	"iter"
+	"math"
 	"net"
 	"sync"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/gochat/chat/internal/protocol"
 )
@@ -23,6 +26,7 @@ type filesResult struct {
 	Chat                     Summary // latency of chat messages to recipient 0 sent during the transfer
 	ChatSent                 int64
 	ChatRecv                 int64
+	Weighed                  bool    // the sender's server runs in a process of its own: its RSS is read
 	ServerCPU                float64 // CPU seconds the servers used in Secs; NaN if not known
 	// SenderNext is the seconds from the file's first byte until the
 	// message its sender writes right after the file reaches recipient 0
@@ -83,82 +87,30 @@ func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate, 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	prefix := runPrefix()
-	rnames := make([]string, r)
-	for k := range rnames {
-		rnames[k] = fmt.Sprintf("%sr%d", prefix, k)
-	}
+	rnames := recipientNames(prefix, r)
 	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		chat     Histogram // guarded by mu
-		chatRecv int64     // guarded by mu
-		doneAt   = make([]time.Time, r)
-		nextAt   = make(chan time.Time, 1) // the sender's message after the file, at recipient 0
-		done     = make(chan error, r)
-		conns    []*chatClient
+		conns  clientSet
+		chat   chatTally
+		doneAt = make([]time.Time, r)
+		done   = make(chan error, r)
+		nextAt = make(chan time.Time, 1) // the sender's message after the file, at recipient 0
 	)
-	defer func() {
-		for _, c := range conns {
-			c.nc.Close()
-		}
-		wg.Wait()
-	}()
+	defer conns.close()
 	dial := func(t *target, name string, h handlers, features ...string) (*chatClient, error) {
-		c, err := dialChat(ctx, t.Addr, nil, name, 64<<10, 64<<10, features...)
-		if err != nil {
-			return nil, err
-		}
-		conns = append(conns, c)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.readLoop(h)
-		}()
-		return c, nil
+		return conns.dial(ctx, t.Addr, name, 64<<10, 64<<10, h, features...)
 	}
 	for k := range r {
-		h := handlers{file: func(_, _ string, fr io.Reader) error {
-			n, err := readAll(fr, make([]byte, fileReadChunk))
+		h, features := fileRecipient(k, size, mode, func(err error) {
 			doneAt[k] = time.Now()
-			if err == nil && n != size {
-				err = fmt.Errorf("recipient %d got %d of %d bytes", k, n, size)
-			}
 			done <- err
-			return err
-		}}
+		})
 		if k == 0 {
 			h.msg = func(text []byte) {
-				idx, ts, ok := readStamp(text)
-				if ok && idx == 1 { // the sender's, after the file
+				if idx, _, ok := readStamp(text); ok && idx == 1 { // the sender's, after the file
 					nextAt <- time.Now()
 					return
 				}
-				lat := now() - ts
-				mu.Lock()
-				if ok {
-					chat.Record(lat)
-				}
-				chatRecv++
-				mu.Unlock()
-			}
-		}
-		var features []string
-		if mode == ModeChunked {
-			features = []string{protocol.FeatureChunkedFile}
-			var got int64
-			h.file = nil
-			h.fileBegin = func(uint64, int64) {}
-			h.fileChunk = func(_ uint64, n int) { got += int64(n) }
-			h.fileEnd = func(_ uint64, aborted bool) {
-				doneAt[k] = time.Now()
-				var err error
-				switch {
-				case aborted:
-					err = fmt.Errorf("recipient %d: file aborted", k)
-				case got != size:
-					err = fmt.Errorf("recipient %d got %d of %d bytes", k, got, size)
-				}
-				done <- err
+				chat.record(text)
 			}
 		}
 		if _, err := dial(recv, rnames[k], h, features...); err != nil {
@@ -168,23 +120,7 @@ func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate, 
 	tonames := rnames
 	if slowRate > 0 {
 		tonames = append(rnames[:r:r], prefix+"slow")
-		var features []string
-		h := handlers{file: func(_, _ string, fr io.Reader) error {
-			_, err := readAll(&throttled{r: fr, rate: slowRate, start: time.Now()}, make([]byte, fileReadChunk))
-			return err
-		}}
-		if mode == ModeChunked {
-			features = []string{protocol.FeatureChunkedFile}
-			var got int
-			var start time.Time
-			h.file = nil
-			h.fileBegin = func(uint64, int64) { start = time.Now() }
-			h.fileChunk = func(_ uint64, n int) {
-				got += n
-				time.Sleep(time.Until(start.Add(time.Duration(float64(got) / float64(slowRate) * float64(time.Second)))))
-			}
-			h.fileEnd = func(uint64, bool) {}
-		}
+		h, features := slowRecipient(slowRate, mode)
 		if _, err := dial(recv, prefix+"slow", h, features...); err != nil {
 			return res, err
 		}
@@ -202,126 +138,240 @@ func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate, 
 	}
 
 	var sendRSS, recvRSS *rssSampler
-	if send.PID != 0 {
-		if res.RSSBase, err = readRSS(send.PID); err != nil {
-			return res, err
-		}
-		sendRSS = sampleRSS(send.PID, 10*time.Millisecond)
+	if res.RSSBase, sendRSS, err = watchRSS(send.PID); err != nil {
+		return res, err
 	}
-	if recv.PID != 0 && recv.PID != send.PID {
-		if res.RecvRSSBase, err = readRSS(recv.PID); err != nil {
+	res.Weighed = send.PID != 0
+	apart := recv.PID != 0 && recv.PID != send.PID // the recipients' server is another process
+	if apart {
+		if res.RecvRSSBase, recvRSS, err = watchRSS(recv.PID); err != nil {
 			return res, err
 		}
-		recvRSS = sampleRSS(recv.PID, 10*time.Millisecond)
 	}
 	stopChat := chatDuring(chatter, rnames[0], chatRate)
 	t0, c0 := time.Now(), cpu.seconds()
-	sendErr := make(chan error, 1)
-	go func() {
-		w := sender.w
-		if _, err := w.Write(protocol.AppendFileHead(nil, protocol.SendFile, tonames, "bench.bin", size)); err != nil {
-			sendErr <- err
-			return
-		}
-		chunk := fileContent()
-		for left := size; left > 0; {
-			k := min(left, int64(len(chunk)))
-			if _, err := w.Write(chunk[:k]); err != nil {
-				sendErr <- err
-				return
-			}
-			left -= k
-		}
-		next := newText(32)
-		putStamp(next, 1, now())
-		if err := sender.writeMessage(rnames[:1], next); err != nil {
-			sendErr <- err
-			return
-		}
-		sendErr <- w.Flush()
-	}()
-	var firstErr error
-	for range r {
-		select {
-		case err := <-done:
-			if err != nil && firstErr == nil {
-				firstErr = err
-			}
-		case <-ctx.Done():
-			firstErr = fmt.Errorf("file of %d bytes not delivered in %v", size, timeout)
-		}
-		if firstErr != nil {
-			break
-		}
-	}
+	sent := sendFile(sender, tonames, size, rnames[0])
+	err = awaitFiles(ctx, done, r, fmt.Errorf("file of %d bytes not delivered in %v", size, timeout))
 	res.ServerCPU = cpu.seconds() - c0
 	res.ChatSent = stopChat()
-	if sendRSS != nil {
-		res.RSSPeak = sendRSS.Peak()
-	}
-	if recvRSS != nil {
+	res.RSSPeak = sendRSS.Peak()
+	if apart {
 		res.RecvRSSPeak = recvRSS.Peak()
 	} else { // one server
 		res.RecvRSSBase, res.RecvRSSPeak = res.RSSBase, res.RSSPeak
 	}
-	if firstErr != nil {
-		return res, firstErr
+	if err != nil {
+		return res, err
 	}
-	if err := <-sendErr; err != nil {
+	if err := <-sent; err != nil {
 		return res, err
 	}
 	res.Secs, res.MBps = transferRate(t0, doneAt, size)
-	// Chat messages queued behind the file arrive after it; wait for them.
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		mu.Lock()
-		n := chatRecv
-		mu.Unlock()
-		if n >= res.ChatSent {
-			break
-		}
-	}
+	chat.await(&res)
 	select {
 	case at := <-nextAt:
 		res.SenderNext = at.Sub(t0).Seconds()
 	case <-ctx.Done():
 		return res, fmt.Errorf("the sender's message after the file did not arrive in %v", timeout)
 	}
-	mu.Lock()
-	res.ChatRecv = chatRecv
-	res.Chat = chat.Summary()
-	mu.Unlock()
 	return res, nil
+}
+
+// recipientNames returns the names of r recipients of a run.
+func recipientNames(prefix string, r int) []string {
+	names := make([]string, r)
+	for k := range names {
+		names[k] = fmt.Sprintf("%sr%d", prefix, k)
+	}
+	return names
+}
+
+// fileRecipient returns the handlers, and the features to ask for, of
+// recipient k of a size-byte file that comes as mode says: they call end
+// once the file has come whole, or with what went wrong.
+func fileRecipient(k int, size int64, mode string, end func(error)) (handlers, []string) {
+	if mode != ModeChunked {
+		return handlers{file: func(_, _ string, fr io.Reader) error {
+			n, err := readAll(fr, make([]byte, fileReadChunk))
+			if err == nil && n != size {
+				err = fmt.Errorf("recipient %d got %d of %d bytes", k, n, size)
+			}
+			end(err)
+			return err
+		}}, nil
+	}
+	var got int64
+	return handlers{
+		fileBegin: func(uint64, int64) {},
+		fileChunk: func(_ uint64, n int) { got += int64(n) },
+		fileEnd: func(_ uint64, aborted bool) {
+			var err error
+			switch {
+			case aborted:
+				err = fmt.Errorf("recipient %d: file aborted", k)
+			case got != size:
+				err = fmt.Errorf("recipient %d got %d of %d bytes", k, got, size)
+			}
+			end(err)
+		},
+	}, []string{protocol.FeatureChunkedFile}
+}
+
+// slowRecipient returns the handlers, and the features to ask for, of a
+// recipient that reads a file that comes as mode says at rate bytes per
+// second.
+func slowRecipient(rate int, mode string) (handlers, []string) {
+	if mode != ModeChunked {
+		return handlers{file: func(_, _ string, fr io.Reader) error {
+			_, err := readAll(&throttled{r: fr, rate: rate, start: time.Now()}, make([]byte, fileReadChunk))
+			return err
+		}}, nil
+	}
+	var got int
+	var start time.Time
+	return handlers{
+		fileBegin: func(uint64, int64) { start = time.Now() },
+		fileChunk: func(_ uint64, n int) {
+			got += n
+			time.Sleep(time.Until(start.Add(time.Duration(float64(got) / float64(rate) * float64(time.Second)))))
+		},
+		fileEnd: func(uint64, bool) {},
+	}, []string{protocol.FeatureChunkedFile}
+}
+
+// sendFile has sender send a file of size bytes to tonames, then a
+// message to next stamped as sender 1's; the channel it returns gets the
+// outcome.
+func sendFile(sender *chatClient, tonames []string, size int64, next string) <-chan error {
+	sent := make(chan error, 1)
+	go func() {
+		w := sender.w
+		if _, err := w.Write(protocol.AppendFileHead(nil, protocol.SendFile, tonames, "bench.bin", size)); err != nil {
+			sent <- err
+			return
+		}
+		err := writeChunks(fileContent(), size, func(p []byte) error {
+			_, err := w.Write(p)
+			return err
+		})
+		if err != nil {
+			sent <- err
+			return
+		}
+		text := newText(32)
+		putStamp(text, 1, now())
+		if err := sender.writeMessage([]string{next}, text); err != nil {
+			sent <- err
+			return
+		}
+		sent <- w.Flush()
+	}()
+	return sent
+}
+
+// awaitFiles waits for r recipients' ends on done, and returns the first
+// that is an error, or late if ctx ends first.
+func awaitFiles(ctx context.Context, done <-chan error, r int, late error) error {
+	for range r {
+		select {
+		case err := <-done:
+			if err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return late
+		}
+	}
+	return nil
+}
+
+// chatTally records the latency of the stamped chat messages that a
+// recipient gets during a transfer.
+type chatTally struct {
+	mu   sync.Mutex
+	hist Histogram // guarded by mu
+	recv int64     // guarded by mu
+}
+
+func (c *chatTally) record(text []byte) {
+	_, ts, ok := readStamp(text)
+	lat := now() - ts
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ok {
+		c.hist.Record(lat)
+	}
+	c.recv++
+}
+
+// await waits, at most 10 s, for the res.ChatSent messages (those queued
+// behind the file arrive after it), and puts the tally in res.
+func (c *chatTally) await(res *filesResult) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		c.mu.Lock()
+		n := c.recv
+		c.mu.Unlock()
+		if n >= res.ChatSent {
+			break
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	res.ChatRecv = c.recv
+	res.Chat = c.hist.Summary()
 }
 
 // tcpCopy is the files baseline: the same bytes written straight from a
 // sender to r receivers over loopback TCP, in this process. It returns the
 // seconds from the first write until every receiver has read them all.
 func tcpCopy(ctx context.Context, size int64, r int, timeout time.Duration) (float64, error) {
+	chunk := fileContent()
+	return loopbackCopy(ctx, r, timeout, func(write func([]byte) error) error {
+		return writeChunks(chunk, size, write)
+	}, func(_ int, c net.Conn) error {
+		n, err := readAll(c, make([]byte, fileReadChunk))
+		if err == nil && n != size {
+			err = fmt.Errorf("baseline receiver got %d of %d bytes", n, size)
+		}
+		return err
+	})
+}
+
+// loopbackCopy is the plumbing of the files baselines: send writes bytes,
+// through the write it is given, to r receivers over loopback TCP in this
+// process, each of which takes them with receive (k is its index). It
+// returns the seconds from the start of send until the last receiver is
+// done. Every connection has timeout as its deadline.
+func loopbackCopy(ctx context.Context, r int, timeout time.Duration, send func(write func([]byte) error) error, receive func(k int, c net.Conn) error) (float64, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
-	defer ln.Close()
-	done := make(chan error, r)
-	var ends sync.Map
-	go func() {
+	type end struct {
+		at  time.Time
+		err error
+	}
+	ends := make(chan end, r)
+	var wg sync.WaitGroup
+	defer func() {
+		ln.Close() // ends the accept loop if not every receiver came
+		wg.Wait()
+	}()
+	wg.Go(func() {
 		for k := range r {
 			c, err := ln.Accept()
 			if err != nil {
-				done <- err
+				ends <- end{err: err}
 				return
 			}
-			go func() {
+			wg.Go(func() {
 				defer c.Close()
-				n, err := readAll(c, make([]byte, fileReadChunk))
-				ends.Store(k, time.Now())
-				if err == nil && n != size {
-					err = fmt.Errorf("baseline receiver got %d of %d bytes", n, size)
-				}
-				done <- err
-			}()
+				c.SetDeadline(time.Now().Add(timeout))
+				err := receive(k, c)
+				ends <- end{time.Now(), err}
+			})
 		}
-	}()
+	})
 	conns := make([]net.Conn, r)
 	for k := range conns {
 		var d net.Dialer
@@ -330,43 +380,45 @@ func tcpCopy(ctx context.Context, size int64, r int, timeout time.Duration) (flo
 		}
 		defer conns[k].Close()
 	}
-	chunk := fileContent()
 	t0 := time.Now()
-	go func() {
-		for left := size; left > 0; {
-			k := min(left, int64(len(chunk)))
-			for _, c := range conns {
-				c.SetWriteDeadline(time.Now().Add(timeout))
-				if _, err := c.Write(chunk[:k]); err != nil {
-					return
-				}
-			}
-			left -= k
-		}
+	err = send(func(p []byte) error {
 		for _, c := range conns {
-			c.(*net.TCPConn).CloseWrite()
-		}
-	}()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for range r {
-		select {
-		case err := <-done:
-			if err != nil {
-				return 0, err
+			c.SetWriteDeadline(time.Now().Add(timeout))
+			if _, err := c.Write(p); err != nil {
+				return err
 			}
-		case <-timer.C:
-			return 0, errors.New("baseline copy timed out")
 		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range conns {
+		c.(*net.TCPConn).CloseWrite()
 	}
 	last := t0
-	ends.Range(func(_, v any) bool {
-		if t := v.(time.Time); t.After(last) {
-			last = t
+	for range r {
+		e := <-ends
+		if e.err != nil {
+			return 0, e.err
 		}
-		return true
-	})
+		if e.at.After(last) {
+			last = e.at
+		}
+	}
 	return last.Sub(t0).Seconds(), nil
+}
+
+// writeChunks writes size bytes, chunk after chunk, through write.
+func writeChunks(chunk []byte, size int64, write func([]byte) error) error {
+	for left := size; left > 0; {
+		k := min(left, int64(len(chunk)))
+		if err := write(chunk[:k]); err != nil {
+			return err
+		}
+		left -= k
+	}
+	return nil
 }
 
 // chatDuring has chatter send to, at rate messages per second, 32-byte
@@ -426,4 +478,124 @@ func transferRate(t0 time.Time, ends []time.Time, size int64) (secs, mbps float6
 	}
 	secs = last.Sub(t0).Seconds()
 	return secs, float64(size) / secs / 1e6
+}
+
+// The files workload.
+
+func filesFlags(fs *pflag.FlagSet, c *Config) {
+	fs.Var(int64List{&c.FileSizes}, "file-size", "files: file size (F)")
+	fs.IntVar(&c.FileRecipients, "file-recipients", c.FileRecipients, "files: recipients of the file")
+	fs.StringSliceVar(&c.FileModes, "file-mode", c.FileModes, "files: how the file goes: plain (one forward_file frame to in-process recipients), chunked (the chunked-file extension), clients (from a file to files, between client processes that sync what they save; baseline: a synced file-to-file TCP copy)")
+	fs.StringSliceVar(&c.ClientBins, "client-bin", c.ClientBins, "files, mode clients: client binaries (gochat), each run in turn for an A/B comparison (default: this tool re-executed as the client)")
+	fs.IntVar(&c.ChatRate, "chat-rate", c.ChatRate, "files: chat messages per second to a recipient during the transfer")
+	fs.IntVar(&c.FileSlowRate, "file-slow-rate", c.FileSlowRate, "files: add a recipient (taking the file as --file-mode says) that reads it at this many bytes per second, not waited for; 0: none")
+}
+
+func filesRuns(cfg Config, stderr io.Writer) iter.Seq[job] {
+	return func(yield func(job) bool) {
+		for _, size := range cfg.FileSizes {
+			for _, mode := range cfg.FileModes {
+				if mode == ModeClients {
+					if !clientFilesRuns(cfg, size, stderr, yield) {
+						return
+					}
+					continue
+				}
+				if !yield(filesTrial(cfg, size, mode)) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// filesTrial is a run of the files workload in mode plain or chunked.
+func filesTrial(cfg Config, size int64, mode string) job {
+	r := cfg.FileRecipients
+	params := fmt.Sprintf("size=%dB recipients=%d mode=%s chat-rate=%d/s", size, r, mode, cfg.ChatRate)
+	if cfg.FileSlowRate > 0 {
+		params += fmt.Sprintf(" slow-recipient=%dB/s", cfg.FileSlowRate)
+	}
+	t := trial[filesResult]{
+		workload: Files,
+		params:   params + " " + ownParam(cfg),
+		ours: side[filesResult]{servers: ownServer(cfg, max(r+16, 64)), measure: func(ctx context.Context, nodes []*target) (filesResult, error) {
+			return runFiles(ctx, nodes[0], nodes[0], size, r, cfg.ChatRate, cfg.FileSlowRate, mode, cfg.Timeout, nil)
+		}},
+		rows: func(row rowFunc, res, base filesResult) []Row {
+			nan := math.NaN()
+			rss := func(v int64) float64 {
+				if !res.Weighed {
+					return nan
+				}
+				return float64(v) / (1 << 20)
+			}
+			mbTarget, rssTarget, chatTarget := "", "", ""
+			if size == 1<<30 && r == 1 {
+				mbTarget, rssTarget, chatTarget = ">= 0.5x", "<= 32", "< 50"
+			}
+			return []Row{
+				row("transfer", "MB/s", res.MBps, base.MBps, mbTarget),
+				row("transfer time", "s", res.Secs, float64(size)/base.MBps/1e6, ""),
+				row("server RSS before", "MiB", rss(res.RSSBase), nan, ""),
+				row("server RSS growth (peak)", "MiB", rss(res.RSSPeak-res.RSSBase), nan, rssTarget),
+				row("chat msgs sent during transfer", "msgs", float64(res.ChatSent), nan, ""),
+				row("chat latency p50", "ms", ms(res.Chat.P50), nan, ""),
+				row("chat latency p99", "ms", ms(res.Chat.P99), nan, chatTarget),
+				row("chat latency max", "ms", ms(res.Chat.Max), nan, ""),
+				row("sender's message after the file (from its start)", "s", res.SenderNext, nan, ""),
+			}
+		},
+	}
+	if !cfg.NoBaseline {
+		t.baseName, t.base = "tcp-copy", &side[filesResult]{measure: func(ctx context.Context, _ []*target) (filesResult, error) {
+			secs, err := tcpCopy(ctx, size, r, cfg.Timeout)
+			return filesResult{Secs: secs, MBps: float64(size) / secs / 1e6}, err
+		}}
+	}
+	return t
+}
+
+func clusterFilesRuns(cfg Config, _ io.Writer) iter.Seq[job] {
+	r := cfg.FileRecipients
+	return func(yield func(job) bool) {
+		for _, size := range cfg.FileSizes {
+			for _, mode := range cfg.FileModes {
+				if mode == ModeClients {
+					continue // it measures the client, the same against any server
+				}
+				params := fmt.Sprintf("size=%dB sender@n1 recipients=%d@n2 mode=%s chat-rate=%d/s %s", size, r, mode, cfg.ChatRate, clusterParams(cfg))
+				t := clusterTrial(cfg, Files, params, max(r+16, 64), func(ctx context.Context, nodes []*target) (filesResult, error) {
+					return runFiles(ctx, nodes[0], second(nodes), size, r, cfg.ChatRate, cfg.FileSlowRate, mode, cfg.Timeout, pidsOf(nodes))
+				}, func(row rowFunc, ours, single filesResult) []Row {
+					return clusterFilesRows(row, size, r, ours, single)
+				})
+				if !yield(t) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// clusterFilesRows are the rows of a files run of size bytes to r
+// recipients on a cluster beside one node.
+func clusterFilesRows(row rowFunc, size int64, r int, ours, single filesResult) []Row {
+	mib := func(v int64) float64 { return float64(v) / (1 << 20) }
+	target := ""
+	if size == 1<<30 && r == 1 {
+		target = ">= 0.5x"
+	}
+	return []Row{
+		row("transfer", "MB/s", ours.MBps, single.MBps, target),
+		row("transfer time", "s", ours.Secs, single.Secs, ""),
+		row("server CPU per GB (all nodes)", "s", ours.ServerCPU/(float64(size)/1e9), single.ServerCPU/(float64(size)/1e9), ""),
+		row("server RSS before (sender's node)", "MiB", mib(ours.RSSBase), mib(single.RSSBase), ""),
+		row("RSS growth, peak (sender's node)", "MiB", mib(ours.RSSPeak-ours.RSSBase), mib(single.RSSPeak-single.RSSBase), ""),
+		row("RSS growth, peak (recipients' node)", "MiB", mib(ours.RecvRSSPeak-ours.RecvRSSBase), mib(single.RecvRSSPeak-single.RecvRSSBase), ""),
+		row("chat msgs sent during transfer", "msgs", float64(ours.ChatSent), float64(single.ChatSent), ""),
+		row("chat latency p50", "ms", ms(ours.Chat.P50), ms(single.Chat.P50), ""),
+		row("chat latency p99", "ms", ms(ours.Chat.P99), ms(single.Chat.P99), ""),
+		row("chat latency max", "ms", ms(ours.Chat.Max), ms(single.Chat.Max), ""),
+	}
 }

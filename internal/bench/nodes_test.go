@@ -2,6 +2,8 @@ package bench
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"io"
 	"math"
 	"os"
@@ -230,7 +232,9 @@ func TestClusterFlags(t *testing.T) {
 func TestClusterTable(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Cluster = 3
-	row := clusterRow(cfg, Throughput, "clients=100")
+	noRun := func(context.Context, []*target) (int, error) { return 0, errors.New("not run") }
+	tr := clusterTrial(cfg, Throughput, "clients=100", 116, noRun, nil)
+	row := tableRow(tr.workload, tr.params, tr.system, tr.baseName)
 	var b bytes.Buffer
 	if err := WriteTable(&b, []Row{row("delivered", "msgs/s", 600, 1000, ">= 0.5x")}); err != nil {
 		t.Fatal(err)
@@ -242,9 +246,13 @@ func TestClusterTable(t *testing.T) {
 	if b.String() != want {
 		t.Fatalf("table:\n%s\nwant:\n%s", b.String(), want)
 	}
+	if tr.base == nil || !tr.baseFirst {
+		t.Fatalf("the single node is not measured first: %+v", tr)
+	}
 	cfg.NoBaseline = true
-	r := clusterRow(cfg, Throughput, "clients=100")("delivered", "msgs/s", 600, 1000, "")
-	if r.HasBase() || !math.IsNaN(r.Ratio()) {
+	tr = clusterTrial(cfg, Throughput, "clients=100", 116, noRun, nil)
+	r := tableRow(tr.workload, tr.params, tr.system, tr.baseName)("delivered", "msgs/s", 600, 1000, "")
+	if tr.base != nil || r.HasBase() || !math.IsNaN(r.Ratio()) {
 		t.Fatalf("--no-baseline row has a baseline: %+v", r)
 	}
 }

@@ -7,9 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"iter"
 	"math"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/gochat/chat/internal/protocol"
 )
@@ -26,64 +28,97 @@ import (
 // so that no process needs more file descriptors than its limit allows.
 const WorkerCommand = "_worker"
 
-// workerSpec is what a worker is told on its command line.
+// clientRange is what the scale and storm workers share on their command
+// lines: the clients they run and how they join.
+type clientRange struct {
+	Prefix   string // the clients are Prefix<First> ... Prefix<First+Count-1>
+	First    int
+	Count    int
+	SrcAddrs int           // source addresses to spread the connections over (srcIP)
+	JoinRate float64       // joins per second of the worker's clients; 0: as fast as they go
+	Timeout  time.Duration // bound on the worker's phases
+}
+
+func (c clientRange) args() []string {
+	return []string{
+		"-prefix", c.Prefix, "-first", strconv.Itoa(c.First), "-count", strconv.Itoa(c.Count),
+		"-src-addrs", strconv.Itoa(c.SrcAddrs), "-join-rate", strconv.FormatFloat(c.JoinRate, 'g', -1, 64),
+		"-timeout", c.Timeout.String(),
+	}
+}
+
+// flags adds the flags of args to fs.
+func (c *clientRange) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Prefix, "prefix", "", "")
+	fs.IntVar(&c.First, "first", 0, "")
+	fs.IntVar(&c.Count, "count", 0, "")
+	fs.IntVar(&c.SrcAddrs, "src-addrs", 1, "")
+	fs.Float64Var(&c.JoinRate, "join-rate", 0, "")
+	fs.DurationVar(&c.Timeout, "timeout", time.Minute, "")
+}
+
+// check checks what the flags say alone; each worker checks First and
+// Count against its own bounds.
+func (c clientRange) check() error {
+	switch {
+	case c.SrcAddrs < 1 || c.SrcAddrs > 250:
+		return fmt.Errorf("bad -src-addrs %d", c.SrcAddrs)
+	case c.Prefix == "" || c.Timeout <= 0 || c.Timeout > maxDuration:
+		return errors.New("bad -prefix or -timeout")
+	case c.JoinRate < 0 || math.IsNaN(c.JoinRate) || math.IsInf(c.JoinRate, 0):
+		return fmt.Errorf("bad -join-rate %v", c.JoinRate)
+	}
+	return nil
+}
+
+// parseSpec parses the flags of a worker's command line into what its
+// flags function adds to a flag set, and checks them with check.
+func parseSpec(command string, args []string, flags func(*flag.FlagSet), check func() error) error {
+	fs := flag.NewFlagSet(command, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return check()
+}
+
+// workerSpec is what a scale worker is told on its command line.
 type workerSpec struct {
-	Addrs    []string // the servers; client g joins Addrs[g % len(Addrs)]
-	Prefix   string
-	First    int // global index of its first client
-	Count    int // its clients
-	Total    int // clients of all workers
-	SrcAddrs int
-	Size     int
-	Timeout  time.Duration
-	JoinRate float64 // joins per second of this worker's clients; 0: as fast as they go
+	Addrs []string // the servers; client g joins Addrs[g % len(Addrs)]
+	clientRange
+	Total int // clients of all workers
+	Size  int
 }
 
 func (w workerSpec) args() []string {
-	return []string{
-		"-addr", strings.Join(w.Addrs, ","), "-prefix", w.Prefix,
-		"-first", strconv.Itoa(w.First), "-count", strconv.Itoa(w.Count), "-total", strconv.Itoa(w.Total),
-		"-src-addrs", strconv.Itoa(w.SrcAddrs), "-size", strconv.Itoa(w.Size), "-timeout", w.Timeout.String(),
-		"-join-rate", strconv.FormatFloat(w.JoinRate, 'g', -1, 64),
-	}
+	return append([]string{"-addr", strings.Join(w.Addrs, ","), "-total", strconv.Itoa(w.Total), "-size", strconv.Itoa(w.Size)}, w.clientRange.args()...)
 }
 
 func parseWorkerSpec(args []string) (workerSpec, error) {
 	var w workerSpec
 	var addrs string
-	fs := flag.NewFlagSet(WorkerCommand, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&addrs, "addr", "", "")
-	fs.StringVar(&w.Prefix, "prefix", "", "")
-	fs.IntVar(&w.First, "first", 0, "")
-	fs.IntVar(&w.Count, "count", 0, "")
-	fs.IntVar(&w.Total, "total", 0, "")
-	fs.IntVar(&w.SrcAddrs, "src-addrs", 1, "")
-	fs.IntVar(&w.Size, "size", 32, "")
-	fs.DurationVar(&w.Timeout, "timeout", time.Minute, "")
-	fs.Float64Var(&w.JoinRate, "join-rate", 0, "")
-	if err := fs.Parse(args); err != nil {
-		return w, err
-	}
-	w.Addrs = strings.Split(addrs, ",")
-	for _, a := range w.Addrs {
-		if CheckLoopback(a) != nil {
-			return w, fmt.Errorf("-addr %q is not a loopback address", a)
+	err := parseSpec(WorkerCommand, args, func(fs *flag.FlagSet) {
+		fs.StringVar(&addrs, "addr", "", "")
+		fs.IntVar(&w.Total, "total", 0, "")
+		fs.IntVar(&w.Size, "size", 32, "")
+		w.clientRange.flags(fs)
+	}, func() error {
+		w.Addrs = strings.Split(addrs, ",")
+		for _, a := range w.Addrs {
+			if CheckLoopback(a) != nil {
+				return fmt.Errorf("-addr %q is not a loopback address", a)
+			}
 		}
-	}
-	switch {
-	case w.Count < 1 || w.First < 0 || w.First+w.Count > w.Total || w.Total > maxStampIdx:
-		return w, fmt.Errorf("bad -first %d -count %d -total %d", w.First, w.Count, w.Total)
-	case w.SrcAddrs < 1 || w.SrcAddrs > 250:
-		return w, fmt.Errorf("bad -src-addrs %d", w.SrcAddrs)
-	case w.Size < MinTextSize || w.Size > protocol.MaxTextBytes:
-		return w, fmt.Errorf("bad -size %d", w.Size)
-	case w.Prefix == "" || w.Timeout <= 0 || w.Timeout > maxDuration:
-		return w, errors.New("bad -prefix or -timeout")
-	case w.JoinRate < 0 || math.IsNaN(w.JoinRate) || math.IsInf(w.JoinRate, 0):
-		return w, fmt.Errorf("bad -join-rate %v", w.JoinRate)
-	}
-	return w, nil
+		switch {
+		case w.Count < 1 || w.First < 0 || w.First+w.Count > w.Total || w.Total > maxStampIdx:
+			return fmt.Errorf("bad -first %d -count %d -total %d", w.First, w.Count, w.Total)
+		case w.Size < MinTextSize || w.Size > protocol.MaxTextBytes:
+			return fmt.Errorf("bad -size %d", w.Size)
+		}
+		return w.clientRange.check()
+	})
+	return w, err
 }
 
 // RunWorker runs a scale worker. It connects and joins its clients, then
@@ -309,80 +344,16 @@ func (w *worker) close() {
 	w.wg.Wait()
 }
 
-// workerProc is a running worker as seen by the tool.
-type workerProc struct {
-	cmd   *exec.Cmd
-	in    io.WriteCloser
-	lines chan string
-}
+// workerStop is how long a worker has to end after quit.
+const workerStop = 15 * time.Second
 
-func startWorker(spec workerSpec, stderr io.Writer) (*workerProc, error) {
-	return spawnWorker(WorkerCommand, spec.args(), stderr)
-}
-
-// spawnWorker starts this tool again as the worker command with args,
-// its stderr going to stderr, and returns it with its stdout's lines.
-func spawnWorker(command string, args []string, stderr io.Writer) (*workerProc, error) {
-	self, err := os.Executable()
+// startWorker starts this tool again as a worker (command) with args.
+func startWorker(command string, args []string, stderr io.Writer) (*childProc, error) {
+	bin, args, err := orSelf("", command, args)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, append([]string{command}, args...)...)
-	cmd.Stderr = stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &workerProc{cmd: cmd, in: in, lines: make(chan string, 4)}
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			p.lines <- sc.Text()
-		}
-		close(p.lines)
-	}()
-	return p, nil
-}
-
-// expect waits for the worker's next line, which must start with word.
-func (p *workerProc) expect(word string, timeout time.Duration) ([]string, error) {
-	select {
-	case line, ok := <-p.lines:
-		if !ok {
-			return nil, errors.New("worker exited")
-		}
-		f := strings.SplitN(line, " ", 3)
-		if f[0] != word {
-			return nil, fmt.Errorf("worker said %q, want %s", line, word)
-		}
-		return f[1:], nil
-	case <-time.After(timeout):
-		return nil, fmt.Errorf("worker said nothing for %v", timeout)
-	}
-}
-
-func (p *workerProc) stop() {
-	io.WriteString(p.in, "quit\n")
-	p.in.Close()
-	done := make(chan struct{})
-	go func() {
-		p.cmd.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		p.cmd.Process.Kill()
-		<-done
-	}
+	return startChild(bin, args, stderr, 4)
 }
 
 // scaleResult is one scale run.
@@ -392,6 +363,7 @@ type scaleResult struct {
 	// The servers' RSS, one per node: before any client, with all
 	// clients joined and idle, and after the rounds.
 	RSSBase, RSSIdle, RSSRound []int64
+	Weighed                    bool       // some server's RSS could be read (it runs in a process of its own)
 	Sampled                    scaleRound // the sampled round, if there was one
 	Full                       scaleRound // one message from every client
 }
@@ -429,84 +401,40 @@ func perClientKiB(base, now []int64, n int) float64 {
 func runScale(ctx context.Context, cfg Config, nodes []*target, n, sample int, stderr io.Writer) (scaleResult, error) {
 	k := len(nodes)
 	res := scaleResult{Clients: n, RSSBase: make([]int64, k), RSSIdle: make([]int64, k), RSSRound: make([]int64, k)}
-	weigh := func(into []int64) error {
-		for i, t := range nodes {
-			if t.PID == 0 {
-				continue
-			}
-			v, err := readRSS(t.PID)
-			if err != nil {
-				return err
-			}
-			into[i] = v
-		}
-		return nil
-	}
-	addrs := make([]string, k)
-	srcAddrs := cfg.SrcAddrs
 	for i, t := range nodes {
-		addrs[i] = t.Addr
-		if !canUseSrc(t.Addr) {
-			srcAddrs = 1
-		}
-		if t.PID == 0 {
-			continue
-		}
 		// A node also holds its engine's routes and files.
 		need := int64(clientsOn(i, k, n)) + 32
 		if k > 1 {
 			need += 64
 		}
-		if lim, err := openFilesLimit(t.PID); err == nil && lim >= 0 && need > lim {
-			return res, fmt.Errorf("%d clients on one server need %d file descriptors in its process, whose limit is %d (raise `ulimit -n`, run fewer clients, or more nodes)", clientsOn(i, k, n), need, lim)
+		if err := checkFDs(t, need, fmt.Sprintf("%d clients on one server", clientsOn(i, k, n)), " (raise `ulimit -n`, run fewer clients, or more nodes)"); err != nil {
+			return res, err
 		}
 	}
-	if err := weigh(res.RSSBase); err != nil {
+	if err := weigh(nodes, res.RSSBase); err != nil {
 		return res, err
 	}
 	prefix := runPrefix()
-	var workers []*workerProc
-	defer func() {
-		var wg sync.WaitGroup
-		for _, w := range workers {
-			wg.Go(w.stop)
-		}
-		wg.Wait()
-	}()
 	start := time.Now()
-	for first := 0; first < n; first += cfg.ClientsPerWorker {
-		count := min(cfg.ClientsPerWorker, n-first)
-		spec := workerSpec{Addrs: addrs, Prefix: prefix, First: first, Count: count,
-			Total: n, SrcAddrs: srcAddrs, Size: 32, Timeout: cfg.Timeout, JoinRate: cfg.JoinRate * float64(count) / float64(n)}
-		w, err := startWorker(spec, stderr)
-		if err != nil {
-			return res, err
-		}
-		workers = append(workers, w)
-	}
-	for _, w := range workers {
-		f, err := w.expect("joined", cfg.Timeout)
-		if err != nil {
-			return res, err
-		}
-		if len(f) != 2 || !strings.HasPrefix(f[1], "0 ") {
-			return res, fmt.Errorf("a worker could not connect all its clients: joined %s", strings.Join(f, " "))
-		}
+	workers, err := startScaleWorkers(cfg, nodes, prefix, n, stderr)
+	defer func() { stopAll(workers, workerStop) }()
+	if err != nil {
+		return res, err
 	}
 	// A probe client on every node checks that its list shows every
 	// worker's client (and every probe).
 	pctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	probes, err := dialProbes(pctx, nodes, prefix+"probe")
-	defer closeProbes(probes)
-	if err != nil {
+	var probes clientSet
+	defer probes.close()
+	if err := dialProbes(pctx, &probes, nodes, prefix+"probe"); err != nil {
 		return res, err
 	}
 	err = parallel(k, k, func(i int) error {
 		report := func(seen int) {
 			fmt.Fprintf(stderr, "  %s lists %d of %d users after %v\n", nodes[i].describe(), seen, n+k, time.Since(start).Round(time.Second))
 		}
-		if err := waitJoined(pctx, probes[i], prefix, n+k, report); err != nil {
+		if err := waitJoined(pctx, probes.clients[i], prefix, n+k, report); err != nil {
 			return fmt.Errorf("%s: %w", nodes[i].describe(), err)
 		}
 		return nil
@@ -517,11 +445,11 @@ func runScale(ctx context.Context, cfg Config, nodes []*target, n, sample int, s
 	res.JoinSecs = time.Since(start).Seconds()
 
 	// Let the servers settle, then weigh them idle.
-	weighed := slices.ContainsFunc(nodes, func(t *target) bool { return t.PID != 0 })
-	if weighed {
+	res.Weighed = slices.ContainsFunc(nodes, func(t *target) bool { return t.PID != 0 })
+	if res.Weighed {
 		time.Sleep(2 * time.Second)
 	}
-	if err := weigh(res.RSSIdle); err != nil {
+	if err := weigh(nodes, res.RSSIdle); err != nil {
 		return res, err
 	}
 	if os.Getenv(ServerMemProfileEnv) != "" && cfg.ServerBin == "" && cfg.ServerAddr == "" {
@@ -539,10 +467,10 @@ func runScale(ctx context.Context, cfg Config, nodes []*target, n, sample int, s
 	if res.Full, err = scaleRoundOf(workers, 0, n, cfg.Timeout); err != nil {
 		return res, err
 	}
-	if weighed {
+	if res.Weighed {
 		time.Sleep(500 * time.Millisecond)
 	}
-	if err := weigh(res.RSSRound); err != nil {
+	if err := weigh(nodes, res.RSSRound); err != nil {
 		return res, err
 	}
 	for _, r := range []scaleRound{res.Sampled, res.Full} {
@@ -553,13 +481,78 @@ func runScale(ctx context.Context, cfg Config, nodes []*target, n, sample int, s
 	return res, nil
 }
 
+// weigh reads the RSS of each of nodes that runs in its own process into
+// the same place of into.
+func weigh(nodes []*target, into []int64) error {
+	for i, t := range nodes {
+		if t.PID == 0 {
+			continue
+		}
+		v, err := readRSS(t.PID)
+		if err != nil {
+			return err
+		}
+		into[i] = v
+	}
+	return nil
+}
+
+// startScaleWorkers starts the workers that join n clients named prefix
+// and their index to nodes, cfg.ClientsPerWorker at most each, and waits
+// until each has joined all of its clients. It returns the workers it
+// started, also with an error.
+func startScaleWorkers(cfg Config, nodes []*target, prefix string, n int, stderr io.Writer) ([]*childProc, error) {
+	addrs := make([]string, len(nodes))
+	srcAddrs := cfg.SrcAddrs
+	for i, t := range nodes {
+		addrs[i] = t.Addr
+		if !canUseSrc(t.Addr) {
+			srcAddrs = 1
+		}
+	}
+	var workers []*childProc
+	for first := 0; first < n; first += cfg.ClientsPerWorker {
+		count := min(cfg.ClientsPerWorker, n-first)
+		spec := workerSpec{Addrs: addrs, Total: n, Size: 32, clientRange: clientRange{Prefix: prefix, First: first, Count: count,
+			SrcAddrs: srcAddrs, Timeout: cfg.Timeout, JoinRate: cfg.JoinRate * float64(count) / float64(n)}}
+		w, err := startWorker(WorkerCommand, spec.args(), stderr)
+		if err != nil {
+			return workers, err
+		}
+		workers = append(workers, w)
+	}
+	for _, w := range workers {
+		f, err := w.expect("joined", cfg.Timeout)
+		if err != nil {
+			return workers, err
+		}
+		if len(f) != 2 || !strings.HasPrefix(f[1], "0 ") {
+			return workers, fmt.Errorf("a worker could not connect all its clients: joined %s", strings.Join(f, " "))
+		}
+	}
+	return workers, nil
+}
+
+// checkFDs returns an error if t, a server in its own process, may open
+// fewer files than need; what names what needs them, and hint, if not
+// empty, ends the error.
+func checkFDs(t *target, need int64, what, hint string) error {
+	if t.PID == 0 {
+		return nil
+	}
+	if lim, err := openFilesLimit(t.PID); err == nil && lim >= 0 && need > lim {
+		return fmt.Errorf("%s need %d file descriptors in its process, whose limit is %d%s", what, need, lim, hint)
+	}
+	return nil
+}
+
 // scaleRoundOf runs one round of k senders (0: every client) over the
 // workers.
-func scaleRoundOf(workers []*workerProc, k, n int, timeout time.Duration) (scaleRound, error) {
+func scaleRoundOf(workers []*childProc, k, n int, timeout time.Duration) (scaleRound, error) {
 	r := scaleRound{Senders: len(roundSenders(n, k))}
-	cmd := "round " + strconv.Itoa(k) + "\n"
+	cmd := "round " + strconv.Itoa(k)
 	for _, w := range workers {
-		if _, err := io.WriteString(w.in, cmd); err != nil {
+		if err := w.send(cmd); err != nil {
 			return r, err
 		}
 	}
@@ -570,7 +563,7 @@ func scaleRoundOf(workers []*workerProc, k, n int, timeout time.Duration) (scale
 	}
 	t0 := time.Now()
 	for _, w := range workers {
-		if _, err := io.WriteString(w.in, "go\n"); err != nil {
+		if err := w.send("go"); err != nil {
 			return r, err
 		}
 	}
@@ -599,25 +592,106 @@ func scaleRoundOf(workers []*workerProc, k, n int, timeout time.Duration) (scale
 	return r, nil
 }
 
-// dialProbes joins a probe client, named prefix and its index, on each of
-// nodes, reading what comes to it until it is closed (closeProbes): the
-// probes that joined are returned with the error that stopped the rest.
-func dialProbes(ctx context.Context, nodes []*target, prefix string) ([]*chatClient, error) {
-	probes := make([]*chatClient, 0, len(nodes))
+// dialProbes joins a probe client to set on each of nodes, in order,
+// named prefix and its index.
+func dialProbes(ctx context.Context, set *clientSet, nodes []*target, prefix string) error {
 	for i, t := range nodes {
-		p, err := dialChat(ctx, t.Addr, nil, prefix+strconv.Itoa(i), 64<<10, 4<<10)
-		if err != nil {
-			return probes, err
+		if _, err := set.dial(ctx, t.Addr, prefix+strconv.Itoa(i), 64<<10, 4<<10, handlers{}); err != nil {
+			return err
 		}
-		probes = append(probes, p)
-		go p.readLoop(handlers{}) // ends when the probe is closed
 	}
-	return probes, nil
+	return nil
 }
 
-// closeProbes closes the probes dialProbes joined.
-func closeProbes(probes []*chatClient) {
-	for _, p := range probes {
-		p.nc.Close()
-	}
+// The scale workload.
+
+func scaleFlags(fs *pflag.FlagSet, c *Config) {
+	fs.Var(intList{&c.ScaleClients, false}, "scale-clients", "scale: joined idle clients (N)")
+	fs.IntVar(&c.ClientsPerWorker, "clients-per-worker", c.ClientsPerWorker, "scale: most client connections per worker process")
+	fs.IntVar(&c.SrcAddrs, "src-addrs", c.SrcAddrs, "scale: source addresses 127.0.0.2 and up to spread connections over")
+	fs.Float64Var(&c.JoinRate, "join-rate", 0, "scale: joins per second, all clients together (0: as fast as they connect)")
+	fs.IntVar(&c.RoundSample, "round-sample", c.RoundSample, "scale with --cluster: users that each send one message to a user on another node")
+}
+
+func scaleRuns(cfg Config, stderr io.Writer) iter.Seq[job] {
+	return jobs(slices.Values(cfg.ScaleClients), func(n int) job {
+		return trial[scaleResult]{
+			workload: Scale,
+			params:   fmt.Sprintf("clients=%d src-addrs=%d clients-per-worker=%d%s %s %s", n, cfg.SrcAddrs, cfg.ClientsPerWorker, joinRateParam(cfg), ownParam(cfg), loadParam()),
+			ours: side[scaleResult]{servers: ownServer(cfg, n+16), measure: func(ctx context.Context, nodes []*target) (scaleResult, error) {
+				return runScale(ctx, cfg, nodes, n, 0, stderr)
+			}},
+			rows: func(row rowFunc, res, _ scaleResult) []Row {
+				nan := math.NaN()
+				rss := func(v int64) float64 {
+					if !res.Weighed {
+						return nan
+					}
+					return float64(v)
+				}
+				return []Row{
+					row("joined clients", "clients", float64(n), nan, ""),
+					row("connect and join", "s", res.JoinSecs, nan, ""),
+					row("server RSS before clients", "MiB", rss(res.RSSBase[0])/(1<<20), nan, ""),
+					row("server RSS, all idle", "MiB", rss(res.RSSIdle[0])/(1<<20), nan, ""),
+					row("server RSS per idle client", "KiB", rss(res.RSSIdle[0]-res.RSSBase[0])/1024/float64(n), nan, "<= 16"),
+					row("round: one message from each", "s", res.Full.Secs, nan, ""),
+					row("round delivered", "msgs/s", float64(res.Full.Recv)/res.Full.Secs, nan, ""),
+					row("round latency p50", "ms", ms(res.Full.Lat.P50), nan, ""),
+					row("round latency p99", "ms", ms(res.Full.Lat.P99), nan, ""),
+					row("server RSS per client after round", "KiB", rss(res.RSSRound[0]-res.RSSBase[0])/1024/float64(n), nan, ""),
+				}
+			},
+		}
+	})
+}
+
+func clusterScaleRuns(cfg Config, stderr io.Writer) iter.Seq[job] {
+	k := cfg.Cluster
+	return jobs(slices.Values(cfg.ScaleClients), func(n int) job {
+		share := clientsOn(0, k, n) // the single node's clients: one node's share
+		params := fmt.Sprintf("clients=%d (single node: %d) src-addrs=%d clients-per-worker=%d%s %s", n, share, cfg.SrcAddrs, cfg.ClientsPerWorker, joinRateParam(cfg), clusterParams(cfg))
+		return clusterTrial(cfg, Scale, params, n+k+16, func(ctx context.Context, nodes []*target) (scaleResult, error) {
+			if len(nodes) == 1 {
+				return runScale(ctx, cfg, nodes, share, min(cfg.RoundSample, share), stderr)
+			}
+			return runScale(ctx, cfg, nodes, n, cfg.RoundSample, stderr)
+		}, func(row rowFunc, ours, single scaleResult) []Row {
+			largest := func(v []int64) float64 {
+				if len(v) == 0 {
+					return math.NaN()
+				}
+				return float64(slices.Max(v)) / (1 << 20)
+			}
+			sum := func(v []int64) float64 {
+				var t int64
+				for _, x := range v {
+					t += x
+				}
+				return float64(t) / (1 << 20)
+			}
+			perIdle := func(r scaleResult) float64 { return perClientKiB(r.RSSBase, r.RSSIdle, r.Clients) }
+			perAfter := func(r scaleResult) float64 { return perClientKiB(r.RSSBase, r.RSSRound, r.Clients) }
+			sampled := strconv.Itoa(ours.Sampled.Senders)
+			return []Row{
+				row("joined clients", "clients", float64(ours.Clients), float64(single.Clients), ""),
+				row("clients on the fullest node", "clients", float64(share), float64(single.Clients), ""),
+				row("connect and join, listed on every node", "s", ours.JoinSecs, single.JoinSecs, ""),
+				row("server RSS before clients (largest node)", "MiB", largest(ours.RSSBase), largest(single.RSSBase), ""),
+				row("server RSS, all idle (largest node)", "MiB", largest(ours.RSSIdle), largest(single.RSSIdle), ""),
+				row("server RSS, all idle (all nodes)", "MiB", sum(ours.RSSIdle), sum(single.RSSIdle), ""),
+				row("server RSS per idle client (largest)", "KiB", perIdle(ours), perIdle(single), "<= 16"),
+				row("sampled round: messages sent", "msgs", float64(ours.Sampled.Senders), float64(single.Sampled.Senders), ""),
+				row("sampled round: delivered", "msgs", float64(ours.Sampled.Recv), float64(single.Sampled.Recv), "all "+sampled),
+				row("sampled round: time", "s", ours.Sampled.Secs, single.Sampled.Secs, ""),
+				row("sampled round: latency p50", "ms", ms(ours.Sampled.Lat.P50), ms(single.Sampled.Lat.P50), ""),
+				row("sampled round: latency p99", "ms", ms(ours.Sampled.Lat.P99), ms(single.Sampled.Lat.P99), ""),
+				row("round: one message from each", "s", ours.Full.Secs, single.Full.Secs, ""),
+				row("round delivered", "msgs/s", float64(ours.Full.Recv)/ours.Full.Secs, float64(single.Full.Recv)/single.Full.Secs, ""),
+				row("round latency p50", "ms", ms(ours.Full.Lat.P50), ms(single.Full.Lat.P50), ""),
+				row("round latency p99", "ms", ms(ours.Full.Lat.P99), ms(single.Full.Lat.P99), ""),
+				row("server RSS per client after rounds (largest)", "KiB", perAfter(ours), perAfter(single), ""),
+			}
+		})
+	})
 }

@@ -17,17 +17,42 @@ import (
 // Smoke tests of the workloads' plumbing at toy sizes. They check that
 // every message is accounted for, never how fast anything is.
 
-func TestThroughputAndLatencyPlumbing(t *testing.T) {
+// smokeServer starts a server in this process with room for maxClients,
+// stopped at the end of the test, and returns it with a context that ends
+// a minute from now. In -short mode it skips the test.
+func smokeServer(t *testing.T, maxClients int) (context.Context, *target) {
+	t.Helper()
 	if testing.Short() {
-		t.Skip("starts servers")
+		t.Skip("starts a server")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	srv, err := inProcess(100, false)
+	t.Cleanup(cancel)
+	srv, err := inProcess(maxClients, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	return ctx, srv
+}
+
+// runCSV runs cfg as the tool does, with --csv, and returns its records
+// after the header.
+func runCSV(t *testing.T, ctx context.Context, cfg Config) [][]string {
+	t.Helper()
+	cfg.CSV = true
+	var out, progress bytes.Buffer
+	if err := Run(ctx, cfg, &out, &progress); err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	recs, err := csv.NewReader(&out).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs[1:]
+}
+
+func TestThroughputAndLatencyPlumbing(t *testing.T) {
+	ctx, srv := smokeServer(t, 100)
 	ns, err := newNATSSystem()
 	if err != nil {
 		t.Fatal(err)
@@ -57,16 +82,7 @@ func TestThroughputAndLatencyPlumbing(t *testing.T) {
 }
 
 func TestFilesPlumbing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a server")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	srv, err := inProcess(100, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	ctx, srv := smokeServer(t, 100)
 	for _, mode := range []string{ModePlain, ModeChunked} {
 		for _, slow := range []int{0, 256 << 10} { // a slow recipient takes 12 s, not waited for
 			res, err := runFiles(ctx, srv, srv, 3<<20+7, 2, 200, slow, mode, 30*time.Second, nil)
@@ -86,16 +102,7 @@ func TestFilesPlumbing(t *testing.T) {
 // TestClientFilesPlumbing runs the clients file mode with the test binary
 // re-executed as the clients, and its baseline.
 func TestClientFilesPlumbing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts client processes")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	srv, err := inProcess(100, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	ctx, srv := smokeServer(t, 100)
 	dir := t.TempDir()
 	const size = 3<<20 + 7
 	src := filepath.Join(dir, "bench.bin")
@@ -119,16 +126,9 @@ func TestClientFilesPlumbing(t *testing.T) {
 
 // TestWorkerProtocol runs a scale worker in this process, over pipes.
 func TestWorkerProtocol(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a server")
-	}
-	srv, err := inProcess(100, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	_, srv := smokeServer(t, 100)
 	const n = 6
-	spec := workerSpec{Addrs: []string{srv.Addr}, Prefix: "wt_", First: 0, Count: n, Total: n, SrcAddrs: 3, Size: 32, Timeout: 20 * time.Second}
+	spec := workerSpec{Addrs: []string{srv.Addr}, Total: n, Size: 32, clientRange: clientRange{Prefix: "wt_", Count: n, SrcAddrs: 3, Timeout: 20 * time.Second}}
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	code := make(chan int, 1)
@@ -149,12 +149,12 @@ func TestWorkerProtocol(t *testing.T) {
 	// Wait until the server has them all, as runScale's probe does.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	probe, err := dialChat(ctx, srv.Addr, nil, "wt_probe", 4<<10, 4<<10)
+	var probes clientSet
+	defer probes.close()
+	probe, err := probes.dial(ctx, srv.Addr, "wt_probe", 4<<10, 4<<10, handlers{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer probe.nc.Close()
-	go probe.readLoop(handlers{})
 	if err := waitJoined(ctx, probe, "wt_", n+1, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -187,16 +187,7 @@ func TestWorkerProtocol(t *testing.T) {
 // (this test binary, see TestMain) whose clients spread over three
 // addresses, with a sampled round and a full one.
 func TestSplitAndScalePlumbing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a server and processes")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	srv, err := inProcess(200, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	ctx, srv := smokeServer(t, 200)
 	tr, err := halves(6, 2)
 	if err != nil {
 		t.Fatal(err)
@@ -222,8 +213,10 @@ func TestSplitAndScalePlumbing(t *testing.T) {
 	}
 }
 
-// TestClusterRun runs every workload with --cluster at toy sizes against
-// real three-node clusters (this test binary re-executed as each node).
+// TestClusterRun runs every workload that has runs of its own with
+// --cluster at toy sizes against real three-node clusters (this test
+// binary re-executed as each node). (web ignores --cluster: it weighs
+// the WebSocket front end of one server.)
 // Starting a cluster takes 5-10 s, and the run starts five, so it is
 // opt-in: CHATBENCH_CLUSTER_TEST=1.
 func TestClusterRun(t *testing.T) {
@@ -234,21 +227,18 @@ func TestClusterRun(t *testing.T) {
 	defer cancel()
 	cfg := DefaultConfig()
 	cfg.Cluster = 3
+	cfg.Workloads = nil
+	for _, w := range workloads {
+		if w.clusterRuns != nil {
+			cfg.Workloads = append(cfg.Workloads, w.name)
+		}
+	}
 	cfg.Clients, cfg.LatClients, cfg.Rates = []int{6}, 8, []int{500}
 	cfg.Duration, cfg.Warmup, cfg.Timeout = 300*time.Millisecond, 100*time.Millisecond, time.Minute
 	cfg.ScaleClients, cfg.RoundSample, cfg.ClientsPerWorker = []int{60}, 9, 25
 	cfg.FileSizes = []int64{3<<20 + 7}
-	cfg.CSV = true
-	var out, errs bytes.Buffer
-	if err := Run(ctx, cfg, &out, &errs); err != nil {
-		t.Fatalf("%v\n%s", err, errs.String())
-	}
-	recs, err := csv.NewReader(&out).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
 	seen := map[string]bool{}
-	for _, r := range recs[1:] {
+	for _, r := range runCSV(t, ctx, cfg) {
 		w, params, metric, ours, base := r[0], r[1], r[2], r[4], r[6]
 		seen[w] = true
 		if !strings.Contains(params, "cluster=3") || r[5] != singleBaseline {
@@ -261,7 +251,7 @@ func TestClusterRun(t *testing.T) {
 			t.Fatalf("sampled round: %s of 9 delivered", ours)
 		}
 	}
-	for _, w := range AllWorkloads {
+	for _, w := range cfg.Workloads {
 		if !seen[w] {
 			t.Errorf("no %s rows", w)
 		}

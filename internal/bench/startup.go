@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"math"
 	"net"
 	"os"
@@ -12,8 +13,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"syscall"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/gochat/chat/internal/protocol"
 )
@@ -49,23 +51,11 @@ func startOnce(ctx context.Context, bin string, timeout time.Duration) (startupR
 	cmd := exec.Command(bin, "-p", strconv.Itoa(ports[0]))
 	cmd.Stdout, cmd.Stderr = io.Discard, nil
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	exited, stop, err := startTerminable(cmd, 10*time.Second)
+	if err != nil {
 		return res, err
 	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	}()
+	defer stop()
 	deadline := start.Add(timeout)
 	var nc net.Conn
 	for {
@@ -105,32 +95,59 @@ func startOnce(ctx context.Context, bin string, timeout time.Duration) (startupR
 	return res, nil
 }
 
-// startupRows starts cfg.ServerBin cfg.Starts times, and, with
-// cfg.BaselineBin, that binary as many times, alternating the two (each
-// pair in the other order than the one before, so neither always runs on
-// a machine the other just warmed or loaded), and reports the median and
-// 90th percentile of each measure.
-func startupRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, error) {
+// The startup workload.
+
+func startupFlags(fs *pflag.FlagSet, c *Config) {
+	fs.IntVar(&c.Starts, "starts", c.Starts, "startup: starts of each binary")
+	fs.StringVar(&c.BaselineBin, "baseline-bin", "", "startup: another server binary to start beside --server-bin, alternately (e.g. an older build)")
+}
+
+// startupRuns is the one run of the startup workload: cfg.ServerBin
+// started cfg.Starts times and, with cfg.BaselineBin, that binary as many
+// times; it reports the median and 90th percentile of each measure.
+func startupRuns(cfg Config, stderr io.Writer) iter.Seq[job] {
 	bins := []string{cfg.ServerBin}
+	params := fmt.Sprintf("starts=%d server=%s", cfg.Starts, binParam(cfg.ServerBin))
+	baseName := ""
 	if cfg.BaselineBin != "" {
 		bins = append(bins, cfg.BaselineBin)
+		params += " baseline=" + binParam(cfg.BaselineBin)
+		baseName = "baseline"
 	}
+	return func(yield func(job) bool) {
+		yield(trial[[][]startupResult]{
+			workload: Startup,
+			params:   params + " " + loadParam(),
+			baseName: baseName,
+			ours: side[[][]startupResult]{measure: func(ctx context.Context, _ []*target) ([][]startupResult, error) {
+				return startAlternately(ctx, bins, cfg.Starts, cfg.Timeout, stderr)
+			}},
+			rows: func(row rowFunc, results, _ [][]startupResult) []Row { return startupRows(row, bins, results) },
+		})
+	}
+}
+
+// startAlternately starts each of bins starts times, alternating them
+// (each pair in the other order than the one before, so neither always
+// runs on a machine the other just warmed or loaded), and returns the
+// results of each.
+func startAlternately(ctx context.Context, bins []string, starts int, timeout time.Duration, stderr io.Writer) ([][]startupResult, error) {
 	for _, b := range bins {
 		// One unmeasured start each: the first run of a binary pages it
 		// into the page cache, which later starts find there.
-		if _, err := startOnce(ctx, b, cfg.Timeout); err != nil {
+		if _, err := startOnce(ctx, b, timeout); err != nil {
 			return nil, err
 		}
 	}
 	results := make([][]startupResult, len(bins))
-	for i := range cfg.Starts {
-		fmt.Fprintf(stderr, "  start %d of %d ...\r", i+1, cfg.Starts)
+	for i := range starts {
+		fmt.Fprintf(stderr, "  start %d of %d ...\r", i+1, starts)
 		for j := range bins {
 			k := j
 			if i%2 == 1 {
 				k = len(bins) - 1 - j
 			}
-			r, err := startOnce(ctx, bins[k], cfg.Timeout)
+			r, err := startOnce(ctx, bins[k], timeout)
 			if err != nil {
 				return nil, err
 			}
@@ -138,13 +155,12 @@ func startupRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, erro
 		}
 	}
 	fmt.Fprintln(stderr)
-	params := fmt.Sprintf("starts=%d server=%s", cfg.Starts, binParam(cfg.ServerBin))
-	baseName := ""
-	if cfg.BaselineBin != "" {
-		params += " baseline=" + binParam(cfg.BaselineBin)
-		baseName = "baseline"
-	}
-	params += " " + loadParam()
+	return results, nil
+}
+
+// startupRows are the rows of the starts of bins: ours (the first) beside
+// the baseline, if there is one.
+func startupRows(row rowFunc, bins []string, results [][]startupResult) []Row {
 	quantiles := func(rs []startupResult, pick func(startupResult) time.Duration) (median, p90 float64) {
 		v := make([]int64, len(rs))
 		for i, r := range rs {
@@ -168,8 +184,8 @@ func startupRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, erro
 			baseMed, baseP90 = quantiles(results[1], m.pick)
 		}
 		rows = append(rows,
-			Row{Workload: Startup, Params: params, Baseline: baseName, Metric: m.name + " median", Unit: "ms", Ours: med, Base: baseMed, Target: m.target},
-			Row{Workload: Startup, Params: params, Baseline: baseName, Metric: m.name + " p90", Unit: "ms", Ours: p90, Base: baseP90},
+			row(m.name+" median", "ms", med, baseMed, m.target),
+			row(m.name+" p90", "ms", p90, baseP90, ""),
 		)
 	}
 	size := func(b string) float64 {
@@ -183,8 +199,7 @@ func startupRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, erro
 	if len(bins) > 1 {
 		base = size(bins[1])
 	}
-	rows = append(rows, Row{Workload: Startup, Params: params, Baseline: baseName, Metric: "binary size", Unit: "MiB", Ours: size(bins[0]), Base: base})
-	return rows, nil
+	return append(rows, row("binary size", "MiB", size(bins[0]), base, ""))
 }
 
 // binParam names a binary in a run's parameters: its file name.

@@ -7,14 +7,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"iter"
 	"math"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/gochat/chat/internal/protocol"
 )
@@ -29,52 +33,33 @@ const StormWorkerCommand = "_storm"
 
 // stormSpec is what a storm worker is told on its command line.
 type stormSpec struct {
-	Addr     string
-	Prefix   string // its clients are Prefix<First> ... Prefix<First+Count-1>
-	First    int
-	Count    int
-	SrcAddrs int
-	Dials    int     // dials under way at once
-	Rate     float64 // joins per second; 0: as fast as they connect
-	Timeout  time.Duration
+	Addr string
+	clientRange
+	Dials int // dials under way at once
 }
 
 func (s stormSpec) args() []string {
-	return []string{
-		"-addr", s.Addr, "-prefix", s.Prefix, "-first", strconv.Itoa(s.First), "-count", strconv.Itoa(s.Count),
-		"-src-addrs", strconv.Itoa(s.SrcAddrs), "-dials", strconv.Itoa(s.Dials),
-		"-rate", strconv.FormatFloat(s.Rate, 'g', -1, 64), "-timeout", s.Timeout.String(),
-	}
+	return append([]string{"-addr", s.Addr, "-dials", strconv.Itoa(s.Dials)}, s.clientRange.args()...)
 }
 
 func parseStormSpec(args []string) (stormSpec, error) {
 	var s stormSpec
-	fs := flag.NewFlagSet(StormWorkerCommand, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&s.Addr, "addr", "", "")
-	fs.StringVar(&s.Prefix, "prefix", "", "")
-	fs.IntVar(&s.First, "first", 0, "")
-	fs.IntVar(&s.Count, "count", 0, "")
-	fs.IntVar(&s.SrcAddrs, "src-addrs", 1, "")
-	fs.IntVar(&s.Dials, "dials", 256, "")
-	fs.Float64Var(&s.Rate, "rate", 0, "")
-	fs.DurationVar(&s.Timeout, "timeout", time.Minute, "")
-	if err := fs.Parse(args); err != nil {
-		return s, err
-	}
-	switch {
-	case CheckLoopback(s.Addr) != nil:
-		return s, fmt.Errorf("-addr %q is not a loopback address", s.Addr)
-	case s.Count < 1 || s.First < 0 || s.Count > maxClients:
-		return s, fmt.Errorf("bad -first %d -count %d", s.First, s.Count)
-	case s.SrcAddrs < 1 || s.SrcAddrs > 250 || s.Dials < 1 || s.Dials > 4096:
-		return s, fmt.Errorf("bad -src-addrs %d or -dials %d", s.SrcAddrs, s.Dials)
-	case s.Prefix == "" || s.Timeout <= 0 || s.Timeout > maxDuration:
-		return s, errors.New("bad -prefix or -timeout")
-	case s.Rate < 0 || math.IsNaN(s.Rate) || math.IsInf(s.Rate, 0):
-		return s, fmt.Errorf("bad -rate %v", s.Rate)
-	}
-	return s, nil
+	err := parseSpec(StormWorkerCommand, args, func(fs *flag.FlagSet) {
+		fs.StringVar(&s.Addr, "addr", "", "")
+		fs.IntVar(&s.Dials, "dials", 256, "")
+		s.clientRange.flags(fs)
+	}, func() error {
+		switch {
+		case CheckLoopback(s.Addr) != nil:
+			return fmt.Errorf("-addr %q is not a loopback address", s.Addr)
+		case s.Count < 1 || s.First < 0 || s.Count > maxClients:
+			return fmt.Errorf("bad -first %d -count %d", s.First, s.Count)
+		case s.Dials < 1 || s.Dials > 4096:
+			return fmt.Errorf("bad -dials %d", s.Dials)
+		}
+		return s.clientRange.check()
+	})
+	return s, err
 }
 
 // The outcomes of one join in a storm.
@@ -199,8 +184,8 @@ func (w *stormWorker) join() stormReport {
 	start := time.Now()
 	rep.First = start.UnixNano()
 	parallel(s.Count, s.Dials, func(i int) error {
-		if s.Rate > 0 {
-			time.Sleep(time.Until(start.Add(time.Duration(float64(i) / s.Rate * float64(time.Second)))))
+		if s.JoinRate > 0 {
+			time.Sleep(time.Until(start.Add(time.Duration(float64(i) / s.JoinRate * float64(time.Second)))))
 		}
 		g := s.First + i
 		name := s.Prefix + strconv.Itoa(g)
@@ -300,19 +285,6 @@ func (w *stormWorker) leave() {
 	w.wg.Wait()
 }
 
-// stormProc is a running storm worker as seen by the tool.
-type stormProc struct {
-	workerProc
-}
-
-func startStormWorker(spec stormSpec, stderr io.Writer) (*stormProc, error) {
-	p, err := spawnWorker(StormWorkerCommand, spec.args(), stderr)
-	if err != nil {
-		return nil, err
-	}
-	return &stormProc{*p}, nil
-}
-
 // stormRound is one storm: every worker fires its joins at once.
 type stormRound struct {
 	stormReport
@@ -337,32 +309,22 @@ type stormResult struct {
 func runStorm(ctx context.Context, cfg Config, nodes, loaded []*target, joins int, stderr io.Writer) (stormResult, error) {
 	res := stormResult{Joins: joins * len(loaded)}
 	for _, t := range loaded {
-		if t.PID == 0 {
-			continue
-		}
-		need := int64(joins) + 128
-		if lim, err := openFilesLimit(t.PID); err == nil && lim >= 0 && need > lim {
-			return res, fmt.Errorf("%d joins at one server need %d file descriptors in its process, whose limit is %d", joins, need, lim)
+		if err := checkFDs(t, int64(joins)+128, fmt.Sprintf("%d joins at one server", joins), ""); err != nil {
+			return res, err
 		}
 	}
 	prefix := runPrefix()
 	users := prefix + "u"
-	var workers []*stormProc
-	defer func() {
-		var wg sync.WaitGroup
-		for _, w := range workers {
-			wg.Go(w.stop)
-		}
-		wg.Wait()
-	}()
+	var workers []*childProc
+	defer func() { stopAll(workers, workerStop) }()
 	for i, t := range loaded {
 		src := cfg.SrcAddrs
 		if !canUseSrc(t.Addr) {
 			src = 1
 		}
-		spec := stormSpec{Addr: t.Addr, Prefix: users, First: i * joins, Count: joins, SrcAddrs: src,
-			Dials: cfg.StormDials, Rate: cfg.JoinRate / float64(len(loaded)), Timeout: cfg.Timeout}
-		w, err := startStormWorker(spec, stderr)
+		spec := stormSpec{Addr: t.Addr, Dials: cfg.StormDials, clientRange: clientRange{Prefix: users, First: i * joins, Count: joins, SrcAddrs: src,
+			JoinRate: cfg.JoinRate / float64(len(loaded)), Timeout: cfg.Timeout}}
+		w, err := startWorker(StormWorkerCommand, spec.args(), stderr)
 		if err != nil {
 			return res, err
 		}
@@ -370,8 +332,9 @@ func runStorm(ctx context.Context, cfg Config, nodes, loaded []*target, joins in
 	}
 	pctx, cancel := context.WithTimeout(ctx, 3*cfg.Timeout)
 	defer cancel()
-	probes, err := dialProbes(pctx, nodes, prefix+"p")
-	defer closeProbes(probes)
+	var probes clientSet
+	defer probes.close()
+	err := dialProbes(pctx, &probes, nodes, prefix+"p")
 	if err != nil {
 		return res, err
 	}
@@ -382,7 +345,7 @@ func runStorm(ctx context.Context, cfg Config, nodes, loaded []*target, joins in
 		fmt.Fprintf(stderr, "  %s: %d joins at %d node(s) at once ...\n", what, want, len(loaded))
 		cpu0 := cpu.seconds()
 		for _, w := range workers {
-			if _, err := io.WriteString(w.in, "join\n"); err != nil {
+			if err := w.send("join"); err != nil {
 				return r, err
 			}
 		}
@@ -402,7 +365,7 @@ func runStorm(ctx context.Context, cfg Config, nodes, loaded []*target, joins in
 		if r.Counts[outAdmitted] != int64(want) {
 			return r, nil // the rows show what went wrong
 		}
-		if err := waitLists(pctx, nodes, probes, users, func(n int) bool { return n >= want }, stderr); err != nil {
+		if err := waitLists(pctx, nodes, probes.clients, users, func(n int) bool { return n >= want }, stderr); err != nil {
 			return r, err
 		}
 		r.ListedSecs = float64(time.Now().UnixNano()-r.First) / 1e9
@@ -414,11 +377,11 @@ func runStorm(ctx context.Context, cfg Config, nodes, loaded []*target, joins in
 	fmt.Fprintf(stderr, "  all %d leave at once ...\n", want)
 	t0 := time.Now()
 	for _, w := range workers {
-		if _, err := io.WriteString(w.in, "leave\n"); err != nil {
+		if err := w.send("leave"); err != nil {
 			return res, err
 		}
 	}
-	if err := waitLists(pctx, nodes, probes, users, func(n int) bool { return n == 0 }, stderr); err != nil {
+	if err := waitLists(pctx, nodes, probes.clients, users, func(n int) bool { return n == 0 }, stderr); err != nil {
 		return res, err
 	}
 	res.LeaveSecs = time.Since(t0).Seconds()
@@ -462,65 +425,50 @@ func waitLists(ctx context.Context, nodes []*target, probes []*chatClient, prefi
 	})
 }
 
-// stormRows runs the storm workload: against one server spawned, or,
-// with --cluster, against a cluster spawned, with joins at --storm-on of
-// its nodes.
-func stormRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, error) {
-	var rows []Row
+// The storm workload.
+
+func stormFlags(fs *pflag.FlagSet, c *Config) {
+	fs.Var(intList{&c.StormJoins, false}, "storm-joins", "storm: joins fired at once at each node loaded (N)")
+	fs.IntVar(&c.StormOn, "storm-on", 0, "storm with --cluster: fire the joins at this many of the nodes (0: all), e.g. 1 for one node of an idle cluster")
+	fs.IntVar(&c.StormMaxClients, "storm-max-clients", 0, "storm: the servers' --max-clients (0: the joins, the probes and 16)")
+	fs.IntVar(&c.StormDials, "storm-dials", c.StormDials, "storm: connections being dialed at once per node (each sends its join as soon as it connects)")
+}
+
+// stormRuns are the runs of the storm workload: against one server
+// spawned, or, with --cluster, against a cluster spawned, with joins at
+// --storm-on of its nodes.
+func stormRuns(cfg Config, stderr io.Writer) iter.Seq[job] {
 	k := max(cfg.Cluster, 1)
 	on := cfg.StormOn
 	if on == 0 {
 		on = k
 	}
-	for _, joins := range cfg.StormJoins {
+	return jobs(slices.Values(cfg.StormJoins), func(joins int) job {
 		maxc := cfg.StormMaxClients
 		if maxc == 0 {
 			maxc = joins*on + k + 16
 		}
-		params := fmt.Sprintf("joins=%d per node at %d of %d node(s) max-clients=%d dials=%d src-addrs=%d%s",
-			joins, on, k, maxc, cfg.StormDials, cfg.SrcAddrs, joinRateParam(cfg))
-		if cfg.ServerBin != "" {
-			params += " server=" + cfg.ServerBin
-		} else {
-			params += " server=own-process"
+		return trial[stormResult]{
+			workload: Storm,
+			params: fmt.Sprintf("joins=%d per node at %d of %d node(s) max-clients=%d dials=%d src-addrs=%d%s %s %s",
+				joins, on, k, maxc, cfg.StormDials, cfg.SrcAddrs, joinRateParam(cfg), ownParam(cfg), loadParam()),
+			ours: side[stormResult]{servers: spawned(cfg, k, maxc), measure: func(ctx context.Context, nodes []*target) (stormResult, error) {
+				res, err := runStorm(ctx, cfg, nodes, nodes[:on], joins, stderr)
+				if err == nil && (res.First.Counts[outAdmitted] != int64(res.Joins) || res.Again.Counts[outAdmitted] != int64(res.Joins)) {
+					err = errors.New("not every join was admitted")
+				}
+				return res, err
+			}},
+			partial: true,
+			rows:    func(row rowFunc, res, _ stormResult) []Row { return stormRowsOf(row, k, res) },
 		}
-		params += " " + loadParam()
-		fmt.Fprintf(stderr, "storm %s ...\n", params)
-		var nodes []*target
-		var stop func()
-		if k == 1 {
-			t, err := spawnServer(ctx, cfg.ServerBin, maxc, stderr)
-			if err != nil {
-				return rows, err
-			}
-			nodes, stop = []*target{t}, t.Close
-		} else {
-			c, err := spawnCluster(ctx, cfg.ServerBin, k, maxc, cfg.Timeout, stderr)
-			if err != nil {
-				return rows, err
-			}
-			nodes, stop = c.Nodes, c.Close
-		}
-		res, err := runStorm(ctx, cfg, nodes, nodes[:on], joins, stderr)
-		stop()
-		rows = append(rows, stormRowsOf(params, k, res)...)
-		if err != nil {
-			return rows, err
-		}
-		if res.First.Counts[outAdmitted] != int64(res.Joins) || res.Again.Counts[outAdmitted] != int64(res.Joins) {
-			return rows, fmt.Errorf("not every join was admitted")
-		}
-	}
-	return rows, nil
+	})
 }
 
 // stormRowsOf returns the figures of a storm run on k nodes.
-func stormRowsOf(params string, k int, res stormResult) []Row {
+func stormRowsOf(row rowFunc, k int, res stormResult) []Row {
 	nan := math.NaN()
-	row := func(metric, unit string, v float64, target string) Row {
-		return Row{Workload: Storm, Params: params, Metric: metric, Unit: unit, Ours: v, Base: nan, Target: target}
-	}
-	rows := []Row{row("joins fired at once", "joins", float64(res.Joins), "")}
+	rows := []Row{row("joins fired at once", "joins", float64(res.Joins), nan, "")}
 	round := func(label string, r stormRound) {
 		if r.Lat.Count() == 0 && r.Counts == [numOutcomes]int64{} {
 			return
@@ -532,27 +480,27 @@ func stormRowsOf(params string, k int, res stormResult) []Row {
 			writes = 2 * perSec // a name and a place per join
 		}
 		rows = append(rows,
-			row(label+"admitted", "joins", float64(r.Counts[outAdmitted]), "all"),
-			row(label+"refused: server full", "joins", float64(r.Counts[outFull]), "0"),
-			row(label+"refused: name unavailable", "joins", float64(r.Counts[outTaken]), "0"),
-			row(label+"refused: other err_*", "joins", float64(r.Counts[outOther]), "0"),
-			row(label+"dropped without a frame", "joins", float64(r.Counts[outDropped]), "0"),
-			row(label+"undecided at the timeout", "joins", float64(r.Counts[outUndecided]), "0"),
-			row(label+"could not connect", "joins", float64(r.Counts[outNoConnect]), "0"),
-			row(label+"first join to last admitted", "s", r.Secs, "<= 30"),
-			row(label+"listed on every node", "s", r.ListedSecs, ""),
-			row(label+"admitted per second", "joins/s", perSec, ""),
-			row(label+"registry writes (2 per join)", "writes/s", writes, ""),
-			row(label+"join latency p50", "ms", ms(lat.P50), ""),
-			row(label+"join latency p90", "ms", ms(lat.P90), ""),
-			row(label+"join latency p99", "ms", ms(lat.P99), ""),
-			row(label+"join latency max", "ms", ms(lat.Max), ""),
-			row(label+"server CPU per join (all nodes)", "us", r.CPU/float64(r.Counts[outAdmitted])*1e6, ""),
+			row(label+"admitted", "joins", float64(r.Counts[outAdmitted]), nan, "all"),
+			row(label+"refused: server full", "joins", float64(r.Counts[outFull]), nan, "0"),
+			row(label+"refused: name unavailable", "joins", float64(r.Counts[outTaken]), nan, "0"),
+			row(label+"refused: other err_*", "joins", float64(r.Counts[outOther]), nan, "0"),
+			row(label+"dropped without a frame", "joins", float64(r.Counts[outDropped]), nan, "0"),
+			row(label+"undecided at the timeout", "joins", float64(r.Counts[outUndecided]), nan, "0"),
+			row(label+"could not connect", "joins", float64(r.Counts[outNoConnect]), nan, "0"),
+			row(label+"first join to last admitted", "s", r.Secs, nan, "<= 30"),
+			row(label+"listed on every node", "s", r.ListedSecs, nan, ""),
+			row(label+"admitted per second", "joins/s", perSec, nan, ""),
+			row(label+"registry writes (2 per join)", "writes/s", writes, nan, ""),
+			row(label+"join latency p50", "ms", ms(lat.P50), nan, ""),
+			row(label+"join latency p90", "ms", ms(lat.P90), nan, ""),
+			row(label+"join latency p99", "ms", ms(lat.P99), nan, ""),
+			row(label+"join latency max", "ms", ms(lat.Max), nan, ""),
+			row(label+"server CPU per join (all nodes)", "us", r.CPU/float64(r.Counts[outAdmitted])*1e6, nan, ""),
 		)
 	}
 	round("", res.First)
 	if res.LeaveSecs > 0 {
-		rows = append(rows, row("all leave at once: gone from every list", "s", res.LeaveSecs, "<= 30"))
+		rows = append(rows, row("all leave at once: gone from every list", "s", res.LeaveSecs, nan, "<= 30"))
 	}
 	round("again: ", res.Again)
 	return rows

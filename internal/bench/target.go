@@ -29,7 +29,10 @@ type target struct {
 	Addr string
 	PID  int    // 0 when its RSS cannot be read
 	Node string // its name in a cluster; "" for a lone server
-	stop func()
+	// wsURL is the WebSocket endpoint of a server with the web front
+	// end on (ws://127.0.0.1:PORT/ws); "" for none.
+	wsURL string
+	stop  func()
 	// exited is closed when a spawned server's process has ended; nil
 	// for a server the tool did not spawn.
 	exited chan struct{}
@@ -118,12 +121,9 @@ func spawnServer(ctx context.Context, bin string, maxClients int, stderr io.Writ
 // startServer starts bin (or this tool as ServerCommand) with args; the
 // server will chat on 127.0.0.1:port. It does not wait for it.
 func startServer(bin string, args []string, port int, stderr io.Writer) (*target, error) {
-	if bin == "" {
-		var err error
-		if bin, err = os.Executable(); err != nil {
-			return nil, err
-		}
-		args = append([]string{ServerCommand}, args...)
+	bin, args, err := orSelf(bin, ServerCommand, args)
+	if err != nil {
+		return nil, err
 	}
 	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
@@ -133,22 +133,9 @@ func startServer(bin string, args []string, port int, stderr io.Writer) (*target
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout = null
 	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
+	exited, stop, err := startTerminable(cmd, 15*time.Second)
+	if err != nil {
 		return nil, err
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	stop := func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
 	}
 	return &target{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), PID: cmd.Process.Pid, stop: stop, exited: exited}, nil
 }
@@ -221,19 +208,29 @@ type serverFlags struct {
 	describe string         // how its diagnostics name it
 }
 
+// flagPairs calls set with each flag of args, which are pairs of a flag
+// and its value (the hidden commands' flags: what the tool passes them
+// needs no more). Its error names the flag.
+func flagPairs(args []string, set func(flag, value string) error) error {
+	if len(args)%2 != 0 {
+		return fmt.Errorf("%s: flag without a value", args[len(args)-1])
+	}
+	for i := 0; i < len(args); i += 2 {
+		if err := set(args[i], args[i+1]); err != nil {
+			return fmt.Errorf("%s %s: %v", args[i], args[i+1], err)
+		}
+	}
+	return nil
+}
+
 // parseServerFlags parses RunServer's args: pairs of flag and value.
 // The server gets cmd/gochatd's defaults; a cluster node's profiles go to
 // the paths of the environment with ".<node>" added.
 func parseServerFlags(args []string, getenv func(string) string) (serverFlags, error) {
 	f := serverFlags{addr: "127.0.0.1", cfg: server.DefaultConfig(), level: slog.LevelInfo, describe: "chatbench " + ServerCommand}
 	f.cluster.Wait = cluster.DefaultWait
-	if len(args)%2 != 0 {
-		return f, fmt.Errorf("%s: flag without a value", args[len(args)-1])
-	}
-	for i := 0; i < len(args); i += 2 {
-		v := args[i+1]
-		var err error
-		switch args[i] {
+	err := flagPairs(args, func(flag, v string) (err error) {
+		switch flag {
 		case "-a":
 			f.addr = v
 		case "-p":
@@ -259,9 +256,10 @@ func parseServerFlags(args []string, getenv func(string) string) (serverFlags, e
 		default:
 			err = errors.New("unknown flag")
 		}
-		if err != nil {
-			return f, fmt.Errorf("%s %s: %v", args[i], v, err)
-		}
+		return err
+	})
+	if err != nil {
+		return f, err
 	}
 	if err := CheckLoopback(net.JoinHostPort(f.addr, strconv.Itoa(max(f.port, 1)))); err != nil {
 		return f, err
@@ -432,8 +430,26 @@ func sampleRSS(pid int, every time.Duration) *rssSampler {
 	return s
 }
 
+// watchRSS reads the RSS of process pid, then samples its peak every
+// 10 ms until the sampler's Peak; for pid 0 (a server in this process, or
+// an external one without --server-pid) it returns 0 and a nil sampler,
+// whose Peak is 0.
+func watchRSS(pid int) (int64, *rssSampler, error) {
+	if pid == 0 {
+		return 0, nil, nil
+	}
+	base, err := readRSS(pid)
+	if err != nil {
+		return 0, nil, err
+	}
+	return base, sampleRSS(pid, 10*time.Millisecond), nil
+}
+
 // Peak stops sampling and returns the peak.
 func (s *rssSampler) Peak() int64 {
+	if s == nil {
+		return 0
+	}
 	close(s.stop)
 	<-s.done
 	if v, err := readRSS(s.pid); err == nil {

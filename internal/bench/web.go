@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"iter"
 	"net"
 	"net/http"
 	"strconv"
@@ -40,15 +41,9 @@ func dialWeb(ctx context.Context, url, name string, rbuf, wbuf int) (*chatClient
 	return c, err
 }
 
-// webTarget is a chat server with the web front end on.
-type webTarget struct {
-	*target
-	wsURL string // ws://127.0.0.1:PORT/ws
-}
-
 // webSystem returns the chat system whose clients are WebSocket clients
-// of t.
-func (t *webTarget) webSystem(rbuf, wbuf int) *chatSystem {
+// of t, a server with the web front end on.
+func webSystem(t *target, rbuf, wbuf int) *chatSystem {
 	s := newChatSystem(t.Addr, 1, rbuf, wbuf)
 	s.dial = func(ctx context.Context, name string) (*chatClient, error) {
 		return dialWeb(ctx, t.wsURL, name, rbuf, wbuf)
@@ -58,7 +53,7 @@ func (t *webTarget) webSystem(rbuf, wbuf int) *chatSystem {
 
 // inProcessWeb starts the server in this process, as inProcess does, with
 // a web gateway beside its TCP listener.
-func inProcessWeb(maxClients int) (*webTarget, error) {
+func inProcessWeb(maxClients int) (*target, error) {
 	srv := server.New(server.Config{MaxClients: maxClients, Stdout: io.Discard})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -89,15 +84,12 @@ func inProcessWeb(maxClients int) (*webTarget, error) {
 			<-done
 		}
 	}
-	return &webTarget{
-		target: &target{Addr: ln.Addr().String(), stop: stop},
-		wsURL:  "ws://" + hln.Addr().String() + web.Path,
-	}, nil
+	return &target{Addr: ln.Addr().String(), stop: stop, wsURL: "ws://" + hln.Addr().String() + web.Path}, nil
 }
 
 // spawnWeb starts bin (a cmd/gochatd) in its own process with the web
 // client on.
-func spawnWeb(ctx context.Context, bin string, maxClients int, stderr io.Writer) (*webTarget, error) {
+func spawnWeb(ctx context.Context, bin string, maxClients int, stderr io.Writer) (*target, error) {
 	ports, err := freePorts(1)
 	if err != nil {
 		return nil, err
@@ -107,109 +99,129 @@ func spawnWeb(ctx context.Context, bin string, maxClients int, stderr io.Writer)
 	if err != nil {
 		return nil, err
 	}
-	return &webTarget{target: t, wsURL: "ws://" + addr + web.Path}, nil
+	t.wsURL = "ws://" + addr + web.Path
+	return t, nil
 }
 
-func webRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, error) {
-	var rows []Row
-	for _, n := range cfg.Clients {
-		for _, size := range cfg.Sizes {
-			for _, r := range cfg.Recipients {
-				if r > n {
-					continue
-				}
-				row, err := webThroughput(ctx, cfg, n, size, r, stderr)
-				rows = append(rows, row...)
-				if err != nil {
-					return rows, err
-				}
+func webRuns(cfg Config, stderr io.Writer) iter.Seq[job] {
+	return func(yield func(job) bool) {
+		for c := range tpCases(cfg) {
+			if !yield(webThroughput(cfg, c)) {
+				return
+			}
+		}
+		if cfg.ServerBin == "" {
+			for range cfg.ScaleClients {
+				fmt.Fprintf(stderr, "web idle: skipped: it needs --server-bin (a cmd/gochatd, for --http-addr)\n")
+			}
+			return
+		}
+		for _, n := range cfg.ScaleClients {
+			if !yield(webIdle(cfg, min(n, maxWebIdleClients))) {
+				return
 			}
 		}
 	}
-	for _, n := range cfg.ScaleClients {
-		row, err := webIdle(ctx, cfg, min(n, maxWebIdleClients), stderr)
-		rows = append(rows, row...)
-		if err != nil {
-			return rows, err
-		}
-	}
-	return rows, nil
 }
 
-// webThroughput runs the throughput workload with WebSocket clients and
-// with TCP clients of one in-process server.
-func webThroughput(ctx context.Context, cfg Config, n, size, r int, stderr io.Writer) ([]Row, error) {
-	params := fmt.Sprintf("clients=%d size=%dB recipients=%d %s server=in-process %s", n, size, r, durParam(cfg), loadParam())
-	fmt.Fprintf(stderr, "web throughput %s ...\n", params)
-	t, err := inProcessWeb(2*n + 16)
-	if err != nil {
-		return nil, err
+// webTP is a web throughput run: the same workload with TCP clients and
+// with WebSocket clients of one server.
+type webTP struct{ tcp, ws tpResult }
+
+// webThroughput runs the throughput workload with TCP clients and then
+// with WebSocket clients of one in-process server.
+func webThroughput(cfg Config, c tpCase) job {
+	return trial[webTP]{
+		workload: Web,
+		title:    "web throughput",
+		params:   fmt.Sprintf("clients=%d size=%dB recipients=%d %s server=in-process %s", c.n, c.size, c.r, durParam(cfg), loadParam()),
+		baseName: "tcp", // measured with ours, on its server
+		ours: side[webTP]{
+			servers: one(func(context.Context, io.Writer) (*target, error) { return inProcessWeb(2*c.n + 16) }),
+			measure: func(ctx context.Context, nodes []*target) (webTP, error) {
+				var res webTP
+				var err error
+				measure := func(sys system) (tpResult, error) {
+					return runThroughput(ctx, sys, everyone(c.n, c.r), c.size, cfg.Warmup, cfg.Duration, nil)
+				}
+				if res.tcp, err = measure(newChatSystem(nodes[0].Addr, cfg.SrcAddrs, 64<<10, 32<<10)); err != nil {
+					return res, fmt.Errorf("tcp: %w", err)
+				}
+				if res.ws, err = measure(webSystem(nodes[0], 64<<10, 32<<10)); err != nil {
+					return res, fmt.Errorf("websocket: %w", err)
+				}
+				return res, nil
+			},
+		},
+		rows: func(row rowFunc, res, _ webTP) []Row {
+			ws, tcp := res.ws, res.tcp
+			return []Row{
+				row("delivered, WebSocket clients", "msgs/s", ws.Delivered, tcp.Delivered, ">= 0.5x"),
+				row("delivered, WebSocket clients", "MB/s", ws.MBps, tcp.MBps, ""),
+				row("latency p50 under load", "ms", ms(ws.Lat.P50), ms(tcp.Lat.P50), ""),
+				row("latency p99 under load", "ms", ms(ws.Lat.P99), ms(tcp.Lat.P99), ""),
+			}
+		},
 	}
-	defer t.Close()
-	tcp, err := runThroughput(ctx, newChatSystem(t.Addr, cfg.SrcAddrs, 64<<10, 32<<10), everyone(n, r), size, cfg.Warmup, cfg.Duration, nil)
-	if err != nil {
-		return nil, fmt.Errorf("tcp: %w", err)
-	}
-	ws, err := runThroughput(ctx, t.webSystem(64<<10, 32<<10), everyone(n, r), size, cfg.Warmup, cfg.Duration, nil)
-	if err != nil {
-		return nil, fmt.Errorf("websocket: %w", err)
-	}
-	row := func(metric, unit string, o, b float64, target string) Row {
-		return Row{Workload: Web, Params: params, Baseline: "tcp", Metric: metric, Unit: unit, Ours: o, Base: b, Target: target}
-	}
-	return []Row{
-		row("delivered, WebSocket clients", "msgs/s", ws.Delivered, tcp.Delivered, ">= 0.5x"),
-		row("delivered, WebSocket clients", "MB/s", ws.MBps, tcp.MBps, ""),
-		row("latency p50 under load", "ms", ms(ws.Lat.P50), ms(tcp.Lat.P50), ""),
-		row("latency p99 under load", "ms", ms(ws.Lat.P99), ms(tcp.Lat.P99), ""),
-	}, nil
 }
 
-// webIdle weighs n idle WebSocket clients and n idle TCP clients, each
-// kind on a server process of its own (cfg.ServerBin).
-func webIdle(ctx context.Context, cfg Config, n int, stderr io.Writer) ([]Row, error) {
-	params := fmt.Sprintf("clients=%d server=%s %s", n, cfg.ServerBin, loadParam())
-	if cfg.ServerBin == "" {
-		fmt.Fprintf(stderr, "web idle: skipped: it needs --server-bin (a cmd/gochatd, for --http-addr)\n")
-		return nil, nil
-	}
-	fmt.Fprintf(stderr, "web idle %s ...\n", params)
-	perClient := func(websocket bool) (float64, error) {
-		t, err := spawnWeb(ctx, cfg.ServerBin, n+16, stderr)
-		if err != nil {
-			return 0, err
+// webIdle weighs n idle TCP clients and then n idle WebSocket clients,
+// each kind on a server process of its own (cfg.ServerBin).
+func webIdle(cfg Config, n int) job {
+	perClient := func(websocket bool) side[float64] {
+		s := side[float64]{
+			label: "tcp idle",
+			servers: one(func(ctx context.Context, stderr io.Writer) (*target, error) {
+				return spawnWeb(ctx, cfg.ServerBin, n+16, stderr)
+			}),
+			measure: func(ctx context.Context, nodes []*target) (float64, error) {
+				return idleKiB(ctx, cfg, nodes[0], n, websocket)
+			},
 		}
-		defer t.Close()
-		base, err := readRSS(t.PID)
-		if err != nil {
-			return 0, err
-		}
-		sys := newChatSystem(t.Addr, cfg.SrcAddrs, 4<<10, 4<<10)
 		if websocket {
-			sys = t.webSystem(4<<10, 4<<10)
+			s.label = "websocket idle"
 		}
-		cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-		defer cancel()
-		if err := sys.Connect(cctx, n, func(int, []byte) {}); err != nil {
-			sys.Close()
-			return 0, err
-		}
-		defer sys.Close()
-		// Let the server settle, then weigh it idle, as scale does.
-		time.Sleep(2 * time.Second)
-		idle, err := readRSS(t.PID)
-		if err != nil {
-			return 0, err
-		}
-		return float64(idle-base) / 1024 / float64(n), nil
+		return s
 	}
-	tcp, err := perClient(false)
+	base := perClient(false)
+	return trial[float64]{
+		workload:  Web,
+		title:     "web idle",
+		params:    fmt.Sprintf("clients=%d server=%s %s", n, cfg.ServerBin, loadParam()),
+		baseName:  "tcp",
+		ours:      perClient(true),
+		base:      &base,
+		baseFirst: true,
+		rows: func(row rowFunc, ws, tcp float64) []Row {
+			return []Row{row("server RSS per idle client", "KiB", ws, tcp, "<= 2x")}
+		},
+	}
+}
+
+// idleKiB joins n idle clients (WebSocket ones if websocket) to t, a
+// server in its own process, and returns how much its RSS grew per
+// client, in KiB.
+func idleKiB(ctx context.Context, cfg Config, t *target, n int, websocket bool) (float64, error) {
+	base, err := readRSS(t.PID)
 	if err != nil {
-		return nil, fmt.Errorf("tcp idle: %w", err)
+		return 0, err
 	}
-	ws, err := perClient(true)
+	sys := newChatSystem(t.Addr, cfg.SrcAddrs, 4<<10, 4<<10)
+	if websocket {
+		sys = webSystem(t, 4<<10, 4<<10)
+	}
+	cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	if err := sys.Connect(cctx, n, func(int, []byte) {}); err != nil {
+		sys.Close()
+		return 0, err
+	}
+	defer sys.Close()
+	// Let the server settle, then weigh it idle, as scale does.
+	time.Sleep(2 * time.Second)
+	idle, err := readRSS(t.PID)
 	if err != nil {
-		return nil, fmt.Errorf("websocket idle: %w", err)
+		return 0, err
 	}
-	return []Row{{Workload: Web, Params: params, Baseline: "tcp", Metric: "server RSS per idle client", Unit: "KiB", Ours: ws, Base: tcp, Target: "<= 2x"}}, nil
+	return float64(idle-base) / 1024 / float64(n), nil
 }
