@@ -42,6 +42,15 @@ func startServer(t *testing.T) (string, *LineLog) {
 	return ln.Addr().String(), out
 }
 
+// join dials addr and joins as name, waiting for the server's line.
+func join(t *testing.T, addr string, out *LineLog, name string) *Conn {
+	t.Helper()
+	c := Dial(t, addr, name)
+	c.Join(name)
+	out.Wait(t, "join: "+name, 1)
+	return c
+}
+
 // fatalRecorder is a testing.TB whose Fatalf records the message and ends
 // the goroutine, as testing's does.
 type fatalRecorder struct {
@@ -71,9 +80,7 @@ func fails(t *testing.T, f func(tb testing.TB)) string {
 
 func TestConnChat(t *testing.T) {
 	addr, out := startServer(t)
-	alice := Dial(t, addr, "")
-	alice.Join("alice")
-	out.Wait(t, "join: alice", 1)
+	alice := join(t, addr, out, "alice")
 	bob := Dial(t, addr, "bob")
 	if got := bob.Hello("future-thing", protocol.FeatureChunkedFile); got != protocol.FeatureChunkedFile {
 		t.Errorf("Hello accepted %q, want %q", got, protocol.FeatureChunkedFile)
@@ -107,12 +114,8 @@ func TestConnChat(t *testing.T) {
 
 func TestConnFailures(t *testing.T) {
 	addr, out := startServer(t)
-	alice := Dial(t, addr, "alice")
-	alice.Join("alice")
-	out.Wait(t, "join: alice", 1)
-	bob := Dial(t, addr, "bob")
-	bob.Join("bob")
-	out.Wait(t, "join: bob", 1)
+	alice := join(t, addr, out, "alice")
+	bob := join(t, addr, out, "bob")
 
 	alice.Send("one", "bob")
 	msg := fails(t, func(tb testing.TB) {
@@ -130,7 +133,7 @@ func TestConnFailures(t *testing.T) {
 		c.T = tb
 		c.ExpectClosed()
 	})
-	if !strings.Contains(msg, "want the connection closed") {
+	if !strings.Contains(msg, `got frame forward_message "1 alice three", want the connection closed`) {
 		t.Errorf("ExpectClosed with a frame waiting failed with %q", msg)
 	}
 
@@ -142,6 +145,44 @@ func TestConnFailures(t *testing.T) {
 	})
 	if !strings.Contains(msg, "connection still open") {
 		t.Errorf("ExpectEnd on an open connection failed with %q", msg)
+	}
+}
+
+// TestConnRaw covers what the black-box suites use to send what the real
+// client never would, and to read how the server ends a connection.
+func TestConnRaw(t *testing.T) {
+	addr, out := startServer(t)
+	alice := Dial(t, addr, "alice")
+	if alice.TCP() != alice.NC {
+		t.Fatal("TCP did not return the connection")
+	}
+	// Byte by byte, every header and field is split across reads.
+	alice.WriteBytewise(protocol.AppendJoin(nil, protocol.Join, "alice"))
+	out.Wait(t, "join: alice", 1)
+	alice.WriteBytewise(protocol.AppendEmpty(nil, protocol.RequestUsersList))
+	alice.Expect(protocol.ResponseUsersList, "1 alice")
+
+	dup := Dial(t, addr, "dup")
+	dup.Join("alice")
+	dup.ExpectRefused(protocol.ErrUsernameUnavailable)
+
+	msg := fails(t, func(tb testing.TB) {
+		c := *alice
+		c.T = tb
+		c.Timeout = 50e6 // 50 ms: the server sends nothing
+		c.ExpectRefused(protocol.ErrUnknownMessage)
+	})
+	if !strings.Contains(msg, "want err_unknown_message") {
+		t.Errorf("ExpectRefused with nothing sent failed with %q", msg)
+	}
+
+	if err := alice.TryWrite([]byte("disconnect 5 alice")); err != nil {
+		t.Fatalf("TryWrite: %v", err)
+	}
+	alice.ExpectClosed()
+	alice.NC.Close()
+	if err := alice.TryWrite([]byte("x")); err == nil {
+		t.Error("TryWrite on a closed connection returned nil")
 	}
 }
 
