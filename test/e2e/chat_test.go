@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/testbin"
 )
 
@@ -43,9 +44,9 @@ func TestListSortedByBytes(t *testing.T) {
 	syncList(t, srv, alice, "123 Zed _x alice Émile")
 	// The raw frame itself: all connected users, sorted, with N first.
 	rc := rawJoin(t, srv, "aa")
-	rc.write(t, fr("request_users_list", ""))
+	rc.Write(fr("request_users_list", ""))
 	srv.out.waitLine(t, "request_users_list: aa", timeout)
-	rc.expectFrame(t, "response_users_list", "6 123 Zed _x aa alice Émile")
+	rc.Expect(protocol.ResponseUsersList, "6 123 Zed _x aa alice Émile")
 }
 
 func TestMsgToSeveral(t *testing.T) {
@@ -78,11 +79,11 @@ func TestMsgDuplicateRecipients(t *testing.T) {
 	carol.out.waitLines(t, timeout, "msg: alice: twice?", "msg: alice: second")
 	// The same through the raw protocol.
 	rc := rawJoin(t, srv, "raw")
-	rc.write(t, fr("send_message", "3 raw raw raw hello me"))
-	rc.write(t, fr("send_message", "1 raw after"))
+	rc.Write(fr("send_message", "3 raw raw raw hello me"))
+	rc.Write(fr("send_message", "1 raw after"))
 	srv.out.waitLines(t, timeout, "msg: raw", "msg: raw")
-	rc.expectFrame(t, "forward_message", "1 raw hello me")
-	rc.expectFrame(t, "forward_message", "1 raw after")
+	rc.Expect(protocol.ForwardMessage, "1 raw hello me")
+	rc.Expect(protocol.ForwardMessage, "1 raw after")
 }
 
 func TestMsgToSelf(t *testing.T) {

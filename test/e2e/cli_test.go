@@ -235,7 +235,7 @@ func TestCLIServerSignals(t *testing.T) {
 			srv.expectExit(t, 0, timeout)
 			// The client notices the lost server.
 			alice.expectDisconnectedExit1(t, "disconnected: connection to server lost")
-			bob.expectEOF(t, timeout)
+			bob.ExpectClosed()
 		})
 	}
 	t.Run("idle-SIGTERM", func(t *testing.T) {

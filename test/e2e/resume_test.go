@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gochat/chat/internal/protocol"
 )
 
 // Sessions that survive a lost connection (issue 22, slice 1): the real
@@ -154,7 +156,7 @@ func TestResumeThroughCutProxy(t *testing.T) {
 		defer tick.Stop()
 		for i := 1; i <= total; i++ {
 			<-tick.C
-			if err := alice.tryWrite(fr("send_message", fmt.Sprintf("1 bob m%d", i)), timeout); err != nil {
+			if err := alice.TryWrite(fr("send_message", fmt.Sprintf("1 bob m%d", i))); err != nil {
 				sent <- err
 				return
 			}
@@ -217,14 +219,14 @@ func TestResumeWindowPasses(t *testing.T) {
 	bob := startClient(t, proxy.port(), "bob", "--resume")
 	srv.out.waitLine(t, "join: bob", timeout)
 	alice := rawJoin(t, srv, "alice")
-	alice.write(t, fr("request_users_list", ""))
-	alice.expectFrame(t, "response_users_list", "2 alice bob")
+	alice.Write(fr("request_users_list", ""))
+	alice.Expect(protocol.ResponseUsersList, "2 alice bob")
 	srv.out.waitLine(t, "request_users_list: alice", timeout)
 	proxy.close()
 	bob.out.waitLine(t, "disconnected: connection to server lost", timeout)
 	srv.out.waitLine(t, "disconnected: bob", timeout)
-	alice.write(t, fr("request_users_list", ""))
-	alice.expectFrame(t, "response_users_list", "1 alice")
+	alice.Write(fr("request_users_list", ""))
+	alice.Expect(protocol.ResponseUsersList, "1 alice")
 	srv.out.waitLine(t, "request_users_list: alice", timeout)
 	bob.closeStdin()
 	bob.expectExit(t, 1, timeout)
@@ -264,7 +266,7 @@ func BenchmarkResume(b *testing.B) {
 			case <-tick.C:
 			}
 			n++
-			if alice.tryWrite(fr("send_message", fmt.Sprintf("1 bob m%d", n)), timeout) != nil {
+			if alice.TryWrite(fr("send_message", fmt.Sprintf("1 bob m%d", n))) != nil {
 				sent <- n - 1
 				return
 			}
