@@ -7,7 +7,9 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -183,6 +185,18 @@ func TestConnRaw(t *testing.T) {
 	alice.NC.Close()
 	if err := alice.TryWrite([]byte("x")); err == nil {
 		t.Error("TryWrite on a closed connection returned nil")
+	}
+}
+
+func TestWaitUntil(t *testing.T) {
+	var n atomic.Int32
+	go func() { n.Store(1) }()
+	WaitUntil(t, "n is set", func() bool { return n.Load() == 1 })
+	msg := fails(t, func(tb testing.TB) {
+		waitUntil(tb, "never true", func() bool { return false }, 50*time.Millisecond)
+	})
+	if !strings.Contains(msg, "never after 50ms: never true") {
+		t.Errorf("waitUntil of a false condition failed with %q", msg)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 )
 
@@ -46,7 +47,7 @@ func TestSignalWhileWriteBlocked(t *testing.T) {
 			}
 		}
 	}()
-	waitUntil(t, "the client is stuck writing to the server", func() bool {
+	chattest.WaitUntil(t, "the client is stuck writing to the server", func() bool {
 		buf := make([]byte, 1<<20)
 		stacks := string(buf[:runtime.Stack(buf, true)])
 		return strings.Contains(stacks, "(*client).write(") && strings.Contains(stacks, "waitWrite")
@@ -62,19 +63,6 @@ func TestSignalWhileWriteBlocked(t *testing.T) {
 	}
 	if got := stdout.String(); got != "quitting\n" {
 		t.Errorf("stdout %q, want quitting", got)
-	}
-}
-
-// waitUntil waits, at most 10 s, for cond to hold; the state it looks at
-// has no event to wait on.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 )
 
@@ -119,7 +120,7 @@ func TestChunkedFileInterleavesChat(t *testing.T) {
 	// Her message is the only whole frame queued for bob meanwhile (the
 	// count only grows: the message may already be written when this
 	// looks).
-	waitUntil(t, "carol's message is queued for bob", func() bool { return pushed() > before })
+	chattest.WaitUntil(t, "carol's message is queued for bob", func() bool { return pushed() > before })
 	var got []byte
 	sawChat, sawChatBeforeEnd := false, false
 	for {

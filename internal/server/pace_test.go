@@ -44,6 +44,9 @@ func TestByteBudget(t *testing.T) {
 // the kernel's.
 type smallBuffers struct{ net.Listener }
 
+// smallListener wraps ln in smallBuffers, for listenAndServe.
+func smallListener(ln net.Listener) net.Listener { return smallBuffers{ln} }
+
 func (l smallBuffers) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if tc, ok := c.(*net.TCPConn); ok {
@@ -59,14 +62,9 @@ func startSmallServer(t *testing.T, cfg Config) *testServer {
 	out := chattest.NewLineLog()
 	cfg.Stdout = out
 	srv := New(cfg)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(smallBuffers{ln}) }()
+	addr, served := listenAndServe(t, srv, smallListener)
 	t.Cleanup(func() { stopServer(t, srv, served) })
-	return &testServer{Server: srv, addr: ln.Addr().String(), out: out}
+	return &testServer{Server: srv, addr: addr, out: out}
 }
 
 // readThrottled reads c's frames at about rate bytes per second and

@@ -34,14 +34,27 @@ func startServer(t *testing.T, cfg Config) *testServer {
 	out := chattest.NewLineLog()
 	cfg.Stdout = out
 	srv := New(cfg)
+	addr, served := listenAndServe(t, srv, nil)
+	t.Cleanup(func() { stopServer(t, srv, served) })
+	return &testServer{Server: srv, addr: addr, out: out}
+}
+
+// listenAndServe serves srv on a free port of 127.0.0.1, through wrap
+// unless it is nil, and returns the address and the channel that Serve's
+// result arrives on (for stopServer).
+func listenAndServe(t *testing.T, srv *Server, wrap func(net.Listener) net.Listener) (string, <-chan error) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	addr := ln.Addr().String()
+	if wrap != nil {
+		ln = wrap(ln)
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() { stopServer(t, srv, served) })
-	return &testServer{Server: srv, addr: ln.Addr().String(), out: out}
+	return addr, served
 }
 
 // stopServer shuts srv down and checks that Serve, whose result served
