@@ -248,9 +248,7 @@ func TestReceivedFiles(t *testing.T) {
 		expectFrame(t, r, protocol.Disconnect)
 	})
 	s := startClient(t, addr)
-	waitFor(t, s.stdout, "msg: bob: after  all\n")
-	s.stdin.Close()
-	s.exit(t)
+	s.quitAfter(t, "msg: bob: after  all\n")
 	want := "file: bob: data.bin\nfile: bob: empty\nmsg: bob: after  all\nquitting\n"
 	if got := s.stdout.String(); got != want {
 		t.Errorf("stdout %q, want %q", got, want)
@@ -278,9 +276,7 @@ func TestDropMidFileLeavesNothing(t *testing.T) {
 		nc.Write(make([]byte, 1000))
 	})
 	s := startClient(t, addr)
-	waitFor(t, s.stdout, "disconnected: connection to server lost\n")
-	s.stdin.Close()
-	if c := s.exit(t); c != 1 {
+	if c := s.quitAfter(t, "disconnected: connection to server lost\n"); c != 1 {
 		t.Errorf("exit %d, want 1", c)
 	}
 	if entries, _ := os.ReadDir(s.dir); len(entries) != 0 {
@@ -329,6 +325,15 @@ func TestSendFileFrames(t *testing.T) {
 	if !strings.Contains(s.stderr.String(), "missing") {
 		t.Errorf("no stderr report of the missing file: %q", s.stderr.String())
 	}
+}
+
+// quitAfter waits until stdout holds line, then ends the input, which is
+// quit, and returns the exit code.
+func (s *session) quitAfter(t *testing.T, line string) int {
+	t.Helper()
+	waitFor(t, s.stdout, line)
+	s.stdin.Close()
+	return s.exit(t)
 }
 
 // waitFor waits until b's content contains want.

@@ -96,9 +96,7 @@ func TestChunkedFileOverflowAbortsAtOnce(t *testing.T) {
 		t.Errorf("stderr does not say why the file was dropped: %q", s.stderr.String())
 	}
 	close(step)
-	waitFor(t, s.stdout, "msg: bob: after\n")
-	s.stdin.Close()
-	s.exit(t)
+	s.quitAfter(t, "msg: bob: after\n")
 	if got := s.stdout.String(); got != "msg: bob: marker\nmsg: bob: after\nquitting\n" {
 		t.Errorf("stdout %q: the overflowing file must not be saved", got)
 	}
@@ -140,9 +138,7 @@ func TestChunkedFilesCapped(t *testing.T) {
 		t.Errorf("stderr notes %d refusals, want %d", n, begun-maxIncoming)
 	}
 	close(step)
-	waitFor(t, s.stdout, "msg: bob: after\n")
-	s.stdin.Close()
-	s.exit(t)
+	s.quitAfter(t, "msg: bob: after\n")
 	if n := strings.Count(s.stdout.String(), "file: bob: f.bin\n"); n != maxIncoming {
 		t.Errorf("%d files saved, want the %d taken", n, maxIncoming)
 	}
@@ -211,9 +207,7 @@ func TestUsersListBounded(t *testing.T) {
 		expectFrame(t, r, protocol.Disconnect)
 	})
 	s := startClient(t, addr)
-	waitFor(t, s.stdout, "msg: bob: after\n")
-	s.stdin.Close()
-	s.exit(t)
+	s.quitAfter(t, "msg: bob: after\n")
 	if got := s.stdout.String(); got != "msg: bob: after\nquitting\n" {
 		t.Errorf("stdout starts %.60q: the oversized list was printed", got)
 	}
@@ -257,9 +251,7 @@ func TestSavedFileSyncedBeforeRename(t *testing.T) {
 				return real.syncDir(dir)
 			}
 		})
-		waitFor(t, s.stdout, "file: bob: notes.txt\n")
-		s.stdin.Close()
-		s.exit(t) // ops is written by the receiver, which has ended
+		s.quitAfter(t, "file: bob: notes.txt\n") // ops is written by the receiver, which has ended
 		if len(ops) != 3 || !strings.HasPrefix(ops[0], "sync .chat-recv-") ||
 			ops[1] != "rename "+strings.TrimPrefix(ops[0], "sync ")+" me_notes.txt" || ops[2] != "syncdir "+s.dir {
 			t.Errorf("file operations %q, want sync, rename, syncdir", ops)

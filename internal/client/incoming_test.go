@@ -35,9 +35,7 @@ func TestIncomingFileSizeLimit(t *testing.T) {
 			c.cfg.Extensions = chunked
 			c.cfg.MaxIncomingFileSize = 100
 		})
-		waitFor(t, s.stdout, "msg: bob: after\n")
-		s.stdin.Close()
-		s.exit(t)
+		s.quitAfter(t, "msg: bob: after\n")
 		if got, want := s.stdout.String(), "file: bob: small.bin\nmsg: bob: after\nquitting\n"; got != want {
 			t.Errorf("stdout %q, want %q", got, want)
 		}
@@ -86,9 +84,7 @@ func TestIncomingTotalBounded(t *testing.T) {
 	})
 	waitFor(t, s.stdout, "file: bob: f4\n")
 	close(saved)
-	waitFor(t, s.stdout, "msg: bob: after\n")
-	s.stdin.Close()
-	s.exit(t)
+	s.quitAfter(t, "msg: bob: after\n")
 	if got, want := s.stdout.String(), "file: bob: f1\nfile: bob: f2\nfile: bob: f3\nfile: bob: f4\nfile: bob: later.bin\nmsg: bob: after\nquitting\n"; got != want {
 		t.Errorf("stdout %q, want %q", got, want)
 	}

@@ -20,9 +20,7 @@ func TestLostConnectionSaysOnlyTheContractLine(t *testing.T) {
 		nc.Write(protocol.AppendMessage(nil, protocol.ForwardMessage, []string{"bob"}, []byte("bye")))
 	}) // then closes: the server stopped
 	s := startClient(t, addr)
-	waitFor(t, s.stdout, "disconnected: connection to server lost\n")
-	s.stdin.Close()
-	if c := s.exit(t); c != ExitDisconnected {
+	if c := s.quitAfter(t, "disconnected: connection to server lost\n"); c != ExitDisconnected {
 		t.Errorf("exit %d, want %d", c, ExitDisconnected)
 	}
 	if got := s.stdout.String(); got != "msg: bob: bye\ndisconnected: connection to server lost\n" {

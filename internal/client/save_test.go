@@ -89,9 +89,7 @@ func TestChatPrintsWhileFileSyncs(t *testing.T) {
 			t.Error("me_notes.txt exists before its sync ended")
 		}
 		free()
-		waitFor(t, s.stdout, "msg: bob: after\n")
-		s.stdin.Close()
-		s.exit(t)
+		s.quitAfter(t, "msg: bob: after\n")
 		if got, want := s.stdout.String(), "msg: carol: meanwhile\nfile: bob: notes.txt\nmsg: bob: after\nquitting\n"; got != want {
 			t.Errorf("stdout %q, want %q", got, want)
 		}
@@ -119,9 +117,7 @@ func TestSenderOrderKept(t *testing.T) {
 			expectFrame(t, r, protocol.Disconnect)
 		})
 		s := startClientWith(t, addr, func(c *client) { c.cfg.Extensions = chunked })
-		waitFor(t, s.stdout, "msg: bob: three\n")
-		s.stdin.Close()
-		s.exit(t)
+		s.quitAfter(t, "msg: bob: three\n")
 		want := "file: bob: big.bin\nmsg: bob: one\nfile: bob: small.txt\nmsg: bob: two\nmsg: bob: three\nquitting\n"
 		if got := s.stdout.String(); got != want {
 			t.Errorf("stdout %q, want %q", got, want)
@@ -193,9 +189,7 @@ func TestSyncErrorRemovesFile(t *testing.T) {
 			c.cfg.Extensions = chunked
 			c.disk.sync = func(*os.File) error { return syscall.EIO }
 		})
-		waitFor(t, s.stdout, "msg: bob: after\n")
-		s.stdin.Close()
-		if code := s.exit(t); code != 0 {
+		if code := s.quitAfter(t, "msg: bob: after\n"); code != 0 {
 			t.Errorf("exit %d", code)
 		}
 		if got := s.stdout.String(); got != "msg: bob: after\nquitting\n" {
@@ -310,9 +304,7 @@ func TestWritebackDuringDownload(t *testing.T) {
 			return real.sync(f)
 		}
 	})
-	waitFor(t, s.stdout, "file: bob: big.bin\n")
-	s.stdin.Close()
-	s.exit(t)
+	s.quitAfter(t, "file: bob: big.bin\n")
 	mu.Lock()
 	defer mu.Unlock()
 	if len(calls) < 2 || calls[0].what != "start" || calls[len(calls)-1].what != "sync" {
@@ -375,9 +367,7 @@ func TestHeldLinesBounded(t *testing.T) {
 		t.Errorf("%d messages of %d bytes held while the file syncs, want at most %d bytes", held, size, maxHeld)
 	}
 	free()
-	waitFor(t, s.stdout, "msg: bob: 00 ")
-	s.stdin.Close()
-	s.exit(t)
+	s.quitAfter(t, "msg: bob: 00 ")
 	if got := strings.Count(s.stdout.String(), "msg: bob: "); got != n {
 		t.Errorf("%d messages printed, want %d", got, n)
 	}

@@ -27,9 +27,7 @@ func TestSlashLookalikeNamesRefused(t *testing.T) {
 			expectFrame(t, r, protocol.Disconnect)
 		})
 		s := startClientWith(t, addr, func(c *client) { c.cfg.Extensions = chunked })
-		waitFor(t, s.stdout, "msg: bob: after\n")
-		s.stdin.Close()
-		s.exit(t)
+		s.quitAfter(t, "msg: bob: after\n")
 		if got, want := s.stdout.String(), "file: bob: ノート.txt\nmsg: bob: after\nquitting\n"; got != want {
 			t.Errorf("stdout %q, want %q", got, want)
 		}

@@ -26,9 +26,7 @@ func TestReceivedFileHonoursUmask(t *testing.T) {
 				expectFrame(t, r, protocol.Disconnect)
 			})
 			s := startClientWith(t, addr, func(c *client) { c.cfg.Extensions = chunked })
-			waitFor(t, s.stdout, "file: bob: notes.txt\n")
-			s.stdin.Close()
-			s.exit(t)
+			s.quitAfter(t, "file: bob: notes.txt\n")
 			st, err := os.Stat(filepath.Join(s.dir, "me_notes.txt"))
 			if err != nil {
 				t.Fatal(err)

@@ -465,9 +465,7 @@ func TestNotices(t *testing.T) {
 		c.cfg.Extensions, c.cfg.Presence = true, true
 		c.cfg.Hooks.Users = func(names []string) { seen = append(seen, names...) }
 	})
-	waitFor(t, s.stdout, "msg: bob: end\n")
-	s.stdin.Close()
-	s.exit(t)
+	s.quitAfter(t, "msg: bob: end\n")
 	want := "client: not online: ghost, nobody; they did not get it\nclient: bob joined\nclient: bob left\n" +
 		"client: more than 100 users online: join and leave notices pause\nclient: join and leave notices resume\n"
 	if e := s.stderr.String(); !strings.HasPrefix(e, want) || !strings.Contains(e, "ignoring malformed presence") {
@@ -505,9 +503,7 @@ func TestTLSServerHint(t *testing.T) {
 			}
 		}()
 		s := startClientWith(t, ln.Addr().String(), func(c *client) { c.cfg.Extensions = ext })
-		waitFor(t, s.stdout, "disconnected: connection to server lost\n")
-		s.stdin.Close()
-		if c := s.exit(t); c != 1 {
+		if c := s.quitAfter(t, "disconnected: connection to server lost\n"); c != 1 {
 			t.Errorf("extensions %v: exit %d", ext, c)
 		}
 		if e := s.stderr.String(); !strings.Contains(e, "seems to speak TLS: start the client with --tls") {
