@@ -7,6 +7,7 @@ import (
 
 	"github.com/rivo/uniseg"
 
+	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/terminal/termtest"
 )
 
@@ -43,16 +44,16 @@ func TestWideCharacterEditing(t *testing.T) {
 	alice.typeKeys(backspace)
 	alice.waitCursor("alice", "msg 1 bob 日語abc", "msg 1 bob 日")
 	alice.typeKeys(enter)
-	bob.expectFrame("forward_message", "1 alice 日語abc")
+	bob.Expect(protocol.ForwardMessage, "1 alice 日語abc")
 
 	alice.typeKeys("msg 1 bob 日本語abc" + left + left + left + left + ctrlU)
 	alice.waitCursor("alice", "語abc", "")
 	alice.typeKeys("msg 1 bob " + enter)
-	bob.expectFrame("forward_message", "1 alice 語abc")
+	bob.Expect(protocol.ForwardMessage, "1 alice 語abc")
 
 	// Emoji and combining marks are one character each.
 	alice.typeKeys("msg 1 bob a👩\u200d👩\u200d👧e\u0301" + backspace + backspace + "b" + enter)
-	bob.expectFrame("forward_message", "1 alice ab")
+	bob.Expect(protocol.ForwardMessage, "1 alice ab")
 
 	// History lines of wide characters come back clean.
 	alice.typeKeys("list" + enter)
@@ -77,7 +78,7 @@ func TestEscAndWords(t *testing.T) {
 	srv, alice, bob := startAlice(t, env(term, ""))
 	alice.typeKeys("msg 1 bob one" + esc)
 	alice.typeKeys(enter)
-	bob.expectFrame("forward_message", "1 alice one")
+	bob.Expect(protocol.ForwardMessage, "1 alice one")
 
 	alice.typeKeys(ctrlR + "one")
 	alice.waitScreen("the search", func(v termtest.View) bool {
@@ -86,7 +87,7 @@ func TestEscAndWords(t *testing.T) {
 	alice.typeKeys(esc)
 	alice.waitCursor("alice", "msg 1 bob one", "msg 1 bob ")
 	alice.typeKeys(ctrlE + " two three" + altB + altB + "x" + altF + "y" + enter)
-	bob.expectFrame("forward_message", "1 alice one xtwoy three")
+	bob.Expect(protocol.ForwardMessage, "1 alice one xtwoy three")
 
 	alice.typeKeys("unfinished" + esc)
 	alice.typeKeys(ctrlC)
@@ -109,7 +110,7 @@ func TestLongLineScrollsSideways(t *testing.T) {
 		return strings.HasPrefix(v.CursorRow, "alice> <") && strings.HasSuffix(v.CursorRow, "日本語 and more,") &&
 			v.Col == uniseg.StringWidth(v.CursorRow)+1
 	})
-	bob.write(frame("send_message", "1 alice hello while you type"))
+	bob.Write(frame("send_message", "1 alice hello while you type"))
 	v := alice.waitScreen("the message above the input row", func(v termtest.View) bool {
 		tr := v.Transcript
 		return len(tr) >= 2 && tr[len(tr)-2] == "msg: bob: hello while you type" && strings.HasPrefix(tr[len(tr)-1], "alice> <")
@@ -120,7 +121,7 @@ func TestLongLineScrollsSideways(t *testing.T) {
 		}
 	}
 	alice.typeKeys(enter)
-	bob.expectFrame("forward_message", "1 alice "+strings.TrimRight(text, " "))
+	bob.Expect(protocol.ForwardMessage, "1 alice "+strings.TrimRight(text, " "))
 	alice.waitInput("alice", "")
 	quit(t, srv, alice)
 }

@@ -3,6 +3,8 @@ package ptytest
 import (
 	"strings"
 	"testing"
+
+	"github.com/gochat/chat/internal/protocol"
 )
 
 // A pasted line is taken whole, up to the contract's 65,536 bytes of text
@@ -21,7 +23,7 @@ func TestLongPastedLineSentWhole(t *testing.T) {
 			t.Parallel()
 			srv, alice, bob := startAlice(t, env(term, ""))
 			alice.typeKeys("msg 1 bob " + c.text + enter)
-			bob.expectFrame("forward_message", "1 alice "+c.text)
+			bob.Expect(protocol.ForwardMessage, "1 alice "+c.text)
 			alice.waitInput("alice", "")
 			quit(t, srv, alice)
 		})

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gochat/chat/internal/chattest"
+	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/terminal/termtest"
 	"github.com/gochat/chat/internal/testbin"
 )
@@ -59,7 +61,7 @@ func endsWith(v termtest.View, line string) bool {
 
 // startAlice starts the real server, alice's client in a terminal, and a
 // raw connection joined as bob; it returns when alice's prompt shows.
-func startAlice(t *testing.T, environ []string) (*server, *ptyClient, *rawConn) {
+func startAlice(t *testing.T, environ []string) (*server, *ptyClient, *chattest.Conn) {
 	t.Helper()
 	srv := startServer(t)
 	alice := startPTY(t, environ, args(srv.port, "alice")...)
@@ -90,7 +92,7 @@ func TestTypingWhileMessagesArrive(t *testing.T) {
 	var want []string
 	for i := range 30 {
 		text := fmt.Sprintf("message %d, sent while alice is typing", i)
-		bob.write(frame("send_message", "1 alice "+text))
+		bob.Write(frame("send_message", "1 alice "+text))
 		want = append(want, "msg: bob: "+text)
 	}
 	alice.typeKeys("lo") // she goes on typing as they arrive
@@ -108,7 +110,7 @@ func TestTypingWhileMessagesArrive(t *testing.T) {
 		}
 	}
 	alice.typeKeys(enter)
-	bob.expectFrame("forward_message", "1 alice hello")
+	bob.Expect(protocol.ForwardMessage, "1 alice hello")
 	alice.waitInput("alice", "")
 	quit(t, srv, alice)
 }
@@ -119,7 +121,7 @@ func TestHistoryRecall(t *testing.T) {
 	alice.typeKeys("list" + enter)
 	alice.waitRow("list: alice bob")
 	alice.typeKeys("msg 1 bob one" + enter)
-	bob.expectFrame("forward_message", "1 alice one")
+	bob.Expect(protocol.ForwardMessage, "1 alice one")
 
 	alice.typeKeys(up)
 	alice.waitInput("alice", "msg 1 bob one")
@@ -128,7 +130,7 @@ func TestHistoryRecall(t *testing.T) {
 	alice.typeKeys(down)
 	alice.waitInput("alice", "msg 1 bob one")
 	alice.typeKeys(ctrlW + "two" + ctrlA + ctrlE + enter) // edit the recalled line
-	bob.expectFrame("forward_message", "1 alice two")
+	bob.Expect(protocol.ForwardMessage, "1 alice two")
 
 	// Ctrl-R finds the list command again.
 	alice.typeKeys(ctrlR + "lis")
@@ -153,11 +155,11 @@ func TestTabCompletion(t *testing.T) {
 	alice.typeKeys("m\t1 b\t")
 	alice.waitInput("alice", "msg 1 bob ")
 	alice.typeKeys("hi" + enter)
-	bob.expectFrame("forward_message", "1 alice hi")
+	bob.Expect(protocol.ForwardMessage, "1 alice hi")
 
 	// A sender's name is learnt too.
 	carol := dialJoin(t, srv, "carol")
-	carol.write(frame("send_message", "1 alice hello"))
+	carol.Write(frame("send_message", "1 alice hello"))
 	alice.waitRow("msg: carol: hello")
 	alice.typeKeys("msg 2 c\tb\t")
 	alice.waitInput("alice", "msg 2 carol bob ")
@@ -168,7 +170,7 @@ func TestTabCompletion(t *testing.T) {
 	alice.typeKeys(ctrlW + ctrlW + "file 1 b\tno\t")
 	alice.waitInput("alice", "file 1 bob notes.txt")
 	alice.typeKeys(enter)
-	bob.expectFrame("forward_file", "1 alice notes.txt my notes")
+	bob.Expect(protocol.ForwardFile, "1 alice notes.txt my notes")
 	alice.waitRow("client: sent notes.txt to bob (8 B)")
 	quit(t, srv, alice)
 }
@@ -209,8 +211,8 @@ func TestProgressBarOnATerminal(t *testing.T) {
 
 		data := content(8 << 20)
 		head := "1 bob big.bin "
-		conn.write([]byte(fmt.Sprintf("forward_file %d %s", len(head)+len(data), head)))
-		conn.write(data[:1<<20])
+		conn.Write([]byte(fmt.Sprintf("forward_file %d %s", len(head)+len(data), head)))
+		conn.Write(data[:1<<20])
 		// The file is a quarter there: the bar shows it, above the prompt.
 		bar := barRow("receiving", "big.bin", "8.0 MiB")
 		alice.waitScreen("the bar", func(v termtest.View) bool {
@@ -219,7 +221,7 @@ func TestProgressBarOnATerminal(t *testing.T) {
 		})
 		alice.typeKeys("typing meanwhile")
 		alice.waitInput("alice", "typing meanwhile")
-		conn.write(data[1<<20:])
+		conn.Write(data[1<<20:])
 		v := alice.waitScreen("the file's line, and no bar", func(v termtest.View) bool {
 			return v.Contains("file: bob: big.bin") && !hasRow(v, bar) && v.CursorRow == "alice> typing meanwhile"
 		})
@@ -227,8 +229,8 @@ func TestProgressBarOnATerminal(t *testing.T) {
 			t.Fatalf("saved file: %d bytes, %v; want the %d sent\n%s", len(got), err, len(data), v.Raw)
 		}
 		alice.typeKeys(ctrlC)
-		conn.expectFrame("disconnect", "alice")
-		conn.c.Close()
+		conn.Expect(protocol.Disconnect, "alice")
+		conn.NC.Close()
 		if code := alice.waitExit(); code != 0 {
 			t.Fatalf("exit status %d", code)
 		}
@@ -245,23 +247,24 @@ func TestProgressBarOnATerminal(t *testing.T) {
 			t.Fatal(err)
 		}
 		alice.typeKeys("file 1 bob big.bin" + enter)
-		typ, n := conn.readHeader()
+		h := conn.Next()
+		n := h.Length
 		head := "1 bob big.bin "
-		if typ != "send_file" || n != int64(len(head)+len(data)) {
-			t.Fatalf("header %s %d", typ, n)
+		if h.Type != protocol.SendFile || n != int64(len(head)+len(data)) {
+			t.Fatalf("header %s %d", h.Name, n)
 		}
 		// Read a little, then nothing until the bar shows: the client
 		// waits for the network, with its bar up.
 		first := make([]byte, len(head)+1<<20)
-		if _, err := io.ReadFull(conn.r, first); err != nil {
+		if _, err := io.ReadFull(conn.R, first); err != nil {
 			t.Fatal(err)
 		}
 		alice.waitScreen("the bar", func(v termtest.View) bool {
 			return hasRow(v, barRow("sending", "big.bin", "32.0 MiB"))
 		})
 		rest := make([]byte, int(n)-len(first))
-		conn.c.SetReadDeadline(time.Now().Add(timeout))
-		if _, err := io.ReadFull(conn.r, rest); err != nil {
+		conn.NC.SetReadDeadline(time.Now().Add(timeout))
+		if _, err := io.ReadFull(conn.R, rest); err != nil {
 			t.Fatal(err)
 		}
 		if got := append(first, rest...); string(got[:len(head)]) != head || !bytes.Equal(got[len(head):], data) {
@@ -272,8 +275,8 @@ func TestProgressBarOnATerminal(t *testing.T) {
 				!hasRow(v, barRow("sending", "big.bin", "32.0 MiB")) && v.CursorRow == "alice>"
 		})
 		alice.typeKeys(ctrlD)
-		conn.expectFrame("disconnect", "alice")
-		conn.c.Close()
+		conn.Expect(protocol.Disconnect, "alice")
+		conn.NC.Close()
 		alice.waitExit()
 	})
 }
@@ -293,12 +296,12 @@ func TestNoProgressWhenPiped(t *testing.T) {
 			// Receive 4 MiB in 8 parts, 100 ms apart.
 			data := content(4 << 20)
 			head := "1 bob big.bin "
-			conn.write([]byte(fmt.Sprintf("forward_file %d %s", len(head)+len(data), head)))
+			conn.Write([]byte(fmt.Sprintf("forward_file %d %s", len(head)+len(data), head)))
 			pace := time.NewTicker(100 * time.Millisecond)
 			defer pace.Stop()
 			for i := range 8 {
 				<-pace.C
-				conn.write(data[i<<19 : (i+1)<<19])
+				conn.Write(data[i<<19 : (i+1)<<19])
 			}
 			alice.out.waitFor(t, "client stdout", "file: bob: big.bin\n")
 
@@ -307,24 +310,25 @@ func TestNoProgressWhenPiped(t *testing.T) {
 				t.Fatal(err)
 			}
 			alice.send("file 1 bob big.bin")
-			typ, n := conn.readHeader()
-			if typ != "send_file" {
-				t.Fatalf("frame %s", typ)
+			h := conn.Next()
+			n := h.Length
+			if h.Type != protocol.SendFile {
+				t.Fatalf("frame %s", h.Name)
 			}
 			for i := range 8 {
 				<-pace.C
-				conn.c.SetReadDeadline(time.Now().Add(timeout))
+				conn.NC.SetReadDeadline(time.Now().Add(timeout))
 				part := n / 8
 				if i == 7 {
 					part = n - 7*(n/8)
 				}
-				if _, err := io.CopyN(io.Discard, conn.r, part); err != nil {
+				if _, err := io.CopyN(io.Discard, conn.R, part); err != nil {
 					t.Fatal(err)
 				}
 			}
 			alice.send("quit")
-			conn.expectFrame("disconnect", "alice")
-			conn.c.Close()
+			conn.Expect(protocol.Disconnect, "alice")
+			conn.NC.Close()
 			if code := alice.waitExit(); code != 0 {
 				t.Fatalf("exit status %d", code)
 			}
@@ -361,12 +365,12 @@ func TestPipedStdoutIsByteExact(t *testing.T) {
 			alice.out.waitFor(t, "stdout", "incorrect user input format\n")
 			alice.send("msg 1 alice hi \t there ")
 			alice.out.waitFor(t, "stdout", "msg: alice: hi \t there\n")
-			bob.write(frame("send_message", "1 alice hello alice"))
+			bob.Write(frame("send_message", "1 alice hello alice"))
 			alice.out.waitFor(t, "stdout", "msg: bob: hello alice\n")
-			bob.write(frame("send_file", "1 alice notes.txt some notes"))
+			bob.Write(frame("send_file", "1 alice notes.txt some notes"))
 			alice.out.waitFor(t, "stdout", "file: bob: notes.txt\n")
 			alice.send("msg 1 bob bye")
-			bob.expectFrame("forward_message", "1 alice bye")
+			bob.Expect(protocol.ForwardMessage, "1 alice bye")
 			alice.send("quit")
 			if code := alice.waitExit(); code != 0 {
 				t.Fatalf("exit status %d", code)
@@ -428,7 +432,7 @@ func TestServerGoneEndsAtOnce(t *testing.T) {
 	conn := fake.accept(t, "alice")
 	alice.typeKeys("half a line")
 	alice.waitInput("alice", "half a line")
-	conn.c.Close()
+	conn.NC.Close()
 	if code := alice.waitExit(); code != 1 {
 		t.Fatalf("exit status %d, want 1", code)
 	}
@@ -456,12 +460,12 @@ func TestColorsGoByWhatALineIs(t *testing.T) {
 		t.Fatal(err)
 	}
 	alice.typeKeys("file 1 bob notes.txt" + enter)
-	bob.expectFrame("forward_file", "1 alice notes.txt my notes")
+	bob.Expect(protocol.ForwardFile, "1 alice notes.txt my notes")
 	alice.waitScreen("the file sent in green", func(v termtest.View) bool {
 		return bytes.Contains(v.Raw, []byte("\x1b[32mclient: sent notes.txt to bob (8 B)"))
 	})
-	bob.write(frame("send_message", "1 alice incorrect user input format"))
-	bob.write(frame("send_message", "1 alice done"))
+	bob.Write(frame("send_message", "1 alice incorrect user input format"))
+	bob.Write(frame("send_message", "1 alice done"))
 	v := alice.waitRow("msg: bob: done")
 	if !v.Contains("msg: bob: incorrect user input format") {
 		t.Fatalf("no message row:\n%s", alice.scr)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/terminal/termtest"
 )
 
@@ -131,7 +132,7 @@ func TestChatFlowsDuringUpload(t *testing.T) {
 	carol := dialJoin(t, srv, "carol")
 	startSlowUpload(t, alice)
 	alice.typeKeys("msg 1 carol while it uploads" + enter)
-	carol.expectFrame("forward_message", "1 alice while it uploads")
+	carol.Expect(protocol.ForwardMessage, "1 alice while it uploads")
 	alice.typeKeys("cancel" + enter)
 	v := alice.waitScreen("the cancel", func(v termtest.View) bool {
 		return hasRow(v, regexp.MustCompile(`^client: cancelled big\.bin after .* of 64\.0 MiB; nobody got it$`))
@@ -211,9 +212,9 @@ func TestHistoryAcrossSessions(t *testing.T) {
 	first := startPTY(t, environ, args(srv.port, "alice")...)
 	first.waitInput("alice", "")
 	first.typeKeys("msg 1 bob first session" + enter)
-	bob.expectFrame("forward_message", "1 alice first session")
+	bob.Expect(protocol.ForwardMessage, "1 alice first session")
 	first.typeKeys("file 1 bob ~/notes.txt" + enter)
-	bob.expectFrame("forward_file", "1 alice notes.txt from home")
+	bob.Expect(protocol.ForwardFile, "1 alice notes.txt from home")
 	quit(t, srv, first)
 
 	file := filepath.Join(state, "gochat", "history")
@@ -231,7 +232,7 @@ func TestHistoryAcrossSessions(t *testing.T) {
 
 	piped := startPipe(t, environ, false, args(srv.port, "alice")...)
 	piped.send("msg 1 bob piped")
-	bob.expectFrame("forward_message", "1 alice piped")
+	bob.Expect(protocol.ForwardMessage, "1 alice piped")
 	piped.send("quit")
 	piped.waitExit()
 	if again, _ := os.ReadFile(file); string(again) != string(kept) {
@@ -243,6 +244,6 @@ func TestHistoryAcrossSessions(t *testing.T) {
 	second.typeKeys(up + up)
 	second.waitInput("alice", "msg 1 bob first session")
 	second.typeKeys(enter)
-	bob.expectFrame("forward_message", "1 alice first session")
+	bob.Expect(protocol.ForwardMessage, "1 alice first session")
 	quit(t, srv, second)
 }
