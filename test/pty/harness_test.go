@@ -66,6 +66,17 @@ func env(term, noColor string) []string {
 	return out
 }
 
+// kill kills cmd unless it has exited (closed exited), and waits until
+// it has.
+func kill(cmd *exec.Cmd, exited <-chan struct{}) {
+	select {
+	case <-exited:
+	default:
+		cmd.Process.Kill()
+		<-exited
+	}
+}
+
 // withStateDir returns environ with XDG_STATE_HOME set to a fresh folder
 // of the test, unless environ sets it: the history a client on a terminal
 // keeps never lands in the real one.
@@ -263,12 +274,7 @@ func startPTY(t *testing.T, environ []string, args ...string) *ptyClient {
 		c.cmd.Wait()
 	}()
 	t.Cleanup(func() {
-		select {
-		case <-c.exited:
-		default:
-			c.cmd.Process.Kill()
-			<-c.exited
-		}
+		kill(c.cmd, c.exited)
 		c.tty.Close()
 		<-c.readDone
 		c.ptmx.Close()
@@ -414,12 +420,7 @@ func startPipe(t *testing.T, environ []string, stdinTTY bool, args ...string) *p
 		c.cmd.Wait()
 	}()
 	t.Cleanup(func() {
-		select {
-		case <-c.exited:
-		default:
-			c.cmd.Process.Kill()
-			<-c.exited
-		}
+		kill(c.cmd, c.exited)
 		if c.ptmx != nil {
 			c.ptmx.Close()
 			echo.Wait()

@@ -59,6 +59,15 @@ func endsWith(v termtest.View, line string) bool {
 	return len(tr) > 0 && tr[len(tr)-1] == line && v.CursorRow == "" && v.Col == 0
 }
 
+// plainOnFake starts alice, --plain on a terminal, against a fresh fake
+// server and accepts her join.
+func plainOnFake(t *testing.T) (*ptyClient, *chattest.Conn) {
+	t.Helper()
+	fake := newFakeServer(t)
+	alice := startPTY(t, env(term, ""), args(fake.port, "alice", "--plain")...)
+	return alice, fake.accept(t, "alice")
+}
+
 // startAlice starts the real server, alice's client in a terminal, and a
 // raw connection joined as bob; it returns when alice's prompt shows.
 func startAlice(t *testing.T, environ []string) (*server, *ptyClient, *chattest.Conn) {
@@ -204,9 +213,7 @@ func TestProgressBarOnATerminal(t *testing.T) {
 	t.Parallel()
 	t.Run("receive", func(t *testing.T) {
 		t.Parallel()
-		fake := newFakeServer(t)
-		alice := startPTY(t, env(term, ""), args(fake.port, "alice", "--plain")...)
-		conn := fake.accept(t, "alice")
+		alice, conn := plainOnFake(t)
 		alice.waitInput("alice", "")
 
 		data := content(8 << 20)
@@ -238,9 +245,7 @@ func TestProgressBarOnATerminal(t *testing.T) {
 	})
 	t.Run("send", func(t *testing.T) {
 		t.Parallel()
-		fake := newFakeServer(t)
-		alice := startPTY(t, env(term, ""), args(fake.port, "alice", "--plain")...)
-		conn := fake.accept(t, "alice")
+		alice, conn := plainOnFake(t)
 		alice.waitInput("alice", "")
 		data := content(32 << 20)
 		if err := os.WriteFile(filepath.Join(alice.dir, "big.bin"), data, 0o644); err != nil {
@@ -427,9 +432,7 @@ func TestCtrlCAndCtrlDQuit(t *testing.T) {
 
 func TestServerGoneEndsAtOnce(t *testing.T) {
 	t.Parallel()
-	fake := newFakeServer(t)
-	alice := startPTY(t, env(term, ""), args(fake.port, "alice", "--plain")...)
-	conn := fake.accept(t, "alice")
+	alice, conn := plainOnFake(t)
 	alice.typeKeys("half a line")
 	alice.waitInput("alice", "half a line")
 	conn.NC.Close()
