@@ -223,22 +223,7 @@ func joinLenient(t testing.TB, srv *server, name string) *chattest.Conn {
 // is.
 func waitContaining(t testing.TB, l *lineLog, s string, d time.Duration) {
 	t.Helper()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		l.mu.Lock()
-		for _, line := range l.lines {
-			if strings.Contains(line, s) {
-				l.mu.Unlock()
-				return
-			}
-		}
-		ch := l.notify
-		l.mu.Unlock()
-		if !l.wait(ch, timer.C) {
-			t.Fatalf("%s: timed out after %v waiting for a line containing %s\n%s", l.label, d, quote(s), l.owner.dump())
-		}
-	}
+	l.waitAny(t, d, "a line containing "+quote(s), func(line string) bool { return strings.Contains(line, s) })
 }
 
 // TestAbuseFloodFigures measures the floods of docs/RELIABILITY.md against

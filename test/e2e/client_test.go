@@ -121,11 +121,7 @@ func TestClientErrFrames(t *testing.T) {
 			rc.Write(fr(tc.typ, tc.payload))
 			c.out.waitLine(t, tc.line, timeout)
 			rc.ExpectClosed() // the client closed the connection
-			c.write(t, []byte("list\nhelp\nmsg 1 alice hi\n"))
-			c.requireRunning(t)
-			c.closeStdin()
-			c.expectExit(t, 1, timeout)
-			c.out.expectEnd(t, timeout)
+			c.expectExit1AfterDisconnect(t)
 		})
 	}
 	t.Run("quit-after-disconnected", func(t *testing.T) {
@@ -374,11 +370,7 @@ func TestClientConnectionLost(t *testing.T) {
 			if !tc.closeConn {
 				rc.ExpectClosed() // the client closed its side
 			}
-			c.write(t, []byte("list\nmsg 1 bob hi\n"))
-			c.requireRunning(t)
-			c.closeStdin()
-			c.expectExit(t, 1, timeout)
-			c.out.expectEnd(t, timeout)
+			c.expectExit1AfterDisconnect(t)
 			c.expectHomeFiles(t)
 		})
 	}
@@ -396,10 +388,7 @@ func TestClientDropMidForwardFile(t *testing.T) {
 			rc.Write([]byte("forward_file " + itoa(len(head)+100000) + " " + head))
 			rc.Write(bytes.Repeat([]byte{'q'}, got))
 			rc.NC.Close()
-			c.out.waitLine(t, "disconnected: connection to server lost", timeout)
-			c.closeStdin()
-			c.expectExit(t, 1, timeout)
-			c.out.expectEnd(t, timeout)
+			c.expectDisconnectedExit1(t, "disconnected: connection to server lost")
 			c.expectHomeFiles(t)
 		})
 	}

@@ -114,6 +114,13 @@ func assertServing(t testing.TB, srv *server) {
 func (c *client) expectDisconnectedExit1(t testing.TB, line string) {
 	t.Helper()
 	c.out.waitLine(t, line, timeout)
+	c.expectExit1AfterDisconnect(t)
+}
+
+// expectExit1AfterDisconnect checks the end of a client session whose
+// `disconnected: ...` line has been read while its stdin is a pipe.
+func (c *client) expectExit1AfterDisconnect(t testing.TB) {
+	t.Helper()
 	// Input after the end of the session is read and discarded: none of it
 	// may print anything, and the writes must not fail (the client still
 	// reads its stdin).

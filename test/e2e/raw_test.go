@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 )
 
@@ -219,24 +220,41 @@ func TestRawHeaderTooLongAfterJoin(t *testing.T) {
 	assertServing(t, srv)
 }
 
-// disconnect: the server sends what was queued, closes, and prints.
-func TestRawDisconnectFrame(t *testing.T) {
+// A connection's end, by disconnect or by a broken frame, comes after
+// what was queued for it: the server sends that, then (for the broken
+// frame) the error frame, closes cleanly, prints, and forgets the name.
+func TestRawQueuedBeforeEnd(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	alice := joinClient(t, srv, "alice")
-	rc := rawJoin(t, srv, "bob")
-	var b bytes.Buffer
-	b.Write(fr("request_users_list", ""))
-	b.Write(fr("send_message", "1 bob to myself"))
-	b.Write(fr("disconnect", "bob"))
-	rc.Write(b.Bytes())
-	srv.out.waitLines(t, timeout, "request_users_list: bob", "msg: bob", "disconnected: bob")
-	rc.Expect(protocol.ResponseUsersList, "2 alice bob")
-	rc.Expect(protocol.ForwardMessage, "1 bob to myself")
-	rc.ExpectClosed()
-	syncList(t, srv, alice, "alice")
-	alice.send(t, "msg 1 bob gone")
-	srv.out.waitLines(t, timeout, "msg: alice", "msg: alice to non-existent user bob")
+	for _, tc := range []struct {
+		name string
+		last []byte // the frame that ends the connection
+		line string // the server's line for the end
+		end  func(rc *chattest.Conn)
+	}{
+		{"disconnect", fr("disconnect", "bob"), "disconnected: bob", (*chattest.Conn).ExpectClosed},
+		{"broken frame", fr("bogus", ""), "disconnected: bob sent unknown command",
+			func(rc *chattest.Conn) { rc.ExpectRefused(protocol.ErrUnknownMessage) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t)
+			alice := joinClient(t, srv, "alice")
+			rc := rawJoin(t, srv, "bob")
+			var b bytes.Buffer
+			b.Write(fr("request_users_list", ""))
+			b.Write(fr("send_message", "1 bob to myself"))
+			b.Write(tc.last)
+			rc.Write(b.Bytes())
+			srv.out.waitLines(t, timeout, "request_users_list: bob", "msg: bob", tc.line)
+			rc.Expect(protocol.ResponseUsersList, "2 alice bob")
+			rc.Expect(protocol.ForwardMessage, "1 bob to myself")
+			tc.end(rc)
+			syncList(t, srv, alice, "alice")
+			alice.send(t, "msg 1 bob gone")
+			srv.out.waitLines(t, timeout, "msg: alice", "msg: alice to non-existent user bob")
+			assertServing(t, srv)
+		})
+	}
 }
 
 // A client that drops without disconnect, mid-frame or not, is removed and
@@ -349,26 +367,6 @@ func TestRawSenderNameIsJoinedName(t *testing.T) {
 	bob.Expect(protocol.ForwardMessage, "1 mallory   indented")
 	bob.Expect(protocol.ForwardMessage, "1 mallory  ")
 	bob.Expect(protocol.ForwardMessage, "1 mallory \t")
-	assertServing(t, srv)
-}
-
-// Closing with an error: what was queued goes first, then the error frame,
-// then a clean close.
-func TestRawQueuedBeforeError(t *testing.T) {
-	t.Parallel()
-	srv := startServer(t)
-	bob := joinClient(t, srv, "bob")
-	rc := rawJoin(t, srv, "alice")
-	var b bytes.Buffer
-	b.Write(fr("request_users_list", ""))
-	b.Write(fr("send_message", "1 alice to myself"))
-	b.Write(fr("bogus", ""))
-	rc.Write(b.Bytes())
-	srv.out.waitLines(t, timeout, "request_users_list: alice", "msg: alice", "disconnected: alice sent unknown command")
-	rc.Expect(protocol.ResponseUsersList, "2 alice bob")
-	rc.Expect(protocol.ForwardMessage, "1 alice to myself")
-	rc.ExpectRefused(protocol.ErrUnknownMessage)
-	syncList(t, srv, bob, "bob")
 	assertServing(t, srv)
 }
 

@@ -109,28 +109,17 @@ func (l *lineLog) countMatch(re *regexp.Regexp) int {
 // waitMatches waits until n lines of l match re, and returns them.
 func (l *lineLog) waitMatches(t testing.TB, re *regexp.Regexp, n int, d time.Duration) []string {
 	t.Helper()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		l.mu.Lock()
-		var got []string
+	var got []string
+	l.await(t, d, fmt.Sprintf("%d lines matching %s", n, re), func() (bool, string) {
+		got = got[:0]
 		for _, s := range l.lines {
 			if re.MatchString(s) {
 				got = append(got, s)
 			}
 		}
-		ch, eof := l.notify, l.eof
-		l.mu.Unlock()
-		if len(got) >= n {
-			return got
-		}
-		if eof {
-			t.Fatalf("%s: the stream ended with %d lines matching %s, want %d\n%s", l.label, len(got), re, n, l.owner.dump())
-		}
-		if !l.wait(ch, timer.C) {
-			t.Fatalf("%s: timed out after %v with %d lines matching %s, want %d\n%s", l.label, d, len(got), re, n, l.owner.dump())
-		}
-	}
+		return len(got) >= n, ""
+	})
+	return got
 }
 
 var resumedLine = regexp.MustCompile(`^client: connection lost; resumed on 127\.0\.0\.1:\d+ after (\S+)$`)
@@ -203,8 +192,7 @@ func TestResumeServerGone(t *testing.T) {
 	bob.errs.waitAny(t, timeout, "the reason on stderr", func(s string) bool {
 		return s == "client: connection lost, and no server answers at "+srv.addr()
 	})
-	bob.closeStdin()
-	bob.expectExit(t, 1, timeout)
+	bob.expectExit1AfterDisconnect(t)
 }
 
 // TestResumeWindowPasses: bob's connection is lost and he cannot come back
@@ -228,8 +216,7 @@ func TestResumeWindowPasses(t *testing.T) {
 	alice.Write(fr("request_users_list", ""))
 	alice.Expect(protocol.ResponseUsersList, "1 alice")
 	srv.out.waitLine(t, "request_users_list: alice", timeout)
-	bob.closeStdin()
-	bob.expectExit(t, 1, timeout)
+	bob.expectExit1AfterDisconnect(t)
 }
 
 // parseResumeDelay reads the duration of a resumedLine.
