@@ -75,6 +75,14 @@ func fakeServer(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) stri
 // waitTimeout; it returns the address to dial.
 func serveOne(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string {
 	t.Helper()
+	return serveSeq(t, script)
+}
+
+// serveSeq serves the connections to one address in turn, each with the
+// next of scripts, within waitTimeout; once the last is accepted, further
+// connections are refused. The test's cleanup stops it.
+func serveSeq(t *testing.T, scripts ...func(nc net.Conn, r *protocol.Reader)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -82,14 +90,20 @@ func serveOne(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		nc, err := ln.Accept()
-		ln.Close()
-		if err != nil {
-			return
+		for i, script := range scripts {
+			nc, err := ln.Accept()
+			if i == len(scripts)-1 {
+				ln.Close()
+			}
+			if err != nil {
+				return
+			}
+			func() {
+				defer nc.Close() // also if script ends its goroutine
+				nc.SetDeadline(time.Now().Add(waitTimeout))
+				script(nc, protocol.NewReader(nc))
+			}()
 		}
-		defer nc.Close()
-		nc.SetDeadline(time.Now().Add(waitTimeout))
-		script(nc, protocol.NewReader(nc))
 	}()
 	t.Cleanup(func() {
 		ln.Close()

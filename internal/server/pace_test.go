@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 )
 
@@ -59,12 +58,7 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 // send buffers.
 func startSmallServer(t *testing.T, cfg Config) *testServer {
 	t.Helper()
-	out := chattest.NewLineLog()
-	cfg.Stdout = out
-	srv := New(cfg)
-	addr, served := listenAndServe(t, srv, smallListener)
-	t.Cleanup(func() { stopServer(t, srv, served) })
-	return &testServer{Server: srv, addr: addr, out: out}
+	return startServerOn(t, cfg, smallListener)
 }
 
 // readThrottled reads c's frames at about rate bytes per second and

@@ -31,10 +31,17 @@ type testServer struct {
 
 func startServer(t *testing.T, cfg Config) *testServer {
 	t.Helper()
+	return startServerOn(t, cfg, nil)
+}
+
+// startServerOn is startServer with the listener wrapped by wrap unless it
+// is nil.
+func startServerOn(t *testing.T, cfg Config, wrap func(net.Listener) net.Listener) *testServer {
+	t.Helper()
 	out := chattest.NewLineLog()
 	cfg.Stdout = out
 	srv := New(cfg)
-	addr, served := listenAndServe(t, srv, nil)
+	addr, served := listenAndServe(t, srv, wrap)
 	t.Cleanup(func() { stopServer(t, srv, served) })
 	return &testServer{Server: srv, addr: addr, out: out}
 }
@@ -123,32 +130,31 @@ func TestJoinRefusals(t *testing.T) {
 	s := startServer(t, Config{MaxClients: 2})
 	joined(t, s, "alice")
 
-	dup := dial(t, s.addr)
-	dup.Join("alice")
-	dup.Expect(protocol.ErrUsernameUnavailable, "")
-	dup.ExpectClosed()
+	refusedJoin(t, s, "alice", protocol.ErrUsernameUnavailable)
 	s.out.Wait(t, "disconnected: username not available", 1)
 
 	for _, name := range []string{"a/b", ".", "..", "a b", "zero\u200bwidth", strings.Repeat("x", 33), "\xff"} {
-		c := dial(t, s.addr)
-		c.Join(name)
-		c.Expect(protocol.ErrUsernameUnavailable, "")
+		refusedJoin(t, s, name, protocol.ErrUsernameUnavailable)
 	}
 	long := dial(t, s.addr)
 	long.Write([]byte("join 129 ")) // refused from the header alone
 	long.Expect(protocol.ErrUsernameUnavailable, "")
 
 	joined(t, s, "bob")
-	full := dial(t, s.addr)
-	full.Join("carol")
-	full.Expect(protocol.ErrServerFull, "")
-	full.ExpectClosed()
+	refusedJoin(t, s, "carol", protocol.ErrServerFull)
 	s.out.Wait(t, "disconnected: server full", 1)
 
 	// Full is checked before the name.
-	fullBad := dial(t, s.addr)
-	fullBad.Join("a/b")
-	fullBad.Expect(protocol.ErrServerFull, "")
+	refusedJoin(t, s, "a/b", protocol.ErrServerFull)
+}
+
+// refusedJoin joins a new connection as name, which the server must refuse
+// with typ and a clean close.
+func refusedJoin(t *testing.T, s *testServer, name string, typ protocol.Type) {
+	t.Helper()
+	c := dial(t, s.addr)
+	c.Join(name)
+	c.ExpectRefused(typ)
 }
 
 func TestBeforeJoin(t *testing.T) {
@@ -156,8 +162,7 @@ func TestBeforeJoin(t *testing.T) {
 	for _, b := range []string{"request_users_list 0 ", "send_message 8 1 bob hi", "JOIN 5 alice", "join 05 alice", "bogus 0 "} {
 		c := dial(t, s.addr)
 		c.Write([]byte(b))
-		c.Expect(protocol.ErrUnknownMessage, "")
-		c.ExpectClosed()
+		c.ExpectRefused(protocol.ErrUnknownMessage)
 	}
 	// The join timeout on a server of its own, so that a loaded machine
 	// slowing the cases above cannot make it close them first.
@@ -201,8 +206,7 @@ func TestUnknownCommands(t *testing.T) {
 		t.Logf("case %q", frame)
 		c := joined(t, s, name)
 		c.Write([]byte(frame))
-		c.Expect(protocol.ErrUnknownMessage, "")
-		c.ExpectClosed()
+		c.ExpectRefused(protocol.ErrUnknownMessage)
 		s.out.Wait(t, "disconnected: "+name+" sent unknown command", 1)
 	}
 	a, b := joined(t, s, "a"), joined(t, s, "b")
