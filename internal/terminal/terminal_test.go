@@ -95,6 +95,12 @@ func (h *harness) waitScreen(what string, cond func(v termtest.View) bool) termt
 	return v
 }
 
+// waitRow waits until the cursor's row is row.
+func (h *harness) waitRow(row string) termtest.View {
+	h.t.Helper()
+	return h.waitScreen(fmt.Sprintf("cursor row %q", row), func(v termtest.View) bool { return v.CursorRow == row })
+}
+
 // waitInput waits until the cursor's row shows the prompt and input.
 func (h *harness) waitInput(input string) {
 	h.t.Helper()
@@ -186,7 +192,7 @@ func TestLinesPrintedWhileTypingKeepTheInputWhole(t *testing.T) {
 	}
 	h.typeKeys("\r")
 	h.expectLine("msg 1 bob hello")
-	v = h.waitScreen("the next prompt", func(v termtest.View) bool { return v.CursorRow == "alice>" })
+	v = h.waitRow("alice>") // the next prompt
 	if v.Transcript[len(v.Transcript)-2] != "alice> msg 1 bob hello" {
 		t.Fatalf("the entered line is not kept above the prompt:\n%s", h.scr)
 	}
@@ -264,28 +270,20 @@ func TestReverseSearch(t *testing.T) {
 		h.expectLine(l)
 	}
 	h.typeKeys(ctrlR)
-	h.waitScreen("the search prompt", func(v termtest.View) bool { return v.CursorRow == "(reverse-i-search)`':" })
+	h.waitRow("(reverse-i-search)`':") // the search prompt
 	h.typeKeys("m")
 	h.typeKeys("s")
 	h.typeKeys("g")
-	h.waitScreen("the latest match", func(v termtest.View) bool {
-		return v.CursorRow == "(reverse-i-search)`msg': msg 1 carol second"
-	})
+	h.waitRow("(reverse-i-search)`msg': msg 1 carol second") // the latest match
 	h.typeKeys(ctrlR)
-	h.waitScreen("the older match", func(v termtest.View) bool {
-		return v.CursorRow == "(reverse-i-search)`msg': msg 1 bob first"
-	})
+	h.waitRow("(reverse-i-search)`msg': msg 1 bob first") // the older match
 	h.typeKeys("x")
-	h.waitScreen("a failed search", func(v termtest.View) bool {
-		return v.CursorRow == "(failed reverse-i-search)`msgx': msg 1 bob first"
-	})
+	h.waitRow("(failed reverse-i-search)`msgx': msg 1 bob first") // a failed search
 	h.typeKeys(backspace)
-	h.waitScreen("the query shortened", func(v termtest.View) bool {
-		return v.CursorRow == "(reverse-i-search)`msg': msg 1 carol second"
-	})
+	h.waitRow("(reverse-i-search)`msg': msg 1 carol second") // the query shortened
 	h.typeKeys("\r")
 	h.expectLine("msg 1 carol second")
-	v := h.waitScreen("the next prompt", func(v termtest.View) bool { return v.CursorRow == "alice>" })
+	v := h.waitRow("alice>") // the next prompt
 	if got := v.Transcript[len(v.Transcript)-2]; got != "alice> msg 1 carol second" {
 		t.Fatalf("entered row = %q, want it with the normal prompt\n%s", got, h.scr)
 	}
@@ -293,18 +291,18 @@ func TestReverseSearch(t *testing.T) {
 	// Ctrl-G and Ctrl-C cancel, giving back the line as it was.
 	h.typeKeys("draft" + ctrlR)
 	h.typeKeys("l")
-	h.waitScreen("a match", func(v termtest.View) bool { return v.CursorRow == "(reverse-i-search)`l': msg 1 carol second" })
+	h.waitRow("(reverse-i-search)`l': msg 1 carol second") // a match
 	h.typeKeys(ctrlG)
 	h.waitInput("draft")
 	h.typeKeys(ctrlR)
 	h.typeKeys("i")
-	h.waitScreen("a match", func(v termtest.View) bool { return v.CursorRow == "(reverse-i-search)`i': list" })
+	h.waitRow("(reverse-i-search)`i': list") // a match
 	h.typeKeys(ctrlC)
 	h.waitInput("draft")
 	// An editing key ends the search and edits the line found.
 	h.typeKeys(ctrlU + ctrlR)
 	h.typeKeys("b")
-	h.waitScreen("a match", func(v termtest.View) bool { return v.CursorRow == "(reverse-i-search)`b': msg 1 bob first" })
+	h.waitRow("(reverse-i-search)`b': msg 1 bob first") // a match
 	h.typeKeys(ctrlE)
 	h.waitInput("msg 1 bob first")
 	h.typeKeys("!\r")
