@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -110,6 +111,14 @@ func serveSeq(t *testing.T, scripts ...func(nc net.Conn, r *protocol.Reader)) st
 		<-done
 	})
 	return ln.Addr().String()
+}
+
+// sendThenAwaitQuit is the end of many scripts: it writes b to the client
+// and waits for its disconnect.
+func sendThenAwaitQuit(t *testing.T, nc net.Conn, r *protocol.Reader, b []byte) {
+	t.Helper()
+	nc.Write(b)
+	expectFrame(t, r, protocol.Disconnect)
 }
 
 // expectFrame reads a frame and checks its type.
@@ -258,8 +267,7 @@ func TestReceivedFiles(t *testing.T) {
 		b = protocol.AppendFileHead(b, protocol.ForwardFile, []string{"bob"}, "empty", 0)
 		b = append(b, "mystery 4 abcd"...) // an unknown type is skipped
 		b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("after  all"))
-		nc.Write(b)
-		expectFrame(t, r, protocol.Disconnect)
+		sendThenAwaitQuit(t, nc, r, b)
 	})
 	s := startClient(t, addr)
 	s.quitAfter(t, "msg: bob: after  all\n")
@@ -271,14 +279,7 @@ func TestReceivedFiles(t *testing.T) {
 	if err != nil || !bytes.Equal(got, content) {
 		t.Errorf("saved file differs (err %v)", err)
 	}
-	entries, _ := os.ReadDir(s.dir)
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	if strings.Join(names, ",") != "me_data.bin,me_empty" {
-		t.Errorf("download folder holds %v, want only me_data.bin and me_empty", names)
-	}
+	s.expectFiles(t, "me_data.bin", "me_empty")
 	if _, err := os.Stat(filepath.Join(filepath.Dir(s.dir), "x")); err == nil {
 		t.Error("a file escaped the download folder")
 	}
@@ -293,9 +294,7 @@ func TestDropMidFileLeavesNothing(t *testing.T) {
 	if c := s.quitAfter(t, "disconnected: connection to server lost\n"); c != 1 {
 		t.Errorf("exit %d, want 1", c)
 	}
-	if entries, _ := os.ReadDir(s.dir); len(entries) != 0 {
-		t.Errorf("download folder not empty: %v", entries)
-	}
+	s.expectFiles(t)
 }
 
 func TestUndecodableStream(t *testing.T) {
@@ -350,6 +349,23 @@ func (s *session) quitAfter(t *testing.T, line string) int {
 	return s.exit(t)
 }
 
+// expectFiles requires the download folder to hold exactly the files
+// named in want, in order.
+func (s *session) expectFiles(t *testing.T, want ...string) {
+	t.Helper()
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if !slices.Equal(names, want) {
+		t.Errorf("download folder holds %q, want %q", names, want)
+	}
+}
+
 // waitFor waits until b's content contains want.
 func waitFor(t *testing.T, b *syncBuffer, want string) {
 	t.Helper()
@@ -391,8 +407,7 @@ func TestOutputFollowsInputOrder(t *testing.T) {
 		nc.Write(protocol.AppendUsersList(nil, []string{"me"}))
 		expectFrame(t, r, protocol.SendMessage)
 		time.Sleep(50 * time.Millisecond)
-		nc.Write(protocol.AppendMessage(nil, protocol.ForwardMessage, []string{"me"}, []byte("to myself")))
-		expectFrame(t, r, protocol.Disconnect)
+		sendThenAwaitQuit(t, nc, r, protocol.AppendMessage(nil, protocol.ForwardMessage, []string{"me"}, []byte("to myself")))
 	})
 	// The replies take 50 ms of the 300 ms the client waits; a wait of 2 s
 	// keeps that margin on a loaded machine.

@@ -162,8 +162,7 @@ func TestLateReplyIsNotTheNextCommands(t *testing.T) {
 		nc.Write(protocol.AppendMessage(nil, protocol.ForwardMessage, []string{"me"}, []byte("a")))
 		expectFrame(t, r, protocol.RequestUsersList)
 		time.Sleep(100 * time.Millisecond) // well within list's own reply wait
-		nc.Write(protocol.AppendUsersList(nil, []string{"me"}))
-		expectFrame(t, r, protocol.Disconnect)
+		sendThenAwaitQuit(t, nc, r, protocol.AppendUsersList(nil, []string{"me"}))
 	})
 	// A reply wait of 1 s instead of 300 ms: the margins of the server's
 	// pauses above hold on a loaded machine.

@@ -457,8 +457,7 @@ func TestNotices(t *testing.T) {
 		b = protocol.AppendPresence(b, protocol.PresenceResumed, "")
 		b = append(b, "presence 5 hello"...)
 		b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("end"))
-		nc.Write(b)
-		expectFrame(t, r, protocol.Disconnect)
+		sendThenAwaitQuit(t, nc, r, b)
 	})
 	var seen []string
 	s := startClientWith(t, addr, func(c *client) {
