@@ -59,9 +59,7 @@ func TestMsgToSeveral(t *testing.T) {
 	// The sender, not named, got nothing.
 	syncList(t, srv, alice, "alice bob carol")
 	// Replies flow the other way too.
-	carol.send(t, "msg 1 alice back at you")
-	srv.out.waitLine(t, "msg: carol", timeout)
-	alice.out.waitLine(t, "msg: carol: back at you", timeout)
+	carol.tell(t, srv, alice, "back at you")
 	syncList(t, srv, bob, "alice bob carol")
 }
 
@@ -89,9 +87,7 @@ func TestMsgDuplicateRecipients(t *testing.T) {
 func TestMsgToSelf(t *testing.T) {
 	t.Parallel()
 	srv, alice, bob, _ := trio(t)
-	alice.send(t, "msg 1 alice note to self")
-	srv.out.waitLine(t, "msg: alice", timeout)
-	alice.out.waitLine(t, "msg: alice: note to self", timeout)
+	alice.tell(t, srv, alice, "note to self")
 	alice.send(t, "msg 2 alice bob to both")
 	srv.out.waitLine(t, "msg: alice", timeout)
 	alice.out.waitLine(t, "msg: alice: to both", timeout)
@@ -151,9 +147,7 @@ func TestMsgInputWhitespace(t *testing.T) {
 
 	// Characters that are not whitespace stay in the text, format
 	// characters included.
-	alice.send(t, "msg 1 bob zero\u200bwidth, emoji 😀, é")
-	srv.out.waitLine(t, "msg: alice", timeout)
-	bob.out.waitLine(t, "msg: alice: zero\u200bwidth, emoji 😀, é", timeout)
+	alice.tell(t, srv, bob, "zero\u200bwidth, emoji 😀, é")
 
 	// Empty and blank lines do nothing.
 	alice.write(t, []byte("\n   \n\t\t\n\r\n \u00a0 \n"))
@@ -216,9 +210,7 @@ func TestMsgBadInput(t *testing.T) {
 	// Nothing went to the server (its next line is the list request) nor to
 	// bob (his next line is the message below).
 	syncList(t, srv, alice, "alice bob carol")
-	alice.send(t, "msg 1 bob after")
-	srv.out.waitLine(t, "msg: alice", timeout)
-	bob.out.waitLine(t, "msg: alice: after", timeout)
+	alice.tell(t, srv, bob, "after")
 }
 
 // Text and list limits: text up to 65,536 bytes, N from 1 to 1024; lines of

@@ -108,6 +108,15 @@ func assertServing(t testing.TB, srv *server) {
 	srv.requireRunning(t)
 }
 
+// tell sends text from c to to, both joined to srv, and waits for the
+// server's line and for the text on to's stdout.
+func (c *client) tell(t testing.TB, srv *server, to *client, text string) {
+	t.Helper()
+	c.send(t, "msg 1 "+to.name+" "+text)
+	srv.out.waitLine(t, "msg: "+c.name, timeout)
+	to.out.waitLine(t, "msg: "+c.name+": "+text, timeout)
+}
+
 // expectDisconnectedExit1 checks the end of a client session that printed a
 // `disconnected: ...` line while its stdin is a pipe: it must keep reading
 // (and discarding) stdin, print nothing more, and exit 1 once stdin ends.

@@ -93,9 +93,7 @@ func TestClientSignalsQuit(t *testing.T) {
 			srv := startServer(t)
 			alice := joinClient(t, srv, "alice")
 			bob := joinClient(t, srv, "bob")
-			alice.send(t, "msg 1 bob before the signal")
-			srv.out.waitLine(t, "msg: alice", timeout)
-			bob.out.waitLine(t, "msg: alice: before the signal", timeout)
+			alice.tell(t, srv, bob, "before the signal")
 			if err := alice.cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}

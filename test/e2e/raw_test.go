@@ -294,9 +294,7 @@ func TestRawDropMidFrame(t *testing.T) {
 	rc.NC.Close()
 	srv.out.waitLine(t, "disconnected: "+name, timeout)
 
-	alice.send(t, "msg 1 bob still here")
-	srv.out.waitLine(t, "msg: alice", timeout)
-	bob.out.waitLine(t, "msg: alice: still here", timeout)
+	alice.tell(t, srv, bob, "still here")
 	bob.expectHomeFiles(t)
 	syncList(t, srv, alice, "alice bob")
 	assertServing(t, srv)
