@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 )
 
@@ -22,7 +23,9 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-const waitTimeout = 10 * time.Second
+// waitTimeout bounds every wait on an event: chattest's, generous for a
+// loaded machine, so that every suite waits as long.
+const waitTimeout = chattest.Timeout
 
 // syncBuffer is a goroutine-safe bytes.Buffer that signals each write.
 type syncBuffer struct {

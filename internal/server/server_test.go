@@ -21,7 +21,9 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-const waitTimeout = 10 * time.Second
+// waitTimeout bounds every wait on an event: chattest's, generous for a
+// loaded machine, so that every suite waits as long.
+const waitTimeout = chattest.Timeout
 
 type testServer struct {
 	*Server
