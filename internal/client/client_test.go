@@ -142,6 +142,7 @@ type session struct {
 	stderr *syncBuffer
 	dir    string
 	code   chan int
+	signal context.CancelFunc // what SIGINT and SIGTERM do
 }
 
 // startClient runs a client joining as "me" at addr, its input on a pipe
@@ -156,17 +157,21 @@ func startClient(t *testing.T, addr string) *session {
 func startClientWith(t *testing.T, addr string, adjust func(c *client)) *session {
 	t.Helper()
 	pr, pw := io.Pipe()
-	s := &session{stdin: pw, stdout: &syncBuffer{}, stderr: &syncBuffer{}, dir: t.TempDir(), code: make(chan int, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &session{stdin: pw, stdout: &syncBuffer{}, stderr: &syncBuffer{}, dir: t.TempDir(), code: make(chan int, 1), signal: cancel}
 	c := newClient(Config{
 		User: "me", Addr: addr, DownloadDir: s.dir,
 		Stdin: pr, Stdout: s.stdout, Stderr: s.stderr,
 	})
 	adjust(c)
 	go func() {
-		s.code <- c.run(context.Background())
+		s.code <- c.run(ctx)
 		pr.Close()
 	}()
-	t.Cleanup(func() { pw.Close() })
+	t.Cleanup(func() {
+		pw.Close()
+		cancel()
+	})
 	return s
 }
 

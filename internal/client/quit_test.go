@@ -29,20 +29,14 @@ func TestSignalWhileWriteBlocked(t *testing.T) {
 		<-release // reads nothing more
 	})
 	defer close(release)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pr, pw := io.Pipe()
-	defer pw.Close()
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
-	c := newClient(Config{User: "me", Addr: addr, DownloadDir: t.TempDir(),
-		Stdin: pr, Stdout: stdout, Stderr: stderr, Interactive: true})
-	c.cfg.QuitWait = 500 * time.Millisecond
-	code := make(chan int, 1)
-	go func() { code <- c.run(ctx) }()
+	s := startClientWith(t, addr, func(c *client) {
+		c.cfg.Interactive = true
+		c.cfg.QuitWait = 500 * time.Millisecond
+	})
 	line := "msg 1 bob " + strings.Repeat("x", 60000) + "\n"
 	go func() { // feeds until the client stops taking lines
 		for range 1000 {
-			if _, err := io.WriteString(pw, line); err != nil {
+			if _, err := io.WriteString(s.stdin, line); err != nil {
 				return
 			}
 		}
@@ -52,16 +46,16 @@ func TestSignalWhileWriteBlocked(t *testing.T) {
 		stacks := string(buf[:runtime.Stack(buf, true)])
 		return strings.Contains(stacks, "(*client).write(") && strings.Contains(stacks, "waitWrite")
 	})
-	cancel() // SIGINT
+	s.signal() // SIGINT
 	select {
-	case got := <-code:
+	case got := <-s.code:
 		if got != ExitOK {
 			t.Errorf("exit %d after the signal, want %d", got, ExitOK)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatalf("client still running 5 s after the signal (quit wait 0.5 s); stderr %q", stderr)
+		t.Fatalf("client still running 5 s after the signal (quit wait 0.5 s); stderr %q", s.stderr)
 	}
-	if got := stdout.String(); got != "quitting\n" {
+	if got := s.stdout.String(); got != "quitting\n" {
 		t.Errorf("stdout %q, want quitting", got)
 	}
 }

@@ -2,7 +2,6 @@ package client
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"io"
 	"net"
@@ -372,11 +371,6 @@ func TestPlainUploadSignalCutsIt(t *testing.T) {
 		<-release // reads nothing more
 	})
 	defer close(release)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pr, pw := io.Pipe()
-	defer pw.Close()
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "big.bin"), make([]byte, 64<<20), 0o644); err != nil {
 		t.Fatal(err)
@@ -388,31 +382,29 @@ func TestPlainUploadSignalCutsIt(t *testing.T) {
 			once.Do(func() { close(moving) })
 		}
 	}
-	c := newClient(Config{
-		User: "me", Addr: addr, DownloadDir: dir, Stdin: pr, Stdout: stdout, Stderr: stderr, Interactive: true,
-		Hooks: Hooks{Progress: progress},
+	s := startClientWith(t, addr, func(c *client) {
+		c.cfg.Interactive = true
+		c.cfg.Hooks.Progress = progress
 	})
-	code := make(chan int, 1)
-	go func() { code <- c.run(ctx) }()
-	io.WriteString(pw, "file 1 bob "+filepath.Join(dir, "big.bin")+"\n")
+	io.WriteString(s.stdin, "file 1 bob "+filepath.Join(dir, "big.bin")+"\n")
 	select { // and soon the buffers are full: the client waits on the server
 	case <-moving:
 	case <-time.After(waitTimeout):
-		t.Fatalf("the file never started; stderr %q", stderr)
+		t.Fatalf("the file never started; stderr %q", s.stderr)
 	}
-	cancel()
+	s.signal()
 	select {
-	case got := <-code:
+	case got := <-s.code:
 		if got != 0 {
 			t.Errorf("exit %d", got)
 		}
 	case <-time.After(waitTimeout):
 		t.Fatal("the client still waits on the server")
 	}
-	if got := stdout.String(); got != "quitting\n" {
+	if got := s.stdout.String(); got != "quitting\n" {
 		t.Errorf("stdout %q", got)
 	}
-	if e := stderr.String(); !strings.Contains(e, "cut the connection to stop sending big.bin") || strings.Contains(e, "sent big.bin") {
+	if e := s.stderr.String(); !strings.Contains(e, "cut the connection to stop sending big.bin") || strings.Contains(e, "sent big.bin") {
 		t.Errorf("stderr %q", e)
 	}
 }
