@@ -124,6 +124,19 @@ func sendThenAwaitQuit(t *testing.T, nc net.Conn, r *protocol.Reader, b []byte) 
 	expectFrame(t, r, protocol.Disconnect)
 }
 
+// nextFrame reads a whole frame for a fake server's script; a read error
+// is reported, and ok is false.
+func nextFrame(t *testing.T, r *protocol.Reader) (h protocol.Header, p []byte, ok bool) {
+	t.Helper()
+	h, err := r.ReadHeader()
+	if err != nil {
+		t.Errorf("read: %v", err)
+		return h, nil, false
+	}
+	p, _ = r.ReadPayload(nil)
+	return h, p, true
+}
+
 // expectFrame reads a frame and checks its type.
 func expectFrame(t *testing.T, r *protocol.Reader, want protocol.Type) []byte {
 	t.Helper()

@@ -104,12 +104,10 @@ func TestUploadKeepsWindowAndOrder(t *testing.T) {
 		id := readUpload(t, nc, r, []string{"bob", "ghost"}, []string{"bob"}, window)
 		var got, acked int64
 		for {
-			h, err := r.ReadHeader()
-			if err != nil {
-				t.Errorf("read: %v", err)
+			h, p, ok := nextFrame(t, r)
+			if !ok {
 				return
 			}
-			p, _ := r.ReadPayload(nil)
 			if h.Type == protocol.FileEnd {
 				break
 			}
@@ -160,12 +158,10 @@ func TestPipedMessageOvertakesFile(t *testing.T) {
 	addr := fakeUploadServer(t, func(nc net.Conn, r *protocol.Reader) {
 		next := func() (protocol.Header, []byte) { // the next frame that is not a chunk
 			for {
-				h, err := r.ReadHeader()
-				if err != nil {
-					t.Errorf("read: %v", err)
+				h, p, ok := nextFrame(t, r)
+				if !ok {
 					return h, nil
 				}
-				p, _ := r.ReadPayload(nil)
 				if h.Type != protocol.FileChunk {
 					return h, p
 				}
@@ -233,12 +229,10 @@ func TestUploadCancel(t *testing.T) {
 		id := readUpload(t, nc, r, []string{"bob"}, []string{"bob"}, 256<<10)
 		got := 0
 		for { // no ack: the client stops at the window
-			h, err := r.ReadHeader()
-			if err != nil {
-				t.Errorf("read: %v", err)
+			h, p, ok := nextFrame(t, r)
+			if !ok {
 				return
 			}
-			p, _ := r.ReadPayload(nil)
 			if got += len(p) - 2; h.Type == protocol.FileChunk && got == 256<<10 {
 				close(full)
 			}
@@ -288,12 +282,10 @@ func TestUploadFileShrinks(t *testing.T) {
 		nc.Write(protocol.AppendFileReady(nil, id, 1<<20, []string{"bob"}))
 		var data []byte
 		for {
-			h, err := r.ReadHeader()
-			if err != nil {
-				t.Errorf("read: %v", err)
+			h, p, ok := nextFrame(t, r)
+			if !ok {
 				return
 			}
-			p, _ := r.ReadPayload(nil)
 			if h.Type == protocol.FileAbort {
 				if gid, _ := protocol.ParseFileID(p); gid != id {
 					t.Errorf("file_abort %q", p)
@@ -338,12 +330,10 @@ func TestUploadQuitCancels(t *testing.T) {
 		expectFrame(t, r, protocol.FileChunk)
 		close(started)
 		for {
-			h, err := r.ReadHeader()
-			if err != nil {
-				t.Errorf("read: %v", err)
+			h, _, ok := nextFrame(t, r)
+			if !ok {
 				return
 			}
-			r.Discard()
 			if h.Type == protocol.FileAbort {
 				break
 			}
@@ -417,12 +407,10 @@ func TestUploadEarlyResult(t *testing.T) {
 		expectFrame(t, r, protocol.FileChunk)
 		nc.Write(protocol.AppendFileResult(nil, id, nil))
 		for { // the rest of the window, at most, then the quit
-			h, err := r.ReadHeader()
-			if err != nil {
-				t.Errorf("read: %v", err)
+			h, _, ok := nextFrame(t, r)
+			if !ok {
 				return
 			}
-			r.Discard()
 			if h.Type == protocol.Disconnect {
 				return
 			}
