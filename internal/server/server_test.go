@@ -150,6 +150,15 @@ func TestJoinRefusals(t *testing.T) {
 	refusedJoin(t, s, "a/b", protocol.ErrServerFull)
 }
 
+// expectKicked requires the server to refuse what c, a joined client,
+// last sent as an unknown command: the error frame, a clean close, and
+// its line.
+func (s *testServer) expectKicked(t *testing.T, c *rawClient) {
+	t.Helper()
+	c.ExpectRefused(protocol.ErrUnknownMessage)
+	s.out.Wait(t, "disconnected: "+c.Name+" sent unknown command", 1)
+}
+
 // refusedJoin joins a new connection as name, which the server must refuse
 // with typ and a clean close.
 func refusedJoin(t *testing.T, s *testServer, name string, typ protocol.Type) {
@@ -208,8 +217,7 @@ func TestUnknownCommands(t *testing.T) {
 		t.Logf("case %q", frame)
 		c := joined(t, s, name)
 		c.Write([]byte(frame))
-		c.ExpectRefused(protocol.ErrUnknownMessage)
-		s.out.Wait(t, "disconnected: "+name+" sent unknown command", 1)
+		s.expectKicked(t, c)
 	}
 	a, b := joined(t, s, "a"), joined(t, s, "b")
 	a.Send("fine", "b")
