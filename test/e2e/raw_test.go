@@ -88,28 +88,79 @@ func checkKicked(t *testing.T, srv *server, what string, b []byte) {
 	srv.out.waitLine(t, "disconnected: "+name+" sent unknown command", timeout)
 }
 
-func TestRawUnknownTypeAfterJoin(t *testing.T) {
+// After a join, a frame that breaks the framing or names no type a client
+// may send is answered with err_unknown_message and a clean close, and
+// the server says why; the others chat on.
+func TestRawKickedAfterJoin(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	bob := joinClient(t, srv, "bob")
-	for _, b := range [][]byte{
-		fr("bogus", ""),
-		fr("hello", "abc"),
-		fr("forward_message", "1 bob hi"),
-		fr("forward_file", "1 bob a.txt x"),
-		fr("response_users_list", "1 bob"),
-		fr("err_unknown_message", ""),
-		fr("err_server_full", ""),
-		fr("err_username_unavailable", ""),
-		fr("Send_message", "1 bob hi"),
-		fr("SEND_MESSAGE", "1 bob hi"),
-		[]byte("send-message 8 1 bob hi"),
-		[]byte(strings.Repeat("x", 4096)),
+	for _, tc := range []struct {
+		name   string
+		frames [][]byte
+	}{
+		{"unknown type", [][]byte{
+			fr("bogus", ""),
+			fr("hello", "abc"),
+			fr("forward_message", "1 bob hi"),
+			fr("forward_file", "1 bob a.txt x"),
+			fr("response_users_list", "1 bob"),
+			fr("err_unknown_message", ""),
+			fr("err_server_full", ""),
+			fr("err_username_unavailable", ""),
+			fr("Send_message", "1 bob hi"),
+			fr("SEND_MESSAGE", "1 bob hi"),
+			[]byte("send-message 8 1 bob hi"),
+			[]byte(strings.Repeat("x", 4096)),
+		}},
+		// The length field: decimal, no sign, no leading zeros, one space
+		// after it.
+		{"bad length", byteStrings(
+			"request_users_list 00 ",
+			"send_message 09 1 bob hi",
+			"send_message 010 1 bob hey",
+			"send_message -8 1 bob hi",
+			"send_message +8 1 bob hi",
+			"send_message abc ",
+			"send_message 8x 1 bob hi",
+			"send_message 0x8 1 bob hi",
+			"send_message  8 1 bob hi",
+			"send_message\t8\t1 bob hi",
+			"send_message 8\t1 bob hi",
+			"request_users_list 0request_users_list 0 ",
+			"request_users_list  ",
+			"send_message 99999999999999999999999999999 ",
+			"send_message "+strings.Repeat("1", 100)+" ",
+		)},
+		// Headers longer than their type can carry are refused before any
+		// payload.
+		{"header too long", byteStrings(
+			"request_users_list 1 ",
+			"request_users_list 1000 ",
+			"disconnect 129 ",
+			"join 129 ",
+			"send_message 10000000 ",
+			"send_file 99999999999 ", // far over 1 GiB plus any list and name
+		)},
 	} {
-		checkKicked(t, srv, "unknown type", b)
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t)
+			bob := joinClient(t, srv, "bob")
+			for _, b := range tc.frames {
+				checkKicked(t, srv, tc.name, b)
+			}
+			syncList(t, srv, bob, "bob")
+			assertServing(t, srv)
+		})
 	}
-	syncList(t, srv, bob, "bob")
-	assertServing(t, srv)
+}
+
+// byteStrings converts each of ss.
+func byteStrings(ss ...string) [][]byte {
+	b := make([][]byte, len(ss))
+	for i, s := range ss {
+		b[i] = []byte(s)
+	}
+	return b
 }
 
 func TestRawMalformedPayloads(t *testing.T) {
@@ -169,53 +220,6 @@ func TestRawSecondJoin(t *testing.T) {
 	srv.out.waitLine(t, "disconnected: alice sent unknown command", timeout)
 	checkKicked(t, srv, "second join with a new name", fr("join", "other"))
 	checkKicked(t, srv, "second join with a taken name", fr("join", "bob"))
-	syncList(t, srv, bob, "bob")
-	assertServing(t, srv)
-}
-
-// The length field: decimal, no sign, no leading zeros, one space after it.
-func TestRawBadLengthField(t *testing.T) {
-	t.Parallel()
-	srv := startServer(t)
-	bob := joinClient(t, srv, "bob")
-	for _, b := range []string{
-		"request_users_list 00 ",
-		"send_message 09 1 bob hi",
-		"send_message 010 1 bob hey",
-		"send_message -8 1 bob hi",
-		"send_message +8 1 bob hi",
-		"send_message abc ",
-		"send_message 8x 1 bob hi",
-		"send_message 0x8 1 bob hi",
-		"send_message  8 1 bob hi",
-		"send_message\t8\t1 bob hi",
-		"send_message 8\t1 bob hi",
-		"request_users_list 0request_users_list 0 ",
-		"request_users_list  ",
-		"send_message 99999999999999999999999999999 ",
-		"send_message " + strings.Repeat("1", 100) + " ",
-	} {
-		checkKicked(t, srv, "bad length", []byte(b))
-	}
-	syncList(t, srv, bob, "bob")
-	assertServing(t, srv)
-}
-
-// Headers longer than their type can carry are refused before any payload.
-func TestRawHeaderTooLongAfterJoin(t *testing.T) {
-	t.Parallel()
-	srv := startServer(t)
-	bob := joinClient(t, srv, "bob")
-	for _, h := range []string{
-		"request_users_list 1 ",
-		"request_users_list 1000 ",
-		"disconnect 129 ",
-		"join 129 ",
-		"send_message 10000000 ",
-		"send_file 99999999999 ", // far over 1 GiB plus any list and name
-	} {
-		checkKicked(t, srv, "header only", []byte(h))
-	}
 	syncList(t, srv, bob, "bob")
 	assertServing(t, srv)
 }
