@@ -1,6 +1,7 @@
 package chattest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -197,6 +198,35 @@ func TestWaitUntil(t *testing.T) {
 	})
 	if !strings.Contains(msg, "never after 50ms: never true") {
 		t.Errorf("waitUntil of a false condition failed with %q", msg)
+	}
+}
+
+func TestThrottle(t *testing.T) {
+	const rate = 64 << 10
+	src := bytes.NewReader(make([]byte, 64<<10))
+	r, unthrottle := Throttle(src, rate)
+	buf := make([]byte, 32<<10)
+	start := time.Now()
+	got := 0
+	for got < 8<<10 {
+		n, err := r.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > throttleChunk {
+			t.Fatalf("a throttled read took %d bytes, more than %d", n, throttleChunk)
+		}
+		got += n
+	}
+	// The reader sleeps until its total is due at its rate: a lower bound,
+	// whatever the machine's load.
+	if el, due := time.Since(start), time.Duration(got)*time.Second/rate; el < due {
+		t.Errorf("read %d bytes in %v, before they were due at %v", got, el, due)
+	}
+	unthrottle()
+	unthrottle() // a second call does nothing
+	if n, err := r.Read(buf); err != nil || n != len(buf) {
+		t.Errorf("unthrottled read = %d, %v; want the whole %d bytes", n, err, len(buf))
 	}
 }
 

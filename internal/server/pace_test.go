@@ -2,12 +2,12 @@ package server
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 )
 
@@ -65,7 +65,8 @@ func startSmallServer(t *testing.T, cfg Config) *testServer {
 // sends each forward_message's payload on got, until the connection ends.
 func readThrottled(c *rawClient, rate int, got chan<- string) {
 	defer close(got)
-	r := protocol.NewReader(&throttled{r: c.NC, rate: rate, start: time.Now()})
+	slow, _ := chattest.Throttle(c.NC, rate)
+	r := protocol.NewReader(slow)
 	for {
 		h, err := r.ReadHeader()
 		if err != nil {
@@ -79,23 +80,6 @@ func readThrottled(c *rawClient, rate int, got chan<- string) {
 			got <- string(p)
 		}
 	}
-}
-
-// throttled reads at most 4 KiB at a time, sleeping whenever it is ahead
-// of rate bytes per second.
-type throttled struct {
-	r     io.Reader
-	rate  int
-	start time.Time
-	total int
-}
-
-func (t *throttled) Read(p []byte) (int, error) {
-	n, err := t.r.Read(p[:min(len(p), 4<<10)])
-	t.total += n
-	due := t.start.Add(time.Duration(t.total) * time.Second / time.Duration(t.rate))
-	time.Sleep(time.Until(due))
-	return n, err
 }
 
 // flood sends n messages of size bytes to victim from c, numbered.

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strconv"
@@ -15,37 +14,12 @@ import (
 	"github.com/gochat/chat/internal/protocol"
 )
 
-// throttledReader reads from r at about rate bytes per second until fast
-// is closed, then as fast as r gives.
-type throttledReader struct {
-	r     io.Reader
-	rate  int
-	fast  <-chan struct{}
-	start time.Time
-	total int
-}
-
-func (t *throttledReader) Read(p []byte) (int, error) {
-	select {
-	case <-t.fast:
-		return t.r.Read(p)
-	default:
-	}
-	n, err := t.r.Read(p[:min(len(p), 4<<10)])
-	t.total += n
-	// Keep to the rate: this is the reader's speed, not a wait for an
-	// event.
-	time.Sleep(time.Until(t.start.Add(time.Duration(t.total) * time.Second / time.Duration(t.rate))))
-	return n, err
-}
-
 // throttle makes rc read at rate bytes per second until the returned
 // function is called.
 func throttle(rc *chattest.Conn, rate int) (unthrottle func()) {
-	fast := make(chan struct{})
-	rc.R = protocol.NewReader(&throttledReader{r: rc.NC, rate: rate, fast: fast, start: time.Now()})
-	var once sync.Once
-	return func() { once.Do(func() { close(fast) }) }
+	slow, unthrottle := chattest.Throttle(rc.NC, rate)
+	rc.R = protocol.NewReader(slow)
+	return unthrottle
 }
 
 // sendBurst writes b to rc in the background, with no deadline: the server

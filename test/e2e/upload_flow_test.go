@@ -11,8 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
-	"time"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 )
 
@@ -72,7 +72,7 @@ func slowRelayTo(t *testing.T, port, rate int) *countingRelay {
 			defer wg.Done()
 			var from io.Reader = cc
 			if rate > 0 {
-				from = &slowReader{r: cc, rate: rate, start: time.Now()}
+				from, _ = chattest.Throttle(cc, rate)
 			}
 			n, _ := io.Copy(sc, from)
 			r.up.Add(n)
@@ -115,21 +115,6 @@ func TestUploadToNobodyIsNotSent(t *testing.T) {
 	if n := relay.up.Load(); n > 64<<10 {
 		t.Fatalf("the client sent %d bytes for a file to nobody", n)
 	}
-}
-
-// slowReader reads from r at about rate bytes per second.
-type slowReader struct {
-	r     io.Reader
-	rate  int
-	start time.Time
-	total int
-}
-
-func (s *slowReader) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p[:min(len(p), 16<<10)])
-	s.total += n
-	time.Sleep(time.Until(s.start.Add(time.Duration(s.total) * time.Second / time.Duration(s.rate))))
-	return n, err
 }
 
 // SIGINT in the middle of a file to a user who never reads ends the
