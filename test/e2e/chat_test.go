@@ -44,9 +44,7 @@ func TestListSortedByBytes(t *testing.T) {
 	syncList(t, srv, alice, "123 Zed _x alice Émile")
 	// The raw frame itself: all connected users, sorted, with N first.
 	rc := rawJoin(t, srv, "aa")
-	rc.Write(fr("request_users_list", ""))
-	srv.out.waitLine(t, "request_users_list: aa", timeout)
-	rc.Expect(protocol.ResponseUsersList, "6 123 Zed _x aa alice Émile")
+	rawList(t, srv, rc, "6 123 Zed _x aa alice Émile")
 }
 
 func TestMsgToSeveral(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/gochat/chat/internal/chattest"
+	"github.com/gochat/chat/internal/protocol"
 )
 
 // ---------------------------------------------------------------------------
@@ -48,4 +49,13 @@ func rawJoin(t testing.TB, srv *server, name string) *chattest.Conn {
 	rc.Write(fr("join", name))
 	srv.out.waitLine(t, "join: "+name, timeout)
 	return rc
+}
+
+// rawList is syncList for a raw connection: it asks for the users list,
+// waits for the server's line and requires the answer payload list.
+func rawList(t testing.TB, srv *server, rc *chattest.Conn, list string) {
+	t.Helper()
+	rc.Write(fr("request_users_list", ""))
+	srv.out.waitLine(t, "request_users_list: "+rc.Name, timeout)
+	rc.Expect(protocol.ResponseUsersList, list)
 }

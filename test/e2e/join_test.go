@@ -313,9 +313,7 @@ func TestJoinFirstComeFirstServed(t *testing.T) {
 	first.Write(fr("join", "first"))
 	srv.out.waitLine(t, "join: first", timeout)
 	srv.out.waitLine(t, "join: second", timeout)
-	second.Write(fr("request_users_list", ""))
-	srv.out.waitLine(t, "request_users_list: second", timeout)
-	second.Expect(protocol.ResponseUsersList, "2 first second")
+	rawList(t, srv, second, "2 first second")
 	assertServing(t, srv)
 }
 
@@ -338,9 +336,7 @@ func TestJoinWaitCappedAtTwoSeconds(t *testing.T) {
 	// The silent connection may still join.
 	silent.Write(fr("join", "silent"))
 	srv.out.waitLine(t, "join: silent", timeout)
-	bob.Write(fr("request_users_list", ""))
-	srv.out.waitLine(t, "request_users_list: bob", timeout)
-	bob.Expect(protocol.ResponseUsersList, "2 bob silent")
+	rawList(t, srv, bob, "2 bob silent")
 	assertServing(t, srv)
 }
 

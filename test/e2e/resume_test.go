@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/gochat/chat/internal/protocol"
 )
 
 // Sessions that survive a lost connection (issue 22, slice 1): the real
@@ -207,15 +205,11 @@ func TestResumeWindowPasses(t *testing.T) {
 	bob := startClient(t, proxy.port(), "bob", "--resume")
 	srv.out.waitLine(t, "join: bob", timeout)
 	alice := rawJoin(t, srv, "alice")
-	alice.Write(fr("request_users_list", ""))
-	alice.Expect(protocol.ResponseUsersList, "2 alice bob")
-	srv.out.waitLine(t, "request_users_list: alice", timeout)
+	rawList(t, srv, alice, "2 alice bob")
 	proxy.close()
 	bob.out.waitLine(t, "disconnected: connection to server lost", timeout)
 	srv.out.waitLine(t, "disconnected: bob", timeout)
-	alice.Write(fr("request_users_list", ""))
-	alice.Expect(protocol.ResponseUsersList, "1 alice")
-	srv.out.waitLine(t, "request_users_list: alice", timeout)
+	rawList(t, srv, alice, "1 alice")
 	bob.expectExit1AfterDisconnect(t)
 }
 
