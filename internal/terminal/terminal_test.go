@@ -17,20 +17,7 @@ import (
 // wait is the deadline of every wait: generous, for a loaded machine.
 const wait = 10 * time.Second
 
-const (
-	rows, cols = 30, 80
-	up         = "\x1b[A"
-	down       = "\x1b[B"
-	ctrlA      = "\x01"
-	ctrlC      = "\x03"
-	ctrlD      = "\x04"
-	ctrlE      = "\x05"
-	ctrlG      = "\x07"
-	ctrlR      = "\x12"
-	ctrlU      = "\x15"
-	ctrlW      = "\x17"
-	backspace  = "\x7f"
-)
+const rows, cols = 30, 80
 
 type lineResult struct {
 	line string
@@ -203,20 +190,20 @@ func TestEditingKeysAndHistory(t *testing.T) {
 	h.typeKeys("list\r")
 	h.expectLine("list")
 	h.typeKeys("one two three")
-	h.typeKeys(ctrlW)
+	h.typeKeys(termtest.CtrlW)
 	h.waitInput("one two ")
-	h.typeKeys(ctrlA + "x" + ctrlE + "end")
+	h.typeKeys(termtest.CtrlA + "x" + termtest.CtrlE + "end")
 	h.waitInput("xone two end")
 	h.typeKeys("\r")
 	h.expectLine("xone two end")
-	h.typeKeys("junk" + ctrlU + "help\r")
+	h.typeKeys("junk" + termtest.CtrlU + "help\r")
 	h.expectLine("help")
 
-	h.typeKeys(up)
+	h.typeKeys(termtest.Up)
 	h.waitInput("help")
-	h.typeKeys(up + up)
+	h.typeKeys(termtest.Up + termtest.Up)
 	h.waitInput("list")
-	h.typeKeys(down)
+	h.typeKeys(termtest.Down)
 	h.waitInput("xone two end")
 	h.typeKeys("\r")
 	h.expectLine("xone two end")
@@ -224,7 +211,7 @@ func TestEditingKeysAndHistory(t *testing.T) {
 	// older line entered again is.
 	h.typeKeys("   \r")
 	h.expectLine("   ")
-	h.typeKeys(up + "\r")
+	h.typeKeys(termtest.Up + "\r")
 	h.expectLine("xone two end")
 	var got []string
 	for i := h.term.hist.Len() - 1; i >= 0; i-- {
@@ -237,15 +224,15 @@ func TestEditingKeysAndHistory(t *testing.T) {
 
 func TestCtrlCAndCtrlDEndTheInput(t *testing.T) {
 	h := newHarness(t, false)
-	h.typeKeys("abc" + ctrlA + ctrlD) // Ctrl-D on text deletes
+	h.typeKeys("abc" + termtest.CtrlA + termtest.CtrlD) // Ctrl-D on text deletes
 	h.waitScreen("the a deleted", func(v termtest.View) bool { return v.CursorRow == "alice> bc" && v.Col == 7 })
-	h.typeKeys(ctrlE + ctrlU + ctrlD)
+	h.typeKeys(termtest.CtrlE + termtest.CtrlU + termtest.CtrlD)
 	if _, err := h.nextLine(); err != io.EOF {
 		t.Fatalf("Ctrl-D on an empty line: err = %v, want io.EOF", err)
 	}
 
 	h = newHarness(t, false)
-	h.typeKeys("some text" + ctrlC)
+	h.typeKeys("some text" + termtest.CtrlC)
 	if _, err := h.nextLine(); err != io.EOF {
 		t.Fatalf("Ctrl-C: err = %v, want io.EOF", err)
 	}
@@ -269,17 +256,17 @@ func TestReverseSearch(t *testing.T) {
 		h.typeKeys(l + "\r")
 		h.expectLine(l)
 	}
-	h.typeKeys(ctrlR)
+	h.typeKeys(termtest.CtrlR)
 	h.waitRow("(reverse-i-search)`':") // the search prompt
 	h.typeKeys("m")
 	h.typeKeys("s")
 	h.typeKeys("g")
 	h.waitRow("(reverse-i-search)`msg': msg 1 carol second") // the latest match
-	h.typeKeys(ctrlR)
+	h.typeKeys(termtest.CtrlR)
 	h.waitRow("(reverse-i-search)`msg': msg 1 bob first") // the older match
 	h.typeKeys("x")
 	h.waitRow("(failed reverse-i-search)`msgx': msg 1 bob first") // a failed search
-	h.typeKeys(backspace)
+	h.typeKeys(termtest.Backspace)
 	h.waitRow("(reverse-i-search)`msg': msg 1 carol second") // the query shortened
 	h.typeKeys("\r")
 	h.expectLine("msg 1 carol second")
@@ -289,21 +276,21 @@ func TestReverseSearch(t *testing.T) {
 	}
 
 	// Ctrl-G and Ctrl-C cancel, giving back the line as it was.
-	h.typeKeys("draft" + ctrlR)
+	h.typeKeys("draft" + termtest.CtrlR)
 	h.typeKeys("l")
 	h.waitRow("(reverse-i-search)`l': msg 1 carol second") // a match
-	h.typeKeys(ctrlG)
+	h.typeKeys(termtest.CtrlG)
 	h.waitInput("draft")
-	h.typeKeys(ctrlR)
+	h.typeKeys(termtest.CtrlR)
 	h.typeKeys("i")
 	h.waitRow("(reverse-i-search)`i': list") // a match
-	h.typeKeys(ctrlC)
+	h.typeKeys(termtest.CtrlC)
 	h.waitInput("draft")
 	// An editing key ends the search and edits the line found.
-	h.typeKeys(ctrlU + ctrlR)
+	h.typeKeys(termtest.CtrlU + termtest.CtrlR)
 	h.typeKeys("b")
 	h.waitRow("(reverse-i-search)`b': msg 1 bob first") // a match
-	h.typeKeys(ctrlE)
+	h.typeKeys(termtest.CtrlE)
 	h.waitInput("msg 1 bob first")
 	h.typeKeys("!\r")
 	h.expectLine("msg 1 bob first!")

@@ -28,7 +28,7 @@ func TestTabCompletesNamesOnlineAtJoin(t *testing.T) {
 	if i := slices.IndexFunc(v.Transcript, func(l string) bool { return !isHint(l) && l != "" && !strings.HasPrefix(l, "alice>") }); i >= 0 {
 		t.Fatalf("row %q besides the hint:\n%s", v.Transcript[i], alice.scr)
 	}
-	alice.typeKeys("hi" + enter)
+	alice.typeKeys("hi" + termtest.Enter)
 	bob.Expect(protocol.ForwardMessage, "1 alice hi")
 	srv.out.waitFor(t, "server stdout", "msg: alice\n")
 	if got, want := string(srv.out.bytes()), "join: bob\njoin: alice\nmsg: alice\n"; got != want {
@@ -64,7 +64,7 @@ func TestJoinNoticeAfterHint(t *testing.T) {
 	if hint > notice {
 		t.Fatalf("the notice (row %d) comes before the hint (row %d):\n%s", notice, hint, alice.scr)
 	}
-	alice.typeKeys(ctrlD)
+	alice.typeKeys(termtest.CtrlD)
 	conn.Expect(protocol.Disconnect, "alice")
 	conn.NC.Close()
 	if code := alice.waitExit(); code != 0 {

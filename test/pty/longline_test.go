@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/gochat/chat/internal/protocol"
+	"github.com/gochat/chat/internal/terminal/termtest"
 )
 
 // A pasted line is taken whole, up to the contract's 65,536 bytes of text
@@ -22,7 +23,7 @@ func TestLongPastedLineSentWhole(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			srv, alice, bob := startAlice(t, env(term, ""))
-			alice.typeKeys("msg 1 bob " + c.text + enter)
+			alice.typeKeys("msg 1 bob " + c.text + termtest.Enter)
 			bob.Expect(protocol.ForwardMessage, "1 alice "+c.text)
 			alice.waitInput("alice", "")
 			quit(t, srv, alice)

@@ -20,19 +20,6 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from what the client prints")
 
-// Keys as a terminal sends them.
-const (
-	up    = "\x1b[A"
-	down  = "\x1b[B"
-	ctrlA = "\x01"
-	ctrlC = "\x03"
-	ctrlD = "\x04"
-	ctrlE = "\x05"
-	ctrlR = "\x12"
-	ctrlW = "\x17"
-	enter = "\r"
-)
-
 const term = "xterm-256color"
 
 var sgr = regexp.MustCompile(`\x1b\[[0-9;]*m`)
@@ -83,7 +70,7 @@ func startAlice(t *testing.T, environ []string) (*server, *ptyClient, *chattest.
 // quit ends alice's session with Ctrl-D and checks it ended well.
 func quit(t *testing.T, srv *server, alice *ptyClient) {
 	t.Helper()
-	alice.typeKeys(ctrlD)
+	alice.typeKeys(termtest.CtrlD)
 	if code := alice.waitExit(); code != 0 {
 		t.Fatalf("exit status %d, want 0", code)
 	}
@@ -118,7 +105,7 @@ func TestTypingWhileMessagesArrive(t *testing.T) {
 			t.Fatalf("row %d = %q, want %q\n%s", 1+i, tr[1+i], w, alice.scr)
 		}
 	}
-	alice.typeKeys(enter)
+	alice.typeKeys(termtest.Enter)
 	bob.Expect(protocol.ForwardMessage, "1 alice hello")
 	alice.waitInput("alice", "")
 	quit(t, srv, alice)
@@ -127,24 +114,24 @@ func TestTypingWhileMessagesArrive(t *testing.T) {
 func TestHistoryRecall(t *testing.T) {
 	t.Parallel()
 	srv, alice, bob := startAlice(t, env(term, ""))
-	alice.typeKeys("list" + enter)
+	alice.typeKeys("list" + termtest.Enter)
 	alice.waitRow("list: alice bob")
-	alice.typeKeys("msg 1 bob one" + enter)
+	alice.typeKeys("msg 1 bob one" + termtest.Enter)
 	bob.Expect(protocol.ForwardMessage, "1 alice one")
 
-	alice.typeKeys(up)
+	alice.typeKeys(termtest.Up)
 	alice.waitInput("alice", "msg 1 bob one")
-	alice.typeKeys(up)
+	alice.typeKeys(termtest.Up)
 	alice.waitInput("alice", "list")
-	alice.typeKeys(down)
+	alice.typeKeys(termtest.Down)
 	alice.waitInput("alice", "msg 1 bob one")
-	alice.typeKeys(ctrlW + "two" + ctrlA + ctrlE + enter) // edit the recalled line
+	alice.typeKeys(termtest.CtrlW + "two" + termtest.CtrlA + termtest.CtrlE + termtest.Enter) // edit the recalled line
 	bob.Expect(protocol.ForwardMessage, "1 alice two")
 
 	// Ctrl-R finds the list command again.
-	alice.typeKeys(ctrlR + "lis")
+	alice.typeKeys(termtest.CtrlR + "lis")
 	alice.waitScreen("the search", func(v termtest.View) bool { return v.CursorRow == "(reverse-i-search)`lis': list" })
-	alice.typeKeys(enter)
+	alice.typeKeys(termtest.Enter)
 	alice.waitScreen("a second list", func(v termtest.View) bool { return count(v, "list: alice bob") == 2 })
 	alice.waitInput("alice", "")
 	quit(t, srv, alice)
@@ -158,12 +145,12 @@ func TestTabCompletion(t *testing.T) {
 	}
 	alice.typeKeys("li\t")
 	alice.waitInput("alice", "list")
-	alice.typeKeys(enter) // the list teaches alice's client bob's name
+	alice.typeKeys(termtest.Enter) // the list teaches alice's client bob's name
 	alice.waitRow("list: alice bob")
 
 	alice.typeKeys("m\t1 b\t")
 	alice.waitInput("alice", "msg 1 bob ")
-	alice.typeKeys("hi" + enter)
+	alice.typeKeys("hi" + termtest.Enter)
 	bob.Expect(protocol.ForwardMessage, "1 alice hi")
 
 	// A sender's name is learnt too.
@@ -172,13 +159,13 @@ func TestTabCompletion(t *testing.T) {
 	alice.waitRow("msg: carol: hello")
 	alice.typeKeys("msg 2 c\tb\t")
 	alice.waitInput("alice", "msg 2 carol bob ")
-	alice.typeKeys(ctrlW + ctrlW + "\t") // "msg 2 ": every name
+	alice.typeKeys(termtest.CtrlW + termtest.CtrlW + "\t") // "msg 2 ": every name
 	alice.waitRow("alice  bob  carol")
 
 	// And a file path.
-	alice.typeKeys(ctrlW + ctrlW + "file 1 b\tno\t")
+	alice.typeKeys(termtest.CtrlW + termtest.CtrlW + "file 1 b\tno\t")
 	alice.waitInput("alice", "file 1 bob notes.txt")
-	alice.typeKeys(enter)
+	alice.typeKeys(termtest.Enter)
 	bob.Expect(protocol.ForwardFile, "1 alice notes.txt my notes")
 	alice.waitRow("client: sent notes.txt to bob (8 B)")
 	quit(t, srv, alice)
@@ -235,7 +222,7 @@ func TestProgressBarOnATerminal(t *testing.T) {
 		if got, err := os.ReadFile(filepath.Join(alice.dir, "alice_big.bin")); err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("saved file: %d bytes, %v; want the %d sent\n%s", len(got), err, len(data), v.Raw)
 		}
-		alice.typeKeys(ctrlC)
+		alice.typeKeys(termtest.CtrlC)
 		conn.Expect(protocol.Disconnect, "alice")
 		conn.NC.Close()
 		if code := alice.waitExit(); code != 0 {
@@ -251,7 +238,7 @@ func TestProgressBarOnATerminal(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(alice.dir, "big.bin"), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		alice.typeKeys("file 1 bob big.bin" + enter)
+		alice.typeKeys("file 1 bob big.bin" + termtest.Enter)
 		h := conn.Next()
 		n := h.Length
 		head := "1 bob big.bin "
@@ -279,7 +266,7 @@ func TestProgressBarOnATerminal(t *testing.T) {
 			return hasRow(v, regexp.MustCompile(`^client: sent big\.bin to the server \(32\.0 MiB in [0-9.]+m?s, [0-9.]+ [KMG]iB/s\), no receipt \(plain protocol\)$`)) &&
 				!hasRow(v, barRow("sending", "big.bin", "32.0 MiB")) && v.CursorRow == "alice>"
 		})
-		alice.typeKeys(ctrlD)
+		alice.typeKeys(termtest.CtrlD)
 		conn.Expect(protocol.Disconnect, "alice")
 		conn.NC.Close()
 		alice.waitExit()
@@ -412,7 +399,7 @@ func TestPipedStdoutIsByteExact(t *testing.T) {
 
 func TestCtrlCAndCtrlDQuit(t *testing.T) {
 	t.Parallel()
-	for name, keys := range map[string]string{"Ctrl-C": "some text" + ctrlC, "Ctrl-D": ctrlD} {
+	for name, keys := range map[string]string{"Ctrl-C": "some text" + termtest.CtrlC, "Ctrl-D": termtest.CtrlD} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			srv, alice, _ := startAlice(t, env(term, ""))
@@ -454,7 +441,7 @@ func TestColorsGoByWhatALineIs(t *testing.T) {
 	t.Parallel()
 	srv, alice, bob := startAlice(t, env(term, ""))
 	path := "join and leave notices/x.txt"
-	alice.typeKeys("file 1 bob " + path + enter)
+	alice.typeKeys("file 1 bob " + path + termtest.Enter)
 	alice.waitScreen("the error in yellow", func(v termtest.View) bool {
 		return bytes.Contains(v.Raw, []byte("\x1b[33mclient: cannot read "+path+": "))
 	})
@@ -462,7 +449,7 @@ func TestColorsGoByWhatALineIs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(alice.dir, "notes.txt"), []byte("my notes"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	alice.typeKeys("file 1 bob notes.txt" + enter)
+	alice.typeKeys("file 1 bob notes.txt" + termtest.Enter)
 	bob.Expect(protocol.ForwardFile, "1 alice notes.txt my notes")
 	alice.waitScreen("the file sent in green", func(v termtest.View) bool {
 		return bytes.Contains(v.Raw, []byte("\x1b[32mclient: sent notes.txt to bob (8 B)"))
@@ -497,7 +484,7 @@ func TestColors(t *testing.T) {
 			if c.prompt {
 				alice.waitInput("alice", "")
 			}
-			alice.typeKeys("list" + enter)
+			alice.typeKeys("list" + termtest.Enter)
 			v := alice.waitRow("list: alice")
 			if got := sgr.Match(v.Raw); got != c.colors {
 				t.Fatalf("colors in the output: %v, want %v: %q", got, c.colors, v.Raw)
@@ -506,9 +493,9 @@ func TestColors(t *testing.T) {
 				t.Fatalf("prompt shown: %v, want %v", got, c.prompt)
 			}
 			if c.prompt {
-				alice.typeKeys(ctrlD)
+				alice.typeKeys(termtest.CtrlD)
 			} else {
-				alice.typeKeys("quit" + enter)
+				alice.typeKeys("quit" + termtest.Enter)
 			}
 			if code := alice.waitExit(); code != 0 {
 				t.Fatalf("exit status %d", code)
