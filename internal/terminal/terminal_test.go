@@ -75,15 +75,11 @@ func (h *harness) typeKeys(keys string) {
 // waitScreen waits until cond holds for the screen.
 func (h *harness) waitScreen(what string, cond func(v termtest.View) bool) termtest.View {
 	h.t.Helper()
-	v, ok := h.scr.Wait(wait, cond)
-	if !ok {
-		h.t.Fatalf("timed out after %v waiting for %s; screen:\n%s", wait, what, h.scr)
-	}
-	return v
+	return h.scr.Await(h.t, wait, what, cond)
 }
 
-// waitRow waits until the cursor's row is row.
-func (h *harness) waitRow(row string) termtest.View {
+// waitCursorRow waits until the cursor's row is row.
+func (h *harness) waitCursorRow(row string) termtest.View {
 	h.t.Helper()
 	return h.waitScreen(fmt.Sprintf("cursor row %q", row), func(v termtest.View) bool { return v.CursorRow == row })
 }
@@ -179,7 +175,7 @@ func TestLinesPrintedWhileTypingKeepTheInputWhole(t *testing.T) {
 	}
 	h.typeKeys("\r")
 	h.expectLine("msg 1 bob hello")
-	v = h.waitRow("alice>") // the next prompt
+	v = h.waitCursorRow("alice>") // the next prompt
 	if v.Transcript[len(v.Transcript)-2] != "alice> msg 1 bob hello" {
 		t.Fatalf("the entered line is not kept above the prompt:\n%s", h.scr)
 	}
@@ -257,20 +253,20 @@ func TestReverseSearch(t *testing.T) {
 		h.expectLine(l)
 	}
 	h.typeKeys(termtest.CtrlR)
-	h.waitRow("(reverse-i-search)`':") // the search prompt
+	h.waitCursorRow("(reverse-i-search)`':") // the search prompt
 	h.typeKeys("m")
 	h.typeKeys("s")
 	h.typeKeys("g")
-	h.waitRow("(reverse-i-search)`msg': msg 1 carol second") // the latest match
+	h.waitCursorRow("(reverse-i-search)`msg': msg 1 carol second") // the latest match
 	h.typeKeys(termtest.CtrlR)
-	h.waitRow("(reverse-i-search)`msg': msg 1 bob first") // the older match
+	h.waitCursorRow("(reverse-i-search)`msg': msg 1 bob first") // the older match
 	h.typeKeys("x")
-	h.waitRow("(failed reverse-i-search)`msgx': msg 1 bob first") // a failed search
+	h.waitCursorRow("(failed reverse-i-search)`msgx': msg 1 bob first") // a failed search
 	h.typeKeys(termtest.Backspace)
-	h.waitRow("(reverse-i-search)`msg': msg 1 carol second") // the query shortened
+	h.waitCursorRow("(reverse-i-search)`msg': msg 1 carol second") // the query shortened
 	h.typeKeys("\r")
 	h.expectLine("msg 1 carol second")
-	v := h.waitRow("alice>") // the next prompt
+	v := h.waitCursorRow("alice>") // the next prompt
 	if got := v.Transcript[len(v.Transcript)-2]; got != "alice> msg 1 carol second" {
 		t.Fatalf("entered row = %q, want it with the normal prompt\n%s", got, h.scr)
 	}
@@ -278,18 +274,18 @@ func TestReverseSearch(t *testing.T) {
 	// Ctrl-G and Ctrl-C cancel, giving back the line as it was.
 	h.typeKeys("draft" + termtest.CtrlR)
 	h.typeKeys("l")
-	h.waitRow("(reverse-i-search)`l': msg 1 carol second") // a match
+	h.waitCursorRow("(reverse-i-search)`l': msg 1 carol second") // a match
 	h.typeKeys(termtest.CtrlG)
 	h.waitInput("draft")
 	h.typeKeys(termtest.CtrlR)
 	h.typeKeys("i")
-	h.waitRow("(reverse-i-search)`i': list") // a match
+	h.waitCursorRow("(reverse-i-search)`i': list") // a match
 	h.typeKeys(termtest.CtrlC)
 	h.waitInput("draft")
 	// An editing key ends the search and edits the line found.
 	h.typeKeys(termtest.CtrlU + termtest.CtrlR)
 	h.typeKeys("b")
-	h.waitRow("(reverse-i-search)`b': msg 1 bob first") // a match
+	h.waitCursorRow("(reverse-i-search)`b': msg 1 bob first") // a match
 	h.typeKeys(termtest.CtrlE)
 	h.waitInput("msg 1 bob first")
 	h.typeKeys("!\r")

@@ -299,11 +299,7 @@ func (c *ptyClient) typeKeys(keys string) {
 // waitScreen waits until cond holds for the client's screen.
 func (c *ptyClient) waitScreen(what string, cond func(v termtest.View) bool) termtest.View {
 	c.t.Helper()
-	v, ok := c.scr.Wait(timeout, cond)
-	if !ok {
-		c.t.Fatalf("timed out after %v waiting for %s; screen:\n%s", timeout, what, c.scr)
-	}
-	return v
+	return c.scr.Await(c.t, timeout, what, cond)
 }
 
 // waitInput waits until the cursor's row is the prompt and input, with the
