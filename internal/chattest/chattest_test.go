@@ -136,7 +136,7 @@ func TestConnFailures(t *testing.T) {
 		c.T = tb
 		c.ExpectClosed()
 	})
-	if !strings.Contains(msg, `got frame forward_message "1 alice three", want the connection closed`) {
+	if !strings.Contains(msg, `got frame forward_message "1 alice three" (13 bytes), want the connection closed`) {
 		t.Errorf("ExpectClosed with a frame waiting failed with %q", msg)
 	}
 

@@ -193,8 +193,9 @@ func (c *Conn) ExpectClosed() {
 	c.NC.SetReadDeadline(time.Now().Add(c.Timeout))
 	h, err := c.R.ReadHeader()
 	if err == nil {
-		p, _ := c.R.ReadPayload(nil)
-		c.fatalf("got frame %s %.80q, want the connection closed", h.Name, p)
+		p := make([]byte, min(h.Length, 80)) // enough to name it, whatever its size
+		n, _ := io.ReadFull(c.R, p)
+		c.fatalf("got frame %s %q (%d bytes), want the connection closed", h.Name, p[:n], h.Length)
 	}
 	if err != io.EOF {
 		c.fatalf("got %v, want a clean close (EOF)", err)
