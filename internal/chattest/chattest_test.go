@@ -3,9 +3,7 @@ package chattest
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net"
-	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -54,33 +52,6 @@ func join(t *testing.T, addr string, out *LineLog, name string) *Conn {
 	return c
 }
 
-// fatalRecorder is a testing.TB whose Fatalf records the message and ends
-// the goroutine, as testing's does.
-type fatalRecorder struct {
-	testing.TB
-	msg string
-}
-
-func (r *fatalRecorder) Helper() {}
-
-func (r *fatalRecorder) Fatalf(format string, args ...any) {
-	r.msg = fmt.Sprintf(format, args...)
-	runtime.Goexit()
-}
-
-// fails runs f with a fatalRecorder in its own goroutine and returns what
-// it failed with ("" if it did not).
-func fails(t *testing.T, f func(tb testing.TB)) string {
-	r := &fatalRecorder{TB: t}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f(r)
-	}()
-	<-done
-	return r.msg
-}
-
 func TestConnChat(t *testing.T) {
 	addr, out := startServer(t)
 	alice := join(t, addr, out, "alice")
@@ -121,7 +92,7 @@ func TestConnFailures(t *testing.T) {
 	bob := join(t, addr, out, "bob")
 
 	alice.Send("one", "bob")
-	msg := fails(t, func(tb testing.TB) {
+	msg := Fails(t, func(tb testing.TB) {
 		c := *bob
 		c.T = tb
 		c.Expect(protocol.ForwardMessage, "1 alice two")
@@ -131,7 +102,7 @@ func TestConnFailures(t *testing.T) {
 	}
 
 	alice.Send("three", "bob")
-	msg = fails(t, func(tb testing.TB) {
+	msg = Fails(t, func(tb testing.TB) {
 		c := *bob
 		c.T = tb
 		c.ExpectClosed()
@@ -140,7 +111,7 @@ func TestConnFailures(t *testing.T) {
 		t.Errorf("ExpectClosed with a frame waiting failed with %q", msg)
 	}
 
-	msg = fails(t, func(tb testing.TB) {
+	msg = Fails(t, func(tb testing.TB) {
 		c := *alice
 		c.T = tb
 		c.Timeout = 50e6 // 50 ms: nothing will come
@@ -169,7 +140,7 @@ func TestConnRaw(t *testing.T) {
 	dup.Join("alice")
 	dup.ExpectRefused(protocol.ErrUsernameUnavailable)
 
-	msg := fails(t, func(tb testing.TB) {
+	msg := Fails(t, func(tb testing.TB) {
 		c := *alice
 		c.T = tb
 		c.Timeout = 50e6 // 50 ms: the server sends nothing
@@ -193,7 +164,7 @@ func TestWaitUntil(t *testing.T) {
 	var n atomic.Int32
 	go func() { n.Store(1) }()
 	WaitUntil(t, "n is set", func() bool { return n.Load() == 1 })
-	msg := fails(t, func(tb testing.TB) {
+	msg := Fails(t, func(tb testing.TB) {
 		waitUntil(tb, "never true", func() bool { return false }, 50*time.Millisecond)
 	})
 	if !strings.Contains(msg, "never after 50ms: never true") {

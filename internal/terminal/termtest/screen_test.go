@@ -1,11 +1,11 @@
 package termtest
 
 import (
-	"fmt"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gochat/chat/internal/chattest"
 )
 
 func TestScreen(t *testing.T) {
@@ -52,34 +52,16 @@ func TestScreenSplitWrites(t *testing.T) {
 	}
 }
 
-// fatalRecorder is a testing.TB whose Fatalf records the message and ends
-// the goroutine, as testing's does.
-type fatalRecorder struct {
-	testing.TB
-	msg string
-}
-
-func (r *fatalRecorder) Helper() {}
-
-func (r *fatalRecorder) Fatalf(format string, args ...any) {
-	r.msg = fmt.Sprintf(format, args...)
-	runtime.Goexit()
-}
-
 func TestAwait(t *testing.T) {
 	s := New(3, 10)
 	go s.Write([]byte("hello"))
 	if v := s.Await(t, 5*time.Second, "hello", func(v View) bool { return v.CursorRow == "hello" }); v.Col != 5 {
 		t.Errorf("Await returned the cursor at column %d, want 5", v.Col)
 	}
-	r := &fatalRecorder{TB: t}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.Await(r, 20*time.Millisecond, "a row never written", func(v View) bool { return v.Contains("never") })
-	}()
-	<-done
-	if !strings.Contains(r.msg, "waiting for a row never written; screen:") || !strings.Contains(r.msg, "hello") {
-		t.Errorf("Await of a row never written failed with %q", r.msg)
+	msg := chattest.Fails(t, func(tb testing.TB) {
+		s.Await(tb, 20*time.Millisecond, "a row never written", func(v View) bool { return v.Contains("never") })
+	})
+	if !strings.Contains(msg, "waiting for a row never written; screen:") || !strings.Contains(msg, "hello") {
+		t.Errorf("Await of a row never written failed with %q", msg)
 	}
 }
