@@ -1,13 +1,14 @@
 package chattest
 
 import (
+	"bytes"
 	"context"
-	"fmt"
 	"net"
-	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -42,38 +43,18 @@ func startServer(t *testing.T) (string, *LineLog) {
 	return ln.Addr().String(), out
 }
 
-// fatalRecorder is a testing.TB whose Fatalf records the message and ends
-// the goroutine, as testing's does.
-type fatalRecorder struct {
-	testing.TB
-	msg string
-}
-
-func (r *fatalRecorder) Helper() {}
-
-func (r *fatalRecorder) Fatalf(format string, args ...any) {
-	r.msg = fmt.Sprintf(format, args...)
-	runtime.Goexit()
-}
-
-// fails runs f with a fatalRecorder in its own goroutine and returns what
-// it failed with ("" if it did not).
-func fails(t *testing.T, f func(tb testing.TB)) string {
-	r := &fatalRecorder{TB: t}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f(r)
-	}()
-	<-done
-	return r.msg
+// join dials addr and joins as name, waiting for the server's line.
+func join(t *testing.T, addr string, out *LineLog, name string) *Conn {
+	t.Helper()
+	c := Dial(t, addr, name)
+	c.Join(name)
+	out.Wait(t, "join: "+name, 1)
+	return c
 }
 
 func TestConnChat(t *testing.T) {
 	addr, out := startServer(t)
-	alice := Dial(t, addr, "")
-	alice.Join("alice")
-	out.Wait(t, "join: alice", 1)
+	alice := join(t, addr, out, "alice")
 	bob := Dial(t, addr, "bob")
 	if got := bob.Hello("future-thing", protocol.FeatureChunkedFile); got != protocol.FeatureChunkedFile {
 		t.Errorf("Hello accepted %q, want %q", got, protocol.FeatureChunkedFile)
@@ -107,15 +88,11 @@ func TestConnChat(t *testing.T) {
 
 func TestConnFailures(t *testing.T) {
 	addr, out := startServer(t)
-	alice := Dial(t, addr, "alice")
-	alice.Join("alice")
-	out.Wait(t, "join: alice", 1)
-	bob := Dial(t, addr, "bob")
-	bob.Join("bob")
-	out.Wait(t, "join: bob", 1)
+	alice := join(t, addr, out, "alice")
+	bob := join(t, addr, out, "bob")
 
 	alice.Send("one", "bob")
-	msg := fails(t, func(tb testing.TB) {
+	msg := Fails(t, func(tb testing.TB) {
 		c := *bob
 		c.T = tb
 		c.Expect(protocol.ForwardMessage, "1 alice two")
@@ -125,16 +102,16 @@ func TestConnFailures(t *testing.T) {
 	}
 
 	alice.Send("three", "bob")
-	msg = fails(t, func(tb testing.TB) {
+	msg = Fails(t, func(tb testing.TB) {
 		c := *bob
 		c.T = tb
 		c.ExpectClosed()
 	})
-	if !strings.Contains(msg, "want the connection closed") {
+	if !strings.Contains(msg, `got frame forward_message "1 alice three" (13 bytes), want the connection closed`) {
 		t.Errorf("ExpectClosed with a frame waiting failed with %q", msg)
 	}
 
-	msg = fails(t, func(tb testing.TB) {
+	msg = Fails(t, func(tb testing.TB) {
 		c := *alice
 		c.T = tb
 		c.Timeout = 50e6 // 50 ms: nothing will come
@@ -142,6 +119,85 @@ func TestConnFailures(t *testing.T) {
 	})
 	if !strings.Contains(msg, "connection still open") {
 		t.Errorf("ExpectEnd on an open connection failed with %q", msg)
+	}
+}
+
+// TestConnRaw covers what the black-box suites use to send what the real
+// client never would, and to read how the server ends a connection.
+func TestConnRaw(t *testing.T) {
+	addr, out := startServer(t)
+	alice := Dial(t, addr, "alice")
+	if alice.TCP() != alice.NC {
+		t.Fatal("TCP did not return the connection")
+	}
+	// Byte by byte, every header and field is split across reads.
+	alice.WriteBytewise(protocol.AppendJoin(nil, protocol.Join, "alice"))
+	out.Wait(t, "join: alice", 1)
+	alice.WriteBytewise(protocol.AppendEmpty(nil, protocol.RequestUsersList))
+	alice.Expect(protocol.ResponseUsersList, "1 alice")
+
+	dup := Dial(t, addr, "dup")
+	dup.Join("alice")
+	dup.ExpectRefused(protocol.ErrUsernameUnavailable)
+
+	msg := Fails(t, func(tb testing.TB) {
+		c := *alice
+		c.T = tb
+		c.Timeout = 50e6 // 50 ms: the server sends nothing
+		c.ExpectRefused(protocol.ErrUnknownMessage)
+	})
+	if !strings.Contains(msg, "want err_unknown_message") {
+		t.Errorf("ExpectRefused with nothing sent failed with %q", msg)
+	}
+
+	if err := alice.TryWrite([]byte("disconnect 5 alice")); err != nil {
+		t.Fatalf("TryWrite: %v", err)
+	}
+	alice.ExpectClosed()
+	alice.NC.Close()
+	if err := alice.TryWrite([]byte("x")); err == nil {
+		t.Error("TryWrite on a closed connection returned nil")
+	}
+}
+
+func TestWaitUntil(t *testing.T) {
+	var n atomic.Int32
+	go func() { n.Store(1) }()
+	WaitUntil(t, "n is set", func() bool { return n.Load() == 1 })
+	msg := Fails(t, func(tb testing.TB) {
+		waitUntil(tb, "never true", func() bool { return false }, 50*time.Millisecond)
+	})
+	if !strings.Contains(msg, "never after 50ms: never true") {
+		t.Errorf("waitUntil of a false condition failed with %q", msg)
+	}
+}
+
+func TestThrottle(t *testing.T) {
+	const rate = 64 << 10
+	src := bytes.NewReader(make([]byte, 64<<10))
+	r, unthrottle := Throttle(src, rate)
+	buf := make([]byte, 32<<10)
+	start := time.Now()
+	got := 0
+	for got < 8<<10 {
+		n, err := r.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > throttleChunk {
+			t.Fatalf("a throttled read took %d bytes, more than %d", n, throttleChunk)
+		}
+		got += n
+	}
+	// The reader sleeps until its total is due at its rate: a lower bound,
+	// whatever the machine's load.
+	if el, due := time.Since(start), time.Duration(got)*time.Second/rate; el < due {
+		t.Errorf("read %d bytes in %v, before they were due at %v", got, el, due)
+	}
+	unthrottle()
+	unthrottle() // a second call does nothing
+	if n, err := r.Read(buf); err != nil || n != len(buf) {
+		t.Errorf("unthrottled read = %d, %v; want the whole %d bytes", n, err, len(buf))
 	}
 }
 

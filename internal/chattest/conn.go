@@ -67,6 +67,37 @@ func (c *Conn) Write(b []byte) {
 	}
 }
 
+// TryWrite writes b whole and returns the error instead of failing the
+// test: for a write the server may refuse to read (a flood it paces, a
+// connection it is ending).
+func (c *Conn) TryWrite(b []byte) error {
+	if err := c.NC.SetWriteDeadline(time.Now().Add(c.Timeout)); err != nil {
+		return err
+	}
+	_, err := c.NC.Write(b)
+	return err
+}
+
+// WriteBytewise writes b one byte per write call, so that the server sees
+// every frame boundary and field split across reads.
+func (c *Conn) WriteBytewise(b []byte) {
+	c.T.Helper()
+	for i := range b {
+		c.Write(b[i : i+1])
+	}
+}
+
+// TCP returns the connection as a *net.TCPConn, for socket options (a
+// small receive buffer, a linger of 0), or fails the test if it is not one.
+func (c *Conn) TCP() *net.TCPConn {
+	c.T.Helper()
+	tc, ok := c.NC.(*net.TCPConn)
+	if !ok {
+		c.fatalf("connection is a %T, not TCP", c.NC)
+	}
+	return tc
+}
+
 // Join sends join for name. It does not wait for the server to admit the
 // name: each suite knows how (a stdout line, the users list).
 func (c *Conn) Join(name string) {
@@ -162,11 +193,21 @@ func (c *Conn) ExpectClosed() {
 	c.NC.SetReadDeadline(time.Now().Add(c.Timeout))
 	h, err := c.R.ReadHeader()
 	if err == nil {
-		c.fatalf("got frame %s, want the connection closed", h.Name)
+		p := make([]byte, min(h.Length, 80)) // enough to name it, whatever its size
+		n, _ := io.ReadFull(c.R, p)
+		c.fatalf("got frame %s %q (%d bytes), want the connection closed", h.Name, p[:n], h.Length)
 	}
 	if err != io.EOF {
-		c.fatalf("got %v, want EOF", err)
+		c.fatalf("got %v, want a clean close (EOF)", err)
 	}
+}
+
+// ExpectRefused requires the frame typ with an empty payload and then a
+// clean close: the server's answer to a refused join or a broken frame.
+func (c *Conn) ExpectRefused(typ protocol.Type) {
+	c.T.Helper()
+	c.Expect(typ, "")
+	c.ExpectClosed()
 }
 
 // ExpectEnd reads (and drops) whatever arrives until the server ends the

@@ -105,3 +105,23 @@ func (l *LineLog) WaitFunc(t testing.TB, what string, n int, match func(string) 
 		}
 	}
 }
+
+// WaitUntil polls cond until it holds, or fails the test after Timeout;
+// what names the condition in the failure. It is for state that has no
+// event to wait on (a counter, a goroutine's stack); anything that writes
+// a line or a frame is waited on through a LineLog or a Conn instead.
+func WaitUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	waitUntil(t, what, cond, Timeout)
+}
+
+func waitUntil(t testing.TB, what string, cond func() bool, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never after %v: %s", timeout, what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

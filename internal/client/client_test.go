@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 )
 
@@ -21,7 +23,9 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-const waitTimeout = 10 * time.Second
+// waitTimeout bounds every wait on an event: chattest's, generous for a
+// loaded machine, so that every suite waits as long.
+const waitTimeout = chattest.Timeout
 
 // syncBuffer is a goroutine-safe bytes.Buffer that signals each write.
 type syncBuffer struct {
@@ -75,6 +79,14 @@ func fakeServer(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) stri
 // waitTimeout; it returns the address to dial.
 func serveOne(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string {
 	t.Helper()
+	return serveSeq(t, script)
+}
+
+// serveSeq serves the connections to one address in turn, each with the
+// next of scripts, within waitTimeout; once the last is accepted, further
+// connections are refused. The test's cleanup stops it.
+func serveSeq(t *testing.T, scripts ...func(nc net.Conn, r *protocol.Reader)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -82,20 +94,47 @@ func serveOne(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		nc, err := ln.Accept()
-		ln.Close()
-		if err != nil {
-			return
+		for i, script := range scripts {
+			nc, err := ln.Accept()
+			if i == len(scripts)-1 {
+				ln.Close()
+			}
+			if err != nil {
+				return
+			}
+			func() {
+				defer nc.Close() // also if script ends its goroutine
+				nc.SetDeadline(time.Now().Add(waitTimeout))
+				script(nc, protocol.NewReader(nc))
+			}()
 		}
-		defer nc.Close()
-		nc.SetDeadline(time.Now().Add(waitTimeout))
-		script(nc, protocol.NewReader(nc))
 	}()
 	t.Cleanup(func() {
 		ln.Close()
 		<-done
 	})
 	return ln.Addr().String()
+}
+
+// sendThenAwaitQuit is the end of many scripts: it writes b to the client
+// and waits for its disconnect.
+func sendThenAwaitQuit(t *testing.T, nc net.Conn, r *protocol.Reader, b []byte) {
+	t.Helper()
+	nc.Write(b)
+	expectFrame(t, r, protocol.Disconnect)
+}
+
+// nextFrame reads a whole frame for a fake server's script; a read error
+// is reported, and ok is false.
+func nextFrame(t *testing.T, r *protocol.Reader) (h protocol.Header, p []byte, ok bool) {
+	t.Helper()
+	h, err := r.ReadHeader()
+	if err != nil {
+		t.Errorf("read: %v", err)
+		return h, nil, false
+	}
+	p, _ = r.ReadPayload(nil)
+	return h, p, true
 }
 
 // expectFrame reads a frame and checks its type.
@@ -116,6 +155,7 @@ type session struct {
 	stderr *syncBuffer
 	dir    string
 	code   chan int
+	signal context.CancelFunc // what SIGINT and SIGTERM do
 }
 
 // startClient runs a client joining as "me" at addr, its input on a pipe
@@ -130,17 +170,21 @@ func startClient(t *testing.T, addr string) *session {
 func startClientWith(t *testing.T, addr string, adjust func(c *client)) *session {
 	t.Helper()
 	pr, pw := io.Pipe()
-	s := &session{stdin: pw, stdout: &syncBuffer{}, stderr: &syncBuffer{}, dir: t.TempDir(), code: make(chan int, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &session{stdin: pw, stdout: &syncBuffer{}, stderr: &syncBuffer{}, dir: t.TempDir(), code: make(chan int, 1), signal: cancel}
 	c := newClient(Config{
 		User: "me", Addr: addr, DownloadDir: s.dir,
 		Stdin: pr, Stdout: s.stdout, Stderr: s.stderr,
 	})
 	adjust(c)
 	go func() {
-		s.code <- c.run(context.Background())
+		s.code <- c.run(ctx)
 		pr.Close()
 	}()
-	t.Cleanup(func() { pw.Close() })
+	t.Cleanup(func() {
+		pw.Close()
+		cancel()
+	})
 	return s
 }
 
@@ -244,13 +288,10 @@ func TestReceivedFiles(t *testing.T) {
 		b = protocol.AppendFileHead(b, protocol.ForwardFile, []string{"bob"}, "empty", 0)
 		b = append(b, "mystery 4 abcd"...) // an unknown type is skipped
 		b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("after  all"))
-		nc.Write(b)
-		expectFrame(t, r, protocol.Disconnect)
+		sendThenAwaitQuit(t, nc, r, b)
 	})
 	s := startClient(t, addr)
-	waitFor(t, s.stdout, "msg: bob: after  all\n")
-	s.stdin.Close()
-	s.exit(t)
+	s.quitAfter(t, "msg: bob: after  all\n")
 	want := "file: bob: data.bin\nfile: bob: empty\nmsg: bob: after  all\nquitting\n"
 	if got := s.stdout.String(); got != want {
 		t.Errorf("stdout %q, want %q", got, want)
@@ -259,14 +300,7 @@ func TestReceivedFiles(t *testing.T) {
 	if err != nil || !bytes.Equal(got, content) {
 		t.Errorf("saved file differs (err %v)", err)
 	}
-	entries, _ := os.ReadDir(s.dir)
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	if strings.Join(names, ",") != "me_data.bin,me_empty" {
-		t.Errorf("download folder holds %v, want only me_data.bin and me_empty", names)
-	}
+	s.expectFiles(t, "me_data.bin", "me_empty")
 	if _, err := os.Stat(filepath.Join(filepath.Dir(s.dir), "x")); err == nil {
 		t.Error("a file escaped the download folder")
 	}
@@ -278,14 +312,10 @@ func TestDropMidFileLeavesNothing(t *testing.T) {
 		nc.Write(make([]byte, 1000))
 	})
 	s := startClient(t, addr)
-	waitFor(t, s.stdout, "disconnected: connection to server lost\n")
-	s.stdin.Close()
-	if c := s.exit(t); c != 1 {
+	if c := s.quitAfter(t, "disconnected: connection to server lost\n"); c != 1 {
 		t.Errorf("exit %d, want 1", c)
 	}
-	if entries, _ := os.ReadDir(s.dir); len(entries) != 0 {
-		t.Errorf("download folder not empty: %v", entries)
-	}
+	s.expectFiles(t)
 }
 
 func TestUndecodableStream(t *testing.T) {
@@ -331,6 +361,32 @@ func TestSendFileFrames(t *testing.T) {
 	}
 }
 
+// quitAfter waits until stdout holds line, then ends the input, which is
+// quit, and returns the exit code.
+func (s *session) quitAfter(t *testing.T, line string) int {
+	t.Helper()
+	waitFor(t, s.stdout, line)
+	s.stdin.Close()
+	return s.exit(t)
+}
+
+// expectFiles requires the download folder to hold exactly the files
+// named in want, in order.
+func (s *session) expectFiles(t *testing.T, want ...string) {
+	t.Helper()
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if !slices.Equal(names, want) {
+		t.Errorf("download folder holds %q, want %q", names, want)
+	}
+}
+
 // waitFor waits until b's content contains want.
 func waitFor(t *testing.T, b *syncBuffer, want string) {
 	t.Helper()
@@ -372,8 +428,7 @@ func TestOutputFollowsInputOrder(t *testing.T) {
 		nc.Write(protocol.AppendUsersList(nil, []string{"me"}))
 		expectFrame(t, r, protocol.SendMessage)
 		time.Sleep(50 * time.Millisecond)
-		nc.Write(protocol.AppendMessage(nil, protocol.ForwardMessage, []string{"me"}, []byte("to myself")))
-		expectFrame(t, r, protocol.Disconnect)
+		sendThenAwaitQuit(t, nc, r, protocol.AppendMessage(nil, protocol.ForwardMessage, []string{"me"}, []byte("to myself")))
 	})
 	// The replies take 50 ms of the 300 ms the client waits; a wait of 2 s
 	// keeps that margin on a loaded machine.

@@ -46,8 +46,7 @@ func TestPrintHookGetsTheLines(t *testing.T) {
 	script := func(nc net.Conn, r *protocol.Reader) {
 		expectFrame(t, r, protocol.RequestUsersList)
 		nc.Write(protocol.AppendMessage(nil, protocol.ForwardMessage, []string{"bob"}, []byte("incorrect user input format")))
-		nc.Write(protocol.AppendUsersList(nil, []string{"me", "bob"}))
-		expectFrame(t, r, protocol.Disconnect)
+		sendThenAwaitQuit(t, nc, r, protocol.AppendUsersList(nil, []string{"me", "bob"}))
 	}
 	input := "help\nbogus\nlist\nquit\n"
 
@@ -135,8 +134,7 @@ func TestNoticeEvents(t *testing.T) {
 		nc.Write(protocol.AppendPresence(nil, protocol.PresenceLeft, "carol"))
 		nc.Write(protocol.AppendPresence(nil, protocol.PresencePaused, "100"))
 		nc.Write(protocol.AppendPresence(nil, protocol.PresenceResumed, ""))
-		nc.Write(protocol.AppendNotOnline(nil, []string{"dave"}))
-		expectFrame(t, r, protocol.Disconnect)
+		sendThenAwaitQuit(t, nc, r, protocol.AppendNotOnline(nil, []string{"dave"}))
 	})
 	events := make(chan Event, 16)
 	s := startClientWith(t, addr, func(c *client) {

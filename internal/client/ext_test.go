@@ -63,9 +63,7 @@ func TestChunkedFilesWithRealServer(t *testing.T) {
 	frames = protocol.AppendMessage(frames, protocol.SendMessage, []string{"me"}, []byte("after"))
 	sender.Write(frames)
 
-	waitFor(t, s.stdout, "msg: bob: after\n")
-	s.stdin.Close()
-	if c := s.exit(t); c != 0 {
+	if c := s.quitAfter(t, "msg: bob: after\n"); c != 0 {
 		t.Errorf("exit %d", c)
 	}
 	if got := s.stdout.String(); got != "file: bob: big.bin\nmsg: bob: after\nquitting\n" {
@@ -209,9 +207,7 @@ func TestExtensionsFallBack(t *testing.T) {
 	}()
 	defer ln.Close()
 	s := startExtClient(t, ln.Addr().String())
-	waitFor(t, s.stdout, "msg: bob: plain\n")
-	s.stdin.Close()
-	if c := s.exit(t); c != 0 {
+	if c := s.quitAfter(t, "msg: bob: plain\n"); c != 0 {
 		t.Errorf("exit %d", c)
 	}
 	ln.Close()

@@ -82,8 +82,7 @@ func TestChunkedFileOverflowAbortsAtOnce(t *testing.T) {
 		b = append(b, make([]byte, protocol.MaxChunkData)...)
 		b = protocol.AppendFileID(b, protocol.FileEnd, 7)
 		b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("after"))
-		nc.Write(b)
-		expectFrame(t, r, protocol.Disconnect)
+		sendThenAwaitQuit(t, nc, r, b)
 	})
 	s := startExtClient(t, addr)
 	waitFor(t, s.stdout, "msg: bob: marker\n")
@@ -96,15 +95,11 @@ func TestChunkedFileOverflowAbortsAtOnce(t *testing.T) {
 		t.Errorf("stderr does not say why the file was dropped: %q", s.stderr.String())
 	}
 	close(step)
-	waitFor(t, s.stdout, "msg: bob: after\n")
-	s.stdin.Close()
-	s.exit(t)
+	s.quitAfter(t, "msg: bob: after\n")
 	if got := s.stdout.String(); got != "msg: bob: marker\nmsg: bob: after\nquitting\n" {
 		t.Errorf("stdout %q: the overflowing file must not be saved", got)
 	}
-	if ents, _ := os.ReadDir(s.dir); len(ents) != 0 {
-		t.Errorf("download folder not empty: %v", ents)
-	}
+	s.expectFiles(t)
 }
 
 // At most maxIncoming chunked files are open at once; more file_begin
@@ -128,8 +123,7 @@ func TestChunkedFilesCapped(t *testing.T) {
 			b = protocol.AppendFileID(b, protocol.FileEnd, id+1)
 		}
 		b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("after"))
-		nc.Write(b)
-		expectFrame(t, r, protocol.Disconnect)
+		sendThenAwaitQuit(t, nc, r, b)
 	})
 	s := startExtClient(t, addr)
 	waitFor(t, s.stdout, "msg: bob: marker\n")
@@ -140,9 +134,7 @@ func TestChunkedFilesCapped(t *testing.T) {
 		t.Errorf("stderr notes %d refusals, want %d", n, begun-maxIncoming)
 	}
 	close(step)
-	waitFor(t, s.stdout, "msg: bob: after\n")
-	s.stdin.Close()
-	s.exit(t)
+	s.quitAfter(t, "msg: bob: after\n")
 	if n := strings.Count(s.stdout.String(), "file: bob: f.bin\n"); n != maxIncoming {
 		t.Errorf("%d files saved, want the %d taken", n, maxIncoming)
 	}
@@ -207,13 +199,10 @@ func TestUsersListBounded(t *testing.T) {
 			t.Errorf("test list of %d bytes is within the limit of %d", len(b), limit)
 		}
 		b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("after"))
-		nc.Write(b)
-		expectFrame(t, r, protocol.Disconnect)
+		sendThenAwaitQuit(t, nc, r, b)
 	})
 	s := startClient(t, addr)
-	waitFor(t, s.stdout, "msg: bob: after\n")
-	s.stdin.Close()
-	s.exit(t)
+	s.quitAfter(t, "msg: bob: after\n")
 	if got := s.stdout.String(); got != "msg: bob: after\nquitting\n" {
 		t.Errorf("stdout starts %.60q: the oversized list was printed", got)
 	}
@@ -227,18 +216,7 @@ func TestUsersListBounded(t *testing.T) {
 func TestSavedFileSyncedBeforeRename(t *testing.T) {
 	forEachDelivery(t, func(t *testing.T, chunked bool, serve func(*testing.T, func(net.Conn, *protocol.Reader)) string) {
 		addr := serve(t, func(nc net.Conn, r *protocol.Reader) {
-			var b []byte
-			if chunked {
-				b = protocol.AppendFileBegin(b, 1, "bob", "notes.txt", 5)
-				b = protocol.ChunkHeader(b, 1, 5)
-				b = append(b, "hello"...)
-				b = protocol.AppendFileID(b, protocol.FileEnd, 1)
-			} else {
-				b = protocol.AppendFileHead(b, protocol.ForwardFile, []string{"bob"}, "notes.txt", 5)
-				b = append(b, "hello"...)
-			}
-			nc.Write(b)
-			expectFrame(t, r, protocol.Disconnect)
+			sendThenAwaitQuit(t, nc, r, fileFrames(chunked, "notes.txt", []byte("hello")))
 		})
 		var ops []string
 		s := startClientWith(t, addr, func(c *client) {
@@ -257,9 +235,7 @@ func TestSavedFileSyncedBeforeRename(t *testing.T) {
 				return real.syncDir(dir)
 			}
 		})
-		waitFor(t, s.stdout, "file: bob: notes.txt\n")
-		s.stdin.Close()
-		s.exit(t) // ops is written by the receiver, which has ended
+		s.quitAfter(t, "file: bob: notes.txt\n") // ops is written by the receiver, which has ended
 		if len(ops) != 3 || !strings.HasPrefix(ops[0], "sync .chat-recv-") ||
 			ops[1] != "rename "+strings.TrimPrefix(ops[0], "sync ")+" me_notes.txt" || ops[2] != "syncdir "+s.dir {
 			t.Errorf("file operations %q, want sync, rename, syncdir", ops)
@@ -275,17 +251,7 @@ func TestSavedFileSyncedBeforeRename(t *testing.T) {
 func TestQuitNamesAbandonedFiles(t *testing.T) {
 	forEachDelivery(t, func(t *testing.T, chunked bool, serve func(*testing.T, func(net.Conn, *protocol.Reader)) string) {
 		addr := serve(t, func(nc net.Conn, r *protocol.Reader) {
-			var b []byte
-			if chunked {
-				b = protocol.AppendFileBegin(b, 1, "bob", "big.bin", 1<<20)
-				b = protocol.ChunkHeader(b, 1, 1000)
-				b = append(b, make([]byte, 1000)...)
-			} else {
-				b = protocol.AppendFileHead(b, protocol.ForwardFile, []string{"bob"}, "big.bin", 1<<20)
-				b = append(b, make([]byte, 1000)...)
-			}
-			nc.Write(b)
-			expectFrame(t, r, protocol.Disconnect)
+			sendThenAwaitQuit(t, nc, r, fileStart(chunked, "big.bin", 1<<20, 1000))
 		})
 		receiving := make(chan struct{})
 		var once sync.Once
@@ -315,8 +281,6 @@ func TestQuitNamesAbandonedFiles(t *testing.T) {
 		if want := `abandoned "big.bin" from bob`; !strings.Contains(s.stderr.String(), want) {
 			t.Errorf("stderr %q does not contain %q", s.stderr.String(), want)
 		}
-		if ents, _ := os.ReadDir(s.dir); len(ents) != 0 {
-			t.Errorf("download folder not empty: %v", ents)
-		}
+		s.expectFiles(t)
 	})
 }

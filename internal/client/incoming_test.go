@@ -3,7 +3,6 @@ package client
 import (
 	"bytes"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -28,23 +27,17 @@ func TestIncomingFileSizeLimit(t *testing.T) {
 			}
 			b = append(b, fileFrames(chunked, "small.bin", bytes.Repeat([]byte("y"), 100))...)
 			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("after"))
-			nc.Write(b)
-			expectFrame(t, r, protocol.Disconnect)
+			sendThenAwaitQuit(t, nc, r, b)
 		})
 		s := startClientWith(t, addr, func(c *client) {
 			c.cfg.Extensions = chunked
 			c.cfg.MaxIncomingFileSize = 100
 		})
-		waitFor(t, s.stdout, "msg: bob: after\n")
-		s.stdin.Close()
-		s.exit(t)
+		s.quitAfter(t, "msg: bob: after\n")
 		if got, want := s.stdout.String(), "file: bob: small.bin\nmsg: bob: after\nquitting\n"; got != want {
 			t.Errorf("stdout %q, want %q", got, want)
 		}
-		entries, _ := os.ReadDir(s.dir)
-		if len(entries) != 1 || entries[0].Name() != "me_small.bin" {
-			t.Errorf("download folder holds %v, want me_small.bin alone", entries)
-		}
+		s.expectFiles(t, "me_small.bin")
 		e := s.stderr.String()
 		if !strings.Contains(e, `client: refusing file "big.bin" from bob: 101 B is more than the 100 B this client takes (--max-incoming-file-size); skipped, nothing saved`) {
 			t.Errorf("stderr does not refuse big.bin:\n%s", e)
@@ -77,8 +70,7 @@ func TestIncomingTotalBounded(t *testing.T) {
 		}
 		b = fileFrames(true, "later.bin", []byte("fine"))
 		b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("after"))
-		nc.Write(b)
-		expectFrame(t, r, protocol.Disconnect)
+		sendThenAwaitQuit(t, nc, r, b)
 	})
 	s := startClientWith(t, addr, func(c *client) {
 		c.cfg.Extensions = true
@@ -86,9 +78,7 @@ func TestIncomingTotalBounded(t *testing.T) {
 	})
 	waitFor(t, s.stdout, "file: bob: f4\n")
 	close(saved)
-	waitFor(t, s.stdout, "msg: bob: after\n")
-	s.stdin.Close()
-	s.exit(t)
+	s.quitAfter(t, "msg: bob: after\n")
 	if got, want := s.stdout.String(), "file: bob: f1\nfile: bob: f2\nfile: bob: f3\nfile: bob: f4\nfile: bob: later.bin\nmsg: bob: after\nquitting\n"; got != want {
 		t.Errorf("stdout %q, want %q", got, want)
 	}

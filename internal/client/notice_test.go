@@ -20,9 +20,7 @@ func TestLostConnectionSaysOnlyTheContractLine(t *testing.T) {
 		nc.Write(protocol.AppendMessage(nil, protocol.ForwardMessage, []string{"bob"}, []byte("bye")))
 	}) // then closes: the server stopped
 	s := startClient(t, addr)
-	waitFor(t, s.stdout, "disconnected: connection to server lost\n")
-	s.stdin.Close()
-	if c := s.exit(t); c != ExitDisconnected {
+	if c := s.quitAfter(t, "disconnected: connection to server lost\n"); c != ExitDisconnected {
 		t.Errorf("exit %d, want %d", c, ExitDisconnected)
 	}
 	if got := s.stdout.String(); got != "msg: bob: bye\ndisconnected: connection to server lost\n" {
@@ -44,8 +42,7 @@ func TestStderrLinesSayClient(t *testing.T) {
 	}
 	asks := func([]string) bool { return true }
 	addr := fakeGrantServer(t, asks, []string{protocol.FeaturePresence}, func(nc net.Conn, r *protocol.Reader) {
-		nc.Write(protocol.AppendPresence(nil, protocol.PresenceJoined, "bob"))
-		expectFrame(t, r, protocol.Disconnect)
+		sendThenAwaitQuit(t, nc, r, protocol.AppendPresence(nil, protocol.PresenceJoined, "bob"))
 	})
 	s := startClientWith(t, addr, func(c *client) {
 		c.cfg.MaxFileSize = 10
@@ -77,8 +74,7 @@ func TestStderrLinesSayClient(t *testing.T) {
 func TestJoinNoticesAfterHint(t *testing.T) {
 	asks := func([]string) bool { return true }
 	addr := fakeGrantServer(t, asks, []string{protocol.FeaturePresence}, func(nc net.Conn, r *protocol.Reader) {
-		nc.Write(protocol.AppendPresence(nil, protocol.PresenceJoined, "carol"))
-		expectFrame(t, r, protocol.Disconnect)
+		sendThenAwaitQuit(t, nc, r, protocol.AppendPresence(nil, protocol.PresenceJoined, "carol"))
 	})
 	s := startClientWith(t, addr, func(c *client) {
 		c.cfg.Extensions, c.cfg.Presence = true, true
@@ -120,8 +116,7 @@ func TestLearnsOnlineAtJoin(t *testing.T) {
 		nc.Write(protocol.AppendPresence(nil, protocol.PresenceJoined, "dave"))
 		nc.Write(protocol.AppendPresence(nil, protocol.PresenceLeft, "carol"))
 		nc.Write(protocol.AppendOnline(nil, 150, nil)) // the count alone: no names
-		nc.Write(protocol.AppendMessage(nil, protocol.ForwardMessage, []string{"bob"}, []byte("hi")))
-		expectFrame(t, r, protocol.Disconnect)
+		sendThenAwaitQuit(t, nc, r, protocol.AppendMessage(nil, protocol.ForwardMessage, []string{"bob"}, []byte("hi")))
 	})
 	events := make(chan string, 16)
 	s := startClientWith(t, addr, func(c *client) {

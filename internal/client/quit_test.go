@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 )
 
@@ -28,53 +29,34 @@ func TestSignalWhileWriteBlocked(t *testing.T) {
 		<-release // reads nothing more
 	})
 	defer close(release)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pr, pw := io.Pipe()
-	defer pw.Close()
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
-	c := newClient(Config{User: "me", Addr: addr, DownloadDir: t.TempDir(),
-		Stdin: pr, Stdout: stdout, Stderr: stderr, Interactive: true})
-	c.cfg.QuitWait = 500 * time.Millisecond
-	code := make(chan int, 1)
-	go func() { code <- c.run(ctx) }()
+	s := startClientWith(t, addr, func(c *client) {
+		c.cfg.Interactive = true
+		c.cfg.QuitWait = 500 * time.Millisecond
+	})
 	line := "msg 1 bob " + strings.Repeat("x", 60000) + "\n"
 	go func() { // feeds until the client stops taking lines
 		for range 1000 {
-			if _, err := io.WriteString(pw, line); err != nil {
+			if _, err := io.WriteString(s.stdin, line); err != nil {
 				return
 			}
 		}
 	}()
-	waitUntil(t, "the client is stuck writing to the server", func() bool {
+	chattest.WaitUntil(t, "the client is stuck writing to the server", func() bool {
 		buf := make([]byte, 1<<20)
 		stacks := string(buf[:runtime.Stack(buf, true)])
 		return strings.Contains(stacks, "(*client).write(") && strings.Contains(stacks, "waitWrite")
 	})
-	cancel() // SIGINT
+	s.signal() // SIGINT
 	select {
-	case got := <-code:
+	case got := <-s.code:
 		if got != ExitOK {
 			t.Errorf("exit %d after the signal, want %d", got, ExitOK)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatalf("client still running 5 s after the signal (quit wait 0.5 s); stderr %q", stderr)
+		t.Fatalf("client still running 5 s after the signal (quit wait 0.5 s); stderr %q", s.stderr)
 	}
-	if got := stdout.String(); got != "quitting\n" {
+	if got := s.stdout.String(); got != "quitting\n" {
 		t.Errorf("stdout %q, want quitting", got)
-	}
-}
-
-// waitUntil waits, at most 10 s, for cond to hold; the state it looks at
-// has no event to wait on.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -174,8 +156,7 @@ func TestLateReplyIsNotTheNextCommands(t *testing.T) {
 		nc.Write(protocol.AppendMessage(nil, protocol.ForwardMessage, []string{"me"}, []byte("a")))
 		expectFrame(t, r, protocol.RequestUsersList)
 		time.Sleep(100 * time.Millisecond) // well within list's own reply wait
-		nc.Write(protocol.AppendUsersList(nil, []string{"me"}))
-		expectFrame(t, r, protocol.Disconnect)
+		sendThenAwaitQuit(t, nc, r, protocol.AppendUsersList(nil, []string{"me"}))
 	})
 	// A reply wait of 1 s instead of 300 ms: the margins of the server's
 	// pauses above hold on a loaded machine.

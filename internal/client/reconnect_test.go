@@ -6,38 +6,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gochat/chat/internal/protocol"
 )
-
-// serveSeq serves the connections to one address in turn, each with the
-// next of scripts; the test's cleanup stops it.
-func serveSeq(t *testing.T, scripts ...func(nc net.Conn, r *protocol.Reader)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for _, script := range scripts {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			nc.SetDeadline(time.Now().Add(waitTimeout))
-			script(nc, protocol.NewReader(nc))
-			nc.Close()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-	})
-	return ln.Addr().String()
-}
 
 var (
 	resumeAsked = []string{protocol.FeatureChunkedFile, protocol.FeatureFileUpload, protocol.FeatureNotOnline, protocol.FeatureTryAgain, protocol.FeatureResume}

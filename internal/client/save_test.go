@@ -35,6 +35,19 @@ func fileFrames(chunked bool, name string, content []byte) []byte {
 	return protocol.AppendFileID(b, protocol.FileEnd, 1)
 }
 
+// fileStart returns the frames that begin name, a file of size bytes
+// from bob, and carry its first n bytes (zeros), chunked or not.
+func fileStart(chunked bool, name string, size int64, n int) []byte {
+	var b []byte
+	if chunked {
+		b = protocol.AppendFileBegin(b, 1, "bob", name, size)
+		b = protocol.ChunkHeader(b, 1, n)
+	} else {
+		b = protocol.AppendFileHead(b, protocol.ForwardFile, []string{"bob"}, name, size)
+	}
+	return append(b, make([]byte, n)...)
+}
+
 // blockingSync makes c's file syncs wait: entered is closed when the
 // first sync starts, and the syncs go on once release is closed.
 func blockingSync(c *client, entered, release chan struct{}) {
@@ -69,8 +82,7 @@ func TestChatPrintsWhileFileSyncs(t *testing.T) {
 			b := fileFrames(chunked, "notes.txt", bytes.Repeat([]byte("hello"), 100000))
 			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("after"))
 			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"carol"}, []byte("meanwhile"))
-			nc.Write(b)
-			expectFrame(t, r, protocol.Disconnect)
+			sendThenAwaitQuit(t, nc, r, b)
 		})
 		entered, release := make(chan struct{}), make(chan struct{})
 		var releaseOnce sync.Once
@@ -89,9 +101,7 @@ func TestChatPrintsWhileFileSyncs(t *testing.T) {
 			t.Error("me_notes.txt exists before its sync ended")
 		}
 		free()
-		waitFor(t, s.stdout, "msg: bob: after\n")
-		s.stdin.Close()
-		s.exit(t)
+		s.quitAfter(t, "msg: bob: after\n")
 		if got, want := s.stdout.String(), "msg: carol: meanwhile\nfile: bob: notes.txt\nmsg: bob: after\nquitting\n"; got != want {
 			t.Errorf("stdout %q, want %q", got, want)
 		}
@@ -115,13 +125,10 @@ func TestSenderOrderKept(t *testing.T) {
 			b = append(b, fileFrames(false, "small.txt", []byte("x"))...)
 			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("two"))
 			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("three"))
-			nc.Write(b)
-			expectFrame(t, r, protocol.Disconnect)
+			sendThenAwaitQuit(t, nc, r, b)
 		})
 		s := startClientWith(t, addr, func(c *client) { c.cfg.Extensions = chunked })
-		waitFor(t, s.stdout, "msg: bob: three\n")
-		s.stdin.Close()
-		s.exit(t)
+		s.quitAfter(t, "msg: bob: three\n")
 		want := "file: bob: big.bin\nmsg: bob: one\nfile: bob: small.txt\nmsg: bob: two\nmsg: bob: three\nquitting\n"
 		if got := s.stdout.String(); got != want {
 			t.Errorf("stdout %q, want %q", got, want)
@@ -186,16 +193,13 @@ func TestSyncErrorRemovesFile(t *testing.T) {
 		addr := serve(t, func(nc net.Conn, r *protocol.Reader) {
 			b := fileFrames(chunked, "notes.txt", make([]byte, 300<<10))
 			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("after"))
-			nc.Write(b)
-			expectFrame(t, r, protocol.Disconnect)
+			sendThenAwaitQuit(t, nc, r, b)
 		})
 		s := startClientWith(t, addr, func(c *client) {
 			c.cfg.Extensions = chunked
 			c.disk.sync = func(*os.File) error { return syscall.EIO }
 		})
-		waitFor(t, s.stdout, "msg: bob: after\n")
-		s.stdin.Close()
-		if code := s.exit(t); code != 0 {
+		if code := s.quitAfter(t, "msg: bob: after\n"); code != 0 {
 			t.Errorf("exit %d", code)
 		}
 		if got := s.stdout.String(); got != "msg: bob: after\nquitting\n" {
@@ -204,9 +208,7 @@ func TestSyncErrorRemovesFile(t *testing.T) {
 		if want := `client: cannot save "notes.txt" from bob: input/output error`; !strings.Contains(s.stderr.String(), want) {
 			t.Errorf("stderr %q does not say %q", s.stderr.String(), want)
 		}
-		if ents, _ := os.ReadDir(s.dir); len(ents) != 0 {
-			t.Errorf("download folder not empty: %v", ents)
-		}
+		s.expectFiles(t)
 	})
 }
 
@@ -216,15 +218,7 @@ func TestSyncErrorRemovesFile(t *testing.T) {
 func TestSignalMidDownload(t *testing.T) {
 	forEachDelivery(t, func(t *testing.T, chunked bool, serve func(*testing.T, func(net.Conn, *protocol.Reader)) string) {
 		addr := serve(t, func(nc net.Conn, r *protocol.Reader) {
-			var b []byte
-			if chunked {
-				b = protocol.AppendFileBegin(b, 1, "bob", "big.bin", 1<<20)
-				b = protocol.ChunkHeader(b, 1, 1000)
-			} else {
-				b = protocol.AppendFileHead(b, protocol.ForwardFile, []string{"bob"}, "big.bin", 1<<20)
-			}
-			nc.Write(append(b, make([]byte, 1000)...))
-			expectFrame(t, r, protocol.Disconnect)
+			sendThenAwaitQuit(t, nc, r, fileStart(chunked, "big.bin", 1<<20, 1000))
 		})
 		receiving := make(chan struct{})
 		var once sync.Once
@@ -278,8 +272,7 @@ func (b blockingSource) ReadLine() (string, error) {
 func TestWritebackDuringDownload(t *testing.T) {
 	const size = 5*writebackWindow/2 + 1000
 	addr := fakeExtServer(t, func(nc net.Conn, r *protocol.Reader) {
-		nc.Write(fileFrames(true, "big.bin", make([]byte, size)))
-		expectFrame(t, r, protocol.Disconnect)
+		sendThenAwaitQuit(t, nc, r, fileFrames(true, "big.bin", make([]byte, size)))
 	})
 	type call struct {
 		what   string
@@ -310,9 +303,7 @@ func TestWritebackDuringDownload(t *testing.T) {
 			return real.sync(f)
 		}
 	})
-	waitFor(t, s.stdout, "file: bob: big.bin\n")
-	s.stdin.Close()
-	s.exit(t)
+	s.quitAfter(t, "file: bob: big.bin\n")
 	mu.Lock()
 	defer mu.Unlock()
 	if len(calls) < 2 || calls[0].what != "start" || calls[len(calls)-1].what != "sync" {
@@ -354,8 +345,7 @@ func TestHeldLinesBounded(t *testing.T) {
 			text := fmt.Appendf(nil, "%02d %s", i, bytes.Repeat([]byte("x"), size))
 			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, text)
 		}
-		nc.Write(b)
-		expectFrame(t, r, protocol.Disconnect)
+		sendThenAwaitQuit(t, nc, r, b)
 	})
 	entered, release := make(chan struct{}), make(chan struct{})
 	var releaseOnce sync.Once
@@ -375,9 +365,7 @@ func TestHeldLinesBounded(t *testing.T) {
 		t.Errorf("%d messages of %d bytes held while the file syncs, want at most %d bytes", held, size, maxHeld)
 	}
 	free()
-	waitFor(t, s.stdout, "msg: bob: 00 ")
-	s.stdin.Close()
-	s.exit(t)
+	s.quitAfter(t, "msg: bob: 00 ")
 	if got := strings.Count(s.stdout.String(), "msg: bob: "); got != n {
 		t.Errorf("%d messages printed, want %d", got, n)
 	}

@@ -23,20 +23,14 @@ func TestSlashLookalikeNamesRefused(t *testing.T) {
 			}
 			b = append(b, fileFrames(chunked, "ノート.txt", []byte("fine"))...) // a Katakana ノ is a letter
 			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("after"))
-			nc.Write(b)
-			expectFrame(t, r, protocol.Disconnect)
+			sendThenAwaitQuit(t, nc, r, b)
 		})
 		s := startClientWith(t, addr, func(c *client) { c.cfg.Extensions = chunked })
-		waitFor(t, s.stdout, "msg: bob: after\n")
-		s.stdin.Close()
-		s.exit(t)
+		s.quitAfter(t, "msg: bob: after\n")
 		if got, want := s.stdout.String(), "file: bob: ノート.txt\nmsg: bob: after\nquitting\n"; got != want {
 			t.Errorf("stdout %q, want %q", got, want)
 		}
-		entries, _ := os.ReadDir(s.dir)
-		if len(entries) != 1 || entries[0].Name() != "me_ノート.txt" {
-			t.Errorf("download folder holds %v, want me_ノート.txt alone", entries)
-		}
+		s.expectFiles(t, "me_ノート.txt")
 		e := s.stderr.String()
 		for _, name := range names {
 			if !strings.Contains(e, "client: refusing file "+quote(name)+" from bob: its name contains ") {

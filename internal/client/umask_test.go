@@ -22,13 +22,10 @@ func TestReceivedFileHonoursUmask(t *testing.T) {
 			old := syscall.Umask(int(tc.umask))
 			defer syscall.Umask(old)
 			addr := serve(t, func(nc net.Conn, r *protocol.Reader) {
-				nc.Write(fileFrames(chunked, "notes.txt", []byte("hello")))
-				expectFrame(t, r, protocol.Disconnect)
+				sendThenAwaitQuit(t, nc, r, fileFrames(chunked, "notes.txt", []byte("hello")))
 			})
 			s := startClientWith(t, addr, func(c *client) { c.cfg.Extensions = chunked })
-			waitFor(t, s.stdout, "file: bob: notes.txt\n")
-			s.stdin.Close()
-			s.exit(t)
+			s.quitAfter(t, "file: bob: notes.txt\n")
 			st, err := os.Stat(filepath.Join(s.dir, "me_notes.txt"))
 			if err != nil {
 				t.Fatal(err)

@@ -2,7 +2,6 @@ package client
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"io"
 	"net"
@@ -105,12 +104,10 @@ func TestUploadKeepsWindowAndOrder(t *testing.T) {
 		id := readUpload(t, nc, r, []string{"bob", "ghost"}, []string{"bob"}, window)
 		var got, acked int64
 		for {
-			h, err := r.ReadHeader()
-			if err != nil {
-				t.Errorf("read: %v", err)
+			h, p, ok := nextFrame(t, r)
+			if !ok {
 				return
 			}
-			p, _ := r.ReadPayload(nil)
 			if h.Type == protocol.FileEnd {
 				break
 			}
@@ -161,12 +158,10 @@ func TestPipedMessageOvertakesFile(t *testing.T) {
 	addr := fakeUploadServer(t, func(nc net.Conn, r *protocol.Reader) {
 		next := func() (protocol.Header, []byte) { // the next frame that is not a chunk
 			for {
-				h, err := r.ReadHeader()
-				if err != nil {
-					t.Errorf("read: %v", err)
+				h, p, ok := nextFrame(t, r)
+				if !ok {
 					return h, nil
 				}
-				p, _ := r.ReadPayload(nil)
 				if h.Type != protocol.FileChunk {
 					return h, p
 				}
@@ -234,12 +229,10 @@ func TestUploadCancel(t *testing.T) {
 		id := readUpload(t, nc, r, []string{"bob"}, []string{"bob"}, 256<<10)
 		got := 0
 		for { // no ack: the client stops at the window
-			h, err := r.ReadHeader()
-			if err != nil {
-				t.Errorf("read: %v", err)
+			h, p, ok := nextFrame(t, r)
+			if !ok {
 				return
 			}
-			p, _ := r.ReadPayload(nil)
 			if got += len(p) - 2; h.Type == protocol.FileChunk && got == 256<<10 {
 				close(full)
 			}
@@ -289,12 +282,10 @@ func TestUploadFileShrinks(t *testing.T) {
 		nc.Write(protocol.AppendFileReady(nil, id, 1<<20, []string{"bob"}))
 		var data []byte
 		for {
-			h, err := r.ReadHeader()
-			if err != nil {
-				t.Errorf("read: %v", err)
+			h, p, ok := nextFrame(t, r)
+			if !ok {
 				return
 			}
-			p, _ := r.ReadPayload(nil)
 			if h.Type == protocol.FileAbort {
 				if gid, _ := protocol.ParseFileID(p); gid != id {
 					t.Errorf("file_abort %q", p)
@@ -339,12 +330,10 @@ func TestUploadQuitCancels(t *testing.T) {
 		expectFrame(t, r, protocol.FileChunk)
 		close(started)
 		for {
-			h, err := r.ReadHeader()
-			if err != nil {
-				t.Errorf("read: %v", err)
+			h, _, ok := nextFrame(t, r)
+			if !ok {
 				return
 			}
-			r.Discard()
 			if h.Type == protocol.FileAbort {
 				break
 			}
@@ -372,11 +361,6 @@ func TestPlainUploadSignalCutsIt(t *testing.T) {
 		<-release // reads nothing more
 	})
 	defer close(release)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pr, pw := io.Pipe()
-	defer pw.Close()
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "big.bin"), make([]byte, 64<<20), 0o644); err != nil {
 		t.Fatal(err)
@@ -388,31 +372,29 @@ func TestPlainUploadSignalCutsIt(t *testing.T) {
 			once.Do(func() { close(moving) })
 		}
 	}
-	c := newClient(Config{
-		User: "me", Addr: addr, DownloadDir: dir, Stdin: pr, Stdout: stdout, Stderr: stderr, Interactive: true,
-		Hooks: Hooks{Progress: progress},
+	s := startClientWith(t, addr, func(c *client) {
+		c.cfg.Interactive = true
+		c.cfg.Hooks.Progress = progress
 	})
-	code := make(chan int, 1)
-	go func() { code <- c.run(ctx) }()
-	io.WriteString(pw, "file 1 bob "+filepath.Join(dir, "big.bin")+"\n")
+	io.WriteString(s.stdin, "file 1 bob "+filepath.Join(dir, "big.bin")+"\n")
 	select { // and soon the buffers are full: the client waits on the server
 	case <-moving:
 	case <-time.After(waitTimeout):
-		t.Fatalf("the file never started; stderr %q", stderr)
+		t.Fatalf("the file never started; stderr %q", s.stderr)
 	}
-	cancel()
+	s.signal()
 	select {
-	case got := <-code:
+	case got := <-s.code:
 		if got != 0 {
 			t.Errorf("exit %d", got)
 		}
 	case <-time.After(waitTimeout):
 		t.Fatal("the client still waits on the server")
 	}
-	if got := stdout.String(); got != "quitting\n" {
+	if got := s.stdout.String(); got != "quitting\n" {
 		t.Errorf("stdout %q", got)
 	}
-	if e := stderr.String(); !strings.Contains(e, "cut the connection to stop sending big.bin") || strings.Contains(e, "sent big.bin") {
+	if e := s.stderr.String(); !strings.Contains(e, "cut the connection to stop sending big.bin") || strings.Contains(e, "sent big.bin") {
 		t.Errorf("stderr %q", e)
 	}
 }
@@ -425,12 +407,10 @@ func TestUploadEarlyResult(t *testing.T) {
 		expectFrame(t, r, protocol.FileChunk)
 		nc.Write(protocol.AppendFileResult(nil, id, nil))
 		for { // the rest of the window, at most, then the quit
-			h, err := r.ReadHeader()
-			if err != nil {
-				t.Errorf("read: %v", err)
+			h, _, ok := nextFrame(t, r)
+			if !ok {
 				return
 			}
-			r.Discard()
 			if h.Type == protocol.Disconnect {
 				return
 			}
@@ -457,17 +437,14 @@ func TestNotices(t *testing.T) {
 		b = protocol.AppendPresence(b, protocol.PresenceResumed, "")
 		b = append(b, "presence 5 hello"...)
 		b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("end"))
-		nc.Write(b)
-		expectFrame(t, r, protocol.Disconnect)
+		sendThenAwaitQuit(t, nc, r, b)
 	})
 	var seen []string
 	s := startClientWith(t, addr, func(c *client) {
 		c.cfg.Extensions, c.cfg.Presence = true, true
 		c.cfg.Hooks.Users = func(names []string) { seen = append(seen, names...) }
 	})
-	waitFor(t, s.stdout, "msg: bob: end\n")
-	s.stdin.Close()
-	s.exit(t)
+	s.quitAfter(t, "msg: bob: end\n")
 	want := "client: not online: ghost, nobody; they did not get it\nclient: bob joined\nclient: bob left\n" +
 		"client: more than 100 users online: join and leave notices pause\nclient: join and leave notices resume\n"
 	if e := s.stderr.String(); !strings.HasPrefix(e, want) || !strings.Contains(e, "ignoring malformed presence") {
@@ -505,9 +482,7 @@ func TestTLSServerHint(t *testing.T) {
 			}
 		}()
 		s := startClientWith(t, ln.Addr().String(), func(c *client) { c.cfg.Extensions = ext })
-		waitFor(t, s.stdout, "disconnected: connection to server lost\n")
-		s.stdin.Close()
-		if c := s.exit(t); c != 1 {
+		if c := s.quitAfter(t, "disconnected: connection to server lost\n"); c != 1 {
 			t.Errorf("extensions %v: exit %d", ext, c)
 		}
 		if e := s.stderr.String(); !strings.Contains(e, "seems to speak TLS: start the client with --tls") {

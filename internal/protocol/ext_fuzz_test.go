@@ -7,6 +7,16 @@ import (
 	"github.com/gochat/chat/internal/protocol"
 )
 
+// fzSame checks that frame, made (by what) from what a parser returned for
+// data, is a frame of type typ with data as its payload.
+func fzSame(t *testing.T, what string, typ protocol.Type, data, frame []byte) {
+	t.Helper()
+	want := append(protocol.AppendHeader(nil, typ, int64(len(data))), data...)
+	if !bytes.Equal(frame, want) {
+		t.Fatalf("%s(%q) re-encodes to %q", what, data, frame)
+	}
+}
+
 // FuzzExtPayload decodes the same bytes as the payload of every extension
 // frame: whatever a parser accepts must follow the rules (valid names, at
 // most 1024 of them) and encode back to exactly the same frame.
@@ -20,15 +30,7 @@ func FuzzExtPayload(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		// same checks that frame, made from what a parser returned,
-		// is a frame of type typ with data as its payload.
-		same := func(what string, typ protocol.Type, frame []byte) {
-			t.Helper()
-			want := append(protocol.AppendHeader(nil, typ, int64(len(data))), data...)
-			if !bytes.Equal(frame, want) {
-				t.Fatalf("%s(%q) re-encodes to %q", what, data, frame)
-			}
-		}
+		same := func(what string, typ protocol.Type, frame []byte) { fzSame(t, what, typ, data, frame) }
 		names := func(what string, list []string, least int) {
 			t.Helper()
 			if len(list) < least || len(list) > protocol.MaxRecipients {

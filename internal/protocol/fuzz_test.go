@@ -218,7 +218,7 @@ func FuzzPayload(f *testing.F) {
 			if want := append(protocol.AppendHeader(nil, protocol.SendMessage, int64(len(data))), data...); !bytes.Equal(frame, want) {
 				t.Fatalf("ParseSend(%q) re-encodes to %q", data, frame)
 			}
-			h, p := fzDecodeOne(t, frame)
+			h, p := ptDecodeOne(t, frame)
 			if h.Type != protocol.SendMessage || !bytes.Equal(p, data) {
 				t.Fatalf("re-encoded frame %q decodes to %+v %q", frame, h, p)
 			}
@@ -283,19 +283,6 @@ func FuzzPayload(f *testing.F) {
 			}
 		}
 	})
-}
-
-func fzDecodeOne(t *testing.T, b []byte) (protocol.Header, []byte) {
-	r := protocol.NewReader(bytes.NewReader(b))
-	h, err := r.ReadHeader()
-	if err != nil {
-		t.Fatalf("ReadHeader(%q): %v", b, err)
-	}
-	p, err := r.ReadPayload(nil)
-	if err != nil {
-		t.Fatalf("ReadPayload(%q): %v", b, err)
-	}
-	return h, p
 }
 
 // fzNameOK is an independent statement of the rules shared by usernames and

@@ -23,6 +23,18 @@ type rtFrame struct {
 	Payload string
 }
 
+// rtBothWays calls f with s served whole, then one byte per Read: a
+// Reader must give the same answer however the bytes arrive.
+func rtBothWays(s string, f func(src io.Reader, onebyte bool)) {
+	for _, onebyte := range []bool{false, true} {
+		var src io.Reader = strings.NewReader(s)
+		if onebyte {
+			src = iotest.OneByteReader(src)
+		}
+		f(src, onebyte)
+	}
+}
+
 // rtWire builds a frame `<name> SP <len(payload)> SP <payload>` by hand,
 // independently of AppendHeader.
 func rtWire(name, payload string) string {
@@ -244,11 +256,7 @@ func TestReaderEOF(t *testing.T) {
 		{"request_users_list 0 join 5 alic", 1, io.ErrUnexpectedEOF},
 	}
 	for _, tc := range tests {
-		for _, onebyte := range []bool{false, true} {
-			var src io.Reader = strings.NewReader(tc.in)
-			if onebyte {
-				src = iotest.OneByteReader(src)
-			}
+		rtBothWays(tc.in, func(src io.Reader, onebyte bool) {
 			got, err := rtDecodeAll(t, src, 16)
 			if len(got) != tc.nframes {
 				t.Errorf("%q (onebyte %v): decoded %d frames, want %d", tc.in, onebyte, len(got), tc.nframes)
@@ -260,7 +268,7 @@ func TestReaderEOF(t *testing.T) {
 			} else if !errors.Is(err, tc.wantErr) || errors.Is(err, protocol.ErrMalformed) {
 				t.Errorf("%q (onebyte %v): err = %v, want %v", tc.in, onebyte, err, tc.wantErr)
 			}
-		}
+		})
 	}
 }
 
@@ -321,11 +329,7 @@ func TestReaderMalformedHeader(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, onebyte := range []bool{false, true} {
-				var src io.Reader = strings.NewReader(tc.in)
-				if onebyte {
-					src = iotest.OneByteReader(src)
-				}
+			rtBothWays(tc.in, func(src io.Reader, onebyte bool) {
 				h, err := protocol.NewReaderSize(src, 16).ReadHeader()
 				if !errors.Is(err, protocol.ErrMalformed) {
 					t.Errorf("ReadHeader(%q) (onebyte %v) = %+v, %v; want error wrapping ErrMalformed", tc.in, onebyte, h, err)
@@ -333,7 +337,7 @@ func TestReaderMalformedHeader(t *testing.T) {
 				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 					t.Errorf("ReadHeader(%q): err %v also reads as EOF", tc.in, err)
 				}
-			}
+			})
 		})
 	}
 }
@@ -358,16 +362,12 @@ func TestReaderHeaderEdges(t *testing.T) {
 		{"send_file 100000000000000000 ", protocol.Header{Type: protocol.SendFile, Name: "send_file", Length: 100000000000000000}},
 	}
 	for _, tc := range tests {
-		for _, onebyte := range []bool{false, true} {
-			var src io.Reader = strings.NewReader(tc.in)
-			if onebyte {
-				src = iotest.OneByteReader(src)
-			}
+		rtBothWays(tc.in, func(src io.Reader, onebyte bool) {
 			r := protocol.NewReaderSize(src, 16)
 			h, err := r.ReadHeader()
 			if err != nil {
 				t.Errorf("ReadHeader(%q): %v", tc.in, err)
-				continue
+				return
 			}
 			if diff := cmp.Diff(tc.want, h); diff != "" {
 				t.Errorf("ReadHeader(%q) (-want +got):\n%s", tc.in, diff)
@@ -375,7 +375,7 @@ func TestReaderHeaderEdges(t *testing.T) {
 			if r.Remaining() != tc.want.Length {
 				t.Errorf("ReadHeader(%q): Remaining() = %d, want %d", tc.in, r.Remaining(), tc.want.Length)
 			}
-		}
+		})
 	}
 }
 
@@ -472,12 +472,8 @@ func TestReaderReadField(t *testing.T) {
 		},
 	}
 	for _, tc := range tests {
-		for _, onebyte := range []bool{false, true} {
+		rtBothWays(tc.frame, func(src io.Reader, onebyte bool) {
 			t.Run(tc.name+map[bool]string{false: "", true: "/onebyte"}[onebyte], func(t *testing.T) {
-				var src io.Reader = strings.NewReader(tc.frame)
-				if onebyte {
-					src = iotest.OneByteReader(src)
-				}
 				r := protocol.NewReaderSize(src, 16)
 				if _, err := r.ReadHeader(); err != nil {
 					t.Fatal(err)
@@ -516,7 +512,7 @@ func TestReaderReadField(t *testing.T) {
 					}
 				}
 			})
-		}
+		})
 	}
 }
 
@@ -544,11 +540,7 @@ func TestReaderReadFieldCopy(t *testing.T) {
 func TestReaderDiscard(t *testing.T) {
 	big := strings.Repeat("B", 1<<20)
 	stream := rtWire("send_file", big) + rtWire("join", "alice") + rtWire("send_message", "1 bob hello") + "request_users_list 0 "
-	for _, onebyte := range []bool{false, true} {
-		var src io.Reader = strings.NewReader(stream)
-		if onebyte {
-			src = iotest.OneByteReader(src)
-		}
+	rtBothWays(stream, func(src io.Reader, onebyte bool) {
 		r := protocol.NewReaderSize(src, 16)
 
 		// Unread payload: skipped by the next ReadHeader.
@@ -594,7 +586,7 @@ func TestReaderDiscard(t *testing.T) {
 		if _, err := r.ReadHeader(); err != io.EOF {
 			t.Errorf("end: err = %v, want io.EOF", err)
 		}
-	}
+	})
 }
 
 func TestReaderReadPayload(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 // header declares the payload's length and its type is t.
 func payloadOf(t *testing.T, frame []byte, typ protocol.Type) []byte {
 	t.Helper()
-	h, p := fzDecodeOne(t, frame)
+	h, p := ptDecodeOne(t, frame)
 	if h.Type != typ {
 		t.Fatalf("frame %q is %s, want %s", frame, h.Name, typ)
 	}
@@ -155,7 +155,7 @@ func TestUploadLimitsTight(t *testing.T) {
 		{protocol.ToClient, protocol.AppendTryAgain(nil, protocol.MaxTryAgain)},
 		{protocol.ToServer, append(protocol.ChunkHeader(nil, maxID, protocol.MaxUploadChunk), bytes.Repeat([]byte{1}, protocol.MaxUploadChunk)...)},
 	} {
-		h, _ := fzDecodeOne(t, tc.frame)
+		h, _ := ptDecodeOne(t, tc.frame)
 		if max := lim.MaxPayload(tc.dir, h.Type); h.Length != max {
 			t.Errorf("longest %s: %d bytes, limit %d", h.Name, h.Length, max)
 		}

@@ -145,8 +145,7 @@ func TestMetricsCount(t *testing.T) {
 		t.Errorf("forward_message frames out = %v, want 2", v)
 	}
 	bob.Write([]byte("bogus 0 "))
-	bob.Expect(protocol.ErrUnknownMessage, "")
-	s.out.Wait(t, "disconnected: bob sent unknown command", 1)
+	s.expectKicked(t, bob)
 	if v := metricValue(t, s.Server, "chat_disconnects_total", "reason", "protocol error"); v != 1 {
 		t.Errorf("protocol error disconnects = %v, want 1", v)
 	}

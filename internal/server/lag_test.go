@@ -63,7 +63,7 @@ func sendFileFrames(to []string, name string, data []byte) []byte {
 // waitLagged waits until n chunked recipients have fallen behind.
 func waitLagged(t *testing.T, s *Server, n float64) {
 	t.Helper()
-	waitUntil(t, "a recipient lags", func() bool { return metricValue(t, s, "chat_file_recipients_lagged_total", "", "") >= n })
+	chattest.WaitUntil(t, "a recipient lags", func() bool { return metricValue(t, s, "chat_file_recipients_lagged_total", "", "") >= n })
 }
 
 // checkNoSpool checks that s holds nothing for any file, and that dir,
@@ -164,7 +164,7 @@ func TestLaggingRecipientSpoolFull(t *testing.T) {
 	const piece = 256 << 10
 	for off := 0; off < len(data); off += piece {
 		alice.Write(data[off : off+piece])
-		waitUntil(t, "dave keeps up", func() bool { return daveHas.Load() >= int64(off) })
+		chattest.WaitUntil(t, "dave keeps up", func() bool { return daveHas.Load() >= int64(off) })
 	}
 	alice.Send("hi", "carol")
 	carol.expectWithin(chatDeadline, protocol.ForwardMessage, "1 alice hi")
@@ -243,13 +243,8 @@ func TestShutdownWhileRecipientLags(t *testing.T) {
 	dir := t.TempDir()
 	out := chattest.NewLineLog()
 	srv := New(Config{SpoolDir: dir, SpoolMemoryBytes: 1 << 20, Stdout: out})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(smallBuffers{ln}) }()
-	s := &testServer{Server: srv, addr: ln.Addr().String(), out: out}
+	addr, served := listenAndServe(t, srv, smallListener)
+	s := &testServer{Server: srv, addr: addr, out: out}
 	stalledExt(t, s, "bob")
 	alice := joined(t, s, "alice")
 	alice.Write(sendFileFrames([]string{"bob"}, "big.bin", randomBytes(4<<20))[:3<<20])

@@ -268,17 +268,12 @@ func TestStuckStdoutDoesNotStallChat(t *testing.T) {
 	var logs logBuffer
 	stuck := blockedWriter{release: make(chan struct{})}
 	srv := New(Config{Stdout: stuck, Logger: logs.logger(slog.LevelWarn)})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	addr, served := listenAndServe(t, srv, nil)
 	defer func() {
 		close(stuck.release)
 		stopServer(t, srv, served)
 	}()
-	s := &testServer{Server: srv, addr: ln.Addr().String()}
+	s := &testServer{Server: srv, addr: addr}
 	alice, bob := dial(t, s.addr), dial(t, s.addr)
 	alice.Join("alice")
 	bob.Join("bob")

@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"testing"
@@ -44,6 +43,9 @@ func TestByteBudget(t *testing.T) {
 // the kernel's.
 type smallBuffers struct{ net.Listener }
 
+// smallListener wraps ln in smallBuffers, for listenAndServe.
+func smallListener(ln net.Listener) net.Listener { return smallBuffers{ln} }
+
 func (l smallBuffers) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if tc, ok := c.(*net.TCPConn); ok {
@@ -56,24 +58,15 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 // send buffers.
 func startSmallServer(t *testing.T, cfg Config) *testServer {
 	t.Helper()
-	out := chattest.NewLineLog()
-	cfg.Stdout = out
-	srv := New(cfg)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(smallBuffers{ln}) }()
-	t.Cleanup(func() { stopServer(t, srv, served) })
-	return &testServer{Server: srv, addr: ln.Addr().String(), out: out}
+	return startServerOn(t, cfg, smallListener)
 }
 
 // readThrottled reads c's frames at about rate bytes per second and
 // sends each forward_message's payload on got, until the connection ends.
 func readThrottled(c *rawClient, rate int, got chan<- string) {
 	defer close(got)
-	r := protocol.NewReader(&throttled{r: c.NC, rate: rate, start: time.Now()})
+	slow, _ := chattest.Throttle(c.NC, rate)
+	r := protocol.NewReader(slow)
 	for {
 		h, err := r.ReadHeader()
 		if err != nil {
@@ -87,23 +80,6 @@ func readThrottled(c *rawClient, rate int, got chan<- string) {
 			got <- string(p)
 		}
 	}
-}
-
-// throttled reads at most 4 KiB at a time, sleeping whenever it is ahead
-// of rate bytes per second.
-type throttled struct {
-	r     io.Reader
-	rate  int
-	start time.Time
-	total int
-}
-
-func (t *throttled) Read(p []byte) (int, error) {
-	n, err := t.r.Read(p[:min(len(p), 4<<10)])
-	t.total += n
-	due := t.start.Add(time.Duration(t.total) * time.Second / time.Duration(t.rate))
-	time.Sleep(time.Until(due))
-	return n, err
 }
 
 // flood sends n messages of size bytes to victim from c, numbered.

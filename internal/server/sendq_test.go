@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/gochat/chat/internal/chattest"
 )
 
 // newTestQueue returns a queue writing to one end of a pipe whose other
@@ -70,7 +72,7 @@ func TestSendQueueDropsSpooled(t *testing.T) {
 			end.end(q, client)
 			<-failed
 			<-q.close(nil)
-			waitUntil(t, "the spool is given back", func() bool {
+			chattest.WaitUntil(t, "the spool is given back", func() bool {
 				srv.spoolMu.Lock()
 				defer srv.spoolMu.Unlock()
 				return srv.spoolDisk == 0

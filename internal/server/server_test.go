@@ -21,7 +21,9 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-const waitTimeout = 10 * time.Second
+// waitTimeout bounds every wait on an event: chattest's, generous for a
+// loaded machine, so that every suite waits as long.
+const waitTimeout = chattest.Timeout
 
 type testServer struct {
 	*Server
@@ -31,17 +33,37 @@ type testServer struct {
 
 func startServer(t *testing.T, cfg Config) *testServer {
 	t.Helper()
+	return startServerOn(t, cfg, nil)
+}
+
+// startServerOn is startServer with the listener wrapped by wrap unless it
+// is nil.
+func startServerOn(t *testing.T, cfg Config, wrap func(net.Listener) net.Listener) *testServer {
+	t.Helper()
 	out := chattest.NewLineLog()
 	cfg.Stdout = out
 	srv := New(cfg)
+	addr, served := listenAndServe(t, srv, wrap)
+	t.Cleanup(func() { stopServer(t, srv, served) })
+	return &testServer{Server: srv, addr: addr, out: out}
+}
+
+// listenAndServe serves srv on a free port of 127.0.0.1, through wrap
+// unless it is nil, and returns the address and the channel that Serve's
+// result arrives on (for stopServer).
+func listenAndServe(t *testing.T, srv *Server, wrap func(net.Listener) net.Listener) (string, <-chan error) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	addr := ln.Addr().String()
+	if wrap != nil {
+		ln = wrap(ln)
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() { stopServer(t, srv, served) })
-	return &testServer{Server: srv, addr: ln.Addr().String(), out: out}
+	return addr, served
 }
 
 // stopServer shuts srv down and checks that Serve, whose result served
@@ -110,32 +132,40 @@ func TestJoinRefusals(t *testing.T) {
 	s := startServer(t, Config{MaxClients: 2})
 	joined(t, s, "alice")
 
-	dup := dial(t, s.addr)
-	dup.Join("alice")
-	dup.Expect(protocol.ErrUsernameUnavailable, "")
-	dup.ExpectClosed()
+	refusedJoin(t, s, "alice", protocol.ErrUsernameUnavailable)
 	s.out.Wait(t, "disconnected: username not available", 1)
 
 	for _, name := range []string{"a/b", ".", "..", "a b", "zero\u200bwidth", strings.Repeat("x", 33), "\xff"} {
-		c := dial(t, s.addr)
-		c.Join(name)
-		c.Expect(protocol.ErrUsernameUnavailable, "")
+		refusedJoin(t, s, name, protocol.ErrUsernameUnavailable)
 	}
 	long := dial(t, s.addr)
 	long.Write([]byte("join 129 ")) // refused from the header alone
 	long.Expect(protocol.ErrUsernameUnavailable, "")
 
 	joined(t, s, "bob")
-	full := dial(t, s.addr)
-	full.Join("carol")
-	full.Expect(protocol.ErrServerFull, "")
-	full.ExpectClosed()
+	refusedJoin(t, s, "carol", protocol.ErrServerFull)
 	s.out.Wait(t, "disconnected: server full", 1)
 
 	// Full is checked before the name.
-	fullBad := dial(t, s.addr)
-	fullBad.Join("a/b")
-	fullBad.Expect(protocol.ErrServerFull, "")
+	refusedJoin(t, s, "a/b", protocol.ErrServerFull)
+}
+
+// expectKicked requires the server to refuse what c, a joined client,
+// last sent as an unknown command: the error frame, a clean close, and
+// its line.
+func (s *testServer) expectKicked(t *testing.T, c *rawClient) {
+	t.Helper()
+	c.ExpectRefused(protocol.ErrUnknownMessage)
+	s.out.Wait(t, "disconnected: "+c.Name+" sent unknown command", 1)
+}
+
+// refusedJoin joins a new connection as name, which the server must refuse
+// with typ and a clean close.
+func refusedJoin(t *testing.T, s *testServer, name string, typ protocol.Type) {
+	t.Helper()
+	c := dial(t, s.addr)
+	c.Join(name)
+	c.ExpectRefused(typ)
 }
 
 func TestBeforeJoin(t *testing.T) {
@@ -143,8 +173,7 @@ func TestBeforeJoin(t *testing.T) {
 	for _, b := range []string{"request_users_list 0 ", "send_message 8 1 bob hi", "JOIN 5 alice", "join 05 alice", "bogus 0 "} {
 		c := dial(t, s.addr)
 		c.Write([]byte(b))
-		c.Expect(protocol.ErrUnknownMessage, "")
-		c.ExpectClosed()
+		c.ExpectRefused(protocol.ErrUnknownMessage)
 	}
 	// The join timeout on a server of its own, so that a loaded machine
 	// slowing the cases above cannot make it close them first.
@@ -188,9 +217,7 @@ func TestUnknownCommands(t *testing.T) {
 		t.Logf("case %q", frame)
 		c := joined(t, s, name)
 		c.Write([]byte(frame))
-		c.Expect(protocol.ErrUnknownMessage, "")
-		c.ExpectClosed()
-		s.out.Wait(t, "disconnected: "+name+" sent unknown command", 1)
+		s.expectKicked(t, c)
 	}
 	a, b := joined(t, s, "a"), joined(t, s, "b")
 	a.Send("fine", "b")

@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"log/slog"
 	"net"
 	"os"
@@ -180,7 +179,7 @@ func TestSpoolOnDisk(t *testing.T) {
 	content := bytes.Repeat([]byte("0123456789abcdef\x00\xff\n"), 150000) // 2.9 MB
 	head := protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob", "carol", "dan"}, "big.bin", int64(len(content)))
 	alice.Write(append(head, content[:1<<20]...))
-	waitUntil(t, "the file is spooled on disk", func() bool {
+	chattest.WaitUntil(t, "the file is spooled on disk", func() bool {
 		s.spoolMu.Lock()
 		defer s.spoolMu.Unlock()
 		// Registered only once its file is made (and removed): the
@@ -206,7 +205,7 @@ func TestSpoolOnDisk(t *testing.T) {
 
 	// The sender leaves mid-file.
 	alice.Write(append(head, content[:1<<20]...))
-	waitUntil(t, "the file is spooled on disk", func() bool {
+	chattest.WaitUntil(t, "the file is spooled on disk", func() bool {
 		s.spoolMu.Lock()
 		defer s.spoolMu.Unlock()
 		return s.spoolDisk > 0
@@ -303,13 +302,8 @@ func TestSpoolWriteFails(t *testing.T) {
 func TestShutdownMidSpool(t *testing.T) {
 	dir := t.TempDir()
 	srv := New(Config{Stdout: chattest.NewLineLog(), SpoolDir: dir, SpoolMemoryBytes: 1})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	s := &testServer{Server: srv, addr: ln.Addr().String(), out: srv.cfg.Stdout.(*chattest.LineLog)}
+	addr, served := listenAndServe(t, srv, nil)
+	s := &testServer{Server: srv, addr: addr, out: srv.cfg.Stdout.(*chattest.LineLog)}
 	alice, bob := joined(t, s, "alice"), joined(t, s, "bob")
 	joined(t, s, "carol")
 	bob.NC.(*net.TCPConn).SetReadBuffer(4 << 10)
@@ -318,19 +312,12 @@ func TestShutdownMidSpool(t *testing.T) {
 	content := make([]byte, 4<<20)
 	alice.Write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"bob"}, "a.bin", int64(len(content))), content...))
 	alice.Write(append(protocol.AppendFileHead(nil, protocol.SendFile, []string{"carol"}, "b.bin", int64(len(content))), content[:1<<20]...))
-	waitUntil(t, "both files are spooled", func() bool {
+	chattest.WaitUntil(t, "both files are spooled", func() bool {
 		srv.spoolMu.Lock()
 		defer srv.spoolMu.Unlock()
 		return srv.spoolDisk == 2*int64(len(content))
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-served; err != ErrServerClosed {
-		t.Fatalf("Serve returned %v", err)
-	}
+	stopServer(t, srv, served)
 	srv.spoolMu.Lock()
 	disk, mem, open := srv.spoolDisk, srv.spoolMem, len(srv.spools)
 	srv.spoolMu.Unlock()

@@ -35,19 +35,6 @@ func reasonOf(c *conn) closeReason {
 	return c.reason
 }
 
-// waitUntil waits, at most 10 s, for cond to hold; the state it looks at
-// has no event to wait on.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never: %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // TestChunkedEndOverLimitCutsPeer: a chunked recipient whose queue cannot
 // take a file's file_end is cut off as a slow consumer, like for any
 // other frame; the end was once dropped silently, leaving the file open
@@ -116,7 +103,7 @@ func TestPlainRecipientNotHeldBySenderMidFile(t *testing.T) {
 // waitSpoolsEmpty waits until s holds no spooled file.
 func waitSpoolsEmpty(t *testing.T, s *Server) {
 	t.Helper()
-	waitUntil(t, "every spool is given back", func() bool {
+	chattest.WaitUntil(t, "every spool is given back", func() bool {
 		s.spoolMu.Lock()
 		defer s.spoolMu.Unlock()
 		return s.spoolDisk == 0 && s.spoolMem == 0 && len(s.spools) == 0
@@ -283,16 +270,11 @@ func TestCrossUploadsDoNotDeadlock(t *testing.T) {
 func TestShutdownDuringAdmission(t *testing.T) {
 	out := chattest.NewLineLog()
 	srv := New(Config{Stdout: out})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	holder := dial(t, ln.Addr().String()) // accepted first (the kernel keeps the order), sends nothing
-	late := dial(t, ln.Addr().String())
+	addr, served := listenAndServe(t, srv, nil)
+	holder := dial(t, addr) // accepted first (the kernel keeps the order), sends nothing
+	late := dial(t, addr)
 	late.Join("late")
-	waitUntil(t, "the join waits for the earlier connection", func() bool {
+	chattest.WaitUntil(t, "the join waits for the earlier connection", func() bool {
 		buf := make([]byte, 1<<20)
 		return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "(*admission).wait(")
 	})

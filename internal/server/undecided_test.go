@@ -27,10 +27,7 @@ func (h undecidedHub) Join(p Peer, maxUsers int) error {
 func TestUndecidedJoinAnswered(t *testing.T) {
 	s := startServer(t, Config{Hub: undecidedHub{NewLocalHub()}})
 
-	plain := dial(t, s.addr)
-	plain.Join("xavier")
-	plain.Expect(protocol.ErrServerFull, "")
-	plain.ExpectClosed()
+	refusedJoin(t, s, "xavier", protocol.ErrServerFull)
 	s.out.Wait(t, "disconnected: server full", 1)
 
 	ext := dial(t, s.addr)

@@ -10,16 +10,6 @@ import (
 	"github.com/gochat/chat/internal/terminal/termtest"
 )
 
-const (
-	left  = "\x1b[D"
-	right = "\x1b[C"
-	esc   = "\x1b"
-	altB  = "\x1bb"
-	altF  = "\x1bf"
-	ctrlK = "\x0b"
-	ctrlL = "\x0c"
-)
-
 // waitCursor waits until the cursor's row is the prompt and input, with
 // the cursor after before (a prefix of input), in display columns.
 func (h *harness) waitCursor(input, before string) {
@@ -36,11 +26,11 @@ func TestWideCharactersOnScreen(t *testing.T) {
 	h := newHarness(t, false)
 	h.typeKeys("msg 1 bob 日本語abc")
 	h.waitCursor("msg 1 bob 日本語abc", "msg 1 bob 日本語abc")
-	h.typeKeys(left + left + left + left)
+	h.typeKeys(termtest.Left + termtest.Left + termtest.Left + termtest.Left)
 	h.waitCursor("msg 1 bob 日本語abc", "msg 1 bob 日本")
-	h.typeKeys(backspace)
+	h.typeKeys(termtest.Backspace)
 	h.waitCursor("msg 1 bob 日語abc", "msg 1 bob 日")
-	h.typeKeys(ctrlU)
+	h.typeKeys(termtest.CtrlU)
 	h.waitCursor("語abc", "")
 	h.typeKeys("msg 1 bob ")
 	h.waitCursor("msg 1 bob 語abc", "msg 1 bob ")
@@ -55,10 +45,10 @@ func TestGraphemeClusters(t *testing.T) {
 	for _, c := range []struct {
 		name, keys, want string
 	}{
-		{"backspace deletes a ZWJ sequence whole", "a" + family + backspace + "b\r", "ab"},
-		{"backspace deletes a base and its mark", "ae\u0301" + backspace + "b\r", "ab"},
-		{"left steps over a flag", "a🇫🇷" + left + "b\r", "ab🇫🇷"},
-		{"delete takes a ZWJ sequence whole", "a" + family + "c" + left + left + "\x1b[3~\r", "ac"},
+		{"backspace deletes a ZWJ sequence whole", "a" + family + termtest.Backspace + "b\r", "ab"},
+		{"backspace deletes a base and its mark", "ae\u0301" + termtest.Backspace + "b\r", "ab"},
+		{"left steps over a flag", "a🇫🇷" + termtest.Left + "b\r", "ab🇫🇷"},
+		{"delete takes a ZWJ sequence whole", "a" + family + "c" + termtest.Left + termtest.Left + "\x1b[3~\r", "ac"},
 		{"transpose swaps clusters", "e\u0301x\x14\r", "xe\u0301"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -68,7 +58,7 @@ func TestGraphemeClusters(t *testing.T) {
 		})
 	}
 	h := newHarness(t, false)
-	h.typeKeys("x" + family + "y" + left)
+	h.typeKeys("x" + family + "y" + termtest.Left)
 	h.waitCursor("x"+family+"y", "x"+family)
 }
 
@@ -79,13 +69,13 @@ func TestHistoryWithWideCharacters(t *testing.T) {
 		h.typeKeys(l + "\r")
 		h.expectLine(l)
 	}
-	h.typeKeys(up)
+	h.typeKeys(termtest.Up)
 	h.waitCursor("list", "list")
-	h.typeKeys(up)
+	h.typeKeys(termtest.Up)
 	h.waitCursor("msg 1 bob 日本語日本語", "msg 1 bob 日本語日本語")
-	h.typeKeys(down)
+	h.typeKeys(termtest.Down)
 	h.waitCursor("list", "list")
-	h.typeKeys(down)
+	h.typeKeys(termtest.Down)
 	h.waitCursor("", "")
 }
 
@@ -94,15 +84,15 @@ func TestHistoryWithWideCharacters(t *testing.T) {
 func TestLoneEsc(t *testing.T) {
 	h := newHarness(t, false)
 	h.typeKeys("list")
-	h.typeKeys(esc)
+	h.typeKeys(termtest.Esc)
 	h.typeKeys("\r")
 	h.expectLine("list")
-	h.typeKeys("help" + esc + "\r") // in one read
+	h.typeKeys("help" + termtest.Esc + "\r") // in one read
 	h.expectLine("help")
-	h.typeKeys("ab" + esc + "x\r") // Esc then a letter that is no Alt key
+	h.typeKeys("ab" + termtest.Esc + "x\r") // Esc then a letter that is no Alt key
 	h.expectLine("abx")
-	h.typeKeys(esc)
-	h.typeKeys(ctrlC)
+	h.typeKeys(termtest.Esc)
+	h.typeKeys(termtest.CtrlC)
 	if _, err := h.nextLine(); err == nil {
 		t.Fatal("Ctrl-C after Esc did not end the input")
 	}
@@ -115,13 +105,13 @@ func TestEscEndsSearch(t *testing.T) {
 		h.typeKeys(l + "\r")
 		h.expectLine(l)
 	}
-	h.typeKeys(ctrlR + "first")
+	h.typeKeys(termtest.CtrlR + "first")
 	h.waitScreen("the match", func(v termtest.View) bool {
 		return v.CursorRow == "(reverse-i-search)`first': msg 1 bob first"
 	})
-	h.typeKeys(esc)
+	h.typeKeys(termtest.Esc)
 	h.waitCursor("msg 1 bob first", "msg 1 bob ")
-	h.typeKeys(ctrlE + "!\r")
+	h.typeKeys(termtest.CtrlE + "!\r")
 	h.expectLine("msg 1 bob first!")
 }
 
@@ -129,11 +119,11 @@ func TestEscEndsSearch(t *testing.T) {
 func TestWordMovement(t *testing.T) {
 	h := newHarness(t, false)
 	h.typeKeys("msg 1 bob 日本 two")
-	h.typeKeys(altB)
+	h.typeKeys(termtest.AltB)
 	h.waitCursor("msg 1 bob 日本 two", "msg 1 bob 日本 ")
-	h.typeKeys(altB + altB)
+	h.typeKeys(termtest.AltB + termtest.AltB)
 	h.waitCursor("msg 1 bob 日本 two", "msg 1 ")
-	h.typeKeys(altF)
+	h.typeKeys(termtest.AltF)
 	h.waitCursor("msg 1 bob 日本 two", "msg 1 bob")
 	h.typeKeys("\x1b[1;5C")
 	h.waitCursor("msg 1 bob 日本 two", "msg 1 bob 日本")
@@ -144,11 +134,11 @@ func TestWordMovement(t *testing.T) {
 // Ctrl-K deletes to the end; Ctrl-L clears the screen and keeps the line.
 func TestKillAndClear(t *testing.T) {
 	h := newHarness(t, false)
-	h.typeKeys("msg 1 bob 日本語" + left + left + ctrlK)
+	h.typeKeys("msg 1 bob 日本語" + termtest.Left + termtest.Left + termtest.CtrlK)
 	h.waitCursor("msg 1 bob 日", "msg 1 bob 日")
 	h.term.Hooks().Print(message("bob", "before the clear"))
 	h.waitScreen("the line", func(v termtest.View) bool { return v.Contains("msg: bob: before the clear") })
-	h.typeKeys(ctrlL)
+	h.typeKeys(termtest.CtrlL)
 	h.waitScreen("a cleared screen", func(v termtest.View) bool {
 		return v.Rows[0] == "alice> msg 1 bob 日" && v.Row == 0
 	})
@@ -173,7 +163,7 @@ func TestLongLineScrolls(t *testing.T) {
 		tr := v.Transcript
 		return len(tr) >= 2 && tr[len(tr)-2] == "msg: bob: hi" && strings.HasPrefix(tr[len(tr)-1], "alice> <")
 	})
-	h.typeKeys(ctrlA)
+	h.typeKeys(termtest.CtrlA)
 	h.waitScreen("the start of the line, cut on the right", func(v termtest.View) bool {
 		return strings.HasPrefix(v.CursorRow, "alice> msg 1 bob 日本語abc") && strings.HasSuffix(v.CursorRow, ">") && v.Col == len("alice> ")
 	})

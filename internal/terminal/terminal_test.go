@@ -17,20 +17,7 @@ import (
 // wait is the deadline of every wait: generous, for a loaded machine.
 const wait = 10 * time.Second
 
-const (
-	rows, cols = 30, 80
-	up         = "\x1b[A"
-	down       = "\x1b[B"
-	ctrlA      = "\x01"
-	ctrlC      = "\x03"
-	ctrlD      = "\x04"
-	ctrlE      = "\x05"
-	ctrlG      = "\x07"
-	ctrlR      = "\x12"
-	ctrlU      = "\x15"
-	ctrlW      = "\x17"
-	backspace  = "\x7f"
-)
+const rows, cols = 30, 80
 
 type lineResult struct {
 	line string
@@ -88,11 +75,13 @@ func (h *harness) typeKeys(keys string) {
 // waitScreen waits until cond holds for the screen.
 func (h *harness) waitScreen(what string, cond func(v termtest.View) bool) termtest.View {
 	h.t.Helper()
-	v, ok := h.scr.Wait(wait, cond)
-	if !ok {
-		h.t.Fatalf("timed out after %v waiting for %s; screen:\n%s", wait, what, h.scr)
-	}
-	return v
+	return h.scr.Await(h.t, wait, what, cond)
+}
+
+// waitCursorRow waits until the cursor's row is row.
+func (h *harness) waitCursorRow(row string) termtest.View {
+	h.t.Helper()
+	return h.waitScreen(fmt.Sprintf("cursor row %q", row), func(v termtest.View) bool { return v.CursorRow == row })
 }
 
 // waitInput waits until the cursor's row shows the prompt and input.
@@ -186,7 +175,7 @@ func TestLinesPrintedWhileTypingKeepTheInputWhole(t *testing.T) {
 	}
 	h.typeKeys("\r")
 	h.expectLine("msg 1 bob hello")
-	v = h.waitScreen("the next prompt", func(v termtest.View) bool { return v.CursorRow == "alice>" })
+	v = h.waitCursorRow("alice>") // the next prompt
 	if v.Transcript[len(v.Transcript)-2] != "alice> msg 1 bob hello" {
 		t.Fatalf("the entered line is not kept above the prompt:\n%s", h.scr)
 	}
@@ -197,20 +186,20 @@ func TestEditingKeysAndHistory(t *testing.T) {
 	h.typeKeys("list\r")
 	h.expectLine("list")
 	h.typeKeys("one two three")
-	h.typeKeys(ctrlW)
+	h.typeKeys(termtest.CtrlW)
 	h.waitInput("one two ")
-	h.typeKeys(ctrlA + "x" + ctrlE + "end")
+	h.typeKeys(termtest.CtrlA + "x" + termtest.CtrlE + "end")
 	h.waitInput("xone two end")
 	h.typeKeys("\r")
 	h.expectLine("xone two end")
-	h.typeKeys("junk" + ctrlU + "help\r")
+	h.typeKeys("junk" + termtest.CtrlU + "help\r")
 	h.expectLine("help")
 
-	h.typeKeys(up)
+	h.typeKeys(termtest.Up)
 	h.waitInput("help")
-	h.typeKeys(up + up)
+	h.typeKeys(termtest.Up + termtest.Up)
 	h.waitInput("list")
-	h.typeKeys(down)
+	h.typeKeys(termtest.Down)
 	h.waitInput("xone two end")
 	h.typeKeys("\r")
 	h.expectLine("xone two end")
@@ -218,7 +207,7 @@ func TestEditingKeysAndHistory(t *testing.T) {
 	// older line entered again is.
 	h.typeKeys("   \r")
 	h.expectLine("   ")
-	h.typeKeys(up + "\r")
+	h.typeKeys(termtest.Up + "\r")
 	h.expectLine("xone two end")
 	var got []string
 	for i := h.term.hist.Len() - 1; i >= 0; i-- {
@@ -231,15 +220,15 @@ func TestEditingKeysAndHistory(t *testing.T) {
 
 func TestCtrlCAndCtrlDEndTheInput(t *testing.T) {
 	h := newHarness(t, false)
-	h.typeKeys("abc" + ctrlA + ctrlD) // Ctrl-D on text deletes
+	h.typeKeys("abc" + termtest.CtrlA + termtest.CtrlD) // Ctrl-D on text deletes
 	h.waitScreen("the a deleted", func(v termtest.View) bool { return v.CursorRow == "alice> bc" && v.Col == 7 })
-	h.typeKeys(ctrlE + ctrlU + ctrlD)
+	h.typeKeys(termtest.CtrlE + termtest.CtrlU + termtest.CtrlD)
 	if _, err := h.nextLine(); err != io.EOF {
 		t.Fatalf("Ctrl-D on an empty line: err = %v, want io.EOF", err)
 	}
 
 	h = newHarness(t, false)
-	h.typeKeys("some text" + ctrlC)
+	h.typeKeys("some text" + termtest.CtrlC)
 	if _, err := h.nextLine(); err != io.EOF {
 		t.Fatalf("Ctrl-C: err = %v, want io.EOF", err)
 	}
@@ -263,49 +252,41 @@ func TestReverseSearch(t *testing.T) {
 		h.typeKeys(l + "\r")
 		h.expectLine(l)
 	}
-	h.typeKeys(ctrlR)
-	h.waitScreen("the search prompt", func(v termtest.View) bool { return v.CursorRow == "(reverse-i-search)`':" })
+	h.typeKeys(termtest.CtrlR)
+	h.waitCursorRow("(reverse-i-search)`':") // the search prompt
 	h.typeKeys("m")
 	h.typeKeys("s")
 	h.typeKeys("g")
-	h.waitScreen("the latest match", func(v termtest.View) bool {
-		return v.CursorRow == "(reverse-i-search)`msg': msg 1 carol second"
-	})
-	h.typeKeys(ctrlR)
-	h.waitScreen("the older match", func(v termtest.View) bool {
-		return v.CursorRow == "(reverse-i-search)`msg': msg 1 bob first"
-	})
+	h.waitCursorRow("(reverse-i-search)`msg': msg 1 carol second") // the latest match
+	h.typeKeys(termtest.CtrlR)
+	h.waitCursorRow("(reverse-i-search)`msg': msg 1 bob first") // the older match
 	h.typeKeys("x")
-	h.waitScreen("a failed search", func(v termtest.View) bool {
-		return v.CursorRow == "(failed reverse-i-search)`msgx': msg 1 bob first"
-	})
-	h.typeKeys(backspace)
-	h.waitScreen("the query shortened", func(v termtest.View) bool {
-		return v.CursorRow == "(reverse-i-search)`msg': msg 1 carol second"
-	})
+	h.waitCursorRow("(failed reverse-i-search)`msgx': msg 1 bob first") // a failed search
+	h.typeKeys(termtest.Backspace)
+	h.waitCursorRow("(reverse-i-search)`msg': msg 1 carol second") // the query shortened
 	h.typeKeys("\r")
 	h.expectLine("msg 1 carol second")
-	v := h.waitScreen("the next prompt", func(v termtest.View) bool { return v.CursorRow == "alice>" })
+	v := h.waitCursorRow("alice>") // the next prompt
 	if got := v.Transcript[len(v.Transcript)-2]; got != "alice> msg 1 carol second" {
 		t.Fatalf("entered row = %q, want it with the normal prompt\n%s", got, h.scr)
 	}
 
 	// Ctrl-G and Ctrl-C cancel, giving back the line as it was.
-	h.typeKeys("draft" + ctrlR)
+	h.typeKeys("draft" + termtest.CtrlR)
 	h.typeKeys("l")
-	h.waitScreen("a match", func(v termtest.View) bool { return v.CursorRow == "(reverse-i-search)`l': msg 1 carol second" })
-	h.typeKeys(ctrlG)
+	h.waitCursorRow("(reverse-i-search)`l': msg 1 carol second") // a match
+	h.typeKeys(termtest.CtrlG)
 	h.waitInput("draft")
-	h.typeKeys(ctrlR)
+	h.typeKeys(termtest.CtrlR)
 	h.typeKeys("i")
-	h.waitScreen("a match", func(v termtest.View) bool { return v.CursorRow == "(reverse-i-search)`i': list" })
-	h.typeKeys(ctrlC)
+	h.waitCursorRow("(reverse-i-search)`i': list") // a match
+	h.typeKeys(termtest.CtrlC)
 	h.waitInput("draft")
 	// An editing key ends the search and edits the line found.
-	h.typeKeys(ctrlU + ctrlR)
+	h.typeKeys(termtest.CtrlU + termtest.CtrlR)
 	h.typeKeys("b")
-	h.waitScreen("a match", func(v termtest.View) bool { return v.CursorRow == "(reverse-i-search)`b': msg 1 bob first" })
-	h.typeKeys(ctrlE)
+	h.waitCursorRow("(reverse-i-search)`b': msg 1 bob first") // a match
+	h.typeKeys(termtest.CtrlE)
 	h.waitInput("msg 1 bob first")
 	h.typeKeys("!\r")
 	h.expectLine("msg 1 bob first!")

@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/coder/websocket"
 	"go.uber.org/goleak"
@@ -22,9 +21,9 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// waitTimeout bounds every wait on an event: generous, for a loaded
-// machine.
-const waitTimeout = 15 * time.Second
+// waitTimeout bounds every wait on an event: chattest's, generous for a
+// loaded machine, so that every suite waits as long.
+const waitTimeout = chattest.Timeout
 
 // stack is a chat server serving a TCP listener and, through a Gateway, an
 // HTTP test server.

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strconv"
@@ -11,46 +9,24 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gochat/chat/internal/chattest"
+	"github.com/gochat/chat/internal/protocol"
 )
-
-// throttledReader reads from r at about rate bytes per second until fast
-// is closed, then as fast as r gives.
-type throttledReader struct {
-	r     io.Reader
-	rate  int
-	fast  <-chan struct{}
-	start time.Time
-	total int
-}
-
-func (t *throttledReader) Read(p []byte) (int, error) {
-	select {
-	case <-t.fast:
-		return t.r.Read(p)
-	default:
-	}
-	n, err := t.r.Read(p[:min(len(p), 4<<10)])
-	t.total += n
-	// Keep to the rate: this is the reader's speed, not a wait for an
-	// event.
-	time.Sleep(time.Until(t.start.Add(time.Duration(t.total) * time.Second / time.Duration(t.rate))))
-	return n, err
-}
 
 // throttle makes rc read at rate bytes per second until the returned
 // function is called.
-func throttle(rc *rawConn, rate int) (unthrottle func()) {
-	fast := make(chan struct{})
-	rc.r = bufio.NewReaderSize(&throttledReader{r: rc.c, rate: rate, fast: fast, start: time.Now()}, 64<<10)
-	var once sync.Once
-	return func() { once.Do(func() { close(fast) }) }
+func throttle(rc *chattest.Conn, rate int) (unthrottle func()) {
+	slow, unthrottle := chattest.Throttle(rc.NC, rate)
+	rc.R = protocol.NewReader(slow)
+	return unthrottle
 }
 
 // sendBurst writes b to rc in the background, with no deadline: the server
 // paces it for as long as it takes.
-func sendBurst(rc *rawConn, b []byte) {
-	rc.c.SetWriteDeadline(time.Time{})
-	go rc.c.Write(b)
+func sendBurst(rc *chattest.Conn, b []byte) {
+	rc.NC.SetWriteDeadline(time.Time{})
+	go rc.NC.Write(b)
 }
 
 // floodText is the i-th text of a flood: a number, then filler up to size
@@ -62,20 +38,21 @@ func floodText(i, size int) string {
 
 // expectFlood reads n flood texts of size bytes from each sender in
 // senders, in order per sender, as forward_message frames on rc.
-func expectFlood(t *testing.T, rc *rawConn, senders []string, n, size int) {
+func expectFlood(t *testing.T, rc *chattest.Conn, senders []string, n, size int) {
 	t.Helper()
 	next := make(map[string]int)
+	rc.Timeout = 3 * timeout
 	for got := 0; got < n*len(senders); got++ {
-		f, err := rc.readFrame(3 * timeout)
+		h, p, err := rc.ReadFrame()
 		if err != nil {
-			t.Fatalf("%s after %d flood messages: %v", rc.label, got, err)
+			t.Fatalf("%s after %d flood messages: %v", rc.Name, got, err)
 		}
-		if f.typ != "forward_message" {
-			t.Fatalf("%s got %s", rc.label, f)
+		if h.Type != protocol.ForwardMessage {
+			t.Fatalf("%s got %s %.80q", rc.Name, h.Name, p)
 		}
-		sender, text, _ := strings.Cut(strings.TrimPrefix(string(f.payload), "1 "), " ")
+		sender, text, _ := strings.Cut(strings.TrimPrefix(string(p), "1 "), " ")
 		if want := floodText(next[sender], size); text != want {
-			t.Fatalf("%s: message %d from %s is %.24q..., want %.24q...", rc.label, next[sender], sender, text, want)
+			t.Fatalf("%s: message %d from %s is %.24q..., want %.24q...", rc.Name, next[sender], sender, text, want)
 		}
 		next[sender]++
 	}
@@ -117,7 +94,7 @@ func TestAbuseFloodAtHonestReaders(t *testing.T) {
 					args = append(args, "--pace-backlog", "0")
 				}
 				srv := startServer(t, args...)
-				var victims []*rawConn
+				var victims []*chattest.Conn
 				var names []string
 				var unthrottle []func()
 				for i := range tc.victims {
@@ -141,9 +118,10 @@ func TestAbuseFloodAtHonestReaders(t *testing.T) {
 					// The same flood without pacing cuts the victim off,
 					// even while it reads: the flood is strong enough to
 					// matter.
+					victims[0].Timeout = 3 * timeout
 					go func() {
 						for {
-							if _, err := victims[0].readFrame(3 * timeout); err != nil {
+							if _, _, err := victims[0].ReadFrame(); err != nil {
 								return
 							}
 						}
@@ -154,8 +132,8 @@ func TestAbuseFloodAtHonestReaders(t *testing.T) {
 				// Meanwhile a bystander pair chats.
 				calmA, calmB := joinLenient(t, srv, "calmA"), joinLenient(t, srv, "calmB")
 				for i := range 5 {
-					calmA.write(t, fr("send_message", "1 calmB ping"+strconv.Itoa(i)))
-					calmB.expectFrame(t, "forward_message", "1 calmA ping"+strconv.Itoa(i))
+					calmA.Write(fr("send_message", "1 calmB ping"+strconv.Itoa(i)))
+					calmB.Expect(protocol.ForwardMessage, "1 calmA ping"+strconv.Itoa(i))
 				}
 				// The victims read throttled for 6 s, far past the time an
 				// unpaced flood takes to overflow their queues, then drain.
@@ -189,7 +167,7 @@ func TestAbuseFloodAtStoppedReader(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, "--send-queue", "1M", "--stall-timeout", "2s")
 	sink := joinLenient(t, srv, "sink")
-	sink.c.SetReadBuffer(4096)
+	sink.TCP().SetReadBuffer(4096)
 	attacker := joinLenient(t, srv, "attacker")
 	bob := joinLenient(t, srv, "bob")
 	var burst []byte
@@ -200,17 +178,17 @@ func TestAbuseFloodAtStoppedReader(t *testing.T) {
 	sendBurst(attacker, burst)
 	start := time.Now()
 	srv.out.skipTo(t, "disconnected: sink", 3*timeout)
-	bob.expectFrame(t, "forward_message", "1 attacker after the flood")
+	bob.Expect(protocol.ForwardMessage, "1 attacker after the flood")
 	t.Logf("the attacker was paused %v in all", time.Since(start).Round(100*time.Millisecond))
 	waitContaining(t, srv.errs, `reason="slow consumer"`, timeout)
 }
 
 // joinLenient joins a raw connection as name and waits for its join line,
 // skipping the lines of others.
-func joinLenient(t testing.TB, srv *server, name string) *rawConn {
+func joinLenient(t testing.TB, srv *server, name string) *chattest.Conn {
 	t.Helper()
 	rc := dialRaw(t, srv.port, name)
-	rc.write(t, fr("join", name))
+	rc.Write(fr("join", name))
 	srv.out.skipTo(t, "join: "+name, timeout)
 	return rc
 }
@@ -219,22 +197,7 @@ func joinLenient(t testing.TB, srv *server, name string) *rawConn {
 // is.
 func waitContaining(t testing.TB, l *lineLog, s string, d time.Duration) {
 	t.Helper()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		l.mu.Lock()
-		for _, line := range l.lines {
-			if strings.Contains(line, s) {
-				l.mu.Unlock()
-				return
-			}
-		}
-		ch := l.notify
-		l.mu.Unlock()
-		if !l.wait(ch, timer.C) {
-			t.Fatalf("%s: timed out after %v waiting for a line containing %s\n%s", l.label, d, quote(s), l.owner.dump())
-		}
-	}
+	l.waitAny(t, d, "a line containing "+quote(s), func(line string) bool { return strings.Contains(line, s) })
 }
 
 // TestAbuseFloodFigures measures the floods of docs/RELIABILITY.md against
@@ -267,7 +230,7 @@ func TestAbuseFloodFigures(t *testing.T) {
 			unthrottle := throttle(victim, 1<<20)
 			calmA, calmB := joinLenient(t, srv, "calmA"), joinLenient(t, srv, "calmB")
 			var attackers []string
-			var conns []*rawConn
+			var conns []*chattest.Conn
 			for i := range n {
 				name := "attacker" + strconv.Itoa(i)
 				attackers, conns = append(attackers, name), append(conns, joinLenient(t, srv, name))
@@ -294,8 +257,8 @@ func TestAbuseFloodFigures(t *testing.T) {
 			}()
 			for i := 0; time.Now().Before(stop); i++ {
 				t0 := time.Now()
-				calmA.write(t, fr("send_message", "1 calmB rtt"+strconv.Itoa(i)))
-				calmB.expectFrame(t, "forward_message", "1 calmA rtt"+strconv.Itoa(i))
+				calmA.Write(fr("send_message", "1 calmB rtt"+strconv.Itoa(i)))
+				calmB.Expect(protocol.ForwardMessage, "1 calmA rtt"+strconv.Itoa(i))
 				rtts = append(rtts, time.Since(t0))
 				time.Sleep(50 * time.Millisecond) // the bystanders' own pace
 			}

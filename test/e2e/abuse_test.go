@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gochat/chat/internal/chattest"
+	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/testbin"
 )
 
@@ -99,10 +101,10 @@ func (a *abuseServer) settled(t *testing.T) {
 
 // join joins a raw connection as name; server lines are searched
 // leniently, since other lines may come between.
-func (a *abuseServer) join(t *testing.T, name string) *rawConn {
+func (a *abuseServer) join(t *testing.T, name string) *chattest.Conn {
 	t.Helper()
 	rc := dialRaw(t, a.port, name)
-	rc.write(t, fr("join", name))
+	rc.Write(fr("join", name))
 	a.out.skipTo(t, "join: "+name, timeout)
 	return rc
 }
@@ -143,16 +145,16 @@ func TestAbuse(t *testing.T) {
 
 	refused := func(t *testing.T, label string, b []byte, joinFirst bool) {
 		t.Helper()
-		var rc *rawConn
+		var rc *chattest.Conn
 		name := a.freshName("ab")
 		if joinFirst {
 			rc = a.join(t, name)
 		} else {
 			rc = dialRaw(t, port, label)
 		}
-		rc.write(t, b)
-		rc.expectFrame(t, "err_unknown_message", "")
-		rc.expectEOF(t, timeout)
+		rc.Write(b)
+		rc.Expect(protocol.ErrUnknownMessage, "")
+		rc.ExpectClosed()
 		if joinFirst {
 			a.out.skipTo(t, "disconnected: "+name+" sent unknown command", timeout)
 		}
@@ -192,19 +194,20 @@ func TestAbuse(t *testing.T) {
 		a.settled(t)
 	})
 	t.Run("never joining", func(t *testing.T) {
-		conns := make([]*rawConn, 300)
+		conns := make([]*chattest.Conn, 300)
 		for i := range conns {
 			conns[i] = dialRaw(t, port, "idle")
 		}
 		for _, rc := range conns {
-			rc.expectEOF(t, 3*timeout) // the 1 s join timeout
+			rc.Timeout = 3 * timeout
+			rc.ExpectClosed() // the 1 s join timeout
 		}
 		a.settled(t)
 	})
 	t.Run("never reading", func(t *testing.T) {
 		sinkName := a.freshName("sink")
 		sink := a.join(t, sinkName)
-		sink.c.SetReadBuffer(4096)
+		sink.TCP().SetReadBuffer(4096)
 		sender := a.join(t, a.freshName("flood"))
 		text := strings.Repeat("x", 60000)
 		before := scrape(t, a.metrics)["chat_slow_consumers_total"]
@@ -215,7 +218,7 @@ func TestAbuse(t *testing.T) {
 			if i > 2000 {
 				t.Fatal("the sink was never cut off")
 			}
-			if err := sender.tryWrite(fr("send_message", "1 "+sinkName+" "+text), timeout); err != nil {
+			if err := sender.TryWrite(fr("send_message", "1 "+sinkName+" "+text)); err != nil {
 				t.Fatalf("sender blocked: %v", err)
 			}
 			if i%20 == 0 {
@@ -229,8 +232,8 @@ func TestAbuse(t *testing.T) {
 		a.out.skipTo(t, "disconnected: "+sinkName, timeout)
 		leave(t, A)
 		leave(t, B)
-		sender.write(t, fr("disconnect", sender.label))
-		sender.expectEOF(t, timeout)
+		sender.Write(fr("disconnect", sender.Name))
+		sender.ExpectClosed()
 		a.settled(t)
 	})
 	t.Run("flood", func(t *testing.T) {
@@ -241,24 +244,25 @@ func TestAbuse(t *testing.T) {
 		for i := range n {
 			batch = append(batch, fr("send_message", "1 "+toName+" m"+strconv.Itoa(i))...)
 		}
-		go from.c.Write(batch) // may be paced by flood control; nothing is dropped
+		go from.NC.Write(batch) // may be paced by flood control; nothing is dropped
 		// Another pair chats meanwhile.
 		ca, cb := a.freshName("calmA"), a.freshName("calmB")
 		A, B := a.client(t, ca), a.client(t, cb)
 		A.send(t, "msg 1 "+cb+" calm")
 		B.out.waitLine(t, "msg: "+ca+": calm", timeout)
+		to.Timeout = 3 * timeout
 		for i := range n {
-			f, err := to.readFrame(3 * timeout)
+			h, p, err := to.ReadFrame()
 			want := "1 " + fromName + " m" + strconv.Itoa(i)
-			if err != nil || f.typ != "forward_message" || string(f.payload) != want {
-				t.Fatalf("flood message %d: got %v %v, want %q", i, f, err, want)
+			if err != nil || h.Type != protocol.ForwardMessage || string(p) != want {
+				t.Fatalf("flood message %d: got %s %q %v, want %q", i, h.Name, p, err, want)
 			}
 		}
 		leave(t, A)
 		leave(t, B)
-		for _, rc := range []*rawConn{from, to} {
-			rc.write(t, fr("disconnect", rc.label))
-			rc.expectEOF(t, timeout)
+		for _, rc := range []*chattest.Conn{from, to} {
+			rc.Write(fr("disconnect", rc.Name))
+			rc.ExpectClosed()
 		}
 		a.settled(t)
 	})
@@ -373,10 +377,10 @@ func TestAbuse(t *testing.T) {
 			t.Fatalf("the admitted connection got %q then %v; want nothing, still open", r.data, r.err)
 		}
 		w := wrapRaw(t, name, winner)
-		w.write(t, fr("send_message", "1 "+name+" it is mine"))
-		w.expectFrame(t, "forward_message", "1 "+name+" it is mine")
-		w.write(t, fr("disconnect", name))
-		w.expectEOF(t, timeout)
+		w.Write(fr("send_message", "1 "+name+" it is mine"))
+		w.Expect(protocol.ForwardMessage, "1 "+name+" it is mine")
+		w.Write(fr("disconnect", name))
+		w.ExpectClosed()
 		a.out.waitLines(t, timeout, "msg: "+name, "disconnected: "+name)
 		if got := slices.Index(a.out.remainingAll(), "join: "+name); got < 0 || slices.Contains(a.out.remainingAll()[got+1:], "join: "+name) {
 			t.Fatalf("`join: %s` printed other than once\n%s", name, a.dump())

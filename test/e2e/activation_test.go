@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gochat/chat/internal/protocol"
 )
 
 // Socket activation (issue 19, docs/OPERATIONS.md "Socket activation"):
@@ -67,7 +69,7 @@ func TestActivationServesThePassedSocket(t *testing.T) {
 	skipShort(t)
 	f, port := passedListener(t)
 	early := dialRaw(t, port, "early") // the server is not running yet
-	early.write(t, fr("join", "early"))
+	early.Write(fr("join", "early"))
 
 	p := startActivated(t, "-", []*os.File{f})
 	srv := &server{proc: p, port: port}
@@ -77,10 +79,10 @@ func TestActivationServesThePassedSocket(t *testing.T) {
 		t.Fatalf("log line %q: want the passed socket's address and passed=true", m)
 	}
 	assertServing(t, srv)
-	early.write(t, fr("request_users_list", ""))
-	f2, err := early.readFrame(timeout)
-	if err != nil || f2.typ != "response_users_list" || !strings.Contains(string(f2.payload), "early") {
-		t.Fatalf("the early connection's list: %v, %v", f2, err)
+	early.Write(fr("request_users_list", ""))
+	h, list, err := early.ReadFrame()
+	if err != nil || h.Type != protocol.ResponseUsersList || !strings.Contains(string(list), "early") {
+		t.Fatalf("the early connection's list: %s %q, %v", h.Name, list, err)
 	}
 }
 
@@ -94,8 +96,8 @@ func TestActivationNamedSockets(t *testing.T) {
 	p := startActivated(t, "http:chat", []*os.File{httpFile, chatFile})
 	srv := &server{proc: p, port: chatPort}
 	rc := rawJoin(t, srv, "named")
-	rc.write(t, fr("request_users_list", ""))
-	rc.expectFrame(t, "response_users_list", "1 named")
+	rc.Write(fr("request_users_list", ""))
+	rc.Expect(protocol.ResponseUsersList, "1 named")
 
 	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(httpPort) + "/")
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/testbin"
 )
 
@@ -43,9 +44,7 @@ func TestListSortedByBytes(t *testing.T) {
 	syncList(t, srv, alice, "123 Zed _x alice Émile")
 	// The raw frame itself: all connected users, sorted, with N first.
 	rc := rawJoin(t, srv, "aa")
-	rc.write(t, fr("request_users_list", ""))
-	srv.out.waitLine(t, "request_users_list: aa", timeout)
-	rc.expectFrame(t, "response_users_list", "6 123 Zed _x aa alice Émile")
+	rawList(t, srv, rc, "6 123 Zed _x aa alice Émile")
 }
 
 func TestMsgToSeveral(t *testing.T) {
@@ -58,9 +57,7 @@ func TestMsgToSeveral(t *testing.T) {
 	// The sender, not named, got nothing.
 	syncList(t, srv, alice, "alice bob carol")
 	// Replies flow the other way too.
-	carol.send(t, "msg 1 alice back at you")
-	srv.out.waitLine(t, "msg: carol", timeout)
-	alice.out.waitLine(t, "msg: carol: back at you", timeout)
+	carol.tell(t, srv, alice, "back at you")
 	syncList(t, srv, bob, "alice bob carol")
 }
 
@@ -78,19 +75,17 @@ func TestMsgDuplicateRecipients(t *testing.T) {
 	carol.out.waitLines(t, timeout, "msg: alice: twice?", "msg: alice: second")
 	// The same through the raw protocol.
 	rc := rawJoin(t, srv, "raw")
-	rc.write(t, fr("send_message", "3 raw raw raw hello me"))
-	rc.write(t, fr("send_message", "1 raw after"))
+	rc.Write(fr("send_message", "3 raw raw raw hello me"))
+	rc.Write(fr("send_message", "1 raw after"))
 	srv.out.waitLines(t, timeout, "msg: raw", "msg: raw")
-	rc.expectFrame(t, "forward_message", "1 raw hello me")
-	rc.expectFrame(t, "forward_message", "1 raw after")
+	rc.Expect(protocol.ForwardMessage, "1 raw hello me")
+	rc.Expect(protocol.ForwardMessage, "1 raw after")
 }
 
 func TestMsgToSelf(t *testing.T) {
 	t.Parallel()
 	srv, alice, bob, _ := trio(t)
-	alice.send(t, "msg 1 alice note to self")
-	srv.out.waitLine(t, "msg: alice", timeout)
-	alice.out.waitLine(t, "msg: alice: note to self", timeout)
+	alice.tell(t, srv, alice, "note to self")
 	alice.send(t, "msg 2 alice bob to both")
 	srv.out.waitLine(t, "msg: alice", timeout)
 	alice.out.waitLine(t, "msg: alice: to both", timeout)
@@ -150,9 +145,7 @@ func TestMsgInputWhitespace(t *testing.T) {
 
 	// Characters that are not whitespace stay in the text, format
 	// characters included.
-	alice.send(t, "msg 1 bob zero\u200bwidth, emoji 😀, é")
-	srv.out.waitLine(t, "msg: alice", timeout)
-	bob.out.waitLine(t, "msg: alice: zero\u200bwidth, emoji 😀, é", timeout)
+	alice.tell(t, srv, bob, "zero\u200bwidth, emoji 😀, é")
 
 	// Empty and blank lines do nothing.
 	alice.write(t, []byte("\n   \n\t\t\n\r\n \u00a0 \n"))
@@ -215,9 +208,7 @@ func TestMsgBadInput(t *testing.T) {
 	// Nothing went to the server (its next line is the list request) nor to
 	// bob (his next line is the message below).
 	syncList(t, srv, alice, "alice bob carol")
-	alice.send(t, "msg 1 bob after")
-	srv.out.waitLine(t, "msg: alice", timeout)
-	bob.out.waitLine(t, "msg: alice: after", timeout)
+	alice.tell(t, srv, bob, "after")
 }
 
 // Text and list limits: text up to 65,536 bytes, N from 1 to 1024; lines of

@@ -235,7 +235,7 @@ func TestCLIServerSignals(t *testing.T) {
 			srv.expectExit(t, 0, timeout)
 			// The client notices the lost server.
 			alice.expectDisconnectedExit1(t, "disconnected: connection to server lost")
-			bob.expectEOF(t, timeout)
+			bob.ExpectClosed()
 		})
 	}
 	t.Run("idle-SIGTERM", func(t *testing.T) {
@@ -256,9 +256,7 @@ func TestCLIServerStdinClosed(t *testing.T) {
 	srv := startServer(t)
 	alice := joinClient(t, srv, "alice")
 	bob := joinClient(t, srv, "bob")
-	alice.send(t, "msg 1 bob hi")
-	srv.out.waitLine(t, "msg: alice", timeout)
-	bob.out.waitLine(t, "msg: alice: hi", timeout)
+	alice.tell(t, srv, bob, "hi")
 	alice.quit(t, srv)
 	bob.quit(t, srv)
 	srv.requireRunning(t)

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gochat/chat/internal/chattest"
+	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/testcert"
 )
 
@@ -19,22 +21,22 @@ func TestClientFallsBackToContract(t *testing.T) {
 	fs := newFakeServer(t)
 	c := startClient(t, fs.port, "alice")
 	first := fs.accept(t)
-	first.expectFrame(t, "ext_hello", "chunked-file file-upload not-online try-again")
-	first.write(t, fr("err_unknown_message", ""))
-	first.c.Close()
+	first.Expect(protocol.ExtHello, "chunked-file file-upload not-online try-again")
+	first.Write(fr("err_unknown_message", ""))
+	first.NC.Close()
 	rc := fs.accept(t)
-	rc.expectFrame(t, "join", "alice")
+	rc.Expect(protocol.Join, "alice")
 	c.errs.skipTo(t, "client: server declined extensions (answered err_unknown_message); using the plain protocol", timeout)
 	writeFile(t, filepath.Join(c.home, "notes.txt"), []byte("some notes"))
 	c.send(t, "msg 1 bob hi")
 	c.send(t, "file 1 bob notes.txt")
 	c.send(t, "cancel") // no file is being sent: as any unknown input
-	rc.expectFrame(t, "send_message", "1 bob hi")
-	rc.expectFrame(t, "send_file", "1 bob notes.txt some notes")
+	rc.Expect(protocol.SendMessage, "1 bob hi")
+	rc.Expect(protocol.SendFile, "1 bob notes.txt some notes")
 	// The client may read "cancel" after the message below arrives: wait
 	// for its answer first, so that the two lines come in this order.
 	c.out.waitLine(t, "incorrect user input format", timeout)
-	rc.write(t, fr("forward_message", "1 bob plain it is"))
+	rc.Write(fr("forward_message", "1 bob plain it is"))
 	c.out.waitLine(t, "msg: bob: plain it is", timeout)
 	c.send(t, "quit")
 	c.expectQuitOnFake(t, rc)
@@ -51,12 +53,12 @@ func TestPlainClientWithOurServer(t *testing.T) {
 	alice.send(t, "file 2 bob ghost big.bin")
 	alice.send(t, "msg 1 bob after")
 	srv.out.waitLines(t, timeout, "file: alice", "file: alice to non-existent user ghost", "msg: alice")
-	f, err := bob.readFrame(timeout)
-	if err != nil || f.typ != "forward_file" || string(f.payload) != "1 alice big.bin "+string(data) {
-		t.Fatalf("bob got %v %v", f.typ, err)
+	h, p, err := bob.ReadFrame()
+	if err != nil || h.Type != protocol.ForwardFile || string(p) != "1 alice big.bin "+string(data) {
+		t.Fatalf("bob got %v %v", h.Name, err)
 	}
-	bob.expectFrame(t, "forward_message", "1 alice after")
-	bob.write(t, fr("send_message", "1 alice hello plain"))
+	bob.Expect(protocol.ForwardMessage, "1 alice after")
+	bob.Write(fr("send_message", "1 alice hello plain"))
 	alice.out.waitLine(t, "msg: bob: hello plain", timeout)
 	srv.out.waitLine(t, "msg: bob", timeout)
 	alice.quit(t, srv)
@@ -101,7 +103,7 @@ func TestClientJoinNotices(t *testing.T) {
 	carol := joinClient(t, srv, "carol", "--join-notices")
 	bob := rawJoin(t, srv, "bob")
 	carol.errs.skipTo(t, "client: bob joined", timeout)
-	bob.c.Close()
+	bob.NC.Close()
 	srv.out.waitLine(t, "disconnected: bob", timeout)
 	carol.errs.skipTo(t, "client: bob left", timeout)
 	carol.quit(t, srv) // quitting is the only line on stdout
@@ -124,20 +126,20 @@ func TestOnlineOnlyForThoseWhoAsk(t *testing.T) {
 	srv := startServer(t)
 	bob := rawJoin(t, srv, "bob")
 	alice := dialRaw(t, srv.port, "alice")
-	alice.write(t, fr("ext_hello", "online presence"))
-	alice.expectFrame(t, "ext_hello", "online presence")
-	alice.write(t, fr("join", "alice"))
+	alice.Write(fr("ext_hello", "online presence"))
+	alice.Expect(protocol.ExtHello, "online presence")
+	alice.Write(fr("join", "alice"))
 	srv.out.waitLine(t, "join: alice", timeout)
-	alice.expectFrame(t, "online", "2 alice bob")
+	alice.Expect(protocol.Online, "2 alice bob")
 	carol := dialRaw(t, srv.port, "carol") // extensions, but not online
-	carol.write(t, fr("ext_hello", "chunked-file not-online"))
-	carol.expectFrame(t, "ext_hello", "chunked-file not-online")
-	carol.write(t, fr("join", "carol"))
+	carol.Write(fr("ext_hello", "chunked-file not-online"))
+	carol.Expect(protocol.ExtHello, "chunked-file not-online")
+	carol.Write(fr("join", "carol"))
 	srv.out.waitLine(t, "join: carol", timeout)
-	alice.expectFrame(t, "presence", "joined carol")
-	for _, rc := range []*rawConn{bob, carol} {
-		rc.write(t, fr("request_users_list", ""))
-		srv.out.waitLine(t, "request_users_list: "+rc.label, timeout)
-		rc.expectFrame(t, "response_users_list", "3 alice bob carol")
+	alice.Expect(protocol.Presence, "joined carol")
+	for _, rc := range []*chattest.Conn{bob, carol} {
+		rc.Write(fr("request_users_list", ""))
+		srv.out.waitLine(t, "request_users_list: "+rc.Name, timeout)
+		rc.Expect(protocol.ResponseUsersList, "3 alice bob carol")
 	}
 }

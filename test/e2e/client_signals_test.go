@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gochat/chat/internal/protocol"
 )
 
 // PROTOCOL.md section 5 and docs/PROTOCOL.md "Client": signals end the
@@ -23,7 +25,7 @@ func TestClientSignalEndsDrain(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			t.Parallel()
 			c, rc := clientOnFake(t, "alice")
-			rc.c.Close()
+			rc.NC.Close()
 			c.out.waitLine(t, "disconnected: connection to server lost", timeout)
 			c.send(t, "list") // stdin is still read and discarded
 			c.requireRunning(t)
@@ -46,13 +48,13 @@ func TestClientSignalMidDownloadCleansUp(t *testing.T) {
 			t.Parallel()
 			c, rc := clientOnFake(t, "alice")
 			head := "1 bob big.bin "
-			rc.write(t, []byte("forward_file "+itoa(len(head)+1<<20)+" "+head+strings.Repeat("x", 1000)))
+			rc.Write([]byte("forward_file " + itoa(len(head)+1<<20) + " " + head + strings.Repeat("x", 1000)))
 			waitForPartFile(t, c.home)
 			if err := c.cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}
-			rc.expectFrame(t, "disconnect", "alice")
-			rc.c.Close()
+			rc.Expect(protocol.Disconnect, "alice")
+			rc.NC.Close()
 			c.out.waitLine(t, "quitting", timeout)
 			c.expectExit(t, 0, timeout)
 			c.out.expectEnd(t, timeout)
@@ -68,11 +70,11 @@ func TestClientQuitMidDownloadNamesFile(t *testing.T) {
 	t.Parallel()
 	c, rc := clientOnFake(t, "alice")
 	head := "1 bob big.bin "
-	rc.write(t, []byte("forward_file "+itoa(len(head)+1<<20)+" "+head+strings.Repeat("x", 1000)))
+	rc.Write([]byte("forward_file " + itoa(len(head)+1<<20) + " " + head + strings.Repeat("x", 1000)))
 	waitForPartFile(t, c.home)
 	c.send(t, "quit")
-	rc.expectFrame(t, "disconnect", "alice")
-	rc.c.Close()
+	rc.Expect(protocol.Disconnect, "alice")
+	rc.NC.Close()
 	c.out.waitLine(t, "quitting", timeout)
 	c.expectExit(t, 0, timeout)
 	c.errs.skipTo(t, `client: abandoned "big.bin" from bob after 1000 of 1048576 bytes; nothing saved`, timeout)

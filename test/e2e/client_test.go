@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/gochat/chat/internal/protocol"
 )
 
 // PROTOCOL.md section 5: the client, mostly against a fake server.
@@ -19,31 +21,31 @@ func TestClientFrames(t *testing.T) {
 	t.Parallel()
 	c, rc := clientOnFake(t, "alice")
 	c.send(t, "list")
-	rc.expectFrame(t, "request_users_list", "")
+	rc.Expect(protocol.RequestUsersList, "")
 	c.send(t, "msg 2 bob carol Hello my friends!")
-	rc.expectFrame(t, "send_message", "2 bob carol Hello my friends!")
+	rc.Expect(protocol.SendMessage, "2 bob carol Hello my friends!")
 	c.send(t, "  msg\t1   bob \t spaced   text\there  \r")
-	rc.expectFrame(t, "send_message", "1 bob spaced   text\there")
+	rc.Expect(protocol.SendMessage, "1 bob spaced   text\there")
 	var content []byte
 	for i := range 512 {
 		content = append(content, byte(i))
 	}
 	writeFile(t, filepath.Join(c.home, "x.bin"), content)
 	c.send(t, "file 2 bob carol x.bin")
-	rc.expectFrame(t, "send_file", "2 bob carol x.bin "+string(content))
+	rc.Expect(protocol.SendFile, "2 bob carol x.bin "+string(content))
 	writeFile(t, filepath.Join(c.home, "empty"), nil)
 	c.send(t, "file 1 bob empty")
-	rc.expectFrame(t, "send_file", "1 bob empty ")
+	rc.Expect(protocol.SendFile, "1 bob empty ")
 	// help and bad input send nothing: the next frame is the disconnect.
 	c.send(t, "help")
 	c.send(t, "nonsense")
 	// quit: disconnect, then the writing side is shut (EOF here) while the
 	// client still reads; what arrives before the close is printed.
 	c.send(t, "quit")
-	rc.expectFrame(t, "disconnect", "alice")
-	rc.expectEOF(t, timeout)
-	rc.write(t, fr("forward_message", "1 bob late reply"))
-	rc.c.Close()
+	rc.Expect(protocol.Disconnect, "alice")
+	rc.ExpectClosed()
+	rc.Write(fr("forward_message", "1 bob late reply"))
+	rc.NC.Close()
 	c.out.skipTo(t, "incorrect user input format", timeout) // after the help text
 	c.out.waitLines(t, timeout, "msg: bob: late reply", "quitting")
 	c.expectExit(t, 0, timeout)
@@ -64,8 +66,8 @@ func TestClientQuitServerNeverCloses(t *testing.T) {
 	c, rc := clientOnFake(t, "alice")
 	start := time.Now()
 	c.send(t, "quit")
-	rc.expectFrame(t, "disconnect", "alice")
-	rc.expectEOF(t, timeout)
+	rc.Expect(protocol.Disconnect, "alice")
+	rc.ExpectClosed()
 	// The fake server keeps the connection open.
 	c.out.waitLine(t, "quitting", timeout)
 	c.expectExit(t, 0, timeout)
@@ -75,30 +77,24 @@ func TestClientQuitServerNeverCloses(t *testing.T) {
 	c.out.expectEnd(t, timeout)
 }
 
-// printf 'list\nquit\n' | client -u me
+// printf 'list\nquit\n' | client -u me, and the same without quit: the
+// end of input is quit.
 func TestClientQuitPipe(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	me := startClient(t, srv.port, "me")
-	me.write(t, []byte("list\nquit\n"))
-	me.closeStdin()
-	srv.out.waitLines(t, timeout, "join: me", "request_users_list: me", "disconnected: me")
-	me.out.waitLines(t, timeout, "list: me", "quitting")
-	me.expectExit(t, 0, timeout)
-	me.out.expectEnd(t, timeout)
-	assertServing(t, srv)
-}
-
-func TestClientEOFIsQuit(t *testing.T) {
-	t.Parallel()
-	srv := startServer(t)
-	me := startClient(t, srv.port, "me")
-	me.write(t, []byte("list\n"))
-	me.closeStdin()
-	srv.out.waitLines(t, timeout, "join: me", "request_users_list: me", "disconnected: me")
-	me.out.waitLines(t, timeout, "list: me", "quitting")
-	me.expectExit(t, 0, timeout)
-	me.out.expectEnd(t, timeout)
+	for name, input := range map[string]string{"quit": "list\nquit\n", "end of input": "list\n"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t)
+			me := startClient(t, srv.port, "me")
+			me.write(t, []byte(input))
+			me.closeStdin()
+			srv.out.waitLines(t, timeout, "join: me", "request_users_list: me", "disconnected: me")
+			me.out.waitLines(t, timeout, "list: me", "quitting")
+			me.expectExit(t, 0, timeout)
+			me.out.expectEnd(t, timeout)
+			assertServing(t, srv)
+		})
+	}
 }
 
 // err_* frames: the matching line, the connection closed, stdin read until
@@ -116,22 +112,18 @@ func TestClientErrFrames(t *testing.T) {
 		t.Run(tc.typ+"/"+fmt.Sprint(len(tc.payload)), func(t *testing.T) {
 			t.Parallel()
 			c, rc := clientOnFake(t, "alice")
-			rc.write(t, fr(tc.typ, tc.payload))
+			rc.Write(fr(tc.typ, tc.payload))
 			c.out.waitLine(t, tc.line, timeout)
-			rc.expectEOF(t, timeout) // the client closed the connection
-			c.write(t, []byte("list\nhelp\nmsg 1 alice hi\n"))
-			c.requireRunning(t)
-			c.closeStdin()
-			c.expectExit(t, 1, timeout)
-			c.out.expectEnd(t, timeout)
+			rc.ExpectClosed() // the client closed the connection
+			c.expectExit1AfterDisconnect(t)
 		})
 	}
 	t.Run("quit-after-disconnected", func(t *testing.T) {
 		t.Parallel()
 		c, rc := clientOnFake(t, "alice")
-		rc.write(t, fr("err_server_full", ""))
+		rc.Write(fr("err_server_full", ""))
 		c.out.waitLine(t, "disconnected: server full", timeout)
-		rc.expectEOF(t, timeout)
+		rc.ExpectClosed()
 		c.send(t, "list")
 		c.send(t, "quit") // ends the discarding: exit 1, nothing printed
 		c.expectExit(t, 1, timeout)
@@ -207,36 +199,14 @@ func TestClientHostileForwardFile(t *testing.T) {
 	t.Parallel()
 	c, rc := clientOnFake(t, "alice")
 	writeFile(t, filepath.Join(c.home, "alice_ok.txt"), []byte("old"))
-	hostile := []string{
-		"../evil",
-		"../../evil",
-		"/evil",
-		c.base + "/evil",
-		"..",
-		".",
-		"a/b",
-		"sub/",
-		`a\b`,
-		`..\evil`,
-		"",
-		"a\x00b",
-		"a\x01b",
-		"a\x7fb",
-		"a\tb",
-		"a\u0085b",
-		"a\u200bb",
-		"a\u202eb",
-		"a\u00a0b",
-		"a\xffb",
-		strings.Repeat("f", 201),
-	}
+	hostile := hostileFilenames(c.base + "/evil")
 	n := c.errs.count()
 	for _, name := range hostile {
-		rc.write(t, fr("forward_file", "1 mallory "+name+" evil content"))
+		rc.Write(fr("forward_file", "1 mallory "+name+" evil content"))
 	}
 	good := "good \x00\xff\n content"
-	rc.write(t, fr("forward_file", "1 mallory ok.txt "+good))
-	rc.write(t, fr("forward_message", "1 mallory still talking"))
+	rc.Write(fr("forward_file", "1 mallory ok.txt "+good))
+	rc.Write(fr("forward_message", "1 mallory still talking"))
 	c.out.waitLines(t, timeout, "file: mallory: ok.txt", "msg: mallory: still talking")
 	c.errs.waitCount(t, n+len(hostile), timeout, "one note per refused file")
 	expectFileContent(t, filepath.Join(c.home, "alice_ok.txt"), []byte(good))
@@ -255,8 +225,8 @@ func TestClientSavedNameLength(t *testing.T) {
 	fit := strings.Repeat("a", 126)  // 128 + 1 + 126 = 255
 	over := strings.Repeat("b", 127) // 256
 	n := c.errs.count()
-	rc.write(t, fr("forward_file", "1 mallory "+over+" too long"))
-	rc.write(t, fr("forward_file", "1 mallory "+fit+" fits"))
+	rc.Write(fr("forward_file", "1 mallory "+over+" too long"))
+	rc.Write(fr("forward_file", "1 mallory "+fit+" fits"))
 	c.out.waitLine(t, "file: mallory: "+fit, timeout)
 	c.errs.waitCount(t, n+1, timeout, "note about the refused file")
 	expectFileContent(t, filepath.Join(c.home, user+"_"+fit), []byte("fits"))
@@ -294,9 +264,9 @@ func TestClientIgnoresUnknownAndMalformed(t *testing.T) {
 	}
 	n := c.errs.count()
 	for _, f := range frames {
-		rc.write(t, f)
+		rc.Write(f)
 	}
-	rc.write(t, fr("forward_message", "1 bob valid"))
+	rc.Write(fr("forward_message", "1 bob valid"))
 	c.out.waitLine(t, "msg: bob: valid", timeout)
 	c.errs.waitCount(t, n+len(frames), timeout, "one note per ignored frame")
 	c.expectHomeFiles(t)
@@ -307,10 +277,10 @@ func TestClientIgnoresUnknownAndMalformed(t *testing.T) {
 func TestClientListPrinting(t *testing.T) {
 	t.Parallel()
 	c, rc := clientOnFake(t, "alice")
-	rc.write(t, fr("response_users_list", "1 alice"))
-	rc.write(t, fr("response_users_list", "3 alice bob carol"))
-	rc.write(t, fr("response_users_list", "3 carol alice bob"))
-	rc.write(t, fr("response_users_list", "5 b B a _ É"))
+	rc.Write(fr("response_users_list", "1 alice"))
+	rc.Write(fr("response_users_list", "3 alice bob carol"))
+	rc.Write(fr("response_users_list", "3 carol alice bob"))
+	rc.Write(fr("response_users_list", "5 b B a _ É"))
 	c.out.waitLines(t, timeout,
 		"list: alice",
 		"list: alice bob carol",
@@ -324,7 +294,7 @@ func TestClientListPrinting(t *testing.T) {
 func TestClientFramingSplit(t *testing.T) {
 	t.Parallel()
 	c, rc := clientOnFake(t, "alice")
-	rc.writeBytewise(t, fr("forward_message", "1 bob one byte at a time"))
+	rc.WriteBytewise(fr("forward_message", "1 bob one byte at a time"))
 	c.out.waitLine(t, "msg: bob: one byte at a time", timeout)
 	var b bytes.Buffer
 	b.Write(fr("forward_message", "1 bob first"))
@@ -332,9 +302,9 @@ func TestClientFramingSplit(t *testing.T) {
 	b.Write(fr("forward_file", "1 bob f.txt a b\nc"))
 	third := fr("forward_message", "1 carol third  with  spaces\t!")
 	b.Write(third[:10])
-	rc.write(t, b.Bytes())
+	rc.Write(b.Bytes())
 	c.out.waitLines(t, timeout, "msg: bob: first", "list: alice bob", "file: bob: f.txt")
-	rc.write(t, third[10:])
+	rc.Write(third[10:])
 	c.out.waitLine(t, "msg: carol: third  with  spaces\t!", timeout)
 	expectFileContent(t, filepath.Join(c.home, "alice_f.txt"), []byte("a b\nc"))
 	c.quit(t, nil)
@@ -363,20 +333,16 @@ func TestClientConnectionLost(t *testing.T) {
 			t.Parallel()
 			c, rc := clientOnFake(t, "alice")
 			if tc.send != "" {
-				rc.write(t, []byte(tc.send))
+				rc.Write([]byte(tc.send))
 			}
 			if tc.closeConn {
-				rc.c.Close()
+				rc.NC.Close()
 			}
 			c.out.waitLine(t, "disconnected: connection to server lost", timeout)
 			if !tc.closeConn {
-				rc.expectEOF(t, timeout) // the client closed its side
+				rc.ExpectClosed() // the client closed its side
 			}
-			c.write(t, []byte("list\nmsg 1 bob hi\n"))
-			c.requireRunning(t)
-			c.closeStdin()
-			c.expectExit(t, 1, timeout)
-			c.out.expectEnd(t, timeout)
+			c.expectExit1AfterDisconnect(t)
 			c.expectHomeFiles(t)
 		})
 	}
@@ -391,13 +357,10 @@ func TestClientDropMidForwardFile(t *testing.T) {
 			t.Parallel()
 			c, rc := clientOnFake(t, "alice")
 			head := "1 mallory big.bin "
-			rc.write(t, []byte("forward_file "+itoa(len(head)+100000)+" "+head))
-			rc.write(t, bytes.Repeat([]byte{'q'}, got))
-			rc.c.Close()
-			c.out.waitLine(t, "disconnected: connection to server lost", timeout)
-			c.closeStdin()
-			c.expectExit(t, 1, timeout)
-			c.out.expectEnd(t, timeout)
+			rc.Write([]byte("forward_file " + itoa(len(head)+100000) + " " + head))
+			rc.Write(bytes.Repeat([]byte{'q'}, got))
+			rc.NC.Close()
+			c.expectDisconnectedExit1(t, "disconnected: connection to server lost")
 			c.expectHomeFiles(t)
 		})
 	}
@@ -411,8 +374,8 @@ func TestClientCannotSaveFile(t *testing.T) {
 	// A non-empty directory in the way of alice_x.txt: it cannot be replaced.
 	writeFile(t, filepath.Join(c.home, "alice_x.txt", "keep"), []byte("keep"))
 	n := c.errs.count()
-	rc.write(t, fr("forward_file", "1 bob x.txt new content"))
-	rc.write(t, fr("forward_message", "1 bob after"))
+	rc.Write(fr("forward_file", "1 bob x.txt new content"))
+	rc.Write(fr("forward_message", "1 bob after"))
 	c.out.waitLine(t, "msg: bob: after", timeout)
 	c.errs.waitCount(t, n+1, timeout, "note about the file that cannot be saved")
 	c.expectHomeFiles(t, "alice_x.txt")

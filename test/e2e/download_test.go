@@ -7,7 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gochat/chat/internal/chattest"
 	chatclient "github.com/gochat/chat/internal/client"
+	"github.com/gochat/chat/internal/protocol"
 )
 
 // Where received files land (PROTOCOL.md section 5; --download-dir and the
@@ -51,14 +53,14 @@ func TestClientDownloadDir(t *testing.T) {
 // chunkedOnFake starts a real client (which asks for extensions) against
 // a fake server that accepts chunked-file only, and returns both once it
 // has joined.
-func chunkedOnFake(t *testing.T, name string, extra ...string) (*client, *rawConn) {
+func chunkedOnFake(t *testing.T, name string, extra ...string) (*client, *chattest.Conn) {
 	t.Helper()
 	fs := newFakeServer(t)
 	c := startClient(t, fs.port, name, extra...)
 	rc := fs.accept(t)
-	rc.expectFrame(t, "ext_hello", "chunked-file file-upload not-online try-again")
-	rc.write(t, fr("ext_hello", "chunked-file"))
-	rc.expectFrame(t, "join", name)
+	rc.Expect(protocol.ExtHello, "chunked-file file-upload not-online try-again")
+	rc.Write(fr("ext_hello", "chunked-file"))
+	rc.Expect(protocol.Join, name)
 	return c, rc
 }
 
@@ -66,11 +68,11 @@ func chunkedOnFake(t *testing.T, name string, extra ...string) (*client, *rawCon
 // 64 KiB chunk of it to a chunked client, and waits until the client holds
 // the partial content in its download folder dir, under a name other than
 // the file's.
-func beginChunkedFile(t *testing.T, c *client, rc *rawConn, dir string) {
+func beginChunkedFile(t *testing.T, c *client, rc *chattest.Conn, dir string) {
 	t.Helper()
-	rc.write(t, fr("file_begin", "7 bob big.bin 200000"))
-	rc.write(t, fr("file_chunk", "7 "+strings.Repeat("c", 65536)))
-	rc.write(t, fr("forward_message", "1 bob mid-file"))
+	rc.Write(fr("file_begin", "7 bob big.bin 200000"))
+	rc.Write(fr("file_chunk", "7 "+strings.Repeat("c", 65536)))
+	rc.Write(fr("forward_message", "1 bob mid-file"))
 	c.out.waitLine(t, "msg: bob: mid-file", timeout)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -87,15 +89,15 @@ func TestClientChunkedAbort(t *testing.T) {
 	t.Parallel()
 	c, rc := chunkedOnFake(t, "alice")
 	beginChunkedFile(t, c, rc, c.home)
-	rc.write(t, fr("file_abort", "7"))
-	rc.write(t, fr("forward_message", "1 bob after the abort"))
+	rc.Write(fr("file_abort", "7"))
+	rc.Write(fr("forward_message", "1 bob after the abort"))
 	c.out.waitLine(t, "msg: bob: after the abort", timeout) // and no `file:` line before it
 	c.expectHomeFiles(t)
 	// Later chunks of the aborted file are ignored; another file arrives.
-	rc.write(t, fr("file_chunk", "7 late"))
-	rc.write(t, fr("file_begin", "8 bob small.txt 5"))
-	rc.write(t, fr("file_chunk", "8 hello"))
-	rc.write(t, fr("file_end", "8"))
+	rc.Write(fr("file_chunk", "7 late"))
+	rc.Write(fr("file_begin", "8 bob small.txt 5"))
+	rc.Write(fr("file_chunk", "8 hello"))
+	rc.Write(fr("file_end", "8"))
 	c.out.waitLine(t, "file: bob: small.txt", timeout)
 	expectFileContent(t, filepath.Join(c.home, "alice_small.txt"), []byte("hello"))
 	c.expectHomeFiles(t, "alice_small.txt")
@@ -110,7 +112,7 @@ func TestClientChunkedConnectionLost(t *testing.T) {
 	dl := t.TempDir()
 	c, rc := chunkedOnFake(t, "alice", "--download-dir", dl)
 	beginChunkedFile(t, c, rc, dl)
-	rc.c.Close()
+	rc.NC.Close()
 	c.expectDisconnectedExit1(t, "disconnected: connection to server lost")
 	expectDirEntries(t, dl)
 	c.expectHomeFiles(t)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gochat/chat/internal/protocol"
 )
 
 // PROTOCOL.md sections 3, 4 and 5: files.
@@ -106,8 +108,8 @@ func TestFileZeroLength(t *testing.T) {
 	rc := rawJoin(t, srv, "raw")
 	alice.send(t, "file 1 raw empty.txt")
 	srv.out.waitLine(t, "file: alice", timeout)
-	rc.expectFrame(t, "forward_file", "1 alice empty.txt ")
-	rc.write(t, fr("send_file", "1 bob none.txt "))
+	rc.Expect(protocol.ForwardFile, "1 alice empty.txt ")
+	rc.Write(fr("send_file", "1 bob none.txt "))
 	srv.out.waitLine(t, "file: raw", timeout)
 	bob.out.waitLine(t, "file: raw: none.txt", timeout)
 	expectFileContent(t, filepath.Join(bob.home, "bob_none.txt"), nil)
@@ -224,24 +226,24 @@ func TestFileServerSide(t *testing.T) {
 	bob := joinClient(t, srv, "bob")
 	raw := rawJoin(t, srv, "raw")
 	content := strings.Repeat("\x00 \n", 33) + "z" // 100 bytes
-	raw.write(t, fr("send_file", "4 bob zed raw bob a.bin "+content))
+	raw.Write(fr("send_file", "4 bob zed raw bob a.bin "+content))
 	srv.out.waitLines(t, timeout, "file: raw", "file: raw to non-existent user zed")
-	raw.expectFrame(t, "forward_file", "1 raw a.bin "+content)
+	raw.Expect(protocol.ForwardFile, "1 raw a.bin "+content)
 	bob.out.waitLine(t, "file: raw: a.bin", timeout)
 	expectFileContent(t, filepath.Join(bob.home, "bob_a.bin"), []byte(content))
 
 	// 101 bytes is over the server's limit: malformed.
 	over := dialRaw(t, srv.port, "over")
-	over.write(t, fr("join", "over"))
+	over.Write(fr("join", "over"))
 	srv.out.waitLine(t, "join: over", timeout)
-	over.write(t, fr("send_file", "1 bob b.bin "+content+"!"))
-	over.expectRefused(t, "err_unknown_message")
+	over.Write(fr("send_file", "1 bob b.bin "+content+"!"))
+	over.ExpectRefused(protocol.ErrUnknownMessage)
 	srv.out.waitLine(t, "disconnected: over sent unknown command", timeout)
 
 	// A header far over what send_file can carry: refused from the header alone.
 	hdr := rawJoin(t, srv, "hdr")
-	hdr.write(t, []byte("send_file 10000000 "))
-	hdr.expectRefused(t, "err_unknown_message")
+	hdr.Write([]byte("send_file 10000000 "))
+	hdr.ExpectRefused(protocol.ErrUnknownMessage)
 	srv.out.waitLine(t, "disconnected: hdr sent unknown command", timeout)
 
 	// A real client (default limit 1 GiB) sending 101 bytes to this server.
@@ -263,35 +265,16 @@ func TestFileHostileNamesFromSender(t *testing.T) {
 	srv := startServer(t)
 	alice := joinClient(t, srv, "alice")
 	bob := joinClient(t, srv, "bob")
-	hostile := []string{
-		"../x",
-		"../../x",
-		"/etc/passwd",
-		bob.base + "/owned",
-		"..",
-		".",
-		"a/b",
-		`a\b`,
-		`..\x`,
-		"a\x00b",
-		"a\x01b",
-		"a\x7fb",
-		"a\u0085b",
-		"a\u200bb",
-		"a\u202eb",
-		"a\u00a0b",
-		"a\xffb",
-		strings.Repeat("f", 201),
-	}
+	hostile := hostileFilenames(bob.base + "/owned")
 	for i, name := range hostile {
 		m := srv.freshName("mal")
 		rc := rawJoin(t, srv, m)
-		rc.write(t, fr("send_file", "1 bob "+name+" content "+string(rune('a'+i))))
-		f, err := rc.readFrame(timeout)
-		if err != nil || f.typ != "err_unknown_message" || len(f.payload) != 0 {
-			t.Fatalf("send_file with filename %s: want err_unknown_message, got frame %v err %v\n%s", quote(name), f, err, srv.dump())
+		rc.Write(fr("send_file", "1 bob "+name+" content "+string(rune('a'+i))))
+		h, p, err := rc.ReadFrame()
+		if err != nil || h.Type != protocol.ErrUnknownMessage || len(p) != 0 {
+			t.Fatalf("send_file with filename %s: want err_unknown_message, got frame %s %q err %v\n%s", quote(name), h.Name, p, err, srv.dump())
 		}
-		rc.expectEOF(t, timeout)
+		rc.ExpectClosed()
 		srv.out.waitLine(t, "disconnected: "+m+" sent unknown command", timeout)
 	}
 	// Malformed file payloads other than the name.
@@ -307,14 +290,12 @@ func TestFileHostileNamesFromSender(t *testing.T) {
 	} {
 		m := srv.freshName("mal")
 		rc := rawJoin(t, srv, m)
-		rc.write(t, fr("send_file", payload))
-		rc.expectRefused(t, "err_unknown_message")
+		rc.Write(fr("send_file", payload))
+		rc.ExpectRefused(protocol.ErrUnknownMessage)
 		srv.out.waitLine(t, "disconnected: "+m+" sent unknown command", timeout)
 	}
 	bob.expectHomeFiles(t)
-	alice.send(t, "msg 1 bob nothing came before this")
-	srv.out.waitLine(t, "msg: alice", timeout)
-	bob.out.waitLine(t, "msg: alice: nothing came before this", timeout)
+	alice.tell(t, srv, bob, "nothing came before this")
 	bob.expectHomeFiles(t)
 	assertServing(t, srv)
 }
@@ -330,9 +311,9 @@ func TestFileSenderDropsMidFile(t *testing.T) {
 	mal := rawJoin(t, srv, "mal")
 	head := "1 bob big.bin "
 	total := len(head) + 1<<20
-	mal.write(t, []byte("send_file "+itoa(total)+" "+head))
-	mal.write(t, bytes.Repeat([]byte("partial "), 100<<10/8))
-	mal.c.Close()
+	mal.Write([]byte("send_file " + itoa(total) + " " + head))
+	mal.Write(bytes.Repeat([]byte("partial "), 100<<10/8))
+	mal.NC.Close()
 	// "file: mal" may or may not have been printed before the drop.
 	skipped := srv.out.skipTo(t, "disconnected: mal", timeout)
 	for _, l := range skipped {
@@ -368,7 +349,7 @@ func TestFileSlowRecipientCutOff(t *testing.T) {
 	srv := startServer(t)
 	bob := joinClient(t, srv, "bob")
 	slow := rawJoin(t, srv, "slow")
-	_ = slow.c.SetReadBuffer(4096)
+	_ = slow.TCP().SetReadBuffer(4096)
 	alice := rawJoin(t, srv, "alice")
 	carol := joinClient(t, srv, "carol")
 
@@ -377,16 +358,16 @@ func TestFileSlowRecipientCutOff(t *testing.T) {
 	want := sha256.Sum256(data)
 	head := "2 slow bob paced.bin "
 	start := time.Now()
-	alice.write(t, []byte("send_file "+itoa(len(head)+len(data))+" "+head))
+	alice.Write([]byte("send_file " + itoa(len(head)+len(data)) + " " + head))
 	// The content goes in 1 MiB writes, none of which waits for slow.
 	sent, sentAtCut := 0, -1
 	lastProgress := time.Now()
 	for sent < len(data) {
 		end := min(sent+1<<20, len(data))
-		if err := alice.c.SetWriteDeadline(time.Now().Add(250 * time.Millisecond)); err != nil {
+		if err := alice.NC.SetWriteDeadline(time.Now().Add(250 * time.Millisecond)); err != nil {
 			t.Fatal(err)
 		}
-		n, err := alice.c.Write(data[sent:end])
+		n, err := alice.NC.Write(data[sent:end])
 		sent += n
 		if n > 0 {
 			lastProgress = time.Now()
@@ -406,8 +387,8 @@ func TestFileSlowRecipientCutOff(t *testing.T) {
 	}
 	// The sender's next frame is read at once, and the others are served
 	// as usual while slow stalls.
-	alice.write(t, fr("request_users_list", ""))
-	alice.expectFrame(t, "response_users_list", "4 alice bob carol slow")
+	alice.Write(fr("request_users_list", ""))
+	alice.Expect(protocol.ResponseUsersList, "4 alice bob carol slow")
 	carol.send(t, "msg 1 carol meanwhile")
 	carol.out.waitLine(t, "msg: carol: meanwhile", timeout)
 	srv.out.waitUnordered(t, 60*time.Second,
@@ -424,9 +405,7 @@ func TestFileSlowRecipientCutOff(t *testing.T) {
 	}
 	bob.expectHomeFiles(t, "bob_paced.bin")
 	// The sender was not cut off.
-	alice.write(t, fr("request_users_list", ""))
-	srv.out.waitLine(t, "request_users_list: alice", timeout)
-	alice.expectFrame(t, "response_users_list", "3 alice bob carol")
+	rawList(t, srv, alice, "3 alice bob carol")
 	t.Logf("stalled recipient cut off; transfer done after %v", time.Since(start))
 	assertServing(t, srv)
 }

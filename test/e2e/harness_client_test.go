@@ -108,12 +108,28 @@ func assertServing(t testing.TB, srv *server) {
 	srv.requireRunning(t)
 }
 
+// tell sends text from c to to, both joined to srv, and waits for the
+// server's line and for the text on to's stdout.
+func (c *client) tell(t testing.TB, srv *server, to *client, text string) {
+	t.Helper()
+	c.send(t, "msg 1 "+to.name+" "+text)
+	srv.out.waitLine(t, "msg: "+c.name, timeout)
+	to.out.waitLine(t, "msg: "+c.name+": "+text, timeout)
+}
+
 // expectDisconnectedExit1 checks the end of a client session that printed a
 // `disconnected: ...` line while its stdin is a pipe: it must keep reading
 // (and discarding) stdin, print nothing more, and exit 1 once stdin ends.
 func (c *client) expectDisconnectedExit1(t testing.TB, line string) {
 	t.Helper()
 	c.out.waitLine(t, line, timeout)
+	c.expectExit1AfterDisconnect(t)
+}
+
+// expectExit1AfterDisconnect checks the end of a client session whose
+// `disconnected: ...` line has been read while its stdin is a pipe.
+func (c *client) expectExit1AfterDisconnect(t testing.TB) {
+	t.Helper()
 	// Input after the end of the session is read and discarded: none of it
 	// may print anything, and the writes must not fail (the client still
 	// reads its stdin).

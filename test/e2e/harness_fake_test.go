@@ -4,6 +4,9 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/gochat/chat/internal/chattest"
+	"github.com/gochat/chat/internal/protocol"
 )
 
 // ---------------------------------------------------------------------------
@@ -26,7 +29,7 @@ func newFakeServer(t testing.TB) *fakeServer {
 }
 
 // accept waits for the next connection.
-func (f *fakeServer) accept(t testing.TB) *rawConn {
+func (f *fakeServer) accept(t testing.TB) *chattest.Conn {
 	t.Helper()
 	if err := f.ln.SetDeadline(time.Now().Add(timeout)); err != nil {
 		t.Fatal(err)
@@ -41,12 +44,12 @@ func (f *fakeServer) accept(t testing.TB) *rawConn {
 // clientOnFake starts a real client named name, speaking only the
 // contract (--plain), against a fresh fake server, accepts its connection
 // and checks that its first frame is exactly `join LEN name`.
-func clientOnFake(t testing.TB, name string, extra ...string) (*client, *rawConn) {
+func clientOnFake(t testing.TB, name string, extra ...string) (*client, *chattest.Conn) {
 	t.Helper()
 	fs := newFakeServer(t)
 	c := startClient(t, fs.port, name, append([]string{"--plain"}, extra...)...)
 	rc := fs.accept(t)
-	rc.expectFrame(t, "join", name)
+	rc.Expect(protocol.Join, name)
 	return c, rc
 }
 
@@ -54,11 +57,11 @@ func clientOnFake(t testing.TB, name string, extra ...string) (*client, *rawConn
 // something (quit, end of input, a signal) has made it quit: its disconnect
 // frame and the shutdown of its writing side on rc; then, when the fake
 // server closes, `quitting` as its last line and exit status 0.
-func (c *client) expectQuitOnFake(t testing.TB, rc *rawConn) {
+func (c *client) expectQuitOnFake(t testing.TB, rc *chattest.Conn) {
 	t.Helper()
-	rc.expectFrame(t, "disconnect", c.name)
-	rc.expectEOF(t, timeout)
-	rc.c.Close()
+	rc.Expect(protocol.Disconnect, c.name)
+	rc.ExpectClosed()
+	rc.NC.Close()
 	c.out.waitLine(t, "quitting", timeout)
 	c.expectExit(t, 0, timeout)
 	c.out.expectEnd(t, timeout)

@@ -69,15 +69,32 @@ func (l *lineLog) run(r *os.File, wg *sync.WaitGroup) {
 	}
 }
 
-// wait blocks until ch is closed (the log changed: true) or deadline fires
-// (false). The caller takes ch from l.notify under l.mu and releases l.mu
-// before calling wait.
-func (l *lineLog) wait(ch <-chan struct{}, deadline <-chan time.Time) bool {
-	select {
-	case <-ch:
-		return true
-	case <-deadline:
-		return false
+// await runs check with l.mu held, now and after every change to the
+// log, until it reports done. It fails the test with the line check
+// returns as bad, or, naming what the caller waits for, when d passes or
+// the stream ends before check is done.
+func (l *lineLog) await(t testing.TB, d time.Duration, what string, check func() (done bool, bad string)) {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		l.mu.Lock()
+		done, bad := check()
+		eof, ch := l.eof, l.notify
+		l.mu.Unlock()
+		switch {
+		case bad != "":
+			t.Fatalf("%s: %s\n%s", l.label, bad, l.owner.dump())
+		case done:
+			return
+		case eof:
+			t.Fatalf("%s: want %s, but the stream ended\n%s", l.label, what, l.owner.dump())
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			t.Fatalf("%s: timed out after %v waiting for %s\n%s", l.label, d, what, l.owner.dump())
+		}
 	}
 }
 
@@ -85,31 +102,16 @@ func (l *lineLog) wait(ch <-chan struct{}, deadline <-chan time.Time) bool {
 // exactly want.
 func (l *lineLog) waitLine(t testing.TB, want string, d time.Duration) {
 	t.Helper()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		l.mu.Lock()
-		if l.cursor < len(l.lines) {
-			got := l.lines[l.cursor]
-			if got == want {
-				l.cursor++
-				l.mu.Unlock()
-				return
-			}
-			idx := l.cursor
-			l.mu.Unlock()
-			t.Fatalf("%s: line %d: want %s, got %s\n%s", l.label, idx+1, quote(want), quote(got), l.owner.dump())
+	l.await(t, d, "line "+quote(want), func() (bool, string) {
+		if l.cursor == len(l.lines) {
+			return false, ""
 		}
-		if l.eof {
-			l.mu.Unlock()
-			t.Fatalf("%s: want line %s, but the stream ended\n%s", l.label, quote(want), l.owner.dump())
+		if got := l.lines[l.cursor]; got != want {
+			return false, fmt.Sprintf("line %d: want %s, got %s", l.cursor+1, quote(want), quote(got))
 		}
-		ch := l.notify
-		l.mu.Unlock()
-		if !l.wait(ch, timer.C) {
-			t.Fatalf("%s: timed out after %v waiting for line %s\n%s", l.label, d, quote(want), l.owner.dump())
-		}
-	}
+		l.cursor++
+		return true, ""
+	})
 }
 
 // waitLines is waitLine for each of wants, in order.
@@ -123,55 +125,34 @@ func (l *lineLog) waitLines(t testing.TB, d time.Duration, wants ...string) {
 // nextLine waits for the next unconsumed line and returns it, whatever it is.
 func (l *lineLog) nextLine(t testing.TB, d time.Duration) string {
 	t.Helper()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		l.mu.Lock()
-		if l.cursor < len(l.lines) {
-			got := l.lines[l.cursor]
-			l.cursor++
-			l.mu.Unlock()
-			return got
+	var got string
+	l.await(t, d, "another line", func() (bool, string) {
+		if l.cursor == len(l.lines) {
+			return false, ""
 		}
-		if l.eof {
-			l.mu.Unlock()
-			t.Fatalf("%s: want another line, but the stream ended\n%s", l.label, l.owner.dump())
-		}
-		ch := l.notify
-		l.mu.Unlock()
-		if !l.wait(ch, timer.C) {
-			t.Fatalf("%s: timed out after %v waiting for another line\n%s", l.label, d, l.owner.dump())
-		}
-	}
+		got = l.lines[l.cursor]
+		l.cursor++
+		return true, ""
+	})
+	return got
 }
 
 // skipTo searches from the cursor for want, and returns the lines skipped.
 func (l *lineLog) skipTo(t testing.TB, want string, d time.Duration) []string {
 	t.Helper()
 	var skipped []string
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		l.mu.Lock()
+	l.await(t, d, "line "+quote(want), func() (bool, string) {
 		for l.cursor < len(l.lines) {
 			got := l.lines[l.cursor]
 			l.cursor++
 			if got == want {
-				l.mu.Unlock()
-				return skipped
+				return true, ""
 			}
 			skipped = append(skipped, got)
 		}
-		if l.eof {
-			l.mu.Unlock()
-			t.Fatalf("%s: want line %s, but the stream ended\n%s", l.label, quote(want), l.owner.dump())
-		}
-		ch := l.notify
-		l.mu.Unlock()
-		if !l.wait(ch, timer.C) {
-			t.Fatalf("%s: timed out after %v searching for line %s\n%s", l.label, d, quote(want), l.owner.dump())
-		}
-	}
+		return false, ""
+	})
+	return skipped
 }
 
 // waitAny waits until some line seen so far, consumed or not, satisfies
@@ -179,25 +160,15 @@ func (l *lineLog) skipTo(t testing.TB, want string, d time.Duration) []string {
 // names the wanted line in a failure.
 func (l *lineLog) waitAny(t testing.TB, d time.Duration, what string, match func(string) bool) string {
 	t.Helper()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		l.mu.Lock()
-		for _, s := range l.lines {
-			if match(s) {
-				l.mu.Unlock()
-				return s
-			}
+	var got string
+	l.await(t, d, what, func() (bool, string) {
+		i := slices.IndexFunc(l.lines, match)
+		if i >= 0 {
+			got = l.lines[i]
 		}
-		eof, ch := l.eof, l.notify
-		l.mu.Unlock()
-		if eof {
-			t.Fatalf("%s: the stream ended without %s\n%s", l.label, what, l.owner.dump())
-		}
-		if !l.wait(ch, timer.C) {
-			t.Fatalf("%s: timed out after %v waiting for %s\n%s", l.label, d, what, l.owner.dump())
-		}
-	}
+		return i >= 0, ""
+	})
+	return got
 }
 
 // waitUnordered consumes lines until every line of want has been seen, in any
@@ -234,24 +205,9 @@ func (l *lineLog) count() int {
 // waitCount waits until at least n complete lines have been written.
 func (l *lineLog) waitCount(t testing.TB, n int, d time.Duration, why string) {
 	t.Helper()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		l.mu.Lock()
-		if len(l.lines) >= n {
-			l.mu.Unlock()
-			return
-		}
-		eof := l.eof
-		ch := l.notify
-		l.mu.Unlock()
-		if eof {
-			t.Fatalf("%s: want at least %d lines (%s), but the stream ended\n%s", l.label, n, why, l.owner.dump())
-		}
-		if !l.wait(ch, timer.C) {
-			t.Fatalf("%s: timed out after %v waiting for at least %d lines (%s)\n%s", l.label, d, n, why, l.owner.dump())
-		}
-	}
+	l.await(t, d, fmt.Sprintf("at least %d lines (%s)", n, why), func() (bool, string) {
+		return len(l.lines) >= n, ""
+	})
 }
 
 // wroteAnything reports whether the stream has had any bytes so far.
@@ -272,43 +228,21 @@ func (l *lineLog) contains(s string) bool {
 // (and no unterminated tail) is left.
 func (l *lineLog) expectEnd(t testing.TB, d time.Duration) {
 	t.Helper()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		l.mu.Lock()
-		if l.eof {
-			extra := slices.Clone(l.lines[l.cursor:])
-			tail := l.tail
-			l.mu.Unlock()
-			if len(extra) > 0 || tail != "" {
-				t.Fatalf("%s: unexpected output at the end: lines %s, unterminated tail %s\n%s", l.label, quoteAll(extra), quote(tail), l.owner.dump())
-			}
-			return
+	l.await(t, d, "the stream to end", func() (bool, string) {
+		if !l.eof {
+			return false, ""
 		}
-		ch := l.notify
-		l.mu.Unlock()
-		if !l.wait(ch, timer.C) {
-			t.Fatalf("%s: timed out after %v waiting for the stream to end\n%s", l.label, d, l.owner.dump())
+		if extra := l.lines[l.cursor:]; len(extra) > 0 || l.tail != "" {
+			return false, fmt.Sprintf("unexpected output at the end: lines %s, unterminated tail %s", quoteAll(extra), quote(l.tail))
 		}
-	}
+		return true, ""
+	})
 }
 
 // waitClosed waits until the stream has ended (the process closed it).
 func (l *lineLog) waitClosed(t testing.TB, d time.Duration) {
 	t.Helper()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		l.mu.Lock()
-		eof, ch := l.eof, l.notify
-		l.mu.Unlock()
-		if eof {
-			return
-		}
-		if !l.wait(ch, timer.C) {
-			t.Fatalf("%s: timed out after %v waiting for the stream to end\n%s", l.label, d, l.owner.dump())
-		}
-	}
+	l.await(t, d, "the stream to end", func() (bool, string) { return l.eof, "" })
 }
 
 // remaining returns the unconsumed lines (no waiting).

@@ -50,4 +50,16 @@ func quoteAll(ss []string) string {
 	return "[" + strings.Join(q, ", ") + "]"
 }
 
+// hostileFilenames returns filenames that PROTOCOL.md section 3 refuses:
+// paths (abs among them, an absolute path of the test's own), dot names,
+// control, invisible and bidi characters, invalid UTF-8, more than 200
+// bytes.
+func hostileFilenames(abs string) []string {
+	return []string{
+		"../evil", "../../evil", "/evil", abs, "..", ".", "a/b", "sub/", `a\b`, `..\evil`, "",
+		"a\x00b", "a\x01b", "a\x7fb", "a\tb", "a\u0085b", "a\u200bb", "a\u202eb", "a\u00a0b", "a\xffb",
+		strings.Repeat("f", 201),
+	}
+}
+
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gochat/chat/internal/chattest"
+	"github.com/gochat/chat/internal/protocol"
 )
 
 // PROTOCOL.md sections 3 and 4: join.
@@ -29,7 +32,7 @@ func TestJoinPrinted(t *testing.T) {
 func TestJoinServerFullDefault(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
-	var raws []*rawConn
+	var raws []*chattest.Conn
 	for i := range 10 {
 		raws = append(raws, rawJoin(t, srv, fmt.Sprintf("user%02d", i)))
 	}
@@ -40,26 +43,26 @@ func TestJoinServerFullDefault(t *testing.T) {
 
 	// A raw 11th gets the frame and a clean close.
 	r11 := dialRaw(t, srv.port, "raw11")
-	r11.write(t, fr("join", "raw11"))
-	r11.expectRefused(t, "err_server_full")
+	r11.Write(fr("join", "raw11"))
+	r11.ExpectRefused(protocol.ErrServerFull)
 	srv.out.waitLine(t, "disconnected: server full", timeout)
 
 	// One leaves: one more can join, and then the server is full again.
-	raws[0].c.Close()
+	raws[0].NC.Close()
 	srv.out.waitLine(t, "disconnected: user00", timeout)
 	late2 := joinClient(t, srv, "late2")
 	r12 := dialRaw(t, srv.port, "raw12")
-	r12.write(t, fr("join", "raw12"))
-	r12.expectRefused(t, "err_server_full")
+	r12.Write(fr("join", "raw12"))
+	r12.ExpectRefused(protocol.ErrServerFull)
 	srv.out.waitLine(t, "disconnected: server full", timeout)
 	late2.send(t, "list")
 	srv.out.waitLine(t, "request_users_list: late2", timeout)
 	late2.out.waitLine(t, "list: late2 user01 user02 user03 user04 user05 user06 user07 user08 user09", timeout)
 	late2.quit(t, srv)
 	for i, rc := range raws[1:] {
-		rc.write(t, fr("disconnect", fmt.Sprintf("user%02d", i+1)))
+		rc.Write(fr("disconnect", fmt.Sprintf("user%02d", i+1)))
 		srv.out.waitLine(t, fmt.Sprintf("disconnected: user%02d", i+1), timeout)
-		rc.expectEOF(t, timeout)
+		rc.ExpectClosed()
 	}
 	assertServing(t, srv)
 }
@@ -90,19 +93,19 @@ func TestJoinFullCheckedBeforeName(t *testing.T) {
 	alice := rawJoin(t, srv, "alice")
 	for _, payload := range []string{"alice", "a/b", ".."} {
 		rc := dialRaw(t, srv.port, "late")
-		rc.write(t, fr("join", payload))
-		rc.expectRefused(t, "err_server_full")
+		rc.Write(fr("join", payload))
+		rc.ExpectRefused(protocol.ErrServerFull)
 		srv.out.waitLine(t, "disconnected: server full", timeout)
 	}
 	// A join header that is too long, when full: still "full" first.
 	rc := dialRaw(t, srv.port, "late-long")
-	rc.write(t, []byte("join 129 "))
-	rc.expectRefused(t, "err_server_full")
+	rc.Write([]byte("join 129 "))
+	rc.ExpectRefused(protocol.ErrServerFull)
 	srv.out.waitLine(t, "disconnected: server full", timeout)
 
-	alice.write(t, fr("disconnect", "alice"))
+	alice.Write(fr("disconnect", "alice"))
 	srv.out.waitLine(t, "disconnected: alice", timeout)
-	alice.expectEOF(t, timeout)
+	alice.ExpectClosed()
 	bob := joinClient(t, srv, "bob")
 	bob.quit(t, srv)
 }
@@ -117,8 +120,8 @@ func TestJoinDuplicateName(t *testing.T) {
 
 	// Raw duplicate: frame and clean close.
 	rc := dialRaw(t, srv.port, "dup")
-	rc.write(t, fr("join", "alice"))
-	rc.expectRefused(t, "err_username_unavailable")
+	rc.Write(fr("join", "alice"))
+	rc.ExpectRefused(protocol.ErrUsernameUnavailable)
 	srv.out.waitLine(t, "disconnected: username not available", timeout)
 
 	// Names are case-sensitive: Alice is another user.
@@ -186,12 +189,12 @@ func TestJoinInvalidUsernames(t *testing.T) {
 	slices.Sort(names)
 	for _, k := range names {
 		rc := dialRaw(t, srv.port, k)
-		rc.write(t, fr("join", invalid[k]))
-		f, err := rc.readFrame(timeout)
-		if err != nil || f.typ != "err_username_unavailable" || len(f.payload) != 0 {
-			t.Fatalf("join with %s (%q): want err_username_unavailable, got frame %v err %v\n%s", k, invalid[k], f, err, srv.dump())
+		rc.Write(fr("join", invalid[k]))
+		h, p, err := rc.ReadFrame()
+		if err != nil || h.Type != protocol.ErrUsernameUnavailable || len(p) != 0 {
+			t.Fatalf("join with %s (%q): want err_username_unavailable, got frame %s %q err %v\n%s", k, invalid[k], h.Name, p, err, srv.dump())
 		}
-		rc.expectEOF(t, timeout)
+		rc.ExpectClosed()
 		srv.out.waitLine(t, "disconnected: username not available", timeout)
 	}
 	assertServing(t, srv)
@@ -219,16 +222,16 @@ func TestJoinValidUnusualUsernames(t *testing.T) {
 		"Bob",
 		"bob",
 	}
-	var conns []*rawConn
+	var conns []*chattest.Conn
 	for _, name := range valid {
 		conns = append(conns, rawJoin(t, srv, name))
 	}
 	last := conns[len(conns)-1]
-	last.write(t, fr("request_users_list", ""))
+	last.Write(fr("request_users_list", ""))
 	srv.out.waitLine(t, "request_users_list: bob", timeout)
 	sorted := slices.Clone(valid)
 	slices.Sort(sorted) // Go sorts strings by bytes
-	last.expectFrame(t, "response_users_list", strconv.Itoa(len(sorted))+" "+strings.Join(sorted, " "))
+	last.Expect(protocol.ResponseUsersList, strconv.Itoa(len(sorted))+" "+strings.Join(sorted, " "))
 	assertServing(t, srv)
 }
 
@@ -238,15 +241,15 @@ func TestJoinHeaderTooLong(t *testing.T) {
 	srv := startServer(t)
 	for _, header := range []string{"join 129 ", "join 1000 ", "join 4294967296 ", "join 99999999999999999999 "} {
 		rc := dialRaw(t, srv.port, header)
-		rc.write(t, []byte(header)) // no payload follows
-		rc.expectRefused(t, "err_username_unavailable")
+		rc.Write([]byte(header)) // no payload follows
+		rc.ExpectRefused(protocol.ErrUsernameUnavailable)
 		srv.out.waitLine(t, "disconnected: username not available", timeout)
 	}
 	// 128 bytes is allowed as a length; 128 ASCII letters are too many code
 	// points, though.
 	rc := dialRaw(t, srv.port, "128")
-	rc.write(t, fr("join", strings.Repeat("a", 128)))
-	rc.expectRefused(t, "err_username_unavailable")
+	rc.Write(fr("join", strings.Repeat("a", 128)))
+	rc.ExpectRefused(protocol.ErrUsernameUnavailable)
 	srv.out.waitLine(t, "disconnected: username not available", timeout)
 	assertServing(t, srv)
 }
@@ -283,12 +286,12 @@ func TestJoinFirstFrameNotJoin(t *testing.T) {
 	}
 	for _, b := range cases {
 		rc := dialRaw(t, srv.port, "not-join")
-		rc.write(t, b)
-		f, err := rc.readFrame(timeout)
-		if err != nil || f.typ != "err_unknown_message" || len(f.payload) != 0 {
-			t.Fatalf("first frame %s: want err_unknown_message, got frame %v err %v\n%s", quote(string(b)), f, err, srv.dump())
+		rc.Write(b)
+		h, p, err := rc.ReadFrame()
+		if err != nil || h.Type != protocol.ErrUnknownMessage || len(p) != 0 {
+			t.Fatalf("first frame %s: want err_unknown_message, got frame %s %q err %v\n%s", quote(string(b)), h.Name, p, err, srv.dump())
 		}
-		rc.expectEOF(t, timeout)
+		rc.ExpectClosed()
 	}
 	// Nothing was printed: the next server line is the join below.
 	assertServing(t, srv)
@@ -303,16 +306,14 @@ func TestJoinFirstComeFirstServed(t *testing.T) {
 	srv := startServer(t)
 	first := dialRaw(t, srv.port, "first")   // accepted first, silent for now
 	second := dialRaw(t, srv.port, "second") // accepted second
-	second.write(t, fr("join", "second"))
+	second.Write(fr("join", "second"))
 	// Scenario timing, not a wait for a condition: the first connection
 	// speaks half a second after the second one.
 	<-time.After(500 * time.Millisecond)
-	first.write(t, fr("join", "first"))
+	first.Write(fr("join", "first"))
 	srv.out.waitLine(t, "join: first", timeout)
 	srv.out.waitLine(t, "join: second", timeout)
-	second.write(t, fr("request_users_list", ""))
-	srv.out.waitLine(t, "request_users_list: second", timeout)
-	second.expectFrame(t, "response_users_list", "2 first second")
+	rawList(t, srv, second, "2 first second")
 	assertServing(t, srv)
 }
 
@@ -323,7 +324,7 @@ func TestJoinWaitCappedAtTwoSeconds(t *testing.T) {
 	t0 := time.Now()
 	silent := dialRaw(t, srv.port, "silent")
 	bob := dialRaw(t, srv.port, "bob")
-	bob.write(t, fr("join", "bob"))
+	bob.Write(fr("join", "bob"))
 	srv.out.waitLine(t, "join: bob", timeout)
 	el := time.Since(t0)
 	if el < 1900*time.Millisecond {
@@ -333,11 +334,9 @@ func TestJoinWaitCappedAtTwoSeconds(t *testing.T) {
 		t.Errorf("join of bob admitted only after %v (an earlier silent connection may hold it 2 s at most)", el)
 	}
 	// The silent connection may still join.
-	silent.write(t, fr("join", "silent"))
+	silent.Write(fr("join", "silent"))
 	srv.out.waitLine(t, "join: silent", timeout)
-	bob.write(t, fr("request_users_list", ""))
-	srv.out.waitLine(t, "request_users_list: bob", timeout)
-	bob.expectFrame(t, "response_users_list", "2 bob silent")
+	rawList(t, srv, bob, "2 bob silent")
 	assertServing(t, srv)
 }
 
@@ -349,18 +348,19 @@ func TestJoinTimeout(t *testing.T) {
 	t0 := time.Now()
 	idle := dialRaw(t, srv.port, "idle")
 	partial := dialRaw(t, srv.port, "partial")
-	partial.write(t, []byte("jo"))
-	for _, rc := range []*rawConn{idle, partial} {
-		deadline := 45*time.Second - time.Since(t0)
-		f, err := rc.readFrame(deadline)
-		if err == nil && f.typ == "err_unknown_message" && len(f.payload) == 0 {
-			f, err = rc.readFrame(timeout) // an error frame may come first
+	partial.Write([]byte("jo"))
+	for _, rc := range []*chattest.Conn{idle, partial} {
+		rc.Timeout = 45*time.Second - time.Since(t0)
+		h, p, err := rc.ReadFrame()
+		if err == nil && h.Type == protocol.ErrUnknownMessage && len(p) == 0 {
+			rc.Timeout = timeout
+			h, p, err = rc.ReadFrame() // an error frame may come first
 		}
 		if err != io.EOF {
-			t.Fatalf("raw %s: want the connection closed after the join timeout, got frame %v err %v", rc.label, f, err)
+			t.Fatalf("raw %s: want the connection closed after the join timeout, got frame %s %q err %v", rc.Name, h.Name, p, err)
 		}
 		if el := time.Since(t0); el < 29*time.Second {
-			t.Fatalf("raw %s: closed after %v, before the 30 s join timeout", rc.label, el)
+			t.Fatalf("raw %s: closed after %v, before the 30 s join timeout", rc.Name, el)
 		}
 	}
 	if el := time.Since(t0); el > 40*time.Second {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gochat/chat/internal/protocol"
 )
 
 // How the programs start and end: PROTOCOL.md sections 1 and 5, and the
@@ -79,7 +81,7 @@ func TestClientSignalsQuit(t *testing.T) {
 			t.Parallel()
 			c, rc := clientOnFake(t, "alice")
 			c.send(t, "msg 1 bob before the signal")
-			rc.expectFrame(t, "send_message", "1 bob before the signal")
+			rc.Expect(protocol.SendMessage, "1 bob before the signal")
 			if err := c.cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}
@@ -91,9 +93,7 @@ func TestClientSignalsQuit(t *testing.T) {
 			srv := startServer(t)
 			alice := joinClient(t, srv, "alice")
 			bob := joinClient(t, srv, "bob")
-			alice.send(t, "msg 1 bob before the signal")
-			srv.out.waitLine(t, "msg: alice", timeout)
-			bob.out.waitLine(t, "msg: alice: before the signal", timeout)
+			alice.tell(t, srv, bob, "before the signal")
 			if err := alice.cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/gochat/chat/internal/protocol"
 )
 
 // OPERATIONS.md, "Logs": the server's stderr records.
@@ -32,7 +34,7 @@ func TestServerLogsSlowConsumer(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, "--log-format", "json", "--send-queue", "256K", "--stall-timeout", "2s")
 	slow := rawJoin(t, srv, "slow")
-	_ = slow.c.SetReadBuffer(4096)
+	_ = slow.TCP().SetReadBuffer(4096)
 	fast := rawJoin(t, srv, "fast")
 	msg := fr("send_message", "1 slow "+strings.Repeat("z", 65536))
 	// The queue and the socket buffers hold a few MiB; stop once the server
@@ -44,7 +46,7 @@ func TestServerLogsSlowConsumer(t *testing.T) {
 		if sent == 3000 {
 			t.Fatalf("slow was never cut off after %d frames of 64 KiB\n%s", sent, srv.dump())
 		}
-		if err := fast.tryWrite(msg, timeout); err != nil {
+		if err := fast.TryWrite(msg); err != nil {
 			t.Fatalf("the sender blocked or was cut off after %d frames: %v\n%s", sent, err, srv.dump())
 		}
 		sent++
@@ -54,8 +56,8 @@ func TestServerLogsSlowConsumer(t *testing.T) {
 	srv.errs.waitAny(t, timeout, `the warning "cut connection off" of slow with reason "slow consumer"`,
 		logRecord("cut connection off", map[string]string{"user": "slow", "reason": "slow consumer", "level": "WARN"}))
 	// The sender was not cut off.
-	fast.write(t, fr("request_users_list", ""))
-	fast.expectFrame(t, "response_users_list", "1 fast")
+	fast.Write(fr("request_users_list", ""))
+	fast.Expect(protocol.ResponseUsersList, "1 fast")
 	closedFast := logRecord("connection closed", map[string]string{"user": "fast"})
 	for _, l := range srv.errs.remainingAll() {
 		if closedFast(l) {

@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gochat/chat/internal/chattest"
+	"github.com/gochat/chat/internal/protocol"
 )
 
 // PROTOCOL.md sections 2, 3 and 4 through raw sockets.
@@ -15,22 +18,22 @@ func TestRawFrameByteByByte(t *testing.T) {
 	srv := startServer(t)
 	bob := joinClient(t, srv, "bob")
 	rc := dialRaw(t, srv.port, "alice")
-	rc.writeBytewise(t, fr("join", "alice"))
+	rc.WriteBytewise(fr("join", "alice"))
 	srv.out.waitLine(t, "join: alice", timeout)
-	rc.writeBytewise(t, fr("request_users_list", ""))
+	rc.WriteBytewise(fr("request_users_list", ""))
 	srv.out.waitLine(t, "request_users_list: alice", timeout)
-	rc.expectFrame(t, "response_users_list", "2 alice bob")
-	rc.writeBytewise(t, fr("send_message", "2 alice bob slow  bytes"))
+	rc.Expect(protocol.ResponseUsersList, "2 alice bob")
+	rc.WriteBytewise(fr("send_message", "2 alice bob slow  bytes"))
 	srv.out.waitLine(t, "msg: alice", timeout)
-	rc.expectFrame(t, "forward_message", "1 alice slow  bytes")
+	rc.Expect(protocol.ForwardMessage, "1 alice slow  bytes")
 	bob.out.waitLine(t, "msg: alice: slow  bytes", timeout)
-	rc.writeBytewise(t, fr("send_file", "1 bob s.txt a\nb"))
+	rc.WriteBytewise(fr("send_file", "1 bob s.txt a\nb"))
 	srv.out.waitLine(t, "file: alice", timeout)
 	bob.out.waitLine(t, "file: alice: s.txt", timeout)
 	expectFileContent(t, bob.home+"/bob_s.txt", []byte("a\nb"))
-	rc.writeBytewise(t, fr("disconnect", "alice"))
+	rc.WriteBytewise(fr("disconnect", "alice"))
 	srv.out.waitLine(t, "disconnected: alice", timeout)
-	rc.expectEOF(t, timeout)
+	rc.ExpectClosed()
 	syncList(t, srv, bob, "bob")
 }
 
@@ -47,7 +50,7 @@ func TestRawSeveralFramesOneWrite(t *testing.T) {
 	b.Write(fr("request_users_list", ""))
 	b.Write(fr("send_message", "1 alice two"))
 	b.Write(fr("send_file", "1 bob f.txt three"))
-	rc.write(t, b.Bytes())
+	rc.Write(b.Bytes())
 	srv.out.waitLines(t, timeout,
 		"join: alice",
 		"request_users_list: alice",
@@ -56,17 +59,17 @@ func TestRawSeveralFramesOneWrite(t *testing.T) {
 		"msg: alice",
 		"file: alice",
 	)
-	rc.expectFrame(t, "response_users_list", "2 alice bob")
-	rc.expectFrame(t, "forward_message", "1 alice one")
-	rc.expectFrame(t, "response_users_list", "2 alice bob")
-	rc.expectFrame(t, "forward_message", "1 alice two")
+	rc.Expect(protocol.ResponseUsersList, "2 alice bob")
+	rc.Expect(protocol.ForwardMessage, "1 alice one")
+	rc.Expect(protocol.ResponseUsersList, "2 alice bob")
+	rc.Expect(protocol.ForwardMessage, "1 alice two")
 	bob.out.waitLines(t, timeout, "msg: alice: one", "file: alice: f.txt")
 	expectFileContent(t, bob.home+"/bob_f.txt", []byte("three"))
 	// The exact forward frames seen by a raw recipient.
 	r2 := rawJoin(t, srv, "carol")
 	bob.send(t, "msg 1 carol  two  spaces\tand tab ")
 	srv.out.waitLine(t, "msg: bob", timeout)
-	r2.expectFrame(t, "forward_message", "1 bob two  spaces\tand tab")
+	r2.Expect(protocol.ForwardMessage, "1 bob two  spaces\tand tab")
 }
 
 // checkKicked sends b on a fresh joined raw connection and requires
@@ -76,37 +79,88 @@ func checkKicked(t *testing.T, srv *server, what string, b []byte) {
 	t.Helper()
 	name := srv.freshName("m")
 	rc := rawJoin(t, srv, name)
-	rc.write(t, b)
-	f, err := rc.readFrame(timeout)
-	if err != nil || f.typ != "err_unknown_message" || len(f.payload) != 0 {
-		t.Fatalf("%s: sent %s; want err_unknown_message, got frame %v err %v\n%s", what, quote(string(b)), f, err, srv.dump())
+	rc.Write(b)
+	h, p, err := rc.ReadFrame()
+	if err != nil || h.Type != protocol.ErrUnknownMessage || len(p) != 0 {
+		t.Fatalf("%s: sent %s; want err_unknown_message, got frame %s %q err %v\n%s", what, quote(string(b)), h.Name, p, err, srv.dump())
 	}
-	rc.expectEOF(t, timeout)
+	rc.ExpectClosed()
 	srv.out.waitLine(t, "disconnected: "+name+" sent unknown command", timeout)
 }
 
-func TestRawUnknownTypeAfterJoin(t *testing.T) {
+// After a join, a frame that breaks the framing or names no type a client
+// may send is answered with err_unknown_message and a clean close, and
+// the server says why; the others chat on.
+func TestRawKickedAfterJoin(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	bob := joinClient(t, srv, "bob")
-	for _, b := range [][]byte{
-		fr("bogus", ""),
-		fr("hello", "abc"),
-		fr("forward_message", "1 bob hi"),
-		fr("forward_file", "1 bob a.txt x"),
-		fr("response_users_list", "1 bob"),
-		fr("err_unknown_message", ""),
-		fr("err_server_full", ""),
-		fr("err_username_unavailable", ""),
-		fr("Send_message", "1 bob hi"),
-		fr("SEND_MESSAGE", "1 bob hi"),
-		[]byte("send-message 8 1 bob hi"),
-		[]byte(strings.Repeat("x", 4096)),
+	for _, tc := range []struct {
+		name   string
+		frames [][]byte
+	}{
+		{"unknown type", [][]byte{
+			fr("bogus", ""),
+			fr("hello", "abc"),
+			fr("forward_message", "1 bob hi"),
+			fr("forward_file", "1 bob a.txt x"),
+			fr("response_users_list", "1 bob"),
+			fr("err_unknown_message", ""),
+			fr("err_server_full", ""),
+			fr("err_username_unavailable", ""),
+			fr("Send_message", "1 bob hi"),
+			fr("SEND_MESSAGE", "1 bob hi"),
+			[]byte("send-message 8 1 bob hi"),
+			[]byte(strings.Repeat("x", 4096)),
+		}},
+		// The length field: decimal, no sign, no leading zeros, one space
+		// after it.
+		{"bad length", byteStrings(
+			"request_users_list 00 ",
+			"send_message 09 1 bob hi",
+			"send_message 010 1 bob hey",
+			"send_message -8 1 bob hi",
+			"send_message +8 1 bob hi",
+			"send_message abc ",
+			"send_message 8x 1 bob hi",
+			"send_message 0x8 1 bob hi",
+			"send_message  8 1 bob hi",
+			"send_message\t8\t1 bob hi",
+			"send_message 8\t1 bob hi",
+			"request_users_list 0request_users_list 0 ",
+			"request_users_list  ",
+			"send_message 99999999999999999999999999999 ",
+			"send_message "+strings.Repeat("1", 100)+" ",
+		)},
+		// Headers longer than their type can carry are refused before any
+		// payload.
+		{"header too long", byteStrings(
+			"request_users_list 1 ",
+			"request_users_list 1000 ",
+			"disconnect 129 ",
+			"join 129 ",
+			"send_message 10000000 ",
+			"send_file 99999999999 ", // far over 1 GiB plus any list and name
+		)},
 	} {
-		checkKicked(t, srv, "unknown type", b)
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t)
+			bob := joinClient(t, srv, "bob")
+			for _, b := range tc.frames {
+				checkKicked(t, srv, tc.name, b)
+			}
+			syncList(t, srv, bob, "bob")
+			assertServing(t, srv)
+		})
 	}
-	syncList(t, srv, bob, "bob")
-	assertServing(t, srv)
+}
+
+// byteStrings converts each of ss.
+func byteStrings(ss ...string) [][]byte {
+	b := make([][]byte, len(ss))
+	for i, s := range ss {
+		b[i] = []byte(s)
+	}
+	return b
 }
 
 func TestRawMalformedPayloads(t *testing.T) {
@@ -149,7 +203,7 @@ func TestRawMalformedPayloads(t *testing.T) {
 	}
 	// Nothing reached bob meanwhile: his next line is this message.
 	z := rawJoin(t, srv, "zz")
-	z.write(t, fr("send_message", "1 bob sync"))
+	z.Write(fr("send_message", "1 bob sync"))
 	srv.out.waitLine(t, "msg: zz", timeout)
 	bob.out.waitLine(t, "msg: zz: sync", timeout)
 	syncList(t, srv, bob, "bob zz")
@@ -161,8 +215,8 @@ func TestRawSecondJoin(t *testing.T) {
 	srv := startServer(t)
 	bob := joinClient(t, srv, "bob")
 	rc := rawJoin(t, srv, "alice")
-	rc.write(t, fr("join", "alice"))
-	rc.expectRefused(t, "err_unknown_message")
+	rc.Write(fr("join", "alice"))
+	rc.ExpectRefused(protocol.ErrUnknownMessage)
 	srv.out.waitLine(t, "disconnected: alice sent unknown command", timeout)
 	checkKicked(t, srv, "second join with a new name", fr("join", "other"))
 	checkKicked(t, srv, "second join with a taken name", fr("join", "bob"))
@@ -170,71 +224,41 @@ func TestRawSecondJoin(t *testing.T) {
 	assertServing(t, srv)
 }
 
-// The length field: decimal, no sign, no leading zeros, one space after it.
-func TestRawBadLengthField(t *testing.T) {
+// A connection's end, by disconnect or by a broken frame, comes after
+// what was queued for it: the server sends that, then (for the broken
+// frame) the error frame, closes cleanly, prints, and forgets the name.
+func TestRawQueuedBeforeEnd(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	bob := joinClient(t, srv, "bob")
-	for _, b := range []string{
-		"request_users_list 00 ",
-		"send_message 09 1 bob hi",
-		"send_message 010 1 bob hey",
-		"send_message -8 1 bob hi",
-		"send_message +8 1 bob hi",
-		"send_message abc ",
-		"send_message 8x 1 bob hi",
-		"send_message 0x8 1 bob hi",
-		"send_message  8 1 bob hi",
-		"send_message\t8\t1 bob hi",
-		"send_message 8\t1 bob hi",
-		"request_users_list 0request_users_list 0 ",
-		"request_users_list  ",
-		"send_message 99999999999999999999999999999 ",
-		"send_message " + strings.Repeat("1", 100) + " ",
+	for _, tc := range []struct {
+		name string
+		last []byte // the frame that ends the connection
+		line string // the server's line for the end
+		end  func(rc *chattest.Conn)
+	}{
+		{"disconnect", fr("disconnect", "bob"), "disconnected: bob", (*chattest.Conn).ExpectClosed},
+		{"broken frame", fr("bogus", ""), "disconnected: bob sent unknown command",
+			func(rc *chattest.Conn) { rc.ExpectRefused(protocol.ErrUnknownMessage) }},
 	} {
-		checkKicked(t, srv, "bad length", []byte(b))
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t)
+			alice := joinClient(t, srv, "alice")
+			rc := rawJoin(t, srv, "bob")
+			var b bytes.Buffer
+			b.Write(fr("request_users_list", ""))
+			b.Write(fr("send_message", "1 bob to myself"))
+			b.Write(tc.last)
+			rc.Write(b.Bytes())
+			srv.out.waitLines(t, timeout, "request_users_list: bob", "msg: bob", tc.line)
+			rc.Expect(protocol.ResponseUsersList, "2 alice bob")
+			rc.Expect(protocol.ForwardMessage, "1 bob to myself")
+			tc.end(rc)
+			syncList(t, srv, alice, "alice")
+			alice.send(t, "msg 1 bob gone")
+			srv.out.waitLines(t, timeout, "msg: alice", "msg: alice to non-existent user bob")
+			assertServing(t, srv)
+		})
 	}
-	syncList(t, srv, bob, "bob")
-	assertServing(t, srv)
-}
-
-// Headers longer than their type can carry are refused before any payload.
-func TestRawHeaderTooLongAfterJoin(t *testing.T) {
-	t.Parallel()
-	srv := startServer(t)
-	bob := joinClient(t, srv, "bob")
-	for _, h := range []string{
-		"request_users_list 1 ",
-		"request_users_list 1000 ",
-		"disconnect 129 ",
-		"join 129 ",
-		"send_message 10000000 ",
-		"send_file 99999999999 ", // far over 1 GiB plus any list and name
-	} {
-		checkKicked(t, srv, "header only", []byte(h))
-	}
-	syncList(t, srv, bob, "bob")
-	assertServing(t, srv)
-}
-
-// disconnect: the server sends what was queued, closes, and prints.
-func TestRawDisconnectFrame(t *testing.T) {
-	t.Parallel()
-	srv := startServer(t)
-	alice := joinClient(t, srv, "alice")
-	rc := rawJoin(t, srv, "bob")
-	var b bytes.Buffer
-	b.Write(fr("request_users_list", ""))
-	b.Write(fr("send_message", "1 bob to myself"))
-	b.Write(fr("disconnect", "bob"))
-	rc.write(t, b.Bytes())
-	srv.out.waitLines(t, timeout, "request_users_list: bob", "msg: bob", "disconnected: bob")
-	rc.expectFrame(t, "response_users_list", "2 alice bob")
-	rc.expectFrame(t, "forward_message", "1 bob to myself")
-	rc.expectEOF(t, timeout)
-	syncList(t, srv, alice, "alice")
-	alice.send(t, "msg 1 bob gone")
-	srv.out.waitLines(t, timeout, "msg: alice", "msg: alice to non-existent user bob")
 }
 
 // A client that drops without disconnect, mid-frame or not, is removed and
@@ -253,8 +277,8 @@ func TestRawDropMidFrame(t *testing.T) {
 	} {
 		name := srv.freshName("drop")
 		rc := rawJoin(t, srv, name)
-		rc.write(t, []byte(partial))
-		rc.c.Close()
+		rc.Write([]byte(partial))
+		rc.NC.Close()
 		if strings.HasPrefix(partial, "send_file") {
 			// File content is streamed, so `file: NAME` may already have
 			// been printed when the header, list and filename were in.
@@ -269,14 +293,12 @@ func TestRawDropMidFrame(t *testing.T) {
 	// Dropped with a reset.
 	name := srv.freshName("reset")
 	rc := rawJoin(t, srv, name)
-	rc.write(t, []byte("send_message 50 1 bob hel"))
-	_ = rc.c.SetLinger(0)
-	rc.c.Close()
+	rc.Write([]byte("send_message 50 1 bob hel"))
+	_ = rc.TCP().SetLinger(0)
+	rc.NC.Close()
 	srv.out.waitLine(t, "disconnected: "+name, timeout)
 
-	alice.send(t, "msg 1 bob still here")
-	srv.out.waitLine(t, "msg: alice", timeout)
-	bob.out.waitLine(t, "msg: alice: still here", timeout)
+	alice.tell(t, srv, bob, "still here")
 	bob.expectHomeFiles(t)
 	syncList(t, srv, alice, "alice bob")
 	assertServing(t, srv)
@@ -289,7 +311,7 @@ func TestRawSlowReaderCutOff(t *testing.T) {
 	srv := startServer(t)
 	bob := joinClient(t, srv, "bob")
 	slow := rawJoin(t, srv, "slow")
-	_ = slow.c.SetReadBuffer(4096)
+	_ = slow.TCP().SetReadBuffer(4096)
 	fast := rawJoin(t, srv, "fast")
 	text := strings.Repeat("z", 65536)
 	msg := fr("send_message", "1 slow "+text)
@@ -299,14 +321,14 @@ func TestRawSlowReaderCutOff(t *testing.T) {
 	// slow off (at most 3000 frames, about 200 MB).
 	for sent < 3000 && !srv.out.contains("disconnected: slow") {
 		for range 16 {
-			if err := fast.tryWrite(msg, timeout); err != nil {
+			if err := fast.TryWrite(msg); err != nil {
 				t.Fatalf("fast sender blocked or cut after %d frames (%v): %v\n%s", sent, time.Since(start), err, srv.dump())
 			}
 			sent++
 		}
 	}
-	fast.write(t, fr("send_message", "1 bob after the flood"))
-	fast.write(t, fr("send_message", "1 slow anyone?"))
+	fast.Write(fr("send_message", "1 bob after the flood"))
+	fast.Write(fr("send_message", "1 slow anyone?"))
 	// Server output: one `msg: fast` per frame; `disconnected: slow` once;
 	// after it, messages to slow report slow as non-existent.
 	seenDisc := false
@@ -336,37 +358,17 @@ func TestRawSenderNameIsJoinedName(t *testing.T) {
 	srv := startServer(t)
 	bob := rawJoin(t, srv, "bob")
 	mallory := rawJoin(t, srv, "mallory")
-	mallory.write(t, fr("send_message", "1 bob alice: hi"))
+	mallory.Write(fr("send_message", "1 bob alice: hi"))
 	srv.out.waitLine(t, "msg: mallory", timeout)
-	bob.expectFrame(t, "forward_message", "1 mallory alice: hi")
+	bob.Expect(protocol.ForwardMessage, "1 mallory alice: hi")
 	// Text that starts with spaces, or is only a space, is kept as is.
-	mallory.write(t, fr("send_message", "1 bob   indented"))
-	mallory.write(t, fr("send_message", "1 bob  "))
-	mallory.write(t, fr("send_message", "1 bob \t"))
+	mallory.Write(fr("send_message", "1 bob   indented"))
+	mallory.Write(fr("send_message", "1 bob  "))
+	mallory.Write(fr("send_message", "1 bob \t"))
 	srv.out.waitLines(t, timeout, "msg: mallory", "msg: mallory", "msg: mallory")
-	bob.expectFrame(t, "forward_message", "1 mallory   indented")
-	bob.expectFrame(t, "forward_message", "1 mallory  ")
-	bob.expectFrame(t, "forward_message", "1 mallory \t")
-	assertServing(t, srv)
-}
-
-// Closing with an error: what was queued goes first, then the error frame,
-// then a clean close.
-func TestRawQueuedBeforeError(t *testing.T) {
-	t.Parallel()
-	srv := startServer(t)
-	bob := joinClient(t, srv, "bob")
-	rc := rawJoin(t, srv, "alice")
-	var b bytes.Buffer
-	b.Write(fr("request_users_list", ""))
-	b.Write(fr("send_message", "1 alice to myself"))
-	b.Write(fr("bogus", ""))
-	rc.write(t, b.Bytes())
-	srv.out.waitLines(t, timeout, "request_users_list: alice", "msg: alice", "disconnected: alice sent unknown command")
-	rc.expectFrame(t, "response_users_list", "2 alice bob")
-	rc.expectFrame(t, "forward_message", "1 alice to myself")
-	rc.expectRefused(t, "err_unknown_message")
-	syncList(t, srv, bob, "bob")
+	bob.Expect(protocol.ForwardMessage, "1 mallory   indented")
+	bob.Expect(protocol.ForwardMessage, "1 mallory  ")
+	bob.Expect(protocol.ForwardMessage, "1 mallory \t")
 	assertServing(t, srv)
 }
 
@@ -377,12 +379,12 @@ func TestRawErrorNotLostToReset(t *testing.T) {
 	srv := startServer(t)
 	rc := rawJoin(t, srv, "alice")
 	junk := bytes.Repeat([]byte("garbage after the error "), 1<<20/24)
-	rc.write(t, append(fr("bogus", ""), junk...))
-	rc.expectRefused(t, "err_unknown_message")
+	rc.Write(append(fr("bogus", ""), junk...))
+	rc.ExpectRefused(protocol.ErrUnknownMessage)
 	srv.out.waitLine(t, "disconnected: alice sent unknown command", timeout)
 	// Before a join, too.
 	r2 := dialRaw(t, srv.port, "pre-join")
-	r2.write(t, append([]byte("hello 0 "), junk...))
-	r2.expectRefused(t, "err_unknown_message")
+	r2.Write(append([]byte("hello 0 "), junk...))
+	r2.ExpectRefused(protocol.ErrUnknownMessage)
 	assertServing(t, srv)
 }

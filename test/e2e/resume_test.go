@@ -107,28 +107,17 @@ func (l *lineLog) countMatch(re *regexp.Regexp) int {
 // waitMatches waits until n lines of l match re, and returns them.
 func (l *lineLog) waitMatches(t testing.TB, re *regexp.Regexp, n int, d time.Duration) []string {
 	t.Helper()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		l.mu.Lock()
-		var got []string
+	var got []string
+	l.await(t, d, fmt.Sprintf("%d lines matching %s", n, re), func() (bool, string) {
+		got = got[:0]
 		for _, s := range l.lines {
 			if re.MatchString(s) {
 				got = append(got, s)
 			}
 		}
-		ch, eof := l.notify, l.eof
-		l.mu.Unlock()
-		if len(got) >= n {
-			return got
-		}
-		if eof {
-			t.Fatalf("%s: the stream ended with %d lines matching %s, want %d\n%s", l.label, len(got), re, n, l.owner.dump())
-		}
-		if !l.wait(ch, timer.C) {
-			t.Fatalf("%s: timed out after %v with %d lines matching %s, want %d\n%s", l.label, d, len(got), re, n, l.owner.dump())
-		}
-	}
+		return len(got) >= n, ""
+	})
+	return got
 }
 
 var resumedLine = regexp.MustCompile(`^client: connection lost; resumed on 127\.0\.0\.1:\d+ after (\S+)$`)
@@ -154,7 +143,7 @@ func TestResumeThroughCutProxy(t *testing.T) {
 		defer tick.Stop()
 		for i := 1; i <= total; i++ {
 			<-tick.C
-			if err := alice.tryWrite(fr("send_message", fmt.Sprintf("1 bob m%d", i)), timeout); err != nil {
+			if err := alice.TryWrite(fr("send_message", fmt.Sprintf("1 bob m%d", i))); err != nil {
 				sent <- err
 				return
 			}
@@ -201,8 +190,7 @@ func TestResumeServerGone(t *testing.T) {
 	bob.errs.waitAny(t, timeout, "the reason on stderr", func(s string) bool {
 		return s == "client: connection lost, and no server answers at "+srv.addr()
 	})
-	bob.closeStdin()
-	bob.expectExit(t, 1, timeout)
+	bob.expectExit1AfterDisconnect(t)
 }
 
 // TestResumeWindowPasses: bob's connection is lost and he cannot come back
@@ -217,17 +205,12 @@ func TestResumeWindowPasses(t *testing.T) {
 	bob := startClient(t, proxy.port(), "bob", "--resume")
 	srv.out.waitLine(t, "join: bob", timeout)
 	alice := rawJoin(t, srv, "alice")
-	alice.write(t, fr("request_users_list", ""))
-	alice.expectFrame(t, "response_users_list", "2 alice bob")
-	srv.out.waitLine(t, "request_users_list: alice", timeout)
+	rawList(t, srv, alice, "2 alice bob")
 	proxy.close()
 	bob.out.waitLine(t, "disconnected: connection to server lost", timeout)
 	srv.out.waitLine(t, "disconnected: bob", timeout)
-	alice.write(t, fr("request_users_list", ""))
-	alice.expectFrame(t, "response_users_list", "1 alice")
-	srv.out.waitLine(t, "request_users_list: alice", timeout)
-	bob.closeStdin()
-	bob.expectExit(t, 1, timeout)
+	rawList(t, srv, alice, "1 alice")
+	bob.expectExit1AfterDisconnect(t)
 }
 
 // parseResumeDelay reads the duration of a resumedLine.
@@ -264,7 +247,7 @@ func BenchmarkResume(b *testing.B) {
 			case <-tick.C:
 			}
 			n++
-			if alice.tryWrite(fr("send_message", fmt.Sprintf("1 bob m%d", n)), timeout) != nil {
+			if alice.TryWrite(fr("send_message", fmt.Sprintf("1 bob m%d", n))) != nil {
 				sent <- n - 1
 				return
 			}

@@ -11,7 +11,9 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
-	"time"
+
+	"github.com/gochat/chat/internal/chattest"
+	"github.com/gochat/chat/internal/protocol"
 )
 
 // Files sent with the file-upload extension (docs/PROTOCOL.md, the
@@ -70,7 +72,7 @@ func slowRelayTo(t *testing.T, port, rate int) *countingRelay {
 			defer wg.Done()
 			var from io.Reader = cc
 			if rate > 0 {
-				from = &slowReader{r: cc, rate: rate, start: time.Now()}
+				from, _ = chattest.Throttle(cc, rate)
 			}
 			n, _ := io.Copy(sc, from)
 			r.up.Add(n)
@@ -115,21 +117,6 @@ func TestUploadToNobodyIsNotSent(t *testing.T) {
 	}
 }
 
-// slowReader reads from r at about rate bytes per second.
-type slowReader struct {
-	r     io.Reader
-	rate  int
-	start time.Time
-	total int
-}
-
-func (s *slowReader) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p[:min(len(p), 16<<10)])
-	s.total += n
-	time.Sleep(time.Until(s.start.Add(time.Duration(s.total) * time.Second / time.Duration(s.rate))))
-	return n, err
-}
-
 // SIGINT in the middle of a file to a user who never reads ends the
 // client at once, with or without extensions: it does not wait for the
 // server to give up on that user, and nothing claims the file went.
@@ -151,10 +138,10 @@ func TestUploadSignalMidFile(t *testing.T) {
 			// behind, so that nobody paces its sender; issue 19.)
 			srv := startServer(t, "--stall-timeout", "3s")
 			bob := dialRaw(t, srv.port, "bob") // never reads
-			bob.c.SetReadBuffer(4 << 10)
-			bob.write(t, fr("ext_hello", "chunked-file"))
-			bob.expectFrame(t, "ext_hello", "chunked-file")
-			bob.write(t, fr("join", "bob"))
+			bob.TCP().SetReadBuffer(4 << 10)
+			bob.Write(fr("ext_hello", "chunked-file"))
+			bob.Expect(protocol.ExtHello, "chunked-file")
+			bob.Write(fr("join", "bob"))
 			srv.out.waitLine(t, "join: bob", timeout)
 			alice := startClient(t, slowRelayTo(t, srv.port, 2<<20).port, "alice", tc.extra...)
 			srv.out.waitLine(t, "join: alice", timeout)
@@ -186,7 +173,7 @@ func TestUploadOutcomePerRecipient(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, "--stall-timeout", "2s")
 	bob := rawJoin(t, srv, "bob") // never reads
-	bob.c.SetReadBuffer(4 << 10)
+	bob.TCP().SetReadBuffer(4 << 10)
 	carol := joinClient(t, srv, "carol")
 	alice := joinClient(t, srv, "alice")
 	data := randomFile(t, alice.home, "big.bin", 20<<20)
@@ -215,14 +202,14 @@ func TestUploadToPlainRecipient(t *testing.T) {
 	data := randomFile(t, alice.home, "big.bin", 3<<20)
 	alice.send(t, "file 1 bob big.bin")
 	alice.send(t, "msg 1 bob after")
-	f, err := bob.readFrame(timeout)
+	h, p, err := bob.ReadFrame()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.typ != "forward_file" || !bytes.Equal(f.payload, append([]byte("1 alice big.bin "), data...)) {
-		t.Fatalf("bob got %s of %d bytes, want the whole file", f.typ, len(f.payload))
+	if h.Type != protocol.ForwardFile || !bytes.Equal(p, append([]byte("1 alice big.bin "), data...)) {
+		t.Fatalf("bob got %s of %d bytes, want the whole file", h.Name, len(p))
 	}
-	bob.expectFrame(t, "forward_message", "1 alice after")
+	bob.Expect(protocol.ForwardMessage, "1 alice after")
 	srv.out.waitLines(t, timeout, "file: alice", "msg: alice")
 	alice.quit(t, srv)
 }

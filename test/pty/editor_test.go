@@ -7,17 +7,8 @@ import (
 
 	"github.com/rivo/uniseg"
 
+	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/terminal/termtest"
-)
-
-// More keys as a terminal sends them.
-const (
-	left      = "\x1b[D"
-	esc       = "\x1b"
-	altB      = "\x1bb"
-	altF      = "\x1bf"
-	backspace = "\x7f"
-	ctrlU     = "\x15"
 )
 
 // waitCursor waits until the cursor's row is the prompt and input, with
@@ -38,34 +29,34 @@ func TestWideCharacterEditing(t *testing.T) {
 	srv, alice, bob := startAlice(t, env(term, ""))
 	alice.typeKeys("msg 1 bob 日本語abc")
 	alice.waitCursor("alice", "msg 1 bob 日本語abc", "msg 1 bob 日本語abc")
-	alice.typeKeys(left + left + left + left)
+	alice.typeKeys(termtest.Left + termtest.Left + termtest.Left + termtest.Left)
 	alice.waitCursor("alice", "msg 1 bob 日本語abc", "msg 1 bob 日本")
-	alice.typeKeys(backspace)
+	alice.typeKeys(termtest.Backspace)
 	alice.waitCursor("alice", "msg 1 bob 日語abc", "msg 1 bob 日")
-	alice.typeKeys(enter)
-	bob.expectFrame("forward_message", "1 alice 日語abc")
+	alice.typeKeys(termtest.Enter)
+	bob.Expect(protocol.ForwardMessage, "1 alice 日語abc")
 
-	alice.typeKeys("msg 1 bob 日本語abc" + left + left + left + left + ctrlU)
+	alice.typeKeys("msg 1 bob 日本語abc" + termtest.Left + termtest.Left + termtest.Left + termtest.Left + termtest.CtrlU)
 	alice.waitCursor("alice", "語abc", "")
-	alice.typeKeys("msg 1 bob " + enter)
-	bob.expectFrame("forward_message", "1 alice 語abc")
+	alice.typeKeys("msg 1 bob " + termtest.Enter)
+	bob.Expect(protocol.ForwardMessage, "1 alice 語abc")
 
 	// Emoji and combining marks are one character each.
-	alice.typeKeys("msg 1 bob a👩\u200d👩\u200d👧e\u0301" + backspace + backspace + "b" + enter)
-	bob.expectFrame("forward_message", "1 alice ab")
+	alice.typeKeys("msg 1 bob a👩\u200d👩\u200d👧e\u0301" + termtest.Backspace + termtest.Backspace + "b" + termtest.Enter)
+	bob.Expect(protocol.ForwardMessage, "1 alice ab")
 
 	// History lines of wide characters come back clean.
-	alice.typeKeys("list" + enter)
+	alice.typeKeys("list" + termtest.Enter)
 	alice.waitRow("list: alice bob")
-	alice.typeKeys(up)
+	alice.typeKeys(termtest.Up)
 	alice.waitCursor("alice", "list", "list")
-	alice.typeKeys(up)
+	alice.typeKeys(termtest.Up)
 	alice.waitCursor("alice", "msg 1 bob ab", "msg 1 bob ab")
-	alice.typeKeys(up)
+	alice.typeKeys(termtest.Up)
 	alice.waitCursor("alice", "msg 1 bob 語abc", "msg 1 bob 語abc")
-	alice.typeKeys(up)
+	alice.typeKeys(termtest.Up)
 	alice.waitCursor("alice", "msg 1 bob 日語abc", "msg 1 bob 日語abc")
-	alice.typeKeys(down + down + down + down)
+	alice.typeKeys(termtest.Down + termtest.Down + termtest.Down + termtest.Down)
 	alice.waitCursor("alice", "", "")
 	quit(t, srv, alice)
 }
@@ -75,21 +66,21 @@ func TestWideCharacterEditing(t *testing.T) {
 func TestEscAndWords(t *testing.T) {
 	t.Parallel()
 	srv, alice, bob := startAlice(t, env(term, ""))
-	alice.typeKeys("msg 1 bob one" + esc)
-	alice.typeKeys(enter)
-	bob.expectFrame("forward_message", "1 alice one")
+	alice.typeKeys("msg 1 bob one" + termtest.Esc)
+	alice.typeKeys(termtest.Enter)
+	bob.Expect(protocol.ForwardMessage, "1 alice one")
 
-	alice.typeKeys(ctrlR + "one")
+	alice.typeKeys(termtest.CtrlR + "one")
 	alice.waitScreen("the search", func(v termtest.View) bool {
 		return v.CursorRow == "(reverse-i-search)`one': msg 1 bob one"
 	})
-	alice.typeKeys(esc)
+	alice.typeKeys(termtest.Esc)
 	alice.waitCursor("alice", "msg 1 bob one", "msg 1 bob ")
-	alice.typeKeys(ctrlE + " two three" + altB + altB + "x" + altF + "y" + enter)
-	bob.expectFrame("forward_message", "1 alice one xtwoy three")
+	alice.typeKeys(termtest.CtrlE + " two three" + termtest.AltB + termtest.AltB + "x" + termtest.AltF + "y" + termtest.Enter)
+	bob.Expect(protocol.ForwardMessage, "1 alice one xtwoy three")
 
-	alice.typeKeys("unfinished" + esc)
-	alice.typeKeys(ctrlC)
+	alice.typeKeys("unfinished" + termtest.Esc)
+	alice.typeKeys(termtest.CtrlC)
 	if code := alice.waitExit(); code != 0 {
 		t.Fatalf("exit status %d, want 0", code)
 	}
@@ -109,7 +100,7 @@ func TestLongLineScrollsSideways(t *testing.T) {
 		return strings.HasPrefix(v.CursorRow, "alice> <") && strings.HasSuffix(v.CursorRow, "日本語 and more,") &&
 			v.Col == uniseg.StringWidth(v.CursorRow)+1
 	})
-	bob.write(frame("send_message", "1 alice hello while you type"))
+	bob.Write(frame("send_message", "1 alice hello while you type"))
 	v := alice.waitScreen("the message above the input row", func(v termtest.View) bool {
 		tr := v.Transcript
 		return len(tr) >= 2 && tr[len(tr)-2] == "msg: bob: hello while you type" && strings.HasPrefix(tr[len(tr)-1], "alice> <")
@@ -119,8 +110,8 @@ func TestLongLineScrollsSideways(t *testing.T) {
 			t.Fatalf("the input row was left behind:\n%s", alice.scr)
 		}
 	}
-	alice.typeKeys(enter)
-	bob.expectFrame("forward_message", "1 alice "+strings.TrimRight(text, " "))
+	alice.typeKeys(termtest.Enter)
+	bob.Expect(protocol.ForwardMessage, "1 alice "+strings.TrimRight(text, " "))
 	alice.waitInput("alice", "")
 	quit(t, srv, alice)
 }

@@ -1,7 +1,6 @@
 package ptytest
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -20,6 +19,8 @@ import (
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
+	"github.com/gochat/chat/internal/chattest"
+	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/terminal/termtest"
 	"github.com/gochat/chat/internal/testbin"
 )
@@ -63,6 +64,17 @@ func env(term, noColor string) []string {
 		out = append(out, "NO_COLOR="+noColor)
 	}
 	return out
+}
+
+// kill kills cmd unless it has exited (closed exited), and waits until
+// it has.
+func kill(cmd *exec.Cmd, exited <-chan struct{}) {
+	select {
+	case <-exited:
+	default:
+		cmd.Process.Kill()
+		<-exited
+	}
 }
 
 // withStateDir returns environ with XDG_STATE_HOME set to a fresh folder
@@ -262,12 +274,7 @@ func startPTY(t *testing.T, environ []string, args ...string) *ptyClient {
 		c.cmd.Wait()
 	}()
 	t.Cleanup(func() {
-		select {
-		case <-c.exited:
-		default:
-			c.cmd.Process.Kill()
-			<-c.exited
-		}
+		kill(c.cmd, c.exited)
 		c.tty.Close()
 		<-c.readDone
 		c.ptmx.Close()
@@ -292,11 +299,7 @@ func (c *ptyClient) typeKeys(keys string) {
 // waitScreen waits until cond holds for the client's screen.
 func (c *ptyClient) waitScreen(what string, cond func(v termtest.View) bool) termtest.View {
 	c.t.Helper()
-	v, ok := c.scr.Wait(timeout, cond)
-	if !ok {
-		c.t.Fatalf("timed out after %v waiting for %s; screen:\n%s", timeout, what, c.scr)
-	}
-	return v
+	return c.scr.Await(c.t, timeout, what, cond)
 }
 
 // waitInput waits until the cursor's row is the prompt and input, with the
@@ -413,12 +416,7 @@ func startPipe(t *testing.T, environ []string, stdinTTY bool, args ...string) *p
 		c.cmd.Wait()
 	}()
 	t.Cleanup(func() {
-		select {
-		case <-c.exited:
-		default:
-			c.cmd.Process.Kill()
-			<-c.exited
-		}
+		kill(c.cmd, c.exited)
 		if c.ptmx != nil {
 			c.ptmx.Close()
 			echo.Wait()
@@ -459,83 +457,31 @@ func (c *pipeClient) waitExit() int {
 }
 
 // ---------------------------------------------------------------------------
-// Raw protocol connections (PROTOCOL.md section 2).
+// Raw protocol connections (PROTOCOL.md section 2), through the shared
+// test client internal/chattest (issue 24 item 1).
 // ---------------------------------------------------------------------------
 
-// frame encodes TYPE SP LENGTH SP PAYLOAD.
+// frame encodes TYPE SP LENGTH SP PAYLOAD, by hand: what the suite sends
+// does not depend on internal/protocol's encoders.
 func frame(typ, payload string) []byte {
 	return []byte(typ + " " + strconv.Itoa(len(payload)) + " " + payload)
 }
 
-type rawConn struct {
-	t *testing.T
-	c net.Conn
-	r *bufio.Reader
-}
-
-func newRaw(t *testing.T, c net.Conn) *rawConn {
-	t.Cleanup(func() { c.Close() })
-	return &rawConn{t: t, c: c, r: bufio.NewReaderSize(c, 64<<10)}
-}
-
-// dialJoin connects to srv and joins as name.
-func dialJoin(t *testing.T, srv *server, name string) *rawConn {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", srv.addr, timeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc := newRaw(t, c)
-	rc.write(frame("join", name))
-	srv.out.waitFor(t, "server stdout", "join: "+name+"\n")
+// newRaw makes c a chattest.Conn with the suite's timeout.
+func newRaw(t *testing.T, c net.Conn) *chattest.Conn {
+	rc := chattest.New(t, "", c)
+	rc.Timeout = timeout
 	return rc
 }
 
-func (rc *rawConn) write(b []byte) {
-	rc.t.Helper()
-	rc.c.SetWriteDeadline(time.Now().Add(timeout))
-	if _, err := rc.c.Write(b); err != nil {
-		rc.t.Fatalf("raw write: %v", err)
-	}
-}
-
-// readHeader reads a frame's type and length.
-func (rc *rawConn) readHeader() (string, int64) {
-	rc.t.Helper()
-	rc.c.SetReadDeadline(time.Now().Add(timeout))
-	typ, err := rc.r.ReadString(' ')
-	if err != nil {
-		rc.t.Fatalf("raw read: %v", err)
-	}
-	ls, err := rc.r.ReadString(' ')
-	if err != nil {
-		rc.t.Fatalf("raw read: %v", err)
-	}
-	n, err := strconv.ParseInt(strings.TrimSuffix(ls, " "), 10, 64)
-	if err != nil {
-		rc.t.Fatalf("raw read: length %q", ls)
-	}
-	return strings.TrimSuffix(typ, " "), n
-}
-
-// readFrame reads one whole frame.
-func (rc *rawConn) readFrame() (string, string) {
-	rc.t.Helper()
-	typ, n := rc.readHeader()
-	p := make([]byte, n)
-	if _, err := io.ReadFull(rc.r, p); err != nil {
-		rc.t.Fatalf("raw read %s payload: %v", typ, err)
-	}
-	return typ, string(p)
-}
-
-// expectFrame reads a frame and requires it to be typ with payload.
-func (rc *rawConn) expectFrame(typ, payload string) {
-	rc.t.Helper()
-	gt, gp := rc.readFrame()
-	if gt != typ || gp != payload {
-		rc.t.Fatalf("frame = %s %q, want %s %q", gt, gp, typ, payload)
-	}
+// dialJoin connects to srv and joins as name.
+func dialJoin(t *testing.T, srv *server, name string) *chattest.Conn {
+	t.Helper()
+	rc := chattest.Dial(t, srv.addr, name)
+	rc.Timeout = timeout
+	rc.Write(frame("join", name))
+	srv.out.waitFor(t, "server stdout", "join: "+name+"\n")
+	return rc
 }
 
 // ---------------------------------------------------------------------------
@@ -583,12 +529,12 @@ func newFakeServer(t *testing.T) *fakeServer {
 }
 
 // accept waits for the client and its join frame.
-func (f *fakeServer) accept(t *testing.T, name string) *rawConn {
+func (f *fakeServer) accept(t *testing.T, name string) *chattest.Conn {
 	t.Helper()
 	select {
 	case c := <-f.conns:
 		rc := newRaw(t, c)
-		rc.expectFrame("join", name)
+		rc.Expect(protocol.Join, name)
 		return rc
 	case <-time.After(timeout):
 		t.Fatalf("no connection after %v", timeout)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/terminal/termtest"
 )
@@ -27,8 +28,8 @@ func TestTabCompletesNamesOnlineAtJoin(t *testing.T) {
 	if i := slices.IndexFunc(v.Transcript, func(l string) bool { return !isHint(l) && l != "" && !strings.HasPrefix(l, "alice>") }); i >= 0 {
 		t.Fatalf("row %q besides the hint:\n%s", v.Transcript[i], alice.scr)
 	}
-	alice.typeKeys("hi" + enter)
-	bob.expectFrame("forward_message", "1 alice hi")
+	alice.typeKeys("hi" + termtest.Enter)
+	bob.Expect(protocol.ForwardMessage, "1 alice hi")
 	srv.out.waitFor(t, "server stdout", "msg: alice\n")
 	if got, want := string(srv.out.bytes()), "join: bob\njoin: alice\nmsg: alice\n"; got != want {
 		t.Fatalf("server stdout %q, want %q", got, want)
@@ -42,19 +43,19 @@ func TestJoinNoticeAfterHint(t *testing.T) {
 	t.Parallel()
 	fake := newFakeServer(t)
 	alice := startPTY(t, env(term, ""), args(fake.port, "alice", "--join-notices")...)
-	var conn *rawConn
+	var conn *chattest.Conn
 	select {
 	case c := <-fake.conns:
 		conn = newRaw(t, c)
 	case <-time.After(timeout):
 		t.Fatalf("no connection after %v", timeout)
 	}
-	if typ, _ := conn.readFrame(); typ != "ext_hello" {
-		t.Fatalf("first frame %s, want ext_hello", typ)
+	if h, _ := conn.Frame(); h.Type != protocol.ExtHello {
+		t.Fatalf("first frame %s, want ext_hello", h.Name)
 	}
-	conn.write(protocol.AppendExtHello(nil, []string{protocol.FeaturePresence}))
-	conn.expectFrame("join", "alice")
-	conn.write(protocol.AppendPresence(nil, protocol.PresenceJoined, "carol")) // within the join grace
+	conn.Write(protocol.AppendExtHello(nil, []string{protocol.FeaturePresence}))
+	conn.Expect(protocol.Join, "alice")
+	conn.Write(protocol.AppendPresence(nil, protocol.PresenceJoined, "carol")) // within the join grace
 	v := alice.waitScreen("the hint and the notice", func(v termtest.View) bool {
 		return v.Contains("client: carol joined") && slices.ContainsFunc(v.Transcript, isHint) && v.CursorRow == "alice>"
 	})
@@ -63,9 +64,9 @@ func TestJoinNoticeAfterHint(t *testing.T) {
 	if hint > notice {
 		t.Fatalf("the notice (row %d) comes before the hint (row %d):\n%s", notice, hint, alice.scr)
 	}
-	alice.typeKeys(ctrlD)
-	conn.expectFrame("disconnect", "alice")
-	conn.c.Close()
+	alice.typeKeys(termtest.CtrlD)
+	conn.Expect(protocol.Disconnect, "alice")
+	conn.NC.Close()
 	if code := alice.waitExit(); code != 0 {
 		t.Fatalf("exit status %d", code)
 	}

@@ -3,6 +3,9 @@ package ptytest
 import (
 	"strings"
 	"testing"
+
+	"github.com/gochat/chat/internal/protocol"
+	"github.com/gochat/chat/internal/terminal/termtest"
 )
 
 // A pasted line is taken whole, up to the contract's 65,536 bytes of text
@@ -20,8 +23,8 @@ func TestLongPastedLineSentWhole(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			srv, alice, bob := startAlice(t, env(term, ""))
-			alice.typeKeys("msg 1 bob " + c.text + enter)
-			bob.expectFrame("forward_message", "1 alice "+c.text)
+			alice.typeKeys("msg 1 bob " + c.text + termtest.Enter)
+			bob.Expect(protocol.ForwardMessage, "1 alice "+c.text)
 			alice.waitInput("alice", "")
 			quit(t, srv, alice)
 		})

@@ -12,24 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gochat/chat/internal/chattest"
+	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/terminal/termtest"
 	"github.com/gochat/chat/internal/testbin"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from what the client prints")
-
-// Keys as a terminal sends them.
-const (
-	up    = "\x1b[A"
-	down  = "\x1b[B"
-	ctrlA = "\x01"
-	ctrlC = "\x03"
-	ctrlD = "\x04"
-	ctrlE = "\x05"
-	ctrlR = "\x12"
-	ctrlW = "\x17"
-	enter = "\r"
-)
 
 const term = "xterm-256color"
 
@@ -57,9 +46,18 @@ func endsWith(v termtest.View, line string) bool {
 	return len(tr) > 0 && tr[len(tr)-1] == line && v.CursorRow == "" && v.Col == 0
 }
 
+// plainOnFake starts alice, --plain on a terminal, against a fresh fake
+// server and accepts her join.
+func plainOnFake(t *testing.T) (*ptyClient, *chattest.Conn) {
+	t.Helper()
+	fake := newFakeServer(t)
+	alice := startPTY(t, env(term, ""), args(fake.port, "alice", "--plain")...)
+	return alice, fake.accept(t, "alice")
+}
+
 // startAlice starts the real server, alice's client in a terminal, and a
 // raw connection joined as bob; it returns when alice's prompt shows.
-func startAlice(t *testing.T, environ []string) (*server, *ptyClient, *rawConn) {
+func startAlice(t *testing.T, environ []string) (*server, *ptyClient, *chattest.Conn) {
 	t.Helper()
 	srv := startServer(t)
 	alice := startPTY(t, environ, args(srv.port, "alice")...)
@@ -72,7 +70,7 @@ func startAlice(t *testing.T, environ []string) (*server, *ptyClient, *rawConn) 
 // quit ends alice's session with Ctrl-D and checks it ended well.
 func quit(t *testing.T, srv *server, alice *ptyClient) {
 	t.Helper()
-	alice.typeKeys(ctrlD)
+	alice.typeKeys(termtest.CtrlD)
 	if code := alice.waitExit(); code != 0 {
 		t.Fatalf("exit status %d, want 0", code)
 	}
@@ -90,7 +88,7 @@ func TestTypingWhileMessagesArrive(t *testing.T) {
 	var want []string
 	for i := range 30 {
 		text := fmt.Sprintf("message %d, sent while alice is typing", i)
-		bob.write(frame("send_message", "1 alice "+text))
+		bob.Write(frame("send_message", "1 alice "+text))
 		want = append(want, "msg: bob: "+text)
 	}
 	alice.typeKeys("lo") // she goes on typing as they arrive
@@ -107,8 +105,8 @@ func TestTypingWhileMessagesArrive(t *testing.T) {
 			t.Fatalf("row %d = %q, want %q\n%s", 1+i, tr[1+i], w, alice.scr)
 		}
 	}
-	alice.typeKeys(enter)
-	bob.expectFrame("forward_message", "1 alice hello")
+	alice.typeKeys(termtest.Enter)
+	bob.Expect(protocol.ForwardMessage, "1 alice hello")
 	alice.waitInput("alice", "")
 	quit(t, srv, alice)
 }
@@ -116,24 +114,24 @@ func TestTypingWhileMessagesArrive(t *testing.T) {
 func TestHistoryRecall(t *testing.T) {
 	t.Parallel()
 	srv, alice, bob := startAlice(t, env(term, ""))
-	alice.typeKeys("list" + enter)
+	alice.typeKeys("list" + termtest.Enter)
 	alice.waitRow("list: alice bob")
-	alice.typeKeys("msg 1 bob one" + enter)
-	bob.expectFrame("forward_message", "1 alice one")
+	alice.typeKeys("msg 1 bob one" + termtest.Enter)
+	bob.Expect(protocol.ForwardMessage, "1 alice one")
 
-	alice.typeKeys(up)
+	alice.typeKeys(termtest.Up)
 	alice.waitInput("alice", "msg 1 bob one")
-	alice.typeKeys(up)
+	alice.typeKeys(termtest.Up)
 	alice.waitInput("alice", "list")
-	alice.typeKeys(down)
+	alice.typeKeys(termtest.Down)
 	alice.waitInput("alice", "msg 1 bob one")
-	alice.typeKeys(ctrlW + "two" + ctrlA + ctrlE + enter) // edit the recalled line
-	bob.expectFrame("forward_message", "1 alice two")
+	alice.typeKeys(termtest.CtrlW + "two" + termtest.CtrlA + termtest.CtrlE + termtest.Enter) // edit the recalled line
+	bob.Expect(protocol.ForwardMessage, "1 alice two")
 
 	// Ctrl-R finds the list command again.
-	alice.typeKeys(ctrlR + "lis")
+	alice.typeKeys(termtest.CtrlR + "lis")
 	alice.waitScreen("the search", func(v termtest.View) bool { return v.CursorRow == "(reverse-i-search)`lis': list" })
-	alice.typeKeys(enter)
+	alice.typeKeys(termtest.Enter)
 	alice.waitScreen("a second list", func(v termtest.View) bool { return count(v, "list: alice bob") == 2 })
 	alice.waitInput("alice", "")
 	quit(t, srv, alice)
@@ -147,28 +145,28 @@ func TestTabCompletion(t *testing.T) {
 	}
 	alice.typeKeys("li\t")
 	alice.waitInput("alice", "list")
-	alice.typeKeys(enter) // the list teaches alice's client bob's name
+	alice.typeKeys(termtest.Enter) // the list teaches alice's client bob's name
 	alice.waitRow("list: alice bob")
 
 	alice.typeKeys("m\t1 b\t")
 	alice.waitInput("alice", "msg 1 bob ")
-	alice.typeKeys("hi" + enter)
-	bob.expectFrame("forward_message", "1 alice hi")
+	alice.typeKeys("hi" + termtest.Enter)
+	bob.Expect(protocol.ForwardMessage, "1 alice hi")
 
 	// A sender's name is learnt too.
 	carol := dialJoin(t, srv, "carol")
-	carol.write(frame("send_message", "1 alice hello"))
+	carol.Write(frame("send_message", "1 alice hello"))
 	alice.waitRow("msg: carol: hello")
 	alice.typeKeys("msg 2 c\tb\t")
 	alice.waitInput("alice", "msg 2 carol bob ")
-	alice.typeKeys(ctrlW + ctrlW + "\t") // "msg 2 ": every name
+	alice.typeKeys(termtest.CtrlW + termtest.CtrlW + "\t") // "msg 2 ": every name
 	alice.waitRow("alice  bob  carol")
 
 	// And a file path.
-	alice.typeKeys(ctrlW + ctrlW + "file 1 b\tno\t")
+	alice.typeKeys(termtest.CtrlW + termtest.CtrlW + "file 1 b\tno\t")
 	alice.waitInput("alice", "file 1 bob notes.txt")
-	alice.typeKeys(enter)
-	bob.expectFrame("forward_file", "1 alice notes.txt my notes")
+	alice.typeKeys(termtest.Enter)
+	bob.Expect(protocol.ForwardFile, "1 alice notes.txt my notes")
 	alice.waitRow("client: sent notes.txt to bob (8 B)")
 	quit(t, srv, alice)
 }
@@ -202,15 +200,13 @@ func TestProgressBarOnATerminal(t *testing.T) {
 	t.Parallel()
 	t.Run("receive", func(t *testing.T) {
 		t.Parallel()
-		fake := newFakeServer(t)
-		alice := startPTY(t, env(term, ""), args(fake.port, "alice", "--plain")...)
-		conn := fake.accept(t, "alice")
+		alice, conn := plainOnFake(t)
 		alice.waitInput("alice", "")
 
 		data := content(8 << 20)
 		head := "1 bob big.bin "
-		conn.write([]byte(fmt.Sprintf("forward_file %d %s", len(head)+len(data), head)))
-		conn.write(data[:1<<20])
+		conn.Write([]byte(fmt.Sprintf("forward_file %d %s", len(head)+len(data), head)))
+		conn.Write(data[:1<<20])
 		// The file is a quarter there: the bar shows it, above the prompt.
 		bar := barRow("receiving", "big.bin", "8.0 MiB")
 		alice.waitScreen("the bar", func(v termtest.View) bool {
@@ -219,16 +215,16 @@ func TestProgressBarOnATerminal(t *testing.T) {
 		})
 		alice.typeKeys("typing meanwhile")
 		alice.waitInput("alice", "typing meanwhile")
-		conn.write(data[1<<20:])
+		conn.Write(data[1<<20:])
 		v := alice.waitScreen("the file's line, and no bar", func(v termtest.View) bool {
 			return v.Contains("file: bob: big.bin") && !hasRow(v, bar) && v.CursorRow == "alice> typing meanwhile"
 		})
 		if got, err := os.ReadFile(filepath.Join(alice.dir, "alice_big.bin")); err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("saved file: %d bytes, %v; want the %d sent\n%s", len(got), err, len(data), v.Raw)
 		}
-		alice.typeKeys(ctrlC)
-		conn.expectFrame("disconnect", "alice")
-		conn.c.Close()
+		alice.typeKeys(termtest.CtrlC)
+		conn.Expect(protocol.Disconnect, "alice")
+		conn.NC.Close()
 		if code := alice.waitExit(); code != 0 {
 			t.Fatalf("exit status %d", code)
 		}
@@ -236,32 +232,31 @@ func TestProgressBarOnATerminal(t *testing.T) {
 	})
 	t.Run("send", func(t *testing.T) {
 		t.Parallel()
-		fake := newFakeServer(t)
-		alice := startPTY(t, env(term, ""), args(fake.port, "alice", "--plain")...)
-		conn := fake.accept(t, "alice")
+		alice, conn := plainOnFake(t)
 		alice.waitInput("alice", "")
 		data := content(32 << 20)
 		if err := os.WriteFile(filepath.Join(alice.dir, "big.bin"), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		alice.typeKeys("file 1 bob big.bin" + enter)
-		typ, n := conn.readHeader()
+		alice.typeKeys("file 1 bob big.bin" + termtest.Enter)
+		h := conn.Next()
+		n := h.Length
 		head := "1 bob big.bin "
-		if typ != "send_file" || n != int64(len(head)+len(data)) {
-			t.Fatalf("header %s %d", typ, n)
+		if h.Type != protocol.SendFile || n != int64(len(head)+len(data)) {
+			t.Fatalf("header %s %d", h.Name, n)
 		}
 		// Read a little, then nothing until the bar shows: the client
 		// waits for the network, with its bar up.
 		first := make([]byte, len(head)+1<<20)
-		if _, err := io.ReadFull(conn.r, first); err != nil {
+		if _, err := io.ReadFull(conn.R, first); err != nil {
 			t.Fatal(err)
 		}
 		alice.waitScreen("the bar", func(v termtest.View) bool {
 			return hasRow(v, barRow("sending", "big.bin", "32.0 MiB"))
 		})
 		rest := make([]byte, int(n)-len(first))
-		conn.c.SetReadDeadline(time.Now().Add(timeout))
-		if _, err := io.ReadFull(conn.r, rest); err != nil {
+		conn.NC.SetReadDeadline(time.Now().Add(timeout))
+		if _, err := io.ReadFull(conn.R, rest); err != nil {
 			t.Fatal(err)
 		}
 		if got := append(first, rest...); string(got[:len(head)]) != head || !bytes.Equal(got[len(head):], data) {
@@ -271,9 +266,9 @@ func TestProgressBarOnATerminal(t *testing.T) {
 			return hasRow(v, regexp.MustCompile(`^client: sent big\.bin to the server \(32\.0 MiB in [0-9.]+m?s, [0-9.]+ [KMG]iB/s\), no receipt \(plain protocol\)$`)) &&
 				!hasRow(v, barRow("sending", "big.bin", "32.0 MiB")) && v.CursorRow == "alice>"
 		})
-		alice.typeKeys(ctrlD)
-		conn.expectFrame("disconnect", "alice")
-		conn.c.Close()
+		alice.typeKeys(termtest.CtrlD)
+		conn.Expect(protocol.Disconnect, "alice")
+		conn.NC.Close()
 		alice.waitExit()
 	})
 }
@@ -293,12 +288,12 @@ func TestNoProgressWhenPiped(t *testing.T) {
 			// Receive 4 MiB in 8 parts, 100 ms apart.
 			data := content(4 << 20)
 			head := "1 bob big.bin "
-			conn.write([]byte(fmt.Sprintf("forward_file %d %s", len(head)+len(data), head)))
+			conn.Write([]byte(fmt.Sprintf("forward_file %d %s", len(head)+len(data), head)))
 			pace := time.NewTicker(100 * time.Millisecond)
 			defer pace.Stop()
 			for i := range 8 {
 				<-pace.C
-				conn.write(data[i<<19 : (i+1)<<19])
+				conn.Write(data[i<<19 : (i+1)<<19])
 			}
 			alice.out.waitFor(t, "client stdout", "file: bob: big.bin\n")
 
@@ -307,24 +302,25 @@ func TestNoProgressWhenPiped(t *testing.T) {
 				t.Fatal(err)
 			}
 			alice.send("file 1 bob big.bin")
-			typ, n := conn.readHeader()
-			if typ != "send_file" {
-				t.Fatalf("frame %s", typ)
+			h := conn.Next()
+			n := h.Length
+			if h.Type != protocol.SendFile {
+				t.Fatalf("frame %s", h.Name)
 			}
 			for i := range 8 {
 				<-pace.C
-				conn.c.SetReadDeadline(time.Now().Add(timeout))
+				conn.NC.SetReadDeadline(time.Now().Add(timeout))
 				part := n / 8
 				if i == 7 {
 					part = n - 7*(n/8)
 				}
-				if _, err := io.CopyN(io.Discard, conn.r, part); err != nil {
+				if _, err := io.CopyN(io.Discard, conn.R, part); err != nil {
 					t.Fatal(err)
 				}
 			}
 			alice.send("quit")
-			conn.expectFrame("disconnect", "alice")
-			conn.c.Close()
+			conn.Expect(protocol.Disconnect, "alice")
+			conn.NC.Close()
 			if code := alice.waitExit(); code != 0 {
 				t.Fatalf("exit status %d", code)
 			}
@@ -361,12 +357,12 @@ func TestPipedStdoutIsByteExact(t *testing.T) {
 			alice.out.waitFor(t, "stdout", "incorrect user input format\n")
 			alice.send("msg 1 alice hi \t there ")
 			alice.out.waitFor(t, "stdout", "msg: alice: hi \t there\n")
-			bob.write(frame("send_message", "1 alice hello alice"))
+			bob.Write(frame("send_message", "1 alice hello alice"))
 			alice.out.waitFor(t, "stdout", "msg: bob: hello alice\n")
-			bob.write(frame("send_file", "1 alice notes.txt some notes"))
+			bob.Write(frame("send_file", "1 alice notes.txt some notes"))
 			alice.out.waitFor(t, "stdout", "file: bob: notes.txt\n")
 			alice.send("msg 1 bob bye")
-			bob.expectFrame("forward_message", "1 alice bye")
+			bob.Expect(protocol.ForwardMessage, "1 alice bye")
 			alice.send("quit")
 			if code := alice.waitExit(); code != 0 {
 				t.Fatalf("exit status %d", code)
@@ -403,7 +399,7 @@ func TestPipedStdoutIsByteExact(t *testing.T) {
 
 func TestCtrlCAndCtrlDQuit(t *testing.T) {
 	t.Parallel()
-	for name, keys := range map[string]string{"Ctrl-C": "some text" + ctrlC, "Ctrl-D": ctrlD} {
+	for name, keys := range map[string]string{"Ctrl-C": "some text" + termtest.CtrlC, "Ctrl-D": termtest.CtrlD} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			srv, alice, _ := startAlice(t, env(term, ""))
@@ -423,12 +419,10 @@ func TestCtrlCAndCtrlDQuit(t *testing.T) {
 
 func TestServerGoneEndsAtOnce(t *testing.T) {
 	t.Parallel()
-	fake := newFakeServer(t)
-	alice := startPTY(t, env(term, ""), args(fake.port, "alice", "--plain")...)
-	conn := fake.accept(t, "alice")
+	alice, conn := plainOnFake(t)
 	alice.typeKeys("half a line")
 	alice.waitInput("alice", "half a line")
-	conn.c.Close()
+	conn.NC.Close()
 	if code := alice.waitExit(); code != 1 {
 		t.Fatalf("exit status %d, want 1", code)
 	}
@@ -447,7 +441,7 @@ func TestColorsGoByWhatALineIs(t *testing.T) {
 	t.Parallel()
 	srv, alice, bob := startAlice(t, env(term, ""))
 	path := "join and leave notices/x.txt"
-	alice.typeKeys("file 1 bob " + path + enter)
+	alice.typeKeys("file 1 bob " + path + termtest.Enter)
 	alice.waitScreen("the error in yellow", func(v termtest.View) bool {
 		return bytes.Contains(v.Raw, []byte("\x1b[33mclient: cannot read "+path+": "))
 	})
@@ -455,13 +449,13 @@ func TestColorsGoByWhatALineIs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(alice.dir, "notes.txt"), []byte("my notes"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	alice.typeKeys("file 1 bob notes.txt" + enter)
-	bob.expectFrame("forward_file", "1 alice notes.txt my notes")
+	alice.typeKeys("file 1 bob notes.txt" + termtest.Enter)
+	bob.Expect(protocol.ForwardFile, "1 alice notes.txt my notes")
 	alice.waitScreen("the file sent in green", func(v termtest.View) bool {
 		return bytes.Contains(v.Raw, []byte("\x1b[32mclient: sent notes.txt to bob (8 B)"))
 	})
-	bob.write(frame("send_message", "1 alice incorrect user input format"))
-	bob.write(frame("send_message", "1 alice done"))
+	bob.Write(frame("send_message", "1 alice incorrect user input format"))
+	bob.Write(frame("send_message", "1 alice done"))
 	v := alice.waitRow("msg: bob: done")
 	if !v.Contains("msg: bob: incorrect user input format") {
 		t.Fatalf("no message row:\n%s", alice.scr)
@@ -490,7 +484,7 @@ func TestColors(t *testing.T) {
 			if c.prompt {
 				alice.waitInput("alice", "")
 			}
-			alice.typeKeys("list" + enter)
+			alice.typeKeys("list" + termtest.Enter)
 			v := alice.waitRow("list: alice")
 			if got := sgr.Match(v.Raw); got != c.colors {
 				t.Fatalf("colors in the output: %v, want %v: %q", got, c.colors, v.Raw)
@@ -499,9 +493,9 @@ func TestColors(t *testing.T) {
 				t.Fatalf("prompt shown: %v, want %v", got, c.prompt)
 			}
 			if c.prompt {
-				alice.typeKeys(ctrlD)
+				alice.typeKeys(termtest.CtrlD)
 			} else {
-				alice.typeKeys("quit" + enter)
+				alice.typeKeys("quit" + termtest.Enter)
 			}
 			if code := alice.waitExit(); code != 0 {
 				t.Fatalf("exit status %d", code)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/terminal/termtest"
 )
 
@@ -101,7 +102,7 @@ func startSlowUpload(t *testing.T, alice *ptyClient) {
 	if err := os.WriteFile(filepath.Join(alice.dir, "big.bin"), content(64<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	alice.typeKeys("file 1 bob big.bin" + enter)
+	alice.typeKeys("file 1 bob big.bin" + termtest.Enter)
 	alice.waitScreen("the bar", func(v termtest.View) bool { return hasRow(v, barRow("sending", "big.bin", "64.0 MiB")) })
 }
 
@@ -111,7 +112,7 @@ func TestCtrlCCancelsUpload(t *testing.T) {
 	t.Parallel()
 	srv, alice := startSlowAlice(t, env(term, ""))
 	startSlowUpload(t, alice)
-	alice.typeKeys(ctrlC)
+	alice.typeKeys(termtest.CtrlC)
 	if code := alice.waitExit(); code != 0 {
 		t.Fatalf("exit status %d, want 0", code)
 	}
@@ -130,14 +131,14 @@ func TestChatFlowsDuringUpload(t *testing.T) {
 	srv, alice := startSlowAlice(t, env(term, ""))
 	carol := dialJoin(t, srv, "carol")
 	startSlowUpload(t, alice)
-	alice.typeKeys("msg 1 carol while it uploads" + enter)
-	carol.expectFrame("forward_message", "1 alice while it uploads")
-	alice.typeKeys("cancel" + enter)
+	alice.typeKeys("msg 1 carol while it uploads" + termtest.Enter)
+	carol.Expect(protocol.ForwardMessage, "1 alice while it uploads")
+	alice.typeKeys("cancel" + termtest.Enter)
 	v := alice.waitScreen("the cancel", func(v termtest.View) bool {
 		return hasRow(v, regexp.MustCompile(`^client: cancelled big\.bin after .* of 64\.0 MiB; nobody got it$`))
 	})
 	noClaim(t, alice, v)
-	alice.typeKeys("list" + enter)
+	alice.typeKeys("list" + termtest.Enter)
 	alice.waitRow("list: alice bob carol")
 	quit(t, srv, alice)
 }
@@ -163,7 +164,7 @@ func TestFileToNobodyOnTerminal(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(alice.dir, "big.bin"), content(8<<20), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			alice.typeKeys("file 1 nobody big.bin" + enter)
+			alice.typeKeys("file 1 nobody big.bin" + termtest.Enter)
 			v := alice.waitScreen("what became of the file", func(v termtest.View) bool { return hasRow(v, tc.row) })
 			noClaim(t, alice, v)
 			srv.out.waitFor(t, "server stdout", "file: alice to non-existent user nobody\n")
@@ -210,10 +211,10 @@ func TestHistoryAcrossSessions(t *testing.T) {
 
 	first := startPTY(t, environ, args(srv.port, "alice")...)
 	first.waitInput("alice", "")
-	first.typeKeys("msg 1 bob first session" + enter)
-	bob.expectFrame("forward_message", "1 alice first session")
-	first.typeKeys("file 1 bob ~/notes.txt" + enter)
-	bob.expectFrame("forward_file", "1 alice notes.txt from home")
+	first.typeKeys("msg 1 bob first session" + termtest.Enter)
+	bob.Expect(protocol.ForwardMessage, "1 alice first session")
+	first.typeKeys("file 1 bob ~/notes.txt" + termtest.Enter)
+	bob.Expect(protocol.ForwardFile, "1 alice notes.txt from home")
 	quit(t, srv, first)
 
 	file := filepath.Join(state, "gochat", "history")
@@ -231,7 +232,7 @@ func TestHistoryAcrossSessions(t *testing.T) {
 
 	piped := startPipe(t, environ, false, args(srv.port, "alice")...)
 	piped.send("msg 1 bob piped")
-	bob.expectFrame("forward_message", "1 alice piped")
+	bob.Expect(protocol.ForwardMessage, "1 alice piped")
 	piped.send("quit")
 	piped.waitExit()
 	if again, _ := os.ReadFile(file); string(again) != string(kept) {
@@ -240,9 +241,9 @@ func TestHistoryAcrossSessions(t *testing.T) {
 
 	second := startPTY(t, environ, args(srv.port, "alice")...)
 	second.waitInput("alice", "")
-	second.typeKeys(up + up)
+	second.typeKeys(termtest.Up + termtest.Up)
 	second.waitInput("alice", "msg 1 bob first session")
-	second.typeKeys(enter)
-	bob.expectFrame("forward_message", "1 alice first session")
+	second.typeKeys(termtest.Enter)
+	bob.Expect(protocol.ForwardMessage, "1 alice first session")
 	quit(t, srv, second)
 }

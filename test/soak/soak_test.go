@@ -33,6 +33,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/testbin"
 )
@@ -68,11 +69,14 @@ func metric(t *testing.T, url, name string) float64 {
 	return 0
 }
 
-// member is one soak client: a raw protocol connection.
+// member is one soak client: a raw protocol connection, the shared test
+// client of internal/chattest. Its reader and sender goroutines record
+// errors instead of failing the test, so they use its error-returning
+// ReadFrame and TryWrite.
 type member struct {
 	id   int
 	name string
-	nc   net.Conn
+	conn *chattest.Conn
 
 	wmu sync.Mutex // serialises writes
 	// sentTo[r] counts messages this member sent that name r (once each).
@@ -143,15 +147,13 @@ func TestSoak(t *testing.T) {
 
 	members := make([]*member, n)
 	for i := range members {
-		nc, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatalf("dial %d: %v", i, err)
-		}
-		m := &member{id: i, name: fmt.Sprintf("u%d", i), nc: nc,
+		name := fmt.Sprintf("u%d", i)
+		m := &member{id: i, name: name, conn: chattest.Dial(t, addr, name),
 			sentTo: make([]atomic.Int64, n), gotFrom: make([]int64, n), lastFrom: make([]int64, n)}
-		if _, err := nc.Write(protocol.AppendJoin(nil, protocol.Join, m.name)); err != nil {
-			t.Fatalf("%s: join: %v", m.name, err)
-		}
+		// A member reads and writes for the whole run, and waits up to a
+		// minute for the last messages to arrive.
+		m.conn.Timeout = duration + 3*time.Minute
+		m.conn.Join(name)
 		members[i] = m
 	}
 	select {
@@ -205,7 +207,7 @@ func TestSoak(t *testing.T) {
 				m.seq++
 				text := fmt.Sprintf("q%d pad %s", m.seq, strings.Repeat("x", rng.IntN(64)))
 				m.wmu.Lock()
-				_, err := m.nc.Write(protocol.AppendMessage(nil, protocol.SendMessage, names, []byte(text)))
+				err := m.conn.TryWrite(protocol.AppendMessage(nil, protocol.SendMessage, names, []byte(text)))
 				m.wmu.Unlock()
 				if err != nil {
 					t.Errorf("%s: write: %v", m.name, err)
@@ -241,14 +243,14 @@ arrive:
 
 	for _, m := range members {
 		m.wmu.Lock()
-		if _, err := m.nc.Write(protocol.AppendJoin(nil, protocol.Disconnect, m.name)); err != nil {
+		if err := m.conn.TryWrite(protocol.AppendJoin(nil, protocol.Disconnect, m.name)); err != nil {
 			t.Errorf("%s: disconnect: %v", m.name, err)
 		}
 		m.wmu.Unlock()
 	}
 	readers.Wait()
 	for _, m := range members {
-		m.nc.Close()
+		m.conn.NC.Close()
 		for _, e := range m.errs {
 			t.Error(e)
 		}
@@ -383,7 +385,6 @@ func (t *tally) counts() tallyCounts {
 // read consumes frames until the server closes the connection, checking
 // the per-sender order; progress is signalled after each delivery.
 func (m *member) read(received *atomic.Int64, progress chan<- struct{}) {
-	r := protocol.NewReader(m.nc)
 	index := func(name string) int {
 		v, err := strconv.Atoi(strings.TrimPrefix(name, "u"))
 		if err != nil || v < 0 || v >= len(m.gotFrom) {
@@ -392,16 +393,11 @@ func (m *member) read(received *atomic.Int64, progress chan<- struct{}) {
 		return v
 	}
 	for {
-		h, err := r.ReadHeader()
+		h, p, err := m.conn.ReadFrame()
 		if err != nil {
 			if err != io.EOF {
 				m.errs = append(m.errs, fmt.Sprintf("%s: read: %v", m.name, err))
 			}
-			return
-		}
-		p, err := r.ReadPayload(nil)
-		if err != nil {
-			m.errs = append(m.errs, fmt.Sprintf("%s: read: %v", m.name, err))
 			return
 		}
 		if h.Type != protocol.ForwardMessage {

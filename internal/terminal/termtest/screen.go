@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 	"unicode/utf8"
 
@@ -386,6 +387,17 @@ func (s *Screen) Wait(d time.Duration, cond func(v View) bool) (View, bool) {
 			return v, false
 		}
 	}
+}
+
+// Await is Wait for a test: it returns the view for which cond holds, or
+// fails t after d, showing the screen; what names the wait in the failure.
+func (s *Screen) Await(t testing.TB, d time.Duration, what string, cond func(v View) bool) View {
+	t.Helper()
+	v, ok := s.Wait(d, cond)
+	if !ok {
+		t.Fatalf("timed out after %v waiting for %s; screen:\n%s", d, what, s)
+	}
+	return v
 }
 
 // Contains reports whether some row of v's transcript equals line.

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gochat/chat/internal/chattest"
 )
 
 func TestScreen(t *testing.T) {
@@ -47,5 +49,19 @@ func TestScreenSplitWrites(t *testing.T) {
 	v, ok := s.Wait(time.Second, func(v View) bool { return v.CursorRow == "日本" && v.Col == 4 })
 	if !ok {
 		t.Fatalf("byte by byte: %q at %d", v.CursorRow, v.Col)
+	}
+}
+
+func TestAwait(t *testing.T) {
+	s := New(3, 10)
+	go s.Write([]byte("hello"))
+	if v := s.Await(t, 5*time.Second, "hello", func(v View) bool { return v.CursorRow == "hello" }); v.Col != 5 {
+		t.Errorf("Await returned the cursor at column %d, want 5", v.Col)
+	}
+	msg := chattest.Fails(t, func(tb testing.TB) {
+		s.Await(tb, 20*time.Millisecond, "a row never written", func(v View) bool { return v.Contains("never") })
+	})
+	if !strings.Contains(msg, "waiting for a row never written; screen:") || !strings.Contains(msg, "hello") {
+		t.Errorf("Await of a row never written failed with %q", msg)
 	}
 }
