@@ -26,6 +26,7 @@ type Hub struct {
 	del   *deleter
 	live  *liveness
 	w     *writer // the node's writes to the names bucket, pipelined
+	moves *moves  // nodes gone, for the sessions they held (resume.go)
 
 	waiting atomic.Int64 // joins queued or under way (bounded by maxJoinQueue)
 
@@ -70,7 +71,7 @@ func newHub(n *Node, reg *registry) (*Hub, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Hub{n: n, reg: reg, w: w, local: server.NewLocalHub(), locals: make(map[string]localUser), joining: make(map[uint64]bool), presenceCh: make(chan presenceEvent, 4096)}
+	h := &Hub{n: n, reg: reg, w: w, moves: newMoves(), local: server.NewLocalHub(), locals: make(map[string]localUser), joining: make(map[uint64]bool), presenceCh: make(chan presenceEvent, 4096)}
 	h.del = newDeleter(h)
 	h.live = newLiveness(h)
 	h.relay = newRelay(h)
@@ -86,6 +87,7 @@ func newHub(n *Node, reg *registry) (*Hub, error) {
 	}
 	reg.onNode = func(node string, l leaseEntry, gone bool) {
 		if gone {
+			h.moves.nodeGone(node, l.inc, h.live.lastSeen(node))
 			h.live.forget(node)
 		} else {
 			h.live.leaseRenewed(node, l)
@@ -94,6 +96,7 @@ func newHub(n *Node, reg *registry) (*Hub, error) {
 		h.live.sweepSoon()
 	}
 	reg.onRenew = h.live.leaseRenewed
+	reg.onMove = h.userMoved
 	return h, nil
 }
 
@@ -177,7 +180,7 @@ func (h *Hub) JoinQueued(p server.Peer, maxUsers int, queued func()) error {
 	start := time.Now()
 	defer func() { h.n.m.kvLatency.Observe(time.Since(start).Seconds()) }()
 	name := p.Name()
-	u := userEntry{node: h.n.cfg.Node, inc: h.n.inc, token: randomUint64(), created: time.Now().UnixNano()}
+	u := userEntry{node: h.n.cfg.Node, inc: h.n.inc, token: randomUint64(), created: time.Now().UnixNano(), resume: resumeOf(p)}
 	h.mu.Lock()
 	h.joining[u.token] = true
 	h.mu.Unlock()
@@ -439,7 +442,9 @@ func (h *Hub) Leave(p server.Peer) {
 	h.reg.recordLeave(name, lu.token, lu.slot, lu.slotRev)
 	h.changed()
 	h.del.add(userKey(name), lu.userRev)
-	h.del.add(slotKey(lu.slot), lu.slotRev)
+	if lu.slot >= 0 { // -1: a session moved here whose place is being moved (resume.go)
+		h.del.add(slotKey(lu.slot), lu.slotRev)
+	}
 	h.relay.localLeft(p)
 }
 
@@ -449,7 +454,7 @@ func (h *Hub) Lookup(name string) server.Peer {
 		return p
 	}
 	u, ok := h.reg.user(name)
-	if !ok || u.node == h.n.cfg.Node || !h.live.alive(u.node, u.inc) {
+	if !ok || u.node == h.n.cfg.Node || !h.live.alive(u.node, u.inc) && !h.awayElsewhere(u) {
 		return nil
 	}
 	return h.relay.peer(name, u)
@@ -472,7 +477,7 @@ func (h *Hub) visible(u userEntry) bool {
 	if u.node == h.n.cfg.Node {
 		return u.inc == h.n.inc && !h.fenced.Load()
 	}
-	return h.live.alive(u.node, u.inc)
+	return h.live.alive(u.node, u.inc) || h.awayElsewhere(u)
 }
 
 // Len implements server.Hub.
@@ -549,7 +554,9 @@ func (h *Hub) leave() (answered bool) {
 	h.mu.Lock()
 	for name, lu := range h.locals {
 		h.del.add(userKey(name), lu.userRev)
-		h.del.add(slotKey(lu.slot), lu.slotRev)
+		if lu.slot >= 0 {
+			h.del.add(slotKey(lu.slot), lu.slotRev)
+		}
 	}
 	h.mu.Unlock()
 	records, cancel := context.WithTimeout(context.Background(), recordsWait)

@@ -541,7 +541,7 @@ func (l *liveness) sweepOnce() {
 		held[t] = true
 	}
 	h.mu.Unlock()
-	users := reg.orphans(self, inc, held, minRecordAge)
+	users := h.spareResumable(reg.orphans(self, inc, held, minRecordAge))
 	var stale []pendingDelete
 	// Records of a bucket since created again (revision 0, see guard)
 	// are not in the bucket: nothing to delete, only the cache to mend.

@@ -227,8 +227,9 @@ func (h *Hub) refill() {
 	}
 	var put int
 	for _, lu := range locals {
+		u := userEntry{node: h.n.cfg.Node, inc: h.n.inc, token: lu.token, resume: resumeOf(lu.peer)}
 		val := sessionValue(h.n.inc, lu.token, h.n.cfg.Node)
-		userRev, err := h.create(userKey(lu.name), val)
+		userRev, err := h.create(userKey(lu.name), u.value())
 		if err != nil {
 			if isExists(err) {
 				cut(lu, errNameLost)
@@ -238,8 +239,11 @@ func (h *Hub) refill() {
 			continue
 		}
 		slot := lu.slot
-		slotRev, err := h.create(slotKey(slot), val)
-		if isExists(err) {
+		slotRev, err := uint64(0), errNoPlace
+		if slot >= 0 {
+			slotRev, err = h.create(slotKey(slot), val)
+		}
+		if isExists(err) || errors.Is(err, errNoPlace) {
 			slot, slotRev, err = h.claimSlot(h.reg.maxClients, lu.token)
 		}
 		if err != nil {
@@ -247,7 +251,7 @@ func (h *Hub) refill() {
 			cut(lu, err)
 			continue
 		}
-		if slot != lu.slot { // its old place, stale in the cache, is nobody's
+		if slot != lu.slot && lu.slot >= 0 { // its old place, stale in the cache, is nobody's
 			h.reg.dropStale([]pendingDelete{{slotKey(lu.slot), 0}})
 		}
 		h.mu.Lock()
@@ -262,7 +266,7 @@ func (h *Hub) refill() {
 			h.del.add(slotKey(slot), slotRev)
 			continue
 		}
-		u := userEntry{node: h.n.cfg.Node, inc: h.n.inc, token: lu.token, rev: userRev, created: time.Now().UnixNano()}
+		u.rev, u.created = userRev, time.Now().UnixNano()
 		h.reg.recordJoin(lu.name, u, slot, slotEntry{node: u.node, inc: u.inc, token: u.token, rev: slotRev, created: u.created})
 		put++
 	}

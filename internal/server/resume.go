@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -34,6 +35,9 @@ func (c *conn) resumeSession(h protocol.Header) error {
 		return errConnClosing
 	}
 	sess := s.sessions.get(name)
+	if mv, ok := s.cfg.Hub.(SessionMover); ok && sess == nil {
+		return c.resumeMoved(mv, name, token, n)
+	}
 	if sess == nil || !sess.token.Equal(token) {
 		// The same answer for both: whether a name has a session is not
 		// told to whoever lacks its token.
@@ -55,5 +59,76 @@ func (c *conn) resumeSession(h protocol.Header) error {
 	c.m.resumes.Inc()
 	c.m.resumeMissed.Add(float64(missed))
 	c.logAt(slog.LevelInfo, "resumed", "received", n, "missed", missed, "took_over", old != nil)
+	return nil
+}
+
+// ErrNoSession is returned by SessionMover.TakeOver when no session of the
+// name and token may be taken over.
+var ErrNoSession = errors.New("no session of that name and token")
+
+// Resumable is implemented by the hub's peers that stand for sessions
+// granted resume: a hub that lets another server take a session over
+// (SessionMover) keeps a hash of the token, and the window, with the
+// name.
+type Resumable interface {
+	Peer
+	// Token returns the session's token.
+	Token() protocol.Token
+	// Window returns how long the session outlives a lost connection.
+	Window() time.Duration
+}
+
+// Movable is implemented by the hub's peers that stand for sessions
+// granted resume: MovedAway ends this server's part in a session that a
+// resume on another server took over. Nothing is printed and no leave is
+// announced (the user never left); a connection still attached is closed
+// as a local takeover closes it.
+type Movable interface {
+	Peer
+	MovedAway()
+}
+
+// SessionMover is implemented by a Hub whose sessions may be resumed on
+// another server (a cluster's node): TakeOver admits p, a session made
+// for a resume of p.Name() presenting token, in place of the session that
+// another server holds or held, or returns ErrNoSession.
+type SessionMover interface {
+	Hub
+	TakeOver(p Peer, token protocol.Token) error
+}
+
+// resumeMoved takes over, for connection c, the session of name that
+// another server of the hub holds or held (its node died, or the client
+// came back through another): the hub moves it, proving token, and c
+// gets resumed. The frames the other server kept are not here: the
+// client is told none were missed (docs/SESSIONS.md, "What is missing").
+func (c *conn) resumeMoved(mv SessionMover, name string, token protocol.Token, n uint64) error {
+	s := c.srv
+	sess := &session{srv: s, name: name, token: token, presence: c.ext.presence, origin: c.id, told: true, last: n, first: n + 1}
+	if err := mv.TakeOver(sess, token); err != nil {
+		c.logAt(slog.LevelInfo, "resume refused", "as", name, "err", err)
+		return &endError{reason: reasonResumeFailed, last: frameResumeFailed}
+	}
+	s.sessions.add(sess)
+	if sess.presence {
+		s.presence.mu.Lock()
+		s.presence.subscribers++
+		s.presence.mu.Unlock()
+	}
+	c.name, c.sess = name, sess
+	old, missed, err := sess.attach(c, n)
+	if err != nil { // ended meanwhile: moved away again
+		c.name, c.sess = "", nil
+		c.logAt(slog.LevelInfo, "resume refused", "as", name, "err", err)
+		return &endError{reason: reasonResumeFailed, last: frameResumeFailed}
+	}
+	if old != nil {
+		old.kill(reasonTakenOver, nil)
+	}
+	c.joined = true
+	c.nc.SetReadDeadline(time.Time{})
+	c.m.resumes.Inc()
+	c.m.resumeMissed.Add(float64(missed))
+	c.logAt(slog.LevelInfo, "resumed a session from another node", "received", n, "missed", missed)
 	return nil
 }

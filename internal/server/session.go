@@ -118,6 +118,42 @@ func (s *session) Evict(cause error) {
 	}
 }
 
+// Token implements Resumable.
+func (s *session) Token() protocol.Token { return s.token }
+
+// Window implements Resumable.
+func (s *session) Window() time.Duration { return s.srv.cfg.ResumeWindow }
+
+// MovedAway implements Movable: a resume on another server took the
+// session over.
+func (s *session) MovedAway() {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.ended = true
+	c := s.conn
+	s.conn = nil
+	if s.armed && s.timer.Stop() {
+		s.armed = false
+		s.srv.sessions.wg.Done()
+	}
+	s.kept, s.head, s.bytes = nil, 0, 0
+	s.mu.Unlock()
+	s.srv.sessions.remove(s)
+	if s.presence {
+		pr := &s.srv.presence
+		pr.mu.Lock()
+		pr.subscribers--
+		pr.mu.Unlock()
+	}
+	s.srv.cfg.Logger.Info("session moved to another server", "user", s.name)
+	if c != nil {
+		c.kill(reasonTakenOver, nil)
+	}
+}
+
 // current returns the connection attached, or nil.
 func (s *session) current() *conn {
 	s.mu.Lock()
