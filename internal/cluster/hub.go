@@ -78,6 +78,7 @@ func newHub(n *Node, reg *registry) (*Hub, error) {
 	reg.onUser = func(name string, u userEntry, present bool) {
 		h.changed()
 		h.relay.userChanged(name, u, present)
+		h.relay.dropRetained(name, u.token, present)
 		if u.node != n.cfg.Node && h.presence.Load() != nil {
 			select {
 			case h.presenceCh <- presenceEvent{name, present}:

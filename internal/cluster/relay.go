@@ -49,6 +49,7 @@ type relay struct {
 	self     string // this node's name in base64
 	framesIn *nats.Subscription
 	acksIn   *nats.Subscription
+	replayIn *nats.Subscription // replay requests (retain.go)
 	files    fileSender
 	inID     atomic.Uint64 // ids of transfers arriving from other nodes
 
@@ -64,6 +65,9 @@ type relay struct {
 	acks     map[string]map[creditKey]int // bytes delivered, by source node; guarded by inMu
 	ackTick  *time.Timer                  // pending ack flush; guarded by inMu
 	inAcks   []ackOf                      // a batch's acks; owned by receive
+
+	retMu sync.Mutex
+	ret   map[creditKey]*retained // frames kept for remote users' sessions granted resume (retain.go); guarded by retMu
 }
 
 type creditKey struct {
@@ -110,9 +114,11 @@ type waitingUser struct {
 }
 
 type inFrame struct {
-	src   string // source node
-	key   creditKey
-	frame []byte
+	src    string // source node
+	key    creditKey
+	frame  []byte
+	origin string // the source's origin id, for a numbered frame (retain.go)
+	seq    uint64 // its origin sequence; 0 if not numbered
 }
 
 func newRelay(h *Hub) *relay {
@@ -137,11 +143,14 @@ func (r *relay) subscribe() error {
 		return err
 	}
 	r.acksIn.SetPendingLimits(-1, 64<<20)
+	if err := r.subscribeReplay(); err != nil {
+		return err
+	}
 	return r.subscribeFiles()
 }
 
 func (r *relay) unsubscribe() {
-	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn} {
+	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn, r.replayIn} {
 		if s != nil {
 			s.Unsubscribe()
 		}
@@ -157,7 +166,11 @@ func (r *relay) unsubscribe() {
 
 // peer returns the server.Peer standing for the remote user name.
 func (r *relay) peer(name string, u userEntry) server.Peer {
-	return &remotePeer{r: r, node: u.node, key: creditKey{name, u.token}}
+	p := &remotePeer{r: r, node: u.node, key: creditKey{name, u.token}}
+	if u.resume.hash != "" {
+		p.ret = r.retainedFor(p.key, time.Duration(u.resume.window)*time.Millisecond, true)
+	}
+	return p
 }
 
 // remotePeer is a user on another node.
@@ -165,6 +178,7 @@ type remotePeer struct {
 	r    *relay
 	node string
 	key  creditKey
+	ret  *retained // what is kept for the session, if it was granted resume (retain.go)
 }
 
 // Name implements server.Peer.
@@ -211,7 +225,13 @@ func (p *remotePeer) offer(frame []byte, paced bool) (<-chan struct{}, error) {
 	}
 	c.inflight += len(frame)
 	sh.mu.Unlock()
-	if !r.outboundTo(p.node).add(p.key, frame) {
+	queued := false
+	if p.ret != nil {
+		queued = p.ret.send(r, p.node, p.key, frame)
+	} else {
+		queued = r.outboundTo(p.node).add(p.key, frame)
+	}
+	if !queued {
 		r.returnCredit(p.key, len(frame))
 		return nil, server.ErrSlowConsumer
 	}
@@ -406,8 +426,11 @@ func cutBatch(buf []byte, limit int) int {
 
 func entrySize(b []byte) int {
 	nl := int(b[0])
-	fl := int(binary.BigEndian.Uint32(b[1+nl+8:]))
-	return 1 + nl + 8 + 4 + fl
+	fl := binary.BigEndian.Uint32(b[1+nl+8:])
+	if fl&seqFlag != 0 { // an origin sequence follows (retain.go)
+		return 1 + nl + 8 + 4 + 8 + int(fl&^seqFlag)
+	}
+	return 1 + nl + 8 + 4 + int(fl)
 }
 
 var errBadBatch = errors.New("bad batch")
@@ -439,6 +462,7 @@ func (r *relay) receive(m *nats.Msg) {
 	}
 	r.h.n.m.framesIn.WithLabelValues(src).Add(float64(count))
 	acks := r.inAcks[:0]
+	origin := ""
 	for len(body) > 0 {
 		var e batchEntry
 		e, body, _ = nextEntry(body)
@@ -449,7 +473,10 @@ func (r *relay) receive(m *nats.Msg) {
 			continue
 		}
 		key := creditKey{name, e.token}
-		if r.deliverLocal(src, p, key, e.frame) {
+		if e.seq != 0 && origin == "" {
+			origin = originID(src, inc)
+		}
+		if r.deliverFrom(inFrame{src, key, e.frame, origin, e.seq}, p) {
 			acks = append(acks, ackOf{key, len(e.frame)})
 		}
 	}
@@ -464,6 +491,7 @@ type batchEntry struct {
 	name  []byte
 	token uint64
 	frame []byte
+	seq   uint64 // the origin sequence, if the entry carries one (retain.go)
 }
 
 // nextEntry decodes the entry at the front of b (not empty) and returns
@@ -476,6 +504,12 @@ func nextEntry(b []byte) (batchEntry, []byte, error) {
 	e := batchEntry{name: b[1 : 1+nl], token: binary.BigEndian.Uint64(b[1+nl:])}
 	fl := int(binary.BigEndian.Uint32(b[1+nl+8:]))
 	b = b[1+nl+12:]
+	if fl&seqFlag != 0 { // an origin sequence follows (retain.go)
+		if len(b) < 8 || binary.BigEndian.Uint64(b) == 0 {
+			return batchEntry{}, nil, errBadBatch
+		}
+		e.seq, fl, b = binary.BigEndian.Uint64(b), fl&^seqFlag, b[8:]
+	}
 	if len(b) < fl {
 		return batchEntry{}, nil, errBadBatch
 	}
@@ -521,12 +555,19 @@ func (r *relay) checkSeq(src string, inc, seq uint64) {
 // the ones after it) while the user's queue has no room, to be acked once
 // queued (or dropped).
 func (r *relay) deliverLocal(src string, p server.Peer, key creditKey, frame []byte) bool {
+	return r.deliverFrom(inFrame{src: src, key: key, frame: frame}, p)
+}
+
+// deliverFrom is deliverLocal for a frame that may carry its origin's
+// sequence (retain.go).
+func (r *relay) deliverFrom(f inFrame, p server.Peer) bool {
+	key := f.key
 	// The frame stays in the batch's buffer, which nothing else reuses.
 	if r.nwaiting.Load() > 0 {
 		r.inMu.Lock()
 		if w := r.waiting[key.name]; w != nil {
 			if w.peer == p {
-				w.frames = append(w.frames, inFrame{src, key, frame})
+				w.frames = append(w.frames, f)
 				r.inMu.Unlock()
 				return false
 			}
@@ -539,12 +580,12 @@ func (r *relay) deliverLocal(src string, p server.Peer, key creditKey, frame []b
 			r.inMu.Unlock()
 		}
 	}
-	retry, err := p.Offer(frame)
+	retry, err := offerFrom(p, f.frame, f.origin, f.seq)
 	if err != nil || retry == nil {
 		return true
 	}
 	r.inMu.Lock()
-	w := &waitingUser{peer: p, frames: []inFrame{{src, key, frame}}}
+	w := &waitingUser{peer: p, frames: []inFrame{f}}
 	r.waiting[key.name] = w
 	r.nwaiting.Add(1)
 	r.inMu.Unlock()
@@ -593,7 +634,7 @@ func (r *relay) drainWaiting(name string, w *waitingUser, retry <-chan struct{})
 			f := w.frames[0]
 			r.inMu.Unlock()
 			var err error
-			retry, err = w.peer.Offer(f.frame)
+			retry, err = offerFrom(w.peer, f.frame, f.origin, f.seq)
 			if err == nil && retry != nil {
 				break
 			}

@@ -33,6 +33,8 @@ import (
 // its place, for its window after the node was last heard; the sweeper
 // removes it afterwards.
 
+var _ server.SessionMover = (*Hub)(nil)
+
 // resumeInfo is what the record of a session granted resume keeps for a
 // resume on another node. The zero value stands for a session without
 // resume (the record is then written in the older format).
@@ -208,33 +210,37 @@ func (h *Hub) spareResumable(recs []pendingDelete) []pendingDelete {
 // compare-and-set that loses (a concurrent resume of the same session
 // elsewhere, a leave) lets the session go here as one that moved away:
 // the client resumes again, and only one node can win the record.
-func (h *Hub) TakeOver(p server.Peer, token protocol.Token) error {
+func (h *Hub) TakeOver(p server.Peer, token protocol.Token, pos map[string]uint64) (missed uint64, err error) {
 	if h.fenced.Load() {
-		return fmt.Errorf("%w: this node is cut off from the cluster", server.ErrUnavailable)
+		return 0, fmt.Errorf("%w: this node is cut off from the cluster", server.ErrUnavailable)
 	}
 	name := p.Name()
 	sum := sha256.Sum256(token[:])
 	u, ok := h.reg.user(name)
 	if !ok || u.resume.hash == "" || subtle.ConstantTimeCompare([]byte(u.resume.hash), sum[:]) != 1 {
-		return server.ErrNoSession
+		return 0, server.ErrNoSession
 	}
 	if u.node == h.n.cfg.Node && u.inc == h.n.inc {
-		return server.ErrNoSession // this node's own: its server holds it, or it is over
+		return 0, server.ErrNoSession // this node's own: its server holds it, or it is over
 	}
 	if !h.heardWithin(u) {
-		return fmt.Errorf("%w: its node was last heard more than its window ago", server.ErrNoSession)
+		return 0, fmt.Errorf("%w: its node was last heard more than its window ago", server.ErrNoSession)
 	}
+	// This node's own kept frames first (a sender here that still finds
+	// the user on its old node sends them here from now on), then the
+	// session joins the hub here.
+	missed = h.replaySelf(p, creditKey{name, u.token}, u.node, pos)
 	h.mu.Lock()
 	if lu, ok := h.locals[name]; ok {
 		h.mu.Unlock()
 		if lu.token == u.token {
-			return fmt.Errorf("%w: a resume of the session is under way here", server.ErrNoSession)
+			return 0, fmt.Errorf("%w: a resume of the session is under way here", server.ErrNoSession)
 		}
-		return server.ErrNoSession
+		return 0, server.ErrNoSession
 	}
 	if err := h.local.Join(p, math.MaxInt); err != nil {
 		h.mu.Unlock()
-		return err
+		return 0, err
 	}
 	// The revisions are the old record's until the writes are answered
 	// (a leave meanwhile deletes nothing: its revision is gone by then,
@@ -242,9 +248,13 @@ func (h *Hub) TakeOver(p server.Peer, token protocol.Token) error {
 	h.locals[name] = localUser{name: name, peer: p, token: u.token, slot: -1, userRev: u.rev}
 	h.mu.Unlock()
 	h.changed()
-	h.n.log.Info("session moved here", "user", name, "from", u.node)
+	// The origins send their kept frames, and from now on the user's,
+	// here before the record moves: nothing they send after it can
+	// overtake what they replay.
+	missed += h.gatherReplays(p, creditKey{name, u.token}, time.Duration(u.resume.window)*time.Millisecond, pos)
+	h.n.log.Info("session moved here", "user", name, "from", u.node, "missed", missed)
 	h.n.spawn(func() { h.moveRecords(p, u) })
-	return nil
+	return missed, nil
 }
 
 // moveRecords moves the record of u, the session p took over, to this

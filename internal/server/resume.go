@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/gochat/chat/internal/protocol"
@@ -19,14 +20,18 @@ import (
 // nothing is printed on stdout either way. It returns nil once the
 // connection holds the session.
 func (c *conn) resumeSession(h protocol.Header) error {
-	if h.Length > (protocol.Limits{}).MaxPayload(protocol.ToServer, protocol.Resume) {
+	limit := (protocol.Limits{}).MaxPayload(protocol.ToServer, protocol.Resume)
+	if c.cursor {
+		limit = protocol.MaxResumeCursor
+	}
+	if h.Length > limit {
 		return fmt.Errorf("%w: resume of %d bytes", protocol.ErrMalformed, h.Length)
 	}
 	p, err := c.r.ReadPayload(c.buf)
 	if err != nil {
 		return err
 	}
-	name, token, n, err := protocol.ParseResume(p)
+	name, token, n, j, cursor, err := protocol.ParseResumeAt(p)
 	if err != nil {
 		return err
 	}
@@ -36,7 +41,7 @@ func (c *conn) resumeSession(h protocol.Header) error {
 	}
 	sess := s.sessions.get(name)
 	if mv, ok := s.cfg.Hub.(SessionMover); ok && sess == nil {
-		return c.resumeMoved(mv, name, token, n)
+		return c.resumeMoved(mv, name, token, n, j, cursor)
 	}
 	if sess == nil || !sess.token.Equal(token) {
 		// The same answer for both: whether a name has a session is not
@@ -91,10 +96,24 @@ type Movable interface {
 // SessionMover is implemented by a Hub whose sessions may be resumed on
 // another server (a cluster's node): TakeOver admits p, a session made
 // for a resume of p.Name() presenting token, in place of the session that
-// another server holds or held, or returns ErrNoSession.
+// another server holds or held, or returns ErrNoSession. pos is the
+// client's position in the frames of each other server (origin), from
+// its cursor (nil if it has none): each origin delivers to p, through
+// OriginSender, what it kept after it, and missed is the number of
+// frames after it that no origin kept.
 type SessionMover interface {
 	Hub
-	TakeOver(p Peer, token protocol.Token) error
+	TakeOver(p Peer, token protocol.Token, pos map[string]uint64) (missed uint64, err error)
+}
+
+// OriginSender is implemented by the peers that stand for sessions
+// granted resume: a frame relayed from another server (origin) of the
+// hub, as the seq-th that server sent the session, is queued as Send and
+// Offer do, and a frame of an origin already past seq is dropped (a
+// replay may bring it twice).
+type OriginSender interface {
+	SendFrom(frame []byte, origin string, seq uint64) error
+	OfferFrom(frame []byte, origin string, seq uint64) (retry <-chan struct{}, err error)
 }
 
 // resumeMoved takes over, for connection c, the session of name that
@@ -102,10 +121,23 @@ type SessionMover interface {
 // came back through another): the hub moves it, proving token, and c
 // gets resumed. The frames the other server kept are not here: the
 // client is told none were missed (docs/SESSIONS.md, "What is missing").
-func (c *conn) resumeMoved(mv SessionMover, name string, token protocol.Token, n uint64) error {
+func (c *conn) resumeMoved(mv SessionMover, name string, token protocol.Token, n, j uint64, cursor []byte) error {
 	s := c.srv
 	sess := &session{srv: s, name: name, token: token, presence: c.ext.presence, origin: c.id, told: true, last: n, first: n + 1}
-	if err := mv.TakeOver(sess, token); err != nil {
+	var pos map[string]uint64
+	if c.cursor {
+		sess.org = newOrigins()
+		sess.org.last = movedOrigin
+		if cursor != nil {
+			var err error
+			if pos, err = parseCursor(cursor, j); err != nil {
+				return err
+			}
+			sess.org.pos = maps.Clone(pos)
+		}
+	}
+	missedElsewhere, err := mv.TakeOver(sess, token, pos)
+	if err != nil {
 		c.logAt(slog.LevelInfo, "resume refused", "as", name, "err", err)
 		return &endError{reason: reasonResumeFailed, last: frameResumeFailed}
 	}
@@ -116,6 +148,9 @@ func (c *conn) resumeMoved(mv SessionMover, name string, token protocol.Token, n
 		s.presence.mu.Unlock()
 	}
 	c.name, c.sess = name, sess
+	sess.mu.Lock()
+	sess.missed = missedElsewhere
+	sess.mu.Unlock()
 	old, missed, err := sess.attach(c, n)
 	if err != nil { // ended meanwhile: moved away again
 		c.name, c.sess = "", nil
