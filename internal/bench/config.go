@@ -31,7 +31,7 @@ var AllWorkloads = []string{Throughput, Latency, Scale, Files, Web}
 // Workloads lists every workload: those of "all", startup, which needs a
 // server binary to start (--server-bin), and storm, which takes a minute
 // or more and more processes than the others.
-var Workloads = append(slices.Clone(AllWorkloads), Startup, Storm)
+var Workloads = append(slices.Clone(AllWorkloads), Startup, Storm, Failover)
 
 // Config is one invocation of the tool. Lists run every combination.
 type Config struct {
@@ -60,6 +60,8 @@ type Config struct {
 	StormOn         int   // nodes loaded; 0: all
 	StormMaxClients int   // the servers' cap; 0: the joins and a margin
 	StormDials      int   // connections being dialed at once per node
+	// failover (failover.go)
+	Failover FailoverConfig
 	// files
 	FileSizes      []int64
 	FileRecipients int
@@ -123,6 +125,7 @@ func DefaultConfig() Config {
 		RoundSample:      1000,
 		StormJoins:       []int{19000},
 		StormDials:       256,
+		Failover:         defaultFailover(),
 	}
 }
 
@@ -405,6 +408,10 @@ Usage: chatbench [flags] [workload ...]   (workloads: throughput latency scale f
               once it is admitted; then all leave at once, and the same names join at once again:
               time until all are admitted, refusals and drops, join latency p50/p90/p99, registry
               writes/s (2 per join) and the servers' CPU per join (no baseline)
+  failover    --failover-users users asking for resume on n1 of a cluster (--cluster, at least 3),
+              --failover-rate msgs/s to them from the other nodes; n1 is killed with SIGKILL and
+              each resumes on the next node: resume time p50/p99, delivered, missed, sent, and
+              users whose delivered + missed != sent (no baseline)
   startup     starts --server-bin (with -p only) --starts times and measures from exec to the
               first TCP connection that succeeds, and to the answer to a join and a user list
               request; median and p90 (vs --baseline-bin, started alternately, if given)
@@ -446,6 +453,7 @@ func ParseArgs(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.StormOn, "storm-on", 0, "storm with --cluster: fire the joins at this many of the nodes (0: all), e.g. 1 for one node of an idle cluster")
 	fs.IntVar(&c.StormMaxClients, "storm-max-clients", 0, "storm: the servers' --max-clients (0: the joins, the probes and 16)")
 	fs.IntVar(&c.StormDials, "storm-dials", c.StormDials, "storm: connections being dialed at once per node (each sends its join as soon as it connects)")
+	addFailoverFlags(fs, &c.Failover)
 	fs.Var(int64List{&c.FileSizes}, "file-size", "files: file size (F)")
 	fs.IntVar(&c.FileRecipients, "file-recipients", c.FileRecipients, "files: recipients of the file")
 	fs.StringSliceVar(&c.FileModes, "file-mode", c.FileModes, "files: how the file goes: plain (one forward_file frame to in-process recipients), chunked (the chunked-file extension), clients (from a file to files, between client processes that sync what they save; baseline: a synced file-to-file TCP copy)")

@@ -100,6 +100,8 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 			r, err = startupRows(ctx, cfg, stderr)
 		case w == Storm:
 			r, err = stormRows(ctx, cfg, stderr)
+		case w == Failover:
+			r, err = failoverRows(ctx, cfg, stderr)
 		}
 		rows = append(rows, r...)
 		if err != nil {

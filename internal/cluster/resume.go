@@ -251,7 +251,7 @@ func (h *Hub) TakeOver(p server.Peer, token protocol.Token, pos map[string]uint6
 	// The origins send their kept frames, and from now on the user's,
 	// here before the record moves: nothing they send after it can
 	// overtake what they replay.
-	missed += h.gatherReplays(p, creditKey{name, u.token}, time.Duration(u.resume.window)*time.Millisecond, pos)
+	missed += h.gatherReplays(p, creditKey{name, u.token}, u.node, time.Duration(u.resume.window)*time.Millisecond, pos)
 	h.n.log.Info("session moved here", "user", name, "from", u.node, "missed", missed)
 	h.n.spawn(func() { h.moveRecords(p, u) })
 	return missed, nil

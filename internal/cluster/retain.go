@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"encoding/binary"
 	"strconv"
 	"sync"
@@ -309,13 +310,15 @@ func (h *Hub) liveInc(node string) uint64 {
 // the same with this node's own; it returns how many frames after the
 // positions the origins had let go of. An origin that does not answer
 // within replayWait counts nothing (docs/SESSIONS.md, "What is missing").
-func (h *Hub) gatherReplays(p server.Peer, key creditKey, window time.Duration, pos map[string]uint64) uint64 {
+func (h *Hub) gatherReplays(p server.Peer, key creditKey, from string, window time.Duration, pos map[string]uint64) uint64 {
 	self := h.n.cfg.Node
 	var missed uint64
 	h.live.mu.RLock()
 	peers := make(map[string]uint64, len(h.live.nodes))
 	for node, st := range h.live.nodes {
-		if node != self && !st.left && !st.silent {
+		// The session's own node relayed nothing to it (what it
+		// originated is not kept: SESSIONS.md, "What is missing").
+		if node != self && node != from && !st.left && !st.silent {
 			peers[node] = st.inc
 		}
 	}
@@ -341,8 +344,8 @@ func (h *Hub) gatherReplays(p server.Peer, key creditKey, window time.Duration, 
 			resp, err := h.n.nc.RequestWithContext(ctx, h.n.subject(replaySubject, node), req)
 			if err == nil && len(resp.Data) == 8 {
 				a.missed = binary.BigEndian.Uint64(resp.Data)
-			} else if err != nil {
-				h.n.log.Warn("an origin did not answer a replay request; what it kept for the user is not replayed", "user", key.name, "peer", node, "err", err)
+			} else if err != nil && !errors.Is(err, nats.ErrNoResponders) { // no responders: a node that died a moment ago
+				h.n.quiet.Warn("an origin did not answer a replay request; what it kept for the user is not replayed", "user", key.name, "peer", node, "err", err)
 			}
 			answers <- a
 		}()
