@@ -2,8 +2,8 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"encoding/binary"
+	"errors"
 	"strconv"
 	"sync"
 	"time"
