@@ -80,7 +80,8 @@ type foUser struct {
 	missed    atomic.Int64
 	dups      atomic.Int64 // a counter not past the last one of its sender: twice or out of order
 	sent      atomic.Int64 // by the senders
-	resumed   atomic.Int64 // ns from the kill to the resume; 0 if never
+	resumed   atomic.Int64 // ns from the kill to the first resume; 0 if never
+	resumes   atomic.Int32 // resumes, all told: more than one means the session was lost again after the move
 	refused   atomic.Bool
 }
 
@@ -138,7 +139,9 @@ func (u *foUser) run(ctx context.Context, killed *atomic.Int64) {
 		if !u.resume(ctx) {
 			return
 		}
-		u.resumed.Store(int64(time.Since(time.Unix(0, killed.Load()))))
+		if u.resumes.Add(1) == 1 {
+			u.resumed.Store(int64(time.Since(time.Unix(0, killed.Load()))))
+		}
 	}
 }
 
@@ -422,13 +425,16 @@ func failoverRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, err
 	wg.Wait()
 
 	var times []time.Duration
-	var delivered, missed, sent, dups, refused, unbalanced int64
+	var delivered, missed, sent, dups, refused, unbalanced, again int64
 	for _, u := range users {
 		if d := time.Duration(u.resumed.Load()); d > 0 {
 			times = append(times, d)
 		}
 		if u.refused.Load() {
 			refused++
+		}
+		if u.resumes.Load() > 1 {
+			again++
 		}
 		d, m, s := u.delivered.Load(), u.missed.Load(), u.sent.Load()
 		delivered, missed, sent, dups = delivered+d, missed+m, sent+s, dups+u.dups.Load()
@@ -450,6 +456,7 @@ func failoverRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, err
 	return []Row{
 		row("resumed", "users", float64(len(times)), fmt.Sprintf("== %d", fc.Users)),
 		row("refused", "users", float64(refused), "== 0"),
+		row("lost again after the resume", "users", float64(again), "== 0"),
 		row("resume time p50", "ms", ms(0.5), ""),
 		row("resume time p99", "ms", ms(0.99), "<= 5000"),
 		row("resume time max", "ms", ms(1), ""),

@@ -126,15 +126,18 @@ func (c *conn) resumeMoved(mv SessionMover, name string, token protocol.Token, n
 	sess := &session{srv: s, name: name, token: token, presence: c.ext.presence, origin: c.id, told: true, last: n, first: n + 1}
 	var pos map[string]uint64
 	if c.cursor {
-		sess.org = newOrigins()
-		sess.org.last = movedOrigin
+		// A client granted cursor that has none was sent no frame
+		// from another origin: its position is 0 in every one.
+		pos = make(map[string]uint64)
 		if cursor != nil {
 			var err error
 			if pos, err = parseCursor(cursor, j); err != nil {
 				return err
 			}
-			sess.org.pos = maps.Clone(pos)
 		}
+		sess.org = newOrigins()
+		sess.org.last = movedOrigin
+		sess.org.pos = maps.Clone(pos)
 	}
 	missedElsewhere, err := mv.TakeOver(sess, token, pos)
 	if err != nil {
