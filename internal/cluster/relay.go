@@ -50,6 +50,7 @@ type relay struct {
 	framesIn *nats.Subscription
 	acksIn   *nats.Subscription
 	replayIn *nats.Subscription // replay requests (retain.go)
+	originIn *nats.Subscription // reports of what other nodes originated (originated.go)
 	files    fileSender
 	inID     atomic.Uint64 // ids of transfers arriving from other nodes
 
@@ -150,7 +151,7 @@ func (r *relay) subscribe() error {
 }
 
 func (r *relay) unsubscribe() {
-	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn, r.replayIn} {
+	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn, r.replayIn, r.originIn} {
 		if s != nil {
 			s.Unsubscribe()
 		}

@@ -94,8 +94,9 @@ var errNoPlace = errors.New("no place yet")
 type moves struct {
 	born time.Time // this node's start: a node that died before it was heard then at the latest
 
-	mu   sync.Mutex
-	gone map[string]goneNode // by node; guarded by mu
+	mu         sync.Mutex
+	gone       map[string]goneNode           // by node; guarded by mu
+	originated map[creditKey]originatedCount // other nodes' reports (originated.go); guarded by mu
 }
 
 type goneNode struct {
@@ -252,6 +253,10 @@ func (h *Hub) TakeOver(p server.Peer, token protocol.Token, pos map[string]uint6
 	// here before the record moves: nothing they send after it can
 	// overtake what they replay.
 	missed += h.gatherReplays(p, creditKey{name, u.token}, u.node, time.Duration(u.resume.window)*time.Millisecond, pos)
+	if pos != nil {
+		// What the old node originated itself, to within its last report.
+		missed += h.moves.originatedMissed(creditKey{name, u.token}, u.node, pos[server.LocalPosition])
+	}
 	h.n.log.Info("session moved here", "user", name, "from", u.node, "missed", missed)
 	h.n.spawn(func() { h.moveRecords(p, u) })
 	return missed, nil

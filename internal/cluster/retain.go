@@ -91,6 +91,7 @@ func (r *relay) dropRetained(name string, token uint64, present bool) {
 		return
 	}
 	key := creditKey{name, token}
+	r.h.moves.forgetOriginated(key)
 	r.retMu.Lock()
 	rt := r.ret[key]
 	delete(r.ret, key)
@@ -246,7 +247,10 @@ func offerFrom(p server.Peer, frame []byte, origin string, seq uint64) (<-chan s
 func (r *relay) subscribeReplay() error {
 	var err error
 	r.replayIn, err = r.h.n.nc.Subscribe(r.h.n.subject(replaySubject, r.h.n.cfg.Node), r.answerReplay)
-	return err
+	if err != nil {
+		return err
+	}
+	return r.subscribeOriginated()
 }
 
 // answerReplay answers a replay request (above).

@@ -23,8 +23,12 @@ import (
 // position of every origin is exact. A run of one origin needs no cursor:
 // a user in a conversation with one remote user gets nearly none.
 
-// localOrigin names, in a cursor, the frames of the session's own server,
-// which are not numbered.
+// localOrigin names, in a cursor, the frames of the session's own server:
+// as the next run's origin, and with the position of the frames it
+// originated (numbered by the session itself). A resume elsewhere after
+// the server died compares that position with the last count the server
+// reported to the others (the cluster's hub), so that what it had
+// originated and not delivered is counted missed, to within one report.
 const localOrigin = "-"
 
 // movedOrigin is the origin of no frame: a session made for a resume
@@ -40,15 +44,17 @@ type originSeq struct {
 // origins is what a session that sends cursor frames knows of where its
 // frames came from. Guarded by the session's lock.
 type origins struct {
-	pos  map[string]uint64 // the last frame pushed from each other server
-	last string            // the origin of the last counted frame pushed
-	from []originSeq       // of each frame in the session's kept, index for index
+	pos   map[string]uint64 // the last frame pushed from each other server
+	local uint64            // the frames this server originated, pushed
+	last  string            // the origin of the last counted frame pushed
+	from  []originSeq       // of each frame in the session's kept, index for index
 }
 
 func newOrigins() *origins { return &origins{pos: make(map[string]uint64)} }
 
 // seen reports whether the seq-th frame of origin was pushed already.
 func (o *origins) seen(origin string, seq uint64) bool {
+	// (A frame of this server is numbered as it is kept: never seen.)
 	return origin != "" && seq != 0 && seq <= o.pos[origin]
 }
 
@@ -59,12 +65,17 @@ func (o *origins) cursorBefore(origin string) []byte {
 		return nil
 	}
 	o.last = origin
-	return protocol.AppendCursor(nil, encodeCursor(origin, o.pos))
+	return protocol.AppendCursor(nil, encodeCursor(origin, o.local, o.pos))
 }
 
-// kept notes a counted frame pushed and kept.
+// kept notes a counted frame pushed and kept; a frame of this server is
+// numbered here.
 func (o *origins) kept(origin string, seq uint64) {
-	if origin != "" && seq != 0 {
+	switch {
+	case origin == "":
+		o.local++
+		seq = o.local
+	case seq != 0:
 		o.pos[origin] = seq
 	}
 	o.from = append(o.from, originSeq{origin, seq})
@@ -80,22 +91,26 @@ func (o *origins) compact(head, n int) {
 
 // cursorReplay regenerates the cursors of frames replayed by a resume.
 type cursorReplay struct {
-	o    *origins
-	pos  map[string]uint64
-	last string
+	o     *origins
+	pos   map[string]uint64
+	local uint64
+	last  string
 }
 
 // replayFrom starts a replay of the kept frames from index head: the
 // positions before it are those after the last frame of each origin
 // before head.
 func (o *origins) replayFrom(head int) *cursorReplay {
-	pos := maps.Clone(o.pos)
+	pos, local := maps.Clone(o.pos), o.local
 	for i := len(o.from) - 1; i >= head; i-- {
-		if e := o.from[i]; e.origin != "" && e.seq != 0 {
+		switch e := o.from[i]; {
+		case e.origin == "":
+			local = e.seq - 1
+		case e.seq != 0:
 			pos[e.origin] = e.seq - 1
 		}
 	}
-	return &cursorReplay{o: o, pos: pos, last: movedOrigin}
+	return &cursorReplay{o: o, pos: pos, local: local, last: movedOrigin}
 }
 
 // before returns the cursor to send before the replayed kept frame i, or
@@ -105,22 +120,28 @@ func (r *cursorReplay) before(i int) []byte {
 	var cur []byte
 	if e.origin != r.last {
 		r.last = e.origin
-		cur = protocol.AppendCursor(nil, encodeCursor(e.origin, r.pos))
+		cur = protocol.AppendCursor(nil, encodeCursor(e.origin, r.local, r.pos))
 	}
-	if e.origin != "" && e.seq != 0 {
+	switch {
+	case e.origin == "":
+		r.local = e.seq
+	case e.seq != 0:
 		r.pos[e.origin] = e.seq
 	}
 	return cur
 }
 
 // encodeCursor returns a cursor's payload: the origin of the next run
-// ("-" for the session's own server), then each origin's position as
-// origin=seq, sorted. Origins are node names: no spaces, no '='.
-func encodeCursor(next string, pos map[string]uint64) []byte {
+// ("-" for the session's own server), the position of this server's own
+// frames as -=local, then each other origin's position as origin=seq,
+// sorted. Origins are node names: no spaces, no '='.
+func encodeCursor(next string, local uint64, pos map[string]uint64) []byte {
 	if next == "" {
 		next = localOrigin
 	}
 	b := []byte(next)
+	b = append(b, " "+localOrigin+"="...)
+	b = strconv.AppendUint(b, local, 10)
 	for _, o := range slices.Sorted(maps.Keys(pos)) {
 		if len(b)+1+len(o)+1+20 > protocol.MaxCursor {
 			break // more nodes than a cluster has
@@ -135,7 +156,8 @@ func encodeCursor(next string, pos map[string]uint64) []byte {
 
 // parseCursor decodes a cursor a client resumes with, j counted frames
 // read after it, into every origin's position: those of the cursor, and
-// j more for the origin of the run after it.
+// j more for the origin of the run after it. The position of the frames
+// the cursor's server originated is under "-".
 func parseCursor(c []byte, j uint64) (map[string]uint64, error) {
 	f := bytes.Split(c, []byte{' '})
 	pos := make(map[string]uint64, len(f)-1)
@@ -147,7 +169,7 @@ func parseCursor(c []byte, j uint64) (map[string]uint64, error) {
 		}
 		pos[string(k)] = n
 	}
-	if next := string(f[0]); next != localOrigin && next != "" {
+	if next := string(f[0]); next != "" {
 		pos[next] += j
 	}
 	return pos, nil

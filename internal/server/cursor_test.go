@@ -21,11 +21,11 @@ func TestOriginsCursors(t *testing.T) {
 		cursor string // payload of the cursor before it; "" for none
 	}{
 		{"", 0, ""},
-		{"n2/a", 1, "n2/a"},
+		{"n2/a", 1, "n2/a -=1"},
 		{"n2/a", 2, ""},
-		{"n3/b", 1, "n3/b n2/a=2"},
-		{"", 0, "- n2/a=2 n3/b=1"},
-		{"n2/a", 3, "n2/a n2/a=2 n3/b=1"},
+		{"n3/b", 1, "n3/b -=1 n2/a=2"},
+		{"", 0, "- -=1 n2/a=2 n3/b=1"},
+		{"n2/a", 3, "n2/a -=2 n2/a=2 n3/b=1"},
 	}
 	for i, p := range pushes {
 		var got string
@@ -46,8 +46,8 @@ func TestOriginsCursors(t *testing.T) {
 		j      uint64
 		want   map[string]uint64
 	}{
-		{"n3/b n2/a=2", 1, map[string]uint64{"n2/a": 2, "n3/b": 1}},
-		{"- n2/a=2 n3/b=1", 5, map[string]uint64{"n2/a": 2, "n3/b": 1}},
+		{"n3/b -=1 n2/a=2", 1, map[string]uint64{"-": 1, "n2/a": 2, "n3/b": 1}},
+		{"- -=1 n2/a=2 n3/b=1", 5, map[string]uint64{"-": 6, "n2/a": 2, "n3/b": 1}},
 		{"n2/a", 0, map[string]uint64{"n2/a": 0}},
 	} {
 		got, err := parseCursor([]byte(tc.cursor), tc.j)
@@ -63,7 +63,7 @@ func TestOriginsCursors(t *testing.T) {
 
 	// A resume after the first frame replays frames 2-6 with their cursors.
 	r := o.replayFrom(1)
-	want := []string{"n2/a n2/a=0 n3/b=0", "", "n3/b n2/a=2 n3/b=0", "- n2/a=2 n3/b=1", "n2/a n2/a=2 n3/b=1"}
+	want := []string{"n2/a -=1 n2/a=0 n3/b=0", "", "n3/b -=1 n2/a=2 n3/b=0", "- -=1 n2/a=2 n3/b=1", "n2/a -=2 n2/a=2 n3/b=1"}
 	for i := 1; i < len(pushes); i++ {
 		var got string
 		if cur := r.before(i); cur != nil {

@@ -114,7 +114,15 @@ type SessionMover interface {
 type OriginSender interface {
 	SendFrom(frame []byte, origin string, seq uint64) error
 	OfferFrom(frame []byte, origin string, seq uint64) (retry <-chan struct{}, err error)
+	// Originated returns how many counted frames this server
+	// originated for the session since it holds it (the position a
+	// cursor names under "-"); the hub reports it to the others.
+	Originated() uint64
 }
+
+// LocalPosition is the key, in the positions SessionMover.TakeOver gets,
+// of the client's position in the frames the old server originated.
+const LocalPosition = localOrigin
 
 // resumeMoved takes over, for connection c, the session of name that
 // another server of the hub holds or held (its node died, or the client
@@ -127,8 +135,9 @@ func (c *conn) resumeMoved(mv SessionMover, name string, token protocol.Token, n
 	var pos map[string]uint64
 	if c.cursor {
 		// A client granted cursor that has none was sent no frame
-		// from another origin: its position is 0 in every one.
-		pos = make(map[string]uint64)
+		// from another origin: its position is 0 in every one, and its
+		// n frames were all the old server's own.
+		pos = map[string]uint64{localOrigin: n}
 		if cursor != nil {
 			var err error
 			if pos, err = parseCursor(cursor, j); err != nil {
@@ -138,6 +147,7 @@ func (c *conn) resumeMoved(mv SessionMover, name string, token protocol.Token, n
 		sess.org = newOrigins()
 		sess.org.last = movedOrigin
 		sess.org.pos = maps.Clone(pos)
+		delete(sess.org.pos, localOrigin) // the old server's; this one numbers its own from 0
 	}
 	missedElsewhere, err := mv.TakeOver(sess, token, pos)
 	if err != nil {

@@ -101,6 +101,16 @@ func (s *session) SendFrom(frame []byte, origin string, seq uint64) error {
 	return err
 }
 
+// Originated implements OriginSender.
+func (s *session) Originated() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.org == nil {
+		return 0
+	}
+	return s.org.local
+}
+
 // OfferFrom implements OriginSender.
 func (s *session) OfferFrom(frame []byte, origin string, seq uint64) (<-chan struct{}, error) {
 	return s.pushFrom(frame, true, origin, seq)

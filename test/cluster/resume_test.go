@@ -349,3 +349,55 @@ func TestResumeMissedCounted(t *testing.T) {
 	}
 	t.Logf("missed %d, delivered %d of %d", missed, total-missed, total)
 }
+
+// TestResumeCountsDeadNodesOwn: dave, on bob's node n1, sends bob six
+// messages; bob reads the first only (and one from alice on n3) when n1 is
+// killed. Those five died with n1, which alone had them: bob, resuming on
+// n2, is told he missed 5, from what n1 last reported it had originated
+// for him (every 200 ms; the test waits for the report). Before, they were
+// lost without a word.
+func TestResumeCountsDeadNodesOwn(t *testing.T) {
+	nodes := startCluster(t, 3)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	bob := dial(t, n1, "bob")
+	if got := bob.Hello(protocol.FeatureResume, protocol.FeatureCursor); got != protocol.FeatureResume+" "+protocol.FeatureCursor {
+		t.Fatalf("ext_hello accepted %q, want resume and cursor", got)
+	}
+	bob.Join("bob")
+	token, _, err := protocol.ParseSession(bob.ExpectType(protocol.Session))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dave := join(t, n1, "dave")
+	alice := join(t, n3, "alice")
+	alice.waitList(usersList("alice", "bob", "dave"))
+	dave.Send("d1", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 dave d1")
+	alice.Send("a1", "bob")
+	cursor := bob.ExpectType(protocol.Cursor)
+	bob.Expect(protocol.ForwardMessage, "1 alice a1")
+	for i := 2; i <= 6; i++ {
+		dave.Send(fmt.Sprint("d", i), "bob")
+	}
+	dave.List() // n1 has queued all five for bob once it answers this
+	deadline := time.Now().Add(timeout)
+	for n2.metric(t, "chat_cluster_originated_reported_total", `peer="n1"`) < 6 {
+		if time.Now().After(deadline) {
+			t.Fatal("n2 never heard n1 report the six frames it originated for bob")
+		}
+		time.Sleep(50 * time.Millisecond) // a metric: nothing to wait on
+	}
+	n1.Kill()
+	c := dial(t, n2, "bob")
+	c.Write(protocol.AppendResumeAt(protocol.AppendExtHello(nil, []string{protocol.FeatureResume, protocol.FeatureCursor}), "bob", token, 2, 1, cursor))
+	c.Expect(protocol.ExtHello, protocol.FeatureResume+" "+protocol.FeatureCursor)
+	c.Expect(protocol.Resumed, "5")
+	alice.Send("a2", "bob")
+	h, p := c.Frame()
+	for h.Type == protocol.Cursor {
+		h, p = c.Frame()
+	}
+	if h.Type != protocol.ForwardMessage || string(p) != "1 alice a2" {
+		t.Fatalf("after the resume: got %s %q, want alice's a2", h.Name, p)
+	}
+}
