@@ -226,11 +226,14 @@ func (p *remotePeer) offer(frame []byte, paced bool) (<-chan struct{}, error) {
 	}
 	c.inflight += len(frame)
 	sh.mu.Unlock()
-	queued := false
+	queued, local := false, false
 	if p.ret != nil {
-		queued = p.ret.send(r, p.node, p.key, frame)
+		queued, local = p.ret.send(r, p.node, p.key, frame)
 	} else {
 		queued = r.outboundTo(p.node).add(p.key, frame)
+	}
+	if local { // pushed to a session moved here: no node acks it
+		r.returnCredit(p.key, len(frame))
 	}
 	if !queued {
 		r.returnCredit(p.key, len(frame))

@@ -230,17 +230,23 @@ func (h *Hub) TakeOver(p server.Peer, token protocol.Token, pos map[string]uint6
 	// This node's own kept frames first (a sender here that still finds
 	// the user on its old node sends them here from now on), then the
 	// session joins the hub here.
-	missed = h.replaySelf(p, creditKey{name, u.token}, u.node, pos)
 	h.mu.Lock()
-	if lu, ok := h.locals[name]; ok {
+	_, busy := h.locals[name]
+	h.mu.Unlock()
+	if busy { // a resume of the session under way here, or another's
+		return 0, server.ErrNoSession
+	}
+	key := creditKey{name, u.token}
+	missed = h.replaySelf(p, key, u.node, pos)
+	h.mu.Lock()
+	if _, ok := h.locals[name]; ok {
 		h.mu.Unlock()
-		if lu.token == u.token {
-			return 0, fmt.Errorf("%w: a resume of the session is under way here", server.ErrNoSession)
-		}
+		h.undoReplaySelf(p, key)
 		return 0, server.ErrNoSession
 	}
 	if err := h.local.Join(p, math.MaxInt); err != nil {
 		h.mu.Unlock()
+		h.undoReplaySelf(p, key)
 		return 0, err
 	}
 	// The revisions are the old record's until the writes are answered

@@ -60,6 +60,13 @@ type retained struct {
 	from   string      // frames the registry sends to from are sent to to instead (a resume moved the session); guarded by mu
 	to     string      // guarded by mu
 	gone   bool        // the session ended; guarded by mu
+	// local is the session itself when it moved to this node: frames
+	// its senders here send to from are pushed to it at once, in their
+	// order (through the node's own subject, a later message sent
+	// after the session joined the hub here could overtake them).
+	// Guarded by mu.
+	local       server.OriginSender
+	localOrigin string
 }
 
 type keptFrame struct {
@@ -104,19 +111,33 @@ func (r *relay) dropRetained(name string, token uint64, present bool) {
 }
 
 // send numbers frame, keeps it, and queues it for node (or where a
-// resume moved the session); false if the node's queue is full.
-func (rt *retained) send(r *relay, node string, key creditKey, frame []byte) bool {
+// resume moved the session); queued is false if the node's queue is
+// full, and local true if the frame went to the session moved here.
+func (rt *retained) send(r *relay, node string, key creditKey, frame []byte) (queued, local bool) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	if node == rt.from && rt.local != nil {
+		rt.seq++
+		rt.keepLocked(frame)
+		rt.local.SendFrom(frame, rt.localOrigin, rt.seq) // an error: the session ended
+		return true, true
+	}
 	if node == rt.from && rt.to != "" {
 		node = rt.to
 	}
 	if !r.outboundTo(node).addSeq(key, rt.seq+1, frame) {
-		return false
+		return false, false
 	}
 	rt.seq++
+	rt.keepLocked(frame)
+	return true, false
+}
+
+// keepLocked keeps frame, numbered rt.seq, letting go of the oldest past
+// the window or retainBytes. rt.mu must be held.
+func (rt *retained) keepLocked(frame []byte) {
 	if rt.gone {
-		return true
+		return
 	}
 	now := time.Now()
 	rt.frames = append(rt.frames, keptFrame{rt.seq, now, frame})
@@ -133,7 +154,6 @@ func (rt *retained) send(r *relay, node string, key creditKey, frame []byte) boo
 		clear(rt.frames[n:])
 		rt.frames, rt.head = rt.frames[:n], 0
 	}
-	return true
 }
 
 // replay queues for node to every frame kept after after, in order, and
@@ -142,7 +162,7 @@ func (rt *retained) send(r *relay, node string, key creditKey, frame []byte) boo
 func (rt *retained) replay(r *relay, key creditKey, after uint64, from, node string) (missed uint64) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	rt.from, rt.to = from, node
+	rt.from, rt.to, rt.local = from, node, nil
 	if after >= rt.seq {
 		return 0
 	}
@@ -170,7 +190,7 @@ func (rt *retained) replayLocal(p server.OriginSender, origin string, after uint
 	// A sender that found the user on its old node a moment ago sends
 	// here, through this node's own subject, until the hub has the
 	// session (TakeOver joins it next).
-	rt.from, rt.to = from, self
+	rt.from, rt.to, rt.local, rt.localOrigin = from, self, p, origin
 	if after >= rt.seq {
 		return 0
 	}
@@ -296,6 +316,20 @@ func (h *Hub) replaySelf(p server.Peer, key creditKey, from string, pos map[stri
 		after = pos[originID(h.n.cfg.Node, h.n.inc)]
 	}
 	return rt.replayLocal(op, originID(h.n.cfg.Node, h.n.inc), after, from, h.n.cfg.Node)
+}
+
+// undoReplaySelf stops pushing to p, a session that did not join here
+// after all, what this node's senders send the session of key.
+func (h *Hub) undoReplaySelf(p server.Peer, key creditKey) {
+	rt := h.relay.retainedFor(key, 0, false)
+	if rt == nil {
+		return
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if op, ok := p.(server.OriginSender); ok && rt.local == op {
+		rt.from, rt.to, rt.local = "", "", nil
+	}
 }
 
 // liveInc returns the incarnation node is heard in, or 0.
