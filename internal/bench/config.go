@@ -31,7 +31,7 @@ var AllWorkloads = []string{Throughput, Latency, Scale, Files, Web}
 // Workloads lists every workload: those of "all", startup, which needs a
 // server binary to start (--server-bin), and storm, which takes a minute
 // or more and more processes than the others.
-var Workloads = append(slices.Clone(AllWorkloads), Startup, Storm)
+var Workloads = append(slices.Clone(AllWorkloads), Startup, Storm, Failover)
 
 // Config is one invocation of the tool. Lists run every combination.
 type Config struct {
@@ -60,6 +60,8 @@ type Config struct {
 	StormOn         int   // nodes loaded; 0: all
 	StormMaxClients int   // the servers' cap; 0: the joins and a margin
 	StormDials      int   // connections being dialed at once per node
+	// failover (failover.go)
+	Failover FailoverConfig
 	// files
 	FileSizes      []int64
 	FileRecipients int
@@ -123,6 +125,7 @@ func DefaultConfig() Config {
 		RoundSample:      1000,
 		StormJoins:       []int{19000},
 		StormDials:       256,
+		Failover:         defaultFailover(),
 	}
 }
 
@@ -405,6 +408,10 @@ Usage: chatbench [flags] [workload ...]   (workloads: throughput latency scale f
               once it is admitted; then all leave at once, and the same names join at once again:
               time until all are admitted, refusals and drops, join latency p50/p90/p99, registry
               writes/s (2 per join) and the servers' CPU per join (no baseline)
+  failover    --failover-users users asking for resume on n1 of a cluster (--cluster, at least 3),
+              --failover-rate msgs/s to them from the other nodes; n1 is killed with SIGKILL and
+              each resumes on the next node: resume time p50/p99, delivered, missed, sent, and
+              users whose delivered + missed != sent (no baseline)
   startup     starts --server-bin (with -p only) --starts times and measures from exec to the
               first TCP connection that succeeds, and to the answer to a join and a user list
               request; median and p90 (vs --baseline-bin, started alternately, if given)

@@ -42,6 +42,7 @@ var workloads = []workload{
 	{name: Web, runs: webRuns},
 	{name: Startup, flags: startupFlags, runs: startupRuns},
 	{name: Storm, flags: stormFlags, runs: stormRuns},
+	{name: Failover, flags: failoverFlags, runs: failoverRuns},
 }
 
 // workloadNamed returns the workload called name.
@@ -59,6 +60,12 @@ func workloadNamed(name string) (workload, bool) {
 type job interface {
 	do(ctx context.Context, stderr io.Writer) ([]Row, error)
 }
+
+// jobFunc is a job that is one function, for a run that manages its
+// servers itself (failoverRuns).
+type jobFunc func(ctx context.Context, stderr io.Writer) ([]Row, error)
+
+func (f jobFunc) do(ctx context.Context, stderr io.Writer) ([]Row, error) { return f(ctx, stderr) }
 
 // failed is a job that only fails: what a workload yields when it cannot
 // make its next run.

@@ -78,6 +78,11 @@ func (c *client) features() []string {
 	}
 	if !c.cfg.NoResume {
 		f = append(f, protocol.FeatureResume)
+		if len(c.cfg.Others) > 0 {
+			// Other addresses: other nodes of a cluster, where a
+			// resume needs the cursor (docs/SESSIONS.md).
+			f = append(f, protocol.FeatureCursor)
+		}
 	}
 	return f
 }

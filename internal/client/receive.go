@@ -104,6 +104,10 @@ func (c *client) receive(r *protocol.Reader) {
 			if p, ok := c.payload(r, h); ok {
 				c.sessionFrame(p)
 			}
+		case protocol.Cursor:
+			if p, ok := c.payload(r, h); ok {
+				c.cursorFrame(p)
+			}
 		case protocol.ErrUnknownMessage:
 			c.settle()
 			c.sever("server received an unknown command")

@@ -56,10 +56,18 @@ type resumeState struct {
 	addr    string          // the address of the connection in use
 	pending bool            // the last frame, counted, was being skipped: it counts once the next header is read
 
-	count atomic.Uint64  // counted frames received (read by the acker)
-	sig   chan struct{}  // wakes the acker
-	stop  chan struct{}  // closed to end the acker
-	wg    sync.WaitGroup // the acker
+	count atomic.Uint64 // counted frames received (read by the acker)
+
+	// The last cursor read whole, and the counted frames read after it
+	// (a cluster's node sends cursors to a client that asked: a resume on
+	// another node names every node's position with them). Owned by the
+	// receiver, read by reconnect, which runs on its goroutine.
+	cursor  []byte
+	cursorJ uint64
+	cursors bool           // the server granted cursor; set before the receiver starts
+	sig     chan struct{}  // wakes the acker
+	stop    chan struct{}  // closed to end the acker
+	wg      sync.WaitGroup // the acker
 }
 
 // swapConn is the connection of a session that may resume: it stands for
@@ -129,6 +137,7 @@ func (c *client) useConn(nc net.Conn, features []string) net.Conn {
 		return nc
 	}
 	c.res.granted = true
+	c.res.cursors = slices.Contains(features, protocol.FeatureCursor)
 	c.res.addr = c.cfg.Addr
 	return &swapConn{cur: nc}
 }
@@ -184,12 +193,29 @@ func (c *client) frameDone(r *protocol.Reader, h protocol.Header) {
 		}
 	}
 	if n > 0 {
+		rs.cursorJ += n
 		rs.count.Add(n)
 		select {
 		case rs.sig <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// cursorFrame takes a cursor frame (payload p): a resume names it, and
+// the counted frames read after it.
+func (c *client) cursorFrame(p []byte) {
+	rs := &c.res
+	if !rs.have || !rs.cursors {
+		c.log.printf("client: ignoring cursor: not negotiated")
+		return
+	}
+	if rs.pending { // the frame being skipped came before the cursor
+		rs.pending = false
+		rs.count.Add(1)
+	}
+	rs.cursor = append(rs.cursor[:0], p...)
+	rs.cursorJ = 0
 }
 
 // ackLoop acknowledges the counted frames received: at once when ackEvery
@@ -357,7 +383,7 @@ func (c *client) resumeOn(nc net.Conn) (*protocol.Reader, uint64, error) {
 	defer nc.SetDeadline(time.Time{})
 	asked := c.features()
 	hello := protocol.AppendExtHello(nil, asked)
-	if _, err := nc.Write(protocol.AppendResume(hello, c.cfg.User, c.res.token, c.res.count.Load())); err != nil {
+	if _, err := nc.Write(protocol.AppendResumeAt(hello, c.cfg.User, c.res.token, c.res.count.Load(), c.res.cursorJ, c.res.cursor)); err != nil {
 		return nil, 0, err
 	}
 	r := newConnReader(nc)
@@ -403,6 +429,7 @@ func (c *client) resumeOn(nc net.Conn) (*protocol.Reader, uint64, error) {
 func (c *client) sameFeatures(got []string) bool {
 	has := func(f string) bool { return slices.Contains(got, f) }
 	return has(protocol.FeatureResume) &&
+		has(protocol.FeatureCursor) == c.res.cursors &&
 		has(protocol.FeatureChunkedFile) == c.chunked &&
 		has(protocol.FeatureFileUpload) == c.uploading &&
 		has(protocol.FeatureOnline) == c.online

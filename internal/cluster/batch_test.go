@@ -24,6 +24,10 @@ func decodeAll(b []byte) ([]batchEntry, error) {
 func encodeAll(es []batchEntry) []byte {
 	var b []byte
 	for _, e := range es {
+		if e.seq != 0 {
+			b = appendSeqEntry(b, creditKey{string(e.name), e.token}, e.seq, e.frame)
+			continue
+		}
 		b = appendEntry(b, creditKey{string(e.name), e.token}, e.frame)
 	}
 	return b
@@ -41,6 +45,11 @@ func TestBatchEntries(t *testing.T) {
 			{name: []byte("alice"), token: 1<<64 - 1, frame: bytes.Repeat([]byte{0}, 300)},
 			{name: []byte(""), token: 0, frame: []byte{1, 2, 3}},
 			{name: bytes.Repeat([]byte("n"), 255), token: 42, frame: []byte("x")},
+		}},
+		{"with origin sequences", []batchEntry{
+			{name: []byte("bob"), token: 7, seq: 1, frame: []byte("forward_message 8\n1 a hi")},
+			{name: []byte("carol"), token: 8, frame: []byte("x")},
+			{name: []byte("bob"), token: 7, seq: 1<<64 - 1, frame: []byte{}},
 		}},
 	}
 	for _, tt := range tests {
@@ -84,6 +93,7 @@ func FuzzBatch(f *testing.F) {
 	f.Add(encodeAll([]batchEntry{{name: []byte("bob"), token: 7, frame: []byte("hi")}}))
 	f.Add(encodeAll([]batchEntry{{name: []byte("a"), token: 1}, {name: []byte("b"), token: 2, frame: []byte{0xff}}}))
 	f.Add([]byte{3, 'b', 'o', 'b'})
+	f.Add(encodeAll([]batchEntry{{name: []byte("bob"), token: 7, seq: 3, frame: []byte("hi")}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		n, err := countEntries(b)
 		es, err2 := decodeAll(b)

@@ -30,6 +30,7 @@ type Hub struct {
 	del   *deleter
 	live  *liveness
 	w     *writer // the node's writes to the names bucket, pipelined
+	moves *moves  // nodes gone, for the sessions they held (resume.go)
 
 	waiting atomic.Int64 // joins queued or under way (bounded by maxJoinQueue)
 
@@ -75,13 +76,14 @@ func newHub(n nodeInfo, cfg Config, js jetstream.JetStream, reg *registry) (*Hub
 	if err != nil {
 		return nil, err
 	}
-	h := &Hub{nodeInfo: n, js: js, namesCfg: names, nodesCfg: nodesConfig(cfg), reg: reg, w: w, local: server.NewLocalHub(), locals: make(map[string]localUser), joining: make(map[uint64]bool), presenceCh: make(chan presenceEvent, 4096)}
+	h := &Hub{nodeInfo: n, js: js, namesCfg: names, nodesCfg: nodesConfig(cfg), reg: reg, w: w, moves: newMoves(), local: server.NewLocalHub(), locals: make(map[string]localUser), joining: make(map[uint64]bool), presenceCh: make(chan presenceEvent, 4096)}
 	h.del = newDeleter(n, w, reg)
 	h.live = newLiveness(h, cfg.ChatAddr)
 	h.relay = newRelay(h, cfg.PaceBacklog, cfg.StallTimeout)
 	reg.onUser = func(name string, u userEntry, present bool) {
 		h.changed()
 		h.relay.userChanged(name, u, present)
+		h.relay.dropRetained(name, u.token, present)
 		if u.node != h.self && h.presence.Load() != nil {
 			select {
 			case h.presenceCh <- presenceEvent{name, present}:
@@ -91,6 +93,7 @@ func newHub(n nodeInfo, cfg Config, js jetstream.JetStream, reg *registry) (*Hub
 	}
 	reg.onNode = func(node string, l leaseEntry, gone bool) {
 		if gone {
+			h.moves.nodeGone(node, l.inc, h.live.lastSeen(node))
 			h.live.forget(node)
 		} else {
 			h.live.leaseRenewed(node, l)
@@ -99,6 +102,7 @@ func newHub(n nodeInfo, cfg Config, js jetstream.JetStream, reg *registry) (*Hub
 		h.live.sweepSoon()
 	}
 	reg.onRenew = h.live.leaseRenewed
+	reg.onMove = h.userMoved
 	return h, nil
 }
 
@@ -181,7 +185,7 @@ func (h *Hub) JoinQueued(p server.Peer, maxUsers int, queued func()) error {
 	start := time.Now()
 	defer func() { h.m.kvLatency.Observe(time.Since(start).Seconds()) }()
 	name := p.Name()
-	u := userEntry{node: h.self, inc: h.inc, token: randomUint64(), created: time.Now().UnixNano()}
+	u := userEntry{node: h.self, inc: h.inc, token: randomUint64(), created: time.Now().UnixNano(), resume: resumeOf(p)}
 	h.mu.Lock()
 	h.joining[u.token] = true
 	h.mu.Unlock()
@@ -451,7 +455,9 @@ func (h *Hub) Leave(p server.Peer) {
 	h.reg.recordLeave(name, lu.token, lu.slot, lu.slotRev)
 	h.changed()
 	h.del.add(userKey(name), lu.userRev)
-	h.del.add(slotKey(lu.slot), lu.slotRev)
+	if lu.slot >= 0 { // -1: a session moved here whose place is being moved (resume.go)
+		h.del.add(slotKey(lu.slot), lu.slotRev)
+	}
 	h.relay.localLeft(p)
 }
 
@@ -461,7 +467,7 @@ func (h *Hub) Lookup(name string) server.Peer {
 		return p
 	}
 	u, ok := h.reg.user(name)
-	if !ok || u.node == h.self || !h.live.alive(u.node, u.inc) {
+	if !ok || u.node == h.self || !h.live.alive(u.node, u.inc) && !h.awayElsewhere(u) {
 		return nil
 	}
 	return h.relay.peer(name, u)
@@ -484,7 +490,7 @@ func (h *Hub) visible(u userEntry) bool {
 	if u.node == h.self {
 		return u.inc == h.inc && !h.fenced.Load()
 	}
-	return h.live.alive(u.node, u.inc)
+	return h.live.alive(u.node, u.inc) || h.awayElsewhere(u)
 }
 
 // Len implements server.Hub.
@@ -576,7 +582,9 @@ func (h *Hub) leave() (answered bool) {
 	h.mu.Lock()
 	for name, lu := range h.locals {
 		h.del.add(userKey(name), lu.userRev)
-		h.del.add(slotKey(lu.slot), lu.slotRev)
+		if lu.slot >= 0 {
+			h.del.add(slotKey(lu.slot), lu.slotRev)
+		}
 	}
 	h.mu.Unlock()
 	records, cancel := context.WithTimeout(context.Background(), recordsWait)

@@ -517,7 +517,7 @@ func (l *liveness) sweepOnce() {
 	// The sessions this node holds or is joining: its own records that
 	// belong to none of them were left by a join whose answers were lost
 	// (the engine slow or electing a leader) or by a failed delete.
-	users := reg.orphans(l.self, l.inc, l.h.sessions(), minRecordAge)
+	users := l.h.spareResumable(reg.orphans(l.self, l.inc, l.h.sessions(), minRecordAge))
 	var stale []pendingDelete
 	// Records of a bucket since created again (revision 0, see guard)
 	// are not in the bucket: nothing to delete, only the cache to mend.

@@ -9,6 +9,7 @@ type metrics struct {
 	framesIn   *prometheus.CounterVec // frames relayed from a peer node
 	gaps       *prometheus.CounterVec // batches from a peer node that never came
 	dropped    *prometheus.CounterVec // frames for a peer node dropped unsent
+	originated *prometheus.CounterVec // frames a peer node reported it originated for its users' sessions granted resume (originated.go)
 	reconnects prometheus.Counter
 	silences   prometheus.Counter
 	fences     prometheus.Counter
@@ -20,10 +21,11 @@ func newMetrics() *metrics {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"peer"})
 	}
 	return &metrics{
-		framesOut: vec("chat_cluster_frames_out_total", "Frames relayed to users on a peer node."),
-		framesIn:  vec("chat_cluster_frames_in_total", "Frames relayed from a peer node to users here."),
-		gaps:      vec("chat_cluster_gaps_total", "Batches of frames from a peer node that never came (lost to a fault)."),
-		dropped:   vec("chat_cluster_dropped_total", "Frames for a peer node dropped unsent (its queue was full or the engine refused them)."),
+		framesOut:  vec("chat_cluster_frames_out_total", "Frames relayed to users on a peer node."),
+		framesIn:   vec("chat_cluster_frames_in_total", "Frames relayed from a peer node to users here."),
+		gaps:       vec("chat_cluster_gaps_total", "Batches of frames from a peer node that never came (lost to a fault)."),
+		dropped:    vec("chat_cluster_dropped_total", "Frames for a peer node dropped unsent (its queue was full or the engine refused them)."),
+		originated: vec("chat_cluster_originated_reported_total", "Frames a peer node reported it originated for its users' sessions granted resume (counted missed if it dies before delivering them)."),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "chat_cluster_engine_reconnects_total", Help: "Times the connection to the engine (NATS) came back after it was lost.",
 		}),
@@ -44,14 +46,14 @@ func newMetrics() *metrics {
 // peer makes the per-peer series of node exist, at zero, once it is
 // first heard, so that a dashboard sees them before anything happens.
 func (m *metrics) peer(node string) {
-	for _, v := range []*prometheus.CounterVec{m.framesOut, m.framesIn, m.gaps, m.dropped} {
+	for _, v := range []*prometheus.CounterVec{m.framesOut, m.framesIn, m.gaps, m.dropped, m.originated} {
 		v.WithLabelValues(node)
 	}
 }
 
 // forget removes the per-peer series of node, whose lease is gone.
 func (m *metrics) forget(node string) {
-	for _, v := range []*prometheus.CounterVec{m.framesOut, m.framesIn, m.gaps, m.dropped} {
+	for _, v := range []*prometheus.CounterVec{m.framesOut, m.framesIn, m.gaps, m.dropped, m.originated} {
 		v.DeleteLabelValues(node)
 	}
 }
@@ -59,7 +61,7 @@ func (m *metrics) forget(node string) {
 // Register adds the node's metrics to reg.
 func (n *Node) Register(reg prometheus.Registerer) error {
 	m := n.m
-	for _, c := range []prometheus.Collector{m.framesOut, m.framesIn, m.gaps, m.dropped, m.reconnects, m.silences, m.fences, m.kvLatency} {
+	for _, c := range []prometheus.Collector{m.framesOut, m.framesIn, m.gaps, m.dropped, m.originated, m.reconnects, m.silences, m.fences, m.kvLatency} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

@@ -72,11 +72,20 @@ type userEntry struct {
 	token   uint64 // this session's, so that a new one never gets the old one's frames
 	rev     uint64
 	created int64 // when the engine stored it, Unix ns (57,000 records: 16 bytes less each than a time.Time)
+	resume  resumeInfo
 }
 
-func (e userEntry) value() []byte { return sessionValue(e.inc, e.token, e.node) }
+func (e userEntry) value() []byte {
+	if e.resume.hash != "" {
+		return e.resume.value(e.inc, e.token, e.node)
+	}
+	return sessionValue(e.inc, e.token, e.node)
+}
 
 func parseUser(v []byte) (userEntry, error) {
+	if isResumeValue(v) {
+		return parseResumeUser(v)
+	}
 	inc, token, node, err := parseSession(v)
 	if err != nil {
 		return userEntry{}, fmt.Errorf("user entry: %w", err)
@@ -173,6 +182,7 @@ type registry struct {
 	onUser    func(name string, u userEntry, present bool) // called under mu when a user's record changes (u: the old record when gone)
 	onNode    func(node string, l leaseEntry, gone bool)   // called under mu when a lease changes
 	onRenew   func(node string, l leaseEntry)              // called under mu when a lease is renewed
+	onMove    func(name string, old, u userEntry)          // called under mu when a session's record moves to another node
 
 	namesRev uint64 // revision of the last names entry the watch applied; guarded by mu
 
@@ -440,7 +450,12 @@ func (r *registry) applyName(e jetstream.KeyValueEntry) {
 		if t, ok := r.userTombs[name]; ok && t < u.rev {
 			delete(r.userTombs, name)
 		}
+		old, had := r.users[name]
 		r.users[name] = u
+		if had && old.token == u.token && old.node != u.node && r.onMove != nil {
+			r.onMove(name, old, u) // a resume on another node (resume.go)
+			return
+		}
 		r.notifyUser(name, u, true)
 	case strings.HasPrefix(key, "s."):
 		i, ok := slotOf(key)

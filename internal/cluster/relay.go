@@ -54,6 +54,8 @@ type relay struct {
 
 	framesIn *nats.Subscription
 	acksIn   *nats.Subscription
+	replayIn *nats.Subscription // replay requests (retain.go)
+	originIn *nats.Subscription // reports of what other nodes originated (originated.go)
 	files    fileSender
 	inID     atomic.Uint64 // ids of transfers arriving from other nodes
 
@@ -69,6 +71,9 @@ type relay struct {
 	acks     map[string]map[creditKey]int // bytes delivered, by source node; guarded by inMu
 	ackTick  *time.Timer                  // pending ack flush; guarded by inMu
 	inAcks   []ackOf                      // a batch's acks; owned by receive
+
+	retMu sync.Mutex
+	ret   map[creditKey]*retained // frames kept for remote users' sessions granted resume (retain.go); guarded by retMu
 }
 
 type creditKey struct {
@@ -115,9 +120,11 @@ type waitingUser struct {
 }
 
 type inFrame struct {
-	src   string // source node
-	key   creditKey
-	frame []byte
+	src    string // source node
+	key    creditKey
+	frame  []byte
+	origin string // the source's origin id, for a numbered frame (retain.go)
+	seq    uint64 // its origin sequence; 0 if not numbered
 }
 
 func newRelay(h *Hub, paceBacklog int, stallTimeout time.Duration) *relay {
@@ -145,11 +152,14 @@ func (r *relay) subscribe() error {
 		return err
 	}
 	r.acksIn.SetPendingLimits(-1, 64<<20)
+	if err := r.subscribeReplay(); err != nil {
+		return err
+	}
 	return r.subscribeFiles()
 }
 
 func (r *relay) unsubscribe() {
-	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn} {
+	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn, r.replayIn, r.originIn} {
 		if s != nil {
 			s.Unsubscribe()
 		}
@@ -165,7 +175,11 @@ func (r *relay) unsubscribe() {
 
 // peer returns the server.Peer standing for the remote user name.
 func (r *relay) peer(name string, u userEntry) server.Peer {
-	return &remotePeer{r: r, node: u.node, key: creditKey{name, u.token}}
+	p := &remotePeer{r: r, node: u.node, key: creditKey{name, u.token}}
+	if u.resume.hash != "" {
+		p.ret = r.retainedFor(p.key, time.Duration(u.resume.window)*time.Millisecond, true)
+	}
+	return p
 }
 
 // remotePeer is a user on another node.
@@ -173,6 +187,7 @@ type remotePeer struct {
 	r    *relay
 	node string
 	key  creditKey
+	ret  *retained // what is kept for the session, if it was granted resume (retain.go)
 }
 
 // Name implements server.Peer.
@@ -219,7 +234,16 @@ func (p *remotePeer) offer(frame []byte, paced bool) (<-chan struct{}, error) {
 	}
 	c.inflight += len(frame)
 	sh.mu.Unlock()
-	if !r.outboundTo(p.node).add(p.key, frame) {
+	queued, local := false, false
+	if p.ret != nil {
+		queued, local = p.ret.send(r, p.node, p.key, frame)
+	} else {
+		queued = r.outboundTo(p.node).add(p.key, frame)
+	}
+	if local { // pushed to a session moved here: no node acks it
+		r.returnCredit(p.key, len(frame))
+	}
+	if !queued {
 		r.returnCredit(p.key, len(frame))
 		return nil, server.ErrSlowConsumer
 	}
@@ -414,8 +438,11 @@ func cutBatch(buf []byte, limit int) int {
 
 func entrySize(b []byte) int {
 	nl := int(b[0])
-	fl := int(binary.BigEndian.Uint32(b[1+nl+8:]))
-	return 1 + nl + 8 + 4 + fl
+	fl := binary.BigEndian.Uint32(b[1+nl+8:])
+	if fl&seqFlag != 0 { // an origin sequence follows (retain.go)
+		return 1 + nl + 8 + 4 + 8 + int(fl&^seqFlag)
+	}
+	return 1 + nl + 8 + 4 + int(fl)
 }
 
 var errBadBatch = errors.New("bad batch")
@@ -447,6 +474,7 @@ func (r *relay) receive(m *nats.Msg) {
 	}
 	r.m.framesIn.WithLabelValues(src).Add(float64(count))
 	acks := r.inAcks[:0]
+	origin := ""
 	for len(body) > 0 {
 		var e batchEntry
 		e, body, _ = nextEntry(body)
@@ -457,7 +485,10 @@ func (r *relay) receive(m *nats.Msg) {
 			continue
 		}
 		key := creditKey{name, e.token}
-		if r.deliverLocal(src, p, key, e.frame) {
+		if e.seq != 0 && origin == "" {
+			origin = originID(src, inc)
+		}
+		if r.deliverFrom(inFrame{src, key, e.frame, origin, e.seq}, p) {
 			acks = append(acks, ackOf{key, len(e.frame)})
 		}
 	}
@@ -472,6 +503,7 @@ type batchEntry struct {
 	name  []byte
 	token uint64
 	frame []byte
+	seq   uint64 // the origin sequence, if the entry carries one (retain.go)
 }
 
 // nextEntry decodes the entry at the front of b (not empty) and returns
@@ -484,6 +516,12 @@ func nextEntry(b []byte) (batchEntry, []byte, error) {
 	e := batchEntry{name: b[1 : 1+nl], token: binary.BigEndian.Uint64(b[1+nl:])}
 	fl := int(binary.BigEndian.Uint32(b[1+nl+8:]))
 	b = b[1+nl+12:]
+	if fl&seqFlag != 0 { // an origin sequence follows (retain.go)
+		if len(b) < 8 || binary.BigEndian.Uint64(b) == 0 {
+			return batchEntry{}, nil, errBadBatch
+		}
+		e.seq, fl, b = binary.BigEndian.Uint64(b), fl&^seqFlag, b[8:]
+	}
 	if len(b) < fl {
 		return batchEntry{}, nil, errBadBatch
 	}
@@ -529,12 +567,19 @@ func (r *relay) checkSeq(src string, inc, seq uint64) {
 // the ones after it) while the user's queue has no room, to be acked once
 // queued (or dropped).
 func (r *relay) deliverLocal(src string, p server.Peer, key creditKey, frame []byte) bool {
+	return r.deliverFrom(inFrame{src: src, key: key, frame: frame}, p)
+}
+
+// deliverFrom is deliverLocal for a frame that may carry its origin's
+// sequence (retain.go).
+func (r *relay) deliverFrom(f inFrame, p server.Peer) bool {
+	key := f.key
 	// The frame stays in the batch's buffer, which nothing else reuses.
 	if r.nwaiting.Load() > 0 {
 		r.inMu.Lock()
 		if w := r.waiting[key.name]; w != nil {
 			if w.peer == p {
-				w.frames = append(w.frames, inFrame{src, key, frame})
+				w.frames = append(w.frames, f)
 				r.inMu.Unlock()
 				return false
 			}
@@ -547,12 +592,12 @@ func (r *relay) deliverLocal(src string, p server.Peer, key creditKey, frame []b
 			r.inMu.Unlock()
 		}
 	}
-	retry, err := p.Offer(frame)
+	retry, err := offerFrom(p, f.frame, f.origin, f.seq)
 	if err != nil || retry == nil {
 		return true
 	}
 	r.inMu.Lock()
-	w := &waitingUser{peer: p, frames: []inFrame{{src, key, frame}}}
+	w := &waitingUser{peer: p, frames: []inFrame{f}}
 	r.waiting[key.name] = w
 	r.nwaiting.Add(1)
 	r.inMu.Unlock()
@@ -601,7 +646,7 @@ func (r *relay) drainWaiting(name string, w *waitingUser, retry <-chan struct{})
 			f := w.frames[0]
 			r.inMu.Unlock()
 			var err error
-			retry, err = w.peer.Offer(f.frame)
+			retry, err = offerFrom(w.peer, f.frame, f.origin, f.seq)
 			if err == nil && retry != nil {
 				break
 			}

@@ -220,8 +220,9 @@ func (h *Hub) refill() {
 	}
 	var put int
 	for _, lu := range locals {
+		u := userEntry{node: h.self, inc: h.inc, token: lu.token, resume: resumeOf(lu.peer)}
 		val := sessionValue(h.inc, lu.token, h.self)
-		userRev, err := h.create(userKey(lu.name), val)
+		userRev, err := h.create(userKey(lu.name), u.value())
 		if err != nil {
 			if isExists(err) {
 				cut(lu, errNameLost)
@@ -231,8 +232,11 @@ func (h *Hub) refill() {
 			continue
 		}
 		slot := lu.slot
-		slotRev, err := h.create(slotKey(slot), val)
-		if isExists(err) {
+		slotRev, err := uint64(0), errNoPlace
+		if slot >= 0 {
+			slotRev, err = h.create(slotKey(slot), val)
+		}
+		if isExists(err) || errors.Is(err, errNoPlace) {
 			slot, slotRev, err = h.claimSlot(h.reg.maxClients, lu.token)
 		}
 		if err != nil {
@@ -240,7 +244,7 @@ func (h *Hub) refill() {
 			cut(lu, err)
 			continue
 		}
-		if slot != lu.slot { // its old place, stale in the cache, is nobody's
+		if slot != lu.slot && lu.slot >= 0 { // its old place, stale in the cache, is nobody's
 			h.reg.dropStale([]pendingDelete{{slotKey(lu.slot), 0}})
 		}
 		h.mu.Lock()
@@ -255,7 +259,7 @@ func (h *Hub) refill() {
 			h.del.add(slotKey(slot), slotRev)
 			continue
 		}
-		u := userEntry{node: h.self, inc: h.inc, token: lu.token, rev: userRev, created: time.Now().UnixNano()}
+		u.rev, u.created = userRev, time.Now().UnixNano()
 		h.reg.recordJoin(lu.name, u, slot, slotEntry{node: u.node, inc: u.inc, token: u.token, rev: slotRev, created: u.created})
 		put++
 	}

@@ -82,7 +82,7 @@ func hexValue(c byte) int {
 // negotiation and of resume itself.
 func Counted(t Type) bool {
 	switch t {
-	case ExtHello, Session, Resumed, ResumeFailed, TryAgain, JoinOK,
+	case ExtHello, Session, Resumed, ResumeFailed, TryAgain, JoinOK, Cursor,
 		ForwardFile, FileBegin, FileChunk, FileEnd, FileAbort, FileReady, FileAck, FileResult,
 		ErrUnknownMessage, ErrServerFull, ErrUsernameUnavailable, Unknown:
 		return false

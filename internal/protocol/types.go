@@ -42,6 +42,7 @@ const (
 	Resumed
 	ResumeFailed
 	Received
+	Cursor
 	// NumTypes is the number of types, Unknown included.
 	NumTypes
 )
@@ -77,6 +78,7 @@ var typeNames = [NumTypes]string{
 	Resumed:                "resumed",
 	ResumeFailed:           "resume_failed",
 	Received:               "received",
+	Cursor:                 "cursor",
 }
 
 // String returns the type's name as it appears on the wire.
@@ -234,6 +236,8 @@ func (l Limits) MaxPayload(d Direction, t Type) int64 {
 		return maxSession
 	case Resumed:
 		return maxIDDigits
+	case Cursor:
+		return MaxCursor
 	case JoinOK, ResumeFailed:
 		return 0
 	}

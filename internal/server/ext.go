@@ -28,6 +28,14 @@ func (c *conn) accept(f string) bool {
 		c.chunked = true
 		return true
 	}
+	if f == protocol.FeatureCursor {
+		// Only a cluster's node moves sessions (SessionMover), and only
+		// there do frames come from other origins.
+		_, moves := c.srv.cfg.Hub.(SessionMover)
+		ok := !c.cursor && moves && c.srv.cfg.ResumeWindow > 0
+		c.cursor = c.cursor || ok
+		return ok
+	}
 	if f == protocol.FeatureResume {
 		ok := !c.resume && c.srv.cfg.ResumeWindow > 0
 		c.resume = c.resume || ok

@@ -67,11 +67,16 @@ type session struct {
 	head   int      // guarded by mu
 	bytes  int      // the bytes of the kept frames; guarded by mu
 	lostAt time.Time
+	org    *origins // where the frames came from, for a client that asked for cursor frames (cursor.go); nil otherwise
+	missed uint64   // frames no origin kept, for the resumed of a session moved here; guarded by mu
 }
 
 // newSession returns a session for conn c, which is about to join as name.
 func newSession(c *conn) *session {
 	s := &session{srv: c.srv, name: c.name, presence: c.ext.presence, origin: c.id, first: 1}
+	if c.cursor {
+		s.org = newOrigins()
+	}
 	if _, err := rand.Read(s.token[:]); err != nil {
 		panic(err) // crypto/rand never fails on the systems Go supports
 	}
@@ -89,6 +94,27 @@ func (s *session) Send(frame []byte) error {
 
 // Offer implements Peer.
 func (s *session) Offer(frame []byte) (<-chan struct{}, error) { return s.push(frame, true) }
+
+// SendFrom implements OriginSender.
+func (s *session) SendFrom(frame []byte, origin string, seq uint64) error {
+	_, err := s.pushFrom(frame, false, origin, seq)
+	return err
+}
+
+// Originated implements OriginSender.
+func (s *session) Originated() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.org == nil {
+		return 0
+	}
+	return s.org.local
+}
+
+// OfferFrom implements OriginSender.
+func (s *session) OfferFrom(frame []byte, origin string, seq uint64) (<-chan struct{}, error) {
+	return s.pushFrom(frame, true, origin, seq)
+}
 
 // OpenFile implements Peer: a file goes to the connection attached, and a
 // session that is away gets none (files are never kept for a resume; the
@@ -118,6 +144,42 @@ func (s *session) Evict(cause error) {
 	}
 }
 
+// Token implements Resumable.
+func (s *session) Token() protocol.Token { return s.token }
+
+// Window implements Resumable.
+func (s *session) Window() time.Duration { return s.srv.cfg.ResumeWindow }
+
+// MovedAway implements Movable: a resume on another server took the
+// session over.
+func (s *session) MovedAway() {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.ended = true
+	c := s.conn
+	s.conn = nil
+	if s.armed && s.timer.Stop() {
+		s.armed = false
+		s.srv.sessions.wg.Done()
+	}
+	s.kept, s.head, s.bytes = nil, 0, 0
+	s.mu.Unlock()
+	s.srv.sessions.remove(s)
+	if s.presence {
+		pr := &s.srv.presence
+		pr.mu.Lock()
+		pr.subscribers--
+		pr.mu.Unlock()
+	}
+	s.srv.cfg.Logger.Info("session moved to another server", "user", s.name)
+	if c != nil {
+		c.kill(reasonTakenOver, nil)
+	}
+}
+
 // current returns the connection attached, or nil.
 func (s *session) current() *conn {
 	s.mu.Lock()
@@ -130,12 +192,31 @@ func (s *session) current() *conn {
 // connection has no room for is neither queued nor numbered: the caller
 // offers it again when retry is closed.
 func (s *session) push(frame []byte, paced bool) (retry <-chan struct{}, err error) {
+	return s.pushFrom(frame, paced, "", 0)
+}
+
+// pushFrom is push for a frame that came from origin (another server of
+// the hub; "" for this one) as the seq-th it sent the session (0: not
+// numbered). A frame of an origin already past seq is dropped: a replay
+// after a move may bring it twice.
+func (s *session) pushFrom(frame []byte, paced bool, origin string, seq uint64) (retry <-chan struct{}, err error) {
 	s.mu.Lock()
 	if s.ended {
 		s.mu.Unlock()
 		return nil, ErrPeerGone
 	}
 	c := s.conn
+	if s.org != nil {
+		if s.org.seen(origin, seq) {
+			s.mu.Unlock()
+			return nil, nil
+		}
+		if cur := s.org.cursorBefore(origin); cur != nil && c != nil {
+			// Uncounted, never refused for room: it is small, and
+			// says where the frames after it come from.
+			c.q.push(cur, false)
+		}
+	}
 	if c != nil {
 		retry, err = c.q.push(frame, paced)
 		if retry != nil {
@@ -145,7 +226,7 @@ func (s *session) push(frame []byte, paced bool) (retry <-chan struct{}, err err
 	}
 	// Kept even if the queue refused it (it is closing): a resume
 	// replays it.
-	s.keepLocked(frame)
+	s.keepLocked(frame, origin, seq)
 	s.mu.Unlock()
 	if errors.Is(err, ErrSlowConsumer) {
 		c.kill(reasonSlowConsumer, fmt.Errorf("send queue over %d bytes", s.srv.cfg.SendQueueBytes))
@@ -157,9 +238,12 @@ func (s *session) push(frame []byte, paced bool) (retry <-chan struct{}, err err
 // keepLocked numbers frame and keeps it, dropping the oldest frames kept
 // past the resume buffer: a resume that needs them is told they are
 // missed.
-func (s *session) keepLocked(frame []byte) {
+func (s *session) keepLocked(frame []byte, origin string, seq uint64) {
 	s.last++
 	s.kept = append(s.kept, frame)
+	if s.org != nil {
+		s.org.kept(origin, seq)
+	}
 	s.bytes += len(frame)
 	limit := s.srv.cfg.resumeBuffer()
 	for s.bytes > limit && s.head < len(s.kept) {
@@ -175,7 +259,13 @@ func (s *session) dropHeadLocked() {
 	s.first++
 	if s.head == len(s.kept) {
 		s.kept, s.head = s.kept[:0], 0
+		if s.org != nil {
+			s.org.compact(len(s.org.from), 0)
+		}
 	} else if s.head >= 64 && s.head*2 >= len(s.kept) {
+		if s.org != nil {
+			s.org.compact(s.head, len(s.kept)-s.head)
+		}
 		n := copy(s.kept, s.kept[s.head:])
 		clear(s.kept[n:])
 		s.kept, s.head = s.kept[:n], 0
@@ -222,6 +312,8 @@ func (s *session) attach(c *conn, n uint64) (old *conn, missed uint64, err error
 	if n+1 < s.first {
 		missed = s.first - 1 - n
 	}
+	missed += s.missed
+	s.missed = 0
 	if s.armed && s.timer.Stop() {
 		s.armed = false
 		s.srv.sessions.wg.Done()
@@ -234,9 +326,18 @@ func (s *session) attach(c *conn, n uint64) (old *conn, missed uint64, err error
 		s.told = true
 	}
 	_, err = c.q.push(lead, false)
-	for _, f := range s.kept[s.head:] {
+	var replay *cursorReplay
+	if s.org != nil && c.cursor && s.head < len(s.kept) {
+		replay = s.org.replayFrom(s.head)
+	}
+	for i, f := range s.kept[s.head:] {
 		if err != nil {
 			break
+		}
+		if replay != nil {
+			if cur := replay.before(s.head + i); cur != nil {
+				_, err = c.q.push(cur, false)
+			}
 		}
 		// Within the resume buffer, below the send queue's bound
 		// (gochatd keeps it under half of it).

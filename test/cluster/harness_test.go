@@ -35,6 +35,7 @@ func TestMain(m *testing.M) {
 		Programs: []testbin.Program{
 			{Path: &gochatdBin, Pkg: "./cmd/gochatd"},
 			{Path: &gochatdPlainBin, Pkg: "./cmd/gochatd", Name: "gochatd-norace", NoRace: true},
+			{Path: &gochatBin, Pkg: "./cmd/gochat"},
 			// The external engine of the tests: nats-server built from
 			// the module in go.mod.
 			{Path: &natsBin, Pkg: "github.com/nats-io/nats-server/v2", Name: "nats-server", NoRace: true},

@@ -1,0 +1,161 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/gochat/chat/internal/server"
+)
+
+// What a node originated for its users' sessions (issue 22, second part;
+// docs/SESSIONS.md). Frames a node sends its own users itself (a message
+// between two of its users, an answer to a list) are kept by no other
+// node: when it dies they die with it. So that they are not lost without
+// a word, every node reports to the others, every reportEvery, how many
+// counted frames it has originated for each of its sessions granted
+// resume whose count moved; a resume elsewhere compares the last count
+// heard with the client's position in them (its cursor's "-") and counts
+// the difference missed. What the node originated after its last report
+// (at most reportEvery's worth) is not counted: the bound of the error.
+
+// originatedSubject, after the cluster's name, carries the reports.
+const originatedSubject = ".og"
+
+// reportEvery is how often a node reports what it originated.
+const reportEvery = 200 * time.Millisecond
+
+// maxReport bounds one report message.
+const maxReport = 256 << 10
+
+// originatedCount is the last count a node reported for a session.
+type originatedCount struct {
+	node string
+	n    uint64
+}
+
+// A report: the node's name's length (1), the name, its incarnation (8),
+// then entries: the user's name's length (1), the name, the session's join
+// token (8), the count (8).
+
+func (r *relay) subscribeOriginated() error {
+	var err error
+	r.originIn, err = r.h.nc.Subscribe(r.h.cluster+originatedSubject, r.h.heardOriginated)
+	if err == nil {
+		r.h.spawn(r.h.reportOriginated)
+	}
+	return err
+}
+
+// reportOriginated publishes this node's reports until the node stops.
+func (h *Hub) reportOriginated() {
+	tick := time.NewTicker(reportEvery)
+	defer tick.Stop()
+	sent := make(map[creditKey]uint64)
+	type local struct {
+		key creditKey
+		os  server.OriginSender
+	}
+	var locals []local
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-tick.C:
+		}
+		locals = locals[:0]
+		h.mu.Lock()
+		for name, lu := range h.locals {
+			if os, ok := lu.peer.(server.OriginSender); ok {
+				locals = append(locals, local{creditKey{name, lu.token}, os})
+			}
+		}
+		h.mu.Unlock()
+		head := []byte{byte(len(h.self))}
+		head = append(head, h.self...)
+		head = binary.BigEndian.AppendUint64(head, h.inc)
+		b := head
+		live := make(map[creditKey]bool, len(locals))
+		for _, l := range locals {
+			live[l.key] = true
+			n := l.os.Originated()
+			if n == sent[l.key] {
+				continue
+			}
+			sent[l.key] = n
+			b = append(b, byte(len(l.key.name)))
+			b = append(b, l.key.name...)
+			b = binary.BigEndian.AppendUint64(b, l.key.token)
+			b = binary.BigEndian.AppendUint64(b, n)
+			if len(b) > maxReport {
+				h.nc.Publish(h.cluster+originatedSubject, b)
+				b = append(b[:0:0], head...)
+			}
+		}
+		if len(b) > len(head) {
+			h.nc.Publish(h.cluster+originatedSubject, b)
+		}
+		for k := range sent {
+			if !live[k] {
+				delete(sent, k)
+			}
+		}
+	}
+}
+
+// heardOriginated takes another node's report.
+func (h *Hub) heardOriginated(m *nats.Msg) {
+	b := m.Data
+	if len(b) < 1 || len(b) < 1+int(b[0])+8 {
+		return
+	}
+	nl := int(b[0])
+	node := string(b[1 : 1+nl])
+	inc := binary.BigEndian.Uint64(b[1+nl:])
+	if node == h.self || !h.reg.leased(node, inc) {
+		return
+	}
+	b = b[1+nl+8:]
+	var grew uint64
+	h.moves.mu.Lock()
+	if h.moves.originated == nil {
+		h.moves.originated = make(map[creditKey]originatedCount)
+	}
+	for len(b) > 0 {
+		ul := int(b[0])
+		if ul == 0 || len(b) < 1+ul+16 {
+			break
+		}
+		key := creditKey{string(b[1 : 1+ul]), binary.BigEndian.Uint64(b[1+ul:])}
+		n := binary.BigEndian.Uint64(b[1+ul+8:])
+		b = b[1+ul+16:]
+		if old := h.moves.originated[key]; old.node == node && n > old.n {
+			grew += n - old.n
+		} else if old.node != node {
+			grew += n
+		}
+		h.moves.originated[key] = originatedCount{node, n}
+	}
+	h.moves.mu.Unlock()
+	h.m.originated.WithLabelValues(node).Add(float64(grew))
+}
+
+// originatedMissed returns how many frames node reported it originated
+// for the session of key beyond the client's position in them.
+func (m *moves) originatedMissed(key creditKey, node string, pos uint64) uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c, ok := m.originated[key]; ok && c.node == node && c.n > pos {
+		return c.n - pos
+	}
+	return 0
+}
+
+// forgetOriginated drops what was heard of the session of key, which
+// ended.
+func (m *moves) forgetOriginated(key creditKey) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.originated, key)
+}

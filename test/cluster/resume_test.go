@@ -1,0 +1,403 @@
+package cluster
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gochat/chat/internal/protocol"
+	"github.com/gochat/chat/internal/testbin"
+)
+
+// gochatBin is the terminal client, built by TestMain.
+var gochatBin string
+
+// startResumeClient starts the terminal client as name, asking for
+// resume, with the chat addresses of nodes (in order) in -a.
+func startResumeClient(t *testing.T, name string, nodes ...*node) *testbin.Proc {
+	t.Helper()
+	addrs := make([]string, len(nodes))
+	for i, n := range nodes {
+		addrs[i] = n.addr()
+	}
+	cmd := exec.Command(gochatBin, "-a", strings.Join(addrs, ","), "-u", name, "--resume")
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+	return startProc(t, "client "+name, gochatBin, cmd.Args[1:]...)
+}
+
+// resumedOn matches the client's stderr line for a resume.
+var resumedOn = regexp.MustCompile(`^client: connection lost; resumed on (\S+) after (\S+)$`)
+
+// TestResumeAfterNodeKilled: bob's client is on n1 and asked for resume;
+// n1 is killed with SIGKILL. The client resumes on n2 (the next address
+// of its -a) under his name within seconds, without waiting for n1's
+// lease to expire (20 s); alice on n3 sees him in the list throughout and
+// can message him on n2 afterwards; no node prints a second join: bob, and
+// bob, quitting, gets one disconnected: bob on n2.
+func TestResumeAfterNodeKilled(t *testing.T) {
+	nodes := startCluster(t, 3)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	bob := startResumeClient(t, "bob", n1, n2, n3)
+	n1.Out.WaitLine(t, "join: bob", timeout)
+	alice := join(t, n3, "alice")
+	alice.waitList(usersList("alice", "bob"))
+	alice.Send("before", "bob")
+	bob.Out.WaitLine(t, "msg: alice: before", timeout)
+
+	killed := time.Now()
+	n1.Kill()
+	l := bob.Errs.WaitMatch(t, resumedOn, timeout)
+	took := time.Since(killed)
+	if l[1] != n2.addr() {
+		t.Fatalf("bob resumed on %s, want n2 (%s)", l[1], n2.addr())
+	}
+	t.Logf("bob resumed on n2 %v after the kill (client: %s after the loss)", took.Round(time.Millisecond), l[2])
+	if took >= 20*time.Second {
+		t.Errorf("the resume took %v: as long as the dead node's lease", took)
+	}
+	n2.Errs.Wait(t, "n2 taking the session", 1, timeout, func(s string) bool { return strings.Contains(s, `msg="session moved here"`) })
+	// Listed at once, before n3 has even seen the move.
+	if got := alice.List(); got != usersList("alice", "bob") {
+		t.Errorf("alice's list after the resume: %q, want alice and bob", got)
+	}
+	n3.Errs.Wait(t, "n3 seeing the move", 1, timeout, func(s string) bool { return strings.Contains(s, `msg="a session moved to another node"`) })
+	alice.Send("after", "bob")
+	bob.Out.WaitLine(t, "msg: alice: after", timeout)
+	bob.Send(t, "msg 1 alice back")
+	if _, p := alice.Frame(); string(p) != "1 bob back" {
+		t.Errorf("alice got %q, want bob's message", p)
+	}
+
+	bob.Send(t, "quit")
+	n2.Out.WaitLine(t, "disconnected: bob", timeout)
+	alice.waitList(usersList("alice"))
+	for _, n := range []*node{n2, n3} {
+		for _, line := range n.Out.Snapshot() {
+			if line == "join: bob" {
+				t.Errorf("%s printed join: bob for the resume", n.name)
+			}
+		}
+	}
+	if c := n2.Out.Count(func(s string) bool { return s == "disconnected: bob" }); c != 1 {
+		t.Errorf("n2 printed disconnected: bob %d times, want once", c)
+	}
+}
+
+// joinResumable joins name on n with a raw connection that asks for
+// resume, and returns it with the session's token.
+func joinResumable(t *testing.T, n *node, name string) (*conn, protocol.Token) {
+	t.Helper()
+	c := dial(t, n, name)
+	if got := c.Hello(protocol.FeatureResume); got != protocol.FeatureResume {
+		t.Fatalf("%s: ext_hello accepted %q, want resume", name, got)
+	}
+	c.Join(name)
+	token, _, err := protocol.ParseSession(c.ExpectType(protocol.Session))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Out.WaitLine(t, "join: "+name, timeout)
+	return c, token
+}
+
+// resumeOn resumes the session of name (token, n counted frames read) on
+// node n with a new raw connection, and expects resumed <missed>.
+func resumeOn(t *testing.T, n *node, name string, token protocol.Token, count uint64, missed string) *conn {
+	t.Helper()
+	c := dial(t, n, name)
+	c.Write(protocol.AppendResume(protocol.AppendExtHello(nil, []string{protocol.FeatureResume}), name, token, count))
+	c.Expect(protocol.ExtHello, protocol.FeatureResume)
+	c.Expect(protocol.Resumed, missed)
+	return c
+}
+
+// TestResumeOnLiveOtherNode: bob, on n1 with a session granted resume,
+// comes back through n2 while n1 runs on (a client whose first address
+// failed it for a moment): n2 takes the session over at once; n1, seeing
+// its record taken, closes bob's old connection without a line on
+// stdout; alice on n3 reaches bob on n2 and lists him throughout; a
+// resume with a wrong token is refused; bob's quit on n2 prints his one
+// disconnected line there.
+func TestResumeOnLiveOtherNode(t *testing.T) {
+	nodes := startCluster(t, 3)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	old, token := joinResumable(t, n1, "bob")
+	alice := join(t, n3, "alice")
+	alice.waitList(usersList("alice", "bob"))
+
+	wrong := token
+	wrong[0] ^= 1
+	bad := dial(t, n2, "bob")
+	bad.Write(protocol.AppendResume(protocol.AppendExtHello(nil, []string{protocol.FeatureResume}), "bob", wrong, 0))
+	bad.Expect(protocol.ExtHello, protocol.FeatureResume)
+	bad.Expect(protocol.ResumeFailed, "")
+
+	bob := resumeOn(t, n2, "bob", token, 0, "0")
+	old.ExpectClosed()
+	n3.Errs.Wait(t, "n3 seeing the move", 1, timeout, func(s string) bool { return strings.Contains(s, `msg="a session moved to another node"`) })
+	if got := alice.List(); got != usersList("alice", "bob") {
+		t.Errorf("alice's list after the move: %q", got)
+	}
+	alice.Send("hello", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 alice hello")
+	bob.Send("hi", "alice")
+	alice.Expect(protocol.ForwardMessage, "1 bob hi")
+	bob.Write(protocol.AppendJoin(nil, protocol.Disconnect, "bob"))
+	n2.Out.WaitLine(t, "disconnected: bob", timeout)
+	alice.waitList(usersList("alice"))
+	for _, n := range nodes {
+		if c := n.Out.Count(func(s string) bool { return s == "disconnected: bob" }); n != n2 && c != 0 {
+			t.Errorf("%s printed disconnected: bob", n.name)
+		}
+		if c := n.Out.Count(func(s string) bool { return s == "join: bob" }); n != n1 && c != 0 {
+			t.Errorf("%s printed join: bob", n.name)
+		}
+	}
+}
+
+// TestAwayWhileNodeDead: bob's node n1 is killed and his client is slow
+// to come back: once the others have found n1 silent (3.5 s), bob stays
+// in alice's list and his name is not given to anyone else (his session
+// may still be resumed, for its window); then he resumes on n2 and alice
+// reaches him there.
+func TestAwayWhileNodeDead(t *testing.T) {
+	nodes := startCluster(t, 3)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	_, token := joinResumable(t, n1, "bob")
+	alice := join(t, n3, "alice")
+	alice.waitList(usersList("alice", "bob"))
+	n1.Kill()
+	n3.Errs.Wait(t, "n3 finding n1 silent", 1, timeout, func(s string) bool {
+		return strings.Contains(s, `msg="node silent`) && strings.Contains(s, "peer=n1")
+	})
+	if got := alice.List(); got != usersList("alice", "bob") {
+		t.Errorf("alice's list with bob's node dead: %q, want bob in it", got)
+	}
+	other := dial(t, n2, "bob")
+	other.Join("bob")
+	other.Expect(protocol.ErrUsernameUnavailable, "")
+	bob := resumeOn(t, n2, "bob", token, 0, "0")
+	n3.Errs.Wait(t, "n3 seeing the move", 1, timeout, func(s string) bool { return strings.Contains(s, `msg="a session moved to another node"`) })
+	alice.Send("hello", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 alice hello")
+}
+
+// sender sends name's numbered messages (name1, name2, ...) to bob every
+// 10 ms from its own goroutine until stopped, and counts them.
+type sender struct {
+	c    *conn
+	stop chan struct{}
+	done chan struct{}
+	sent atomic.Int64
+	err  error
+}
+
+func startSender(c *conn, to string) *sender {
+	s := &sender{c: c, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for i := 1; ; i++ {
+			select {
+			case <-s.stop:
+				return
+			case <-tick.C:
+			}
+			c.NC.SetWriteDeadline(time.Now().Add(timeout))
+			if _, err := c.NC.Write(protocol.AppendMessage(nil, protocol.SendMessage, []string{to}, []byte(fmt.Sprint(c.Name, i)))); err != nil {
+				s.err = err
+				return
+			}
+			s.sent.Store(int64(i))
+		}
+	}()
+	return s
+}
+
+func (s *sender) finish(t *testing.T) int {
+	t.Helper()
+	close(s.stop)
+	<-s.done
+	if s.err != nil {
+		t.Fatalf("%s: %v", s.c.Name, s.err)
+	}
+	return int(s.sent.Load())
+}
+
+// missedLine matches the client's stderr line for frames missed.
+var missedLine = regexp.MustCompile(`^client: missed (\d+) messages`)
+
+// TestResumeNothingLostOnKill: alice (on n3) and carol (on n2) send bob
+// (on n1, his client asking for resume) 100 messages a second each; n1
+// is killed with SIGKILL. Bob resumes on n2, and every message either
+// reaches him once and in its sender's order, or is counted in the
+// missed N messages his client prints: for each sender, nothing twice,
+// nothing out of order, and in all delivered + missed == sent. Before
+// origin retention, the messages in flight to n1 and sent to bob until
+// the cluster saw the move were lost without a word.
+func TestResumeNothingLostOnKill(t *testing.T) {
+	nodes := startCluster(t, 3)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	bob := startResumeClient(t, "bob", n1, n2, n3)
+	n1.Out.WaitLine(t, "join: bob", timeout)
+	alice := join(t, n3, "alice")
+	carol := join(t, n2, "carol")
+	alice.waitList(usersList("alice", "bob", "carol"))
+	carol.waitList(usersList("alice", "bob", "carol"))
+	senders := []*sender{startSender(alice, "bob"), startSender(carol, "bob")}
+	bob.Out.WaitLine(t, "msg: alice: alice50", timeout)
+	n1.Kill()
+	bob.Errs.WaitMatch(t, resumedOn, timeout)
+	// Go on sending a second after the resume.
+	bob.Out.WaitLine(t, fmt.Sprintf("msg: alice: alice%d", senders[0].sent.Load()+100), timeout)
+	sent := 0
+	for _, s := range senders {
+		sent += s.finish(t)
+	}
+	missed := 0
+	for _, l := range bob.Errs.Snapshot() {
+		if m := missedLine.FindStringSubmatch(l); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			missed += n
+		}
+	}
+	delivered := func() int {
+		return bob.Out.Count(func(s string) bool { return strings.HasPrefix(s, "msg: ") })
+	}
+	deadline := time.Now().Add(timeout)
+	for delivered()+missed < sent && time.Now().Before(deadline) {
+		bob.Out.Wait(t, "more messages", delivered()+1, time.Until(deadline), func(s string) bool { return strings.HasPrefix(s, "msg: ") })
+	}
+	last := map[string]int{}
+	for _, l := range bob.Out.Snapshot() {
+		var from string
+		var i int
+		if _, err := fmt.Sscanf(l, "msg: %s ", &from); err != nil {
+			continue
+		}
+		from = strings.TrimSuffix(from, ":")
+		if _, err := fmt.Sscanf(strings.TrimPrefix(l, "msg: "+from+": "+from), "%d", &i); err != nil {
+			t.Fatalf("bob printed %q", l)
+		}
+		if i <= last[from] {
+			t.Errorf("bob got %s%d after %s%d: twice or out of order", from, i, from, last[from])
+		}
+		last[from] = i
+	}
+	t.Logf("sent %d, delivered %d, missed %d", sent, delivered(), missed)
+	if got := delivered() + missed; got != sent {
+		t.Errorf("delivered %d + missed %d = %d, want the %d sent", delivered(), missed, got, sent)
+	}
+}
+
+// TestResumeMissedCounted: bob's node n1 is killed while alice (on n3)
+// sends him 30 messages of 60,000 bytes, 1.8 MB, more than a node keeps
+// for one user (1 MiB). Bob resumes on n2 with his cursor: resumed says
+// exactly how many n3 let go of, and the rest come once, in order, the
+// last included: delivered + missed == sent.
+func TestResumeMissedCounted(t *testing.T) {
+	nodes := startCluster(t, 3)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	bob := dial(t, n1, "bob")
+	if got := bob.Hello(protocol.FeatureResume, protocol.FeatureCursor); got != protocol.FeatureResume+" "+protocol.FeatureCursor {
+		t.Fatalf("ext_hello accepted %q, want resume and cursor", got)
+	}
+	bob.Join("bob")
+	token, _, err := protocol.ParseSession(bob.ExpectType(protocol.Session))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := join(t, n3, "alice")
+	alice.waitList(usersList("alice", "bob"))
+	alice.Send("first", "bob")
+	cursor := bob.ExpectType(protocol.Cursor)
+	bob.Expect(protocol.ForwardMessage, "1 alice first")
+
+	n1.Kill()
+	const total = 30
+	text := func(i int) string { return fmt.Sprintf("m%02d ", i) + strings.Repeat("x", 60000) }
+	for i := 1; i <= total; i++ {
+		alice.Send(text(i), "bob")
+	}
+	alice.List() // n3 has relayed (and kept) all 30 once it answers this
+
+	c := dial(t, n2, "bob")
+	c.Write(protocol.AppendResumeAt(protocol.AppendExtHello(nil, []string{protocol.FeatureResume, protocol.FeatureCursor}), "bob", token, 1, 1, cursor))
+	c.Expect(protocol.ExtHello, protocol.FeatureResume+" "+protocol.FeatureCursor)
+	missed, err := strconv.Atoi(string(c.ExpectType(protocol.Resumed)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if missed <= 0 || missed >= total {
+		t.Fatalf("resumed %d: want some but not all of the %d messages missed", missed, total)
+	}
+	for i := missed + 1; i <= total; i++ {
+		h, p := c.Frame()
+		for h.Type == protocol.Cursor {
+			h, p = c.Frame()
+		}
+		if h.Type != protocol.ForwardMessage || string(p) != "1 alice "+text(i) {
+			t.Fatalf("after resumed %d: got %s %.20q, want message %d", missed, h.Name, p, i)
+		}
+	}
+	t.Logf("missed %d, delivered %d of %d", missed, total-missed, total)
+}
+
+// TestResumeCountsDeadNodesOwn: dave, on bob's node n1, sends bob six
+// messages; bob reads the first only (and one from alice on n3) when n1 is
+// killed. Those five died with n1, which alone had them: bob, resuming on
+// n2, is told he missed 5, from what n1 last reported it had originated
+// for him (every 200 ms; the test waits for the report). Before, they were
+// lost without a word.
+func TestResumeCountsDeadNodesOwn(t *testing.T) {
+	nodes := startCluster(t, 3)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	bob := dial(t, n1, "bob")
+	if got := bob.Hello(protocol.FeatureResume, protocol.FeatureCursor); got != protocol.FeatureResume+" "+protocol.FeatureCursor {
+		t.Fatalf("ext_hello accepted %q, want resume and cursor", got)
+	}
+	bob.Join("bob")
+	token, _, err := protocol.ParseSession(bob.ExpectType(protocol.Session))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dave := join(t, n1, "dave")
+	alice := join(t, n3, "alice")
+	alice.waitList(usersList("alice", "bob", "dave"))
+	dave.Send("d1", "bob")
+	bob.Expect(protocol.ForwardMessage, "1 dave d1")
+	alice.Send("a1", "bob")
+	cursor := bob.ExpectType(protocol.Cursor)
+	bob.Expect(protocol.ForwardMessage, "1 alice a1")
+	for i := 2; i <= 6; i++ {
+		dave.Send(fmt.Sprint("d", i), "bob")
+	}
+	dave.List() // n1 has queued all five for bob once it answers this
+	deadline := time.Now().Add(timeout)
+	for n2.metric(t, "chat_cluster_originated_reported_total", `peer="n1"`) < 6 {
+		if time.Now().After(deadline) {
+			t.Fatal("n2 never heard n1 report the six frames it originated for bob")
+		}
+		time.Sleep(50 * time.Millisecond) // a metric: nothing to wait on
+	}
+	n1.Kill()
+	c := dial(t, n2, "bob")
+	c.Write(protocol.AppendResumeAt(protocol.AppendExtHello(nil, []string{protocol.FeatureResume, protocol.FeatureCursor}), "bob", token, 2, 1, cursor))
+	c.Expect(protocol.ExtHello, protocol.FeatureResume+" "+protocol.FeatureCursor)
+	c.Expect(protocol.Resumed, "5")
+	alice.Send("a2", "bob")
+	h, p := c.Frame()
+	for h.Type == protocol.Cursor {
+		h, p = c.Frame()
+	}
+	if h.Type != protocol.ForwardMessage || string(p) != "1 alice a2" {
+		t.Fatalf("after the resume: got %s %q, want alice's a2", h.Name, p)
+	}
+}
