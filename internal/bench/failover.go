@@ -32,6 +32,7 @@ const Failover = "failover"
 // FailoverConfig is the failover workload's part of Config.
 type FailoverConfig struct {
 	Users  int           // resume-asking users on the node killed
+	Others int           // idle users joined on each other node (worker processes), before the kill
 	Rate   int           // messages per second to them, all senders together
 	Before time.Duration // traffic before the kill
 	After  time.Duration // traffic after the last resume
@@ -44,6 +45,7 @@ func defaultFailover() FailoverConfig {
 // addFailoverFlags registers the failover workload's flags.
 func addFailoverFlags(fs *pflag.FlagSet, c *FailoverConfig) {
 	fs.IntVar(&c.Users, "failover-users", c.Users, "failover: users (asking for resume) on the node killed")
+	fs.IntVar(&c.Others, "failover-others", c.Others, "failover: idle users joined on each of the other nodes before the kill (in worker processes, --clients-per-worker each)")
 	fs.IntVar(&c.Rate, "failover-rate", c.Rate, "failover: messages per second to them from the other nodes, all together (0: idle users)")
 	fs.DurationVar(&c.Before, "failover-before", c.Before, "failover: traffic before the kill")
 	fs.DurationVar(&c.After, "failover-after", c.After, "failover: traffic after the last resume")
@@ -53,6 +55,8 @@ func (c FailoverConfig) validate() error {
 	switch {
 	case c.Users < 1 || c.Users > 20000:
 		return fmt.Errorf("--failover-users %d out of range [1, 20000]", c.Users)
+	case c.Others < 0:
+		return fmt.Errorf("--failover-others %d is negative", c.Others)
 	case c.Rate < 0 || c.Rate > 100000:
 		return fmt.Errorf("--failover-rate %d out of range [0, 100000]", c.Rate)
 	case c.Before <= 0 || c.After < 0:
@@ -283,21 +287,42 @@ func failoverRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, err
 		return nil, err
 	}
 	k := max(cfg.Cluster, 3)
-	cl, err := spawnCluster(ctx, cfg.ServerBin, k, fc.Users+k+16, cfg.Timeout, stderr)
+	cl, err := spawnCluster(ctx, cfg.ServerBin, k, fc.Users+fc.Others*(k-1)+k+16, cfg.Timeout, stderr)
 	if err != nil {
 		return nil, err
 	}
 	defer cl.Close()
 	victim := cl.Nodes[0]
-	addrs := make([]string, k)
-	for i, t := range cl.Nodes {
-		addrs[i] = t.Addr
+	if fc.Others > 0 {
+		// Idle users on the other nodes, which the moved users join.
+		for _, t := range cl.Nodes[1:] {
+			if err := checkFDs(t, int64(fc.Others+fc.Users+64), "the idle and moved users", ""); err != nil {
+				return nil, err
+			}
+		}
+		workers, err := startScaleWorkers(cfg, cl.Nodes[1:], runPrefix()+"idle", fc.Others*(k-1), stderr)
+		defer func() {
+			for _, w := range workers {
+				w.stop(5 * time.Second)
+			}
+		}()
+		if err != nil {
+			return nil, fmt.Errorf("joining the other nodes' idle users: %w", err)
+		}
+		fmt.Fprintf(stderr, "failover: %d idle users joined each other node\n", fc.Others)
 	}
 	users := make([]*foUser, fc.Users)
 	joinErrs := make([]error, len(users))
 	var joins sync.WaitGroup
 	gate := make(chan struct{}, 256) // joins under way at once
 	for i := range users {
+		// The node killed first, then the others from a place of
+		// the user's own, as people given different address lists
+		// are: the moved users spread over the other nodes.
+		addrs := []string{victim.Addr}
+		for j := range k - 1 {
+			addrs = append(addrs, cl.Nodes[1+(i+j)%(k-1)].Addr)
+		}
 		users[i] = &foUser{name: fmt.Sprintf("fo%d", i), addrs: addrs, lastFrom: make(map[string]int)}
 		gate <- struct{}{}
 		joins.Go(func() {
@@ -450,7 +475,7 @@ func failoverRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, err
 		}
 		return float64(times[min(len(times)-1, int(q*float64(len(times))))].Microseconds()) / 1000
 	}
-	params := fmt.Sprintf("nodes=%d users=%d rate=%d/s", k, fc.Users, fc.Rate)
+	params := fmt.Sprintf("nodes=%d users=%d others=%d rate=%d/s", k, fc.Users, fc.Others, fc.Rate)
 	row := func(metric, unit string, v float64, target string) Row {
 		return Row{Workload: Failover, Params: params, System: "cluster", Metric: metric, Unit: unit, Ours: v, Base: math.NaN(), Target: target}
 	}
