@@ -296,7 +296,8 @@ func failoverRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, err
 	if fc.Others > 0 {
 		// Idle users on the other nodes, which the moved users join.
 		for _, t := range cl.Nodes[1:] {
-			if err := checkFDs(t, int64(fc.Others+fc.Users+64), "the idle and moved users", ""); err != nil {
+			moved := (fc.Users + k - 2) / (k - 1) // spread over the other nodes (see addrs below)
+			if err := checkFDs(t, int64(fc.Others+moved+64), "the idle and moved users", ""); err != nil {
 				return nil, err
 			}
 		}
