@@ -50,10 +50,17 @@ func (c *conn) resumeSession(h protocol.Header) error {
 		return &endError{reason: reasonResumeFailed, last: frameResumeFailed}
 	}
 	c.name, c.sess = name, sess
+	return c.attach(sess, n, "resumed")
+}
+
+// attach makes c the connection of sess, the client having received n of
+// its counted frames, closing an old connection still attached; what
+// names the resume in the log. A session that ended meanwhile refuses it.
+func (c *conn) attach(sess *session, n uint64, what string) error {
 	old, missed, err := sess.attach(c, n)
 	if err != nil {
+		c.logAt(slog.LevelInfo, "resume refused", "as", c.name, "err", err)
 		c.name, c.sess = "", nil
-		c.logAt(slog.LevelInfo, "resume refused", "as", name, "err", err)
 		return &endError{reason: reasonResumeFailed, last: frameResumeFailed}
 	}
 	if old != nil {
@@ -63,7 +70,7 @@ func (c *conn) resumeSession(h protocol.Header) error {
 	c.nc.SetReadDeadline(time.Time{})
 	c.m.resumes.Inc()
 	c.m.resumeMissed.Add(float64(missed))
-	c.logAt(slog.LevelInfo, "resumed", "received", n, "missed", missed, "took_over", old != nil)
+	c.logAt(slog.LevelInfo, what, "received", n, "missed", missed, "took_over", old != nil)
 	return nil
 }
 
@@ -164,19 +171,5 @@ func (c *conn) resumeMoved(mv SessionMover, name string, token protocol.Token, n
 	sess.mu.Lock()
 	sess.missed = missedElsewhere
 	sess.mu.Unlock()
-	old, missed, err := sess.attach(c, n)
-	if err != nil { // ended meanwhile: moved away again
-		c.name, c.sess = "", nil
-		c.logAt(slog.LevelInfo, "resume refused", "as", name, "err", err)
-		return &endError{reason: reasonResumeFailed, last: frameResumeFailed}
-	}
-	if old != nil {
-		old.kill(reasonTakenOver, nil)
-	}
-	c.joined = true
-	c.nc.SetReadDeadline(time.Time{})
-	c.m.resumes.Inc()
-	c.m.resumeMissed.Add(float64(missed))
-	c.logAt(slog.LevelInfo, "resumed a session from another node", "received", n, "missed", missed)
-	return nil
+	return c.attach(sess, n, "resumed a session from another node") // refused if it moved away again meanwhile
 }

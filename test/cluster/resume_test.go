@@ -90,12 +90,13 @@ func TestResumeAfterNodeKilled(t *testing.T) {
 }
 
 // joinResumable joins name on n with a raw connection that asks for
-// resume, and returns it with the session's token.
-func joinResumable(t *testing.T, n *node, name string) (*conn, protocol.Token) {
+// resume (and the features more), and returns it with the session's token.
+func joinResumable(t *testing.T, n *node, name string, more ...string) (*conn, protocol.Token) {
 	t.Helper()
 	c := dial(t, n, name)
-	if got := c.Hello(protocol.FeatureResume); got != protocol.FeatureResume {
-		t.Fatalf("%s: ext_hello accepted %q, want resume", name, got)
+	want := append([]string{protocol.FeatureResume}, more...)
+	if got := c.Hello(want...); got != strings.Join(want, " ") {
+		t.Fatalf("%s: ext_hello accepted %q, want %q", name, got, want)
 	}
 	c.Join(name)
 	token, _, err := protocol.ParseSession(c.ExpectType(protocol.Session))
@@ -305,15 +306,7 @@ func TestResumeNothingLostOnKill(t *testing.T) {
 func TestResumeMissedCounted(t *testing.T) {
 	nodes := startCluster(t, 3)
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
-	bob := dial(t, n1, "bob")
-	if got := bob.Hello(protocol.FeatureResume, protocol.FeatureCursor); got != protocol.FeatureResume+" "+protocol.FeatureCursor {
-		t.Fatalf("ext_hello accepted %q, want resume and cursor", got)
-	}
-	bob.Join("bob")
-	token, _, err := protocol.ParseSession(bob.ExpectType(protocol.Session))
-	if err != nil {
-		t.Fatal(err)
-	}
+	bob, token := joinResumable(t, n1, "bob", protocol.FeatureCursor)
 	alice := join(t, n3, "alice")
 	alice.waitList(usersList("alice", "bob"))
 	alice.Send("first", "bob")
@@ -359,15 +352,7 @@ func TestResumeMissedCounted(t *testing.T) {
 func TestResumeCountsDeadNodesOwn(t *testing.T) {
 	nodes := startCluster(t, 3)
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
-	bob := dial(t, n1, "bob")
-	if got := bob.Hello(protocol.FeatureResume, protocol.FeatureCursor); got != protocol.FeatureResume+" "+protocol.FeatureCursor {
-		t.Fatalf("ext_hello accepted %q, want resume and cursor", got)
-	}
-	bob.Join("bob")
-	token, _, err := protocol.ParseSession(bob.ExpectType(protocol.Session))
-	if err != nil {
-		t.Fatal(err)
-	}
+	bob, token := joinResumable(t, n1, "bob", protocol.FeatureCursor)
 	dave := join(t, n1, "dave")
 	alice := join(t, n3, "alice")
 	alice.waitList(usersList("alice", "bob", "dave"))
