@@ -440,17 +440,26 @@ func (h *Hub) retry(op func(ctx context.Context) error) error {
 	}
 }
 
+// dropLocal removes the local user of name if is says it is the one
+// meant, and returns it.
+func (h *Hub) dropLocal(name string, is func(localUser) bool) (localUser, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	lu, ok := h.locals[name]
+	if !ok || !is(lu) {
+		return localUser{}, false
+	}
+	delete(h.locals, name)
+	return lu, true
+}
+
 // Leave implements server.Hub.
 func (h *Hub) Leave(p server.Peer) {
 	name := p.Name()
-	h.mu.Lock()
-	lu, ok := h.locals[name]
-	if !ok || lu.peer != p {
-		h.mu.Unlock()
+	lu, ok := h.dropLocal(name, func(lu localUser) bool { return lu.peer == p })
+	if !ok {
 		return
 	}
-	delete(h.locals, name)
-	h.mu.Unlock()
 	h.local.Leave(p)
 	h.reg.recordLeave(name, lu.token, lu.slot, lu.slotRev)
 	h.changed()

@@ -380,14 +380,10 @@ func (h *Hub) moveSlot(token uint64) (int, uint64, error) {
 // registry and nothing is printed; the session's connection, if any, is
 // closed as a local takeover closes it.
 func (h *Hub) movedAway(name string, token uint64) {
-	h.mu.Lock()
-	lu, ok := h.locals[name]
-	if !ok || lu.token != token {
-		h.mu.Unlock()
+	lu, ok := h.dropLocal(name, func(lu localUser) bool { return lu.token == token })
+	if !ok {
 		return
 	}
-	delete(h.locals, name)
-	h.mu.Unlock()
 	h.local.Leave(lu.peer)
 	h.changed()
 	h.relay.localLeft(lu.peer)
