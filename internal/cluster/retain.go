@@ -163,6 +163,12 @@ func (rt *retained) replay(r *relay, key creditKey, after uint64, from, node str
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	rt.from, rt.to, rt.local = from, node, nil
+	return rt.replayLocked(after, func(f keptFrame) { r.outboundTo(node).addSeq(key, f.seq, f.frame) })
+}
+
+// replayLocked gives send the frames kept after after, in order, and
+// returns how many after after were let go of. rt.mu is held.
+func (rt *retained) replayLocked(after uint64, send func(keptFrame)) (missed uint64) {
 	if after >= rt.seq {
 		return 0
 	}
@@ -175,7 +181,7 @@ func (rt *retained) replay(r *relay, key creditKey, after uint64, from, node str
 	}
 	for _, f := range rt.frames[rt.head:] {
 		if f.seq > after {
-			r.outboundTo(node).addSeq(key, f.seq, f.frame)
+			send(f)
 		}
 	}
 	return missed
@@ -191,22 +197,7 @@ func (rt *retained) replayLocal(p server.OriginSender, origin string, after uint
 	// here, through this node's own subject, until the hub has the
 	// session (TakeOver joins it next).
 	rt.from, rt.to, rt.local, rt.localOrigin = from, self, p, origin
-	if after >= rt.seq {
-		return 0
-	}
-	first := rt.seq + 1
-	if rt.head < len(rt.frames) {
-		first = rt.frames[rt.head].seq
-	}
-	if after+1 < first {
-		missed = first - 1 - after
-	}
-	for _, f := range rt.frames[rt.head:] {
-		if f.seq > after {
-			p.SendFrom(f.frame, origin, f.seq)
-		}
-	}
-	return missed
+	return rt.replayLocked(after, func(f keptFrame) { p.SendFrom(f.frame, origin, f.seq) })
 }
 
 // addSeq queues frame for the user key as the seq-th frame this node
