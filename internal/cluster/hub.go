@@ -124,7 +124,11 @@ func (h *Hub) start(ctx context.Context) error {
 	h.w.start()
 	h.del.start()
 	h.live.run()
-	h.spawn(h.guard)
+	// The buckets are read here, not by the guard: tests wrap them in
+	// fakes while the node runs (TestJoinLosesPlaceRace), and the guard
+	// reading the field every tick raced with that (-race, once in three).
+	names, nodes := h.reg.names, h.reg.nodes
+	h.spawn(func() { h.guard(names, nodes) })
 	h.live.awaitPeers(2 * heartbeatEvery)
 	h.live.sweepSoon() // entries of earlier incarnations and dead nodes
 	return nil

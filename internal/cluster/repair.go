@@ -29,17 +29,18 @@ var errNameLost = errors.New("the registry was rebuilt and the name is another s
 // that lists do not flicker while the other nodes put theirs back; stale
 // records that nobody puts back go with the sweeper (records) or after
 // leaseTTL (leases).
-func (h *Hub) guard() {
+// names and nodes are the registry's buckets, read when the node started.
+func (h *Hub) guard(names, nodes jetstream.KeyValue) {
 	created := map[string]time.Time{}
 	tick := time.NewTicker(guardEvery)
 	defer tick.Stop()
 	for {
 		if !h.leaving.Load() {
-			h.guardBucket(created, h.reg.names, h.namesCfg, func() {
+			h.guardBucket(created, names, h.namesCfg, func() {
 				h.reg.rewatch(true)
 				h.refill()
 			})
-			h.guardBucket(created, h.reg.nodes, h.nodesCfg, func() { h.reg.rewatch(false) })
+			h.guardBucket(created, nodes, h.nodesCfg, func() { h.reg.rewatch(false) })
 			h.reg.expireStaleLeases()
 		}
 		select {
