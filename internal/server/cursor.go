@@ -160,6 +160,10 @@ func encodeCursor(next string, local uint64, pos map[string]uint64) []byte {
 // the cursor's server originated is under "-".
 func parseCursor(c []byte, j uint64) (map[string]uint64, error) {
 	f := bytes.Split(c, []byte{' '})
+	if len(f[0]) == 0 || bytes.IndexByte(f[0], '=') >= 0 {
+		// Not an origin encodeCursor writes: "-" or a node's name.
+		return nil, fmt.Errorf("%w: cursor %q", protocol.ErrMalformed, c)
+	}
 	pos := make(map[string]uint64, len(f)-1)
 	for _, kv := range f[1:] {
 		k, v, ok := bytes.Cut(kv, []byte{'='})
@@ -169,8 +173,6 @@ func parseCursor(c []byte, j uint64) (map[string]uint64, error) {
 		}
 		pos[string(k)] = n
 	}
-	if next := string(f[0]); next != "" {
-		pos[next] += j
-	}
+	pos[string(f[0])] += j
 	return pos, nil
 }

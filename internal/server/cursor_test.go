@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"maps"
+	"strings"
 	"testing"
 
 	"github.com/gochat/chat/internal/protocol"
@@ -55,7 +56,7 @@ func TestOriginsCursors(t *testing.T) {
 			t.Errorf("parseCursor(%q, %d) = %v, %v; want %v", tc.cursor, tc.j, got, err, tc.want)
 		}
 	}
-	for _, bad := range []string{"- n2/a", "- n2/a=x", "- =3", "- n2/a=-1"} {
+	for _, bad := range []string{"- n2/a", "- n2/a=x", "- =3", "- n2/a=-1", "=", " -=1", "a=b -=1"} {
 		if got, err := parseCursor([]byte(bad), 0); err == nil {
 			t.Errorf("parseCursor(%q) = %v, want an error", bad, got)
 		}
@@ -82,4 +83,39 @@ func cursorTail(frame []byte) []byte {
 		return nil
 	}
 	return frame[len(frame)-int(h.Length):]
+}
+
+// FuzzParseCursor: a cursor from a stranger's resume either is refused or
+// names positions under non-empty origin names, and those positions, made
+// into a cursor again, read back the same.
+func FuzzParseCursor(f *testing.F) {
+	for _, s := range []string{"n3/b -=1 n2/a=2", "- -=1 n2/a=2 n3/b=1", "n2/a", "- n2/a", "- =3", "- n2/a=-1", "", " ", "-  -=1", "a=b c=1=2", "- x=18446744073709551615", "- x=18446744073709551616"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, c []byte) {
+		pos, err := parseCursor(c, 0)
+		if err != nil {
+			return
+		}
+		others := maps.Clone(pos)
+		delete(others, localOrigin)
+		for o := range others {
+			if o == "" || strings.ContainsAny(o, " =") {
+				t.Fatalf("parseCursor(%q) accepted origin %q", c, o)
+			}
+		}
+		enc := encodeCursor("", pos[localOrigin], others)
+		back, err := parseCursor(enc, 0)
+		if err != nil {
+			t.Fatalf("parseCursor(encodeCursor(%v)) = %v", pos, err)
+		}
+		if len(back) != len(others)+1 {
+			return // more origins than a cursor holds: encodeCursor stops
+		}
+		want := maps.Clone(others)
+		want[localOrigin] = pos[localOrigin]
+		if !maps.Equal(back, want) {
+			t.Fatalf("parseCursor(%q) = %v; made into a cursor again it reads %v", c, pos, back)
+		}
+	})
 }
