@@ -2,6 +2,7 @@ package client
 
 import (
 	"errors"
+	"net"
 	"slices"
 
 	"github.com/gochat/chat/internal/protocol"
@@ -37,10 +38,38 @@ func (c *client) writeLocked(parts ...[]byte) error {
 	if c.broken.Load() {
 		return errBroken
 	}
+	size := 0
 	for _, p := range parts {
-		c.w.Write(p) // an error shows in the flush
+		size += len(p)
 	}
-	return c.flushLocked()
+	if size <= c.w.Available() {
+		for _, p := range parts {
+			c.w.Write(p) // an error shows in the flush
+		}
+		return c.flushLocked()
+	}
+	// A frame larger than the buffer's room (a file chunk, 128 KiB) goes
+	// out in one writev: through the buffer, part of it was copied into
+	// it and the frame took two writes (issue 19: 8,192 writes and 512
+	// MiB of copying a GiB uploaded).
+	if err := c.flushLocked(); err != nil {
+		return err
+	}
+	bufs := net.Buffers(parts)
+	if _, err := bufs.WriteTo(c.conn()); err != nil {
+		c.writeFailed(err)
+		return err
+	}
+	return nil
+}
+
+// conn returns the connection in use, unwrapped from the swapConn of a
+// session that may resume, so that net.Buffers can write it with writev.
+func (c *client) conn() net.Conn {
+	if s, ok := c.nc.(*swapConn); ok {
+		return s.conn()
+	}
+	return c.nc
 }
 
 // flushLocked sends what is buffered; wmu must be held. A failure breaks

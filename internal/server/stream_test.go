@@ -123,11 +123,13 @@ func startOwnUpload(t *testing.T, sam *rawClient) (rest []byte, f *uploadFrames)
 func startUpload(t *testing.T, up *rawClient, to string) (rest []byte, f *uploadFrames) {
 	t.Helper()
 	sam := up
-	const size, first = 1 << 20, 64 << 10
+	const size, first = 1 << 20, ackEvery // the first ack comes once ackEvery is passed on
 	if online := sam.beginUpload(1, []string{to}, "up.bin", size); !slices.Equal(online, []string{to}) {
 		t.Fatalf("online %v, want [%s]", online, to)
 	}
-	sam.Write(append(protocol.ChunkHeader(nil, 1, first), make([]byte, first)...)) // first ≤ MaxChunkData
+	for range first / protocol.MaxChunkData {
+		sam.Write(append(protocol.ChunkHeader(nil, 1, protocol.MaxChunkData), make([]byte, protocol.MaxChunkData)...))
+	}
 	f = &uploadFrames{}
 	for f.acked < first {
 		sam.readUpload(1, f)

@@ -18,15 +18,21 @@ import (
 // the upload's own goroutine, which writes them to the recipients' file
 // streams (which hold the file for a recipient that falls behind, as for
 // streamFile, so one slow recipient does not hold it up for the others)
-// and acknowledges each
-// with a file_ack. The client sends at most uploadWindow bytes beyond the
-// last file_ack, so the serve goroutine never waits for a recipient to
-// take a file, and the sender's chat goes on while it uploads.
+// and acknowledges them with file_acks. The client sends at most
+// uploadWindow bytes beyond the last file_ack, so the serve goroutine never
+// waits for a recipient to take a file, and the sender's chat goes on
+// while it uploads.
 
 const (
 	// uploadWindow is the most bytes of an upload a client may have sent
 	// beyond the last file_ack: what one upload holds in memory here.
 	uploadWindow = 1 << 20
+	// ackEvery is how much of an upload passed on earns a file_ack. An
+	// ack for every chunk cost the client a wakeup and a read per 128 KiB
+	// (8,192 a GiB, issue 19); with one per quarter window the client
+	// always has three quarters of it to send into, more than one
+	// round trip's worth on any link the window suits.
+	ackEvery = uploadWindow / 4
 	// maxUploads is the most uploads one connection has under way, each
 	// from its file_begin until its file_result is sent.
 	maxUploads = 4
@@ -314,8 +320,9 @@ func (c *conn) streamUpload(u *upload) {
 	for {
 		chunks, end := u.take()
 		if len(chunks) == 0 && end == protocol.Unknown {
-			// Everything received is passed on and acknowledged: the
-			// client may send, and the stall timeout runs from now.
+			// Everything received is passed on, and less than
+			// ackEvery of it is unacknowledged: the client has room in
+			// its window to send, and the stall timeout runs from now.
 			stall.Reset(c.srv.cfg.StallTimeout)
 			start := time.Now()
 			select {
@@ -363,8 +370,10 @@ func (c *conn) streamUpload(u *upload) {
 			})
 			ch.ref.release()
 			passed += int64(len(ch.Data))
-			u.acked.Store(passed)
-			c.Send(protocol.AppendFileAck(nil, u.id, passed))
+			if passed-u.acked.Load() >= ackEvery {
+				u.acked.Store(passed)
+				c.Send(protocol.AppendFileAck(nil, u.id, passed))
+			}
 		}
 		switch {
 		case len(live) == 0, isClosed(u.cancel):
@@ -373,6 +382,10 @@ func (c *conn) streamUpload(u *upload) {
 			c.finishUpload(u, nil)
 			return
 		case end == protocol.FileEnd:
+			if passed > u.acked.Load() { // all of it, before the result
+				u.acked.Store(passed)
+				c.Send(protocol.AppendFileAck(nil, u.id, passed))
+			}
 			sent := make([]Peer, len(live))
 			streams := make([]FileStream, len(live))
 			for i, t := range live {

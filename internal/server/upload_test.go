@@ -50,6 +50,7 @@ func (c *rawClient) beginUpload(id uint64, to []string, filename string, size in
 // uploadFrames is what an uploading client sees besides its own frames.
 type uploadFrames struct {
 	acked  int64
+	acks   []int64  // every file_ack's offset, in order
 	result []string // nil until file_result
 	done   bool
 	other  []string // other frames, as "type payload"
@@ -66,6 +67,7 @@ func (c *rawClient) readUpload(id uint64, f *uploadFrames) {
 			c.T.Fatalf("file_ack %q after %d: %v", p, f.acked, err)
 		}
 		f.acked = off
+		f.acks = append(f.acks, off)
 	case protocol.FileResult:
 		gid, names, err := protocol.ParseFileResult(p)
 		if err != nil || gid != id {
@@ -223,6 +225,36 @@ func TestUploadDoesNotBlockChat(t *testing.T) {
 	b := <-bobGot
 	if !b.ok || !bytes.Equal(b.content, data) || !slices.Equal(b.other, []string{"forward_message 1 alice mid-upload"}) {
 		t.Fatalf("bob got %d bytes (end %v), other frames %q", len(b.content), b.ok, b.other)
+	}
+}
+
+// TestUploadAcksByQuarterWindow: the server acknowledges an upload once a
+// quarter of the window more has been passed on, and all of it before its
+// file_result, not every chunk (issue 19: a wakeup of the client a chunk).
+func TestUploadAcksByQuarterWindow(t *testing.T) {
+	s := startServer(t, Config{})
+	bob := joinedExt(t, s, "bob")
+	alice := uploader(t, s, "alice")
+	data := make([]byte, 2*uploadWindow+100<<10)
+	alice.beginUpload(1, []string{"bob"}, "big.bin", int64(len(data)))
+	bobGot := make(chan int, 1)
+	go func() {
+		content, _, _ := bob.readChunked()
+		bobGot <- len(content)
+	}()
+	var f uploadFrames
+	alice.sendChunks(1, data, 0, len(data), &f)
+	alice.finishUpload(1, &f)
+	if n := <-bobGot; n != len(data) {
+		t.Fatalf("bob got %d bytes of %d", n, len(data))
+	}
+	if len(f.acks) == 0 || f.acks[len(f.acks)-1] != int64(len(data)) {
+		t.Fatalf("acks %v: the last must be the whole %d bytes", f.acks, len(data))
+	}
+	for i, off := range f.acks[:len(f.acks)-1] {
+		if gap := off - append([]int64{0}, f.acks...)[i]; gap < uploadWindow/4 {
+			t.Fatalf("acks %v: ack %d came after only %d bytes more, want at least a quarter window", f.acks, i, gap)
+		}
 	}
 }
 
