@@ -118,15 +118,12 @@ func runClientFiles(ctx context.Context, t *target, bin, src, dir string, size i
 	var res clientFilesResult
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	prefix := runPrefix()
-	rnames := recipientNames(prefix, r)
+	run := newFileRun(r)
+	prefix, rnames := run.prefix, run.rnames
 	var (
-		conns  clientSet // the chatter
-		procs  []*childProc
-		lines  sync.WaitGroup // the readers of the processes' lines
-		chat   chatTally
-		doneAt = make([]time.Time, r)
-		done   = make(chan error, r)
+		conns clientSet // the chatter
+		procs []*childProc
+		lines sync.WaitGroup // the readers of the processes' lines
 	)
 	defer conns.close()
 	defer func() {
@@ -167,15 +164,12 @@ func runClientFiles(ctx context.Context, t *target, bin, src, dir string, size i
 	for k, p := range procs[:r] {
 		var tally *chatTally // recipient 0's chat only
 		if k == 0 {
-			tally = &chat
+			tally = &run.chat
 		}
 		lines.Go(func() {
-			got := func() {
-				doneAt[k] = time.Now()
-				done <- nil
-			}
+			got := func() { run.ended(k, nil) }
 			if !p.awaitFile(fileLine, "msg: "+prefix+"c: ", tally, got) {
-				done <- fmt.Errorf("recipient %d ended without its file: line", k)
+				run.ended(k, fmt.Errorf("recipient %d ended without its file: line", k))
 			}
 		})
 	}
@@ -193,7 +187,7 @@ func runClientFiles(ctx context.Context, t *target, bin, src, dir string, size i
 	t0 := time.Now()
 	err = sender.send(fmt.Sprintf("file %d %s %s", r, strings.Join(rnames, " "), src))
 	if err == nil {
-		err = awaitFiles(ctx, done, r, fmt.Errorf("file of %d bytes not saved by the recipients in %v", size, timeout))
+		err = run.awaitEnds(ctx, fmt.Errorf("file of %d bytes not saved by the recipients in %v", size, timeout))
 	}
 	res.ChatSent = stopChat()
 	res.RSSPeak = srvRSS.Peak()
@@ -201,14 +195,14 @@ func runClientFiles(ctx context.Context, t *target, bin, src, dir string, size i
 	if err != nil {
 		return res, err
 	}
-	res.Secs, res.MBps = transferRate(t0, doneAt, size)
+	res.Secs, res.MBps = transferRate(t0, run.doneAt, size)
 	for k, name := range rnames {
 		saved := filepath.Join(dir, name, name+"_"+filepath.Base(src))
 		if st, err := os.Stat(saved); err != nil || st.Size() != size {
 			return res, fmt.Errorf("recipient %d saved %v (%v), want %d bytes", k, st, err, size)
 		}
 	}
-	chat.await(&res.filesResult)
+	run.chat.await(&res.filesResult)
 	return res, nil
 }
 

@@ -86,13 +86,10 @@ func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate, 
 	var res filesResult
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	prefix := runPrefix()
-	rnames := recipientNames(prefix, r)
+	run := newFileRun(r)
+	prefix, rnames := run.prefix, run.rnames
 	var (
 		conns  clientSet
-		chat   chatTally
-		doneAt = make([]time.Time, r)
-		done   = make(chan error, r)
 		nextAt = make(chan time.Time, 1) // the sender's message after the file, at recipient 0
 	)
 	defer conns.close()
@@ -100,17 +97,14 @@ func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate, 
 		return conns.dial(ctx, t.Addr, name, 64<<10, 64<<10, h, features...)
 	}
 	for k := range r {
-		h, features := fileRecipient(k, size, mode, func(err error) {
-			doneAt[k] = time.Now()
-			done <- err
-		})
+		h, features := fileRecipient(k, size, mode, func(err error) { run.ended(k, err) })
 		if k == 0 {
 			h.msg = func(text []byte) {
 				if idx, _, ok := readStamp(text); ok && idx == 1 { // the sender's, after the file
 					nextAt <- time.Now()
 					return
 				}
-				chat.record(text)
+				run.chat.record(text)
 			}
 		}
 		if _, err := dial(recv, rnames[k], h, features...); err != nil {
@@ -151,7 +145,7 @@ func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate, 
 	stopChat := chatDuring(chatter, rnames[0], chatRate)
 	t0, c0 := time.Now(), cpu.seconds()
 	sent := sendFile(sender, tonames, size, rnames[0])
-	err = awaitFiles(ctx, done, r, fmt.Errorf("file of %d bytes not delivered in %v", size, timeout))
+	err = run.awaitEnds(ctx, fmt.Errorf("file of %d bytes not delivered in %v", size, timeout))
 	res.ServerCPU = cpu.seconds() - c0
 	res.ChatSent = stopChat()
 	res.RSSPeak = sendRSS.Peak()
@@ -166,8 +160,8 @@ func runFiles(ctx context.Context, send, recv *target, size int64, r, chatRate, 
 	if err := <-sent; err != nil {
 		return res, err
 	}
-	res.Secs, res.MBps = transferRate(t0, doneAt, size)
-	chat.await(&res)
+	res.Secs, res.MBps = transferRate(t0, run.doneAt, size)
+	run.chat.await(&res)
 	select {
 	case at := <-nextAt:
 		res.SenderNext = at.Sub(t0).Seconds()
@@ -269,12 +263,40 @@ func sendFile(sender *chatClient, tonames []string, size int64, next string) <-c
 	return sent
 }
 
-// awaitFiles waits for r recipients' ends on done, and returns the first
-// that is an error, or late if ctx ends first.
-func awaitFiles(ctx context.Context, done <-chan error, r int, late error) error {
-	for range r {
+// fileRun is what a run of either file workload (runFiles,
+// runClientFiles) keeps of its recipients: their names, when each had the
+// file, and the chat recipient 0 got meanwhile.
+type fileRun struct {
+	prefix string      // of every name in the run
+	rnames []string    // the recipients'
+	doneAt []time.Time // when each recipient ended
+	done   chan error  // a recipient's end: nil once it has the file whole
+	chat   chatTally   // recipient 0's
+}
+
+func newFileRun(r int) *fileRun {
+	prefix := runPrefix()
+	return &fileRun{
+		prefix: prefix,
+		rnames: recipientNames(prefix, r),
+		doneAt: make([]time.Time, r),
+		done:   make(chan error, r),
+	}
+}
+
+// ended records the end of recipient k: err is nil once it has the file
+// whole.
+func (f *fileRun) ended(k int, err error) {
+	f.doneAt[k] = time.Now()
+	f.done <- err
+}
+
+// awaitEnds waits for every recipient's end, and returns the first that
+// is an error, or late if ctx ends first.
+func (f *fileRun) awaitEnds(ctx context.Context, late error) error {
+	for range f.rnames {
 		select {
-		case err := <-done:
+		case err := <-f.done:
 			if err != nil {
 				return err
 			}

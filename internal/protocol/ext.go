@@ -117,13 +117,9 @@ func ParseChunk(p []byte) (id uint64, data []byte, err error) {
 	return id, data, err
 }
 
-// AppendFileID appends a file_end or file_abort frame (t) for id.
-func AppendFileID(dst []byte, t Type, id uint64) []byte {
-	var num [20]byte
-	ids := strconv.AppendUint(num[:0], id, 10)
-	dst = AppendHeader(dst, t, int64(len(ids)))
-	return append(dst, ids...)
-}
+// AppendFileID appends a file_end or file_abort frame (t) for id. Its
+// payload is the decimal id alone, encoded as a count's is.
+func AppendFileID(dst []byte, t Type, id uint64) []byte { return AppendCount(dst, t, id) }
 
 // ParseFileID decodes a file_end or file_abort payload.
 func ParseFileID(p []byte) (uint64, error) { return parseID(p) }

@@ -691,12 +691,13 @@ func TestMaxPayload(t *testing.T) {
 		id     = 19               // digits of the largest transfer id
 	)
 	def := protocol.Limits{MaxFileSize: protocol.DefaultMaxFileSize}
-	tests := []struct {
+	type maxCase struct {
 		limits protocol.Limits
 		dir    protocol.Direction
 		typ    protocol.Type
 		want   int64
-	}{
+	}
+	tests := []maxCase{
 		{def, protocol.ToServer, protocol.Join, 128},
 		{def, protocol.ToServer, protocol.Disconnect, 128},
 		{def, protocol.ToServer, protocol.RequestUsersList, 0},
@@ -706,19 +707,6 @@ func TestMaxPayload(t *testing.T) {
 		{protocol.Limits{MaxFileSize: 0}, protocol.ToServer, protocol.SendFile, list + 1 + 200 + 1},
 		{protocol.Limits{MaxFileSize: 5}, protocol.ToServer, protocol.SendFile, list + 1 + 200 + 1 + 5},
 		{protocol.Limits{MaxFileSize: 5}, protocol.ToServer, protocol.SendMessage, list + 1 + 65536},
-		// What a client never sends: -1.
-		{def, protocol.ToServer, protocol.Unknown, -1},
-		{def, protocol.ToServer, protocol.ResponseUsersList, -1},
-		{def, protocol.ToServer, protocol.ForwardMessage, -1},
-		{def, protocol.ToServer, protocol.ForwardFile, -1},
-		{def, protocol.ToServer, protocol.ErrUnknownMessage, -1},
-		{def, protocol.ToServer, protocol.ErrServerFull, -1},
-		{def, protocol.ToServer, protocol.ErrUsernameUnavailable, -1},
-		{def, protocol.ToServer, protocol.FileReady, -1},
-		{def, protocol.ToServer, protocol.FileAck, -1},
-		{def, protocol.ToServer, protocol.FileResult, -1},
-		{def, protocol.ToServer, protocol.NotOnline, -1},
-		{def, protocol.ToServer, protocol.Presence, -1},
 		// The upload side of file-upload.
 		{def, protocol.ToServer, protocol.FileBegin, id + 1 + list + 1 + 200 + 1 + id},
 		{def, protocol.ToServer, protocol.FileChunk, id + 1 + 256<<10},
@@ -743,13 +731,22 @@ func TestMaxPayload(t *testing.T) {
 		{def, protocol.ToClient, protocol.FileResult, id + 1 + list},
 		{def, protocol.ToClient, protocol.NotOnline, list},
 		{def, protocol.ToClient, protocol.Presence, 8 + 1 + 128},
-		// What the server never sends: -1.
-		{def, protocol.ToClient, protocol.Unknown, -1},
-		{def, protocol.ToClient, protocol.Join, -1},
-		{def, protocol.ToClient, protocol.SendMessage, -1},
-		{def, protocol.ToClient, protocol.SendFile, -1},
-		{def, protocol.ToClient, protocol.Disconnect, -1},
-		{def, protocol.ToClient, protocol.RequestUsersList, -1},
+	}
+	// What a client never sends, and what the server never sends: -1.
+	never := []struct {
+		dir   protocol.Direction
+		types []protocol.Type
+	}{
+		{protocol.ToServer, []protocol.Type{protocol.Unknown, protocol.ResponseUsersList, protocol.ForwardMessage, protocol.ForwardFile,
+			protocol.ErrUnknownMessage, protocol.ErrServerFull, protocol.ErrUsernameUnavailable,
+			protocol.FileReady, protocol.FileAck, protocol.FileResult, protocol.NotOnline, protocol.Presence}},
+		{protocol.ToClient, []protocol.Type{protocol.Unknown, protocol.Join, protocol.SendMessage, protocol.SendFile,
+			protocol.Disconnect, protocol.RequestUsersList}},
+	}
+	for _, n := range never {
+		for _, typ := range n.types {
+			tests = append(tests, maxCase{def, n.dir, typ, -1})
+		}
 	}
 	for _, tc := range tests {
 		if got := tc.limits.MaxPayload(tc.dir, tc.typ); got != tc.want {

@@ -66,6 +66,30 @@ func waitLagged(t *testing.T, s *Server, n float64) {
 	chattest.WaitUntil(t, "a recipient lags", func() bool { return metricValue(t, s, "chat_file_recipients_lagged_total", "", "") >= n })
 }
 
+// laggingFile is a file from alice to bob, a chunked user who reads
+// nothing, sent but for its last bytes: enough that bob has fallen
+// behind. Carol is joined too.
+type laggingFile struct {
+	bob, alice, carol *rawClient
+	data              []byte // the file
+	unsent            []byte // the end of alice's send_file, not sent
+}
+
+// startLaggingFile joins bob, alice and carol to s, and has alice send bob
+// a file of size bytes but for the last unsent bytes of its frame; it
+// returns once bob lags.
+func startLaggingFile(t *testing.T, s *testServer, size, unsent int) *laggingFile {
+	t.Helper()
+	f := &laggingFile{bob: stalledExt(t, s, "bob")}
+	f.alice, f.carol = joined(t, s, "alice"), joined(t, s, "carol")
+	f.data = randomBytes(size)
+	frames := sendFileFrames([]string{"bob"}, "big.bin", f.data)
+	f.alice.Write(frames[:len(frames)-unsent])
+	f.unsent = frames[len(frames)-unsent:]
+	waitLagged(t, s.Server, 1)
+	return f
+}
+
 // checkNoSpool checks that s holds nothing for any file, and that dir,
 // its spool directory, is empty.
 func checkNoSpool(t *testing.T, s *Server, dir string) {
@@ -194,24 +218,19 @@ func TestLaggingRecipientSenderLeaves(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			s := startSmallServer(t, Config{SpoolDir: dir, SpoolMemoryBytes: tc.mem})
-			bob := stalledExt(t, s, "bob")
-			alice, carol := joined(t, s, "alice"), joined(t, s, "carol")
-			data := randomBytes(4 << 20)
-			frames := sendFileFrames([]string{"bob"}, "big.bin", data)
-			alice.Write(frames[:len(frames)-1<<20])
-			waitLagged(t, s.Server, 1)
-			alice.NC.Close()
+			f := startLaggingFile(t, s, 4<<20, 1<<20)
+			f.alice.NC.Close()
 			s.out.Wait(t, "disconnected: alice", 1)
 
-			got, ended, other := bob.readChunked()
-			if ended || !bytes.HasPrefix(data, got) {
-				t.Fatalf("bob got %d bytes (a prefix: %v), file_end %v; want a prefix and file_abort", len(got), bytes.HasPrefix(data, got), ended)
+			got, ended, other := f.bob.readChunked()
+			if ended || !bytes.HasPrefix(f.data, got) {
+				t.Fatalf("bob got %d bytes (a prefix: %v), file_end %v; want a prefix and file_abort", len(got), bytes.HasPrefix(f.data, got), ended)
 			}
 			if len(other) != 0 {
 				t.Fatalf("bob got %q too", other)
 			}
-			carol.Send("still there?", "bob")
-			bob.Expect(protocol.ForwardMessage, "1 carol still there?")
+			f.carol.Send("still there?", "bob")
+			f.bob.Expect(protocol.ForwardMessage, "1 carol still there?")
 			checkNoSpool(t, s.Server, dir)
 		})
 	}
@@ -222,18 +241,13 @@ func TestLaggingRecipientSenderLeaves(t *testing.T) {
 func TestLaggingRecipientLeaves(t *testing.T) {
 	dir := t.TempDir()
 	s := startSmallServer(t, Config{SpoolDir: dir, SpoolMemoryBytes: 1 << 20})
-	bob := stalledExt(t, s, "bob")
-	alice, carol := joined(t, s, "alice"), joined(t, s, "carol")
-	data := randomBytes(8 << 20)
-	frames := sendFileFrames([]string{"bob"}, "big.bin", data)
-	alice.Write(frames[:len(frames)-4<<20])
-	waitLagged(t, s.Server, 1)
-	bob.NC.Close()
+	f := startLaggingFile(t, s, 8<<20, 4<<20)
+	f.bob.NC.Close()
 	s.out.Wait(t, "disconnected: bob", 1)
 	waitSpoolsEmpty(t, s.Server)
-	frames = protocol.AppendMessage(frames[len(frames)-4<<20:], protocol.SendMessage, []string{"carol"}, []byte("hi"))
-	go alice.NC.Write(frames)
-	carol.expectWithin(chatDeadline, protocol.ForwardMessage, "1 alice hi")
+	frames := protocol.AppendMessage(f.unsent, protocol.SendMessage, []string{"carol"}, []byte("hi"))
+	go f.alice.NC.Write(frames)
+	f.carol.expectWithin(chatDeadline, protocol.ForwardMessage, "1 alice hi")
 	checkNoSpool(t, s.Server, dir)
 }
 

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -36,37 +38,28 @@ type metrics struct {
 
 func newMetrics(s *Server) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
+	gauge := func(name, help string, value func() float64) prometheus.GaugeFunc {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, value)
+	}
+	// locked reads a value under the mutex its writers hold.
+	locked := func(mu *sync.Mutex, value func() float64) func() float64 {
+		return func() float64 {
+			mu.Lock()
+			defer mu.Unlock()
+			return value()
+		}
+	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "chat_users",
-			Help: "Users joined now.",
-		}, func() float64 { return float64(s.cfg.Hub.Len()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "chat_connections",
-			Help: "TCP connections open now, joined or not.",
-		}, func() float64 {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			return float64(len(s.conns))
-		}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "chat_spool_disk_bytes",
-			Help: "Bytes of files held on disk for recipients that take whole frames (reserved at the files' sizes).",
-		}, func() float64 {
-			s.spoolMu.Lock()
-			defer s.spoolMu.Unlock()
-			return float64(s.spoolDisk)
-		}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "chat_spool_memory_bytes",
-			Help: "Bytes of files held in memory for recipients that take whole frames (reserved at the files' sizes).",
-		}, func() float64 {
-			s.spoolMu.Lock()
-			defer s.spoolMu.Unlock()
-			return float64(s.spoolMem)
-		}),
+		gauge("chat_users", "Users joined now.",
+			func() float64 { return float64(s.cfg.Hub.Len()) }),
+		gauge("chat_connections", "TCP connections open now, joined or not.",
+			locked(&s.mu, func() float64 { return float64(len(s.conns)) })),
+		gauge("chat_spool_disk_bytes", "Bytes of files held on disk for recipients that take whole frames (reserved at the files' sizes).",
+			locked(&s.spoolMu, func() float64 { return float64(s.spoolDisk) })),
+		gauge("chat_spool_memory_bytes", "Bytes of files held in memory for recipients that take whole frames (reserved at the files' sizes).",
+			locked(&s.spoolMu, func() float64 { return float64(s.spoolMem) })),
 	)
 	vec := func(name, help, label string) *prometheus.CounterVec {
 		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{label})

@@ -66,12 +66,9 @@ func TestJoinRefusals(t *testing.T) {
 // and the server's lines for them.
 func TestChat(t *testing.T) {
 	st := startStack(t, server.Config{}, Config{})
-	w1 := st.dialWS(t, "w1", nil)
-	w1.join("chunked-file")
-	w2 := st.dialWS(t, "w2", nil)
-	w2.join()
-	c := st.dialTCP(t, "tcp")
-	c.join()
+	w1 := st.joinedWS(t, "w1", "chunked-file")
+	w2 := st.joinedWS(t, "w2")
+	c := st.joinedTCP(t, "tcp")
 	st.out.Wait(t, "join: w1", 1)
 	st.out.Wait(t, "join: tcp", 1)
 
@@ -178,12 +175,9 @@ func receiveFile(t *testing.T, p *peer) (sender, filename string, content []byte
 // that asked for it, as the page does), byte-identical.
 func TestFiles(t *testing.T) {
 	st := startStack(t, server.Config{}, Config{})
-	w := st.dialWS(t, "web", nil)
-	w.join("chunked-file")
-	plain := st.dialWS(t, "plainweb", nil)
-	plain.join()
-	c := st.dialTCP(t, "term")
-	c.join()
+	w := st.joinedWS(t, "web", "chunked-file")
+	plain := st.joinedWS(t, "plainweb")
+	c := st.joinedTCP(t, "term")
 
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, size := range []int{0, 1000, 3<<20 + 17} {
@@ -239,8 +233,7 @@ func TestAbuse(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			st := startStack(t, server.Config{}, Config{})
-			w := st.dialWS(t, "w", nil)
-			w.join()
+			w := st.joinedWS(t, "w")
 			w.Write(tc.send)
 			if tc.wantFrame {
 				w.ExpectType(protocol.ErrUnknownMessage)
@@ -293,10 +286,8 @@ func TestAbuse(t *testing.T) {
 
 	t.Run("file sender stalls", func(t *testing.T) {
 		st := startStack(t, server.Config{StallTimeout: 500 * time.Millisecond}, Config{})
-		c := st.dialTCP(t, "c")
-		c.join("chunked-file")
-		w := st.dialWS(t, "w", nil)
-		w.join()
+		st.joinedTCP(t, "c", "chunked-file")
+		w := st.joinedWS(t, "w")
 		f := fileFrame([]string{"c"}, "f", make([]byte, 1<<20))
 		w.Write(f[:len(f)/2])
 		w.ExpectEnd()
@@ -309,10 +300,8 @@ func TestAbuse(t *testing.T) {
 // floods it is cut off as a slow consumer, and the sender is not held.
 func TestSlowReader(t *testing.T) {
 	st := startStack(t, server.Config{SendQueueBytes: 256 << 10, StallTimeout: 2 * time.Second}, Config{})
-	slow := st.dialWS(t, "slow", nil)
-	slow.join()
-	c := st.dialTCP(t, "c")
-	c.join()
+	st.joinedWS(t, "slow") // reads nothing from here on
+	c := st.joinedTCP(t, "c")
 	text := strings.Repeat("x", 60000)
 	done := make(chan struct{})
 	go func() {
@@ -336,8 +325,7 @@ func TestFlood(t *testing.T) {
 	cfg := server.DefaultConfig()
 	cfg.FloodRate, cfg.FloodBurst = 200, 5
 	st := startStack(t, cfg, Config{})
-	w := st.dialWS(t, "w", nil)
-	w.join()
+	w := st.joinedWS(t, "w")
 	const n = 60
 	var b []byte
 	for range n {
@@ -502,10 +490,8 @@ func TestFloodAtHonestReader(t *testing.T) {
 				cfg.PaceBacklog = 0
 			}
 			st := startStack(t, cfg, Config{})
-			victim := st.dialWS(t, "victim", nil)
-			victim.join()
-			flooder := st.dialTCP(t, "flooder")
-			flooder.join()
+			victim := st.joinedWS(t, "victim")
+			flooder := st.joinedTCP(t, "flooder")
 			const frames = 64 // 4 MB: sixteen queues' worth
 			text := strings.Repeat("y", 64000)
 			go func() {

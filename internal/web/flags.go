@@ -35,22 +35,26 @@ func AddFlags(fs *pflag.FlagSet) *Flags {
 	f := &Flags{}
 	// The usage strings are the server's help (cli.Help): "METAVAR\ttext".
 	fs.StringVar(&f.Addr, "http-addr", "", "HOST:PORT\tServe the web client and its WebSocket endpoint here (HTTPS and WSS with --tls-cert/--tls-key); off unless given")
-	fs.Var(&originsValue{&f.AllowOrigins}, "http-allow-origin", "PATTERN\tAlso accept WebSocket connections from pages of these origins (host or scheme://host patterns, * wildcards; repeatable or comma-separated), defaults to the page's own only")
+	fs.Var(&patternsValue{&f.AllowOrigins, checkOriginPattern}, "http-allow-origin", "PATTERN\tAlso accept WebSocket connections from pages of these origins (host or scheme://host patterns, * wildcards; repeatable or comma-separated), defaults to the page's own only")
 	fs.Var(&proxiesValue{&f.TrustedProxies}, "http-trusted-proxy", "CIDR\tBelieve X-Forwarded-For from these proxy addresses (IP or CIDR; repeatable or comma-separated), defaults to none")
-	fs.Var(&hostsValue{&f.Hosts}, "http-hosts", "PATTERN\tHost names or addresses a WebSocket upgrade's Host header may name (* wildcards; repeatable or comma-separated), defaults to the names and addresses the server listens as")
+	fs.Var(&patternsValue{&f.Hosts, checkHostPattern}, "http-hosts", "PATTERN\tHost names or addresses a WebSocket upgrade's Host header may name (* wildcards; repeatable or comma-separated), defaults to the names and addresses the server listens as")
 	fs.StringVar(&f.MetricsTokenFile, "metrics-token-file", "", "FILE\tRequire this bearer token on /metrics (a file only its owner may read, as Prometheus's credentials_file)")
 	return f
 }
 
-// originsValue is the --http-allow-origin flag.
-type originsValue struct{ list *[]string }
+// patternsValue is a flag of comma-separated patterns (--http-allow-origin,
+// --http-hosts), each accepted by check before it is added to list.
+type patternsValue struct {
+	list  *[]string
+	check func(string) error
+}
 
-func (v *originsValue) String() string { return strings.Join(*v.list, ",") }
-func (v *originsValue) Type() string   { return "patterns" }
-func (v *originsValue) Set(s string) error {
+func (v *patternsValue) String() string { return strings.Join(*v.list, ",") }
+func (v *patternsValue) Type() string   { return "patterns" }
+func (v *patternsValue) Set(s string) error {
 	for p := range strings.SplitSeq(s, ",") {
 		p = strings.TrimSpace(p)
-		if err := checkOriginPattern(p); err != nil {
+		if err := v.check(p); err != nil {
 			return err
 		}
 		*v.list = append(*v.list, p)
@@ -98,20 +102,4 @@ func ParseProxy(s string) (netip.Prefix, error) {
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil
-}
-
-// hostsValue is the --http-hosts flag.
-type hostsValue struct{ list *[]string }
-
-func (v *hostsValue) String() string { return strings.Join(*v.list, ",") }
-func (v *hostsValue) Type() string   { return "patterns" }
-func (v *hostsValue) Set(s string) error {
-	for p := range strings.SplitSeq(s, ",") {
-		p = strings.TrimSpace(p)
-		if err := checkHostPattern(p); err != nil {
-			return err
-		}
-		*v.list = append(*v.list, p)
-	}
-	return nil
 }

@@ -130,6 +130,22 @@ func (p *peer) join(features ...string) {
 	p.ExpectType(protocol.ResponseUsersList)
 }
 
+// joinedWS is a user joined over a WebSocket, with features (see join).
+func (st *stack) joinedWS(t *testing.T, name string, features ...string) *peer {
+	t.Helper()
+	p := st.dialWS(t, name, nil)
+	p.join(features...)
+	return p
+}
+
+// joinedTCP is a user joined over TCP, with features (see join).
+func (st *stack) joinedTCP(t *testing.T, name string, features ...string) *peer {
+	t.Helper()
+	p := st.dialTCP(t, name)
+	p.join(features...)
+	return p
+}
+
 func sendMessage(names []string, text string) []byte {
 	return protocol.AppendMessage(nil, protocol.SendMessage, names, []byte(text))
 }

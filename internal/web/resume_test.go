@@ -62,8 +62,7 @@ func TestResumeOverWebSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.out.Wait(t, "join: ann", 1)
-	bob := st.dialTCP(t, "bob")
-	bob.join()
+	bob := st.joinedTCP(t, "bob")
 
 	bob.Write(sendMessage([]string{"ann"}, "before"))
 	ann.Expect(protocol.ForwardMessage, "1 bob before")

@@ -111,8 +111,7 @@ func TestPageHasNoInlineCode(t *testing.T) {
 func TestIdleAfterWriteDeadline(t *testing.T) {
 	const stall = 200 * time.Millisecond
 	st := startStack(t, server.Config{StallTimeout: stall}, Config{})
-	w := st.dialWS(t, "w", nil)
-	w.join() // the list's write set a deadline of now + stall
+	w := st.joinedWS(t, "w") // the list's write set a deadline of now + stall
 	// Stay idle well past the deadline: nothing is waited for here, the
 	// point is that nothing happens.
 	time.Sleep(5 * stall)
