@@ -374,7 +374,24 @@ func (s *session) quitAfter(t *testing.T, line string) int {
 // named in want, in order.
 func (s *session) expectFiles(t *testing.T, want ...string) {
 	t.Helper()
-	entries, err := os.ReadDir(s.dir)
+	if names := dirNames(t, s.dir); !slices.Equal(names, want) {
+		t.Errorf("download folder holds %q, want %q", names, want)
+	}
+}
+
+// expectNoPartFiles requires the download folder to hold no temporary
+// file.
+func (s *session) expectNoPartFiles(t *testing.T) {
+	t.Helper()
+	if parts := partFiles(t, s.dir); len(parts) != 0 {
+		t.Errorf("temporary files left: %v", parts)
+	}
+}
+
+// dirNames returns the names of the files in dir, in order.
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,8 +399,16 @@ func (s *session) expectFiles(t *testing.T, want ...string) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if !slices.Equal(names, want) {
-		t.Errorf("download folder holds %q, want %q", names, want)
+	return names
+}
+
+// await waits until ch is closed; what names the event in the failure.
+func (s *session) await(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(waitTimeout):
+		t.Fatalf("timed out waiting until %s; stdout %q, stderr %q", what, s.stdout, s.stderr)
 	}
 }
 

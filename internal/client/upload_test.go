@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -72,16 +71,6 @@ func readUpload(t *testing.T, nc net.Conn, r *protocol.Reader, wantNames []strin
 	}
 	nc.Write(protocol.AppendFileReady(nil, id, window, online))
 	return id
-}
-
-// waitClosed waits for ch to be closed.
-func waitClosed(t *testing.T, ch <-chan struct{}, s *session) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(waitTimeout):
-		t.Fatalf("timed out; stdout %q, stderr %q", s.stdout, s.stderr)
-	}
 }
 
 func TestUploadToNobodySendsNothing(t *testing.T) {
@@ -221,6 +210,27 @@ func TestPipedMessageOvertakesFile(t *testing.T) {
 	}
 }
 
+// abortedStillHere is a fake server's end of a test of an upload the
+// client aborts: it closes aborted, answers the abort of upload id, and
+// expects the session to go on (stillHere) until the quit.
+func abortedStillHere(t *testing.T, nc net.Conn, r *protocol.Reader, id uint64, aborted chan struct{}) {
+	t.Helper()
+	close(aborted)
+	nc.Write(protocol.AppendFileResult(nil, id, nil))
+	if p := expectFrame(t, r, protocol.SendMessage); string(p) != "1 bob still here" {
+		t.Errorf("send_message %q", p)
+	}
+	expectFrame(t, r, protocol.Disconnect)
+}
+
+// stillHere is the user's end of abortedStillHere: a message to bob after
+// the aborted upload, then quit.
+func (s *session) stillHere(t *testing.T) {
+	t.Helper()
+	s.input(t, "msg 1 bob still here", "quit")
+	s.expectQuitting(t, "")
+}
+
 // cancel, typed while a file goes in the background: file_abort, and the
 // session goes on.
 func TestUploadCancel(t *testing.T) {
@@ -246,21 +256,15 @@ func TestUploadCancel(t *testing.T) {
 				t.Errorf("got %s", h.Name)
 			}
 		}
-		close(aborted)
-		nc.Write(protocol.AppendFileResult(nil, id, nil))
-		if p := expectFrame(t, r, protocol.SendMessage); string(p) != "1 bob still here" {
-			t.Errorf("send_message %q", p)
-		}
-		expectFrame(t, r, protocol.Disconnect)
+		abortedStillHere(t, nc, r, id, aborted)
 	})
 	s, _ := startUploader(t, addr, true, 5<<20)
 	s.input(t, "file 1 bob "+filepath.Join(s.dir, "big.bin"))
-	waitClosed(t, full, s)
+	s.await(t, full, "the window is full")
 	s.input(t, "cancel")
-	waitClosed(t, aborted, s)
+	s.await(t, aborted, "the upload is aborted")
 	waitFor(t, s.stderr, "client: cancelled big.bin after 256.0 KiB of 5.0 MiB; nobody got it\n")
-	s.input(t, "msg 1 bob still here", "quit")
-	s.expectQuitting(t, "")
+	s.stillHere(t)
 }
 
 // A file that shrinks while it is sent: the chunk whose bytes the file no
@@ -305,20 +309,14 @@ func TestUploadFileShrinks(t *testing.T) {
 		if len(data) > 100<<10 && slices.ContainsFunc(data[100<<10:], func(b byte) bool { return b != 0 }) {
 			t.Error("the bytes past the file's new end are not zeros")
 		}
-		close(aborted)
-		nc.Write(protocol.AppendFileResult(nil, id, nil))
-		if p := expectFrame(t, r, protocol.SendMessage); string(p) != "1 bob still here" {
-			t.Errorf("send_message %q", p)
-		}
-		expectFrame(t, r, protocol.Disconnect)
+		abortedStillHere(t, nc, r, id, aborted)
 	})
 	s, _ := startUploader(t, addr, true, 1<<20)
 	path <- filepath.Join(s.dir, "big.bin")
 	s.input(t, "file 1 bob "+filepath.Join(s.dir, "big.bin"))
-	waitClosed(t, aborted, s)
+	s.await(t, aborted, "the upload is aborted")
 	waitFor(t, s.stderr, "client: cannot read big.bin after 0 B of 1.0 MiB (unexpected EOF); cancelled, nobody got it\n")
-	s.input(t, "msg 1 bob still here", "quit")
-	s.expectQuitting(t, "")
+	s.stillHere(t)
 }
 
 // Quitting (Ctrl-C, a signal, end of input) mid-upload cancels the file
@@ -342,7 +340,7 @@ func TestUploadQuitCancels(t *testing.T) {
 	})
 	s, _ := startUploader(t, addr, true, 5<<20)
 	s.input(t, "file 1 bob "+filepath.Join(s.dir, "big.bin"))
-	waitClosed(t, started, s)
+	s.await(t, started, "the upload started")
 	s.stdin.Close()
 	s.expectQuitting(t, "cancelled big.bin after")
 }
@@ -365,31 +363,17 @@ func TestPlainUploadSignalCutsIt(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "big.bin"), make([]byte, 64<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	moving := make(chan struct{})
-	var once sync.Once
-	progress := func(_ uint64, _, _ string, done, _ int64, _ bool) {
-		if done > 0 {
-			once.Do(func() { close(moving) })
-		}
-	}
+	var moving <-chan struct{}
 	s := startClientWith(t, addr, func(c *client) {
 		c.cfg.Interactive = true
-		c.cfg.Hooks.Progress = progress
+		moving = transferStarted(c, "send")
 	})
 	io.WriteString(s.stdin, "file 1 bob "+filepath.Join(dir, "big.bin")+"\n")
-	select { // and soon the buffers are full: the client waits on the server
-	case <-moving:
-	case <-time.After(waitTimeout):
-		t.Fatalf("the file never started; stderr %q", s.stderr)
-	}
+	// And soon the buffers are full: the client waits on the server.
+	s.await(t, moving, "the file started")
 	s.signal()
-	select {
-	case got := <-s.code:
-		if got != 0 {
-			t.Errorf("exit %d", got)
-		}
-	case <-time.After(waitTimeout):
-		t.Fatal("the client still waits on the server")
+	if got := s.exit(t); got != 0 {
+		t.Errorf("exit %d", got)
 	}
 	if got := s.stdout.String(); got != "quitting\n" {
 		t.Errorf("stdout %q", got)
