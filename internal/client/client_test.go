@@ -137,6 +137,26 @@ func nextFrame(t *testing.T, r *protocol.Reader) (h protocol.Header, p []byte, o
 	return h, p, true
 }
 
+// readUntil reads frames for a fake server's script until one of type
+// end, and returns its payload. It hands each frame before that one to
+// each, if not nil, which returns false to stop; ok is false if each
+// stopped or the connection ended first (reported).
+func readUntil(t *testing.T, r *protocol.Reader, end protocol.Type, each func(h protocol.Header, p []byte) bool) (p []byte, ok bool) {
+	t.Helper()
+	for {
+		h, p, ok := nextFrame(t, r)
+		if !ok {
+			return nil, false
+		}
+		if h.Type == end {
+			return p, true
+		}
+		if each != nil && !each(h, p) {
+			return nil, false
+		}
+	}
+}
+
 // expectFrame reads a frame and checks its type.
 func expectFrame(t *testing.T, r *protocol.Reader, want protocol.Type) []byte {
 	t.Helper()

@@ -92,18 +92,11 @@ func TestUploadKeepsWindowAndOrder(t *testing.T) {
 	addr := fakeUploadServer(t, func(nc net.Conn, r *protocol.Reader) {
 		id := readUpload(t, nc, r, []string{"bob", "ghost"}, []string{"bob"}, window)
 		var got, acked int64
-		for {
-			h, p, ok := nextFrame(t, r)
-			if !ok {
-				return
-			}
-			if h.Type == protocol.FileEnd {
-				break
-			}
+		if _, ok := readUntil(t, r, protocol.FileEnd, func(h protocol.Header, p []byte) bool {
 			cid, data, err := protocol.ParseChunk(p)
 			if h.Type != protocol.FileChunk || err != nil || cid != id {
 				t.Errorf("got %s %v, want file_chunk", h.Name, err)
-				return
+				return false
 			}
 			got += int64(len(data))
 			if got-acked > window {
@@ -113,6 +106,9 @@ func TestUploadKeepsWindowAndOrder(t *testing.T) {
 				acked = got
 				nc.Write(protocol.AppendFileAck(nil, id, acked))
 			}
+			return true
+		}); !ok {
+			return
 		}
 		time.Sleep(50 * time.Millisecond) // a slow delivery: the scenario, not a wait
 		nc.Write(protocol.AppendFileResult(nil, id, []string{"bob"}))
@@ -211,10 +207,14 @@ func TestPipedMessageOvertakesFile(t *testing.T) {
 }
 
 // abortedStillHere is a fake server's end of a test of an upload the
-// client aborts: it closes aborted, answers the abort of upload id, and
-// expects the session to go on (stillHere) until the quit.
-func abortedStillHere(t *testing.T, nc net.Conn, r *protocol.Reader, id uint64, aborted chan struct{}) {
+// client aborts: it checks that abort, the file_abort's payload, names
+// upload id, closes aborted, answers the abort, and expects the session
+// to go on (stillHere) until the quit.
+func abortedStillHere(t *testing.T, nc net.Conn, r *protocol.Reader, id uint64, abort []byte, aborted chan struct{}) {
 	t.Helper()
+	if gid, _ := protocol.ParseFileID(abort); gid != id {
+		t.Errorf("file_abort %q", abort)
+	}
 	close(aborted)
 	nc.Write(protocol.AppendFileResult(nil, id, nil))
 	if p := expectFrame(t, r, protocol.SendMessage); string(p) != "1 bob still here" {
@@ -238,25 +238,17 @@ func TestUploadCancel(t *testing.T) {
 	addr := fakeUploadServer(t, func(nc net.Conn, r *protocol.Reader) {
 		id := readUpload(t, nc, r, []string{"bob"}, []string{"bob"}, 256<<10)
 		got := 0
-		for { // no ack: the client stops at the window
-			h, p, ok := nextFrame(t, r)
-			if !ok {
-				return
-			}
-			if got += len(p) - 2; h.Type == protocol.FileChunk && got == 256<<10 {
-				close(full)
-			}
-			if h.Type == protocol.FileAbort {
-				if gid, _ := protocol.ParseFileID(p); gid != id {
-					t.Errorf("file_abort %q", p)
-				}
-				break
-			}
+		abort, ok := readUntil(t, r, protocol.FileAbort, func(h protocol.Header, p []byte) bool {
 			if h.Type != protocol.FileChunk {
 				t.Errorf("got %s", h.Name)
+			} else if got += len(p) - 2; got == 256<<10 { // no ack: the client stops at the window
+				close(full)
 			}
+			return true
+		})
+		if ok {
+			abortedStillHere(t, nc, r, id, abort, aborted)
 		}
-		abortedStillHere(t, nc, r, id, aborted)
 	})
 	s, _ := startUploader(t, addr, true, 5<<20)
 	s.input(t, "file 1 bob "+filepath.Join(s.dir, "big.bin"))
@@ -285,23 +277,17 @@ func TestUploadFileShrinks(t *testing.T) {
 		}
 		nc.Write(protocol.AppendFileReady(nil, id, 1<<20, []string{"bob"}))
 		var data []byte
-		for {
-			h, p, ok := nextFrame(t, r)
-			if !ok {
-				return
-			}
-			if h.Type == protocol.FileAbort {
-				if gid, _ := protocol.ParseFileID(p); gid != id {
-					t.Errorf("file_abort %q", p)
-				}
-				break
-			}
+		abort, ok := readUntil(t, r, protocol.FileAbort, func(h protocol.Header, p []byte) bool {
 			cid, chunk, err := protocol.ParseChunk(p)
 			if h.Type != protocol.FileChunk || err != nil || cid != id {
 				t.Errorf("got %s %v, want file_chunk", h.Name, err)
-				return
+				return false
 			}
 			data = append(data, chunk...)
+			return true
+		})
+		if !ok {
+			return
 		}
 		if len(data) > uploadChunk {
 			t.Errorf("%d bytes sent after the file shrank to 100 KiB, want at most a chunk", len(data))
@@ -309,7 +295,7 @@ func TestUploadFileShrinks(t *testing.T) {
 		if len(data) > 100<<10 && slices.ContainsFunc(data[100<<10:], func(b byte) bool { return b != 0 }) {
 			t.Error("the bytes past the file's new end are not zeros")
 		}
-		abortedStillHere(t, nc, r, id, aborted)
+		abortedStillHere(t, nc, r, id, abort, aborted)
 	})
 	s, _ := startUploader(t, addr, true, 1<<20)
 	path <- filepath.Join(s.dir, "big.bin")
@@ -327,16 +313,9 @@ func TestUploadQuitCancels(t *testing.T) {
 		readUpload(t, nc, r, []string{"bob"}, []string{"bob"}, 256<<10)
 		expectFrame(t, r, protocol.FileChunk)
 		close(started)
-		for {
-			h, _, ok := nextFrame(t, r)
-			if !ok {
-				return
-			}
-			if h.Type == protocol.FileAbort {
-				break
-			}
+		if _, ok := readUntil(t, r, protocol.FileAbort, nil); ok {
+			expectFrame(t, r, protocol.Disconnect)
 		}
-		expectFrame(t, r, protocol.Disconnect)
 	})
 	s, _ := startUploader(t, addr, true, 5<<20)
 	s.input(t, "file 1 bob "+filepath.Join(s.dir, "big.bin"))
@@ -390,18 +369,13 @@ func TestUploadEarlyResult(t *testing.T) {
 		id := readUpload(t, nc, r, []string{"bob"}, []string{"bob"}, 256<<10)
 		expectFrame(t, r, protocol.FileChunk)
 		nc.Write(protocol.AppendFileResult(nil, id, nil))
-		for { // the rest of the window, at most, then the quit
-			h, _, ok := nextFrame(t, r)
-			if !ok {
-				return
-			}
-			if h.Type == protocol.Disconnect {
-				return
-			}
+		// The rest of the window, at most, then the quit.
+		readUntil(t, r, protocol.Disconnect, func(h protocol.Header, _ []byte) bool {
 			if h.Type != protocol.FileChunk {
 				t.Errorf("got %s", h.Name)
 			}
-		}
+			return true
+		})
 	})
 	s, _ := startUploader(t, addr, false, 5<<20)
 	s.input(t, "file 1 bob "+filepath.Join(s.dir, "big.bin"), "quit")
