@@ -394,7 +394,7 @@ func (s *session) quitAfter(t *testing.T, line string) int {
 // named in want, in order.
 func (s *session) expectFiles(t *testing.T, want ...string) {
 	t.Helper()
-	if names := dirNames(t, s.dir); !slices.Equal(names, want) {
+	if names := chattest.DirNames(t, s.dir); !slices.Equal(names, want) {
 		t.Errorf("download folder holds %q, want %q", names, want)
 	}
 }
@@ -406,20 +406,6 @@ func (s *session) expectNoPartFiles(t *testing.T) {
 	if parts := partFiles(t, s.dir); len(parts) != 0 {
 		t.Errorf("temporary files left: %v", parts)
 	}
-}
-
-// dirNames returns the names of the files in dir, in order.
-func dirNames(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	return names
 }
 
 // await waits until ch is closed; what names the event in the failure.

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 )
 
@@ -77,7 +78,7 @@ func (d delivery) start(t *testing.T, addr string, adjust ...func(c *client)) *s
 func partFiles(t *testing.T, dir string) []string {
 	t.Helper()
 	var parts []string
-	for _, name := range dirNames(t, dir) {
+	for _, name := range chattest.DirNames(t, dir) {
 		if strings.HasSuffix(name, ".part") {
 			parts = append(parts, name)
 		}
