@@ -134,10 +134,11 @@ func (s *Size) Set(v string) error {
 type Limit int64
 
 // String implements pflag.Value.
-func (l *Limit) String() string { return strconv.FormatInt(int64(*l), 10) }
+func (l *Limit) String() string { return (*Size)(l).String() }
 
-// Type implements pflag.Value.
-func (l *Limit) Type() string { return "bytes" }
+// Type implements pflag.Value: a Size's, which the help shows with its
+// unit.
+func (l *Limit) Type() string { return (*Size)(l).Type() }
 
 // Set implements pflag.Value.
 func (l *Limit) Set(v string) error {
@@ -145,12 +146,7 @@ func (l *Limit) Set(v string) error {
 		*l = 0
 		return nil
 	}
-	n, err := ParseSize(v)
-	if err != nil {
-		return err
-	}
-	*l = Limit(n)
-	return nil
+	return (*Size)(l).Set(v)
 }
 
 // ParseSize parses a byte count like "1048576", "64K", "8MiB" or "1G".

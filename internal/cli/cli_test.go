@@ -11,12 +11,26 @@ import (
 	"github.com/spf13/pflag"
 )
 
+// sizeCase is an input of a size flag value and what it must give.
+type sizeCase struct {
+	in   string
+	want int64
+	ok   bool
+}
+
+// checkSizes checks parse, named what, on each of cases.
+func checkSizes(t *testing.T, what string, parse func(string) (int64, error), cases []sizeCase) {
+	t.Helper()
+	for _, tc := range cases {
+		got, err := parse(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("%s(%q) = %d, %v; want %d, ok %v", what, tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
 func TestParseSize(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want int64
-		ok   bool
-	}{
+	checkSizes(t, "ParseSize", ParseSize, []sizeCase{
 		{"1", 1, true},
 		{"1048576", 1 << 20, true},
 		{"64K", 64 << 10, true},
@@ -34,33 +48,23 @@ func TestParseSize(t *testing.T) {
 		{"1.5G", 0, false},
 		{"abc", 0, false},
 		{"99999999999T", 0, false},
-	} {
-		got, err := ParseSize(tc.in)
-		if (err == nil) != tc.ok || got != tc.want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d, ok %v", tc.in, got, err, tc.want, tc.ok)
-		}
-	}
+	})
 }
 
 func TestLimit(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want int64
-		ok   bool
-	}{
+	set := func(v string) (int64, error) {
+		var l Limit
+		err := l.Set(v)
+		return int64(l), err
+	}
+	checkSizes(t, "Limit.Set", set, []sizeCase{
 		{"0", 0, true},
 		{" 0 ", 0, true},
 		{"16M", 16 << 20, true},
 		{"00", 0, false},
 		{"-1", 0, false},
 		{"x", 0, false},
-	} {
-		var l Limit
-		err := l.Set(tc.in)
-		if (err == nil) != tc.ok || int64(l) != tc.want {
-			t.Errorf("Limit.Set(%q) = %d, %v; want %d, ok %v", tc.in, l, err, tc.want, tc.ok)
-		}
-	}
+	})
 }
 
 func TestParse(t *testing.T) {

@@ -137,6 +137,26 @@ func nextFrame(t *testing.T, r *protocol.Reader) (h protocol.Header, p []byte, o
 	return h, p, true
 }
 
+// readUntil reads frames for a fake server's script until one of type
+// end, and returns its payload. It hands each frame before that one to
+// each, if not nil, which returns false to stop; ok is false if each
+// stopped or the connection ended first (reported).
+func readUntil(t *testing.T, r *protocol.Reader, end protocol.Type, each func(h protocol.Header, p []byte) bool) (p []byte, ok bool) {
+	t.Helper()
+	for {
+		h, p, ok := nextFrame(t, r)
+		if !ok {
+			return nil, false
+		}
+		if h.Type == end {
+			return p, true
+		}
+		if each != nil && !each(h, p) {
+			return nil, false
+		}
+	}
+}
+
 // expectFrame reads a frame and checks its type.
 func expectFrame(t *testing.T, r *protocol.Reader, want protocol.Type) []byte {
 	t.Helper()
@@ -374,16 +394,27 @@ func (s *session) quitAfter(t *testing.T, line string) int {
 // named in want, in order.
 func (s *session) expectFiles(t *testing.T, want ...string) {
 	t.Helper()
-	entries, err := os.ReadDir(s.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	if !slices.Equal(names, want) {
+	if names := chattest.DirNames(t, s.dir); !slices.Equal(names, want) {
 		t.Errorf("download folder holds %q, want %q", names, want)
+	}
+}
+
+// expectNoPartFiles requires the download folder to hold no temporary
+// file.
+func (s *session) expectNoPartFiles(t *testing.T) {
+	t.Helper()
+	if parts := partFiles(t, s.dir); len(parts) != 0 {
+		t.Errorf("temporary files left: %v", parts)
+	}
+}
+
+// await waits until ch is closed; what names the event in the failure.
+func (s *session) await(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(waitTimeout):
+		t.Fatalf("timed out waiting until %s; stdout %q, stderr %q", what, s.stdout, s.stderr)
 	}
 }
 

@@ -2,23 +2,15 @@ package client_test
 
 import (
 	"errors"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/client"
 )
-
-func ctNames(n int) []string {
-	names := make([]string, n)
-	for i := range names {
-		names[i] = "u" + strconv.Itoa(i)
-	}
-	return names
-}
 
 func TestParseCommand(t *testing.T) {
 	longText := strings.Repeat("t", 65536)
@@ -61,7 +53,7 @@ func TestParseCommand(t *testing.T) {
 		{"msg multibyte", "msg 1 日本 こんにちは 世界", client.Command{Kind: client.Msg, Names: []string{"日本"}, Text: "こんにちは 世界"}},
 		{"msg dots name", "msg 1 ... hi", client.Command{Kind: client.Msg, Names: []string{"..."}, Text: "hi"}},
 		{"msg longest name", "msg 1 " + strings.Repeat("😀", 32) + " hi", client.Command{Kind: client.Msg, Names: []string{strings.Repeat("😀", 32)}, Text: "hi"}},
-		{"msg 1024", "msg 1024 " + strings.Join(ctNames(1024), " ") + " hi", client.Command{Kind: client.Msg, Names: ctNames(1024), Text: "hi"}},
+		{"msg 1024", "msg 1024 " + strings.Join(chattest.Usernames(1024), " ") + " hi", client.Command{Kind: client.Msg, Names: chattest.Usernames(1024), Text: "hi"}},
 		{"msg longest text", "msg 1 bob " + longText, client.Command{Kind: client.Msg, Names: []string{"bob"}, Text: longText}},
 
 		// file.
@@ -105,7 +97,7 @@ func TestParseCommandErrors(t *testing.T) {
 		{"msg 01", "msg 01 a hi"},
 		{"msg 0", "msg 0 a hi"},
 		{"msg 2 with one name and text", "msg 2 a hi"},
-		{"msg 1025", "msg 1025 " + strings.Join(ctNames(1025), " ") + " hi"},
+		{"msg 1025", "msg 1025 " + strings.Join(chattest.Usernames(1025), " ") + " hi"},
 		{"msg huge count", "msg 99999999999 a hi"},
 		{"msg negative", "msg -1 a hi"},
 		{"msg plus", "msg +1 a hi"},

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/server"
 )
@@ -23,7 +24,10 @@ func startExtClient(t *testing.T, addr string) *session {
 	return startClientWith(t, addr, func(c *client) { c.cfg.Extensions = true })
 }
 
-func TestChunkedFilesWithRealServer(t *testing.T) {
+// startRealServer runs a chat server with the default configuration
+// until the test ends, and returns its address.
+func startRealServer(t *testing.T) string {
+	t.Helper()
 	srv := server.New(server.Config{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -31,37 +35,25 @@ func TestChunkedFilesWithRealServer(t *testing.T) {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	defer func() {
+	t.Cleanup(func() {
 		srv.Shutdown(context.Background())
 		<-served
-	}()
+	})
+	return ln.Addr().String()
+}
 
-	tap := tapFrames(t, ln.Addr().String())
+func TestChunkedFilesWithRealServer(t *testing.T) {
+	addr := startRealServer(t)
+	tap := tapFrames(t, addr)
 	s := startExtClient(t, tap.addr)
-	sender, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sender.Close()
-	sender.Write(protocol.AppendJoin(nil, protocol.Join, "bob"))
-	// Wait until "me" has joined: bob's list shows both.
-	r := protocol.NewReader(sender)
-	for {
-		sender.Write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
-		sender.SetReadDeadline(time.Now().Add(waitTimeout))
-		if _, err := r.ReadHeader(); err != nil {
-			t.Fatal(err)
-		}
-		p, _ := r.ReadPayload(nil)
-		if string(p) == "2 bob me" {
-			break
-		}
-	}
+	bob := chattest.Dial(t, addr, "bob")
+	bob.Join("bob")
+	chattest.WaitUntil(t, `"me" has joined: bob's list shows both`, func() bool { return bob.List() == "2 bob me" })
 	content := bytes.Repeat([]byte{0, 1, 2, 3, 254, 255, '\n', ' '}, 400000) // 3.2 MB
 	frames := protocol.AppendFileHead(nil, protocol.SendFile, []string{"me"}, "big.bin", int64(len(content)))
 	frames = append(frames, content...)
 	frames = protocol.AppendMessage(frames, protocol.SendMessage, []string{"me"}, []byte("after"))
-	sender.Write(frames)
+	bob.Write(frames)
 
 	if c := s.quitAfter(t, "msg: bob: after\n"); c != 0 {
 		t.Errorf("exit %d", c)

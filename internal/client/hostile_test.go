@@ -11,8 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 )
 
@@ -41,27 +41,63 @@ func fakeGrantServer(t *testing.T, asks func([]string) bool, grant []string, scr
 	})
 }
 
+// delivery is how a test's fake server delivers files to the client: as
+// one forward_file, or in chunks to a client started with Extensions.
+type delivery struct{ chunked bool }
+
 // forEachDelivery runs test for files delivered as one forward_file and
-// in chunks, giving it the fake server to use.
-func forEachDelivery(t *testing.T, test func(t *testing.T, chunked bool, serve func(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string)) {
-	t.Run("forward_file", func(t *testing.T) { test(t, false, fakeServer) })
-	t.Run("chunked", func(t *testing.T) { test(t, true, fakeExtServer) })
+// in chunks.
+func forEachDelivery(t *testing.T, test func(t *testing.T, d delivery)) {
+	t.Run("forward_file", func(t *testing.T) { test(t, delivery{}) })
+	t.Run("chunked", func(t *testing.T) { test(t, delivery{chunked: true}) })
+}
+
+// serve starts the fake server of d: fakeServer, or fakeExtServer for
+// chunks.
+func (d delivery) serve(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string {
+	t.Helper()
+	if d.chunked {
+		return fakeExtServer(t, script)
+	}
+	return fakeServer(t, script)
+}
+
+// start is startClientWith for d: the client asks for Extensions when
+// d is chunked, and is then changed by adjust, if given.
+func (d delivery) start(t *testing.T, addr string, adjust ...func(c *client)) *session {
+	t.Helper()
+	return startClientWith(t, addr, func(c *client) {
+		c.cfg.Extensions = d.chunked
+		for _, f := range adjust {
+			f(c)
+		}
+	})
 }
 
 // partFiles returns the temporary files in dir.
 func partFiles(t *testing.T, dir string) []string {
 	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var parts []string
-	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), ".part") {
-			parts = append(parts, e.Name())
+	for _, name := range chattest.DirNames(t, dir) {
+		if strings.HasSuffix(name, ".part") {
+			parts = append(parts, name)
 		}
 	}
 	return parts
+}
+
+// transferStarted sets c's progress hook to close the returned channel
+// once the first bytes of a file have moved in direction dir ("send" or
+// "recv") and the file is not finished yet.
+func transferStarted(c *client, dir string) <-chan struct{} {
+	started := make(chan struct{})
+	var once sync.Once
+	c.cfg.Hooks.Progress = func(_ uint64, d, _ string, done, _ int64, finished bool) {
+		if d == dir && done > 0 && !finished {
+			once.Do(func() { close(started) })
+		}
+	}
+	return started
 }
 
 // A chunked file is dropped as soon as more than its declared size
@@ -141,9 +177,7 @@ func TestChunkedFilesCapped(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(s.dir, "me_f.bin")); err != nil || string(got) != "abc" {
 		t.Errorf("saved file %q, %v", got, err)
 	}
-	if parts := partFiles(t, s.dir); len(parts) != 0 {
-		t.Errorf("temporary files left: %d", len(parts))
-	}
+	s.expectNoPartFiles(t)
 }
 
 // The chunked path reads every frame into one buffer, and hands content
@@ -214,13 +248,12 @@ func TestUsersListBounded(t *testing.T) {
 // A saved file is synced before it is renamed into place, and the folder
 // after, so that a crash never leaves a reported file empty.
 func TestSavedFileSyncedBeforeRename(t *testing.T) {
-	forEachDelivery(t, func(t *testing.T, chunked bool, serve func(*testing.T, func(net.Conn, *protocol.Reader)) string) {
-		addr := serve(t, func(nc net.Conn, r *protocol.Reader) {
-			sendThenAwaitQuit(t, nc, r, fileFrames(chunked, "notes.txt", []byte("hello")))
+	forEachDelivery(t, func(t *testing.T, d delivery) {
+		addr := d.serve(t, func(nc net.Conn, r *protocol.Reader) {
+			sendThenAwaitQuit(t, nc, r, fileFrames(d.chunked, "notes.txt", []byte("hello")))
 		})
 		var ops []string
-		s := startClientWith(t, addr, func(c *client) {
-			c.cfg.Extensions = chunked
+		s := d.start(t, addr, func(c *client) {
 			real := c.disk
 			c.disk.sync = func(f *os.File) error {
 				ops = append(ops, "sync "+filepath.Base(f.Name()))
@@ -243,44 +276,5 @@ func TestSavedFileSyncedBeforeRename(t *testing.T) {
 		if got, err := os.ReadFile(filepath.Join(s.dir, "me_notes.txt")); err != nil || string(got) != "hello" {
 			t.Errorf("saved %q, %v", got, err)
 		}
-	})
-}
-
-// Quitting in the middle of a download says on stderr which files were
-// abandoned, for plain and chunked files alike.
-func TestQuitNamesAbandonedFiles(t *testing.T) {
-	forEachDelivery(t, func(t *testing.T, chunked bool, serve func(*testing.T, func(net.Conn, *protocol.Reader)) string) {
-		addr := serve(t, func(nc net.Conn, r *protocol.Reader) {
-			sendThenAwaitQuit(t, nc, r, fileStart(chunked, "big.bin", 1<<20, 1000))
-		})
-		receiving := make(chan struct{})
-		var once sync.Once
-		s := startClientWith(t, addr, func(c *client) {
-			c.cfg.Extensions = chunked
-			c.cfg.Hooks.Progress = func(_ uint64, dir, name string, done, total int64, finished bool) {
-				if dir == "recv" && done > 0 && !finished {
-					once.Do(func() { close(receiving) })
-				}
-			}
-		})
-		select {
-		case <-receiving:
-		case <-time.After(waitTimeout):
-			t.Fatal("the download never started")
-		}
-		if len(partFiles(t, s.dir)) != 1 {
-			t.Fatal("no temporary file while the download runs")
-		}
-		s.input(t, "quit")
-		if c := s.exit(t); c != 0 {
-			t.Errorf("exit %d", c)
-		}
-		if got := s.stdout.String(); got != "quitting\n" {
-			t.Errorf("stdout %q", got)
-		}
-		if want := `abandoned "big.bin" from bob`; !strings.Contains(s.stderr.String(), want) {
-			t.Errorf("stderr %q does not contain %q", s.stderr.String(), want)
-		}
-		s.expectFiles(t)
 	})
 }

@@ -14,23 +14,22 @@ import (
 // anything is written, its content skipped, and the session goes on
 // (issue 23 item 11: a forward_file declaring 9.2 EB began a download).
 func TestIncomingFileSizeLimit(t *testing.T) {
-	forEachDelivery(t, func(t *testing.T, chunked bool, serve func(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string) {
-		addr := serve(t, func(nc net.Conn, r *protocol.Reader) {
+	forEachDelivery(t, func(t *testing.T, d delivery) {
+		addr := d.serve(t, func(nc net.Conn, r *protocol.Reader) {
 			var b []byte
-			b = append(b, fileFrames(chunked, "big.bin", bytes.Repeat([]byte("x"), 101))...)
-			if chunked {
+			b = append(b, fileFrames(d.chunked, "big.bin", bytes.Repeat([]byte("x"), 101))...)
+			if d.chunked {
 				// A hostile server's declaration: refused at once.
 				b = protocol.AppendFileBegin(b, 7, "bob", "huge.bin", 1<<50)
 				b = protocol.ChunkHeader(b, 7, 3)
 				b = append(b, "abc"...)
 				b = protocol.AppendFileID(b, protocol.FileEnd, 7)
 			}
-			b = append(b, fileFrames(chunked, "small.bin", bytes.Repeat([]byte("y"), 100))...)
+			b = append(b, fileFrames(d.chunked, "small.bin", bytes.Repeat([]byte("y"), 100))...)
 			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("after"))
 			sendThenAwaitQuit(t, nc, r, b)
 		})
-		s := startClientWith(t, addr, func(c *client) {
-			c.cfg.Extensions = chunked
+		s := d.start(t, addr, func(c *client) {
 			c.cfg.MaxIncomingFileSize = 100
 		})
 		s.quitAfter(t, "msg: bob: after\n")
@@ -42,7 +41,7 @@ func TestIncomingFileSizeLimit(t *testing.T) {
 		if !strings.Contains(e, `client: refusing file "big.bin" from bob: 101 B is more than the 100 B this client takes (--max-incoming-file-size); skipped, nothing saved`) {
 			t.Errorf("stderr does not refuse big.bin:\n%s", e)
 		}
-		if chunked && !strings.Contains(e, `client: refusing file "huge.bin" from bob: 1024.0 TiB is more than the 100 B`) {
+		if d.chunked && !strings.Contains(e, `client: refusing file "huge.bin" from bob: 1024.0 TiB is more than the 100 B`) {
 			t.Errorf("stderr does not refuse huge.bin:\n%s", e)
 		}
 	})

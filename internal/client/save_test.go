@@ -2,9 +2,7 @@ package client
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,7 +10,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/gochat/chat/internal/protocol"
 )
@@ -48,27 +45,35 @@ func fileStart(chunked bool, name string, size int64, n int) []byte {
 	return append(b, make([]byte, n)...)
 }
 
-// blockingSync makes c's file syncs wait: entered is closed when the
-// first sync starts, and the syncs go on once release is closed.
-func blockingSync(c *client, entered, release chan struct{}) {
+// syncGate holds a client's file syncs: entered is closed when the first
+// sync starts, and the syncs go on once the gate is freed.
+type syncGate struct {
+	entered, release chan struct{}
+	once             sync.Once
+}
+
+// newSyncGate returns a gate that the test's cleanup frees, so that a
+// test that fails while the gate is shut does not leave the client's
+// saver waiting for ever.
+func newSyncGate(t *testing.T) *syncGate {
+	g := &syncGate{entered: make(chan struct{}), release: make(chan struct{})}
+	t.Cleanup(g.free)
+	return g
+}
+
+// hold makes c's file syncs wait at g.
+func (g *syncGate) hold(c *client) {
 	var once sync.Once
 	real := c.disk.sync
 	c.disk.sync = func(f *os.File) error {
-		once.Do(func() { close(entered) })
-		<-release
+		once.Do(func() { close(g.entered) })
+		<-g.release
 		return real(f)
 	}
 }
 
-// waitClosedOrFail waits for ch, failing the test after waitTimeout.
-func waitClosedOrFail(t *testing.T, ch <-chan struct{}, what string) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(waitTimeout):
-		t.Fatalf("timed out waiting until %s", what)
-	}
-}
+// free lets the syncs go on; it may be called more than once.
+func (g *syncGate) free() { g.once.Do(func() { close(g.release) }) }
 
 // TestChatPrintsWhileFileSyncs: while a received file is synced, chat to
 // the user from others is read and printed at once; the file's line comes
@@ -77,22 +82,18 @@ func waitClosedOrFail(t *testing.T, ch <-chan struct{}, what string) {
 // 19 part 3 the receiver synced the file itself, and all chat waited for
 // the sync (620-690 ms for 1 GiB).
 func TestChatPrintsWhileFileSyncs(t *testing.T) {
-	forEachDelivery(t, func(t *testing.T, chunked bool, serve func(*testing.T, func(net.Conn, *protocol.Reader)) string) {
-		addr := serve(t, func(nc net.Conn, r *protocol.Reader) {
-			b := fileFrames(chunked, "notes.txt", bytes.Repeat([]byte("hello"), 100000))
+	forEachDelivery(t, func(t *testing.T, d delivery) {
+		addr := d.serve(t, func(nc net.Conn, r *protocol.Reader) {
+			b := fileFrames(d.chunked, "notes.txt", bytes.Repeat([]byte("hello"), 100000))
 			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("after"))
 			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"carol"}, []byte("meanwhile"))
 			sendThenAwaitQuit(t, nc, r, b)
 		})
-		entered, release := make(chan struct{}), make(chan struct{})
-		var releaseOnce sync.Once
-		free := func() { releaseOnce.Do(func() { close(release) }) }
-		t.Cleanup(free) // before the client's own cleanups, which wait for it
-		s := startClientWith(t, addr, func(c *client) {
-			c.cfg.Extensions = chunked
-			blockingSync(c, entered, release)
+		gate := newSyncGate(t)
+		s := d.start(t, addr, func(c *client) {
+			gate.hold(c)
 		})
-		waitClosedOrFail(t, entered, "the file is synced")
+		s.await(t, gate.entered, "the file is synced")
 		waitFor(t, s.stdout, "msg: carol: meanwhile\n")
 		if got := s.stdout.String(); got != "msg: carol: meanwhile\n" {
 			t.Errorf("stdout %q while the file syncs: want only carol's message", got)
@@ -100,7 +101,7 @@ func TestChatPrintsWhileFileSyncs(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(s.dir, "me_notes.txt")); err == nil {
 			t.Error("me_notes.txt exists before its sync ended")
 		}
-		free()
+		gate.free()
 		s.quitAfter(t, "msg: bob: after\n")
 		if got, want := s.stdout.String(), "msg: carol: meanwhile\nfile: bob: notes.txt\nmsg: bob: after\nquitting\n"; got != want {
 			t.Errorf("stdout %q, want %q", got, want)
@@ -108,9 +109,7 @@ func TestChatPrintsWhileFileSyncs(t *testing.T) {
 		if got, err := os.ReadFile(filepath.Join(s.dir, "me_notes.txt")); err != nil || len(got) != 500000 {
 			t.Errorf("saved %d bytes, %v", len(got), err)
 		}
-		if parts := partFiles(t, s.dir); len(parts) != 0 {
-			t.Errorf("temporary files left: %v", parts)
-		}
+		s.expectNoPartFiles(t)
 	})
 }
 
@@ -118,16 +117,16 @@ func TestChatPrintsWhileFileSyncs(t *testing.T) {
 // order the sender sent them, however long each file takes to be saved,
 // chunked or not.
 func TestSenderOrderKept(t *testing.T) {
-	forEachDelivery(t, func(t *testing.T, chunked bool, serve func(*testing.T, func(net.Conn, *protocol.Reader)) string) {
-		addr := serve(t, func(nc net.Conn, r *protocol.Reader) {
-			b := fileFrames(chunked, "big.bin", make([]byte, 3<<20))
+	forEachDelivery(t, func(t *testing.T, d delivery) {
+		addr := d.serve(t, func(nc net.Conn, r *protocol.Reader) {
+			b := fileFrames(d.chunked, "big.bin", make([]byte, 3<<20))
 			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("one"))
 			b = append(b, fileFrames(false, "small.txt", []byte("x"))...)
 			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("two"))
 			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("three"))
 			sendThenAwaitQuit(t, nc, r, b)
 		})
-		s := startClientWith(t, addr, func(c *client) { c.cfg.Extensions = chunked })
+		s := d.start(t, addr)
 		s.quitAfter(t, "msg: bob: three\n")
 		want := "file: bob: big.bin\nmsg: bob: one\nfile: bob: small.txt\nmsg: bob: two\nmsg: bob: three\nquitting\n"
 		if got := s.stdout.String(); got != want {
@@ -148,19 +147,16 @@ func TestSessionEndWaitsForSave(t *testing.T) {
 					expectFrame(t, r, protocol.Disconnect)
 				} // else return: the connection closes
 			})
-			entered, release := make(chan struct{}), make(chan struct{})
-			var releaseOnce sync.Once
-			free := func() { releaseOnce.Do(func() { close(release) }) }
-			t.Cleanup(free)
+			gate := newSyncGate(t)
 			s := startClientWith(t, addr, func(c *client) {
 				c.cfg.Extensions = true
-				blockingSync(c, entered, release)
+				gate.hold(c)
 			})
-			waitClosedOrFail(t, entered, "the file is synced")
+			s.await(t, gate.entered, "the file is synced")
 			if end == "quit" {
 				s.input(t, "quit")
 			}
-			free()
+			gate.free()
 			if end == "lost" {
 				s.stdin.Close() // piped input is read to its end after a disconnection
 			}
@@ -178,9 +174,7 @@ func TestSessionEndWaitsForSave(t *testing.T) {
 			if st, err := os.Stat(filepath.Join(s.dir, "me_notes.txt")); err != nil || st.Size() != 300<<10 {
 				t.Errorf("saved file: %v", err)
 			}
-			if parts := partFiles(t, s.dir); len(parts) != 0 {
-				t.Errorf("temporary files left: %v", parts)
-			}
+			s.expectNoPartFiles(t)
 		})
 	}
 }
@@ -189,14 +183,13 @@ func TestSessionEndWaitsForSave(t *testing.T) {
 // nothing in the download folder, says so on stderr, prints no file line,
 // and the session goes on.
 func TestSyncErrorRemovesFile(t *testing.T) {
-	forEachDelivery(t, func(t *testing.T, chunked bool, serve func(*testing.T, func(net.Conn, *protocol.Reader)) string) {
-		addr := serve(t, func(nc net.Conn, r *protocol.Reader) {
-			b := fileFrames(chunked, "notes.txt", make([]byte, 300<<10))
+	forEachDelivery(t, func(t *testing.T, d delivery) {
+		addr := d.serve(t, func(nc net.Conn, r *protocol.Reader) {
+			b := fileFrames(d.chunked, "notes.txt", make([]byte, 300<<10))
 			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("after"))
 			sendThenAwaitQuit(t, nc, r, b)
 		})
-		s := startClientWith(t, addr, func(c *client) {
-			c.cfg.Extensions = chunked
+		s := d.start(t, addr, func(c *client) {
 			c.disk.sync = func(*os.File) error { return syscall.EIO }
 		})
 		if code := s.quitAfter(t, "msg: bob: after\n"); code != 0 {
@@ -212,57 +205,43 @@ func TestSyncErrorRemovesFile(t *testing.T) {
 	})
 }
 
-// TestSignalMidDownload: a signal (Ctrl-C) in the middle of a download
-// ends the session as quit does: the temporary file is removed and named
-// on stderr, and the saver has ended (goleak checks) when Run returns.
-func TestSignalMidDownload(t *testing.T) {
-	forEachDelivery(t, func(t *testing.T, chunked bool, serve func(*testing.T, func(net.Conn, *protocol.Reader)) string) {
-		addr := serve(t, func(nc net.Conn, r *protocol.Reader) {
-			sendThenAwaitQuit(t, nc, r, fileStart(chunked, "big.bin", 1<<20, 1000))
+// TestEndMidDownload: quit, or a signal (Ctrl-C), in the middle of a
+// download ends the session as quit does, for plain and chunked files
+// alike: the temporary file is removed and the abandoned file named on
+// stderr, and the saver has ended (goleak checks) when Run returns.
+func TestEndMidDownload(t *testing.T) {
+	for _, end := range []string{"quit", "signal"} {
+		t.Run(end, func(t *testing.T) {
+			forEachDelivery(t, func(t *testing.T, d delivery) {
+				addr := d.serve(t, func(nc net.Conn, r *protocol.Reader) {
+					sendThenAwaitQuit(t, nc, r, fileStart(d.chunked, "big.bin", 1<<20, 1000))
+				})
+				var receiving <-chan struct{}
+				s := d.start(t, addr, func(c *client) {
+					receiving = transferStarted(c, "recv")
+				})
+				s.await(t, receiving, "the download started")
+				if len(partFiles(t, s.dir)) != 1 {
+					t.Fatal("no temporary file while the download runs")
+				}
+				if end == "quit" {
+					s.input(t, "quit")
+				} else {
+					s.signal()
+				}
+				if got := s.exit(t); got != ExitOK {
+					t.Errorf("exit %d", got)
+				}
+				if got := s.stdout.String(); got != "quitting\n" {
+					t.Errorf("stdout %q", got)
+				}
+				if want := `abandoned "big.bin" from bob after 1000 of 1048576 bytes`; !strings.Contains(s.stderr.String(), want) {
+					t.Errorf("stderr %q does not contain %q", s.stderr.String(), want)
+				}
+				s.expectFiles(t)
+			})
 		})
-		receiving := make(chan struct{})
-		var once sync.Once
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		stdout, stderr, dir := &syncBuffer{}, &syncBuffer{}, t.TempDir()
-		c := newClient(Config{User: "me", Addr: addr, DownloadDir: dir, Extensions: chunked,
-			Input: blockingSource{ctx}, Stdout: stdout, Stderr: stderr})
-		c.cfg.Hooks.Progress = func(_ uint64, dir, _ string, done, _ int64, finished bool) {
-			if dir == "recv" && done > 0 && !finished {
-				once.Do(func() { close(receiving) })
-			}
-		}
-		code := make(chan int, 1)
-		go func() { code <- c.run(ctx) }()
-		waitClosedOrFail(t, receiving, "the download started")
-		cancel()
-		select {
-		case got := <-code:
-			if got != ExitOK {
-				t.Errorf("exit %d", got)
-			}
-		case <-time.After(waitTimeout):
-			t.Fatal("client did not end after the signal")
-		}
-		if got := stdout.String(); got != "quitting\n" {
-			t.Errorf("stdout %q", got)
-		}
-		if want := `abandoned "big.bin" from bob after 1000 of 1048576 bytes`; !strings.Contains(stderr.String(), want) {
-			t.Errorf("stderr %q does not contain %q", stderr.String(), want)
-		}
-		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
-			t.Errorf("download folder not empty: %v", ents)
-		}
-	})
-}
-
-// blockingSource is input that never comes: ReadLine waits until ctx is
-// done.
-type blockingSource struct{ ctx context.Context }
-
-func (b blockingSource) ReadLine() (string, error) {
-	<-b.ctx.Done()
-	return "", io.EOF
+	}
 }
 
 // TestWritebackDuringDownload: the saver's flusher hands the file to the
@@ -347,15 +326,12 @@ func TestHeldLinesBounded(t *testing.T) {
 		}
 		sendThenAwaitQuit(t, nc, r, b)
 	})
-	entered, release := make(chan struct{}), make(chan struct{})
-	var releaseOnce sync.Once
-	free := func() { releaseOnce.Do(func() { close(release) }) }
-	t.Cleanup(free)
+	gate := newSyncGate(t)
 	s := startClientWith(t, addr, func(c *client) {
 		c.cfg.Extensions = true
-		blockingSync(c, entered, release)
+		gate.hold(c)
 	})
-	waitClosedOrFail(t, entered, "the file is synced")
+	s.await(t, gate.entered, "the file is synced")
 	waitFor(t, s.stdout, fmt.Sprintf("msg: bob: %02d ", n-1))
 	out := s.stdout.String()
 	if strings.Contains(out, "file: ") || strings.Contains(out, "msg: bob: 00 ") {
@@ -364,7 +340,7 @@ func TestHeldLinesBounded(t *testing.T) {
 	if held := n - strings.Count(out, "msg: bob: "); held*size > maxHeld || held == 0 {
 		t.Errorf("%d messages of %d bytes held while the file syncs, want at most %d bytes", held, size, maxHeld)
 	}
-	free()
+	gate.free()
 	s.quitAfter(t, "msg: bob: 00 ")
 	if got := strings.Count(s.stdout.String(), "msg: bob: "); got != n {
 		t.Errorf("%d messages printed, want %d", got, n)

@@ -15,17 +15,17 @@ import (
 // with / is: never saved as "me_∕..∕..∕etc∕passwd" (issue 23 item 12).
 func TestSlashLookalikeNamesRefused(t *testing.T) {
 	names := []string{"∕..∕..∕etc∕passwd", "a⁄b", "a⧸b", "a／b", "a＼b", "a∖b", "᜵x", "a\u0338b"}
-	forEachDelivery(t, func(t *testing.T, chunked bool, serve func(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string) {
-		addr := serve(t, func(nc net.Conn, r *protocol.Reader) {
+	forEachDelivery(t, func(t *testing.T, d delivery) {
+		addr := d.serve(t, func(nc net.Conn, r *protocol.Reader) {
 			var b []byte
 			for _, name := range names {
-				b = append(b, fileFrames(chunked, name, []byte("root:x:0:0"))...)
+				b = append(b, fileFrames(d.chunked, name, []byte("root:x:0:0"))...)
 			}
-			b = append(b, fileFrames(chunked, "ノート.txt", []byte("fine"))...) // a Katakana ノ is a letter
+			b = append(b, fileFrames(d.chunked, "ノート.txt", []byte("fine"))...) // a Katakana ノ is a letter
 			b = protocol.AppendMessage(b, protocol.ForwardMessage, []string{"bob"}, []byte("after"))
 			sendThenAwaitQuit(t, nc, r, b)
 		})
-		s := startClientWith(t, addr, func(c *client) { c.cfg.Extensions = chunked })
+		s := d.start(t, addr)
 		s.quitAfter(t, "msg: bob: after\n")
 		if got, want := s.stdout.String(), "file: bob: ノート.txt\nmsg: bob: after\nquitting\n"; got != want {
 			t.Errorf("stdout %q, want %q", got, want)

@@ -18,13 +18,13 @@ import (
 // parallel.
 func TestReceivedFileHonoursUmask(t *testing.T) {
 	for _, tc := range []struct{ umask, want os.FileMode }{{0o022, 0o644}, {0o077, 0o600}, {0o002, 0o664}} {
-		forEachDelivery(t, func(t *testing.T, chunked bool, serve func(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string) {
+		forEachDelivery(t, func(t *testing.T, d delivery) {
 			old := syscall.Umask(int(tc.umask))
 			defer syscall.Umask(old)
-			addr := serve(t, func(nc net.Conn, r *protocol.Reader) {
-				sendThenAwaitQuit(t, nc, r, fileFrames(chunked, "notes.txt", []byte("hello")))
+			addr := d.serve(t, func(nc net.Conn, r *protocol.Reader) {
+				sendThenAwaitQuit(t, nc, r, fileFrames(d.chunked, "notes.txt", []byte("hello")))
 			})
-			s := startClientWith(t, addr, func(c *client) { c.cfg.Extensions = chunked })
+			s := d.start(t, addr)
 			s.quitAfter(t, "file: bob: notes.txt\n")
 			st, err := os.Stat(filepath.Join(s.dir, "me_notes.txt"))
 			if err != nil {

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -74,16 +73,6 @@ func readUpload(t *testing.T, nc net.Conn, r *protocol.Reader, wantNames []strin
 	return id
 }
 
-// waitClosed waits for ch to be closed.
-func waitClosed(t *testing.T, ch <-chan struct{}, s *session) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(waitTimeout):
-		t.Fatalf("timed out; stdout %q, stderr %q", s.stdout, s.stderr)
-	}
-}
-
 func TestUploadToNobodySendsNothing(t *testing.T) {
 	addr := fakeUploadServer(t, func(nc net.Conn, r *protocol.Reader) {
 		readUpload(t, nc, r, []string{"nobody"}, nil, 1<<20)
@@ -103,18 +92,11 @@ func TestUploadKeepsWindowAndOrder(t *testing.T) {
 	addr := fakeUploadServer(t, func(nc net.Conn, r *protocol.Reader) {
 		id := readUpload(t, nc, r, []string{"bob", "ghost"}, []string{"bob"}, window)
 		var got, acked int64
-		for {
-			h, p, ok := nextFrame(t, r)
-			if !ok {
-				return
-			}
-			if h.Type == protocol.FileEnd {
-				break
-			}
+		if _, ok := readUntil(t, r, protocol.FileEnd, func(h protocol.Header, p []byte) bool {
 			cid, data, err := protocol.ParseChunk(p)
 			if h.Type != protocol.FileChunk || err != nil || cid != id {
 				t.Errorf("got %s %v, want file_chunk", h.Name, err)
-				return
+				return false
 			}
 			got += int64(len(data))
 			if got-acked > window {
@@ -124,6 +106,9 @@ func TestUploadKeepsWindowAndOrder(t *testing.T) {
 				acked = got
 				nc.Write(protocol.AppendFileAck(nil, id, acked))
 			}
+			return true
+		}); !ok {
+			return
 		}
 		time.Sleep(50 * time.Millisecond) // a slow delivery: the scenario, not a wait
 		nc.Write(protocol.AppendFileResult(nil, id, []string{"bob"}))
@@ -221,6 +206,31 @@ func TestPipedMessageOvertakesFile(t *testing.T) {
 	}
 }
 
+// abortedStillHere is a fake server's end of a test of an upload the
+// client aborts: it checks that abort, the file_abort's payload, names
+// upload id, closes aborted, answers the abort, and expects the session
+// to go on (stillHere) until the quit.
+func abortedStillHere(t *testing.T, nc net.Conn, r *protocol.Reader, id uint64, abort []byte, aborted chan struct{}) {
+	t.Helper()
+	if gid, _ := protocol.ParseFileID(abort); gid != id {
+		t.Errorf("file_abort %q", abort)
+	}
+	close(aborted)
+	nc.Write(protocol.AppendFileResult(nil, id, nil))
+	if p := expectFrame(t, r, protocol.SendMessage); string(p) != "1 bob still here" {
+		t.Errorf("send_message %q", p)
+	}
+	expectFrame(t, r, protocol.Disconnect)
+}
+
+// stillHere is the user's end of abortedStillHere: a message to bob after
+// the aborted upload, then quit.
+func (s *session) stillHere(t *testing.T) {
+	t.Helper()
+	s.input(t, "msg 1 bob still here", "quit")
+	s.expectQuitting(t, "")
+}
+
 // cancel, typed while a file goes in the background: file_abort, and the
 // session goes on.
 func TestUploadCancel(t *testing.T) {
@@ -228,39 +238,25 @@ func TestUploadCancel(t *testing.T) {
 	addr := fakeUploadServer(t, func(nc net.Conn, r *protocol.Reader) {
 		id := readUpload(t, nc, r, []string{"bob"}, []string{"bob"}, 256<<10)
 		got := 0
-		for { // no ack: the client stops at the window
-			h, p, ok := nextFrame(t, r)
-			if !ok {
-				return
-			}
-			if got += len(p) - 2; h.Type == protocol.FileChunk && got == 256<<10 {
-				close(full)
-			}
-			if h.Type == protocol.FileAbort {
-				if gid, _ := protocol.ParseFileID(p); gid != id {
-					t.Errorf("file_abort %q", p)
-				}
-				break
-			}
+		abort, ok := readUntil(t, r, protocol.FileAbort, func(h protocol.Header, p []byte) bool {
 			if h.Type != protocol.FileChunk {
 				t.Errorf("got %s", h.Name)
+			} else if got += len(p) - 2; got == 256<<10 { // no ack: the client stops at the window
+				close(full)
 			}
+			return true
+		})
+		if ok {
+			abortedStillHere(t, nc, r, id, abort, aborted)
 		}
-		close(aborted)
-		nc.Write(protocol.AppendFileResult(nil, id, nil))
-		if p := expectFrame(t, r, protocol.SendMessage); string(p) != "1 bob still here" {
-			t.Errorf("send_message %q", p)
-		}
-		expectFrame(t, r, protocol.Disconnect)
 	})
 	s, _ := startUploader(t, addr, true, 5<<20)
 	s.input(t, "file 1 bob "+filepath.Join(s.dir, "big.bin"))
-	waitClosed(t, full, s)
+	s.await(t, full, "the window is full")
 	s.input(t, "cancel")
-	waitClosed(t, aborted, s)
+	s.await(t, aborted, "the upload is aborted")
 	waitFor(t, s.stderr, "client: cancelled big.bin after 256.0 KiB of 5.0 MiB; nobody got it\n")
-	s.input(t, "msg 1 bob still here", "quit")
-	s.expectQuitting(t, "")
+	s.stillHere(t)
 }
 
 // A file that shrinks while it is sent: the chunk whose bytes the file no
@@ -281,23 +277,17 @@ func TestUploadFileShrinks(t *testing.T) {
 		}
 		nc.Write(protocol.AppendFileReady(nil, id, 1<<20, []string{"bob"}))
 		var data []byte
-		for {
-			h, p, ok := nextFrame(t, r)
-			if !ok {
-				return
-			}
-			if h.Type == protocol.FileAbort {
-				if gid, _ := protocol.ParseFileID(p); gid != id {
-					t.Errorf("file_abort %q", p)
-				}
-				break
-			}
+		abort, ok := readUntil(t, r, protocol.FileAbort, func(h protocol.Header, p []byte) bool {
 			cid, chunk, err := protocol.ParseChunk(p)
 			if h.Type != protocol.FileChunk || err != nil || cid != id {
 				t.Errorf("got %s %v, want file_chunk", h.Name, err)
-				return
+				return false
 			}
 			data = append(data, chunk...)
+			return true
+		})
+		if !ok {
+			return
 		}
 		if len(data) > uploadChunk {
 			t.Errorf("%d bytes sent after the file shrank to 100 KiB, want at most a chunk", len(data))
@@ -305,20 +295,14 @@ func TestUploadFileShrinks(t *testing.T) {
 		if len(data) > 100<<10 && slices.ContainsFunc(data[100<<10:], func(b byte) bool { return b != 0 }) {
 			t.Error("the bytes past the file's new end are not zeros")
 		}
-		close(aborted)
-		nc.Write(protocol.AppendFileResult(nil, id, nil))
-		if p := expectFrame(t, r, protocol.SendMessage); string(p) != "1 bob still here" {
-			t.Errorf("send_message %q", p)
-		}
-		expectFrame(t, r, protocol.Disconnect)
+		abortedStillHere(t, nc, r, id, abort, aborted)
 	})
 	s, _ := startUploader(t, addr, true, 1<<20)
 	path <- filepath.Join(s.dir, "big.bin")
 	s.input(t, "file 1 bob "+filepath.Join(s.dir, "big.bin"))
-	waitClosed(t, aborted, s)
+	s.await(t, aborted, "the upload is aborted")
 	waitFor(t, s.stderr, "client: cannot read big.bin after 0 B of 1.0 MiB (unexpected EOF); cancelled, nobody got it\n")
-	s.input(t, "msg 1 bob still here", "quit")
-	s.expectQuitting(t, "")
+	s.stillHere(t)
 }
 
 // Quitting (Ctrl-C, a signal, end of input) mid-upload cancels the file
@@ -329,20 +313,13 @@ func TestUploadQuitCancels(t *testing.T) {
 		readUpload(t, nc, r, []string{"bob"}, []string{"bob"}, 256<<10)
 		expectFrame(t, r, protocol.FileChunk)
 		close(started)
-		for {
-			h, _, ok := nextFrame(t, r)
-			if !ok {
-				return
-			}
-			if h.Type == protocol.FileAbort {
-				break
-			}
+		if _, ok := readUntil(t, r, protocol.FileAbort, nil); ok {
+			expectFrame(t, r, protocol.Disconnect)
 		}
-		expectFrame(t, r, protocol.Disconnect)
 	})
 	s, _ := startUploader(t, addr, true, 5<<20)
 	s.input(t, "file 1 bob "+filepath.Join(s.dir, "big.bin"))
-	waitClosed(t, started, s)
+	s.await(t, started, "the upload started")
 	s.stdin.Close()
 	s.expectQuitting(t, "cancelled big.bin after")
 }
@@ -365,31 +342,17 @@ func TestPlainUploadSignalCutsIt(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "big.bin"), make([]byte, 64<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	moving := make(chan struct{})
-	var once sync.Once
-	progress := func(_ uint64, _, _ string, done, _ int64, _ bool) {
-		if done > 0 {
-			once.Do(func() { close(moving) })
-		}
-	}
+	var moving <-chan struct{}
 	s := startClientWith(t, addr, func(c *client) {
 		c.cfg.Interactive = true
-		c.cfg.Hooks.Progress = progress
+		moving = transferStarted(c, "send")
 	})
 	io.WriteString(s.stdin, "file 1 bob "+filepath.Join(dir, "big.bin")+"\n")
-	select { // and soon the buffers are full: the client waits on the server
-	case <-moving:
-	case <-time.After(waitTimeout):
-		t.Fatalf("the file never started; stderr %q", s.stderr)
-	}
+	// And soon the buffers are full: the client waits on the server.
+	s.await(t, moving, "the file started")
 	s.signal()
-	select {
-	case got := <-s.code:
-		if got != 0 {
-			t.Errorf("exit %d", got)
-		}
-	case <-time.After(waitTimeout):
-		t.Fatal("the client still waits on the server")
+	if got := s.exit(t); got != 0 {
+		t.Errorf("exit %d", got)
 	}
 	if got := s.stdout.String(); got != "quitting\n" {
 		t.Errorf("stdout %q", got)
@@ -406,18 +369,13 @@ func TestUploadEarlyResult(t *testing.T) {
 		id := readUpload(t, nc, r, []string{"bob"}, []string{"bob"}, 256<<10)
 		expectFrame(t, r, protocol.FileChunk)
 		nc.Write(protocol.AppendFileResult(nil, id, nil))
-		for { // the rest of the window, at most, then the quit
-			h, _, ok := nextFrame(t, r)
-			if !ok {
-				return
-			}
-			if h.Type == protocol.Disconnect {
-				return
-			}
+		// The rest of the window, at most, then the quit.
+		readUntil(t, r, protocol.Disconnect, func(h protocol.Header, _ []byte) bool {
 			if h.Type != protocol.FileChunk {
 				t.Errorf("got %s", h.Name)
 			}
-		}
+			return true
+		})
 	})
 	s, _ := startUploader(t, addr, false, 5<<20)
 	s.input(t, "file 1 bob "+filepath.Join(s.dir, "big.bin"), "quit")

@@ -9,12 +9,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/freeport"
 	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/server"
@@ -25,49 +25,6 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const timeout = 10 * time.Second
-
-// output collects what is written to it, for a test to wait on.
-type output struct {
-	mu      sync.Mutex
-	b       strings.Builder // guarded by mu
-	changed chan struct{}   // closed and replaced on every write; guarded by mu
-}
-
-func newOutput() *output { return &output{changed: make(chan struct{})} }
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.b.Write(p)
-	close(o.changed)
-	o.changed = make(chan struct{})
-	return len(p), nil
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
-}
-
-// wait waits until what was written holds want.
-func (o *output) wait(t *testing.T, want string) {
-	t.Helper()
-	deadline := time.After(timeout)
-	for {
-		o.mu.Lock()
-		has, ch := strings.Contains(o.b.String(), want), o.changed
-		o.mu.Unlock()
-		if has {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			t.Fatalf("no %q after %v in:\n%s", want, timeout, o.String())
-		}
-	}
-}
 
 func addr(t *testing.T) string {
 	t.Helper()
@@ -80,8 +37,8 @@ func addr(t *testing.T) string {
 
 // options returns Options for a server on loopback, its stdout and logs
 // collected.
-func options(t *testing.T) (Options, *output, *output) {
-	stdout, logs := newOutput(), newOutput()
+func options(t *testing.T) (Options, *chattest.LineLog, *chattest.LineLog) {
+	stdout, logs := chattest.NewLineLog(), chattest.NewLineLog()
 	cfg := server.DefaultConfig()
 	cfg.Stdout = stdout
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
@@ -98,7 +55,7 @@ func TestRun(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, o) }()
-	logs.wait(t, `msg="serving the web client"`)
+	logs.WaitFunc(t, "the web client served", 1, func(l string) bool { return strings.Contains(l, `msg="serving the web client"`) })
 
 	nc, err := net.Dial("tcp", o.ChatAddr)
 	if err != nil {
@@ -108,7 +65,7 @@ func TestRun(t *testing.T) {
 	if _, err := nc.Write(protocol.AppendJoin(nil, protocol.Join, "alice")); err != nil {
 		t.Fatal(err)
 	}
-	stdout.wait(t, "join: alice\n")
+	stdout.Wait(t, "join: alice", 1)
 
 	for _, get := range []struct{ url, want string }{
 		{"http://" + o.MetricsAddr + "/metrics", "chat_"},
@@ -135,7 +92,7 @@ func TestRun(t *testing.T) {
 	case <-time.After(timeout):
 		t.Fatalf("Run still running %v after its context ended", timeout)
 	}
-	stdout.wait(t, "disconnected: alice\n")
+	stdout.Wait(t, "disconnected: alice", 1)
 	for _, a := range []string{o.ChatAddr, o.MetricsAddr, o.Web.Addr} {
 		if c, err := net.Dial("tcp", a); err == nil {
 			c.Close()
