@@ -16,17 +16,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 )
-
-// ptNames returns n distinct valid usernames.
-func ptNames(n int) []string {
-	names := make([]string, n)
-	for i := range names {
-		names[i] = "u" + strconv.Itoa(i)
-	}
-	return names
-}
 
 // ptList renders `<N> <u1> ... <uN>` by hand.
 func ptList(names []string) string {
@@ -341,7 +333,7 @@ func TestParseSend(t *testing.T) {
 		{"multibyte", "2 日本 😀 ünï", []string{"日本", "😀"}, "ünï"},
 		{"longest name", "1 " + longName + " x", []string{longName}, "x"},
 		{"dots", "2 ... .a ok", []string{"...", ".a"}, "ok"},
-		{"1024 names", ptList(ptNames(1024)) + " hi", ptNames(1024), "hi"},
+		{"1024 names", ptList(chattest.Usernames(1024)) + " hi", chattest.Usernames(1024), "hi"},
 		{"longest text", "1 bob " + strings.Repeat("t", 65536), []string{"bob"}, strings.Repeat("t", 65536)},
 	}
 	for _, tc := range tests {
@@ -369,7 +361,7 @@ func TestParseSend(t *testing.T) {
 		{"leading zero", "01 bob hi"},
 		{"negative", "-1 bob hi"},
 		{"not a number", "x bob hi"},
-		{"N=1025", ptList(ptNames(1025)) + " hi"},
+		{"N=1025", ptList(chattest.Usernames(1025)) + " hi"},
 		{"N too big", "99999999999 bob hi"},
 		{"count larger than the list", "2 bob hi"},
 		{"count larger, names only", "3 a b c"},
@@ -458,7 +450,7 @@ func TestParseUsersList(t *testing.T) {
 		{"2 alice bob", []string{"alice", "bob"}},
 		{"3 A B a", []string{"A", "B", "a"}},
 		{"1 " + strings.Repeat("😀", 32), []string{strings.Repeat("😀", 32)}},
-		{ptList(ptNames(1500)), ptNames(1500)}, // no upper bound of 1024 here
+		{ptList(chattest.Usernames(1500)), chattest.Usernames(1500)}, // no upper bound of 1024 here
 	}
 	for _, tc := range good {
 		got, err := protocol.ParseUsersList([]byte(tc.in))
@@ -508,7 +500,7 @@ func TestReadFileHead(t *testing.T) {
 		{"repeated name", "send_file", "2 bob bob f x", 1, 1024, result{[]string{"bob", "bob"}, "f", "x"}},
 		{"longest name and filename", "send_file", "1 " + longName + " " + longFile + " c", 1, 1024, result{[]string{longName}, longFile, "c"}},
 		{"forward", "forward_file", "1 alice ..data ", 1, 1, result{[]string{"alice"}, "..data", ""}},
-		{"1024 names", "send_file", ptList(ptNames(1024)) + " f.bin 12", 1, 1024, result{ptNames(1024), "f.bin", "12"}},
+		{"1024 names", "send_file", ptList(chattest.Usernames(1024)) + " f.bin 12", 1, 1024, result{chattest.Usernames(1024), "f.bin", "12"}},
 	}
 	for _, tc := range good {
 		rtBothWays(rtWire(tc.typ, tc.payload)+"request_users_list 0 ", func(src io.Reader, onebyte bool) {
@@ -562,7 +554,7 @@ func TestReadFileHead(t *testing.T) {
 		{"empty username", rtWire("send_file", "1  f x"), 1, 1024, protocol.ErrBadUsername},
 		{"N=0", rtWire("send_file", "0 f x"), 1, 1024, protocol.ErrBadCount},
 		{"leading zero", rtWire("send_file", "01 bob f x"), 1, 1024, protocol.ErrBadCount},
-		{"N=1025", rtWire("send_file", ptList(ptNames(1025))+" f x"), 1, 1024, protocol.ErrBadCount},
+		{"N=1025", rtWire("send_file", ptList(chattest.Usernames(1025))+" f x"), 1, 1024, protocol.ErrBadCount},
 		{"N=2 in a forward", rtWire("forward_file", "2 a b f x"), 1, 1, protocol.ErrBadCount},
 		{"count of 11 digits", rtWire("send_file", "12345678901 bob f x"), 1, 1024, protocol.ErrTooLong},
 		{"count larger than the list", rtWire("send_file", "2 bob a.txt x"), 1, 1024, protocol.ErrMalformed},
@@ -609,7 +601,7 @@ func TestRoundTrip(t *testing.T) {
 		}
 	}
 
-	for _, names := range [][]string{{}, {"alice"}, {"alice", "bob"}, {"A", "B", "a", "b", "日本", "😀"}, ptNames(1500)} {
+	for _, names := range [][]string{{}, {"alice"}, {"alice", "bob"}, {"A", "B", "a", "b", "日本", "😀"}, chattest.Usernames(1500)} {
 		frame := protocol.AppendUsersList(nil, names)
 		if want := rtWire("response_users_list", ptUsersPayload(names)); string(frame) != want {
 			t.Errorf("AppendUsersList(%.40q) = %.60q, want %.60q", names, frame, want)
@@ -625,7 +617,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 
 	texts := []string{"hi", " ", "  leading and trailing  ", "\ttabs\t", "日本語 😀", "2 carol hi", strings.Repeat("t", 65536)}
-	lists := [][]string{{"bob"}, {"bob", "carol"}, {"bob", "bob"}, {strings.Repeat("😀", 32)}, ptNames(1024)}
+	lists := [][]string{{"bob"}, {"bob", "carol"}, {"bob", "bob"}, {strings.Repeat("😀", 32)}, chattest.Usernames(1024)}
 	for _, names := range lists {
 		for _, text := range texts {
 			frame := protocol.AppendMessage(nil, protocol.SendMessage, names, []byte(text))
@@ -655,7 +647,7 @@ func TestRoundTrip(t *testing.T) {
 
 	contents := []string{"", "x", "hello world", "\x00\xff \n\r\t", strings.Repeat("C", 100000)}
 	for _, typ := range []protocol.Type{protocol.SendFile, protocol.ForwardFile} {
-		for _, names := range [][]string{{"bob"}, {"bob", "carol"}, ptNames(1024)} {
+		for _, names := range [][]string{{"bob"}, {"bob", "carol"}, chattest.Usernames(1024)} {
 			if typ == protocol.ForwardFile && len(names) != 1 {
 				continue
 			}

@@ -95,7 +95,7 @@ func startLaggingFile(t *testing.T, s *testServer, size, unsent int) *laggingFil
 func checkNoSpool(t *testing.T, s *Server, dir string) {
 	t.Helper()
 	waitSpoolsEmpty(t, s)
-	if names := spoolDirEntries(t, dir); len(names) != 0 {
+	if names := chattest.DirNames(t, dir); len(names) != 0 {
 		t.Fatalf("left in the spool directory: %q", names)
 	}
 }
@@ -271,7 +271,7 @@ func TestShutdownWhileRecipientLags(t *testing.T) {
 	if mem != 0 || disk != 0 {
 		t.Fatalf("after Shutdown %d bytes are held in memory, %d on disk", mem, disk)
 	}
-	if names := spoolDirEntries(t, dir); len(names) != 0 {
+	if names := chattest.DirNames(t, dir); len(names) != 0 {
 		t.Fatalf("left in the spool directory: %q", names)
 	}
 }

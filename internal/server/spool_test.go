@@ -153,20 +153,6 @@ func TestSlowUploadGivenUp(t *testing.T) {
 	waitSpoolsEmpty(t, s.Server)
 }
 
-// spoolDirEntries returns the names in dir.
-func spoolDirEntries(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
 // TestSpoolOnDisk: a file held on disk reaches its plain recipients
 // whole and in order with the rest; no spool file is visible in the spool
 // folder while it is held (on Unix it is removed as it is made), and its
@@ -187,7 +173,7 @@ func TestSpoolOnDisk(t *testing.T) {
 		return s.spoolDisk == int64(len(content)) && len(s.spools) == 1
 	})
 	if removeWhileOpen {
-		if names := spoolDirEntries(t, dir); len(names) != 0 {
+		if names := chattest.DirNames(t, dir); len(names) != 0 {
 			t.Fatalf("spool folder holds %q while the file is spooled", names)
 		}
 	}
@@ -215,7 +201,7 @@ func TestSpoolOnDisk(t *testing.T) {
 	waitSpoolsEmpty(t, s.Server)
 	carol.Send("no file", "bob")
 	bob.Expect(protocol.ForwardMessage, "1 carol no file")
-	if names := spoolDirEntries(t, dir); len(names) != 0 {
+	if names := chattest.DirNames(t, dir); len(names) != 0 {
 		t.Fatalf("spool folder holds %q", names)
 	}
 }
@@ -324,7 +310,7 @@ func TestShutdownMidSpool(t *testing.T) {
 	if disk != 0 || mem != 0 || open != 0 {
 		t.Fatalf("after shutdown: %d bytes on disk, %d in memory, %d spools open", disk, mem, open)
 	}
-	if names := spoolDirEntries(t, dir); len(names) != 0 {
+	if names := chattest.DirNames(t, dir); len(names) != 0 {
 		t.Fatalf("spool folder holds %q", names)
 	}
 }
@@ -339,7 +325,7 @@ func TestSweepSpools(t *testing.T) {
 		}
 	}
 	New(Config{SpoolDir: dir})
-	if names := spoolDirEntries(t, dir); !slices.Equal(names, []string{"keep.txt"}) {
+	if names := chattest.DirNames(t, dir); !slices.Equal(names, []string{"keep.txt"}) {
 		t.Fatalf("left %q, want [keep.txt]", names)
 	}
 }
