@@ -18,16 +18,6 @@ func trio(t *testing.T, extra ...string) (*server, *client, *client, *client) {
 	return srv, joinClient(t, srv, "alice"), joinClient(t, srv, "bob"), joinClient(t, srv, "carol")
 }
 
-// syncList has c ask for the list and requires the next lines on c's and the
-// server's stdout to be the answer: proof that nothing else was printed
-// since the previous check.
-func syncList(t *testing.T, srv *server, c *client, list string) {
-	t.Helper()
-	c.send(t, "list")
-	srv.out.waitLine(t, "request_users_list: "+c.name, timeout)
-	c.out.waitLine(t, "list: "+list, timeout)
-}
-
 func TestListSortedByBytes(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)

@@ -348,8 +348,7 @@ func TestFileSlowRecipientCutOff(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
 	bob := joinClient(t, srv, "bob")
-	slow := rawJoin(t, srv, "slow")
-	_ = slow.TCP().SetReadBuffer(4096)
+	rawStalled(t, srv, "slow") // never reads
 	alice := rawJoin(t, srv, "alice")
 	carol := joinClient(t, srv, "carol")
 

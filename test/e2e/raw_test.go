@@ -310,8 +310,7 @@ func TestRawSlowReaderCutOff(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
 	bob := joinClient(t, srv, "bob")
-	slow := rawJoin(t, srv, "slow")
-	_ = slow.TCP().SetReadBuffer(4096)
+	rawStalled(t, srv, "slow") // never reads
 	fast := rawJoin(t, srv, "fast")
 	text := strings.Repeat("z", 65536)
 	msg := fr("send_message", "1 slow "+text)

@@ -107,9 +107,7 @@ func TestUploadToNobodyIsNotSent(t *testing.T) {
 	// The list overtakes the file (a piped list goes at once, docs/CLIENT.md),
 	// so the server may print it first: wait for the file's lines before it.
 	srv.out.waitLines(t, timeout, "file: alice", "file: alice to non-existent user nobody")
-	alice.send(t, "list")
-	srv.out.waitLine(t, "request_users_list: alice", timeout)
-	alice.out.waitLine(t, "list: alice", timeout)
+	syncList(t, srv, alice, "alice")
 	alice.errs.skipTo(t, "client: not online: nobody; big.bin was not sent", timeout)
 	alice.quit(t, srv)
 	if n := relay.up.Load(); n > 64<<10 {
@@ -172,8 +170,7 @@ func TestUploadSignalMidFile(t *testing.T) {
 func TestUploadOutcomePerRecipient(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, "--stall-timeout", "2s")
-	bob := rawJoin(t, srv, "bob") // never reads
-	bob.TCP().SetReadBuffer(4 << 10)
+	rawStalled(t, srv, "bob") // never reads
 	carol := joinClient(t, srv, "carol")
 	alice := joinClient(t, srv, "alice")
 	data := randomFile(t, alice.home, "big.bin", 20<<20)
