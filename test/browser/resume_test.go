@@ -164,9 +164,7 @@ func resumeSetup(t *testing.T, args ...string) (*chatServer, *proxy, *tab, func(
 	b := newBrowser(t)
 	term := srv.terminal(t, "term", t.TempDir())
 	srv.Out.WaitLine(t, "join: term", timeout)
-	ann := openTab(t, b, px.url)
-	ann.join("ann")
-	ann.joined("ann")
+	ann := joinTab(t, b, px.url, "ann")
 	srv.Out.WaitLine(t, "join: ann", timeout)
 	ann.tick("term")
 	// The answer to the list tick asked for is queued before whatever
