@@ -89,7 +89,7 @@ func startSlowAlice(t *testing.T, environ []string) (*server, *ptyClient) {
 	t.Helper()
 	srv := startServer(t)
 	alice := startPTY(t, environ, args(slowLink(t, srv, 2<<20), "alice")...)
-	srv.out.waitFor(t, "server stdout", "join: alice\n")
+	srv.Out.WaitLine(t, "join: alice", timeout)
 	dialJoin(t, srv, "bob")
 	alice.waitInput("alice", "")
 	return srv, alice
@@ -113,14 +113,12 @@ func TestCtrlCCancelsUpload(t *testing.T) {
 	srv, alice := startSlowAlice(t, env(term, ""))
 	startSlowUpload(t, alice)
 	alice.typeKeys(termtest.CtrlC)
-	if code := alice.waitExit(); code != 0 {
-		t.Fatalf("exit status %d, want 0", code)
-	}
+	expectExit(t, alice, 0)
 	v := alice.waitScreen("the cancel, then quitting", func(v termtest.View) bool {
 		return hasRow(v, regexp.MustCompile(`^client: cancelled big\.bin after .* of 64\.0 MiB; nobody got it$`)) && endsWith(v, "quitting")
 	})
 	noClaim(t, alice, v)
-	srv.out.waitFor(t, "server stdout", "disconnected: alice\n")
+	srv.Out.WaitLine(t, "disconnected: alice", timeout)
 	alice.expectTerminalRestored()
 }
 
@@ -167,7 +165,7 @@ func TestFileToNobodyOnTerminal(t *testing.T) {
 			alice.typeKeys("file 1 nobody big.bin" + termtest.Enter)
 			v := alice.waitScreen("what became of the file", func(v termtest.View) bool { return hasRow(v, tc.row) })
 			noClaim(t, alice, v)
-			srv.out.waitFor(t, "server stdout", "file: alice to non-existent user nobody\n")
+			srv.Out.WaitLine(t, "file: alice to non-existent user nobody", timeout)
 			quit(t, srv, alice)
 		})
 	}
@@ -185,9 +183,7 @@ func TestNoHintBeforeRefusal(t *testing.T) {
 			srv := startServerArgs(t, "--max-clients", tc.max)
 			dialJoin(t, srv, "bob")
 			alice := startPTY(t, env(term, ""), args(srv.port, tc.user)...)
-			if code := alice.waitExit(); code != 1 {
-				t.Fatalf("exit status %d, want 1", code)
-			}
+			expectExit(t, alice, 1)
 			v := alice.waitScreen("the refusal alone", func(v termtest.View) bool { return endsWith(v, tc.line) })
 			if len(v.Transcript) != 1 {
 				t.Fatalf("more than the refusal on the screen:\n%s", alice.scr)
