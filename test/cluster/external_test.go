@@ -110,10 +110,8 @@ func TestExternalEngineServerKilled(t *testing.T) {
 	t.Parallel()
 	ext := startNATS(t)
 	nodes := startNodes(t, ext.all, 3)
-	alice, bob := join(t, nodes[0], "alice"), join(t, nodes[1], "bob")
-	alice.waitList(usersList("alice", "bob"))
-	alice.Send("before", "bob")
-	bob.Expect(protocol.ForwardMessage, "1 alice before")
+	alice, bob := joinPair(t, nodes[0], nodes[1])
+	alice.Tell(bob.Conn, "before")
 
 	// Kill the NATS server n1 is connected to.
 	port := nodes[0].enginePort(t)

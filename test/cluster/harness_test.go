@@ -73,6 +73,13 @@ func startCluster(t testing.TB, k int, extra ...string) []*node {
 	return startClusterOf(t, gochatdBin, k, extra...)
 }
 
+// startThree is startCluster of three nodes, which it returns in order.
+func startThree(t testing.TB, extra ...string) (n1, n2, n3 *node) {
+	t.Helper()
+	nodes := startCluster(t, 3, extra...)
+	return nodes[0], nodes[1], nodes[2]
+}
+
 // startClusterOf is startCluster with the gochatd binary bin.
 func startClusterOf(t testing.TB, bin string, k int, extra ...string) []*node {
 	t.Helper()
@@ -219,6 +226,15 @@ func join(t testing.TB, n *node, name string) *conn {
 	c.Join(name)
 	n.Out.WaitLine(t, "join: "+name, timeout)
 	return c
+}
+
+// joinPair joins alice on n1 and bob on n2, and waits until alice's node
+// lists both.
+func joinPair(t testing.TB, n1, n2 *node) (alice, bob *conn) {
+	t.Helper()
+	alice, bob = join(t, n1, "alice"), join(t, n2, "bob")
+	alice.waitList(usersList("alice", "bob"))
+	return alice, bob
 }
 
 // joinChunked joins name asking for the chunked-file extension.
