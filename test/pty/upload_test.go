@@ -1,16 +1,14 @@
 package ptytest
 
 import (
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/terminal/termtest"
 )
@@ -32,63 +30,11 @@ func noClaim(t *testing.T, c *ptyClient, v termtest.View) {
 	}
 }
 
-// slowLink relays one connection to the server srv, passing what the
-// client sends at about rate bytes per second (what the server sends goes
-// as it comes), and returns the port to connect to: a slow uplink, which
-// holds a file on its way. (A recipient no longer can: the server holds a
-// file for whoever falls behind, so nobody paces its sender; issue 19.)
-func slowLink(t *testing.T, srv *server, rate int) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait)               // after the listener is closed, and the client gone
-	t.Cleanup(func() { ln.Close() }) // (cleanups run last first)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		up, err := net.DialTimeout("tcp", srv.addr, timeout)
-		if err != nil {
-			return
-		}
-		defer up.Close()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			io.Copy(c, up)
-			c.Close()
-		}()
-		buf := make([]byte, 16<<10)
-		tick := time.NewTicker(time.Duration(len(buf)) * time.Second / time.Duration(rate))
-		defer tick.Stop()
-		for range tick.C {
-			n, err := c.Read(buf)
-			if n > 0 {
-				if _, err := up.Write(buf[:n]); err != nil {
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
-}
-
 // startSlowAlice is startAlice with alice behind a slow uplink.
 func startSlowAlice(t *testing.T, environ []string) (*server, *ptyClient) {
 	t.Helper()
 	srv := startServer(t)
-	alice := startPTY(t, environ, args(slowLink(t, srv, 2<<20), "alice")...)
+	alice := startPTY(t, environ, args(strconv.Itoa(chattest.NewProxy(t, srv.addr, 2<<20).Port()), "alice")...)
 	srv.Out.WaitLine(t, "join: alice", timeout)
 	dialJoin(t, srv, "bob")
 	alice.waitInput("alice", "")
