@@ -18,6 +18,21 @@ func trio(t *testing.T, extra ...string) (*server, *client, *client, *client) {
 	return srv, joinClient(t, srv, "alice"), joinClient(t, srv, "bob"), joinClient(t, srv, "carol")
 }
 
+// withBob starts a server with bob joined: a real client, whose stdout
+// shows what reached him.
+func withBob(t *testing.T) (*server, *client) {
+	t.Helper()
+	srv := startServer(t)
+	return srv, joinClient(t, srv, "bob")
+}
+
+// duo is trio without carol.
+func duo(t *testing.T) (*server, *client, *client) {
+	t.Helper()
+	srv := startServer(t)
+	return srv, joinClient(t, srv, "alice"), joinClient(t, srv, "bob")
+}
+
 func TestListSortedByBytes(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)

@@ -249,9 +249,7 @@ func TestCLIServerSignals(t *testing.T) {
 // right after the start) it keeps serving.
 func TestCLIServerStdinClosed(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	alice := joinClient(t, srv, "alice")
-	bob := joinClient(t, srv, "bob")
+	srv, alice, bob := duo(t)
 	alice.tell(t, srv, bob, "hi")
 	alice.quit(t, srv)
 	bob.quit(t, srv)

@@ -94,9 +94,7 @@ func TestFileLargeToThree(t *testing.T) {
 
 func TestFileZeroLength(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	alice := joinClient(t, srv, "alice")
-	bob := joinClient(t, srv, "bob")
+	srv, alice, bob := duo(t)
 	writeFile(t, filepath.Join(alice.home, "empty.txt"), nil)
 	alice.send(t, "file 1 bob empty.txt")
 	srv.out.waitLine(t, "file: alice", timeout)
@@ -119,9 +117,7 @@ func TestFileZeroLength(t *testing.T) {
 // name is sent.
 func TestFilePathWithSpaces(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	alice := joinClient(t, srv, "alice")
-	bob := joinClient(t, srv, "bob")
+	srv, alice, bob := duo(t)
 	rel := filepath.Join("my docs", "two  spaces", "report.txt")
 	writeFile(t, filepath.Join(alice.home, rel), []byte("relative path\n"))
 	abs := filepath.Join(alice.base, "other dir", "notes.md")
@@ -198,9 +194,7 @@ func TestFileLocalErrors(t *testing.T) {
 // from one sender keep their order.
 func TestFileReplaceAndOrder(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	alice := joinClient(t, srv, "alice")
-	bob := joinClient(t, srv, "bob")
+	srv, alice, bob := duo(t)
 	writeFile(t, filepath.Join(bob.home, "bob_note.txt"), []byte("old content, longer than the new one\n"))
 	writeFile(t, filepath.Join(alice.home, "note.txt"), []byte("new\n"))
 	alice.write(t, []byte("msg 1 bob before\nfile 1 bob note.txt\nmsg 1 bob after\n"))
@@ -262,9 +256,7 @@ func TestFileServerSide(t *testing.T) {
 // the sender, and nothing reaches the recipient's disk.
 func TestFileHostileNamesFromSender(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	alice := joinClient(t, srv, "alice")
-	bob := joinClient(t, srv, "bob")
+	srv, alice, bob := duo(t)
 	hostile := hostileFilenames(bob.base + "/owned")
 	for i, name := range hostile {
 		m := srv.freshName("mal")
@@ -306,8 +298,7 @@ func TestFileHostileNamesFromSender(t *testing.T) {
 // sent.)
 func TestFileSenderDropsMidFile(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	bob := joinClient(t, srv, "bob")
+	srv, bob := withBob(t)
 	mal := rawJoin(t, srv, "mal")
 	head := "1 bob big.bin "
 	total := len(head) + 1<<20
@@ -346,8 +337,7 @@ func TestFileSenderDropsMidFile(t *testing.T) {
 // those 30 s.)
 func TestFileSlowRecipientCutOff(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	bob := joinClient(t, srv, "bob")
+	srv, bob := withBob(t)
 	rawStalled(t, srv, "slow") // never reads
 	alice := rawJoin(t, srv, "alice")
 	carol := joinClient(t, srv, "carol")

@@ -15,8 +15,7 @@ import (
 // A frame may arrive one byte at a time.
 func TestRawFrameByteByByte(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	bob := joinClient(t, srv, "bob")
+	srv, bob := withBob(t)
 	rc := dialRaw(t, srv.port, "alice")
 	rc.WriteBytewise(fr("join", "alice"))
 	srv.out.waitLine(t, "join: alice", timeout)
@@ -40,8 +39,7 @@ func TestRawFrameByteByByte(t *testing.T) {
 // Several frames may arrive in one read.
 func TestRawSeveralFramesOneWrite(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	bob := joinClient(t, srv, "bob")
+	srv, bob := withBob(t)
 	rc := dialRaw(t, srv.port, "alice")
 	var b bytes.Buffer
 	b.Write(fr("join", "alice"))
@@ -165,8 +163,7 @@ func byteStrings(ss ...string) [][]byte {
 
 func TestRawMalformedPayloads(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	bob := joinClient(t, srv, "bob")
+	srv, bob := withBob(t)
 	names1025 := strings.TrimSpace(strings.Repeat("bob ", 1025))
 	for _, p := range []string{
 		"",
@@ -212,8 +209,7 @@ func TestRawMalformedPayloads(t *testing.T) {
 
 func TestRawSecondJoin(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	bob := joinClient(t, srv, "bob")
+	srv, bob := withBob(t)
 	rc := rawJoin(t, srv, "alice")
 	rc.Write(fr("join", "alice"))
 	rc.ExpectRefused(protocol.ErrUnknownMessage)
@@ -265,9 +261,7 @@ func TestRawQueuedBeforeEnd(t *testing.T) {
 // printed as `disconnected: NAME`; the others keep chatting.
 func TestRawDropMidFrame(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	alice := joinClient(t, srv, "alice")
-	bob := joinClient(t, srv, "bob")
+	srv, alice, bob := duo(t)
 	for _, partial := range []string{
 		"send_message 50 1 bob hel",
 		"send_mes",
@@ -308,8 +302,7 @@ func TestRawDropMidFrame(t *testing.T) {
 // the sender never waits for it.
 func TestRawSlowReaderCutOff(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	bob := joinClient(t, srv, "bob")
+	srv, bob := withBob(t)
 	rawStalled(t, srv, "slow") // never reads
 	fast := rawJoin(t, srv, "fast")
 	text := strings.Repeat("z", 65536)
