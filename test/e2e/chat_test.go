@@ -155,11 +155,9 @@ func TestMsgInputWhitespace(t *testing.T) {
 	// Empty and blank lines do nothing.
 	alice.write(t, []byte("\n   \n\t\t\n\r\n \u00a0 \n"))
 	alice.write(t, []byte("list\r\n"))
-	srv.out.waitLine(t, "request_users_list: alice", timeout)
-	alice.out.waitLine(t, "list: alice bob carol", timeout)
+	expectList(t, srv, alice, "alice bob carol")
 	alice.write(t, []byte("  \tlist \t\r\n"))
-	srv.out.waitLine(t, "request_users_list: alice", timeout)
-	alice.out.waitLine(t, "list: alice bob carol", timeout)
+	expectList(t, srv, alice, "alice bob carol")
 	syncList(t, srv, bob, "alice bob carol")
 	syncList(t, srv, carol, "alice bob carol")
 }

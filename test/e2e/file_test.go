@@ -98,8 +98,7 @@ func TestFileZeroLength(t *testing.T) {
 	writeFile(t, filepath.Join(alice.home, "empty.txt"), nil)
 	alice.send(t, "file 1 bob empty.txt")
 	srv.out.waitLine(t, "file: alice", timeout)
-	bob.out.waitLine(t, "file: alice: empty.txt", timeout)
-	expectFileContent(t, filepath.Join(bob.home, "bob_empty.txt"), nil)
+	bob.expectReceived(t, "alice", "empty.txt", nil)
 	bob.expectHomeFiles(t, "bob_empty.txt")
 
 	// The raw frame of a zero-length file: the filename's space, then nothing.
@@ -109,8 +108,7 @@ func TestFileZeroLength(t *testing.T) {
 	rc.Expect(protocol.ForwardFile, "1 alice empty.txt ")
 	rc.Write(fr("send_file", "1 bob none.txt "))
 	srv.out.waitLine(t, "file: raw", timeout)
-	bob.out.waitLine(t, "file: raw: none.txt", timeout)
-	expectFileContent(t, filepath.Join(bob.home, "bob_none.txt"), nil)
+	bob.expectReceived(t, "raw", "none.txt", nil)
 }
 
 // The path is the rest of the line and may contain spaces; only the base
@@ -125,13 +123,11 @@ func TestFilePathWithSpaces(t *testing.T) {
 
 	alice.send(t, "file 1 bob "+rel)
 	srv.out.waitLine(t, "file: alice", timeout)
-	bob.out.waitLine(t, "file: alice: report.txt", timeout)
-	expectFileContent(t, filepath.Join(bob.home, "bob_report.txt"), []byte("relative path\n"))
+	bob.expectReceived(t, "alice", "report.txt", []byte("relative path\n"))
 
 	alice.send(t, "file 1 bob \t  "+abs+"  \r")
 	srv.out.waitLine(t, "file: alice", timeout)
-	bob.out.waitLine(t, "file: alice: notes.md", timeout)
-	expectFileContent(t, filepath.Join(bob.home, "bob_notes.md"), []byte("absolute path\n"))
+	bob.expectReceived(t, "alice", "notes.md", []byte("absolute path\n"))
 	bob.expectHomeFiles(t, "bob_report.txt", "bob_notes.md")
 }
 
@@ -223,8 +219,7 @@ func TestFileServerSide(t *testing.T) {
 	raw.Write(fr("send_file", "4 bob zed raw bob a.bin "+content))
 	srv.out.waitLines(t, timeout, "file: raw", "file: raw to non-existent user zed")
 	raw.Expect(protocol.ForwardFile, "1 raw a.bin "+content)
-	bob.out.waitLine(t, "file: raw: a.bin", timeout)
-	expectFileContent(t, filepath.Join(bob.home, "bob_a.bin"), []byte(content))
+	bob.expectReceived(t, "raw", "a.bin", []byte(content))
 
 	// 101 bytes is over the server's limit: malformed.
 	over := dialRaw(t, srv.port, "over")

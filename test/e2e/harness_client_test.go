@@ -132,8 +132,23 @@ func (c *client) tell(t testing.TB, srv *server, to *client, text string) {
 func syncList(t *testing.T, srv *server, c *client, list string) {
 	t.Helper()
 	c.send(t, "list")
+	expectList(t, srv, c, list)
+}
+
+// expectList requires the next lines on the server's and c's stdout to be
+// the answer to a list c asked for.
+func expectList(t *testing.T, srv *server, c *client, list string) {
+	t.Helper()
 	srv.out.waitLine(t, "request_users_list: "+c.name, timeout)
 	c.out.waitLine(t, "list: "+list, timeout)
+}
+
+// expectReceived requires the next line on c's stdout to say that c got
+// the file name from from, and the file c saved to hold want.
+func (c *client) expectReceived(t *testing.T, from, name string, want []byte) {
+	t.Helper()
+	c.out.waitLine(t, "file: "+from+": "+name, timeout)
+	expectFileContent(t, filepath.Join(c.home, c.name+"_"+name), want)
 }
 
 // expectDisconnectedExit1 checks the end of a client session that printed a
