@@ -201,6 +201,48 @@ func TestThrottle(t *testing.T) {
 	}
 }
 
+// A Proxy carries a chat both ways and counts what the client sends;
+// Stall holds the bytes until Heal; Cut ends the connections; Block
+// closes new ones at once; Retarget sends new ones to another server; a
+// client's half close is passed on.
+func TestProxy(t *testing.T) {
+	addr, out := startServer(t)
+	bob := join(t, addr, out, "bob")
+	px := NewProxy(t, addr, 0)
+	alice := Dial(t, px.Addr(), "alice")
+	alice.Join("alice")
+	out.Wait(t, "join: alice", 1)
+	alice.Tell(bob, "through the proxy")
+	want := int64(len(protocol.AppendJoin(nil, protocol.Join, "alice")) +
+		len(protocol.AppendMessage(nil, protocol.SendMessage, []string{"bob"}, []byte("through the proxy"))))
+	WaitUntil(t, "the proxy's count", func() bool { return px.Up() == want })
+
+	px.Stall()
+	alice.Send("held", "bob")
+	px.Heal()
+	bob.Expect(protocol.ForwardMessage, "1 alice held")
+
+	if n := px.Cut(); n != 2 {
+		t.Errorf("Cut = %d ends, want 2", n)
+	}
+	alice.ExpectEnd()
+	out.Wait(t, "disconnected: alice", 1)
+
+	px.Block(true)
+	blocked := Dial(t, px.Addr(), "blocked")
+	blocked.ExpectEnd()
+	px.Block(false)
+
+	addr2, out2 := startServer(t)
+	px.Retarget(addr2)
+	carol := Dial(t, px.Addr(), "carol")
+	carol.Join("carol")
+	out2.Wait(t, "join: carol", 1)
+	carol.TCP().CloseWrite()
+	out2.Wait(t, "disconnected: carol", 1)
+	carol.ExpectClosed()
+}
+
 func TestLineLog(t *testing.T) {
 	for _, tc := range []struct {
 		name   string

@@ -120,6 +120,14 @@ func (c *Conn) Send(text string, to ...string) {
 	c.Write(protocol.AppendMessage(nil, protocol.SendMessage, to, []byte(text)))
 }
 
+// Tell sends text to to, and requires to's next frame to be it, forwarded
+// from c.
+func (c *Conn) Tell(to *Conn, text string) {
+	c.T.Helper()
+	c.Send(text, to.Name)
+	to.Expect(protocol.ForwardMessage, "1 "+c.Name+" "+text)
+}
+
 // ReadFrame reads the next frame whole.
 func (c *Conn) ReadFrame() (protocol.Header, []byte, error) {
 	c.NC.SetReadDeadline(time.Now().Add(c.Timeout))

@@ -31,23 +31,48 @@ type Cert struct {
 // New makes a certificate, failing t if it cannot.
 func New(t testing.TB) Cert {
 	t.Helper()
+	key, leaf := selfSignedCA(t, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "127.0.0.1"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: loopbackIPs,
+		DNSNames:    loopbackNames,
+	})
+	return newCert(key, leaf, leaf)
+}
+
+// The addresses and names of loopback, that New's and Issue's certificates
+// are for.
+var (
+	loopbackIPs   = []net.IP{net.IPv4(127, 0, 0, 1)}
+	loopbackNames = []string{"localhost"}
+)
+
+// selfSignedCA makes a key and a self-signed certificate authority from
+// tmpl (serial 1, may sign certificates), failing t if it cannot.
+func selfSignedCA(t testing.TB, tmpl *x509.Certificate) (*ecdsa.PrivateKey, *x509.Certificate) {
+	t.Helper()
+	tmpl.SerialNumber = big.NewInt(1)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign
+	tmpl.BasicConstraintsValid = true
+	tmpl.IsCA = true
+	return create(t, tmpl, nil, nil)
+}
+
+// create makes a key and a certificate from tmpl for it, valid from an
+// hour ago to a day ahead, signed by parent with parentKey, or self-signed
+// where parent is nil; it fails t if it cannot.
+func create(t testing.TB, tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*ecdsa.PrivateKey, *x509.Certificate) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:              []string{"localhost"},
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
+	tmpl.NotAfter = time.Now().Add(24 * time.Hour)
+	if parent == nil {
+		parent, parentKey = tmpl, key
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,9 +80,14 @@ func New(t testing.TB) Cert {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return key, leaf
+}
+
+// newCert returns the Cert of key and leaf, whose Pool trusts root.
+func newCert(key *ecdsa.PrivateKey, leaf, root *x509.Certificate) Cert {
 	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return Cert{TLS: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, Leaf: leaf, Pool: pool}
+	pool.AddCert(root)
+	return Cert{TLS: tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}, Leaf: leaf, Pool: pool}
 }
 
 // ServerConfig returns a server TLS configuration with the certificate.
@@ -92,34 +122,13 @@ func (c Cert) Files(t testing.TB) (certFile, keyFile string) {
 type CA struct {
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey
-	der  []byte
 }
 
 // NewCA makes a certificate authority, failing t if it cannot.
 func NewCA(t testing.TB) CA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return CA{cert: cert, key: key, der: der}
+	key, cert := selfSignedCA(t, &x509.Certificate{Subject: pkix.Name{CommonName: "test CA"}})
+	return CA{cert: cert, key: key}
 }
 
 // File writes the authority's certificate as a PEM file in a fresh
@@ -127,7 +136,7 @@ func NewCA(t testing.TB) CA {
 func (ca CA) File(t testing.TB) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.der}), 0o600); err != nil {
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -137,33 +146,17 @@ func (ca CA) File(t testing.TB) string {
 // localhost, for servers and clients both.
 func (ca CA) Issue(t testing.TB, name string) Cert {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
+	key, leaf := create(t, &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:     []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
-	return Cert{TLS: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, Leaf: leaf, Pool: pool}
+		IPAddresses:  loopbackIPs,
+		DNSNames:     loopbackNames,
+	}, ca.cert, ca.key)
+	return newCert(key, leaf, ca.cert)
 }

@@ -37,13 +37,9 @@ func TestBrowserSession(t *testing.T) {
 	b := newBrowser(t)
 	dir := t.TempDir()
 
-	ann := openTab(t, b, srv.pageURL)
-	ann.join("ann")
-	ann.joined("ann")
+	ann := joinTab(t, b, srv.pageURL, "ann")
 	srv.Out.WaitLine(t, "join: ann", timeout)
-	bob := openTab(t, b, srv.pageURL)
-	bob.join("bob")
-	bob.joined("bob")
+	bob := joinTab(t, b, srv.pageURL, "bob")
 
 	// A taken name: refused, the form stays, and it says why.
 	carl := openTab(t, b, srv.pageURL)
@@ -55,7 +51,6 @@ func TestBrowserSession(t *testing.T) {
 	carl.waitJS("the page's own refusal", `document.getElementById('join-error').textContent.includes('cannot contain spaces')`)
 
 	term := srv.terminal(t, "term", dir)
-	srv.Out.WaitLine(t, "join: term", timeout)
 
 	// The server is full now (3 users): the page says so.
 	carl.join("carl")
@@ -199,12 +194,7 @@ func phoneLayout(t *testing.T, tb *tab) {
 // name field has the focus, Tab moves through the user list, Space ticks a
 // user, Enter sends, and Enter on Leave leaves.
 func TestBrowserKeyboard(t *testing.T) {
-	needBrowser(t)
-	srv := startServer(t)
-	b := newBrowser(t)
-	dir := t.TempDir()
-	term := srv.terminal(t, "term", dir)
-	srv.Out.WaitLine(t, "join: term", timeout)
+	srv, b, term, _ := withTerminal(t, "term")
 
 	kim := openTab(t, b, srv.pageURL)
 	// The name field has the focus from the start.
@@ -250,20 +240,12 @@ func TestBrowserKeyboard(t *testing.T) {
 // leaves shows at once, and the server prints no request_users_list line
 // for it, a command nobody typed (it printed one at every join).
 func TestBrowserPresence(t *testing.T) {
-	needBrowser(t)
-	srv := startServer(t)
-	b := newBrowser(t)
-	dir := t.TempDir()
-	sam := srv.terminal(t, "sam", dir)
-	srv.Out.WaitLine(t, "join: sam", timeout)
-	ann := openTab(t, b, srv.pageURL)
-	ann.join("ann")
-	ann.joined("ann")
+	srv, b, sam, dir := withTerminal(t, "sam")
+	ann := joinTab(t, b, srv.pageURL, "ann")
 	ann.waitJS("sam in the list from the join", hasUser("sam"))
 	const asked = 0
 
 	tom := srv.terminal(t, "tom", dir)
-	srv.Out.WaitLine(t, "join: tom", timeout)
 	ann.waitJS("tom in the list", hasUser("tom"))
 	tom.Send(t, "quit")
 	srv.Out.WaitLine(t, "disconnected: tom", timeout)

@@ -48,10 +48,32 @@ func startServer(t *testing.T, args ...string) *chatServer {
 	return &chatServer{Proc: p, port: port, pageURL: page}
 }
 
-// terminal starts the terminal client as name, saving files in dir.
+// terminal starts the terminal client as name, saving files in dir, and
+// waits for the server's join line.
 func (s *chatServer) terminal(t *testing.T, name, dir string) *testbin.Proc {
 	t.Helper()
-	return start(t, clientBin, "-a", "127.0.0.1", "-p", s.port, "-u", name, "--download-dir", dir)
+	p := start(t, clientBin, "-a", "127.0.0.1", "-p", s.port, "-u", name, "--download-dir", dir)
+	s.Out.WaitLine(t, "join: "+name, timeout)
+	return p
+}
+
+// withTerminal starts a browser and a server with a terminal user, name,
+// who saves files into dir.
+func withTerminal(t *testing.T, name string) (srv *chatServer, b context.Context, term *testbin.Proc, dir string) {
+	t.Helper()
+	needBrowser(t)
+	srv = startServer(t)
+	b = newBrowser(t)
+	dir = t.TempDir()
+	return srv, b, srv.terminal(t, name, dir), dir
+}
+
+// chromiumSwitches are the switches, each set to true, that newBrowser
+// starts Chromium with.
+var chromiumSwitches = []string{
+	"headless", "no-sandbox", "disable-gpu", "disable-quic",
+	"no-first-run", "no-default-browser-check", "disable-background-networking", "disable-component-update",
+	"disable-sync", "disable-dev-shm-usage", "hide-scrollbars", "mute-audio",
 }
 
 // newBrowser starts headless Chromium as this machine needs it started,
@@ -61,19 +83,10 @@ func newBrowser(t *testing.T) context.Context {
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromium),
 		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("no-default-browser-check", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("hide-scrollbars", true),
-		chromedp.Flag("mute-audio", true),
 		chromedp.WindowSize(1280, 800),
+	}
+	for _, f := range chromiumSwitches {
+		opts = append(opts, chromedp.Flag(f, true))
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	bctx, cancelBrowser := chromedp.NewContext(actx)
@@ -142,6 +155,16 @@ func eval[T any](tb *tab, expr string) T {
 		tb.t.Fatalf("browser: %s: %v", expr, err)
 	}
 	return v
+}
+
+// joinTab opens the page at url in a new tab of the browser and joins as
+// name.
+func joinTab(t *testing.T, browser context.Context, url, name string) *tab {
+	t.Helper()
+	tb := openTab(t, browser, url)
+	tb.join(name)
+	tb.joined(name)
+	return tb
 }
 
 // join types name into the join form and submits it.

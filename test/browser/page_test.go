@@ -17,15 +17,8 @@ const errorColor = "rgb(179, 38, 30)"
 // into dir, and a tab joined as ann with term ticked.
 func annAndTerm(t *testing.T) (srv *chatServer, term *testbin.Proc, dir string, ann *tab) {
 	t.Helper()
-	needBrowser(t)
-	srv = startServer(t)
-	b := newBrowser(t)
-	dir = t.TempDir()
-	term = srv.terminal(t, "term", dir)
-	srv.Out.WaitLine(t, "join: term", timeout)
-	ann = openTab(t, b, srv.pageURL)
-	ann.join("ann")
-	ann.joined("ann")
+	srv, b, term, dir := withTerminal(t, "term")
+	ann = joinTab(t, b, srv.pageURL, "ann")
 	ann.tick("term")
 	return srv, term, dir, ann
 }
@@ -151,15 +144,8 @@ func TestBrowserOfflineState(t *testing.T) {
 // TestBrowserAllAndBubbles (issue 23, item 4): All ticks everyone but
 // yourself, and a short message's bubble is as wide as its text.
 func TestBrowserAllAndBubbles(t *testing.T) {
-	needBrowser(t)
-	srv := startServer(t)
-	b := newBrowser(t)
-	dir := t.TempDir()
-	term := srv.terminal(t, "term", dir)
-	srv.Out.WaitLine(t, "join: term", timeout)
-	ann := openTab(t, b, srv.pageURL)
-	ann.join("ann")
-	ann.joined("ann")
+	srv, b, term, _ := withTerminal(t, "term")
+	ann := joinTab(t, b, srv.pageURL, "ann")
 	ann.waitJS("term in the list", hasUser("term"))
 	ann.run(chromedp.Click(chromedp.ID("all")))
 	if to := eval[string](ann, `document.getElementById('to').textContent`); to != "term" {

@@ -3,8 +3,6 @@ package browser
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/url"
 	"regexp"
 	"slices"
@@ -18,127 +16,36 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+
+	"github.com/gochat/chat/internal/chattest"
 )
 
 // proxy is a TCP proxy between the browser and the server's HTTP port,
 // which the test cuts as a network or a proxy restart would: both sides'
-// sockets closed, no WebSocket close frame.
+// sockets closed, no WebSocket close frame. url is the page through it.
 type proxy struct {
-	ln  net.Listener
-	url string // http://127.0.0.1:PORT/: the page through the proxy
-
-	mu      sync.Mutex
-	target  string            // the server's host:port; guarded by mu
-	blocked bool              // new connections are closed at once; guarded by mu
-	conns   map[net.Conn]bool // both sides of the pairs open; guarded by mu
-	wg      sync.WaitGroup    // the accept loop and the pairs
+	*chattest.Proxy
+	url string
 }
 
 // newProxy starts a proxy to the server whose page is at pageURL. It
 // ends with t.
 func newProxy(t *testing.T, pageURL string) *proxy {
 	t.Helper()
-	u, err := url.Parse(pageURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	px := &proxy{ln: ln, url: "http://" + ln.Addr().String() + "/", target: u.Host, conns: map[net.Conn]bool{}}
-	px.wg.Go(px.accept)
-	t.Cleanup(func() {
-		ln.Close()
-		px.cut()
-		px.wg.Wait()
-	})
-	return px
+	p := chattest.NewProxy(t, hostOf(pageURL), 0)
+	return &proxy{Proxy: p, url: "http://" + p.Addr() + "/"}
 }
 
-func (px *proxy) accept() {
-	for {
-		c, err := px.ln.Accept()
-		if err != nil {
-			return
-		}
-		px.mu.Lock()
-		if px.blocked {
-			px.mu.Unlock()
-			c.Close()
-			continue
-		}
-		target := px.target
-		px.conns[c] = true
-		px.mu.Unlock()
-		px.wg.Go(func() { px.pipe(c, target) })
-	}
-}
+// retarget sends new connections to the server whose page is at pageURL.
+func (px *proxy) retarget(pageURL string) { px.Retarget(hostOf(pageURL)) }
 
-// pipe carries c to target and back until either side ends or the proxy
-// cuts them.
-func (px *proxy) pipe(c net.Conn, target string) {
-	defer px.drop(c)
-	s, err := net.Dial("tcp", target)
-	if err != nil {
-		return // the browser sees its connection closed, as if refused
-	}
-	px.mu.Lock()
-	_, live := px.conns[c]
-	if live {
-		px.conns[s] = true
-	}
-	px.mu.Unlock()
-	defer px.drop(s)
-	if !live {
-		return // cut while dialling
-	}
-	done := make(chan struct{}, 2)
-	go func() { io.Copy(s, c); done <- struct{}{} }()
-	go func() { io.Copy(c, s); done <- struct{}{} }()
-	<-done
-	c.Close()
-	s.Close()
-	<-done
-}
-
-func (px *proxy) drop(c net.Conn) {
-	c.Close()
-	px.mu.Lock()
-	delete(px.conns, c)
-	px.mu.Unlock()
-}
-
-// cut closes every connection through the proxy and returns how many
-// there were.
-func (px *proxy) cut() int {
-	px.mu.Lock()
-	defer px.mu.Unlock()
-	n := len(px.conns)
-	for c := range px.conns {
-		c.Close()
-		delete(px.conns, c)
-	}
-	return n
-}
-
-// block makes the proxy close new connections at once (on), as a server
-// that is not there, or carry them again (off).
-func (px *proxy) block(on bool) {
-	px.mu.Lock()
-	px.blocked = on
-	px.mu.Unlock()
-}
-
-// retarget sends new connections to another server.
-func (px *proxy) retarget(pageURL string) {
+// hostOf returns the host:port of a page's URL.
+func hostOf(pageURL string) string {
 	u, err := url.Parse(pageURL)
 	if err != nil {
 		panic(err)
 	}
-	px.mu.Lock()
-	px.target = u.Host
-	px.mu.Unlock()
+	return u.Host
 }
 
 // reconnecting is the JavaScript test for the page's reconnecting state:
@@ -164,9 +71,7 @@ func resumeSetup(t *testing.T, args ...string) (*chatServer, *proxy, *tab, func(
 	b := newBrowser(t)
 	term := srv.terminal(t, "term", t.TempDir())
 	srv.Out.WaitLine(t, "join: term", timeout)
-	ann := openTab(t, b, px.url)
-	ann.join("ann")
-	ann.joined("ann")
+	ann := joinTab(t, b, px.url, "ann")
 	srv.Out.WaitLine(t, "join: ann", timeout)
 	ann.tick("term")
 	// The answer to the list tick asked for is queued before whatever
@@ -203,8 +108,8 @@ func TestBrowserResume(t *testing.T) {
 		term("msg 1 ann " + m)
 	}
 	ann.waitMessages(5)
-	px.block(true)
-	if n := px.cut(); n == 0 {
+	px.Block(true)
+	if n := px.Cut(); n == 0 {
 		t.Fatal("the proxy carried no connection to cut")
 	}
 	ann.waitJS("the reconnecting status", reconnecting)
@@ -220,7 +125,7 @@ func TestBrowserResume(t *testing.T) {
 	if !ann.has("m001") {
 		t.Fatalf("the conversation was not kept while reconnecting: %q", ann.logTexts())
 	}
-	px.block(false)
+	px.Block(false)
 	srv.Errs.WaitMatch(t, regexp.MustCompile(`msg=resumed .*user=ann.* missed=0`), timeout)
 	ann.waitJS("the online status", `document.getElementById('status').textContent === 'Online'`)
 	srv.Out.WaitLine(t, "msg: ann", timeout) // the line typed while away, sent after the resume
@@ -269,8 +174,8 @@ func TestBrowserResumeMissed(t *testing.T) {
 		term("msg 1 ann " + m)
 	}
 	ann.waitMessages(3)
-	px.block(true)
-	px.cut()
+	px.Block(true)
+	px.Cut()
 	ann.waitJS("the reconnecting status", reconnecting)
 	srv.Errs.WaitMatch(t, regexp.MustCompile(`connection lost; the session waits for a resume.*user=ann`), timeout)
 	const sent = 60
@@ -280,7 +185,7 @@ func TestBrowserResumeMissed(t *testing.T) {
 	// The server's stdout shows each message as it takes it: all are in
 	// the session's buffer (or dropped from it) before the page is back.
 	srv.Out.Wait(t, "all the messages taken", sent, timeout, func(l string) bool { return l == "msg: term" || strings.HasPrefix(l, "msg: term ") })
-	px.block(false)
+	px.Block(false)
 	m := srv.Errs.WaitMatch(t, regexp.MustCompile(`msg=resumed .*user=ann.* missed=(\d+)`), timeout)
 	missed, _ := strconv.Atoi(m[1])
 	if missed == 0 {
@@ -330,8 +235,8 @@ func TestBrowserResumeFailed(t *testing.T) {
 // server ends the session then (its one disconnected: line).
 func TestBrowserResumeWindowPasses(t *testing.T) {
 	srv, px, ann, _ := resumeSetup(t, "--resume-window", "2s")
-	px.block(true)
-	px.cut()
+	px.Block(true)
+	px.Cut()
 	ann.waitJS("the reconnecting status", reconnecting)
 	ann.waitJS("the disconnected banner", `!document.getElementById('banner').hidden && document.getElementById('banner-text').textContent.includes('connection to the server lost')`)
 	offlineControls(t, ann, "after the window passed")
@@ -442,7 +347,7 @@ func TestBrowserAcknowledges(t *testing.T) {
 	// A cut and resume tells the page's count (the server logs the count
 	// a resume presents, and refuses one past what it sent): online, the
 	// list, the message.
-	px.cut()
+	px.Cut()
 	m := srv.Errs.WaitMatch(t, regexp.MustCompile(`msg=resumed .*user=ann received=(\d+) missed=0`), timeout)
 	base, _ := strconv.ParseUint(m[1], 10, 64)
 	if base != 3 {

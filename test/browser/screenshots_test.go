@@ -24,15 +24,12 @@ func TestBrowserScreenshots(t *testing.T) {
 	b := newBrowser(t)
 	dir := t.TempDir()
 
-	alice := openTab(t, b, srv.pageURL)
-	alice.join("alice")
-	alice.joined("alice")
+	alice := joinTab(t, b, srv.pageURL, "alice")
 	bob := openTab(t, b, srv.pageURL)
 	bob.run(chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile))
 	bob.join("bob")
 	bob.joined("bob")
 	carol := srv.terminal(t, "carol", dir)
-	srv.Out.WaitLine(t, "join: carol", timeout)
 
 	shown := func(tb *tab, text string) {
 		t.Helper()

@@ -3,15 +3,14 @@ package cluster
 import (
 	"fmt"
 	"io"
-	"net"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/testbin"
 )
@@ -110,10 +109,8 @@ func TestExternalEngineServerKilled(t *testing.T) {
 	t.Parallel()
 	ext := startNATS(t)
 	nodes := startNodes(t, ext.all, 3)
-	alice, bob := join(t, nodes[0], "alice"), join(t, nodes[1], "bob")
-	alice.waitList(usersList("alice", "bob"))
-	alice.Send("before", "bob")
-	bob.Expect(protocol.ForwardMessage, "1 alice before")
+	alice, bob := joinPair(t, nodes[0], nodes[1])
+	alice.Tell(bob.Conn, "before")
 
 	// Kill the NATS server n1 is connected to.
 	port := nodes[0].enginePort(t)
@@ -169,107 +166,6 @@ wait:
 	t.Logf("joins worked again %v after the NATS server was killed", time.Since(killed).Round(10*time.Millisecond))
 }
 
-// proxy passes bytes between clients and a target until stalled: then it
-// neither reads nor writes, and closes nothing (a partition, not a crash).
-type proxy struct {
-	ln     net.Listener
-	target string
-
-	mu      sync.Mutex
-	stalled bool
-	resume  chan struct{} // closed when the stall ends
-	conns   []net.Conn
-}
-
-func startProxy(t *testing.T, target string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target, resume: make(chan struct{})}
-	close(p.resume)
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		p.heal()
-		p.mu.Lock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, u)
-			p.mu.Unlock()
-			wg.Go(func() { p.pipe(u, c) })
-			wg.Go(func() { p.pipe(c, u) })
-		}
-	})
-	return p
-}
-
-func (p *proxy) addr() string { return "nats://" + p.ln.Addr().String() }
-
-// pipe copies from src to dst, pausing while stalled.
-func (p *proxy) pipe(dst, src net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		p.mu.Lock()
-		resume := p.resume
-		p.mu.Unlock()
-		<-resume
-		n, err := src.Read(buf)
-		p.mu.Lock()
-		resume = p.resume
-		p.mu.Unlock()
-		<-resume // bytes read just before a stall wait for its end
-		if n > 0 {
-			if _, err := dst.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-		if err != nil {
-			if err == io.EOF {
-				if tc, ok := dst.(*net.TCPConn); ok {
-					tc.CloseWrite()
-				}
-			}
-			return
-		}
-	}
-}
-
-func (p *proxy) stall() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.stalled {
-		p.stalled = true
-		p.resume = make(chan struct{})
-	}
-}
-
-func (p *proxy) heal() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.stalled {
-		p.stalled = false
-		close(p.resume)
-	}
-}
-
 // A partition: a proxy in front of one node's engine connection stops
 // passing bytes without closing. The cut-off node stops admitting and cuts
 // its users off before the majority gives their names away: never two
@@ -277,10 +173,10 @@ func (p *proxy) heal() {
 func TestPartition(t *testing.T) {
 	t.Parallel()
 	ext := startNATS(t)
-	px := startProxy(t, fmt.Sprintf("127.0.0.1:%d", ext[2].port))
+	px := chattest.NewProxy(t, fmt.Sprintf("127.0.0.1:%d", ext[2].port), 0)
 	urls := func(i int) []string {
 		if i == 2 {
-			return []string{px.addr()} // n3 reaches the engine only through the proxy
+			return []string{"nats://" + px.Addr()} // n3 reaches the engine only through the proxy
 		}
 		return []string{ext[0].url(), ext[1].url()}
 	}
@@ -290,7 +186,7 @@ func TestPartition(t *testing.T) {
 	carol := join(t, n3, "carol")
 	probe.waitList(usersList("carol", "probe"))
 
-	px.stall()
+	px.Stall()
 	stalled := time.Now()
 	cut := make(chan time.Time, 1)
 	go func() {
@@ -325,7 +221,7 @@ func TestPartition(t *testing.T) {
 	}
 	n3.Out.WaitLine(t, "disconnected: carol", timeout)
 
-	px.heal()
+	px.Heal()
 	healed := time.Now()
 	for {
 		r, c := outcome(t, n3, fmt.Sprint("erin", time.Since(healed).Milliseconds()))

@@ -28,20 +28,9 @@ func startChatter(t *testing.T, from, to *conn) *chatter {
 	sent := make(chan int, 1<<16)
 	wg.Go(func() {
 		defer close(sent)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-ch.stop:
-				return
-			case <-tick.C:
-			}
-			from.NC.SetWriteDeadline(time.Now().Add(timeout))
-			if _, err := from.NC.Write(protocol.AppendMessage(nil, protocol.SendMessage, []string{to.Name}, []byte(strconv.Itoa(i)))); err != nil {
-				ch.err = fmt.Errorf("%s: write: %w", from.Name, err)
-				return
-			}
-			sent <- i
+		err := from.sendTicking(to.Name, ch.stop, 0, strconv.Itoa, func(i int) { sent <- i })
+		if err != nil {
+			ch.err = fmt.Errorf("%s: write: %w", from.Name, err)
 		}
 	})
 	go func() {
@@ -64,6 +53,26 @@ func startChatter(t *testing.T, from, to *conn) *chatter {
 	return ch
 }
 
+// sendTicking sends c's messages text(first), text(first+1), ... to to,
+// one every 10 ms, until stop is closed, calling sent(i) after message i
+// is written; it returns the first write's error.
+func (c *conn) sendTicking(to string, stop <-chan struct{}, first int, text func(i int) string, sent func(i int)) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for i := first; ; i++ {
+		select {
+		case <-stop:
+			return nil
+		case <-tick.C:
+		}
+		c.NC.SetWriteDeadline(time.Now().Add(timeout))
+		if _, err := c.NC.Write(protocol.AppendMessage(nil, protocol.SendMessage, []string{to}, []byte(text(i)))); err != nil {
+			return err
+		}
+		sent(i)
+	}
+}
+
 // finish stops the chatter and checks that everything sent arrived.
 func (ch *chatter) finish(t *testing.T) {
 	t.Helper()
@@ -84,8 +93,7 @@ func (ch *chatter) finish(t *testing.T) {
 // again rejoins.
 func TestNodeKilled(t *testing.T) {
 	t.Parallel()
-	nodes := startCluster(t, 3)
-	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	n1, n2, n3 := startThree(t)
 	alice, bob := join(t, n1, "alice"), join(t, n2, "bob")
 	join(t, n3, "carol")
 	join(t, n3, "dave")
@@ -129,8 +137,7 @@ func TestNodeKilled(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	carol.Send("welcome back", "erin")
-	erin.Expect(protocol.ForwardMessage, "1 carol welcome back")
+	carol.Tell(erin.Conn, "welcome back")
 }
 
 // A node stopped with SIGTERM leaves the cluster cleanly: its users are

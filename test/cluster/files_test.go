@@ -10,13 +10,14 @@ import (
 	"time"
 
 	"github.com/gochat/chat/internal/protocol"
+	"github.com/gochat/chat/internal/testbin"
 )
 
 // fileSize is the file the CI run sends across nodes: several times the
 // 64 MiB bound on each node's memory growth, so that the bound means
 // something. CHAT_CLUSTER_FILE_MIB makes it larger (docs/CLUSTER.md has
 // the 1 GiB run).
-func fileSize() int64 { return int64(envInt("CHAT_CLUSTER_FILE_MIB", 256)) << 20 }
+func fileSize() int64 { return int64(testbin.EnvInt("CHAT_CLUSTER_FILE_MIB", 256)) << 20 }
 
 // A large file crosses nodes with bounded memory on every node,
 // byte-identical to a plain and to a chunked recipient, and its slow plain

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"fmt"
@@ -71,6 +70,13 @@ var nodeArgs = []string{"-a", "127.0.0.1", "--log-level", "info"}
 func startCluster(t testing.TB, k int, extra ...string) []*node {
 	t.Helper()
 	return startClusterOf(t, gochatdBin, k, extra...)
+}
+
+// startThree is startCluster of three nodes, which it returns in order.
+func startThree(t testing.TB, extra ...string) (n1, n2, n3 *node) {
+	t.Helper()
+	nodes := startCluster(t, 3, extra...)
+	return nodes[0], nodes[1], nodes[2]
 }
 
 // startClusterOf is startCluster with the gochatd binary bin.
@@ -175,29 +181,18 @@ func (n *node) restart(t testing.TB) {
 // one of labels ("k=\"v\"").
 func (n *node) metric(t testing.TB, name string, labels ...string) float64 {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", n.metrics))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	sum := 0.0
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
+	for series, v := range testbin.Metrics(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", n.metrics)) {
+		if series != name && !strings.HasPrefix(series, name+"{") {
 			continue
 		}
 		ok := true
 		for _, l := range labels {
-			ok = ok && strings.Contains(line, l)
+			ok = ok && strings.Contains(series, l)
 		}
-		if !ok {
-			continue
+		if ok {
+			sum += v
 		}
-		f := strings.Fields(line)
-		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-		sum += v
 	}
 	return sum
 }
@@ -219,6 +214,15 @@ func join(t testing.TB, n *node, name string) *conn {
 	c.Join(name)
 	n.Out.WaitLine(t, "join: "+name, timeout)
 	return c
+}
+
+// joinPair joins alice on n1 and bob on n2, and waits until alice's node
+// lists both.
+func joinPair(t testing.TB, n1, n2 *node) (alice, bob *conn) {
+	t.Helper()
+	alice, bob = join(t, n1, "alice"), join(t, n2, "bob")
+	alice.waitList(usersList("alice", "bob"))
+	return alice, bob
 }
 
 // joinChunked joins name asking for the chunked-file extension.
@@ -286,14 +290,6 @@ func waitUsers(t testing.TB, nodes []*node, want int) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// envInt returns the integer in the environment variable name, or def.
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
 }
 
 // httpGet returns the body at url.

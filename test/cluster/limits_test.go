@@ -57,8 +57,7 @@ func TestLimitsInCluster(t *testing.T) {
 		n2.Errs.Wait(t, "sink cut off as a slow consumer", 1, timeout, func(s string) bool {
 			return strings.Contains(s, "user=sink") && strings.Contains(s, `reason="slow consumer"`)
 		})
-		x.Send("still here", "y")
-		y.Expect(protocol.ForwardMessage, "1 x still here")
+		x.Tell(y.Conn, "still here")
 		if n1.Out.Count(func(s string) bool { return s == "disconnected: flooder" }) != 0 {
 			t.Error("the flooder was cut off")
 		}

@@ -33,8 +33,7 @@ func TestNamespace(t *testing.T) {
 	n1.Out.WaitLine(t, "msg: alice", timeout)
 	n1.Out.WaitLine(t, "msg: alice to non-existent user zed", timeout)
 
-	carol.Send("back to you", "alice")
-	alice.Expect(protocol.ForwardMessage, "1 carol back to you")
+	carol.Tell(alice.Conn, "back to you")
 	n3.Out.WaitLine(t, "msg: carol", timeout)
 
 	// A small file (one frame) and a large one (streamed) to both.

@@ -19,7 +19,8 @@ import (
 var gochatBin string
 
 // startResumeClient starts the terminal client as name, asking for
-// resume, with the chat addresses of nodes (in order) in -a.
+// resume, with the chat addresses of nodes (in order) in -a, and waits
+// for its join line on the first.
 func startResumeClient(t *testing.T, name string, nodes ...*node) *testbin.Proc {
 	t.Helper()
 	addrs := make([]string, len(nodes))
@@ -28,7 +29,9 @@ func startResumeClient(t *testing.T, name string, nodes ...*node) *testbin.Proc 
 	}
 	cmd := exec.Command(gochatBin, "-a", strings.Join(addrs, ","), "-u", name, "--resume")
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
-	return startProc(t, "client "+name, gochatBin, cmd.Args[1:]...)
+	p := startProc(t, "client "+name, gochatBin, cmd.Args[1:]...)
+	nodes[0].Out.WaitLine(t, "join: "+name, timeout)
+	return p
 }
 
 // resumedOn matches the client's stderr line for a resume.
@@ -41,10 +44,8 @@ var resumedOn = regexp.MustCompile(`^client: connection lost; resumed on (\S+) a
 // can message him on n2 afterwards; no node prints a second join: bob, and
 // bob, quitting, gets one disconnected: bob on n2.
 func TestResumeAfterNodeKilled(t *testing.T) {
-	nodes := startCluster(t, 3)
-	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	n1, n2, n3 := startThree(t)
 	bob := startResumeClient(t, "bob", n1, n2, n3)
-	n1.Out.WaitLine(t, "join: bob", timeout)
 	alice := join(t, n3, "alice")
 	alice.waitList(usersList("alice", "bob"))
 	alice.Send("before", "bob")
@@ -145,10 +146,8 @@ func TestResumeOnLiveOtherNode(t *testing.T) {
 	if got := alice.List(); got != usersList("alice", "bob") {
 		t.Errorf("alice's list after the move: %q", got)
 	}
-	alice.Send("hello", "bob")
-	bob.Expect(protocol.ForwardMessage, "1 alice hello")
-	bob.Send("hi", "alice")
-	alice.Expect(protocol.ForwardMessage, "1 bob hi")
+	alice.Tell(bob.Conn, "hello")
+	bob.Tell(alice.Conn, "hi")
 	bob.Write(protocol.AppendJoin(nil, protocol.Disconnect, "bob"))
 	n2.Out.WaitLine(t, "disconnected: bob", timeout)
 	alice.waitList(usersList("alice"))
@@ -168,8 +167,7 @@ func TestResumeOnLiveOtherNode(t *testing.T) {
 // may still be resumed, for its window); then he resumes on n2 and alice
 // reaches him there.
 func TestAwayWhileNodeDead(t *testing.T) {
-	nodes := startCluster(t, 3)
-	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	n1, n2, n3 := startThree(t)
 	_, token := joinResumable(t, n1, "bob")
 	alice := join(t, n3, "alice")
 	alice.waitList(usersList("alice", "bob"))
@@ -185,8 +183,7 @@ func TestAwayWhileNodeDead(t *testing.T) {
 	other.Expect(protocol.ErrUsernameUnavailable, "")
 	bob := resumeOn(t, n2, "bob", token, 0, "0")
 	n3.Errs.Wait(t, "n3 seeing the move", 1, timeout, func(s string) bool { return strings.Contains(s, `msg="a session moved to another node"`) })
-	alice.Send("hello", "bob")
-	bob.Expect(protocol.ForwardMessage, "1 alice hello")
+	alice.Tell(bob.Conn, "hello")
 }
 
 // sender sends name's numbered messages (name1, name2, ...) to bob every
@@ -203,21 +200,7 @@ func startSender(c *conn, to string) *sender {
 	s := &sender{c: c, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for i := 1; ; i++ {
-			select {
-			case <-s.stop:
-				return
-			case <-tick.C:
-			}
-			c.NC.SetWriteDeadline(time.Now().Add(timeout))
-			if _, err := c.NC.Write(protocol.AppendMessage(nil, protocol.SendMessage, []string{to}, []byte(fmt.Sprint(c.Name, i)))); err != nil {
-				s.err = err
-				return
-			}
-			s.sent.Store(int64(i))
-		}
+		s.err = c.sendTicking(to, s.stop, 1, func(i int) string { return fmt.Sprint(c.Name, i) }, func(i int) { s.sent.Store(int64(i)) })
 	}()
 	return s
 }
@@ -244,10 +227,8 @@ var missedLine = regexp.MustCompile(`^client: missed (\d+) messages`)
 // origin retention, the messages in flight to n1 and sent to bob until
 // the cluster saw the move were lost without a word.
 func TestResumeNothingLostOnKill(t *testing.T) {
-	nodes := startCluster(t, 3)
-	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	n1, n2, n3 := startThree(t)
 	bob := startResumeClient(t, "bob", n1, n2, n3)
-	n1.Out.WaitLine(t, "join: bob", timeout)
 	alice := join(t, n3, "alice")
 	carol := join(t, n2, "carol")
 	alice.waitList(usersList("alice", "bob", "carol"))
@@ -304,8 +285,7 @@ func TestResumeNothingLostOnKill(t *testing.T) {
 // exactly how many n3 let go of, and the rest come once, in order, the
 // last included: delivered + missed == sent.
 func TestResumeMissedCounted(t *testing.T) {
-	nodes := startCluster(t, 3)
-	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	n1, n2, n3 := startThree(t)
 	bob, token := joinResumable(t, n1, "bob", protocol.FeatureCursor)
 	alice := join(t, n3, "alice")
 	alice.waitList(usersList("alice", "bob"))
@@ -356,8 +336,7 @@ func TestResumeCountsDeadNodesOwn(t *testing.T) {
 	dave := join(t, n1, "dave")
 	alice := join(t, n3, "alice")
 	alice.waitList(usersList("alice", "bob", "dave"))
-	dave.Send("d1", "bob")
-	bob.Expect(protocol.ForwardMessage, "1 dave d1")
+	dave.Tell(bob.Conn, "d1")
 	alice.Send("a1", "bob")
 	cursor := bob.ExpectType(protocol.Cursor)
 	bob.Expect(protocol.ForwardMessage, "1 alice a1")

@@ -80,8 +80,7 @@ func TestListensOnlyOnItsPorts(t *testing.T) {
 	})
 	a, b := join(t, nodes[0], "a"), join(t, nodes[1], "b")
 	a.waitList(usersList("a", "b"))
-	b.Send("hi", "a")
-	a.Expect(protocol.ForwardMessage, "1 b hi")
+	b.Tell(a.Conn, "hi")
 	for i, n := range nodes {
 		want := []int{n.port, n.route, n.metrics, web[i]}
 		slices.Sort(want)
@@ -102,12 +101,29 @@ func startStranger(t *testing.T, to *node) (*nats.Conn, int) {
 		"-js", "-sd", t.TempDir(), "--cluster_name", "gochat", "--cluster", fmt.Sprint("nats://127.0.0.1:", route),
 		"--routes", fmt.Sprint("nats://127.0.0.1:", to.route))
 	s.Errs.Wait(t, "stranger ready", 1, timeout, func(l string) bool { return strings.Contains(l, "Server is ready") })
-	nc, err := nats.Connect(fmt.Sprint("nats://127.0.0.1:", port))
+	return natsConnect(t, fmt.Sprint("nats://127.0.0.1:", port)), mon
+}
+
+// natsConnect connects to the NATS server at url with opts; the
+// connection is closed when the test ends.
+func natsConnect(t *testing.T, url string, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	return nc, mon
+	return nc
+}
+
+// jetStream returns nc's JetStream.
+func jetStream(t *testing.T, nc *nats.Conn) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
 
 // routes returns the number of routes the nats-server with monitoring
@@ -176,10 +192,8 @@ func TestStrangerRefused(t *testing.T) {
 			nodes[0].Errs.Wait(t, "n1 refusing the stranger", 1, timeout, func(l string) bool {
 				return strings.Contains(l, "refused a route that did not prove the cluster's secret")
 			})
-			alice, bob := join(t, nodes[0], "alice"), join(t, nodes[1], "bob")
-			alice.waitList(usersList("alice", "bob"))
-			alice.Send("please send me your password", "bob")
-			bob.Expect(protocol.ForwardMessage, "1 alice please send me your password")
+			alice, bob := joinPair(t, nodes[0], nodes[1])
+			alice.Tell(bob.Conn, "please send me your password")
 			if err := nc.Flush(); err != nil {
 				t.Fatal(err)
 			}
@@ -191,10 +205,7 @@ func TestStrangerRefused(t *testing.T) {
 			if n := seen.Load(); n != 0 {
 				t.Errorf("the stranger read %d of the cluster's messages", n)
 			}
-			js, err := jetstream.New(nc)
-			if err != nil {
-				t.Fatal(err)
-			}
+			js := jetStream(t, nc)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			for name := range js.KeyValueStoreNames(ctx).Name() {
@@ -240,8 +251,7 @@ func TestWrongSecretDoesNotJoin(t *testing.T) {
 		t.Errorf("the log does not say why; stderr:\n%s", stderr)
 	}
 	alice := join(t, nodes[0], "alice")
-	alice.Send("still here", "alice")
-	alice.Expect(protocol.ForwardMessage, "1 alice still here")
+	alice.Tell(alice.Conn, "still here")
 }
 
 // The secret's flags: an embedded engine without a secret, a secret file
@@ -321,10 +331,8 @@ func TestRouteTLS(t *testing.T) {
 	ca := testcert.NewCA(t)
 	caFile := ca.File(t)
 	nodes := startClusterEach(t, gochatdBin, 2, func(i int) []string { return tlsFlags(t, ca, caFile, fmt.Sprint("n", i+1)) })
-	alice, bob := join(t, nodes[0], "alice"), join(t, nodes[1], "bob")
-	alice.waitList(usersList("alice", "bob"))
-	alice.Send("over TLS", "bob")
-	bob.Expect(protocol.ForwardMessage, "1 alice over TLS")
+	alice, bob := joinPair(t, nodes[0], nodes[1])
+	alice.Tell(bob.Conn, "over TLS")
 
 	// The secret, but a certificate of another CA (trusting it too).
 	other := testcert.NewCA(t)
@@ -353,8 +361,7 @@ func TestRouteTLS(t *testing.T) {
 	if n := routes(t, mon); n != 0 {
 		t.Errorf("the stranger has %d routes", n)
 	}
-	alice.Send("still there", "bob")
-	bob.Expect(protocol.ForwardMessage, "1 alice still there")
+	alice.Tell(bob.Conn, "still there")
 }
 
 // A password (or token) in a --nats URL appears in no log line and no
@@ -402,8 +409,7 @@ func TestNATSClientCertificate(t *testing.T) {
 	cert, key := ca.Issue(t, "n1").Files(t)
 	nodes := startNodes(t, func(int) []string { return []string{url} }, 1, "--nats-tls-ca", caFile, "--nats-tls-cert", cert, "--nats-tls-key", key)
 	a := join(t, nodes[0], "a")
-	a.Send("hi", "a")
-	a.Expect(protocol.ForwardMessage, "1 a hi")
+	a.Tell(a.Conn, "hi")
 }
 
 // --cluster-dir: by default a folder of the user's state
@@ -509,16 +515,12 @@ func TestExternalPermissions(t *testing.T) {
 
 	// Nothing more: another cluster's subjects and buckets are refused.
 	refused := make(chan error, 16)
-	nc, err := nats.Connect(url, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+	nc := natsConnect(t, url, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		select {
 		case refused <- err:
 		default:
 		}
 	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
 	for _, try := range []func() error{
 		func() error { _, err := nc.SubscribeSync(">"); return err },
 		func() error { return nc.Publish("other.x", nil) },
@@ -537,10 +539,7 @@ func TestExternalPermissions(t *testing.T) {
 			t.Error("the node's user was allowed more than the documented permissions")
 		}
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStream(t, nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "other_names"}); err == nil {
@@ -557,18 +556,9 @@ func TestBucketsDeletedExternal(t *testing.T) {
 	t.Parallel()
 	ext := startNATS(t)
 	nodes := startNodes(t, ext.all, 2)
-	alice, bob := join(t, nodes[0], "alice"), join(t, nodes[1], "bob")
-	alice.waitList(usersList("alice", "bob"))
+	alice, bob := joinPair(t, nodes[0], nodes[1])
 
-	nc, err := nats.Connect(ext[0].url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStream(t, natsConnect(t, ext[0].url()))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for _, b := range []string{"gochat_names", "gochat_nodes"} {
@@ -633,8 +623,7 @@ func TestBucketsDeletedExternal(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	alice.Send("still here", "bob")
-	bob.Expect(protocol.ForwardMessage, "1 alice still here")
+	alice.Tell(bob.Conn, "still here")
 	if r, _ := outcome(t, nodes[1], "alice"); r != "err_username_unavailable" {
 		t.Errorf("alice joining again on n2: %s, want err_username_unavailable", r)
 	}

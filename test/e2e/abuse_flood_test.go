@@ -187,8 +187,7 @@ func TestAbuseFloodAtStoppedReader(t *testing.T) {
 // skipping the lines of others.
 func joinLenient(t testing.TB, srv *server, name string) *chattest.Conn {
 	t.Helper()
-	rc := dialRaw(t, srv.port, name)
-	rc.Write(fr("join", name))
+	rc := sendJoin(t, srv, name, name)
 	srv.out.skipTo(t, "join: "+name, timeout)
 	return rc
 }

@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -22,29 +20,6 @@ import (
 	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/testbin"
 )
-
-// scrape returns the unlabelled metrics of a Prometheus text endpoint.
-func scrape(t testing.TB, url string) map[string]float64 {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatalf("scraping %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	m := make(map[string]float64)
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok || strings.HasPrefix(name, "#") {
-			continue
-		}
-		if v, err := strconv.ParseFloat(value, 64); err == nil {
-			m[name] = v
-		}
-	}
-	return m
-}
 
 // abuseServer is a server with metrics, for the abuse suite.
 type abuseServer struct {
@@ -72,7 +47,7 @@ func (a *abuseServer) waitMetrics(t *testing.T, ok func(map[string]float64) bool
 	tick := time.NewTicker(50 * time.Millisecond) // the metrics endpoint is polled; it has no events
 	defer tick.Stop()
 	for {
-		m := scrape(t, a.metrics)
+		m := testbin.Metrics(t, a.metrics)
 		if ok(m) {
 			return m
 		}
@@ -210,7 +185,7 @@ func TestAbuse(t *testing.T) {
 		sink.TCP().SetReadBuffer(4096)
 		sender := a.join(t, a.freshName("flood"))
 		text := strings.Repeat("x", 60000)
-		before := scrape(t, a.metrics)["chat_slow_consumers_total"]
+		before := testbin.Metrics(t, a.metrics)["chat_slow_consumers_total"]
 		// Others chat normally while the sink's queue fills.
 		ca, cb := a.freshName("chatA"), a.freshName("chatB")
 		A, B := a.client(t, ca), a.client(t, cb)
@@ -224,7 +199,7 @@ func TestAbuse(t *testing.T) {
 			if i%20 == 0 {
 				A.send(t, "msg 1 "+cb+" ping "+strconv.Itoa(i))
 				B.out.waitLine(t, "msg: "+ca+": ping "+strconv.Itoa(i), timeout)
-				if scrape(t, a.metrics)["chat_slow_consumers_total"] > before {
+				if testbin.Metrics(t, a.metrics)["chat_slow_consumers_total"] > before {
 					break
 				}
 			}

@@ -18,14 +18,19 @@ func trio(t *testing.T, extra ...string) (*server, *client, *client, *client) {
 	return srv, joinClient(t, srv, "alice"), joinClient(t, srv, "bob"), joinClient(t, srv, "carol")
 }
 
-// syncList has c ask for the list and requires the next lines on c's and the
-// server's stdout to be the answer: proof that nothing else was printed
-// since the previous check.
-func syncList(t *testing.T, srv *server, c *client, list string) {
+// withBob starts a server with bob joined: a real client, whose stdout
+// shows what reached him.
+func withBob(t *testing.T) (*server, *client) {
 	t.Helper()
-	c.send(t, "list")
-	srv.out.waitLine(t, "request_users_list: "+c.name, timeout)
-	c.out.waitLine(t, "list: "+list, timeout)
+	srv := startServer(t)
+	return srv, joinClient(t, srv, "bob")
+}
+
+// duo is trio without carol.
+func duo(t *testing.T) (*server, *client, *client) {
+	t.Helper()
+	srv := startServer(t)
+	return srv, joinClient(t, srv, "alice"), joinClient(t, srv, "bob")
 }
 
 func TestListSortedByBytes(t *testing.T) {
@@ -150,11 +155,9 @@ func TestMsgInputWhitespace(t *testing.T) {
 	// Empty and blank lines do nothing.
 	alice.write(t, []byte("\n   \n\t\t\n\r\n \u00a0 \n"))
 	alice.write(t, []byte("list\r\n"))
-	srv.out.waitLine(t, "request_users_list: alice", timeout)
-	alice.out.waitLine(t, "list: alice bob carol", timeout)
+	expectList(t, srv, alice, "alice bob carol")
 	alice.write(t, []byte("  \tlist \t\r\n"))
-	srv.out.waitLine(t, "request_users_list: alice", timeout)
-	alice.out.waitLine(t, "list: alice bob carol", timeout)
+	expectList(t, srv, alice, "alice bob carol")
 	syncList(t, srv, bob, "alice bob carol")
 	syncList(t, srv, carol, "alice bob carol")
 }

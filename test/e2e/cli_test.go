@@ -167,9 +167,7 @@ func TestCLIFlagForms(t *testing.T) {
 				srv.out.waitLine(t, "join: "+cf.user, timeout)
 				clients = append(clients, &client{proc: p, name: cf.user})
 			}
-			clients[0].send(t, "list")
-			srv.out.waitLine(t, "request_users_list: alice", timeout)
-			clients[0].out.waitLine(t, "list: alice bob carol dave", timeout)
+			syncList(t, srv, clients[0], "alice bob carol dave")
 			for _, c := range clients {
 				c.quit(t, srv)
 			}
@@ -195,9 +193,7 @@ func TestCLIDefaults(t *testing.T) {
 	_, home := newHome(t)
 	c := &client{proc: startProc(t, "client alice", clientBin, home, []string{"-u", "alice"}), name: "alice"}
 	srv.out.waitLine(t, "join: alice", timeout)
-	c.send(t, "list")
-	srv.out.waitLine(t, "request_users_list: alice", timeout)
-	c.out.waitLine(t, "list: alice", timeout)
+	syncList(t, srv, c, "alice")
 	c.quit(t, srv)
 }
 
@@ -253,9 +249,7 @@ func TestCLIServerSignals(t *testing.T) {
 // right after the start) it keeps serving.
 func TestCLIServerStdinClosed(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	alice := joinClient(t, srv, "alice")
-	bob := joinClient(t, srv, "bob")
+	srv, alice, bob := duo(t)
 	alice.tell(t, srv, bob, "hi")
 	alice.quit(t, srv)
 	bob.quit(t, srv)

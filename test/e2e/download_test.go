@@ -20,32 +20,49 @@ import (
 // in chunks for a client with extensions (files over 256 KiB).
 func TestClientDownloadDir(t *testing.T) {
 	t.Parallel()
+	eachFileMode(t, 1000, func(t *testing.T, tc fileMode) {
+		srv := startServer(t)
+		dl := t.TempDir()
+		bob := joinClient(t, srv, "bob", append([]string{"--download-dir", dl}, tc.extra...)...)
+		alice := joinClient(t, srv, "alice")
+		data := make([]byte, tc.size)
+		_, _ = rand.NewChaCha8([32]byte{byte(tc.size)}).Read(data)
+		writeFile(t, filepath.Join(alice.home, "report.bin"), data)
+		alice.send(t, "file 1 bob report.bin")
+		srv.out.waitLine(t, "file: alice", timeout)
+		bob.out.waitLine(t, "file: alice: report.bin", timeout)
+		expectFileContent(t, filepath.Join(dl, "bob_report.bin"), data)
+		expectDirEntries(t, dl, "bob_report.bin")
+		bob.expectHomeFiles(t) // nothing in the working directory
+		alice.expectHomeFiles(t, "report.bin")
+		alice.quit(t, srv)
+		bob.quit(t, srv)
+	})
+}
+
+// fileMode is one way a file reaches a client: extra are the client's
+// flags, size the file's size.
+type fileMode struct {
+	extra []string
+	size  int
+}
+
+// eachFileMode runs f as a parallel subtest for each way a file reaches a
+// client: "plain", as one forward_file (--plain) of plainSize bytes, and
+// "chunked", in chunks to a client with extensions (600 KiB: chunks begin
+// over 256 KiB).
+func eachFileMode(t *testing.T, plainSize int, f func(t *testing.T, tc fileMode)) {
+	t.Helper()
 	for _, tc := range []struct {
-		name  string
-		extra []string
-		size  int
+		name string
+		fileMode
 	}{
-		{"plain", []string{"--plain"}, 1000},
-		{"chunked", nil, 600 << 10},
+		{"plain", fileMode{[]string{"--plain"}, plainSize}},
+		{"chunked", fileMode{nil, 600 << 10}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			srv := startServer(t)
-			dl := t.TempDir()
-			bob := joinClient(t, srv, "bob", append([]string{"--download-dir", dl}, tc.extra...)...)
-			alice := joinClient(t, srv, "alice")
-			data := make([]byte, tc.size)
-			_, _ = rand.NewChaCha8([32]byte{byte(tc.size)}).Read(data)
-			writeFile(t, filepath.Join(alice.home, "report.bin"), data)
-			alice.send(t, "file 1 bob report.bin")
-			srv.out.waitLine(t, "file: alice", timeout)
-			bob.out.waitLine(t, "file: alice: report.bin", timeout)
-			expectFileContent(t, filepath.Join(dl, "bob_report.bin"), data)
-			expectDirEntries(t, dl, "bob_report.bin")
-			bob.expectHomeFiles(t) // nothing in the working directory
-			alice.expectHomeFiles(t, "report.bin")
-			alice.quit(t, srv)
-			bob.quit(t, srv)
+			f(t, tc.fileMode)
 		})
 	}
 }
@@ -98,8 +115,7 @@ func TestClientChunkedAbort(t *testing.T) {
 	rc.Write(fr("file_begin", "8 bob small.txt 5"))
 	rc.Write(fr("file_chunk", "8 hello"))
 	rc.Write(fr("file_end", "8"))
-	c.out.waitLine(t, "file: bob: small.txt", timeout)
-	expectFileContent(t, filepath.Join(c.home, "alice_small.txt"), []byte("hello"))
+	c.expectReceived(t, "bob", "small.txt", []byte("hello"))
 	c.expectHomeFiles(t, "alice_small.txt")
 	c.send(t, "quit")
 	c.expectQuitOnFake(t, rc)
@@ -123,34 +139,24 @@ func TestClientChunkedConnectionLost(t *testing.T) {
 // chunks; the session goes on (issue 23 item 11).
 func TestClientMaxIncomingFileSize(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name  string
-		extra []string
-		size  int
-	}{
-		{"plain", []string{"--plain"}, 2000},
-		{"chunked", nil, 600 << 10},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			srv := startServer(t)
-			dl := t.TempDir()
-			bob := joinClient(t, srv, "bob", append([]string{"--download-dir", dl, "--max-incoming-file-size", "1K"}, tc.extra...)...)
-			alice := joinClient(t, srv, "alice")
-			writeFile(t, filepath.Join(alice.home, "big.bin"), make([]byte, tc.size))
-			writeFile(t, filepath.Join(alice.home, "small.bin"), []byte("small"))
-			alice.send(t, "file 1 bob big.bin")
-			srv.out.waitLine(t, "file: alice", timeout)
-			bob.errs.skipTo(t, `client: refusing file "big.bin" from alice: `+chatclient.FormatSize(int64(tc.size))+` is more than the 1.0 KiB this client takes (--max-incoming-file-size); skipped, nothing saved`, timeout)
-			alice.send(t, "file 1 bob small.bin")
-			srv.out.waitLine(t, "file: alice", timeout)
-			alice.send(t, "msg 1 bob after")
-			srv.out.waitLine(t, "msg: alice", timeout)
-			bob.out.waitLine(t, "file: alice: small.bin", timeout)
-			bob.out.waitLine(t, "msg: alice: after", timeout)
-			expectDirEntries(t, dl, "bob_small.bin")
-			alice.quit(t, srv)
-			bob.quit(t, srv)
-		})
-	}
+	eachFileMode(t, 2000, func(t *testing.T, tc fileMode) {
+		srv := startServer(t)
+		dl := t.TempDir()
+		bob := joinClient(t, srv, "bob", append([]string{"--download-dir", dl, "--max-incoming-file-size", "1K"}, tc.extra...)...)
+		alice := joinClient(t, srv, "alice")
+		writeFile(t, filepath.Join(alice.home, "big.bin"), make([]byte, tc.size))
+		writeFile(t, filepath.Join(alice.home, "small.bin"), []byte("small"))
+		alice.send(t, "file 1 bob big.bin")
+		srv.out.waitLine(t, "file: alice", timeout)
+		bob.errs.skipTo(t, `client: refusing file "big.bin" from alice: `+chatclient.FormatSize(int64(tc.size))+` is more than the 1.0 KiB this client takes (--max-incoming-file-size); skipped, nothing saved`, timeout)
+		alice.send(t, "file 1 bob small.bin")
+		srv.out.waitLine(t, "file: alice", timeout)
+		alice.send(t, "msg 1 bob after")
+		srv.out.waitLine(t, "msg: alice", timeout)
+		bob.out.waitLine(t, "file: alice: small.bin", timeout)
+		bob.out.waitLine(t, "msg: alice: after", timeout)
+		expectDirEntries(t, dl, "bob_small.bin")
+		alice.quit(t, srv)
+		bob.quit(t, srv)
+	})
 }

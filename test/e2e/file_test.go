@@ -94,14 +94,11 @@ func TestFileLargeToThree(t *testing.T) {
 
 func TestFileZeroLength(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	alice := joinClient(t, srv, "alice")
-	bob := joinClient(t, srv, "bob")
+	srv, alice, bob := duo(t)
 	writeFile(t, filepath.Join(alice.home, "empty.txt"), nil)
 	alice.send(t, "file 1 bob empty.txt")
 	srv.out.waitLine(t, "file: alice", timeout)
-	bob.out.waitLine(t, "file: alice: empty.txt", timeout)
-	expectFileContent(t, filepath.Join(bob.home, "bob_empty.txt"), nil)
+	bob.expectReceived(t, "alice", "empty.txt", nil)
 	bob.expectHomeFiles(t, "bob_empty.txt")
 
 	// The raw frame of a zero-length file: the filename's space, then nothing.
@@ -111,17 +108,14 @@ func TestFileZeroLength(t *testing.T) {
 	rc.Expect(protocol.ForwardFile, "1 alice empty.txt ")
 	rc.Write(fr("send_file", "1 bob none.txt "))
 	srv.out.waitLine(t, "file: raw", timeout)
-	bob.out.waitLine(t, "file: raw: none.txt", timeout)
-	expectFileContent(t, filepath.Join(bob.home, "bob_none.txt"), nil)
+	bob.expectReceived(t, "raw", "none.txt", nil)
 }
 
 // The path is the rest of the line and may contain spaces; only the base
 // name is sent.
 func TestFilePathWithSpaces(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	alice := joinClient(t, srv, "alice")
-	bob := joinClient(t, srv, "bob")
+	srv, alice, bob := duo(t)
 	rel := filepath.Join("my docs", "two  spaces", "report.txt")
 	writeFile(t, filepath.Join(alice.home, rel), []byte("relative path\n"))
 	abs := filepath.Join(alice.base, "other dir", "notes.md")
@@ -129,13 +123,11 @@ func TestFilePathWithSpaces(t *testing.T) {
 
 	alice.send(t, "file 1 bob "+rel)
 	srv.out.waitLine(t, "file: alice", timeout)
-	bob.out.waitLine(t, "file: alice: report.txt", timeout)
-	expectFileContent(t, filepath.Join(bob.home, "bob_report.txt"), []byte("relative path\n"))
+	bob.expectReceived(t, "alice", "report.txt", []byte("relative path\n"))
 
 	alice.send(t, "file 1 bob \t  "+abs+"  \r")
 	srv.out.waitLine(t, "file: alice", timeout)
-	bob.out.waitLine(t, "file: alice: notes.md", timeout)
-	expectFileContent(t, filepath.Join(bob.home, "bob_notes.md"), []byte("absolute path\n"))
+	bob.expectReceived(t, "alice", "notes.md", []byte("absolute path\n"))
 	bob.expectHomeFiles(t, "bob_report.txt", "bob_notes.md")
 }
 
@@ -198,9 +190,7 @@ func TestFileLocalErrors(t *testing.T) {
 // from one sender keep their order.
 func TestFileReplaceAndOrder(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	alice := joinClient(t, srv, "alice")
-	bob := joinClient(t, srv, "bob")
+	srv, alice, bob := duo(t)
 	writeFile(t, filepath.Join(bob.home, "bob_note.txt"), []byte("old content, longer than the new one\n"))
 	writeFile(t, filepath.Join(alice.home, "note.txt"), []byte("new\n"))
 	alice.write(t, []byte("msg 1 bob before\nfile 1 bob note.txt\nmsg 1 bob after\n"))
@@ -229,8 +219,7 @@ func TestFileServerSide(t *testing.T) {
 	raw.Write(fr("send_file", "4 bob zed raw bob a.bin "+content))
 	srv.out.waitLines(t, timeout, "file: raw", "file: raw to non-existent user zed")
 	raw.Expect(protocol.ForwardFile, "1 raw a.bin "+content)
-	bob.out.waitLine(t, "file: raw: a.bin", timeout)
-	expectFileContent(t, filepath.Join(bob.home, "bob_a.bin"), []byte(content))
+	bob.expectReceived(t, "raw", "a.bin", []byte(content))
 
 	// 101 bytes is over the server's limit: malformed.
 	over := dialRaw(t, srv.port, "over")
@@ -262,9 +251,7 @@ func TestFileServerSide(t *testing.T) {
 // the sender, and nothing reaches the recipient's disk.
 func TestFileHostileNamesFromSender(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	alice := joinClient(t, srv, "alice")
-	bob := joinClient(t, srv, "bob")
+	srv, alice, bob := duo(t)
 	hostile := hostileFilenames(bob.base + "/owned")
 	for i, name := range hostile {
 		m := srv.freshName("mal")
@@ -306,8 +293,7 @@ func TestFileHostileNamesFromSender(t *testing.T) {
 // sent.)
 func TestFileSenderDropsMidFile(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	bob := joinClient(t, srv, "bob")
+	srv, bob := withBob(t)
 	mal := rawJoin(t, srv, "mal")
 	head := "1 bob big.bin "
 	total := len(head) + 1<<20
@@ -346,10 +332,8 @@ func TestFileSenderDropsMidFile(t *testing.T) {
 // those 30 s.)
 func TestFileSlowRecipientCutOff(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	bob := joinClient(t, srv, "bob")
-	slow := rawJoin(t, srv, "slow")
-	_ = slow.TCP().SetReadBuffer(4096)
+	srv, bob := withBob(t)
+	rawStalled(t, srv, "slow") // never reads
 	alice := rawJoin(t, srv, "alice")
 	carol := joinClient(t, srv, "carol")
 

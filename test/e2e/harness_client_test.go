@@ -53,6 +53,15 @@ func joinClient(t testing.TB, srv *server, name string, extra ...string) *client
 	return c
 }
 
+// clientRefused starts a client joining srv as name and requires the
+// refusal r: the server's line, and the client's, after which it exits 1.
+func clientRefused(t testing.TB, srv *server, name string, r refusal) {
+	t.Helper()
+	c := startClient(t, srv.port, name)
+	srv.out.waitLine(t, r.line, timeout)
+	c.expectDisconnectedExit1(t, r.line)
+}
+
 // quit types quit and expects `quitting` and exit status 0; the server (if
 // given) must print `disconnected: NAME`.
 func (c *client) quit(t testing.TB, srv *server) {
@@ -115,6 +124,31 @@ func (c *client) tell(t testing.TB, srv *server, to *client, text string) {
 	c.send(t, "msg 1 "+to.name+" "+text)
 	srv.out.waitLine(t, "msg: "+c.name, timeout)
 	to.out.waitLine(t, "msg: "+c.name+": "+text, timeout)
+}
+
+// syncList has c ask for the list and requires the next lines on c's and the
+// server's stdout to be the answer: proof that nothing else was printed
+// since the previous check.
+func syncList(t *testing.T, srv *server, c *client, list string) {
+	t.Helper()
+	c.send(t, "list")
+	expectList(t, srv, c, list)
+}
+
+// expectList requires the next lines on the server's and c's stdout to be
+// the answer to a list c asked for.
+func expectList(t *testing.T, srv *server, c *client, list string) {
+	t.Helper()
+	srv.out.waitLine(t, "request_users_list: "+c.name, timeout)
+	c.out.waitLine(t, "list: "+list, timeout)
+}
+
+// expectReceived requires the next line on c's stdout to say that c got
+// the file name from from, and the file c saved to hold want.
+func (c *client) expectReceived(t *testing.T, from, name string, want []byte) {
+	t.Helper()
+	c.out.waitLine(t, "file: "+from+": "+name, timeout)
+	expectFileContent(t, filepath.Join(c.home, c.name+"_"+name), want)
 }
 
 // expectDisconnectedExit1 checks the end of a client session that printed a

@@ -45,10 +45,50 @@ func dialRaw(t testing.TB, port int, label string) *chattest.Conn {
 // rawJoin opens a raw connection, joins as name and waits for `join: name`.
 func rawJoin(t testing.TB, srv *server, name string) *chattest.Conn {
 	t.Helper()
-	rc := dialRaw(t, srv.port, name)
-	rc.Write(fr("join", name))
+	rc := sendJoin(t, srv, name, name)
 	srv.out.waitLine(t, "join: "+name, timeout)
 	return rc
+}
+
+// sendJoin opens a raw connection labelled label and sends a join as
+// name, without waiting for anything.
+func sendJoin(t testing.TB, srv *server, label, name string) *chattest.Conn {
+	t.Helper()
+	rc := dialRaw(t, srv.port, label)
+	rc.Write(fr("join", name))
+	return rc
+}
+
+// rawStalled is rawJoin for a recipient that will read nothing: its
+// receive buffer is 4 KiB, so that what the server sends it backs up at
+// once.
+func rawStalled(t testing.TB, srv *server, name string) *chattest.Conn {
+	t.Helper()
+	rc := rawJoin(t, srv, name)
+	_ = rc.TCP().SetReadBuffer(4 << 10)
+	return rc
+}
+
+// refusal is how the server refuses a join (PROTOCOL.md section 4): the
+// frame the joiner gets before the close, and the server's line.
+type refusal struct {
+	frame protocol.Type
+	line  string
+}
+
+var (
+	refusedFull  = refusal{protocol.ErrServerFull, "disconnected: server full"}
+	refusedTaken = refusal{protocol.ErrUsernameUnavailable, "disconnected: username not available"}
+)
+
+// rawRefused opens a raw connection labelled label, writes data, and
+// requires the refusal r: its frame and a clean close, and its server line.
+func rawRefused(t testing.TB, srv *server, label string, data []byte, r refusal) {
+	t.Helper()
+	rc := dialRaw(t, srv.port, label)
+	rc.Write(data)
+	rc.ExpectRefused(r.frame)
+	srv.out.waitLine(t, r.line, timeout)
 }
 
 // rawList is syncList for a raw connection: it asks for the users list,

@@ -21,9 +21,7 @@ func TestJoinPrinted(t *testing.T) {
 	alice := joinClient(t, srv, "alice")
 	// A successful join is silent towards the client: the first thing alice
 	// prints is the answer to her own list.
-	alice.send(t, "list")
-	srv.out.waitLine(t, "request_users_list: alice", timeout)
-	alice.out.waitLine(t, "list: alice", timeout)
+	syncList(t, srv, alice, "alice")
 	alice.quit(t, srv)
 	srv.requireRunning(t)
 }
@@ -37,27 +35,17 @@ func TestJoinServerFullDefault(t *testing.T) {
 		raws = append(raws, rawJoin(t, srv, fmt.Sprintf("user%02d", i)))
 	}
 	// A real client as the 11th.
-	late := startClient(t, srv.port, "late")
-	srv.out.waitLine(t, "disconnected: server full", timeout)
-	late.expectDisconnectedExit1(t, "disconnected: server full")
+	clientRefused(t, srv, "late", refusedFull)
 
 	// A raw 11th gets the frame and a clean close.
-	r11 := dialRaw(t, srv.port, "raw11")
-	r11.Write(fr("join", "raw11"))
-	r11.ExpectRefused(protocol.ErrServerFull)
-	srv.out.waitLine(t, "disconnected: server full", timeout)
+	rawRefused(t, srv, "raw11", fr("join", "raw11"), refusedFull)
 
 	// One leaves: one more can join, and then the server is full again.
 	raws[0].NC.Close()
 	srv.out.waitLine(t, "disconnected: user00", timeout)
 	late2 := joinClient(t, srv, "late2")
-	r12 := dialRaw(t, srv.port, "raw12")
-	r12.Write(fr("join", "raw12"))
-	r12.ExpectRefused(protocol.ErrServerFull)
-	srv.out.waitLine(t, "disconnected: server full", timeout)
-	late2.send(t, "list")
-	srv.out.waitLine(t, "request_users_list: late2", timeout)
-	late2.out.waitLine(t, "list: late2 user01 user02 user03 user04 user05 user06 user07 user08 user09", timeout)
+	rawRefused(t, srv, "raw12", fr("join", "raw12"), refusedFull)
+	syncList(t, srv, late2, "late2 user01 user02 user03 user04 user05 user06 user07 user08 user09")
 	late2.quit(t, srv)
 	for i, rc := range raws[1:] {
 		rc.Write(fr("disconnect", fmt.Sprintf("user%02d", i+1)))
@@ -72,15 +60,11 @@ func TestJoinMaxClientsFlag(t *testing.T) {
 	srv := startServer(t, "--max-clients", "2")
 	alice := joinClient(t, srv, "alice")
 	bob := joinClient(t, srv, "bob")
-	carol := startClient(t, srv.port, "carol")
-	srv.out.waitLine(t, "disconnected: server full", timeout)
-	carol.expectDisconnectedExit1(t, "disconnected: server full")
+	clientRefused(t, srv, "carol", refusedFull)
 
 	bob.quit(t, srv)
 	carol2 := joinClient(t, srv, "carol")
-	carol2.send(t, "list")
-	srv.out.waitLine(t, "request_users_list: carol", timeout)
-	carol2.out.waitLine(t, "list: alice carol", timeout)
+	syncList(t, srv, carol2, "alice carol")
 	alice.quit(t, srv)
 	carol2.quit(t, srv)
 	assertServing(t, srv)
@@ -92,16 +76,10 @@ func TestJoinFullCheckedBeforeName(t *testing.T) {
 	srv := startServer(t, "--max-clients", "1")
 	alice := rawJoin(t, srv, "alice")
 	for _, payload := range []string{"alice", "a/b", ".."} {
-		rc := dialRaw(t, srv.port, "late")
-		rc.Write(fr("join", payload))
-		rc.ExpectRefused(protocol.ErrServerFull)
-		srv.out.waitLine(t, "disconnected: server full", timeout)
+		rawRefused(t, srv, "late", fr("join", payload), refusedFull)
 	}
 	// A join header that is too long, when full: still "full" first.
-	rc := dialRaw(t, srv.port, "late-long")
-	rc.Write([]byte("join 129 "))
-	rc.ExpectRefused(protocol.ErrServerFull)
-	srv.out.waitLine(t, "disconnected: server full", timeout)
+	rawRefused(t, srv, "late-long", []byte("join 129 "), refusedFull)
 
 	alice.Write(fr("disconnect", "alice"))
 	srv.out.waitLine(t, "disconnected: alice", timeout)
@@ -114,32 +92,21 @@ func TestJoinDuplicateName(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
 	alice := joinClient(t, srv, "alice")
-	dup := startClient(t, srv.port, "alice")
-	srv.out.waitLine(t, "disconnected: username not available", timeout)
-	dup.expectDisconnectedExit1(t, "disconnected: username not available")
+	clientRefused(t, srv, "alice", refusedTaken)
 
 	// Raw duplicate: frame and clean close.
-	rc := dialRaw(t, srv.port, "dup")
-	rc.Write(fr("join", "alice"))
-	rc.ExpectRefused(protocol.ErrUsernameUnavailable)
-	srv.out.waitLine(t, "disconnected: username not available", timeout)
+	rawRefused(t, srv, "dup", fr("join", "alice"), refusedTaken)
 
 	// Names are case-sensitive: Alice is another user.
 	capital := joinClient(t, srv, "Alice")
-	capital.send(t, "list")
-	srv.out.waitLine(t, "request_users_list: Alice", timeout)
-	capital.out.waitLine(t, "list: Alice alice", timeout)
+	syncList(t, srv, capital, "Alice alice")
 
 	// The first alice is unaffected...
-	alice.send(t, "msg 1 Alice hi")
-	srv.out.waitLine(t, "msg: alice", timeout)
-	capital.out.waitLine(t, "msg: alice: hi", timeout)
+	alice.tell(t, srv, capital, "hi")
 	// ...and once she has left, the name is free again.
 	alice.quit(t, srv)
 	again := joinClient(t, srv, "alice")
-	again.send(t, "list")
-	srv.out.waitLine(t, "request_users_list: alice", timeout)
-	again.out.waitLine(t, "list: Alice alice", timeout)
+	syncList(t, srv, again, "Alice alice")
 	again.quit(t, srv)
 	capital.quit(t, srv)
 	assertServing(t, srv)
@@ -240,17 +207,11 @@ func TestJoinHeaderTooLong(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
 	for _, header := range []string{"join 129 ", "join 1000 ", "join 4294967296 ", "join 99999999999999999999 "} {
-		rc := dialRaw(t, srv.port, header)
-		rc.Write([]byte(header)) // no payload follows
-		rc.ExpectRefused(protocol.ErrUsernameUnavailable)
-		srv.out.waitLine(t, "disconnected: username not available", timeout)
+		rawRefused(t, srv, header, []byte(header), refusedTaken) // no payload follows
 	}
 	// 128 bytes is allowed as a length; 128 ASCII letters are too many code
 	// points, though.
-	rc := dialRaw(t, srv.port, "128")
-	rc.Write(fr("join", strings.Repeat("a", 128)))
-	rc.ExpectRefused(protocol.ErrUsernameUnavailable)
-	srv.out.waitLine(t, "disconnected: username not available", timeout)
+	rawRefused(t, srv, "128", fr("join", strings.Repeat("a", 128)), refusedTaken)
 	assertServing(t, srv)
 }
 

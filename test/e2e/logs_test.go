@@ -33,8 +33,7 @@ func logRecord(msg string, want map[string]string) func(string) bool {
 func TestServerLogsSlowConsumer(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, "--log-format", "json", "--send-queue", "256K", "--stall-timeout", "2s")
-	slow := rawJoin(t, srv, "slow")
-	_ = slow.TCP().SetReadBuffer(4096)
+	rawStalled(t, srv, "slow") // never reads
 	fast := rawJoin(t, srv, "fast")
 	msg := fr("send_message", "1 slow "+strings.Repeat("z", 65536))
 	// The queue and the socket buffers hold a few MiB; stop once the server

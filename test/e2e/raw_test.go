@@ -15,8 +15,7 @@ import (
 // A frame may arrive one byte at a time.
 func TestRawFrameByteByByte(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	bob := joinClient(t, srv, "bob")
+	srv, bob := withBob(t)
 	rc := dialRaw(t, srv.port, "alice")
 	rc.WriteBytewise(fr("join", "alice"))
 	srv.out.waitLine(t, "join: alice", timeout)
@@ -29,8 +28,7 @@ func TestRawFrameByteByByte(t *testing.T) {
 	bob.out.waitLine(t, "msg: alice: slow  bytes", timeout)
 	rc.WriteBytewise(fr("send_file", "1 bob s.txt a\nb"))
 	srv.out.waitLine(t, "file: alice", timeout)
-	bob.out.waitLine(t, "file: alice: s.txt", timeout)
-	expectFileContent(t, bob.home+"/bob_s.txt", []byte("a\nb"))
+	bob.expectReceived(t, "alice", "s.txt", []byte("a\nb"))
 	rc.WriteBytewise(fr("disconnect", "alice"))
 	srv.out.waitLine(t, "disconnected: alice", timeout)
 	rc.ExpectClosed()
@@ -40,8 +38,7 @@ func TestRawFrameByteByByte(t *testing.T) {
 // Several frames may arrive in one read.
 func TestRawSeveralFramesOneWrite(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	bob := joinClient(t, srv, "bob")
+	srv, bob := withBob(t)
 	rc := dialRaw(t, srv.port, "alice")
 	var b bytes.Buffer
 	b.Write(fr("join", "alice"))
@@ -165,8 +162,7 @@ func byteStrings(ss ...string) [][]byte {
 
 func TestRawMalformedPayloads(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	bob := joinClient(t, srv, "bob")
+	srv, bob := withBob(t)
 	names1025 := strings.TrimSpace(strings.Repeat("bob ", 1025))
 	for _, p := range []string{
 		"",
@@ -212,8 +208,7 @@ func TestRawMalformedPayloads(t *testing.T) {
 
 func TestRawSecondJoin(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	bob := joinClient(t, srv, "bob")
+	srv, bob := withBob(t)
 	rc := rawJoin(t, srv, "alice")
 	rc.Write(fr("join", "alice"))
 	rc.ExpectRefused(protocol.ErrUnknownMessage)
@@ -265,9 +260,7 @@ func TestRawQueuedBeforeEnd(t *testing.T) {
 // printed as `disconnected: NAME`; the others keep chatting.
 func TestRawDropMidFrame(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	alice := joinClient(t, srv, "alice")
-	bob := joinClient(t, srv, "bob")
+	srv, alice, bob := duo(t)
 	for _, partial := range []string{
 		"send_message 50 1 bob hel",
 		"send_mes",
@@ -308,10 +301,8 @@ func TestRawDropMidFrame(t *testing.T) {
 // the sender never waits for it.
 func TestRawSlowReaderCutOff(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	bob := joinClient(t, srv, "bob")
-	slow := rawJoin(t, srv, "slow")
-	_ = slow.TCP().SetReadBuffer(4096)
+	srv, bob := withBob(t)
+	rawStalled(t, srv, "slow") // never reads
 	fast := rawJoin(t, srv, "fast")
 	text := strings.Repeat("z", 65536)
 	msg := fr("send_message", "1 slow "+text)

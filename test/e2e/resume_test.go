@@ -2,94 +2,17 @@ package e2e
 
 import (
 	"fmt"
-	"io"
-	"net"
 	"regexp"
 	"slices"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gochat/chat/internal/chattest"
 )
 
 // Sessions that survive a lost connection (issue 22, slice 1): the real
 // client and server, with a TCP proxy between them that the test cuts.
-
-// cutProxy relays TCP connections to target until cut closes those open.
-type cutProxy struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	conns []net.Conn // both ends of every relayed connection; guarded by mu
-	wg    sync.WaitGroup
-}
-
-// startCutProxy listens on a free port of 127.0.0.1 and relays to target;
-// the test's cleanup closes it.
-func startCutProxy(t testing.TB, target string) *cutProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln, target: target}
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *cutProxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
-
-// serve accepts and relays until the listener is closed.
-func (p *cutProxy) serve() {
-	defer p.wg.Done()
-	for {
-		in, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		out, err := net.Dial("tcp", p.target)
-		if err != nil {
-			in.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, in, out)
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(in, out)
-		go p.pipe(out, in)
-	}
-}
-
-// pipe copies from src to dst until either fails, then closes both.
-func (p *cutProxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-}
-
-// cut closes every connection relayed so far, both ends, as a NAT or a
-// proxy restart does; new ones are still relayed.
-func (p *cutProxy) cut() {
-	p.mu.Lock()
-	conns := p.conns
-	p.conns = nil
-	p.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
-	}
-}
-
-// close stops listening, cuts what is open and waits for the relays.
-func (p *cutProxy) close() {
-	p.ln.Close()
-	p.cut()
-	p.wg.Wait()
-}
 
 // countMatch returns how many lines of l match re.
 func (l *lineLog) countMatch(re *regexp.Regexp) int {
@@ -131,8 +54,8 @@ func TestResumeThroughCutProxy(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
 	srv := startServer(t)
-	proxy := startCutProxy(t, srv.addr())
-	bob := startClient(t, proxy.port(), "bob", "--resume")
+	proxy := chattest.NewProxy(t, srv.addr(), 0)
+	bob := startClient(t, proxy.Port(), "bob", "--resume")
 	srv.out.waitLine(t, "join: bob", timeout)
 	alice := rawJoin(t, srv, "alice")
 
@@ -154,7 +77,7 @@ func TestResumeThroughCutProxy(t *testing.T) {
 	for i := 1; i <= total; i++ {
 		bob.out.waitLine(t, fmt.Sprintf("msg: alice: m%d", i), timeout)
 		if i%20 == 10 {
-			proxy.cut()
+			proxy.Cut()
 			cuts++
 		}
 	}
@@ -201,12 +124,12 @@ func TestResumeWindowPasses(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
 	srv := startServer(t, "--resume-window", "300ms")
-	proxy := startCutProxy(t, srv.addr())
-	bob := startClient(t, proxy.port(), "bob", "--resume")
+	proxy := chattest.NewProxy(t, srv.addr(), 0)
+	bob := startClient(t, proxy.Port(), "bob", "--resume")
 	srv.out.waitLine(t, "join: bob", timeout)
 	alice := rawJoin(t, srv, "alice")
 	rawList(t, srv, alice, "2 alice bob")
-	proxy.close()
+	proxy.Close()
 	bob.out.waitLine(t, "disconnected: connection to server lost", timeout)
 	srv.out.waitLine(t, "disconnected: bob", timeout)
 	rawList(t, srv, alice, "1 alice")
@@ -229,8 +152,8 @@ func parseResumeDelay(line string) (time.Duration, error) {
 //	go test ./test/e2e -run '^$' -bench Resume -benchtime 200x
 func BenchmarkResume(b *testing.B) {
 	srv := startServer(b)
-	proxy := startCutProxy(b, srv.addr())
-	bob := startClient(b, proxy.port(), "bob", "--resume")
+	proxy := chattest.NewProxy(b, srv.addr(), 0)
+	bob := startClient(b, proxy.Port(), "bob", "--resume")
 	srv.out.waitLine(b, "join: bob", timeout)
 	alice := rawJoin(b, srv, "alice")
 	stop := make(chan struct{})
@@ -257,7 +180,7 @@ func BenchmarkResume(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		start := time.Now()
-		proxy.cut()
+		proxy.Cut()
 		bob.errs.waitMatches(b, resumedLine, i+1, timeout)
 		took = append(took, time.Since(start))
 	}

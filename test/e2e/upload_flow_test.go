@@ -2,13 +2,9 @@ package e2e
 
 import (
 	"bytes"
-	"io"
 	"math/rand/v2"
-	"net"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -28,91 +24,24 @@ func randomFile(t *testing.T, dir, name string, n int) []byte {
 	return data
 }
 
-// countingRelay relays one connection to the server at port and counts
-// the bytes the client sends through it. The test's cleanup ends it.
-type countingRelay struct {
-	port int
-	up   atomic.Int64
-}
-
-func relayTo(t *testing.T, port int) *countingRelay {
-	t.Helper()
-	return slowRelayTo(t, port, 0)
-}
-
-// slowRelayTo is relayTo passing what the client sends at about rate
-// bytes per second (0: as it comes): a slow uplink.
-func slowRelayTo(t *testing.T, port, rate int) *countingRelay {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &countingRelay{port: ln.Addr().(*net.TCPAddr).Port}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		cc, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		sc, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", itoa(port)))
-		if err != nil {
-			cc.Close()
-			return
-		}
-		mu.Lock()
-		conns = append(conns, cc, sc)
-		mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var from io.Reader = cc
-			if rate > 0 {
-				from, _ = chattest.Throttle(cc, rate)
-			}
-			n, _ := io.Copy(sc, from)
-			r.up.Add(n)
-			sc.(*net.TCPConn).CloseWrite()
-		}()
-		io.Copy(cc, sc)
-		cc.(*net.TCPConn).CloseWrite()
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return r
-}
-
 // A file to a user who is not online is never uploaded: the client
 // learns so before it sends any of it, and says so; the server prints the
 // lines of send_file.
 func TestUploadToNobodyIsNotSent(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
-	relay := relayTo(t, srv.port)
-	alice := startClient(t, relay.port, "alice")
+	relay := chattest.NewProxy(t, srv.addr(), 0)
+	alice := startClient(t, relay.Port(), "alice")
 	srv.out.waitLine(t, "join: alice", timeout)
 	randomFile(t, alice.home, "big.bin", 50<<20)
 	alice.send(t, "file 1 nobody big.bin")
 	// The list overtakes the file (a piped list goes at once, docs/CLIENT.md),
 	// so the server may print it first: wait for the file's lines before it.
 	srv.out.waitLines(t, timeout, "file: alice", "file: alice to non-existent user nobody")
-	alice.send(t, "list")
-	srv.out.waitLine(t, "request_users_list: alice", timeout)
-	alice.out.waitLine(t, "list: alice", timeout)
+	syncList(t, srv, alice, "alice")
 	alice.errs.skipTo(t, "client: not online: nobody; big.bin was not sent", timeout)
 	alice.quit(t, srv)
-	if n := relay.up.Load(); n > 64<<10 {
+	if n := relay.Up(); n > 64<<10 {
 		t.Fatalf("the client sent %d bytes for a file to nobody", n)
 	}
 }
@@ -143,7 +72,7 @@ func TestUploadSignalMidFile(t *testing.T) {
 			bob.Expect(protocol.ExtHello, "chunked-file")
 			bob.Write(fr("join", "bob"))
 			srv.out.waitLine(t, "join: bob", timeout)
-			alice := startClient(t, slowRelayTo(t, srv.port, 2<<20).port, "alice", tc.extra...)
+			alice := startClient(t, chattest.NewProxy(t, srv.addr(), 2<<20).Port(), "alice", tc.extra...)
 			srv.out.waitLine(t, "join: alice", timeout)
 			randomFile(t, alice.home, "big.bin", 64<<20)
 			alice.send(t, "file 1 bob big.bin")
@@ -172,8 +101,7 @@ func TestUploadSignalMidFile(t *testing.T) {
 func TestUploadOutcomePerRecipient(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, "--stall-timeout", "2s")
-	bob := rawJoin(t, srv, "bob") // never reads
-	bob.TCP().SetReadBuffer(4 << 10)
+	rawStalled(t, srv, "bob") // never reads
 	carol := joinClient(t, srv, "carol")
 	alice := joinClient(t, srv, "alice")
 	data := randomFile(t, alice.home, "big.bin", 20<<20)

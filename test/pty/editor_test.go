@@ -81,10 +81,8 @@ func TestEscAndWords(t *testing.T) {
 
 	alice.typeKeys("unfinished" + termtest.Esc)
 	alice.typeKeys(termtest.CtrlC)
-	if code := alice.waitExit(); code != 0 {
-		t.Fatalf("exit status %d, want 0", code)
-	}
-	srv.out.waitFor(t, "server stdout", "disconnected: alice\n")
+	expectExit(t, alice, 0)
+	srv.Out.WaitLine(t, "disconnected: alice", timeout)
 	alice.waitScreen("quitting, then a fresh row", func(v termtest.View) bool { return endsWith(v, "quitting") })
 	alice.expectTerminalRestored()
 }

@@ -170,8 +170,8 @@ func trouble(out []byte) string {
 // ---------------------------------------------------------------------------
 
 type server struct {
+	*testbin.Proc
 	addr string
-	out  *stream
 	port string
 }
 
@@ -189,37 +189,8 @@ func startServerArgs(t *testing.T, extra ...string) *server {
 	skipShort(t)
 	cmd := exec.Command(serverBin, append([]string{"-a", "127.0.0.1", "-p", "0"}, extra...)...)
 	cmd.Dir = t.TempDir()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &server{out: newStream()}
-	logs := newStream()
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go s.out.run(stdout, &wg)
-	go logs.run(stderr, &wg)
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		wg.Wait()
-		cmd.Wait()
-		if l := trouble(logs.bytes()); l != "" {
-			t.Errorf("server reported on stderr: %q\n%s", l, logs.bytes())
-		}
-	})
-	logs.waitFor(t, "server stderr", "msg=listening")
-	m := listening.FindSubmatch(logs.bytes())
-	if m == nil {
-		t.Fatalf("server: no address in %q", logs.bytes())
-	}
-	s.addr = string(m[1])
+	s := &server{Proc: testbin.Start(t, "server", cmd)}
+	s.addr = s.Errs.WaitMatch(t, listening, timeout)[1]
 	_, s.port, _ = net.SplitHostPort(s.addr)
 	return s
 }
@@ -321,13 +292,38 @@ func (c *ptyClient) waitRow(line string) termtest.View {
 // waitExit waits for the client to exit and returns its status.
 func (c *ptyClient) waitExit() int {
 	c.t.Helper()
+	return waitExited(c.t, c.cmd, c.exited, func() string { return fmt.Sprintf("; screen:\n%s", c.scr) })
+}
+
+// waitExited waits until exited is closed and returns cmd's exit status;
+// a client still running after timeout fails t, the failure ending with
+// more().
+func waitExited(t *testing.T, cmd *exec.Cmd, exited <-chan struct{}, more func() string) int {
+	t.Helper()
 	select {
-	case <-c.exited:
-		return c.cmd.ProcessState.ExitCode()
+	case <-exited:
+		return cmd.ProcessState.ExitCode()
 	case <-time.After(timeout):
-		c.t.Fatalf("client still running after %v; screen:\n%s", timeout, c.scr)
+		t.Fatalf("client still running after %v%s", timeout, more())
 		return -1
 	}
+}
+
+// expectExit waits for c to exit and requires the status want.
+func expectExit(t *testing.T, c interface{ waitExit() int }, want int) {
+	t.Helper()
+	if code := c.waitExit(); code != want {
+		t.Fatalf("exit status %d, want %d", code, want)
+	}
+}
+
+// expectLeft requires alice's disconnect on conn, the fake server's
+// connection, closes it, and requires her client to exit with status 0.
+func expectLeft(t *testing.T, c interface{ waitExit() int }, conn *chattest.Conn) {
+	t.Helper()
+	conn.Expect(protocol.Disconnect, "alice")
+	conn.NC.Close()
+	expectExit(t, c, 0)
 }
 
 // expectTerminalRestored checks that the terminal is back in its usual
@@ -445,15 +441,10 @@ func (c *pipeClient) send(line string) {
 	}
 }
 
+// waitExit waits for the client to exit and returns its status.
 func (c *pipeClient) waitExit() int {
 	c.t.Helper()
-	select {
-	case <-c.exited:
-		return c.cmd.ProcessState.ExitCode()
-	case <-time.After(timeout):
-		c.t.Fatalf("client still running after %v", timeout)
-		return -1
-	}
+	return waitExited(c.t, c.cmd, c.exited, func() string { return "" })
 }
 
 // ---------------------------------------------------------------------------
@@ -480,7 +471,7 @@ func dialJoin(t *testing.T, srv *server, name string) *chattest.Conn {
 	rc := chattest.Dial(t, srv.addr, name)
 	rc.Timeout = timeout
 	rc.Write(frame("join", name))
-	srv.out.waitFor(t, "server stdout", "join: "+name+"\n")
+	srv.Out.WaitLine(t, "join: "+name, timeout)
 	return rc
 }
 

@@ -30,8 +30,8 @@ func TestTabCompletesNamesOnlineAtJoin(t *testing.T) {
 	}
 	alice.typeKeys("hi" + termtest.Enter)
 	bob.Expect(protocol.ForwardMessage, "1 alice hi")
-	srv.out.waitFor(t, "server stdout", "msg: alice\n")
-	if got, want := string(srv.out.bytes()), "join: bob\njoin: alice\nmsg: alice\n"; got != want {
+	srv.Out.WaitLine(t, "msg: alice", timeout)
+	if got, want := srv.Out.Snapshot(), []string{"join: bob", "join: alice", "msg: alice"}; !slices.Equal(got, want) {
 		t.Fatalf("server stdout %q, want %q", got, want)
 	}
 	quit(t, srv, alice)
@@ -65,11 +65,7 @@ func TestJoinNoticeAfterHint(t *testing.T) {
 		t.Fatalf("the notice (row %d) comes before the hint (row %d):\n%s", notice, hint, alice.scr)
 	}
 	alice.typeKeys(termtest.CtrlD)
-	conn.Expect(protocol.Disconnect, "alice")
-	conn.NC.Close()
-	if code := alice.waitExit(); code != 0 {
-		t.Fatalf("exit status %d", code)
-	}
+	expectLeft(t, alice, conn)
 }
 
 // isHint reports whether a row is the hint shown once the join stands.

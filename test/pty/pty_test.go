@@ -47,12 +47,14 @@ func endsWith(v termtest.View, line string) bool {
 }
 
 // plainOnFake starts alice, --plain on a terminal, against a fresh fake
-// server and accepts her join.
+// server, accepts her join and waits for her prompt.
 func plainOnFake(t *testing.T) (*ptyClient, *chattest.Conn) {
 	t.Helper()
 	fake := newFakeServer(t)
 	alice := startPTY(t, env(term, ""), args(fake.port, "alice", "--plain")...)
-	return alice, fake.accept(t, "alice")
+	conn := fake.accept(t, "alice")
+	alice.waitInput("alice", "")
+	return alice, conn
 }
 
 // startAlice starts the real server, alice's client in a terminal, and a
@@ -61,7 +63,7 @@ func startAlice(t *testing.T, environ []string) (*server, *ptyClient, *chattest.
 	t.Helper()
 	srv := startServer(t)
 	alice := startPTY(t, environ, args(srv.port, "alice")...)
-	srv.out.waitFor(t, "server stdout", "join: alice\n")
+	srv.Out.WaitLine(t, "join: alice", timeout)
 	bob := dialJoin(t, srv, "bob")
 	alice.waitInput("alice", "")
 	return srv, alice, bob
@@ -71,10 +73,8 @@ func startAlice(t *testing.T, environ []string) (*server, *ptyClient, *chattest.
 func quit(t *testing.T, srv *server, alice *ptyClient) {
 	t.Helper()
 	alice.typeKeys(termtest.CtrlD)
-	if code := alice.waitExit(); code != 0 {
-		t.Fatalf("exit status %d, want 0", code)
-	}
-	srv.out.waitFor(t, "server stdout", "disconnected: alice\n")
+	expectExit(t, alice, 0)
+	srv.Out.WaitLine(t, "disconnected: alice", timeout)
 	alice.waitRow("quitting")
 	alice.expectTerminalRestored()
 }
@@ -201,7 +201,6 @@ func TestProgressBarOnATerminal(t *testing.T) {
 	t.Run("receive", func(t *testing.T) {
 		t.Parallel()
 		alice, conn := plainOnFake(t)
-		alice.waitInput("alice", "")
 
 		data := content(8 << 20)
 		head := "1 bob big.bin "
@@ -223,17 +222,12 @@ func TestProgressBarOnATerminal(t *testing.T) {
 			t.Fatalf("saved file: %d bytes, %v; want the %d sent\n%s", len(got), err, len(data), v.Raw)
 		}
 		alice.typeKeys(termtest.CtrlC)
-		conn.Expect(protocol.Disconnect, "alice")
-		conn.NC.Close()
-		if code := alice.waitExit(); code != 0 {
-			t.Fatalf("exit status %d", code)
-		}
+		expectLeft(t, alice, conn)
 		alice.expectTerminalRestored()
 	})
 	t.Run("send", func(t *testing.T) {
 		t.Parallel()
 		alice, conn := plainOnFake(t)
-		alice.waitInput("alice", "")
 		data := content(32 << 20)
 		if err := os.WriteFile(filepath.Join(alice.dir, "big.bin"), data, 0o644); err != nil {
 			t.Fatal(err)
@@ -319,11 +313,7 @@ func TestNoProgressWhenPiped(t *testing.T) {
 				}
 			}
 			alice.send("quit")
-			conn.Expect(protocol.Disconnect, "alice")
-			conn.NC.Close()
-			if code := alice.waitExit(); code != 0 {
-				t.Fatalf("exit status %d", code)
-			}
+			expectLeft(t, alice, conn)
 			if got := string(alice.out.bytes()); got != "file: bob: big.bin\nquitting\n" {
 				t.Fatalf("stdout = %q", got)
 			}
@@ -347,7 +337,7 @@ func TestPipedStdoutIsByteExact(t *testing.T) {
 			t.Parallel()
 			srv := startServer(t)
 			alice := startPipe(t, env(term, ""), stdinTTY, args(srv.port, "alice")...)
-			srv.out.waitFor(t, "server stdout", "join: alice\n")
+			srv.Out.WaitLine(t, "join: alice", timeout)
 			bob := dialJoin(t, srv, "bob")
 
 			alice.send("help")
@@ -364,9 +354,7 @@ func TestPipedStdoutIsByteExact(t *testing.T) {
 			alice.send("msg 1 bob bye")
 			bob.Expect(protocol.ForwardMessage, "1 alice bye")
 			alice.send("quit")
-			if code := alice.waitExit(); code != 0 {
-				t.Fatalf("exit status %d", code)
-			}
+			expectExit(t, alice, 0)
 
 			// The help text, then the lines of the session.
 			help, got, _ := bytes.Cut(alice.out.bytes(), []byte("list: alice bob\n"))
@@ -404,10 +392,8 @@ func TestCtrlCAndCtrlDQuit(t *testing.T) {
 			t.Parallel()
 			srv, alice, _ := startAlice(t, env(term, ""))
 			alice.typeKeys(keys)
-			if code := alice.waitExit(); code != 0 {
-				t.Fatalf("exit status %d, want 0", code)
-			}
-			srv.out.waitFor(t, "server stdout", "disconnected: alice\n")
+			expectExit(t, alice, 0)
+			srv.Out.WaitLine(t, "disconnected: alice", timeout)
 			// quitting is the last row: no prompt is left behind.
 			alice.waitScreen("quitting, then a fresh row", func(v termtest.View) bool {
 				return endsWith(v, "quitting")
@@ -423,9 +409,7 @@ func TestServerGoneEndsAtOnce(t *testing.T) {
 	alice.typeKeys("half a line")
 	alice.waitInput("alice", "half a line")
 	conn.NC.Close()
-	if code := alice.waitExit(); code != 1 {
-		t.Fatalf("exit status %d, want 1", code)
-	}
+	expectExit(t, alice, 1)
 	alice.waitScreen("the disconnection, then a fresh row", func(v termtest.View) bool {
 		return endsWith(v, "disconnected: connection to server lost")
 	})
@@ -480,7 +464,7 @@ func TestColors(t *testing.T) {
 			t.Parallel()
 			srv := startServer(t)
 			alice := startPTY(t, env(c.term, c.noColor), args(srv.port, "alice")...)
-			srv.out.waitFor(t, "server stdout", "join: alice\n")
+			srv.Out.WaitLine(t, "join: alice", timeout)
 			if c.prompt {
 				alice.waitInput("alice", "")
 			}
@@ -497,9 +481,7 @@ func TestColors(t *testing.T) {
 			} else {
 				alice.typeKeys("quit" + termtest.Enter)
 			}
-			if code := alice.waitExit(); code != 0 {
-				t.Fatalf("exit status %d", code)
-			}
+			expectExit(t, alice, 0)
 			alice.expectTerminalRestored()
 		})
 	}

@@ -1,16 +1,14 @@
 package ptytest
 
 import (
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 	"github.com/gochat/chat/internal/terminal/termtest"
 )
@@ -32,64 +30,12 @@ func noClaim(t *testing.T, c *ptyClient, v termtest.View) {
 	}
 }
 
-// slowLink relays one connection to the server srv, passing what the
-// client sends at about rate bytes per second (what the server sends goes
-// as it comes), and returns the port to connect to: a slow uplink, which
-// holds a file on its way. (A recipient no longer can: the server holds a
-// file for whoever falls behind, so nobody paces its sender; issue 19.)
-func slowLink(t *testing.T, srv *server, rate int) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait)               // after the listener is closed, and the client gone
-	t.Cleanup(func() { ln.Close() }) // (cleanups run last first)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		up, err := net.DialTimeout("tcp", srv.addr, timeout)
-		if err != nil {
-			return
-		}
-		defer up.Close()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			io.Copy(c, up)
-			c.Close()
-		}()
-		buf := make([]byte, 16<<10)
-		tick := time.NewTicker(time.Duration(len(buf)) * time.Second / time.Duration(rate))
-		defer tick.Stop()
-		for range tick.C {
-			n, err := c.Read(buf)
-			if n > 0 {
-				if _, err := up.Write(buf[:n]); err != nil {
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
-}
-
 // startSlowAlice is startAlice with alice behind a slow uplink.
 func startSlowAlice(t *testing.T, environ []string) (*server, *ptyClient) {
 	t.Helper()
 	srv := startServer(t)
-	alice := startPTY(t, environ, args(slowLink(t, srv, 2<<20), "alice")...)
-	srv.out.waitFor(t, "server stdout", "join: alice\n")
+	alice := startPTY(t, environ, args(strconv.Itoa(chattest.NewProxy(t, srv.addr, 2<<20).Port()), "alice")...)
+	srv.Out.WaitLine(t, "join: alice", timeout)
 	dialJoin(t, srv, "bob")
 	alice.waitInput("alice", "")
 	return srv, alice
@@ -113,14 +59,12 @@ func TestCtrlCCancelsUpload(t *testing.T) {
 	srv, alice := startSlowAlice(t, env(term, ""))
 	startSlowUpload(t, alice)
 	alice.typeKeys(termtest.CtrlC)
-	if code := alice.waitExit(); code != 0 {
-		t.Fatalf("exit status %d, want 0", code)
-	}
+	expectExit(t, alice, 0)
 	v := alice.waitScreen("the cancel, then quitting", func(v termtest.View) bool {
 		return hasRow(v, regexp.MustCompile(`^client: cancelled big\.bin after .* of 64\.0 MiB; nobody got it$`)) && endsWith(v, "quitting")
 	})
 	noClaim(t, alice, v)
-	srv.out.waitFor(t, "server stdout", "disconnected: alice\n")
+	srv.Out.WaitLine(t, "disconnected: alice", timeout)
 	alice.expectTerminalRestored()
 }
 
@@ -167,7 +111,7 @@ func TestFileToNobodyOnTerminal(t *testing.T) {
 			alice.typeKeys("file 1 nobody big.bin" + termtest.Enter)
 			v := alice.waitScreen("what became of the file", func(v termtest.View) bool { return hasRow(v, tc.row) })
 			noClaim(t, alice, v)
-			srv.out.waitFor(t, "server stdout", "file: alice to non-existent user nobody\n")
+			srv.Out.WaitLine(t, "file: alice to non-existent user nobody", timeout)
 			quit(t, srv, alice)
 		})
 	}
@@ -185,9 +129,7 @@ func TestNoHintBeforeRefusal(t *testing.T) {
 			srv := startServerArgs(t, "--max-clients", tc.max)
 			dialJoin(t, srv, "bob")
 			alice := startPTY(t, env(term, ""), args(srv.port, tc.user)...)
-			if code := alice.waitExit(); code != 1 {
-				t.Fatalf("exit status %d, want 1", code)
-			}
+			expectExit(t, alice, 1)
 			v := alice.waitScreen("the refusal alone", func(v termtest.View) bool { return endsWith(v, tc.line) })
 			if len(v.Transcript) != 1 {
 				t.Fatalf("more than the refusal on the screen:\n%s", alice.scr)

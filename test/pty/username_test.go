@@ -13,9 +13,7 @@ func TestInvalidUsernameOnTerminal(t *testing.T) {
 	t.Parallel()
 	fake := newFakeServer(t)
 	alice := startPTY(t, env(term, ""), args(fake.port, "a/b")...)
-	if code := alice.waitExit(); code != 1 {
-		t.Fatalf("exit status %d, want 1", code)
-	}
+	expectExit(t, alice, 1)
 	alice.waitScreen("the reason, then the refusal", func(v termtest.View) bool {
 		return v.Contains(`client: invalid username "a/b": contains / or \`) &&
 			endsWith(v, "disconnected: username not available")

@@ -21,7 +21,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,35 +37,14 @@ import (
 	"github.com/gochat/chat/internal/testbin"
 )
 
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
-
-// metric scrapes one unlabelled metric from a Prometheus endpoint.
+// metric returns one unlabelled metric of the Prometheus endpoint at url.
 func metric(t *testing.T, url, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatalf("scraping metrics: %v", err)
+	v, ok := testbin.Metrics(t, url)[name]
+	if !ok {
+		t.Fatalf("metric %s not found", name)
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, name+" "); ok {
-			v, err := strconv.ParseFloat(rest, 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", name, err)
-			}
-			return v
-		}
-	}
-	t.Fatalf("metric %s not found", name)
-	return 0
+	return v
 }
 
 // member is one soak client: a raw protocol connection, the shared test
@@ -93,7 +71,7 @@ func TestSoak(t *testing.T) {
 	if os.Getenv("CHAT_SOAK") == "" {
 		t.Skip("set CHAT_SOAK=1 to run the soak test")
 	}
-	n := envInt("CHAT_SOAK_CLIENTS", 1000)
+	n := testbin.EnvInt("CHAT_SOAK_CLIENTS", 1000)
 	duration := 10 * time.Minute
 	if d, err := time.ParseDuration(os.Getenv("CHAT_SOAK_DURATION")); err == nil && d > 0 {
 		duration = d

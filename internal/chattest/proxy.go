@@ -1,0 +1,211 @@
+package chattest
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// Proxy carries TCP connections to a target, as the network between
+// clients and a server, and lets a test break that network: Cut closes
+// the connections (a NAT or a proxy restarting), Block refuses new ones
+// (a server that is not there), Stall holds every byte without closing
+// anything (a partition, not a crash), Retarget sends new ones elsewhere.
+// What the clients send may go at a set rate (a slow uplink, which holds
+// a file on its way), and is counted. The e2e, pty, browser and cluster
+// suites each had a proxy of their own (issue 24).
+type Proxy struct {
+	ln   net.Listener
+	rate int          // of what clients send, bytes per second; 0: as it comes
+	up   atomic.Int64 // bytes clients sent through
+	wg   sync.WaitGroup
+
+	mu      sync.Mutex
+	target  string            // guarded by mu
+	blocked bool              // guarded by mu
+	healed  chan struct{}     // closed unless stalled; guarded by mu
+	conns   map[net.Conn]bool // both ends of every connection carried; guarded by mu
+}
+
+// NewProxy listens on a free port of 127.0.0.1 and carries every
+// connection to target, what the client sends at about rate bytes per
+// second (0: as it comes). An end one side closes is passed on as a half
+// close; a connection that fails is closed both ways. The test's cleanup
+// closes the proxy.
+func NewProxy(t testing.TB, target string, rate int) *Proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proxy{ln: ln, rate: rate, target: target, healed: make(chan struct{}), conns: map[net.Conn]bool{}}
+	close(p.healed)
+	p.wg.Go(p.accept)
+	t.Cleanup(p.Close)
+	return p
+}
+
+// Addr returns the address clients connect to.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// Port returns the port clients connect to, on 127.0.0.1.
+func (p *Proxy) Port() int { return p.ln.Addr().(*net.TCPAddr).Port }
+
+// Up returns how many bytes clients have sent through the proxy so far.
+func (p *Proxy) Up() int64 { return p.up.Load() }
+
+func (p *Proxy) accept() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.blocked {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		target := p.target
+		p.conns[c] = true
+		p.mu.Unlock()
+		p.wg.Go(func() { p.carry(c, target) })
+	}
+}
+
+// carry carries c to target and back until both ways have ended.
+func (p *Proxy) carry(c net.Conn, target string) {
+	defer p.drop(c)
+	s, err := net.Dial("tcp", target)
+	if err != nil {
+		return // the client sees its connection closed, as if refused
+	}
+	p.mu.Lock()
+	_, live := p.conns[c]
+	if live {
+		p.conns[s] = true
+	}
+	p.mu.Unlock()
+	defer p.drop(s)
+	if !live {
+		return // cut while dialling
+	}
+	var up io.Reader = c
+	if p.rate > 0 {
+		up, _ = Throttle(c, p.rate)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.pipe(s, c, up, &p.up)
+	}()
+	p.pipe(c, s, s, nil)
+	<-done
+}
+
+// pipe copies from r, which reads src, to dst, holding the bytes while
+// the proxy is stalled and adding them to count (if not nil). At src's
+// end it closes dst for writing; when either fails it closes both.
+func (p *Proxy) pipe(dst, src net.Conn, r io.Reader, count *atomic.Int64) {
+	buf := make([]byte, 32<<10)
+	for {
+		p.waitHealed()
+		n, err := r.Read(buf)
+		p.waitHealed() // bytes read just before a stall wait for its end
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				err = werr
+			} else if count != nil {
+				count.Add(int64(n))
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			if tc, ok := dst.(*net.TCPConn); ok {
+				tc.CloseWrite()
+			}
+			return
+		}
+		if err != nil {
+			dst.Close()
+			src.Close()
+			return
+		}
+	}
+}
+
+func (p *Proxy) waitHealed() {
+	p.mu.Lock()
+	healed := p.healed
+	p.mu.Unlock()
+	<-healed
+}
+
+func (p *Proxy) drop(c net.Conn) {
+	c.Close()
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+}
+
+// Cut closes every connection carried so far, both ends, and returns how
+// many ends there were; new connections are still carried.
+func (p *Proxy) Cut() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.conns)
+	for c := range p.conns {
+		c.Close()
+		delete(p.conns, c)
+	}
+	return n
+}
+
+// Block makes the proxy close new connections at once (on), as a server
+// that is not there, or carry them again (off).
+func (p *Proxy) Block(on bool) {
+	p.mu.Lock()
+	p.blocked = on
+	p.mu.Unlock()
+}
+
+// Retarget sends new connections to target.
+func (p *Proxy) Retarget(target string) {
+	p.mu.Lock()
+	p.target = target
+	p.mu.Unlock()
+}
+
+// Stall holds every byte in both directions, and closes nothing, until
+// Heal.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.healed:
+		p.healed = make(chan struct{})
+	default: // stalled already
+	}
+}
+
+// Heal ends a stall: the bytes held go on.
+func (p *Proxy) Heal() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.healed:
+	default:
+		close(p.healed)
+	}
+}
+
+// Close stops listening, ends a stall, cuts what is open and waits for
+// the proxy's goroutines. It may be called more than once.
+func (p *Proxy) Close() {
+	p.ln.Close()
+	p.Heal()
+	p.Cut()
+	p.wg.Wait()
+}
