@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -27,6 +28,11 @@ type Flags struct {
 	// front end (socket activation, internal/activation): Start serves
 	// on it instead of listening on Addr.
 	Inherited *net.TCPListener
+	// HeartbeatTimeout, if set, is the chat server's heartbeat timeout
+	// (server.Config.HeartbeatTimeout): the page pings after a third of
+	// it without a frame, and takes its connection as lost after all of
+	// it. Not a flag: the server's own --heartbeat-timeout sets it.
+	HeartbeatTimeout time.Duration
 }
 
 // AddFlags registers the web front end's flags on fs and returns where

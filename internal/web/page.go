@@ -32,6 +32,9 @@ func setSecurityHeaders(h http.Header) {
 // pageConfig is what the page learns of the server, from config.json.
 type pageConfig struct {
 	MaxFileSize int64 `json:"maxFileSize"`
+	// HeartbeatMs is the server's heartbeat timeout in milliseconds (0:
+	// not told, the page's default).
+	HeartbeatMs int64 `json:"heartbeatMs,omitempty"`
 }
 
 // pageHandler serves the files of static and config.json: GET and HEAD

@@ -22,6 +22,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -63,6 +64,11 @@ type Config struct {
 	// MaxFileSize is the server's largest file, told to the page so that
 	// it refuses a larger one before sending it (default: the protocol's).
 	MaxFileSize int64
+	// HeartbeatTimeout is the chat server's heartbeat timeout, told to
+	// the page (0: the page's default, 15 s): a page granted heartbeat
+	// pings after a third of it without a frame from the server, and
+	// takes the connection as lost after all of it (docs/WEB.md).
+	HeartbeatTimeout time.Duration
 	// Logger receives diagnostics (default: discarded).
 	Logger *slog.Logger
 }
@@ -106,7 +112,7 @@ func New(cfg Config, addr net.Addr) (*Gateway, error) {
 	}
 	return &Gateway{
 		cfg:   cfg,
-		page:  pageHandler(pageConfig{MaxFileSize: cfg.MaxFileSize}),
+		page:  pageHandler(pageConfig{MaxFileSize: cfg.MaxFileSize, HeartbeatMs: cfg.HeartbeatTimeout.Milliseconds()}),
 		addr:  addr,
 		conns: make(chan net.Conn),
 		done:  make(chan struct{}),

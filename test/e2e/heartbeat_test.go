@@ -6,116 +6,17 @@ import (
 	"net"
 	"regexp"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 )
 
 // The heartbeat extension (issue 22): a connection that goes silent
 // without a FIN or a RST is seen as lost in seconds. The real client and
 // server, with a TCP proxy between them that the test turns into a
-// black hole: it keeps every connection open and reads what comes, but
-// forwards nothing more either way, as a network that vanished (a laptop
-// off the Wi-Fi, a NAT that forgot the flow) looks to both ends. TCP
-// never gives up on such a connection here (the proxy acknowledges
-// everything), so only the heartbeat can see it.
-
-// holeProxy relays TCP connections to target; blackhole makes those open
-// forward nothing more, while new ones are relayed.
-type holeProxy struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	conns []net.Conn     // both ends of every relayed connection; guarded by mu
-	holes []*atomic.Bool // each relayed connection's switch; guarded by mu
-	wg    sync.WaitGroup
-}
-
-// startHoleProxy listens on a free port of 127.0.0.1 and relays to
-// target; the test's cleanup closes it.
-func startHoleProxy(t testing.TB, target string) *holeProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &holeProxy{ln: ln, target: target}
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *holeProxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
-
-// serve accepts and relays until the listener is closed.
-func (p *holeProxy) serve() {
-	defer p.wg.Done()
-	for {
-		in, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		out, err := net.Dial("tcp", p.target)
-		if err != nil {
-			in.Close()
-			continue
-		}
-		hole := new(atomic.Bool)
-		p.mu.Lock()
-		p.conns = append(p.conns, in, out)
-		p.holes = append(p.holes, hole)
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(in, out, hole)
-		go p.pipe(out, in, hole)
-	}
-}
-
-// pipe copies from src to dst, dropping what it reads once hole is set,
-// until either end fails; then it closes both.
-func (p *holeProxy) pipe(dst, src net.Conn, hole *atomic.Bool) {
-	defer p.wg.Done()
-	defer src.Close()
-	defer dst.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 && !hole.Load() {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// blackhole stops forwarding on every connection relayed so far,
-// closing none.
-func (p *holeProxy) blackhole() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, h := range p.holes {
-		h.Store(true)
-	}
-}
-
-// close stops listening, closes what is open and waits for the relays.
-func (p *holeProxy) close() {
-	p.ln.Close()
-	p.mu.Lock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
-}
+// black hole (chattest.HoleProxy).
 
 var (
 	silentLine = regexp.MustCompile(`^client: no answer from the server for (\S+); taking the connection as lost$`)
@@ -135,8 +36,8 @@ func TestHeartbeatBlackhole(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
 	srv := startServer(t)
-	proxy := startHoleProxy(t, srv.addr())
-	bob := startClient(t, proxy.port(), "bob", "--resume", "--heartbeat", hbInterval.String())
+	proxy := chattest.StartHoleProxy(t, srv.addr())
+	bob := startClient(t, proxy.Port(), "bob", "--resume", "--heartbeat", hbInterval.String())
 	srv.out.waitLine(t, "join: bob", timeout)
 	alice := rawJoin(t, srv, "alice")
 
@@ -158,7 +59,7 @@ func TestHeartbeatBlackhole(t *testing.T) {
 	for i := 1; i <= total; i++ {
 		bob.out.waitLine(t, fmt.Sprintf("msg: alice: m%d", i), timeout)
 		if i == 10 {
-			proxy.blackhole()
+			proxy.Blackhole()
 			holed = time.Now()
 		}
 	}

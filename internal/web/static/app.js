@@ -15,7 +15,7 @@
   const FOLD_BYTES = 8 << 20; // received bytes folded into a Blob at a time
   // The features the page asks for. A resumed connection asks for the
   // same ones, and must be granted them: the page's decoding rests on them.
-  const FEATURES = ['chunked-file', 'presence', 'not-online', 'online', 'resume'];
+  const FEATURES = ['chunked-file', 'presence', 'not-online', 'online', 'resume', 'heartbeat'];
   // Acknowledging and reconnecting follow the terminal client's rules
   // (internal/client/reconnect.go; docs/SESSIONS.md): an acknowledgement
   // once ACK_EVERY counted frames wait, or ACK_DELAY_MS after the first;
@@ -26,6 +26,12 @@
   const BACKOFF_FIRST_MS = 50;
   const BACKOFF_MAX_MS = 1000;
   const ATTEMPT_WAIT_MS = 2000;
+  // The heartbeat (docs/PROTOCOL.md, "heartbeat"; docs/WEB.md): a page
+  // granted it pings after a third of the server's heartbeat timeout
+  // without a byte from the server, and takes the connection as lost,
+  // and resumes, after all of it. The server's timeout comes with
+  // config.json; until it does, the server's default.
+  let heartbeatTimeoutMs = 15000;
 
   // byBytes orders names as the server lists them: by their UTF-8 bytes.
   function byBytes(a, b) {
@@ -237,6 +243,8 @@
       this.midFrame = false; // a send_file is being sent: no other frame may go now
       this.ackWanted = false; // an acknowledgement waits for the send_file's end
       this.changed = null; // resolves the waits of ready() at the next change
+      this.heardAt = 0; // performance.now() when the server was last heard from
+      this.hbTimer = null;
       this.decoder = this.newDecoder();
       this.connect();
     }
@@ -346,6 +354,7 @@
 
     onMessage(e) {
       if (this.over) return;
+      this.heardAt = performance.now();
       try {
         this.decoder.feed(new Uint8Array(e.data));
       } catch (err) {
@@ -366,6 +375,7 @@
           this.helloAnswered = true;
           this.granted = dec.decode(p).split(' ').filter((f) => f !== '');
           this.presence = this.granted.includes('presence');
+          this.startHeartbeat();
           // A server without online: the answer to a list shows the
           // join stood, as with no extensions.
           if (!this.granted.includes('online')) this.requestList();
@@ -446,6 +456,12 @@
           else d.abort('the sender went away before the end');
           break;
         }
+        case 'ping':
+          // Answered from here, not from a timer: a hidden tab runs its
+          // timers once a minute, and the server pings a page that has
+          // been silent for half its timeout.
+          if (this.granted.includes('heartbeat') && !this.midFrame) this.send(frame('pong'));
+          break;
         case 'err_server_full':
           this.refused('The server is full: no more users can join right now. Try again later.');
           break;
@@ -464,6 +480,42 @@
           this.end('Disconnected: the server received an unknown command.');
           break;
       }
+    }
+
+    // startHeartbeat (re)starts the heartbeat, if granted, on a
+    // connection just opened or resumed: its silence starts now.
+    startHeartbeat() {
+      this.stopHeartbeat();
+      if (!this.granted.includes('heartbeat')) return;
+      this.heardAt = performance.now();
+      this.hbTimer = setTimeout(() => this.beat(), heartbeatTimeoutMs / 3);
+    }
+
+    stopHeartbeat() {
+      if (this.hbTimer !== null) clearTimeout(this.hbTimer);
+      this.hbTimer = null;
+    }
+
+    // beat pings when nothing came for a third of the timeout, and takes
+    // the connection as lost when nothing came for all of it: a network
+    // that vanished without a word (no close, no reset) is seen in
+    // seconds rather than when TCP gives up, minutes later.
+    beat() {
+      this.hbTimer = null;
+      if (this.over || this.reconnecting) return;
+      const every = heartbeatTimeoutMs / 3;
+      const quiet = performance.now() - this.heardAt;
+      if (quiet >= heartbeatTimeoutMs) {
+        console.warn(`no answer from the server for ${Math.round(quiet)} ms: taking the connection as lost`);
+        const ws = this.ws;
+        ws.onclose = null;
+        ws.close();
+        this.startReconnect();
+        return;
+      }
+      // Not inside a file being sent: its progress counts as heard.
+      if (quiet >= every && !this.midFrame) this.send(frame('ping'));
+      this.hbTimer = setTimeout(() => this.beat(), quiet >= every ? Math.min(every, heartbeatTimeoutMs - quiet) : every - quiet);
     }
 
     // counted acknowledges the counted frames received: at once when
@@ -534,6 +586,7 @@
     // stays, the status says "Reconnecting…", and sends wait.
     startReconnect() {
       this.reconnecting = true;
+      this.stopHeartbeat();
       this.deadline = Date.now() + this.res.windowMs;
       this.backoff = BACKOFF_FIRST_MS;
       this.stopAck();
@@ -611,6 +664,7 @@
       this.attemptTimer = null;
       this.reconnecting = false;
       setStatus('Online', 'online');
+      this.startHeartbeat();
       if (missed > 0) {
         note(`The connection was lost and you missed ${missed} message${missed === 1 ? '' : 's'} (more than the server keeps for you).`, true);
         // Joins and leaves may be among them.
@@ -632,6 +686,7 @@
       this.over = true;
       this.reconnecting = false;
       this.stopAck();
+      this.stopHeartbeat();
       for (const t of [this.attemptTimer, this.retryTimer]) if (t !== null) clearTimeout(t);
       this.attemptTimer = this.retryTimer = null;
       this.signal();
@@ -772,8 +827,13 @@
     // drained waits until ws holds at most limit bytes unsent, or is no
     // longer the session's.
     drained(ws, limit) {
+      let left = ws.bufferedAmount;
       return new Promise((resolve) => {
         const check = () => {
+          // Bytes leaving the socket's buffer mean the server takes
+          // them: the heartbeat counts it as heard.
+          if (ws.bufferedAmount < left) this.heardAt = performance.now();
+          left = ws.bufferedAmount;
           if (this.over || this.ws !== ws || ws.bufferedAmount <= limit) resolve();
           else setTimeout(check, 10);
         };
@@ -1049,6 +1109,7 @@
 
   fetch('config.json').then((r) => r.json()).then((c) => {
     if (Number.isSafeInteger(c.maxFileSize) && c.maxFileSize > 0) maxFileSize = c.maxFileSize;
+    if (Number.isSafeInteger(c.heartbeatMs) && c.heartbeatMs >= 100) heartbeatTimeoutMs = c.heartbeatMs;
   }).catch(() => {});
 
   setStatus('Not joined', '');
