@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -140,5 +141,32 @@ func TestHeartbeatSessionWaits(t *testing.T) {
 	c.Expect(protocol.ForwardMessage, "1 alice while away")
 	if n := s.out.Count("disconnected: bob"); n != 0 {
 		t.Errorf("%d disconnected lines for bob, want none", n)
+	}
+}
+
+// TestHeartbeatBusyIsNotSilent: a connection whose frame the server is
+// still reading (a send_file trickling in over two timeouts) is not
+// silent, though no header arrives meanwhile: it is neither pinged nor
+// cut off, and the file arrives whole.
+func TestHeartbeatBusyIsNotSilent(t *testing.T) {
+	var logs logBuffer
+	s := startServer(t, Config{HeartbeatTimeout: hbTimeout, Logger: logs.logger(slog.LevelInfo)})
+	bob := joined(t, s, "bob")
+	alice := heartbeatJoined(t, s, "alice")
+	content := []byte("0123456789abcdef")
+	payload := "1 bob f.txt "
+	alice.Write([]byte(fmt.Sprintf("send_file %d %s", len(payload)+len(content), payload)))
+	tick := time.NewTicker(2 * hbTimeout / time.Duration(len(content)))
+	defer tick.Stop()
+	for i := range content {
+		<-tick.C
+		alice.Write(content[i : i+1])
+	}
+	bob.Expect(protocol.ForwardFile, "1 alice f.txt "+string(content))
+	s.out.Wait(t, "file: alice", 1)
+	alice.Write(protocol.PingFrame)
+	alice.Expect(protocol.Pong, "") // not a ping first: alice was never silent
+	if strings.Contains(logs.String(), "heartbeat") {
+		t.Errorf("log:\n%s", logs.String())
 	}
 }
