@@ -72,6 +72,7 @@ var serverHelp = cli.Help{
 			{Name: "http-allow-origin"},
 			{Name: "http-trusted-proxy"},
 			{Name: "http-hosts"},
+			{Name: "http-peers"},
 		}},
 		{Title: "Cluster mode, several servers as one chat (docs/CLUSTER.md)", Flags: []cli.HelpFlag{
 			{Name: "node", Text: "NAME\tThis node's name, unique in the cluster, defaults to HOST:PORT"},

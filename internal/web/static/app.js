@@ -32,6 +32,13 @@
   // and resumes, after all of it. The server's timeout comes with
   // config.json; until it does, the server's default.
   let heartbeatTimeoutMs = 15000;
+  // The page URLs of a cluster's other nodes (config.json, --http-peers):
+  // a lost connection is resumed on the node that served the page first,
+  // then on these in turn, with the cursor feature so that each node's
+  // position is known (docs/WEB.md, "Another node"). A page served over
+  // https is never sent to an http node: its token would cross the
+  // network in clear.
+  let peers = [];
 
   // byBytes orders names as the server lists them: by their UTF-8 bytes.
   function byBytes(a, b) {
@@ -164,6 +171,8 @@
       this.windowMs = 0;
       this.count = 0; // counted frames received whole
       this.acked = 0; // the count the server was last told
+      this.cursor = null; // the last cursor frame's payload read whole (cursor feature)
+      this.cursorJ = 0; // the counted frames read after it
     }
     get have() {
       return this.token !== '';
@@ -182,7 +191,15 @@
     received(t) {
       if (!this.have || !COUNTED.has(t)) return false;
       this.count++;
+      this.cursorJ++;
       return true;
+    }
+    // cursorFrame takes a cursor frame's payload: a resume on another
+    // node names it, and the counted frames read after it.
+    cursorFrame(p) {
+      if (!this.have) return;
+      this.cursor = p.slice();
+      this.cursorJ = 0;
     }
     unacked() {
       return this.count - this.acked;
@@ -196,6 +213,7 @@
     // knows the count.
     resumeFrame(name) {
       this.acked = this.count;
+      if (this.cursor) return frame('resume', `${name} ${this.token} ${this.count} ${this.cursorJ} `, this.cursor);
       return frame('resume', `${name} ${this.token} ${this.count}`);
     }
   }
@@ -245,6 +263,12 @@
       this.changed = null; // resolves the waits of ready() at the next change
       this.heardAt = 0; // performance.now() when the server was last heard from
       this.hbTimer = null;
+      // The nodes to resume on (the one in use first) and the features
+      // every connection asks for: cursor too when there are others.
+      this.base = location.href;
+      this.order = [];
+      this.tries = 0;
+      this.features = peers.length > 0 ? [...FEATURES, 'cursor'] : FEATURES;
       this.decoder = this.newDecoder();
       this.connect();
     }
@@ -261,7 +285,7 @@
     // connect opens a WebSocket; its events are heard while it is the
     // session's.
     connect() {
-      const url = new URL('ws', location.href);
+      const url = new URL('ws', this.base);
       url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
       const ws = new WebSocket(url);
       ws.binaryType = 'arraybuffer';
@@ -320,7 +344,7 @@
       this.signal();
       if (this.reconnecting) {
         // ext_hello and resume go together; sends wait for resumed.
-        this.ws.send(frame('ext_hello', FEATURES.join(' ')));
+        this.ws.send(frame('ext_hello', this.features.join(' ')));
         this.ws.send(this.res.resumeFrame(this.name));
         return;
       }
@@ -329,7 +353,7 @@
         // (online): the page asks for no list, which would print a
         // request_users_list line on the server's stdout for a command
         // nobody typed.
-        this.send(frame('ext_hello', FEATURES.join(' ')));
+        this.send(frame('ext_hello', this.features.join(' ')));
         this.send(frame('join', this.name));
         return;
       }
@@ -456,6 +480,9 @@
           else d.abort('the sender went away before the end');
           break;
         }
+        case 'cursor':
+          if (this.granted.includes('cursor')) this.res.cursorFrame(p);
+          break;
         case 'ping':
           // Answered from here, not from a timer: a hidden tab runs its
           // timers once a minute, and the server pings a page that has
@@ -587,6 +614,9 @@
     startReconnect() {
       this.reconnecting = true;
       this.stopHeartbeat();
+      // The node in use first, then the others.
+      this.order = [this.base, ...[location.href, ...peers].filter((u) => u !== this.base)];
+      this.tries = 0;
       this.deadline = Date.now() + this.res.windowMs;
       this.backoff = BACKOFF_FIRST_MS;
       this.stopAck();
@@ -609,6 +639,7 @@
         return;
       }
       this.decoder = this.newDecoder(); // what a cut frame left is dropped
+      this.base = this.order[this.tries++ % this.order.length];
       this.connect();
       const ws = this.ws;
       this.attemptTimer = setTimeout(() => {
@@ -1110,6 +1141,10 @@
   fetch('config.json').then((r) => r.json()).then((c) => {
     if (Number.isSafeInteger(c.maxFileSize) && c.maxFileSize > 0) maxFileSize = c.maxFileSize;
     if (Number.isSafeInteger(c.heartbeatMs) && c.heartbeatMs >= 100) heartbeatTimeoutMs = c.heartbeatMs;
+    if (Array.isArray(c.peers)) {
+      peers = c.peers.filter((u) => typeof u === 'string' && /^https?:\/\/[^/]+\/$/.test(u) &&
+        (location.protocol !== 'https:' || u.startsWith('https:')) && u !== new URL('/', location.href).href);
+    }
   }).catch(() => {});
 
   setStatus('Not joined', '');
