@@ -10,25 +10,18 @@ import (
 	"github.com/gochat/chat/internal/protocol"
 )
 
-// expectPastBeats reads frames until one that is neither an
-// acknowledgement nor a heartbeat frame, which must be want.
+// expectPastBeats is expectPastAcks that also passes over the heartbeat's
+// frames.
 func expectPastBeats(t *testing.T, r *protocol.Reader, want protocol.Type) []byte {
 	t.Helper()
 	for {
-		h, err := r.ReadHeader()
-		if err != nil {
-			t.Errorf("got %v, want %s", err, want)
-			return nil
-		}
-		p, _ := r.ReadPayload(nil)
-		switch h.Type {
-		case protocol.Received, protocol.Ping, protocol.Pong:
-			continue
-		case want:
+		h, p, ok := nextFrame(t, r)
+		if !ok || h.Type != protocol.Received && h.Type != protocol.Ping && h.Type != protocol.Pong {
+			if ok && h.Type != want {
+				t.Errorf("got %s %q, want %s", h.Name, p, want)
+			}
 			return p
 		}
-		t.Errorf("got %s %q, want %s", h.Name, p, want)
-		return p
 	}
 }
 
