@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
@@ -44,6 +45,7 @@ var clientHelp = cli.Help{
 			{Name: "extensions", Text: "The default (kept for scripts that give it)"},
 			{Name: "resume", Text: "When the connection is lost, reconnect and resume the session (the default on a terminal; piped, the session ends with its connection unless this is given)"},
 			{Name: "no-resume", Text: "End the session when the connection is lost, also on a terminal (not with --plain, which never resumes)"},
+			{Name: "heartbeat", Text: "DURATION\tPing the server when nothing has come from it for this long, and take the connection as lost after three times as long, so that a vanished network is seen in seconds; asked for with resume, or when given (0: never)"},
 			{Name: "join-notices", Text: "Also be told as users join and leave (not with --plain)"},
 			{Name: "no-history", Text: "Keep no history of the lines typed on a terminal (by default kept in $XDG_STATE_HOME/gochat/history or ~/.local/state/gochat/history)"},
 			{Name: "tls", Text: "Speak TLS to the server"},
@@ -92,6 +94,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		Addr:                c.addrs[0],
 		Others:              c.addrs[1:],
 		NoResume:            !c.resumes(interactive),
+		Heartbeat:           c.heartbeatInterval(interactive),
 		MaxFileSize:         int64(c.maxFile),
 		MaxIncomingFileSize: int64(c.maxIncoming),
 		DownloadDir:         c.downloadDir,
@@ -123,6 +126,7 @@ type commandLine struct {
 	maxFile, maxIncoming                              cli.Size
 	plain, extensions, joinNotices, noHistory, useTLS bool
 	resume, noResume                                  bool
+	heartbeat                                         time.Duration
 	addrs                                             []string // -a's addresses, each with a port (check)
 }
 
@@ -140,6 +144,18 @@ func (c *commandLine) resumes(interactive bool) bool {
 		return false
 	}
 	return interactive || c.resume
+}
+
+// heartbeatInterval returns the heartbeat interval the client asks for:
+// with resume (the half-open connection it detects is then resumed), or
+// when --heartbeat is given (a piped client without resume then ends its
+// session, as for any lost connection, in seconds rather than minutes);
+// 0, not asked, otherwise, and always with --plain.
+func (c *commandLine) heartbeatInterval(interactive bool) time.Duration {
+	if c.plain || !c.resumes(interactive) && !c.fs.Changed("heartbeat") {
+		return 0
+	}
+	return c.heartbeat
 }
 
 // newCommandLine defines gochat's flags.
@@ -160,6 +176,7 @@ func newCommandLine() *commandLine {
 	fs.BoolVar(&c.noHistory, "no-history", false, "")
 	fs.BoolVar(&c.resume, "resume", false, "")
 	fs.BoolVar(&c.noResume, "no-resume", false, "")
+	fs.DurationVar(&c.heartbeat, "heartbeat", client.DefaultHeartbeat, "")
 	fs.BoolVar(&c.useTLS, "tls", false, "")
 	fs.StringVar(&c.tlsCA, "tls-ca", "", "")
 	return c
@@ -178,6 +195,12 @@ func (c *commandLine) check() error {
 	}
 	if c.plain && (c.extensions || c.joinNotices || c.resume || c.noResume) {
 		return errors.New("--plain speaks no extension: not with --extensions, --join-notices, --resume or --no-resume")
+	}
+	if c.plain && c.fs.Changed("heartbeat") {
+		return errors.New("--plain speaks no extension: not with --heartbeat")
+	}
+	if c.heartbeat < 0 || c.heartbeat > 0 && c.heartbeat < 10*time.Millisecond {
+		return errors.New("--heartbeat must be 0 (never) or at least 10ms")
 	}
 	if c.resume && c.noResume {
 		return errors.New("--resume and --no-resume contradict each other")

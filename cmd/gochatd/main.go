@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -56,6 +57,7 @@ var serverHelp = cli.Help{
 			{Name: "spool-memory", Text: "SIZE\tMost bytes of such files held in memory instead (a file of up to an eighth of it)"},
 			{Name: "resume-window", Text: "DURATION\tHow long a session whose connection was lost keeps its name and what is sent to it, for its client to resume (0: sessions end with their connection)"},
 			{Name: "resume-buffer", Text: "SIZE\tMost bytes kept for one such session; past it the oldest are dropped and counted as missed"},
+			{Name: "heartbeat-timeout", Text: "DURATION\tCut off a client that asked for heartbeat and sent nothing for this long, pinging it at half of it: a vanished network is seen in seconds (0: heartbeat not offered)"},
 		}},
 		{Title: "Logs, metrics and TLS", Flags: []cli.HelpFlag{
 			{Name: "log-level", Text: "LEVEL\tdebug, info, warn or error (logs go to stderr)"},
@@ -70,6 +72,7 @@ var serverHelp = cli.Help{
 			{Name: "http-allow-origin"},
 			{Name: "http-trusted-proxy"},
 			{Name: "http-hosts"},
+			{Name: "http-peers"},
 		}},
 		{Title: "Cluster mode, several servers as one chat (docs/CLUSTER.md)", Flags: []cli.HelpFlag{
 			{Name: "node", Text: "NAME\tThis node's name, unique in the cluster, defaults to HOST:PORT"},
@@ -189,6 +192,7 @@ func newCommandLine() *commandLine {
 	fs.DurationVar(&cfg.ResumeWindow, "resume-window", cfg.ResumeWindow, "")
 	c.resumeBuffer = cli.Size(cfg.ResumeBuffer)
 	fs.Var(&c.resumeBuffer, "resume-buffer", "")
+	fs.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", cfg.HeartbeatTimeout, "")
 	cli.IntVarP(fs, &cfg.MaxConnsPerAddr, "max-conns-per-ip", "", cfg.MaxConnsPerAddr)
 	fs.BoolVar(&cfg.LimitLoopback, "limit-loopback", false, "")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "")
@@ -266,6 +270,9 @@ func (c *commandLine) check() error {
 	}
 	if cfg.ResumeWindow < 0 || c.resumeBuffer < 1 || int64(c.resumeBuffer) > int64(c.sendQueue)/2 {
 		return fmt.Errorf("--resume-window must not be negative, --resume-buffer from 1 byte to half of --send-queue")
+	}
+	if cfg.HeartbeatTimeout != 0 && cfg.HeartbeatTimeout < 100*time.Millisecond {
+		return fmt.Errorf("--heartbeat-timeout must be 0 (off) or at least 100ms")
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return fmt.Errorf("--tls-cert and --tls-key go together")

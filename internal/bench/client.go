@@ -273,6 +273,13 @@ func (c *chatClient) readLoop(h handlers) error {
 			if err := h.chunked(hd.Type, buf); err != nil {
 				return err
 			}
+		case protocol.Ping:
+			// Answered at once, past the writer: the scale clients
+			// that ask for heartbeat write nothing else between
+			// rounds, and a round's frame is one write (scaleidle.go).
+			if _, err := c.nc.Write(protocol.PongFrame); err != nil {
+				return err
+			}
 		case protocol.ErrUnknownMessage, protocol.ErrServerFull, protocol.ErrUsernameUnavailable:
 			return errServer{hd.Name}
 		}

@@ -55,6 +55,12 @@ type Config struct {
 	ClientsPerWorker int
 	SrcAddrs         int
 	JoinRate         float64 // joins per second, all workers together; 0: as fast as they go
+	// ScaleHeartbeat makes the scale clients ask for the heartbeat
+	// extension and answer the server's pings; ScaleIdle holds them idle
+	// that long once weighed, the server's CPU time measured meanwhile
+	// (scaleidle.go).
+	ScaleHeartbeat bool
+	ScaleIdle      time.Duration
 	// storm
 	StormJoins      []int // joins fired at once at each node loaded
 	StormOn         int   // nodes loaded; 0: all

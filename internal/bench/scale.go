@@ -87,12 +87,13 @@ func parseSpec(command string, args []string, flags func(*flag.FlagSet), check f
 type workerSpec struct {
 	Addrs []string // the servers; client g joins Addrs[g % len(Addrs)]
 	clientRange
-	Total int // clients of all workers
-	Size  int
+	Total     int // clients of all workers
+	Size      int
+	Heartbeat bool // the clients ask for heartbeat (scaleidle.go)
 }
 
 func (w workerSpec) args() []string {
-	return append([]string{"-addr", strings.Join(w.Addrs, ","), "-total", strconv.Itoa(w.Total), "-size", strconv.Itoa(w.Size)}, w.clientRange.args()...)
+	return append([]string{"-addr", strings.Join(w.Addrs, ","), "-total", strconv.Itoa(w.Total), "-size", strconv.Itoa(w.Size), "-heartbeat=" + strconv.FormatBool(w.Heartbeat)}, w.clientRange.args()...)
 }
 
 func parseWorkerSpec(args []string) (workerSpec, error) {
@@ -102,6 +103,7 @@ func parseWorkerSpec(args []string) (workerSpec, error) {
 		fs.StringVar(&addrs, "addr", "", "")
 		fs.IntVar(&w.Total, "total", 0, "")
 		fs.IntVar(&w.Size, "size", 32, "")
+		fs.BoolVar(&w.Heartbeat, "heartbeat", false, "")
 		w.clientRange.flags(fs)
 	}, func() error {
 		w.Addrs = strings.Split(addrs, ",")
@@ -169,7 +171,7 @@ func (w *worker) run(stdin io.Reader, stdout, stderr io.Writer) int {
 			time.Sleep(time.Until(due))
 		}
 		g := s.First + i
-		c, err := dialChat(ctx, s.Addrs[g%len(s.Addrs)], srcIP(g, s.SrcAddrs), w.name(g), 256, 256)
+		c, err := dialChat(ctx, s.Addrs[g%len(s.Addrs)], srcIP(g, s.SrcAddrs), w.name(g), 256, 256, s.features()...)
 		if err != nil {
 			if dialFailed.Add(1) == 1 {
 				fmt.Fprintf(os.Stderr, "chatbench worker: %v\n", err)
@@ -364,6 +366,8 @@ type scaleResult struct {
 	// clients joined and idle, and after the rounds.
 	RSSBase, RSSIdle, RSSRound []int64
 	Weighed                    bool       // some server's RSS could be read (it runs in a process of its own)
+	IdleCPU                    float64    // the servers' CPU time per second while held idle (--scale-idle); NaN if not measured
+	RSSIdleEnd                 []int64    // the servers' RSS at the end of that
 	Sampled                    scaleRound // the sampled round, if there was one
 	Full                       scaleRound // one message from every client
 }
@@ -400,7 +404,7 @@ func perClientKiB(base, now []int64, n int) float64 {
 // (on another node, if there are several), and then every client does.
 func runScale(ctx context.Context, cfg Config, nodes []*target, n, sample int, stderr io.Writer) (scaleResult, error) {
 	k := len(nodes)
-	res := scaleResult{Clients: n, RSSBase: make([]int64, k), RSSIdle: make([]int64, k), RSSRound: make([]int64, k)}
+	res := scaleResult{Clients: n, RSSBase: make([]int64, k), RSSIdle: make([]int64, k), RSSRound: make([]int64, k), RSSIdleEnd: make([]int64, k)}
 	for i, t := range nodes {
 		// A node also holds its engine's routes and files.
 		need := int64(clientsOn(i, k, n)) + 32
@@ -450,6 +454,9 @@ func runScale(ctx context.Context, cfg Config, nodes []*target, n, sample int, s
 		time.Sleep(2 * time.Second)
 	}
 	if err := weigh(nodes, res.RSSIdle); err != nil {
+		return res, err
+	}
+	if res.IdleCPU, err = holdIdle(cfg, nodes, res.RSSIdleEnd); err != nil {
 		return res, err
 	}
 	if os.Getenv(ServerMemProfileEnv) != "" && cfg.ServerBin == "" && cfg.ServerAddr == "" {
@@ -513,7 +520,7 @@ func startScaleWorkers(cfg Config, nodes []*target, prefix string, n int, stderr
 	var workers []*childProc
 	for first := 0; first < n; first += cfg.ClientsPerWorker {
 		count := min(cfg.ClientsPerWorker, n-first)
-		spec := workerSpec{Addrs: addrs, Total: n, Size: 32, clientRange: clientRange{Prefix: prefix, First: first, Count: count,
+		spec := workerSpec{Addrs: addrs, Total: n, Size: 32, Heartbeat: cfg.ScaleHeartbeat, clientRange: clientRange{Prefix: prefix, First: first, Count: count,
 			SrcAddrs: srcAddrs, Timeout: cfg.Timeout, JoinRate: cfg.JoinRate * float64(count) / float64(n)}}
 		w, err := startWorker(WorkerCommand, spec.args(), stderr)
 		if err != nil {
@@ -611,13 +618,14 @@ func scaleFlags(fs *pflag.FlagSet, c *Config) {
 	fs.IntVar(&c.SrcAddrs, "src-addrs", c.SrcAddrs, "scale: source addresses 127.0.0.2 and up to spread connections over")
 	fs.Float64Var(&c.JoinRate, "join-rate", 0, "scale: joins per second, all clients together (0: as fast as they connect)")
 	fs.IntVar(&c.RoundSample, "round-sample", c.RoundSample, "scale with --cluster: users that each send one message to a user on another node")
+	scaleIdleFlags(fs, c)
 }
 
 func scaleRuns(cfg Config, stderr io.Writer) iter.Seq[job] {
 	return jobs(slices.Values(cfg.ScaleClients), func(n int) job {
 		return trial[scaleResult]{
 			workload: Scale,
-			params:   fmt.Sprintf("clients=%d src-addrs=%d clients-per-worker=%d%s %s %s", n, cfg.SrcAddrs, cfg.ClientsPerWorker, joinRateParam(cfg), ownParam(cfg), loadParam()),
+			params:   fmt.Sprintf("clients=%d src-addrs=%d clients-per-worker=%d%s%s %s %s", n, cfg.SrcAddrs, cfg.ClientsPerWorker, joinRateParam(cfg), idleParam(cfg), ownParam(cfg), loadParam()),
 			ours: side[scaleResult]{servers: ownServer(cfg, n+16), measure: func(ctx context.Context, nodes []*target) (scaleResult, error) {
 				return runScale(ctx, cfg, nodes, n, 0, stderr)
 			}},
@@ -635,6 +643,8 @@ func scaleRuns(cfg Config, stderr io.Writer) iter.Seq[job] {
 					row("server RSS before clients", "MiB", rss(res.RSSBase[0])/(1<<20), nan, ""),
 					row("server RSS, all idle", "MiB", rss(res.RSSIdle[0])/(1<<20), nan, ""),
 					row("server RSS per idle client", "KiB", rss(res.RSSIdle[0]-res.RSSBase[0])/1024/float64(n), nan, "<= 16"),
+					row("server CPU while idle (--scale-idle)", "%", 100*res.IdleCPU, nan, ""),
+					row("server RSS per idle client after it", "KiB", rss(res.RSSIdleEnd[0]-res.RSSBase[0])/1024/float64(n), nan, ""),
 					row("round: one message from each", "s", res.Full.Secs, nan, ""),
 					row("round delivered", "msgs/s", float64(res.Full.Recv)/res.Full.Secs, nan, ""),
 					row("round latency p50", "ms", ms(res.Full.Lat.P50), nan, ""),

@@ -71,6 +71,11 @@ type Config struct {
 	// NoResume, with Extensions, does not ask for resume: a lost
 	// connection ends the session, as with the contract.
 	NoResume bool
+	// Heartbeat, with Extensions, asks for the heartbeat extension: the
+	// client pings when it has heard nothing from the server for this
+	// long, and takes the connection as lost after three times as long
+	// (heartbeat.go). 0: not asked.
+	Heartbeat time.Duration
 }
 
 // Hooks receives events a terminal front end may show. Each may be nil.
@@ -183,6 +188,7 @@ type client struct {
 	online    bool // the server says who is online at join
 
 	res resumeState // the resume extension (reconnect.go)
+	hb  hbClient    // the heartbeat extension (heartbeat.go)
 }
 
 // lineWriter writes whole lines to w, one Write per line, so lines from
@@ -399,6 +405,7 @@ func (c *client) run(ctx context.Context) int {
 	c.uploading = slices.Contains(features, protocol.FeatureFileUpload)
 	c.notices = slices.Contains(features, protocol.FeatureNotOnline) || slices.Contains(features, protocol.FeaturePresence)
 	c.online = slices.Contains(features, protocol.FeatureOnline)
+	c.hb.on = slices.Contains(features, protocol.FeatureHeartbeat)
 	c.nc = c.useConn(nc, features)
 	c.res.ctx = ctx
 	defer c.nc.Close()

@@ -76,6 +76,9 @@ func (c *client) features() []string {
 	if c.cfg.Hooks.Users != nil {
 		f = append(f, protocol.FeatureOnline)
 	}
+	if c.cfg.Heartbeat > 0 {
+		f = append(f, protocol.FeatureHeartbeat)
+	}
 	if !c.cfg.NoResume {
 		f = append(f, protocol.FeatureResume)
 		if len(c.cfg.Others) > 0 {
@@ -169,7 +172,11 @@ func (c *client) dialAddr(ctx context.Context, addr string, tlsCfg *tls.Config) 
 	}
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
 	defer cancel()
-	return d.DialContext(dctx, "tcp", addr)
+	nc, err := d.DialContext(dctx, "tcp", addr)
+	if err != nil || c.cfg.Heartbeat <= 0 || !c.cfg.Extensions {
+		return nc, err
+	}
+	return &hbConn{Conn: nc, hb: &c.hb}, nil // heartbeat.go
 }
 
 // helloWait bounds the wait for the answer to ext_hello. A server answers

@@ -14,6 +14,8 @@ func (c *client) receive(r *protocol.Reader) {
 	defer close(c.ended)
 	defer c.settle()
 	defer c.stopAcker()
+	defer c.stopHeartbeat()
+	c.startHeartbeat()
 	stood := false // c.stood is closed
 	var h protocol.Header
 	for ; ; c.frameDone(r, h) { // counts the frames of a session that may resume
@@ -108,6 +110,8 @@ func (c *client) receive(r *protocol.Reader) {
 			if p, ok := c.payload(r, h); ok {
 				c.cursorFrame(p)
 			}
+		case protocol.Ping, protocol.Pong:
+			c.heartbeatFrame(r, h)
 		case protocol.ErrUnknownMessage:
 			c.settle()
 			c.sever("server received an unknown command")

@@ -432,7 +432,8 @@ func (c *client) sameFeatures(got []string) bool {
 		has(protocol.FeatureCursor) == c.res.cursors &&
 		has(protocol.FeatureChunkedFile) == c.chunked &&
 		has(protocol.FeatureFileUpload) == c.uploading &&
-		has(protocol.FeatureOnline) == c.online
+		has(protocol.FeatureOnline) == c.online &&
+		has(protocol.FeatureHeartbeat) == c.hb.on
 }
 
 // loseUploads ends the uploads under way on a connection that was lost:

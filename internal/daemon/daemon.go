@@ -159,6 +159,7 @@ func Run(ctx context.Context, o Options) error {
 	if hln, ok := passed[activation.HTTP]; ok {
 		wf.Inherited = hln.(*net.TCPListener)
 	}
+	wf.HeartbeatTimeout = cfg.HeartbeatTimeout
 	webFront, err := wf.Start(srv.Serve, tlsCfg, cfg.MaxFileSize, logger)
 	if err != nil {
 		return fmt.Errorf("cannot serve the web client: %w", err)

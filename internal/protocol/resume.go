@@ -82,7 +82,7 @@ func hexValue(c byte) int {
 // negotiation and of resume itself.
 func Counted(t Type) bool {
 	switch t {
-	case ExtHello, Session, Resumed, ResumeFailed, TryAgain, JoinOK, Cursor,
+	case ExtHello, Session, Resumed, ResumeFailed, TryAgain, JoinOK, Cursor, Ping, Pong,
 		ForwardFile, FileBegin, FileChunk, FileEnd, FileAbort, FileReady, FileAck, FileResult,
 		ErrUnknownMessage, ErrServerFull, ErrUsernameUnavailable, Unknown:
 		return false

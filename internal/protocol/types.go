@@ -43,6 +43,8 @@ const (
 	ResumeFailed
 	Received
 	Cursor
+	Ping
+	Pong
 	// NumTypes is the number of types, Unknown included.
 	NumTypes
 )
@@ -79,6 +81,8 @@ var typeNames = [NumTypes]string{
 	ResumeFailed:           "resume_failed",
 	Received:               "received",
 	Cursor:                 "cursor",
+	Ping:                   "ping",
+	Pong:                   "pong",
 }
 
 // String returns the type's name as it appears on the wire.
@@ -103,7 +107,7 @@ func LookupType(name []byte) Type {
 // (the handout's format 2).
 func (t Type) Empty() bool {
 	switch t {
-	case RequestUsersList, ErrUnknownMessage, ErrServerFull, ErrUsernameUnavailable, ResumeFailed:
+	case RequestUsersList, ErrUnknownMessage, ErrServerFull, ErrUsernameUnavailable, ResumeFailed, Ping, Pong:
 		return true
 	}
 	return false
@@ -194,6 +198,8 @@ func (l Limits) MaxPayload(d Direction, t Type) int64 {
 			return maxResume
 		case Received:
 			return maxIDDigits
+		case Ping, Pong:
+			return 0
 		}
 		return -1
 	}
@@ -238,7 +244,7 @@ func (l Limits) MaxPayload(d Direction, t Type) int64 {
 		return maxIDDigits
 	case Cursor:
 		return MaxCursor
-	case JoinOK, ResumeFailed:
+	case JoinOK, ResumeFailed, Ping, Pong:
 		return 0
 	}
 	return -1

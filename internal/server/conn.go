@@ -57,6 +57,8 @@ type conn struct {
 	ext     extState   // the other extensions (ext.go, upload.go, notonline.go, presence.go, online.go)
 	resume  bool       // the client asked for resume; set by hello before the join, then read-only
 	cursor  bool       // the client asked for cursor frames (cursor.go); set by hello, then read-only
+	hbOn    bool       // the client asked for heartbeat (heartbeat.go); set by hello, then read-only
+	hb      hbState    // the heartbeat's flags, watched by the sweeper once the user is in the hub
 	sess    *session   // the session, if resume was granted; set by the serve goroutine before the user is in the hub, then read-only (session.go)
 	joined  bool       // the user is in the hub
 	buf     []byte     // payload buffer

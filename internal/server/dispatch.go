@@ -9,9 +9,12 @@ import (
 // loop handles frames after the join until one ends the connection, and
 // returns why.
 func (c *conn) loop() error {
+	defer c.watchHeartbeat()()
 	for {
+		c.hbWaiting()
 		c.idle()
 		h, err := c.readHeader()
+		c.hbHeard()
 		if err != nil {
 			return err
 		}
@@ -34,6 +37,10 @@ func (c *conn) loop() error {
 			err = c.handleUpload(h.Type)
 		case protocol.Received:
 			err = c.handleReceived()
+		case protocol.Ping:
+			err = c.handlePing()
+		case protocol.Pong:
+			err = c.handlePong()
 		default:
 			err = fmt.Errorf("%w: unexpected %s frame", protocol.ErrMalformed, h.Name)
 		}

@@ -36,6 +36,11 @@ func (c *conn) accept(f string) bool {
 		c.cursor = c.cursor || ok
 		return ok
 	}
+	if f == protocol.FeatureHeartbeat {
+		ok := !c.hbOn && c.srv.cfg.HeartbeatTimeout > 0
+		c.hbOn = c.hbOn || ok
+		return ok
+	}
 	if f == protocol.FeatureResume {
 		ok := !c.resume && c.srv.cfg.ResumeWindow > 0
 		c.resume = c.resume || ok

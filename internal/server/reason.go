@@ -26,6 +26,7 @@ const (
 	reasonTakenOver     // a resume took the session over (session.go)
 	reasonResumeExpired // the session waited for a resume in vain
 	reasonResumeFailed  // a resume that could not be granted
+	reasonHeartbeat     // nothing arrived within the heartbeat timeout (heartbeat.go)
 	numReasons
 )
 
@@ -49,6 +50,7 @@ var reasonNames = [...]string{
 	reasonTakenOver:       "taken over by a resume",
 	reasonResumeExpired:   "resume window passed",
 	reasonResumeFailed:    "resume refused",
+	reasonHeartbeat:       "silent past the heartbeat timeout",
 }
 
 // String returns the reason in words.

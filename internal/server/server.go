@@ -24,7 +24,7 @@ import (
 //
 // Zero turns off, in Config as on the command line, each limit that can
 // be off: FloodRate, FloodBytes, PaceBacklog, MaxConnsPerAddr,
-// MinUploadRate and ResumeWindow (so a Config literal runs without them). Any other zero
+// MinUploadRate, ResumeWindow and HeartbeatTimeout (so a Config literal runs without them). Any other zero
 // field takes its default. PaceBacklog must be below SendQueueBytes:
 // New panics on a Config that Check refuses, so a program that takes the
 // settings from its user calls Check first.
@@ -94,6 +94,10 @@ type Config struct {
 	// session.go.
 	ResumeWindow time.Duration
 	ResumeBuffer int
+	// HeartbeatTimeout cuts off a connection granted heartbeat that has
+	// sent nothing for this long, pinging it at half of it (0: heartbeat
+	// is not granted; DefaultConfig: 15 s). heartbeat.go.
+	HeartbeatTimeout time.Duration
 
 	// The server's fixed timers, settable only so that the tests that
 	// wait on them need not (zero: the default).
@@ -151,6 +155,7 @@ func DefaultConfig() Config {
 		MinUploadWindow:  DefaultMinUploadWindow,
 		ResumeWindow:     DefaultResumeWindow,
 		ResumeBuffer:     DefaultResumeBuffer,
+		HeartbeatTimeout: DefaultHeartbeatTimeout,
 	}
 }
 
@@ -226,6 +231,7 @@ type Server struct {
 	nextFileID atomic.Uint64 // file transfer ids
 	presence   presence      // join and leave notices (presence.go)
 	sessions   sessionTable  // sessions granted resume (session.go)
+	heartbeats heartbeats    // connections granted heartbeat (heartbeat.go)
 	shutting   atomic.Bool
 
 	mu        sync.Mutex
@@ -395,6 +401,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		s.connWG.Wait()
+		s.heartbeats.wg.Wait() // the last connection gone, the sweeper ends
 		s.sessions.endAll()
 		s.out.flush()
 		close(done)

@@ -275,7 +275,8 @@ func TestConfigDefaults(t *testing.T) {
 	got.admissionGrace, got.closeFlushTimeout, got.closeLinger = 0, 0, 0
 	want := DefaultConfig()
 	want.FloodRate, want.FloodBytes, want.PaceBacklog, want.MaxConnsPerAddr, want.MinUploadRate = 0, 0, 0, 0, 0
-	want.ResumeWindow = 0 // resume not granted
+	want.ResumeWindow = 0     // resume not granted
+	want.HeartbeatTimeout = 0 // heartbeat not granted
 	if got != want {
 		t.Errorf("New(Config{}) runs with\n%+v\nwant\n%+v", got, want)
 	}

@@ -385,7 +385,7 @@ func (s *session) detach(c *conn, reason closeReason) (goesOn, away bool) {
 // for a resume only after a loss.
 func lostConnection(reason closeReason) bool {
 	switch reason {
-	case reasonClientClosed, reasonReadError, reasonWriteError, reasonStalledSender:
+	case reasonClientClosed, reasonReadError, reasonWriteError, reasonStalledSender, reasonHeartbeat:
 		return true
 	}
 	return false

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -27,6 +28,13 @@ type Flags struct {
 	// front end (socket activation, internal/activation): Start serves
 	// on it instead of listening on Addr.
 	Inherited *net.TCPListener
+	// HeartbeatTimeout, if set, is the chat server's heartbeat timeout
+	// (server.Config.HeartbeatTimeout): the page pings after a third of
+	// it without a frame, and takes its connection as lost after all of
+	// it. Not a flag: the server's own --heartbeat-timeout sets it.
+	HeartbeatTimeout time.Duration
+	// Peers is --http-peers: the page URLs of the cluster's other nodes.
+	Peers []string
 }
 
 // AddFlags registers the web front end's flags on fs and returns where
@@ -38,6 +46,7 @@ func AddFlags(fs *pflag.FlagSet) *Flags {
 	fs.Var(&patternsValue{&f.AllowOrigins, checkOriginPattern}, "http-allow-origin", "PATTERN\tAlso accept WebSocket connections from pages of these origins (host or scheme://host patterns, * wildcards; repeatable or comma-separated), defaults to the page's own only")
 	fs.Var(&proxiesValue{&f.TrustedProxies}, "http-trusted-proxy", "CIDR\tBelieve X-Forwarded-For from these proxy addresses (IP or CIDR; repeatable or comma-separated), defaults to none")
 	fs.Var(&patternsValue{&f.Hosts, checkHostPattern}, "http-hosts", "PATTERN\tHost names or addresses a WebSocket upgrade's Host header may name (* wildcards; repeatable or comma-separated), defaults to the names and addresses the server listens as")
+	fs.Var(&peersValue{&f.Peers}, "http-peers", "URL\tIn a cluster, the page URLs of the other nodes (http[s]://HOST[:PORT]/; repeatable or comma-separated): a page resumes its session on one of them when this node dies, and their pages may connect here")
 	fs.StringVar(&f.MetricsTokenFile, "metrics-token-file", "", "FILE\tRequire this bearer token on /metrics (a file only its owner may read, as Prometheus's credentials_file)")
 	return f
 }

@@ -43,7 +43,7 @@ func (f *Flags) Start(serve func(net.Listener) error, tlsCfg *tls.Config, maxFil
 	if tlsCfg != nil {
 		scheme = "https"
 	}
-	g, err := New(Config{AllowOrigins: f.AllowOrigins, TrustedProxies: f.TrustedProxies, Hosts: hosts, MaxFileSize: maxFileSize, Logger: logger}, ln.Addr())
+	g, err := New(Config{AllowOrigins: f.AllowOrigins, TrustedProxies: f.TrustedProxies, Hosts: hosts, MaxFileSize: maxFileSize, HeartbeatTimeout: f.HeartbeatTimeout, Peers: f.Peers, Logger: logger}, ln.Addr())
 	if err != nil {
 		ln.Close()
 		return nil, err

@@ -20,8 +20,8 @@ const ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 
 	"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 // setSecurityHeaders sets the headers every response carries.
-func setSecurityHeaders(h http.Header) {
-	h.Set("Content-Security-Policy", ContentSecurityPolicy)
+func setSecurityHeaders(h http.Header, csp string) {
+	h.Set("Content-Security-Policy", csp)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Frame-Options", "DENY")
@@ -32,6 +32,11 @@ func setSecurityHeaders(h http.Header) {
 // pageConfig is what the page learns of the server, from config.json.
 type pageConfig struct {
 	MaxFileSize int64 `json:"maxFileSize"`
+	// HeartbeatMs is the server's heartbeat timeout in milliseconds (0:
+	// not told, the page's default).
+	HeartbeatMs int64 `json:"heartbeatMs,omitempty"`
+	// Peers are the page URLs of the cluster's other nodes (peers.go).
+	Peers []string `json:"peers,omitempty"`
 }
 
 // pageHandler serves the files of static and config.json: GET and HEAD

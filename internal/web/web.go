@@ -22,6 +22,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -63,6 +64,17 @@ type Config struct {
 	// MaxFileSize is the server's largest file, told to the page so that
 	// it refuses a larger one before sending it (default: the protocol's).
 	MaxFileSize int64
+	// HeartbeatTimeout is the chat server's heartbeat timeout, told to
+	// the page (0: the page's default, 15 s): a page granted heartbeat
+	// pings after a third of it without a frame from the server, and
+	// takes the connection as lost after all of it (docs/WEB.md).
+	HeartbeatTimeout time.Duration
+	// Peers lists the page URLs of a cluster's other nodes
+	// (http[s]://HOST[:PORT]/), where the page may resume its session
+	// when this node dies: told to the page, allowed by its
+	// Content-Security-Policy, and their pages' origins accepted here
+	// (peers.go).
+	Peers []string
 	// Logger receives diagnostics (default: discarded).
 	Logger *slog.Logger
 }
@@ -74,6 +86,7 @@ var ErrClosed = errors.New("web: gateway closed")
 // endpoint's connections through Accept. Create it with New.
 type Gateway struct {
 	cfg  Config
+	csp  string // the Content-Security-Policy of every response
 	page http.Handler
 	addr net.Addr // what Addr reports
 
@@ -104,9 +117,17 @@ func New(cfg Config, addr net.Addr) (*Gateway, error) {
 	if addr == nil {
 		addr = gatewayAddr{}
 	}
+	peers, err := parsePeers(cfg.Peers)
+	if err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	for _, p := range peers {
+		cfg.AllowOrigins = append(cfg.AllowOrigins, p.origin)
+	}
 	return &Gateway{
 		cfg:   cfg,
-		page:  pageHandler(pageConfig{MaxFileSize: cfg.MaxFileSize}),
+		csp:   contentSecurityPolicy(peers),
+		page:  pageHandler(pageConfig{MaxFileSize: cfg.MaxFileSize, HeartbeatMs: cfg.HeartbeatTimeout.Milliseconds(), Peers: peerURLs(peers)}),
 		addr:  addr,
 		conns: make(chan net.Conn),
 		done:  make(chan struct{}),
@@ -115,7 +136,7 @@ func New(cfg Config, addr net.Addr) (*Gateway, error) {
 
 // ServeHTTP serves the page, its files, and the WebSocket endpoint.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	setSecurityHeaders(w.Header())
+	setSecurityHeaders(w.Header(), g.csp)
 	if r.URL.Path == Path {
 		g.serveWebSocket(w, r)
 		return

@@ -34,7 +34,7 @@ const codecScript = `(() => {
     c.frame('file_end', '7'),
     c.frame('err_server_full'),
     c.frame('session', '0123456789abcdef0123456789abcdef 30000'),
-    c.frame('cursor', 'an uncounted extension frame the page does not know'),
+    c.frame('later_frame', 'an uncounted extension frame the page does not know'),
     c.frame('resumed', '0'),
   );
   const run = (size) => {

@@ -15,7 +15,7 @@
   const FOLD_BYTES = 8 << 20; // received bytes folded into a Blob at a time
   // The features the page asks for. A resumed connection asks for the
   // same ones, and must be granted them: the page's decoding rests on them.
-  const FEATURES = ['chunked-file', 'presence', 'not-online', 'online', 'resume'];
+  const FEATURES = ['chunked-file', 'presence', 'not-online', 'online', 'resume', 'heartbeat'];
   // Acknowledging and reconnecting follow the terminal client's rules
   // (internal/client/reconnect.go; docs/SESSIONS.md): an acknowledgement
   // once ACK_EVERY counted frames wait, or ACK_DELAY_MS after the first;
@@ -26,6 +26,19 @@
   const BACKOFF_FIRST_MS = 50;
   const BACKOFF_MAX_MS = 1000;
   const ATTEMPT_WAIT_MS = 2000;
+  // The heartbeat (docs/PROTOCOL.md, "heartbeat"; docs/WEB.md): a page
+  // granted it pings after a third of the server's heartbeat timeout
+  // without a byte from the server, and takes the connection as lost,
+  // and resumes, after all of it. The server's timeout comes with
+  // config.json; until it does, the server's default.
+  let heartbeatTimeoutMs = 15000;
+  // The page URLs of a cluster's other nodes (config.json, --http-peers):
+  // a lost connection is resumed on the node that served the page first,
+  // then on these in turn, with the cursor feature so that each node's
+  // position is known (docs/WEB.md, "Another node"). A page served over
+  // https is never sent to an http node: its token would cross the
+  // network in clear.
+  let peers = [];
 
   // byBytes orders names as the server lists them: by their UTF-8 bytes.
   function byBytes(a, b) {
@@ -158,6 +171,8 @@
       this.windowMs = 0;
       this.count = 0; // counted frames received whole
       this.acked = 0; // the count the server was last told
+      this.cursor = null; // the last cursor frame's payload read whole (cursor feature)
+      this.cursorJ = 0; // the counted frames read after it
     }
     get have() {
       return this.token !== '';
@@ -176,7 +191,15 @@
     received(t) {
       if (!this.have || !COUNTED.has(t)) return false;
       this.count++;
+      this.cursorJ++;
       return true;
+    }
+    // cursorFrame takes a cursor frame's payload: a resume on another
+    // node names it, and the counted frames read after it.
+    cursorFrame(p) {
+      if (!this.have) return;
+      this.cursor = p.slice();
+      this.cursorJ = 0;
     }
     unacked() {
       return this.count - this.acked;
@@ -190,6 +213,7 @@
     // knows the count.
     resumeFrame(name) {
       this.acked = this.count;
+      if (this.cursor) return frame('resume', `${name} ${this.token} ${this.count} ${this.cursorJ} `, this.cursor);
       return frame('resume', `${name} ${this.token} ${this.count}`);
     }
   }
@@ -237,6 +261,14 @@
       this.midFrame = false; // a send_file is being sent: no other frame may go now
       this.ackWanted = false; // an acknowledgement waits for the send_file's end
       this.changed = null; // resolves the waits of ready() at the next change
+      this.heardAt = 0; // performance.now() when the server was last heard from
+      this.hbTimer = null;
+      // The nodes to resume on (the one in use first) and the features
+      // every connection asks for: cursor too when there are others.
+      this.base = location.href;
+      this.order = [];
+      this.tries = 0;
+      this.features = peers.length > 0 ? [...FEATURES, 'cursor'] : FEATURES;
       this.decoder = this.newDecoder();
       this.connect();
     }
@@ -253,7 +285,7 @@
     // connect opens a WebSocket; its events are heard while it is the
     // session's.
     connect() {
-      const url = new URL('ws', location.href);
+      const url = new URL('ws', this.base);
       url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
       const ws = new WebSocket(url);
       ws.binaryType = 'arraybuffer';
@@ -312,7 +344,7 @@
       this.signal();
       if (this.reconnecting) {
         // ext_hello and resume go together; sends wait for resumed.
-        this.ws.send(frame('ext_hello', FEATURES.join(' ')));
+        this.ws.send(frame('ext_hello', this.features.join(' ')));
         this.ws.send(this.res.resumeFrame(this.name));
         return;
       }
@@ -321,7 +353,7 @@
         // (online): the page asks for no list, which would print a
         // request_users_list line on the server's stdout for a command
         // nobody typed.
-        this.send(frame('ext_hello', FEATURES.join(' ')));
+        this.send(frame('ext_hello', this.features.join(' ')));
         this.send(frame('join', this.name));
         return;
       }
@@ -346,6 +378,7 @@
 
     onMessage(e) {
       if (this.over) return;
+      this.heardAt = performance.now();
       try {
         this.decoder.feed(new Uint8Array(e.data));
       } catch (err) {
@@ -366,6 +399,7 @@
           this.helloAnswered = true;
           this.granted = dec.decode(p).split(' ').filter((f) => f !== '');
           this.presence = this.granted.includes('presence');
+          this.startHeartbeat();
           // A server without online: the answer to a list shows the
           // join stood, as with no extensions.
           if (!this.granted.includes('online')) this.requestList();
@@ -446,6 +480,15 @@
           else d.abort('the sender went away before the end');
           break;
         }
+        case 'cursor':
+          if (this.granted.includes('cursor')) this.res.cursorFrame(p);
+          break;
+        case 'ping':
+          // Answered from here, not from a timer: a hidden tab runs its
+          // timers once a minute, and the server pings a page that has
+          // been silent for half its timeout.
+          if (this.granted.includes('heartbeat') && !this.midFrame) this.send(frame('pong'));
+          break;
         case 'err_server_full':
           this.refused('The server is full: no more users can join right now. Try again later.');
           break;
@@ -464,6 +507,42 @@
           this.end('Disconnected: the server received an unknown command.');
           break;
       }
+    }
+
+    // startHeartbeat (re)starts the heartbeat, if granted, on a
+    // connection just opened or resumed: its silence starts now.
+    startHeartbeat() {
+      this.stopHeartbeat();
+      if (!this.granted.includes('heartbeat')) return;
+      this.heardAt = performance.now();
+      this.hbTimer = setTimeout(() => this.beat(), heartbeatTimeoutMs / 3);
+    }
+
+    stopHeartbeat() {
+      if (this.hbTimer !== null) clearTimeout(this.hbTimer);
+      this.hbTimer = null;
+    }
+
+    // beat pings when nothing came for a third of the timeout, and takes
+    // the connection as lost when nothing came for all of it: a network
+    // that vanished without a word (no close, no reset) is seen in
+    // seconds rather than when TCP gives up, minutes later.
+    beat() {
+      this.hbTimer = null;
+      if (this.over || this.reconnecting) return;
+      const every = heartbeatTimeoutMs / 3;
+      const quiet = performance.now() - this.heardAt;
+      if (quiet >= heartbeatTimeoutMs) {
+        console.warn(`no answer from the server for ${Math.round(quiet)} ms: taking the connection as lost`);
+        const ws = this.ws;
+        ws.onclose = null;
+        ws.close();
+        this.startReconnect();
+        return;
+      }
+      // Not inside a file being sent: its progress counts as heard.
+      if (quiet >= every && !this.midFrame) this.send(frame('ping'));
+      this.hbTimer = setTimeout(() => this.beat(), quiet >= every ? Math.min(every, heartbeatTimeoutMs - quiet) : every - quiet);
     }
 
     // counted acknowledges the counted frames received: at once when
@@ -534,6 +613,10 @@
     // stays, the status says "Reconnecting…", and sends wait.
     startReconnect() {
       this.reconnecting = true;
+      this.stopHeartbeat();
+      // The node in use first, then the others.
+      this.order = [this.base, ...[location.href, ...peers].filter((u) => u !== this.base)];
+      this.tries = 0;
       this.deadline = Date.now() + this.res.windowMs;
       this.backoff = BACKOFF_FIRST_MS;
       this.stopAck();
@@ -556,6 +639,7 @@
         return;
       }
       this.decoder = this.newDecoder(); // what a cut frame left is dropped
+      this.base = this.order[this.tries++ % this.order.length];
       this.connect();
       const ws = this.ws;
       this.attemptTimer = setTimeout(() => {
@@ -611,6 +695,7 @@
       this.attemptTimer = null;
       this.reconnecting = false;
       setStatus('Online', 'online');
+      this.startHeartbeat();
       if (missed > 0) {
         note(`The connection was lost and you missed ${missed} message${missed === 1 ? '' : 's'} (more than the server keeps for you).`, true);
         // Joins and leaves may be among them.
@@ -632,6 +717,7 @@
       this.over = true;
       this.reconnecting = false;
       this.stopAck();
+      this.stopHeartbeat();
       for (const t of [this.attemptTimer, this.retryTimer]) if (t !== null) clearTimeout(t);
       this.attemptTimer = this.retryTimer = null;
       this.signal();
@@ -772,8 +858,13 @@
     // drained waits until ws holds at most limit bytes unsent, or is no
     // longer the session's.
     drained(ws, limit) {
+      let left = ws.bufferedAmount;
       return new Promise((resolve) => {
         const check = () => {
+          // Bytes leaving the socket's buffer mean the server takes
+          // them: the heartbeat counts it as heard.
+          if (ws.bufferedAmount < left) this.heardAt = performance.now();
+          left = ws.bufferedAmount;
           if (this.over || this.ws !== ws || ws.bufferedAmount <= limit) resolve();
           else setTimeout(check, 10);
         };
@@ -1049,6 +1140,11 @@
 
   fetch('config.json').then((r) => r.json()).then((c) => {
     if (Number.isSafeInteger(c.maxFileSize) && c.maxFileSize > 0) maxFileSize = c.maxFileSize;
+    if (Number.isSafeInteger(c.heartbeatMs) && c.heartbeatMs >= 100) heartbeatTimeoutMs = c.heartbeatMs;
+    if (Array.isArray(c.peers)) {
+      peers = c.peers.filter((u) => typeof u === 'string' && /^https?:\/\/[^/]+\/$/.test(u) &&
+        (location.protocol !== 'https:' || u.startsWith('https:')) && u !== new URL('/', location.href).href);
+    }
   }).catch(() => {});
 
   setStatus('Not joined', '');

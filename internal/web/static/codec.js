@@ -241,7 +241,7 @@ globalThis.chatCodec = (() => {
   const KNOWN_TYPES = new Set([
     'ext_hello', 'response_users_list', 'forward_message', 'file_begin', 'file_chunk', 'file_end',
     'file_abort', 'err_unknown_message', 'err_server_full', 'err_username_unavailable', 'presence',
-    'not_online', 'online', 'session', 'resumed', 'resume_failed',
+    'not_online', 'online', 'session', 'resumed', 'resume_failed', 'ping', 'pong', 'cursor',
   ]);
 
   // COUNTED lists the frames this page receives that count for the resume
