@@ -74,6 +74,9 @@ type relay struct {
 
 	retMu sync.Mutex
 	ret   map[creditKey]*retained // frames kept for remote users' sessions granted resume (retain.go); guarded by retMu
+	// retBytes is the bytes of the frames in ret, for
+	// chat_cluster_retained_bytes.
+	retBytes atomic.Int64
 }
 
 type creditKey struct {
@@ -177,7 +180,7 @@ func (r *relay) unsubscribe() {
 func (r *relay) peer(name string, u userEntry) server.Peer {
 	p := &remotePeer{r: r, node: u.node, key: creditKey{name, u.token}}
 	if u.resume.hash != "" {
-		p.ret = r.retainedFor(p.key, time.Duration(u.resume.window)*time.Millisecond, true)
+		p.ret = r.retainedFor(p.key, &u.resume)
 	}
 	return p
 }
