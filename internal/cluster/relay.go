@@ -52,12 +52,13 @@ type relay struct {
 	paceBacklog  int           // Config.PaceBacklog: the most bytes in flight to one remote user
 	stallTimeout time.Duration // Config.StallTimeout: a file transfer between nodes without progress this long is cut off
 
-	framesIn *nats.Subscription
-	acksIn   *nats.Subscription
-	replayIn *nats.Subscription // replay requests (retain.go)
-	originIn *nats.Subscription // reports of what other nodes originated (originated.go)
-	files    fileSender
-	inID     atomic.Uint64 // ids of transfers arriving from other nodes
+	framesIn  *nats.Subscription
+	acksIn    *nats.Subscription
+	replayIn  *nats.Subscription // replay requests (retain.go)
+	originIn  *nats.Subscription // reports of what other nodes originated (originated.go)
+	retAcksIn *nats.Subscription // positions other nodes' clients acknowledged in this node's frames (acks.go)
+	files     fileSender
+	inID      atomic.Uint64 // ids of transfers arriving from other nodes
 
 	outMu sync.RWMutex
 	out   map[string]*outbound // by destination node; guarded by outMu
@@ -162,7 +163,7 @@ func (r *relay) subscribe() error {
 }
 
 func (r *relay) unsubscribe() {
-	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn, r.replayIn, r.originIn} {
+	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn, r.replayIn, r.originIn, r.retAcksIn} {
 		if s != nil {
 			s.Unsubscribe()
 		}

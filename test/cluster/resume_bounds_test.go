@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gochat/chat/internal/protocol"
 )
@@ -82,5 +83,57 @@ func TestResumeBufferBoundsOrigins(t *testing.T) {
 	}
 	if missed != 21 {
 		t.Fatalf("resumed %d, want the 21 n3 let go of", missed)
+	}
+}
+
+// TestAcksTrimOrigins: bob (on n1, with cursor frames) reads 30 messages
+// of 1,000 bytes from alice (on n3) and acknowledges 20 of them: n1 tells
+// n3 (in its next report), and n3 lets go of those 20 and keeps the 10
+// unacknowledged (chat_cluster_retained_bytes falls to a third; it kept
+// all 30 for the window before). Then n1 is killed, and bob resumes on n2
+// at his acknowledged position: n3 still has the 10 after it, and bob
+// gets them once, in order, none missed.
+func TestAcksTrimOrigins(t *testing.T) {
+	nodes := startCluster(t, 3)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	bob, token := joinResumable(t, n1, "bob", protocol.FeatureCursor)
+	alice := join(t, n3, "alice")
+	alice.waitList(usersList("alice", "bob"))
+	const total, acked = 30, 20
+	text := func(i int) string { return fmt.Sprintf("m%02d ", i) + strings.Repeat("x", 1000) }
+	for i := 1; i <= total; i++ {
+		alice.Send(text(i), "bob")
+	}
+	cursor := bob.ExpectType(protocol.Cursor)
+	for i := 1; i <= total; i++ {
+		bob.Expect(protocol.ForwardMessage, "1 alice "+text(i))
+	}
+	all := n3.metric(t, "chat_cluster_retained_bytes")
+	if all < total*1000 {
+		t.Fatalf("n3 keeps %v bytes for bob, want the %d messages'", all, total)
+	}
+	bob.Write(protocol.AppendCount(nil, protocol.Received, acked))
+	want := all * (total - acked) / total
+	deadline := time.Now().Add(timeout)
+	for got := all; got != want; got = n3.metric(t, "chat_cluster_retained_bytes") {
+		if time.Now().After(deadline) {
+			t.Fatalf("n3 keeps %v bytes for bob, want %v: the 20 acknowledged let go of", got, want)
+		}
+		time.Sleep(20 * time.Millisecond) // a metric: nothing to wait on
+	}
+
+	n1.Kill()
+	c := dial(t, n2, "bob")
+	c.Write(protocol.AppendResumeAt(protocol.AppendExtHello(nil, []string{protocol.FeatureResume, protocol.FeatureCursor}), "bob", token, acked, acked, cursor))
+	c.Expect(protocol.ExtHello, protocol.FeatureResume+" "+protocol.FeatureCursor)
+	c.Expect(protocol.Resumed, "0")
+	for i := acked + 1; i <= total; i++ {
+		h, p := c.Frame()
+		for h.Type == protocol.Cursor {
+			h, p = c.Frame()
+		}
+		if h.Type != protocol.ForwardMessage || string(p) != "1 alice "+text(i) {
+			t.Fatalf("after the resume: got %s %.20q, want message %d", h.Name, p, i)
+		}
 	}
 }
