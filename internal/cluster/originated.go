@@ -46,6 +46,9 @@ func (r *relay) subscribeOriginated() error {
 		r.retAcksIn, err = r.h.nc.Subscribe(r.h.subject(retainAcksSubject, r.h.self), r.h.heardAcked)
 	}
 	if err == nil {
+		r.seqsIn, err = r.h.nc.Subscribe(r.h.cluster+seqsSubject, r.h.heardSeqs)
+	}
+	if err == nil {
 		r.h.spawn(r.h.reportOriginated)
 	}
 	return err
@@ -62,6 +65,7 @@ func (h *Hub) reportOriginated() {
 	tick := time.NewTicker(reportEvery)
 	defer tick.Stop()
 	sent := make(map[creditKey]uint64)
+	seqsSent := make(map[creditKey]uint64)
 	var locals []reportedLocal
 	for {
 		select {
@@ -77,7 +81,8 @@ func (h *Hub) reportOriginated() {
 			}
 		}
 		h.mu.Unlock()
-		h.reportAcked(locals) // acks.go
+		h.reportAcked(locals)  // acks.go
+		h.reportSeqs(seqsSent) // seqs.go
 		head := h.reportHead()
 		b := head
 		live := make(map[creditKey]bool, len(locals))
@@ -162,4 +167,5 @@ func (m *moves) forgetOriginated(key creditKey) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.originated, key)
+	delete(m.seqs, key)
 }

@@ -57,6 +57,7 @@ type relay struct {
 	replayIn  *nats.Subscription // replay requests (retain.go)
 	originIn  *nats.Subscription // reports of what other nodes originated (originated.go)
 	retAcksIn *nats.Subscription // positions other nodes' clients acknowledged in this node's frames (acks.go)
+	seqsIn    *nats.Subscription // other nodes' origin sequences (seqs.go)
 	files     fileSender
 	inID      atomic.Uint64 // ids of transfers arriving from other nodes
 
@@ -163,7 +164,7 @@ func (r *relay) subscribe() error {
 }
 
 func (r *relay) unsubscribe() {
-	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn, r.replayIn, r.originIn, r.retAcksIn} {
+	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn, r.replayIn, r.originIn, r.retAcksIn, r.seqsIn} {
 		if s != nil {
 			s.Unsubscribe()
 		}

@@ -125,8 +125,12 @@ type moves struct {
 	born time.Time // this node's start: a node that died before it was heard then at the latest
 
 	mu         sync.Mutex
-	gone       map[string]goneNode           // by node; guarded by mu
-	originated map[creditKey]originatedCount // other nodes' reports (originated.go); guarded by mu
+	gone       map[string]goneNode             // by node; guarded by mu
+	originated map[creditKey]originatedCount   // other nodes' reports (originated.go); guarded by mu
+	seqs       map[creditKey]map[string]uint64 // other nodes' origin sequences, by origin id (seqs.go); guarded by mu
+	// testHookSeqs, if set, is called (mu held) once a report of
+	// origin sequences is taken.
+	testHookSeqs func()
 }
 
 type goneNode struct {
@@ -433,6 +437,7 @@ func (h *Hub) movedAway(name string, token uint64) {
 func (h *Hub) userMoved(name string, old, u userEntry) {
 	h.changed()
 	h.relay.userChanged(name, u, false)
+	h.relay.replayOnMove(creditKey{name, u.token}, old.node, u.node) // seqs.go
 	if old.node != h.self {
 		h.quiet.Info("a session moved to another node", "user", name, "from", old.node, "to", u.node)
 	}

@@ -357,7 +357,8 @@ func (h *Hub) liveInc(node string) uint64 {
 // (nil: the client has none, and only where to send is asked), and does
 // the same with this node's own; it returns how many frames after the
 // positions the origins had let go of. An origin that does not answer
-// within replayWait counts nothing (docs/SESSIONS.md, "What is missing").
+// within replayWait (or any other that ever relayed to the session) is
+// counted from its last report (seqs.go).
 func (h *Hub) gatherReplays(p server.Peer, key creditKey, from string, window time.Duration, pos map[string]uint64) uint64 {
 	self := h.self
 	var missed uint64
@@ -374,32 +375,41 @@ func (h *Hub) gatherReplays(p server.Peer, key creditKey, from string, window ti
 	ctx, cancel := context.WithTimeout(h.ctx, replayWait)
 	defer cancel()
 	type answer struct {
-		missed uint64
+		origin   string
+		missed   uint64
+		answered bool
 	}
 	answers := make(chan answer, len(peers))
 	for node, inc := range peers {
 		req := []byte{byte(len(key.name))}
 		req = append(req, key.name...)
 		req = binary.BigEndian.AppendUint64(req, key.token)
+		origin := originID(node, inc)
 		if pos == nil {
 			inc = 0
 		}
 		req = binary.BigEndian.AppendUint64(req, inc)
-		req = binary.BigEndian.AppendUint64(req, pos[originID(node, inc)])
+		req = binary.BigEndian.AppendUint64(req, pos[origin])
 		req = append(req, self...)
 		go func() {
-			var a answer
+			a := answer{origin: origin}
 			resp, err := h.nc.RequestWithContext(ctx, h.subject(replaySubject, node), req)
 			if err == nil && len(resp.Data) == 8 {
-				a.missed = binary.BigEndian.Uint64(resp.Data)
+				a.missed, a.answered = binary.BigEndian.Uint64(resp.Data), true
 			} else if err != nil && !errors.Is(err, nats.ErrNoResponders) { // no responders: a node that died a moment ago
-				h.quiet.Warn("an origin did not answer a replay request; what it kept for the user is not replayed", "user", key.name, "peer", node, "err", err)
+				h.quiet.Warn("an origin did not answer a replay request", "user", key.name, "peer", node, "err", err)
 			}
 			answers <- a
 		}()
 	}
+	answered := make(map[string]bool, len(peers))
 	for range peers {
-		missed += (<-answers).missed
+		a := <-answers
+		missed += a.missed
+		answered[a.origin] = a.answered
+	}
+	if pos != nil {
+		missed += h.countUnanswered(p, key, pos, answered)
 	}
 	return missed
 }

@@ -72,3 +72,20 @@ func (s *session) noteAckedLocked(n uint64) {
 		s.org.acked[e.origin] = e.seq
 	}
 }
+
+// Skipper is implemented by the peers that stand for sessions granted
+// resume: SkipTo counts the frames of origin up to seq as dealt with
+// (the hub counted them missed for the resume that made the session), so
+// that any of them that comes later is dropped as one already pushed.
+type Skipper interface {
+	SkipTo(origin string, seq uint64)
+}
+
+// SkipTo implements Skipper.
+func (s *session) SkipTo(origin string, seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.org != nil && origin != "" && seq > s.org.pos[origin] {
+		s.org.pos[origin] = seq
+	}
+}
