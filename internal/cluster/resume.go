@@ -131,6 +131,9 @@ type moves struct {
 	// testHookSeqs, if set, is called (mu held) once a report of
 	// origin sequences is taken.
 	testHookSeqs func()
+	// testHookMove, if set, is called as moveRecords starts (tests
+	// change the registry under it); guarded by mu.
+	testHookMove func(name string)
 }
 
 type goneNode struct {
@@ -306,7 +309,13 @@ func (h *Hub) TakeOver(p server.Peer, token protocol.Token, pos map[string]uint6
 // node, then its place under the cap. If the record cannot be had, p lets
 // go of the session.
 func (h *Hub) moveRecords(p server.Peer, u userEntry) {
-	name := p.Name()
+	name, token := p.Name(), u.token // u becomes what the engine holds, maybe another session's
+	h.moves.mu.Lock()
+	hook := h.moves.testHookMove
+	h.moves.mu.Unlock()
+	if hook != nil {
+		hook(name)
+	}
 	sum := u.resume.hash
 	var rev uint64
 	var err error
@@ -339,7 +348,7 @@ func (h *Hub) moveRecords(p server.Peer, u userEntry) {
 	}
 	if err != nil {
 		h.log.Warn("a session moved here could not take its record; letting it go", "user", name, "err", err)
-		h.movedAway(name, u.token)
+		h.movedAway(name, token)
 		return
 	}
 	u.rev, u.created = rev, time.Now().UnixNano()
@@ -347,7 +356,7 @@ func (h *Hub) moveRecords(p server.Peer, u userEntry) {
 	if err != nil {
 		h.log.Warn("a session moved here found no place under the cap; letting it go", "user", name, "err", err)
 		h.del.add(userKey(name), rev)
-		h.movedAway(name, u.token)
+		h.movedAway(name, token)
 		return
 	}
 	h.mu.Lock()
