@@ -423,9 +423,9 @@ func failoverRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, err
 	// What the survivors keep for the users about to move (issue 22:
 	// origin retention, bounded by --resume-buffer and trimmed by
 	// acknowledgements), read at the kill.
-	retained, heap := math.NaN(), 0.0
+	retained, heap, cpu := math.NaN(), 0.0, 0.0
 	for _, t := range cl.Nodes[1:] {
-		m, err := scrapeMetrics(ctx, t.metricsAddr, "chat_cluster_retained_bytes", "go_memstats_heap_inuse_bytes")
+		m, err := scrapeMetrics(ctx, t.metricsAddr, "chat_cluster_retained_bytes", "go_memstats_heap_inuse_bytes", "process_cpu_seconds_total")
 		if err != nil {
 			fmt.Fprintf(stderr, "failover: %s's metrics: %v\n", t.Node, err)
 			continue
@@ -437,6 +437,7 @@ func failoverRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, err
 			retained += v
 		}
 		heap += m["go_memstats_heap_inuse_bytes"]
+		cpu += m["process_cpu_seconds_total"]
 	}
 	fmt.Fprintf(stderr, "failover: killing %s (%d users) at %d msgs/s\n", victim.Node, len(users), fc.Rate)
 	killed.Store(time.Now().UnixNano())
@@ -522,6 +523,7 @@ func failoverRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, err
 		row("sent per user", "msgs", float64(sent)/float64(len(users)), ""),
 		row("kept by the survivors for them at the kill", "KiB", retained/1024, ""),
 		row("survivors' heap in use at the kill", "MiB", heap/(1<<20), ""),
+		row("survivors' CPU from their start to the kill", "s", cpu, ""),
 	}, nil
 }
 
