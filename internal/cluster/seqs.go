@@ -173,7 +173,7 @@ func (h *Hub) countUnanswered(p server.Peer, key creditKey, pos map[string]uint6
 		if sk != nil {
 			sk.SkipTo(c.origin, c.seq)
 		}
-		h.log.Warn("an origin did not answer a replay request; counting missed what it last reported", "user", key.name, "origin", c.origin, "position", pos[c.origin], "reported", c.seq)
+		h.quiet.Warn("an origin did not answer a replay request; counting missed what it last reported", "user", key.name, "origin", c.origin, "position", pos[c.origin], "reported", c.seq)
 	}
 	return missed
 }
