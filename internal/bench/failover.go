@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -9,8 +10,10 @@ import (
 	"iter"
 	"math"
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -77,6 +80,7 @@ type foUser struct {
 	cursor []byte
 	j      uint64
 	acked  uint64
+	unack  time.Time // when the first frame not acknowledged was read
 	nc     net.Conn
 	r      *protocol.Reader
 
@@ -183,7 +187,12 @@ func (u *foUser) read() {
 		if h.Type == protocol.ForwardMessage {
 			u.message(p)
 		}
-		if u.n-u.acked >= 64 {
+		// As gochat does: every 64 frames or 200 ms after the first
+		// unacknowledged one (here checked as frames come).
+		if u.n-u.acked == 1 {
+			u.unack = time.Now()
+		}
+		if u.n-u.acked >= 64 || time.Since(u.unack) >= 200*time.Millisecond {
 			u.nc.Write(protocol.AppendCount(nil, protocol.Received, u.n))
 			u.acked = u.n
 		}
@@ -411,6 +420,25 @@ func failoverRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, err
 		})
 	}
 	time.Sleep(fc.Before)
+	// What the survivors keep for the users about to move (issue 22:
+	// origin retention, bounded by --resume-buffer and trimmed by
+	// acknowledgements), read at the kill.
+	retained, heap, cpu := math.NaN(), 0.0, 0.0
+	for _, t := range cl.Nodes[1:] {
+		m, err := scrapeMetrics(ctx, t.metricsAddr, "chat_cluster_retained_bytes", "go_memstats_heap_inuse_bytes", "process_cpu_seconds_total")
+		if err != nil {
+			fmt.Fprintf(stderr, "failover: %s's metrics: %v\n", t.Node, err)
+			continue
+		}
+		if v, ok := m["chat_cluster_retained_bytes"]; ok {
+			if math.IsNaN(retained) { // NaN for a build without the metric
+				retained = 0
+			}
+			retained += v
+		}
+		heap += m["go_memstats_heap_inuse_bytes"]
+		cpu += m["process_cpu_seconds_total"]
+	}
 	fmt.Fprintf(stderr, "failover: killing %s (%d users) at %d msgs/s\n", victim.Node, len(users), fc.Rate)
 	killed.Store(time.Now().UnixNano())
 	syscall.Kill(victim.PID, syscall.SIGKILL)
@@ -493,7 +521,47 @@ func failoverRows(ctx context.Context, cfg Config, stderr io.Writer) ([]Row, err
 		row("users with delivered+missed != sent", "users", float64(unbalanced), "== 0"),
 		row("twice or out of order", "msgs", float64(dups), "== 0"),
 		row("sent per user", "msgs", float64(sent)/float64(len(users)), ""),
+		row("kept by the survivors for them at the kill", "KiB", retained/1024, ""),
+		row("survivors' heap in use at the kill", "MiB", heap/(1<<20), ""),
+		row("survivors' CPU from their start to the kill", "s", cpu, ""),
 	}, nil
+}
+
+// scrapeMetrics reads the values of the named metrics (without labels)
+// from the Prometheus endpoint at addr; a metric it does not serve is
+// missing from the map.
+func scrapeMetrics(ctx context.Context, addr string, names ...string) (map[string]float64, error) {
+	if addr == "" {
+		return nil, errors.New("no metrics address")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	got := make(map[string]float64, len(names))
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), " ")
+		if !ok || !want[name] {
+			continue
+		}
+		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+			got[name] = v
+		}
+	}
+	return got, sc.Err()
 }
 
 // failoverFlags adds the failover workload's flags.

@@ -61,7 +61,7 @@ type spawnedCluster struct {
 // waits at most wait until every node's chat port accepts, which happens
 // once the node is part of the cluster.
 func spawnCluster(ctx context.Context, bin string, k, maxClients int, wait time.Duration, stderr io.Writer) (*spawnedCluster, error) {
-	ports, err := freePorts(2 * k)
+	ports, err := freePorts(3 * k)
 	if err != nil {
 		return nil, err
 	}
@@ -74,14 +74,15 @@ func spawnCluster(ctx context.Context, bin string, k, maxClients int, wait time.
 		c.Close()
 		return nil, err
 	}
-	chatPorts, routePorts := ports[:k], ports[k:]
+	chatPorts, routePorts, metricsPorts := ports[:k], ports[k:2*k], ports[2*k:]
 	for i := range k {
-		t, err := startServer(bin, clusterArgs(i, chatPorts, routePorts, maxClients, dir, wait), chatPorts[i], stderr)
+		metrics := "127.0.0.1:" + strconv.Itoa(metricsPorts[i])
+		t, err := startServer(bin, append(clusterArgs(i, chatPorts, routePorts, maxClients, dir, wait), "--metrics-addr", metrics), chatPorts[i], stderr)
 		if err != nil {
 			c.Close()
 			return nil, err
 		}
-		t.Node = nodeName(i)
+		t.Node, t.metricsAddr = nodeName(i), metrics
 		c.Nodes = append(c.Nodes, t)
 	}
 	errs := make([]error, k)

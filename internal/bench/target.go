@@ -29,6 +29,9 @@ type target struct {
 	Addr string
 	PID  int    // 0 when its RSS cannot be read
 	Node string // its name in a cluster; "" for a lone server
+	// metricsAddr serves the node's Prometheus metrics (a cluster's
+	// nodes, for the failover workload); "" for none.
+	metricsAddr string
 	// wsURL is the WebSocket endpoint of a server with the web front
 	// end on (ws://127.0.0.1:PORT/ws); "" for none.
 	wsURL string

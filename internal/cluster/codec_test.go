@@ -51,6 +51,7 @@ func FuzzFileOpen(f *testing.F) {
 func FuzzRegistryValues(f *testing.F) {
 	f.Add(userEntry{inc: 1, token: 2, node: "n1"}.value())
 	f.Add(userEntry{inc: 1, token: 2, node: "n1", resume: resumeInfo{hash: string(make([]byte, 32)), window: 30000}}.value())
+	f.Add(userEntry{inc: 1, token: 2, node: "n1", resume: resumeInfo{hash: string(make([]byte, 32)), window: 30000, retain: 1 << 20}}.value())
 	f.Add(slotEntry{inc: 0xabc, node: "127.0.0.1:15000"}.value())
 	f.Add(leaseEntry{inc: 5, addr: "127.0.0.1:15001"}.value())
 	f.Add([]byte("zz  "))

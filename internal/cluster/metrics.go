@@ -61,7 +61,11 @@ func (m *metrics) forget(node string) {
 // Register adds the node's metrics to reg.
 func (n *Node) Register(reg prometheus.Registerer) error {
 	m := n.m
-	for _, c := range []prometheus.Collector{m.framesOut, m.framesIn, m.gaps, m.dropped, m.originated, m.reconnects, m.silences, m.fences, m.kvLatency} {
+	retained := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "chat_cluster_retained_bytes",
+		Help: "Bytes of frames this node keeps for remote users' sessions granted resume, for a resume after their node dies (docs/SESSIONS.md).",
+	}, func() float64 { return float64(n.hub.relay.retBytes.Load()) })
+	for _, c := range []prometheus.Collector{m.framesOut, m.framesIn, m.gaps, m.dropped, m.originated, m.reconnects, m.silences, m.fences, m.kvLatency, retained} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

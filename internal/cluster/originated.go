@@ -43,9 +43,21 @@ func (r *relay) subscribeOriginated() error {
 	var err error
 	r.originIn, err = r.h.nc.Subscribe(r.h.cluster+originatedSubject, r.h.heardOriginated)
 	if err == nil {
+		r.retAcksIn, err = r.h.nc.Subscribe(r.h.subject(retainAcksSubject, r.h.self), r.h.heardAcked)
+	}
+	if err == nil {
+		r.seqsIn, err = r.h.nc.Subscribe(r.h.cluster+seqsSubject, r.h.heardSeqs)
+	}
+	if err == nil {
 		r.h.spawn(r.h.reportOriginated)
 	}
 	return err
+}
+
+// reportedLocal is a local session granted resume, as a report sees it.
+type reportedLocal struct {
+	key creditKey
+	os  server.OriginSender
 }
 
 // reportOriginated publishes this node's reports until the node stops.
@@ -53,11 +65,8 @@ func (h *Hub) reportOriginated() {
 	tick := time.NewTicker(reportEvery)
 	defer tick.Stop()
 	sent := make(map[creditKey]uint64)
-	type local struct {
-		key creditKey
-		os  server.OriginSender
-	}
-	var locals []local
+	seqsSent := make(map[creditKey]uint64)
+	var locals []reportedLocal
 	for {
 		select {
 		case <-h.stop:
@@ -68,13 +77,13 @@ func (h *Hub) reportOriginated() {
 		h.mu.Lock()
 		for name, lu := range h.locals {
 			if os, ok := lu.peer.(server.OriginSender); ok {
-				locals = append(locals, local{creditKey{name, lu.token}, os})
+				locals = append(locals, reportedLocal{creditKey{name, lu.token}, os})
 			}
 		}
 		h.mu.Unlock()
-		head := []byte{byte(len(h.self))}
-		head = append(head, h.self...)
-		head = binary.BigEndian.AppendUint64(head, h.inc)
+		h.reportAcked(locals)  // acks.go
+		h.reportSeqs(seqsSent) // seqs.go
+		head := h.reportHead()
 		b := head
 		live := make(map[creditKey]bool, len(locals))
 		for _, l := range locals {
@@ -158,4 +167,5 @@ func (m *moves) forgetOriginated(key creditKey) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.originated, key)
+	delete(m.seqs, key)
 }

@@ -52,12 +52,14 @@ type relay struct {
 	paceBacklog  int           // Config.PaceBacklog: the most bytes in flight to one remote user
 	stallTimeout time.Duration // Config.StallTimeout: a file transfer between nodes without progress this long is cut off
 
-	framesIn *nats.Subscription
-	acksIn   *nats.Subscription
-	replayIn *nats.Subscription // replay requests (retain.go)
-	originIn *nats.Subscription // reports of what other nodes originated (originated.go)
-	files    fileSender
-	inID     atomic.Uint64 // ids of transfers arriving from other nodes
+	framesIn  *nats.Subscription
+	acksIn    *nats.Subscription
+	replayIn  *nats.Subscription // replay requests (retain.go)
+	originIn  *nats.Subscription // reports of what other nodes originated (originated.go)
+	retAcksIn *nats.Subscription // positions other nodes' clients acknowledged in this node's frames (acks.go)
+	seqsIn    *nats.Subscription // other nodes' origin sequences (seqs.go)
+	files     fileSender
+	inID      atomic.Uint64 // ids of transfers arriving from other nodes
 
 	outMu sync.RWMutex
 	out   map[string]*outbound // by destination node; guarded by outMu
@@ -74,6 +76,9 @@ type relay struct {
 
 	retMu sync.Mutex
 	ret   map[creditKey]*retained // frames kept for remote users' sessions granted resume (retain.go); guarded by retMu
+	// retBytes is the bytes of the frames in ret, for
+	// chat_cluster_retained_bytes.
+	retBytes atomic.Int64
 }
 
 type creditKey struct {
@@ -159,7 +164,7 @@ func (r *relay) subscribe() error {
 }
 
 func (r *relay) unsubscribe() {
-	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn, r.replayIn, r.originIn} {
+	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn, r.replayIn, r.originIn, r.retAcksIn, r.seqsIn} {
 		if s != nil {
 			s.Unsubscribe()
 		}
@@ -177,7 +182,7 @@ func (r *relay) unsubscribe() {
 func (r *relay) peer(name string, u userEntry) server.Peer {
 	p := &remotePeer{r: r, node: u.node, key: creditKey{name, u.token}}
 	if u.resume.hash != "" {
-		p.ret = r.retainedFor(p.key, time.Duration(u.resume.window)*time.Millisecond, true)
+		p.ret = r.retainedFor(p.key, &u.resume)
 	}
 	return p
 }

@@ -41,35 +41,61 @@ var _ server.SessionMover = (*Hub)(nil)
 type resumeInfo struct {
 	hash   string // SHA-256 of the session token, 32 raw bytes; "" without resume
 	window int64  // the resume window, ms
+	// retain is the most bytes of the session's frames each other node
+	// may keep for it (retain.go): the user's node's --resume-buffer,
+	// or 0 for a client without cursors, which cannot name a position to
+	// replay from. It travels with the record because the origins read
+	// the record anyway to relay to the user, and it changes only when
+	// the record does (a move).
+	retain int64
 }
 
-// resumePrefix starts the second version of a user record, the one with a
-// resume hash. The first version starts with an incarnation in hex, which
-// never holds a 'v'; an older node refuses the new records as malformed
-// (it cannot resume them) rather than misreading them.
-const resumePrefix = "v2 "
+// The user record of a session granted resume comes in two versions,
+// told apart by their first field (the first version of all records starts
+// with an incarnation in hex, which never holds a 'v'): "v2" (no retain
+// bound: an origin keeps server.DefaultResumeBuffer, as before) and "v3",
+// which this version writes. A node of an older version refuses a record
+// it cannot read as malformed (it cannot resume it) rather than misreading
+// it.
+const (
+	resumePrefix   = "v2 "
+	resumePrefixV3 = "v3 "
+)
 
-func isResumeValue(v []byte) bool { return bytes.HasPrefix(v, []byte(resumePrefix)) }
+func isResumeValue(v []byte) bool {
+	return bytes.HasPrefix(v, []byte(resumePrefix)) || bytes.HasPrefix(v, []byte(resumePrefixV3))
+}
 
-// value returns the record of a session granted resume: "v2 <incarnation>
-// <join token> <window ms> <token hash> <node>".
+// value returns the record of a session granted resume: "v3 <incarnation>
+// <join token> <window ms> <retain bytes> <token hash> <node>".
 func (ri resumeInfo) value(inc, token uint64, node string) []byte {
-	return fmt.Appendf(nil, resumePrefix+"%x %x %d %x %s", inc, token, ri.window, ri.hash, node)
+	return fmt.Appendf(nil, resumePrefixV3+"%x %x %d %d %x %s", inc, token, ri.window, ri.retain, ri.hash, node)
 }
 
 func parseResumeUser(v []byte) (userEntry, error) {
-	f := strings.SplitN(string(v[len(resumePrefix):]), " ", 5)
-	if len(f) != 5 {
+	fields, retain := 5, int64(server.DefaultResumeBuffer)
+	if bytes.HasPrefix(v, []byte(resumePrefixV3)) {
+		fields = 6
+	}
+	f := strings.SplitN(string(v[len(resumePrefix):]), " ", fields)
+	if len(f) != fields {
 		return userEntry{}, fmt.Errorf("user entry: %q", v)
+	}
+	var err5 error
+	if fields == 6 {
+		var r uint64
+		r, err5 = strconv.ParseUint(f[3], 10, 31)
+		retain = int64(r)
+		f = append(f[:3], f[4:]...)
 	}
 	inc, err1 := strconv.ParseUint(f[0], 16, 64)
 	token, err2 := strconv.ParseUint(f[1], 16, 64)
 	window, err3 := strconv.ParseUint(f[2], 10, 63)
 	hash, err4 := hex.DecodeString(f[3])
-	if err := errors.Join(err1, err2, err3, err4); err != nil || len(hash) != sha256.Size {
+	if err := errors.Join(err1, err2, err3, err4, err5); err != nil || len(hash) != sha256.Size {
 		return userEntry{}, fmt.Errorf("user entry: %q: %v", v, err)
 	}
-	return userEntry{node: f[4], inc: inc, token: token, resume: resumeInfo{hash: string(hash), window: int64(window)}}, nil
+	return userEntry{node: f[4], inc: inc, token: token, resume: resumeInfo{hash: string(hash), window: int64(window), retain: retain}}, nil
 }
 
 // resumeOf returns what the record of p keeps for a resume elsewhere: p is
@@ -81,7 +107,11 @@ func resumeOf(p server.Peer) resumeInfo {
 	}
 	t := r.Token()
 	sum := sha256.Sum256(t[:])
-	return resumeInfo{hash: string(sum[:]), window: r.Window().Milliseconds()}
+	retain := int64(server.DefaultResumeBuffer)
+	if rt, ok := p.(server.Retainer); ok {
+		retain = int64(rt.Retain())
+	}
+	return resumeInfo{hash: string(sum[:]), window: r.Window().Milliseconds(), retain: retain}
 }
 
 // errNoPlace stands for the place of a session moved here that has none
@@ -95,8 +125,15 @@ type moves struct {
 	born time.Time // this node's start: a node that died before it was heard then at the latest
 
 	mu         sync.Mutex
-	gone       map[string]goneNode           // by node; guarded by mu
-	originated map[creditKey]originatedCount // other nodes' reports (originated.go); guarded by mu
+	gone       map[string]goneNode             // by node; guarded by mu
+	originated map[creditKey]originatedCount   // other nodes' reports (originated.go); guarded by mu
+	seqs       map[creditKey]map[string]uint64 // other nodes' origin sequences, by origin id (seqs.go); guarded by mu
+	// testHookSeqs, if set, is called (mu held) once a report of
+	// origin sequences is taken.
+	testHookSeqs func()
+	// testHookMove, if set, is called as moveRecords starts (tests
+	// change the registry under it); guarded by mu.
+	testHookMove func(name string)
 }
 
 type goneNode struct {
@@ -272,13 +309,22 @@ func (h *Hub) TakeOver(p server.Peer, token protocol.Token, pos map[string]uint6
 // node, then its place under the cap. If the record cannot be had, p lets
 // go of the session.
 func (h *Hub) moveRecords(p server.Peer, u userEntry) {
-	name := p.Name()
+	name, token := p.Name(), u.token // u becomes what the engine holds, maybe another session's
+	h.moves.mu.Lock()
+	hook := h.moves.testHookMove
+	h.moves.mu.Unlock()
+	if hook != nil {
+		hook(name)
+	}
 	sum := u.resume.hash
 	var rev uint64
 	var err error
 	for attempt := 0; ; attempt++ {
 		moved := u
 		moved.node, moved.inc = h.self, h.inc
+		if _, ok := p.(server.Retainer); ok {
+			moved.resume.retain = resumeOf(p).retain // this node's bound, and whether this client reads cursors
+		}
 		rev, _, err = h.write(writeOp{key: userKey(name), val: moved.value(), expect: u.rev}, nil)
 		if err == nil {
 			u = moved
@@ -302,7 +348,7 @@ func (h *Hub) moveRecords(p server.Peer, u userEntry) {
 	}
 	if err != nil {
 		h.log.Warn("a session moved here could not take its record; letting it go", "user", name, "err", err)
-		h.movedAway(name, u.token)
+		h.movedAway(name, token)
 		return
 	}
 	u.rev, u.created = rev, time.Now().UnixNano()
@@ -310,7 +356,7 @@ func (h *Hub) moveRecords(p server.Peer, u userEntry) {
 	if err != nil {
 		h.log.Warn("a session moved here found no place under the cap; letting it go", "user", name, "err", err)
 		h.del.add(userKey(name), rev)
-		h.movedAway(name, u.token)
+		h.movedAway(name, token)
 		return
 	}
 	h.mu.Lock()
@@ -400,6 +446,7 @@ func (h *Hub) movedAway(name string, token uint64) {
 func (h *Hub) userMoved(name string, old, u userEntry) {
 	h.changed()
 	h.relay.userChanged(name, u, false)
+	h.relay.replayOnMove(creditKey{name, u.token}, old.node, u.node) // seqs.go
 	if old.node != h.self {
 		h.quiet.Info("a session moved to another node", "user", name, "from", old.node, "to", u.node)
 	}

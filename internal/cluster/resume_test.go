@@ -2,8 +2,11 @@ package cluster
 
 import (
 	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"testing"
+
+	"github.com/gochat/chat/internal/server"
 )
 
 // TestUserRecordVersions: a record of a session without resume is written
@@ -12,7 +15,11 @@ import (
 // earlier version's records stay readable.
 func TestUserRecordVersions(t *testing.T) {
 	sum := sha256.Sum256([]byte("token"))
-	withResume := userEntry{node: "n1", inc: 0xabc, token: 7, resume: resumeInfo{hash: string(sum[:]), window: 30000}}
+	withResume := userEntry{node: "n1", inc: 0xabc, token: 7, resume: resumeInfo{hash: string(sum[:]), window: 30000, retain: 4096}}
+	noCursor := withResume
+	noCursor.resume.retain = 0
+	v2 := withResume
+	v2.resume.retain = server.DefaultResumeBuffer
 	tests := []struct {
 		name   string
 		value  string
@@ -21,7 +28,9 @@ func TestUserRecordVersions(t *testing.T) {
 	}{
 		{"earlier version", "abc 7 n1", userEntry{node: "n1", inc: 0xabc, token: 7}, "abc 7 n1"},
 		{"node name with colon", "1 2 127.0.0.1:15000", userEntry{node: "127.0.0.1:15000", inc: 1, token: 2}, "1 2 127.0.0.1:15000"},
-		{"with resume", string(withResume.value()), withResume, "v2 abc 7 30000 "},
+		{"with resume", string(withResume.value()), withResume, "v3 abc 7 30000 4096 "},
+		{"with resume, nothing retained", string(noCursor.value()), noCursor, "v3 abc 7 30000 0 "},
+		{"with resume, second version (no bound: the default)", "v2 abc 7 30000 " + hex.EncodeToString(sum[:]) + " n1", v2, "v3 abc 7 30000 1048576 "},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -39,6 +48,9 @@ func TestUserRecordVersions(t *testing.T) {
 		"v2 abc 7 -1 " + hex64() + " n1", // a negative window
 		"v2 abc 7 30000 " + hex64(),      // no node
 		"v2 zz 7 30000 " + hex64() + " n1",
+		"v3 abc 7 30000 " + hex64() + " n1",    // no bound
+		"v3 abc 7 30000 -1 " + hex64() + " n1", // a negative bound
+		"v3 abc 7 30000 4294967296 " + hex64() + " n1",
 	} {
 		if u, err := parseUser([]byte(bad)); err == nil {
 			t.Errorf("parseUser(%q) = %+v, want an error", bad, u)

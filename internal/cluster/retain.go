@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,8 +18,10 @@ import (
 // sent to a user whose session was granted resume is lost without a word
 // when the user's node dies. Each node (an origin) numbers what it relays
 // to each such remote user (the origin sequence, carried in the batch
-// entry) and keeps it, for the session's resume window and at most
-// retainBytes; the user's node sends its client cursor frames naming
+// entry) and keeps it, for the session's resume window and at most the
+// bytes the user's record allows (resumeInfo.retain: the user's node's
+// --resume-buffer), until the user's node reports that its client
+// acknowledged it (acks.go); the user's node sends its client cursor frames naming
 // every origin's position (internal/server, cursor.go). A resume on
 // another node asks every live origin to send it what it kept after the
 // client's position, in order, ahead of anything new (replay), and from
@@ -27,19 +30,10 @@ import (
 // had let go of is counted, exactly, and the client told it missed that
 // many. Users whose session was not granted resume (contract clients,
 // --plain) have no retention: their relay pays one nil check.
-//
-// Nothing is acknowledged to the origins: a frame is kept for the
-// window, whether delivered or not. That costs memory (the relay's rate
-// times the window, bounded per user by retainBytes) instead of a report
-// per node pair every 200 ms; docs/SESSIONS.md weighs the two.
 
 // replaySubject, after the cluster's name and + <node>, carries the
 // replay requests for a node's kept frames.
 const replaySubject = ".rp."
-
-// retainBytes bounds the bytes an origin keeps for one remote user, as
-// --resume-buffer bounds a session's.
-const retainBytes = server.DefaultResumeBuffer
 
 // seqFlag, set in a batch entry's frame length, says an origin sequence
 // (8 bytes) follows the length: frames are far shorter than 2 GiB.
@@ -51,6 +45,8 @@ const replayWait = 2 * time.Second
 // retained is what this node relayed to one remote user's session.
 type retained struct {
 	window time.Duration
+	limit  atomic.Int64  // the most bytes kept: the record's resumeInfo.retain
+	total  *atomic.Int64 // the node's bytes kept for all users (relay.retBytes)
 
 	mu     sync.Mutex
 	seq    uint64      // frames numbered; guarded by mu
@@ -76,17 +72,21 @@ type keptFrame struct {
 }
 
 // retainedFor returns what this node keeps for the remote user of key,
-// made if create. window is the session's.
-func (r *relay) retainedFor(key creditKey, window time.Duration, create bool) *retained {
+// made if ri, the session's record's, is not nil (and its bound then
+// updated: a move may change it).
+func (r *relay) retainedFor(key creditKey, ri *resumeInfo) *retained {
 	r.retMu.Lock()
 	defer r.retMu.Unlock()
 	rt := r.ret[key]
-	if rt == nil && create {
+	if rt == nil && ri != nil {
 		if r.ret == nil {
 			r.ret = make(map[creditKey]*retained)
 		}
-		rt = &retained{window: window}
+		rt = &retained{window: time.Duration(ri.window) * time.Millisecond, total: &r.retBytes}
 		r.ret[key] = rt
+	}
+	if rt != nil && ri != nil && rt.limit.Load() != ri.retain {
+		rt.limit.Store(ri.retain)
 	}
 	return rt
 }
@@ -105,6 +105,7 @@ func (r *relay) dropRetained(name string, token uint64, present bool) {
 	r.retMu.Unlock()
 	if rt != nil {
 		rt.mu.Lock()
+		rt.total.Add(-int64(rt.bytes))
 		rt.gone, rt.frames, rt.head, rt.bytes = true, nil, 0, 0
 		rt.mu.Unlock()
 	}
@@ -134,19 +135,37 @@ func (rt *retained) send(r *relay, node string, key creditKey, frame []byte) (qu
 }
 
 // keepLocked keeps frame, numbered rt.seq, letting go of the oldest past
-// the window or retainBytes. rt.mu must be held.
+// the window or the record's bound. rt.mu must be held.
 func (rt *retained) keepLocked(frame []byte) {
 	if rt.gone {
 		return
 	}
 	now := time.Now()
+	limit := int(rt.limit.Load())
+	if len(frame) > limit {
+		// Kept at once, it would be let go of at once: only what is
+		// kept before it goes (it is older).
+		rt.dropLocked(func(keptFrame) bool { return true })
+		return
+	}
 	rt.frames = append(rt.frames, keptFrame{rt.seq, now, frame})
 	rt.bytes += len(frame)
-	for rt.head < len(rt.frames) && (rt.bytes > retainBytes || now.Sub(rt.frames[rt.head].at) > rt.window) {
-		rt.bytes -= len(rt.frames[rt.head].frame)
+	rt.total.Add(int64(len(frame)))
+	rt.dropLocked(func(f keptFrame) bool { return rt.bytes > limit || now.Sub(f.at) > rt.window })
+}
+
+// dropLocked lets go of the oldest frames kept while drop says so of the
+// oldest. rt.mu must be held.
+func (rt *retained) dropLocked(drop func(keptFrame) bool) {
+	freed := 0
+	for rt.head < len(rt.frames) && drop(rt.frames[rt.head]) {
+		n := len(rt.frames[rt.head].frame)
+		rt.bytes -= n
+		freed += n
 		rt.frames[rt.head] = keptFrame{}
 		rt.head++
 	}
+	rt.total.Add(-int64(freed))
 	if rt.head == len(rt.frames) {
 		rt.frames, rt.head = rt.frames[:0], 0
 	} else if rt.head >= 64 && rt.head*2 >= len(rt.frames) {
@@ -281,7 +300,7 @@ func (r *relay) answerReplay(m *nats.Msg) {
 		m.Respond(nil)
 		return
 	}
-	rt := r.retainedFor(key, time.Duration(u.resume.window)*time.Millisecond, true)
+	rt := r.retainedFor(key, &u.resume)
 	var missed uint64
 	if inc == h.inc {
 		missed = rt.replay(r, key, after, u.node, node)
@@ -297,7 +316,7 @@ func (r *relay) answerReplay(m *nats.Msg) {
 // now on what its senders send to from; it returns how many this node
 // had let go of.
 func (h *Hub) replaySelf(p server.Peer, key creditKey, from string, pos map[string]uint64) uint64 {
-	rt := h.relay.retainedFor(key, 0, false)
+	rt := h.relay.retainedFor(key, nil)
 	op, ok := p.(server.OriginSender)
 	if rt == nil || !ok {
 		return 0
@@ -312,7 +331,7 @@ func (h *Hub) replaySelf(p server.Peer, key creditKey, from string, pos map[stri
 // undoReplaySelf stops pushing to p, a session that did not join here
 // after all, what this node's senders send the session of key.
 func (h *Hub) undoReplaySelf(p server.Peer, key creditKey) {
-	rt := h.relay.retainedFor(key, 0, false)
+	rt := h.relay.retainedFor(key, nil)
 	if rt == nil {
 		return
 	}
@@ -338,7 +357,8 @@ func (h *Hub) liveInc(node string) uint64 {
 // (nil: the client has none, and only where to send is asked), and does
 // the same with this node's own; it returns how many frames after the
 // positions the origins had let go of. An origin that does not answer
-// within replayWait counts nothing (docs/SESSIONS.md, "What is missing").
+// within replayWait (or any other that ever relayed to the session) is
+// counted from its last report (seqs.go).
 func (h *Hub) gatherReplays(p server.Peer, key creditKey, from string, window time.Duration, pos map[string]uint64) uint64 {
 	self := h.self
 	var missed uint64
@@ -355,32 +375,41 @@ func (h *Hub) gatherReplays(p server.Peer, key creditKey, from string, window ti
 	ctx, cancel := context.WithTimeout(h.ctx, replayWait)
 	defer cancel()
 	type answer struct {
-		missed uint64
+		origin   string
+		missed   uint64
+		answered bool
 	}
 	answers := make(chan answer, len(peers))
 	for node, inc := range peers {
 		req := []byte{byte(len(key.name))}
 		req = append(req, key.name...)
 		req = binary.BigEndian.AppendUint64(req, key.token)
+		origin := originID(node, inc)
 		if pos == nil {
 			inc = 0
 		}
 		req = binary.BigEndian.AppendUint64(req, inc)
-		req = binary.BigEndian.AppendUint64(req, pos[originID(node, inc)])
+		req = binary.BigEndian.AppendUint64(req, pos[origin])
 		req = append(req, self...)
 		go func() {
-			var a answer
+			a := answer{origin: origin}
 			resp, err := h.nc.RequestWithContext(ctx, h.subject(replaySubject, node), req)
 			if err == nil && len(resp.Data) == 8 {
-				a.missed = binary.BigEndian.Uint64(resp.Data)
+				a.missed, a.answered = binary.BigEndian.Uint64(resp.Data), true
 			} else if err != nil && !errors.Is(err, nats.ErrNoResponders) { // no responders: a node that died a moment ago
-				h.quiet.Warn("an origin did not answer a replay request; what it kept for the user is not replayed", "user", key.name, "peer", node, "err", err)
+				h.quiet.Warn("an origin did not answer a replay request", "user", key.name, "peer", node, "err", err)
 			}
 			answers <- a
 		}()
 	}
+	answered := make(map[string]bool, len(peers))
 	for range peers {
-		missed += (<-answers).missed
+		a := <-answers
+		missed += a.missed
+		answered[a.origin] = a.answered
+	}
+	if pos != nil {
+		missed += h.countUnanswered(p, key, pos, answered)
 	}
 	return missed
 }

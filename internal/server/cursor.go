@@ -48,6 +48,7 @@ type origins struct {
 	local uint64            // the frames this server originated, pushed
 	last  string            // the origin of the last counted frame pushed
 	from  []originSeq       // of each frame in the session's kept, index for index
+	acked map[string]uint64 // origin positions the client acknowledged, not yet taken (retain.go)
 }
 
 func newOrigins() *origins { return &origins{pos: make(map[string]uint64)} }

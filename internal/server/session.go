@@ -281,6 +281,7 @@ func (s *session) ack(n uint64) error {
 	if n > s.last {
 		return fmt.Errorf("%w: received %d of %d frames", protocol.ErrMalformed, n, s.last)
 	}
+	s.noteAckedLocked(n)
 	for s.first <= n && s.head < len(s.kept) {
 		s.dropHeadLocked()
 	}
@@ -306,6 +307,7 @@ func (s *session) attach(c *conn, n uint64) (old *conn, missed uint64, err error
 	if n > s.last {
 		return nil, 0, fmt.Errorf("%w: received %d of %d frames", errResume, n, s.last)
 	}
+	s.noteAckedLocked(n)
 	for s.first <= n && s.head < len(s.kept) {
 		s.dropHeadLocked()
 	}

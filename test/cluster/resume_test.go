@@ -281,46 +281,15 @@ func TestResumeNothingLostOnKill(t *testing.T) {
 
 // TestResumeMissedCounted: bob's node n1 is killed while alice (on n3)
 // sends him 30 messages of 60,000 bytes, 1.8 MB, more than a node keeps
-// for one user (1 MiB). Bob resumes on n2 with his cursor: resumed says
-// exactly how many n3 let go of, and the rest come once, in order, the
-// last included: delivered + missed == sent.
+// for one user (--resume-buffer, 1 MiB by default). Bob resumes on n2
+// with his cursor: resumed says exactly how many n3 let go of, and the
+// rest come once, in order, the last included: delivered + missed ==
+// sent.
 func TestResumeMissedCounted(t *testing.T) {
-	n1, n2, n3 := startThree(t)
-	bob, token := joinResumable(t, n1, "bob", protocol.FeatureCursor)
-	alice := join(t, n3, "alice")
-	alice.waitList(usersList("alice", "bob"))
-	alice.Send("first", "bob")
-	cursor := bob.ExpectType(protocol.Cursor)
-	bob.Expect(protocol.ForwardMessage, "1 alice first")
-
-	n1.Kill()
-	const total = 30
-	text := func(i int) string { return fmt.Sprintf("m%02d ", i) + strings.Repeat("x", 60000) }
-	for i := 1; i <= total; i++ {
-		alice.Send(text(i), "bob")
+	missed := resumeAfterFlood(t, startCluster(t, 3), 30, 60000, nil)
+	if missed <= 0 || missed >= 30 {
+		t.Fatalf("resumed %d: want some but not all of the 30 messages missed", missed)
 	}
-	alice.List() // n3 has relayed (and kept) all 30 once it answers this
-
-	c := dial(t, n2, "bob")
-	c.Write(protocol.AppendResumeAt(protocol.AppendExtHello(nil, []string{protocol.FeatureResume, protocol.FeatureCursor}), "bob", token, 1, 1, cursor))
-	c.Expect(protocol.ExtHello, protocol.FeatureResume+" "+protocol.FeatureCursor)
-	missed, err := strconv.Atoi(string(c.ExpectType(protocol.Resumed)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if missed <= 0 || missed >= total {
-		t.Fatalf("resumed %d: want some but not all of the %d messages missed", missed, total)
-	}
-	for i := missed + 1; i <= total; i++ {
-		h, p := c.Frame()
-		for h.Type == protocol.Cursor {
-			h, p = c.Frame()
-		}
-		if h.Type != protocol.ForwardMessage || string(p) != "1 alice "+text(i) {
-			t.Fatalf("after resumed %d: got %s %.20q, want message %d", missed, h.Name, p, i)
-		}
-	}
-	t.Logf("missed %d, delivered %d of %d", missed, total-missed, total)
 }
 
 // TestResumeCountsDeadNodesOwn: dave, on bob's node n1, sends bob six
