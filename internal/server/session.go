@@ -69,6 +69,14 @@ type session struct {
 	lostAt time.Time
 	org    *origins // where the frames came from, for a client that asked for cursor frames (cursor.go); nil otherwise
 	missed uint64   // frames no origin kept, for the resumed of a session moved here; guarded by mu
+
+	// The client's frames taken (taken.go). takeMu is held from a
+	// frame's beginTake to its endTake, and by attach: taken away from
+	// one connection, counted in full or not begun. Lock order: takeMu,
+	// then mu.
+	takeMu     sync.Mutex
+	taken      uint64 // guarded by takeMu
+	takenLower bool   // taken is only a lower bound (a session moved from a node whose count was not known exactly) until a resumed says so; guarded by takeMu
 }
 
 // newSession returns a session for conn c, which is about to join as name.
@@ -298,6 +306,8 @@ var errResume = errors.New("resume refused")
 // resumed with the number of frames missed, then every frame kept after
 // the n-th, in order. It returns the number missed.
 func (s *session) attach(c *conn, n uint64) (old *conn, missed uint64, err error) {
+	s.takeMu.Lock() // an old connection acting on a frame finishes it first
+	defer s.takeMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
@@ -319,9 +329,14 @@ func (s *session) attach(c *conn, n uint64) (old *conn, missed uint64, err error
 		s.srv.sessions.wg.Done()
 	}
 	var lead []byte
-	if s.told {
+	c.took, c.told = s.taken, s.taken
+	switch {
+	case s.told && c.taken:
+		lead = protocol.AppendResumed(nil, missed, s.taken, !s.takenLower)
+		s.takenLower = false
+	case s.told:
 		lead = protocol.AppendCount(nil, protocol.Resumed, missed)
-	} else {
+	default:
 		lead = protocol.AppendSession(nil, s.token, uint64(s.srv.cfg.ResumeWindow/time.Millisecond))
 		s.told = true
 	}
