@@ -108,6 +108,10 @@ func (c *client) receive(r *protocol.Reader) {
 			if p, ok := c.payload(r, h); ok {
 				c.cursorFrame(p)
 			}
+		case protocol.Received:
+			if p, ok := c.payload(r, h); ok {
+				c.takenFrame(p)
+			}
 		case protocol.ErrUnknownMessage:
 			c.settle()
 			c.sever("server received an unknown command")
