@@ -1,0 +1,71 @@
+package cluster
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/gochat/chat/internal/chattest"
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// sentAgainTwice matches the client's stderr line after a resume on a
+// node that does not know how many of its lines the dead node took.
+var sentAgainTwice = regexp.MustCompile(`^client: sent again (\d+) lines you typed that the server that failed may not have taken: some may arrive twice$`)
+
+// TestResumeSendsAgainAfterNodeKilled: bob's client reaches n1 through a
+// proxy that stops forwarding what he writes; he types five lines more
+// (his writes succeed into the proxy), and n1 is killed with SIGKILL. The
+// client resumes on n2, which does not know n1's count of bob's frames:
+// it says so (resumed ~0), and the client sends again the lines n1 had not
+// confirmed. alice on n2 gets all of bob's lines once, in order: the five
+// n1 confirmed are not sent again, the five it never read are; bob's
+// stderr says five were sent again and may arrive twice. Without the
+// taken feature the five were lost without a word.
+func TestResumeSendsAgainAfterNodeKilled(t *testing.T) {
+	nodes := startCluster(t, 3)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	proxy := chattest.StartSwallowProxy(t, n1.addr())
+	bob := startProc(t, "client bob", gochatBin, "-a", strings.Join([]string{proxy.Addr(), n2.addr(), n3.addr()}, ","), "-u", "bob", "--resume")
+	n1.Out.WaitLine(t, "join: bob", timeout)
+	alice := join(t, n2, "alice")
+	alice.waitList(usersList("alice", "bob"))
+
+	expect := func(from, to int) {
+		t.Helper()
+		for i := from; i <= to; i++ {
+			h, p := alice.Frame()
+			if h.Type != protocol.ForwardMessage || string(p) != fmt.Sprintf("1 bob m%d", i) {
+				t.Fatalf("alice got %s %q, want m%d from bob", h.Name, p, i)
+			}
+		}
+	}
+	for i := 1; i <= 5; i++ {
+		bob.Send(t, fmt.Sprintf("msg 1 alice m%d", i))
+	}
+	expect(1, 5)
+	// n1 told bob it took the five (received 5), before the link dies.
+	proxy.WaitToClient(t, string(protocol.AppendCount(nil, protocol.Received, 5)))
+	proxy.SwallowAfter(0)
+	for i := 6; i <= 10; i++ {
+		bob.Send(t, fmt.Sprintf("msg 1 alice m%d", i))
+	}
+	proxy.WaitSwallowed(t, "m10")
+	n1.Kill()
+	l := bob.Errs.WaitMatch(t, resumedOn, timeout)
+	if l[1] != n2.addr() {
+		t.Fatalf("bob resumed on %s, want n2 (%s)", l[1], n2.addr())
+	}
+	expect(6, 10)
+	bob.Send(t, "msg 1 alice m11")
+	expect(11, 11)
+	if m := bob.Errs.WaitMatch(t, sentAgainTwice, timeout); m[1] != "5" {
+		t.Errorf("bob sent again %s lines, want 5", m[1])
+	}
+	bob.Send(t, "quit")
+	n2.Out.WaitLine(t, "disconnected: bob", timeout)
+	if c := n2.Out.Count(func(s string) bool { return s == "msg: bob" }); c != 6 {
+		t.Errorf("n2 printed msg: bob %d times, want 6 (m6 to m11)", c)
+	}
+}
