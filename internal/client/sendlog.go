@@ -121,14 +121,15 @@ func (l *sendLog) took(n uint64) error {
 }
 
 // resumeFrom is the session's resume: the server has taken the first n
-// frames (exactly, or at least that many when exact is false: a node that
-// took the session over from one whose count it does not know). It
+// frames, exactly or at least (a node that took the session over from one
+// whose count it does not know): either way the frames after n and after
+// the last count learnt are sent again. It
 // returns the frames to send again, in order, before anything new; how
 // many frames after n were let go of (past the bounds) and so cannot be,
 // with the labels of the last of them. From now on the frames are
 // numbered after n: the server counts the frames sent again from n on.
 // A count past what was sent (a broken server) is taken as all of it.
-func (l *sendLog) resumeFrom(n uint64, exact bool) (again [][]byte, lost uint64, labels []string) {
+func (l *sendLog) resumeFrom(n uint64) (again [][]byte, lost uint64, labels []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n = min(n, l.next-1)
@@ -237,7 +238,7 @@ func (c *client) sendAgain(r resumedCount) {
 	if !r.has {
 		c.log.printf("client: the server did not say how many of your lines it took: sending again those it did not confirm")
 	}
-	again, lost, labels := c.sent.resumeFrom(n, exact)
+	again, lost, labels := c.sent.resumeFrom(n)
 	if lost > 0 {
 		c.log.printf("%s", lostLine(lost, labels))
 	}

@@ -27,16 +27,15 @@ func TestSendLogResume(t *testing.T) {
 		sent, size int
 		told       uint64 // the server's received before the loss (0: none)
 		n          uint64 // resumed's count
-		exact      bool
-		again      int // frames sent again
+		again      int    // frames sent again
 		lost       uint64
 		labels     []string
 		next       uint64 // the number of the next frame after the resume
 	}{
-		{name: "nothing taken", sent: 3, size: 10, n: 0, exact: true, again: 3, next: 4},
-		{name: "some taken", sent: 5, size: 10, told: 2, n: 3, exact: true, again: 2, next: 6},
-		{name: "all taken", sent: 5, size: 10, n: 5, exact: true, again: 0, next: 6},
-		{name: "count past what was sent", sent: 2, size: 10, n: 9, exact: true, again: 0, next: 3},
+		{name: "nothing taken", sent: 3, size: 10, n: 0, again: 3, next: 4},
+		{name: "some taken", sent: 5, size: 10, told: 2, n: 3, again: 2, next: 6},
+		{name: "all taken", sent: 5, size: 10, n: 5, again: 0, next: 6},
+		{name: "count past what was sent", sent: 2, size: 10, n: 9, again: 0, next: 3},
 		// A node that lost count says less than the client was told:
 		// what was told stands, what follows is sent again and
 		// numbered after the new node's count.
@@ -44,13 +43,13 @@ func TestSendLogResume(t *testing.T) {
 		{name: "lower bound over what was told", sent: 5, size: 10, told: 1, n: 2, again: 3, next: 6},
 		// Past the bounds the oldest are let go of: those the server
 		// did not take are counted and the last named.
-		{name: "frames bound", sent: maxSentFrames + 7, size: 1, n: 0, exact: true, again: maxSentFrames, lost: 7,
+		{name: "frames bound", sent: maxSentFrames + 7, size: 1, n: 0, again: maxSentFrames, lost: 7,
 			labels: []string{"l3", "l4", "l5", "l6", "l7"}, next: maxSentFrames + 1},
-		{name: "bytes bound", sent: 20, size: maxSentBytes / 8, n: 10, exact: true, again: 8, lost: 2,
+		{name: "bytes bound", sent: 20, size: maxSentBytes / 8, n: 10, again: 8, lost: 2,
 			labels: []string{"l11", "l12"}, next: 19},
-		{name: "bytes bound, taken", sent: 20, size: maxSentBytes / 8, n: 12, exact: true, again: 8, next: 21},
-		{name: "bytes bound, told", sent: 20, size: maxSentBytes / 8, told: 11, n: 11, exact: true, again: 8, lost: 1, labels: []string{"l12"}, next: 20},
-		{name: "one frame over the bytes bound is kept", sent: 1, size: 2 * maxSentBytes, n: 0, exact: true, again: 1, next: 2},
+		{name: "bytes bound, taken", sent: 20, size: maxSentBytes / 8, n: 12, again: 8, next: 21},
+		{name: "bytes bound, told", sent: 20, size: maxSentBytes / 8, told: 11, n: 11, again: 8, lost: 1, labels: []string{"l12"}, next: 20},
+		{name: "one frame over the bytes bound is kept", sent: 1, size: 2 * maxSentBytes, n: 0, again: 1, next: 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := sendLogWith(tc.sent, tc.size)
@@ -62,7 +61,7 @@ func TestSendLogResume(t *testing.T) {
 			if l.bytes > maxSentBytes && len(l.kept) > 1 || len(l.kept) > maxSentFrames {
 				t.Fatalf("kept %d frames of %d bytes", len(l.kept), l.bytes)
 			}
-			again, lost, labels := l.resumeFrom(tc.n, tc.exact)
+			again, lost, labels := l.resumeFrom(tc.n)
 			if len(again) != tc.again || lost != tc.lost || !slices.Equal(labels, tc.labels) {
 				t.Fatalf("again %d, lost %d %q; want %d, %d %q", len(again), lost, labels, tc.again, tc.lost, tc.labels)
 			}
