@@ -34,7 +34,10 @@ func (c *conn) counting() bool { return c.taken && c.sess != nil }
 // until endTake the session's count is held, so that a takeover (attach)
 // sees the frame either done and counted or not begun: the count it puts
 // in resumed is exact even while an old, half-open connection is still
-// being read.
+// being read. The resume waits for that one frame's delivery: at most
+// paceGrace if a recipient has no room for it (killing the old
+// connection first would cut the delivery short, and its end would race
+// with the attach to end the session).
 func (c *conn) beginTake() bool {
 	if !c.counting() {
 		return true
