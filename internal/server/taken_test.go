@@ -132,3 +132,34 @@ func TestTakenNotAsked(t *testing.T) {
 		t.Fatalf("got %s %q, want the list", h.Name, p)
 	}
 }
+
+// TestTakenTakeoverWaits: a takeover waits for a frame the old
+// connection is acting on, and counts it in resumed; a frame the old
+// connection reads whole after the takeover is not acted on.
+func TestTakenTakeoverWaits(t *testing.T) {
+	s, _ := resumeServer(t, Config{})
+	bob := joinedResume(t, s, "bob", protocol.FeatureTaken)
+	alice := joined(t, s, "alice")
+	bob.Write(sendFrame("m1", "alice"))
+	alice.Expect(protocol.ForwardMessage, "1 bob m1")
+	bob.expectTold(1)
+
+	// The test stands for bob's old connection acting on a second frame
+	// (beginTake to endTake; its serve goroutine waits for input
+	// meanwhile).
+	sess := sessionOf(t, s, "bob")
+	old := sess.current()
+	sess.takeMu.Lock()
+	c := dial(t, s.addr)
+	features := []string{protocol.FeatureResume, protocol.FeatureTaken}
+	c.Write(protocol.AppendResume(protocol.AppendExtHello(nil, features), "bob", bob.token, bob.n))
+	c.Expect(protocol.ExtHello, joinSpace(features))
+	sess.taken++
+	sess.takeMu.Unlock() // the resume cannot have stood before: it says 2
+	c.Expect(protocol.Resumed, "0 2")
+	if old.beginTake() {
+		old.sess.takeMu.Unlock()
+		t.Fatal("the connection taken over may act on a frame")
+	}
+	bob.ExpectEnd()
+}
