@@ -168,7 +168,8 @@ func (l *sendLog) pending() int {
 }
 
 // messageLabel names a message to names of text for a person: `to bob,
-// carol: the text…`, the text cut at labelRunes.
+// carol: "the text…"`, the text cut at labelRunes and the names after
+// the third counted.
 func messageLabel(names []string, text string) string {
 	if utf8.RuneCountInString(text) > labelRunes {
 		i := 0
@@ -180,7 +181,11 @@ func messageLabel(names []string, text string) string {
 			i++
 		}
 	}
-	return "to " + strings.Join(names, ", ") + ": " + strconv.Quote(text)
+	to := strings.Join(names[:min(len(names), 3)], ", ")
+	if len(names) > 3 {
+		to += fmt.Sprintf(" and %d more", len(names)-3)
+	}
+	return "to " + to + ": " + strconv.Quote(text)
 }
 
 // lostLine describes lines that may not have reached anyone: how many,

@@ -104,6 +104,7 @@ func TestMessageLabel(t *testing.T) {
 		{[]string{"bob"}, "hi", `to bob: "hi"`},
 		{[]string{"bob", "carol"}, `say "x"`, `to bob, carol: "say \"x\""`},
 		{[]string{"bob"}, long, `to bob: "` + strings.Repeat("é", 40) + `…"`},
+		{[]string{"a", "b", "c", "d", "e"}, "x", `to a, b, c and 2 more: "x"`},
 	} {
 		if got := messageLabel(tc.names, tc.text); got != tc.want {
 			t.Errorf("messageLabel(%q, %q) = %s, want %s", tc.names, tc.text, got, tc.want)
