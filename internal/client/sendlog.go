@@ -129,7 +129,7 @@ func (l *sendLog) took(n uint64) error {
 // with the labels of the last of them. From now on the frames are
 // numbered after n: the server counts the frames sent again from n on.
 // A count past what was sent (a broken server) is taken as all of it.
-func (l *sendLog) resumeFrom(n uint64) (again [][]byte, lost uint64, labels []string) {
+func (l *sendLog) resumeFrom(n uint64) (again []sentFrame, lost uint64, labels []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n = min(n, l.next-1)
@@ -147,10 +147,10 @@ func (l *sendLog) resumeFrom(n uint64) (again [][]byte, lost uint64, labels []st
 	var keep []sentFrame
 	for i, f := range l.kept {
 		if l.first+uint64(i) > from {
-			again = append(again, f.frame)
 			keep = append(keep, f)
 		}
 	}
+	again = slices.Clone(keep)
 	l.kept, l.bytes = keep, 0
 	for _, f := range keep {
 		l.bytes += len(f.frame)
@@ -251,7 +251,7 @@ func (c *client) sendAgain(r resumedCount) {
 		return
 	}
 	for _, f := range again {
-		c.w.Write(f) // an error shows in the flush
+		c.w.Write(f.frame) // an error shows in the flush
 	}
 	if c.flushLocked() != nil {
 		return // lost again: they stay kept, for the next resume
@@ -259,6 +259,15 @@ func (c *client) sendAgain(r resumedCount) {
 	if exact {
 		c.log.printf("client: sent again %d lines you typed that had not reached the server", len(again))
 	} else {
-		c.log.printf("client: sent again %d lines you typed that the server that failed may not have taken: some may arrive twice", len(again))
+		// Named, so that a person knows which may come twice.
+		names := make([]string, 0, maxLostLabels)
+		for _, f := range again[max(0, len(again)-maxLostLabels):] {
+			names = append(names, f.label)
+		}
+		last := ": "
+		if len(again) > maxLostLabels {
+			last = "; the last: "
+		}
+		c.log.printf("client: sent again %d lines you typed that the server that failed may not have taken: some may arrive twice%s%s", len(again), last, strings.Join(names, "; "))
 	}
 }

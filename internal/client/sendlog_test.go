@@ -179,7 +179,7 @@ func TestClientSendsAgain(t *testing.T) {
 	waitFor(t, s.stderr, "client: sent again 1 lines you typed that had not reached the server\n")
 	<-resumed
 	s.input(t, "msg 1 bob m3", "msg 1 bob m4")
-	waitFor(t, s.stderr, "client: sent again 2 lines you typed that the server that failed may not have taken: some may arrive twice\n")
+	waitFor(t, s.stderr, `client: sent again 2 lines you typed that the server that failed may not have taken: some may arrive twice: to bob: "m3"; to bob: "m4"`+"\n")
 	s.input(t, "msg 1 bob m5", "quit")
 	if c := s.exit(t); c != ExitOK {
 		t.Errorf("exit %d; stderr:\n%s", c, s.stderr)

@@ -12,7 +12,7 @@ import (
 
 // sentAgainTwice matches the client's stderr line after a resume on a
 // node that does not know how many of its lines the dead node took.
-var sentAgainTwice = regexp.MustCompile(`^client: sent again (\d+) lines you typed that the server that failed may not have taken: some may arrive twice$`)
+var sentAgainTwice = regexp.MustCompile(`^client: sent again (\d+) lines you typed that the server that failed may not have taken: some may arrive twice: (.*)$`)
 
 // TestResumeSendsAgainAfterNodeKilled: bob's client reaches n1 through a
 // proxy that stops forwarding what he writes; he types five lines more
@@ -60,8 +60,9 @@ func TestResumeSendsAgainAfterNodeKilled(t *testing.T) {
 	expect(6, 10)
 	bob.Send(t, "msg 1 alice m11")
 	expect(11, 11)
-	if m := bob.Errs.WaitMatch(t, sentAgainTwice, timeout); m[1] != "5" {
-		t.Errorf("bob sent again %s lines, want 5", m[1])
+	want := `to alice: "m6"; to alice: "m7"; to alice: "m8"; to alice: "m9"; to alice: "m10"`
+	if m := bob.Errs.WaitMatch(t, sentAgainTwice, timeout); m[1] != "5" || m[2] != want {
+		t.Errorf("bob sent again %s lines (%s), want 5 (%s)", m[1], m[2], want)
 	}
 	bob.Send(t, "quit")
 	n2.Out.WaitLine(t, "disconnected: bob", timeout)
