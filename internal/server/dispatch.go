@@ -70,7 +70,7 @@ func (c *conn) idle() {
 // handleList answers a request_users_list frame.
 func (c *conn) handleList() error {
 	if !c.beginTake() {
-		return errTakenOver
+		return c.notTaken()
 	}
 	defer c.endTake()
 	c.srv.out.println("request_users_list: ", c.name)
@@ -88,7 +88,7 @@ func (c *conn) handleSend() (err error) {
 	}
 	c.names = names
 	if !c.beginTake() {
-		return errTakenOver
+		return c.notTaken()
 	}
 	defer c.endTake()
 	frame := protocol.AppendMessage(nil, protocol.ForwardMessage, []string{c.name}, text)

@@ -52,6 +52,7 @@ type session struct {
 	name     string
 	token    protocol.Token
 	presence bool   // the joining connection asked for presence (a subscriber while the session lasts)
+	takes    bool   // the joining (or resuming, for a session moved here) connection asked for taken (taken.go)
 	origin   uint64 // the id of the connection that joined
 
 	mu     sync.Mutex
@@ -77,11 +78,12 @@ type session struct {
 	takeMu     sync.Mutex
 	taken      uint64 // guarded by takeMu
 	takenLower bool   // taken is only a lower bound (a session moved from a node whose count was not known exactly) until a resumed says so; guarded by takeMu
+	handedOver bool   // another server asked for the count (HandOver): no frame is taken here until a resume here; guarded by takeMu
 }
 
 // newSession returns a session for conn c, which is about to join as name.
 func newSession(c *conn) *session {
-	s := &session{srv: c.srv, name: c.name, presence: c.ext.presence, origin: c.id, first: 1}
+	s := &session{srv: c.srv, name: c.name, presence: c.ext.presence, origin: c.id, first: 1, takes: c.taken}
 	if c.cursor {
 		s.org = newOrigins()
 	}
@@ -330,6 +332,7 @@ func (s *session) attach(c *conn, n uint64) (old *conn, missed uint64, err error
 	}
 	var lead []byte
 	c.took, c.told = s.taken, s.taken
+	s.handedOver = false // resumed here after all
 	switch {
 	case s.told && c.taken:
 		lead = protocol.AppendResumed(nil, missed, s.taken, !s.takenLower)

@@ -44,11 +44,22 @@ func (c *conn) beginTake() bool {
 	}
 	s := c.sess
 	s.takeMu.Lock()
-	if s.current() != c {
+	if s.handedOver || s.current() != c {
 		s.takeMu.Unlock()
 		return false
 	}
 	return true
+}
+
+// notTaken is what a handler returns for a frame beginTake refused: a
+// connection taken over here ends; one whose session was handed over to
+// another server (HandOver) drops the frame and goes on until the move
+// ends it (ending it now would end the session, as a user who left).
+func (c *conn) notTaken() error {
+	if c.sess.current() != c {
+		return errTakenOver
+	}
+	return nil
 }
 
 // endTake counts the frame begun with beginTake: it was acted on (if an
@@ -78,4 +89,41 @@ func (c *conn) tellTaken() {
 	}
 	c.told = c.took
 	c.push(protocol.AppendCount(nil, protocol.Received, c.took), false)
+}
+
+// TakenCounter is implemented by the peers that stand for sessions
+// granted resume: a hub that moves a session to another server
+// (SessionMover) asks the old one, if it still runs, for its exact count
+// of the client's frames taken, and gives it to the new one; without it
+// the new one says its count is only a lower bound (~0).
+type TakenCounter interface {
+	// HandOver stops this server's part of the session from taking the
+	// client's frames (what its connection still reads is dropped: the
+	// client sends it again where it resumed), once a frame being acted
+	// on is done, and returns how many it took.
+	HandOver() uint64
+	// SetTaken gives a session just made here for a resume the old
+	// server's exact count.
+	SetTaken(n uint64)
+	// Takes reports whether the client asked for taken: only then may
+	// its frames be dropped, for it sends them again.
+	Takes() bool
+}
+
+// Takes implements TakenCounter.
+func (s *session) Takes() bool { return s.takes }
+
+// HandOver implements TakenCounter.
+func (s *session) HandOver() uint64 {
+	s.takeMu.Lock()
+	defer s.takeMu.Unlock()
+	s.handedOver = true
+	return s.taken
+}
+
+// SetTaken implements TakenCounter.
+func (s *session) SetTaken(n uint64) {
+	s.takeMu.Lock()
+	defer s.takeMu.Unlock()
+	s.taken, s.takenLower = n, false
 }

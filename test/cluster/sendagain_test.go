@@ -70,3 +70,39 @@ func TestResumeSendsAgainAfterNodeKilled(t *testing.T) {
 		t.Errorf("n2 printed msg: bob %d times, want 6 (m6 to m11)", c)
 	}
 }
+
+// TestResumeHandedOver: bob, on n1 with a session granted resume and
+// taken, comes back through n2 while n1 runs (his old connection still
+// open): n2 asks n1 for its count of bob's frames taken and says it
+// exactly (resumed 0 3, not ~0); n1 drops what the old connection still
+// sends (the client sends it again on n2), so alice gets m5 from the new
+// connection and never m4 from the old.
+func TestResumeHandedOver(t *testing.T) {
+	nodes := startCluster(t, 3)
+	n1, n2 := nodes[0], nodes[1]
+	bob, token := joinResumable(t, n1, "bob", protocol.FeatureTaken)
+	alice := join(t, n2, "alice")
+	alice.waitList(usersList("alice", "bob"))
+	send := func(c *conn, text string) {
+		c.Write(protocol.AppendMessage(nil, protocol.SendMessage, []string{"alice"}, []byte(text)))
+	}
+	for _, m := range []string{"m1", "m2", "m3"} {
+		send(bob, m)
+		alice.Expect(protocol.ForwardMessage, "1 bob "+m)
+	}
+
+	c := dial(t, n2, "bob again")
+	features := []string{protocol.FeatureResume, protocol.FeatureTaken}
+	c.Write(protocol.AppendResume(protocol.AppendExtHello(nil, features), "bob", token, 0))
+	c.Expect(protocol.ExtHello, strings.Join(features, " "))
+	c.Expect(protocol.Resumed, "0 3")
+	send(bob, "m4") // n1 handed the session over: dropped
+	send(c, "m5")
+	alice.Expect(protocol.ForwardMessage, "1 bob m5")
+	n1.Errs.Wait(t, "n1 seeing the move", 1, timeout, func(s string) bool { return strings.Contains(s, `msg="session moved to another node"`) })
+	send(c, "m6")
+	alice.Expect(protocol.ForwardMessage, "1 bob m6")
+	if got := n1.Out.Count(func(s string) bool { return s == "msg: bob" }); got != 3 {
+		t.Errorf("n1 printed msg: bob %d times, want 3", got)
+	}
+}
