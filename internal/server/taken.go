@@ -30,7 +30,8 @@ func (c *conn) counting() bool { return c.taken && c.sess != nil }
 
 // beginTake is called by the serve goroutine once a frame Taken counts
 // has been read whole, before it is acted on. It reports whether c may
-// act on it: false once a resume has taken the session over. From true
+// act on it: false once a resume has taken the session over (here, or on
+// another server that asked for the count: HandOver). From true
 // until endTake the session's count is held, so that a takeover (attach)
 // sees the frame either done and counted or not begun: the count it puts
 // in resumed is exact even while an old, half-open connection is still
