@@ -187,8 +187,9 @@ type client struct {
 	notices   bool // the server sends not_online and presence
 	online    bool // the server says who is online at join
 
-	res resumeState // the resume extension (reconnect.go)
-	hb  hbClient    // the heartbeat extension (heartbeat.go)
+	res  resumeState // the resume extension (reconnect.go)
+	hb   hbClient    // the heartbeat extension (heartbeat.go)
+	sent sendLog     // what was sent and not yet taken, with resume's taken (sendlog.go)
 }
 
 // lineWriter writes whole lines to w, one Write per line, so lines from

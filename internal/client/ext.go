@@ -80,7 +80,7 @@ func (c *client) features() []string {
 		f = append(f, protocol.FeatureHeartbeat)
 	}
 	if !c.cfg.NoResume {
-		f = append(f, protocol.FeatureResume)
+		f = append(f, protocol.FeatureResume, protocol.FeatureTaken)
 		if len(c.cfg.Others) > 0 {
 			// Other addresses: other nodes of a cluster, where a
 			// resume needs the cursor (docs/SESSIONS.md).

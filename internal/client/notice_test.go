@@ -158,7 +158,7 @@ func TestLearnsOnlineAtJoin(t *testing.T) {
 // nothing would use them, and scripted clients cost the server no lists.
 func TestPipedAsksNoOnline(t *testing.T) {
 	asks := func(f []string) bool {
-		return slices.Equal(f, []string{protocol.FeatureChunkedFile, protocol.FeatureFileUpload, protocol.FeatureNotOnline, protocol.FeatureTryAgain, protocol.FeatureResume})
+		return slices.Equal(f, []string{protocol.FeatureChunkedFile, protocol.FeatureFileUpload, protocol.FeatureNotOnline, protocol.FeatureTryAgain, protocol.FeatureResume, protocol.FeatureTaken})
 	}
 	addr := fakeGrantServer(t, asks, nil, func(nc net.Conn, r *protocol.Reader) {
 		expectFrame(t, r, protocol.Disconnect)

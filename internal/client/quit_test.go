@@ -44,7 +44,7 @@ func TestSignalWhileWriteBlocked(t *testing.T) {
 	chattest.WaitUntil(t, "the client is stuck writing to the server", func() bool {
 		buf := make([]byte, 1<<20)
 		stacks := string(buf[:runtime.Stack(buf, true)])
-		return strings.Contains(stacks, "(*client).write(") && strings.Contains(stacks, "waitWrite")
+		return strings.Contains(stacks, "(*client).writeTaken(") && strings.Contains(stacks, "waitWrite")
 	})
 	s.signal() // SIGINT
 	select {

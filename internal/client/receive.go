@@ -112,6 +112,10 @@ func (c *client) receive(r *protocol.Reader) {
 			}
 		case protocol.Ping, protocol.Pong:
 			c.heartbeatFrame(r, h)
+		case protocol.Received:
+			if p, ok := c.payload(r, h); ok {
+				c.takenFrame(p)
+			}
 		case protocol.ErrUnknownMessage:
 			c.settle()
 			c.sever("server received an unknown command")

@@ -139,6 +139,9 @@ func (c *client) useConn(nc net.Conn, features []string) net.Conn {
 	c.res.granted = true
 	c.res.cursors = slices.Contains(features, protocol.FeatureCursor)
 	c.res.addr = c.cfg.Addr
+	if slices.Contains(features, protocol.FeatureTaken) {
+		c.sent.init()
+	}
 	return &swapConn{cur: nc}
 }
 
@@ -292,7 +295,7 @@ func (c *client) reconnect(lost error) *protocol.Reader {
 				c.broken.Store(true)
 				return nil
 			}
-			nc, r, missed, err := c.resumeAt(ctx, addr, deadline)
+			nc, r, rc, err := c.resumeAt(ctx, addr, deadline)
 			if err == nil {
 				if !sc.swap(nc) {
 					c.broken.Store(true)
@@ -302,9 +305,10 @@ func (c *client) reconnect(lost error) *protocol.Reader {
 				c.w.Reset(c.nc)
 				c.broken.Store(false)
 				c.log.printf("client: connection lost; resumed on %s after %v", addr, time.Since(lostAt).Round(time.Millisecond))
-				if missed > 0 {
-					c.log.printf("client: missed %d messages while the connection was lost (more than the server keeps)", missed)
+				if rc.missed > 0 {
+					c.log.printf("client: missed %d messages while the connection was lost (more than the server keeps)", rc.missed)
 				}
+				c.sendAgain(rc) // before anything new: wmu is held
 				return r
 			}
 			if errors.Is(err, errResumeRefused) {
@@ -349,12 +353,20 @@ func (c *client) addressOrder() []string {
 	return order
 }
 
+// resumedCount is what a resumed frame says: the counted frames the
+// server could not keep, and (taken) how many of the client's frames it
+// has taken, exactly or at least.
+type resumedCount struct {
+	missed, taken uint64
+	exact, has    bool // has: the server said taken
+}
+
 // resumeAt connects to addr and resumes the session there: ext_hello
 // asking for what the first connection asked, then resume. It returns the
-// connection, its Reader (which may hold replayed frames) and the number
-// of counted frames the server could not keep. errResumeRefused means
-// the session is over; other errors, that this attempt failed.
-func (c *client) resumeAt(ctx context.Context, addr string, deadline time.Time) (net.Conn, *protocol.Reader, uint64, error) {
+// connection, its Reader (which may hold replayed frames) and what the
+// resumed frame says. errResumeRefused means the session is over; other
+// errors, that this attempt failed.
+func (c *client) resumeAt(ctx context.Context, addr string, deadline time.Time) (net.Conn, *protocol.Reader, resumedCount, error) {
 	dctx, cancel := context.WithTimeout(ctx, min(resumeDialWait, time.Until(deadline)))
 	defer cancel()
 	tlsCfg := c.cfg.TLS
@@ -366,62 +378,65 @@ func (c *client) resumeAt(ctx context.Context, addr string, deadline time.Time) 
 	}
 	nc, err := c.dialAddr(dctx, addr, tlsCfg)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, resumedCount{}, err
 	}
-	r, missed, err := c.resumeOn(nc)
+	r, rc, err := c.resumeOn(nc)
 	if err != nil {
 		nc.Close()
-		return nil, nil, 0, err
+		return nil, nil, resumedCount{}, err
 	}
-	return nc, r, missed, nil
+	return nc, r, rc, nil
 }
 
 // resumeOn sends ext_hello and resume on nc and reads the answers, for at
 // most helloTimeout.
-func (c *client) resumeOn(nc net.Conn) (*protocol.Reader, uint64, error) {
+func (c *client) resumeOn(nc net.Conn) (*protocol.Reader, resumedCount, error) {
 	nc.SetDeadline(time.Now().Add(c.helloTimeout()))
 	defer nc.SetDeadline(time.Time{})
 	asked := c.features()
 	hello := protocol.AppendExtHello(nil, asked)
 	if _, err := nc.Write(protocol.AppendResumeAt(hello, c.cfg.User, c.res.token, c.res.count.Load(), c.res.cursorJ, c.res.cursor)); err != nil {
-		return nil, 0, err
+		return nil, resumedCount{}, err
 	}
 	r := newConnReader(nc)
 	h, err := r.ReadHeader()
 	if err != nil {
-		return nil, 0, err
+		return nil, resumedCount{}, err
 	}
 	if h.Type != protocol.ExtHello || h.Length > c.limits.MaxPayload(protocol.ToClient, h.Type) {
-		return nil, 0, fmt.Errorf("%w: it answered ext_hello with %s", errResumeRefused, h.Name)
+		return nil, resumedCount{}, fmt.Errorf("%w: it answered ext_hello with %s", errResumeRefused, h.Name)
 	}
 	p, err := r.ReadPayload(nil)
 	if err != nil {
-		return nil, 0, err
+		return nil, resumedCount{}, err
 	}
 	got, err := protocol.ParseFeatures(p)
 	if err != nil {
-		return nil, 0, err
+		return nil, resumedCount{}, err
 	}
 	if !c.sameFeatures(got) {
-		return nil, 0, fmt.Errorf("%w: it grants %q, not what the session had", errResumeRefused, got)
+		return nil, resumedCount{}, fmt.Errorf("%w: it grants %q, not what the session had", errResumeRefused, got)
 	}
 	if h, err = r.ReadHeader(); err != nil {
-		return nil, 0, err
+		return nil, resumedCount{}, err
 	}
 	switch {
 	case h.Type == protocol.ResumeFailed:
-		return nil, 0, fmt.Errorf("%w (the session ended, or the server is another)", errResumeRefused)
+		return nil, resumedCount{}, fmt.Errorf("%w (the session ended, or the server is another)", errResumeRefused)
 	case h.Type != protocol.Resumed || h.Length > c.limits.MaxPayload(protocol.ToClient, h.Type):
-		return nil, 0, fmt.Errorf("%w: it answered resume with %s", errResumeRefused, h.Name)
+		return nil, resumedCount{}, fmt.Errorf("%w: it answered resume with %s", errResumeRefused, h.Name)
 	}
 	if p, err = r.ReadPayload(nil); err != nil {
-		return nil, 0, err
+		return nil, resumedCount{}, err
 	}
-	missed, err := protocol.ParseCountFrame(p)
-	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %v", errResumeRefused, err)
+	var rc resumedCount
+	if rc.missed, rc.taken, rc.exact, rc.has, err = protocol.ParseResumed(p); err != nil {
+		return nil, resumedCount{}, fmt.Errorf("%w: %v", errResumeRefused, err)
 	}
-	return r, missed, nil
+	if rc.has && !c.sent.on {
+		return nil, resumedCount{}, fmt.Errorf("%w: resumed %q says taken, not negotiated", errResumeRefused, p)
+	}
+	return r, rc, nil
 }
 
 // sameFeatures reports whether a resumed connection was granted what the
@@ -430,6 +445,7 @@ func (c *client) sameFeatures(got []string) bool {
 	has := func(f string) bool { return slices.Contains(got, f) }
 	return has(protocol.FeatureResume) &&
 		has(protocol.FeatureCursor) == c.res.cursors &&
+		has(protocol.FeatureTaken) == c.sent.on &&
 		has(protocol.FeatureChunkedFile) == c.chunked &&
 		has(protocol.FeatureFileUpload) == c.uploading &&
 		has(protocol.FeatureOnline) == c.online &&

@@ -11,7 +11,7 @@ import (
 )
 
 var (
-	resumeAsked = []string{protocol.FeatureChunkedFile, protocol.FeatureFileUpload, protocol.FeatureNotOnline, protocol.FeatureTryAgain, protocol.FeatureResume}
+	resumeAsked = []string{protocol.FeatureChunkedFile, protocol.FeatureFileUpload, protocol.FeatureNotOnline, protocol.FeatureTryAgain, protocol.FeatureResume, protocol.FeatureTaken}
 	// try-again is not granted: the join is silent, as these scripts want.
 	resumeGranted = []string{protocol.FeatureChunkedFile, protocol.FeatureFileUpload, protocol.FeatureNotOnline, protocol.FeatureResume}
 	testSessToken = protocol.Token{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}

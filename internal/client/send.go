@@ -13,13 +13,13 @@ func (c *client) sendMessage(names []string, text string) {
 	if slices.Contains(names, c.cfg.User) {
 		c.expectReply()
 	}
-	c.write(protocol.AppendMessage(nil, protocol.SendMessage, names, []byte(text)))
+	c.writeTaken(protocol.AppendMessage(nil, protocol.SendMessage, names, []byte(text)), messageLabel(names, text))
 }
 
 // requestList asks for the list of users.
 func (c *client) requestList() {
 	c.expectReply()
-	c.write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
+	c.writeTaken(protocol.AppendEmpty(nil, protocol.RequestUsersList), "list")
 }
 
 // errBroken is returned for frames that can no longer be sent.

@@ -25,7 +25,7 @@ var uploadFeatures = []string{protocol.FeatureChunkedFile, protocol.FeatureFileU
 func fakeUploadServer(t *testing.T, script func(nc net.Conn, r *protocol.Reader)) string {
 	t.Helper()
 	// try-again not granted: the join is silent
-	asks := append(slices.Clone(uploadFeatures), protocol.FeatureTryAgain, protocol.FeatureResume)
+	asks := append(slices.Clone(uploadFeatures), protocol.FeatureTryAgain, protocol.FeatureResume, protocol.FeatureTaken)
 	return fakeGrantServer(t, func(asked []string) bool { return slices.Equal(asked, asks) }, uploadFeatures, script)
 }
 

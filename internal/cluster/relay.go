@@ -52,14 +52,15 @@ type relay struct {
 	paceBacklog  int           // Config.PaceBacklog: the most bytes in flight to one remote user
 	stallTimeout time.Duration // Config.StallTimeout: a file transfer between nodes without progress this long is cut off
 
-	framesIn  *nats.Subscription
-	acksIn    *nats.Subscription
-	replayIn  *nats.Subscription // replay requests (retain.go)
-	originIn  *nats.Subscription // reports of what other nodes originated (originated.go)
-	retAcksIn *nats.Subscription // positions other nodes' clients acknowledged in this node's frames (acks.go)
-	seqsIn    *nats.Subscription // other nodes' origin sequences (seqs.go)
-	files     fileSender
-	inID      atomic.Uint64 // ids of transfers arriving from other nodes
+	framesIn   *nats.Subscription
+	acksIn     *nats.Subscription
+	replayIn   *nats.Subscription // replay requests (retain.go)
+	originIn   *nats.Subscription // reports of what other nodes originated (originated.go)
+	retAcksIn  *nats.Subscription // positions other nodes' clients acknowledged in this node's frames (acks.go)
+	seqsIn     *nats.Subscription // other nodes' origin sequences (seqs.go)
+	handoverIn *nats.Subscription // requests for a session's count of the client's frames (handover.go)
+	files      fileSender
+	inID       atomic.Uint64 // ids of transfers arriving from other nodes
 
 	outMu sync.RWMutex
 	out   map[string]*outbound // by destination node; guarded by outMu
@@ -160,11 +161,14 @@ func (r *relay) subscribe() error {
 	if err := r.subscribeReplay(); err != nil {
 		return err
 	}
+	if err := r.subscribeHandover(); err != nil {
+		return err
+	}
 	return r.subscribeFiles()
 }
 
 func (r *relay) unsubscribe() {
-	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn, r.replayIn, r.originIn, r.retAcksIn, r.seqsIn} {
+	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn, r.replayIn, r.originIn, r.retAcksIn, r.seqsIn, r.handoverIn} {
 		if s != nil {
 			s.Unsubscribe()
 		}

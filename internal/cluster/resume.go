@@ -274,6 +274,9 @@ func (h *Hub) TakeOver(p server.Peer, token protocol.Token, pos map[string]uint6
 		return 0, server.ErrNoSession
 	}
 	key := creditKey{name, u.token}
+	if h.live.alive(u.node, u.inc) && h.askHandover(p, key, u.node) {
+		h.log.Info("the old node handed over its count of the client's frames", "user", name, "from", u.node)
+	}
 	missed = h.replaySelf(p, key, u.node, pos)
 	h.mu.Lock()
 	if _, ok := h.locals[name]; ok {

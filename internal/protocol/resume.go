@@ -79,10 +79,11 @@ func hexValue(c byte) int {
 // session that was granted resume, and the client counts them: every
 // frame the server sends but the file-transfer ones (never kept for a
 // resume: a file cut by a lost connection is aborted) and those of the
-// negotiation and of resume itself.
+// negotiation and of resume itself (received included: the server's own
+// count of the client's frames, FeatureTaken).
 func Counted(t Type) bool {
 	switch t {
-	case ExtHello, Session, Resumed, ResumeFailed, TryAgain, JoinOK, Cursor, Ping, Pong,
+	case ExtHello, Session, Resumed, ResumeFailed, Received, TryAgain, JoinOK, Cursor, Ping, Pong,
 		ForwardFile, FileBegin, FileChunk, FileEnd, FileAbort, FileReady, FileAck, FileResult,
 		ErrUnknownMessage, ErrServerFull, ErrUsernameUnavailable, Unknown:
 		return false

@@ -241,7 +241,9 @@ func (l Limits) MaxPayload(d Direction, t Type) int64 {
 	case Session:
 		return maxSession
 	case Resumed:
-		return maxIDDigits
+		return maxResumed
+	case Received:
+		return maxIDDigits // the server's count of the client's frames (taken.go)
 	case Cursor:
 		return MaxCursor
 	case JoinOK, ResumeFailed, Ping, Pong:

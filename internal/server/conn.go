@@ -59,6 +59,9 @@ type conn struct {
 	cursor  bool       // the client asked for cursor frames (cursor.go); set by hello, then read-only
 	hbOn    bool       // the client asked for heartbeat (heartbeat.go); set by hello, then read-only
 	hb      hbState    // the heartbeat's flags, watched by the sweeper once the user is in the hub
+	taken   bool       // the client asked for taken: its frames are counted (taken.go); set by hello, then read-only
+	took    uint64     // the session's count of the client's frames taken, as last seen (taken.go)
+	told    uint64     // the count last told the client (taken.go)
 	sess    *session   // the session, if resume was granted; set by the serve goroutine before the user is in the hub, then read-only (session.go)
 	joined  bool       // the user is in the hub
 	buf     []byte     // payload buffer

@@ -63,6 +63,9 @@ func (c *conn) idle() {
 	if c.r.Buffered() > 0 {
 		return
 	}
+	if c.counting() {
+		c.tellTaken() // the input pauses: the client learns what was taken
+	}
 	if c.stats != nil {
 		c.flushStats()
 	}
@@ -73,6 +76,10 @@ func (c *conn) idle() {
 
 // handleList answers a request_users_list frame.
 func (c *conn) handleList() error {
+	if !c.beginTake() {
+		return c.notTaken()
+	}
+	defer c.endTake()
 	c.srv.out.println("request_users_list: ", c.name)
 	return c.deliver([]Peer{c}, protocol.ResponseUsersList, protocol.AppendUsersList(nil, c.srv.cfg.Hub.Users()))
 }
@@ -87,6 +94,10 @@ func (c *conn) handleSend() (err error) {
 		return err
 	}
 	c.names = names
+	if !c.beginTake() {
+		return c.notTaken()
+	}
+	defer c.endTake()
 	frame := protocol.AppendMessage(nil, protocol.ForwardMessage, []string{c.name}, text)
 	peers := c.recipients(c.peers[:0], "msg: ", names)
 	c.noticeMissing(names, peers)

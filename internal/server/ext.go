@@ -41,6 +41,13 @@ func (c *conn) accept(f string) bool {
 		c.hbOn = c.hbOn || ok
 		return ok
 	}
+	if f == protocol.FeatureTaken {
+		// Meaningful only with resume, as cursor is (the client asks
+		// for it only with resume).
+		ok := !c.taken && c.srv.cfg.ResumeWindow > 0
+		c.taken = c.taken || ok
+		return ok
+	}
 	if f == protocol.FeatureResume {
 		ok := !c.resume && c.srv.cfg.ResumeWindow > 0
 		c.resume = c.resume || ok

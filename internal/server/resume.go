@@ -138,7 +138,12 @@ const LocalPosition = localOrigin
 // client is told none were missed (docs/SESSIONS.md, "What is missing").
 func (c *conn) resumeMoved(mv SessionMover, name string, token protocol.Token, n, j uint64, cursor []byte) error {
 	s := c.srv
-	sess := &session{srv: s, name: name, token: token, presence: c.ext.presence, origin: c.id, told: true, last: n, first: n + 1}
+	// The old server's count of the client's frames (taken.go) is known
+	// here only if the hub gets it from the old server, which runs
+	// (TakenCounter); else resumed says ~0, and the client sends again
+	// what the old server had not confirmed (docs/SESSIONS.md, "The
+	// client's frames").
+	sess := &session{srv: s, name: name, token: token, presence: c.ext.presence, origin: c.id, told: true, last: n, first: n + 1, takenLower: true, takes: c.taken}
 	var pos map[string]uint64
 	if c.cursor {
 		// A client granted cursor that has none was sent no frame

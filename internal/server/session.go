@@ -52,6 +52,7 @@ type session struct {
 	name     string
 	token    protocol.Token
 	presence bool   // the joining connection asked for presence (a subscriber while the session lasts)
+	takes    bool   // the joining (or resuming, for a session moved here) connection asked for taken (taken.go)
 	origin   uint64 // the id of the connection that joined
 
 	mu     sync.Mutex
@@ -69,11 +70,20 @@ type session struct {
 	lostAt time.Time
 	org    *origins // where the frames came from, for a client that asked for cursor frames (cursor.go); nil otherwise
 	missed uint64   // frames no origin kept, for the resumed of a session moved here; guarded by mu
+
+	// The client's frames taken (taken.go). takeMu is held from a
+	// frame's beginTake to its endTake, and by attach: taken away from
+	// one connection, counted in full or not begun. Lock order: takeMu,
+	// then mu.
+	takeMu     sync.Mutex
+	taken      uint64 // guarded by takeMu
+	takenLower bool   // taken is only a lower bound (a session moved from a node whose count was not known exactly) until a resumed says so; guarded by takeMu
+	handedOver bool   // another server asked for the count (HandOver): no frame is taken here until a resume here; guarded by takeMu
 }
 
 // newSession returns a session for conn c, which is about to join as name.
 func newSession(c *conn) *session {
-	s := &session{srv: c.srv, name: c.name, presence: c.ext.presence, origin: c.id, first: 1}
+	s := &session{srv: c.srv, name: c.name, presence: c.ext.presence, origin: c.id, first: 1, takes: c.taken}
 	if c.cursor {
 		s.org = newOrigins()
 	}
@@ -299,6 +309,8 @@ var errResume = errors.New("resume refused")
 // resumed with the number of frames missed, then every frame kept after
 // the n-th, in order. It returns the number missed.
 func (s *session) attach(c *conn, n uint64) (old *conn, missed uint64, err error) {
+	s.takeMu.Lock() // an old connection acting on a frame finishes it first
+	defer s.takeMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
@@ -321,9 +333,15 @@ func (s *session) attach(c *conn, n uint64) (old *conn, missed uint64, err error
 		s.srv.sessions.wg.Done()
 	}
 	var lead []byte
-	if s.told {
+	c.took, c.told = s.taken, s.taken
+	s.handedOver = false // resumed here after all
+	switch {
+	case s.told && c.taken:
+		lead = protocol.AppendResumed(nil, missed, s.taken, !s.takenLower)
+		s.takenLower = false
+	case s.told:
 		lead = protocol.AppendCount(nil, protocol.Resumed, missed)
-	} else {
+	default:
 		lead = protocol.AppendSession(nil, s.token, uint64(s.srv.cfg.ResumeWindow/time.Millisecond))
 		s.told = true
 	}

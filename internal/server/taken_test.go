@@ -1,0 +1,165 @@
+package server
+
+import (
+	"fmt"
+	"strconv"
+	"testing"
+
+	"github.com/gochat/chat/internal/protocol"
+)
+
+// expectTold reads bob's frames up to the server's received n (its count
+// of bob's frames taken): the counts told before it must grow, and not
+// past n; any other frame fails the test.
+func (r *resumable) expectTold(n uint64) {
+	r.T.Helper()
+	var last uint64
+	for last < n {
+		h, p := r.Frame()
+		if h.Type != protocol.Received {
+			r.T.Fatalf("got %s %q, want received up to %d", h.Name, p, n)
+		}
+		got, err := protocol.ParseCountFrame(p)
+		if err != nil || got <= last || got > n {
+			r.T.Fatalf("received %q after %d, want up to %d", p, last, n)
+		}
+		last = got
+	}
+}
+
+// resumeTaken resumes r's session on a new connection asking for resume
+// and taken, having read n counted frames, and expects resumed payload.
+func (r *resumable) resumeTaken(t *testing.T, s *testServer, n uint64, resumed string) *resumable {
+	t.Helper()
+	c := dial(t, s.addr)
+	features := []string{protocol.FeatureResume, protocol.FeatureTaken}
+	c.Write(protocol.AppendExtHello(nil, features))
+	c.Expect(protocol.ExtHello, joinSpace(features))
+	c.Write(protocol.AppendResume(nil, r.name, r.token, n))
+	c.Expect(protocol.Resumed, resumed)
+	return &resumable{rawClient: c, name: r.name, token: r.token, n: n}
+}
+
+func sendFrame(text string, to ...string) []byte {
+	return protocol.AppendMessage(nil, protocol.SendMessage, to, []byte(text))
+}
+
+// TestTakenCounted: the server counts bob's messages and list requests
+// it has taken, tells him as his input pauses, and a resume says the
+// count: a message cut mid-frame by the loss is not counted (bob sends it
+// again), and the count goes on across connections.
+func TestTakenCounted(t *testing.T) {
+	s, log := resumeServer(t, Config{})
+	bob := joinedResume(t, s, "bob", protocol.FeatureTaken)
+	alice := joined(t, s, "alice")
+
+	bob.Write(append(sendFrame("m1", "alice"), sendFrame("m2", "alice")...))
+	alice.Expect(protocol.ForwardMessage, "1 bob m1")
+	alice.Expect(protocol.ForwardMessage, "1 bob m2")
+	bob.expectTold(2)
+
+	m4 := sendFrame("m4", "alice")
+	bob.Write(append(sendFrame("m3", "alice"), m4[:len(m4)-3]...)) // m4 cut mid-frame
+	alice.Expect(protocol.ForwardMessage, "1 bob m3")
+	bob.NC.Close() // (the server reads on into m4: it tells bob nothing before it pauses)
+	waitAway(t, log, "bob", 1)
+
+	b2 := bob.resumeTaken(t, s, 0, "0 3")
+	b2.Write(m4) // sent again
+	alice.Expect(protocol.ForwardMessage, "1 bob m4")
+	b2.expectTold(4)
+	b2.Write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
+	b2.counted() // the list
+	b2.expectTold(5)
+
+	// A takeover of a connection still open says the same count.
+	b3 := b2.resumeTaken(t, s, b2.n, "0 5")
+	b2.ExpectEnd()
+	b3.Write(sendFrame("m5", "alice"))
+	alice.Expect(protocol.ForwardMessage, "1 bob m5")
+	b3.expectTold(6)
+	if got, want := s.out.Count("msg: bob"), 5; got != want {
+		t.Fatalf("msg: bob printed %d times, want %d", got, want)
+	}
+}
+
+// TestTakenEvery: a client whose input does not pause is told the count
+// at least every takeEvery frames.
+func TestTakenEvery(t *testing.T) {
+	s, _ := resumeServer(t, Config{})
+	bob := joinedResume(t, s, "bob", protocol.FeatureTaken)
+	alice := joined(t, s, "alice")
+	const n = 5 * takeEvery
+	var all []byte
+	for i := 1; i <= n; i++ {
+		all = append(all, sendFrame("m"+strconv.Itoa(i), "alice")...)
+	}
+	bob.Write(all)
+	for i := 1; i <= n; i++ {
+		alice.Expect(protocol.ForwardMessage, fmt.Sprintf("1 bob m%d", i))
+	}
+	var last uint64
+	for told := 0; last < n; told++ {
+		h, p := bob.Frame()
+		got, err := protocol.ParseCountFrame(p)
+		if h.Type != protocol.Received || err != nil || got <= last {
+			t.Fatalf("got %s %q after received %d", h.Name, p, last)
+		}
+		if got-last > takeEvery {
+			t.Fatalf("received %d after %d: more than %d frames untold", got, last, takeEvery)
+		}
+		last = got
+	}
+}
+
+// TestTakenNotAsked: a session granted resume without taken gets no
+// received frame and the one-field resumed, as before.
+func TestTakenNotAsked(t *testing.T) {
+	s, log := resumeServer(t, Config{})
+	bob := joinedResume(t, s, "bob")
+	alice := joined(t, s, "alice")
+	bob.Write(sendFrame("m1", "alice"))
+	alice.Expect(protocol.ForwardMessage, "1 bob m1")
+	bob.Write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
+	if h, p := bob.counted(); h.Type != protocol.ResponseUsersList {
+		t.Fatalf("got %s %q, want the list", h.Name, p)
+	}
+	bob.NC.Close()
+	waitAway(t, log, "bob", 1)
+	b2 := bob.resume(t, s, bob.n, 0) // expects "resumed 1 0"
+	b2.Write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
+	if h, p := b2.counted(); h.Type != protocol.ResponseUsersList {
+		t.Fatalf("got %s %q, want the list", h.Name, p)
+	}
+}
+
+// TestTakenTakeoverWaits: a takeover waits for a frame the old
+// connection is acting on, and counts it in resumed; a frame the old
+// connection reads whole after the takeover is not acted on.
+func TestTakenTakeoverWaits(t *testing.T) {
+	s, _ := resumeServer(t, Config{})
+	bob := joinedResume(t, s, "bob", protocol.FeatureTaken)
+	alice := joined(t, s, "alice")
+	bob.Write(sendFrame("m1", "alice"))
+	alice.Expect(protocol.ForwardMessage, "1 bob m1")
+	bob.expectTold(1)
+
+	// The test stands for bob's old connection acting on a second frame
+	// (beginTake to endTake; its serve goroutine waits for input
+	// meanwhile).
+	sess := sessionOf(t, s, "bob")
+	old := sess.current()
+	sess.takeMu.Lock()
+	c := dial(t, s.addr)
+	features := []string{protocol.FeatureResume, protocol.FeatureTaken}
+	c.Write(protocol.AppendResume(protocol.AppendExtHello(nil, features), "bob", bob.token, bob.n))
+	c.Expect(protocol.ExtHello, joinSpace(features))
+	sess.taken++
+	sess.takeMu.Unlock() // the resume cannot have stood before: it says 2
+	c.Expect(protocol.Resumed, "0 2")
+	if old.beginTake() {
+		old.sess.takeMu.Unlock()
+		t.Fatal("the connection taken over may act on a frame")
+	}
+	bob.ExpectEnd()
+}
