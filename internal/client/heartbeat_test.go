@@ -32,7 +32,7 @@ func expectPastBeats(t *testing.T, r *protocol.Reader, want protocol.Type) []byt
 // what it had: the messages come once, in order.
 func TestClientHeartbeat(t *testing.T) {
 	const every = 100 * time.Millisecond
-	asked := []string{protocol.FeatureChunkedFile, protocol.FeatureFileUpload, protocol.FeatureNotOnline, protocol.FeatureTryAgain, protocol.FeatureHeartbeat, protocol.FeatureResume}
+	asked := []string{protocol.FeatureChunkedFile, protocol.FeatureFileUpload, protocol.FeatureNotOnline, protocol.FeatureTryAgain, protocol.FeatureHeartbeat, protocol.FeatureResume, protocol.FeatureTaken}
 	granted := []string{protocol.FeatureChunkedFile, protocol.FeatureFileUpload, protocol.FeatureNotOnline, protocol.FeatureHeartbeat, protocol.FeatureResume}
 	hello := func(nc net.Conn, r *protocol.Reader) {
 		if p := expectFrame(t, r, protocol.ExtHello); !slices.Equal(strings.Fields(string(p)), asked) {
