@@ -222,8 +222,17 @@ func TestProxy(t *testing.T) {
 	px.Heal()
 	bob.Expect(protocol.ForwardMessage, "1 alice held")
 
-	if n := px.Cut(); n != 2 {
-		t.Errorf("Cut = %d ends, want 2", n)
+	if n := px.Blackhole(); n != 1 {
+		t.Errorf("Blackhole = %d connections, want 1", n)
+	}
+	alice.Send("lost", "bob") // dropped: bob's next frame is dave's
+	dave := Dial(t, px.Addr(), "dave")
+	dave.Join("dave")
+	out.Wait(t, "join: dave", 1)
+	dave.Tell(bob, "carried after the black hole")
+
+	if n := px.Cut(); n != 4 {
+		t.Errorf("Cut = %d ends, want 4", n)
 	}
 	alice.ExpectEnd()
 	out.Wait(t, "disconnected: alice", 1)

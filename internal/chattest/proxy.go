@@ -13,7 +13,9 @@ import (
 // clients and a server, and lets a test break that network: Cut closes
 // the connections (a NAT or a proxy restarting), Block refuses new ones
 // (a server that is not there), Stall holds every byte without closing
-// anything (a partition, not a crash), Retarget sends new ones elsewhere.
+// anything (a partition, not a crash), Blackhole drops every byte of the
+// connections open without closing them (a network that vanished),
+// Retarget sends new ones elsewhere.
 // What the clients send may go at a set rate (a slow uplink, which holds
 // a file on its way), and is counted. The e2e, pty, browser and cluster
 // suites each had a proxy of their own (issue 24).
@@ -22,6 +24,9 @@ type Proxy struct {
 	rate int          // of what clients send, bytes per second; 0: as it comes
 	up   atomic.Int64 // bytes clients sent through
 	wg   sync.WaitGroup
+	// holes counts the Blackhole calls: a connection carried since before
+	// the last one drops what it reads.
+	holes atomic.Int64
 
 	mu      sync.Mutex
 	target  string            // guarded by mu
@@ -71,13 +76,15 @@ func (p *Proxy) accept() {
 		}
 		target := p.target
 		p.conns[c] = true
+		hole := p.holes.Load() // under mu, as Blackhole adds
 		p.mu.Unlock()
-		p.wg.Go(func() { p.carry(c, target) })
+		p.wg.Go(func() { p.carry(c, target, hole) })
 	}
 }
 
-// carry carries c to target and back until both ways have ended.
-func (p *Proxy) carry(c net.Conn, target string) {
+// carry carries c to target and back until both ways have ended, or
+// drops what it reads once Blackhole has been called more than hole times.
+func (p *Proxy) carry(c net.Conn, target string, hole int64) {
 	defer p.drop(c)
 	s, err := net.Dial("tcp", target)
 	if err != nil {
@@ -100,22 +107,24 @@ func (p *Proxy) carry(c net.Conn, target string) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		p.pipe(s, c, up, &p.up)
+		p.pipe(s, c, up, &p.up, hole)
 	}()
-	p.pipe(c, s, s, nil)
+	p.pipe(c, s, s, nil, hole)
 	<-done
 }
 
 // pipe copies from r, which reads src, to dst, holding the bytes while
-// the proxy is stalled and adding them to count (if not nil). At src's
-// end it closes dst for writing; when either fails it closes both.
-func (p *Proxy) pipe(dst, src net.Conn, r io.Reader, count *atomic.Int64) {
+// the proxy is stalled and adding them to count (if not nil), and drops
+// them once the connection is in a black hole (more Blackhole calls than
+// hole). At src's end it closes dst for writing; when either fails it
+// closes both.
+func (p *Proxy) pipe(dst, src net.Conn, r io.Reader, count *atomic.Int64, hole int64) {
 	buf := make([]byte, 32<<10)
 	for {
 		p.waitHealed()
 		n, err := r.Read(buf)
 		p.waitHealed() // bytes read just before a stall wait for its end
-		if n > 0 {
+		if n > 0 && p.holes.Load() <= hole {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				err = werr
 			} else if count != nil {
@@ -161,6 +170,20 @@ func (p *Proxy) Cut() int {
 		delete(p.conns, c)
 	}
 	return n
+}
+
+// Blackhole makes every connection carried so far drop what either end
+// writes, closing none, as a network that vanished (a laptop off its
+// Wi-Fi, a NAT that forgot the flow) looks to both ends: no FIN, no RST,
+// and TCP never gives up (the proxy takes every byte), so only an
+// application heartbeat sees it (issue 22). New connections are carried:
+// a client that reconnects gets through. It returns how many connections
+// it holed.
+func (p *Proxy) Blackhole() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.holes.Add(1)
+	return len(p.conns) / 2
 }
 
 // Block makes the proxy close new connections at once (on), as a server

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"encoding/binary"
 	"strconv"
 	"strings"
 
@@ -36,8 +35,7 @@ const retainAcksSubject = ".ra."
 
 // ackedPositions gathers one report's positions by origin node.
 type ackedPositions struct {
-	head   []byte
-	byNode map[string][]byte
+	byNode map[string]*report
 }
 
 // add notes that the client of the session of key has acknowledged the
@@ -59,29 +57,21 @@ func (a *ackedPositions) add(h *Hub, key creditKey, origin string, seq uint64) {
 		return
 	}
 	if a.byNode == nil {
-		a.byNode = make(map[string][]byte)
+		a.byNode = make(map[string]*report)
 	}
-	b, ok := a.byNode[node]
+	r, ok := a.byNode[node]
 	if !ok {
-		b = append([]byte(nil), a.head...)
+		r = h.newReport(h.subject(retainAcksSubject, node))
+		a.byNode[node] = r
 	}
-	b = append(b, byte(len(key.name)))
-	b = append(b, key.name...)
-	b = binary.BigEndian.AppendUint64(b, key.token)
-	b = binary.BigEndian.AppendUint64(b, inc)
-	b = binary.BigEndian.AppendUint64(b, seq)
-	if len(b) > maxReport {
-		h.nc.Publish(h.subject(retainAcksSubject, node), b)
-		b = append(b[:0:0], a.head...)
-	}
-	a.byNode[node] = b
+	r.add(key, inc, seq)
 }
 
 // reportAcked takes from each local session granted resume the positions
 // its client acknowledged since the last report and sends each origin its
 // own, one message per origin node.
 func (h *Hub) reportAcked(locals []reportedLocal) {
-	a := ackedPositions{head: h.reportHead()}
+	var a ackedPositions
 	for _, l := range locals {
 		at, ok := l.os.(server.AckTaker)
 		if !ok {
@@ -91,46 +81,22 @@ func (h *Hub) reportAcked(locals []reportedLocal) {
 			a.add(h, l.key, origin, seq)
 		}
 	}
-	for node, b := range a.byNode {
-		if len(b) > len(a.head) {
-			h.nc.Publish(h.subject(retainAcksSubject, node), b)
-		}
+	for _, r := range a.byNode {
+		r.flush()
 	}
-}
-
-// reportHead is the head of a node's reports: its name's length, the
-// name, its incarnation.
-func (h *Hub) reportHead() []byte {
-	head := []byte{byte(len(h.self))}
-	head = append(head, h.self...)
-	return binary.BigEndian.AppendUint64(head, h.inc)
 }
 
 // heardAcked takes another node's acknowledgements of this node's frames.
 func (h *Hub) heardAcked(m *nats.Msg) {
-	b := m.Data
-	if len(b) < 1 || len(b) < 1+int(b[0])+8 {
+	_, _, entries, ok := h.reportFrom(m.Data)
+	if !ok {
 		return
 	}
-	nl := int(b[0])
-	node := string(b[1 : 1+nl])
-	inc := binary.BigEndian.Uint64(b[1+nl:])
-	if node == h.self || !h.reg.leased(node, inc) {
-		return
-	}
-	for b = b[1+nl+8:]; len(b) > 0; {
-		ul := int(b[0])
-		if ul == 0 || len(b) < 1+ul+24 {
-			return
-		}
-		key := creditKey{string(b[1 : 1+ul]), binary.BigEndian.Uint64(b[1+ul:])}
-		originInc := binary.BigEndian.Uint64(b[1+ul+8:])
-		seq := binary.BigEndian.Uint64(b[1+ul+16:])
-		b = b[1+ul+24:]
-		if originInc == h.inc {
+	eachEntry(entries, 2, func(key creditKey, v []uint64) {
+		if originInc, seq := v[0], v[1]; originInc == h.inc {
 			h.relay.trimRetained(key, seq)
 		}
-	}
+	})
 }
 
 // trimRetained lets go of the frames kept for the session of key up to

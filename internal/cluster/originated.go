@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"encoding/binary"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -83,8 +82,7 @@ func (h *Hub) reportOriginated() {
 		h.mu.Unlock()
 		h.reportAcked(locals)  // acks.go
 		h.reportSeqs(seqsSent) // seqs.go
-		head := h.reportHead()
-		b := head
+		rep := h.newReport(h.cluster + originatedSubject)
 		live := make(map[creditKey]bool, len(locals))
 		for _, l := range locals {
 			live[l.key] = true
@@ -93,18 +91,9 @@ func (h *Hub) reportOriginated() {
 				continue
 			}
 			sent[l.key] = n
-			b = append(b, byte(len(l.key.name)))
-			b = append(b, l.key.name...)
-			b = binary.BigEndian.AppendUint64(b, l.key.token)
-			b = binary.BigEndian.AppendUint64(b, n)
-			if len(b) > maxReport {
-				h.nc.Publish(h.cluster+originatedSubject, b)
-				b = append(b[:0:0], head...)
-			}
+			rep.add(l.key, n)
 		}
-		if len(b) > len(head) {
-			h.nc.Publish(h.cluster+originatedSubject, b)
-		}
+		rep.flush()
 		for k := range sent {
 			if !live[k] {
 				delete(sent, k)
@@ -115,37 +104,24 @@ func (h *Hub) reportOriginated() {
 
 // heardOriginated takes another node's report.
 func (h *Hub) heardOriginated(m *nats.Msg) {
-	b := m.Data
-	if len(b) < 1 || len(b) < 1+int(b[0])+8 {
+	node, _, entries, ok := h.reportFrom(m.Data)
+	if !ok {
 		return
 	}
-	nl := int(b[0])
-	node := string(b[1 : 1+nl])
-	inc := binary.BigEndian.Uint64(b[1+nl:])
-	if node == h.self || !h.reg.leased(node, inc) {
-		return
-	}
-	b = b[1+nl+8:]
 	var grew uint64
 	h.moves.mu.Lock()
 	if h.moves.originated == nil {
 		h.moves.originated = make(map[creditKey]originatedCount)
 	}
-	for len(b) > 0 {
-		ul := int(b[0])
-		if ul == 0 || len(b) < 1+ul+16 {
-			break
-		}
-		key := creditKey{string(b[1 : 1+ul]), binary.BigEndian.Uint64(b[1+ul:])}
-		n := binary.BigEndian.Uint64(b[1+ul+8:])
-		b = b[1+ul+16:]
+	eachEntry(entries, 1, func(key creditKey, v []uint64) {
+		n := v[0]
 		if old := h.moves.originated[key]; old.node == node && n > old.n {
 			grew += n - old.n
 		} else if old.node != node {
 			grew += n
 		}
 		h.moves.originated[key] = originatedCount{node, n}
-	}
+	})
 	h.moves.mu.Unlock()
 	h.m.originated.WithLabelValues(node).Add(float64(grew))
 }

@@ -1,8 +1,6 @@
 package cluster
 
 import (
-	"encoding/binary"
-
 	"github.com/nats-io/nats.go"
 
 	"github.com/gochat/chat/internal/server"
@@ -57,8 +55,7 @@ func (h *Hub) reportSeqs(sent map[creditKey]uint64) {
 		all = append(all, seqOf{k, rt})
 	}
 	r.retMu.Unlock()
-	head := h.reportHead()
-	b := head
+	rep := h.newReport(h.cluster + seqsSubject)
 	for _, e := range all {
 		if e.rt.limit.Load() == 0 {
 			continue // a client without cursors: a resume of it counts nothing
@@ -70,18 +67,9 @@ func (h *Hub) reportSeqs(sent map[creditKey]uint64) {
 			continue
 		}
 		sent[e.key] = seq
-		b = append(b, byte(len(e.key.name)))
-		b = append(b, e.key.name...)
-		b = binary.BigEndian.AppendUint64(b, e.key.token)
-		b = binary.BigEndian.AppendUint64(b, seq)
-		if len(b) > maxReport {
-			h.nc.Publish(h.cluster+seqsSubject, b)
-			b = append(b[:0:0], head...)
-		}
+		rep.add(e.key, seq)
 	}
-	if len(b) > len(head) {
-		h.nc.Publish(h.cluster+seqsSubject, b)
-	}
+	rep.flush()
 	r.retMu.Lock()
 	for k := range sent {
 		if r.ret[k] == nil {
@@ -93,18 +81,11 @@ func (h *Hub) reportSeqs(sent map[creditKey]uint64) {
 
 // heardSeqs takes another node's report of origin sequences.
 func (h *Hub) heardSeqs(m *nats.Msg) {
-	b := m.Data
-	if len(b) < 1 || len(b) < 1+int(b[0])+8 {
-		return
-	}
-	nl := int(b[0])
-	node := string(b[1 : 1+nl])
-	inc := binary.BigEndian.Uint64(b[1+nl:])
-	if node == h.self || !h.reg.leased(node, inc) {
+	node, inc, entries, ok := h.reportFrom(m.Data)
+	if !ok {
 		return
 	}
 	origin := originID(node, inc)
-	b = b[1+nl+8:]
 	// The registry's lock first, as dropRetained (which forgets a
 	// session's counts) holds it: a count heard for a session that
 	// ended is not kept.
@@ -115,29 +96,22 @@ func (h *Hub) heardSeqs(m *nats.Msg) {
 	if h.moves.seqs == nil {
 		h.moves.seqs = make(map[creditKey]map[string]uint64)
 	}
-	for len(b) > 0 {
-		ul := int(b[0])
-		if ul == 0 || len(b) < 1+ul+16 {
-			break
-		}
-		key := creditKey{string(b[1 : 1+ul]), binary.BigEndian.Uint64(b[1+ul:])}
-		seq := binary.BigEndian.Uint64(b[1+ul+8:])
-		b = b[1+ul+16:]
+	eachEntry(entries, 1, func(key creditKey, v []uint64) {
 		if u, ok := h.reg.users[key.name]; !ok || u.token != key.token {
-			continue // not (or no longer) a session: nothing would forget it
+			return // not (or no longer) a session: nothing would forget it
 		}
 		s := h.moves.seqs[key]
 		if s == nil {
 			if len(h.moves.seqs) >= maxReportedSessions {
-				continue
+				return
 			}
 			s = make(map[string]uint64)
 			h.moves.seqs[key] = s
 		}
-		if seq > s[origin] {
+		if seq := v[0]; seq > s[origin] {
 			s[origin] = seq
 		}
-	}
+	})
 	if h.moves.testHookSeqs != nil {
 		h.moves.testHookSeqs()
 	}

@@ -22,7 +22,7 @@ const hbTimeout = 900 * time.Millisecond
 // heartbeatSetup starts a server with a short heartbeat timeout, a
 // black-hole proxy to its page, a terminal user term and a page joined
 // as ann through the proxy, with term ticked.
-func heartbeatSetup(t *testing.T, args ...string) (*chatServer, *chattest.HoleProxy, *tab, func(string)) {
+func heartbeatSetup(t *testing.T, args ...string) (*chatServer, *chattest.Proxy, *tab, func(string)) {
 	t.Helper()
 	needBrowser(t)
 	srv := startServer(t, append([]string{"--heartbeat-timeout", hbTimeout.String()}, args...)...)
@@ -30,7 +30,7 @@ func heartbeatSetup(t *testing.T, args ...string) (*chatServer, *chattest.HolePr
 	if err != nil {
 		t.Fatal(err)
 	}
-	hp := chattest.StartHoleProxy(t, u.Host)
+	hp := chattest.NewProxy(t, u.Host, 0)
 	b := newBrowser(t)
 	term := srv.terminal(t, "term", t.TempDir())
 	srv.Out.WaitLine(t, "join: term", timeout)

@@ -16,7 +16,7 @@ import (
 // The heartbeat extension (issue 22): a connection that goes silent
 // without a FIN or a RST is seen as lost in seconds. The real client and
 // server, with a TCP proxy between them that the test turns into a
-// black hole (chattest.HoleProxy).
+// black hole (chattest.Proxy's Blackhole).
 
 var (
 	silentLine = regexp.MustCompile(`^client: no answer from the server for (\S+); taking the connection as lost$`)
@@ -36,7 +36,7 @@ func TestHeartbeatBlackhole(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
 	srv := startServer(t)
-	proxy := chattest.StartHoleProxy(t, srv.addr())
+	proxy := chattest.NewProxy(t, srv.addr(), 0)
 	bob := startClient(t, proxy.Port(), "bob", "--resume", "--heartbeat", hbInterval.String())
 	srv.out.waitLine(t, "join: bob", timeout)
 	alice := rawJoin(t, srv, "alice")
