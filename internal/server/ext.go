@@ -21,39 +21,35 @@ type extState struct {
 // accept takes feature f if this server knows it and the client has not
 // asked for it already. It runs in hello, before the join.
 func (c *conn) accept(f string) bool {
-	if f == protocol.FeatureChunkedFile {
-		if c.chunked {
-			return false
-		}
-		c.chunked = true
-		return true
-	}
-	if f == protocol.FeatureCursor {
+	resumes := c.srv.cfg.ResumeWindow > 0
+	switch f {
+	case protocol.FeatureChunkedFile:
+		return takeOnce(&c.chunked, true)
+	case protocol.FeatureCursor:
 		// Only a cluster's node moves sessions (SessionMover), and only
 		// there do frames come from other origins.
 		_, moves := c.srv.cfg.Hub.(SessionMover)
-		ok := !c.cursor && moves && c.srv.cfg.ResumeWindow > 0
-		c.cursor = c.cursor || ok
-		return ok
-	}
-	if f == protocol.FeatureHeartbeat {
-		ok := !c.hbOn && c.srv.cfg.HeartbeatTimeout > 0
-		c.hbOn = c.hbOn || ok
-		return ok
-	}
-	if f == protocol.FeatureTaken {
+		return takeOnce(&c.cursor, moves && resumes)
+	case protocol.FeatureHeartbeat:
+		return takeOnce(&c.hbOn, c.srv.cfg.HeartbeatTimeout > 0)
+	case protocol.FeatureTaken:
 		// Meaningful only with resume, as cursor is (the client asks
 		// for it only with resume).
-		ok := !c.taken && c.srv.cfg.ResumeWindow > 0
-		c.taken = c.taken || ok
-		return ok
-	}
-	if f == protocol.FeatureResume {
-		ok := !c.resume && c.srv.cfg.ResumeWindow > 0
-		c.resume = c.resume || ok
-		return ok
+		return takeOnce(&c.taken, resumes)
+	case protocol.FeatureResume:
+		return takeOnce(&c.resume, resumes)
 	}
 	return c.ext.accept(f)
+}
+
+// takeOnce turns *on on and reports true if the server offers the
+// feature (offered) and the client has not asked for it already.
+func takeOnce(on *bool, offered bool) bool {
+	if *on || !offered {
+		return false
+	}
+	*on = true
+	return true
 }
 
 // accept takes feature f if it is one of these extensions not yet taken.
@@ -73,9 +69,5 @@ func (e *extState) accept(f string) bool {
 	default:
 		return false
 	}
-	if *on {
-		return false
-	}
-	*on = true
-	return true
+	return takeOnce(on, true)
 }

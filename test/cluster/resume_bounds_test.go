@@ -94,8 +94,7 @@ func TestResumeBufferBoundsOrigins(t *testing.T) {
 // at his acknowledged position: n3 still has the 10 after it, and bob
 // gets them once, in order, none missed.
 func TestAcksTrimOrigins(t *testing.T) {
-	nodes := startCluster(t, 3)
-	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	n1, n2, n3 := startThree(t)
 	bob, token := joinResumable(t, n1, "bob", protocol.FeatureCursor)
 	alice := join(t, n3, "alice")
 	alice.waitList(usersList("alice", "bob"))

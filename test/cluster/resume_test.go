@@ -299,8 +299,7 @@ func TestResumeMissedCounted(t *testing.T) {
 // for him (every 200 ms; the test waits for the report). Before, they were
 // lost without a word.
 func TestResumeCountsDeadNodesOwn(t *testing.T) {
-	nodes := startCluster(t, 3)
-	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	n1, n2, n3 := startThree(t)
 	bob, token := joinResumable(t, n1, "bob", protocol.FeatureCursor)
 	dave := join(t, n1, "dave")
 	alice := join(t, n3, "alice")

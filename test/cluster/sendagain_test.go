@@ -24,8 +24,7 @@ var sentAgainTwice = regexp.MustCompile(`^client: sent again (\d+) lines you typ
 // stderr says five were sent again and may arrive twice. Without the
 // taken feature the five were lost without a word.
 func TestResumeSendsAgainAfterNodeKilled(t *testing.T) {
-	nodes := startCluster(t, 3)
-	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	n1, n2, n3 := startThree(t)
 	proxy := chattest.StartSwallowProxy(t, n1.addr())
 	bob := startProc(t, "client bob", gochatBin, "-a", strings.Join([]string{proxy.Addr(), n2.addr(), n3.addr()}, ","), "-u", "bob", "--resume")
 	n1.Out.WaitLine(t, "join: bob", timeout)

@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"fmt"
 	"net"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
@@ -98,4 +100,24 @@ func rawList(t testing.TB, srv *server, rc *chattest.Conn, list string) {
 	rc.Write(fr("request_users_list", ""))
 	srv.out.waitLine(t, "request_users_list: "+rc.Name, timeout)
 	rc.Expect(protocol.ResponseUsersList, list)
+}
+
+// sendTicking has c send to, one every 50 ms (20 a second), the messages
+// m1 to mN, from a goroutine of its own; the channel says how that ended
+// (nil once all are written, or the first write's error).
+func sendTicking(c *chattest.Conn, to string, n int) <-chan error {
+	sent := make(chan error, 1)
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for i := 1; i <= n; i++ {
+			<-tick.C
+			if err := c.TryWrite(fr("send_message", fmt.Sprintf("1 %s m%d", to, i))); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	return sent
 }

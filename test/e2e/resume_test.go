@@ -60,19 +60,7 @@ func TestResumeThroughCutProxy(t *testing.T) {
 	alice := rawJoin(t, srv, "alice")
 
 	const total = 80
-	sent := make(chan error, 1)
-	go func() {
-		tick := time.NewTicker(50 * time.Millisecond) // 20 messages a second
-		defer tick.Stop()
-		for i := 1; i <= total; i++ {
-			<-tick.C
-			if err := alice.TryWrite(fr("send_message", fmt.Sprintf("1 bob m%d", i))); err != nil {
-				sent <- err
-				return
-			}
-		}
-		sent <- nil
-	}()
+	sent := sendTicking(alice, "bob", total) // 20 messages a second
 	cuts := 0
 	for i := 1; i <= total; i++ {
 		bob.out.waitLine(t, fmt.Sprintf("msg: alice: m%d", i), timeout)
