@@ -231,11 +231,21 @@ func TestProxy(t *testing.T) {
 	out.Wait(t, "join: dave", 1)
 	dave.Tell(bob, "carried after the black hole")
 
+	bob.Tell(dave, "to dave")
+	px.WaitToClient(t, "1 bob to dave")
+	px.SwallowAfter(0)
+	dave.Send("swallowed", "bob") // taken by the proxy, never by the server
+	px.WaitSwallowed(t, "swallowed")
+
 	if n := px.Cut(); n != 4 {
 		t.Errorf("Cut = %d ends, want 4", n)
 	}
 	alice.ExpectEnd()
 	out.Wait(t, "disconnected: alice", 1)
+	eve := Dial(t, px.Addr(), "eve") // carried whole: the cut ended the swallowing
+	eve.Join("eve")
+	out.Wait(t, "join: eve", 1)
+	eve.Tell(bob, "after the cut") // bob's next frame: dave's was swallowed
 
 	px.Block(true)
 	blocked := Dial(t, px.Addr(), "blocked")

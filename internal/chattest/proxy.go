@@ -1,12 +1,14 @@
 package chattest
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Proxy carries TCP connections to a target, as the network between
@@ -15,7 +17,9 @@ import (
 // (a server that is not there), Stall holds every byte without closing
 // anything (a partition, not a crash), Blackhole drops every byte of the
 // connections open without closing them (a network that vanished),
-// Retarget sends new ones elsewhere.
+// SwallowAfter lets the client's writes succeed into a socket nobody
+// reads (keeping them for WaitSwallowed), Retarget sends new ones
+// elsewhere.
 // What the clients send may go at a set rate (a slow uplink, which holds
 // a file on its way), and is counted. The e2e, pty, browser and cluster
 // suites each had a proxy of their own (issue 24).
@@ -28,12 +32,21 @@ type Proxy struct {
 	// the last one drops what it reads.
 	holes atomic.Int64
 
-	mu      sync.Mutex
-	target  string            // guarded by mu
-	blocked bool              // guarded by mu
-	healed  chan struct{}     // closed unless stalled; guarded by mu
-	conns   map[net.Conn]bool // both ends of every connection carried; guarded by mu
+	mu        sync.Mutex
+	target    string            // guarded by mu
+	blocked   bool              // guarded by mu
+	healed    chan struct{}     // closed unless stalled; guarded by mu
+	conns     map[net.Conn]bool // both ends of every connection carried; guarded by mu
+	forward   int               // client bytes still to forward before swallowing; -1: not swallowing; guarded by mu
+	swallowed []byte            // client bytes swallowed since SwallowAfter; guarded by mu
+	toClient  []byte            // the last toClientTail bytes carried to clients; guarded by mu
+	changed   chan struct{}     // closed and replaced as swallowed or toClient grows; guarded by mu
 }
+
+// toClientTail bounds what a Proxy keeps of the bytes it carries to
+// clients for WaitToClient: enough for the frames a test waits for, not a
+// file's worth.
+const toClientTail = 64 << 10
 
 // NewProxy listens on a free port of 127.0.0.1 and carries every
 // connection to target, what the client sends at about rate bytes per
@@ -46,7 +59,7 @@ func NewProxy(t testing.TB, target string, rate int) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{ln: ln, rate: rate, target: target, healed: make(chan struct{}), conns: map[net.Conn]bool{}}
+	p := &Proxy{ln: ln, rate: rate, target: target, healed: make(chan struct{}), conns: map[net.Conn]bool{}, forward: -1, changed: make(chan struct{})}
 	close(p.healed)
 	p.wg.Go(p.accept)
 	t.Cleanup(p.Close)
@@ -125,10 +138,11 @@ func (p *Proxy) pipe(dst, src net.Conn, r io.Reader, count *atomic.Int64, hole i
 		n, err := r.Read(buf)
 		p.waitHealed() // bytes read just before a stall wait for its end
 		if n > 0 && p.holes.Load() <= hole {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			pass := p.passing(buf[:n], count != nil)
+			if _, werr := dst.Write(buf[:pass]); werr != nil {
 				err = werr
 			} else if count != nil {
-				count.Add(int64(n))
+				count.Add(int64(pass))
 			}
 		}
 		if errors.Is(err, io.EOF) {
@@ -141,6 +155,76 @@ func (p *Proxy) pipe(dst, src net.Conn, r io.Reader, count *atomic.Int64, hole i
 			dst.Close()
 			src.Close()
 			return
+		}
+	}
+}
+
+// passing notes b, read from a client (up) or from the target, and
+// returns how much of it goes on: from a client, what SwallowAfter still
+// lets through (the rest is kept as swallowed).
+func (p *Proxy) passing(b []byte, up bool) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pass := len(b)
+	switch {
+	case !up:
+		p.toClient = append(p.toClient, b...)
+		if over := len(p.toClient) - toClientTail; over > 0 {
+			p.toClient = append(p.toClient[:0], p.toClient[over:]...)
+		}
+	case p.forward >= 0:
+		pass = min(pass, p.forward)
+		p.forward -= pass
+		p.swallowed = append(p.swallowed, b[pass:]...)
+	default:
+		return pass
+	}
+	close(p.changed)
+	p.changed = make(chan struct{})
+	return pass
+}
+
+// SwallowAfter makes the connections open forward n more bytes of what
+// their clients write (0: none), then swallow the rest without closing
+// anything: the client's writes succeed into a socket nobody reads, as on
+// a link that died without a word (issue 22: what a client sends across a
+// lost connection). Cut ends it; new connections are carried whole.
+func (p *Proxy) SwallowAfter(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.forward, p.swallowed = n, nil
+}
+
+// WaitSwallowed waits until the client bytes swallowed since SwallowAfter
+// contain s.
+func (p *Proxy) WaitSwallowed(t testing.TB, s string) {
+	t.Helper()
+	p.wait(t, "the proxy to swallow "+s, func() bool { return bytes.Contains(p.swallowed, []byte(s)) })
+}
+
+// WaitToClient waits until the bytes carried to clients lately (the last
+// 64 KiB) contain s.
+func (p *Proxy) WaitToClient(t testing.TB, s string) {
+	t.Helper()
+	p.wait(t, "the proxy to carry "+s+" to the client", func() bool { return bytes.Contains(p.toClient, []byte(s)) })
+}
+
+// wait waits until cond, called with p.mu held, holds.
+func (p *Proxy) wait(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(Timeout)
+	defer deadline.Stop()
+	for {
+		p.mu.Lock()
+		done, ch := cond(), p.changed
+		p.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			t.Fatalf("never after %v: %s", Timeout, what)
 		}
 	}
 }
@@ -159,11 +243,13 @@ func (p *Proxy) drop(c net.Conn) {
 	p.mu.Unlock()
 }
 
-// Cut closes every connection carried so far, both ends, and returns how
-// many ends there were; new connections are still carried.
+// Cut closes every connection carried so far, both ends, ends a
+// SwallowAfter, and returns how many ends there were; new connections are
+// still carried.
 func (p *Proxy) Cut() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.forward = -1
 	n := len(p.conns)
 	for c := range p.conns {
 		c.Close()

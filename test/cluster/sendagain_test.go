@@ -25,7 +25,7 @@ var sentAgainTwice = regexp.MustCompile(`^client: sent again (\d+) lines you typ
 // taken feature the five were lost without a word.
 func TestResumeSendsAgainAfterNodeKilled(t *testing.T) {
 	n1, n2, n3 := startThree(t)
-	proxy := chattest.StartSwallowProxy(t, n1.addr())
+	proxy := chattest.NewProxy(t, n1.addr(), 0)
 	bob := startProc(t, "client bob", gochatBin, "-a", strings.Join([]string{proxy.Addr(), n2.addr(), n3.addr()}, ","), "-u", "bob", "--resume")
 	n1.Out.WaitLine(t, "join: bob", timeout)
 	alice := join(t, n2, "alice")

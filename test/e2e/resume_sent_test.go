@@ -10,7 +10,7 @@ import (
 
 // What the client sends across a lost connection (issue 22, the taken
 // feature): the real client and server, with a proxy between them
-// (chattest.SwallowProxy) that can stop forwarding what the client writes
+// (chattest.Proxy's SwallowAfter) that can stop forwarding what the client writes
 // (the writes succeed into a socket nobody reads, as on a link that died
 // without a word) and can cut a frame in the middle.
 
@@ -30,7 +30,7 @@ func TestResumeSendsAgain(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
 	alice := joinClient(t, srv, "alice")
-	proxy := chattest.StartSwallowProxy(t, srv.addr())
+	proxy := chattest.NewProxy(t, srv.addr(), 0)
 	bob := startClient(t, proxy.Port(), "bob", "--resume")
 	srv.out.waitLine(t, "join: bob", timeout)
 
