@@ -123,13 +123,20 @@ func (l *sendLog) took(n uint64) error {
 // resumeFrom is the session's resume: the server has taken the first n
 // frames, exactly or at least (a node that took the session over from one
 // whose count it does not know): either way the frames after n and after
-// the last count learnt are sent again. It
-// returns the frames to send again, in order, before anything new; how
-// many frames after n were let go of (past the bounds) and so cannot be,
-// with the labels of the last of them. From now on the frames are
-// numbered after n: the server counts the frames sent again from n on.
-// A count past what was sent (a broken server) is taken as all of it.
-func (l *sendLog) resumeFrom(n uint64) (again []sentFrame, lost uint64, labels []string) {
+// the last count learnt are sent again. It returns the frames to send
+// again, in order, before anything new; how many frames after n were let
+// go of (past the bounds) and so cannot be, with the labels of the last
+// of them. From now on the frames are numbered after n: the server counts
+// the frames sent again from n on. A count past what was sent (a broken
+// server) is taken as all of it.
+//
+// An exact count does not confirm the frames up to it: a cluster's node
+// confirms a frame only once the other nodes know what it did (the
+// server's Committer), and says resumed with what it took. The frames
+// taken and not confirmed stay kept, not sent again, until a received
+// covers them: if that node dies too, they are sent again where the
+// session resumes next.
+func (l *sendLog) resumeFrom(n uint64, exact bool) (again []sentFrame, lost uint64, labels []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n = min(n, l.next-1)
@@ -144,19 +151,30 @@ func (l *sendLog) resumeFrom(n uint64) (again []sentFrame, lost uint64, labels [
 			}
 		}
 	}
-	var keep []sentFrame
+	var held, keep []sentFrame
 	for i, f := range l.kept {
-		if l.first+uint64(i) > from {
+		switch num := l.first + uint64(i); {
+		case num > from:
 			keep = append(keep, f)
+		case exact && num > l.known:
+			held = append(held, f) // numbered up to n, without a gap
 		}
 	}
 	again = slices.Clone(keep)
-	l.kept, l.bytes = keep, 0
-	for _, f := range keep {
+	l.kept, l.bytes = append(held, keep...), 0
+	for _, f := range l.kept {
 		l.bytes += len(f.frame)
 	}
-	l.known, l.first, l.lost = n, n+1, nil
+	if len(held) > 0 {
+		l.lost = slices.DeleteFunc(l.lost, func(x lostLabel) bool { return x.n > from })
+	} else {
+		l.known, l.lost = n, nil
+	}
+	l.first = n + 1 - uint64(len(held))
 	l.next = n + uint64(len(keep)) + 1
+	if len(l.kept) == 0 {
+		l.kept = nil
+	}
 	return again, lost, labels
 }
 
@@ -243,7 +261,7 @@ func (c *client) sendAgain(r resumedCount) {
 	if !r.has {
 		c.log.printf("client: the server did not say how many of your lines it took: sending again those it did not confirm")
 	}
-	again, lost, labels := c.sent.resumeFrom(n)
+	again, lost, labels := c.sent.resumeFrom(n, exact)
 	if lost > 0 {
 		c.log.printf("%s", lostLine(lost, labels))
 	}

@@ -27,7 +27,9 @@ func TestSendLogResume(t *testing.T) {
 		sent, size int
 		told       uint64 // the server's received before the loss (0: none)
 		n          uint64 // resumed's count
+		exact      bool   // resumed's count is exact
 		again      int    // frames sent again
+		held       int    // frames taken and not confirmed, kept without being sent again
 		lost       uint64
 		labels     []string
 		next       uint64 // the number of the next frame after the resume
@@ -50,6 +52,13 @@ func TestSendLogResume(t *testing.T) {
 		{name: "bytes bound, taken", sent: 20, size: maxSentBytes / 8, n: 12, again: 8, next: 21},
 		{name: "bytes bound, told", sent: 20, size: maxSentBytes / 8, told: 11, n: 11, again: 8, lost: 1, labels: []string{"l12"}, next: 20},
 		{name: "one frame over the bytes bound is kept", sent: 1, size: 2 * maxSentBytes, n: 0, again: 1, next: 2},
+		// An exact count does not confirm: what it took beyond the
+		// last received stays kept, not sent again.
+		{name: "exact, taken not confirmed", sent: 5, size: 10, told: 1, n: 3, exact: true, again: 2, held: 2, next: 6},
+		{name: "exact, all confirmed", sent: 5, size: 10, told: 3, n: 3, exact: true, again: 2, next: 6},
+		{name: "exact, none sent again", sent: 5, size: 10, n: 5, exact: true, held: 5, next: 6},
+		{name: "exact, bytes bound", sent: 20, size: maxSentBytes / 8, n: 14, exact: true, again: 6, held: 2, next: 21},
+		{name: "exact, bytes bound, all let go of", sent: 20, size: maxSentBytes / 8, n: 12, exact: true, again: 8, next: 21},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := sendLogWith(tc.sent, tc.size)
@@ -61,21 +70,45 @@ func TestSendLogResume(t *testing.T) {
 			if l.bytes > maxSentBytes && len(l.kept) > 1 || len(l.kept) > maxSentFrames {
 				t.Fatalf("kept %d frames of %d bytes", len(l.kept), l.bytes)
 			}
-			again, lost, labels := l.resumeFrom(tc.n)
+			again, lost, labels := l.resumeFrom(tc.n, tc.exact)
 			if len(again) != tc.again || lost != tc.lost || !slices.Equal(labels, tc.labels) {
 				t.Fatalf("again %d, lost %d %q; want %d, %d %q", len(again), lost, labels, tc.again, tc.lost, tc.labels)
 			}
-			if l.next != tc.next || l.pending() != tc.again {
-				t.Fatalf("next %d, %d kept; want %d, %d", l.next, l.pending(), tc.next, tc.again)
+			if l.next != tc.next || l.pending() != tc.again+tc.held {
+				t.Fatalf("next %d, %d kept; want %d, %d", l.next, l.pending(), tc.next, tc.again+tc.held)
 			}
 			// The server's counts from now on are of the new numbering:
 			// the frames sent again are let go of as it counts them.
-			if tc.again > 0 {
+			if tc.again+tc.held > 0 {
 				if err := l.took(tc.next - 1); err != nil || l.pending() != 0 || l.bytes != 0 {
 					t.Fatalf("took %d: %v, %d kept (%d bytes)", tc.next-1, err, l.pending(), l.bytes)
 				}
 			}
 		})
+	}
+}
+
+// TestSendLogHeldSentAgain: frames an exact resumed took without
+// confirming them are sent again if the session next resumes from a
+// lower bound (the node that took them died before confirming them).
+func TestSendLogHeldSentAgain(t *testing.T) {
+	l := sendLogWith(5, 10)
+	if err := l.took(1); err != nil {
+		t.Fatal(err)
+	}
+	if again, _, _ := l.resumeFrom(3, true); len(again) != 2 {
+		t.Fatalf("exact resume sent %d again, want 2 (l4, l5)", len(again))
+	}
+	if err := l.took(2); err != nil || l.pending() != 3 {
+		t.Fatalf("took 2: %v, %d kept, want 3", err, l.pending())
+	}
+	again, lost, _ := l.resumeFrom(0, false)
+	var labels []string
+	for _, f := range again {
+		labels = append(labels, f.label)
+	}
+	if !slices.Equal(labels, []string{"l3", "l4", "l5"}) || lost != 0 || l.next != 4 {
+		t.Fatalf("resume from ~0 sent again %q, lost %d, next %d; want l3 l4 l5, 0, 4", labels, lost, l.next)
 	}
 }
 

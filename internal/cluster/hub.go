@@ -32,6 +32,8 @@ type Hub struct {
 	w     *writer // the node's writes to the names bucket, pipelined
 	moves *moves  // nodes gone, for the sessions they held (resume.go)
 
+	commit commits // counts of the client's frames the other nodes know of (commit.go)
+
 	waiting atomic.Int64 // joins queued or under way (bounded by maxJoinQueue)
 
 	fenced  atomic.Bool // the node lost its lease: no joins, no users

@@ -48,6 +48,9 @@ func (r *relay) subscribeOriginated() error {
 		r.seqsIn, err = r.h.nc.Subscribe(r.h.cluster+seqsSubject, r.h.heardSeqs)
 	}
 	if err == nil {
+		err = r.subscribeCommits() // commit.go
+	}
+	if err == nil {
 		r.h.spawn(r.h.reportOriginated)
 	}
 	return err
@@ -57,6 +60,7 @@ func (r *relay) subscribeOriginated() error {
 type reportedLocal struct {
 	key creditKey
 	os  server.OriginSender
+	c   server.Committer // nil if the session does not count the client's frames
 }
 
 // reportOriginated publishes this node's reports until the node stops.
@@ -76,10 +80,15 @@ func (h *Hub) reportOriginated() {
 		h.mu.Lock()
 		for name, lu := range h.locals {
 			if os, ok := lu.peer.(server.OriginSender); ok {
-				locals = append(locals, reportedLocal{creditKey{name, lu.token}, os})
+				l := reportedLocal{key: creditKey{name, lu.token}, os: os}
+				if tc, ok := lu.peer.(server.TakenCounter); ok && tc.Takes() {
+					l.c, _ = lu.peer.(server.Committer)
+				}
+				locals = append(locals, l)
 			}
 		}
 		h.mu.Unlock()
+		h.stageCounts(locals)  // commit.go: before what was originated is read
 		h.reportAcked(locals)  // acks.go
 		h.reportSeqs(seqsSent) // seqs.go
 		rep := h.newReport(h.cluster + originatedSubject)
@@ -94,6 +103,8 @@ func (h *Hub) reportOriginated() {
 			rep.add(l.key, n)
 		}
 		rep.flush()
+		h.probeStaged() // commit.go: after the report
+		h.settleCommits()
 		for k := range sent {
 			if !live[k] {
 				delete(sent, k)
@@ -124,6 +135,9 @@ func (h *Hub) heardOriginated(m *nats.Msg) {
 	})
 	h.moves.mu.Unlock()
 	h.m.originated.WithLabelValues(node).Add(float64(grew))
+	if m.Reply != "" {
+		h.answerProbe(m) // commit.go
+	}
 }
 
 // originatedMissed returns how many frames node reported it originated

@@ -58,6 +58,7 @@ type relay struct {
 	originIn   *nats.Subscription // reports of what other nodes originated (originated.go)
 	retAcksIn  *nats.Subscription // positions other nodes' clients acknowledged in this node's frames (acks.go)
 	seqsIn     *nats.Subscription // other nodes' origin sequences (seqs.go)
+	commitIn   *nats.Subscription // other nodes' acknowledgements of this node's probes (commit.go)
 	handoverIn *nats.Subscription // requests for a session's count of the client's frames (handover.go)
 	files      fileSender
 	inID       atomic.Uint64 // ids of transfers arriving from other nodes
@@ -168,7 +169,7 @@ func (r *relay) subscribe() error {
 }
 
 func (r *relay) unsubscribe() {
-	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn, r.replayIn, r.originIn, r.retAcksIn, r.seqsIn, r.handoverIn} {
+	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn, r.replayIn, r.originIn, r.retAcksIn, r.seqsIn, r.handoverIn, r.commitIn} {
 		if s != nil {
 			s.Unsubscribe()
 		}
@@ -314,6 +315,8 @@ type outbound struct {
 	buf        []byte        // encoded entries; guarded by mu
 	entries    int           // entries in buf; guarded by mu
 	publishing bool          // the goroutine has been woken and not yet emptied buf; guarded by mu
+	added      uint64        // entries ever queued; guarded by mu
+	published  uint64        // entries ever handed to the engine (or failed to be); guarded by mu
 	wake       chan struct{} // has a token when the goroutine is to publish
 	spare      []byte        // the other half of buf's double buffer; owned by the publisher
 	msg        []byte        // a batch being published; owned by the publisher
@@ -349,6 +352,7 @@ func (o *outbound) add(key creditKey, frame []byte) bool {
 	}
 	o.buf = appendEntry(o.buf, key, frame)
 	o.entries++
+	o.added++
 	wake := !o.publishing
 	o.publishing = true
 	o.mu.Unlock()
@@ -429,6 +433,7 @@ func (o *outbound) publishOnceLocked() {
 	n.m.framesOut.WithLabelValues(o.node).Add(float64(entries))
 	o.mu.Lock()
 	o.spare = whole[:0]
+	o.published += uint64(entries)
 }
 
 // cutBatch returns how many bytes of whole entries at the front of buf

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gochat/chat/internal/protocol"
@@ -79,11 +80,17 @@ type session struct {
 	taken      uint64 // guarded by takeMu
 	takenLower bool   // taken is only a lower bound (a session moved from a node whose count was not known exactly) until a resumed says so; guarded by takeMu
 	handedOver bool   // another server asked for the count (HandOver): no frame is taken here until a resume here; guarded by takeMu
+
+	// The count as the other nodes of a cluster know it (taken.go,
+	// Committer).
+	holds     bool          // the client is told only committed counts; set at construction
+	takenNow  atomic.Uint64 // taken, as last counted: read by the hub's reports without takeMu
+	committed atomic.Uint64 // the count the hub last committed
 }
 
 // newSession returns a session for conn c, which is about to join as name.
 func newSession(c *conn) *session {
-	s := &session{srv: c.srv, name: c.name, presence: c.ext.presence, origin: c.id, first: 1, takes: c.taken}
+	s := &session{srv: c.srv, name: c.name, presence: c.ext.presence, origin: c.id, first: 1, takes: c.taken, holds: c.holdsTaken()}
 	if c.cursor {
 		s.org = newOrigins()
 	}
@@ -335,6 +342,16 @@ func (s *session) attach(c *conn, n uint64) (old *conn, missed uint64, err error
 	var lead []byte
 	c.took, c.told = s.taken, s.taken
 	s.handedOver = false // resumed here after all
+	var told []byte
+	if s.holds && c.taken && s.told {
+		// The count resumed says is exact, but the client keeps the
+		// frames it does not confirm (taken.go, Committer): tell it what
+		// is committed, which a commit made while no connection was
+		// attached did not.
+		if n := s.committed.Load(); n > 0 {
+			told = protocol.AppendCount(nil, protocol.Received, n)
+		}
+	}
 	switch {
 	case s.told && c.taken:
 		lead = protocol.AppendResumed(nil, missed, s.taken, !s.takenLower)
@@ -346,6 +363,9 @@ func (s *session) attach(c *conn, n uint64) (old *conn, missed uint64, err error
 		s.told = true
 	}
 	_, err = c.q.push(lead, false)
+	if told != nil && err == nil {
+		_, err = c.q.push(told, false)
+	}
 	var replay *cursorReplay
 	if s.org != nil && c.cursor && s.head < len(s.kept) {
 		replay = s.org.replayFrom(s.head)

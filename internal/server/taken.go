@@ -73,6 +73,7 @@ func (c *conn) endTake() {
 	}
 	s := c.sess
 	s.taken++
+	s.takenNow.Store(s.taken)
 	c.took = s.taken
 	s.takeMu.Unlock()
 	if c.took-c.told >= takeEvery {
@@ -85,8 +86,8 @@ func (c *conn) endTake() {
 // and every takeEvery frames. Uncounted, straight to the connection's
 // queue: it says nothing a resume needs again (resumed says it).
 func (c *conn) tellTaken() {
-	if c.took <= c.told {
-		return
+	if c.took <= c.told || c.sess.holds {
+		return // a session that holds its count is told by Commit
 	}
 	c.told = c.took
 	c.push(protocol.AppendCount(nil, protocol.Received, c.took), false)
@@ -127,4 +128,56 @@ func (s *session) SetTaken(n uint64) {
 	s.takeMu.Lock()
 	defer s.takeMu.Unlock()
 	s.taken, s.takenLower = n, false
+	s.takenNow.Store(n)
+}
+
+// Committer is implemented by the peers that stand for sessions granted
+// taken on a cluster's node (docs/SESSIONS.md, "The client's frames"):
+// there a frame the node took may have done what the other nodes do not
+// know of when the node dies (a message to another of its own users, not
+// yet delivered nor reported: it dies with the node, uncounted). So such
+// a session tells its client only counts the hub has committed: counts
+// taken at one of its reports that every live node has acknowledged,
+// after the frames those frames sent the others and the count of what
+// the node originated for its own users. A frame not committed is kept
+// by the client and, if the node dies, sent again where it resumes: it
+// arrives at least once, or it is counted missed; never lost unsaid.
+type Committer interface {
+	// TakenNow returns the session's count of the client's frames
+	// taken, without waiting for a frame being acted on.
+	TakenNow() uint64
+	// Commit tells the client that its first n frames are committed.
+	Commit(n uint64)
+}
+
+// holdsTaken reports whether a session c makes tells its client only
+// committed counts: c counts the client's frames, on a cluster's node.
+func (c *conn) holdsTaken() bool {
+	_, moves := c.srv.cfg.Hub.(SessionMover)
+	return c.taken && moves
+}
+
+// TakenNow implements Committer.
+func (s *session) TakenNow() uint64 { return s.takenNow.Load() }
+
+// Commit implements Committer. A commit past the count of the session
+// (one made before a move that renumbered it) is not told.
+func (s *session) Commit(n uint64) {
+	if !s.holds || n > s.takenNow.Load() {
+		return
+	}
+	for {
+		old := s.committed.Load()
+		if n <= old {
+			return
+		}
+		if s.committed.CompareAndSwap(old, n) {
+			break
+		}
+	}
+	if c := s.current(); c != nil && c.taken {
+		// Uncounted, straight to the queue, as tellTaken's. A count
+		// older than one told already is stale to the client.
+		c.push(protocol.AppendCount(nil, protocol.Received, n), false)
+	}
 }

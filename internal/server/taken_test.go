@@ -163,3 +163,59 @@ func TestTakenTakeoverWaits(t *testing.T) {
 	}
 	bob.ExpectEnd()
 }
+
+// committingHub is a hub that moves sessions (a cluster's node, to the
+// server) and hands the test the peers that join, to commit their counts
+// as the cluster's reports do.
+type committingHub struct {
+	*LocalHub
+	joined chan Peer
+}
+
+func (h committingHub) Join(p Peer, maxUsers int) error {
+	err := h.LocalHub.Join(p, maxUsers)
+	if err == nil {
+		h.joined <- p
+	}
+	return err
+}
+
+func (committingHub) TakeOver(Peer, protocol.Token, map[string]uint64) (uint64, error) {
+	return 0, ErrNoSession
+}
+
+// TestTakenHeldUntilCommitted: on a cluster's node the client is told
+// only the counts the hub committed (Committer), not what the server took
+// as its input pauses; a resume says the exact count, then what is
+// committed, and a commit past the count is not told.
+func TestTakenHeldUntilCommitted(t *testing.T) {
+	hub := committingHub{NewLocalHub(), make(chan Peer, 4)}
+	cfg := resumeConfig()
+	cfg.Hub = hub
+	s, log := resumeServer(t, cfg)
+	bob := joinedResume(t, s, "bob", protocol.FeatureTaken)
+	peer := (<-hub.joined).(Committer)
+	alice := joined(t, s, "alice")
+	<-hub.joined
+
+	bob.Write(append(sendFrame("m1", "alice"), sendFrame("m2", "alice")...))
+	alice.Expect(protocol.ForwardMessage, "1 bob m1")
+	alice.Expect(protocol.ForwardMessage, "1 bob m2")
+	if n := peer.TakenNow(); n != 2 {
+		t.Fatalf("TakenNow = %d, want 2", n)
+	}
+	peer.Commit(1) // what a report took before m2
+	bob.Expect(protocol.Received, "1")
+	peer.Commit(2)
+	bob.Expect(protocol.Received, "2")
+
+	bob.Write(sendFrame("m3", "alice"))
+	alice.Expect(protocol.ForwardMessage, "1 bob m3")
+	bob.NC.Close()
+	waitAway(t, log, "bob", 1)
+	b2 := bob.resumeTaken(t, s, 0, "0 3") // exact: took three
+	b2.Expect(protocol.Received, "2")     // committed two
+	peer.Commit(9)                        // past the count: not told
+	peer.Commit(3)
+	b2.Expect(protocol.Received, "3")
+}

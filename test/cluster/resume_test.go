@@ -333,3 +333,38 @@ func TestResumeCountsDeadNodesOwn(t *testing.T) {
 		t.Fatalf("after the resume: got %s %q, want alice's a2", h.Name, p)
 	}
 }
+
+// TestResumeCountsConfirmedOwn: bob and carol are on n1, with sessions
+// granted resume (bob's counts his frames: taken; carol's has cursors).
+// carol reads nothing more; bob sends her ten messages and is told n1
+// took all ten (received 10), and n1 is killed at that moment. The ten
+// died with n1, which alone had them; carol, resuming on n2, is told she
+// missed all ten. n1 tells bob a count only once the other nodes have
+// acknowledged its report of what it originated for carol after it
+// (commit.go): before, n1 told bob at once, reported every 200 ms, and
+// carol, resuming, was told she missed what n1 had last reported (none):
+// ten messages bob would not send again, lost without a word.
+func TestResumeCountsConfirmedOwn(t *testing.T) {
+	n1, n2, _ := startThree(t)
+	bob, _ := joinResumable(t, n1, "bob", protocol.FeatureTaken)
+	_, token := joinResumable(t, n1, "carol", protocol.FeatureCursor) // open, unread
+	alice := join(t, n2, "alice")
+	alice.waitList(usersList("alice", "bob", "carol"))
+	for i := 1; i <= 10; i++ {
+		bob.Send(fmt.Sprint("m", i), "carol")
+	}
+	for {
+		h, p := bob.Frame()
+		if h.Type == protocol.Received && string(p) == "10" {
+			break
+		}
+		if h.Type != protocol.Received {
+			t.Fatalf("bob got %s %q, want received", h.Name, p)
+		}
+	}
+	n1.Kill()
+	c := dial(t, n2, "carol")
+	c.Write(protocol.AppendResumeAt(protocol.AppendExtHello(nil, []string{protocol.FeatureResume, protocol.FeatureCursor}), "carol", token, 0, 0, nil))
+	c.Expect(protocol.ExtHello, protocol.FeatureResume+" "+protocol.FeatureCursor)
+	c.Expect(protocol.Resumed, "10")
+}
