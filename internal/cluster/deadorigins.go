@@ -176,6 +176,9 @@ func (h *Hub) heardDeadOrigin(m *nats.Msg) {
 		}
 		sessions++
 	})
+	if h.moves.testHookSeqs != nil {
+		h.moves.testHookSeqs()
+	}
 	h.moves.mu.Unlock()
 	h.reg.mu.RUnlock()
 	h.quiet.Info("heard a node's positions in an origin that is gone", "peer", reporter, "origin", origin, "sessions", sessions)

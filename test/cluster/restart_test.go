@@ -156,3 +156,33 @@ func TestResumeAfterOriginRestarted(t *testing.T) {
 		})
 	}
 }
+
+// TestResumeSameNodeAfterOriginRestarted: as TestResumeAfterOriginRestarted,
+// but bob's node n1 stays up and his connection is cut (closed): he
+// resumes on n1 itself, whose session kept every frame he had not read.
+// resumed says 0, the six come once, in order, then alice's five from the
+// restarted n3, and nothing else.
+func TestResumeSameNodeAfterOriginRestarted(t *testing.T) {
+	const sent, read = 10, 4
+	n1, _, n3, old, token, cursor := restartedSetup(t, sent)
+	old.NC.Close()
+	c := dial(t, n1, "bob")
+	c.Write(protocol.AppendResumeAt(protocol.AppendExtHello(nil, []string{protocol.FeatureResume, protocol.FeatureCursor}), "bob", token, read, read, cursor))
+	c.Expect(protocol.ExtHello, protocol.FeatureResume+" "+protocol.FeatureCursor)
+	c.Expect(protocol.Resumed, "0")
+	for i := read + 1; i <= sent; i++ {
+		h, p := c.Frame()
+		for h.Type == protocol.Cursor {
+			h, p = c.Frame()
+		}
+		if h.Type != protocol.ForwardMessage || string(p) != fmt.Sprint("1 alice a", i) {
+			t.Fatalf("bob got %s %q, want alice's a%d again", h.Name, p, i)
+		}
+	}
+	alice := rejoin(t, n3, "alice")
+	alice.waitList(usersList("alice", "bob"))
+	for i := 1; i <= 5; i++ {
+		alice.Send(fmt.Sprint("b", i), "bob")
+	}
+	expectMessages(t, c, "b", 5)
+}
