@@ -23,8 +23,9 @@ import (
 // messages a1, a2, ..., which all reach bob's connection (n3 relayed every
 // one), and n3 is killed (SIGKILL) at once and started again with the same
 // flags, a new incarnation that n1 and n2 have heard. It returns bob's
-// connection, his token and the cursor he read before a1.
-func restartedSetup(t *testing.T, sent int) (n1, n2, n3 *node, bob *conn, token protocol.Token, cursor []byte) {
+// connection, his token, the cursor he read before a1, and when n3 was
+// killed.
+func restartedSetup(t *testing.T, sent int) (n1, n2, n3 *node, bob *conn, token protocol.Token, cursor []byte, killed time.Time) {
 	t.Helper()
 	n1, n2, n3 = startThree(t)
 	bob, token = joinResumable(t, n1, "bob", protocol.FeatureCursor)
@@ -40,6 +41,7 @@ func restartedSetup(t *testing.T, sent int) (n1, n2, n3 *node, bob *conn, token 
 	// At once: n3 reports its origin sequences every 200 ms, and most
 	// of the time its last report did not cover all of them yet.
 	n3.Kill()
+	killed = time.Now()
 	n3.restart(t)
 	n3.Errs.Wait(t, "n3 taking over its earlier incarnation's lease", 1, timeout, func(s string) bool {
 		return strings.Contains(s, `msg="took over the lease of an earlier incarnation"`)
@@ -50,7 +52,8 @@ func restartedSetup(t *testing.T, sent int) (n1, n2, n3 *node, bob *conn, token 
 			return strings.Contains(s, `msg="node heard"`) && strings.Contains(s+" ", "peer=n3 ") && strings.Contains(s, "state=up")
 		})
 	}
-	return n1, n2, n3, bob, token, cursor
+	t.Logf("n3's new incarnation heard %v after the kill", time.Since(killed).Round(time.Millisecond))
+	return n1, n2, n3, bob, token, cursor, killed
 }
 
 // rejoin joins name on n, again and again while the name is still held
@@ -99,14 +102,27 @@ func expectMessages(t *testing.T, c *conn, prefix string, n int) {
 // in n3's earlier incarnation, which n1 reports once it sees that
 // incarnation go. It does not fail: the count that resumed gives is what
 // the test asserts (before the report existed, it was too low).
-func heardPositions(t *testing.T, n *node) {
+func heardPositions(t *testing.T, n *node, killed time.Time) {
 	t.Helper()
+	heard := func(s string) bool {
+		return strings.Contains(s, `msg="heard a node's positions in an origin that is gone"`) && strings.Contains(s+" ", "peer=n1 ") && strings.Contains(s, "origin=n3/")
+	}
 	if msg := chattest.Fails(t, func(tb testing.TB) {
-		n.Errs.Wait(tb, n.name+" hearing n1's positions in n3's earlier incarnation", 1, timeout, func(s string) bool {
-			return strings.Contains(s, `msg="heard a node's positions in an origin that is gone"`) && strings.Contains(s+" ", "peer=n1 ") && strings.Contains(s, "origin=n3/")
-		})
+		n.Errs.Wait(tb, n.name+" hearing n1's positions in n3's earlier incarnation", 1, timeout, heard)
 	}); msg != "" {
 		t.Logf("%s never heard n1's positions in n3's earlier incarnation", n.name)
+		return
+	}
+	for _, l := range n.Errs.Snapshot() {
+		if heard(l) {
+			// The figure of docs/SESSIONS.md: how long after the
+			// origin's death the user's node had reported.
+			at, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(strings.Fields(l)[0], "time="))
+			if err == nil {
+				t.Logf("%s heard n1's positions in n3's earlier incarnation %v after the kill", n.name, at.Sub(killed).Round(time.Millisecond))
+			}
+			break
+		}
 	}
 }
 
@@ -133,9 +149,9 @@ func TestResumeAfterOriginRestarted(t *testing.T) {
 		{"n1 running, on n2", false, func(n2, _ *node) *node { return n2 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			n1, n2, n3, old, token, cursor := restartedSetup(t, sent)
+			n1, n2, n3, old, token, cursor, killed := restartedSetup(t, sent)
 			on := tc.on(n2, n3)
-			heardPositions(t, on)
+			heardPositions(t, on, killed)
 			if tc.killN1 {
 				n1.Kill()
 			}
@@ -164,7 +180,7 @@ func TestResumeAfterOriginRestarted(t *testing.T) {
 // restarted n3, and nothing else.
 func TestResumeSameNodeAfterOriginRestarted(t *testing.T) {
 	const sent, read = 10, 4
-	n1, _, n3, old, token, cursor := restartedSetup(t, sent)
+	n1, _, n3, old, token, cursor, _ := restartedSetup(t, sent)
 	old.NC.Close()
 	c := dial(t, n1, "bob")
 	c.Write(protocol.AppendResumeAt(protocol.AppendExtHello(nil, []string{protocol.FeatureResume, protocol.FeatureCursor}), "bob", token, read, read, cursor))
