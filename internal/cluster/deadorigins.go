@@ -65,6 +65,7 @@ func (h *Hub) reportDeadOrigins() {
 	tick := time.NewTicker(reportEvery)
 	defer tick.Stop()
 	var heard map[string]uint64
+	seen := make(map[string]bool) // every origin heard since this node started
 	for {
 		select {
 		case <-h.stop:
@@ -76,7 +77,13 @@ func (h *Hub) reportDeadOrigins() {
 			continue
 		}
 		heard = now
-		h.reportPositionsIn(heard)
+		if len(seen) >= 4*maxNodes {
+			clear(seen) // a storm of forged nodes: forgetting errs towards reporting less
+		}
+		for node, inc := range heard {
+			seen[originID(node, inc)] = true
+		}
+		h.reportPositionsIn(heard, seen)
 	}
 }
 
@@ -95,9 +102,12 @@ func (h *Hub) heardIncarnations() map[string]uint64 {
 	return heard
 }
 
-// reportPositionsIn publishes, for every origin not in heard, the local
-// sessions' positions in its frames: one report per origin.
-func (h *Hub) reportPositionsIn(heard map[string]uint64) {
+// reportPositionsIn publishes, for every origin in seen (heard since this
+// node started) but not in heard any more, the local sessions' positions
+// in its frames: one report per origin. An origin only a client's cursor
+// names (a session resumed here from a node this one never heard; or a
+// client's invention) is not reported: its position is the client's own.
+func (h *Hub) reportPositionsIn(heard map[string]uint64, seen map[string]bool) {
 	type local struct {
 		key creditKey
 		op  server.OriginPositions
@@ -115,7 +125,7 @@ func (h *Hub) reportPositionsIn(heard map[string]uint64) {
 	for _, l := range locals {
 		for origin, seq := range l.op.Positions() {
 			node, inc, ok := parseOriginID(origin)
-			if inc2, live := heard[node]; !ok || seq == 0 || live && inc2 == inc {
+			if inc2, live := heard[node]; !ok || seq == 0 || !seen[origin] || live && inc2 == inc || !validNodeName(node) {
 				continue
 			}
 			rep := reps[origin]
