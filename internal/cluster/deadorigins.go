@@ -48,14 +48,19 @@ const deadOriginsSubject = ".od"
 // frames (8).
 
 // subscribeDeadOrigins takes the other nodes' reports and starts this
-// node's.
+// node's, until the node stops.
 func (r *relay) subscribeDeadOrigins() error {
-	var err error
-	r.deadIn, err = r.h.nc.Subscribe(r.h.cluster+deadOriginsSubject, r.h.heardDeadOrigin)
-	if err == nil {
-		r.h.spawn(r.h.reportDeadOrigins)
+	sub, err := r.h.nc.Subscribe(r.h.cluster+deadOriginsSubject, r.h.heardDeadOrigin)
+	if err != nil {
+		return err
 	}
-	return err
+	if !r.h.spawn(func() {
+		defer sub.Unsubscribe()
+		r.h.reportDeadOrigins()
+	}) {
+		sub.Unsubscribe() // the node is stopping
+	}
+	return nil
 }
 
 // reportDeadOrigins reports, until the node stops, the local sessions'

@@ -60,7 +60,6 @@ type relay struct {
 	seqsIn     *nats.Subscription // other nodes' origin sequences (seqs.go)
 	commitIn   *nats.Subscription // other nodes' acknowledgements of this node's probes (commit.go)
 	handoverIn *nats.Subscription // requests for a session's count of the client's frames (handover.go)
-	deadIn     *nats.Subscription // positions of other nodes' sessions in origins that are gone (deadorigins.go)
 	files      fileSender
 	inID       atomic.Uint64 // ids of transfers arriving from other nodes
 
@@ -160,20 +159,20 @@ func (r *relay) subscribe() error {
 		return err
 	}
 	r.acksIn.SetPendingLimits(-1, 64<<20)
+	if err := r.subscribeDeadOrigins(); err != nil { // deadorigins.go
+		return err
+	}
 	if err := r.subscribeReplay(); err != nil {
 		return err
 	}
 	if err := r.subscribeHandover(); err != nil {
 		return err
 	}
-	if err := r.subscribeDeadOrigins(); err != nil {
-		return err
-	}
 	return r.subscribeFiles()
 }
 
 func (r *relay) unsubscribe() {
-	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn, r.replayIn, r.originIn, r.retAcksIn, r.seqsIn, r.handoverIn, r.commitIn, r.deadIn} {
+	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn, r.replayIn, r.originIn, r.retAcksIn, r.seqsIn, r.handoverIn, r.commitIn} {
 		if s != nil {
 			s.Unsubscribe()
 		}
