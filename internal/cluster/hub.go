@@ -79,6 +79,7 @@ func newHub(n nodeInfo, cfg Config, js jetstream.JetStream, reg *registry) (*Hub
 		return nil, err
 	}
 	h := &Hub{nodeInfo: n, js: js, namesCfg: names, nodesCfg: nodesConfig(cfg), reg: reg, w: w, moves: newMoves(), local: server.NewLocalHub(), locals: make(map[string]localUser), joining: make(map[uint64]bool), presenceCh: make(chan presenceEvent, 4096)}
+	h.commit.kick = make(chan struct{}, 1)
 	h.del = newDeleter(n, w, reg)
 	h.live = newLiveness(h, cfg.ChatAddr)
 	h.relay = newRelay(h, cfg.PaceBacklog, cfg.StallTimeout)

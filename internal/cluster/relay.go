@@ -317,6 +317,7 @@ type outbound struct {
 	publishing bool          // the goroutine has been woken and not yet emptied buf; guarded by mu
 	added      uint64        // entries ever queued; guarded by mu
 	published  uint64        // entries ever handed to the engine (or failed to be); guarded by mu
+	waiters    []published   // waiting for published to reach theirs (commit.go); guarded by mu
 	wake       chan struct{} // has a token when the goroutine is to publish
 	spare      []byte        // the other half of buf's double buffer; owned by the publisher
 	msg        []byte        // a batch being published; owned by the publisher
@@ -434,6 +435,9 @@ func (o *outbound) publishOnceLocked() {
 	o.mu.Lock()
 	o.spare = whole[:0]
 	o.published += uint64(entries)
+	if len(o.waiters) > 0 {
+		o.wakeWaitersLocked() // commit.go
+	}
 }
 
 // cutBatch returns how many bytes of whole entries at the front of buf

@@ -84,13 +84,14 @@ type session struct {
 	// The count as the other nodes of a cluster know it (taken.go,
 	// Committer).
 	holds     bool          // the client is told only committed counts; set at construction
+	watch     CountWatcher  // told when a count the hub reports moved (nil: none); set at construction
 	takenNow  atomic.Uint64 // taken, as last counted: read by the hub's reports without takeMu
 	committed atomic.Uint64 // the count the hub last committed
 }
 
 // newSession returns a session for conn c, which is about to join as name.
 func newSession(c *conn) *session {
-	s := &session{srv: c.srv, name: c.name, presence: c.ext.presence, origin: c.id, first: 1, takes: c.taken, holds: c.holdsTaken()}
+	s := &session{srv: c.srv, name: c.name, presence: c.ext.presence, origin: c.id, first: 1, takes: c.taken, holds: c.holdsTaken(), watch: c.countWatcher()}
 	if c.cursor {
 		s.org = newOrigins()
 	}
@@ -245,6 +246,9 @@ func (s *session) pushFrom(frame []byte, paced bool, origin string, seq uint64) 
 	// replays it.
 	s.keepLocked(frame, origin, seq)
 	s.mu.Unlock()
+	if origin == "" && s.org != nil && s.watch != nil {
+		s.watch.CountsMoved(s) // one this server originated: reported within milliseconds
+	}
 	if errors.Is(err, ErrSlowConsumer) {
 		c.kill(reasonSlowConsumer, fmt.Errorf("send queue over %d bytes", s.srv.cfg.SendQueueBytes))
 		return nil, err
