@@ -59,6 +59,7 @@ type relay struct {
 	retAcksIn  *nats.Subscription // positions other nodes' clients acknowledged in this node's frames (acks.go)
 	seqsIn     *nats.Subscription // other nodes' origin sequences (seqs.go)
 	commitIn   *nats.Subscription // other nodes' acknowledgements of this node's probes (commit.go)
+	releaseIn  *nats.Subscription // requests to release a session to another node (release.go)
 	handoverIn *nats.Subscription // requests for a session's count of the client's frames (handover.go)
 	files      fileSender
 	inID       atomic.Uint64 // ids of transfers arriving from other nodes
@@ -165,11 +166,14 @@ func (r *relay) subscribe() error {
 	if err := r.subscribeHandover(); err != nil {
 		return err
 	}
+	if err := r.subscribeRelease(); err != nil {
+		return err
+	}
 	return r.subscribeFiles()
 }
 
 func (r *relay) unsubscribe() {
-	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn, r.replayIn, r.originIn, r.retAcksIn, r.seqsIn, r.handoverIn, r.commitIn} {
+	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn, r.replayIn, r.originIn, r.retAcksIn, r.seqsIn, r.handoverIn, r.commitIn, r.releaseIn} {
 		if s != nil {
 			s.Unsubscribe()
 		}
