@@ -23,9 +23,18 @@ import (
 // before anything new, exactly those the server did not take.
 
 // wsClientFrame returns how many bytes a browser writes for a binary
-// WebSocket message of n bytes (n < 126): a 2-byte header and the 4-byte
-// mask (RFC 6455, 5.2), then the payload, masked.
-func wsClientFrame(n int) int { return 2 + 4 + n }
+// WebSocket message of n bytes: a 2-byte header, the extended length (2
+// bytes from 126, 8 from 65,536), the 4-byte mask (RFC 6455, 5.2), then
+// the payload, masked.
+func wsClientFrame(n int) int {
+	switch {
+	case n < 126:
+		return 2 + 4 + n
+	case n < 1<<16:
+		return 2 + 2 + 4 + n
+	}
+	return 2 + 8 + 4 + n
+}
 
 // sentAgainNotes is the JavaScript count of the page's notices that say
 // it sent n messages again after an exact resume.
@@ -125,6 +134,65 @@ func TestBrowserSendsAgain(t *testing.T) {
 	}
 	if n := countLines(srv.Out, "join: ann"); n != 1 {
 		t.Errorf("the server printed join: ann %d times", n)
+	}
+}
+
+// TestBrowserSendsAgainPastTheBound: more is typed into a dead
+// connection than the page keeps to send again (1 MiB): seventeen
+// messages of 64 KiB. After the resume the fifteen kept arrive once, in
+// order, and the page says that the two it let go of may not have reached
+// anyone, naming them.
+func TestBrowserSendsAgainPastTheBound(t *testing.T) {
+	needBrowser(t)
+	srv := startServer(t)
+	px := newProxy(t, srv.pageURL)
+	b := newBrowser(t)
+	term := srv.terminal(t, "term", t.TempDir())
+	ann := joinTab(t, b, px.url, "ann")
+	srv.Out.WaitLine(t, "join: ann", timeout)
+	ann.tick("term")
+	srv.Out.WaitLine(t, "request_users_list: ann", timeout)
+
+	const maxText = 65536 // the contract's largest message
+	text := func(i int) string { return fmt.Sprintf("L%02d ", i) + strings.Repeat("x", maxText-4) }
+	ann.say(text(1))
+	srv.Out.WaitLine(t, "msg: ann", timeout)
+	px.WaitToClient(t, "received 1 2") // the list request and L01: nothing kept
+
+	const typed = 17 // 17 frames of 65,562 bytes: 15 fit in 1 MiB
+	px.SwallowAfter(0)
+	written := 0
+	for i := 2; i <= typed+1; i++ {
+		ann.say(text(i))
+		written += wsClientFrame(len(protocol.AppendMessage(nil, protocol.SendMessage, []string{"term"}, []byte(text(i)))))
+	}
+	px.WaitSwallowedBytes(t, written)
+	px.Cut()
+	srv.Out.Wait(t, "the 16 messages taken", 1+typed-2, timeout, func(l string) bool { return l == "msg: ann" })
+	label := func(i int) string { return fmt.Sprintf(`to term: "L%02d %s…"`, i, strings.Repeat("x", 36)) }
+	lost := "2 messages you sent may not have reached anyone (more than the page keeps to send again; send them again if needed): " + label(2) + "; " + label(3)
+	ann.waitJS("the notice naming the two let go of", fmt.Sprintf(`[...document.querySelectorAll('#log li.note.bad')].some((li) => li.textContent.includes(%s))`, jsString(lost)))
+	ann.waitJS("the sent-again notice", fmt.Sprintf(`%s === 1`, sentAgainNotes(typed-2)))
+
+	want := []string{"L01"}
+	for i := 4; i <= typed+1; i++ {
+		want = append(want, fmt.Sprintf("L%02d", i))
+	}
+	term.Out.Wait(t, "the messages sent again", len(want), timeout, func(l string) bool { return strings.HasPrefix(l, "msg: ann: ") })
+	var got []string
+	for _, l := range term.Out.Snapshot() {
+		if m, ok := strings.CutPrefix(l, "msg: ann: "); ok {
+			if len(m) != maxText || !strings.HasSuffix(m, strings.Repeat("x", maxText-4)) {
+				t.Fatalf("term got a message of %d bytes starting %q", len(m), m[:min(len(m), 8)])
+			}
+			got = append(got, m[:3])
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("term got %q\nwant each once, in order: %q", got, want)
+	}
+	if n := countLines(srv.Out, "msg: ann"); n != len(want) {
+		t.Errorf("the server printed msg: ann %d times, want %d", n, len(want))
 	}
 }
 
