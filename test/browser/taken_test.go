@@ -59,6 +59,7 @@ func TestBrowserSendsAgain(t *testing.T) {
 	term := srv.terminal(t, "term", t.TempDir())
 	ann := joinTab(t, b, px.url, "ann")
 	srv.Out.WaitLine(t, "join: ann", timeout)
+	acks := ann.watchAcks()
 	ann.tick("term")
 	srv.Out.WaitLine(t, "request_users_list: ann", timeout)
 
@@ -85,6 +86,9 @@ func TestBrowserSendsAgain(t *testing.T) {
 	}
 	typeLines(5)
 	expectArrived()
+	// The page has acknowledged what it received (online, the list): its
+	// next bytes are the lines typed.
+	acks.wait(t, 2)
 
 	rounds := []struct {
 		name string
