@@ -128,3 +128,52 @@ func TestShutdownSaysGoingAway(t *testing.T) {
 		t.Errorf("close reason %q, want %q", ce.Reason, "server shutting down")
 	}
 }
+
+// TestCutMidFrameIsLost (issue 22): a WebSocket cut in the middle of a
+// binary message the browser was sending is a lost connection, which a
+// resume takes back, not a breach of the protocol that ends the session.
+// The WebSocket library hands over the part of the payload it read before
+// the cut without unmasking it; the server read it as frames, found
+// garbage ("malformed frame: byte 0xc1 in type") and ended the session,
+// and the page's resume was refused (TestBrowserSendsAgain, cut after
+// half a line).
+func TestCutMidFrameIsLost(t *testing.T) {
+	st := startStack(t, server.Config{ResumeWindow: time.Minute}, Config{})
+	ann, _, raw := st.dialWSRaw(t, "ann")
+	ann.Write(protocol.AppendJoin(protocol.AppendExtHello(nil, []string{protocol.FeatureResume}), protocol.Join, "ann"))
+	ann.Expect(protocol.ExtHello, protocol.FeatureResume)
+	token, _, err := protocol.ParseSession(ann.ExpectType(protocol.Session))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.out.Wait(t, "join: ann", 1)
+	bob := st.joinedTCP(t, "bob")
+
+	// A binary message (RFC 6455, 5.2: FIN and opcode 2; masked, its
+	// length) of which only the header and 16 bytes of payload go out.
+	line := sendMessage([]string{"bob"}, "cut")
+	key := [4]byte{0x5a, 0xa5, 0x3c, 0xc3}
+	msg := append([]byte{0x82, 0x80 | byte(len(line))}, key[:]...)
+	for i, b := range line[:16] {
+		msg = append(msg, b^key[i%4])
+	}
+	if _, err := raw.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	st.logs.WaitFunc(t, "the server's word that ann's connection was lost", 1, func(l string) bool {
+		return strings.Contains(l, "connection lost; the session waits for a resume") && strings.Contains(l, "user=ann")
+	})
+
+	again, _, _ := st.dialWSRaw(t, "ann")
+	again.Write(protocol.AppendResume(protocol.AppendExtHello(nil, []string{protocol.FeatureResume}), "ann", token, 0))
+	again.Expect(protocol.ExtHello, protocol.FeatureResume)
+	again.Expect(protocol.Resumed, "0")
+	again.Write(sendMessage([]string{"bob"}, "after"))
+	bob.Expect(protocol.ForwardMessage, "1 ann after") // the cut line never came
+	for _, l := range st.out.Lines() {
+		if strings.HasPrefix(l, "disconnected:") {
+			t.Errorf("stdout has %q: the cut was taken for a breach or a quit", l)
+		}
+	}
+}

@@ -268,6 +268,7 @@ type sentAcks struct {
 	mu      sync.Mutex
 	values  []uint64
 	changed chan struct{} // closed and replaced at each value
+	what    string        // who counted, for a failure: "the page acknowledged" unless set
 }
 
 var receivedRE = regexp.MustCompile(`^received \d+ (\d+)$`)
@@ -328,7 +329,11 @@ func (a *sentAcks) wait(t *testing.T, n uint64) []uint64 {
 		select {
 		case <-ch:
 		case <-deadline.C:
-			t.Fatalf("the page acknowledged %v, never %d", values, n)
+			what := a.what
+			if what == "" {
+				what = "the page acknowledged"
+			}
+			t.Fatalf("%s %v, never %d", what, values, n)
 		}
 	}
 }
