@@ -47,6 +47,21 @@ func (st *stack) dialWSRaw(t *testing.T, name string) (*peer, *websocket.Conn, n
 	return &peer{&chattest.Conn{T: t, Name: name, NC: nc, R: protocol.NewReader(nc), Timeout: chattest.Timeout}}, ws, raw
 }
 
+// joinedWSResume joins name over a WebSocket, granted resume, and returns
+// its peer, the TCP connection under it (to cut) and the session token.
+func (st *stack) joinedWSResume(t *testing.T, name string) (*peer, net.Conn, protocol.Token) {
+	t.Helper()
+	c, _, raw := st.dialWSRaw(t, name)
+	c.Write(protocol.AppendJoin(protocol.AppendExtHello(nil, []string{protocol.FeatureResume}), protocol.Join, name))
+	c.Expect(protocol.ExtHello, protocol.FeatureResume)
+	token, _, err := protocol.ParseSession(c.ExpectType(protocol.Session))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.out.Wait(t, "join: "+name, 1)
+	return c, raw, token
+}
+
 // TestResumeOverWebSocket (issue 22): a WebSocket session granted resume
 // whose TCP connection is cut (no close frame: a proxy or a network gone)
 // is a lost connection, not a quit: the session waits, and a new
@@ -54,14 +69,7 @@ func (st *stack) dialWSRaw(t *testing.T, name string) (*peer, *websocket.Conn, n
 // and nothing on stdout.
 func TestResumeOverWebSocket(t *testing.T) {
 	st := startStack(t, server.Config{ResumeWindow: time.Minute}, Config{})
-	ann, _, raw := st.dialWSRaw(t, "ann")
-	ann.Write(protocol.AppendJoin(protocol.AppendExtHello(nil, []string{protocol.FeatureResume}), protocol.Join, "ann"))
-	ann.Expect(protocol.ExtHello, protocol.FeatureResume)
-	token, _, err := protocol.ParseSession(ann.ExpectType(protocol.Session))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.out.Wait(t, "join: ann", 1)
+	ann, raw, token := st.joinedWSResume(t, "ann")
 	bob := st.joinedTCP(t, "bob")
 
 	bob.Write(sendMessage([]string{"ann"}, "before"))
@@ -139,14 +147,7 @@ func TestShutdownSaysGoingAway(t *testing.T) {
 // half a line).
 func TestCutMidFrameIsLost(t *testing.T) {
 	st := startStack(t, server.Config{ResumeWindow: time.Minute}, Config{})
-	ann, _, raw := st.dialWSRaw(t, "ann")
-	ann.Write(protocol.AppendJoin(protocol.AppendExtHello(nil, []string{protocol.FeatureResume}), protocol.Join, "ann"))
-	ann.Expect(protocol.ExtHello, protocol.FeatureResume)
-	token, _, err := protocol.ParseSession(ann.ExpectType(protocol.Session))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.out.Wait(t, "join: ann", 1)
+	_, raw, token := st.joinedWSResume(t, "ann")
 	bob := st.joinedTCP(t, "bob")
 
 	// A binary message (RFC 6455, 5.2: FIN and opcode 2; masked, its

@@ -1,20 +1,19 @@
 package browser
 
 import (
-	"context"
 	"fmt"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/network"
-	"github.com/chromedp/chromedp"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
+	"github.com/gochat/chat/internal/testbin"
 )
 
 // The taken feature in the page (issue 22; docs/WEB.md, "A lost
@@ -43,6 +42,19 @@ func sentAgainNotes(n int) string {
 		jsString(fmt.Sprintf("Sent again %d messages you sent that had not reached the server.", n)))
 }
 
+// annThroughProxy starts a server, a terminal user term on it, and a
+// page that joins as ann through a proxy (to swallow and cut what the
+// page sends).
+func annThroughProxy(t *testing.T) (*chatServer, *proxy, *testbin.Proc, *tab) {
+	t.Helper()
+	srv := startServer(t)
+	px := newProxy(t, srv.pageURL)
+	term := srv.terminal(t, "term", t.TempDir())
+	ann := joinTab(t, newBrowser(t), px.url, "ann")
+	srv.Out.WaitLine(t, "join: ann", timeout)
+	return srv, px, term, ann
+}
+
 // TestBrowserSendsAgain (issue 22, taken): the page's connection dies
 // without the page knowing it (a proxy swallows what the page writes,
 // once from the middle of a frame and once at a frame's edge) while the
@@ -53,12 +65,7 @@ func sentAgainNotes(n int) string {
 // round never arrive (the test fails waiting for m006).
 func TestBrowserSendsAgain(t *testing.T) {
 	needBrowser(t)
-	srv := startServer(t)
-	px := newProxy(t, srv.pageURL)
-	b := newBrowser(t)
-	term := srv.terminal(t, "term", t.TempDir())
-	ann := joinTab(t, b, px.url, "ann")
-	srv.Out.WaitLine(t, "join: ann", timeout)
+	srv, px, term, ann := annThroughProxy(t)
 	acks := ann.watchAcks()
 	ann.tick("term")
 	srv.Out.WaitLine(t, "request_users_list: ann", timeout)
@@ -148,12 +155,7 @@ func TestBrowserSendsAgain(t *testing.T) {
 // anyone, naming them.
 func TestBrowserSendsAgainPastTheBound(t *testing.T) {
 	needBrowser(t)
-	srv := startServer(t)
-	px := newProxy(t, srv.pageURL)
-	b := newBrowser(t)
-	term := srv.terminal(t, "term", t.TempDir())
-	ann := joinTab(t, b, px.url, "ann")
-	srv.Out.WaitLine(t, "join: ann", timeout)
+	srv, px, term, ann := annThroughProxy(t)
 	ann.tick("term")
 	srv.Out.WaitLine(t, "request_users_list: ann", timeout)
 
@@ -200,24 +202,9 @@ func TestBrowserSendsAgainPastTheBound(t *testing.T) {
 	}
 }
 
-// sendLogCase is a case of TestBrowserSendLog: the terminal client's
-// TestSendLogResume table (internal/client/sendlog_test.go), run against
-// the page's SendLog, which must behave alike. The JavaScript is given
-// the fields it needs (sendLogInput).
-type sendLogCase struct {
-	name       string
-	sent, size int
-	told       int  // the server's received before the loss (0: none)
-	n          int  // resumed's count
-	exact      bool // resumed's count is exact
-	again      int  // frames sent again
-	held       int  // frames taken and not confirmed, kept without being sent again
-	lost       int
-	labels     []string
-	next       int // the number of the next frame after the resume
-}
-
-// sendLogInput is what sendLogScript takes of a sendLogCase.
+// sendLogInput is what sendLogScript takes of a chattest.SendLogCase: the
+// terminal client's TestSendLogResume cases, run against the page's
+// SendLog, which must behave alike.
 type sendLogInput struct {
 	Sent  int  `json:"sent"`
 	Size  int  `json:"size"`
@@ -226,7 +213,7 @@ type sendLogInput struct {
 	Exact bool `json:"exact"`
 }
 
-// sendLogResult is what the page's SendLog did in a sendLogCase.
+// sendLogResult is what the page's SendLog did in a chattest.SendLogCase.
 type sendLogResult struct {
 	TookErr   string   // took(told)'s refusal, if any
 	Bounded   bool     // within the bounds before the resume
@@ -269,49 +256,30 @@ func TestBrowserSendLog(t *testing.T) {
 	if got := eval[[]int](tb, `[globalThis.chatCodec.MAX_SENT_BYTES, globalThis.chatCodec.MAX_SENT_FRAMES]`); !slices.Equal(got, []int{maxSentBytes, maxSentFrames}) {
 		t.Fatalf("the page's bounds are %v, the terminal client's %v", got, []int{maxSentBytes, maxSentFrames})
 	}
-	cases := []sendLogCase{
-		{name: "nothing taken", sent: 3, size: 10, n: 0, again: 3, next: 4},
-		{name: "some taken", sent: 5, size: 10, told: 2, n: 3, again: 2, next: 6},
-		{name: "all taken", sent: 5, size: 10, n: 5, again: 0, next: 6},
-		{name: "count past what was sent", sent: 2, size: 10, n: 9, again: 0, next: 3},
-		{name: "lower bound under what was told", sent: 5, size: 10, told: 3, n: 0, again: 2, next: 3},
-		{name: "lower bound over what was told", sent: 5, size: 10, told: 1, n: 2, again: 3, next: 6},
-		{name: "frames bound", sent: maxSentFrames + 7, size: 1, n: 0, again: maxSentFrames, lost: 7,
-			labels: []string{"l3", "l4", "l5", "l6", "l7"}, next: maxSentFrames + 1},
-		{name: "bytes bound", sent: 20, size: maxSentBytes / 8, n: 10, again: 8, lost: 2,
-			labels: []string{"l11", "l12"}, next: 19},
-		{name: "bytes bound, taken", sent: 20, size: maxSentBytes / 8, n: 12, again: 8, next: 21},
-		{name: "bytes bound, told", sent: 20, size: maxSentBytes / 8, told: 11, n: 11, again: 8, lost: 1, labels: []string{"l12"}, next: 20},
-		{name: "one frame over the bytes bound is kept", sent: 1, size: 2 * maxSentBytes, n: 0, again: 1, next: 2},
-		{name: "exact, taken not confirmed", sent: 5, size: 10, told: 1, n: 3, exact: true, again: 2, held: 2, next: 6},
-		{name: "exact, all confirmed", sent: 5, size: 10, told: 3, n: 3, exact: true, again: 2, next: 6},
-		{name: "exact, none sent again", sent: 5, size: 10, n: 5, exact: true, held: 5, next: 6},
-		{name: "exact, bytes bound", sent: 20, size: maxSentBytes / 8, n: 14, exact: true, again: 6, held: 2, next: 21},
-		{name: "exact, bytes bound, all let go of", sent: 20, size: maxSentBytes / 8, n: 12, exact: true, again: 8, next: 21},
-	}
+	cases := chattest.SendLogCases(maxSentBytes, maxSentFrames)
 	var inputs []sendLogInput
 	for _, tc := range cases {
-		inputs = append(inputs, sendLogInput{tc.sent, tc.size, tc.told, tc.n, tc.exact})
+		inputs = append(inputs, sendLogInput{tc.Sent, tc.Size, tc.Told, tc.N, tc.Exact})
 	}
 	results := eval[[]sendLogResult](tb, fmt.Sprintf(sendLogScript, mustJSON(inputs)))
 	for i, tc := range cases {
 		r := results[i]
 		// The frames sent again are the last sent, in order.
 		var again []string
-		for j := tc.sent - tc.again + 1; j <= tc.sent; j++ {
+		for j := tc.Sent - tc.Again + 1; j <= tc.Sent; j++ {
 			again = append(again, fmt.Sprint("l", j))
 		}
 		switch {
 		case r.TookErr != "" || !r.Bounded:
-			t.Errorf("%s: took %d: %q; within the bounds: %v", tc.name, tc.told, r.TookErr, r.Bounded)
-		case !slices.Equal(r.Again, again) || r.Lost != tc.lost || !slices.Equal(r.Labels, tc.labels):
-			t.Errorf("%s: again %q, lost %d %q; want %q, %d %q", tc.name, r.Again, r.Lost, r.Labels, again, tc.lost, tc.labels)
-		case r.Next != tc.next || r.Pending != tc.again+tc.held:
-			t.Errorf("%s: next %d, %d kept; want %d, %d", tc.name, r.Next, r.Pending, tc.next, tc.again+tc.held)
+			t.Errorf("%s: took %d: %q; within the bounds: %v", tc.Name, tc.Told, r.TookErr, r.Bounded)
+		case !slices.Equal(r.Again, again) || r.Lost != tc.Lost || !slices.Equal(r.Labels, tc.Labels):
+			t.Errorf("%s: again %q, lost %d %q; want %q, %d %q", tc.Name, r.Again, r.Lost, r.Labels, again, tc.Lost, tc.Labels)
+		case r.Next != tc.Next || r.Pending != tc.Again+tc.Held:
+			t.Errorf("%s: next %d, %d kept; want %d, %d", tc.Name, r.Next, r.Pending, tc.Next, tc.Again+tc.Held)
 		case r.AfterErr != "" || r.AfterKept != 0 || r.AfterB != 0:
 			// The server's counts from now on are of the new numbering:
 			// the frames sent again are let go of as it counts them.
-			t.Errorf("%s: took %d after the resume: %q, %d kept (%d bytes)", tc.name, tc.next-1, r.AfterErr, r.AfterKept, r.AfterB)
+			t.Errorf("%s: took %d after the resume: %q, %d kept (%d bytes)", tc.Name, tc.Next-1, r.AfterErr, r.AfterKept, r.AfterB)
 		}
 	}
 
@@ -385,38 +353,7 @@ func TestBrowserSendLog(t *testing.T) {
 // frames.
 func (tb *tab) watchTaken() *sentAcks {
 	tb.t.Helper()
-	a := &sentAcks{changed: make(chan struct{}), what: "the server said it took"}
-	ctx, cancel := context.WithCancel(tb.ctx)
-	events := chromedp.Events(ctx, network.WebSocketFrameReceived)
-	tb.run(chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-		_, err := chromedp.Call(ctx, network.Enable, network.EnableParams{})
-		return err
-	}))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ev, err := range events {
-			if err != nil {
-				return
-			}
-			if ev.Response == nil || ev.Response.Opcode != 2 {
-				continue
-			}
-			for _, m := range takenRE.FindAllSubmatch(ev.Response.PayloadData, -1) {
-				n, _ := strconv.ParseUint(string(m[1]), 10, 64)
-				a.mu.Lock()
-				a.values = append(a.values, n)
-				close(a.changed)
-				a.changed = make(chan struct{})
-				a.mu.Unlock()
-			}
-		}
-	}()
-	tb.t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	return a
+	return watchFrames(tb, network.WebSocketFrameReceived, func(e network.EventWebSocketFrameReceived) *network.WebSocketFrame { return e.Response }, takenRE, "the server said it took")
 }
 
 var takenRE = regexp.MustCompile(`received \d+ (\d+)`)
