@@ -236,6 +236,7 @@ func TestProxy(t *testing.T) {
 	px.SwallowAfter(0)
 	dave.Send("swallowed", "bob") // taken by the proxy, never by the server
 	px.WaitSwallowed(t, "swallowed")
+	px.WaitSwallowedBytes(t, len(protocol.AppendMessage(nil, protocol.SendMessage, []string{"bob"}, []byte("swallowed")))) // the whole frame
 
 	if n := px.Cut(); n != 4 {
 		t.Errorf("Cut = %d ends, want 4", n)

@@ -3,6 +3,7 @@ package chattest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -200,6 +201,14 @@ func (p *Proxy) SwallowAfter(n int) {
 func (p *Proxy) WaitSwallowed(t testing.TB, s string) {
 	t.Helper()
 	p.wait(t, "the proxy to swallow "+s, func() bool { return bytes.Contains(p.swallowed, []byte(s)) })
+}
+
+// WaitSwallowedBytes waits until at least n client bytes have been
+// swallowed since SwallowAfter: for what a test cannot look for by its
+// content (a browser masks what it sends over a WebSocket).
+func (p *Proxy) WaitSwallowedBytes(t testing.TB, n int) {
+	t.Helper()
+	p.wait(t, fmt.Sprintf("the proxy to swallow %d bytes", n), func() bool { return len(p.swallowed) >= n })
 }
 
 // WaitToClient waits until the bytes carried to clients lately (the last

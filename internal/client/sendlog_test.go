@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gochat/chat/internal/chattest"
 	"github.com/gochat/chat/internal/protocol"
 )
 
@@ -22,66 +23,29 @@ func sendLogWith(n, size int) *sendLog {
 }
 
 func TestSendLogResume(t *testing.T) {
-	for _, tc := range []struct {
-		name       string
-		sent, size int
-		told       uint64 // the server's received before the loss (0: none)
-		n          uint64 // resumed's count
-		exact      bool   // resumed's count is exact
-		again      int    // frames sent again
-		held       int    // frames taken and not confirmed, kept without being sent again
-		lost       uint64
-		labels     []string
-		next       uint64 // the number of the next frame after the resume
-	}{
-		{name: "nothing taken", sent: 3, size: 10, n: 0, again: 3, next: 4},
-		{name: "some taken", sent: 5, size: 10, told: 2, n: 3, again: 2, next: 6},
-		{name: "all taken", sent: 5, size: 10, n: 5, again: 0, next: 6},
-		{name: "count past what was sent", sent: 2, size: 10, n: 9, again: 0, next: 3},
-		// A node that lost count says less than the client was told:
-		// what was told stands, what follows is sent again and
-		// numbered after the new node's count.
-		{name: "lower bound under what was told", sent: 5, size: 10, told: 3, n: 0, again: 2, next: 3},
-		{name: "lower bound over what was told", sent: 5, size: 10, told: 1, n: 2, again: 3, next: 6},
-		// Past the bounds the oldest are let go of: those the server
-		// did not take are counted and the last named.
-		{name: "frames bound", sent: maxSentFrames + 7, size: 1, n: 0, again: maxSentFrames, lost: 7,
-			labels: []string{"l3", "l4", "l5", "l6", "l7"}, next: maxSentFrames + 1},
-		{name: "bytes bound", sent: 20, size: maxSentBytes / 8, n: 10, again: 8, lost: 2,
-			labels: []string{"l11", "l12"}, next: 19},
-		{name: "bytes bound, taken", sent: 20, size: maxSentBytes / 8, n: 12, again: 8, next: 21},
-		{name: "bytes bound, told", sent: 20, size: maxSentBytes / 8, told: 11, n: 11, again: 8, lost: 1, labels: []string{"l12"}, next: 20},
-		{name: "one frame over the bytes bound is kept", sent: 1, size: 2 * maxSentBytes, n: 0, again: 1, next: 2},
-		// An exact count does not confirm: what it took beyond the
-		// last received stays kept, not sent again.
-		{name: "exact, taken not confirmed", sent: 5, size: 10, told: 1, n: 3, exact: true, again: 2, held: 2, next: 6},
-		{name: "exact, all confirmed", sent: 5, size: 10, told: 3, n: 3, exact: true, again: 2, next: 6},
-		{name: "exact, none sent again", sent: 5, size: 10, n: 5, exact: true, held: 5, next: 6},
-		{name: "exact, bytes bound", sent: 20, size: maxSentBytes / 8, n: 14, exact: true, again: 6, held: 2, next: 21},
-		{name: "exact, bytes bound, all let go of", sent: 20, size: maxSentBytes / 8, n: 12, exact: true, again: 8, next: 21},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			l := sendLogWith(tc.sent, tc.size)
-			if tc.told > 0 {
-				if err := l.took(tc.told); err != nil {
+	for _, tc := range chattest.SendLogCases(maxSentBytes, maxSentFrames) {
+		t.Run(tc.Name, func(t *testing.T) {
+			l := sendLogWith(tc.Sent, tc.Size)
+			if tc.Told > 0 {
+				if err := l.took(uint64(tc.Told)); err != nil {
 					t.Fatal(err)
 				}
 			}
 			if l.bytes > maxSentBytes && len(l.kept) > 1 || len(l.kept) > maxSentFrames {
 				t.Fatalf("kept %d frames of %d bytes", len(l.kept), l.bytes)
 			}
-			again, lost, labels := l.resumeFrom(tc.n, tc.exact)
-			if len(again) != tc.again || lost != tc.lost || !slices.Equal(labels, tc.labels) {
-				t.Fatalf("again %d, lost %d %q; want %d, %d %q", len(again), lost, labels, tc.again, tc.lost, tc.labels)
+			again, lost, labels := l.resumeFrom(uint64(tc.N), tc.Exact)
+			if len(again) != tc.Again || lost != uint64(tc.Lost) || !slices.Equal(labels, tc.Labels) {
+				t.Fatalf("again %d, lost %d %q; want %d, %d %q", len(again), lost, labels, tc.Again, tc.Lost, tc.Labels)
 			}
-			if l.next != tc.next || l.pending() != tc.again+tc.held {
-				t.Fatalf("next %d, %d kept; want %d, %d", l.next, l.pending(), tc.next, tc.again+tc.held)
+			if l.next != uint64(tc.Next) || l.pending() != tc.Again+tc.Held {
+				t.Fatalf("next %d, %d kept; want %d, %d", l.next, l.pending(), tc.Next, tc.Again+tc.Held)
 			}
 			// The server's counts from now on are of the new numbering:
 			// the frames sent again are let go of as it counts them.
-			if tc.again+tc.held > 0 {
-				if err := l.took(tc.next - 1); err != nil || l.pending() != 0 || l.bytes != 0 {
-					t.Fatalf("took %d: %v, %d kept (%d bytes)", tc.next-1, err, l.pending(), l.bytes)
+			if tc.Again+tc.Held > 0 {
+				if err := l.took(uint64(tc.Next) - 1); err != nil || l.pending() != 0 || l.bytes != 0 {
+					t.Fatalf("took %d: %v, %d kept (%d bytes)", tc.Next-1, err, l.pending(), l.bytes)
 				}
 			}
 		})

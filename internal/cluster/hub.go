@@ -39,9 +39,10 @@ type Hub struct {
 	fenced  atomic.Bool // the node lost its lease: no joins, no users
 	leaving atomic.Bool // the node is leaving: fenced for good
 
-	mu      sync.Mutex
-	locals  map[string]localUser // this node's joined users; guarded by mu
-	joining map[uint64]bool      // tokens of the joins under way; guarded by mu
+	mu       sync.Mutex
+	locals   map[string]localUser // this node's joined users; guarded by mu
+	joining  map[uint64]bool      // tokens of the joins under way; guarded by mu
+	released map[uint64]time.Time // tokens of sessions released to another node whose records have not moved yet, and when (release.go); guarded by mu
 
 	version atomic.Uint64             // bumped when the list may have changed
 	list    atomic.Pointer[listCache] // the visible users, sorted
@@ -79,6 +80,7 @@ func newHub(n nodeInfo, cfg Config, js jetstream.JetStream, reg *registry) (*Hub
 		return nil, err
 	}
 	h := &Hub{nodeInfo: n, js: js, namesCfg: names, nodesCfg: nodesConfig(cfg), reg: reg, w: w, moves: newMoves(), local: server.NewLocalHub(), locals: make(map[string]localUser), joining: make(map[uint64]bool), presenceCh: make(chan presenceEvent, 4096)}
+	h.commit.kick = make(chan struct{}, 1)
 	h.del = newDeleter(n, w, reg)
 	h.live = newLiveness(h, cfg.ChatAddr)
 	h.relay = newRelay(h, cfg.PaceBacklog, cfg.StallTimeout)
@@ -482,6 +484,9 @@ func (h *Hub) Lookup(name string) server.Peer {
 		return p
 	}
 	u, ok := h.reg.user(name)
+	if ok && u.node == h.self && h.relay.releasedTo(creditKey{name, u.token}) != "" {
+		return h.relay.peer(name, u) // released to another node, its record not yet moved (release.go)
+	}
 	if !ok || u.node == h.self || !h.live.alive(u.node, u.inc) && !h.awayElsewhere(u) {
 		return nil
 	}
@@ -539,6 +544,13 @@ func (h *Hub) sessions() map[uint64]bool {
 	}
 	for t := range h.joining {
 		held[t] = true
+	}
+	for t, at := range h.released {
+		if time.Since(at) < releasedHold {
+			held[t] = true
+		} else {
+			delete(h.released, t)
+		}
 	}
 	return held
 }

@@ -12,12 +12,14 @@ import (
 // docs/SESSIONS.md). Frames a node sends its own users itself (a message
 // between two of its users, an answer to a list) are kept by no other
 // node: when it dies they die with it. So that they are not lost without
-// a word, every node reports to the others, every reportEvery, how many
-// counted frames it has originated for each of its sessions granted
-// resume whose count moved; a resume elsewhere compares the last count
-// heard with the client's position in them (its cursor's "-") and counts
-// the difference missed. What the node originated after its last report
-// (at most reportEvery's worth) is not counted: the bound of the error.
+// a word, every node reports to the others how many counted frames it has
+// originated for each of its sessions granted resume whose count moved:
+// within quickWait of the count moving (the session tells the hub:
+// server.CountWatcher; commit.go) and every reportEvery. A resume
+// elsewhere compares the last count heard with the client's position in
+// them (its cursor's "-") and counts the difference missed. What the node
+// originated after its last report (at most quickWait's worth, and a
+// round trip) is not counted: the bound of the error.
 
 // originatedSubject, after the cluster's name, carries the reports.
 const originatedSubject = ".og"
@@ -63,38 +65,43 @@ type reportedLocal struct {
 	c   server.Committer // nil if the session does not count the client's frames
 }
 
-// reportOriginated publishes this node's reports until the node stops.
+// reportOriginated publishes this node's reports until the node stops:
+// all of them every reportEvery, and, within quickWait of a session's
+// count moving (commit.go), the counts of the sessions that moved.
 func (h *Hub) reportOriginated() {
 	tick := time.NewTicker(reportEvery)
 	defer tick.Stop()
+	gather := time.NewTimer(quickWait)
+	gather.Stop()
 	sent := make(map[creditKey]uint64)
 	seqsSent := make(map[creditKey]uint64)
 	var locals []reportedLocal
 	for {
+		full := false
 		select {
 		case <-h.stop:
 			return
 		case <-tick.C:
-		}
-		locals = locals[:0]
-		h.mu.Lock()
-		for name, lu := range h.locals {
-			if os, ok := lu.peer.(server.OriginSender); ok {
-				l := reportedLocal{key: creditKey{name, lu.token}, os: os}
-				if tc, ok := lu.peer.(server.TakenCounter); ok && tc.Takes() {
-					l.c, _ = lu.peer.(server.Committer)
-				}
-				locals = append(locals, l)
+			full = true
+		case <-h.commit.kick:
+			// What else moves meanwhile comes in the same report.
+			gather.Reset(quickWait)
+			select {
+			case <-h.stop:
+				return
+			case <-gather.C:
 			}
 		}
-		h.mu.Unlock()
-		h.stageCounts(locals)  // commit.go: before what was originated is read
-		h.reportAcked(locals)  // acks.go
-		h.reportSeqs(seqsSent) // seqs.go
+		if full {
+			locals = h.allReported(locals[:0])
+			h.reportAcked(locals)  // acks.go
+			h.reportSeqs(seqsSent) // seqs.go
+		} else {
+			locals = h.movedReported(locals[:0]) // commit.go
+		}
+		h.stageCounts(locals, full) // commit.go: before what was originated is read
 		rep := h.newReport(h.cluster + originatedSubject)
-		live := make(map[creditKey]bool, len(locals))
 		for _, l := range locals {
-			live[l.key] = true
 			n := l.os.Originated()
 			if n == sent[l.key] {
 				continue
@@ -103,14 +110,46 @@ func (h *Hub) reportOriginated() {
 			rep.add(l.key, n)
 		}
 		rep.flush()
-		h.probeStaged() // commit.go: after the report
-		h.settleCommits()
-		for k := range sent {
-			if !live[k] {
-				delete(sent, k)
+		if full {
+			live := make(map[creditKey]bool, len(locals))
+			for _, l := range locals {
+				live[l.key] = true
+			}
+			for k := range sent {
+				if !live[k] {
+					delete(sent, k)
+				}
 			}
 		}
+		h.probeStaged() // commit.go: after the report
+		h.settleCommits()
 	}
+}
+
+// allReported appends every local session granted resume to locals.
+func (h *Hub) allReported(locals []reportedLocal) []reportedLocal {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for name, lu := range h.locals {
+		if l, ok := reported(name, lu); ok {
+			locals = append(locals, l)
+		}
+	}
+	return locals
+}
+
+// reported returns the local user lu of name as a report sees it, if its
+// session was granted resume.
+func reported(name string, lu localUser) (reportedLocal, bool) {
+	os, ok := lu.peer.(server.OriginSender)
+	if !ok {
+		return reportedLocal{}, false
+	}
+	l := reportedLocal{key: creditKey{name, lu.token}, os: os}
+	if tc, ok := lu.peer.(server.TakenCounter); ok && tc.Takes() {
+		l.c, _ = lu.peer.(server.Committer)
+	}
+	return l, true
 }
 
 // heardOriginated takes another node's report.

@@ -59,6 +59,7 @@ type relay struct {
 	retAcksIn  *nats.Subscription // positions other nodes' clients acknowledged in this node's frames (acks.go)
 	seqsIn     *nats.Subscription // other nodes' origin sequences (seqs.go)
 	commitIn   *nats.Subscription // other nodes' acknowledgements of this node's probes (commit.go)
+	releaseIn  *nats.Subscription // requests to release a session to another node (release.go)
 	handoverIn *nats.Subscription // requests for a session's count of the client's frames (handover.go)
 	files      fileSender
 	inID       atomic.Uint64 // ids of transfers arriving from other nodes
@@ -168,11 +169,14 @@ func (r *relay) subscribe() error {
 	if err := r.subscribeHandover(); err != nil {
 		return err
 	}
+	if err := r.subscribeRelease(); err != nil {
+		return err
+	}
 	return r.subscribeFiles()
 }
 
 func (r *relay) unsubscribe() {
-	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn, r.replayIn, r.originIn, r.retAcksIn, r.seqsIn, r.handoverIn, r.commitIn} {
+	for _, s := range []*nats.Subscription{r.framesIn, r.acksIn, r.replayIn, r.originIn, r.retAcksIn, r.seqsIn, r.handoverIn, r.commitIn, r.releaseIn} {
 		if s != nil {
 			s.Unsubscribe()
 		}
@@ -320,6 +324,7 @@ type outbound struct {
 	publishing bool          // the goroutine has been woken and not yet emptied buf; guarded by mu
 	added      uint64        // entries ever queued; guarded by mu
 	published  uint64        // entries ever handed to the engine (or failed to be); guarded by mu
+	waiters    []published   // waiting for published to reach theirs (commit.go); guarded by mu
 	wake       chan struct{} // has a token when the goroutine is to publish
 	spare      []byte        // the other half of buf's double buffer; owned by the publisher
 	msg        []byte        // a batch being published; owned by the publisher
@@ -437,6 +442,9 @@ func (o *outbound) publishOnceLocked() {
 	o.mu.Lock()
 	o.spare = whole[:0]
 	o.published += uint64(entries)
+	if len(o.waiters) > 0 {
+		o.wakeWaitersLocked() // commit.go
+	}
 }
 
 // cutBatch returns how many bytes of whole entries at the front of buf

@@ -300,8 +300,17 @@ func (h *Hub) TakeOver(p server.Peer, token protocol.Token, pos map[string]uint6
 	// overtake what they replay.
 	missed += h.gatherReplays(p, creditKey{name, u.token}, u.node, time.Duration(u.resume.window)*time.Millisecond, pos)
 	if pos != nil {
-		// What the old node originated itself, to within its last report.
-		missed += h.moves.originatedMissed(creditKey{name, u.token}, u.node, pos[server.LocalPosition])
+		// What the old node originated itself: sent here by the old node
+		// if it runs (release.go), else counted to within its last
+		// report.
+		m, released := uint64(0), false
+		if h.live.alive(u.node, u.inc) {
+			m, released = h.askRelease(key, u.node, pos[server.LocalPosition])
+		}
+		if !released {
+			m = h.moves.originatedMissed(key, u.node, pos[server.LocalPosition])
+		}
+		missed += m
 	}
 	h.log.Info("session moved here", "user", name, "from", u.node, "missed", missed)
 	h.spawn(func() { h.moveRecords(p, u) })
@@ -429,6 +438,9 @@ func (h *Hub) moveSlot(token uint64) (int, uint64, error) {
 // registry and nothing is printed; the session's connection, if any, is
 // closed as a local takeover closes it.
 func (h *Hub) movedAway(name string, token uint64) {
+	h.mu.Lock()
+	delete(h.released, token) // its record moved (release.go)
+	h.mu.Unlock()
 	lu, ok := h.dropLocal(name, func(lu localUser) bool { return lu.token == token })
 	if !ok {
 		return

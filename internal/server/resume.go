@@ -143,7 +143,7 @@ func (c *conn) resumeMoved(mv SessionMover, name string, token protocol.Token, n
 	// (TakenCounter); else resumed says ~0, and the client sends again
 	// what the old server had not confirmed (docs/SESSIONS.md, "The
 	// client's frames").
-	sess := &session{srv: s, name: name, token: token, presence: c.ext.presence, origin: c.id, told: true, last: n, first: n + 1, takenLower: true, takes: c.taken, holds: c.holdsTaken()}
+	sess := &session{srv: s, name: name, token: token, presence: c.ext.presence, origin: c.id, told: true, last: n, first: n + 1, takenLower: true, takes: c.taken, holds: c.holdsTaken(), watch: c.countWatcher()}
 	var pos map[string]uint64
 	if c.cursor {
 		// A client granted cursor that has none was sent no frame

@@ -56,21 +56,22 @@ type session struct {
 	takes    bool   // the joining (or resuming, for a session moved here) connection asked for taken (taken.go)
 	origin   uint64 // the id of the connection that joined
 
-	mu     sync.Mutex
-	conn   *conn // the connection attached, nil while away; guarded by mu
-	told   bool  // the session frame was sent; guarded by mu
-	ended  bool  // the session is over for good; guarded by mu
-	evict  error // the registry evicted the session while it was away; guarded by mu
-	timer  *time.Timer
-	armed  bool // timer will run expire; guarded by mu
-	last   uint64
-	first  uint64   // the number of kept[head]; guarded by mu
-	kept   [][]byte // the frames numbered first..last not yet acknowledged nor dropped, from head on; guarded by mu
-	head   int      // guarded by mu
-	bytes  int      // the bytes of the kept frames; guarded by mu
-	lostAt time.Time
-	org    *origins // where the frames came from, for a client that asked for cursor frames (cursor.go); nil otherwise
-	missed uint64   // frames no origin kept, for the resumed of a session moved here; guarded by mu
+	mu      sync.Mutex
+	conn    *conn // the connection attached, nil while away; guarded by mu
+	told    bool  // the session frame was sent; guarded by mu
+	ended   bool  // the session is over for good; guarded by mu
+	evict   error // the registry evicted the session while it was away; guarded by mu
+	timer   *time.Timer
+	armed   bool // timer will run expire; guarded by mu
+	last    uint64
+	first   uint64   // the number of kept[head]; guarded by mu
+	kept    [][]byte // the frames numbered first..last not yet acknowledged nor dropped, from head on; guarded by mu
+	head    int      // guarded by mu
+	bytes   int      // the bytes of the kept frames; guarded by mu
+	lostAt  time.Time
+	org     *origins           // where the frames came from, for a client that asked for cursor frames (cursor.go); nil otherwise
+	missed  uint64             // frames no origin kept, for the resumed of a session moved here; guarded by mu
+	forward func(frame []byte) // where this server's frames go once the session was released (Release); guarded by mu
 
 	// The client's frames taken (taken.go). takeMu is held from a
 	// frame's beginTake to its endTake, and by attach: taken away from
@@ -84,13 +85,14 @@ type session struct {
 	// The count as the other nodes of a cluster know it (taken.go,
 	// Committer).
 	holds     bool          // the client is told only committed counts; set at construction
+	watch     CountWatcher  // told when a count the hub reports moved (nil: none); set at construction
 	takenNow  atomic.Uint64 // taken, as last counted: read by the hub's reports without takeMu
 	committed atomic.Uint64 // the count the hub last committed
 }
 
 // newSession returns a session for conn c, which is about to join as name.
 func newSession(c *conn) *session {
-	s := &session{srv: c.srv, name: c.name, presence: c.ext.presence, origin: c.id, first: 1, takes: c.taken, holds: c.holdsTaken()}
+	s := &session{srv: c.srv, name: c.name, presence: c.ext.presence, origin: c.id, first: 1, takes: c.taken, holds: c.holdsTaken(), watch: c.countWatcher()}
 	if c.cursor {
 		s.org = newOrigins()
 	}
@@ -175,6 +177,14 @@ func (s *session) MovedAway() {
 		s.mu.Unlock()
 		return
 	}
+	c := s.endMovedLocked()
+	s.mu.Unlock()
+	s.finishMoved(c)
+}
+
+// endMovedLocked ends the session, which moved to another server, and
+// returns its connection, if any. s.mu is held.
+func (s *session) endMovedLocked() *conn {
 	s.ended = true
 	c := s.conn
 	s.conn = nil
@@ -183,7 +193,13 @@ func (s *session) MovedAway() {
 		s.srv.sessions.wg.Done()
 	}
 	s.kept, s.head, s.bytes = nil, 0, 0
-	s.mu.Unlock()
+	return c
+}
+
+// finishMoved does what is left once endMovedLocked has ended the
+// session: it leaves the server's sessions, and its connection c is
+// closed as a takeover closes it.
+func (s *session) finishMoved(c *conn) {
 	s.srv.sessions.remove(s)
 	if s.presence {
 		pr := &s.srv.presence
@@ -195,6 +211,45 @@ func (s *session) MovedAway() {
 	if c != nil {
 		c.kill(reasonTakenOver, nil)
 	}
+}
+
+// Releaser is implemented by the peers that stand for sessions whose
+// clients read cursors: a hub that moves such a session to another server
+// while this one runs (a resume there) has it let go at once and hand
+// over what this server originated for it and kept after the client's
+// position, so that it is delivered there instead of counted missed, and
+// what this server's senders still push to it afterwards (they found it
+// a moment before).
+type Releaser interface {
+	// Release ends the session as MovedAway does and returns the frames
+	// this server originated for it after the client's position pos (in
+	// its own frames: the cursor's "-"), in order, and how many after pos
+	// it had let go of; from now on forward gets every frame of this
+	// server pushed to it. ok is false if the session was over or has
+	// no cursors (then nothing is done).
+	Release(pos uint64, forward func(frame []byte)) (kept [][]byte, missed uint64, ok bool)
+}
+
+// Release implements Releaser.
+func (s *session) Release(pos uint64, forward func(frame []byte)) (kept [][]byte, missed uint64, ok bool) {
+	s.mu.Lock()
+	if s.ended || s.org == nil {
+		s.mu.Unlock()
+		return nil, 0, false
+	}
+	for i := s.head; i < len(s.kept); i++ {
+		if o := s.org.from[i]; o.origin == "" && o.seq > pos {
+			kept = append(kept, s.kept[i])
+		}
+	}
+	if s.org.local > pos {
+		missed = s.org.local - pos - uint64(len(kept))
+	}
+	s.forward = forward
+	c := s.endMovedLocked()
+	s.mu.Unlock()
+	s.finishMoved(c)
+	return kept, missed, true
 }
 
 // current returns the connection attached, or nil.
@@ -219,7 +274,12 @@ func (s *session) push(frame []byte, paced bool) (retry <-chan struct{}, err err
 func (s *session) pushFrom(frame []byte, paced bool, origin string, seq uint64) (retry <-chan struct{}, err error) {
 	s.mu.Lock()
 	if s.ended {
+		forward := s.forward
 		s.mu.Unlock()
+		if forward != nil && origin == "" {
+			forward(frame) // released to another server (Release)
+			return nil, nil
+		}
 		return nil, ErrPeerGone
 	}
 	c := s.conn
@@ -245,6 +305,9 @@ func (s *session) pushFrom(frame []byte, paced bool, origin string, seq uint64) 
 	// replays it.
 	s.keepLocked(frame, origin, seq)
 	s.mu.Unlock()
+	if origin == "" && s.org != nil && s.watch != nil {
+		s.watch.CountsMoved(s) // one this server originated: reported within milliseconds
+	}
 	if errors.Is(err, ErrSlowConsumer) {
 		c.kill(reasonSlowConsumer, fmt.Errorf("send queue over %d bytes", s.srv.cfg.SendQueueBytes))
 		return nil, err

@@ -76,6 +76,9 @@ func (c *conn) endTake() {
 	s.takenNow.Store(s.taken)
 	c.took = s.taken
 	s.takeMu.Unlock()
+	if s.holds && s.watch != nil {
+		s.watch.CountsMoved(s) // committed within milliseconds, not at the next periodic report
+	}
 	if c.took-c.told >= takeEvery {
 		c.tellTaken()
 	}
@@ -155,6 +158,29 @@ type Committer interface {
 func (c *conn) holdsTaken() bool {
 	_, moves := c.srv.cfg.Hub.(SessionMover)
 	return c.taken && moves
+}
+
+// CountWatcher is implemented by a hub that reports its sessions' counts
+// to other servers and commits them (a cluster's node): a session whose
+// client counts its frames, or reads cursors, tells it when its count of
+// the client's frames taken, or of the frames this server originated for
+// it, moved, so that the hub reports and commits it within milliseconds
+// instead of at its next periodic report: the client keeps, and after a
+// node's death sends again (maybe twice), only the lines of those
+// milliseconds.
+type CountWatcher interface {
+	CountsMoved(p Peer)
+}
+
+// countWatcher returns the hub as the CountWatcher of a session c makes,
+// or nil if the hub is none or c's client neither counts its frames nor
+// reads cursors.
+func (c *conn) countWatcher() CountWatcher {
+	w, ok := c.srv.cfg.Hub.(CountWatcher)
+	if !ok || !(c.taken || c.cursor) {
+		return nil
+	}
+	return w
 }
 
 // TakenNow implements Committer.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -218,4 +219,57 @@ func TestTakenHeldUntilCommitted(t *testing.T) {
 	peer.Commit(9)                        // past the count: not told
 	peer.Commit(3)
 	b2.Expect(protocol.Received, "3")
+}
+
+// TestRelease: a session with cursors released to another server hands
+// over the frames this server originated after the client's position, in
+// order, counts those let go of past the resume buffer, ends (its
+// connection closed), and forwards what its senders push to it later.
+func TestRelease(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		buffer int    // the resume buffer (0: the default)
+		pos    uint64 // the client's position
+		kept   []string
+		missed uint64
+	}{
+		{name: "all kept", pos: 1, kept: []string{"m2", "m3"}},
+		{name: "none read", pos: 0, kept: []string{"m1", "m2", "m3"}},
+		{name: "all read", pos: 3},
+		// A buffer of one forward_message keeps the last.
+		{name: "let go of past the buffer", buffer: len(protocol.AppendMessage(nil, protocol.ForwardMessage, []string{"alice"}, []byte("m1"))), pos: 0, kept: []string{"m3"}, missed: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hub := committingHub{NewLocalHub(), make(chan Peer, 4)}
+			cfg := resumeConfig()
+			cfg.Hub, cfg.ResumeBuffer = hub, tc.buffer
+			s, _ := resumeServer(t, cfg)
+			bob := joinedResume(t, s, "bob", protocol.FeatureCursor)
+			rel := (<-hub.joined).(Releaser)
+			alice := joined(t, s, "alice")
+			<-hub.joined
+			for _, m := range []string{"m1", "m2", "m3"} {
+				alice.Write(sendFrame(m, "bob"))
+			}
+			alice.Write(protocol.AppendEmpty(nil, protocol.RequestUsersList))
+			alice.ExpectType(protocol.ResponseUsersList) // the three are queued to bob
+			forwarded := make(chan []byte, 1)
+			kept, missed, ok := rel.Release(tc.pos, func(f []byte) { forwarded <- f })
+			var got []string
+			for _, f := range kept {
+				got = append(got, string(f[len(f)-2:]))
+			}
+			if !ok || !slices.Equal(got, tc.kept) || missed != tc.missed {
+				t.Fatalf("Release(%d) = %q, %d, %v; want %q, %d, true", tc.pos, got, missed, ok, tc.kept, tc.missed)
+			}
+			bob.ExpectEnd()
+			alice.Write(sendFrame("m4", "bob"))
+			if f := <-forwarded; string(f[len(f)-2:]) != "m4" {
+				t.Fatalf("forwarded %q, want m4", f)
+			}
+			if _, _, ok := rel.Release(0, nil); ok {
+				t.Fatal("a released session was released again")
+			}
+		})
+	}
 }

@@ -268,6 +268,7 @@ type sentAcks struct {
 	mu      sync.Mutex
 	values  []uint64
 	changed chan struct{} // closed and replaced at each value
+	what    string        // who counted, for a failure: "the page acknowledged" unless set
 }
 
 var receivedRE = regexp.MustCompile(`^received \d+ (\d+)$`)
@@ -276,9 +277,18 @@ var receivedRE = regexp.MustCompile(`^received \d+ (\d+)$`)
 // each frame in a message of its own.
 func (tb *tab) watchAcks() *sentAcks {
 	tb.t.Helper()
-	a := &sentAcks{changed: make(chan struct{})}
+	return watchFrames(tb, network.WebSocketFrameSent, func(e network.EventWebSocketFrameSent) *network.WebSocketFrame { return e.Response }, receivedRE, "")
+}
+
+// watchFrames starts recording the counts re finds (its first group) in
+// the binary WebSocket messages the browser's DevTools report with ev
+// (frameOf gives an event's message), what naming who counted for a
+// failure.
+func watchFrames[E any](tb *tab, ev cdp.Event[E], frameOf func(E) *network.WebSocketFrame, re *regexp.Regexp, what string) *sentAcks {
+	tb.t.Helper()
+	a := &sentAcks{changed: make(chan struct{}), what: what}
 	ctx, cancel := context.WithCancel(tb.ctx)
-	events := chromedp.Events(ctx, network.WebSocketFrameSent)
+	events := chromedp.Events(ctx, ev)
 	tb.run(chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
 		_, err := chromedp.Call(ctx, network.Enable, network.EnableParams{})
 		return err
@@ -286,23 +296,22 @@ func (tb *tab) watchAcks() *sentAcks {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for ev, err := range events {
+		for e, err := range events {
 			if err != nil {
 				return
 			}
-			if ev.Response == nil || ev.Response.Opcode != 2 {
+			f := frameOf(e)
+			if f == nil || f.Opcode != 2 {
 				continue
 			}
-			m := receivedRE.FindSubmatch(ev.Response.PayloadData)
-			if m == nil {
-				continue
+			for _, m := range re.FindAllSubmatch(f.PayloadData, -1) {
+				n, _ := strconv.ParseUint(string(m[1]), 10, 64)
+				a.mu.Lock()
+				a.values = append(a.values, n)
+				close(a.changed)
+				a.changed = make(chan struct{})
+				a.mu.Unlock()
 			}
-			n, _ := strconv.ParseUint(string(m[1]), 10, 64)
-			a.mu.Lock()
-			a.values = append(a.values, n)
-			close(a.changed)
-			a.changed = make(chan struct{})
-			a.mu.Unlock()
 		}
 	}()
 	tb.t.Cleanup(func() {
@@ -328,7 +337,11 @@ func (a *sentAcks) wait(t *testing.T, n uint64) []uint64 {
 		select {
 		case <-ch:
 		case <-deadline.C:
-			t.Fatalf("the page acknowledged %v, never %d", values, n)
+			what := a.what
+			if what == "" {
+				what = "the page acknowledged"
+			}
+			t.Fatalf("%s %v, never %d", what, values, n)
 		}
 	}
 }

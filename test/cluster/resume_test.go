@@ -368,3 +368,50 @@ func TestResumeCountsConfirmedOwn(t *testing.T) {
 	c.Expect(protocol.ExtHello, protocol.FeatureResume+" "+protocol.FeatureCursor)
 	c.Expect(protocol.Resumed, "10")
 }
+
+// TestResumeReleasedByLiveNode: bob, on n1 with cursors, reads nothing
+// while dave, on n1 too, sends him five messages; bob comes back through
+// n2 while n1 runs. n1 releases the session and sends n2 the five it
+// kept for him: bob is told he missed none and gets them once, in order;
+// dave's next message, sent while the record may still name n1, reaches
+// bob on n2. Before, the five were dropped with the old session and
+// counted missed (resumed 5), and what dave sent between n1's last report
+// and the move was lost without a word.
+func TestResumeReleasedByLiveNode(t *testing.T) {
+	n1, n2, _ := startThree(t)
+	_, token := joinResumable(t, n1, "bob", protocol.FeatureCursor) // open, unread
+	dave := join(t, n1, "dave")
+	alice := join(t, n2, "alice")
+	alice.waitList(usersList("alice", "bob", "dave"))
+	for i := 1; i <= 5; i++ {
+		dave.Send(fmt.Sprint("d", i), "bob")
+	}
+	dave.List() // n1 has queued all five for bob once it answers this
+	c := dial(t, n2, "bob")
+	c.Write(protocol.AppendResumeAt(protocol.AppendExtHello(nil, []string{protocol.FeatureResume, protocol.FeatureCursor}), "bob", token, 0, 0, nil))
+	c.Expect(protocol.ExtHello, protocol.FeatureResume+" "+protocol.FeatureCursor)
+	c.Expect(protocol.Resumed, "0")
+	next := func() string {
+		t.Helper()
+		h, p := c.Frame()
+		for h.Type == protocol.Cursor {
+			h, p = c.Frame()
+		}
+		if h.Type != protocol.ForwardMessage {
+			t.Fatalf("bob got %s %q, want a message", h.Name, p)
+		}
+		return string(p)
+	}
+	for i := 1; i <= 5; i++ {
+		if got, want := next(), fmt.Sprint("1 dave d", i); got != want {
+			t.Fatalf("bob got %q, want %q", got, want)
+		}
+	}
+	dave.Send("d6", "bob")
+	if got := next(); got != "1 dave d6" {
+		t.Fatalf("bob got %q, want dave's d6", got)
+	}
+	n1.Errs.Wait(t, "n1 releasing bob's session", 1, timeout, func(s string) bool {
+		return strings.Contains(s, `msg="released a session to another node"`) && strings.Contains(s, "sent=5")
+	})
+}

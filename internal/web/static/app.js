@@ -7,7 +7,7 @@
 (() => {
   const {
     MAX_RECIPIENTS, enc, dec, nameProblem, textProblem, safeFilename, frame, splitFields, Decoder,
-    StreamError, COUNTED,
+    StreamError, COUNTED, SendLog, MAX_LOST_LABELS, messageLabel, parseCount, parseResumed,
   } = globalThis.chatCodec;
   const UPLOAD_SLICE = 1 << 20; // bytes of a file read and sent at a time
   const UPLOAD_HIGH_WATER = 4 << 20; // wait while this much is buffered by the socket
@@ -15,7 +15,9 @@
   const FOLD_BYTES = 8 << 20; // received bytes folded into a Blob at a time
   // The features the page asks for. A resumed connection asks for the
   // same ones, and must be granted them: the page's decoding rests on them.
-  const FEATURES = ['chunked-file', 'presence', 'not-online', 'online', 'resume', 'heartbeat'];
+  // taken: the server counts the page's messages and list requests, and a
+  // resume sends again those a lost connection did not deliver.
+  const FEATURES = ['chunked-file', 'presence', 'not-online', 'online', 'resume', 'heartbeat', 'taken'];
   // Acknowledging and reconnecting follow the terminal client's rules
   // (internal/client/reconnect.go; docs/SESSIONS.md): an acknowledgement
   // once ACK_EVERY counted frames wait, or ACK_DELAY_MS after the first;
@@ -252,6 +254,9 @@
       // Resume (docs/WEB.md, "A lost connection"): the state to resume
       // with, and the connection's.
       this.res = new ResumeState();
+      // The messages and list requests sent that the server has not said
+      // it took (SendLog), once it granted taken; else null.
+      this.sent = null;
       this.reconnecting = false; // lost: attempts run, sends wait
       this.deadline = 0; // when the session's window passes, once lost
       this.backoff = BACKOFF_FIRST_MS;
@@ -325,6 +330,16 @@
       if (this.ws.readyState === WebSocket.OPEN) this.ws.send(bytes);
     }
 
+    // sendCounted sends a message or a list request (label names it to a
+    // person; '' for a list request, which nobody typed), numbering and
+    // keeping it first when the server counts them: one the connection
+    // takes while it is already dead, not yet seen to be, is sent again
+    // after the resume.
+    sendCounted(bytes, label) {
+      if (this.sent) this.sent.add(bytes, label);
+      this.send(bytes);
+    }
+
     // queue runs op after every send queued before it, once frames may
     // be sent; not at all if the session ends first. The promise it
     // returns tells whether op ran.
@@ -373,7 +388,7 @@
     requestList() {
       if (this.listPending || this.over) return;
       this.listPending = true;
-      this.queue(() => this.send(frame('request_users_list')));
+      this.queue(() => this.sendCounted(frame('request_users_list'), ''));
     }
 
     onMessage(e) {
@@ -399,6 +414,9 @@
           this.helloAnswered = true;
           this.granted = dec.decode(p).split(' ').filter((f) => f !== '');
           this.presence = this.granted.includes('presence');
+          // From here the page numbers its messages and list requests, as
+          // the server counts them (from the join on, which went before).
+          if (this.granted.includes('resume') && this.granted.includes('taken')) this.sent = new SendLog();
           this.startHeartbeat();
           // A server without online: the answer to a list shows the
           // join stood, as with no extensions.
@@ -483,6 +501,13 @@
         case 'cursor':
           if (this.granted.includes('cursor')) this.res.cursorFrame(p);
           break;
+        case 'received': {
+          // The server's count of the page's frames it has taken.
+          const n = parseCount(dec.decode(p));
+          const why = !this.sent ? 'taken not granted' : n < 0 ? 'malformed' : this.sent.took(n);
+          if (why) console.warn(`ignoring received: ${why}`);
+          break;
+        }
         case 'ping':
           // Answered from here, not from a timer: a hidden tab runs its
           // timers once a minute, and the server pings a page that has
@@ -672,12 +697,16 @@
           if (!sameFeatures(p, this.granted)) this.end('Disconnected: connection to the server lost; the server now answering does not offer what the session had.');
           return;
         case 'resumed': {
-          const m = /^(0|[1-9][0-9]{0,19})$/.exec(dec.decode(p));
-          if (!m) {
+          const r = parseResumed(p);
+          if (!r) {
             this.end('Disconnected: the server sent something this page cannot read (a malformed resumed).');
             return;
           }
-          this.resumed(Number(m[1]));
+          if (r.has && !this.sent) {
+            this.end('Disconnected: connection to the server lost; the server now answering does not offer what the session had.');
+            return;
+          }
+          this.resumed(r);
           return;
         }
         case 'resume_failed':
@@ -688,20 +717,55 @@
       }
     }
 
-    // resumed carries on after a resume that stood: the frames the
-    // server kept follow, and the sends that waited go.
-    resumed(missed) {
+    // resumed carries on after a resume that stood (r: what resumed
+    // says): the frames the server kept follow; what the page sent and
+    // the server did not take goes again, then the sends that waited.
+    resumed(r) {
       if (this.attemptTimer !== null) clearTimeout(this.attemptTimer);
       this.attemptTimer = null;
       this.reconnecting = false;
       setStatus('Online', 'online');
       this.startHeartbeat();
+      const missed = r.missed;
       if (missed > 0) {
         note(`The connection was lost and you missed ${missed} message${missed === 1 ? '' : 's'} (more than the server keeps for you).`, true);
         // Joins and leaves may be among them.
         this.requestList();
       }
+      this.sendAgain(r);
       this.signal();
+    }
+
+    // sendAgain sends, on the connection just resumed and before anything
+    // new (sends wait for signal), the frames the server did not take,
+    // and says in the log what it sent again and what it could not, as
+    // the terminal client says it on stderr (internal/client/sendlog.go).
+    sendAgain(r) {
+      if (!this.sent) return;
+      const exact = r.has && r.exact;
+      if (!r.has) console.warn('the server did not say how many of your messages it took: sending again those it did not confirm');
+      const { again, lost, labels } = this.sent.resumeFrom(r.taken, exact);
+      if (lost > 0) {
+        // List requests (label '') are the page's own: not named.
+        const named = labels.filter((l) => l !== '');
+        let s = `${lost} message${lost === 1 ? '' : 's'} you sent may not have reached anyone (more than the page keeps to send again; send ${lost === 1 ? 'it' : 'them'} again if needed)`;
+        if (named.length > 0) s += `${named.length < lost ? '; the last: ' : ': '}${named.join('; ')}`;
+        note(s, true);
+      }
+      // ws.send does not fail on an open connection: if this one is lost
+      // too, the frames are still kept, for the next resume.
+      for (const f of again) this.ws.send(f.frame);
+      const msgs = again.filter((f) => f.label !== '');
+      if (msgs.length === 0) return; // only list requests: nothing to tell
+      const k = msgs.length;
+      const what = `${k} message${k === 1 ? '' : 's'} you sent`;
+      if (exact) {
+        note(`Sent again ${what} that had not reached the server.`);
+        return;
+      }
+      // Named, so that the person knows which may come twice.
+      const last = msgs.slice(-MAX_LOST_LABELS).map((f) => f.label);
+      note(`Sent again ${what} that the server that failed may not have taken: some may arrive twice${k > MAX_LOST_LABELS ? '; the last: ' : ': '}${last.join('; ')}`, true);
     }
 
     dropDownloads(why) {
@@ -786,7 +850,7 @@
       else if (this.reconnecting) mark('waiting: reconnecting');
       if (state) li.classList.add('queued');
       this.queue(() => {
-        this.send(frame('send_message', `${names.length} ${names.join(' ')} `, text));
+        this.sendCounted(frame('send_message', `${names.length} ${names.join(' ')} `, text), messageLabel(names, text));
         if (state) {
           li.classList.remove('queued');
           mark('sent');

@@ -241,7 +241,7 @@ globalThis.chatCodec = (() => {
   const KNOWN_TYPES = new Set([
     'ext_hello', 'response_users_list', 'forward_message', 'file_begin', 'file_chunk', 'file_end',
     'file_abort', 'err_unknown_message', 'err_server_full', 'err_username_unavailable', 'presence',
-    'not_online', 'online', 'session', 'resumed', 'resume_failed', 'ping', 'pong', 'cursor',
+    'not_online', 'online', 'session', 'resumed', 'resume_failed', 'ping', 'pong', 'cursor', 'received',
   ]);
 
   // COUNTED lists the frames this page receives that count for the resume
@@ -267,9 +267,166 @@ globalThis.chatCodec = (() => {
     return out;
   }
 
+  // ---- The page's own frames, counted: the taken feature ----------------
+  // What the page sent that the server has not said it took
+  // (docs/PROTOCOL.md, "taken"; docs/WEB.md, "A lost connection"; issue
+  // 22). A server that grants taken counts the page's messages and list
+  // requests it has taken (read whole and acted on), and says the count
+  // now and then (received) and in resumed. The page numbers the same
+  // frames as it writes them and keeps each until a count covers it; a
+  // resume sends again, before anything new, exactly the frames after the
+  // server's count. Without it a message handed to a connection already
+  // dead but not yet seen to be was lost without a word. SendLog is the
+  // terminal client's sendLog (internal/client/sendlog.go) line for line:
+  // the same rules and the same bounds, so that both behave alike on
+  // every resume.
+
+  // MAX_SENT_BYTES and MAX_SENT_FRAMES bound what the page keeps to send
+  // again, as the terminal client's. A live connection keeps the frames
+  // of a round trip (the server says its count when the page's input
+  // pauses, and every 64 frames); the bound matters only while a
+  // connection is dead and not yet seen to be (until the heartbeat sees
+  // it: 15 s by default), when a browser takes every send into its
+  // socket's buffer, which never fills.
+  const MAX_SENT_BYTES = 1 << 20;
+  const MAX_SENT_FRAMES = 4096;
+  // MAX_LOST_LABELS is how many of the frames let go of unconfirmed (the
+  // last) are named if they turn out lost; LABEL_CHARS how much of a
+  // message a label shows.
+  const MAX_LOST_LABELS = 5;
+  const LABEL_CHARS = 40;
+
+  // SendLog is the page's frames the server has not said it took,
+  // numbered 1, 2, 3... in the order they are written, as the server
+  // counts them. Each is kept with a label that names it to a person
+  // (messageLabel; '' for a frame the person did not type, a list
+  // request).
+  class SendLog {
+    constructor() {
+      this.next = 1; // the number the next frame gets
+      this.known = 0; // the server's count last learnt
+      this.first = 1; // the number of kept[0]
+      this.kept = []; // {frame, label}: the frames numbered first..next-1
+      this.bytes = 0; // the bytes of kept
+      this.lost = []; // {n, label}: the last frames let go of unconfirmed (numbered known+1..first-1), at most MAX_LOST_LABELS
+    }
+    // add numbers frame, which is being written, and keeps it, letting go
+    // of the oldest kept past the bounds.
+    add(frame, label) {
+      this.kept.push({ frame, label });
+      this.bytes += frame.length;
+      this.next++;
+      while (this.kept.length > 1 && (this.bytes > MAX_SENT_BYTES || this.kept.length > MAX_SENT_FRAMES)) {
+        if (this.lost.length === MAX_LOST_LABELS) this.lost.shift();
+        const f = this.kept.shift();
+        this.lost.push({ n: this.first, label: f.label });
+        this.bytes -= f.frame.length;
+        this.first++;
+      }
+    }
+    // took takes the server's count n of the frames it has taken (a
+    // received), and lets go of those. It returns why a count is refused
+    // (past what was sent: a broken server), or ''; one behind what is
+    // known is stale, and ignored.
+    took(n) {
+      if (n >= this.next) return `the server says it took ${n} frames of ${this.next - 1} sent`;
+      if (n <= this.known) return '';
+      this.known = n;
+      while (this.kept.length > 0 && this.first <= n) {
+        this.bytes -= this.kept.shift().frame.length;
+        this.first++;
+      }
+      if (this.first <= n) this.first = n + 1;
+      this.lost = this.lost.filter((x) => x.n > n);
+      return '';
+    }
+    // resumeFrom is the session's resume: the server has taken the first
+    // n frames, exactly or at least (a node that took the session over
+    // from one whose count it does not know): either way the frames after
+    // n and after the last count learnt are sent again. It returns
+    // {again, lost, labels}: the frames to send again, in order, before
+    // anything new; how many frames after n were let go of (past the
+    // bounds) and so cannot be, with the labels of the last of them. From
+    // now on the frames are numbered after n. A count past what was sent
+    // (a broken server) is taken as all of it.
+    //
+    // An exact count does not confirm the frames up to it: a cluster's
+    // node confirms a frame only once the other nodes know what it did,
+    // and says resumed with what it took. The frames taken and not
+    // confirmed stay kept, not sent again, until a received covers them:
+    // if that node dies too, they are sent again where the session
+    // resumes next.
+    resumeFrom(n, exact) {
+      n = Math.min(n, this.next - 1);
+      // Frames the server said it took (known) were taken, whatever a
+      // node that lost count says now.
+      const from = Math.max(n, this.known);
+      let lost = 0;
+      const labels = [];
+      if (this.first > from + 1) {
+        lost = this.first - 1 - from;
+        for (const x of this.lost) if (x.n > from) labels.push(x.label);
+      }
+      const held = [];
+      const keep = [];
+      this.kept.forEach((f, i) => {
+        const num = this.first + i;
+        if (num > from) keep.push(f);
+        else if (exact && num > this.known) held.push(f); // numbered up to n, without a gap
+      });
+      this.kept = [...held, ...keep];
+      this.bytes = this.kept.reduce((b, f) => b + f.frame.length, 0);
+      if (held.length > 0) {
+        this.lost = this.lost.filter((x) => x.n <= from);
+      } else {
+        this.known = n;
+        this.lost = [];
+      }
+      this.first = n + 1 - held.length;
+      this.next = n + keep.length + 1;
+      return { again: keep, lost, labels };
+    }
+    // pending returns how many frames are kept.
+    get pending() {
+      return this.kept.length;
+    }
+  }
+
+  // messageLabel names a message to names of text for a person, as the
+  // terminal client does: `to bob, carol: "the text…"`, the text cut at
+  // LABEL_CHARS characters and the names after the third counted.
+  function messageLabel(names, text) {
+    const chars = [...text];
+    if (chars.length > LABEL_CHARS) text = chars.slice(0, LABEL_CHARS).join('') + '\u2026';
+    let to = names.slice(0, 3).join(', ');
+    if (names.length > 3) to += ` and ${names.length - 3} more`;
+    return `to ${to}: ${JSON.stringify(text)}`;
+  }
+
+  // parseCount decodes a count (received, and the fields of resumed): at
+  // most 19 digits, no leading zero, as the server's parser. It returns
+  // -1 for anything else.
+  function parseCount(s) {
+    return /^(0|[1-9][0-9]{0,18})$/.test(s) ? Number(s) : -1;
+  }
+
+  // parseResumed decodes a resumed payload (bytes): `<missed>` (has
+  // false: no count of the page's frames), `<missed> <n>` (exact) or
+  // `<missed> ~<n>` (a lower bound). It returns null for a malformed one.
+  function parseResumed(p) {
+    const m = /^([0-9]+)(?: (~?)([0-9]+))?$/.exec(dec.decode(p));
+    if (!m) return null;
+    const missed = parseCount(m[1]);
+    if (missed < 0) return null;
+    if (m[3] === undefined) return { missed, taken: 0, exact: false, has: false };
+    const taken = parseCount(m[3]);
+    if (taken < 0) return null;
+    return { missed, taken, exact: m[2] === '', has: true };
+  }
 
   return Object.freeze({
     MAX_RECIPIENTS, SMALL_FRAME, enc, dec, nameProblem, textProblem, safeFilename, frame,
-    splitFields, Decoder, StreamError, COUNTED,
+    splitFields, Decoder, StreamError, COUNTED, SendLog, MAX_SENT_BYTES, MAX_SENT_FRAMES,
+    MAX_LOST_LABELS, messageLabel, parseCount, parseResumed,
   });
 })();
