@@ -107,3 +107,40 @@ func TestHeardProbeAnswer(t *testing.T) {
 		t.Fatalf("answers %v, want %v", h.commit.answers, want)
 	}
 }
+
+// TestOutboundCountsEveryEntry: a relay queue counts every entry it is
+// given, numbered (a resume user's, addSeq) or not, as its publisher
+// counts what it publishes: a probe waits for exactly the frames given
+// before its counts were staged. addSeq counted none, and a probe after a
+// resume user's frames passed at once.
+func TestOutboundCountsEveryEntry(t *testing.T) {
+	o := &outbound{wake: make(chan struct{}, 1)}
+	key := creditKey{"bob", 1}
+	o.add(key, []byte("a"))
+	o.addSeq(key, 1, []byte("b"))
+	if o.added != 2 || o.entries != 2 {
+		t.Fatalf("added %d for %d entries, want 2", o.added, o.entries)
+	}
+	done := o.publishedBy(o.added)
+	if done == nil {
+		t.Fatal("published before anything was")
+	}
+	o.mu.Lock()
+	o.published++ // one of the two
+	o.wakeWaitersLocked()
+	o.mu.Unlock()
+	select {
+	case <-done:
+		t.Fatal("woken with one of two published")
+	default:
+	}
+	o.mu.Lock()
+	o.published++
+	o.wakeWaitersLocked()
+	o.mu.Unlock()
+	select {
+	case <-done:
+	default:
+		t.Fatal("not woken with both published")
+	}
+}

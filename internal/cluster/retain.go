@@ -230,6 +230,7 @@ func (o *outbound) addSeq(key creditKey, seq uint64, frame []byte) bool {
 	}
 	o.buf = appendSeqEntry(o.buf, key, seq, frame)
 	o.entries++
+	o.added++
 	wake := !o.publishing
 	o.publishing = true
 	o.mu.Unlock()
