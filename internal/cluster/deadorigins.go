@@ -167,35 +167,7 @@ func (h *Hub) heardDeadOrigin(m *nats.Msg) {
 		return
 	}
 	origin := originID(node, inc)
-	sessions := 0
-	// The registry's lock first, as heardSeqs takes it.
-	h.reg.mu.RLock()
-	h.moves.mu.Lock()
-	if h.moves.seqs == nil {
-		h.moves.seqs = make(map[creditKey]map[string]uint64)
-	}
-	eachEntry(b[1+int(b[0])+8:], 1, func(key creditKey, v []uint64) {
-		if u, ok := h.reg.users[key.name]; !ok || u.token != key.token {
-			return // not (or no longer) a session: nothing would forget it
-		}
-		s := h.moves.seqs[key]
-		if s == nil {
-			if len(h.moves.seqs) >= maxReportedSessions {
-				return
-			}
-			s = make(map[string]uint64)
-			h.moves.seqs[key] = s
-		}
-		if seq := v[0]; seq > s[origin] {
-			s[origin] = seq
-		}
-		sessions++
-	})
-	if h.moves.testHookSeqs != nil {
-		h.moves.testHookSeqs()
-	}
-	h.moves.mu.Unlock()
-	h.reg.mu.RUnlock()
+	sessions := h.noteSeqs(origin, b[1+int(b[0])+8:])
 	h.quiet.Info("heard a node's positions in an origin that is gone", "peer", reporter, "origin", origin, "sessions", sessions)
 }
 

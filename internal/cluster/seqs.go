@@ -85,7 +85,14 @@ func (h *Hub) heardSeqs(m *nats.Msg) {
 	if !ok {
 		return
 	}
-	origin := originID(node, inc)
+	h.noteSeqs(originID(node, inc), entries)
+}
+
+// noteSeqs keeps, from entries (each a session's position in origin's
+// frames: the origin's own report, or a user's node's once the origin
+// is gone, deadorigins.go), the furthest position heard for each session
+// that is still one, and returns how many entries it took.
+func (h *Hub) noteSeqs(origin string, entries []byte) (sessions int) {
 	// The registry's lock first, as dropRetained (which forgets a
 	// session's counts) holds it: a count heard for a session that
 	// ended is not kept.
@@ -111,10 +118,12 @@ func (h *Hub) heardSeqs(m *nats.Msg) {
 		if seq := v[0]; seq > s[origin] {
 			s[origin] = seq
 		}
+		sessions++
 	})
 	if h.moves.testHookSeqs != nil {
 		h.moves.testHookSeqs()
 	}
+	return sessions
 }
 
 // maxReportedSessions bounds the sessions whose origin sequences a node
