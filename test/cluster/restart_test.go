@@ -80,13 +80,7 @@ func rejoin(t *testing.T, n *node, name string) *conn {
 // twice, nothing out of order, nothing more.
 func expectMessages(t *testing.T, c *conn, prefix string, n int) {
 	t.Helper()
-	next := func() (protocol.Header, []byte) {
-		h, p := c.Frame()
-		for h.Type == protocol.Cursor {
-			h, p = c.Frame()
-		}
-		return h, p
-	}
+	next := c.counted
 	for i := 1; i <= n; i++ {
 		if h, p := next(); h.Type != protocol.ForwardMessage || string(p) != fmt.Sprint("1 alice ", prefix, i) {
 			t.Fatalf("bob got %s %q, want alice's %s%d", h.Name, p, prefix, i)
@@ -155,10 +149,7 @@ func TestResumeAfterOriginRestarted(t *testing.T) {
 			if tc.killN1 {
 				n1.Kill()
 			}
-			c := dial(t, on, "bob")
-			c.Write(protocol.AppendResumeAt(protocol.AppendExtHello(nil, []string{protocol.FeatureResume, protocol.FeatureCursor}), "bob", token, read, read, cursor))
-			c.Expect(protocol.ExtHello, protocol.FeatureResume+" "+protocol.FeatureCursor)
-			c.Expect(protocol.Resumed, fmt.Sprint(sent-read))
+			c := resumeAt(t, on, "bob", token, read, read, cursor, fmt.Sprint(sent-read))
 			if !tc.killN1 {
 				old.ExpectClosed()
 			}
@@ -182,16 +173,9 @@ func TestResumeSameNodeAfterOriginRestarted(t *testing.T) {
 	const sent, read = 10, 4
 	n1, _, n3, old, token, cursor, _ := restartedSetup(t, sent)
 	old.NC.Close()
-	c := dial(t, n1, "bob")
-	c.Write(protocol.AppendResumeAt(protocol.AppendExtHello(nil, []string{protocol.FeatureResume, protocol.FeatureCursor}), "bob", token, read, read, cursor))
-	c.Expect(protocol.ExtHello, protocol.FeatureResume+" "+protocol.FeatureCursor)
-	c.Expect(protocol.Resumed, "0")
+	c := resumeAt(t, n1, "bob", token, read, read, cursor, "0")
 	for i := read + 1; i <= sent; i++ {
-		h, p := c.Frame()
-		for h.Type == protocol.Cursor {
-			h, p = c.Frame()
-		}
-		if h.Type != protocol.ForwardMessage || string(p) != fmt.Sprint("1 alice a", i) {
+		if h, p := c.counted(); h.Type != protocol.ForwardMessage || string(p) != fmt.Sprint("1 alice a", i) {
 			t.Fatalf("bob got %s %q, want alice's a%d again", h.Name, p, i)
 		}
 	}

@@ -38,19 +38,13 @@ func resumeAfterFlood(t *testing.T, nodes []*node, total, size int, kept func())
 		kept()
 	}
 
-	c := dial(t, n2, "bob")
-	c.Write(protocol.AppendResumeAt(protocol.AppendExtHello(nil, []string{protocol.FeatureResume, protocol.FeatureCursor}), "bob", token, 1, 1, cursor))
-	c.Expect(protocol.ExtHello, protocol.FeatureResume+" "+protocol.FeatureCursor)
+	c := dialResumeAt(t, n2, "bob", token, 1, 1, cursor)
 	missed, err := strconv.Atoi(string(c.ExpectType(protocol.Resumed)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := missed + 1; i <= total; i++ {
-		h, p := c.Frame()
-		for h.Type == protocol.Cursor {
-			h, p = c.Frame()
-		}
-		if h.Type != protocol.ForwardMessage || string(p) != "1 alice "+text(i) {
+		if h, p := c.counted(); h.Type != protocol.ForwardMessage || string(p) != "1 alice "+text(i) {
 			t.Fatalf("after resumed %d: got %s %.20q, want message %d", missed, h.Name, p, i)
 		}
 	}
@@ -122,16 +116,9 @@ func TestAcksTrimOrigins(t *testing.T) {
 	}
 
 	n1.Kill()
-	c := dial(t, n2, "bob")
-	c.Write(protocol.AppendResumeAt(protocol.AppendExtHello(nil, []string{protocol.FeatureResume, protocol.FeatureCursor}), "bob", token, acked, acked, cursor))
-	c.Expect(protocol.ExtHello, protocol.FeatureResume+" "+protocol.FeatureCursor)
-	c.Expect(protocol.Resumed, "0")
+	c := resumeAt(t, n2, "bob", token, acked, acked, cursor, "0")
 	for i := acked + 1; i <= total; i++ {
-		h, p := c.Frame()
-		for h.Type == protocol.Cursor {
-			h, p = c.Frame()
-		}
-		if h.Type != protocol.ForwardMessage || string(p) != "1 alice "+text(i) {
+		if h, p := c.counted(); h.Type != protocol.ForwardMessage || string(p) != "1 alice "+text(i) {
 			t.Fatalf("after the resume: got %s %.20q, want message %d", h.Name, p, i)
 		}
 	}

@@ -119,6 +119,35 @@ func resumeOn(t *testing.T, n *node, name string, token protocol.Token, count ui
 	return c
 }
 
+// resumeAt resumes the session of name on node n with a new raw
+// connection asking for cursors, the client having read count counted
+// frames, j of them after its last cursor (nil: none), and expects
+// resumed <missed>.
+func resumeAt(t *testing.T, n *node, name string, token protocol.Token, count, j uint64, cursor []byte, missed string) *conn {
+	t.Helper()
+	c := dialResumeAt(t, n, name, token, count, j, cursor)
+	c.Expect(protocol.Resumed, missed)
+	return c
+}
+
+// dialResumeAt is resumeAt up to resumed, which it leaves unread.
+func dialResumeAt(t *testing.T, n *node, name string, token protocol.Token, count, j uint64, cursor []byte) *conn {
+	t.Helper()
+	c := dial(t, n, name)
+	c.Write(protocol.AppendResumeAt(protocol.AppendExtHello(nil, []string{protocol.FeatureResume, protocol.FeatureCursor}), name, token, count, j, cursor))
+	c.Expect(protocol.ExtHello, protocol.FeatureResume+" "+protocol.FeatureCursor)
+	return c
+}
+
+// counted returns c's next frame that is not a cursor.
+func (c *conn) counted() (protocol.Header, []byte) {
+	h, p := c.Frame()
+	for h.Type == protocol.Cursor {
+		h, p = c.Frame()
+	}
+	return h, p
+}
+
 // TestResumeOnLiveOtherNode: bob, on n1 with a session granted resume,
 // comes back through n2 while n1 runs on (a client whose first address
 // failed it for a moment): n2 takes the session over at once; n1, seeing
@@ -320,16 +349,9 @@ func TestResumeCountsDeadNodesOwn(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // a metric: nothing to wait on
 	}
 	n1.Kill()
-	c := dial(t, n2, "bob")
-	c.Write(protocol.AppendResumeAt(protocol.AppendExtHello(nil, []string{protocol.FeatureResume, protocol.FeatureCursor}), "bob", token, 2, 1, cursor))
-	c.Expect(protocol.ExtHello, protocol.FeatureResume+" "+protocol.FeatureCursor)
-	c.Expect(protocol.Resumed, "5")
+	c := resumeAt(t, n2, "bob", token, 2, 1, cursor, "5")
 	alice.Send("a2", "bob")
-	h, p := c.Frame()
-	for h.Type == protocol.Cursor {
-		h, p = c.Frame()
-	}
-	if h.Type != protocol.ForwardMessage || string(p) != "1 alice a2" {
+	if h, p := c.counted(); h.Type != protocol.ForwardMessage || string(p) != "1 alice a2" {
 		t.Fatalf("after the resume: got %s %q, want alice's a2", h.Name, p)
 	}
 }
@@ -363,10 +385,7 @@ func TestResumeCountsConfirmedOwn(t *testing.T) {
 		}
 	}
 	n1.Kill()
-	c := dial(t, n2, "carol")
-	c.Write(protocol.AppendResumeAt(protocol.AppendExtHello(nil, []string{protocol.FeatureResume, protocol.FeatureCursor}), "carol", token, 0, 0, nil))
-	c.Expect(protocol.ExtHello, protocol.FeatureResume+" "+protocol.FeatureCursor)
-	c.Expect(protocol.Resumed, "10")
+	resumeAt(t, n2, "carol", token, 0, 0, nil, "10")
 }
 
 // TestResumeReleasedByLiveNode: bob, on n1 with cursors, reads nothing
@@ -387,16 +406,10 @@ func TestResumeReleasedByLiveNode(t *testing.T) {
 		dave.Send(fmt.Sprint("d", i), "bob")
 	}
 	dave.List() // n1 has queued all five for bob once it answers this
-	c := dial(t, n2, "bob")
-	c.Write(protocol.AppendResumeAt(protocol.AppendExtHello(nil, []string{protocol.FeatureResume, protocol.FeatureCursor}), "bob", token, 0, 0, nil))
-	c.Expect(protocol.ExtHello, protocol.FeatureResume+" "+protocol.FeatureCursor)
-	c.Expect(protocol.Resumed, "0")
+	c := resumeAt(t, n2, "bob", token, 0, 0, nil, "0")
 	next := func() string {
 		t.Helper()
-		h, p := c.Frame()
-		for h.Type == protocol.Cursor {
-			h, p = c.Frame()
-		}
+		h, p := c.counted()
 		if h.Type != protocol.ForwardMessage {
 			t.Fatalf("bob got %s %q, want a message", h.Name, p)
 		}
