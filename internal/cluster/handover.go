@@ -60,11 +60,12 @@ func (h *Hub) answerHandover(m *nats.Msg) {
 
 // askHandover asks node, which holds the session of key and runs, for
 // its count of the client's frames taken, and gives it to p, the session
-// made here; it reports whether it could.
-func (h *Hub) askHandover(p server.Peer, key creditKey, node string) bool {
-	tc, ok := p.(server.TakenCounter)
-	if !ok || !tc.Takes() {
-		return false
+// made here; it reports whether it could, and whether node answered at
+// all (silent: it died a moment ago, and is not asked anything more).
+func (h *Hub) askHandover(p server.Peer, key creditKey, node string) (ok, answered bool) {
+	tc, counts := p.(server.TakenCounter)
+	if !counts || !tc.Takes() {
+		return false, true
 	}
 	req := []byte{byte(len(key.name))}
 	req = append(req, key.name...)
@@ -72,9 +73,12 @@ func (h *Hub) askHandover(p server.Peer, key creditKey, node string) bool {
 	ctx, cancel := context.WithTimeout(h.ctx, handoverWait)
 	defer cancel()
 	resp, err := h.nc.RequestWithContext(ctx, h.subject(handoverSubject, node), req)
-	if err != nil || len(resp.Data) != 8 {
-		return false
+	if err != nil {
+		return false, false
+	}
+	if len(resp.Data) != 8 {
+		return false, true
 	}
 	tc.SetTaken(binary.BigEndian.Uint64(resp.Data))
-	return true
+	return true, true
 }

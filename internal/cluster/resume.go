@@ -274,8 +274,13 @@ func (h *Hub) TakeOver(p server.Peer, token protocol.Token, pos map[string]uint6
 		return 0, server.ErrNoSession
 	}
 	key := creditKey{name, u.token}
-	if h.live.alive(u.node, u.inc) && h.askHandover(p, key, u.node) {
-		h.log.Info("the old node handed over its count of the client's frames", "user", name, "from", u.node)
+	oldAlive := h.live.alive(u.node, u.inc)
+	if oldAlive {
+		handed, answered := h.askHandover(p, key, u.node)
+		if handed {
+			h.log.Info("the old node handed over its count of the client's frames", "user", name, "from", u.node)
+		}
+		oldAlive = answered // a node silent for handoverWait is not asked to release the session either
 	}
 	missed = h.replaySelf(p, key, u.node, pos)
 	h.mu.Lock()
@@ -304,7 +309,7 @@ func (h *Hub) TakeOver(p server.Peer, token protocol.Token, pos map[string]uint6
 		// if it runs (release.go), else counted to within its last
 		// report.
 		m, released := uint64(0), false
-		if h.live.alive(u.node, u.inc) {
+		if oldAlive {
 			m, released = h.askRelease(key, u.node, pos[server.LocalPosition])
 		}
 		if !released {
